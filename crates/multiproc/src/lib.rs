@@ -1,0 +1,8 @@
+#![deny(unsafe_op_in_unsafe_fn)]
+#![allow(dead_code)]
+pub mod codec;
+pub mod error;
+mod handle;
+pub mod shm;
+mod sys;
+pub use error::{Error, ErrorKind, Result};

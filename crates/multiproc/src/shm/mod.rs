@@ -1,0 +1,69 @@
+//! Shared memory: segments (anonymous memfds mapped `MAP_SHARED`), small objects carved out of
+//! shared arenas, and [`ShmSafe`], the types allowed to live there.
+//!
+//! # Safety
+//!
+//! Memory here is visible to other processes, which may be buggy or hostile. So:
+//! - only [`ShmSafe`] types live in it: valid for every bit pattern, no pointers, no heap
+//!   data, no fds; shared words are atomics (or `UnsafeCell`s whose users document their
+//!   synchronization, like the pthread mutex in `sync::raw_mutex`);
+//! - nothing in it is a pointer: locations are offsets, and every offset or length read from
+//!   it or from a message is bounds-checked before use ([`Segment::get`]);
+//! - segments are sealed against shrinking, so a peer cannot turn our loads into SIGBUS.
+
+mod arena;
+mod segment;
+
+pub(crate) use arena::{Shared, ShmObject};
+pub(crate) use segment::{Segment, SegmentKind};
+
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
+
+/// Types that may live in memory shared with other processes.
+///
+/// # Safety
+///
+/// Implementors must be valid for every bit pattern (another process may write anything),
+/// hold no pointers, references, heap allocations or fds, have a stable layout (`repr(C)` or
+/// primitive), and be safe to access concurrently from several processes through `&T`
+/// (atomics, or interior mutability whose synchronization the type documents).
+pub unsafe trait ShmSafe: Sized + Sync + 'static {}
+
+macro_rules! shm_safe {
+    ($($t:ty),*) => { $(
+        // SAFETY: a primitive integer, float or atomic: every bit pattern is valid, no
+        // pointers, and `&T` allows no mutation (or only atomic mutation).
+        unsafe impl ShmSafe for $t {}
+    )* };
+}
+shm_safe!(u8, u16, u32, u64, u128, i8, i16, i32, i64, i128, f32, f64, usize, isize);
+shm_safe!(
+    AtomicU8,
+    AtomicU32,
+    AtomicU64,
+    AtomicI32,
+    AtomicI64,
+    AtomicUsize
+);
+
+// SAFETY: an array of ShmSafe elements is ShmSafe: same reasoning element by element.
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+
+// AtomicBool is deliberately not ShmSafe: a peer could store 2 into it, an invalid bool.
+
+/// Locks taken across `fork` so that the child never inherits them held by another thread.
+pub(crate) fn fork_guards() -> ForkGuards {
+    ForkGuards {
+        _registry: segment::lock_registry(),
+        _arena: arena::lock_current(),
+    }
+}
+
+/// Held across `fork` (see [`fork_guards`]); dropping it in parent and child releases them.
+pub(crate) struct ForkGuards {
+    _registry: std::sync::MutexGuard<
+        'static,
+        Option<std::collections::HashMap<u64, std::sync::Weak<segment::Inner>>>,
+    >,
+    _arena: std::sync::MutexGuard<'static, Option<Segment>>,
+}

@@ -1,0 +1,278 @@
+//! A [`Segment`]: one sealed memfd, mapped whole, starting with a validated header.
+//!
+//! Layout (all little-endian native words, offsets in bytes):
+//! ```text
+//! 0   magic    u64  b"MPROCSEG"
+//! 8   version  u32  LAYOUT_VERSION
+//! 12  kind     u32  SegmentKind code
+//! 16  len      u64  total length of the file (must equal its size)
+//! 24  id       u64  random id, the same in every process (dedupes mappings)
+//! 32  reserved up to HEADER_LEN
+//! 64  payload  len - 64 bytes
+//! ```
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use serde::de::Error as _;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::ShmSafe;
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::handle;
+use crate::sys::mem::{self, Mapping};
+
+const MAGIC: u64 = u64::from_le_bytes(*b"MPROCSEG");
+const LAYOUT_VERSION: u32 = 1;
+/// Bytes before the payload.
+pub(crate) const HEADER_LEN: usize = 64;
+/// Largest segment we agree to map from a peer (1 TiB): a bound on what a hostile fd can ask.
+const MAX_LEN: u64 = 1 << 40;
+
+/// What a segment holds; checked on open so a handle of one kind can't map another's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SegmentKind {
+    /// Many small objects (see `arena.rs`).
+    Arena,
+    /// One object too large for an arena slot, of the given object kind.
+    Object(u8),
+    /// A queue's ring.
+    Queue,
+    /// Free for other users inside the crate (pool bookkeeping, ...), by code.
+    Other(u8),
+}
+
+impl SegmentKind {
+    fn code(self) -> u32 {
+        match self {
+            SegmentKind::Arena => 1,
+            SegmentKind::Queue => 2,
+            SegmentKind::Object(k) => 0x100 | k as u32,
+            SegmentKind::Other(k) => 0x200 | k as u32,
+        }
+    }
+}
+
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    version: AtomicU32,
+    kind: AtomicU32,
+    len: AtomicU64,
+    id: AtomicU64,
+}
+
+pub(super) struct Inner {
+    map: Mapping,
+    fd: OwnedFd,
+    id: u64,
+    kind: SegmentKind,
+}
+
+/// A shared segment; clones share one mapping. Dropping the last clone in a process unmaps it;
+/// the memory is freed when no process maps it or holds its fd.
+#[derive(Clone)]
+pub(crate) struct Segment(Arc<Inner>);
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("id", &format_args!("{:016x}", self.0.id))
+            .field("kind", &self.0.kind)
+            .field("len", &self.0.map.len())
+            .finish()
+    }
+}
+
+static REGISTRY: Mutex<Option<HashMap<u64, Weak<Inner>>>> = Mutex::new(None);
+
+pub(super) fn lock_registry() -> MutexGuard<'static, Option<HashMap<u64, Weak<Inner>>>> {
+    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn random_id() -> u64 {
+    let mut b = [0u8; 8];
+    if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
+        // Fall back to time and pid: uniqueness, not secrecy, is what matters.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        return t ^ ((std::process::id() as u64) << 40);
+    }
+    u64::from_ne_bytes(b)
+}
+
+impl Segment {
+    /// Creates a zero-filled segment with at least `payload_len` payload bytes.
+    pub(crate) fn create(kind: SegmentKind, payload_len: usize) -> Result<Segment> {
+        let page = 4096usize;
+        let total = (HEADER_LEN + payload_len)
+            .checked_next_multiple_of(page)
+            .filter(|&t| t as u64 <= MAX_LEN)
+            .ok_or_else(|| {
+                Error::new(ErrorKind::InvalidArgument, "shared segment size too large")
+            })?;
+        let fd = mem::memfd(c"multiproc", total).context("cannot create shared memory (memfd)")?;
+        let map = Mapping::map(&fd, total).context("cannot map shared memory")?;
+        let id = random_id();
+        // SAFETY: the mapping is at least HEADER_LEN bytes, page-aligned, and Header is
+        // ShmSafe-like (atomics only); no one else has the fd yet.
+        let h = unsafe { &*(map.as_ptr() as *const Header) };
+        h.version.store(LAYOUT_VERSION, Ordering::Relaxed);
+        h.kind.store(kind.code(), Ordering::Relaxed);
+        h.len.store(total as u64, Ordering::Relaxed);
+        h.id.store(id, Ordering::Relaxed);
+        h.magic.store(MAGIC, Ordering::Release);
+        let inner = Arc::new(Inner { map, fd, id, kind });
+        lock_registry()
+            .get_or_insert_with(HashMap::new)
+            .insert(id, Arc::downgrade(&inner));
+        Ok(Segment(inner))
+    }
+
+    /// Opens a segment from an fd received from another process, checking that it is a sealed
+    /// memfd of a plausible size whose header has our magic, version, `kind` and length. A
+    /// segment already mapped in this process is reused.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidHandle`] when any check fails.
+    pub(crate) fn open(fd: OwnedFd, kind: SegmentKind) -> Result<Segment> {
+        let bad = |why: &str| {
+            Error::new(
+                ErrorKind::InvalidHandle,
+                format!("received fd is not a valid multiproc segment of kind {kind:?}: {why}"),
+            )
+        };
+        if !mem::check_sealed(fd.as_fd()).unwrap_or(false) {
+            return Err(bad("not a sealed memfd"));
+        }
+        let size = mem::file_size(fd.as_fd()).map_err(|e| bad(&e.to_string()))?;
+        if size < HEADER_LEN as u64 || size > MAX_LEN || size % 4096 != 0 {
+            return Err(bad(&format!("implausible size {size}")));
+        }
+        let map = Mapping::map(&fd, size as usize).context("cannot map received segment")?;
+        // SAFETY: the mapping is at least HEADER_LEN bytes and page-aligned; the header holds
+        // only atomics, valid for any bytes a peer wrote.
+        let h = unsafe { &*(map.as_ptr() as *const Header) };
+        if h.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(bad("bad magic"));
+        }
+        if h.version.load(Ordering::Relaxed) != LAYOUT_VERSION {
+            return Err(bad("layout version mismatch"));
+        }
+        if h.kind.load(Ordering::Relaxed) != kind.code() {
+            return Err(bad("wrong kind"));
+        }
+        if h.len.load(Ordering::Relaxed) != size {
+            return Err(bad("length in header does not match the file"));
+        }
+        let id = h.id.load(Ordering::Relaxed);
+        let mut reg = lock_registry();
+        let reg = reg.get_or_insert_with(HashMap::new);
+        if let Some(existing) = reg.get(&id).and_then(Weak::upgrade) {
+            if existing.kind == kind {
+                return Ok(Segment(existing));
+            }
+        }
+        let inner = Arc::new(Inner { map, fd, id, kind });
+        reg.retain(|_, w| w.strong_count() > 0);
+        reg.insert(id, Arc::downgrade(&inner));
+        Ok(Segment(inner))
+    }
+
+    /// The fd behind the segment.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.0.fd.as_fd()
+    }
+
+    /// The segment's id, equal in every process.
+    pub(crate) fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    /// The segment's kind.
+    pub(crate) fn kind(&self) -> SegmentKind {
+        self.0.kind
+    }
+
+    /// Start of the payload.
+    pub(crate) fn payload(&self) -> *mut u8 {
+        // SAFETY: the mapping is at least HEADER_LEN bytes long (checked at create/open).
+        unsafe { self.0.map.as_ptr().add(HEADER_LEN) }
+    }
+
+    /// Payload length in bytes.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.0.map.len() - HEADER_LEN
+    }
+
+    /// A reference to the `T` at payload `offset`, if it lies wholly inside the payload and is
+    /// aligned for `T`. The reference lives as long as this handle.
+    pub(crate) fn get<T: ShmSafe>(&self, offset: usize) -> Option<&T> {
+        let end = offset.checked_add(std::mem::size_of::<T>())?;
+        if end > self.payload_len()
+            || (self.payload() as usize + offset) % std::mem::align_of::<T>() != 0
+        {
+            return None;
+        }
+        // SAFETY: in bounds and aligned (checked above); T is ShmSafe, so any bytes are a
+        // valid T and shared access through `&T` is sound; the mapping outlives `&self`.
+        Some(unsafe { &*(self.payload().add(offset) as *const T) })
+    }
+
+    /// Frees the pages backing payload range `[offset, offset+len)` (rounded inward to pages).
+    pub(crate) fn discard(&self, offset: usize, len: usize) -> Result<()> {
+        let start = (HEADER_LEN + offset).next_multiple_of(4096);
+        let end = (HEADER_LEN + offset + len) / 4096 * 4096;
+        if end > start && end <= self.0.map.len() {
+            mem::punch_hole(self.fd(), start as u64, (end - start) as u64)
+                .context("cannot release shared memory pages")?;
+        }
+        Ok(())
+    }
+}
+
+/// Wire form of a segment reference: its fd's index in the message's fd table, and its id.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct WireSegment {
+    pub(crate) fd: u32,
+    pub(crate) id: u64,
+    pub(crate) kind: u32,
+}
+
+impl Serialize for Segment {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let fd = handle::export_fd(self.fd(), Some(self.id())).map_err(S::Error::custom)?;
+        WireSegment {
+            fd,
+            id: self.id(),
+            kind: self.0.kind.code(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Segment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Segment, D::Error> {
+        let w = WireSegment::deserialize(d)?;
+        let kind = match w.kind {
+            1 => SegmentKind::Arena,
+            2 => SegmentKind::Queue,
+            k if k & !0xff == 0x100 => SegmentKind::Object(k as u8),
+            k if k & !0xff == 0x200 => SegmentKind::Other(k as u8),
+            k => return Err(D::Error::custom(format!("unknown segment kind {k}"))),
+        };
+        let fd = handle::import_fd(w.fd).map_err(D::Error::custom)?;
+        let seg = Segment::open(fd, kind).map_err(D::Error::custom)?;
+        if seg.id() != w.id {
+            return Err(D::Error::custom(
+                "segment id does not match its description",
+            ));
+        }
+        Ok(seg)
+    }
+}

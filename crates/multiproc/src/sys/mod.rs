@@ -1,0 +1,60 @@
+//! The only place that makes system calls.
+//!
+//! # Safety
+//!
+//! Everything above this module is safe code over these wrappers. Each wrapper either takes
+//! owned or borrowed file descriptors (so an fd can't be used after close) or documents the
+//! invariant its caller must keep. Raw pointers appear only in [`mem::Mapping`], which owns
+//! its mapping and unmaps it on drop.
+
+pub(crate) mod futex;
+pub(crate) mod mem;
+pub(crate) mod proc;
+pub(crate) mod socket;
+
+use std::time::{Duration, Instant};
+
+/// A point in time after which a blocking call gives up; `None` inside means "never".
+///
+/// Measured on `Instant`, i.e. `CLOCK_MONOTONIC`: wall-clock jumps do not shorten or
+/// lengthen a timeout.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// A deadline `timeout` from now; `None` waits forever.
+    pub(crate) fn after(timeout: Option<Duration>) -> Self {
+        Deadline(timeout.map(|d| Instant::now().checked_add(d).unwrap_or_else(far_future)))
+    }
+
+    /// A deadline that never comes.
+    pub(crate) const fn never() -> Self {
+        Deadline(None)
+    }
+
+    /// Time left: `Ok(None)` for no deadline, `Ok(Some(d))` with `d > 0`, `Err(())` when past.
+    #[allow(clippy::result_unit_err)]
+    pub(crate) fn remaining(&self) -> Result<Option<Duration>, ()> {
+        match self.0 {
+            None => Ok(None),
+            Some(at) => {
+                let now = Instant::now();
+                if now >= at {
+                    Err(())
+                } else {
+                    Ok(Some(at - now))
+                }
+            }
+        }
+    }
+
+    /// True when the deadline has passed.
+    pub(crate) fn expired(&self) -> bool {
+        self.remaining().is_err()
+    }
+}
+
+fn far_future() -> Instant {
+    // About 30 years: long enough to mean "forever", small enough not to overflow.
+    Instant::now() + Duration::from_secs(60 * 60 * 24 * 365 * 30)
+}

@@ -1,0 +1,144 @@
+//! Process system calls: fork, exit, wait, pidfd, signals, parent-death signal.
+//!
+//! # Safety
+//!
+//! [`fork`] is the one dangerous call: the child of a multi-threaded parent may only rely on
+//! state that no other thread could have been changing at the instant of the fork. Its
+//! caller (`process::fork`) documents how that is ensured.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+
+use rustix::process::{Pid, PidfdFlags, Signal};
+
+/// Which side of a fork this is.
+pub(crate) enum Forked {
+    /// In the parent; the child's pid.
+    Parent(i32),
+    /// In the child.
+    Child,
+}
+
+/// `fork()`.
+///
+/// # Safety
+///
+/// In the child only the calling thread exists. The caller must make sure the child touches no
+/// lock another thread of the parent could have held at the moment of the fork (or takes such
+/// locks across the fork itself, as `process::fork` does with stdout and stderr).
+pub(crate) unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: forwarded to the caller (see the function's contract).
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid)),
+    }
+}
+
+/// Ends the calling process at once, without running atexit handlers or destructors.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
+}
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ExitStatus {
+    /// Exited with this code.
+    Code(i32),
+    /// Killed by this signal.
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// Python's `exitcode`: the code, or minus the signal number.
+    pub(crate) fn python_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => -s,
+        }
+    }
+}
+
+/// Reaps `pid` if it has ended (`block == false`) or waits for it to end. `Ok(None)`: still
+/// running. `ECHILD` means someone else reaped it.
+pub(crate) fn reap(pid: i32, block: bool) -> io::Result<Option<ExitStatus>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid out-pointer for the duration of the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, if block { 0 } else { libc::WNOHANG }) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        return Ok(Some(if libc::WIFSIGNALED(status) {
+            ExitStatus::Signal(libc::WTERMSIG(status))
+        } else {
+            ExitStatus::Code(libc::WEXITSTATUS(status))
+        }));
+    }
+}
+
+/// A pidfd for `pid`: readable once the process has ended (before it is reaped).
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// Sends `signal` to `pid`.
+pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, signal) } == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sends `signal` through a pidfd (never hits a recycled pid).
+pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    let sig =
+        Signal::from_named_raw(signal).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
+}
+
+/// Asks the kernel to send `SIGKILL` to this process when the thread that created it ends
+/// (`prctl(PR_SET_PDEATHSIG)`), then returns false if the parent is already gone (re-checked
+/// against `expected_parent` as the man page advises).
+pub(crate) fn die_with_parent(expected_parent: i32) -> bool {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes an integer argument only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() == expected_parent }
+}
+
+/// This process's id.
+pub(crate) fn getpid() -> i32 {
+    std::process::id() as i32
+}
+
+/// The calling thread's kernel id.
+pub(crate) fn gettid() -> i32 {
+    rustix::thread::gettid().as_raw_nonzero().get()
+}
+
+/// Clears `FD_CLOEXEC` on `fd` so it survives `exec`. Async-signal-safe (one `fcntl`).
+pub(crate) fn clear_cloexec_raw(fd: i32) -> io::Result<()> {
+    // SAFETY: fcntl(F_SETFD) on an integer fd has no memory-safety preconditions.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The raw number of a borrowed fd (for passing it to a child by number).
+pub(crate) fn raw(fd: BorrowedFd<'_>) -> i32 {
+    fd.as_raw_fd()
+}

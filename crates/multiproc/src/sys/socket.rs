@@ -1,0 +1,195 @@
+//! Unix socket pairs, messages with attached file descriptors (SCM_RIGHTS), and `poll`.
+//!
+//! # Safety
+//!
+//! No unsafe code: fds are `OwnedFd`/`BorrowedFd`, received fds arrive as `OwnedFd` with
+//! `CLOEXEC` set (`MSG_CMSG_CLOEXEC`), so none can leak into an unrelated child.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+/// The most descriptors the kernel accepts in one message (`SCM_MAX_FD`).
+pub(crate) const MAX_FDS_PER_MSG: usize = 253;
+
+/// A connected pair of `SOCK_SEQPACKET` Unix sockets (message boundaries kept by the kernel).
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// A connected pair of `SOCK_STREAM` Unix sockets.
+pub(crate) fn stream_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Sends `iov` as one `sendmsg`, attaching `fds` (at most [`MAX_FDS_PER_MSG`]).
+/// Never raises SIGPIPE; a closed peer gives `EPIPE`. Returns bytes sent.
+pub(crate) fn send_msg(
+    fd: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    nonblocking: bool,
+) -> io::Result<usize> {
+    if fds.len() > MAX_FDS_PER_MSG {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many file descriptors in one message",
+        ));
+    }
+    let mut flags = SendFlags::NOSIGNAL;
+    if nonblocking {
+        flags |= SendFlags::DONTWAIT;
+    }
+    loop {
+        let r = if fds.is_empty() {
+            rustix::net::sendmsg(fd, iov, &mut SendAncillaryBuffer::default(), flags)
+        } else {
+            let mut space =
+                [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MSG))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !control.push(SendAncillaryMessage::ScmRights(fds)) {
+                return Err(io::Error::other("control buffer too small"));
+            }
+            rustix::net::sendmsg(fd, iov, &mut control, flags)
+        };
+        match r {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return Ok(r?),
+        }
+    }
+}
+
+/// What [`recv_msg`] got.
+#[derive(Debug)]
+pub(crate) struct Received {
+    /// Bytes of the message (may exceed the buffer when `truncated`, with `peek`/`TRUNC`).
+    pub(crate) len: usize,
+    /// The message did not fit the buffer (SEQPACKET only).
+    pub(crate) truncated: bool,
+    /// The ancillary data was cut (more fds than fit): the extra fds are lost.
+    pub(crate) fds_truncated: bool,
+}
+
+/// Receives one message (SEQPACKET) or some bytes (STREAM) into `buf`, appending attached
+/// fds to `fds`. `len == 0` on a stream or seqpacket socket means end of file.
+pub(crate) fn recv_msg(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nonblocking: bool,
+    peek: bool,
+) -> io::Result<Received> {
+    let mut flags = RecvFlags::CMSG_CLOEXEC | RecvFlags::TRUNC;
+    if nonblocking {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    if peek {
+        flags |= RecvFlags::PEEK;
+    }
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MSG))];
+    loop {
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [IoSliceMut::new(buf)];
+        match rustix::net::recvmsg(fd, &mut iov, &mut control, flags) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(msg) => {
+                for cmsg in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(received) = cmsg {
+                        fds.extend(received);
+                    }
+                }
+                return Ok(Received {
+                    len: msg.bytes,
+                    truncated: msg.flags.contains(ReturnFlags::TRUNC),
+                    fds_truncated: msg.flags.contains(ReturnFlags::CTRUNC),
+                });
+            }
+        }
+    }
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let mut fl = rustix::fs::fcntl_getfl(fd)?;
+    fl.set(rustix::fs::OFlags::NONBLOCK, on);
+    rustix::fs::fcntl_setfl(fd, fl)?;
+    Ok(())
+}
+
+/// Sets `SO_SNDBUF` / `SO_RCVBUF` (the kernel doubles and caps the value).
+pub(crate) fn set_buffer_sizes(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
+    rustix::net::sockopt::set_socket_send_buffer_size(fd, bytes)?;
+    rustix::net::sockopt::set_socket_recv_buffer_size(fd, bytes)?;
+    Ok(())
+}
+
+/// Readiness of one fd after [`poll`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Ready {
+    /// Data (or EOF, or an error) is there to read.
+    pub(crate) readable: bool,
+    /// The peer hung up.
+    pub(crate) hangup: bool,
+}
+
+/// Waits until one of `fds` is readable or `timeout` passes (`None`: forever). Returns the
+/// readiness of each, in order. EINTR is retried with the time that is left.
+pub(crate) fn poll_readable(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<Ready>> {
+    let deadline = super::Deadline::after(timeout);
+    loop {
+        let mut pfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
+            .collect();
+        let ts = match deadline.remaining() {
+            Ok(None) => None,
+            Ok(Some(d)) => Some(rustix::time::Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as _,
+            }),
+            Err(()) => Some(rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            }),
+        };
+        match rustix::event::poll(&mut pfds, ts.as_ref()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {
+                return Ok(pfds
+                    .iter()
+                    .map(|p| {
+                        let r = p.revents();
+                        Ready {
+                            readable: r.intersects(
+                                PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL,
+                            ),
+                            hangup: r.contains(PollFlags::HUP),
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
+}
