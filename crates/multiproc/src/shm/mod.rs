@@ -14,6 +14,7 @@
 mod arena;
 mod segment;
 
+#[allow(unused_imports)]
 pub(crate) use arena::{Shared, ShmObject};
 pub(crate) use segment::{Segment, SegmentKind};
 

@@ -1,0 +1,64 @@
+//! The seed tutorial's programs (see `shared/SCENARIOS.md`), each a function that runs the
+//! program with real processes, prints what the seed prints, and checks the outcome.
+//!
+//! Shared by the tour (`examples/tour.rs`), one thin example per scenario, and the
+//! integration tests (`tests/it/scenarios.rs`).
+#![allow(dead_code)]
+
+/// One scenario of the tour.
+pub struct Scenario {
+    /// `S1` ... `S14`, `P1`.
+    pub id: &'static str,
+    /// What it shows, as in the verdict line.
+    pub title: &'static str,
+    /// Runs it; `Err(why)` when the outcome is not the one the scenario promises.
+    pub run: fn() -> Result<(), String>,
+}
+
+// Scenario modules, one per seed program (append yours in id order).
+
+/// Every scenario, in order.
+pub fn all() -> Vec<Scenario> {
+    vec![
+        // Scenario { id: "S1", title: "...", run: s01_print_race::run },
+    ]
+}
+
+/// Runs the scenario with `id` and prints its verdict line; exits non-zero when it failed.
+pub fn main_for(id: &str) {
+    let sc = all()
+        .into_iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no scenario {id}"));
+    if !run_and_report(&sc) {
+        std::process::exit(1);
+    }
+}
+
+/// Runs one scenario and prints `ID title: ok` or `ID title: FAILED (why)`; true when ok.
+pub fn run_and_report(sc: &Scenario) -> bool {
+    use std::io::Write;
+    let r = std::panic::catch_unwind(sc.run)
+        .unwrap_or_else(|p| Err(format!("panicked: {}", panic_text(&p))));
+    let _ = std::io::stdout().flush();
+    match r {
+        Ok(()) => {
+            println!("{} {}: ok", sc.id, sc.title);
+            true
+        }
+        Err(why) => {
+            println!("{} {}: FAILED ({})", sc.id, sc.title, why);
+            false
+        }
+    }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic".to_string()
+    }
+}

@@ -1,0 +1,7 @@
+//! Process-level integration tests: one binary, one module per area.
+//!
+//! Every cross-process test is bounded (timeouts or the watchdog in `util`), so a bug shows
+//! as a failure, never a hang.
+
+mod scenarios;
+mod util;

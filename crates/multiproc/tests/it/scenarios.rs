@@ -1,0 +1,29 @@
+//! Each scenario of the tour, as a test: its outcome is checked by the scenario itself.
+
+#[path = "../../examples/scenarios/mod.rs"]
+#[allow(dead_code)]
+mod scenarios;
+
+/// Runs scenario `id` under the watchdog and fails the test if it reports a failure.
+fn check(id: &str) {
+    let sc = scenarios::all()
+        .into_iter()
+        .find(|s| s.id == id)
+        .unwrap_or_else(|| panic!("no scenario {id}"));
+    let r = crate::util::with_watchdog(std::time::Duration::from_secs(60), sc.run);
+    if let Err(why) = r {
+        panic!("{} {}: {}", sc.id, sc.title, why);
+    }
+}
+
+#[test]
+fn scenario_registry_ids_are_unique() {
+    let all = scenarios::all();
+    let mut ids: Vec<_> = all.iter().map(|s| s.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len());
+    let _ = check;
+}
+
+// One test per scenario (append yours): #[test] fn s01() { check("S1") }
