@@ -4,5 +4,6 @@ pub mod codec;
 pub mod error;
 mod handle;
 pub mod shm;
+pub mod sync;
 mod sys;
 pub use error::{Error, ErrorKind, Result};

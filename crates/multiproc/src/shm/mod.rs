@@ -8,7 +8,7 @@
 //!   data, no fds; shared words are atomics (or `UnsafeCell`s whose users document their
 //!   synchronization, like the pthread mutex in `sync::raw_mutex`);
 //! - nothing in it is a pointer: locations are offsets, and every offset or length read from
-//!   it or from a message is bounds-checked before use ([`Segment::get`]);
+//!   it or from a message is bounds-checked before use (`Segment::get`);
 //! - segments are sealed against shrinking, so a peer cannot turn our loads into SIGBUS.
 
 mod arena;

@@ -11,6 +11,7 @@ pub(crate) mod futex;
 pub(crate) mod mem;
 pub(crate) mod proc;
 pub(crate) mod socket;
+pub(crate) mod thread;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! Each scenario of the tour, as a test: its outcome is checked by the scenario itself.
 
 #[path = "../../examples/scenarios/mod.rs"]
-#[allow(dead_code)]
+#[allow(clippy::module_inception)]
 mod scenarios;
 
 /// Runs scenario `id` under the watchdog and fails the test if it reports a failure.
