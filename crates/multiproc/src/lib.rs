@@ -3,7 +3,9 @@
 pub mod codec;
 pub mod error;
 mod handle;
+pub mod process;
 pub mod shm;
 pub mod sync;
 mod sys;
 pub use error::{Error, ErrorKind, Result};
+pub use process::{active_children, Builder, Process, StartMethod};

@@ -3,5 +3,6 @@
 //! Every cross-process test is bounded (timeouts or the watchdog in `util`), so a bug shows
 //! as a failure, never a hang.
 
+mod process;
 mod scenarios;
 mod util;

@@ -1,0 +1,218 @@
+//! Framed messages with attached fds over the stream socket between a parent and its child:
+//! the Spawn bootstrap (parent to child) and the child's result (child to parent).
+//!
+//! ```text
+//! frame := magic u32 = "MPRF" | tag u8 | len u64 | len bytes
+//! ```
+//! The fds of the frame ride on the `sendmsg` that carries the header. The reader trusts
+//! nothing: a wrong magic, an unknown tag or a length over [`MAX_FRAME`] is an error.
+
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::sys::socket;
+
+const MAGIC: u32 = u32::from_le_bytes(*b"MPRF");
+const HEADER: usize = 13;
+/// Largest frame accepted (4 GiB): bounds what a corrupt peer can make us allocate.
+const MAX_FRAME: u64 = 1 << 32;
+
+/// What a frame holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tag {
+    /// Spawn bootstrap: entry point and arguments.
+    Boot = 1,
+    /// The child's return value, encoded.
+    Value = 2,
+    /// The child panicked; the bytes are the panic message.
+    Panic = 3,
+    /// The child failed before or after running the target; the bytes say why.
+    Failed = 4,
+}
+
+impl Tag {
+    fn from_u8(b: u8) -> Option<Tag> {
+        Some(match b {
+            1 => Tag::Boot,
+            2 => Tag::Value,
+            3 => Tag::Panic,
+            4 => Tag::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Sends one frame (blocking), fds attached to the header.
+pub(crate) fn send_frame(
+    sock: BorrowedFd<'_>,
+    tag: Tag,
+    body: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<()> {
+    let mut header = [0u8; HEADER];
+    header[..4].copy_from_slice(&MAGIC.to_le_bytes());
+    header[4] = tag as u8;
+    header[5..].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    let mut sent = 0usize;
+    let total = HEADER + body.len();
+    let mut first = true;
+    while sent < total {
+        let (h, b) = if sent < HEADER {
+            (&header[sent..], body)
+        } else {
+            (&[][..], &body[sent - HEADER..])
+        };
+        let iov = [IoSlice::new(h), IoSlice::new(b)];
+        let attach: &[BorrowedFd<'_>] = if first { fds } else { &[] };
+        let n = socket::send_msg(sock, &iov, attach, false)
+            .map_err(|e| Error::os("cannot send to the other process", e))?;
+        first = false;
+        sent += n;
+    }
+    Ok(())
+}
+
+/// Accumulates a frame from a socket, possibly across many non-blocking reads.
+#[derive(Default)]
+pub(crate) struct FrameReader {
+    buf: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    eof: bool,
+}
+
+/// A complete frame.
+pub(crate) struct Frame {
+    pub(crate) tag: Tag,
+    pub(crate) body: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+impl FrameReader {
+    /// Reads what is available (`nonblocking`) or at least one chunk (blocking). Returns
+    /// false when nothing more will come (end of file, or a socket error).
+    pub(crate) fn pump(&mut self, sock: impl AsFd, nonblocking: bool) -> bool {
+        if self.eof {
+            return false;
+        }
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match socket::recv_msg(sock.as_fd(), &mut chunk, &mut self.fds, nonblocking, false) {
+                Ok(r) if r.len == 0 => {
+                    self.eof = true;
+                    return false;
+                }
+                Ok(r) => {
+                    self.buf.extend_from_slice(&chunk[..r.len.min(chunk.len())]);
+                    if !nonblocking || self.complete() {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(_) => {
+                    self.eof = true;
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// True once a whole frame (or a malformed header) is buffered.
+    pub(crate) fn complete(&self) -> bool {
+        if self.buf.len() < HEADER {
+            return false;
+        }
+        match self.body_len() {
+            Some(len) => (self.buf.len() - HEADER) as u64 >= len,
+            None => true,
+        }
+    }
+
+    fn body_len(&self) -> Option<u64> {
+        let len = u64::from_le_bytes(self.buf[5..HEADER].try_into().ok()?);
+        (len <= MAX_FRAME).then_some(len)
+    }
+
+    /// Reads blocking until a whole frame is buffered, then returns it.
+    pub(crate) fn read_blocking(&mut self, sock: impl AsFd) -> Result<Frame> {
+        while !self.complete() {
+            if !self.pump(sock.as_fd(), false) {
+                break;
+            }
+        }
+        self.take()
+    }
+
+    /// The buffered frame. Errors when it is incomplete or malformed.
+    pub(crate) fn take(&mut self) -> Result<Frame> {
+        let bad = |why: &str| {
+            Error::new(
+                ErrorKind::Disconnected,
+                format!("bad frame from the other process: {why}"),
+            )
+        };
+        if self.buf.len() < HEADER {
+            return Err(Error::new(
+                ErrorKind::Disconnected,
+                "the other process ended before sending a whole message",
+            ));
+        }
+        if u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) != MAGIC {
+            return Err(bad("wrong magic"));
+        }
+        let tag = Tag::from_u8(self.buf[4]).ok_or_else(|| bad("unknown tag"))?;
+        let len = self.body_len().ok_or_else(|| bad("length too large"))? as usize;
+        if self.buf.len() - HEADER < len {
+            return Err(Error::new(
+                ErrorKind::Disconnected,
+                "the other process ended in the middle of a message",
+            ));
+        }
+        let mut body = std::mem::take(&mut self.buf);
+        body.drain(..HEADER);
+        body.truncate(len);
+        Ok(Frame {
+            tag,
+            body,
+            fds: std::mem::take(&mut self.fds),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_round_trip_with_fds() {
+        let (a, b) = socket::stream_pair().unwrap();
+        let (x, _y) = socket::stream_pair().unwrap();
+        let body = vec![7u8; 300_000];
+        let t = std::thread::spawn(move || {
+            send_frame(a.as_fd(), Tag::Value, &body, &[x.as_fd()]).unwrap();
+        });
+        let mut r = FrameReader::default();
+        let f = r.read_blocking(&b).unwrap();
+        t.join().unwrap();
+        assert_eq!(f.tag, Tag::Value);
+        assert_eq!(f.body.len(), 300_000);
+        assert!(f.body.iter().all(|&v| v == 7));
+        assert_eq!(f.fds.len(), 1);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let mut r = FrameReader {
+            buf: b"XXXX\x09\xff\xff\xff\xff\xff\xff\xff\xff".to_vec(),
+            ..Default::default()
+        };
+        assert!(r.complete());
+        assert!(r.take().is_err());
+        let mut r = FrameReader {
+            buf: b"MPRF\x02\x05\0\0\0\0\0\0\0ab".to_vec(),
+            ..Default::default()
+        };
+        assert!(!r.complete());
+        assert!(r.take().is_err());
+    }
+}

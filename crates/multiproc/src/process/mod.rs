@@ -1,0 +1,648 @@
+//! Processes: [`Process`], its [`Builder`], the two [`StartMethod`]s, and how a child's
+//! result and panics come back.
+//!
+//! A child talks back to its parent over a private stream socket: when its target returns,
+//! it sends one frame with the encoded value (or its panic message), then exits. The parent
+//! reads that frame while it waits for the exit, watching a pidfd so that a child that dies
+//! without a word (killed, `exit(n)`) is seen at once, and so that grandchildren that inherited
+//! the socket can't keep `join` waiting.
+
+mod channel;
+mod registry;
+mod spawn;
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::codec::{self, Codec, Postcard};
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::handle;
+use crate::sys::proc::{self, ExitStatus, Forked};
+use crate::sys::{socket, Deadline};
+use channel::{FrameReader, Tag};
+
+pub use spawn::is_spawned_child;
+
+/// How a child process is started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StartMethod {
+    /// `fork()`: the child is a copy of the parent and runs a closure. Fastest, and the
+    /// tutorial's model. In a multi-threaded parent only the forking thread is copied; the
+    /// library takes stdout/stderr and its own locks across the fork so none is left held.
+    #[default]
+    Fork,
+    /// Re-execute the current binary and run a `fn(A) -> R` with serialized arguments. Safe
+    /// in any parent; primitives inside the arguments travel as fds (see [`Process::spawn_fn`]).
+    Spawn,
+}
+
+/// Configures a process before it starts: name, daemon flag, start method.
+///
+/// ```
+/// use multiproc::Process;
+/// let p = Process::builder().name("worker").spawn(|| 6 * 7)?;
+/// assert_eq!(p.name(), "worker");
+/// assert_eq!(p.join()?, 42);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct Builder {
+    name: Option<String>,
+    daemon: bool,
+    method: StartMethod,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(1);
+
+impl Builder {
+    /// A builder with default settings (Fork, not a daemon, name `Process-N`).
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// The process's name (Python's `name`); only for humans, it need not be unique.
+    pub fn name(mut self, name: impl Into<String>) -> Builder {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A daemon child is killed when its parent ends — at normal exit (terminated, then
+    /// reaped) and when the parent is killed (`PR_SET_PDEATHSIG`). A non-daemon child is
+    /// waited for when the parent's `main` returns.
+    pub fn daemon(mut self, daemon: bool) -> Builder {
+        self.daemon = daemon;
+        self
+    }
+
+    /// How to start the child (default [`StartMethod::Fork`]).
+    pub fn start_method(mut self, method: StartMethod) -> Builder {
+        self.method = method;
+        self
+    }
+
+    fn take_name(&mut self) -> String {
+        self.name
+            .take()
+            .unwrap_or_else(|| format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed)))
+    }
+
+    /// Starts a child that runs `f` and hands its return value back to [`Process::join`].
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] with [`StartMethod::Spawn`] (a closure can't cross an
+    /// `exec`: use [`spawn_fn`](Builder::spawn_fn)); [`ErrorKind::Os`] when fork fails.
+    pub fn spawn<F, R>(mut self, f: F) -> Result<Process<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Serialize + DeserializeOwned,
+    {
+        if self.method == StartMethod::Spawn {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "StartMethod::Spawn cannot run a closure (it re-executes the binary); use \
+                 spawn_fn(f, args) with a plain fn, or StartMethod::Fork",
+            ));
+        }
+        let name = self.take_name();
+        let daemon = self.daemon;
+        let body = move |sock: OwnedFd| run_target(sock, f);
+        let started = if daemon && !on_main_thread() {
+            // PR_SET_PDEATHSIG follows the forking *thread*: fork from one that lives as long
+            // as the process does.
+            launcher(move || fork_child(daemon, body))?
+        } else {
+            fork_child(daemon, body)?
+        };
+        Ok(Process::new(started, name, daemon, StartMethod::Fork))
+    }
+
+    /// Starts a child that runs `f(args)`, with either start method. With
+    /// [`StartMethod::Spawn`] the current binary is executed again and `args` is serialized:
+    /// multiproc primitives inside it (locks, queues, connections...) travel as fds and work
+    /// in the child. No setup call is needed in `main`, nor in `cargo test` binaries.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Codec`] when `args` can't be serialized; [`ErrorKind::Os`] when the
+    /// child can't be started.
+    pub fn spawn_fn<A, R>(mut self, f: fn(A) -> R, args: A) -> Result<Process<R>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let name = self.take_name();
+        let daemon = self.daemon;
+        match self.method {
+            StartMethod::Fork => {
+                let body = move |sock: OwnedFd| run_target(sock, move || f(args));
+                let started = if daemon && !on_main_thread() {
+                    launcher(move || fork_child(daemon, body))?
+                } else {
+                    fork_child(daemon, body)?
+                };
+                Ok(Process::new(started, name, daemon, StartMethod::Fork))
+            }
+            StartMethod::Spawn => {
+                let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec(&args))?;
+                let entry = spawn::Entry::of::<A, R>(f);
+                let started = if daemon && !on_main_thread() {
+                    launcher(move || spawn::exec_child(entry, &bytes, fds, daemon))?
+                } else {
+                    spawn::exec_child(entry, &bytes, fds, daemon)?
+                };
+                Ok(Process::new(started, name, daemon, StartMethod::Spawn))
+            }
+        }
+    }
+}
+
+/// What starting a child produced.
+pub(crate) struct Started {
+    pid: i32,
+    pidfd: OwnedFd,
+    sock: OwnedFd,
+}
+
+fn on_main_thread() -> bool {
+    proc::gettid() == proc::getpid()
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Runs `job` on the launcher thread, a thread that lives as long as the process, and waits
+/// for its result. Daemon children are started there, so that `PR_SET_PDEATHSIG` (which fires
+/// when the *thread* that forked ends) means "when the process ends".
+fn launcher<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    static TX: std::sync::Mutex<Option<mpsc::Sender<Job>>> = std::sync::Mutex::new(None);
+    let (rtx, rrx) = mpsc::channel();
+    let boxed: Job = Box::new(move || {
+        let _ = rtx.send(job());
+    });
+    {
+        let mut tx = TX.lock().unwrap_or_else(|e| e.into_inner());
+        let sender = match tx.as_ref() {
+            Some(s) => s.clone(),
+            None => {
+                let (s, r) = mpsc::channel::<Job>();
+                std::thread::Builder::new()
+                    .name("multiproc-launcher".into())
+                    .spawn(move || {
+                        for job in r {
+                            job();
+                        }
+                    })
+                    .context("cannot start the launcher thread")?;
+                *tx = Some(s.clone());
+                s
+            }
+        };
+        sender
+            .send(boxed)
+            .map_err(|_| Error::new(ErrorKind::Os, "the launcher thread is gone"))?;
+    }
+    rrx.recv()
+        .map_err(|_| Error::new(ErrorKind::Os, "the launcher thread dropped a job"))?
+}
+
+/// Forks; the child runs `body` with its end of the result socket and never returns.
+fn fork_child(daemon: bool, body: impl FnOnce(OwnedFd) -> i32) -> Result<Started> {
+    let (parent_sock, child_sock) = socket::stream_pair().context("cannot create socketpair")?;
+    let parent_pid = proc::getpid();
+    // Locks taken across the fork, released on both sides afterwards, so the child never
+    // inherits one held by another thread: stdout/stderr (flushed first, so nothing buffered
+    // is printed twice), the shared-memory registries, the children registry.
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.flush();
+    let mut err = std::io::stderr().lock();
+    let _ = err.flush();
+    let shm_guards = crate::shm::fork_guards();
+    let mut children = registry::lock();
+    registry::reap_detached(&mut children);
+    // SAFETY: the locks this library or std's stdio could leave held in the child are held by
+    // this thread across the fork (above) and released below on both sides; the child then
+    // runs only the target and exits with `_exit`.
+    let forked = unsafe { proc::fork() };
+    match forked {
+        Err(e) => Err(Error::os("fork failed", e)),
+        Ok(Forked::Child) => {
+            registry::clear_in_child(&mut children);
+            drop(children);
+            drop(shm_guards);
+            drop(err);
+            drop(out);
+            drop(parent_sock);
+            if daemon && !proc::die_with_parent(parent_pid) {
+                proc::exit_now(1);
+            }
+            spawn::mark_child();
+            let code = body(child_sock);
+            registry::finish_children();
+            let _ = std::io::stdout().flush();
+            let _ = std::io::stderr().flush();
+            proc::exit_now(code)
+        }
+        Ok(Forked::Parent(pid)) => {
+            registry::add(&mut children, pid, daemon);
+            drop(children);
+            drop(shm_guards);
+            drop(err);
+            drop(out);
+            drop(child_sock);
+            let pidfd = match proc::pidfd_open(pid) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    let _ = proc::kill(pid, libc::SIGKILL);
+                    let _ = proc::reap(pid, true);
+                    registry::remove(pid);
+                    return Err(Error::os("pidfd_open failed", e));
+                }
+            };
+            Ok(Started {
+                pid,
+                pidfd,
+                sock: parent_sock,
+            })
+        }
+    }
+}
+
+/// Runs a target in the child and sends its outcome on `sock`; returns the exit code.
+pub(crate) fn run_target<R: Serialize>(sock: OwnedFd, f: impl FnOnce() -> R) -> i32 {
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let (tag, body, fds, code) = match outcome {
+        Ok(value) => match handle::with_exported_fds(|| codec::to_vec(&value)) {
+            Ok((bytes, fds)) => (Tag::Value, bytes, fds, 0),
+            Err(e) => (
+                Tag::Failed,
+                format!("cannot serialize the return value: {e}").into_bytes(),
+                Vec::new(),
+                1,
+            ),
+        },
+        Err(payload) => (
+            Tag::Panic,
+            panic_message(&*payload).into_bytes(),
+            Vec::new(),
+            1,
+        ),
+    };
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    let _ = channel::send_frame(sock.as_fd(), tag, &body, &borrowed);
+    code
+}
+
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+/// A child process: Python's `multiprocessing.Process`, started by [`Process::spawn`],
+/// [`Process::spawn_fn`] or a [`Builder`]. `R` is what the target returns; [`join`]
+/// hands it back.
+///
+/// Dropping a `Process` without joining it does not kill the child: it runs on and is
+/// reaped when it ends (or waited for when the parent exits, unless it is a daemon).
+///
+/// [`join`]: Process::join
+///
+/// ```
+/// use multiproc::Process;
+/// let p = Process::spawn(|| std::process::id())?;
+/// let child_pid = p.pid();
+/// assert_eq!(p.join()?, child_pid as u32);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Process<R> {
+    pid: i32,
+    name: String,
+    daemon: bool,
+    method: StartMethod,
+    pidfd: OwnedFd,
+    sock: OwnedFd,
+    state: RefCell<State>,
+    _r: PhantomData<fn() -> R>,
+}
+
+#[derive(Default)]
+struct State {
+    reader: FrameReader,
+    status: Option<ExitStatus>,
+    /// The result has been handed out (or turned into an error) already.
+    taken: bool,
+}
+
+impl<R> std::fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process")
+            .field("pid", &self.pid)
+            .field("name", &self.name)
+            .field("daemon", &self.daemon)
+            .field("method", &self.method)
+            .field("exitcode", &self.exitcode())
+            .finish()
+    }
+}
+
+impl Process<()> {
+    /// A builder: name, daemon flag, start method.
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+}
+
+impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
+    /// Forks a child that runs `f`; [`join`](Process::join) returns its value.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] when the fork fails.
+    #[doc(alias = "start")]
+    pub fn spawn<F>(f: F) -> Result<Process<R>>
+    where
+        F: FnOnce() -> R + Send + 'static,
+    {
+        Builder::new().spawn(f)
+    }
+
+    /// Starts a child with [`StartMethod::Spawn`] that runs `f(args)`; see
+    /// [`Builder::spawn_fn`].
+    ///
+    /// ```
+    /// use multiproc::Process;
+    /// fn square(x: u64) -> u64 { x * x }
+    /// let p = Process::spawn_fn(square, 12)?;
+    /// assert_eq!(p.join()?, 144);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Builder::spawn_fn`].
+    pub fn spawn_fn<A>(f: fn(A) -> R, args: A) -> Result<Process<R>>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Builder::new()
+            .start_method(StartMethod::Spawn)
+            .spawn_fn(f, args)
+    }
+}
+
+impl<R> Process<R> {
+    fn new(s: Started, name: String, daemon: bool, method: StartMethod) -> Process<R> {
+        Process {
+            pid: s.pid,
+            name,
+            daemon,
+            method,
+            pidfd: s.pidfd,
+            sock: s.sock,
+            state: RefCell::new(State::default()),
+            _r: PhantomData,
+        }
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The name given to the builder, or `Process-N`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the child is a daemon.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// How the child was started.
+    pub fn start_method(&self) -> StartMethod {
+        self.method
+    }
+
+    /// A pidfd of the child: readable once it has ended (Python's `sentinel`).
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// True until the child has ended.
+    pub fn is_alive(&self) -> bool {
+        self.poll_exit().is_none()
+    }
+
+    /// Python's `exitcode`: `None` while running, then the exit code, or `-N` when the child
+    /// was killed by signal N (`-15` after [`terminate`](Process::terminate)).
+    pub fn exitcode(&self) -> Option<i32> {
+        self.poll_exit().map(ExitStatus::python_code)
+    }
+
+    /// Reaps the child if it has ended, without blocking. Reading pending output first keeps
+    /// a child that is blocked writing a large result from looking dead or alive wrongly.
+    fn poll_exit(&self) -> Option<ExitStatus> {
+        let mut st = self.state.borrow_mut();
+        if st.status.is_none() {
+            if !st.taken {
+                st.reader.pump(&self.sock, true);
+            }
+            if let Ok(Some(s)) = proc::reap(self.pid, false) {
+                st.status = Some(s);
+                registry::remove(self.pid);
+            }
+        }
+        st.status
+    }
+
+    /// Sends `SIGTERM` (Python's `terminate`). Does nothing once the child has been reaped.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the signal can't be sent.
+    pub fn terminate(&self) -> Result<()> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends `SIGKILL` (Python's `kill`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the signal can't be sent.
+    pub fn kill(&self) -> Result<()> {
+        self.signal(libc::SIGKILL)
+    }
+
+    /// Sends signal `sig` to the child, unless it has been reaped (so never to a recycled pid).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] if the signal can't be sent.
+    pub fn send_signal(&self, sig: i32) -> Result<()> {
+        if self.state.borrow().status.is_some() {
+            return Ok(());
+        }
+        match proc::pidfd_kill(self.pidfd.as_fd(), sig) {
+            Ok(()) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            Err(e) => Err(Error::os("cannot signal the child", e)),
+        }
+    }
+
+    fn signal(&self, sig: i32) -> Result<()> {
+        self.send_signal(sig)
+    }
+
+    /// Waits until the child has ended or `deadline` passes, reading its result meanwhile.
+    /// True when it has ended (and been reaped).
+    fn wait_until(&self, deadline: Deadline) -> Result<bool> {
+        loop {
+            if self.poll_exit().is_some() {
+                return Ok(true);
+            }
+            let timeout = match deadline.remaining() {
+                Ok(t) => t,
+                Err(()) => return Ok(false),
+            };
+            let ready = {
+                let st = self.state.borrow();
+                let mut fds = vec![self.pidfd.as_fd()];
+                if !st.taken && !st.reader.complete() {
+                    fds.push(self.sock.as_fd());
+                }
+                socket::poll_readable(&fds, timeout).context("poll failed")?
+            };
+            if ready.len() > 1 && ready[1].readable {
+                self.state.borrow_mut().reader.pump(&self.sock, true);
+            }
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Process<R> {
+    /// Waits for the child to end and returns the value its target returned.
+    ///
+    /// # Errors
+    /// - [`ErrorKind::ChildPanicked`]: the target panicked; the message is in the error.
+    /// - [`ErrorKind::ChildFailed`]: the child ended without a value — `exit(n)`, killed by a
+    ///   signal, or its value could not be decoded; the error says which, with the exit code.
+    #[doc(alias = "wait")]
+    pub fn join(self) -> Result<R> {
+        self.wait_until(Deadline::never())?;
+        self.take_result()
+    }
+
+    /// Waits at most `timeout`: `Ok(None)` if the child is still running (it is not touched),
+    /// `Ok(Some(value))` once it has ended. Afterwards the result has been handed out:
+    /// a further join gives [`ErrorKind::InvalidState`].
+    ///
+    /// # Errors
+    /// As [`join`](Process::join).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<R>> {
+        if self.wait_until(Deadline::after(Some(timeout)))? {
+            self.take_result().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn take_result(&self) -> Result<R> {
+        let mut st = self.state.borrow_mut();
+        if st.taken {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                format!("the result of process {} was already taken", self.pid),
+            ));
+        }
+        st.taken = true;
+        // The child has exited: everything it sent is in the socket buffer.
+        st.reader.pump(&self.sock, true);
+        let status = st.status.expect("reaped before taking the result");
+        let who = format!("process {} ({})", self.pid, self.name);
+        let frame = if st.reader.complete() {
+            st.reader.take().ok()
+        } else {
+            None
+        };
+        match frame {
+            Some(f) if f.tag == Tag::Value => handle::with_imported_fds(f.fds, || {
+                Postcard::decode::<R>(&f.body).map_err(|e| {
+                    Error::new(
+                        ErrorKind::ChildFailed,
+                        format!("{who} returned a value that does not decode: {e}"),
+                    )
+                })
+            }),
+            Some(f) if f.tag == Tag::Panic => Err(Error::new(
+                ErrorKind::ChildPanicked,
+                format!(
+                    "{who} panicked: {} (exitcode {})",
+                    String::from_utf8_lossy(&f.body),
+                    status.python_code()
+                ),
+            )),
+            Some(f) => Err(Error::new(
+                ErrorKind::ChildFailed,
+                format!("{who} failed: {}", String::from_utf8_lossy(&f.body)),
+            )),
+            None => Err(Error::new(
+                ErrorKind::ChildFailed,
+                match status {
+                    ExitStatus::Code(c) => {
+                        format!("{who} exited with code {c} without returning a value")
+                    }
+                    ExitStatus::Signal(s) => format!(
+                        "{who} was killed by signal {s} ({}) (exitcode {})",
+                        signal_name(s),
+                        -s
+                    ),
+                },
+            )),
+        }
+    }
+}
+
+fn signal_name(s: i32) -> &'static str {
+    match s {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGINT => "SIGINT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGHUP => "SIGHUP",
+        _ => "signal",
+    }
+}
+
+impl<R> AsRawFd for Process<R> {
+    /// The pidfd ([`Process::sentinel`]).
+    fn as_raw_fd(&self) -> RawFd {
+        self.pidfd.as_raw_fd()
+    }
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        if self.state.get_mut().status.is_none() {
+            match proc::reap(self.pid, false) {
+                Ok(None) => registry::detach(self.pid),
+                _ => registry::remove(self.pid),
+            }
+        }
+    }
+}
+
+/// Pids of the children this process started that have not been reaped yet; finished
+/// children whose `Process` was dropped are reaped on the way (Python's `active_children`).
+pub fn active_children() -> Vec<i32> {
+    registry::active()
+}

@@ -1,0 +1,84 @@
+//! The children this process started and has not reaped yet, and what happens to them when
+//! the process exits (Python's `_exit_function`): daemon children are terminated, the others
+//! are waited for, and every one is reaped — no zombies, no orphans left running by accident.
+
+use std::sync::{Mutex, MutexGuard, Once};
+
+use crate::sys::proc;
+
+#[derive(Debug)]
+pub(crate) struct Entry {
+    pub(crate) pid: i32,
+    pub(crate) daemon: bool,
+    /// The `Process` handle was dropped without joining: the registry reaps it.
+    pub(crate) detached: bool,
+}
+
+static CHILDREN: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+static AT_EXIT: Once = Once::new();
+
+pub(crate) fn lock() -> MutexGuard<'static, Vec<Entry>> {
+    CHILDREN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+extern "C" fn at_exit() {
+    finish_children();
+}
+
+/// Registers a new child (and, the first time, the exit hook).
+pub(crate) fn add(guard: &mut MutexGuard<'static, Vec<Entry>>, pid: i32, daemon: bool) {
+    AT_EXIT.call_once(|| {
+        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds (it catches nothing
+        // that can panic: it only locks, signals and waits).
+        unsafe { libc::atexit(at_exit) };
+    });
+    guard.push(Entry {
+        pid,
+        daemon,
+        detached: false,
+    });
+}
+
+/// Forgets `pid` (it was reaped by its `Process`).
+pub(crate) fn remove(pid: i32) {
+    lock().retain(|e| e.pid != pid);
+}
+
+/// Hands `pid` over to the registry: it will be reaped when it ends.
+pub(crate) fn detach(pid: i32) {
+    let mut g = lock();
+    if let Some(e) = g.iter_mut().find(|e| e.pid == pid) {
+        e.detached = true;
+    }
+    reap_detached(&mut g);
+}
+
+/// Reaps detached children that have ended (without blocking).
+pub(crate) fn reap_detached(g: &mut MutexGuard<'static, Vec<Entry>>) {
+    g.retain(|e| !e.detached || matches!(proc::reap(e.pid, false), Ok(None)));
+}
+
+/// Pids of children started by this process that have not been reaped (Python's
+/// `active_children`, which also reaps the finished ones).
+pub(crate) fn active() -> Vec<i32> {
+    let mut g = lock();
+    reap_detached(&mut g);
+    g.iter().map(|e| e.pid).collect()
+}
+
+/// In a freshly forked child: the parent's children are not ours.
+pub(crate) fn clear_in_child(g: &mut MutexGuard<'static, Vec<Entry>>) {
+    g.clear();
+}
+
+/// Terminates daemon children, then waits for every child. Runs at exit (also at the end of
+/// a child process, for its own children).
+pub(crate) fn finish_children() {
+    let entries: Vec<Entry> = std::mem::take(&mut *lock());
+    for e in entries.iter().filter(|e| e.daemon) {
+        let _ = proc::kill(e.pid, libc::SIGTERM);
+    }
+    for e in &entries {
+        let _ = proc::reap(e.pid, true);
+    }
+}

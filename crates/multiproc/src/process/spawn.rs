@@ -1,0 +1,256 @@
+//! The Spawn start method: execute the current binary again and run a `fn(A) -> R` in it.
+//!
+//! The parent starts `/proc/self/exe` with one extra fd (a stream socket) whose number is in
+//! the environment variable [`ENV_FD`]. Before the child's `main` runs, a constructor in
+//! `.init_array` ([`boot`]) sees the variable, removes it, reads the bootstrap frame (entry
+//! point, encoded arguments, their fds), runs the target, sends back the result frame and
+//! exits. So no setup call is needed, in a plain binary or in a `cargo test` binary.
+//!
+//! The entry point travels as two offsets from a reference function in this crate: that of a
+//! monomorphized trampoline `call::<A, R>` and that of the user's `fn(A) -> R`. Offsets within
+//! one binary are the same in every run (ASLR moves the whole image), and the child checks it
+//! runs the same binary: same file (device, inode, size, mtime) and the same distance between
+//! two functions of this crate.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::channel::{self, FrameReader, Tag};
+use super::{registry, Started};
+use crate::codec::{Codec, Postcard};
+use crate::error::{Context, Error, Result};
+use crate::handle;
+use crate::sys::{proc, socket};
+
+/// Environment variable naming the bootstrap fd of a spawned child.
+pub(crate) const ENV_FD: &str = "MULTIPROC_SPAWN_FD";
+
+type Trampoline = fn(usize, Vec<u8>, Vec<OwnedFd>, OwnedFd) -> i32;
+
+/// Which function to run, as offsets from [`anchor`].
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    trampoline: isize,
+    target: isize,
+}
+
+#[inline(never)]
+fn anchor() -> usize {
+    anchor as fn() -> usize as usize
+}
+
+#[inline(never)]
+fn anchor2() -> usize {
+    anchor2 as fn() -> usize as usize
+}
+
+/// The distance between two functions of this crate: differs between different binaries.
+fn fingerprint() -> isize {
+    (anchor2 as fn() -> usize as usize).wrapping_sub(anchor as fn() -> usize as usize) as isize
+}
+
+impl Entry {
+    pub(crate) fn of<A, R>(f: fn(A) -> R) -> Entry
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        // Make sure the constructor that runs spawned children is linked into this binary.
+        std::hint::black_box(&BOOT);
+        let base = anchor();
+        let t: Trampoline = call::<A, R>;
+        Entry {
+            trampoline: (t as usize).wrapping_sub(base) as isize,
+            target: (f as usize).wrapping_sub(base) as isize,
+        }
+    }
+}
+
+/// Runs in the child: decode `A`, call the target, send the result; returns the exit code.
+fn call<A: DeserializeOwned, R: Serialize>(
+    target: usize,
+    args: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    sock: OwnedFd,
+) -> i32 {
+    // SAFETY: `target` was computed by `Entry::of::<A, R>` in the parent from a `fn(A) -> R`
+    // of this same binary (checked by `boot` against the binary's identity and fingerprint),
+    // relocated by the same anchor, so it is the address of that function here.
+    let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
+    let args: Result<A> = handle::with_imported_fds(fds, || Postcard::decode(&args));
+    match args {
+        Ok(a) => super::run_target(sock, move || f(a)),
+        Err(e) => {
+            let msg = format!("cannot decode the arguments in the child: {e}");
+            let _ = channel::send_frame(sock.as_fd(), Tag::Failed, msg.as_bytes(), &[]);
+            1
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, PartialEq, Eq, Debug)]
+struct Identity {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: i64,
+    fingerprint: isize,
+}
+
+fn identity() -> std::io::Result<Identity> {
+    let st = rustix::fs::stat("/proc/self/exe")?;
+    Ok(Identity {
+        dev: st.st_dev,
+        ino: st.st_ino,
+        size: st.st_size as u64,
+        mtime: st.st_mtime,
+        fingerprint: fingerprint(),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct Boot {
+    identity: Identity,
+    entry: Entry,
+    args: Vec<u8>,
+}
+
+/// Starts the current binary again as a child that runs `entry` on `args`.
+pub(crate) fn exec_child(
+    entry: Entry,
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+    daemon: bool,
+) -> Result<Started> {
+    let boot = Boot {
+        identity: identity().context("cannot stat the current executable")?,
+        entry,
+        args: args.to_vec(),
+    };
+    let frame = crate::codec::to_vec(&boot)?;
+    let (parent_sock, child_sock) = socket::stream_pair().context("cannot create socketpair")?;
+    let child_fd = child_sock.as_raw_fd();
+    let parent_pid = proc::getpid();
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    cmd.env(ENV_FD, child_fd.to_string());
+    // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+    // functions (fcntl, prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            proc::clear_cloexec_raw(child_fd)?;
+            if daemon && !proc::die_with_parent(parent_pid) {
+                proc::exit_now(1);
+            }
+            Ok(())
+        });
+    }
+    let mut children = registry::lock();
+    registry::reap_detached(&mut children);
+    let child = cmd.spawn().context("cannot execute the current binary")?;
+    let pid = child.id() as i32;
+    registry::add(&mut children, pid, daemon);
+    drop(children);
+    // std's Child neither waits nor kills on drop; we reap it ourselves.
+    drop(child);
+    drop(child_sock);
+    let fail = |e: Error| {
+        let _ = proc::kill(pid, libc::SIGKILL);
+        let _ = proc::reap(pid, true);
+        registry::remove(pid);
+        e
+    };
+    let pidfd = proc::pidfd_open(pid).map_err(|e| fail(Error::os("pidfd_open failed", e)))?;
+    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+    channel::send_frame(parent_sock.as_fd(), Tag::Boot, &frame, &borrowed).map_err(fail)?;
+    Ok(Started {
+        pid,
+        pidfd,
+        sock: parent_sock,
+    })
+}
+
+static IS_CHILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes that this process is a multiproc child (forked or spawned).
+pub(crate) fn mark_child() {
+    IS_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// True in a process started by multiproc (Fork or Spawn): Python's
+/// `parent_process() is not None`.
+pub fn is_spawned_child() -> bool {
+    IS_CHILD.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs before `main` in every binary that links multiproc's Spawn support.
+#[used]
+#[link_section = ".init_array"]
+static BOOT: extern "C" fn() = boot;
+
+extern "C" fn boot() {
+    let Some(fd) = std::env::var_os(ENV_FD) else {
+        return;
+    };
+    // Not for our own children: they get their own value.
+    std::env::remove_var(ENV_FD);
+    let code = std::panic::catch_unwind(|| run_spawned(fd)).unwrap_or(1);
+    registry::finish_children();
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    proc::exit_now(code);
+}
+
+fn run_spawned(fd: std::ffi::OsString) -> i32 {
+    // Rust's runtime ignores SIGPIPE before main; do the same for a child that skips main.
+    // SAFETY: setting a signal disposition to SIG_IGN has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    mark_child();
+    let Some(raw) = fd
+        .to_str()
+        .and_then(|s| s.parse::<i32>().ok())
+        .filter(|&n| n >= 0)
+    else {
+        eprintln!("multiproc: bad {ENV_FD} value");
+        return 1;
+    };
+    // SAFETY: the parent passed this fd number, open and not CLOEXEC, for the child to own;
+    // nothing else in this fresh process refers to it.
+    let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let _ = rustix::io::fcntl_setfd(&sock, rustix::io::FdFlags::CLOEXEC);
+    let fail = |sock: &OwnedFd, msg: String| {
+        let _ = channel::send_frame(sock.as_fd(), Tag::Failed, msg.as_bytes(), &[]);
+        1
+    };
+    let frame = match FrameReader::default().read_blocking(&sock) {
+        Ok(f) if f.tag == Tag::Boot => f,
+        Ok(_) => return fail(&sock, "unexpected bootstrap frame".into()),
+        Err(e) => return fail(&sock, format!("cannot read the bootstrap frame: {e}")),
+    };
+    let boot: Boot = match Postcard::decode(&frame.body) {
+        Ok(b) => b,
+        Err(e) => return fail(&sock, format!("bad bootstrap frame: {e}")),
+    };
+    match identity() {
+        Ok(id) if id == boot.identity => {}
+        _ => {
+            return fail(
+                &sock,
+                "the spawned child is not running the parent's binary (was it rebuilt?)".into(),
+            )
+        }
+    }
+    let base = anchor();
+    let tramp = base.wrapping_add(boot.entry.trampoline as usize);
+    let target = base.wrapping_add(boot.entry.target as usize);
+    // SAFETY: `trampoline` is the offset of a `call::<A, R>` instance (type `Trampoline`) in
+    // this same binary (identity and fingerprint checked above), relocated by the same anchor.
+    let tramp: Trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
+    tramp(target, boot.args, frame.fds, sock)
+}
