@@ -3,9 +3,11 @@
 pub mod codec;
 pub mod error;
 mod handle;
+pub mod pipe;
 pub mod process;
 pub mod shm;
 pub mod sync;
 mod sys;
 pub use error::{Error, ErrorKind, Result};
 pub use process::{active_children, Builder, Process, StartMethod};
+pub use pipe::{pipe, pipe_with, wait, Connection, RecvError, SendError, Waitable};

@@ -193,3 +193,15 @@ pub(crate) fn poll_readable(
         }
     }
 }
+
+/// The socket's `SO_SNDBUF` (bytes the kernel lets it have in flight).
+pub(crate) fn send_buffer_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
+    Ok(rustix::net::sockopt::socket_send_buffer_size(fd)?)
+}
+
+/// True when `fd` is a Unix-domain `SOCK_SEQPACKET` socket (what a `Connection` must be).
+pub(crate) fn is_unix_seqpacket(fd: BorrowedFd<'_>) -> bool {
+    let ty = rustix::net::sockopt::socket_type(fd);
+    let domain = rustix::net::sockopt::socket_domain(fd);
+    matches!((ty, domain), (Ok(SocketType::SEQPACKET), Ok(AddressFamily::UNIX)))
+}
