@@ -9,5 +9,5 @@ pub mod shm;
 pub mod sync;
 mod sys;
 pub use error::{Error, ErrorKind, Result};
-pub use process::{active_children, Builder, Process, StartMethod};
 pub use pipe::{pipe, pipe_with, wait, Connection, RecvError, SendError, Waitable};
+pub use process::{active_children, Builder, Process, StartMethod};

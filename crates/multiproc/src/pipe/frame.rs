@@ -101,7 +101,10 @@ impl Header {
     /// A description of what is wrong when `frame` is not a well-formed frame.
     pub fn decode(frame: &[u8]) -> Result<(Header, &[u8]), String> {
         if frame.len() < HEADER_LEN {
-            return Err(format!("frame of {} bytes is shorter than its header", frame.len()));
+            return Err(format!(
+                "frame of {} bytes is shorter than its header",
+                frame.len()
+            ));
         }
         let (h, payload) = frame.split_at(HEADER_LEN);
         let kind = match h[0] {
@@ -130,7 +133,9 @@ impl Header {
             Kind::More => hdr.index >= 1 && hdr.index < hdr.count && plen <= hdr.total,
         };
         if !ok {
-            return Err(format!("inconsistent frame header {hdr:?} with {plen} payload bytes"));
+            return Err(format!(
+                "inconsistent frame header {hdr:?} with {plen} payload bytes"
+            ));
         }
         Ok((hdr, payload))
     }
@@ -462,7 +467,10 @@ mod tests {
         let b = frames_for(2, &[2; 5], 10);
         let frames = a.iter().chain(b.iter()).map(|v| v.as_slice());
         let out = reassemble_all(Some(10), frames);
-        assert_eq!(out, vec![Outcome::TooLong(30), Outcome::Complete(vec![2; 5])]);
+        assert_eq!(
+            out,
+            vec![Outcome::TooLong(30), Outcome::Complete(vec![2; 5])]
+        );
     }
 
     #[test]

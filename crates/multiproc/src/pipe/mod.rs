@@ -121,7 +121,10 @@ impl fmt::Display for RecvError {
             RecvError::Closed => f.write_str("connection is closed"),
             RecvError::SendOnly => f.write_str("connection is send-only"),
             RecvError::TooLong { len, max } => {
-                write!(f, "message of {len} bytes is longer than the limit of {max}")
+                write!(
+                    f,
+                    "message of {len} bytes is longer than the limit of {max}"
+                )
             }
             RecvError::BufferTooShort(m) => {
                 write!(f, "buffer too short for a message of {} bytes", m.len())
@@ -620,7 +623,10 @@ fn recv_frames(
             // Not one of ours (we never write bigger frames): drop it and any partial.
             return Err(RecvError::Other(Error::new(
                 ErrorKind::Codec,
-                format!("received a packet of {} bytes, larger than any frame", r.len),
+                format!(
+                    "received a packet of {} bytes, larger than any frame",
+                    r.len
+                ),
             )));
         }
         let push = asm.push(&scratch[..r.len]);
@@ -733,8 +739,9 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
 
 /// Something [`wait`] can wait on: it is ready when its fd is readable.
 ///
-/// Implemented for [`Connection`] (a message or end-of-file is there) and for raw fds (e.g. a
-/// process's pidfd, readable once the process has ended — Python's `Process.sentinel`).
+/// Implemented for [`Connection`] (a message or end-of-file is there), for
+/// [`Process`](crate::Process) (it has ended: Python's `Process.sentinel`), and for raw fds.
+/// Mix kinds with `&dyn Waitable`: `wait(&[&conn as &dyn Waitable, &process], None)`.
 pub trait Waitable {
     /// The fd to poll for readability, or `None` when the object is closed.
     fn wait_fd(&self) -> Option<BorrowedFd<'_>>;
@@ -743,6 +750,13 @@ pub trait Waitable {
 impl<C> Waitable for Connection<C> {
     fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
         self.try_as_fd()
+    }
+}
+
+impl<R> Waitable for crate::Process<R> {
+    /// The process's sentinel (a pidfd): ready once the process has ended.
+    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.sentinel())
     }
 }
 
@@ -789,7 +803,8 @@ pub fn wait<W: Waitable + ?Sized>(objects: &[&W], timeout: Option<Duration>) -> 
         }
         return Ok(Vec::new());
     }
-    let ready = socket::poll_readable(&fds, timeout).map_err(|e| Error::os("wait: poll failed", e))?;
+    let ready =
+        socket::poll_readable(&fds, timeout).map_err(|e| Error::os("wait: poll failed", e))?;
     Ok(ready
         .iter()
         .enumerate()

@@ -203,5 +203,8 @@ pub(crate) fn send_buffer_size(fd: BorrowedFd<'_>) -> io::Result<usize> {
 pub(crate) fn is_unix_seqpacket(fd: BorrowedFd<'_>) -> bool {
     let ty = rustix::net::sockopt::socket_type(fd);
     let domain = rustix::net::sockopt::socket_domain(fd);
-    matches!((ty, domain), (Ok(SocketType::SEQPACKET), Ok(AddressFamily::UNIX)))
+    matches!(
+        (ty, domain),
+        (Ok(SocketType::SEQPACKET), Ok(AddressFamily::UNIX))
+    )
 }
