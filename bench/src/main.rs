@@ -1,1 +1,34 @@
-fn main() {}
+//! The comparative benchmark: multiproc beside Python's `multiprocessing` (and raw floors)
+//! measured in the same run on the same machine. Prints a table and writes the rows as JSON.
+//!
+//! ```text
+//! cargo run --release -p multiproc-bench -- [--quick] [--json PATH] [FILTER...]
+//! ```
+//! Each row: what was measured, our median, the baseline's median (Python, same run), the
+//! ratio (how many times better we are: > 1 means faster), and a reference (a floor or a
+//! peer) with our ratio to it. See bench/README.md.
+
+mod harness;
+mod process;
+
+use harness::{Config, Row};
+
+/// A group of rows: its name (for filtering) and the function that measures it.
+type Group = (&'static str, fn(&Config) -> Vec<Row>);
+
+fn main() {
+    // The "exec the own binary" floor runs this binary with this variable: exit at once.
+    if std::env::var_os("MULTIPROC_BENCH_EXIT_NOW").is_some() {
+        std::process::exit(0);
+    }
+    let cfg = Config::from_args();
+    let mut rows: Vec<Row> = Vec::new();
+    let groups: Vec<Group> = vec![("process", process::rows)];
+    for (name, f) in groups {
+        if cfg.wants_group(name) {
+            eprintln!("== {name}");
+            rows.extend(f(&cfg));
+        }
+    }
+    harness::report(&cfg, &rows);
+}

@@ -1,0 +1,205 @@
+//! Measurement, the Python baseline runner, and reporting.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Instant;
+
+/// Command-line settings.
+pub struct Config {
+    /// Fewer samples (for a quick look; medians are noisier).
+    pub quick: bool,
+    /// Where to write the JSON rows.
+    pub json: String,
+    /// Only groups or rows whose name contains one of these.
+    pub filters: Vec<String>,
+}
+
+impl Config {
+    pub fn from_args() -> Config {
+        let mut c = Config {
+            quick: false,
+            json: "target/multiproc-bench.json".into(),
+            filters: Vec::new(),
+        };
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            match a.as_str() {
+                "--quick" => c.quick = true,
+                "--json" => c.json = args.next().expect("--json PATH"),
+                "--bench" => {} // passed by `cargo bench`
+                f => c.filters.push(f.to_string()),
+            }
+        }
+        c
+    }
+
+    pub fn wants_group(&self, group: &str) -> bool {
+        self.filters.is_empty() || self.filters.iter().any(|f| group.contains(f.as_str()))
+    }
+
+    /// `full` samples normally, fewer with `--quick`.
+    pub fn samples(&self, full: usize) -> usize {
+        if self.quick {
+            (full / 3).max(3)
+        } else {
+            full
+        }
+    }
+}
+
+/// Whether a smaller or a larger number is better.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // Higher is for throughput rows
+pub enum Better {
+    Lower,
+    Higher,
+}
+
+/// One measured row.
+pub struct Row {
+    pub name: String,
+    pub unit: &'static str,
+    pub better: Better,
+    pub ours: f64,
+    /// Python's `multiprocessing` doing the same work, same run.
+    pub baseline: Option<f64>,
+    /// A floor or a peer, same run: (what, median).
+    pub reference: Option<(String, f64)>,
+}
+
+impl Row {
+    /// How many times better than `other` we are (> 1: better).
+    pub fn advantage(&self, other: f64) -> f64 {
+        match self.better {
+            Better::Lower => other / self.ours,
+            Better::Higher => self.ours / other,
+        }
+    }
+}
+
+/// Median of `samples` runs of `f`, each returning a measured value.
+pub fn median_of(samples: usize, mut f: impl FnMut() -> f64) -> f64 {
+    let mut v: Vec<f64> = (0..samples).map(|_| f()).collect();
+    median(&mut v)
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let n = v.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Median time per call of `f` in microseconds: `samples` samples of `iters` calls each.
+pub fn time_us(samples: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm-up
+    median_of(samples, || {
+        let t = Instant::now();
+        for _ in 0..iters {
+            f();
+        }
+        t.elapsed().as_secs_f64() * 1e6 / iters as f64
+    })
+}
+
+/// Runs `bench/python/baseline.py` for the named cases; returns name -> median, in the
+/// case's own unit. Missing Python or a failing case gives no entry (and a note on stderr).
+pub fn python(cases: &[&str], quick: bool) -> BTreeMap<String, f64> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/baseline.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script);
+    if quick {
+        cmd.arg("--quick");
+    }
+    cmd.args(cases);
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("python3 not runnable ({e}): no baseline");
+            return BTreeMap::new();
+        }
+    };
+    if !out.status.success() {
+        eprintln!("python baseline failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut m = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "name<TAB>median"
+        if let Some((k, v)) = line.split_once('\t') {
+            if let Ok(v) = v.trim().parse::<f64>() {
+                m.insert(k.to_string(), v);
+            }
+        }
+    }
+    m
+}
+
+fn fmt_num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// Prints the table and writes the JSON file.
+pub fn report(cfg: &Config, rows: &[Row]) {
+    println!(
+        "{:<44} {:>8} {:>12} {:>12} {:>9}  reference (ours vs it)",
+        "measurement", "unit", "multiproc", "python", "vs python"
+    );
+    for r in rows {
+        let base = r.baseline.map(fmt_num).unwrap_or_else(|| "-".into());
+        let ratio = r
+            .baseline
+            .map(|b| format!("{:.1}x", r.advantage(b)))
+            .unwrap_or_else(|| "-".into());
+        let reference = r
+            .reference
+            .as_ref()
+            .map(|(n, v)| format!("{n} = {} ({:.2}x)", fmt_num(*v), r.advantage(*v)))
+            .unwrap_or_default();
+        println!(
+            "{:<44} {:>8} {:>12} {:>12} {:>9}  {}",
+            r.name,
+            r.unit,
+            fmt_num(r.ours),
+            base,
+            ratio,
+            reference
+        );
+    }
+    let mut json = String::from("[\n");
+    for (i, r) in rows.iter().enumerate() {
+        let opt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "null".into());
+        json.push_str(&format!(
+            "  {{\"name\": {:?}, \"unit\": {:?}, \"better\": {:?}, \"multiproc\": {}, \"python\": {}, \"ratio_vs_python\": {}, \"reference\": {}, \"reference_value\": {}, \"ratio_vs_reference\": {}}}{}\n",
+            r.name,
+            r.unit,
+            if r.better == Better::Lower { "lower" } else { "higher" },
+            r.ours,
+            opt(r.baseline),
+            opt(r.baseline.map(|b| r.advantage(b))),
+            r.reference.as_ref().map(|(n, _)| format!("{n:?}")).unwrap_or_else(|| "null".into()),
+            opt(r.reference.as_ref().map(|(_, v)| *v)),
+            opt(r.reference.as_ref().map(|(_, v)| r.advantage(*v))),
+            if i + 1 < rows.len() { "," } else { "" }
+        ));
+    }
+    json.push_str("]\n");
+    if let Some(dir) = std::path::Path::new(&cfg.json).parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::write(&cfg.json, json) {
+        Ok(()) => eprintln!("rows written to {}", cfg.json),
+        Err(e) => eprintln!("cannot write {}: {e}", cfg.json),
+    }
+}
