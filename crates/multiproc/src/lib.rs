@@ -1,3 +1,38 @@
+//! # multiproc
+//!
+//! Python's `multiprocessing` model for Rust on Linux: real processes, process-shared locks
+//! that survive a holder's death, shared-memory queues, pipes and a pool.
+//!
+//! ```
+//! use multiproc::Process;
+//!
+//! // Five children, each hands a value back to the parent.
+//! let workers = (0..5)
+//!     .map(|n| Process::spawn(move || format!("{n}: {} is done", std::process::id())))
+//!     .collect::<Result<Vec<_>, _>>()?;
+//! for w in workers {
+//!     println!("{}", w.join()?);
+//! }
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+//!
+//! Two start methods: [`StartMethod::Fork`] runs a closure in a forked child (the default, and
+//! the fastest); [`StartMethod::Spawn`] executes the current binary again and runs a
+//! `fn(A) -> R` whose arguments are serialized — any multiproc primitive inside them travels
+//! as a file descriptor and works in the child. No setup call is needed in `main`.
+//!
+//! ## Coming from Python
+//!
+//! | Python `multiprocessing` | multiproc | notes |
+//! |---|---|---|
+//! | `Process(target=f, args=(a,))` + `start()` | [`Process::spawn`]`(move \|\| f(a))`, [`Process::spawn_fn`]`(f, a)` | created and started in one call; `join` returns `f`'s value |
+//! | `Process(name=.., daemon=True)` | [`Process::builder`]`().name(..).daemon(true)` | daemons die with the parent, even when it is SIGKILLed |
+//! | `set_start_method("spawn")` | [`Builder::start_method`]`(StartMethod::Spawn)` | per process, not global |
+//! | `p.join()` / `p.join(timeout)` | [`Process::join`] / [`Process::join_timeout`] | a child's panic comes back as [`ErrorKind::ChildPanicked`] |
+//! | `p.exitcode`, `p.is_alive()`, `p.pid`, `p.name` | [`Process::exitcode`], [`Process::is_alive`], [`Process::pid`], [`Process::name`] | `-N` when killed by signal N |
+//! | `p.terminate()`, `p.kill()` | [`Process::terminate`], [`Process::kill`] | |
+//! | `p.sentinel` | [`Process::sentinel`] | a pidfd |
+//! | `active_children()` | [`active_children`] | reaps finished children on the way |
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(dead_code)]
 pub mod codec;
