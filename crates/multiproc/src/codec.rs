@@ -31,6 +31,7 @@ pub struct Postcard;
 
 impl Codec for Postcard {
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+        crate::handle::take_note();
         let buf = std::mem::take(out);
         match postcard::to_extend(value, buf) {
             Ok(v) => {
@@ -39,12 +40,16 @@ impl Codec for Postcard {
             }
             Err(e) => Err(Error::new(
                 ErrorKind::Codec,
-                format!("cannot serialize value: {e}"),
+                match crate::handle::take_note() {
+                    Some(detail) => format!("cannot serialize value: {detail}"),
+                    None => format!("cannot serialize value: {e}"),
+                },
             )),
         }
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+        crate::handle::take_note();
         match postcard::take_from_bytes::<T>(bytes) {
             Ok((v, [])) => Ok(v),
             Ok((_, rest)) => Err(Error::new(
@@ -56,7 +61,10 @@ impl Codec for Postcard {
             )),
             Err(e) => Err(Error::new(
                 ErrorKind::Codec,
-                format!("message does not decode as the expected type: {e}"),
+                match crate::handle::take_note() {
+                    Some(detail) => format!("message holds an invalid handle: {detail}"),
+                    None => format!("message does not decode as the expected type: {e}"),
+                },
             )),
         }
     }

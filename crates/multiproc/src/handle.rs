@@ -36,6 +36,9 @@ struct Import {
 }
 
 thread_local! {
+    /// The message of the last handle (de)serialization failure on this thread: serde
+    /// formats like postcard drop custom messages, so the codec looks here for the detail.
+    static NOTE: RefCell<Option<String>> = const { RefCell::new(None) };
     static EXPORT: RefCell<Option<Export>> = const { RefCell::new(None) };
     static IMPORT: RefCell<Option<Import>> = const { RefCell::new(None) };
 }
@@ -119,4 +122,23 @@ pub(crate) fn import_fd(index: u32) -> std::result::Result<OwnedFd, String> {
 /// An `InvalidHandle` error.
 pub(crate) fn invalid(msg: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidHandle, msg.into())
+}
+
+/// A serde serialization error for a handle, remembering its message for [`take_note`].
+pub(crate) fn ser_err<E: serde::ser::Error>(msg: impl std::fmt::Display) -> E {
+    let m = msg.to_string();
+    NOTE.with(|n| *n.borrow_mut() = Some(m.clone()));
+    E::custom(m)
+}
+
+/// A serde deserialization error for a handle, remembering its message for [`take_note`].
+pub(crate) fn de_err<E: serde::de::Error>(msg: impl std::fmt::Display) -> E {
+    let m = msg.to_string();
+    NOTE.with(|n| *n.borrow_mut() = Some(m.clone()));
+    E::custom(m)
+}
+
+/// The message of the last handle failure on this thread, if any (and forgets it).
+pub(crate) fn take_note() -> Option<String> {
+    NOTE.with(|n| n.borrow_mut().take())
 }

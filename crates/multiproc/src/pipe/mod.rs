@@ -24,8 +24,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use serde::de::{DeserializeOwned, Error as _};
-use serde::ser::Error as _;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use self::frame::{Assembler, Header, Kind, Outcome};
@@ -700,8 +699,9 @@ impl<C> Serialize for Connection<C> {
         let fd = self
             .fd
             .as_ref()
-            .ok_or_else(|| S::Error::custom("cannot send a closed Connection"))?;
-        let index = handle::export_fd(fd.as_fd(), None).map_err(S::Error::custom)?;
+            .ok_or_else(|| crate::handle::ser_err::<S::Error>("cannot send a closed Connection"))?;
+        let index =
+            handle::export_fd(fd.as_fd(), None).map_err(crate::handle::ser_err::<S::Error>)?;
         Wire {
             fd: index,
             readable: self.readable,
@@ -717,13 +717,13 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let w = Wire::deserialize(d)?;
         if w.readable != w.recv_lock.is_some() || w.writable != w.send_lock.is_some() {
-            return Err(D::Error::custom(
+            return Err(crate::handle::de_err::<D::Error>(
                 "connection description is inconsistent (direction vs locks)",
             ));
         }
-        let fd = handle::import_fd(w.fd).map_err(D::Error::custom)?;
+        let fd = handle::import_fd(w.fd).map_err(crate::handle::de_err::<D::Error>)?;
         if !socket::is_unix_seqpacket(fd.as_fd()) {
-            return Err(D::Error::custom(
+            return Err(crate::handle::de_err::<D::Error>(
                 "received fd for a Connection is not a Unix SOCK_SEQPACKET socket",
             ));
         }

@@ -19,8 +19,6 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use serde::de::Error as _;
-use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Segment, SegmentKind, ShmSafe};
@@ -199,7 +197,8 @@ struct Wire {
 impl<T: ShmObject> Serialize for Shared<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
         // Check the context first so a failed serialization leaks no count.
-        crate::handle::export_fd(self.seg.fd(), Some(self.seg.id())).map_err(S::Error::custom)?;
+        crate::handle::export_fd(self.seg.fd(), Some(self.seg.id()))
+            .map_err(crate::handle::ser_err::<S::Error>)?;
         // The count "in flight": the receiver adopts it (see the module docs).
         self.add_ref();
         Wire {
@@ -215,29 +214,31 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Shared<T>, D::Error> {
         let w = Wire::deserialize(d)?;
         if w.kind != T::KIND {
-            return Err(D::Error::custom(format!(
+            return Err(crate::handle::de_err::<D::Error>(format!(
                 "handle is for object kind {}, expected {}",
                 w.kind,
                 T::KIND
             )));
         }
-        let offset = usize::try_from(w.offset).map_err(D::Error::custom)?;
+        let offset = usize::try_from(w.offset).map_err(crate::handle::de_err::<D::Error>)?;
         match w.seg.kind() {
             SegmentKind::Arena => {
                 let rel = offset
                     .checked_sub(SLOTS_AT)
                     .filter(|r| r % SLOT == 0 && r / SLOT < SLOTS)
-                    .ok_or_else(|| D::Error::custom("arena offset out of range"))?;
+                    .ok_or_else(|| {
+                        crate::handle::de_err::<D::Error>("arena offset out of range")
+                    })?;
                 let slot = rel / SLOT;
                 let entry = table(&w.seg)[slot].load(Ordering::Acquire);
                 if entry >> 24 != T::KIND as u32 || entry & COUNT_MASK == 0 {
-                    return Err(D::Error::custom(
+                    return Err(crate::handle::de_err::<D::Error>(
                         "arena slot does not hold this kind of object",
                     ));
                 }
                 w.seg
                     .get::<T>(offset)
-                    .ok_or_else(|| D::Error::custom("object out of bounds"))?;
+                    .ok_or_else(|| crate::handle::de_err::<D::Error>("object out of bounds"))?;
                 Ok(Shared {
                     seg: w.seg,
                     offset,
@@ -248,7 +249,7 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
             SegmentKind::Object(k) if k == T::KIND && offset == 0 => {
                 w.seg
                     .get::<T>(0)
-                    .ok_or_else(|| D::Error::custom("object segment too small"))?;
+                    .ok_or_else(|| crate::handle::de_err::<D::Error>("object segment too small"))?;
                 Ok(Shared {
                     seg: w.seg,
                     offset: 0,
@@ -256,7 +257,7 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
                     _t: PhantomData,
                 })
             }
-            other => Err(D::Error::custom(format!(
+            other => Err(crate::handle::de_err::<D::Error>(format!(
                 "handle points into a {other:?} segment"
             ))),
         }

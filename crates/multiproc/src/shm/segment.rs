@@ -16,8 +16,6 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use serde::de::Error as _;
-use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::ShmSafe;
@@ -246,7 +244,8 @@ pub(crate) struct WireSegment {
 
 impl Serialize for Segment {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let fd = handle::export_fd(self.fd(), Some(self.id())).map_err(S::Error::custom)?;
+        let fd = handle::export_fd(self.fd(), Some(self.id()))
+            .map_err(crate::handle::ser_err::<S::Error>)?;
         WireSegment {
             fd,
             id: self.id(),
@@ -264,15 +263,81 @@ impl<'de> Deserialize<'de> for Segment {
             2 => SegmentKind::Queue,
             k if k & !0xff == 0x100 => SegmentKind::Object(k as u8),
             k if k & !0xff == 0x200 => SegmentKind::Other(k as u8),
-            k => return Err(D::Error::custom(format!("unknown segment kind {k}"))),
+            k => {
+                return Err(crate::handle::de_err::<D::Error>(format!(
+                    "unknown segment kind {k}"
+                )))
+            }
         };
-        let fd = handle::import_fd(w.fd).map_err(D::Error::custom)?;
-        let seg = Segment::open(fd, kind).map_err(D::Error::custom)?;
+        let fd = handle::import_fd(w.fd).map_err(crate::handle::de_err::<D::Error>)?;
+        let seg = Segment::open(fd, kind).map_err(crate::handle::de_err::<D::Error>)?;
         if seg.id() != w.id {
-            return Err(D::Error::custom(
+            return Err(crate::handle::de_err::<D::Error>(
                 "segment id does not match its description",
             ));
         }
         Ok(seg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Codec, Postcard};
+
+    #[test]
+    fn open_validates_what_it_receives() {
+        let seg = Segment::create(SegmentKind::Queue, 100).unwrap();
+        let dup = || seg.fd().try_clone_to_owned().unwrap();
+        // The right fd and kind: the same mapping comes back (deduplicated by id).
+        let again = Segment::open(dup(), SegmentKind::Queue).unwrap();
+        assert_eq!(again.id(), seg.id());
+        assert_eq!(again.payload(), seg.payload());
+        // The wrong kind.
+        let e = Segment::open(dup(), SegmentKind::Arena).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidHandle);
+        // Not a memfd at all.
+        let (a, _b) = crate::sys::socket::stream_pair().unwrap();
+        let e = Segment::open(a, SegmentKind::Queue).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidHandle);
+        // A sealed memfd without our header.
+        let fd = mem::memfd(c"stranger", 8192).unwrap();
+        let e = Segment::open(fd, SegmentKind::Queue).unwrap_err();
+        assert!(e.to_string().contains("magic"), "{e}");
+        // An unsealed memfd (a peer could truncate it under our mapping).
+        let fd = rustix::fs::memfd_create(c"unsealed", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+        rustix::fs::ftruncate(&fd, 8192).unwrap();
+        let e = Segment::open(fd, SegmentKind::Queue).unwrap_err();
+        assert!(e.to_string().contains("sealed"), "{e}");
+    }
+
+    #[test]
+    fn get_checks_bounds_and_alignment() {
+        let seg = Segment::create(SegmentKind::Queue, 64).unwrap();
+        let len = seg.payload_len();
+        assert!(seg.get::<AtomicU64>(0).is_some());
+        assert!(seg.get::<AtomicU64>(len - 8).is_some());
+        assert!(seg.get::<AtomicU64>(len - 7).is_none());
+        assert!(seg.get::<AtomicU64>(usize::MAX - 3).is_none());
+        assert!(seg.get::<AtomicU64>(4).is_none());
+    }
+
+    #[test]
+    fn handles_need_an_fd_context() {
+        let seg = Segment::create(SegmentKind::Queue, 64).unwrap();
+        let e = crate::codec::to_vec(&seg).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Codec);
+        assert!(e.to_string().contains("file descriptors"), "{e}");
+        let (bytes, fds) = handle::with_exported_fds(|| crate::codec::to_vec(&seg)).unwrap();
+        assert_eq!(fds.len(), 1);
+        let back: Segment = handle::with_imported_fds(fds, || Postcard::decode(&bytes)).unwrap();
+        assert_eq!(back.id(), seg.id());
+        // The description without its fds is refused, with a message that says why.
+        let e = Postcard::decode::<Segment>(&bytes).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Codec);
+        assert!(
+            e.to_string().contains("carried its file descriptors"),
+            "{e}"
+        );
     }
 }

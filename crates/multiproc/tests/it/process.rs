@@ -450,3 +450,39 @@ fn spawn_from_a_multithreaded_parent() {
         assert_eq!(spawn_from_threads(), vec![0, 1, 4, 9]);
     });
 }
+
+fn reply_on(conn: multiproc::Connection) -> u32 {
+    let n: u32 = conn.recv().unwrap();
+    conn.send(&(n + 1)).unwrap();
+    n
+}
+
+#[test]
+fn handles_travel_into_spawned_children() {
+    with_watchdog(LIMIT, || {
+        // A connection end is not inherited by a Spawn child: it travels in the fd table.
+        let (mine, theirs) = multiproc::pipe(true).unwrap();
+        let p = Process::spawn_fn(reply_on, theirs).unwrap();
+        mine.send(&41u32).unwrap();
+        assert!(mine.poll(Some(Duration::from_secs(20))).unwrap());
+        assert_eq!(mine.recv::<u32>().unwrap(), 42);
+        assert_eq!(p.join().unwrap(), 41);
+    });
+}
+
+fn make_pipe_end(_: ()) -> multiproc::Connection {
+    let (a, b) = multiproc::pipe(true).unwrap();
+    a.send(&"kept alive by the parent").unwrap();
+    drop(a);
+    b
+}
+
+#[test]
+fn handles_travel_back_in_results() {
+    with_watchdog(LIMIT, || {
+        for m in [StartMethod::Fork, StartMethod::Spawn] {
+            let end = start(m, make_pipe_end, ()).join().unwrap();
+            assert_eq!(end.recv::<String>().unwrap(), "kept alive by the parent");
+        }
+    });
+}
