@@ -40,6 +40,7 @@ pub mod error;
 mod handle;
 pub mod pipe;
 pub mod process;
+pub mod queue;
 pub mod shm;
 pub mod sync;
 mod sys;

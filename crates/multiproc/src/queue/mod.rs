@@ -1,0 +1,2 @@
+//! Queues.
+mod ring;
