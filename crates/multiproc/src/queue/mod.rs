@@ -1,2 +1,867 @@
-//! Queues.
+//! Cross-process FIFO queues in shared memory: [`Queue`], [`SimpleQueue`], [`JoinableQueue`].
+//!
+//! A queue is a ring of length-prefixed frames in its own shared segment, guarded by a robust
+//! process-shared mutex. Items are serialized by a [`Codec`] ([`Postcard`] by default) in the
+//! caller, so a value that cannot be serialized fails at `put`, and one that does not decode
+//! as `T` fails at `get` — the queue goes on either way. There are no background threads:
+//! when `put` returns, the item is in the queue.
+//!
+//! # Guarantees
+//!
+//! - **Crash safety.** A process killed anywhere inside `put`, `get`, `put_many` or
+//!   `get_many` leaves each message wholly in the queue or wholly absent; the others go on
+//!   without a hang. A consumer killed after taking a batch loses that batch (at most one
+//!   `get_many`), nothing else.
+//! - **End of stream.** [`Queue::close`] means "no more items, from anyone": puts fail with
+//!   `Closed`, every consumer drains what is left and then gets `Closed`; blocked callers
+//!   wake at once. `for item in &q` ends there — no sentinels, however many consumers.
+//! - **No system call when uncontended**: `put`/`get` are a mutex CAS, a copy and a store;
+//!   the futex is touched only when someone sleeps.
+//! - **Memory follows the backlog.** [`Queue::new`] reserves a large ring (1 GiB by default)
+//!   of *address space*; pages are allocated as they are written and given back to the kernel
+//!   as a backlog drains, while a consumer that keeps up keeps the ring in its first pages.
+//!
+//! ```
+//! use multiproc::queue::{Queue, TryGetError};
+//!
+//! let q: Queue<String> = Queue::bounded(3)?;
+//! q.put("hello".to_string())?;
+//! assert_eq!(q.get()?, "hello");
+//! assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+//! q.close();
+//! assert!(q.put("late".to_string()).is_err());
+//! # Ok::<(), multiproc::Error>(())
+//! ```
+
+mod error;
 mod ring;
+mod shared;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use self::error::{
+    GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
+};
+use self::shared::{GetStop, PutStop, SharedQueue, Wait};
+use crate::codec::{Codec, Postcard};
+use crate::error::{Error, ErrorKind, Result};
+use crate::shm::Segment;
+use crate::sys::Deadline;
+
+/// Ring bytes of a queue unless [`QueueBuilder::capacity_bytes`] says otherwise: 1 GiB of
+/// address space, of which only the pages a backlog needs are ever backed by memory.
+pub const DEFAULT_CAPACITY_BYTES: u64 = 1 << 30;
+
+thread_local! {
+    /// Scratch buffer for encoding (reused, so a put allocates nothing in steady state).
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a cleared scratch buffer (a fresh one if the scratch is in use, e.g. when a
+/// `Serialize` impl itself puts into a queue).
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = SCRATCH
+        .with(|s| s.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+        .unwrap_or_default();
+    buf.clear();
+    let r = f(&mut buf);
+    if buf.capacity() <= 1 << 20 {
+        let _ = SCRATCH.with(|s| s.try_borrow_mut().map(|mut b| *b = buf));
+    }
+    r
+}
+
+/// A multi-producer, multi-consumer FIFO queue shared between processes (Python's
+/// `multiprocessing.Queue`).
+///
+/// A handle is cheap to [`Clone`]; clones (in this process, in forked children, or sent to
+/// spawned children, since the handle is `Serialize + Deserialize` through the fd table)
+/// all refer to the same queue. The memory is freed when the last process holding it goes.
+///
+/// Items are `T: Serialize + DeserializeOwned`, encoded with `C` (default [`Postcard`]).
+/// The `*_bytes` calls skip the codec and move raw bytes.
+///
+/// ```
+/// use multiproc::queue::Queue;
+///
+/// let q: Queue<(u32, String)> = Queue::new()?;
+/// q.put_many(vec![(1, "a".into()), (2, "b".into())])?;
+/// assert_eq!(q.len(), 2);
+/// let got = q.get_many(10, None)?;
+/// assert_eq!(got, vec![(1, "a".into()), (2, "b".into())]);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub struct Queue<T, C: Codec = Postcard> {
+    shared: SharedQueue,
+    _marker: PhantomData<fn(T) -> T>,
+    _codec: PhantomData<fn() -> C>,
+}
+
+impl<T, C: Codec> Clone for Queue<T, C> {
+    fn clone(&self) -> Self {
+        Queue {
+            shared: self.shared.clone(),
+            _marker: PhantomData,
+            _codec: PhantomData,
+        }
+    }
+}
+
+impl<T, C: Codec> fmt::Debug for Queue<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.shared.snapshot();
+        f.debug_struct("Queue")
+            .field("id", &format_args!("{:016x}", self.shared.id()))
+            .field("len", &st.ring.count)
+            .field("maxsize", &self.shared.maxsize())
+            .field("closed", &st.closed)
+            .finish()
+    }
+}
+
+impl<T, C: Codec> Serialize for Queue<T, C> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.shared.segment().serialize(s)
+    }
+}
+
+impl<'de, T, C: Codec> Deserialize<'de> for Queue<T, C> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let seg = Segment::deserialize(d)?;
+        let shared = SharedQueue::open(seg).map_err(D::Error::custom)?;
+        Ok(Queue::from_shared(shared))
+    }
+}
+
+/// Configures a [`Queue`] before creating it: [`Queue::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct QueueBuilder<T, C: Codec = Postcard> {
+    maxsize: Option<usize>,
+    capacity_bytes: u64,
+    _marker: PhantomData<fn() -> (T, C)>,
+}
+
+impl<T, C: Codec> QueueBuilder<T, C> {
+    /// At most `n` items queued at once (`Queue(maxsize)` in Python). Default: no bound on
+    /// the number of items.
+    pub fn maxsize(mut self, n: usize) -> Self {
+        self.maxsize = Some(n);
+        self
+    }
+
+    /// Ring size in bytes (rounded up to whole pages); bounds the total size of queued
+    /// messages and the size of one message (a little less than this). Default
+    /// [`DEFAULT_CAPACITY_BYTES`]. It reserves address space, not memory: pages are backed
+    /// only while a backlog needs them.
+    pub fn capacity_bytes(mut self, n: u64) -> Self {
+        self.capacity_bytes = n;
+        self
+    }
+
+    /// Creates the queue.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for a `maxsize` of 0 or an absurd capacity;
+    /// [`ErrorKind::Os`] when the shared memory cannot be created.
+    pub fn build(self) -> Result<Queue<T, C>> {
+        if self.maxsize == Some(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a queue's maxsize must be at least 1 (use Queue::new() for no bound)",
+            ));
+        }
+        let shared = SharedQueue::create(self.capacity_bytes, self.maxsize.map(|n| n as u64))?;
+        Ok(Queue::from_shared(shared))
+    }
+}
+
+fn put_stop<T, E>(
+    item: T,
+    stop: PutStop,
+    full: fn(T) -> E,
+    timeout: fn(T) -> E,
+    closed: fn(T) -> E,
+    failed: fn(T, Error) -> E,
+) -> E {
+    match stop {
+        PutStop::Full => full(item),
+        PutStop::Timeout => timeout(item),
+        PutStop::Closed => closed(item),
+        PutStop::Failed(e) => failed(item, e),
+    }
+}
+
+impl<T, C: Codec> Queue<T, C> {
+    fn from_shared(shared: SharedQueue) -> Self {
+        Queue {
+            shared,
+            _marker: PhantomData,
+            _codec: PhantomData,
+        }
+    }
+
+    /// A queue with no bound on the number of items (Python's `Queue()`); its byte capacity
+    /// is [`DEFAULT_CAPACITY_BYTES`] of address space, backed by memory only as a backlog
+    /// needs it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] when the shared memory cannot be created.
+    pub fn new() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] when `maxsize` is 0; [`ErrorKind::Os`] when the shared
+    /// memory cannot be created.
+    pub fn bounded(maxsize: usize) -> Result<Self> {
+        Self::builder().maxsize(maxsize).build()
+    }
+
+    /// A builder for the less common settings (byte capacity).
+    ///
+    /// ```
+    /// use multiproc::queue::Queue;
+    /// let q: Queue<Vec<u8>> = Queue::builder().maxsize(4).capacity_bytes(64 << 20).build()?;
+    /// q.put(vec![0; 32 << 20])?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn builder() -> QueueBuilder<T, C> {
+        QueueBuilder {
+            maxsize: None,
+            capacity_bytes: DEFAULT_CAPACITY_BYTES,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Items queued now. A snapshot: it may be stale at once (Python's `qsize()`).
+    #[doc(alias = "qsize")]
+    pub fn len(&self) -> usize {
+        self.shared.snapshot().ring.count as usize
+    }
+
+    /// True when nothing is queued now (a snapshot, Python's `empty()`).
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when `maxsize` items are queued now (a snapshot, Python's `full()`). An unbounded
+    /// queue is never full by count (a message can still wait for ring bytes).
+    #[doc(alias = "full")]
+    pub fn is_full(&self) -> bool {
+        self.shared
+            .maxsize()
+            .is_some_and(|m| self.shared.snapshot().ring.count >= m)
+    }
+
+    /// The item bound given at creation, if any.
+    pub fn maxsize(&self) -> Option<usize> {
+        self.shared.maxsize().map(|m| m as usize)
+    }
+
+    /// Ring size in bytes: the total of queued messages (plus 8 to 15 bytes of framing each)
+    /// never exceeds it.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.shared.capacity_bytes()
+    }
+
+    /// The largest encoded message this queue accepts.
+    pub fn max_message_bytes(&self) -> u64 {
+        self.shared.max_payload()
+    }
+
+    /// Closes the queue for everyone: later puts fail with `Closed`; consumers get what is
+    /// still queued, then `Closed`. Every blocked caller wakes at once. Idempotent.
+    ///
+    /// (Python's `Queue.close()` only closes the calling process's handle; this is the "end
+    /// of stream" that Python spells with one sentinel per consumer.)
+    ///
+    /// ```
+    /// use multiproc::queue::{GetError, Queue};
+    /// let q: Queue<u8> = Queue::new()?;
+    /// q.put(1)?;
+    /// q.close();
+    /// assert_eq!(q.get()?, 1);
+    /// assert!(matches!(q.get(), Err(GetError::Closed)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn close(&self) {
+        self.shared.close();
+    }
+
+    /// True once [`close`](Self::close) was called (by any process).
+    pub fn is_closed(&self) -> bool {
+        self.shared.snapshot().closed
+    }
+
+    // ----- raw bytes -----
+
+    /// Puts raw bytes, skipping the codec; waits for room.
+    ///
+    /// A consumer reads them with [`get_bytes`](Self::get_bytes) (or `get` if they happen to
+    /// be a valid encoding of `T`).
+    ///
+    /// # Errors
+    /// `Closed`, or `Failed` when the bytes exceed [`max_message_bytes`](Self::max_message_bytes).
+    #[doc(alias = "send_bytes")]
+    pub fn put_bytes(&self, bytes: &[u8]) -> std::result::Result<(), PutError<()>> {
+        self.put_raw(&[bytes], Wait::Until(Deadline::never()))
+            .map_err(|(_, s)| {
+                put_stop(
+                    (),
+                    s,
+                    PutError::Closed,
+                    PutError::Closed,
+                    PutError::Closed,
+                    PutError::Failed,
+                )
+            })
+    }
+
+    /// Puts raw bytes if there is room now.
+    ///
+    /// # Errors
+    /// `Full`, `Closed`, or `Failed` (too large).
+    pub fn try_put_bytes(&self, bytes: &[u8]) -> std::result::Result<(), TryPutError<()>> {
+        self.put_raw(&[bytes], Wait::No).map_err(|(_, s)| {
+            put_stop(
+                (),
+                s,
+                TryPutError::Full,
+                TryPutError::Full,
+                TryPutError::Closed,
+                TryPutError::Failed,
+            )
+        })
+    }
+
+    /// Puts raw bytes, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// `Timeout`, `Closed`, or `Failed` (too large).
+    pub fn put_bytes_timeout(
+        &self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<()>> {
+        self.put_raw(&[bytes], Wait::timeout(Some(timeout)))
+            .map_err(|(_, s)| {
+                put_stop(
+                    (),
+                    s,
+                    PutTimeoutError::Timeout,
+                    PutTimeoutError::Timeout,
+                    PutTimeoutError::Closed,
+                    PutTimeoutError::Failed,
+                )
+            })
+    }
+
+    /// Takes the next message as raw bytes, skipping the codec; waits for one.
+    ///
+    /// # Errors
+    /// `Closed` once the queue is closed and drained; `Failed` on corrupted shared memory.
+    #[doc(alias = "recv_bytes")]
+    pub fn get_bytes(&self) -> std::result::Result<Vec<u8>, GetError> {
+        self.get_bytes_wait(Wait::Until(Deadline::never()))
+            .map_err(|s| match s {
+                GetStop::Failed(e) => GetError::Failed(e),
+                _ => GetError::Closed,
+            })
+    }
+
+    /// Takes the next message as raw bytes if there is one now.
+    ///
+    /// # Errors
+    /// `Empty`, `Closed`, or `Failed` (corruption).
+    pub fn try_get_bytes(&self) -> std::result::Result<Vec<u8>, TryGetError> {
+        self.get_bytes_wait(Wait::No).map_err(try_get_err)
+    }
+
+    /// Takes the next message as raw bytes, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// `Timeout`, `Closed`, or `Failed` (corruption).
+    pub fn get_bytes_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<u8>, GetTimeoutError> {
+        self.get_bytes_wait(Wait::timeout(Some(timeout)))
+            .map_err(get_timeout_err)
+    }
+
+    fn get_bytes_wait(&self, wait: Wait) -> std::result::Result<Vec<u8>, GetStop> {
+        let mut out = Vec::new();
+        self.shared.take_frames(1, wait, &mut |_, f| {
+            f.read_into(&mut out);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn put_raw(&self, payloads: &[&[u8]], wait: Wait) -> std::result::Result<(), (usize, PutStop)> {
+        self.shared.put_frames(payloads, wait)
+    }
+}
+
+fn try_get_err(s: GetStop) -> TryGetError {
+    match s {
+        GetStop::Empty | GetStop::Timeout => TryGetError::Empty,
+        GetStop::Closed => TryGetError::Closed,
+        GetStop::Failed(e) => TryGetError::Failed(e),
+    }
+}
+
+fn get_timeout_err(s: GetStop) -> GetTimeoutError {
+    match s {
+        GetStop::Empty | GetStop::Timeout => GetTimeoutError::Timeout,
+        GetStop::Closed => GetTimeoutError::Closed,
+        GetStop::Failed(e) => GetTimeoutError::Failed(e),
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
+    fn put_wait(&self, item: T, wait: Wait) -> std::result::Result<(), (T, PutStop)> {
+        let r = with_scratch(|buf| match C::encode(&item, buf) {
+            Ok(()) => self.put_raw(&[buf.as_slice()], wait).map_err(|(_, s)| s),
+            Err(e) => Err(PutStop::Failed(e)),
+        });
+        r.map_err(|s| (item, s))
+    }
+
+    /// Puts `item`, waiting for room as long as it takes (Python's `put(item)`).
+    ///
+    /// # Errors
+    /// [`PutError::Closed`] when the queue is closed; [`PutError::Failed`] when the item
+    /// does not serialize or is larger than the queue's byte capacity. Both hand the item
+    /// back.
+    pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        self.put_wait(item, Wait::Until(Deadline::never()))
+            .map_err(|(t, s)| {
+                put_stop(
+                    t,
+                    s,
+                    PutError::Closed,
+                    PutError::Closed,
+                    PutError::Closed,
+                    PutError::Failed,
+                )
+            })
+    }
+
+    /// Puts `item` if there is room now (Python's `put_nowait`, `put(item, False)`).
+    ///
+    /// # Errors
+    /// [`TryPutError::Full`], `Closed`, or `Failed`; each hands the item back.
+    ///
+    /// ```
+    /// use multiproc::queue::{Queue, TryPutError};
+    /// let q: Queue<u8> = Queue::bounded(1)?;
+    /// q.try_put(1).unwrap();
+    /// assert!(matches!(q.try_put(2), Err(TryPutError::Full(2))));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    #[doc(alias = "put_nowait")]
+    pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
+        self.put_wait(item, Wait::No).map_err(|(t, s)| {
+            put_stop(
+                t,
+                s,
+                TryPutError::Full,
+                TryPutError::Full,
+                TryPutError::Closed,
+                TryPutError::Failed,
+            )
+        })
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room (Python's `put(item, True, timeout)`).
+    ///
+    /// # Errors
+    /// [`PutTimeoutError::Timeout`], `Closed`, or `Failed`; each hands the item back.
+    pub fn put_timeout(
+        &self,
+        item: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<T>> {
+        self.put_wait(item, Wait::timeout(Some(timeout)))
+            .map_err(|(t, s)| {
+                put_stop(
+                    t,
+                    s,
+                    PutTimeoutError::Timeout,
+                    PutTimeoutError::Timeout,
+                    PutTimeoutError::Closed,
+                    PutTimeoutError::Failed,
+                )
+            })
+    }
+
+    /// Puts all `items` in order, taking the queue's lock once for as many as fit (and again
+    /// only when it has to wait for room).
+    ///
+    /// # Errors
+    /// `Closed` or `Failed`, handing back the items that were *not* put (the ones before
+    /// them are in the queue). A `Failed` from serialization or size is reported before any
+    /// item is put.
+    pub fn put_many(&self, items: Vec<T>) -> std::result::Result<(), PutError<Vec<T>>> {
+        let mut items = items;
+        let r = with_scratch(|buf| {
+            let mut ends = Vec::with_capacity(items.len());
+            for it in &items {
+                if let Err(e) = C::encode(it, buf) {
+                    return Err((0, PutStop::Failed(e)));
+                }
+                ends.push(buf.len());
+            }
+            let mut start = 0;
+            let slices: Vec<&[u8]> = ends
+                .iter()
+                .map(|&e| {
+                    let s = &buf[start..e];
+                    start = e;
+                    s
+                })
+                .collect();
+            self.put_raw(&slices, Wait::Until(Deadline::never()))
+        });
+        r.map_err(|(done, s)| {
+            let rest = items.split_off(done);
+            put_stop(
+                rest,
+                s,
+                PutError::Closed,
+                PutError::Closed,
+                PutError::Closed,
+                PutError::Failed,
+            )
+        })
+    }
+
+    fn get_wait(&self, wait: Wait) -> std::result::Result<T, GetStop> {
+        with_scratch(|scratch| {
+            self.shared.take_frames(1, wait, &mut |_, f| {
+                f.read_into(scratch);
+                Ok(())
+            })?;
+            C::decode(scratch).map_err(GetStop::Failed)
+        })
+    }
+
+    /// Takes the next item, waiting as long as it takes (Python's `get()`).
+    ///
+    /// # Errors
+    /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Failed`] when
+    /// the next message does not decode as `T` (that message is consumed; the queue goes on).
+    pub fn get(&self) -> std::result::Result<T, GetError> {
+        self.get_wait(Wait::Until(Deadline::never()))
+            .map_err(|s| match s {
+                GetStop::Failed(e) => GetError::Failed(e),
+                _ => GetError::Closed,
+            })
+    }
+
+    /// Takes the next item if there is one now (Python's `get_nowait`, `get(False)`).
+    ///
+    /// # Errors
+    /// [`TryGetError::Empty`], `Closed` (closed and drained), or `Failed` (decode).
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
+        self.get_wait(Wait::No).map_err(try_get_err)
+    }
+
+    /// Takes the next item, waiting at most `timeout` (Python's `get(True, timeout)`).
+    ///
+    /// # Errors
+    /// [`GetTimeoutError::Timeout`], `Closed` (closed and drained), or `Failed` (decode).
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
+        self.get_wait(Wait::timeout(Some(timeout)))
+            .map_err(get_timeout_err)
+    }
+
+    /// Takes up to `max` items with one lock: waits (at most `timeout`; `None` = forever)
+    /// until at least one is there, then takes what is queued, up to `max`.
+    ///
+    /// A message that does not decode ends the batch before it; it is reported (and
+    /// consumed) by the next call, so no good item is lost to a bad one.
+    ///
+    /// # Errors
+    /// `Timeout` when nothing arrived in time, `Closed` once closed and drained, `Failed`
+    /// when the first message does not decode.
+    pub fn get_many(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Vec<T>, GetTimeoutError> {
+        let mut out = Vec::new();
+        with_scratch(|scratch| {
+            self.shared
+                .take_frames(max, Wait::timeout(timeout), &mut |_, f| {
+                    scratch.clear();
+                    f.read_into(scratch);
+                    out.push(C::decode(scratch)?);
+                    Ok(())
+                })
+        })
+        .map_err(get_timeout_err)?;
+        Ok(out)
+    }
+
+    /// An iterator that takes items until the queue is closed and drained; each item is a
+    /// `Result` because a message may fail to decode.
+    ///
+    /// ```
+    /// use multiproc::queue::Queue;
+    /// let q: Queue<u32> = Queue::new()?;
+    /// q.put_many(vec![1, 2, 3])?;
+    /// q.close();
+    /// let all: Vec<u32> = q.iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(all, [1, 2, 3]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn iter(&self) -> Iter<'_, T, C> {
+        Iter { q: self }
+    }
+}
+
+/// Iterator over a queue's items until it is closed and drained: [`Queue::iter`].
+#[derive(Debug)]
+pub struct Iter<'a, T, C: Codec = Postcard> {
+    q: &'a Queue<T, C>,
+}
+
+impl<T: Serialize + DeserializeOwned, C: Codec> Iterator for Iter<'_, T, C> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        match self.q.get() {
+            Ok(t) => Some(Ok(t)),
+            Err(GetError::Closed) => None,
+            Err(GetError::Failed(e)) => Some(Err(e)),
+        }
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned, C: Codec> IntoIterator for &'a Queue<T, C> {
+    type Item = Result<T>;
+    type IntoIter = Iter<'a, T, C>;
+
+    fn into_iter(self) -> Iter<'a, T, C> {
+        self.iter()
+    }
+}
+
+/// A minimal unbounded queue (Python's `multiprocessing.SimpleQueue`): `put`, `get`,
+/// `is_empty`, `close`.
+///
+/// ```
+/// use multiproc::queue::SimpleQueue;
+/// let q: SimpleQueue<&str> = SimpleQueue::new()?;
+/// q.put("x")?;
+/// assert!(!q.is_empty());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "", transparent)]
+pub struct SimpleQueue<T, C: Codec = Postcard>(Queue<T, C>);
+
+impl<T, C: Codec> Clone for SimpleQueue<T, C> {
+    fn clone(&self) -> Self {
+        SimpleQueue(self.0.clone())
+    }
+}
+
+impl<T, C: Codec> fmt::Debug for SimpleQueue<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SimpleQueue").field(&self.0).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
+    /// A new, empty, unbounded queue.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] when the shared memory cannot be created.
+    pub fn new() -> Result<Self> {
+        Ok(SimpleQueue(Queue::new()?))
+    }
+
+    /// Puts `item` (never waits: the queue is unbounded up to its byte capacity).
+    ///
+    /// # Errors
+    /// As [`Queue::put`].
+    pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
+        self.0.put(item)
+    }
+
+    /// Takes the next item, waiting for one.
+    ///
+    /// # Errors
+    /// As [`Queue::get`].
+    pub fn get(&self) -> std::result::Result<T, GetError> {
+        self.0.get()
+    }
+
+    /// Takes the next item if there is one now.
+    ///
+    /// # Errors
+    /// As [`Queue::try_get`].
+    #[doc(alias = "get_nowait")]
+    pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
+        self.0.try_get()
+    }
+
+    /// Takes the next item, waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`Queue::get_timeout`].
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
+        self.0.get_timeout(timeout)
+    }
+
+    /// True when nothing is queued now (a snapshot).
+    #[doc(alias = "empty")]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Closes the queue for everyone (see [`Queue::close`]).
+    pub fn close(&self) {
+        self.0.close()
+    }
+
+    /// True once closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
+    /// Items until closed and drained (see [`Queue::iter`]).
+    pub fn iter(&self) -> Iter<'_, T, C> {
+        self.0.iter()
+    }
+
+    /// The underlying [`Queue`].
+    pub fn as_queue(&self) -> &Queue<T, C> {
+        &self.0
+    }
+}
+
+/// A [`Queue`] that also counts unfinished tasks (Python's `multiprocessing.JoinableQueue`):
+/// every `put` adds one, every [`task_done`](Self::task_done) takes one away, and
+/// [`join`](Self::join) waits for zero. All of [`Queue`]'s calls are available through
+/// `Deref`.
+///
+/// ```
+/// use multiproc::queue::JoinableQueue;
+/// let q: JoinableQueue<u32> = JoinableQueue::new()?;
+/// q.put(7)?;
+/// let x = q.get()?;
+/// q.task_done()?;
+/// q.join()?;
+/// assert!(q.task_done().is_err(), "more task_done() than items taken");
+/// # let _ = x;
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "", transparent)]
+pub struct JoinableQueue<T, C: Codec = Postcard>(Queue<T, C>);
+
+impl<T, C: Codec> Clone for JoinableQueue<T, C> {
+    fn clone(&self) -> Self {
+        JoinableQueue(self.0.clone())
+    }
+}
+
+impl<T, C: Codec> fmt::Debug for JoinableQueue<T, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JoinableQueue").field(&self.0).finish()
+    }
+}
+
+impl<T, C: Codec> std::ops::Deref for JoinableQueue<T, C> {
+    type Target = Queue<T, C>;
+    fn deref(&self) -> &Queue<T, C> {
+        &self.0
+    }
+}
+
+impl<T, C: Codec> JoinableQueue<T, C> {
+    /// A new joinable queue without an item bound.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Os`] when the shared memory cannot be created.
+    pub fn new() -> Result<Self> {
+        Ok(JoinableQueue(Queue::new()?))
+    }
+
+    /// A new joinable queue holding at most `maxsize` items.
+    ///
+    /// # Errors
+    /// As [`Queue::bounded`].
+    pub fn bounded(maxsize: usize) -> Result<Self> {
+        Ok(JoinableQueue(Queue::bounded(maxsize)?))
+    }
+
+    /// A joinable queue from a configured builder.
+    ///
+    /// # Errors
+    /// As [`QueueBuilder::build`].
+    pub fn from_builder(b: QueueBuilder<T, C>) -> Result<Self> {
+        Ok(JoinableQueue(b.build()?))
+    }
+
+    /// Marks one taken item as processed.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] when called more times than items were taken from the
+    /// queue (Python raises `ValueError`).
+    pub fn task_done(&self) -> Result<()> {
+        self.0.shared.task_done()
+    }
+
+    /// Waits until every item ever put has been marked done.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for reporting a broken queue.
+    pub fn join(&self) -> Result<()> {
+        self.0.shared.join(Deadline::never());
+        Ok(())
+    }
+
+    /// Like [`join`](Self::join), giving up after `timeout`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Timeout`] when tasks are still unfinished after `timeout`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
+        if self.0.shared.join(Deadline::after(Some(timeout))) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                "timed out waiting for all tasks to be marked done",
+            ))
+        }
+    }
+
+    /// Items put and not yet marked done (a snapshot).
+    pub fn unfinished_tasks(&self) -> u64 {
+        self.0.shared.snapshot().unfinished
+    }
+
+    /// The underlying [`Queue`].
+    pub fn as_queue(&self) -> &Queue<T, C> {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests;

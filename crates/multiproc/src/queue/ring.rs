@@ -226,6 +226,7 @@ impl Ring {
         next.count -= 1;
         // The range consumed by this pop, in which no data lives any more.
         let consumed_end;
+        let live_below = if self.end == 0 { 0 } else { self.tail };
         if self.end == 0 {
             if new_head == self.tail {
                 if next.count != 0 {
@@ -249,17 +250,36 @@ impl Ring {
         if next.count == 0 && next != Ring::EMPTY {
             return Err(Corrupt("ring count does not match its frames"));
         }
-        Ok((next, discard_range(g, at, consumed_end)))
+        let open_end = next.end == 0 && (next.count == 0 || self.end != 0);
+        Ok((
+            next,
+            discard_range(g, at, consumed_end, live_below, open_end),
+        ))
     }
 }
 
-/// Whole discard chunks past `warm` inside `[start, end)`.
-fn discard_range(g: &Geometry, start: u64, end: u64) -> Option<Discard> {
+/// Whole discard chunks past `warm` that hold no data once a pop consumed `[at, end)`.
+///
+/// Bytes below `at` in its chunk are free when no data lies below `at` from `live_below` on
+/// (split state: `[0, tail)` is live, so `live_below = tail`; linear: 0). When `open_end`,
+/// nothing lives past `end` either (the ring emptied, or the older part of a split ended
+/// there), so its partial chunk goes too.
+fn discard_range(
+    g: &Geometry,
+    at: u64,
+    end: u64,
+    live_below: u64,
+    open_end: bool,
+) -> Option<Discard> {
     let c = g.chunk;
-    let lo = start.max(g.warm).next_multiple_of(c);
-    let hi = end / c * c;
-    // Only when the pop crossed a chunk boundary, so small pops make no system call.
-    let crossed = start / c != end / c;
+    let lo = (at / c * c).max(g.warm).max(live_below).next_multiple_of(c);
+    let hi = if open_end {
+        end.next_multiple_of(c).min(g.cap / c * c)
+    } else {
+        end / c * c
+    };
+    // Only when the pop reached a chunk boundary, so small pops make no system call.
+    let crossed = at / c != end / c || (open_end && end % c != 0) || end % c == 0;
     (crossed && hi > lo).then_some(Discard { start: lo, end: hi })
 }
 
@@ -284,26 +304,45 @@ mod tests {
 
     #[test]
     fn wraps_and_returns_to_linear() {
-        let g = Geometry { cap: 64, warm: 64, chunk: 16 };
+        let g = Geometry {
+            cap: 64,
+            warm: 64,
+            chunk: 16,
+        };
         let r = Ring::EMPTY;
         let (a, r) = r.place(&g, 24).unwrap();
         let (b, r) = r.place(&g, 24).unwrap();
         assert_eq!((a, b), (0, 24));
-        assert!(r.place(&g, 24).is_none(), "16 bytes left at the end, 0 at the front");
+        assert!(
+            r.place(&g, 24).is_none(),
+            "16 bytes left at the end, 0 at the front"
+        );
         let (r, _) = r.pop(&g, 24).unwrap();
         let (c, r) = r.place(&g, 24).unwrap();
         assert_eq!(c, 0, "wrapped to the front");
         assert_eq!(r.end, 48);
         r.validate(&g).unwrap();
         let (r, _) = r.pop(&g, 24).unwrap();
-        assert_eq!(r, Ring { head: 0, tail: 24, end: 0, count: 1 });
+        assert_eq!(
+            r,
+            Ring {
+                head: 0,
+                tail: 24,
+                end: 0,
+                count: 1
+            }
+        );
         let (r, _) = r.pop(&g, 24).unwrap();
         assert_eq!(r, Ring::EMPTY);
     }
 
     #[test]
     fn prefers_wrap_past_warm() {
-        let g = Geometry { cap: 1024, warm: 64, chunk: 16 };
+        let g = Geometry {
+            cap: 1024,
+            warm: 64,
+            chunk: 16,
+        };
         let mut r = Ring::EMPTY;
         for _ in 0..3 {
             r = r.place(&g, 32).unwrap().1;
@@ -318,21 +357,70 @@ mod tests {
 
     #[test]
     fn corrupt_states_are_rejected() {
-        let g = Geometry { cap: 64, warm: 64, chunk: 16 };
+        let g = Geometry {
+            cap: 64,
+            warm: 64,
+            chunk: 16,
+        };
         let bad = [
-            Ring { head: 8, tail: 0, end: 0, count: 1 },
-            Ring { head: 0, tail: 72, end: 0, count: 1 },
-            Ring { head: 3, tail: 16, end: 0, count: 1 },
-            Ring { head: 0, tail: 16, end: 0, count: 0 },
-            Ring { head: 0, tail: 16, end: 0, count: 5 },
-            Ring { head: 8, tail: 8, end: 0, count: 0 },
-            Ring { head: 32, tail: 40, end: 48, count: 2 },
-            Ring { head: 32, tail: 16, end: 80, count: 2 },
+            Ring {
+                head: 8,
+                tail: 0,
+                end: 0,
+                count: 1,
+            },
+            Ring {
+                head: 0,
+                tail: 72,
+                end: 0,
+                count: 1,
+            },
+            Ring {
+                head: 3,
+                tail: 16,
+                end: 0,
+                count: 1,
+            },
+            Ring {
+                head: 0,
+                tail: 16,
+                end: 0,
+                count: 0,
+            },
+            Ring {
+                head: 0,
+                tail: 16,
+                end: 0,
+                count: 5,
+            },
+            Ring {
+                head: 8,
+                tail: 8,
+                end: 0,
+                count: 0,
+            },
+            Ring {
+                head: 32,
+                tail: 40,
+                end: 48,
+                count: 2,
+            },
+            Ring {
+                head: 32,
+                tail: 16,
+                end: 80,
+                count: 2,
+            },
         ];
         for b in bad {
             assert!(b.validate(&g).is_err(), "{b:?}");
         }
-        let r = Ring { head: 0, tail: 16, end: 0, count: 1 };
+        let r = Ring {
+            head: 0,
+            tail: 16,
+            end: 0,
+            count: 1,
+        };
         assert!(r.pop(&g, 24).is_err(), "frame runs past tail");
         assert!(r.pop(&g, u64::MAX - 7).is_err());
         assert!(Ring::EMPTY.pop(&g, 8).is_err());
@@ -342,13 +430,36 @@ mod tests {
     fn discards_only_whole_chunks_past_warm() {
         let g = Geometry::new(8 * DISCARD_CHUNK);
         assert_eq!(g.warm, 1 << 20);
-        let g = Geometry { warm: DISCARD_CHUNK, ..g };
-        assert_eq!(discard_range(&g, 0, DISCARD_CHUNK), None);
+        let g = Geometry {
+            warm: DISCARD_CHUNK,
+            ..g
+        };
+        let c = DISCARD_CHUNK;
+        assert_eq!(discard_range(&g, 0, c, 0, false), None, "inside warm");
         assert_eq!(
-            discard_range(&g, DISCARD_CHUNK + 8, 3 * DISCARD_CHUNK + 8),
-            Some(Discard { start: 2 * DISCARD_CHUNK, end: 3 * DISCARD_CHUNK })
+            discard_range(&g, c + 8, 3 * c + 8, 0, false),
+            Some(Discard {
+                start: c,
+                end: 3 * c
+            })
         );
-        assert_eq!(discard_range(&g, 2 * DISCARD_CHUNK + 8, 2 * DISCARD_CHUNK + 64), None);
+        assert_eq!(
+            discard_range(&g, c + 8, 3 * c + 8, c + 8, false),
+            Some(Discard {
+                start: 2 * c,
+                end: 3 * c
+            }),
+            "live data below in the first chunk"
+        );
+        assert_eq!(discard_range(&g, 2 * c + 8, 2 * c + 64, 0, false), None);
+        assert_eq!(
+            discard_range(&g, 2 * c + 8, 2 * c + 64, 0, true),
+            Some(Discard {
+                start: 2 * c,
+                end: 3 * c
+            }),
+            "emptied: the partial chunk goes too"
+        );
     }
 
     #[derive(Clone, Debug)]

@@ -1,0 +1,298 @@
+//! In-process tests of the queue logic (cross-process tests are in `tests/it/queue.rs`).
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn allocated_bytes(q: &Queue<Vec<u8>>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let fd = q.shared.segment().fd().as_raw_fd();
+    std::fs::metadata(format!("/proc/self/fd/{fd}"))
+        .unwrap()
+        .blocks()
+        * 512
+}
+
+#[test]
+fn fifo_bounded_and_nonblocking() {
+    let q: Queue<u32> = Queue::bounded(3).unwrap();
+    for i in 0..3 {
+        q.try_put(i).unwrap();
+    }
+    assert!(q.is_full());
+    assert_eq!(q.len(), 3);
+    match q.try_put(9) {
+        Err(TryPutError::Full(9)) => {}
+        other => panic!("{other:?}"),
+    }
+    let t = Instant::now();
+    assert!(matches!(
+        q.put_timeout(9, Duration::from_millis(50)),
+        Err(PutTimeoutError::Timeout(9))
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    for i in 0..3 {
+        assert_eq!(q.get().unwrap(), i);
+    }
+    assert!(q.is_empty());
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    let t = Instant::now();
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(50)),
+        Err(GetTimeoutError::Timeout)
+    ));
+    assert!(t.elapsed() >= Duration::from_millis(50));
+}
+
+#[test]
+fn bounded_zero_is_rejected() {
+    let e = Queue::<u8>::bounded(0).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn close_drains_then_reports_closed() {
+    let q: Queue<String> = Queue::new().unwrap();
+    q.put("a".into()).unwrap();
+    q.put("b".into()).unwrap();
+    q.close();
+    q.close();
+    assert!(q.is_closed());
+    match q.put("c".into()) {
+        Err(PutError::Closed(s)) => assert_eq!(s, "c"),
+        other => panic!("{other:?}"),
+    }
+    let got: Vec<String> = q.iter().map(|r| r.unwrap()).collect();
+    assert_eq!(got, ["a", "b"]);
+    assert!(matches!(q.get(), Err(GetError::Closed)));
+    assert!(matches!(q.try_get(), Err(TryGetError::Closed)));
+    assert!(matches!(
+        q.get_many(5, Some(Duration::from_millis(10))),
+        Err(GetTimeoutError::Closed)
+    ));
+}
+
+#[test]
+fn close_wakes_blocked_threads_at_once() {
+    let q: Queue<u8> = Queue::bounded(1).unwrap();
+    let getters: Vec<_> = (0..4)
+        .map(|_| {
+            let q = q.clone();
+            std::thread::spawn(move || q.get_timeout(Duration::from_secs(30)))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let t = Instant::now();
+    q.close();
+    for g in getters {
+        assert!(matches!(g.join().unwrap(), Err(GetTimeoutError::Closed)));
+    }
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn too_large_names_the_limit_and_the_fix() {
+    let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(4096).build().unwrap();
+    assert_eq!(q.capacity_bytes(), 4096);
+    let big = vec![7u8; 5000];
+    match q.put(big) {
+        Err(PutError::Failed(v, e)) => {
+            assert_eq!(v.len(), 5000);
+            assert_eq!(e.kind(), ErrorKind::TooLarge);
+            let m = e.to_string();
+            assert!(m.contains("4096") && m.contains("capacity_bytes"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The largest message that fits does fit.
+    let n = q.max_message_bytes() as usize;
+    q.put_bytes(&vec![1u8; n]).unwrap();
+    assert_eq!(q.get_bytes().unwrap().len(), n);
+}
+
+#[test]
+fn wrong_type_is_an_error_at_get_and_the_queue_goes_on() {
+    let q: Queue<String> = Queue::new().unwrap();
+    q.put_bytes(&[0xff, 0xff, 0xff, 0xff, 0xff]).unwrap();
+    q.put("fine".into()).unwrap();
+    match q.get() {
+        Err(GetError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.get().unwrap(), "fine");
+}
+
+#[test]
+fn get_many_stops_before_a_bad_message() {
+    let q: Queue<u32> = Queue::new().unwrap();
+    q.put_many(vec![1, 2]).unwrap();
+    q.put_bytes(&[0xff; 9]).unwrap();
+    q.put(3).unwrap();
+    assert_eq!(q.get_many(10, None).unwrap(), [1, 2]);
+    assert!(matches!(
+        q.get_many(10, None),
+        Err(GetTimeoutError::Failed(_))
+    ));
+    assert_eq!(q.get_many(10, None).unwrap(), [3]);
+}
+
+#[test]
+fn put_many_waits_for_room_and_keeps_order() {
+    let q: Queue<u64> = Queue::bounded(4).unwrap();
+    let q2 = q.clone();
+    let consumer = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            got.extend(q2.get_many(7, Some(Duration::from_secs(10))).unwrap());
+        }
+        got
+    });
+    q.put_many((0..100).collect()).unwrap();
+    assert_eq!(consumer.join().unwrap(), (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn put_many_hands_back_the_rest_when_closed() {
+    let q: Queue<u8> = Queue::bounded(2).unwrap();
+    let q2 = q.clone();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        q2.close();
+    });
+    match q.put_many(vec![1, 2, 3, 4]) {
+        Err(PutError::Closed(rest)) => assert_eq!(rest, [3, 4]),
+        other => panic!("{other:?}"),
+    }
+    closer.join().unwrap();
+    assert_eq!(q.get_many(10, None).unwrap(), [1, 2]);
+}
+
+#[test]
+fn task_done_counts() {
+    let q: JoinableQueue<u8> = JoinableQueue::new().unwrap();
+    assert!(q.task_done().is_err());
+    q.put_many(vec![1, 2]).unwrap();
+    assert_eq!(q.unfinished_tasks(), 2);
+    assert!(q.join_timeout(Duration::from_millis(20)).is_err());
+    q.get().unwrap();
+    q.task_done().unwrap();
+    assert!(q.task_done().is_err(), "only one item was taken");
+    q.get().unwrap();
+    let q2 = q.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        q2.task_done().unwrap();
+    });
+    q.join_timeout(Duration::from_secs(10)).unwrap();
+    t.join().unwrap();
+    assert_eq!(q.unfinished_tasks(), 0);
+}
+
+#[test]
+fn many_threads_no_loss_no_duplicates() {
+    let q: Queue<(u32, u32)> = Queue::bounded(16).unwrap();
+    let producers: Vec<_> = (0..3)
+        .map(|p| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                for i in 0..2000 {
+                    q.put((p, i)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..3)
+        .map(|_| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                for it in &q {
+                    got.push(it.unwrap());
+                }
+                got
+            })
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    q.close();
+    let mut all: Vec<(u32, u32)> = consumers
+        .into_iter()
+        .flat_map(|c| c.join().unwrap())
+        .collect();
+    all.sort();
+    let want: Vec<(u32, u32)> = (0..3)
+        .flat_map(|p| (0..2000).map(move |i| (p, i)))
+        .collect();
+    assert_eq!(all, want);
+}
+
+#[test]
+fn memory_follows_the_backlog() {
+    let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(256 << 20).build().unwrap();
+    let msg = vec![5u8; 1 << 20];
+    for _ in 0..64 {
+        q.put_bytes(&msg).unwrap();
+    }
+    let full = allocated_bytes(&q);
+    assert!(full >= 64 << 20, "backlog is backed: {full}");
+    for _ in 0..64 {
+        assert_eq!(q.get_bytes().unwrap().len(), 1 << 20);
+    }
+    let drained = allocated_bytes(&q);
+    assert!(
+        drained <= 4 << 20,
+        "pages given back after draining: {drained}"
+    );
+    // A consumer that keeps up keeps the ring in its first pages.
+    for _ in 0..200 {
+        q.put_bytes(&[1u8; 1000]).unwrap();
+        q.get_bytes().unwrap();
+    }
+    assert!(allocated_bytes(&q) <= 4 << 20);
+}
+
+/// The committed slot, for corrupting in tests.
+fn active_slot_word(q: &Queue<u32>, word: usize) -> &AtomicU64 {
+    let seq: &std::sync::atomic::AtomicU32 = q.shared.segment().get(32).unwrap();
+    let slot = (seq.load(Ordering::Relaxed) & 1) as usize;
+    q.shared.segment().get(128 + slot * 64 + word * 8).unwrap()
+}
+
+#[test]
+fn corrupted_state_is_reported_and_the_queue_is_reset() {
+    let q: Queue<u32> = Queue::new().unwrap();
+    q.put_many(vec![1, 2, 3]).unwrap();
+    active_slot_word(&q, 1).store(u64::MAX - 6, Ordering::Relaxed); // tail
+    match q.get() {
+        Err(GetError::Failed(e)) => {
+            assert_eq!(e.kind(), ErrorKind::InvalidState);
+            assert!(e.to_string().contains("corrupted"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    q.put(4).unwrap();
+    assert_eq!(q.get().unwrap(), 4);
+}
+
+#[test]
+fn corrupted_frame_header_is_reported() {
+    let q: Queue<u32> = Queue::new().unwrap();
+    q.put(1).unwrap();
+    // The first frame header is at ring offset 0 = payload offset 4096.
+    let h: &AtomicU64 = q.shared.segment().get(4096).unwrap();
+    h.store(u64::MAX, Ordering::Relaxed);
+    assert!(matches!(q.try_get(), Err(TryGetError::Failed(_))));
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    q.put(2).unwrap();
+    assert_eq!(q.get().unwrap(), 2);
+}
+
+#[test]
+fn serialize_outside_an_fd_context_fails_cleanly() {
+    let q: Queue<u32> = Queue::new().unwrap();
+    assert!(postcard::to_allocvec(&q).is_err());
+}
