@@ -33,6 +33,15 @@
 //! | `p.terminate()`, `p.kill()` | [`Process::terminate`], [`Process::kill`] | |
 //! | `p.sentinel` | [`Process::sentinel`] | a pidfd |
 //! | `active_children()` | [`active_children`] | reaps finished children on the way |
+//! | `Queue()` / `Queue(maxsize)` | [`Queue::new`] / [`Queue::bounded`]`(maxsize)` | typed (`Queue<T>`, serde + postcard); byte capacity via [`Queue::builder`] |
+//! | `q.put(x)` / `q.put(x, timeout=t)` / `q.put_nowait(x)` | [`Queue::put`] / [`Queue::put_timeout`] / [`Queue::try_put`] | errors hand the item back: `TryPutError::Full(x)`; serialization fails here, in the caller |
+//! | `q.get()` / `q.get(timeout=t)` / `q.get_nowait()` | [`Queue::get`] / [`Queue::get_timeout`] / [`Queue::try_get`] | `queue.Empty` is `TryGetError::Empty` / `GetTimeoutError::Timeout` |
+//! | `q.qsize()`, `q.empty()`, `q.full()` | [`Queue::len`], [`Queue::is_empty`], [`Queue::is_full`] | snapshots, as in Python |
+//! | one `None` sentinel per consumer | [`Queue::close`] + `for item in &q` | closing ends the stream for every consumer after draining |
+//! | — | [`Queue::put_many`], [`Queue::get_many`] | one lock per batch |
+//! | `Connection.send_bytes` through a queue | [`Queue::put_bytes`], [`Queue::get_bytes`] | raw bytes, no serialization |
+//! | `SimpleQueue()` | [`SimpleQueue::new`] | `put`, `get`, `is_empty`, `close` |
+//! | `JoinableQueue()`, `task_done()`, `join()` | [`JoinableQueue`], [`JoinableQueue::task_done`], [`JoinableQueue::join`] / [`JoinableQueue::join_timeout`] | extra `task_done()` is an error, as Python's `ValueError` |
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(dead_code)]
 pub mod codec;
@@ -47,3 +56,4 @@ mod sys;
 pub use error::{Error, ErrorKind, Result};
 pub use pipe::{pipe, pipe_with, wait, Connection, RecvError, SendError, Waitable};
 pub use process::{active_children, Builder, Process, StartMethod};
+pub use queue::{JoinableQueue, Queue, SimpleQueue};

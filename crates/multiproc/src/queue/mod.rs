@@ -665,8 +665,8 @@ impl<'a, T: Serialize + DeserializeOwned, C: Codec> IntoIterator for &'a Queue<T
 ///
 /// ```
 /// use multiproc::queue::SimpleQueue;
-/// let q: SimpleQueue<&str> = SimpleQueue::new()?;
-/// q.put("x")?;
+/// let q: SimpleQueue<String> = SimpleQueue::new()?;
+/// q.put("x".to_string())?;
 /// assert!(!q.is_empty());
 /// # Ok::<(), multiproc::Error>(())
 /// ```

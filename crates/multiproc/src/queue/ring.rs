@@ -38,7 +38,7 @@ pub(crate) const MAX_PAYLOAD: u64 = u32::MAX as u64 - 7;
 
 /// Frame bytes for a payload of `len` bytes: header plus payload rounded up to 8.
 pub(crate) const fn frame_len(len: u64) -> u64 {
-    FRAME_HEADER + (len + 7) / 8 * 8
+    FRAME_HEADER + len.div_ceil(8) * 8
 }
 
 /// The frame header word for a payload of `len` bytes: length in the low half, and in the
@@ -279,7 +279,7 @@ fn discard_range(
         end / c * c
     };
     // Only when the pop reached a chunk boundary, so small pops make no system call.
-    let crossed = at / c != end / c || (open_end && end % c != 0) || end % c == 0;
+    let crossed = at / c != end / c || open_end || end % c == 0;
     (crossed && hi > lo).then_some(Discard { start: lo, end: hi })
 }
 

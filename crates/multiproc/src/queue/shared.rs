@@ -618,10 +618,10 @@ impl SharedQueue {
         let t = remaining.map_or(*slice, |r| r.min(*slice));
         let c = self.ctl();
         sleepers.fetch_add(1, Ordering::SeqCst);
-        if c.seq.load(Ordering::SeqCst) == seen {
-            if futex::wait(&c.seq, seen, Some(t)) == futex::Wake::TimedOut {
-                *slice = (*slice * 2).min(MAX_SLICE);
-            }
+        if c.seq.load(Ordering::SeqCst) == seen
+            && futex::wait(&c.seq, seen, Some(t)) == futex::Wake::TimedOut
+        {
+            *slice = (*slice * 2).min(MAX_SLICE);
         }
         sleepers.fetch_sub(1, Ordering::SeqCst);
         // One more look even when the deadline has just passed: the caller re-checks.
