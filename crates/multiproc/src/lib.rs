@@ -42,6 +42,15 @@
 //! | `Connection.send_bytes` through a queue | [`Queue::put_bytes`], [`Queue::get_bytes`] | raw bytes, no serialization |
 //! | `SimpleQueue()` | [`SimpleQueue::new`] | `put`, `get`, `is_empty`, `close` |
 //! | `JoinableQueue()`, `task_done()`, `join()` | [`JoinableQueue`], [`JoinableQueue::task_done`], [`JoinableQueue::join`] / [`JoinableQueue::join_timeout`] | extra `task_done()` is an error, as Python's `ValueError` |
+//! | `Lock()`; `with lock:` | [`Lock::new`]; `let _g = lock.lock()` | guard releases on scope exit, even by panic; a dead holder gives [`LockError::OwnerDied`]`(guard)` instead of a deadlock |
+//! | `lock.acquire(False)` / `acquire(timeout=t)` | [`Lock::try_lock`] / [`Lock::try_lock_for`] | `LockError::WouldBlock` / `LockError::Timeout` |
+//! | `RLock()` | [`RLock::new`], [`RLock::lock`] | re-entrant per thread; [`RLock::release`] by a non-owner is an error |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`BoundedSemaphore::new`] | `acquire` returns a guard; `try_acquire`, `acquire_timeout`, `release`, `value()`; permits of killed guard holders come back |
+//! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: `set`, `clear`, `is_set`, `wait`, `wait_timeout` | futex on a sequence word |
+//! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition::with_lock`] / [`Condition::new`] (RLock); methods on the guard from [`Condition::lock`] | no `pthread_cond_t` |
+//! | `Barrier(n, action, timeout)`: `wait`, `abort`, `reset`, `broken` | [`Barrier::new`] / [`Barrier::with_action`]: `wait`, `wait_timeout`, `abort`, `reset`, `is_broken` | a party killed inside breaks it: [`BrokenBarrier`], no hang |
+//! | `Value('d', 1.5)`, `v.value`, `v.get_lock()` | [`Value::new`]`(1.5f64)`, [`Value::get`]/[`Value::set`], [`Value::get_lock`] | `T` checked at compile time (`ShmSafe`); atomics via [`Value::atomic`] |
+//! | `Array('i', [1, 2])`, `a[i]`, `a[:]` | [`Array::from_slice`], [`Array::get`]/[`Array::set`], [`Array::to_vec`] | fixed length, own lock |
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(dead_code)]
 pub mod codec;
@@ -57,3 +66,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use pipe::{pipe, pipe_with, wait, Connection, RecvError, SendError, Waitable};
 pub use process::{active_children, Builder, Process, StartMethod};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use sync::{
+    Array, Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, LockError, RLock,
+    Semaphore, Value,
+};

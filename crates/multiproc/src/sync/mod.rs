@@ -1,12 +1,36 @@
-//! Process-shared synchronization that survives its holders.
+//! Process-shared synchronization that survives its holders: [`Lock`], [`RLock`],
+//! [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`],
+//! [`Array`].
 //!
-//! Raw algorithms on shared words live in submodules (`raw_mutex`, ...); the safe types are
-//! built on them.
+//! Every type is a cheap `Clone` handle to an object in shared memory, and `Serialize` +
+//! `Deserialize` through the crate's fd table, so it can be captured by a forked
+//! [`Process`](crate::Process), passed as an argument to a spawned one, or sent over a
+//! [`Connection`](crate::Connection).
+//!
+//! Robustness: a process killed while holding a lock leaves it to the next locker with
+//! [`LockError::OwnerDied`] within milliseconds; a party killed inside a [`Barrier`] breaks
+//! it; a waiter killed in [`Event::wait`] or [`ConditionGuard::wait`] leaves nothing stuck.
+//! Condition and Event are built on futex sequence words, never on `pthread_cond_t`.
+//!
+//! Shared-object kind codes (`ShmObject::KIND`): Lock 1, RLock 2, Semaphore 3,
+//! BoundedSemaphore 4, Event 5, Condition 6, Barrier 7, Value 8, Array 9 (segment), 15 tests.
 
+mod barrier;
+mod condition;
+mod event;
+mod lock;
 pub(crate) mod raw_mutex;
+mod semaphore;
+mod value;
 
+pub use barrier::{Barrier, BrokenBarrier};
+pub use condition::{Condition, ConditionGuard, OwnerDied};
+pub use event::Event;
+pub use lock::{Lock, LockError, LockGuard, RLock, RLockGuard};
 #[allow(unused_imports)]
 pub(crate) use raw_mutex::{Acquired, RawMutex};
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+pub use value::{Array, ArrayGuard, Atomic, Value, ValueGuard};
 
 /// A bounded wait ran out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

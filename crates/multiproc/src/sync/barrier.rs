@@ -1,0 +1,392 @@
+//! [`Barrier`]: `n` parties wait until all have arrived.
+//!
+//! # Layout (own segment: 2,096 bytes)
+//!
+//! ```text
+//! lock:    RawMutex          guards everything below except `round`'s futex waits
+//! round:   AtomicU32         futex word; +1 when a round ends (passed or broken)
+//! parties: AtomicU32
+//! count:   AtomicU32         arrived in the current round
+//! broken:  AtomicU32         1 while broken (until reset)
+//! history: AtomicU32         bit (r % 32) set when round r ended broken
+//! members: [AtomicU64; 256]  owner identities of the parties waiting in this round
+//! ```
+//!
+//! A party that arrives takes index `count`, records itself in `members`, and sleeps on
+//! `round`. When the round ends it looks at `history` bit for its round: passed or broken.
+//! Sleepers wake in slices (4 ms doubling to 128 ms) and check the recorded members: a dead one
+//! (killed inside the barrier) breaks the barrier, so the survivors get
+//! [`BrokenBarrier`] instead of hanging. Parties beyond the 256th of a round are not tracked.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{Acquired, RawMutex};
+use crate::error::{Error, ErrorKind, Result};
+use crate::shm::{Shared, ShmObject, ShmSafe};
+use crate::sys::futex::{self, Wake};
+use crate::sys::thread::{self, Liveness};
+use crate::sys::Deadline;
+
+const TRACKED: usize = 256;
+const FIRST_SLICE: Duration = Duration::from_millis(4);
+const MAX_SLICE: Duration = Duration::from_millis(128);
+
+#[repr(C)]
+pub(crate) struct BarrierState {
+    lock: RawMutex,
+    round: AtomicU32,
+    parties: AtomicU32,
+    count: AtomicU32,
+    broken: AtomicU32,
+    history: AtomicU32,
+    _pad: AtomicU32,
+    members: [AtomicU64; TRACKED],
+}
+
+// SAFETY: atomics and a RawMutex only; every bit pattern is a valid state (indices read from
+// it are bounds-checked before use).
+unsafe impl ShmSafe for BarrierState {}
+impl ShmObject for BarrierState {
+    const KIND: u8 = 7;
+}
+
+/// The barrier was broken: aborted, reset while waiting, a party timed out, or a party died
+/// inside it (Python's `BrokenBarrierError`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BrokenBarrier;
+
+impl fmt::Display for BrokenBarrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the barrier is broken")
+    }
+}
+impl std::error::Error for BrokenBarrier {}
+impl From<BrokenBarrier> for Error {
+    fn from(_: BrokenBarrier) -> Error {
+        Error::new(ErrorKind::BrokenBarrier, "the barrier is broken")
+    }
+}
+
+type Action = Arc<dyn Fn() + Send + Sync>;
+
+/// A process-shared barrier (Python's `multiprocessing.Barrier`).
+///
+/// Each of `parties` callers of [`wait`](Barrier::wait) blocks until all have called it, then
+/// all return, each with a distinct index in `0..parties`. An optional action runs once per
+/// round, in the last party to arrive, before the others are released. The action is local to
+/// this process's handles: a handle received by another process has none, so the action runs
+/// only when a handle with one arrives last.
+///
+/// ```
+/// use multiproc::{Barrier, Process};
+/// let b = Barrier::new(2)?;
+/// let b2 = b.clone();
+/// let child = Process::spawn(move || b2.wait().unwrap())?;
+/// let mine = b.wait().unwrap();
+/// let theirs = child.join()?;
+/// assert_eq!(mine + theirs, 1);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    inner: Shared<BarrierState>,
+    action: Option<Action>,
+}
+
+impl Serialize for Barrier {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.inner.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Barrier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Barrier, D::Error> {
+        Ok(Barrier {
+            inner: Shared::deserialize(d)?,
+            action: None,
+        })
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.is_broken())
+            .finish()
+    }
+}
+
+impl Barrier {
+    /// A barrier for `parties` parties.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidArgument`] if `parties` is 0; shared-memory failures.
+    pub fn new(parties: u32) -> Result<Barrier> {
+        if parties == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a barrier needs at least one party",
+            ));
+        }
+        Ok(Barrier {
+            inner: Shared::new(|s: &BarrierState| {
+                s.lock.init();
+                s.parties.store(parties, Ordering::Relaxed);
+            })?,
+            action: None,
+        })
+    }
+
+    /// A barrier whose last arriving party runs `action` before releasing the others. If the
+    /// action panics, the barrier breaks and the panic continues in that party.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn with_action(parties: u32, action: impl Fn() + Send + Sync + 'static) -> Result<Barrier> {
+        let mut b = Self::new(parties)?;
+        b.action = Some(Arc::new(action));
+        Ok(b)
+    }
+
+    fn st(&self) -> &BarrierState {
+        self.inner.get()
+    }
+
+    /// Takes the internal lock; a dead previous holder may have left the state half-updated,
+    /// so the barrier is broken then.
+    fn locked(&self) -> Locked<'_> {
+        let st = self.st();
+        let a = st.lock.lock(Deadline::never()).unwrap_or(Acquired::Clean);
+        let l = Locked(st);
+        if a == Acquired::OwnerDied {
+            l.break_round();
+        }
+        l
+    }
+
+    /// Waits for all parties; returns this party's index in `0..parties`.
+    ///
+    /// # Errors
+    ///
+    /// [`BrokenBarrier`] if the barrier is or becomes broken while waiting.
+    pub fn wait(&self) -> std::result::Result<u32, BrokenBarrier> {
+        self.wait_until(Deadline::never())
+    }
+
+    /// Like [`wait`](Self::wait), at most `timeout`; running out breaks the barrier (as in
+    /// Python) and returns [`BrokenBarrier`].
+    ///
+    /// # Errors
+    ///
+    /// [`BrokenBarrier`].
+    #[doc(alias = "wait")]
+    pub fn wait_timeout(&self, timeout: Duration) -> std::result::Result<u32, BrokenBarrier> {
+        self.wait_until(Deadline::after(Some(timeout)))
+    }
+
+    fn wait_until(&self, deadline: Deadline) -> std::result::Result<u32, BrokenBarrier> {
+        let l = self.locked();
+        let st = self.st();
+        if st.broken.load(Ordering::Relaxed) != 0 {
+            return Err(BrokenBarrier);
+        }
+        let parties = st.parties.load(Ordering::Relaxed).max(1);
+        let index = st.count.load(Ordering::Relaxed);
+        if index >= parties {
+            // Corrupted state: only a dead holder mid-update could leave this.
+            l.break_round();
+            return Err(BrokenBarrier);
+        }
+        let round = st.round.load(Ordering::Relaxed);
+        if (index as usize) < TRACKED {
+            st.members[index as usize].store(thread::current_id(), Ordering::Relaxed);
+        }
+        st.count.store(index + 1, Ordering::Relaxed);
+        if index + 1 == parties {
+            if let Some(action) = &self.action {
+                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| action()))
+                {
+                    l.break_round();
+                    drop(l);
+                    std::panic::resume_unwind(p);
+                }
+            }
+            l.end_round(false);
+            return Ok(index);
+        }
+        drop(l);
+        let mut slice = FIRST_SLICE;
+        loop {
+            let r = st.round.load(Ordering::Acquire);
+            if r != round {
+                return if st.history.load(Ordering::Acquire) & (1 << (round % 32)) != 0 {
+                    Err(BrokenBarrier)
+                } else {
+                    Ok(index)
+                };
+            }
+            let remaining = match deadline.remaining() {
+                Ok(rem) => rem,
+                Err(()) => {
+                    let l = self.locked();
+                    if st.round.load(Ordering::Relaxed) == round {
+                        l.break_round();
+                    }
+                    drop(l);
+                    continue; // the round has ended one way or the other: report it
+                }
+            };
+            let t = remaining.map_or(slice, |r| r.min(slice));
+            if futex::wait(&st.round, round, Some(t)) == Wake::TimedOut {
+                slice = (slice * 2).min(MAX_SLICE);
+                let l = self.locked();
+                if st.round.load(Ordering::Relaxed) == round && l.member_died() {
+                    l.break_round();
+                }
+            }
+        }
+    }
+
+    /// Breaks the barrier: current and future waiters get [`BrokenBarrier`] until
+    /// [`reset`](Self::reset).
+    pub fn abort(&self) {
+        let l = self.locked();
+        l.break_round();
+        self.st().broken.store(1, Ordering::Relaxed);
+    }
+
+    /// Returns the barrier to its initial state; parties waiting now get [`BrokenBarrier`].
+    pub fn reset(&self) {
+        let l = self.locked();
+        let st = self.st();
+        if st.count.load(Ordering::Relaxed) > 0 {
+            l.break_round();
+        }
+        st.broken.store(0, Ordering::Relaxed);
+    }
+
+    /// The number of parties.
+    pub fn parties(&self) -> u32 {
+        self.st().parties.load(Ordering::Relaxed)
+    }
+
+    /// How many parties wait right now (a snapshot).
+    pub fn n_waiting(&self) -> u32 {
+        if self.is_broken() {
+            0
+        } else {
+            self.st().count.load(Ordering::Relaxed)
+        }
+    }
+
+    /// Whether the barrier is broken.
+    #[doc(alias = "broken")]
+    pub fn is_broken(&self) -> bool {
+        self.st().broken.load(Ordering::Relaxed) != 0
+    }
+}
+
+/// The barrier's internal lock, held.
+struct Locked<'a>(&'a BarrierState);
+
+impl Locked<'_> {
+    fn end_round(&self, broken: bool) {
+        let st = self.0;
+        let round = st.round.load(Ordering::Relaxed);
+        let bit = 1 << (round % 32);
+        if broken {
+            st.history.fetch_or(bit, Ordering::Relaxed);
+            st.broken.store(1, Ordering::Relaxed);
+        } else {
+            st.history.fetch_and(!bit, Ordering::Relaxed);
+        }
+        for m in &st.members {
+            m.store(0, Ordering::Relaxed);
+        }
+        st.count.store(0, Ordering::Relaxed);
+        st.round.store(round.wrapping_add(1), Ordering::Release);
+        futex::wake_all(&st.round);
+    }
+
+    fn break_round(&self) {
+        self.end_round(true);
+    }
+
+    fn member_died(&self) -> bool {
+        let st = self.0;
+        let n = (st.count.load(Ordering::Relaxed) as usize).min(TRACKED);
+        st.members[..n].iter().any(|m| {
+            let id = m.load(Ordering::Relaxed);
+            id != 0 && thread::liveness(id) == Liveness::Dead
+        })
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.0.lock.unlock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_get_distinct_indices_and_broken_on_abort() {
+        let b = Barrier::new(3).unwrap();
+        let hs: Vec<_> = (0..3)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || b.wait().unwrap())
+            })
+            .collect();
+        let mut idx: Vec<u32> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        idx.sort();
+        assert_eq!(idx, vec![0, 1, 2]);
+        let b2 = b.clone();
+        let h = std::thread::spawn(move || b2.wait());
+        while b.n_waiting() == 0 {
+            std::thread::yield_now();
+        }
+        b.abort();
+        assert_eq!(h.join().unwrap(), Err(BrokenBarrier));
+        assert_eq!(b.wait(), Err(BrokenBarrier));
+        b.reset();
+        assert!(!b.is_broken());
+        assert_eq!(
+            b.wait_timeout(Duration::from_millis(10)),
+            Err(BrokenBarrier)
+        );
+        assert!(b.is_broken());
+    }
+
+    #[test]
+    fn dead_thread_inside_breaks_barrier() {
+        let b = Barrier::new(3).unwrap();
+        let b2 = b.clone();
+        // A thread that "dies" inside: its membership stays recorded after it exits. Simulate
+        // by recording the identity of an exited thread.
+        let id = std::thread::spawn(crate::sys::thread::current_id)
+            .join()
+            .unwrap();
+        {
+            let l = b.locked();
+            l.0.members[0].store(id, Ordering::Relaxed);
+            l.0.count.store(1, Ordering::Relaxed);
+        }
+        let r = std::thread::spawn(move || b2.wait_timeout(Duration::from_secs(10)))
+            .join()
+            .unwrap();
+        assert_eq!(r, Err(BrokenBarrier));
+    }
+}

@@ -1,0 +1,151 @@
+//! [`Event`]: a process-shared flag that processes can wait for.
+//!
+//! # Layout and states
+//!
+//! One futex word: `generation << 2 | WAITERS << 1 | SET`.
+//!
+//! | word bits        | meaning                                                        |
+//! |------------------|----------------------------------------------------------------|
+//! | `SET`            | the flag; `wait` returns at once                               |
+//! | `WAITERS`        | someone may sleep on the word; `set` must wake                 |
+//! | generation       | bumped by every `set` that changed the flag                    |
+//!
+//! A waiter returns `true` when it sees `SET`, or a new generation (the flag was set while it
+//! slept, even if cleared again since — Python's semantics). No state belongs to a waiter, so a
+//! waiter killed in `wait` leaves nothing behind but possibly one unneeded wake-up.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::shm::{Shared, ShmObject, ShmSafe};
+use crate::sys::futex;
+use crate::sys::Deadline;
+
+const SET: u32 = 1;
+const WAITERS: u32 = 2;
+const GEN_ONE: u32 = 4;
+
+#[repr(C)]
+pub(crate) struct EventState {
+    word: AtomicU32,
+}
+
+// SAFETY: one atomic; every bit pattern is a valid state.
+unsafe impl ShmSafe for EventState {}
+impl ShmObject for EventState {
+    const KIND: u8 = 5;
+}
+
+/// A process-shared event (Python's `multiprocessing.Event`): a flag that starts clear;
+/// [`wait`](Event::wait) blocks until it is set.
+///
+/// ```
+/// let e = multiproc::Event::new()?;
+/// assert!(!e.wait_timeout(std::time::Duration::from_millis(1)));
+/// e.set();
+/// assert!(e.is_set());
+/// e.wait();
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Event {
+    inner: Shared<EventState>,
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Event")
+            .field("set", &self.is_set())
+            .finish()
+    }
+}
+
+impl Event {
+    /// A new event, clear.
+    ///
+    /// # Errors
+    ///
+    /// If shared memory cannot be allocated.
+    pub fn new() -> Result<Event> {
+        Ok(Event {
+            inner: Shared::new(|_: &EventState| {})?,
+        })
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        &self.inner.get().word
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> bool {
+        self.word().load(Ordering::Acquire) & SET != 0
+    }
+
+    /// Sets the flag and wakes every waiter. No system call if nobody waits.
+    pub fn set(&self) {
+        let w = self.word();
+        let mut cur = w.load(Ordering::Relaxed);
+        loop {
+            if cur & SET != 0 {
+                return;
+            }
+            let next = ((cur & !(SET | WAITERS)).wrapping_add(GEN_ONE)) | SET;
+            match w.compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(c) => cur = c,
+            }
+        }
+        if cur & WAITERS != 0 {
+            futex::wake_all(w);
+        }
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) {
+        self.word().fetch_and(!SET, Ordering::Relaxed);
+    }
+
+    /// Waits until the flag is set.
+    pub fn wait(&self) {
+        self.wait_until(Deadline::never());
+    }
+
+    /// Waits until the flag is set, at most `timeout`; returns whether it was set (Python's
+    /// `wait(timeout)`).
+    #[doc(alias = "wait")]
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_until(Deadline::after(Some(timeout)))
+    }
+
+    fn wait_until(&self, deadline: Deadline) -> bool {
+        let w = self.word();
+        let mut cur = w.load(Ordering::Acquire);
+        if cur & SET != 0 {
+            return true;
+        }
+        let gen = cur & !(SET | WAITERS);
+        loop {
+            if cur & SET != 0 || cur & !(SET | WAITERS) != gen {
+                return true;
+            }
+            if cur & WAITERS == 0 {
+                match w.compare_exchange(cur, cur | WAITERS, Ordering::Acquire, Ordering::Acquire) {
+                    Ok(_) => cur |= WAITERS,
+                    Err(c) => {
+                        cur = c;
+                        continue;
+                    }
+                }
+            }
+            let Ok(remaining) = deadline.remaining() else {
+                return false;
+            };
+            futex::wait(w, cur, remaining);
+            cur = w.load(Ordering::Acquire);
+        }
+    }
+}
