@@ -95,15 +95,39 @@ impl FrameReader {
         if self.eof {
             return false;
         }
-        let mut chunk = vec![0u8; 64 * 1024];
         loop {
-            match socket::recv_msg(sock.as_fd(), &mut chunk, &mut self.fds, nonblocking, false) {
+            // Read straight into the buffer: as much as the frame still needs once its header
+            // is known, else one page. (Small reads matter: right after a fork every page the
+            // parent writes costs a copy-on-write fault.)
+            let want = match (self.buf.len() >= HEADER)
+                .then(|| self.body_len())
+                .flatten()
+            {
+                Some(len) => (HEADER as u64 + len)
+                    .saturating_sub(self.buf.len() as u64)
+                    .clamp(1, 1 << 20) as usize,
+                None => 4096,
+            };
+            let old = self.buf.len();
+            self.buf.resize(old + want, 0);
+            let r = socket::recv_msg(
+                sock.as_fd(),
+                &mut self.buf[old..],
+                &mut self.fds,
+                nonblocking,
+                false,
+            );
+            let got = match &r {
+                Ok(r) => r.len.min(want),
+                Err(_) => 0,
+            };
+            self.buf.truncate(old + got);
+            match r {
                 Ok(r) if r.len == 0 => {
                     self.eof = true;
                     return false;
                 }
-                Ok(r) => {
-                    self.buf.extend_from_slice(&chunk[..r.len.min(chunk.len())]);
+                Ok(_) => {
                     if !nonblocking || self.complete() {
                         return true;
                     }
