@@ -4,5 +4,6 @@
 //! as a failure, never a hang.
 
 mod process;
+mod queue;
 mod scenarios;
 mod util;

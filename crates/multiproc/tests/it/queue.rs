@@ -1,0 +1,586 @@
+//! Queues across real processes: ported CPython cases, close semantics, decode errors, handle
+//! passing to Spawn children, and the fault test (producers and consumers SIGKILLed).
+//!
+//! Tests marked "ported" come from CPython's `Lib/test/_test_multiprocessing.py`, classes
+//! `_TestQueue` and `_TestSimpleQueue`, adapted (closures instead of targets, typed errors
+//! instead of `queue.Full`/`queue.Empty`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc::queue::{
+    GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
+};
+use multiproc::{ErrorKind, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
+
+use crate::util::{open_fds, with_watchdog, zombie_children};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const T: Duration = Duration::from_secs(10);
+
+// ported: _TestQueue.test_put — a full queue refuses put_nowait / put(timeout), then a child
+// empties it.
+#[test]
+fn put_full_then_child_drains() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<u32> = Queue::bounded(6).unwrap();
+        let go: Queue<()> = Queue::new().unwrap();
+        let (qc, goc) = (q.clone(), go.clone());
+        let child = Process::spawn(move || {
+            goc.get_timeout(T).unwrap();
+            (0..6)
+                .map(|_| qc.get_timeout(T).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .unwrap();
+        assert!(q.is_empty() && !q.is_full());
+        q.put(1).unwrap();
+        q.put_timeout(2, T).unwrap();
+        q.try_put(3).unwrap();
+        q.put(4).unwrap();
+        q.put_timeout(5, T).unwrap();
+        q.try_put(6).unwrap();
+        assert_eq!(q.len(), 6);
+        assert!(q.is_full());
+        assert!(matches!(q.try_put(7), Err(TryPutError::Full(7))));
+        let t0 = Instant::now();
+        assert!(matches!(
+            q.put_timeout(7, Duration::from_millis(100)),
+            Err(PutTimeoutError::Timeout(7))
+        ));
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+        go.put(()).unwrap();
+        assert_eq!(child.join().unwrap(), vec![1, 2, 3, 4, 5, 6]);
+        assert!(q.is_empty());
+    });
+}
+
+// ported: _TestQueue.test_get — a child fills the queue; the parent takes with every form of
+// get and sees Empty after.
+#[test]
+fn get_every_form_from_a_child_producer() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<u32> = Queue::new().unwrap();
+        let qc = q.clone();
+        let child = Process::spawn(move || {
+            for i in 1..=4 {
+                qc.put(i).unwrap();
+            }
+        })
+        .unwrap();
+        child.join().unwrap();
+        assert_eq!(q.len(), 4);
+        assert_eq!(q.get().unwrap(), 1);
+        assert_eq!(q.get_timeout(T).unwrap(), 2);
+        assert_eq!(q.try_get().unwrap(), 3);
+        assert_eq!(q.get_timeout(T).unwrap(), 4);
+        assert!(q.is_empty());
+        assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+        let t0 = Instant::now();
+        assert!(matches!(
+            q.get_timeout(Duration::from_millis(100)),
+            Err(GetTimeoutError::Timeout)
+        ));
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+    });
+}
+
+// ported: _TestQueue.test_fork — items put by a child that has exited are still there.
+#[test]
+fn items_outlive_the_producer() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<u32> = Queue::new().unwrap();
+        let qc = q.clone();
+        Process::spawn(move || {
+            for i in 0..10 {
+                qc.put(i).unwrap();
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        let got: Vec<u32> = (0..10).map(|_| q.get_timeout(T).unwrap()).collect();
+        assert_eq!(got, (0..10).collect::<Vec<_>>());
+        assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    });
+}
+
+// ported: _TestQueue.test_qsize
+#[test]
+fn qsize_seen_by_both_sides() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<u32> = Queue::new().unwrap();
+        assert_eq!(q.len(), 0);
+        q.put(1).unwrap();
+        let qc = q.clone();
+        let n = Process::spawn(move || {
+            let before = qc.len();
+            qc.put(5).unwrap();
+            before
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        assert_eq!(n, 1);
+        assert_eq!(q.len(), 2);
+        q.get().unwrap();
+        assert_eq!(q.len(), 1);
+        q.get().unwrap();
+        assert_eq!(q.len(), 0);
+    });
+}
+
+// ported: _TestQueue.test_task_done — worker processes mark every item done; join returns.
+#[test]
+fn task_done_by_worker_processes() {
+    with_watchdog(LIMIT, || {
+        let q: JoinableQueue<Option<u32>> = JoinableQueue::new().unwrap();
+        let workers: Vec<Process<u32>> = (0..4)
+            .map(|_| {
+                let q = q.clone();
+                Process::spawn(move || {
+                    let mut n = 0;
+                    while let Some(_x) = q.get_timeout(T).unwrap() {
+                        n += 1;
+                        q.task_done().unwrap();
+                    }
+                    q.task_done().unwrap();
+                    n
+                })
+                .unwrap()
+            })
+            .collect();
+        for i in 0..10 {
+            q.put(Some(i)).unwrap();
+        }
+        q.join_timeout(T).unwrap();
+        assert_eq!(q.unfinished_tasks(), 0);
+        for _ in &workers {
+            q.put(None).unwrap();
+        }
+        let total: u32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+        assert_eq!(total, 10);
+        q.join_timeout(T).unwrap();
+    });
+}
+
+// ported: _TestQueue.test_no_import_lock_contention / test_timeout (lower bound only).
+#[test]
+fn get_timeout_waits_at_least_the_timeout() {
+    let q: Queue<u8> = Queue::new().unwrap();
+    let t0 = Instant::now();
+    assert!(q
+        .get_timeout(Duration::from_millis(200))
+        .unwrap_err()
+        .is_timeout());
+    assert!(t0.elapsed() >= Duration::from_millis(200));
+}
+
+// ported: _TestQueue.test_queue_feeder_donot_stop_onexc — an unserializable item fails in
+// the caller's put, and the queue keeps working (Python's feeder thread only logs it).
+#[test]
+fn unserializable_item_fails_at_put() {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct NotSer(#[serde(serialize_with = "fail")] u8);
+    fn fail<S: serde::Serializer>(_: &u8, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("not serializable"))
+    }
+    let q: Queue<NotSer> = Queue::new().unwrap();
+    match q.put(NotSer(3)) {
+        Err(PutError::Failed(v, e)) => {
+            assert_eq!(v.0, 3);
+            assert_eq!(e.kind(), ErrorKind::Codec);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(q.is_empty());
+}
+
+// ported: _TestSimpleQueue.test_empty
+#[test]
+fn simple_queue_empty() {
+    with_watchdog(LIMIT, || {
+        let q: SimpleQueue<u32> = SimpleQueue::new().unwrap();
+        assert!(q.is_empty());
+        let qc = q.clone();
+        Process::spawn(move || {
+            qc.put(1).unwrap();
+            qc.put(2).unwrap();
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        assert!(!q.is_empty());
+        assert_eq!(q.get().unwrap(), 1);
+        assert_eq!(q.get().unwrap(), 2);
+        assert!(q.is_empty());
+        // ported: _TestSimpleQueue.test_close
+        q.close();
+        assert!(matches!(q.get(), Err(GetError::Closed)));
+    });
+}
+
+fn spawn_consumer(q: Queue<String>) -> Vec<String> {
+    q.iter().map(|r| r.unwrap()).collect()
+}
+
+#[test]
+fn handle_reaches_a_spawn_child() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<String> = Queue::new().unwrap();
+        let p = Process::builder()
+            .start_method(StartMethod::Spawn)
+            .spawn_fn(spawn_consumer, q.clone())
+            .unwrap();
+        q.put_many(vec!["a".into(), "b".into()]).unwrap();
+        q.close();
+        assert_eq!(p.join().unwrap(), ["a", "b"]);
+    });
+}
+
+/// Runs `f` in a forked child, where no other test opens fds or starts children, and checks
+/// there that `f` leaked no fd and left no zombie.
+fn in_clean_child(f: fn()) {
+    let r = Process::spawn(move || {
+        let fds = open_fds();
+        f();
+        let after = open_fds();
+        assert_eq!(after, fds, "fd leak");
+        assert!(zombie_children().is_empty(), "zombies left");
+    })
+    .unwrap()
+    .join();
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn close_wakes_many_blocked_consumer_processes() {
+    with_watchdog(LIMIT, || in_clean_child(close_wakes_many));
+}
+
+fn close_wakes_many() {
+    {
+        {
+            let q: Queue<u32> = Queue::bounded(2).unwrap();
+            let consumers: Vec<Process<(Vec<u32>, bool)>> = (0..6)
+                .map(|_| {
+                    let q = q.clone();
+                    Process::spawn(move || {
+                        let mut got = Vec::new();
+                        loop {
+                            match q.get_timeout(Duration::from_secs(30)) {
+                                Ok(x) => got.push(x),
+                                Err(GetTimeoutError::Closed) => return (got, true),
+                                Err(_) => return (got, false),
+                            }
+                        }
+                    })
+                    .unwrap()
+                })
+                .collect();
+            for i in 0..20 {
+                q.put_timeout(i, T).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(200)); // all of them blocked in get
+            let t0 = Instant::now();
+            q.close();
+            let mut all = Vec::new();
+            for c in consumers {
+                let (got, closed) = c.join().unwrap();
+                assert!(closed, "a consumer ended without seeing Closed");
+                all.extend(got);
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "close did not wake them"
+            );
+            all.sort();
+            assert_eq!(all, (0..20).collect::<Vec<_>>());
+        }
+    }
+}
+
+#[test]
+fn wrong_type_from_another_process_is_a_get_error() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<String> = Queue::new().unwrap();
+        let qc = q.clone();
+        Process::spawn(move || {
+            // A u64 where a String is expected: a huge length prefix.
+            qc.put_bytes(&postcard::to_allocvec(&u64::MAX).unwrap())
+                .unwrap();
+            qc.put("after".to_string()).unwrap();
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        match q.get() {
+            Err(GetError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(q.get().unwrap(), "after");
+    });
+}
+
+// ----- fault test -----
+
+/// A shared anonymous mapping the children inherit: a log of received messages and the last
+/// sequence number whose put returned, per producer.
+struct Board {
+    ptr: *mut AtomicU64,
+    len: usize,
+}
+
+// SAFETY: the mapping is only accessed through atomics.
+unsafe impl Send for Board {}
+// SAFETY: as above.
+unsafe impl Sync for Board {}
+
+const PRODUCERS_MAX: usize = 4096;
+
+impl Board {
+    fn new(log_entries: usize) -> Board {
+        let len = 1 + PRODUCERS_MAX + log_entries;
+        // SAFETY: a fresh anonymous shared mapping; checked for failure below.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len * 8,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        Board { ptr: p.cast(), len }
+    }
+    fn word(&self, i: usize) -> &AtomicU64 {
+        assert!(i < self.len);
+        // SAFETY: in bounds (checked), aligned (page-aligned base, 8-byte words), zeroed
+        // memory is a valid AtomicU64, and the mapping lives as long as `self`.
+        unsafe { &*self.ptr.add(i) }
+    }
+    fn log_next(&self) -> &AtomicU64 {
+        self.word(0)
+    }
+    fn put_returned(&self, producer: usize) -> &AtomicU64 {
+        self.word(1 + producer)
+    }
+    fn log(&self, i: usize) -> &AtomicU64 {
+        self.word(1 + PRODUCERS_MAX + i)
+    }
+    fn log_len(&self) -> usize {
+        self.len - 1 - PRODUCERS_MAX
+    }
+}
+
+impl Drop for Board {
+    fn drop(&mut self) {
+        // SAFETY: unmapping our own mapping; no references outlive `self`.
+        unsafe { libc::munmap(self.ptr.cast(), self.len * 8) };
+    }
+}
+
+type Msg = (u32, u64, u64, Vec<u8>);
+
+fn checksum(p: u32, seq: u64, body: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ ((p as u64) << 40) ^ seq;
+    for &b in body {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+fn make_msg(p: u32, seq: u64) -> Msg {
+    let body: Vec<u8> = (0..(seq % 61) as usize)
+        .map(|i| (seq as u8) ^ (i as u8))
+        .collect();
+    (p, seq, checksum(p, seq, &body), body)
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const BATCH: usize = 8;
+
+fn fault_run(total: u64, kills: usize) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("fault test: {total} messages, {kills} kills, seed {seed}");
+    let mut rng = Rng(seed);
+    let board = std::sync::Arc::new(Board::new(total as usize + 100_000));
+    let q: Queue<Msg> = Queue::bounded(5000).unwrap();
+    let per_producer = total / 3 + 1;
+
+    let start_producer = |id: u32, quota: u64| -> Process<()> {
+        let (q, board) = (q.clone(), board.clone());
+        Process::spawn(move || {
+            for seq in 1..=quota {
+                q.put_timeout(make_msg(id, seq), Duration::from_secs(20))
+                    .map_err(|e| e.to_string())
+                    .unwrap();
+                board.put_returned(id as usize).store(seq, Ordering::SeqCst);
+            }
+        })
+        .unwrap()
+    };
+    let start_consumer = || -> Process<()> {
+        let (q, board) = (q.clone(), board.clone());
+        Process::spawn(move || loop {
+            match q.get_many(BATCH, Some(Duration::from_secs(20))) {
+                Ok(batch) => {
+                    let at = board
+                        .log_next()
+                        .fetch_add(batch.len() as u64, Ordering::SeqCst);
+                    for (i, (p, seq, sum, body)) in batch.into_iter().enumerate() {
+                        // A torn message shows as a bad checksum: record it as such.
+                        let ok = checksum(p, seq, &body) == sum;
+                        let v = (1u64 << 63) | ((!ok as u64) << 62) | ((p as u64) << 40) | seq;
+                        board.log(at as usize + i).store(v, Ordering::SeqCst);
+                    }
+                }
+                Err(GetTimeoutError::Closed) => return,
+                Err(e) => panic!("consumer: {e}"),
+            }
+        })
+        .unwrap()
+    };
+
+    let mut next_id = 0u32;
+    let mut producers: Vec<(u32, u64, Process<()>)> = Vec::new();
+    let mut killed_producers: Vec<u32> = Vec::new();
+    let mut done_producers: Vec<(u32, u64)> = Vec::new();
+    for _ in 0..3 {
+        producers.push((next_id, per_producer, start_producer(next_id, per_producer)));
+        next_id += 1;
+    }
+    let mut consumers: Vec<Process<()>> = (0..3).map(|_| start_consumer()).collect();
+    let mut consumer_kills = 0usize;
+
+    let t0 = Instant::now();
+    let mut kills_left = kills;
+    // Kill at random moments while the run goes on; replace whoever was killed.
+    while kills_left > 0 && producers.iter().any(|p| p.2.is_alive()) {
+        std::thread::sleep(Duration::from_micros(rng.below(20_000)));
+        if rng.below(2) == 0 {
+            let i = rng.below(producers.len() as u64) as usize;
+            if !producers[i].2.is_alive() {
+                continue;
+            }
+            let (id, quota, p) = producers.swap_remove(i);
+            p.kill().unwrap();
+            let _ = p.join();
+            killed_producers.push(id);
+            let sent = board.put_returned(id as usize).load(Ordering::SeqCst);
+            // The replacement carries on with what this one had left, under a new id.
+            let left = quota - sent.min(quota);
+            if left > 0 {
+                producers.push((next_id, left, start_producer(next_id, left)));
+                next_id += 1;
+            }
+        } else {
+            let i = rng.below(consumers.len() as u64) as usize;
+            let c = consumers.swap_remove(i);
+            c.kill().unwrap();
+            let _ = c.join();
+            consumer_kills += 1;
+            consumers.push(start_consumer());
+        }
+        kills_left -= 1;
+    }
+    for (id, quota, p) in producers {
+        p.join().expect("producer");
+        done_producers.push((id, quota));
+    }
+    q.close();
+    for c in consumers {
+        c.join().expect("consumer");
+    }
+    let elapsed = t0.elapsed();
+
+    // Check the log.
+    let n = board.log_next().load(Ordering::SeqCst) as usize;
+    assert!(n <= board.log_len());
+    let mut seen = std::collections::HashSet::new();
+    let mut holes = 0usize; // reserved by a consumer killed before it logged
+    for i in 0..n {
+        let v = board.log(i).load(Ordering::SeqCst);
+        if v == 0 {
+            holes += 1;
+            continue;
+        }
+        assert_eq!(v & (1 << 62), 0, "torn message {:x}", v);
+        let key = (((v >> 40) & 0x3f_ffff) as u32, v & ((1 << 40) - 1));
+        assert!(seen.insert(key), "received twice: {key:?}");
+    }
+    let mut expected = 0usize;
+    let mut missing = 0usize;
+    for id in 0..next_id {
+        let returned = board.put_returned(id as usize).load(Ordering::SeqCst);
+        for seq in 1..=returned {
+            expected += 1;
+            if !seen.contains(&(id, seq)) {
+                missing += 1;
+            }
+        }
+        // Nothing beyond the one put that may have been in flight when it was killed.
+        let beyond = seen
+            .iter()
+            .filter(|(p, s)| *p == id && *s > returned + 1)
+            .count();
+        assert_eq!(beyond, 0, "producer {id}: messages past its last put");
+    }
+    let in_flight_found = killed_producers
+        .iter()
+        .filter(|&&id| {
+            let r = board.put_returned(id as usize).load(Ordering::SeqCst);
+            seen.contains(&(id, r + 1))
+        })
+        .count();
+    eprintln!(
+        "fault test: {expected} put-returned messages, {} received, {missing} missing \
+         ({consumer_kills} consumers killed, at most {BATCH} each; {holes} log slots reserved \
+         but never written), {} producers killed ({in_flight_found} of their in-flight puts \
+         arrived whole), {:.1?}",
+        seen.len(),
+        killed_producers.len(),
+        elapsed
+    );
+    assert!(
+        missing <= consumer_kills * BATCH,
+        "{missing} messages lost, more than {consumer_kills} killed consumers' batches"
+    );
+    assert!(
+        expected as u64 >= total / 2,
+        "the run was too short to mean much"
+    );
+    assert!(zombie_children().is_empty());
+}
+
+#[test]
+fn fault_kill_producers_and_consumers() {
+    with_watchdog(Duration::from_secs(120), || fault_run(60_000, 30));
+}
+
+/// The full-size run from the issue: `cargo test --release --test it fault_million -- --ignored`.
+#[test]
+#[ignore]
+fn fault_million() {
+    with_watchdog(Duration::from_secs(600), || fault_run(1_000_000, 200));
+}
