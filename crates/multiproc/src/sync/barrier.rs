@@ -57,7 +57,7 @@ impl ShmObject for BarrierState {
 
 /// The barrier was broken: aborted, reset while waiting, a party timed out, or a party died
 /// inside it (Python's `BrokenBarrierError`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BrokenBarrier;
 
 impl fmt::Display for BrokenBarrier {

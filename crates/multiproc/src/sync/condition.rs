@@ -95,7 +95,7 @@ pub struct ConditionGuard<'a> {
 
 /// Re-acquiring the lock after a wait found that its previous holder had died holding it.
 /// The lock is held again (the guard is still valid); shared state may be inconsistent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerDied;
 
 impl fmt::Display for OwnerDied {

@@ -6,4 +6,5 @@
 mod process;
 mod queue;
 mod scenarios;
+mod sync;
 mod util;
