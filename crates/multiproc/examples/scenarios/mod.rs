@@ -16,11 +16,36 @@ pub struct Scenario {
 }
 
 // Scenario modules, one per seed program (append yours in id order).
+pub mod s01_print_race;
+pub mod s02_print_lock;
+pub mod s03_ticket_race;
+pub mod s04_ticket_lock;
+mod sync_common;
 
 /// Every scenario, in order.
 pub fn all() -> Vec<Scenario> {
     vec![
         // Scenario { id: "S1", title: "...", run: s01_print_race::run },
+        Scenario {
+            id: "S1",
+            title: "print race without a lock",
+            run: s01_print_race::run,
+        },
+        Scenario {
+            id: "S2",
+            title: "print with a lock",
+            run: s02_print_lock::run,
+        },
+        Scenario {
+            id: "S3",
+            title: "ticket office race",
+            run: s03_ticket_race::run,
+        },
+        Scenario {
+            id: "S4",
+            title: "ticket office with a lock",
+            run: s04_ticket_lock::run,
+        },
     ]
 }
 

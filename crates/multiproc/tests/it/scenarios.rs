@@ -27,3 +27,19 @@ fn scenario_registry_ids_are_unique() {
 }
 
 // One test per scenario (append yours): #[test] fn s01() { check("S1") }
+#[test]
+fn s01() {
+    check("S1")
+}
+#[test]
+fn s02() {
+    check("S2")
+}
+#[test]
+fn s03() {
+    check("S3")
+}
+#[test]
+fn s04() {
+    check("S4")
+}
