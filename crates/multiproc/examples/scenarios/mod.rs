@@ -16,10 +16,20 @@ pub struct Scenario {
 }
 
 // Scenario modules, one per seed program (append yours in id order).
+mod common_pc;
 pub mod s01_print_race;
 pub mod s02_print_lock;
 pub mod s03_ticket_race;
 pub mod s04_ticket_lock;
+pub mod s05_queue_basics;
+pub mod s06_shared_queue;
+pub mod s07_many_to_many;
+pub mod s08_endless_consumer;
+pub mod s09_sentinel;
+pub mod s10_two_consumers;
+pub mod s11_sentinels;
+pub mod s11b_close;
+pub mod s12_joinable;
 mod sync_common;
 
 /// Every scenario, in order.
@@ -45,6 +55,51 @@ pub fn all() -> Vec<Scenario> {
             id: "S4",
             title: "ticket office with a lock",
             run: s04_ticket_lock::run,
+        },
+        Scenario {
+            id: "S5",
+            title: "bounded queue and the non-blocking calls",
+            run: s05_queue_basics::run,
+        },
+        Scenario {
+            id: "S6",
+            title: "one queue shared by several processes",
+            run: s06_shared_queue::run,
+        },
+        Scenario {
+            id: "S7",
+            title: "9 producers, 10 consumers, Queue(3); the 10th ended by close",
+            run: s07_many_to_many::run,
+        },
+        Scenario {
+            id: "S8",
+            title: "a consumer with no stop signal (bounded wait, then terminated)",
+            run: s08_endless_consumer::run,
+        },
+        Scenario {
+            id: "S9",
+            title: "stop by sentinel",
+            run: s09_sentinel::run,
+        },
+        Scenario {
+            id: "S10",
+            title: "1 producer, 2 consumers, sentinels from main",
+            run: s10_two_consumers::run,
+        },
+        Scenario {
+            id: "S11",
+            title: "3 producers, 4 consumers, 4 sentinels",
+            run: s11_sentinels::run,
+        },
+        Scenario {
+            id: "S11b",
+            title: "3 producers, 4 consumers, close instead of sentinels",
+            run: s11b_close::run,
+        },
+        Scenario {
+            id: "S12",
+            title: "JoinableQueue with daemon consumers",
+            run: s12_joinable::run,
         },
     ]
 }

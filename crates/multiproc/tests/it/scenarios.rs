@@ -43,3 +43,40 @@ fn s03() {
 fn s04() {
     check("S4")
 }
+
+#[test]
+fn s05() {
+    check("S5")
+}
+#[test]
+fn s06() {
+    check("S6")
+}
+#[test]
+fn s07() {
+    check("S7")
+}
+#[test]
+fn s08() {
+    check("S8")
+}
+#[test]
+fn s09() {
+    check("S9")
+}
+#[test]
+fn s10() {
+    check("S10")
+}
+#[test]
+fn s11() {
+    check("S11")
+}
+#[test]
+fn s11b() {
+    check("S11b")
+}
+#[test]
+fn s12() {
+    check("S12")
+}

@@ -1,0 +1,6 @@
+//! Scenario S11b (see `scenarios/s11b_close.rs`).
+mod scenarios;
+
+fn main() {
+    scenarios::main_for("S11b");
+}
