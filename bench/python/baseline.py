@@ -54,7 +54,80 @@ def process_spawn():
     return time_us(samples(9), 2, once)
 
 
+def lock_uncontended():
+    """ns per acquire+release of multiprocessing.Lock, no contention."""
+    lock = mp.Lock()
+    n = 200_000
+
+    def once():
+        t = time.perf_counter()
+        for _ in range(n):
+            lock.acquire()
+            lock.release()
+        return (time.perf_counter() - t) * 1e9 / n
+
+    return statistics.median([once() for _ in range(samples(9))])
+
+
+def _contend(lock, counter, n):
+    for _ in range(n):
+        with lock:
+            counter.value += 1
+
+
+def lock_contended():
+    """ns per lock+unlock with 2 fork processes incrementing a shared counter."""
+    ctx = mp.get_context("fork")
+    n = 50_000
+
+    def once():
+        lock = ctx.Lock()
+        counter = ctx.Value("q", 0, lock=False)
+        ps = [ctx.Process(target=_contend, args=(lock, counter, n)) for _ in range(2)]
+        t = time.perf_counter()
+        for p in ps:
+            p.start()
+        for p in ps:
+            p.join()
+        el = time.perf_counter() - t
+        assert counter.value == 2 * n
+        return el * 1e9 / (2 * n)
+
+    return statistics.median([once() for _ in range(samples(5))])
+
+
+def _pong(a, b, n):
+    for _ in range(n):
+        a.wait()
+        a.clear()
+        b.set()
+
+
+def event_ping_pong():
+    """us per Event set/wait round trip between 2 processes."""
+    ctx = mp.get_context("fork")
+    n = 2_000
+
+    def once():
+        a, b = ctx.Event(), ctx.Event()
+        p = ctx.Process(target=_pong, args=(a, b, n))
+        p.start()
+        t = time.perf_counter()
+        for _ in range(n):
+            a.set()
+            b.wait()
+            b.clear()
+        el = time.perf_counter() - t
+        p.join()
+        return el * 1e6 / n
+
+    return statistics.median([once() for _ in range(samples(5))])
+
+
 CASES = {
+    "lock_uncontended": lock_uncontended,
+    "lock_contended": lock_contended,
+    "event_ping_pong": event_ping_pong,
     "process_fork": process_fork,
     "process_spawn": process_spawn,
 }
