@@ -123,6 +123,111 @@ def event_ping_pong():
 
     return statistics.median([once() for _ in range(samples(5))])
 
+# ----- queue (bench/src/queue.rs) -----
+
+def _q_producer(q, size, n):
+    msg = b"\x07" * size
+    for _ in range(n):
+        q.put(msg)
+
+
+def _one_to_one(size, n, maxsize):
+    ctx = mp.get_context("fork")
+    q = ctx.Queue(maxsize)
+    p = ctx.Process(target=_q_producer, args=(q, size, n))
+    p.start()
+    q.get()
+    t = time.perf_counter()
+    for _ in range(n - 1):
+        q.get()
+    rate = (n - 1) / (time.perf_counter() - t)
+    p.join()
+    return rate
+
+
+def queue_1to1_8():
+    return statistics.median(_one_to_one(8, 20000, 1000) for _ in range(samples(5)))
+
+
+def queue_1to1_64():
+    return statistics.median(_one_to_one(64, 20000, 1000) for _ in range(samples(5)))
+
+
+def queue_1to1_1m():
+    # messages/s of 1 MiB == MiB/s
+    return statistics.median(_one_to_one(1 << 20, 100, 8) for _ in range(samples(5)))
+
+
+def _q_consumer(q, out):
+    k = 0
+    first = last = 0
+    while True:
+        x = q.get()
+        if x is None:
+            break
+        if k == 0:
+            first = time.time()
+        k += 1
+        last = time.time()
+    out.put((first, last, k))
+
+
+def _two_to_two(size, n):
+    ctx = mp.get_context("fork")
+    q = ctx.Queue(1000)
+    out = ctx.Queue()
+    cs = [ctx.Process(target=_q_consumer, args=(q, out)) for _ in range(2)]
+    for c in cs:
+        c.start()
+    ps = [ctx.Process(target=_q_producer, args=(q, size, n // 2)) for _ in range(2)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    for _ in cs:
+        q.put(None)
+    r = [out.get() for _ in cs]
+    for c in cs:
+        c.join()
+    first = min(x[0] for x in r)
+    last = max(x[1] for x in r)
+    total = sum(x[2] for x in r)
+    return (total - 1) / (last - first)
+
+
+def queue_2to2_64():
+    return statistics.median(_two_to_two(64, 20000) for _ in range(samples(5)))
+
+
+def _j_consumer(q):
+    while True:
+        x = q.get()
+        q.task_done()
+        if x is None:
+            break
+
+
+def _joinable(n):
+    ctx = mp.get_context("fork")
+    q = ctx.JoinableQueue(1000)
+    c = ctx.Process(target=_j_consumer, args=(q,))
+    c.start()
+    q.put(b"x")
+    q.join()
+    msg = b"\x07" * 64
+    t = time.perf_counter()
+    for _ in range(n):
+        q.put(msg)
+    q.join()
+    rate = n / (time.perf_counter() - t)
+    q.put(None)
+    c.join()
+    return rate
+
+
+def joinable_64():
+    return statistics.median(_joinable(10000) for _ in range(samples(5)))
+
 
 CASES = {
     "lock_uncontended": lock_uncontended,
@@ -130,6 +235,11 @@ CASES = {
     "event_ping_pong": event_ping_pong,
     "process_fork": process_fork,
     "process_spawn": process_spawn,
+    "queue_1to1_8": queue_1to1_8,
+    "queue_1to1_64": queue_1to1_64,
+    "queue_1to1_1m": queue_1to1_1m,
+    "queue_2to2_64": queue_2to2_64,
+    "joinable_64": joinable_64,
 }
 
 

@@ -10,6 +10,7 @@
 
 mod harness;
 mod process;
+mod queue;
 mod sync;
 
 use harness::{Config, Row};
@@ -24,7 +25,11 @@ fn main() {
     }
     let cfg = Config::from_args();
     let mut rows: Vec<Row> = Vec::new();
-    let groups: Vec<Group> = vec![("process", process::rows), ("sync", sync::rows)];
+    let groups: Vec<Group> = vec![
+        ("process", process::rows),
+        ("sync", sync::rows),
+        ("queue", queue::rows),
+    ];
     for (name, f) in groups {
         if cfg.wants_group(name) {
             eprintln!("== {name}");

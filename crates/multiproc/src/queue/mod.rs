@@ -71,7 +71,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         .unwrap_or_default();
     buf.clear();
     let r = f(&mut buf);
-    if buf.capacity() <= 1 << 20 {
+    if buf.capacity() <= 16 << 20 {
         let _ = SCRATCH.with(|s| s.try_borrow_mut().map(|mut b| *b = buf));
     }
     r

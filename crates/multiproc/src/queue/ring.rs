@@ -30,6 +30,11 @@
 /// Bytes of a frame header: `u32` payload length, `u32` check word.
 pub(crate) const FRAME_HEADER: u64 = 8;
 
+/// The warm area's size for large rings: pages below it stay mapped once touched (so large
+/// messages with a small backlog don't fault in fresh pages every time); pages past it are
+/// given back as soon as a backlog drains past them.
+pub(crate) const WARM_MAX: u64 = 16 << 20;
+
 /// Pages past `warm` are given back in chunks of this many bytes.
 pub(crate) const DISCARD_CHUNK: u64 = 256 * 1024;
 
@@ -75,12 +80,12 @@ pub(crate) struct Geometry {
 
 impl Geometry {
     /// A geometry for `cap` bytes (rounded down to 8), with the warm area the smaller of
-    /// 1 MiB and half the ring.
+    /// [`WARM_MAX`] and half the ring.
     pub(crate) fn new(cap: u64) -> Geometry {
         let cap = cap / 8 * 8;
         Geometry {
             cap,
-            warm: (cap / 2).min(1 << 20) / 8 * 8,
+            warm: (cap / 2).min(WARM_MAX) / 8 * 8,
             chunk: DISCARD_CHUNK,
         }
     }
@@ -429,7 +434,7 @@ mod tests {
     #[test]
     fn discards_only_whole_chunks_past_warm() {
         let g = Geometry::new(8 * DISCARD_CHUNK);
-        assert_eq!(g.warm, 1 << 20);
+        assert_eq!(g.warm, 4 * DISCARD_CHUNK);
         let g = Geometry {
             warm: DISCARD_CHUNK,
             ..g

@@ -234,17 +234,17 @@ fn many_threads_no_loss_no_duplicates() {
 fn memory_follows_the_backlog() {
     let q: Queue<Vec<u8>> = Queue::builder().capacity_bytes(256 << 20).build().unwrap();
     let msg = vec![5u8; 1 << 20];
-    for _ in 0..64 {
+    for _ in 0..96 {
         q.put_bytes(&msg).unwrap();
     }
     let full = allocated_bytes(&q);
-    assert!(full >= 64 << 20, "backlog is backed: {full}");
-    for _ in 0..64 {
+    assert!(full >= 96 << 20, "backlog is backed: {full}");
+    for _ in 0..96 {
         assert_eq!(q.get_bytes().unwrap().len(), 1 << 20);
     }
     let drained = allocated_bytes(&q);
     assert!(
-        drained <= 4 << 20,
+        drained <= 20 << 20, // only the warm area (16 MiB) stays
         "pages given back after draining: {drained}"
     );
     // A consumer that keeps up keeps the ring in its first pages.
@@ -252,7 +252,7 @@ fn memory_follows_the_backlog() {
         q.put_bytes(&[1u8; 1000]).unwrap();
         q.get_bytes().unwrap();
     }
-    assert!(allocated_bytes(&q) <= 4 << 20);
+    assert!(allocated_bytes(&q) <= 20 << 20);
 }
 
 /// The committed slot, for corrupting in tests.

@@ -1,0 +1,269 @@
+//! Queue throughput: 1 producer process -> 1 consumer with 8 B, 64 B and 1 MiB messages,
+//! 2 -> 2, `get_many` batching, JoinableQueue put + task_done; beside Python's
+//! `multiprocessing.Queue` doing the same, and two references measured in the same run:
+//! crossbeam-channel between two threads (the in-process ceiling) and ipc-channel's bytes
+//! channel between two processes (the best Rust peer).
+//!
+//! Messages are `Vec<u8>` payloads through the typed API (serialized with postcard), as
+//! Python pickles `bytes`. Each sample times from the consumer's first message to its last, so
+//! process start-up is not counted.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use multiproc::{JoinableQueue, Process, Queue};
+
+use crate::harness::{median_of, python, Better, Config, Row};
+
+const T: Duration = Duration::from_secs(60);
+
+/// Messages per second, 1 producer process -> this process, `n` messages of `size` bytes.
+fn one_to_one(size: usize, n: usize, maxsize: usize) -> f64 {
+    let q: Queue<Vec<u8>> = Queue::bounded(maxsize).unwrap();
+    let qp = q.clone();
+    let p = Process::spawn(move || {
+        let msg = vec![7u8; size];
+        for _ in 0..n {
+            qp.put(msg.clone()).unwrap();
+        }
+    })
+    .unwrap();
+    q.get_timeout(T).unwrap();
+    let t = Instant::now();
+    for _ in 1..n {
+        std::hint::black_box(q.get_timeout(T).unwrap());
+    }
+    let rate = (n - 1) as f64 / t.elapsed().as_secs_f64();
+    p.join().unwrap();
+    rate
+}
+
+/// As [`one_to_one`] with `put_many` / `get_many` in batches of `batch`.
+fn one_to_one_batched(size: usize, n: usize, batch: usize) -> f64 {
+    let q: Queue<Vec<u8>> = Queue::bounded(4 * batch).unwrap();
+    let qp = q.clone();
+    let p = Process::spawn(move || {
+        let msg = vec![7u8; size];
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(batch);
+            qp.put_many(vec![msg.clone(); k]).unwrap();
+            left -= k;
+        }
+    })
+    .unwrap();
+    let mut got = q.get_many(batch, Some(T)).unwrap().len();
+    let first = got;
+    let t = Instant::now();
+    while got < n {
+        got += std::hint::black_box(q.get_many(batch, Some(T)).unwrap()).len();
+    }
+    let rate = (n - first) as f64 / t.elapsed().as_secs_f64();
+    p.join().unwrap();
+    rate
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Messages per second, 2 producer processes -> 2 consumer processes, `n` messages in all.
+fn two_to_two(size: usize, n: usize) -> f64 {
+    let q: Queue<Vec<u8>> = Queue::bounded(1000).unwrap();
+    let consumers: Vec<Process<(u64, u64, usize)>> = (0..2)
+        .map(|_| {
+            let q = q.clone();
+            Process::spawn(move || {
+                let mut k = 0;
+                let mut first = 0;
+                let mut last = 0;
+                while q.get_timeout(T).is_ok() {
+                    if k == 0 {
+                        first = now_ns();
+                    }
+                    k += 1;
+                    last = now_ns();
+                }
+                (first, last, k)
+            })
+            .unwrap()
+        })
+        .collect();
+    let producers: Vec<Process<()>> = (0..2)
+        .map(|_| {
+            let q = q.clone();
+            Process::spawn(move || {
+                let msg = vec![7u8; size];
+                for _ in 0..n / 2 {
+                    q.put(msg.clone()).unwrap();
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    q.close();
+    let r: Vec<(u64, u64, usize)> = consumers.into_iter().map(|c| c.join().unwrap()).collect();
+    let first = r.iter().map(|x| x.0).min().unwrap();
+    let last = r.iter().map(|x| x.1).max().unwrap();
+    let total: usize = r.iter().map(|x| x.2).sum();
+    assert_eq!(total, n / 2 * 2);
+    (total - 1) as f64 / ((last - first) as f64 / 1e9)
+}
+
+/// Items per second: this process puts `n` items and `join()`s; a consumer process gets and
+/// calls `task_done` for each.
+fn joinable(n: usize) -> f64 {
+    let q: JoinableQueue<Vec<u8>> = JoinableQueue::bounded(1000).unwrap();
+    let qc = q.clone();
+    let c = Process::spawn(move || {
+        while let Ok(x) = qc.get_timeout(T) {
+            std::hint::black_box(x);
+            qc.task_done().unwrap();
+        }
+    })
+    .unwrap();
+    // Let the consumer reach its first get.
+    q.put(vec![1]).unwrap();
+    q.join_timeout(T).unwrap();
+    let msg = vec![7u8; 64];
+    let t = Instant::now();
+    for _ in 0..n {
+        q.put(msg.clone()).unwrap();
+    }
+    q.join_timeout(T).unwrap();
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    q.close();
+    c.join().unwrap();
+    rate
+}
+
+/// crossbeam-channel between two threads: messages per second for `size`-byte `Vec`s.
+fn crossbeam(size: usize, n: usize) -> f64 {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(1000);
+    let h = std::thread::spawn(move || {
+        let msg = vec![7u8; size];
+        for _ in 0..n {
+            tx.send(msg.clone()).unwrap();
+        }
+    });
+    rx.recv().unwrap();
+    let t = Instant::now();
+    for _ in 1..n {
+        std::hint::black_box(rx.recv().unwrap());
+    }
+    let rate = (n - 1) as f64 / t.elapsed().as_secs_f64();
+    h.join().unwrap();
+    rate
+}
+
+/// ipc-channel's bytes channel, a forked producer process -> this process.
+fn ipc_bytes(size: usize, n: usize) -> f64 {
+    let (tx, rx) = ipc_channel::ipc::bytes_channel().unwrap();
+    let p = Process::spawn(move || {
+        let msg = vec![7u8; size];
+        for _ in 0..n {
+            tx.send(&msg).unwrap();
+        }
+    })
+    .unwrap();
+    rx.recv().unwrap();
+    let t = Instant::now();
+    for _ in 1..n {
+        std::hint::black_box(rx.recv().unwrap());
+    }
+    let rate = (n - 1) as f64 / t.elapsed().as_secs_f64();
+    p.join().unwrap();
+    rate
+}
+
+fn row(
+    name: &str,
+    unit: &'static str,
+    ours: f64,
+    py: Option<f64>,
+    reference: Option<(&str, f64)>,
+) -> Row {
+    Row {
+        name: name.into(),
+        unit,
+        better: Better::Higher,
+        ours,
+        baseline: py,
+        reference: reference.map(|(n, v)| (n.to_string(), v)),
+    }
+}
+
+pub fn rows(cfg: &Config) -> Vec<Row> {
+    let py = python(
+        &[
+            "queue_1to1_8",
+            "queue_1to1_64",
+            "queue_1to1_1m",
+            "queue_2to2_64",
+            "joinable_64",
+        ],
+        cfg.quick,
+    );
+    let s = cfg.samples(7);
+    let small = if cfg.quick { 50_000 } else { 200_000 };
+    let mb = |rate: f64| rate; // 1 MiB messages: messages/s == MiB/s
+    let r8 = median_of(s, || one_to_one(8, small, 1000));
+    let r64 = median_of(s, || one_to_one(64, small, 1000));
+    let r1m = mb(median_of(s, || one_to_one(1 << 20, 300, 8)));
+    let r22 = median_of(s, || two_to_two(64, small));
+    let rb = median_of(s, || one_to_one_batched(64, small * 2, 256));
+    let rj = median_of(s, || joinable(small / 2));
+    let cb64 = median_of(s, || crossbeam(64, small * 2));
+    let ipc8 = median_of(s, || ipc_bytes(8, small / 2));
+    let ipc64 = median_of(s, || ipc_bytes(64, small / 2));
+    let ipc1m = mb(median_of(s, || ipc_bytes(1 << 20, 300)));
+    vec![
+        row(
+            "queue 1->1 8 B",
+            "msg/s",
+            r8,
+            py.get("queue_1to1_8").copied(),
+            Some(("ipc-channel bytes, 2 procs", ipc8)),
+        ),
+        row(
+            "queue 1->1 64 B",
+            "msg/s",
+            r64,
+            py.get("queue_1to1_64").copied(),
+            Some(("ipc-channel bytes, 2 procs", ipc64)),
+        ),
+        row(
+            "queue 1->1 1 MiB",
+            "MiB/s",
+            r1m,
+            py.get("queue_1to1_1m").copied(),
+            Some(("ipc-channel bytes, 2 procs", ipc1m)),
+        ),
+        row(
+            "queue 2->2 64 B",
+            "msg/s",
+            r22,
+            py.get("queue_2to2_64").copied(),
+            None,
+        ),
+        row(
+            "queue 1->1 64 B put_many/get_many(256)",
+            "msg/s",
+            rb,
+            py.get("queue_1to1_64").copied(),
+            Some(("crossbeam-channel, 2 threads", cb64)),
+        ),
+        row(
+            "JoinableQueue put+task_done 64 B",
+            "msg/s",
+            rj,
+            py.get("joinable_64").copied(),
+            None,
+        ),
+    ]
+}
