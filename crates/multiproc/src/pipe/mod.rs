@@ -331,6 +331,39 @@ impl<C> Connection<C> {
         self.recv_lock = None;
     }
 
+    /// Another copy of this end (the socket is `dup`ed; the locks are shared), like a copy
+    /// inherited by fork. The peer sees end-of-file only once every copy is closed.
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe(true)?;
+    /// let a2 = a.try_clone()?;
+    /// drop(a);
+    /// a2.send_bytes(b"still here")?;
+    /// assert_eq!(b.recv_bytes()?, b"still here");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::Closed`] on a closed end; an OS error when `dup` fails (fd limit).
+    pub fn try_clone(&self) -> Result<Connection<C>> {
+        let fd = self
+            .fd
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Closed, "cannot clone a closed Connection"))?;
+        let fd = fd
+            .try_clone()
+            .map_err(|e| Error::os("cannot duplicate connection", e))?;
+        Ok(Connection {
+            fd: Some(fd),
+            readable: self.readable,
+            writable: self.writable,
+            send_lock: self.send_lock.clone(),
+            recv_lock: self.recv_lock.clone(),
+            frame_payload: self.frame_payload,
+            _codec: PhantomData,
+        })
+    }
+
     /// The socket, or `None` when closed (Python's `fileno()`).
     #[doc(alias = "fileno")]
     pub fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
@@ -734,6 +767,48 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
             w.send_lock,
             w.recv_lock,
         ))
+    }
+}
+
+/// Any file descriptor, made sendable: inside a value given to [`Connection::send`] (or to a
+/// Spawn child's arguments) it travels by `SCM_RIGHTS`, and the receiver gets its own copy —
+/// Python's `multiprocessing.reduction.send_handle` / `recv_handle`.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use multiproc::pipe::Fd;
+/// let (a, b) = multiproc::pipe(true)?;
+/// let (r, w) = std::io::pipe()?;
+/// a.send(&Fd(w.into()))?;
+/// let Fd(w2) = b.recv()?;
+/// std::fs::File::from(w2).write_all(b"through the fd")?;
+/// let mut s = String::new();
+/// std::fs::File::from(std::os::fd::OwnedFd::from(r)).read_to_string(&mut s)?;
+/// assert_eq!(s, "through the fd");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[doc(alias = "send_handle")]
+#[doc(alias = "recv_handle")]
+#[derive(Debug)]
+pub struct Fd(pub OwnedFd);
+
+impl Serialize for Fd {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let i = handle::export_fd(self.0.as_fd(), None).map_err(S::Error::custom)?;
+        s.serialize_u32(i)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Fd, D::Error> {
+        let i = u32::deserialize(d)?;
+        Ok(Fd(handle::import_fd(i).map_err(D::Error::custom)?))
+    }
+}
+
+impl AsFd for Fd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
     }
 }
 

@@ -23,6 +23,24 @@ thread_local! {
     static IDENTITY: Cell<u64> = const { Cell::new(NO_OWNER) };
 }
 
+/// Registers the fork-child handler before `main`, while the process has one thread.
+///
+/// Not lazily with a `Once`: `pthread_atfork` waits for a `fork` running in another thread,
+/// so a lazy registration could be "in progress" at the instant of a fork, and the child's
+/// copy of the `Once` would then stay "running" forever (seen as a hang of the first lock
+/// taken in a fork child while tests forked in parallel).
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_ATFORK: extern "C" fn() = register_atfork;
+
+extern "C" fn register_atfork() {
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only clears a thread-local Cell; the function
+        // pointer is valid for the life of the program.
+        unsafe { libc::pthread_atfork(None, None, Some(clear_identity_in_child)) };
+    });
+}
+
 static ATFORK: Once = Once::new();
 
 extern "C" fn clear_identity_in_child() {
@@ -43,11 +61,11 @@ pub(crate) fn current_id() -> u64 {
 
 #[cold]
 fn compute_id() -> u64 {
-    ATFORK.call_once(|| {
-        // SAFETY: registers a handler that only clears a thread-local Cell; the function
-        // pointer is valid for the life of the program.
-        unsafe { libc::pthread_atfork(None, None, Some(clear_identity_in_child)) };
-    });
+    // Keep the constructor linked in; it has run before `main` (a no-op call here then).
+    std::hint::black_box(&REGISTER_ATFORK);
+    if !ATFORK.is_completed() {
+        register_atfork();
+    }
     let tid = super::proc::gettid();
     let start = start_time(tid).unwrap_or(0);
     let id = make_id(tid, start);

@@ -1,0 +1,715 @@
+//! Pipes across real processes: CPython's `_TestConnection`, `_TestPoll` and `_TestWait`
+//! (from `Lib/test/_test_multiprocessing.py`, ported with a header naming each origin), plus
+//! shared ends under concurrency, SIGKILLed senders and receivers, big messages, handle
+//! passing and fd leaks.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use multiproc::pipe::Fd;
+use multiproc::{pipe, wait, Connection, ErrorKind, Process, RecvError, SendError, StartMethod};
+
+use crate::util::{open_fds, with_watchdog};
+
+const LIMIT: Duration = Duration::from_secs(60);
+const T: Option<Duration> = Some(Duration::from_secs(20));
+
+/// Receives with a bounded wait: panics instead of hanging.
+fn recv_bytes_t(c: &Connection) -> Result<Vec<u8>, RecvError> {
+    assert!(c.poll(T).unwrap(), "nothing arrived within {T:?}");
+    c.recv_bytes()
+}
+
+fn recv_t<V: serde::de::DeserializeOwned>(c: &Connection) -> Result<V, RecvError> {
+    assert!(c.poll(T).unwrap(), "nothing arrived within {T:?}");
+    c.recv()
+}
+
+/// CPython's `_echo`: sends back every byte message until an empty-tuple-like sentinel
+/// (here: the message `b"__stop__"`).
+fn echo(conn: Connection) {
+    loop {
+        match conn.recv_bytes() {
+            Ok(m) if m == b"__stop__" => break,
+            Ok(m) => conn.send_bytes(&m).unwrap(),
+            Err(RecvError::Eof) => break,
+            Err(e) => panic!("echo: {e}"),
+        }
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+// ported: _TestConnection.test_connection
+#[test]
+fn connection_round_trips_with_an_echo_child() {
+    with_watchdog(LIMIT, || {
+        let (conn, child_conn) = pipe(true).unwrap();
+        let p = Process::spawn(move || echo(child_conn)).unwrap();
+
+        let seq = (1, 2.25f64, None::<i32>, "abc".to_string());
+        conn.send_bytes(&postcard::to_allocvec(&seq).unwrap())
+            .unwrap();
+        let back: (i32, f64, Option<i32>, String) =
+            postcard::from_bytes(&recv_bytes_t(&conn).unwrap()).unwrap();
+        assert_eq!(back, seq);
+
+        let msg = b"hello world".to_vec();
+        conn.send_bytes(&msg).unwrap();
+        assert_eq!(recv_bytes_t(&conn).unwrap(), msg);
+
+        // recv_bytes_into, at offset 0 and further in, then a too-small buffer.
+        conn.send_bytes(&msg).unwrap();
+        let mut buf = vec![0u8; 64];
+        assert!(conn.poll(T).unwrap());
+        assert_eq!(conn.recv_bytes_into(&mut buf, 0).unwrap(), msg.len());
+        assert_eq!(&buf[..msg.len()], &msg[..]);
+        conn.send_bytes(&msg).unwrap();
+        assert!(conn.poll(T).unwrap());
+        assert_eq!(conn.recv_bytes_into(&mut buf, 30).unwrap(), msg.len());
+        assert_eq!(&buf[30..30 + msg.len()], &msg[..]);
+        conn.send_bytes(&msg).unwrap();
+        assert!(conn.poll(T).unwrap());
+        match conn.recv_bytes_into(&mut buf, 60) {
+            Err(RecvError::BufferTooShort(whole)) => assert_eq!(whole, msg),
+            other => panic!("expected BufferTooShort, got {other:?}"),
+        }
+
+        // poll: nothing there, a bounded wait lasts at least its timeout.
+        assert!(!conn.poll(Some(Duration::ZERO)).unwrap());
+        let t0 = Instant::now();
+        assert!(!conn.poll(Some(Duration::from_millis(100))).unwrap());
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+        conn.send_bytes(b"x").unwrap();
+        assert!(conn.poll(T).unwrap());
+        assert!(conn.poll(None).unwrap(), "poll must not consume");
+        assert_eq!(conn.recv_bytes().unwrap(), b"x");
+
+        // A really big message (CPython uses 16 MiB).
+        let big = pattern(16 << 20, 3);
+        conn.send_bytes(&big).unwrap();
+        assert_eq!(recv_bytes_t(&conn).unwrap(), big);
+
+        conn.send_bytes(b"__stop__").unwrap();
+        p.join().unwrap();
+        // The child ended: its end is gone everywhere (the parent's copy went with the closure).
+        assert!(matches!(recv_bytes_t(&conn), Err(RecvError::Eof)));
+        assert!(matches!(conn.send_bytes(b"x"), Err(SendError::Disconnected)));
+    });
+}
+
+// ported: _TestConnection.test_duplex_false
+#[test]
+fn duplex_false_gives_a_reader_and_a_writer() {
+    with_watchdog(LIMIT, || {
+        let (reader, writer) = pipe(false).unwrap();
+        assert!(reader.readable() && !reader.writable());
+        assert!(writer.writable() && !writer.readable());
+        let p = Process::spawn(move || {
+            writer.send(&1i32).unwrap();
+            // Wrong-way use is a clear error.
+            matches!(writer.recv_bytes(), Err(RecvError::SendOnly))
+        })
+        .unwrap();
+        assert_eq!(recv_t::<i32>(&reader).unwrap(), 1);
+        assert!(p.join().unwrap());
+        assert!(matches!(reader.send(&1), Err(SendError::ReceiveOnly)));
+        assert_eq!(
+            reader.poll(Some(Duration::ZERO)).map(|_| ()).ok(),
+            Some(()),
+            "poll works on the reader"
+        );
+        assert!(matches!(recv_bytes_t(&reader), Err(RecvError::Eof)));
+    });
+}
+
+fn send_test_and_close(mut conn: Connection) {
+    conn.send_bytes(b"TEST").unwrap();
+    conn.close();
+}
+
+// ported: _TestConnection.test_spawn_close
+#[test]
+fn parent_closes_its_copy_right_after_spawn() {
+    with_watchdog(LIMIT, || {
+        for m in [StartMethod::Fork, StartMethod::Spawn] {
+            let (conn, child_conn) = pipe(true).unwrap();
+            // `child_conn` moves into the child's arguments: the parent's copy is closed as
+            // soon as the child has started.
+            let p = Process::builder()
+                .start_method(m)
+                .spawn_fn(send_test_and_close, child_conn)
+                .unwrap();
+            assert_eq!(recv_bytes_t(&conn).unwrap(), b"TEST");
+            p.join().unwrap();
+            assert!(matches!(recv_bytes_t(&conn), Err(RecvError::Eof)));
+        }
+    });
+}
+
+// ported: _TestConnection.test_sendbytes
+#[test]
+fn send_bytes_ranges_are_checked() {
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(true).unwrap();
+        let p = Process::spawn(move || echo(b)).unwrap();
+        let msg: Vec<u8> = (0..16u8).collect();
+        let n = msg.len();
+        a.send_bytes(&msg).unwrap();
+        assert_eq!(recv_bytes_t(&a).unwrap(), msg);
+        a.send_bytes_range(&msg, 0, n).unwrap();
+        assert_eq!(recv_bytes_t(&a).unwrap(), msg);
+        a.send_bytes_range(&msg, n / 2, n - n / 2).unwrap();
+        assert_eq!(recv_bytes_t(&a).unwrap(), &msg[n / 2..]);
+        a.send_bytes_range(&msg, n / 2, n / 4).unwrap();
+        assert_eq!(recv_bytes_t(&a).unwrap(), &msg[n / 2..n / 2 + n / 4]);
+        a.send_bytes_range(&msg, n, 0).unwrap();
+        assert_eq!(recv_bytes_t(&a).unwrap(), b"");
+        a.send_bytes(&[]).unwrap();
+        assert_eq!(recv_bytes_t(&a).unwrap(), b"");
+        for (off, size) in [(n + 1, 0), (0, n + 1), (n / 2, n / 2 + 1), (usize::MAX, 2)] {
+            match a.send_bytes_range(&msg, off, size) {
+                Err(SendError::Other(e)) => assert_eq!(e.kind(), ErrorKind::InvalidArgument),
+                other => panic!("range {off}+{size}: {other:?}"),
+            }
+        }
+        a.send_bytes(b"__stop__").unwrap();
+        p.join().unwrap();
+    });
+}
+
+fn write_to_fd(conn: Connection) -> bool {
+    let Fd(fd) = conn.recv().unwrap();
+    std::fs::File::from(fd).write_all(b"foo").unwrap();
+    true
+}
+
+fn fd_transfer(m: StartMethod, dup_high: bool) {
+    let (parent, child) = pipe(true).unwrap();
+    let p = Process::builder()
+        .start_method(m)
+        .spawn_fn(write_to_fd, child)
+        .unwrap();
+    let path = std::env::temp_dir().join(format!(
+        "multiproc-fd-transfer-{}-{}",
+        std::process::id(),
+        dup_high as u8
+    ));
+    let file = std::fs::File::create(&path).unwrap();
+    let fd: OwnedFd = if dup_high {
+        // ported: test_large_fd_transfer — an fd number above 256.
+        let high = rustix::io::fcntl_dupfd_cloexec(&file, 300).unwrap();
+        assert!(high.as_raw_fd() >= 300);
+        drop(file);
+        high
+    } else {
+        file.into()
+    };
+    parent.send(&Fd(fd)).unwrap();
+    assert!(p.join().unwrap());
+    let mut s = String::new();
+    std::fs::File::open(&path)
+        .unwrap()
+        .read_to_string(&mut s)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(s, "foo");
+}
+
+// ported: _TestConnection.test_fd_transfer
+#[test]
+fn fd_transfer_to_a_child() {
+    with_watchdog(LIMIT, || {
+        fd_transfer(StartMethod::Fork, false);
+        fd_transfer(StartMethod::Spawn, false);
+    });
+}
+
+// ported: _TestConnection.test_large_fd_transfer
+#[test]
+fn large_fd_transfer_to_a_child() {
+    with_watchdog(LIMIT, || {
+        fd_transfer(StartMethod::Fork, true);
+        fd_transfer(StartMethod::Spawn, true);
+    });
+}
+
+// ported: _TestPoll.test_empty_string
+#[test]
+fn poll_and_an_empty_message() {
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(true).unwrap();
+        assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+        b.send_bytes(b"").unwrap();
+        assert!(a.poll(T).unwrap());
+        assert_eq!(a.recv_bytes().unwrap(), b"");
+        assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+    });
+}
+
+fn send_strings(conn: Connection) {
+    for s in [&b"hello"[..], b"", b"a", b"b", b"", b"bye", b"", b"lop"] {
+        conn.send_bytes(s).unwrap();
+    }
+}
+
+// ported: _TestPoll.test_strings
+#[test]
+fn poll_then_receive_each_string() {
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(true).unwrap();
+        let p = Process::spawn_fn(send_strings, b).unwrap();
+        for s in [&b"hello"[..], b"", b"a", b"b", b"", b"bye", b"", b"lop"] {
+            assert!(a.poll(T).unwrap());
+            assert_eq!(a.recv_bytes().unwrap(), s);
+        }
+        p.join().unwrap();
+    });
+}
+
+// ported: _TestPoll.test_boundaries and test_dont_merge
+#[test]
+fn messages_keep_their_boundaries() {
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(false).unwrap();
+        let p = Process::spawn(move || {
+            b.send_bytes(&vec![b'a'; 2000]).unwrap();
+            b.send_bytes(b"b").unwrap();
+            b.send_bytes(&vec![b'c'; 700_000]).unwrap();
+            b.send_bytes(b"d").unwrap();
+        })
+        .unwrap();
+        p.join().unwrap();
+        assert!(a.poll(T).unwrap());
+        assert_eq!(a.recv_bytes().unwrap(), vec![b'a'; 2000]);
+        assert_eq!(a.recv_bytes().unwrap(), b"b");
+        assert_eq!(a.recv_bytes().unwrap(), vec![b'c'; 700_000]);
+        assert_eq!(a.recv_bytes().unwrap(), b"d");
+        assert!(matches!(a.recv_bytes(), Err(RecvError::Eof)));
+    });
+}
+
+#[test]
+fn recv_bytes_max_drops_a_long_message_and_stays_usable() {
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(true).unwrap();
+        a.send_bytes(&[1; 100]).unwrap();
+        a.send_bytes(&[2; 10]).unwrap();
+        match b.recv_bytes_max(50) {
+            Err(RecvError::TooLong { len: 100, max: 50 }) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(b.recv_bytes_max(50).unwrap(), [2; 10]);
+        // A multi-frame message over the limit is consumed whole, too.
+        let (a2, b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
+        let t = std::thread::spawn(move || {
+            a2.send_bytes(&vec![3; 3 << 20]).unwrap();
+            a2.send_bytes(b"next").unwrap();
+        });
+        assert!(matches!(
+            b2.recv_bytes_max(1 << 20),
+            Err(RecvError::TooLong { .. })
+        ));
+        assert_eq!(b2.recv_bytes_max(1 << 20).unwrap(), b"next");
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn closed_end_is_a_clear_error() {
+    let (mut a, b) = pipe(true).unwrap();
+    a.close();
+    a.close();
+    assert!(a.closed());
+    assert!(matches!(a.send_bytes(b"x"), Err(SendError::Closed)));
+    assert!(matches!(a.recv_bytes(), Err(RecvError::Closed)));
+    assert_eq!(a.poll(None).unwrap_err().kind(), ErrorKind::Closed);
+    assert!(a.try_as_fd().is_none());
+    assert_eq!(wait(&[&a], None).unwrap_err().kind(), ErrorKind::Closed);
+    assert!(matches!(b.recv_bytes(), Err(RecvError::Eof)));
+    let e: multiproc::Error = b.recv_bytes().unwrap_err().into();
+    assert_eq!(e.kind(), ErrorKind::Disconnected);
+}
+
+#[test]
+fn sixty_four_mib_round_trip() {
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(true).unwrap();
+        let p = Process::spawn(move || echo(b)).unwrap();
+        let big = pattern(64 << 20, 9);
+        // The echo child sends back while we still send: receive on another thread.
+        let a2 = a.try_clone().unwrap();
+        let rx = std::thread::spawn(move || recv_bytes_t(&a2).unwrap());
+        a.send_bytes(&big).unwrap();
+        let back = rx.join().unwrap();
+        assert!(back == big, "64 MiB message came back different");
+        a.send_bytes(b"__stop__").unwrap();
+        p.join().unwrap();
+    });
+}
+
+/// A message that says who sent it and checks itself.
+fn tagged(sender: u32, seq: u32, len: usize) -> Vec<u8> {
+    let mut m = Vec::with_capacity(len.max(12));
+    m.extend_from_slice(&sender.to_le_bytes());
+    m.extend_from_slice(&seq.to_le_bytes());
+    m.extend_from_slice(&(len as u32).to_le_bytes());
+    let fill = (sender * 7 + seq) as u8;
+    m.resize(len.max(12), fill);
+    m
+}
+
+fn check_tagged(m: &[u8]) -> (u32, u32) {
+    assert!(m.len() >= 12, "short message");
+    let w = |i: usize| u32::from_le_bytes(m[i..i + 4].try_into().unwrap());
+    let (sender, seq, len) = (w(0), w(4), w(8) as usize);
+    assert_eq!(m.len(), len.max(12), "message length does not match its tag");
+    let fill = (sender * 7 + seq) as u8;
+    assert!(
+        m[12..].iter().all(|&b| b == fill),
+        "message {sender}/{seq} is torn or interleaved"
+    );
+    (sender, seq)
+}
+
+fn size_for(seq: u32) -> usize {
+    match seq % 5 {
+        0 => 700_000, // several frames
+        1 => 0,
+        2 => 100,
+        3 => 300_000,
+        _ => 5_000,
+    }
+}
+
+#[test]
+fn many_senders_share_one_end_without_interleaving() {
+    with_watchdog(LIMIT, || {
+        const SENDERS: u32 = 4;
+        const EACH: u32 = 25;
+        let (rx, tx) = pipe(false).unwrap();
+        let kids: Vec<Process<()>> = (0..SENDERS)
+            .map(|s| {
+                let tx = tx.try_clone().unwrap();
+                Process::spawn(move || {
+                    for q in 0..EACH {
+                        tx.send_bytes(&tagged(s, q, size_for(q))).unwrap();
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        drop(tx);
+        let mut next = vec![0u32; SENDERS as usize];
+        for _ in 0..SENDERS * EACH {
+            let m = recv_bytes_t(&rx).unwrap();
+            let (s, q) = check_tagged(&m);
+            assert_eq!(next[s as usize], q, "sender {s}: out of order");
+            next[s as usize] += 1;
+        }
+        assert!(matches!(recv_bytes_t(&rx), Err(RecvError::Eof)));
+        for k in kids {
+            k.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn many_receivers_share_one_end_without_splitting() {
+    with_watchdog(LIMIT, || {
+        const RECEIVERS: usize = 3;
+        const TOTAL: u32 = 60;
+        let (rx, tx) = pipe(false).unwrap();
+        let kids: Vec<Process<Vec<u32>>> = (0..RECEIVERS)
+            .map(|_| {
+                let rx = rx.try_clone().unwrap();
+                Process::spawn(move || {
+                    let mut got = Vec::new();
+                    loop {
+                        match rx.recv_bytes() {
+                            Ok(m) if m == b"__stop__" => return got,
+                            Ok(m) => got.push(check_tagged(&m).1),
+                            Err(e) => panic!("receiver: {e}"),
+                        }
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        drop(rx);
+        for q in 0..TOTAL {
+            tx.send_bytes(&tagged(0, q, size_for(q))).unwrap();
+        }
+        for _ in 0..RECEIVERS {
+            tx.send_bytes(b"__stop__").unwrap();
+        }
+        let mut all: Vec<u32> = kids
+            .into_iter()
+            .flat_map(|k| k.join().unwrap())
+            .collect();
+        all.sort();
+        assert_eq!(all, (0..TOTAL).collect::<Vec<_>>());
+    });
+}
+
+/// A child that starts sending a huge message and gets stuck mid-way (nobody reads yet).
+fn stuck_sender(tx: Connection) -> Process<()> {
+    let p = Process::spawn(move || {
+        tx.send_bytes(&vec![0xAB; 64 << 20]).unwrap();
+    })
+    .unwrap();
+    p
+}
+
+#[test]
+fn sender_killed_mid_message_gives_eof_not_a_torn_message() {
+    with_watchdog(LIMIT, || {
+        let (rx, tx) = pipe(false).unwrap();
+        let p = stuck_sender(tx); // the parent's copy of `tx` went with the closure
+        assert!(rx.poll(T).unwrap(), "first frame never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+        p.kill().unwrap();
+        assert!(p.join().is_err());
+        match recv_bytes_t(&rx) {
+            Err(RecvError::Eof) => {}
+            Ok(m) => panic!("got a message of {} bytes from a killed sender", m.len()),
+            Err(e) => panic!("{e}"),
+        }
+    });
+}
+
+#[test]
+fn sender_killed_mid_message_then_another_sender_goes_on() {
+    with_watchdog(LIMIT, || {
+        let (rx, tx) = pipe(false).unwrap();
+        let tx_keep = tx.try_clone().unwrap();
+        let p = stuck_sender(tx);
+        assert!(rx.poll(T).unwrap(), "first frame never arrived");
+        std::thread::sleep(Duration::from_millis(50));
+        p.kill().unwrap();
+        assert!(p.join().is_err());
+        // The killed child held the send lock: we take it over and send. (On a thread: the
+        // socket buffer is full of the dead sender's frames until the receiver drains them.)
+        let sender = std::thread::spawn(move || {
+            tx_keep.send_bytes(b"after the crash").unwrap();
+        });
+        assert_eq!(recv_bytes_t(&rx).unwrap(), b"after the crash");
+        sender.join().unwrap();
+        assert!(matches!(recv_bytes_t(&rx), Err(RecvError::Eof)));
+    });
+}
+
+#[test]
+fn receiver_killed_mid_message_leaves_no_torn_message() {
+    with_watchdog(LIMIT, || {
+        for delay_ms in [0u64, 5, 30] {
+            let (rx, tx) = pipe(false).unwrap();
+            let rx_keep = rx.try_clone().unwrap();
+            let p = Process::spawn(move || {
+                let _ = rx.recv_bytes();
+                std::thread::sleep(Duration::from_secs(60));
+            })
+            .unwrap();
+            let big = tagged(1, 1, 20 << 20);
+            let tx2 = tx.try_clone().unwrap();
+            let sender = std::thread::spawn(move || {
+                tx2.send_bytes(&big).unwrap();
+                tx2.send_bytes(&tagged(2, 2, 10)).unwrap();
+            });
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            p.kill().unwrap();
+            let _ = p.join();
+            // Whatever the timing: whole messages in order, never a piece of one.
+            let first = check_tagged(&recv_bytes_t(&rx_keep).unwrap());
+            if first == (1, 1) {
+                assert_eq!(check_tagged(&recv_bytes_t(&rx_keep).unwrap()), (2, 2));
+            } else {
+                assert_eq!(first, (2, 2));
+            }
+            sender.join().unwrap();
+        }
+    });
+}
+
+fn use_received_connection(conn: Connection) -> String {
+    // The pipe end inside the message was never inherited by this process.
+    let inner: Connection = conn.recv().unwrap();
+    inner.send(&"hi through a passed end").unwrap();
+    let back: String = inner.recv().unwrap();
+    back
+}
+
+#[test]
+fn a_connection_end_passed_over_a_connection_works_there() {
+    with_watchdog(LIMIT, || {
+        for m in [StartMethod::Fork, StartMethod::Spawn] {
+            let (parent, child) = pipe(true).unwrap();
+            let p = Process::builder()
+                .start_method(m)
+                .spawn_fn(use_received_connection, child)
+                .unwrap();
+            // Created after the child started: it can only get `x` through the message.
+            let (x, y) = pipe(true).unwrap();
+            parent.send(&x).unwrap();
+            drop(x);
+            assert_eq!(recv_t::<String>(&y).unwrap(), "hi through a passed end");
+            y.send(&"reply").unwrap();
+            assert_eq!(p.join().unwrap(), "reply");
+            assert!(matches!(recv_bytes_t(&y), Err(RecvError::Eof)));
+        }
+    });
+}
+
+fn child_of_s14(args: (Connection, Connection)) -> Vec<String> {
+    let (mut parent_end, child_end) = args;
+    parent_end.close();
+    let mut got = Vec::new();
+    loop {
+        match child_end.recv::<String>() {
+            Ok(s) => got.push(s),
+            Err(RecvError::Eof) => return got,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn eof_only_after_every_copy_is_closed() {
+    with_watchdog(LIMIT, || {
+        let (parent_end, child_end) = pipe(true).unwrap();
+        let p = Process::spawn_fn(child_of_s14, (parent_end.try_clone().unwrap(), child_end))
+            .unwrap();
+        parent_end.send(&"hello".to_string()).unwrap();
+        drop(parent_end);
+        assert_eq!(p.join().unwrap(), ["hello"]);
+    });
+}
+
+fn send_after(args: (Connection, u64)) {
+    std::thread::sleep(Duration::from_millis(args.1));
+    args.0.send(&args.1).unwrap();
+}
+
+// ported: _TestWait.test_wait
+#[test]
+fn wait_collects_from_many_connections() {
+    with_watchdog(LIMIT, || {
+        let mut readers = Vec::new();
+        let mut kids = Vec::new();
+        for i in 0..4u64 {
+            let (r, w) = pipe(false).unwrap();
+            kids.push(Process::spawn_fn(send_after, (w, 10 * i)).unwrap());
+            readers.push(r);
+        }
+        let mut got = Vec::new();
+        let mut open: Vec<usize> = (0..readers.len()).collect();
+        while !open.is_empty() {
+            let refs: Vec<&Connection> = open.iter().map(|&i| &readers[i]).collect();
+            let ready = wait(&refs, T).unwrap();
+            assert!(!ready.is_empty(), "wait timed out");
+            let mut done = Vec::new();
+            for k in ready {
+                match refs[k].recv::<u64>() {
+                    Ok(v) => got.push(v),
+                    Err(RecvError::Eof) => done.push(open[k]),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            open.retain(|i| !done.contains(i));
+        }
+        got.sort();
+        assert_eq!(got, [0, 10, 20, 30]);
+        for k in kids {
+            k.join().unwrap();
+        }
+    });
+}
+
+// ported: _TestWait.test_wait_timeout and test_neg_timeout
+#[test]
+fn wait_times_out_then_sees_readiness() {
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(true).unwrap();
+        let t0 = Instant::now();
+        assert!(wait(&[&a], Some(Duration::from_millis(200)))
+            .unwrap()
+            .is_empty());
+        assert!(t0.elapsed() >= Duration::from_millis(200));
+        assert!(wait(&[&a], Some(Duration::ZERO)).unwrap().is_empty());
+        b.send_bytes(b"x").unwrap();
+        assert_eq!(wait(&[&a, &b], T).unwrap(), [0]);
+        // Still there: wait never consumes.
+        assert_eq!(wait(&[&a], Some(Duration::ZERO)).unwrap(), [0]);
+    });
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+// ported: _TestWait.test_wait_integer (process sentinels) — mixed with a connection
+#[test]
+fn wait_on_process_sentinels_and_connections() {
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(true).unwrap();
+        let slow = Process::spawn_fn(sleep_ms, 300).unwrap();
+        let fast = Process::spawn_fn(sleep_ms, 0).unwrap();
+        let objs: [&dyn multiproc::Waitable; 3] = [&slow, &fast, &a];
+        let mut seen = Vec::new();
+        let t0 = Instant::now();
+        while seen.len() < 2 {
+            let ready = wait(&objs, T).unwrap();
+            assert!(!ready.is_empty(), "wait timed out");
+            for i in ready {
+                if !seen.contains(&i) {
+                    seen.push(i);
+                }
+            }
+        }
+        assert_eq!(seen, [1, 0], "the fast process ends first");
+        assert!(t0.elapsed() >= Duration::from_millis(250));
+        b.send_bytes(b"x").unwrap();
+        let ready = wait(&objs, T).unwrap();
+        assert_eq!(ready, [0, 1, 2]);
+        slow.join().unwrap();
+        fast.join().unwrap();
+    });
+}
+
+#[test]
+fn no_fd_leaks() {
+    with_watchdog(LIMIT, || {
+        // Warm up: arenas, thread-local buffers.
+        let (a, b) = pipe(true).unwrap();
+        a.send(&pipe(true).unwrap()).unwrap();
+        let _: (Connection, Connection) = b.recv().unwrap();
+        drop((a, b));
+        let before = open_fds();
+        for _ in 0..50 {
+            let (a, b) = pipe(true).unwrap();
+            let (c, d) = pipe(false).unwrap();
+            a.send(&(c, d)).unwrap();
+            let (c, d): (Connection, Connection) = b.recv().unwrap();
+            d.send_bytes(&vec![1; 500_000]).unwrap();
+            let p = Process::spawn(move || c.recv_bytes().unwrap().len()).unwrap();
+            assert_eq!(p.join().unwrap(), 500_000);
+            // Fds sent but never claimed are closed too.
+            a.send_bytes(b"").unwrap();
+            let (x, _y) = pipe(true).unwrap();
+            a.send(&x).unwrap();
+            drop(x);
+            b.recv_bytes().unwrap();
+            b.recv_bytes().unwrap();
+        }
+        let after = open_fds();
+        assert_eq!(before, after, "fds leaked");
+        let fd = before.len();
+        assert!(fd > 0);
+        let _ = std::io::stdout().as_fd();
+    });
+}
