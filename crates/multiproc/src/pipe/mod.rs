@@ -794,7 +794,7 @@ pub struct Fd(pub OwnedFd);
 
 impl Serialize for Fd {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let i = handle::export_fd(self.0.as_fd(), None).map_err(S::Error::custom)?;
+        let i = handle::export_fd(self.0.as_fd(), None).map_err(handle::ser_err::<S::Error>)?;
         s.serialize_u32(i)
     }
 }
@@ -802,7 +802,7 @@ impl Serialize for Fd {
 impl<'de> Deserialize<'de> for Fd {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Fd, D::Error> {
         let i = u32::deserialize(d)?;
-        Ok(Fd(handle::import_fd(i).map_err(D::Error::custom)?))
+        Ok(Fd(handle::import_fd(i).map_err(handle::de_err::<D::Error>)?))
     }
 }
 
