@@ -30,6 +30,8 @@ pub mod s10_two_consumers;
 pub mod s11_sentinels;
 pub mod s11b_close;
 pub mod s12_joinable;
+pub mod s13_pipe_hello;
+pub mod s14_pipe_eof;
 mod sync_common;
 
 /// Every scenario, in order.
@@ -100,6 +102,16 @@ pub fn all() -> Vec<Scenario> {
             id: "S12",
             title: "JoinableQueue with daemon consumers",
             run: s12_joinable::run,
+        },
+        Scenario {
+            id: "S13",
+            title: "a pipe: the child sends, the parent receives",
+            run: s13_pipe_hello::run,
+        },
+        Scenario {
+            id: "S14",
+            title: "a pipe's end-of-file needs every copy closed",
+            run: s14_pipe_eof::run,
         },
     ]
 }

@@ -80,3 +80,11 @@ fn s11b() {
 fn s12() {
     check("S12")
 }
+#[test]
+fn s13() {
+    check("S13")
+}
+#[test]
+fn s14() {
+    check("S14")
+}
