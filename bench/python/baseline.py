@@ -229,6 +229,99 @@ def joinable_64():
     return statistics.median(_joinable(10000) for _ in range(samples(5)))
 
 
+# ----- pipe (bench/src/pipe.rs) -----
+
+def _pipe_echo_bytes(c, n):
+    for _ in range(n):
+        c.send_bytes(c.recv_bytes())
+
+
+def _pipe_echo_obj(c, n):
+    for _ in range(n):
+        c.send(c.recv())
+
+
+def _pipe_ping_pong(obj, n):
+    ctx = mp.get_context("fork")
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=_pipe_echo_obj if obj else _pipe_echo_bytes, args=(b, n))
+    p.start()
+    msg = (12345, "hello") if obj else b"\x07" * 8
+    t = time.perf_counter()
+    if obj:
+        for _ in range(n):
+            a.send(msg)
+            a.recv()
+    else:
+        for _ in range(n):
+            a.send_bytes(msg)
+            a.recv_bytes()
+    el = time.perf_counter() - t
+    p.join()
+    return el * 1e6 / n
+
+
+def pipe_ping_pong_bytes():
+    """us per round trip, 8-byte send_bytes/recv_bytes."""
+    n = 5000 if QUICK else 20000
+    return statistics.median(_pipe_ping_pong(False, n) for _ in range(samples(7)))
+
+
+def pipe_ping_pong_obj():
+    """us per round trip, send/recv of (12345, "hello")."""
+    n = 5000 if QUICK else 20000
+    return statistics.median(_pipe_ping_pong(True, n) for _ in range(samples(7)))
+
+
+def _pipe_sender(go, c, kind, n):
+    go.recv_bytes()
+    if kind == "obj":
+        m = (12345, "hello")
+        for _ in range(n):
+            c.send(m)
+    else:
+        m = b"\x07" * kind
+        for _ in range(n):
+            c.send_bytes(m)
+
+
+def _pipe_one_way(kind, n):
+    ctx = mp.get_context("fork")
+    r, w = ctx.Pipe(duplex=False)
+    go_r, go_w = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_pipe_sender, args=(go_r, w, kind, n))
+    p.start()
+    t = time.perf_counter()
+    go_w.send_bytes(b"")
+    if kind == "obj":
+        for _ in range(n):
+            r.recv()
+    else:
+        for _ in range(n):
+            r.recv_bytes()
+    el = time.perf_counter() - t
+    p.join()
+    return el
+
+
+def pipe_one_way_64():
+    """messages/s, one way, 64-byte send_bytes."""
+    n = 50000 if QUICK else 200000
+    return statistics.median(n / _pipe_one_way(64, n) for _ in range(samples(7)))
+
+
+def pipe_one_way_obj():
+    """messages/s, one way, send of (12345, "hello")."""
+    n = 50000 if QUICK else 200000
+    return statistics.median(n / _pipe_one_way("obj", n) for _ in range(samples(7)))
+
+
+def pipe_1m():
+    """MB/s, one way, 1 MiB send_bytes."""
+    n = 100 if QUICK else 400
+    return statistics.median((1 << 20) * n / _pipe_one_way(1 << 20, n) / 1e6 for _ in range(samples(7)))
+
+
 CASES = {
     "lock_uncontended": lock_uncontended,
     "lock_contended": lock_contended,
@@ -240,6 +333,11 @@ CASES = {
     "queue_1to1_1m": queue_1to1_1m,
     "queue_2to2_64": queue_2to2_64,
     "joinable_64": joinable_64,
+    "pipe_ping_pong_bytes": pipe_ping_pong_bytes,
+    "pipe_ping_pong_obj": pipe_ping_pong_obj,
+    "pipe_one_way_64": pipe_one_way_64,
+    "pipe_one_way_obj": pipe_one_way_obj,
+    "pipe_1m": pipe_1m,
 }
 
 

@@ -9,6 +9,7 @@
 //! peer) with our ratio to it. See bench/README.md.
 
 mod harness;
+mod pipe;
 mod process;
 mod queue;
 mod sync;
@@ -29,6 +30,7 @@ fn main() {
         ("process", process::rows),
         ("sync", sync::rows),
         ("queue", queue::rows),
+        ("pipe", pipe::rows),
     ];
     for (name, f) in groups {
         if cfg.wants_group(name) {

@@ -51,6 +51,16 @@
 //! | `Barrier(n, action, timeout)`: `wait`, `abort`, `reset`, `broken` | [`Barrier::new`] / [`Barrier::with_action`]: `wait`, `wait_timeout`, `abort`, `reset`, `is_broken` | a party killed inside breaks it: [`BrokenBarrier`], no hang |
 //! | `Value('d', 1.5)`, `v.value`, `v.get_lock()` | [`Value::new`]`(1.5f64)`, [`Value::get`]/[`Value::set`], [`Value::get_lock`] | `T` checked at compile time (`ShmSafe`); atomics via [`Value::atomic`] |
 //! | `Array('i', [1, 2])`, `a[i]`, `a[:]` | [`Array::from_slice`], [`Array::get`]/[`Array::set`], [`Array::to_vec`] | fixed length, own lock |
+//! | `Pipe()` / `Pipe(duplex=False)` | [`pipe()`]`(true)` / [`pipe()`]`(false)` | `(receive-only, send-only)` as in Python; wrong-way use is [`RecvError::SendOnly`] / [`SendError::ReceiveOnly`] |
+//! | `conn.send(obj)` / `conn.recv()` | [`Connection::send`]`(&v)` / [`Connection::recv`]`::<T>()` | serde + postcard ([`pipe_with`] for another codec); handles inside (a `Connection`, `Queue`, `Lock`...) travel with their fds |
+//! | `send_bytes(buf, offset, size)` | [`Connection::send_bytes`], [`Connection::send_bytes_range`] | range checked; 0 bytes is a message; any size (64 MiB tested) |
+//! | `recv_bytes()` / `recv_bytes(maxlength)` | [`Connection::recv_bytes`] / [`Connection::recv_bytes_max`] | too long: [`RecvError::TooLong`] and, unlike Python, the connection stays usable |
+//! | `recv_bytes_into(buf, offset)`, `BufferTooShort` | [`Connection::recv_bytes_into`], [`RecvError::BufferTooShort`]`(whole)` | the error carries the whole message |
+//! | `EOFError` / `OSError` (closed) / `BrokenPipeError` | [`RecvError::Eof`] / [`RecvError::Closed`] / [`SendError::Disconnected`] | EOF once every copy of the peer end is closed, in every process |
+//! | `conn.poll(timeout)`, `fileno()`, `close()` | [`Connection::poll`], `AsFd`/[`Connection::try_as_fd`], [`Connection::close`] | `poll(None)` waits forever and never consumes |
+//! | one end used by many processes | the same, safe | messages never interleave or split (per-end robust locks); a SIGKILLed sender or receiver never leaves a torn message |
+//! | `multiprocessing.connection.wait(objs, timeout)` | [`wait`]`(&[&a, &b], timeout)` | returns the indices of ready objects; accepts [`Process`] sentinels via [`Waitable`] |
+//! | `reduction.send_handle` / `recv_handle` | [`pipe::Fd`] inside any sent value | plus [`Connection::try_clone`] for another copy of an end |
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(dead_code)]
 pub mod codec;

@@ -722,3 +722,38 @@ fn no_fd_leaks() {
         assert_eq!(before, after, "fds leaked");
     });
 }
+
+fn use_received_lock_and_queue(conn: Connection) -> bool {
+    let (lock, q): (multiproc::Lock, multiproc::Queue<String>) = conn.recv().unwrap();
+    // The parent holds the lock: the same lock, seen from a process that never inherited it.
+    let held_elsewhere = lock.try_lock().is_err();
+    q.put("put by a process that got the queue over a pipe".into())
+        .unwrap();
+    conn.send_bytes(b"done").unwrap();
+    // Now the parent releases it; we can take it.
+    assert!(conn.poll(T).unwrap());
+    conn.recv_bytes().unwrap();
+    let ok = lock.lock().is_ok();
+    held_elsewhere && ok
+}
+
+#[test]
+fn a_lock_and_a_queue_passed_over_a_connection_work_there() {
+    with_watchdog(LIMIT, || {
+        let (parent, child) = pipe(true).unwrap();
+        let p = Process::spawn_fn(use_received_lock_and_queue, child).unwrap();
+        // Created after the child started: it can only get them through the message.
+        let lock = multiproc::Lock::new().unwrap();
+        let q: multiproc::Queue<String> = multiproc::Queue::new().unwrap();
+        let g = lock.lock().unwrap();
+        parent.send(&(&lock, &q)).unwrap();
+        assert_eq!(recv_bytes_t(&parent).unwrap(), b"done");
+        drop(g);
+        parent.send_bytes(b"released").unwrap();
+        assert!(p.join().unwrap());
+        assert_eq!(
+            q.get_timeout(Duration::from_secs(20)).unwrap(),
+            "put by a process that got the queue over a pipe"
+        );
+    });
+}
