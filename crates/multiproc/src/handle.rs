@@ -142,3 +142,11 @@ pub(crate) fn de_err<E: serde::de::Error>(msg: impl std::fmt::Display) -> E {
 pub(crate) fn take_note() -> Option<String> {
     NOTE.with(|n| n.borrow_mut().take())
 }
+
+/// Initializes this thread's fd-table slots. Called before `fork`, so the child does not
+/// register thread-local destructors (a `malloc` and several copy-on-write faults) itself.
+pub(crate) fn warm_up() {
+    NOTE.with(|_| ());
+    EXPORT.with(|_| ());
+    IMPORT.with(|_| ());
+}

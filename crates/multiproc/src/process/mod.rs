@@ -226,6 +226,10 @@ fn fork_child(daemon: bool, body: impl FnOnce(OwnedFd) -> i32) -> Result<Started
     let shm_guards = crate::shm::fork_guards();
     let mut children = registry::lock();
     registry::reap_detached(&mut children);
+    // Writes after the fork cost a copy-on-write fault per page: make room and set up
+    // thread-locals now.
+    children.reserve(1);
+    handle::warm_up();
     // SAFETY: the locks this library or std's stdio could leave held in the child are held by
     // this thread across the fork (above) and released below on both sides; the child then
     // runs only the target and exits with `_exit`.
@@ -503,6 +507,11 @@ impl<R> Process<R> {
     /// Waits until the child has ended or `deadline` passes, reading its result meanwhile.
     /// True when it has ended (and been reaped).
     fn wait_until(&self, deadline: Deadline) -> Result<bool> {
+        // The first slice watches only the pidfd: a child that finishes quickly has sent its
+        // whole result before it exits, so waking for the data and again for the exit would
+        // cost a context switch for nothing. A child whose result is larger than the socket
+        // buffer blocks until we read, so after the slice the socket is watched too.
+        let mut first = true;
         loop {
             if self.poll_exit().is_some() {
                 return Ok(true);
@@ -514,17 +523,26 @@ impl<R> Process<R> {
             let ready = {
                 let st = self.state.borrow();
                 let mut fds = vec![self.pidfd.as_fd()];
-                if !st.taken && !st.reader.complete() {
-                    fds.push(self.sock.as_fd());
-                }
-                socket::poll_readable(&fds, timeout).context("poll failed")?
+                let slice = if first {
+                    Some(timeout.map_or(FIRST_SLICE, |t| t.min(FIRST_SLICE)))
+                } else {
+                    if !st.taken && !st.reader.complete() {
+                        fds.push(self.sock.as_fd());
+                    }
+                    timeout
+                };
+                socket::poll_readable(&fds, slice).context("poll failed")?
             };
+            first = false;
             if ready.len() > 1 && ready[1].readable {
                 self.state.borrow_mut().reader.pump(&self.sock, true);
             }
         }
     }
 }
+
+/// How long `join` first waits on the exit alone (see `wait_until`).
+const FIRST_SLICE: Duration = Duration::from_millis(2);
 
 impl<R: DeserializeOwned> Process<R> {
     /// Waits for the child to end and returns the value its target returned.
