@@ -67,6 +67,7 @@ pub mod codec;
 pub mod error;
 mod handle;
 pub mod pipe;
+pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod shm;
@@ -74,6 +75,7 @@ pub mod sync;
 mod sys;
 pub use error::{Error, ErrorKind, Result};
 pub use pipe::{pipe, pipe_with, wait, Connection, RecvError, SendError, Waitable};
+pub use pool::{AsyncResult, ClosurePool, Imap, Pool};
 pub use process::{active_children, Builder, Process, StartMethod};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{

@@ -1,5 +1,6 @@
 //! Framed messages with attached fds over the stream socket between a parent and its child:
-//! the Spawn bootstrap (parent to child) and the child's result (child to parent).
+//! the Spawn bootstrap (parent to child), the child's result (child to parent), and the
+//! pool's task and result messages (several frames in a row on one socket).
 //!
 //! ```text
 //! frame := magic u32 = "MPRF" | tag u8 | len u64 | len bytes
@@ -29,6 +30,18 @@ pub(crate) enum Tag {
     Panic = 3,
     /// The child failed before or after running the target; the bytes say why.
     Failed = 4,
+    /// Pool: parent to worker, a chunk of tasks.
+    Task = 5,
+    /// Pool: worker to parent, the outcomes of one chunk.
+    Results = 6,
+    /// Pool: parent to worker, finish and exit.
+    Quit = 7,
+    /// Pool: worker to parent, the initializer ran; tasks may come.
+    Ready = 8,
+    /// Pool: worker to parent, the initializer panicked; the bytes are the message.
+    InitFailed = 9,
+    /// Pool: worker to parent, it begins the chunk whose sequence number is the body.
+    Started = 10,
 }
 
 impl Tag {
@@ -38,9 +51,23 @@ impl Tag {
             2 => Tag::Value,
             3 => Tag::Panic,
             4 => Tag::Failed,
+            5 => Tag::Task,
+            6 => Tag::Results,
+            7 => Tag::Quit,
+            8 => Tag::Ready,
+            9 => Tag::InitFailed,
+            10 => Tag::Started,
             _ => return None,
         })
     }
+}
+
+/// Appends a whole frame header for a body of `len` bytes to `out` (for callers that
+/// build and send frames themselves, e.g. without blocking).
+pub(crate) fn push_header(out: &mut Vec<u8>, tag: Tag, len: usize) {
+    out.extend_from_slice(&MAGIC.to_le_bytes());
+    out.push(tag as u8);
+    out.extend_from_slice(&(len as u64).to_le_bytes());
 }
 
 /// Sends one frame (blocking), fds attached to the header.
@@ -73,7 +100,8 @@ pub(crate) fn send_frame(
     Ok(())
 }
 
-/// Accumulates a frame from a socket, possibly across many non-blocking reads.
+/// Accumulates frames from a socket, possibly across many non-blocking reads. Bytes past
+/// the end of a frame are kept for the next one.
 #[derive(Default)]
 pub(crate) struct FrameReader {
     buf: Vec<u8>,
@@ -141,6 +169,11 @@ impl FrameReader {
         }
     }
 
+    /// True once the peer closed its end (or the socket failed).
+    pub(crate) fn at_eof(&self) -> bool {
+        self.eof
+    }
+
     /// True once a whole frame (or a malformed header) is buffered.
     pub(crate) fn complete(&self) -> bool {
         if self.buf.len() < HEADER {
@@ -192,9 +225,15 @@ impl FrameReader {
                 "the other process ended in the middle of a message",
             ));
         }
-        let mut body = std::mem::take(&mut self.buf);
-        body.drain(..HEADER);
-        body.truncate(len);
+        let body = if self.buf.len() == HEADER + len {
+            let mut b = std::mem::take(&mut self.buf);
+            b.drain(..HEADER);
+            b
+        } else {
+            let b = self.buf[HEADER..HEADER + len].to_vec();
+            self.buf.drain(..HEADER + len);
+            b
+        };
         Ok(Frame {
             tag,
             body,
@@ -222,6 +261,39 @@ mod tests {
         assert_eq!(f.body.len(), 300_000);
         assert!(f.body.iter().all(|&v| v == 7));
         assert_eq!(f.fds.len(), 1);
+    }
+
+    #[test]
+    fn several_frames_in_a_row() {
+        let (a, b) = socket::stream_pair().unwrap();
+        send_frame(a.as_fd(), Tag::Task, b"one", &[]).unwrap();
+        send_frame(a.as_fd(), Tag::Results, b"", &[]).unwrap();
+        let mut out = Vec::new();
+        push_header(&mut out, Tag::Quit, 2);
+        out.extend_from_slice(b"xy");
+        socket::send_msg(a.as_fd(), &[IoSlice::new(&out)], &[], false).unwrap();
+        drop(a);
+        let mut r = FrameReader::default();
+        let mut got = Vec::new();
+        loop {
+            let more = r.pump(&b, false);
+            while r.complete() {
+                let f = r.take().unwrap();
+                got.push((f.tag, f.body));
+            }
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                (Tag::Task, b"one".to_vec()),
+                (Tag::Results, vec![]),
+                (Tag::Quit, b"xy".to_vec())
+            ]
+        );
+        assert!(r.at_eof());
     }
 
     #[test]

@@ -7,9 +7,9 @@
 //! without a word (killed, `exit(n)`) is seen at once, and so that grandchildren that inherited
 //! the socket can't keep `join` waiting.
 
-mod channel;
+pub(crate) mod channel;
 mod registry;
-mod spawn;
+pub(crate) mod spawn;
 
 use std::cell::RefCell;
 use std::marker::PhantomData;

@@ -52,6 +52,88 @@ fn fingerprint() -> isize {
     (anchor2 as fn() -> usize as usize).wrapping_sub(anchor as fn() -> usize as usize) as isize
 }
 
+/// What a worker does with a `fn(A) -> R` it is handed by reference ([`FnRef`]): decode
+/// inputs from `input`, call the function, append encoded outputs to `out`. The pool's
+/// workers implement this; the unsafe part (turning an offset back into a function) stays here.
+pub(crate) trait Runner: 'static {
+    /// Runs `f` over `input`; `Err` when the input is malformed.
+    fn run<A: DeserializeOwned, R: Serialize>(
+        f: fn(A) -> R,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), String>;
+}
+
+type RunnerTrampoline = fn(usize, &[u8], &mut Vec<u8>) -> std::result::Result<(), String>;
+
+/// A `fn(A) -> R` together with a [`Runner`] for it, as offsets from an anchor function of
+/// this crate, so that it can be sent to another process running the same binary: a forked
+/// child (same addresses) or a spawned one (whose boot checked it runs the same binary).
+/// The same mechanism as [`Entry`], reusable by anything that ships work to its children.
+///
+/// A child trusts its parent: a `FnRef` is only ever decoded from what the parent sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FnRef {
+    trampoline: isize,
+    target: isize,
+}
+
+impl FnRef {
+    /// A reference to `f`, run by `K`.
+    pub(crate) fn of<A, R, K>(f: fn(A) -> R) -> FnRef
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        K: Runner,
+    {
+        std::hint::black_box(&BOOT);
+        let base = anchor();
+        let t: RunnerTrampoline = run_ref::<A, R, K>;
+        FnRef {
+            trampoline: (t as usize).wrapping_sub(base) as isize,
+            target: (f as usize).wrapping_sub(base) as isize,
+        }
+    }
+
+    /// The raw offsets (for a wire format that writes them itself).
+    pub(crate) fn to_parts(self) -> (i64, i64) {
+        (self.trampoline as i64, self.target as i64)
+    }
+
+    /// Back from [`to_parts`](FnRef::to_parts).
+    pub(crate) fn from_parts(trampoline: i64, target: i64) -> FnRef {
+        FnRef {
+            trampoline: trampoline as isize,
+            target: target as isize,
+        }
+    }
+
+    /// Calls the referenced function through its runner, in this process.
+    pub(crate) fn call(self, input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
+        let base = anchor();
+        let tramp = base.wrapping_add(self.trampoline as usize);
+        let target = base.wrapping_add(self.target as usize);
+        // SAFETY: `trampoline` is the offset of a `run_ref::<A, R, K>` instance (type
+        // `RunnerTrampoline`) made by `FnRef::of` in this binary — in the parent of a forked
+        // child (same image, same addresses) or of a spawned child whose `boot` checked the
+        // binary's identity and fingerprint. The child trusts its parent, as for `Entry`.
+        let tramp: RunnerTrampoline =
+            unsafe { std::mem::transmute::<usize, RunnerTrampoline>(tramp) };
+        tramp(target, input, out)
+    }
+}
+
+fn run_ref<A: DeserializeOwned, R: Serialize, K: Runner>(
+    target: usize,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    // SAFETY: `target` was made by `FnRef::of::<A, R, K>` from a `fn(A) -> R` of this same
+    // binary (see `FnRef::call`), relocated by the same anchor.
+    let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
+    K::run(f, input, out)
+}
+
 impl Entry {
     pub(crate) fn of<A, R>(f: fn(A) -> R) -> Entry
     where

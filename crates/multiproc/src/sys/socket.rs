@@ -148,6 +148,59 @@ pub(crate) struct Ready {
     pub(crate) readable: bool,
     /// The peer hung up.
     pub(crate) hangup: bool,
+    /// Room to write (only reported for fds polled with write interest).
+    pub(crate) writable: bool,
+}
+
+/// Like [`poll_readable`], with write interest for the fds whose flag is true.
+pub(crate) fn poll_rw(
+    fds: &[(BorrowedFd<'_>, bool)],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<Ready>> {
+    let deadline = super::Deadline::after(timeout);
+    loop {
+        let mut pfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|(fd, w)| {
+                let ev = if *w {
+                    PollFlags::IN | PollFlags::OUT
+                } else {
+                    PollFlags::IN
+                };
+                PollFd::from_borrowed_fd(*fd, ev)
+            })
+            .collect();
+        let ts = match deadline.remaining() {
+            Ok(None) => None,
+            Ok(Some(d)) => Some(rustix::time::Timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as _,
+            }),
+            Err(()) => Some(rustix::time::Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            }),
+        };
+        match rustix::event::poll(&mut pfds, ts.as_ref()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {
+                return Ok(pfds
+                    .iter()
+                    .map(|p| {
+                        let r = p.revents();
+                        Ready {
+                            readable: r.intersects(
+                                PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL,
+                            ),
+                            hangup: r.contains(PollFlags::HUP),
+                            writable: r.intersects(PollFlags::OUT | PollFlags::ERR),
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
 }
 
 /// Waits until one of `fds` is readable or `timeout` passes (`None`: forever). Returns the
@@ -186,6 +239,7 @@ pub(crate) fn poll_readable(
                                 PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL,
                             ),
                             hangup: r.contains(PollFlags::HUP),
+                            writable: false,
                         }
                     })
                     .collect())

@@ -4,6 +4,7 @@
 //! as a failure, never a hang.
 
 mod pipe;
+mod pool;
 mod process;
 mod queue;
 mod scenarios;

@@ -1,0 +1,586 @@
+//! Pool tests: CPython's `_TestPool` cases that apply (each names its origin), panicking
+//! tasks, and dying workers. Every test runs under the watchdog.
+
+use std::time::{Duration, Instant};
+
+use multiproc::{ErrorKind, Pool, StartMethod};
+
+use crate::util::{pid_alive, with_watchdog, zombie_children};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn sqr(x: i64) -> i64 {
+    x * x
+}
+
+fn sqr_slow((x, ms): (i64, u64)) -> i64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    x * x
+}
+
+fn mul((a, b): (i64, i64)) -> i64 {
+    a * b
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+fn panic_on_odd(x: u32) -> u32 {
+    if x % 2 == 1 {
+        panic!("odd input {x}");
+    }
+    x
+}
+
+fn getpid(_: ()) -> u32 {
+    std::process::id()
+}
+
+fn pid_after(ms: u64) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::id()
+}
+
+fn abort_on(x: u32) -> u32 {
+    if x == 3 {
+        std::process::abort();
+    }
+    x
+}
+
+fn exit_on(x: u32) -> u32 {
+    if x == 5 {
+        std::process::exit(7);
+    }
+    x
+}
+
+fn no_zombies() {
+    // Reaping happens on the dispatcher thread right after the pidfd fires; give it a moment.
+    let t = Instant::now();
+    loop {
+        let z = zombie_children();
+        if z.is_empty() {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "zombies remain: {z:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// From _TestPool.test_apply.
+#[test]
+fn apply() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.apply(sqr, 5).unwrap(), 25);
+        assert_eq!(pool.apply(mul, (3, 4)).unwrap(), 12);
+    })
+}
+
+// From _TestPool.test_map.
+#[test]
+fn map() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let expect: Vec<i64> = (0..10).map(|x| x * x).collect();
+        assert_eq!(pool.map(sqr, 0..10).unwrap(), expect);
+        let expect: Vec<i64> = (0..100).map(|x| x * x).collect();
+        assert_eq!(pool.map(sqr, 0..100).unwrap(), expect);
+    })
+}
+
+// From _TestPool.test_map_chunksize (and test_map with chunksize=100).
+#[test]
+fn map_chunksize() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let expect: Vec<i64> = (0..1000).map(|x| x * x).collect();
+        assert_eq!(pool.map_chunksize(sqr, 0..1000, 100).unwrap(), expect);
+        assert_eq!(pool.map_chunksize(sqr, 0..1000, 1).unwrap(), expect);
+        assert_eq!(pool.map_chunksize(sqr, 0..1000, 5000).unwrap(), expect);
+        let e = pool.map_chunksize(sqr, 0..3, 0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    })
+}
+
+// From _TestPool.test_starmap.
+#[test]
+fn starmap() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let args: Vec<(i64, i64)> = (0..10).map(|i| (i, i + 1)).collect();
+        let expect: Vec<i64> = args.iter().map(|(a, b)| a * b).collect();
+        assert_eq!(pool.starmap(mul, args.clone()).unwrap(), expect);
+        assert_eq!(
+            pool.map_async_chunksize(mul, args, 3)
+                .unwrap()
+                .get_timeout(LIMIT)
+                .unwrap(),
+            expect
+        );
+    })
+}
+
+// From _TestPool.test_async.
+#[test]
+fn apply_async() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let t = Instant::now();
+        let res = pool.apply_async(sqr_slow, (7, 200)).unwrap();
+        assert_eq!(res.get_timeout(LIMIT).unwrap(), 49);
+        assert!(t.elapsed() >= Duration::from_millis(200));
+        assert!(res.ready());
+        assert!(res.successful().unwrap());
+        // get() may be called again.
+        assert_eq!(res.get().unwrap(), 49);
+    })
+}
+
+// From _TestPool.test_async_timeout.
+#[test]
+fn async_timeout() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let res = pool.apply_async(sqr_slow, (6, 1000)).unwrap();
+        let t = Instant::now();
+        let e = res.get_timeout(Duration::from_millis(100)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert!(t.elapsed() >= Duration::from_millis(100));
+        assert!(!res.ready());
+        assert_eq!(
+            res.successful().unwrap_err().kind(),
+            ErrorKind::InvalidState
+        );
+        assert!(!res.wait_timeout(Duration::from_millis(10)));
+        assert_eq!(res.get_timeout(LIMIT).unwrap(), 36);
+        pool.terminate();
+    })
+}
+
+// From _TestPool.test_imap.
+#[test]
+fn imap() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let it = pool.imap(sqr, 0..10).unwrap();
+        let got: Vec<i64> = it.map(|r| r.unwrap()).collect();
+        assert_eq!(got, (0..10).map(|x| x * x).collect::<Vec<_>>());
+        let mut it = pool.imap_chunksize(sqr, 0..1000, 100).unwrap();
+        for i in 0..1000 {
+            assert_eq!(it.next().unwrap().unwrap(), i * i);
+        }
+        assert!(it.next().is_none());
+        // Lazy: an endless input is fine.
+        let firsts: Vec<i64> = pool
+            .imap(sqr, 0..)
+            .unwrap()
+            .take(5)
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(firsts, vec![0, 1, 4, 9, 16]);
+    })
+}
+
+// From _TestPool.test_imap_unordered.
+#[test]
+fn imap_unordered() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let mut got: Vec<i64> = pool
+            .imap_unordered(sqr, 0..100)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, (0..100).map(|x| x * x).collect::<Vec<_>>());
+        let mut got: Vec<i64> = pool
+            .imap_unordered_chunksize(sqr, 0..1000, 53)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, (0..1000).map(|x| x * x).collect::<Vec<_>>());
+        // A slow first task does not hold back the others.
+        let first = pool
+            .imap_unordered(sleep_ms, vec![800, 1, 1, 1])
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
+        assert_eq!(first, 1);
+    })
+}
+
+// From _TestPool.test_make_pool.
+#[test]
+fn make_pool() {
+    with_watchdog(LIMIT, || {
+        assert_eq!(Pool::new(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        assert_eq!(
+            Pool::builder().processes(0).build().unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            Pool::builder()
+                .maxtasksperchild(0)
+                .build()
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidArgument
+        );
+        let p = Pool::new(3).unwrap();
+        assert_eq!(p.processes(), 3);
+        assert_eq!(p.worker_pids().len(), 3);
+        p.close();
+        p.join().unwrap();
+    })
+}
+
+// From _TestPool.test_terminate.
+#[test]
+fn terminate() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let pids = pool.worker_pids();
+        let res = pool
+            .map_async_chunksize(sleep_ms, vec![10_000; 100], 1)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = Instant::now();
+        pool.terminate();
+        // Python: terminate must not wait for the running tasks.
+        assert!(t.elapsed() < Duration::from_secs(5));
+        pool.join().unwrap();
+        assert_eq!(res.get().unwrap_err().kind(), ErrorKind::Closed);
+        for p in pids {
+            assert!(!pid_alive(p), "worker {p} still alive");
+        }
+        no_zombies();
+    })
+}
+
+// From _TestPool.test_empty_iterable.
+#[test]
+fn empty_iterable() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.map(sqr, Vec::<i64>::new()).unwrap(), Vec::<i64>::new());
+        assert_eq!(pool.starmap(mul, Vec::new()).unwrap(), Vec::<i64>::new());
+        assert_eq!(pool.imap(sqr, Vec::new()).unwrap().count(), 0);
+        assert_eq!(pool.imap_unordered(sqr, Vec::new()).unwrap().count(), 0);
+        assert_eq!(
+            pool.map_async(sqr, Vec::new())
+                .unwrap()
+                .get_timeout(LIMIT)
+                .unwrap(),
+            Vec::<i64>::new()
+        );
+    })
+}
+
+// From _TestPool.test_context and test_pool_worker_lifetime_early_close (close + join).
+#[test]
+fn close_join() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        assert_eq!(pool.join().unwrap_err().kind(), ErrorKind::InvalidState);
+        let pids = pool.worker_pids();
+        let res = pool.apply_async(sleep_ms, 300).unwrap();
+        let it = pool.imap(sqr, 0..20).unwrap();
+        pool.close();
+        // Closed: no new work.
+        assert_eq!(pool.apply(sqr, 1).unwrap_err().kind(), ErrorKind::Closed);
+        // Work submitted before close still completes; an imap made before keeps feeding.
+        let got: Vec<i64> = it.map(|r| r.unwrap()).collect();
+        assert_eq!(got.len(), 20);
+        pool.join().unwrap();
+        assert_eq!(res.get().unwrap(), 300);
+        for p in pids {
+            assert!(!pid_alive(p), "worker {p} still alive after join");
+        }
+        no_zombies();
+    })
+}
+
+// From _TestPool.test_pool_worker_lifetime (maxtasksperchild).
+#[test]
+fn maxtasksperchild() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::builder()
+            .processes(2)
+            .maxtasksperchild(10)
+            .build()
+            .unwrap();
+        let first = pool.worker_pids();
+        let pids = pool.map_chunksize(getpid, vec![(); 100], 1).unwrap();
+        let mut distinct = pids.clone();
+        distinct.sort();
+        distinct.dedup();
+        // 100 tasks, at most 10 per worker: at least 10 different workers ran them.
+        assert!(distinct.len() >= 10, "only {} workers", distinct.len());
+        for p in &distinct {
+            assert!(pids.iter().filter(|&q| q == p).count() <= 10);
+        }
+        assert!(first.iter().all(|p| distinct.contains(&(*p as u32))));
+        pool.close();
+        pool.join().unwrap();
+        no_zombies();
+    })
+}
+
+static INIT_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn init(v: u64) {
+    INIT_SEEN.store(v, std::sync::atomic::Ordering::SeqCst);
+}
+
+fn read_init(_: ()) -> u64 {
+    INIT_SEEN.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn bad_init(_: ()) {
+    panic!("initializer refuses");
+}
+
+// From _TestInitializers.test_pool_initializer.
+#[test]
+fn initializer() {
+    with_watchdog(LIMIT, || {
+        for method in [StartMethod::Fork, StartMethod::Spawn] {
+            let pool = Pool::builder()
+                .processes(2)
+                .start_method(method)
+                .initializer(init, 42)
+                .build()
+                .unwrap();
+            assert_eq!(pool.map(read_init, vec![(); 8]).unwrap(), vec![42; 8]);
+        }
+        // A panicking initializer breaks the pool with its message instead of looping.
+        let pool = Pool::builder()
+            .processes(2)
+            .initializer(bad_init, ())
+            .build()
+            .unwrap();
+        let e = pool.apply(sqr, 2).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ChildFailed);
+        assert!(e.to_string().contains("initializer refuses"), "{e}");
+    })
+}
+
+#[test]
+fn spawn_start_method() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(StartMethod::Spawn)
+            .build()
+            .unwrap();
+        let expect: Vec<i64> = (0..500).map(|x| x * x).collect();
+        assert_eq!(pool.map(sqr, 0..500).unwrap(), expect);
+        let e = pool.apply(panic_on_odd, 3).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ChildPanicked);
+        assert!(Pool::builder()
+            .start_method(StartMethod::Spawn)
+            .build_with(|x: i32| x)
+            .is_err());
+    })
+}
+
+#[test]
+fn closure_pool() {
+    with_watchdog(LIMIT, || {
+        let table: Vec<u64> = (0..10).map(|i| i * 100).collect();
+        let pool = Pool::builder()
+            .processes(2)
+            .build_with(move |i: usize| table[i] + 1)
+            .unwrap();
+        assert_eq!(
+            pool.map(0..10).unwrap(),
+            (0..10).map(|i| i * 100 + 1).collect::<Vec<u64>>()
+        );
+        assert_eq!(pool.apply(3).unwrap(), 301);
+        assert_eq!(
+            pool.imap(vec![9, 8])
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect::<Vec<_>>(),
+            vec![901, 801]
+        );
+        // Index out of range panics in the worker: an error for that task only.
+        let got: Vec<_> = pool.imap(vec![1, 99, 2]).unwrap().collect();
+        assert_eq!(got[0].as_ref().unwrap(), &101);
+        assert_eq!(
+            got[1].as_ref().unwrap_err().kind(),
+            ErrorKind::ChildPanicked
+        );
+        assert_eq!(got[2].as_ref().unwrap(), &201);
+    })
+}
+
+#[test]
+fn panicking_task() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let got: Vec<_> = pool
+            .imap_chunksize(panic_on_odd, 0..20, 3)
+            .unwrap()
+            .collect();
+        assert_eq!(got.len(), 20);
+        for (i, r) in got.iter().enumerate() {
+            if i % 2 == 1 {
+                let e = r.as_ref().unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::ChildPanicked);
+                assert!(e.to_string().contains(&format!("odd input {i}")), "{e}");
+            } else {
+                assert_eq!(*r.as_ref().unwrap(), i as u32);
+            }
+        }
+        // map reports the first failure; the pool still works afterwards.
+        let e = pool.map(panic_on_odd, 0..10).unwrap_err();
+        assert!(e.to_string().contains("odd input 1"), "{e}");
+        let r = pool.apply_async(panic_on_odd, 3).unwrap();
+        assert!(r.get().is_err());
+        assert!(!r.successful().unwrap());
+        assert_eq!(pool.map(sqr, 0..4).unwrap(), vec![0, 1, 4, 9]);
+    })
+}
+
+#[test]
+fn dying_worker_fails_only_its_task() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let got: Vec<_> = pool.imap(abort_on, 0..8).unwrap().collect();
+        for (i, r) in got.iter().enumerate() {
+            if i == 3 {
+                let e = r.as_ref().unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::ChildFailed);
+                assert!(e.to_string().contains("SIGABRT"), "{e}");
+            } else {
+                assert_eq!(*r.as_ref().unwrap(), i as u32);
+            }
+        }
+        let got: Vec<_> = pool.imap(exit_on, 0..8).unwrap().collect();
+        let e = got[5].as_ref().unwrap_err();
+        assert!(e.to_string().contains("exited with code 7"), "{e}");
+        assert_eq!(got.iter().filter(|r| r.is_ok()).count(), 7);
+        // Replaced: still two workers, and they work.
+        assert_eq!(pool.worker_pids().len(), 2);
+        assert_eq!(pool.map(sqr, 0..4).unwrap(), vec![0, 1, 4, 9]);
+        no_zombies();
+    })
+}
+
+#[test]
+fn retries_rerun_a_killed_workers_task() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::builder().processes(2).retries(2).build().unwrap();
+        let r = pool.apply_async(pid_after, 500).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        // Kill whichever worker holds it: kill both, once.
+        for p in pool.worker_pids() {
+            sigkill(p);
+        }
+        let pid = r.get_timeout(LIMIT).unwrap();
+        assert!(pool.worker_pids().contains(&(pid as i32)));
+        no_zombies();
+    })
+}
+
+fn sigkill(pid: i32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+}
+
+fn busy(x: u32) -> u32 {
+    // A little work so that kills land mid-task.
+    let mut h = x as u64;
+    for i in 0..2000u64 {
+        h = h.wrapping_mul(6364136223846793005).wrapping_add(i);
+    }
+    std::hint::black_box(h);
+    x
+}
+
+// The fault test of issue 6: SIGKILL random workers during a 10,000-task map.
+#[test]
+fn sigkill_workers_during_map() {
+    with_watchdog(Duration::from_secs(120), || {
+        let pool = std::sync::Arc::new(Pool::new(2).unwrap());
+        let killer = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                let mut kills = 0;
+                let mut seed = 0x9e3779b97f4a7c15u64;
+                for _ in 0..20 {
+                    std::thread::sleep(Duration::from_millis(15));
+                    let pids = pool.worker_pids();
+                    if pids.is_empty() {
+                        continue;
+                    }
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let p = pids[(seed % pids.len() as u64) as usize];
+                    // kill(1) by pid; the pool only reaps after the pidfd fires,
+                    // so this pid is not recycled while listed.
+                    sigkill(p);
+                    kills += 1;
+                }
+                kills
+            })
+        };
+        let got: Vec<_> = pool
+            .imap_chunksize(busy, 0..10_000u32, 20)
+            .unwrap()
+            .collect();
+        let kills = killer.join().unwrap();
+        assert_eq!(got.len(), 10_000);
+        let mut ok = 0;
+        let mut failed = 0;
+        for (i, r) in got.iter().enumerate() {
+            match r {
+                Ok(v) => {
+                    assert_eq!(*v, i as u32);
+                    ok += 1;
+                }
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::ChildFailed, "{e}");
+                    assert!(e.to_string().contains("SIGKILL"), "{e}");
+                    failed += 1;
+                }
+            }
+        }
+        assert_eq!(ok + failed, 10_000);
+        assert!(ok > 0);
+        eprintln!("sigkill test: {kills} kills, {ok} ok, {failed} failed");
+        // The pool still works and is whole.
+        assert_eq!(pool.map(sqr, 0..10).unwrap().len(), 10);
+        assert_eq!(pool.worker_pids().len(), 2);
+        pool.close();
+        pool.join().unwrap();
+        no_zombies();
+    })
+}
+
+#[test]
+fn drop_terminates() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let pids = pool.worker_pids();
+        let res = pool.apply_async(sleep_ms, 30_000).unwrap();
+        drop(pool);
+        assert_eq!(res.get().unwrap_err().kind(), ErrorKind::Closed);
+        for p in pids {
+            assert!(!pid_alive(p));
+        }
+        no_zombies();
+    })
+}
