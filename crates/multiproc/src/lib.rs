@@ -61,6 +61,12 @@
 //! | one end used by many processes | the same, safe | messages never interleave or split (per-end robust locks); a SIGKILLed sender or receiver never leaves a torn message |
 //! | `multiprocessing.connection.wait(objs, timeout)` | [`wait`]`(&[&a, &b], timeout)` | returns the indices of ready objects; accepts [`Process`] sentinels via [`Waitable`] |
 //! | `reduction.send_handle` / `recv_handle` | [`pipe::Fd`] inside any sent value | plus [`Connection::try_clone`] for another copy of an end |
+//! | `Pool(n)`, `Pool(n, initializer, initargs, maxtasksperchild)` | [`Pool::new`]`(n)`, [`Pool::builder`]`().initializer(f, args).maxtasksperchild(m).retries(r)` | `Pool(0)` is [`ErrorKind::InvalidArgument`]; default = number of CPUs |
+//! | `pool.map(f, xs, chunksize)`, `starmap` | [`Pool::map`]`(f, xs)`, [`Pool::map_chunksize`], [`Pool::starmap`] | `f: fn(A) -> R` with serde types; starmap destructures a tuple |
+//! | `pool.imap(f, xs)`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`] (+ `_chunksize`) | lazy input, one `Result` per task; [`Imap::next_timeout`] |
+//! | `pool.apply(f, args)`, `apply_async`, `map_async` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::map_async`] | [`AsyncResult`]: `get`, `get_timeout`, `ready`, `successful`, `wait`, `wait_timeout` |
+//! | a lambda / closure task (needs fork) | [`pool::Builder::build_with`]`(closure)` → [`ClosurePool`] | closure fixed at creation, Fork only |
+//! | `pool.close()`, `join()`, `terminate()`, `with Pool() as p:` | [`Pool::close`], [`Pool::join`], [`Pool::terminate`]; drop terminates | a worker killed mid-task fails (or retries) that task and is replaced: no hang (CPython issue 66587) |
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(dead_code)]
 pub mod codec;

@@ -17,6 +17,7 @@ pub struct Scenario {
 
 // Scenario modules, one per seed program (append yours in id order).
 mod common_pc;
+pub mod p1_pool_map;
 pub mod s01_print_race;
 pub mod s02_print_lock;
 pub mod s03_ticket_race;
@@ -112,6 +113,11 @@ pub fn all() -> Vec<Scenario> {
             id: "S14",
             title: "a pipe's end-of-file needs every copy closed",
             run: s14_pipe_eof::run,
+        },
+        Scenario {
+            id: "P1",
+            title: "pool map",
+            run: p1_pool_map::run,
         },
     ]
 }

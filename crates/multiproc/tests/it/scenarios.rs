@@ -88,3 +88,8 @@ fn s13() {
 fn s14() {
     check("S14")
 }
+
+#[test]
+fn p1() {
+    check("P1")
+}
