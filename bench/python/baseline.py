@@ -322,6 +322,55 @@ def pipe_1m():
     return statistics.median((1 << 20) * n / _pipe_one_way(1 << 20, n) / 1e6 for _ in range(samples(7)))
 
 
+def _ident(x):
+    return x
+
+
+def _count_primes(n):
+    c = 0
+    for k in range(2, n):
+        d = 2
+        while d * d <= k:
+            if k % d == 0:
+                break
+            d += 1
+        else:
+            c += 1
+    return c
+
+
+def pool_map_trivial():
+    """ns per task: Pool(2).map over 100,000 identity tasks (default chunksize)."""
+    n = 100_000
+    with mp.get_context("fork").Pool(2) as pool:
+        pool.map(_ident, range(1000))
+        out = []
+        for _ in range(samples(9)):
+            t = time.perf_counter()
+            r = pool.map(_ident, range(n))
+            out.append((time.perf_counter() - t) * 1e9 / n)
+            assert len(r) == n
+    return statistics.median(out)
+
+
+def pool_map_cpu_speedup():
+    """speed-up of Pool(2).map over one process, 32 CPU-bound tasks."""
+    inputs = [2_000 + 400 * i for i in range(32)]
+    with mp.get_context("fork").Pool(2) as pool:
+        pool.map(_ident, range(10))
+        out = []
+        for _ in range(samples(5)):
+            t = time.perf_counter()
+            serial = [_count_primes(n) for n in inputs]
+            one = time.perf_counter() - t
+            t = time.perf_counter()
+            par = pool.map(_count_primes, inputs)
+            two = time.perf_counter() - t
+            assert par == serial
+            out.append(one / two)
+    return statistics.median(out)
+
+
 CASES = {
     "lock_uncontended": lock_uncontended,
     "lock_contended": lock_contended,
@@ -338,6 +387,8 @@ CASES = {
     "pipe_one_way_64": pipe_one_way_64,
     "pipe_one_way_obj": pipe_one_way_obj,
     "pipe_1m": pipe_1m,
+    "pool_map_trivial": pool_map_trivial,
+    "pool_map_cpu_speedup": pool_map_cpu_speedup,
 }
 
 

@@ -10,6 +10,7 @@
 
 mod harness;
 mod pipe;
+mod pool;
 mod process;
 mod queue;
 mod sync;
@@ -31,6 +32,7 @@ fn main() {
         ("sync", sync::rows),
         ("queue", queue::rows),
         ("pipe", pipe::rows),
+        ("pool", pool::rows),
     ];
     for (name, f) in groups {
         if cfg.wants_group(name) {

@@ -698,9 +698,16 @@ fn decode_slot<R: DeserializeOwned>(count: usize, outcome: &Outcome, out: &mut V
 fn finish_list<R: DeserializeOwned>(slots: &[Slot]) -> Result<Vec<R>> {
     let mut all = Vec::with_capacity(slots.iter().map(|s| s.count).sum());
     for s in slots {
-        decode_slot(s.count, s.outcome.as_ref().expect("complete"), &mut all);
+        match s.outcome.as_ref().expect("complete") {
+            Outcome::Ran { bytes, pid } => {
+                let before = all.len();
+                worker::decode_values(bytes, s.count, *pid, &mut all)?;
+                debug_assert_eq!(all.len() - before, s.count);
+            }
+            Outcome::Failed { kind, message } => return Err(Outcome::error(*kind, message)),
+        }
     }
-    all.into_iter().collect()
+    Ok(all)
 }
 
 fn finish_one<R: DeserializeOwned>(slots: &[Slot]) -> Result<R> {

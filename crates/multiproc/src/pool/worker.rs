@@ -279,3 +279,40 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
         }
     }
 }
+
+/// Like [`decode_outcomes`], for callers that want values only: appends them to `out` and
+/// stops at the first failed task (whose error it returns). No `Result` per task.
+pub(crate) fn decode_values<R: DeserializeOwned>(
+    mut bytes: &[u8],
+    count: usize,
+    pid: i32,
+    out: &mut Vec<R>,
+) -> Result<()> {
+    let mut done = 0;
+    for _ in 0..count {
+        match bytes.split_first() {
+            Some((&OUT_OK, rest)) => match postcard::take_from_bytes::<R>(rest) {
+                Ok((v, rest)) => {
+                    out.push(v);
+                    bytes = rest;
+                    done += 1;
+                }
+                Err(_) => break,
+            },
+            _ => break,
+        }
+    }
+    if done == count {
+        return Ok(());
+    }
+    // Slow path: a failure in this chunk; let the general decoder name it.
+    let mut all: Vec<Result<R>> = Vec::new();
+    decode_outcomes(bytes, 1, pid, &mut all);
+    match all.pop() {
+        Some(Err(e)) => Err(e),
+        _ => Err(Error::new(
+            ErrorKind::ChildFailed,
+            format!("pool worker {pid} sent a malformed result"),
+        )),
+    }
+}
