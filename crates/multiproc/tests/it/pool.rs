@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, Pool, StartMethod};
 
-use crate::util::{pid_alive, with_watchdog, zombie_children};
+use crate::util::{pid_alive, wait_no_zombies, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -55,22 +55,6 @@ fn exit_on(x: u32) -> u32 {
         std::process::exit(7);
     }
     x
-}
-
-fn no_zombies() {
-    // Reaping happens on the dispatcher thread right after the pidfd fires; give it a moment.
-    let t = Instant::now();
-    loop {
-        let z = zombie_children();
-        if z.is_empty() {
-            return;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(5),
-            "zombies remain: {z:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // From _TestPool.test_apply.
@@ -262,7 +246,7 @@ fn terminate() {
         for p in pids {
             assert!(!pid_alive(p), "worker {p} still alive");
         }
-        no_zombies();
+        wait_no_zombies();
     })
 }
 
@@ -305,7 +289,7 @@ fn close_join() {
         for p in pids {
             assert!(!pid_alive(p), "worker {p} still alive after join");
         }
-        no_zombies();
+        wait_no_zombies();
     })
 }
 
@@ -331,7 +315,7 @@ fn maxtasksperchild() {
         assert!(first.iter().all(|p| distinct.contains(&(*p as u32))));
         pool.close();
         pool.join().unwrap();
-        no_zombies();
+        wait_no_zombies();
     })
 }
 
@@ -473,7 +457,7 @@ fn dying_worker_fails_only_its_task() {
         // Replaced: still two workers, and they work.
         assert_eq!(pool.worker_pids().len(), 2);
         assert_eq!(pool.map(sqr, 0..4).unwrap(), vec![0, 1, 4, 9]);
-        no_zombies();
+        wait_no_zombies();
     })
 }
 
@@ -489,7 +473,7 @@ fn retries_rerun_a_killed_workers_task() {
         }
         let pid = r.get_timeout(LIMIT).unwrap();
         assert!(pool.worker_pids().contains(&(pid as i32)));
-        no_zombies();
+        wait_no_zombies();
     })
 }
 
@@ -566,7 +550,7 @@ fn sigkill_workers_during_map() {
         assert_eq!(pool.worker_pids().len(), 2);
         pool.close();
         pool.join().unwrap();
-        no_zombies();
+        wait_no_zombies();
     })
 }
 
@@ -581,6 +565,6 @@ fn drop_terminates() {
         for p in pids {
             assert!(!pid_alive(p));
         }
-        no_zombies();
+        wait_no_zombies();
     })
 }

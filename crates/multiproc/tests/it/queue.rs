@@ -13,7 +13,7 @@ use multiproc::queue::{
 };
 use multiproc::{ErrorKind, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
 
-use crate::util::{open_fds, with_watchdog, zombie_children};
+use crate::util::{in_clean_child, wait_no_zombies, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const T: Duration = Duration::from_secs(10);
@@ -236,23 +236,6 @@ fn handle_reaches_a_spawn_child() {
         q.close();
         assert_eq!(p.join().unwrap(), ["a", "b"]);
     });
-}
-
-/// Runs `f` in a forked child, where no other test opens fds or starts children, and checks
-/// there that `f` leaked no fd and left no zombie.
-fn in_clean_child(f: fn()) {
-    let r = Process::spawn(move || {
-        let fds = open_fds();
-        f();
-        let after = open_fds();
-        assert_eq!(after, fds, "fd leak");
-        assert!(zombie_children().is_empty(), "zombies left");
-    })
-    .unwrap()
-    .join();
-    if let Err(e) = r {
-        panic!("{e}");
-    }
 }
 
 #[test]
@@ -570,7 +553,7 @@ fn fault_run(total: u64, kills: usize) {
         expected as u64 >= total / 2,
         "the run was too short to mean much"
     );
-    assert!(zombie_children().is_empty());
+    wait_no_zombies();
 }
 
 #[test]

@@ -10,7 +10,7 @@ use multiproc::{
     Semaphore, StartMethod, Value,
 };
 
-use crate::util::{open_fds, with_watchdog, zombie_children};
+use crate::util::{in_clean_child, open_fds, with_watchdog, zombie_children};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -326,32 +326,37 @@ fn killed_semaphore_guard_holder_permit_comes_back() {
 /// 1,000 lock/kill cycles: no fd, zombie or shared-memory growth.
 #[test]
 fn thousand_lock_kill_cycles_leak_nothing() {
+    // In a clean child: other tests, running in parallel threads, open fds and start children.
     with_watchdog(Duration::from_secs(120), || {
-        let lock = Lock::new().unwrap();
-        let ready = Event::new().unwrap();
-        let run = |n: usize| {
-            for _ in 0..n {
-                ready.clear();
-                let l2 = lock.clone();
-                let p = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
-                assert!(ready.wait_timeout(Duration::from_secs(20)));
-                p.kill().unwrap();
-                match lock.try_lock_for(Duration::from_secs(10)) {
-                    Err(LockError::OwnerDied(g)) => drop(g),
-                    other => panic!("expected OwnerDied, got {other:?}"),
-                }
-                assert!(p.join().is_err());
+        in_clean_child(lock_kill_cycles)
+    });
+}
+
+fn lock_kill_cycles() {
+    let lock = Lock::new().unwrap();
+    let ready = Event::new().unwrap();
+    let run = |n: usize| {
+        for _ in 0..n {
+            ready.clear();
+            let l2 = lock.clone();
+            let p = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
+            assert!(ready.wait_timeout(Duration::from_secs(20)));
+            p.kill().unwrap();
+            match lock.try_lock_for(Duration::from_secs(10)) {
+                Err(LockError::OwnerDied(g)) => drop(g),
+                other => panic!("expected OwnerDied, got {other:?}"),
             }
-        };
-        run(20); // warm up (arenas, launcher threads)
-        let fds = open_fds();
-        let rss = rss_kib();
-        run(1000);
-        assert_eq!(open_fds(), fds, "fd leak");
-        assert!(zombie_children().is_empty(), "zombies left");
-        let grown = rss_kib().saturating_sub(rss);
-        assert!(grown < 8 * 1024, "memory grew by {grown} KiB");
-    })
+            assert!(p.join().is_err());
+        }
+    };
+    run(20); // warm up (arenas, launcher threads)
+    let fds = open_fds();
+    let rss = rss_kib();
+    run(1000);
+    assert_eq!(open_fds(), fds, "fd leak");
+    assert!(zombie_children().is_empty(), "zombies left");
+    let grown = rss_kib().saturating_sub(rss);
+    assert!(grown < 8 * 1024, "memory grew by {grown} KiB");
 }
 
 fn rss_kib() -> u64 {

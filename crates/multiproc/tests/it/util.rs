@@ -72,3 +72,39 @@ pub fn pid_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// Runs `f` in a forked child, where no other test opens fds or starts children (the test
+/// harness runs tests in parallel threads of one process), and checks there that `f` leaked
+/// no fd and left no zombie. Panics with the child's message if anything failed.
+pub fn in_clean_child(f: fn()) {
+    let r = multiproc::Process::spawn(move || {
+        let fds = open_fds();
+        f();
+        let after = open_fds();
+        assert_eq!(after, fds, "fd leak");
+        assert!(zombie_children().is_empty(), "zombies left");
+    })
+    .expect("fork")
+    .join();
+    if let Err(e) = r {
+        panic!("{e}");
+    }
+}
+
+/// Waits (at most 10 s) until this process has no zombie child. Tests run in parallel, so a
+/// child another test has just killed may be a zombie for a moment before it is reaped; a
+/// zombie that stays is a leak.
+pub fn wait_no_zombies() {
+    let t = std::time::Instant::now();
+    loop {
+        let z = zombie_children();
+        if z.is_empty() {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "zombies remain: {z:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
