@@ -44,7 +44,7 @@ pub const HEADER_LEN: usize = 24;
 /// The magic byte at offset 1.
 pub const MAGIC: u8 = 0x4D;
 /// Most bytes reserved up front from a FIRST frame's claimed total.
-pub const MAX_RESERVE: usize = 256 << 20;
+pub const MAX_RESERVE: usize = 64 << 20;
 
 /// What a frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
