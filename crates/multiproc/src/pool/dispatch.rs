@@ -499,7 +499,11 @@ impl Dispatcher {
         let pid = w.proc.pid();
         let code = w.proc.exitcode();
         let how = match code {
-            Some(c) if c < 0 => format!("was killed by signal {} ({})", -c, signal_name(-c)),
+            Some(c) if c < 0 => format!(
+                "was killed by signal {} ({})",
+                -c,
+                crate::sys::proc::signal_name(-c)
+            ),
             Some(c) => format!("exited with code {c}"),
             None => "ended".to_string(),
         };
@@ -658,18 +662,5 @@ impl Dispatcher {
                 );
             }
         }
-    }
-}
-
-fn signal_name(s: i32) -> &'static str {
-    match s {
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGINT => "SIGINT",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGPIPE => "SIGPIPE",
-        _ => "signal",
     }
 }

@@ -618,26 +618,12 @@ impl<R: DeserializeOwned> Process<R> {
                     }
                     ExitStatus::Signal(s) => format!(
                         "{who} was killed by signal {s} ({}) (exitcode {})",
-                        signal_name(s),
+                        proc::signal_name(s),
                         -s
                     ),
                 },
             )),
         }
-    }
-}
-
-fn signal_name(s: i32) -> &'static str {
-    match s {
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGINT => "SIGINT",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGHUP => "SIGHUP",
-        _ => "signal",
     }
 }
 

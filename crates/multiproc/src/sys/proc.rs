@@ -142,3 +142,18 @@ pub(crate) fn clear_cloexec_raw(fd: i32) -> io::Result<()> {
 pub(crate) fn raw(fd: BorrowedFd<'_>) -> i32 {
     fd.as_raw_fd()
 }
+
+/// The name of signal `s` (for messages), or "signal" for an unusual one.
+pub(crate) fn signal_name(s: i32) -> &'static str {
+    match s {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGINT => "SIGINT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGHUP => "SIGHUP",
+        _ => "signal",
+    }
+}

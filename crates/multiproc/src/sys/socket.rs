@@ -209,43 +209,8 @@ pub(crate) fn poll_readable(
     fds: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
 ) -> io::Result<Vec<Ready>> {
-    let deadline = super::Deadline::after(timeout);
-    loop {
-        let mut pfds: Vec<PollFd<'_>> = fds
-            .iter()
-            .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
-            .collect();
-        let ts = match deadline.remaining() {
-            Ok(None) => None,
-            Ok(Some(d)) => Some(rustix::time::Timespec {
-                tv_sec: d.as_secs() as i64,
-                tv_nsec: d.subsec_nanos() as _,
-            }),
-            Err(()) => Some(rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            }),
-        };
-        match rustix::event::poll(&mut pfds, ts.as_ref()) {
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-            Ok(_) => {
-                return Ok(pfds
-                    .iter()
-                    .map(|p| {
-                        let r = p.revents();
-                        Ready {
-                            readable: r.intersects(
-                                PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL,
-                            ),
-                            hangup: r.contains(PollFlags::HUP),
-                            writable: false,
-                        }
-                    })
-                    .collect())
-            }
-        }
-    }
+    let with_interest: Vec<(BorrowedFd<'_>, bool)> = fds.iter().map(|fd| (*fd, false)).collect();
+    poll_rw(&with_interest, timeout)
 }
 
 /// The socket's `SO_SNDBUF` (bytes the kernel lets it have in flight).
