@@ -27,11 +27,8 @@ extern "C" fn at_exit() {
 
 /// Registers a new child (and, the first time, the exit hook).
 pub(crate) fn add(guard: &mut MutexGuard<'static, Vec<Entry>>, pid: i32, daemon: bool) {
-    AT_EXIT.call_once(|| {
-        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds (it catches nothing
-        // that can panic: it only locks, signals and waits).
-        unsafe { libc::atexit(at_exit) };
-    });
+    // `at_exit` only locks, signals and waits: it does not unwind.
+    AT_EXIT.call_once(|| proc::at_exit(at_exit));
     guard.push(Entry {
         pid,
         daemon,

@@ -291,8 +291,7 @@ extern "C" fn boot() {
 
 fn run_spawned(fd: std::ffi::OsString) -> i32 {
     // Rust's runtime ignores SIGPIPE before main; do the same for a child that skips main.
-    // SAFETY: setting a signal disposition to SIG_IGN has no memory-safety preconditions.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    proc::ignore_sigpipe();
     mark_child();
     let Some(raw) = fd
         .to_str()

@@ -157,3 +157,17 @@ pub(crate) fn signal_name(s: i32) -> &'static str {
         _ => "signal",
     }
 }
+
+/// Registers `f` to run at normal process exit (`atexit`).
+pub(crate) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: `f` is a plain `extern "C" fn()` with no arguments; registering it has no other
+    // precondition. (Callers make sure it does not unwind.)
+    unsafe { libc::atexit(f) };
+}
+
+/// Ignores `SIGPIPE`, as Rust's runtime does before `main` (a write to a closed pipe then
+/// fails with `EPIPE` instead of killing the process).
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN has no memory-safety preconditions.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
