@@ -923,6 +923,63 @@ mod tests {
     }
 
     #[test]
+    fn hostile_packets_are_errors_and_the_end_stays_usable() {
+        let (raw, theirs) = socket::seqpacket_pair().unwrap();
+        let _ = socket::set_buffer_sizes(raw.as_fd(), SOCKET_BUFFER);
+        let conn: Connection = Connection::from_parts(
+            theirs,
+            true,
+            true,
+            Some(EndLock::new().unwrap()),
+            Some(EndLock::new().unwrap()),
+        );
+        let send_raw = |b: &[u8]| {
+            socket::send_msg(raw.as_fd(), &[IoSlice::new(b)], &[], false).unwrap();
+        };
+        send_raw(&vec![0u8; MAX_FRAME + 100]); // bigger than any frame
+        send_raw(b"not a frame at all, just bytes");
+        let mut lie = Header {
+            kind: Kind::Whole,
+            id: 1,
+            index: 0,
+            count: 1,
+            total: 99,
+        }
+        .encode()
+        .to_vec();
+        lie.extend_from_slice(b"short");
+        send_raw(&lie);
+        let good = |m: &[u8]| {
+            let mut f = Header {
+                kind: Kind::Whole,
+                id: 2,
+                index: 0,
+                count: 1,
+                total: m.len() as u64,
+            }
+            .encode()
+            .to_vec();
+            f.extend_from_slice(m);
+            f
+        };
+        send_raw(&good(b"fine"));
+        for _ in 0..3 {
+            match conn.recv_bytes() {
+                Err(RecvError::Other(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(conn.recv_bytes().unwrap(), b"fine");
+        send_raw(&good(&[0xff, 0xff, 0xff]));
+        match conn.recv::<String>() {
+            Err(RecvError::Other(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
+            other => panic!("{other:?}"),
+        }
+        drop(raw);
+        assert!(matches!(conn.recv_bytes(), Err(RecvError::Eof)));
+    }
+
+    #[test]
     fn many_fds_span_frames() {
         let (a, b) = pipe(true).unwrap();
         let ends: Vec<Connection> = (0..300)
