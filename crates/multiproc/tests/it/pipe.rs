@@ -660,7 +660,7 @@ fn sleep_ms(ms: u64) {
 fn wait_on_process_sentinels_and_connections() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(true).unwrap();
-        let slow = Process::spawn_fn(sleep_ms, 300).unwrap();
+        let slow = Process::spawn_fn(sleep_ms, 600).unwrap();
         let fast = Process::spawn_fn(sleep_ms, 0).unwrap();
         let objs: [&dyn multiproc::Waitable; 3] = [&slow, &fast, &a];
         let mut seen = Vec::new();
@@ -675,7 +675,7 @@ fn wait_on_process_sentinels_and_connections() {
             }
         }
         assert_eq!(seen, [1, 0], "the fast process ends first");
-        assert!(t0.elapsed() >= Duration::from_millis(250));
+        assert!(t0.elapsed() >= Duration::from_millis(550));
         b.send_bytes(b"x").unwrap();
         let ready = wait(&objs, T).unwrap();
         assert_eq!(ready, [0, 1, 2]);
