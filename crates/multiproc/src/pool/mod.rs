@@ -41,7 +41,6 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::spawn::FnRef;
 use crate::process::StartMethod;
@@ -570,27 +569,18 @@ where
 
 /// Encodes up to `n` items as a chunk payload (`count u32 | arguments`).
 fn encode_chunk<A: Serialize>(
-    items: &mut dyn Iterator<Item = A>,
+    items: &mut impl Iterator<Item = A>,
     n: usize,
     buf: &mut Vec<u8>,
-) -> Result<u32> {
+) -> std::result::Result<u32, (Error, u32)> {
     buf.clear();
     buf.extend_from_slice(&[0; 4]);
-    let mut count = 0u32;
-    let mut err = None;
-    for a in items.take(n) {
-        if err.is_none() {
-            if let Err(e) = Postcard::encode(&a, buf) {
-                err = Some(e);
-            }
-        }
-        count += 1;
-    }
+    let r = worker::encode_items(items, n, buf);
+    let count = match &r {
+        Ok(c) | Err((_, c)) => *c,
+    };
     buf[..4].copy_from_slice(&count.to_le_bytes());
-    match err {
-        Some(e) => Err(e),
-        None => Ok(count),
-    }
+    r
 }
 
 /// Adds a chunk to `job` and sends it (or fails it locally when encoding failed).
@@ -620,15 +610,16 @@ fn submit_chunk(link: &Link, job: &Arc<Job>, code: Code, payload: Payload) {
 
 type Payload = std::result::Result<(Vec<u8>, u32), (Error, u32)>;
 
-fn next_payload<A: Serialize>(items: &mut dyn Iterator<Item = A>, n: usize) -> Option<Payload> {
-    let mut buf = Vec::new();
+fn next_payload<A: Serialize>(
+    items: &mut impl Iterator<Item = A>,
+    n: usize,
+    size_hint: usize,
+) -> Option<Payload> {
+    let mut buf = Vec::with_capacity(size_hint);
     match encode_chunk(items, n, &mut buf) {
         Ok(0) => None,
         Ok(count) => Some(Ok((buf, count))),
-        Err(e) => {
-            let count = u32::from_le_bytes(buf[..4].try_into().expect("4 bytes"));
-            Some(Err((e, count)))
-        }
+        Err(e) => Some(Err(e)),
     }
 }
 
@@ -654,12 +645,37 @@ where
     R: Serialize + DeserializeOwned + 'static,
 {
     check_chunksize(chunksize)?;
-    let items: Vec<A> = items.into_iter().collect();
-    let chunksize = chunksize.unwrap_or_else(|| items.len().div_ceil(processes * 4).max(1));
+    let it = items.into_iter();
+    match it.size_hint() {
+        // The length is known: no need to gather the items first.
+        (lo, Some(hi)) if lo == hi => map_submit(link, processes, code, it, lo, chunksize),
+        // Python makes a list too, to know the length (and so the chunksize).
+        _ => {
+            let items: Vec<A> = it.collect();
+            let len = items.len();
+            map_submit(link, processes, code, items.into_iter(), len, chunksize)
+        }
+    }
+}
+
+fn map_submit<A, R>(
+    link: &Arc<Link>,
+    processes: usize,
+    code: Code,
+    mut it: impl Iterator<Item = A>,
+    len: usize,
+    chunksize: Option<usize>,
+) -> Result<AsyncResult<Vec<R>>>
+where
+    A: Serialize + DeserializeOwned + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    let chunksize = chunksize.unwrap_or_else(|| len.div_ceil(processes * 4).max(1));
     link.begin()?;
     let job = Arc::new(Job::default());
-    let mut it = items.into_iter();
-    while let Some(p) = next_payload(&mut it, chunksize) {
+    // Room for small arguments; bigger ones grow the buffer.
+    let hint = 4 + chunksize.min(len).saturating_mul(4).min(1 << 24);
+    while let Some(p) = next_payload(&mut it, chunksize, hint) {
         submit_chunk(link, &job, code, p);
     }
     link.send(Cmd::EndJob);
@@ -676,7 +692,7 @@ where
 {
     link.begin()?;
     let job = Arc::new(Job::default());
-    let p = next_payload(&mut std::iter::once(arg), 1).expect("one item");
+    let p = next_payload(&mut std::iter::once(arg), 1, 64).expect("one item");
     submit_chunk(link, &job, code, p);
     link.send(Cmd::EndJob);
     Ok(AsyncResult {
@@ -839,7 +855,8 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
         check_chunksize(Some(chunksize))?;
         link.begin()?;
         let mut it = items.into_iter();
-        let feed = Box::new(move || next_payload(&mut it, chunksize));
+        let hint = 4 + chunksize.saturating_mul(4).min(1 << 20);
+        let feed = Box::new(move || next_payload(&mut it, chunksize, hint));
         let mut me = Imap {
             link: link.clone(),
             job: Arc::new(Job::default()),

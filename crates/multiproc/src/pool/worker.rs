@@ -91,32 +91,107 @@ fn split_count(input: &[u8]) -> std::result::Result<(u32, &[u8]), String> {
     Ok((count, &input[4..]))
 }
 
+/// A postcard output that appends to a `Vec` byte by byte, without a `memcpy` call for the
+/// few bytes of a small value: the pool encodes long runs of small values (a chunk's
+/// arguments, its outcomes) with one serializer.
+pub(crate) struct VecOut<'a>(pub(crate) &'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecOut<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.0.push(b);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        if data.len() <= 16 {
+            self.0.reserve(data.len());
+            for &b in data {
+                self.0.push(b);
+            }
+        } else {
+            self.0.extend_from_slice(data);
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// A serializer appending to `out`.
+pub(crate) fn serializer(out: &mut Vec<u8>) -> postcard::Serializer<VecOut<'_>> {
+    postcard::Serializer {
+        output: VecOut(out),
+    }
+}
+
+/// Encodes up to `n` items of `items` into `out`, back to back, with one serializer; returns
+/// how many items it took. After the first item that fails to serialize the others are
+/// still taken (and counted) but not encoded, and the error is returned with the count.
+pub(crate) fn encode_items<A: Serialize>(
+    items: &mut impl Iterator<Item = A>,
+    n: usize,
+    out: &mut Vec<u8>,
+) -> std::result::Result<u32, (Error, u32)> {
+    crate::handle::take_note();
+    let mut ser = serializer(out);
+    let mut count = 0u32;
+    let mut err = None;
+    for a in items.take(n) {
+        if err.is_none() {
+            if let Err(e) = a.serialize(&mut ser) {
+                let detail = crate::handle::take_note().unwrap_or_else(|| e.to_string());
+                err = Some(Error::new(
+                    ErrorKind::Codec,
+                    format!("cannot serialize value: {detail}"),
+                ));
+            }
+        }
+        count += 1;
+    }
+    match err {
+        Some(e) => Err((e, count)),
+        None => Ok(count),
+    }
+}
+
 /// Decodes `count` arguments one after the other, runs `f` on each (a panic is caught and
-/// becomes that task's outcome), appends the outcomes to `out`.
+/// becomes that task's outcome), appends the outcomes to `out`. One deserializer reads all
+/// the arguments and one serializer writes all the outcomes.
 pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     f: &dyn Fn(A) -> R,
     count: u32,
-    mut args: &[u8],
+    args: &[u8],
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
+    let mut de = postcard::Deserializer::from_bytes(args);
+    // Room for small outcomes (a tag and a few bytes each); larger ones grow the buffer.
+    out.reserve((count as usize).saturating_mul(4).min(1 << 24));
+    let mut ser = serializer(out);
     for _ in 0..count {
-        let (a, rest) = postcard::take_from_bytes::<A>(args)
-            .map_err(|e| format!("a task argument does not decode: {e}"))?;
-        args = rest;
+        let a =
+            A::deserialize(&mut de).map_err(|e| format!("a task argument does not decode: {e}"))?;
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(a))) {
             Ok(r) => {
-                let mark = out.len();
-                out.push(OUT_OK);
-                if let Err(e) = Postcard::encode(&r, out) {
-                    out.truncate(mark);
-                    out.push(OUT_FAILED);
+                let mark = ser.output.0.len();
+                ser.output.0.push(OUT_OK);
+                if let Err(e) = r.serialize(&mut ser) {
+                    ser.output.0.truncate(mark);
+                    ser.output.0.push(OUT_FAILED);
                     let msg = format!("cannot serialize the task's result: {e}");
-                    Postcard::encode(&msg, out).map_err(|e| e.to_string())?;
+                    msg.serialize(&mut ser).map_err(|e| e.to_string())?;
                 }
             }
             Err(p) => {
-                out.push(OUT_PANIC);
-                Postcard::encode(&panic_message(&*p), out).map_err(|e| e.to_string())?;
+                ser.output.0.push(OUT_PANIC);
+                panic_message(&*p)
+                    .serialize(&mut ser)
+                    .map_err(|e| e.to_string())?;
             }
         }
     }
@@ -223,57 +298,91 @@ pub(crate) fn worker_loop(sock: OwnedFd, init: Option<Init>, closure: Option<Clo
     }
 }
 
-/// Decodes the outcomes of a chunk of `count` tasks, as sent by a worker.
+/// The error of a failed task whose outcome `tag` (not [`OUT_OK`]) was read; `rest` follows
+/// the tag. Returns the error and the bytes after the outcome.
+fn decode_failure(tag: u8, rest: &[u8], pid: i32) -> std::result::Result<(Error, &[u8]), String> {
+    match tag {
+        OUT_PANIC | OUT_FAILED => postcard::take_from_bytes::<String>(rest)
+            .map(|(m, rest)| {
+                let e = if tag == OUT_PANIC {
+                    Error::new(
+                        ErrorKind::ChildPanicked,
+                        format!("task panicked in pool worker {pid}: {m}"),
+                    )
+                } else {
+                    Error::new(
+                        ErrorKind::Codec,
+                        format!("task failed in pool worker {pid}: {m}"),
+                    )
+                };
+                (e, rest)
+            })
+            .map_err(|e| format!("a task's outcome does not decode: {e}")),
+        _ => Err("unknown outcome tag".to_string()),
+    }
+}
+
+fn fewer(pid: i32) -> Error {
+    Error::new(
+        ErrorKind::ChildFailed,
+        format!("pool worker {pid} sent fewer results than tasks"),
+    )
+}
+
+fn malformed(pid: i32, msg: &str) -> Error {
+    Error::new(
+        ErrorKind::ChildFailed,
+        format!("pool worker {pid} sent a malformed result: {msg}"),
+    )
+}
+
+/// Decodes the outcomes of a chunk of `count` tasks, as sent by a worker, appending one
+/// `Result` per task (always `count` of them).
 pub(crate) fn decode_outcomes<R: DeserializeOwned>(
     mut bytes: &[u8],
     count: usize,
     pid: i32,
     out: &mut Vec<Result<R>>,
 ) {
-    for i in 0..count {
-        let Some((&tag, rest)) = bytes.split_first() else {
-            for _ in i..count {
-                out.push(Err(Error::new(
-                    ErrorKind::ChildFailed,
-                    format!("pool worker {pid} sent fewer results than tasks"),
-                )));
+    out.reserve(count);
+    let mut i = 0;
+    while i < count {
+        // A run of successes, read by one deserializer.
+        let mut de = postcard::Deserializer::from_bytes(bytes);
+        let mut tag = None;
+        while i < count {
+            match u8::deserialize(&mut de) {
+                Ok(OUT_OK) => match R::deserialize(&mut de) {
+                    Ok(v) => {
+                        out.push(Ok(v));
+                        i += 1;
+                    }
+                    Err(e) => {
+                        let msg = format!("a task's result does not decode: {e}");
+                        out.extend((i..count).map(|_| Err(malformed(pid, &msg))));
+                        return;
+                    }
+                },
+                Ok(t) => {
+                    tag = Some(t);
+                    break;
+                }
+                Err(_) => {
+                    out.extend((i..count).map(|_| Err(fewer(pid))));
+                    return;
+                }
             }
-            return;
-        };
-        let r = match tag {
-            OUT_OK => postcard::take_from_bytes::<R>(rest)
-                .map(|(v, rest)| (Ok(v), rest))
-                .map_err(|e| format!("a task's result does not decode: {e}")),
-            OUT_PANIC | OUT_FAILED => postcard::take_from_bytes::<String>(rest)
-                .map(|(m, rest)| {
-                    let e = if tag == OUT_PANIC {
-                        Error::new(
-                            ErrorKind::ChildPanicked,
-                            format!("task panicked in pool worker {pid}: {m}"),
-                        )
-                    } else {
-                        Error::new(
-                            ErrorKind::Codec,
-                            format!("task failed in pool worker {pid}: {m}"),
-                        )
-                    };
-                    (Err(e), rest)
-                })
-                .map_err(|e| format!("a task's outcome does not decode: {e}")),
-            _ => Err("unknown outcome tag".to_string()),
-        };
-        match r {
-            Ok((v, rest)) => {
-                out.push(v);
+        }
+        let Some(tag) = tag else { return };
+        let rest = de.finalize().unwrap_or(&[]);
+        match decode_failure(tag, rest, pid) {
+            Ok((e, rest)) => {
+                out.push(Err(e));
+                i += 1;
                 bytes = rest;
             }
             Err(msg) => {
-                for _ in i..count {
-                    out.push(Err(Error::new(
-                        ErrorKind::ChildFailed,
-                        format!("pool worker {pid} sent a malformed result: {msg}"),
-                    )));
-                }
+                out.extend((i..count).map(|_| Err(malformed(pid, &msg))));
                 return;
             }
         }
@@ -281,38 +390,103 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
 }
 
 /// Like [`decode_outcomes`], for callers that want values only: appends them to `out` and
-/// stops at the first failed task (whose error it returns). No `Result` per task.
+/// stops at the first failed task (whose error it returns). No `Result` per task, one
+/// deserializer for the whole chunk.
 pub(crate) fn decode_values<R: DeserializeOwned>(
-    mut bytes: &[u8],
+    bytes: &[u8],
     count: usize,
     pid: i32,
     out: &mut Vec<R>,
 ) -> Result<()> {
-    let mut done = 0;
+    let mut de = postcard::Deserializer::from_bytes(bytes);
     for _ in 0..count {
-        match bytes.split_first() {
-            Some((&OUT_OK, rest)) => match postcard::take_from_bytes::<R>(rest) {
-                Ok((v, rest)) => {
-                    out.push(v);
-                    bytes = rest;
-                    done += 1;
+        match u8::deserialize(&mut de) {
+            Ok(OUT_OK) => match R::deserialize(&mut de) {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    return Err(malformed(
+                        pid,
+                        &format!("a task's result does not decode: {e}"),
+                    ))
                 }
-                Err(_) => break,
             },
-            _ => break,
+            Ok(tag) => {
+                let rest = de.finalize().unwrap_or(&[]);
+                return Err(match decode_failure(tag, rest, pid) {
+                    Ok((e, _)) => e,
+                    Err(msg) => malformed(pid, &msg),
+                });
+            }
+            Err(_) => return Err(fewer(pid)),
         }
     }
-    if done == count {
-        return Ok(());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn half(x: u32) -> u32 {
+        if x % 3 == 1 {
+            panic!("no {x}");
+        }
+        x / 2
     }
-    // Slow path: a failure in this chunk; let the general decoder name it.
-    let mut all: Vec<Result<R>> = Vec::new();
-    decode_outcomes(bytes, 1, pid, &mut all);
-    match all.pop() {
-        Some(Err(e)) => Err(e),
-        _ => Err(Error::new(
-            ErrorKind::ChildFailed,
-            format!("pool worker {pid} sent a malformed result"),
-        )),
+
+    fn run(items: &[u32]) -> Vec<u8> {
+        let mut args = Vec::new();
+        let n = encode_items(&mut items.iter().copied(), usize::MAX, &mut args).unwrap();
+        assert_eq!(n as usize, items.len());
+        let mut out = Vec::new();
+        run_items(&half, n, &args, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn outcomes_round_trip_with_panics_between_values() {
+        let items: Vec<u32> = (0..10).chain([300, 70_000]).collect();
+        let out = run(&items);
+        let mut all: Vec<Result<u32>> = Vec::new();
+        decode_outcomes(&out, items.len(), 7, &mut all);
+        assert_eq!(all.len(), items.len());
+        for (x, r) in items.iter().zip(&all) {
+            match r {
+                Ok(v) => assert_eq!(*v, x / 2),
+                Err(e) => {
+                    assert_eq!(x % 3, 1);
+                    assert_eq!(e.kind(), ErrorKind::ChildPanicked);
+                    assert!(e.message().contains(&format!("no {x}")), "{e}");
+                }
+            }
+        }
+        // Values only: the first failure (item 1) is the error.
+        let mut vals: Vec<u32> = Vec::new();
+        let e = decode_values(&out, items.len(), 7, &mut vals).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ChildPanicked);
+        assert_eq!(vals, vec![0]);
+        let ok = run(&[0, 2, 300, 70_001]);
+        let mut vals: Vec<u32> = Vec::new();
+        decode_values(&ok, 4, 7, &mut vals).unwrap();
+        assert_eq!(vals, vec![0, 1, 150, 35_000]);
+    }
+
+    #[test]
+    fn truncated_or_garbage_outcomes_are_errors() {
+        let out = run(&[0, 2, 4, 6]);
+        for cut in 0..out.len() {
+            let mut all: Vec<Result<u32>> = Vec::new();
+            decode_outcomes(&out[..cut], 4, 7, &mut all);
+            assert_eq!(all.len(), 4);
+            assert!(all.iter().any(|r| r.is_err()));
+            let mut vals: Vec<u32> = Vec::new();
+            assert!(decode_values(&out[..cut], 4, 7, &mut vals).is_err());
+        }
+        let mut all: Vec<Result<u32>> = Vec::new();
+        decode_outcomes(&[9, 1, 2, 3], 2, 7, &mut all);
+        assert_eq!(all.len(), 2);
+        assert!(all
+            .iter()
+            .all(|r| r.as_ref().unwrap_err().kind() == ErrorKind::ChildFailed));
     }
 }
