@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 
 /// Message used when a handle is serialized outside a message that can carry fds.
 pub(crate) const NO_FD_CONTEXT: &str = "multiproc handles can only be serialized into a \
@@ -117,11 +117,6 @@ pub(crate) fn import_fd(index: u32) -> std::result::Result<OwnedFd, String> {
         fd.try_clone()
             .map_err(|e| format!("cannot duplicate received fd: {e}"))
     })
-}
-
-/// An `InvalidHandle` error.
-pub(crate) fn invalid(msg: impl Into<String>) -> Error {
-    Error::new(ErrorKind::InvalidHandle, msg.into())
 }
 
 /// A serde serialization error for a handle, remembering its message for [`take_note`].

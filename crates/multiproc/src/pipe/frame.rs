@@ -253,6 +253,7 @@ impl Assembler {
     }
 
     /// True when a message has been started and not finished.
+    #[allow(dead_code)] // used by the fuzz target (fuzz/) and the corpus replay test
     pub fn is_partial(&self) -> bool {
         self.partial.is_some()
     }
@@ -369,6 +370,7 @@ impl Assembler {
 /// Feeds `frames` to a fresh assembler (without a limit) and returns every completed message
 /// and every corruption report, in order. Used by the fuzz target and the corpus replay test:
 /// it must never panic, whatever the input.
+#[allow(dead_code)] // used by the fuzz target (fuzz/) and the corpus replay test
 pub fn reassemble_all<'a>(
     max: Option<usize>,
     frames: impl IntoIterator<Item = &'a [u8]>,
@@ -386,6 +388,7 @@ pub fn reassemble_all<'a>(
 
 /// Splits fuzzer input into frames: each frame is a little-endian u16 length then that many
 /// bytes (the last frame takes whatever is left).
+#[allow(dead_code)] // used by the fuzz target (fuzz/) and the corpus replay test
 pub fn split_fuzz_input(data: &[u8]) -> Vec<&[u8]> {
     let mut v = Vec::new();
     let mut rest = data;
@@ -404,6 +407,7 @@ pub fn split_fuzz_input(data: &[u8]) -> Vec<&[u8]> {
 ///
 /// # Panics
 /// When a promise is broken — that is the bug the fuzzer looks for.
+#[allow(dead_code)] // used by the fuzz target (fuzz/) and the corpus replay test
 pub fn check_fuzz_input(data: &[u8]) {
     let frames = split_fuzz_input(data);
     let fed: usize = frames

@@ -169,11 +169,6 @@ impl FrameReader {
         }
     }
 
-    /// True once the peer closed its end (or the socket failed).
-    pub(crate) fn at_eof(&self) -> bool {
-        self.eof
-    }
-
     /// True once a whole frame (or a malformed header) is buffered.
     pub(crate) fn complete(&self) -> bool {
         if self.buf.len() < HEADER {
@@ -293,7 +288,7 @@ mod tests {
                 (Tag::Quit, b"xy".to_vec())
             ]
         );
-        assert!(r.at_eof());
+        assert!(r.eof);
     }
 
     #[test]

@@ -134,11 +134,6 @@ impl<T: ShmObject> Shared<T> {
         unsafe { &*(self.seg.payload().add(self.offset) as *const T) }
     }
 
-    /// The segment holding the object.
-    pub(crate) fn segment(&self) -> &Segment {
-        &self.seg
-    }
-
     fn add_ref(&self) {
         if let Some(slot) = self.slot {
             let prev = table(&self.seg)[slot].fetch_add(1, Ordering::Relaxed);

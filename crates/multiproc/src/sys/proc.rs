@@ -7,7 +7,7 @@
 //! caller (`process::fork`) documents how that is ensured.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use rustix::process::{Pid, PidfdFlags, Signal};
 
@@ -136,11 +136,6 @@ pub(crate) fn clear_cloexec_raw(fd: i32) -> io::Result<()> {
     } else {
         Ok(())
     }
-}
-
-/// The raw number of a borrowed fd (for passing it to a child by number).
-pub(crate) fn raw(fd: BorrowedFd<'_>) -> i32 {
-    fd.as_raw_fd()
 }
 
 /// The name of signal `s` (for messages), or "signal" for an unusual one.

@@ -126,14 +126,6 @@ pub(crate) fn recv_msg(
     }
 }
 
-/// Sets or clears `O_NONBLOCK`.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
-    let mut fl = rustix::fs::fcntl_getfl(fd)?;
-    fl.set(rustix::fs::OFlags::NONBLOCK, on);
-    rustix::fs::fcntl_setfl(fd, fl)?;
-    Ok(())
-}
-
 /// Sets `SO_SNDBUF` / `SO_RCVBUF` (the kernel doubles and caps the value).
 pub(crate) fn set_buffer_sizes(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<()> {
     rustix::net::sockopt::set_socket_send_buffer_size(fd, bytes)?;

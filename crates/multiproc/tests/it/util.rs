@@ -18,7 +18,17 @@ pub fn with_watchdog<R: Send + 'static>(
     match rx.recv_timeout(limit) {
         Ok(Ok(r)) => r,
         Ok(Err(p)) => std::panic::resume_unwind(p),
-        Err(_) => panic!("watchdog: test did not finish within {limit:?}"),
+        Err(_) => {
+            // Kill this process's children so that the test binary can still exit (it waits
+            // for non-daemon children at exit) and CI sees a failure, not a hang.
+            // (Our own unreaped children: their pids cannot have been recycled.)
+            for pid in multiproc::active_children() {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+            panic!("watchdog: test did not finish within {limit:?}")
+        }
     }
 }
 
