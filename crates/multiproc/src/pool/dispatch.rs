@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::job::{Job, Outcome};
-use super::worker::{self, ClosureRunner, Init, SpawnArgs, KIND_CLOSURE, KIND_FN, TASK_HEADER};
+use super::worker::{
+    self, ClosureRunner, Init, SpawnArgs, StartedCell, KIND_CLOSURE, KIND_FN, TASK_HEADER,
+};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::process::channel::{self, FrameReader, Tag};
 use crate::process::spawn::FnRef;
@@ -142,13 +144,13 @@ struct InFlight {
     sub: Submit,
     seq: u64,
     attempts: u32,
-    /// The worker said it started this chunk (the ones after it still sit unread).
-    started: bool,
 }
 
 struct Worker {
     proc: Process<()>,
     sock: OwnedFd,
+    /// The seq of the chunk it began last.
+    started: StartedCell,
     reader: FrameReader,
     out: Vec<u8>,
     out_pos: usize,
@@ -165,6 +167,7 @@ static WORKER_NO: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsiz
 
 fn start_worker(cfg: &Config) -> Result<Worker> {
     let (parent, child) = socket::stream_pair().context("cannot create a socketpair")?;
+    let started = StartedCell::new()?;
     let builder = Process::builder()
         .name(format!(
             "PoolWorker-{}",
@@ -176,12 +179,14 @@ fn start_worker(cfg: &Config) -> Result<Worker> {
         StartMethod::Fork => {
             let init = cfg.init.clone();
             let closure = cfg.closure.clone();
-            builder.spawn(move || worker::worker_loop(child, init, closure))?
+            let cell = started.clone();
+            builder.spawn(move || worker::worker_loop(child, cell, init, closure))?
         }
         StartMethod::Spawn => builder.spawn_fn(
             worker::spawn_main,
             SpawnArgs {
                 sock: worker::FdArg(child),
+                started: started.clone(),
                 init: cfg.init.clone(),
             },
         )?,
@@ -189,6 +194,7 @@ fn start_worker(cfg: &Config) -> Result<Worker> {
     Ok(Worker {
         proc,
         sock: parent,
+        started,
         reader: FrameReader::default(),
         out: Vec::new(),
         out_pos: 0,
@@ -392,23 +398,10 @@ impl Dispatcher {
         let _ = w.proc.kill();
     }
 
-    fn frame(&mut self, i: usize, tag: Tag, mut body: Vec<u8>) {
+    fn frame(&mut self, i: usize, tag: Tag, body: Vec<u8>) {
         let pid = self.workers[i].proc.pid();
         match tag {
             Tag::Ready => {}
-            Tag::Started => {
-                let seq = body
-                    .get(..8)
-                    .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-                match self.workers[i]
-                    .inflight
-                    .iter_mut()
-                    .find(|f| Some(f.seq) == seq)
-                {
-                    Some(f) => f.started = true,
-                    None => self.bad_worker(i, "it started a task it did not hold".into()),
-                }
-            }
             Tag::Results => {
                 if body.len() < 12 {
                     return self.bad_worker(i, "it sent a truncated result".into());
@@ -426,10 +419,14 @@ impl Dispatcher {
                     }
                 }
                 let f = w.inflight.pop_front().expect("checked above");
-                body.drain(..12);
-                f.sub
-                    .job
-                    .complete(f.sub.index, Outcome::Ran { bytes: body, pid });
+                f.sub.job.complete(
+                    f.sub.index,
+                    Outcome::Ran {
+                        bytes: body,
+                        start: 12,
+                        pid,
+                    },
+                );
                 self.maybe_quit(i);
             }
             Tag::InitFailed => {
@@ -511,9 +508,13 @@ impl Dispatcher {
         if let Some(note) = &w.note {
             msg.push_str(&format!(": {note}"));
         }
+        // Chunks run in the order sent; those whose results came are gone from `inflight`.
+        // The worker stored the seq of each chunk before beginning it: the chunks up to
+        // that seq were begun, those after it never were.
+        let begun = w.started.last();
         let held: Vec<InFlight> = w.inflight.drain(..).collect();
         for f in held.into_iter().rev() {
-            if !f.started && self.broken.is_none() {
+            if f.seq > begun && self.broken.is_none() {
                 // Never started: not this chunk's fault, send it elsewhere.
                 self.pending.push_front((f.sub, f.attempts));
             } else if self.broken.is_none() && f.attempts < self.cfg.retries {
@@ -591,12 +592,7 @@ impl Dispatcher {
                 w.out.extend_from_slice(&target.to_le_bytes());
                 w.out.extend_from_slice(&sub.payload);
                 w.assigned += 1;
-                w.inflight.push_back(InFlight {
-                    sub,
-                    seq,
-                    attempts,
-                    started: false,
-                });
+                w.inflight.push_back(InFlight { sub, seq, attempts });
                 self.flush(i);
             }
         }

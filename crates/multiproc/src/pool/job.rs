@@ -9,8 +9,12 @@ use crate::error::{Error, ErrorKind};
 
 /// What became of one chunk.
 pub(crate) enum Outcome {
-    /// The worker `pid` ran it: `bytes` are its encoded outcomes (see `worker.rs`).
-    Ran { bytes: Vec<u8>, pid: i32 },
+    /// The worker `pid` ran it: `bytes[start..]` are its encoded outcomes (see `worker.rs`).
+    Ran {
+        bytes: Vec<u8>,
+        start: usize,
+        pid: i32,
+    },
     /// It could not run (its worker died, the pool was terminated...): every task of the
     /// chunk gets this error.
     Failed { kind: ErrorKind, message: String },

@@ -297,7 +297,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_async(f, items)?.get()
+        self.map_async(f, items)?.take_list()
     }
 
     /// [`map`](Pool::map) with an explicit chunksize (tasks sent to a worker at once).
@@ -314,7 +314,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_async_chunksize(f, items, chunksize)?.get()
+        self.map_async_chunksize(f, items, chunksize)?.take_list()
     }
 
     /// Python's `starmap`: `f` takes its arguments as one tuple, which Rust destructures in
@@ -704,7 +704,9 @@ where
 /// Decodes one chunk's outcomes, appending one `Result` per task.
 fn decode_slot<R: DeserializeOwned>(count: usize, outcome: &Outcome, out: &mut Vec<Result<R>>) {
     match outcome {
-        Outcome::Ran { bytes, pid } => worker::decode_outcomes(bytes, count, *pid, out),
+        Outcome::Ran { bytes, start, pid } => {
+            worker::decode_outcomes(&bytes[*start..], count, *pid, out)
+        }
         Outcome::Failed { kind, message } => {
             out.extend((0..count).map(|_| Err(Outcome::error(*kind, message))))
         }
@@ -715,9 +717,9 @@ fn finish_list<R: DeserializeOwned>(slots: &[Slot]) -> Result<Vec<R>> {
     let mut all = Vec::with_capacity(slots.iter().map(|s| s.count).sum());
     for s in slots {
         match s.outcome.as_ref().expect("complete") {
-            Outcome::Ran { bytes, pid } => {
+            Outcome::Ran { bytes, start, pid } => {
                 let before = all.len();
-                worker::decode_values(bytes, s.count, *pid, &mut all)?;
+                worker::decode_values(&bytes[*start..], s.count, *pid, &mut all)?;
                 debug_assert_eq!(all.len() - before, s.count);
             }
             Outcome::Failed { kind, message } => return Err(Outcome::error(*kind, message)),
@@ -811,6 +813,49 @@ impl<T> AsyncResult<T> {
             ));
         }
         Ok((self.finish)(&st.slots).is_ok())
+    }
+}
+
+impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
+    /// [`get`](AsyncResult::get) for a caller that asks once (`map`): decodes each chunk's
+    /// results into the list as soon as they are there, while later chunks still run, and
+    /// frees their bytes. The first failed task's error is returned once every task is done.
+    fn take_list(self) -> Result<Vec<R>> {
+        let mut all = Vec::new();
+        let mut first_err = None;
+        let mut i = 0;
+        loop {
+            let (mut st, _) = self.job.wait_for(None, |st| {
+                st.slots.get(i).map_or(true, |s| s.outcome.is_some())
+            });
+            if i == 0 {
+                all.reserve(st.slots.iter().map(|s| s.count).sum());
+            }
+            let Some(slot) = st.slots.get_mut(i) else {
+                break;
+            };
+            let outcome = slot.outcome.take().expect("complete");
+            slot.taken = true;
+            let count = slot.count;
+            drop(st);
+            if first_err.is_none() {
+                let r = match &outcome {
+                    Outcome::Ran { bytes, start, pid } => {
+                        worker::decode_values(&bytes[*start..], count, *pid, &mut all)
+                    }
+                    Outcome::Failed { kind, message } => Err(Outcome::error(*kind, message)),
+                };
+                if let Err(e) = r {
+                    first_err = Some(e);
+                    all = Vec::new();
+                }
+            }
+            i += 1;
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(all),
+        }
     }
 }
 
@@ -986,7 +1031,7 @@ where
     /// # Errors
     /// As [`Pool::map`].
     pub fn map(&self, items: impl IntoIterator<Item = A>) -> Result<Vec<R>> {
-        self.map_async(items)?.get()
+        self.map_async(items)?.take_list()
     }
 
     /// [`Pool::map_async`] with the pool's closure.
@@ -1019,7 +1064,7 @@ where
             items,
             Some(chunksize),
         )?
-        .get()
+        .take_list()
     }
 
     /// [`Pool::apply`] with the pool's closure.

@@ -8,7 +8,6 @@
 //!                    Quit     (empty): finish and exit
 //! worker -> parent   Ready    (empty): the initializer ran
 //!                    InitFailed  the initializer's panic message
-//!                    Started  seq u64: the worker begins this chunk
 //!                    Results  seq u64 | count u32 | count outcomes, back to back
 //! outcome := 0 | postcard(R)          the task returned
 //!          | 1 | postcard(String)     the task panicked: the message
@@ -17,8 +16,16 @@
 //! A worker handles its tasks in the order they came, so the parent matches a `Results` to
 //! the oldest chunk it sent that worker (and checks `seq`). Everything the parent reads is
 //! checked: a malformed message is that worker's failure, never the parent's.
+//!
+//! Which chunk a worker has begun is not a message: before running a chunk the worker stores
+//! its `seq` in a word of shared memory it shares with the parent alone (its "started" cell,
+//! a one-page [`Segment`]). When the worker dies the parent reads the cell: the chunk with
+//! that `seq` (if its results did not come) was running and fails; the chunks after it never
+//! began and go to other workers. A store costs nothing next to a message (a system call
+//! and, on a busy machine, a wake-up of the parent's dispatcher that preempts a worker).
 
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -30,6 +37,38 @@ use crate::handle;
 use crate::process::channel::{self, FrameReader, Tag};
 use crate::process::panic_message;
 use crate::process::spawn::{FnRef, Runner};
+use crate::shm::{Segment, SegmentKind};
+
+/// The kind of a worker's "started" cell segment.
+const STARTED_KIND: SegmentKind = SegmentKind::Other(32);
+
+/// A worker's "started" cell: the `seq` of the chunk it began last (0: none yet), in shared
+/// memory between the parent and that worker.
+#[derive(Clone, Serialize, Deserialize)]
+pub(crate) struct StartedCell(Segment);
+
+impl StartedCell {
+    pub(crate) fn new() -> Result<StartedCell> {
+        Ok(StartedCell(Segment::create(STARTED_KIND, 8)?))
+    }
+
+    fn cell(&self) -> Option<&AtomicU64> {
+        self.0.get::<AtomicU64>(0)
+    }
+
+    /// The worker: it begins chunk `seq`.
+    pub(crate) fn begin(&self, seq: u64) {
+        if let Some(c) = self.cell() {
+            c.store(seq, Ordering::Release);
+        }
+    }
+
+    /// The parent: the `seq` of the chunk the worker began last (any value a worker wrote:
+    /// only compared with the `seq`s the parent handed out).
+    pub(crate) fn last(&self) -> u64 {
+        self.cell().map_or(0, |c| c.load(Ordering::Acquire))
+    }
+}
 
 pub(crate) const OUT_OK: u8 = 0;
 pub(crate) const OUT_PANIC: u8 = 1;
@@ -107,13 +146,13 @@ impl postcard::ser_flavors::Flavor for VecOut<'_> {
 
     #[inline(always)]
     fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        if data.len() <= 16 {
-            self.0.reserve(data.len());
-            for &b in data {
-                self.0.push(b);
-            }
-        } else {
-            self.0.extend_from_slice(data);
+        // Fixed-size copies for the usual short varints (inlined, unlike a `memcpy` call).
+        match *data {
+            [a] => self.0.push(a),
+            [a, b] => self.0.extend_from_slice(&[a, b]),
+            [a, b, c] => self.0.extend_from_slice(&[a, b, c]),
+            [a, b, c, d] => self.0.extend_from_slice(&[a, b, c, d]),
+            _ => self.0.extend_from_slice(data),
         }
         Ok(())
     }
@@ -231,17 +270,23 @@ impl<'de> Deserialize<'de> for FdArg {
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SpawnArgs {
     pub(crate) sock: FdArg,
+    pub(crate) started: StartedCell,
     pub(crate) init: Option<Init>,
 }
 
 /// The entry point of a spawned worker (run through `Process::spawn_fn`).
 pub(crate) fn spawn_main(args: SpawnArgs) {
-    worker_loop(args.sock.0, args.init, None)
+    worker_loop(args.sock.0, args.started, args.init, None)
 }
 
 /// The worker: run the initializer, say Ready, then run chunks until Quit or the parent is
 /// gone.
-pub(crate) fn worker_loop(sock: OwnedFd, init: Option<Init>, closure: Option<ClosureRunner>) {
+pub(crate) fn worker_loop(
+    sock: OwnedFd,
+    started: StartedCell,
+    init: Option<Init>,
+    closure: Option<ClosureRunner>,
+) {
     if let Some(init) = init {
         if let Err(msg) = init.f.call(&init.args, &mut Vec::new()) {
             let _ = channel::send_frame(sock.as_fd(), Tag::InitFailed, msg.as_bytes(), &[]);
@@ -273,9 +318,7 @@ pub(crate) fn worker_loop(sock: OwnedFd, init: Option<Init>, closure: Option<Clo
         let input = &body[25..];
         // Say which chunk runs now, so that if this worker dies the parent fails this one
         // and sends the ones queued behind it elsewhere.
-        if channel::send_frame(sock.as_fd(), Tag::Started, seq, &[]).is_err() {
-            return;
-        }
+        started.begin(u64::from_le_bytes(seq.try_into().expect("8 bytes")));
         out.clear();
         out.extend_from_slice(seq);
         out.extend_from_slice(&input[..4]);

@@ -544,6 +544,12 @@ fn sigkill_workers_during_map() {
         }
         assert_eq!(ok + failed, 10_000);
         assert!(ok > 0);
+        // Exact accounting: a kill fails only the one chunk (20 tasks) its worker had begun;
+        // the chunk queued behind it goes to another worker.
+        assert!(
+            failed <= kills * 20,
+            "{failed} failed tasks for {kills} kills"
+        );
         eprintln!("sigkill test: {kills} kills, {ok} ok, {failed} failed");
         // The pool still works and is whole.
         assert_eq!(pool.map(sqr, 0..10).unwrap().len(), 10);
@@ -566,5 +572,39 @@ fn drop_terminates() {
             assert!(!pid_alive(p));
         }
         wait_no_zombies();
+    })
+}
+
+fn fail_slow_or_fast((x, ms): (u32, u64)) -> u32 {
+    std::thread::sleep(Duration::from_millis(ms));
+    panic!("item {x}");
+}
+
+// map takes each chunk's results as they come; it still reports the first failure in item
+// order (not in completion order), after every task has finished.
+#[test]
+fn map_error_is_first_in_item_order() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let t = Instant::now();
+        let e = pool
+            .map_chunksize(fail_slow_or_fast, [(0, 300), (1, 0), (2, 0), (3, 0)], 1)
+            .unwrap_err();
+        assert!(e.to_string().contains("item 0"), "{e}");
+        assert!(t.elapsed() >= Duration::from_millis(300));
+    })
+}
+
+// Inputs whose length is not known ahead are gathered first (as Python makes a list).
+#[test]
+fn map_of_unknown_length() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        let evens = (0..1000i64).filter(|x| x % 2 == 0);
+        let expect: Vec<i64> = evens.clone().map(|x| x * x).collect();
+        assert_eq!(pool.map(sqr, evens).unwrap(), expect);
+        let big: Vec<i64> = (0..30_000).collect();
+        let got = pool.map(sqr, big.iter().copied()).unwrap();
+        assert!(got.iter().enumerate().all(|(i, &v)| v == (i * i) as i64));
     })
 }
