@@ -201,7 +201,8 @@ pub(crate) fn encode_items<A: Serialize>(
 
 /// Decodes `count` arguments one after the other, runs `f` on each (a panic is caught and
 /// becomes that task's outcome), appends the outcomes to `out`. One deserializer reads all
-/// the arguments and one serializer writes all the outcomes.
+/// the arguments and one serializer writes all the outcomes; one `catch_unwind` covers the
+/// run of tasks up to a panic (a new one starts after it), not one per task.
 pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     f: &dyn Fn(A) -> R,
     count: u32,
@@ -211,13 +212,17 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     let mut de = postcard::Deserializer::from_bytes(args);
     // Room for small outcomes (a tag and a few bytes each); larger ones grow the buffer.
     out.reserve((count as usize).saturating_mul(4).min(1 << 24));
-    let mut ser = serializer(out);
-    for _ in 0..count {
-        let a =
-            A::deserialize(&mut de).map_err(|e| format!("a task argument does not decode: {e}"))?;
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(a))) {
-            Ok(r) => {
-                let mark = ser.output.0.len();
+    let mut done = 0u32;
+    // Where the outcome of task `done` starts: a panic rolls `out` back to it.
+    let mut mark = out.len();
+    while done < count {
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut ser = serializer(out);
+            while done < count {
+                mark = ser.output.0.len();
+                let a = A::deserialize(&mut de)
+                    .map_err(|e| format!("a task argument does not decode: {e}"))?;
+                let r = f(a);
                 ser.output.0.push(OUT_OK);
                 if let Err(e) = r.serialize(&mut ser) {
                     ser.output.0.truncate(mark);
@@ -225,12 +230,21 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
                     let msg = format!("cannot serialize the task's result: {e}");
                     msg.serialize(&mut ser).map_err(|e| e.to_string())?;
                 }
+                done += 1;
             }
+            Ok::<(), String>(())
+        }));
+        match run {
+            Ok(r) => return r,
             Err(p) => {
-                ser.output.0.push(OUT_PANIC);
+                // Task `done` panicked (in its function, or in its argument's or result's
+                // serde code): its outcome is the panic message.
+                out.truncate(mark);
+                out.push(OUT_PANIC);
                 panic_message(&*p)
-                    .serialize(&mut ser)
+                    .serialize(&mut serializer(out))
                     .map_err(|e| e.to_string())?;
+                done += 1;
             }
         }
     }
@@ -508,6 +522,19 @@ mod tests {
         let e = decode_values(&out, items.len(), 7, &mut vals).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ChildPanicked);
         assert_eq!(vals, vec![0]);
+        // Panics back to back, first and last.
+        let out = run(&[1, 4, 0, 7]);
+        let mut all: Vec<Result<u32>> = Vec::new();
+        decode_outcomes(&out, 4, 7, &mut all);
+        let shown: Vec<String> = all
+            .iter()
+            .map(|r| match r {
+                Ok(v) => v.to_string(),
+                Err(e) => e.message().rsplit(' ').next().unwrap_or("").to_string(),
+            })
+            .collect();
+        assert_eq!(shown, ["1", "4", "0", "7"]);
+        assert!(all[0].is_err() && all[1].is_err() && all[2].is_ok() && all[3].is_err());
         let ok = run(&[0, 2, 300, 70_001]);
         let mut vals: Vec<u32> = Vec::new();
         decode_values(&ok, 4, 7, &mut vals).unwrap();
