@@ -15,7 +15,6 @@
 //! Fork children need none of this: they inherit the mappings and fds.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
 use crate::error::Result;
@@ -28,7 +27,9 @@ message that carries file descriptors (Spawn arguments and results, Connection::
 struct Export {
     fds: Vec<OwnedFd>,
     /// Key (e.g. a segment id) -> index, so a segment referenced many times travels once.
-    by_key: HashMap<u64, u32>,
+    /// (A short list: a message names few segments; and no `HashMap`, whose random keys
+    /// cost a syscall and page faults in every freshly forked child.)
+    by_key: Vec<(u64, u32)>,
 }
 
 struct Import {
@@ -62,7 +63,7 @@ pub(crate) fn export_fd(fd: BorrowedFd<'_>, key: Option<u64>) -> std::result::Re
         let mut e = e.borrow_mut();
         let table = e.as_mut().ok_or_else(|| NO_FD_CONTEXT.to_string())?;
         if let Some(k) = key {
-            if let Some(&i) = table.by_key.get(&k) {
+            if let Some(&(_, i)) = table.by_key.iter().find(|(key, _)| *key == k) {
                 return Ok(i);
             }
         }
@@ -72,7 +73,7 @@ pub(crate) fn export_fd(fd: BorrowedFd<'_>, key: Option<u64>) -> std::result::Re
         let i = table.fds.len() as u32;
         table.fds.push(dup);
         if let Some(k) = key {
-            table.by_key.insert(k, i);
+            table.by_key.push((k, i));
         }
         Ok(i)
     })

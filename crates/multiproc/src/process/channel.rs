@@ -117,6 +117,15 @@ pub(crate) struct Frame {
 }
 
 impl FrameReader {
+    /// A reader whose buffer already holds room for a small frame (allocated now rather than
+    /// right after a fork, where each fresh page written costs a copy-on-write fault).
+    pub(crate) fn with_capacity(bytes: usize) -> FrameReader {
+        FrameReader {
+            buf: Vec::with_capacity(bytes),
+            ..FrameReader::default()
+        }
+    }
+
     /// Reads what is available (`nonblocking`) or at least one chunk (blocking). Returns
     /// false when nothing more will come (end of file, or a socket error).
     pub(crate) fn pump(&mut self, sock: impl AsFd, nonblocking: bool) -> bool {

@@ -168,6 +168,7 @@ pub(crate) struct Started {
     pid: i32,
     pidfd: OwnedFd,
     sock: OwnedFd,
+    reader: FrameReader,
 }
 
 fn on_main_thread() -> bool {
@@ -214,7 +215,7 @@ fn launcher<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + 'static)
 /// Forks; the child runs `body` with its end of the result socket and never returns.
 fn fork_child(daemon: bool, body: impl FnOnce(OwnedFd) -> i32) -> Result<Started> {
     let (parent_sock, child_sock) = socket::stream_pair().context("cannot create socketpair")?;
-    let parent_pid = proc::getpid();
+    let parent_pid = if daemon { proc::getpid() } else { 0 };
     // Locks taken across the fork, released on both sides afterwards, so the child never
     // inherits one held by another thread: stdout/stderr (flushed first, so nothing buffered
     // is printed twice), the shared-memory registries, the children registry.
@@ -230,6 +231,7 @@ fn fork_child(daemon: bool, body: impl FnOnce(OwnedFd) -> i32) -> Result<Started
     // thread-locals now.
     children.reserve(1);
     handle::warm_up();
+    let reader = FrameReader::with_capacity(4096);
     // SAFETY: the locks this library or std's stdio could leave held in the child are held by
     // this thread across the fork (above) and released below on both sides; the child then
     // runs only the target and exits with `_exit`.
@@ -273,6 +275,7 @@ fn fork_child(daemon: bool, body: impl FnOnce(OwnedFd) -> i32) -> Result<Started
                 pid,
                 pidfd,
                 sock: parent_sock,
+                reader,
             })
         }
     }
@@ -412,7 +415,10 @@ impl<R> Process<R> {
             method,
             pidfd: s.pidfd,
             sock: s.sock,
-            state: RefCell::new(State::default()),
+            state: RefCell::new(State {
+                reader: s.reader,
+                ..State::default()
+            }),
             _r: PhantomData,
         }
     }
@@ -507,18 +513,18 @@ impl<R> Process<R> {
     /// Waits until the child has ended or `deadline` passes, reading its result meanwhile.
     /// True when it has ended (and been reaped).
     fn wait_until(&self, deadline: Deadline) -> Result<bool> {
+        if self.state.borrow().status.is_some() {
+            return Ok(true);
+        }
         // The first slice watches only the pidfd: a child that finishes quickly has sent its
         // whole result before it exits, so waking for the data and again for the exit would
         // cost a context switch for nothing. A child whose result is larger than the socket
         // buffer blocks until we read, so after the slice the socket is watched too.
         let mut first = true;
         loop {
-            if self.poll_exit().is_some() {
-                return Ok(true);
-            }
-            let timeout = match deadline.remaining() {
-                Ok(t) => t,
-                Err(()) => return Ok(false),
+            let (timeout, expired) = match deadline.remaining() {
+                Ok(t) => (t, false),
+                Err(()) => (Some(Duration::ZERO), true),
             };
             let ready = {
                 let st = self.state.borrow();
@@ -536,6 +542,12 @@ impl<R> Process<R> {
             first = false;
             if ready.len() > 1 && ready[1].readable {
                 self.state.borrow_mut().reader.pump(&self.sock, true);
+            }
+            if (ready[0].readable || expired) && self.poll_exit().is_some() {
+                return Ok(true);
+            }
+            if expired {
+                return Ok(false);
             }
         }
     }

@@ -71,7 +71,13 @@ pub(crate) fn clear_in_child(g: &mut MutexGuard<'static, Vec<Entry>>) {
 /// Terminates daemon children, then waits for every child. Runs at exit (also at the end of
 /// a child process, for its own children).
 pub(crate) fn finish_children() {
-    let entries: Vec<Entry> = std::mem::take(&mut *lock());
+    let entries: Vec<Entry> = {
+        let mut g = lock();
+        if g.is_empty() {
+            return; // (the common case in a child: free nothing, touch nothing)
+        }
+        std::mem::take(&mut *g)
+    };
     for e in entries.iter().filter(|e| e.daemon) {
         let _ = proc::kill(e.pid, libc::SIGTERM);
     }

@@ -254,6 +254,7 @@ pub(crate) fn exec_child(
         pid,
         pidfd,
         sock: parent_sock,
+        reader: FrameReader::default(),
     })
 }
 
