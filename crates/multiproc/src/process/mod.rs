@@ -526,24 +526,25 @@ impl<R> Process<R> {
                 Ok(t) => (t, false),
                 Err(()) => (Some(Duration::ZERO), true),
             };
-            let ready = {
+            let (exited, data) = {
                 let st = self.state.borrow();
-                let mut fds = vec![self.pidfd.as_fd()];
-                let slice = if first {
-                    Some(timeout.map_or(FIRST_SLICE, |t| t.min(FIRST_SLICE)))
+                let (sock, slice) = if first {
+                    (
+                        None,
+                        Some(timeout.map_or(FIRST_SLICE, |t| t.min(FIRST_SLICE))),
+                    )
+                } else if !st.taken && !st.reader.complete() {
+                    (Some(self.sock.as_fd()), timeout)
                 } else {
-                    if !st.taken && !st.reader.complete() {
-                        fds.push(self.sock.as_fd());
-                    }
-                    timeout
+                    (None, timeout)
                 };
-                socket::poll_readable(&fds, slice).context("poll failed")?
+                socket::poll_readable2(self.pidfd.as_fd(), sock, slice).context("poll failed")?
             };
             first = false;
-            if ready.len() > 1 && ready[1].readable {
+            if data.readable {
                 self.state.borrow_mut().reader.pump(&self.sock, true);
             }
-            if (ready[0].readable || expired) && self.poll_exit().is_some() {
+            if (exited.readable || expired) && self.poll_exit().is_some() {
                 return Ok(true);
             }
             if expired {

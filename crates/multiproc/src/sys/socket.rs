@@ -162,36 +162,64 @@ pub(crate) fn poll_rw(
                 PollFd::from_borrowed_fd(*fd, ev)
             })
             .collect();
-        let ts = match deadline.remaining() {
-            Ok(None) => None,
-            Ok(Some(d)) => Some(rustix::time::Timespec {
-                tv_sec: d.as_secs() as i64,
-                tv_nsec: d.subsec_nanos() as _,
-            }),
-            Err(()) => Some(rustix::time::Timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            }),
-        };
-        match rustix::event::poll(&mut pfds, ts.as_ref()) {
+        match rustix::event::poll(&mut pfds, timespec_until(&deadline).as_ref()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => return Ok(pfds.iter().map(ready_of).collect()),
+        }
+    }
+}
+
+/// [`poll_readable`] for one or two fds, without allocating (for `Process::join`, which runs
+/// right after a fork, where every heap page written costs a copy-on-write fault).
+pub(crate) fn poll_readable2(
+    a: BorrowedFd<'_>,
+    b: Option<BorrowedFd<'_>>,
+    timeout: Option<Duration>,
+) -> io::Result<(Ready, Ready)> {
+    let deadline = super::Deadline::after(timeout);
+    loop {
+        let mut pfds = [
+            PollFd::from_borrowed_fd(a, PollFlags::IN),
+            PollFd::from_borrowed_fd(b.unwrap_or(a), PollFlags::IN),
+        ];
+        let n = if b.is_some() { 2 } else { 1 };
+        match rustix::event::poll(&mut pfds[..n], timespec_until(&deadline).as_ref()) {
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
             Ok(_) => {
-                return Ok(pfds
-                    .iter()
-                    .map(|p| {
-                        let r = p.revents();
-                        Ready {
-                            readable: r.intersects(
-                                PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL,
-                            ),
-                            hangup: r.contains(PollFlags::HUP),
-                            writable: r.intersects(PollFlags::OUT | PollFlags::ERR),
-                        }
-                    })
-                    .collect())
+                let second = if b.is_some() {
+                    ready_of(&pfds[1])
+                } else {
+                    Ready::default()
+                };
+                return Ok((ready_of(&pfds[0]), second));
             }
         }
+    }
+}
+
+/// The time left until `deadline` as a poll timeout (`None`: forever; zero once past).
+fn timespec_until(deadline: &super::Deadline) -> Option<rustix::time::Timespec> {
+    match deadline.remaining() {
+        Ok(None) => None,
+        Ok(Some(d)) => Some(rustix::time::Timespec {
+            tv_sec: d.as_secs() as i64,
+            tv_nsec: d.subsec_nanos() as _,
+        }),
+        Err(()) => Some(rustix::time::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        }),
+    }
+}
+
+fn ready_of(p: &PollFd<'_>) -> Ready {
+    let r = p.revents();
+    Ready {
+        readable: r.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR | PollFlags::NVAL),
+        hangup: r.contains(PollFlags::HUP),
+        writable: r.intersects(PollFlags::OUT | PollFlags::ERR),
     }
 }
 
