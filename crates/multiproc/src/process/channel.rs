@@ -40,8 +40,6 @@ pub(crate) enum Tag {
     Ready = 8,
     /// Pool: worker to parent, the initializer panicked; the bytes are the message.
     InitFailed = 9,
-    /// Pool: worker to parent, it begins the chunk whose sequence number is the body.
-    Started = 10,
 }
 
 impl Tag {
@@ -56,7 +54,6 @@ impl Tag {
             7 => Tag::Quit,
             8 => Tag::Ready,
             9 => Tag::InitFailed,
-            10 => Tag::Started,
             _ => return None,
         })
     }
