@@ -54,9 +54,13 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
 
 /// Locks taken across `fork` so that the child never inherits them held by another thread.
 pub(crate) fn fork_guards() -> ForkGuards {
+    // Same order as `Shared::new` (arena, then the registry inside `Segment::create`):
+    // the other order deadlocks a fork against a thread creating a new arena.
+    let arena = arena::lock_current();
+    let registry = segment::lock_registry();
     ForkGuards {
-        _registry: segment::lock_registry(),
-        _arena: arena::lock_current(),
+        _registry: registry,
+        _arena: arena,
     }
 }
 
