@@ -118,7 +118,7 @@ impl<T, C: Codec> fmt::Debug for Queue<T, C> {
         let st = self.shared.snapshot();
         f.debug_struct("Queue")
             .field("id", &format_args!("{:016x}", self.shared.id()))
-            .field("len", &st.ring.count)
+            .field("len", &st.count)
             .field("maxsize", &self.shared.maxsize())
             .field("closed", &st.closed)
             .finish()
@@ -245,7 +245,7 @@ impl<T, C: Codec> Queue<T, C> {
     /// Items queued now. A snapshot: it may be stale at once (Python's `qsize()`).
     #[doc(alias = "qsize")]
     pub fn len(&self) -> usize {
-        self.shared.snapshot().ring.count as usize
+        self.shared.snapshot().count as usize
     }
 
     /// True when nothing is queued now (a snapshot, Python's `empty()`).
@@ -260,7 +260,7 @@ impl<T, C: Codec> Queue<T, C> {
     pub fn is_full(&self) -> bool {
         self.shared
             .maxsize()
-            .is_some_and(|m| self.shared.snapshot().ring.count >= m)
+            .is_some_and(|m| self.shared.snapshot().count >= m)
     }
 
     /// The item bound given at creation, if any.

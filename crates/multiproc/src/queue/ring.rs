@@ -1,30 +1,33 @@
-//! Ring arithmetic: where the next frame goes and where the oldest one is, as pure functions
-//! over a small state value. No memory is touched here; `shared.rs` applies the results to the
-//! shared segment. Everything is unit- and property-tested below.
+//! Ring arithmetic: where the next frame goes, how the oldest one is read, and which pages
+//! may be given back, as pure functions over positions. No memory is touched here;
+//! `shared.rs` applies the results to the shared segment. Everything is unit- and
+//! property-tested below.
 //!
 //! # The ring
 //!
 //! A byte area of `cap` bytes holds *frames*, each `FRAME_HEADER` bytes (the payload length
-//! and a check word) followed by the payload, padded to 8 bytes. Frames never wrap: the ring
-//! is a bip-buffer. Its state is either
+//! and a check word) followed by the payload, padded to 8 bytes. Positions are *virtual*:
+//! monotonic `u64` byte counts, at physical offset `pos % cap`. Three of them describe the
+//! ring:
 //!
 //! ```text
-//! linear (end == 0):  [ free | head ..data.. tail | free ]         0 <= head <= tail <= cap
-//! split  (end != 0):  [ ..data.. tail | free | head ..data.. end | unused ]
-//!                                                                  tail <= head < end <= cap
+//! reclaimed <= head <= tail <= reclaimed + cap
+//!   [head, tail)            committed frames (written by producers, not yet taken)
+//!   [reclaimed, head)       taken, but not yet given back to producers (pages being discarded)
+//!   [tail, reclaimed + cap) free: a producer may write there
 //! ```
 //!
-//! In the split state the older frames are in `[head, end)` and the newer in `[0, tail)`.
-//! An empty ring is always `head == tail == 0` (reset on the get that empties it), so a
-//! consumer that keeps up keeps the producer writing into the same warm first pages.
+//! Producers own `tail` (under the producer lock), consumers own `head` and `reclaimed`
+//! (under the consumer lock), so a producer and a consumer never wait for each other.
 //!
-//! A put in the linear state appends at `tail` when the frame fits before `cap`, and otherwise
-//! starts the split at offset 0 when it fits before `head`. Once `tail` has passed `warm` it
-//! prefers the wrap (when the frame fits before `head`), so a backlog that stays small keeps
-//! the ring inside its first `warm` bytes; pages past `warm` are touched only by a real
-//! backlog, and given back to the kernel as the consumer passes them (see [`Discard`]).
+//! Frames never wrap: a frame that does not fit before the end of the lap is preceded by a
+//! *skip* header ([`SKIP`]) that sends the reader to the next lap's start. Once `tail` has
+//! passed `wrap_at` a put prefers wrapping (when the frame fits before `reclaimed`), so a
+//! consumer that keeps up keeps the ring in its first, cache-warm bytes; pages past `warm`
+//! are touched only by a real backlog, and given back to the kernel as the consumer passes
+//! them ([`reclaim`]).
 //!
-//! All offsets are multiples of 8, so a frame header (8 bytes, read as one `AtomicU64`) is
+//! All positions are multiples of 8, so a frame header (8 bytes, read as one `AtomicU64`) is
 //! always aligned and never wraps.
 
 /// Bytes of a frame header: `u32` payload length, `u32` check word.
@@ -35,11 +38,19 @@ pub(crate) const FRAME_HEADER: u64 = 8;
 /// given back as soon as a backlog drains past them.
 pub(crate) const WARM_MAX: u64 = 16 << 20;
 
+/// Past this physical offset (or `warm`, if smaller) a put prefers wrapping to the start
+/// when the frame fits there: a small backlog stays in cache-warm bytes.
+pub(crate) const WRAP_MAX: u64 = 256 * 1024;
+
 /// Pages past `warm` are given back in chunks of this many bytes.
 pub(crate) const DISCARD_CHUNK: u64 = 256 * 1024;
 
 /// The largest payload one frame can carry (its length is a `u32`).
 pub(crate) const MAX_PAYLOAD: u64 = u32::MAX as u64 - 7;
+
+/// The header of a skip frame: the rest of the lap is padding, the next frame is at the
+/// start of the next lap. Not a valid length header (see the tests).
+pub(crate) const SKIP: u64 = u64::from_le_bytes(*b"MPQskip!");
 
 /// Frame bytes for a payload of `len` bytes: header plus payload rounded up to 8.
 pub(crate) const fn frame_len(len: u64) -> u64 {
@@ -71,12 +82,15 @@ pub(crate) const fn decode_header(word: u64) -> Option<u32> {
 pub(crate) struct Geometry {
     /// Byte size of the ring, a multiple of 8.
     pub(crate) cap: u64,
-    /// Past this offset a put prefers wrapping to offset 0; pages past it are discarded
-    /// once consumed.
+    /// Pages past this offset are discarded once consumed.
     pub(crate) warm: u64,
     /// Discard granularity (a local constant, [`DISCARD_CHUNK`]; smaller in tests).
     pub(crate) chunk: u64,
 }
+
+/// The positions are impossible: shared memory was corrupted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Corrupt(pub(crate) &'static str);
 
 impl Geometry {
     /// A geometry for `cap` bytes (rounded down to 8), with the warm area the smaller of
@@ -97,195 +111,188 @@ impl Geometry {
             && self.warm % 8 == 0
             && self.warm <= self.cap
             && self.chunk > 0
+            && self.chunk % 8 == 0
     }
 
     /// The largest payload a single message may have in this ring.
     pub(crate) fn max_payload(&self) -> u64 {
         (self.cap - FRAME_HEADER).min(MAX_PAYLOAD)
     }
+
+    /// Past this physical offset a put prefers wrapping to the lap start.
+    pub(crate) fn wrap_at(&self) -> u64 {
+        self.warm.min(WRAP_MAX)
+    }
+
+    /// The first physical offset whose pages are ever given back (a chunk boundary).
+    fn punch_from(&self) -> u64 {
+        self.warm.next_multiple_of(self.chunk)
+    }
+
+    /// Physical offset of a virtual position.
+    pub(crate) fn phys(&self, pos: u64) -> u64 {
+        pos % self.cap
+    }
+
+    /// Checks `reclaimed <= head <= tail <= reclaimed + cap`, all aligned.
+    pub(crate) fn validate(&self, reclaimed: u64, head: u64, tail: u64) -> Result<(), Corrupt> {
+        if (reclaimed | head | tail) % 8 != 0 {
+            return Err(Corrupt("ring positions not aligned"));
+        }
+        let ok = reclaimed <= head
+            && head <= tail
+            && reclaimed.checked_add(self.cap).is_some_and(|l| tail <= l);
+        if ok {
+            Ok(())
+        } else {
+            Err(Corrupt("ring positions out of order"))
+        }
+    }
 }
 
-/// The positions that define what the ring holds. Only a committed copy counts (see
-/// `shared.rs`); a writer works on a local copy and commits it whole.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Ring {
-    pub(crate) head: u64,
+/// Where a put writes a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Placement {
+    /// A skip header goes here first (the frame starts the next lap).
+    pub(crate) skip: Option<u64>,
+    /// The frame's position.
+    pub(crate) at: u64,
+    /// The tail once the frame is written.
     pub(crate) tail: u64,
-    /// 0 in the linear state; the end of the older part in the split state.
-    pub(crate) end: u64,
-    /// Number of frames held.
-    pub(crate) count: u64,
 }
 
-/// A range of the ring whose pages may be given back to the kernel (nothing lives there).
+/// Where a frame of `flen` bytes goes, given the producer's `tail` and the consumers'
+/// `reclaimed` (validated: `reclaimed <= tail <= reclaimed + cap`); `None` when it does not
+/// fit now.
+pub(crate) fn place(g: &Geometry, tail: u64, reclaimed: u64, flen: u64) -> Option<Placement> {
+    debug_assert!(flen % 8 == 0 && flen >= FRAME_HEADER);
+    let limit = reclaimed.checked_add(g.cap)?;
+    let phys = g.phys(tail);
+    let lap_end = tail - phys + g.cap;
+    let fits_after = tail.checked_add(flen)? <= lap_end.min(limit);
+    // Wrapping needs phys != 0, which `lap_end + flen <= limit` implies (flen > 0).
+    let fits_wrapped = lap_end.checked_add(flen)? <= limit;
+    let prefer_wrap = phys >= g.wrap_at() && fits_wrapped;
+    if fits_after && !prefer_wrap {
+        Some(Placement {
+            skip: None,
+            at: tail,
+            tail: tail + flen,
+        })
+    } else if fits_wrapped {
+        Some(Placement {
+            skip: Some(tail),
+            at: lap_end,
+            tail: lap_end + flen,
+        })
+    } else {
+        None
+    }
+}
+
+/// When the ring is empty (`reclaimed == head == tail`) and a frame of `flen <= cap` bytes
+/// fits neither before the lap's end nor before `tail` in the next lap: a skip at `tail`
+/// moves everything to the next lap start, where it fits. Returns that position.
+pub(crate) fn realign(g: &Geometry, tail: u64) -> Option<u64> {
+    let phys = g.phys(tail);
+    (phys != 0).then(|| tail - phys + g.cap)
+}
+
+/// The oldest frame, as read at `head`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Front {
+    /// A skip frame: the next frame is at `next`.
+    Skip { next: u64 },
+    /// A frame with a payload of `len` bytes at physical offset `payload`; the next frame
+    /// is at `next`.
+    Frame { payload: u64, len: u64, next: u64 },
+}
+
+/// Interprets the header `word` found at `head` (`head < tail`, validated).
+pub(crate) fn front(g: &Geometry, head: u64, tail: u64, word: u64) -> Result<Front, Corrupt> {
+    let phys = g.phys(head);
+    if word == SKIP {
+        let next = head - phys + g.cap;
+        return if phys != 0 && next <= tail {
+            Ok(Front::Skip { next })
+        } else {
+            Err(Corrupt("skip frame runs past the data"))
+        };
+    }
+    let len = decode_header(word).ok_or(Corrupt("frame header is damaged"))? as u64;
+    let flen = frame_len(len);
+    if phys + flen <= g.cap && head + flen <= tail {
+        Ok(Front::Frame {
+            payload: phys + FRAME_HEADER,
+            len,
+            next: head + flen,
+        })
+    } else {
+        Err(Corrupt("frame runs past the data"))
+    }
+}
+
+/// A physical range of the ring whose pages may be given back (nothing lives there and no
+/// producer may write there until `reclaimed` passes it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Discard {
     pub(crate) start: u64,
     pub(crate) end: u64,
 }
 
-/// The ring's positions are impossible: shared memory was corrupted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Corrupt(pub(crate) &'static str);
-
-impl Ring {
-    /// An empty ring.
-    pub(crate) const EMPTY: Ring = Ring {
-        head: 0,
-        tail: 0,
-        end: 0,
-        count: 0,
+/// After a get moved `head` to `head` (`reclaimed <= head`): the new `reclaimed`, and the
+/// physical ranges to discard before publishing it (they lie in `[reclaimed, new)`).
+///
+/// Past `warm`, `reclaimed` stays at the start of `head`'s discard chunk, so a chunk is
+/// given back whole once the consumer has passed it (a chunk's bytes below `head` may not be
+/// discarded once producers may write there). When the get emptied the ring (`emptied`),
+/// nothing is held back: no later get may come to release it, and a producer may need the
+/// whole ring for one large message.
+pub(crate) fn reclaim(
+    g: &Geometry,
+    reclaimed: u64,
+    head: u64,
+    emptied: bool,
+) -> (u64, [Option<Discard>; 2]) {
+    let phys = g.phys(head);
+    let held = if emptied || phys < g.punch_from() {
+        head
+    } else {
+        head - (phys % g.chunk)
     };
-
-    /// Checks the invariants (the state came from shared memory).
-    pub(crate) fn validate(&self, g: &Geometry) -> Result<(), Corrupt> {
-        let aligned = self.head % 8 == 0 && self.tail % 8 == 0 && self.end % 8 == 0;
-        if !aligned {
-            return Err(Corrupt("ring offsets not aligned"));
-        }
-        if self.end == 0 {
-            if !(self.head <= self.tail && self.tail <= g.cap) {
-                return Err(Corrupt("ring offsets out of order"));
-            }
-            let empty = self.head == self.tail;
-            if empty != (self.count == 0) || (empty && self.head != 0) {
-                return Err(Corrupt("ring count does not match its offsets"));
-            }
-            if self.count > (self.tail - self.head) / FRAME_HEADER {
-                return Err(Corrupt("ring count too large"));
-            }
-        } else {
-            if !(self.tail <= self.head && self.head < self.end && self.end <= g.cap) {
-                return Err(Corrupt("split ring offsets out of order"));
-            }
-            if self.tail == 0 || self.count < 2 || self.count > self.used() / FRAME_HEADER {
-                return Err(Corrupt("split ring count does not match its offsets"));
-            }
-        }
-        Ok(())
-    }
-
-    /// True when no frame is held.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Bytes occupied by frames.
-    pub(crate) fn used(&self) -> u64 {
-        if self.end == 0 {
-            self.tail - self.head
-        } else {
-            (self.end - self.head) + self.tail
-        }
-    }
-
-    /// Where a frame of `flen` bytes (from [`frame_len`]) goes, and the state once it is
-    /// written; `None` when it does not fit now. Assumes a valid state.
-    pub(crate) fn place(&self, g: &Geometry, flen: u64) -> Option<(u64, Ring)> {
-        debug_assert!(flen % 8 == 0 && flen >= FRAME_HEADER);
-        let mut next = *self;
-        next.count += 1;
-        if self.end == 0 {
-            let fits_after = self.tail.checked_add(flen).is_some_and(|e| e <= g.cap);
-            let fits_before = flen <= self.head;
-            let prefer_wrap = self.tail >= g.warm && fits_before;
-            if fits_after && !prefer_wrap {
-                next.tail = self.tail + flen;
-                Some((self.tail, next))
-            } else if fits_before {
-                next.end = self.tail;
-                next.tail = flen;
-                Some((0, next))
-            } else {
-                None
-            }
-        } else if self.tail.checked_add(flen).is_some_and(|e| e <= self.head) {
-            next.tail = self.tail + flen;
-            Some((self.tail, next))
-        } else {
-            None
-        }
-    }
-
-    /// Where the oldest frame starts and the end of the contiguous data it lies in (its
-    /// frame must end at or before that); `None` when empty.
-    pub(crate) fn front(&self) -> Option<(u64, u64)> {
-        if self.count == 0 {
-            None
-        } else if self.end == 0 {
-            Some((self.head, self.tail))
-        } else {
-            Some((self.head, self.end))
-        }
-    }
-
-    /// The state once the oldest frame, `flen` bytes long, is removed, and pages that may be
-    /// given back. Fails when the frame overruns the data it lies in.
-    pub(crate) fn pop(&self, g: &Geometry, flen: u64) -> Result<(Ring, Option<Discard>), Corrupt> {
-        let (at, limit) = self.front().ok_or(Corrupt("pop from an empty ring"))?;
-        let new_head = at
-            .checked_add(flen)
-            .filter(|&e| e <= limit && flen >= FRAME_HEADER && flen % 8 == 0)
-            .ok_or(Corrupt("frame length runs past the data"))?;
-        let mut next = *self;
-        next.count -= 1;
-        // The range consumed by this pop, in which no data lives any more.
-        let consumed_end;
-        let live_below = if self.end == 0 { 0 } else { self.tail };
-        if self.end == 0 {
-            if new_head == self.tail {
-                if next.count != 0 {
-                    return Err(Corrupt("ring count does not match its frames"));
-                }
-                next = Ring::EMPTY;
-            } else {
-                next.head = new_head;
-            }
-            consumed_end = new_head;
-        } else if new_head == self.end {
-            // The older part is used up: back to linear over [0, tail).
-            next.head = 0;
-            next.end = 0;
-            // Everything up to the old end is free, including padding past the last frame.
-            consumed_end = self.end;
-        } else {
-            next.head = new_head;
-            consumed_end = new_head;
-        }
-        if next.count == 0 && next != Ring::EMPTY {
-            return Err(Corrupt("ring count does not match its frames"));
-        }
-        let open_end = next.end == 0 && (next.count == 0 || self.end != 0);
-        Ok((
-            next,
-            discard_range(g, at, consumed_end, live_below, open_end),
-        ))
-    }
+    let new = held.max(reclaimed);
+    (new, discard_ranges(g, reclaimed, new))
 }
 
-/// Whole discard chunks past `warm` that hold no data once a pop consumed `[at, end)`.
-///
-/// Bytes below `at` in its chunk are free when no data lies below `at` from `live_below` on
-/// (split state: `[0, tail)` is live, so `live_below = tail`; linear: 0). When `open_end`,
-/// nothing lives past `end` either (the ring emptied, or the older part of a split ended
-/// there), so its partial chunk goes too.
-fn discard_range(
-    g: &Geometry,
-    at: u64,
-    end: u64,
-    live_below: u64,
-    open_end: bool,
-) -> Option<Discard> {
-    let c = g.chunk;
-    let lo = (at / c * c).max(g.warm).max(live_below).next_multiple_of(c);
-    let hi = if open_end {
-        end.next_multiple_of(c).min(g.cap / c * c)
+/// Whole discard chunks past `warm` inside the virtual range `[from, to)`, as physical
+/// ranges (two when the range crosses a lap start).
+pub(crate) fn discard_ranges(g: &Geometry, from: u64, to: u64) -> [Option<Discard>; 2] {
+    let mut out = [None, None];
+    if to <= from {
+        return out;
+    }
+    if to - from >= g.cap {
+        // Everything was consumed at least once: the whole discardable area.
+        out[0] = chunk_range(g, 0, g.cap);
+        return out;
+    }
+    let a = g.phys(from);
+    let b = a + (to - from);
+    if b <= g.cap {
+        out[0] = chunk_range(g, a, b);
     } else {
-        end / c * c
-    };
-    // Only when the pop reached a chunk boundary, so small pops make no system call.
-    let crossed = at / c != end / c || open_end || end % c == 0;
-    (crossed && hi > lo).then_some(Discard { start: lo, end: hi })
+        out[0] = chunk_range(g, a, g.cap);
+        out[1] = chunk_range(g, 0, b - g.cap);
+    }
+    out
+}
+
+/// Whole chunks past `warm` inside the physical range `[a, b)`; the lap's last chunk may be
+/// short (it ends at `cap`).
+fn chunk_range(g: &Geometry, a: u64, b: u64) -> Option<Discard> {
+    let lo = a.max(g.punch_from()).next_multiple_of(g.chunk);
+    let hi = if b >= g.cap { g.cap } else { b / g.chunk * g.chunk };
+    (hi > lo).then_some(Discard { start: lo, end: hi })
 }
 
 #[cfg(test)]
@@ -301,267 +308,252 @@ mod tests {
         }
         assert_eq!(decode_header(0), None);
         assert_eq!(decode_header(u64::MAX), None);
+        assert_eq!(decode_header(SKIP), None, "a skip is not a length header");
         assert_eq!(frame_len(0), 8);
         assert_eq!(frame_len(1), 16);
         assert_eq!(frame_len(8), 16);
         assert_eq!(frame_len(9), 24);
     }
 
-    #[test]
-    fn wraps_and_returns_to_linear() {
-        let g = Geometry {
+    fn small() -> Geometry {
+        Geometry {
             cap: 64,
             warm: 64,
             chunk: 16,
-        };
-        let r = Ring::EMPTY;
-        let (a, r) = r.place(&g, 24).unwrap();
-        let (b, r) = r.place(&g, 24).unwrap();
-        assert_eq!((a, b), (0, 24));
-        assert!(
-            r.place(&g, 24).is_none(),
-            "16 bytes left at the end, 0 at the front"
-        );
-        let (r, _) = r.pop(&g, 24).unwrap();
-        let (c, r) = r.place(&g, 24).unwrap();
-        assert_eq!(c, 0, "wrapped to the front");
-        assert_eq!(r.end, 48);
-        r.validate(&g).unwrap();
-        let (r, _) = r.pop(&g, 24).unwrap();
-        assert_eq!(
-            r,
-            Ring {
-                head: 0,
-                tail: 24,
-                end: 0,
-                count: 1
-            }
-        );
-        let (r, _) = r.pop(&g, 24).unwrap();
-        assert_eq!(r, Ring::EMPTY);
+        }
     }
 
     #[test]
-    fn prefers_wrap_past_warm() {
+    fn wraps_with_a_skip() {
+        let g = small();
+        let a = place(&g, 0, 0, 24).unwrap();
+        assert_eq!(a, Placement { skip: None, at: 0, tail: 24 });
+        let b = place(&g, 24, 0, 24).unwrap();
+        assert_eq!(b.at, 24);
+        assert!(place(&g, 48, 0, 24).is_none(), "16 bytes left at the end, 0 at the front");
+        // The first frame was taken: the third goes to the next lap after a skip.
+        let c = place(&g, 48, 24, 24).unwrap();
+        assert_eq!(c, Placement { skip: Some(48), at: 64, tail: 88 });
+        assert_eq!(front(&g, 48, 88, SKIP), Ok(Front::Skip { next: 64 }));
+        assert_eq!(
+            front(&g, 64, 88, encode_header(16)),
+            Ok(Front::Frame { payload: 8, len: 16, next: 88 })
+        );
+    }
+
+    #[test]
+    fn prefers_wrap_past_wrap_at() {
         let g = Geometry {
             cap: 1024,
             warm: 64,
             chunk: 16,
         };
-        let mut r = Ring::EMPTY;
-        for _ in 0..3 {
-            r = r.place(&g, 32).unwrap().1;
-        }
-        r = r.pop(&g, 32).unwrap().0;
-        r = r.pop(&g, 32).unwrap().0;
-        // tail 96 >= warm 64 and 32 fits before head 64: wrap.
-        let (at, r) = r.place(&g, 32).unwrap();
-        assert_eq!(at, 0);
-        assert_eq!(r.end, 96);
+        // tail 96 >= wrap_at 64 and 32 fits before reclaimed 64: wrap.
+        let p = place(&g, 96, 64, 32).unwrap();
+        assert_eq!(p, Placement { skip: Some(96), at: 1024, tail: 1056 });
+        // Does not fit before reclaimed 16: append.
+        assert_eq!(place(&g, 96, 16, 32).unwrap().at, 96);
     }
 
     #[test]
-    fn corrupt_states_are_rejected() {
-        let g = Geometry {
-            cap: 64,
-            warm: 64,
-            chunk: 16,
-        };
-        let bad = [
-            Ring {
-                head: 8,
-                tail: 0,
-                end: 0,
-                count: 1,
-            },
-            Ring {
-                head: 0,
-                tail: 72,
-                end: 0,
-                count: 1,
-            },
-            Ring {
-                head: 3,
-                tail: 16,
-                end: 0,
-                count: 1,
-            },
-            Ring {
-                head: 0,
-                tail: 16,
-                end: 0,
-                count: 0,
-            },
-            Ring {
-                head: 0,
-                tail: 16,
-                end: 0,
-                count: 5,
-            },
-            Ring {
-                head: 8,
-                tail: 8,
-                end: 0,
-                count: 0,
-            },
-            Ring {
-                head: 32,
-                tail: 40,
-                end: 48,
-                count: 2,
-            },
-            Ring {
-                head: 32,
-                tail: 16,
-                end: 80,
-                count: 2,
-            },
-        ];
-        for b in bad {
-            assert!(b.validate(&g).is_err(), "{b:?}");
-        }
-        let r = Ring {
-            head: 0,
-            tail: 16,
-            end: 0,
-            count: 1,
-        };
-        assert!(r.pop(&g, 24).is_err(), "frame runs past tail");
-        assert!(r.pop(&g, u64::MAX - 7).is_err());
-        assert!(Ring::EMPTY.pop(&g, 8).is_err());
+    fn realign_an_empty_ring_for_a_large_frame() {
+        let g = Geometry { cap: 4096, warm: 2048, chunk: 4096 };
+        assert!(place(&g, 2048, 2048, 4000).is_none());
+        let t = realign(&g, 2048).unwrap();
+        assert_eq!(t, 4096);
+        assert_eq!(place(&g, t, t, 4000).unwrap().at, 4096);
+        assert_eq!(realign(&g, 4096), None);
+    }
+
+    #[test]
+    fn corrupt_positions_and_frames_are_rejected() {
+        let g = small();
+        assert!(g.validate(0, 8, 0).is_err());
+        assert!(g.validate(8, 0, 16).is_err());
+        assert!(g.validate(0, 0, 72).is_err());
+        assert!(g.validate(0, 3, 16).is_err());
+        assert!(
+            g.validate(u64::MAX - 7, u64::MAX - 7, u64::MAX - 7).is_err(),
+            "positions about to overflow count as corrupt"
+        );
+        assert!(g.validate(0, 0, 64).is_ok());
+        assert!(front(&g, 0, 16, encode_header(16)).is_err(), "runs past tail");
+        assert!(front(&g, 48, 120, encode_header(20)).is_err(), "runs past the lap");
+        assert!(front(&g, 0, 64, SKIP).is_err(), "skip at a lap start");
+        assert!(front(&g, 8, 32, SKIP).is_err(), "skip past tail");
+        assert!(front(&g, 0, 64, u64::MAX).is_err());
     }
 
     #[test]
     fn discards_only_whole_chunks_past_warm() {
-        let g = Geometry::new(8 * DISCARD_CHUNK);
-        assert_eq!(g.warm, 4 * DISCARD_CHUNK);
-        let g = Geometry {
-            warm: DISCARD_CHUNK,
-            ..g
-        };
         let c = DISCARD_CHUNK;
-        assert_eq!(discard_range(&g, 0, c, 0, false), None, "inside warm");
+        let g = Geometry {
+            cap: 8 * c,
+            warm: c,
+            chunk: c,
+        };
+        assert_eq!(discard_ranges(&g, 0, c), [None, None], "inside warm");
         assert_eq!(
-            discard_range(&g, c + 8, 3 * c + 8, 0, false),
-            Some(Discard {
-                start: c,
-                end: 3 * c
-            })
+            discard_ranges(&g, c + 8, 3 * c + 8),
+            [Some(Discard { start: 2 * c, end: 3 * c }), None]
         );
+        // Held back to the chunk start, so the next get discards it whole.
+        let (r, d) = reclaim(&g, c, 3 * c + 8, false);
+        assert_eq!(r, 3 * c);
+        assert_eq!(d, [Some(Discard { start: c, end: 3 * c }), None]);
+        let (r, d) = reclaim(&g, 3 * c, 4 * c + 8, false);
+        assert_eq!((r, d), (4 * c, [Some(Discard { start: 3 * c, end: 4 * c }), None]));
+        // Emptied: nothing held back.
+        let (r, _) = reclaim(&g, 4 * c, 4 * c + 64, true);
+        assert_eq!(r, 4 * c + 64);
+        // Across a lap start.
         assert_eq!(
-            discard_range(&g, c + 8, 3 * c + 8, c + 8, false),
-            Some(Discard {
-                start: 2 * c,
-                end: 3 * c
-            }),
-            "live data below in the first chunk"
-        );
-        assert_eq!(discard_range(&g, 2 * c + 8, 2 * c + 64, 0, false), None);
-        assert_eq!(
-            discard_range(&g, 2 * c + 8, 2 * c + 64, 0, true),
-            Some(Discard {
-                start: 2 * c,
-                end: 3 * c
-            }),
-            "emptied: the partial chunk goes too"
+            discard_ranges(&g, 7 * c, 9 * c),
+            [Some(Discard { start: 7 * c, end: 8 * c }), Some(Discard { start: c, end: c })]
+                .map(|d| d.filter(|d| d.end > d.start))
         );
     }
 
     #[derive(Clone, Debug)]
     enum Op {
         Put(u64),
-        Get,
+        Get(usize),
     }
 
     fn ops() -> impl Strategy<Value = Vec<Op>> {
         prop::collection::vec(
-            prop_oneof![(0u64..200).prop_map(Op::Put), Just(Op::Get), Just(Op::Get)],
+            prop_oneof![
+                (0u64..200).prop_map(Op::Put),
+                (1usize..4).prop_map(Op::Get),
+                (1usize..4).prop_map(Op::Get)
+            ],
             1..400,
         )
     }
 
     proptest! {
-        // A simulated byte area, a model FIFO, and the ring: every frame read back is the one
-        // written, live frames never overlap, and the state stays valid across many wraps.
+        // A simulated byte area, a model FIFO, and the positions: every frame read back is
+        // the one written, live frames and skips are never overwritten, no discard touches
+        // live or writable bytes, positions stay valid across many laps, and an empty ring
+        // always takes a frame up to its capacity (after a realign).
         #[test]
-        fn ring_matches_a_fifo_across_wraps(
+        fn ring_matches_a_fifo_across_laps(
             cap8 in 4u64..80, warm8 in 0u64..80, chunk8 in 1u64..8, ops in ops()
         ) {
             let cap = cap8 * 8;
             let g = Geometry { cap, warm: (warm8 * 8).min(cap), chunk: chunk8 * 8 };
             prop_assert!(g.is_valid());
             let mut mem = vec![0u8; cap as usize];
+            // Which live frame (or skip) owns each byte; u64::MAX marks a skip header.
             let mut owner: Vec<Option<u64>> = vec![None; cap as usize];
-            let mut r = Ring::EMPTY;
+            let (mut reclaimed, mut head, mut tail) = (0u64, 0u64, 0u64);
             let mut model: VecDeque<(u64, u64)> = VecDeque::new(); // (id, payload len)
             let mut next_id = 0u64;
+            let claim = |owner: &mut Vec<Option<u64>>, at: u64, len: u64, id: u64| {
+                for i in at..at + len {
+                    let p = (i % cap) as usize;
+                    assert!(owner[p].is_none(), "overwrote live data");
+                    owner[p] = Some(id);
+                }
+            };
             for op in ops {
                 match op {
                     Op::Put(len) => {
                         let flen = frame_len(len);
-                        match r.place(&g, flen) {
-                            Some((at, nr)) => {
-                                prop_assert!(at + flen <= cap);
-                                for i in at..at + flen {
-                                    prop_assert!(owner[i as usize].is_none(), "overwrote live data");
-                                    owner[i as usize] = Some(next_id);
-                                }
-                                mem[at as usize..at as usize + 8]
-                                    .copy_from_slice(&encode_header(len as u32).to_ne_bytes());
-                                for i in 0..len {
-                                    mem[(at + 8 + i) as usize] = (next_id as u8) ^ (i as u8);
-                                }
-                                model.push_back((next_id, len));
-                                next_id += 1;
-                                r = nr;
+                        let mut p = place(&g, tail, reclaimed, flen);
+                        if p.is_none() && reclaimed == tail && flen <= cap {
+                            // Empty: realign (the skip is consumed at once by the producer
+                            // holding both locks).
+                            if let Some(t) = realign(&g, tail) {
+                                reclaimed = t;
+                                head = t;
+                                tail = t;
                             }
-                            None => {
-                                // Refusal is only allowed when the frame can't fit now; an
-                                // empty ring takes anything up to its capacity.
-                                prop_assert!(!(r.is_empty() && flen <= cap));
-                                prop_assert!(r.used() + flen > cap || r.end != 0 || r.tail + flen > cap);
+                            p = place(&g, tail, reclaimed, flen);
+                            prop_assert!(p.is_some(), "an empty ring refused {flen} bytes");
+                        }
+                        let Some(p) = p else {
+                            prop_assert!(tail + flen > reclaimed + cap || g.phys(tail) != 0);
+                            continue;
+                        };
+                        if let Some(s) = p.skip {
+                            prop_assert_eq!(s, tail);
+                            let ph = g.phys(s);
+                            claim(&mut owner, s, 8, u64::MAX);
+                            mem[ph as usize..ph as usize + 8].copy_from_slice(&SKIP.to_ne_bytes());
+                            // The padding after the skip header is reserved too.
+                            for i in s + 8..p.at {
+                                prop_assert!(owner[(i % cap) as usize].is_none());
                             }
                         }
+                        prop_assert!(g.phys(p.at) + flen <= cap);
+                        claim(&mut owner, p.at, flen, next_id);
+                        let ph = g.phys(p.at) as usize;
+                        mem[ph..ph + 8].copy_from_slice(&encode_header(len as u32).to_ne_bytes());
+                        for i in 0..len as usize {
+                            mem[ph + 8 + i] = (next_id as u8) ^ (i as u8);
+                        }
+                        model.push_back((next_id, len));
+                        next_id += 1;
+                        tail = p.tail;
                     }
-                    Op::Get => {
-                        match r.front() {
-                            None => prop_assert!(model.is_empty()),
-                            Some((at, limit)) => {
-                                let (id, len) = model.pop_front().unwrap();
-                                prop_assert!(at + 8 <= limit);
-                                let word = u64::from_ne_bytes(mem[at as usize..at as usize + 8].try_into().unwrap());
-                                prop_assert_eq!(decode_header(word), Some(len as u32));
-                                for i in 0..len {
-                                    prop_assert_eq!(mem[(at + 8 + i) as usize], (id as u8) ^ (i as u8));
+                    Op::Get(max) => {
+                        let mut n = 0;
+                        while n < max && head < tail {
+                            let ph = g.phys(head) as usize;
+                            let word = u64::from_ne_bytes(mem[ph..ph + 8].try_into().unwrap());
+                            match front(&g, head, tail, word).unwrap() {
+                                Front::Skip { next } => {
+                                    prop_assert_eq!(owner[ph], Some(u64::MAX));
+                                    owner[ph..ph + 8].fill(None);
+                                    head = next;
                                 }
-                                let flen = frame_len(len);
-                                let (nr, discard) = r.pop(&g, flen).unwrap();
-                                for i in at..at + flen {
-                                    prop_assert_eq!(owner[i as usize], Some(id));
-                                    owner[i as usize] = None;
-                                }
-                                if let Some(d) = discard {
-                                    prop_assert!(d.start >= g.warm && d.end <= cap);
-                                    for i in d.start..d.end {
-                                        prop_assert!(owner[i as usize].is_none(), "discarded live data");
+                                Front::Frame { payload, len, next } => {
+                                    let (id, want) = model.pop_front().unwrap();
+                                    prop_assert_eq!(len, want);
+                                    for i in 0..len {
+                                        prop_assert_eq!(mem[(payload + i) as usize], (id as u8) ^ (i as u8));
                                     }
+                                    for i in head..next {
+                                        prop_assert_eq!(owner[(i % cap) as usize], Some(id));
+                                        owner[(i % cap) as usize] = None;
+                                    }
+                                    head = next;
+                                    n += 1;
                                 }
-                                r = nr;
                             }
                         }
+                        let (r, discards) = reclaim(&g, reclaimed, head, head == tail);
+                        prop_assert!(reclaimed <= r && r <= head);
+                        for d in discards.into_iter().flatten() {
+                            prop_assert!(d.start >= g.warm && d.end <= cap && d.start < d.end);
+                            for i in d.start..d.end {
+                                prop_assert!(owner[i as usize].is_none(), "discarded live data");
+                                // Not writable now: inside [reclaimed, r) of this lap or a
+                                // later one, i.e. not in the free space [tail, reclaimed + cap).
+                                let free = (tail..reclaimed + cap).any(|v| v % cap == i);
+                                prop_assert!(!free, "discarded writable bytes");
+                            }
+                        }
+                        reclaimed = r;
                     }
                 }
-                prop_assert!(r.validate(&g).is_ok(), "{:?}", r);
-                prop_assert_eq!(r.count as usize, model.len());
-                let live = owner.iter().filter(|o| o.is_some()).count() as u64;
-                prop_assert_eq!(live, r.used() - padding_gap(&r));
+                prop_assert!(g.validate(reclaimed, head, tail).is_ok());
+                prop_assert_eq!(model.is_empty(), {
+                    // Empty of frames: only skips may remain between head and tail.
+                    let mut h = head;
+                    let mut only_skips = true;
+                    while h < tail {
+                        let ph = g.phys(h) as usize;
+                        let word = u64::from_ne_bytes(mem[ph..ph + 8].try_into().unwrap());
+                        match front(&g, h, tail, word).unwrap() {
+                            Front::Skip { next } => h = next,
+                            Front::Frame { .. } => { only_skips = false; break; }
+                        }
+                    }
+                    only_skips
+                });
             }
         }
-    }
-
-    /// Bytes counted by `used()` that hold no frame: none, since frames are contiguous and
-    /// `end` is exactly where the last older frame ended.
-    fn padding_gap(_r: &Ring) -> u64 {
-        0
     }
 }

@@ -1,95 +1,147 @@
-//! The queue's shared segment: control block, committed state, ring bytes; and the raw
+//! The queue's shared segment: control block, committed states, ring bytes; and the raw
 //! operations on them (frames in, frames out, close, task accounting, waiting).
 //!
 //! # Layout (payload offsets of a `SegmentKind::Queue` segment)
 //!
 //! ```text
-//! 0     Control
-//!       0    magic      u64   b"MPQUEUE1"
-//!       8    cap        u64   ring bytes        } written once by the creator,
-//!       16   warm       u64   see ring.rs       } copied and validated by every
-//!       24   maxsize    u64   u64::MAX = none   } process that opens the queue
-//!       32   seq        u32   commit counter; futex word every waiter sleeps on
-//!       36   getters    u32   sleepers waiting for an item
-//!       40   putters    u32   sleepers waiting for room
-//!       44   joiners    u32   sleepers in join()
-//!       64   mutex      RawMutex (robust, see sync/raw_mutex.rs)
-//!       128  slots      [Slot; 2], 64 bytes each
-//! 4096  ring        cap bytes of frames (ring.rs)
+//! 0     config     magic b"MPQUEUE2", cap, warm, maxsize (u64 each; u64::MAX = no maxsize):
+//!                  written once by the creator, copied and validated by every process
+//! 128   pmutex     RawMutex: serializes producers (sync/raw_mutex.rs)
+//! 256   cmutex     RawMutex: serializes consumers
+//! 384   producer   pseq u32 (commit counter, futex word of sleeping getters), getters u32
+//!                  (how many sleep on pseq), pslots [PSlot; 2] {tail, puts, closed}
+//! 512   consumer   cseq u32 (commit counter, futex word of sleeping putters and joiners),
+//!                  putters u32, joiners u32, cslots [CSlot; 2] {head, gets, done, reclaimed,
+//!                  punch_to}
+//! 4096  ring       cap bytes of frames (ring.rs)
 //! ```
+//!
+//! Each group sits on its own cache lines: producers write only the producer lines,
+//! consumers only the consumer lines, so a producer and a consumer never contend for a lock
+//! and read each other's lines only when the ring looks full or empty to them (each handle
+//! keeps the last positions it saw of the other side, which only grow).
 //!
 //! # Commit protocol (crash safety)
 //!
-//! Everything that defines the queue — ring positions, message count, `closed`, task counts —
-//! is one [`Slot`]. There are two; the active one is `slots[seq & 1]`. Under the mutex, an
-//! operation reads the active slot, writes frames into *free* ring bytes, fills the inactive
-//! slot with the new state, and then commits with a single store `seq = seq + 1`. A process
-//! killed anywhere before that store changed nothing that counts (bytes it wrote lie in free
-//! space, the slot it wrote is inactive); killed after it, the operation is complete. So on
-//! `OwnerDied` there is nothing to repair: the state is consistent by construction. A
-//! consumer killed after its commit has taken its batch with it (at most one `get_many`).
+//! Each side's state is one slot of a pair; the active one is `slots[seq & 1]`. Under its
+//! side's mutex, an operation reads the active slot, writes frames into *free* ring bytes
+//! (a put) or copies frames out (a get), fills the inactive slot with the new state, and
+//! commits with a single store `seq = seq + 1`. A process killed anywhere before that store
+//! changed nothing that counts (bytes it wrote lie in free space, the slot it wrote is
+//! inactive); killed after it, the operation is complete. So on `OwnerDied` there is nothing
+//! to repair: each side is consistent by construction, and the two sides only ever publish
+//! positions that keep `reclaimed <= head <= tail <= reclaimed + cap`. A consumer killed
+//! after its commit has taken its batch with it (at most one `get_many`).
 //!
-//! The same store is the wake-up signal: waiters sleep on `seq`, so any commit after they
-//! looked makes their `futex_wait` return at once. A committer calls `futex_wake` only when a
-//! sleeper count says someone sleeps, so an uncontended put or get makes no system call.
-//! Sleepers wait in bounded slices and re-check, so a wake-up lost to a process killed between
-//! its commit and its wake (or a sleeper count left raised by a killed sleeper) costs latency,
-//! never a hang.
+//! Taken bytes are given back to producers in two steps when pages are to be discarded:
+//! the get commits `head` with `punch_to` set, discards the pages in `[reclaimed, punch_to)`
+//! (nobody may write there yet), then commits `reclaimed = punch_to`. A process killed
+//! in between leaves `punch_to` set; the next consumer (or a producer waiting for room)
+//! finishes the step.
+//!
+//! Readers of the other side's state use the slot pair as a seqlock: read `seq`, the active
+//! slot, then `seq` again.
+//!
+//! The same store is the wake-up signal: getters sleep on `pseq`, putters and joiners on
+//! `cseq`, so any commit after they looked makes their `futex_wait` return at once. A
+//! committer calls `futex_wake` only when a sleeper count says someone sleeps, so an
+//! uncontended put or get makes no system call; and a waiter first spins briefly (when
+//! another CPU can make progress meanwhile) before it sleeps. Sleepers wait in bounded slices
+//! and re-check, so a wake-up lost to a process killed between its commit and its wake (or
+//! a sleeper count left raised by a killed sleeper) costs latency, never a hang.
 //!
 //! # Safety
 //!
-//! Ring bytes are accessed through raw pointers into the mapping, only at offsets that were
-//! bounds-checked against the locally validated geometry, and only while holding the mutex,
-//! in ranges the protocol gives the holder (free space for writes, committed frames for
-//! reads). A misbehaving process can make us read garbage (caught by frame checks) but not
-//! read or write outside the mapping.
+//! Ring bytes are accessed through raw pointers into the mapping, only at physical offsets
+//! that were bounds-checked against the locally validated geometry, and only while holding
+//! the side's mutex, in ranges the protocol gives the holder (free space for writes,
+//! committed frames for reads). A misbehaving process can make us read garbage (caught by
+//! frame checks) but not read or write outside the mapping.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
-use super::ring::{self, Corrupt, Geometry, Ring};
+use super::ring::{self, Corrupt, Front, Geometry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::{Segment, SegmentKind, ShmSafe};
 use crate::sync::RawMutex;
 use crate::sys::{futex, Deadline};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE1");
+const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE2");
 /// Where the ring starts in the payload.
 const RING_AT: usize = 4096;
 const NO_MAXSIZE: u64 = u64::MAX;
 /// Sleep slices: a sleeper re-checks at least this often (see "Commit protocol").
 const FIRST_SLICE: Duration = Duration::from_millis(10);
 const MAX_SLICE: Duration = Duration::from_millis(200);
+/// How long a waiter spins on the other side's commit counter before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
 
-/// One committed state of the queue.
+/// The producers' committed state.
 #[repr(C)]
-struct Slot {
-    head: AtomicU64,
+struct PSlot {
+    /// Virtual position after the last committed frame.
     tail: AtomicU64,
-    end: AtomicU64,
-    count: AtomicU64,
+    /// Frames ever put.
+    puts: AtomicU64,
     closed: AtomicU64,
-    /// Items put and not yet marked done (`JoinableQueue::join` waits for 0).
-    unfinished: AtomicU64,
-    /// Items taken and not yet marked done (`task_done` beyond this is an error).
-    taken: AtomicU64,
-    _pad: AtomicU64,
 }
 
+/// The consumers' committed state.
 #[repr(C)]
-struct Control {
+struct CSlot {
+    /// Virtual position of the oldest frame not taken.
+    head: AtomicU64,
+    /// Frames ever taken.
+    gets: AtomicU64,
+    /// `task_done` calls.
+    done: AtomicU64,
+    /// Producers may write up to `reclaimed + cap`.
+    reclaimed: AtomicU64,
+    /// Non-zero while pages in `[reclaimed, punch_to)` are being discarded.
+    punch_to: AtomicU64,
+}
+
+// Each group is padded to 128 bytes (two cache lines, against the adjacent-line
+// prefetcher), so producers and consumers never write the same line.
+#[repr(C)]
+struct Config {
     magic: AtomicU64,
     cap: AtomicU64,
     warm: AtomicU64,
     maxsize: AtomicU64,
+    _pad: [AtomicU64; 12],
+}
+
+#[repr(C)]
+struct Mutex128(RawMutex, [AtomicU64; 14]);
+
+#[repr(C)]
+struct Producer {
     seq: AtomicU32,
     getters: AtomicU32,
+    slots: [PSlot; 2],
+    _pad: [AtomicU64; 9],
+}
+
+#[repr(C)]
+struct Consumer {
+    seq: AtomicU32,
     putters: AtomicU32,
     joiners: AtomicU32,
-    _pad: [AtomicU64; 2],
-    mutex: RawMutex,
-    _pad2: [AtomicU64; 6],
-    slots: [Slot; 2],
+    _pad: AtomicU32,
+    slots: [CSlot; 2],
+    _pad2: [AtomicU64; 4],
+}
+
+#[repr(C)]
+struct Control {
+    config: Config,
+    pmutex: Mutex128,
+    cmutex: Mutex128,
+    p: Producer,
+    c: Consumer,
 }
 
 // SAFETY: every field is an atomic or a RawMutex (itself ShmSafe: atomics only), so every bit
@@ -97,42 +149,70 @@ struct Control {
 unsafe impl ShmSafe for Control {}
 
 const _: () = assert!(std::mem::size_of::<Control>() <= RING_AT);
-const _: () = assert!(std::mem::offset_of!(Control, mutex) == 64);
-const _: () = assert!(std::mem::offset_of!(Control, slots) == 128);
+const _: () = assert!(std::mem::offset_of!(Control, pmutex) == 128);
+const _: () = assert!(std::mem::offset_of!(Control, cmutex) == 256);
+const _: () = assert!(std::mem::offset_of!(Control, p) == 384);
+const _: () = assert!(std::mem::offset_of!(Control, c) == 512);
+const _: () = assert!(std::mem::size_of::<Control>() == 640);
 
-/// A snapshot of a [`Slot`], worked on locally and committed whole.
+/// A snapshot of the producers' state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct State {
-    pub(crate) ring: Ring,
-    pub(crate) closed: bool,
-    pub(crate) unfinished: u64,
-    pub(crate) taken: u64,
+struct PState {
+    tail: u64,
+    puts: u64,
+    closed: bool,
 }
 
-impl Slot {
-    fn load(&self) -> State {
-        State {
-            ring: Ring {
-                head: self.head.load(Ordering::Relaxed),
-                tail: self.tail.load(Ordering::Relaxed),
-                end: self.end.load(Ordering::Relaxed),
-                count: self.count.load(Ordering::Relaxed),
-            },
+/// A snapshot of the consumers' state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct CState {
+    head: u64,
+    gets: u64,
+    done: u64,
+    reclaimed: u64,
+    punch_to: u64,
+}
+
+impl PSlot {
+    fn load(&self) -> PState {
+        PState {
+            tail: self.tail.load(Ordering::Relaxed),
+            puts: self.puts.load(Ordering::Relaxed),
             closed: self.closed.load(Ordering::Relaxed) != 0,
-            unfinished: self.unfinished.load(Ordering::Relaxed),
-            taken: self.taken.load(Ordering::Relaxed),
         }
     }
-
-    fn store(&self, s: &State) {
-        self.head.store(s.ring.head, Ordering::Relaxed);
-        self.tail.store(s.ring.tail, Ordering::Relaxed);
-        self.end.store(s.ring.end, Ordering::Relaxed);
-        self.count.store(s.ring.count, Ordering::Relaxed);
+    fn store(&self, s: &PState) {
+        self.tail.store(s.tail, Ordering::Relaxed);
+        self.puts.store(s.puts, Ordering::Relaxed);
         self.closed.store(s.closed as u64, Ordering::Relaxed);
-        self.unfinished.store(s.unfinished, Ordering::Relaxed);
-        self.taken.store(s.taken, Ordering::Relaxed);
     }
+}
+
+impl CSlot {
+    fn load(&self) -> CState {
+        CState {
+            head: self.head.load(Ordering::Relaxed),
+            gets: self.gets.load(Ordering::Relaxed),
+            done: self.done.load(Ordering::Relaxed),
+            reclaimed: self.reclaimed.load(Ordering::Relaxed),
+            punch_to: self.punch_to.load(Ordering::Relaxed),
+        }
+    }
+    fn store(&self, s: &CState) {
+        self.head.store(s.head, Ordering::Relaxed);
+        self.gets.store(s.gets, Ordering::Relaxed);
+        self.done.store(s.done, Ordering::Relaxed);
+        self.reclaimed.store(s.reclaimed, Ordering::Relaxed);
+        self.punch_to.store(s.punch_to, Ordering::Relaxed);
+    }
+}
+
+/// The whole queue's counts, for `len`, `is_closed`, `unfinished_tasks`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct State {
+    pub(crate) count: u64,
+    pub(crate) closed: bool,
+    pub(crate) unfinished: u64,
 }
 
 /// Why a raw put stopped; `done` payloads of the batch went in before it.
@@ -179,7 +259,7 @@ impl Wait {
     }
 }
 
-/// One frame being read, handed to a get's sink while the mutex is held.
+/// One frame being read, handed to a get's sink while the consumer mutex is held.
 pub(crate) struct FrameRef<'a> {
     q: &'a SharedQueue,
     at: usize,
@@ -196,12 +276,12 @@ impl FrameRef<'_> {
     pub(crate) fn read_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.len);
         let start = out.len();
-        // SAFETY: `at..at+len` lies inside the ring (checked in `take_frames` against the
+        // SAFETY: `at..at+len` lies inside the ring (checked by `ring::front` against the
         // local geometry, which was checked against the mapping size); `out` has room for
         // `len` more bytes (reserved above) and is not shared memory, so the ranges don't
         // overlap. The bytes are a committed frame that no honest process writes while we
-        // hold the mutex; a dishonest one can only change their values (u8: any value is
-        // valid).
+        // hold the consumer mutex (it lies in `[head, tail)`); a dishonest one can only
+        // change their values (u8: any value is valid).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 self.q.ring_ptr().add(self.at),
@@ -213,45 +293,74 @@ impl FrameRef<'_> {
     }
 }
 
-/// The process-local handle on a queue segment: the segment and a validated copy of its
-/// configuration.
-#[derive(Clone, Debug)]
+/// What this handle last saw of the other side's positions. They only grow (short of
+/// corruption, which the frame checks catch), so a stale value is a safe lower bound:
+/// a producer may write below `reclaimed + cap`, a consumer may read frames below `tail`.
+#[derive(Debug, Default)]
+struct Hints {
+    tail: AtomicU64,
+    reclaimed: AtomicU64,
+    gets: AtomicU64,
+}
+
+/// The process-local handle on a queue segment: the segment, a validated copy of its
+/// configuration, and position hints.
+#[derive(Debug)]
 pub(crate) struct SharedQueue {
     seg: Segment,
     geo: Geometry,
     maxsize: u64,
+    hints: Hints,
 }
 
-/// Holds the mutex; unlocks on drop.
-struct Locked<'a> {
-    q: &'a SharedQueue,
+impl Clone for SharedQueue {
+    fn clone(&self) -> Self {
+        let h = &self.hints;
+        SharedQueue {
+            seg: self.seg.clone(),
+            geo: self.geo,
+            maxsize: self.maxsize,
+            hints: Hints {
+                tail: AtomicU64::new(h.tail.load(Ordering::Relaxed)),
+                reclaimed: AtomicU64::new(h.reclaimed.load(Ordering::Relaxed)),
+                gets: AtomicU64::new(h.gets.load(Ordering::Relaxed)),
+            },
+        }
+    }
 }
+
+/// True when spinning can help: another CPU may run the process we wait for.
+fn may_spin() -> bool {
+    static MULTI: OnceLock<bool> = OnceLock::new();
+    *MULTI.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
+
+/// Spins until `word != seen`, for at most [`SPIN`] (and not past `deadline`); true when it
+/// changed.
+fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: Deadline) -> bool {
+    if !may_spin() {
+        return false;
+    }
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if word.load(Ordering::Acquire) != seen {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN || deadline.expired() {
+            return word.load(Ordering::Acquire) != seen;
+        }
+    }
+}
+
+/// Holds a mutex; unlocks on drop.
+struct Locked<'a>(&'a RawMutex);
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        self.q.ctl().mutex.unlock();
-    }
-}
-
-impl Locked<'_> {
-    fn seq(&self) -> u32 {
-        self.q.ctl().seq.load(Ordering::Relaxed)
-    }
-
-    /// The committed state (stable while we hold the mutex).
-    fn state(&self) -> State {
-        let c = self.q.ctl();
-        c.slots[(self.seq() & 1) as usize].load()
-    }
-
-    /// Publishes `s` as the new state with one store (the commit point); returns the new seq.
-    fn commit(&self, s: &State) -> u32 {
-        let c = self.q.ctl();
-        let seq = self.seq();
-        let next = seq.wrapping_add(1);
-        c.slots[(next & 1) as usize].store(s);
-        c.seq.store(next, Ordering::Release);
-        next
+        self.0.unlock();
     }
 }
 
@@ -267,12 +376,14 @@ impl SharedQueue {
             .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "queue capacity too large"))?;
         let seg = Segment::create(SegmentKind::Queue, len)?;
         let c: &Control = seg.get(0).expect("control block fits the segment");
-        c.cap.store(geo.cap, Ordering::Relaxed);
-        c.warm.store(geo.warm, Ordering::Relaxed);
-        c.maxsize
+        c.config.cap.store(geo.cap, Ordering::Relaxed);
+        c.config.warm.store(geo.warm, Ordering::Relaxed);
+        c.config
+            .maxsize
             .store(maxsize.unwrap_or(NO_MAXSIZE), Ordering::Relaxed);
-        c.mutex.init();
-        c.magic.store(MAGIC, Ordering::Release);
+        c.pmutex.0.init();
+        c.cmutex.0.init();
+        c.config.magic.store(MAGIC, Ordering::Release);
         SharedQueue::open(seg)
     }
 
@@ -288,23 +399,28 @@ impl SharedQueue {
             return Err(bad("wrong segment kind"));
         }
         let c: &Control = seg.get(0).ok_or_else(|| bad("segment too small"))?;
-        if c.magic.load(Ordering::Acquire) != MAGIC {
+        if c.config.magic.load(Ordering::Acquire) != MAGIC {
             return Err(bad("bad magic"));
         }
         let geo = Geometry {
-            cap: c.cap.load(Ordering::Relaxed),
-            warm: c.warm.load(Ordering::Relaxed),
+            cap: c.config.cap.load(Ordering::Relaxed),
+            warm: c.config.warm.load(Ordering::Relaxed),
             chunk: ring::DISCARD_CHUNK,
         };
-        let fits = RING_AT as u64 + geo.cap <= seg.payload_len() as u64;
+        let fits = (RING_AT as u64).checked_add(geo.cap).is_some_and(|e| e <= seg.payload_len() as u64);
         if !geo.is_valid() || !fits {
             return Err(bad("ring size does not match the segment"));
         }
-        let maxsize = c.maxsize.load(Ordering::Relaxed);
+        let maxsize = c.config.maxsize.load(Ordering::Relaxed);
         if maxsize == 0 {
             return Err(bad("zero maxsize"));
         }
-        Ok(SharedQueue { seg, geo, maxsize })
+        Ok(SharedQueue {
+            seg,
+            geo,
+            maxsize,
+            hints: Hints::default(),
+        })
     }
 
     /// The segment (for serialization).
@@ -341,43 +457,127 @@ impl SharedQueue {
         self.seg.id()
     }
 
-    fn lock(&self, deadline: Deadline) -> Option<Locked<'_>> {
+    fn lock<'a>(&self, m: &'a RawMutex, deadline: Deadline) -> Option<Locked<'a>> {
         // OwnerDied needs no repair: see "Commit protocol" above.
-        self.ctl().mutex.lock(deadline).ok()?;
-        Some(Locked { q: self })
+        m.lock(deadline).ok()?;
+        Some(Locked(m))
     }
 
-    /// A consistent snapshot of the state without taking the mutex (seqlock read).
-    pub(crate) fn snapshot(&self) -> State {
-        let c = self.ctl();
+    // ----- the two sides' states -----
+
+    /// The producers' committed state (seqlock read) and the `pseq` it belongs to.
+    fn p_snapshot(&self) -> (u32, PState) {
+        let p = &self.ctl().p;
         loop {
-            let s = c.seq.load(Ordering::Acquire);
-            let st = c.slots[(s & 1) as usize].load();
+            let s = p.seq.load(Ordering::Acquire);
+            let st = p.slots[(s & 1) as usize].load();
             fence(Ordering::Acquire);
-            if c.seq.load(Ordering::Relaxed) == s {
-                return st;
+            if p.seq.load(Ordering::Relaxed) == s {
+                return (s, st);
             }
             std::hint::spin_loop();
         }
     }
 
-    /// Validates `st`; on corruption resets the ring to empty (keeping the other counts),
-    /// commits, and returns the error to report.
-    fn checked(&self, l: &Locked<'_>, st: State) -> std::result::Result<State, Error> {
-        match st.ring.validate(&self.geo) {
-            Ok(()) => Ok(st),
-            Err(c) => Err(self.reset_corrupt(l, st, c)),
+    /// The consumers' committed state (seqlock read) and the `cseq` it belongs to.
+    fn c_snapshot(&self) -> (u32, CState) {
+        let c = &self.ctl().c;
+        loop {
+            let s = c.seq.load(Ordering::Acquire);
+            let st = c.slots[(s & 1) as usize].load();
+            fence(Ordering::Acquire);
+            if c.seq.load(Ordering::Relaxed) == s {
+                return (s, st);
+            }
+            std::hint::spin_loop();
         }
     }
 
+    /// The producers' state; stable while holding `pmutex`.
+    fn p_state(&self) -> PState {
+        let p = &self.ctl().p;
+        p.slots[(p.seq.load(Ordering::Relaxed) & 1) as usize].load()
+    }
+
+    /// The consumers' state; stable while holding `cmutex`.
+    fn c_state(&self) -> CState {
+        let c = &self.ctl().c;
+        c.slots[(c.seq.load(Ordering::Relaxed) & 1) as usize].load()
+    }
+
+    /// Publishes the producers' state with one store (the commit point). Hold `pmutex`.
+    fn p_commit(&self, s: &PState) {
+        let p = &self.ctl().p;
+        let next = p.seq.load(Ordering::Relaxed).wrapping_add(1);
+        // Seqlock readers that saw the slot we are about to overwrite must see the seq
+        // store that retired it first.
+        fence(Ordering::Release);
+        p.slots[(next & 1) as usize].store(s);
+        p.seq.store(next, Ordering::Release);
+    }
+
+    /// Publishes the consumers' state with one store (the commit point). Hold `cmutex`.
+    fn c_commit(&self, s: &CState) {
+        let c = &self.ctl().c;
+        let next = c.seq.load(Ordering::Relaxed).wrapping_add(1);
+        fence(Ordering::Release);
+        c.slots[(next & 1) as usize].store(s);
+        c.seq.store(next, Ordering::Release);
+    }
+
+    /// A consistent-enough view of the whole queue without taking a mutex: consumers' state
+    /// first, so `unfinished == 0` was true at that moment when it says so.
+    pub(crate) fn snapshot(&self) -> State {
+        let (_, c) = self.c_snapshot();
+        let (_, p) = self.p_snapshot();
+        State {
+            count: p.puts.saturating_sub(c.gets),
+            closed: p.closed,
+            unfinished: p.puts.saturating_sub(c.done),
+        }
+    }
+
+    // ----- corruption -----
+
+    /// Resets the ring to empty (keeping the counts consistent) under both mutexes; returns
+    /// the error to report. Called with neither mutex held.
     #[cold]
-    fn reset_corrupt(&self, l: &Locked<'_>, st: State, why: Corrupt) -> Error {
-        let lost = st.ring.count;
-        let fixed = State {
-            ring: Ring::EMPTY,
-            ..st
-        };
-        l.commit(&fixed);
+    fn repair(&self, why: Corrupt) -> Error {
+        let ctl = self.ctl();
+        let pl = self.lock(&ctl.pmutex.0, Deadline::never());
+        let cl = self.lock(&ctl.cmutex.0, Deadline::never());
+        let mut p = self.p_state();
+        let mut c = self.c_state();
+        let lost = p.puts.saturating_sub(c.gets);
+        if self.geo.validate(c.reclaimed, c.head, p.tail).is_err() || c.punch_to != 0 {
+            // Move everything forward to one aligned position (positions only grow, so the
+            // other handles' hints stay lower bounds when possible).
+            let base = [p.tail, c.head, c.reclaimed]
+                .into_iter()
+                .filter(|&v| v <= u64::MAX / 2)
+                .max()
+                .unwrap_or(0)
+                .next_multiple_of(8);
+            p.tail = base;
+            c.head = base;
+            c.reclaimed = base;
+            c.punch_to = 0;
+        } else {
+            c.head = p.tail;
+            c.reclaimed = p.tail;
+        }
+        if c.gets > p.puts {
+            p.puts = c.gets;
+        }
+        c.gets = p.puts;
+        c.done = c.done.min(c.gets);
+        self.p_commit(&p);
+        self.c_commit(&c);
+        self.hints.tail.store(p.tail, Ordering::Relaxed);
+        self.hints.reclaimed.store(c.reclaimed, Ordering::Relaxed);
+        self.hints.gets.store(c.gets, Ordering::Relaxed);
+        drop(cl);
+        drop(pl);
         self.wake_all_sleepers();
         Error::new(
             ErrorKind::InvalidState,
@@ -389,25 +589,77 @@ impl SharedQueue {
         )
     }
 
-    fn write_frame(&self, at: u64, payload: &[u8]) {
+    // ----- ring bytes -----
+
+    fn header(&self, phys: u64) -> &AtomicU64 {
+        self.seg
+            .get(RING_AT + phys as usize)
+            .expect("frame header inside the ring and aligned")
+    }
+
+    fn write_frame(&self, phys: u64, payload: &[u8]) {
         let flen = ring::frame_len(payload.len() as u64);
-        assert!(at + flen <= self.geo.cap, "frame placed outside the ring");
-        let header: &AtomicU64 = self
-            .seg
-            .get(RING_AT + at as usize)
-            .expect("frame header inside the ring and aligned");
-        // SAFETY: `at + 8 + len <= at + flen <= cap` (asserted above) and the ring lies
-        // inside the mapping (checked at open); these bytes are free space owned by the mutex
-        // holder (us) by the ring protocol, and `payload` is our own memory.
+        assert!(phys + flen <= self.geo.cap, "frame placed outside the ring");
+        // SAFETY: `phys + 8 + len <= phys + flen <= cap` (asserted above) and the ring lies
+        // inside the mapping (checked at open); these bytes are free space owned by the
+        // producer mutex holder (us) by the ring protocol, and `payload` is our own memory.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 payload.as_ptr(),
                 self.ring_ptr()
-                    .add(at as usize + ring::FRAME_HEADER as usize),
+                    .add(phys as usize + ring::FRAME_HEADER as usize),
                 payload.len(),
             );
         }
-        header.store(ring::encode_header(payload.len() as u32), Ordering::Relaxed);
+        self.header(phys)
+            .store(ring::encode_header(payload.len() as u32), Ordering::Relaxed);
+    }
+
+    /// Discards the pages of `[from, to)` (taken bytes nobody may write yet).
+    fn punch(&self, from: u64, to: u64) {
+        for d in ring::discard_ranges(&self.geo, from, to).into_iter().flatten() {
+            let _ = self
+                .seg
+                .discard(RING_AT + d.start as usize, (d.end - d.start) as usize);
+        }
+    }
+
+    /// Finishes a discard step left half-done by a killed consumer. Hold `cmutex`.
+    fn finish_punch(&self, c: &mut CState) -> std::result::Result<(), Corrupt> {
+        if c.punch_to == 0 {
+            return Ok(());
+        }
+        if !(c.reclaimed <= c.punch_to && c.punch_to <= c.head && c.punch_to % 8 == 0) {
+            return Err(Corrupt("discard step out of order"));
+        }
+        self.punch(c.reclaimed, c.punch_to);
+        c.reclaimed = c.punch_to;
+        c.punch_to = 0;
+        self.c_commit(c);
+        Ok(())
+    }
+
+    // ----- put -----
+
+    /// Refreshes the producer's hints from the consumers' state; returns the `cseq` seen.
+    /// Finishes a consumer's half-done discard step if no consumer is busy.
+    fn refresh_consumer_hints(&self) -> u32 {
+        let (mut seq, mut c) = self.c_snapshot();
+        if c.punch_to != 0 {
+            let m = &self.ctl().cmutex.0;
+            if m.try_lock().is_some() {
+                let l = Locked(m);
+                let mut cur = self.c_state();
+                if self.finish_punch(&mut cur).is_ok() {
+                    self.wake_cseq_sleepers();
+                }
+                drop(l);
+                (seq, c) = self.c_snapshot();
+            }
+        }
+        self.hints.reclaimed.store(c.reclaimed, Ordering::Relaxed);
+        self.hints.gets.store(c.gets, Ordering::Relaxed);
+        seq
     }
 
     /// Puts the payloads in order, waiting for room as `wait` allows. Returns how many went
@@ -421,35 +673,50 @@ impl SharedQueue {
         if let Some(p) = payloads.iter().find(|p| p.len() as u64 > max) {
             return Err((0, PutStop::Failed(self.too_large(p.len()))));
         }
+        let ctl = self.ctl();
         let deadline = wait.deadline();
         let mut done = 0;
         let mut slice = FIRST_SLICE;
         loop {
-            let Some(l) = self.lock(deadline) else {
+            let Some(l) = self.lock(&ctl.pmutex.0, deadline) else {
                 return Err((done, PutStop::Timeout));
             };
-            let mut st = match self.checked(&l, l.state()) {
-                Ok(st) => st,
-                Err(e) => return Err((done, PutStop::Failed(e))),
-            };
+            let mut st = self.p_state();
             if st.closed {
                 return Err((done, PutStop::Closed));
             }
             let start = done;
-            while done < payloads.len() && st.ring.count < self.maxsize {
+            let mut seen = None;
+            let mut corrupt = None;
+            while done < payloads.len() {
                 let flen = ring::frame_len(payloads[done].len() as u64);
-                let Some((at, next)) = st.ring.place(&self.geo, flen) else {
-                    break;
-                };
-                self.write_frame(at, payloads[done]);
-                st.ring = next;
-                st.unfinished += 1;
-                done += 1;
+                match self.place_one(&mut st, flen, &mut seen, wait, deadline) {
+                    Ok(Some(p)) => {
+                        if let Some(s) = p.skip {
+                            self.header(self.geo.phys(s))
+                                .store(ring::SKIP, Ordering::Relaxed);
+                        }
+                        self.write_frame(self.geo.phys(p.at), payloads[done]);
+                        st.tail = p.tail;
+                        st.puts += 1;
+                        done += 1;
+                    }
+                    Ok(None) => break,
+                    Err(c) => {
+                        corrupt = Some(c);
+                        break;
+                    }
+                }
             }
-            let seen = if done > start { l.commit(&st) } else { l.seq() };
+            if done > start {
+                self.p_commit(&st);
+            }
             drop(l);
             if done > start {
-                self.wake(&self.ctl().getters);
+                self.wake_getters();
+            }
+            if let Some(c) = corrupt {
+                return Err((done, PutStop::Failed(self.repair(c))));
             }
             if done == payloads.len() {
                 return Ok(());
@@ -457,157 +724,279 @@ impl SharedQueue {
             if let Wait::No = wait {
                 return Err((done, PutStop::Full));
             }
-            if !self.sleep(&self.ctl().putters, seen, deadline, &mut slice) {
+            let seen = seen.expect("a put that found no room looked at the consumers");
+            if !spin_until_changed(&ctl.c.seq, seen, deadline)
+                && !self.sleep(&ctl.c.putters, &ctl.c.seq, seen, deadline, &mut slice)
+            {
                 return Err((done, PutStop::Timeout));
             }
         }
     }
 
+    /// Where the next frame of `flen` bytes goes, or `None` when there is no room (then
+    /// `seen` holds the `cseq` the decision was based on). Holds `pmutex`; may take
+    /// `cmutex` to realign an empty ring.
+    fn place_one(
+        &self,
+        st: &mut PState,
+        flen: u64,
+        seen: &mut Option<u32>,
+        wait: Wait,
+        deadline: Deadline,
+    ) -> std::result::Result<Option<ring::Placement>, Corrupt> {
+        let h = &self.hints;
+        let mut fresh = false;
+        loop {
+            let reclaimed = h.reclaimed.load(Ordering::Relaxed);
+            let gets = h.gets.load(Ordering::Relaxed);
+            let valid = reclaimed % 8 == 0
+                && reclaimed <= st.tail
+                && reclaimed.checked_add(self.geo.cap).is_some_and(|l| st.tail <= l)
+                && gets <= st.puts;
+            if !valid {
+                if fresh {
+                    return Err(Corrupt("consumer positions do not match the producers'"));
+                }
+            } else if st.puts - gets < self.maxsize {
+                if let Some(p) = ring::place(&self.geo, st.tail, reclaimed, flen) {
+                    return Ok(Some(p));
+                }
+                if fresh && reclaimed == st.tail {
+                    // Empty, but the frame fits neither before the lap's end nor before the
+                    // tail: move everything to the next lap start.
+                    return Ok(self.realign(st, wait, deadline).then(|| {
+                        ring::place(&self.geo, st.tail, st.tail, flen)
+                            .expect("an empty aligned ring takes any frame up to its size")
+                    }));
+                }
+            }
+            if fresh {
+                return Ok(None);
+            }
+            *seen = Some(self.refresh_consumer_hints());
+            fresh = true;
+        }
+    }
+
+    /// Moves an empty ring to the next lap start: a skip at `tail`, committed, then taken at
+    /// once under `cmutex` (if we get it in time; else a consumer takes it). True when done.
+    #[cold]
+    fn realign(&self, st: &mut PState, wait: Wait, deadline: Deadline) -> bool {
+        let Some(next) = ring::realign(&self.geo, st.tail) else {
+            return false;
+        };
+        let m = &self.ctl().cmutex.0;
+        let got = match wait {
+            Wait::No => m.try_lock().is_some(),
+            Wait::Until(_) => m.lock(deadline).is_ok(),
+        };
+        if !got {
+            return false;
+        }
+        let l = Locked(m);
+        let mut c = self.c_state();
+        if c.head != st.tail || c.reclaimed != st.tail || c.punch_to != 0 {
+            return false; // changed meanwhile (or corrupt): let the normal path see it
+        }
+        let old = st.tail;
+        self.header(self.geo.phys(old)).store(ring::SKIP, Ordering::Relaxed);
+        st.tail = next;
+        self.p_commit(st);
+        c.head = next;
+        c.reclaimed = next;
+        self.c_commit(&c);
+        drop(l);
+        self.hints.reclaimed.store(next, Ordering::Relaxed);
+        true
+    }
+
+    // ----- get -----
+
     /// Takes up to `max` frames (at least one, waiting as `wait` allows), handing each to
-    /// `sink` under the mutex. A sink error on the first frame consumes it and is returned;
-    /// on a later frame the batch ends before it (it stays queued). Returns frames taken.
+    /// `sink` under the consumer mutex. A sink error on the first frame consumes it and is
+    /// returned; on a later frame the batch ends before it (it stays queued). Returns frames
+    /// taken.
     pub(crate) fn take_frames(
         &self,
         max: usize,
         wait: Wait,
         sink: &mut dyn FnMut(usize, FrameRef<'_>) -> Result<()>,
     ) -> std::result::Result<usize, GetStop> {
+        let ctl = self.ctl();
         let deadline = wait.deadline();
         let mut slice = FIRST_SLICE;
         loop {
-            let Some(l) = self.lock(deadline) else {
+            let Some(l) = self.lock(&ctl.cmutex.0, deadline) else {
                 return Err(GetStop::Timeout);
             };
-            let mut st = self.checked(&l, l.state()).map_err(GetStop::Failed)?;
-            if st.ring.is_empty() {
-                if st.closed {
-                    return Err(GetStop::Closed);
-                }
-                if let Wait::No = wait {
-                    return Err(GetStop::Empty);
-                }
-                let seen = l.seq();
+            let mut c = self.c_state();
+            if let Err(why) = self.finish_punch(&mut c) {
                 drop(l);
-                if !self.sleep(&self.ctl().getters, seen, deadline, &mut slice) {
-                    return Err(GetStop::Timeout);
-                }
-                continue;
+                return Err(GetStop::Failed(self.repair(why)));
             }
+            let start = c;
+            let mut tail = self.hints.tail.load(Ordering::Relaxed);
+            let mut seen_p = None;
+            let mut closed = false;
             let mut n = 0;
             let mut failure = None;
+            let mut corrupt = None;
             while n < max.max(1) {
-                let Some((at, limit)) = st.ring.front() else {
-                    break;
-                };
-                let header: Option<&AtomicU64> = self.seg.get(RING_AT + at as usize);
-                let word = header.map(|h| h.load(Ordering::Relaxed)).unwrap_or(0);
-                let len = ring::decode_header(word).map(u64::from);
-                let flen = len.map(ring::frame_len);
-                let next = match flen {
-                    Some(f) if at + f <= limit => st.ring.pop(&self.geo, f),
-                    _ => Err(Corrupt("frame header is damaged or runs past the data")),
-                };
-                let (next, discard) = match next {
-                    Ok(v) => v,
-                    Err(c) => {
-                        if n > 0 {
-                            break; // commit the good part; the next get reports it
-                        }
-                        return Err(GetStop::Failed(self.reset_corrupt(&l, st, c)));
+                if c.head >= tail || tail - c.head > self.geo.cap {
+                    if seen_p.is_some() {
+                        break; // looked once already
                     }
-                };
-                let frame = FrameRef {
-                    q: self,
-                    at: at as usize + ring::FRAME_HEADER as usize,
-                    len: len.unwrap_or(0) as usize,
-                };
-                if let Err(e) = sink(n, frame) {
-                    if n > 0 {
+                    let (s, p) = self.p_snapshot();
+                    seen_p = Some(s);
+                    closed = p.closed;
+                    tail = p.tail;
+                    self.hints.tail.store(tail, Ordering::Relaxed);
+                    if let Err(why) = self.geo.validate(c.reclaimed, c.head, tail) {
+                        corrupt = Some(why);
                         break;
                     }
-                    failure = Some(e);
+                    if c.head == tail {
+                        break;
+                    }
                 }
-                if let Some(d) = discard {
-                    // Free space only, and we hold the mutex: nobody writes there now.
-                    let _ = self
-                        .seg
-                        .discard(RING_AT + d.start as usize, (d.end - d.start) as usize);
-                }
-                st.ring = next;
-                st.taken += 1;
-                n += 1;
-                if failure.is_some() {
-                    break;
+                let word = self.header(self.geo.phys(c.head)).load(Ordering::Relaxed);
+                match ring::front(&self.geo, c.head, tail, word) {
+                    Ok(Front::Skip { next }) => c.head = next,
+                    Ok(Front::Frame { payload, len, next }) => {
+                        let frame = FrameRef {
+                            q: self,
+                            at: payload as usize,
+                            len: len as usize,
+                        };
+                        if let Err(e) = sink(n, frame) {
+                            if n > 0 {
+                                break; // it stays queued; the next get reports it
+                            }
+                            failure = Some(e);
+                        }
+                        c.head = next;
+                        c.gets += 1;
+                        n += 1;
+                        if failure.is_some() {
+                            break;
+                        }
+                    }
+                    Err(why) => {
+                        corrupt = Some(why);
+                        break;
+                    }
                 }
             }
-            l.commit(&st);
+            if corrupt.is_some() && n > 0 {
+                corrupt = None; // commit the good part; the next get reports the rest
+            }
+            if let Some(why) = corrupt {
+                drop(l);
+                return Err(GetStop::Failed(self.repair(why)));
+            }
+            if c.head != start.head {
+                let emptied = c.head == tail;
+                let (r, discards) = ring::reclaim(&self.geo, c.reclaimed, c.head, emptied);
+                if discards.iter().any(Option::is_some) {
+                    c.punch_to = r;
+                    self.c_commit(&c);
+                    self.punch(c.reclaimed, r);
+                    c.punch_to = 0;
+                }
+                c.reclaimed = r;
+                self.c_commit(&c);
+            }
             drop(l);
-            self.wake(&self.ctl().putters);
-            return match failure {
-                Some(e) => Err(GetStop::Failed(e)),
-                None => Ok(n),
-            };
+            if c.head != start.head {
+                self.wake_cseq_sleepers();
+            }
+            if n > 0 {
+                return match failure {
+                    Some(e) => Err(GetStop::Failed(e)),
+                    None => Ok(n),
+                };
+            }
+            if closed {
+                return Err(GetStop::Closed);
+            }
+            if let Wait::No = wait {
+                return Err(GetStop::Empty);
+            }
+            let seen = seen_p.expect("an empty get looked at the producers");
+            if !spin_until_changed(&ctl.p.seq, seen, deadline)
+                && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, deadline, &mut slice)
+            {
+                return Err(GetStop::Timeout);
+            }
         }
     }
 
+    // ----- close, tasks -----
+
     /// Closes the queue: no more puts; gets drain, then fail with `Closed`. Idempotent.
     pub(crate) fn close(&self) {
-        let Some(l) = self.lock(Deadline::never()) else {
+        let ctl = self.ctl();
+        let Some(pl) = self.lock(&ctl.pmutex.0, Deadline::never()) else {
             return;
         };
-        let st = l.state();
-        if !st.closed {
-            l.commit(&State { closed: true, ..st });
+        let p = self.p_state();
+        if !p.closed {
+            self.p_commit(&PState { closed: true, ..p });
         }
-        drop(l);
+        // Bump cseq too, so putters about to sleep on it see a change.
+        if let Some(cl) = self.lock(&ctl.cmutex.0, Deadline::never()) {
+            let c = self.c_state();
+            self.c_commit(&c);
+            drop(cl);
+        }
+        drop(pl);
         self.wake_all_sleepers();
     }
 
     /// Marks one taken item done.
     pub(crate) fn task_done(&self) -> Result<()> {
+        let ctl = self.ctl();
         let l = self
-            .lock(Deadline::never())
+            .lock(&ctl.cmutex.0, Deadline::never())
             .expect("a lock without deadline does not time out");
-        let mut st = l.state();
-        if st.taken == 0 {
+        let mut c = self.c_state();
+        if c.gets.saturating_sub(c.done) == 0 {
             return Err(Error::new(
                 ErrorKind::InvalidState,
                 "task_done() called more times than items were taken from the queue",
             ));
         }
-        st.taken -= 1;
-        st.unfinished = st.unfinished.saturating_sub(1);
-        l.commit(&st);
+        c.done += 1;
+        self.c_commit(&c);
         drop(l);
-        if st.unfinished == 0 {
-            self.wake(&self.ctl().joiners);
-        }
+        self.wake_cseq_sleepers();
         Ok(())
     }
 
     /// Waits until every item put has been marked done; false on timeout.
     pub(crate) fn join(&self, deadline: Deadline) -> bool {
+        let ctl = self.ctl();
         let mut slice = FIRST_SLICE;
         loop {
-            let Some(l) = self.lock(deadline) else {
-                return false;
-            };
-            if l.state().unfinished == 0 {
+            let (seen, c) = self.c_snapshot();
+            let (_, p) = self.p_snapshot();
+            if p.puts <= c.done {
                 return true;
             }
-            let seen = l.seq();
-            drop(l);
-            if !self.sleep(&self.ctl().joiners, seen, deadline, &mut slice) {
+            if !self.sleep(&ctl.c.joiners, &ctl.c.seq, seen, deadline, &mut slice) {
                 return false;
             }
         }
     }
 
-    /// Sleeps on `seq` while it still equals `seen`, counted in `sleepers`, for at most one
+    // ----- waiting -----
+
+    /// Sleeps on `word` while it still equals `seen`, counted in `sleepers`, for at most one
     /// slice; false when the deadline has passed.
     fn sleep(
         &self,
         sleepers: &AtomicU32,
+        word: &AtomicU32,
         seen: u32,
         deadline: Deadline,
         slice: &mut Duration,
@@ -616,10 +1005,9 @@ impl SharedQueue {
             return false;
         };
         let t = remaining.map_or(*slice, |r| r.min(*slice));
-        let c = self.ctl();
         sleepers.fetch_add(1, Ordering::SeqCst);
-        if c.seq.load(Ordering::SeqCst) == seen
-            && futex::wait(&c.seq, seen, Some(t)) == futex::Wake::TimedOut
+        if word.load(Ordering::SeqCst) == seen
+            && futex::wait(word, seen, Some(t)) == futex::Wake::TimedOut
         {
             *slice = (*slice * 2).min(MAX_SLICE);
         }
@@ -628,16 +1016,28 @@ impl SharedQueue {
         true
     }
 
-    /// After a commit: wakes the sleepers on `seq` if `sleepers` says there are any.
-    fn wake(&self, sleepers: &AtomicU32) {
+    /// After a producers' commit: wakes getters if any sleep.
+    fn wake_getters(&self) {
+        let p = &self.ctl().p;
         fence(Ordering::SeqCst);
-        if sleepers.load(Ordering::Relaxed) > 0 {
-            futex::wake_all(&self.ctl().seq);
+        if p.getters.load(Ordering::Relaxed) > 0 {
+            futex::wake_all(&p.seq);
+        }
+    }
+
+    /// After a consumers' commit: wakes putters and joiners if any sleep.
+    fn wake_cseq_sleepers(&self) {
+        let c = &self.ctl().c;
+        fence(Ordering::SeqCst);
+        if c.putters.load(Ordering::Relaxed) > 0 || c.joiners.load(Ordering::Relaxed) > 0 {
+            futex::wake_all(&c.seq);
         }
     }
 
     fn wake_all_sleepers(&self) {
-        futex::wake_all(&self.ctl().seq);
+        let ctl = self.ctl();
+        futex::wake_all(&ctl.p.seq);
+        futex::wake_all(&ctl.c.seq);
     }
 
     fn too_large(&self, len: usize) -> Error {

@@ -255,18 +255,18 @@ fn memory_follows_the_backlog() {
     assert!(allocated_bytes(&q) <= 20 << 20);
 }
 
-/// The committed slot, for corrupting in tests.
-fn active_slot_word(q: &Queue<u32>, word: usize) -> &AtomicU64 {
-    let seq: &std::sync::atomic::AtomicU32 = q.shared.segment().get(32).unwrap();
+/// A word of the producers' committed slot (layout in shared.rs), for corrupting in tests.
+fn producer_slot_word(q: &Queue<u32>, word: usize) -> &AtomicU64 {
+    let seq: &std::sync::atomic::AtomicU32 = q.shared.segment().get(384).unwrap();
     let slot = (seq.load(Ordering::Relaxed) & 1) as usize;
-    q.shared.segment().get(128 + slot * 64 + word * 8).unwrap()
+    q.shared.segment().get(392 + slot * 24 + word * 8).unwrap()
 }
 
 #[test]
 fn corrupted_state_is_reported_and_the_queue_is_reset() {
     let q: Queue<u32> = Queue::new().unwrap();
     q.put_many(vec![1, 2, 3]).unwrap();
-    active_slot_word(&q, 1).store(u64::MAX - 6, Ordering::Relaxed); // tail
+    producer_slot_word(&q, 0).store(u64::MAX - 6, Ordering::Relaxed); // tail
     match q.get() {
         Err(GetError::Failed(e)) => {
             assert_eq!(e.kind(), ErrorKind::InvalidState);
