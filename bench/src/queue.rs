@@ -37,6 +37,30 @@ fn one_to_one(size: usize, n: usize, maxsize: usize) -> f64 {
     rate
 }
 
+/// As [`one_to_one`] through the raw-bytes calls (`put_bytes`, `get_bytes_into` reusing one
+/// buffer): what ipc-channel's bytes channel does.
+fn one_to_one_bytes(size: usize, n: usize, maxsize: usize) -> f64 {
+    let q: Queue<()> = Queue::bounded(maxsize).unwrap();
+    let qp = q.clone();
+    let p = Process::spawn(move || {
+        let msg = vec![7u8; size];
+        for _ in 0..n {
+            qp.put_bytes(&msg).unwrap();
+        }
+    })
+    .unwrap();
+    let mut buf = Vec::new();
+    q.get_bytes_into_timeout(&mut buf, T).unwrap();
+    let t = Instant::now();
+    for _ in 1..n {
+        q.get_bytes_into_timeout(&mut buf, T).unwrap();
+        std::hint::black_box(&buf);
+    }
+    let rate = (n - 1) as f64 / t.elapsed().as_secs_f64();
+    p.join().unwrap();
+    rate
+}
+
 /// As [`one_to_one`] with `put_many` / `get_many` in batches of `batch`.
 fn one_to_one_batched(size: usize, n: usize, batch: usize) -> f64 {
     let q: Queue<Vec<u8>> = Queue::bounded(4 * batch).unwrap();
@@ -215,6 +239,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let r8 = median_of(s, || one_to_one(8, small, 1000));
     let r64 = median_of(s, || one_to_one(64, small, 1000));
     let r1m = mb(median_of(s, || one_to_one(1 << 20, 300, 8)));
+    let r1m_bytes = mb(median_of(s, || one_to_one_bytes(1 << 20, 1000, 8)));
     let r22 = median_of(s, || two_to_two(64, small));
     let rb = median_of(s, || one_to_one_batched(64, small * 2, 256));
     let rj = median_of(s, || joinable(small / 2));
@@ -241,6 +266,13 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
             "queue 1->1 1 MiB",
             "MiB/s",
             r1m,
+            py.get("queue_1to1_1m").copied(),
+            Some(("ipc-channel bytes, 2 procs", ipc1m)),
+        ),
+        row(
+            "queue 1->1 1 MiB put_bytes/get_bytes_into",
+            "MiB/s",
+            r1m_bytes,
             py.get("queue_1to1_1m").copied(),
             Some(("ipc-channel bytes, 2 procs", ipc1m)),
         ),

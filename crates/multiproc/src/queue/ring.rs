@@ -278,6 +278,9 @@ pub(crate) fn discard_ranges(g: &Geometry, from: u64, to: u64) -> [Option<Discar
     }
     let a = g.phys(from);
     let b = a + (to - from);
+    if b <= g.punch_from() {
+        return out; // the common case: all inside the warm area
+    }
     if b <= g.cap {
         out[0] = chunk_range(g, a, b);
     } else {
@@ -291,7 +294,11 @@ pub(crate) fn discard_ranges(g: &Geometry, from: u64, to: u64) -> [Option<Discar
 /// short (it ends at `cap`).
 fn chunk_range(g: &Geometry, a: u64, b: u64) -> Option<Discard> {
     let lo = a.max(g.punch_from()).next_multiple_of(g.chunk);
-    let hi = if b >= g.cap { g.cap } else { b / g.chunk * g.chunk };
+    let hi = if b >= g.cap {
+        g.cap
+    } else {
+        b / g.chunk * g.chunk
+    };
     (hi > lo).then_some(Discard { start: lo, end: hi })
 }
 
@@ -327,17 +334,38 @@ mod tests {
     fn wraps_with_a_skip() {
         let g = small();
         let a = place(&g, 0, 0, 24).unwrap();
-        assert_eq!(a, Placement { skip: None, at: 0, tail: 24 });
+        assert_eq!(
+            a,
+            Placement {
+                skip: None,
+                at: 0,
+                tail: 24
+            }
+        );
         let b = place(&g, 24, 0, 24).unwrap();
         assert_eq!(b.at, 24);
-        assert!(place(&g, 48, 0, 24).is_none(), "16 bytes left at the end, 0 at the front");
+        assert!(
+            place(&g, 48, 0, 24).is_none(),
+            "16 bytes left at the end, 0 at the front"
+        );
         // The first frame was taken: the third goes to the next lap after a skip.
         let c = place(&g, 48, 24, 24).unwrap();
-        assert_eq!(c, Placement { skip: Some(48), at: 64, tail: 88 });
+        assert_eq!(
+            c,
+            Placement {
+                skip: Some(48),
+                at: 64,
+                tail: 88
+            }
+        );
         assert_eq!(front(&g, 48, 88, SKIP), Ok(Front::Skip { next: 64 }));
         assert_eq!(
             front(&g, 64, 88, encode_header(16)),
-            Ok(Front::Frame { payload: 8, len: 16, next: 88 })
+            Ok(Front::Frame {
+                payload: 8,
+                len: 16,
+                next: 88
+            })
         );
     }
 
@@ -350,14 +378,25 @@ mod tests {
         };
         // tail 96 >= wrap_at 64 and 32 fits before reclaimed 64: wrap.
         let p = place(&g, 96, 64, 32).unwrap();
-        assert_eq!(p, Placement { skip: Some(96), at: 1024, tail: 1056 });
+        assert_eq!(
+            p,
+            Placement {
+                skip: Some(96),
+                at: 1024,
+                tail: 1056
+            }
+        );
         // Does not fit before reclaimed 16: append.
         assert_eq!(place(&g, 96, 16, 32).unwrap().at, 96);
     }
 
     #[test]
     fn realign_an_empty_ring_for_a_large_frame() {
-        let g = Geometry { cap: 4096, warm: 2048, chunk: 4096 };
+        let g = Geometry {
+            cap: 4096,
+            warm: 2048,
+            chunk: 4096,
+        };
         assert!(place(&g, 2048, 2048, 4000).is_none());
         let t = realign(&g, 2048).unwrap();
         assert_eq!(t, 4096);
@@ -373,12 +412,19 @@ mod tests {
         assert!(g.validate(0, 0, 72).is_err());
         assert!(g.validate(0, 3, 16).is_err());
         assert!(
-            g.validate(u64::MAX - 7, u64::MAX - 7, u64::MAX - 7).is_err(),
+            g.validate(u64::MAX - 7, u64::MAX - 7, u64::MAX - 7)
+                .is_err(),
             "positions about to overflow count as corrupt"
         );
         assert!(g.validate(0, 0, 64).is_ok());
-        assert!(front(&g, 0, 16, encode_header(16)).is_err(), "runs past tail");
-        assert!(front(&g, 48, 120, encode_header(20)).is_err(), "runs past the lap");
+        assert!(
+            front(&g, 0, 16, encode_header(16)).is_err(),
+            "runs past tail"
+        );
+        assert!(
+            front(&g, 48, 120, encode_header(20)).is_err(),
+            "runs past the lap"
+        );
         assert!(front(&g, 0, 64, SKIP).is_err(), "skip at a lap start");
         assert!(front(&g, 8, 32, SKIP).is_err(), "skip past tail");
         assert!(front(&g, 0, 64, u64::MAX).is_err());
@@ -395,22 +441,55 @@ mod tests {
         assert_eq!(discard_ranges(&g, 0, c), [None, None], "inside warm");
         assert_eq!(
             discard_ranges(&g, c + 8, 3 * c + 8),
-            [Some(Discard { start: 2 * c, end: 3 * c }), None]
+            [
+                Some(Discard {
+                    start: 2 * c,
+                    end: 3 * c
+                }),
+                None
+            ]
         );
         // Held back to the chunk start, so the next get discards it whole.
         let (r, d) = reclaim(&g, c, 3 * c + 8, false);
         assert_eq!(r, 3 * c);
-        assert_eq!(d, [Some(Discard { start: c, end: 3 * c }), None]);
+        assert_eq!(
+            d,
+            [
+                Some(Discard {
+                    start: c,
+                    end: 3 * c
+                }),
+                None
+            ]
+        );
         let (r, d) = reclaim(&g, 3 * c, 4 * c + 8, false);
-        assert_eq!((r, d), (4 * c, [Some(Discard { start: 3 * c, end: 4 * c }), None]));
+        assert_eq!(
+            (r, d),
+            (
+                4 * c,
+                [
+                    Some(Discard {
+                        start: 3 * c,
+                        end: 4 * c
+                    }),
+                    None
+                ]
+            )
+        );
         // Emptied: nothing held back.
         let (r, _) = reclaim(&g, 4 * c, 4 * c + 64, true);
         assert_eq!(r, 4 * c + 64);
         // Across a lap start.
         assert_eq!(
             discard_ranges(&g, 7 * c, 9 * c),
-            [Some(Discard { start: 7 * c, end: 8 * c }), Some(Discard { start: c, end: c })]
-                .map(|d| d.filter(|d| d.end > d.start))
+            [
+                Some(Discard {
+                    start: 7 * c,
+                    end: 8 * c
+                }),
+                Some(Discard { start: c, end: c })
+            ]
+            .map(|d| d.filter(|d| d.end > d.start))
         );
     }
 

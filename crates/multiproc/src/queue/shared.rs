@@ -243,19 +243,34 @@ pub(crate) enum GetStop {
 pub(crate) enum Wait {
     /// Not at all: `try_*`.
     No,
-    /// Until the deadline (which may be "never").
-    Until(Deadline),
+    /// At most this long from the call (`None`: as long as it takes).
+    For(Option<Duration>),
 }
 
 impl Wait {
     pub(crate) fn timeout(t: Option<Duration>) -> Wait {
-        Wait::Until(Deadline::after(t))
+        Wait::For(t)
     }
-    fn deadline(&self) -> Deadline {
-        match self {
+}
+
+/// The deadline of a [`Wait`], read from the clock only once the operation has to wait
+/// (an operation that does not wait makes no clock call). Starting the clock a little late
+/// only lengthens a timeout by the time of the first attempt.
+struct Lazy {
+    wait: Wait,
+    at: Option<Deadline>,
+}
+
+impl Lazy {
+    fn new(wait: Wait) -> Lazy {
+        Lazy { wait, at: None }
+    }
+    fn get(&mut self) -> Deadline {
+        let wait = self.wait;
+        *self.at.get_or_insert_with(|| match wait {
             Wait::No => Deadline::never(),
-            Wait::Until(d) => *d,
-        }
+            Wait::For(t) => Deadline::after(t),
+        })
     }
 }
 
@@ -407,7 +422,9 @@ impl SharedQueue {
             warm: c.config.warm.load(Ordering::Relaxed),
             chunk: ring::DISCARD_CHUNK,
         };
-        let fits = (RING_AT as u64).checked_add(geo.cap).is_some_and(|e| e <= seg.payload_len() as u64);
+        let fits = (RING_AT as u64)
+            .checked_add(geo.cap)
+            .is_some_and(|e| e <= seg.payload_len() as u64);
         if !geo.is_valid() || !fits {
             return Err(bad("ring size does not match the segment"));
         }
@@ -457,10 +474,17 @@ impl SharedQueue {
         self.seg.id()
     }
 
-    fn lock<'a>(&self, m: &'a RawMutex, deadline: Deadline) -> Option<Locked<'a>> {
+    fn lock<'a>(&self, m: &'a RawMutex, deadline: &mut Lazy) -> Option<Locked<'a>> {
         // OwnerDied needs no repair: see "Commit protocol" above.
-        m.lock(deadline).ok()?;
+        if !m.try_lock_free() {
+            m.lock(deadline.get()).ok()?;
+        }
         Some(Locked(m))
+    }
+
+    fn lock_forever<'a>(&self, m: &'a RawMutex) -> Locked<'a> {
+        self.lock(m, &mut Lazy::new(Wait::For(None)))
+            .expect("a lock without deadline does not time out")
     }
 
     // ----- the two sides' states -----
@@ -544,8 +568,8 @@ impl SharedQueue {
     #[cold]
     fn repair(&self, why: Corrupt) -> Error {
         let ctl = self.ctl();
-        let pl = self.lock(&ctl.pmutex.0, Deadline::never());
-        let cl = self.lock(&ctl.cmutex.0, Deadline::never());
+        let pl = self.lock_forever(&ctl.pmutex.0);
+        let cl = self.lock_forever(&ctl.cmutex.0);
         let mut p = self.p_state();
         let mut c = self.c_state();
         let lost = p.puts.saturating_sub(c.gets);
@@ -617,7 +641,10 @@ impl SharedQueue {
 
     /// Discards the pages of `[from, to)` (taken bytes nobody may write yet).
     fn punch(&self, from: u64, to: u64) {
-        for d in ring::discard_ranges(&self.geo, from, to).into_iter().flatten() {
+        for d in ring::discard_ranges(&self.geo, from, to)
+            .into_iter()
+            .flatten()
+        {
             let _ = self
                 .seg
                 .discard(RING_AT + d.start as usize, (d.end - d.start) as usize);
@@ -674,11 +701,11 @@ impl SharedQueue {
             return Err((0, PutStop::Failed(self.too_large(p.len()))));
         }
         let ctl = self.ctl();
-        let deadline = wait.deadline();
+        let mut deadline = Lazy::new(wait);
         let mut done = 0;
         let mut slice = FIRST_SLICE;
         loop {
-            let Some(l) = self.lock(&ctl.pmutex.0, deadline) else {
+            let Some(l) = self.lock(&ctl.pmutex.0, &mut deadline) else {
                 return Err((done, PutStop::Timeout));
             };
             let mut st = self.p_state();
@@ -690,7 +717,7 @@ impl SharedQueue {
             let mut corrupt = None;
             while done < payloads.len() {
                 let flen = ring::frame_len(payloads[done].len() as u64);
-                match self.place_one(&mut st, flen, &mut seen, wait, deadline) {
+                match self.place_one(&mut st, flen, &mut seen, &mut deadline) {
                     Ok(Some(p)) => {
                         if let Some(s) = p.skip {
                             self.header(self.geo.phys(s))
@@ -725,8 +752,9 @@ impl SharedQueue {
                 return Err((done, PutStop::Full));
             }
             let seen = seen.expect("a put that found no room looked at the consumers");
-            if !spin_until_changed(&ctl.c.seq, seen, deadline)
-                && !self.sleep(&ctl.c.putters, &ctl.c.seq, seen, deadline, &mut slice)
+            let dl = deadline.get();
+            if !spin_until_changed(&ctl.c.seq, seen, dl)
+                && !self.sleep(&ctl.c.putters, &ctl.c.seq, seen, dl, &mut slice)
             {
                 return Err((done, PutStop::Timeout));
             }
@@ -741,8 +769,7 @@ impl SharedQueue {
         st: &mut PState,
         flen: u64,
         seen: &mut Option<u32>,
-        wait: Wait,
-        deadline: Deadline,
+        deadline: &mut Lazy,
     ) -> std::result::Result<Option<ring::Placement>, Corrupt> {
         let h = &self.hints;
         let mut fresh = false;
@@ -751,7 +778,9 @@ impl SharedQueue {
             let gets = h.gets.load(Ordering::Relaxed);
             let valid = reclaimed % 8 == 0
                 && reclaimed <= st.tail
-                && reclaimed.checked_add(self.geo.cap).is_some_and(|l| st.tail <= l)
+                && reclaimed
+                    .checked_add(self.geo.cap)
+                    .is_some_and(|l| st.tail <= l)
                 && gets <= st.puts;
             if !valid {
                 if fresh {
@@ -764,7 +793,7 @@ impl SharedQueue {
                 if fresh && reclaimed == st.tail {
                     // Empty, but the frame fits neither before the lap's end nor before the
                     // tail: move everything to the next lap start.
-                    return Ok(self.realign(st, wait, deadline).then(|| {
+                    return Ok(self.realign(st, deadline).then(|| {
                         ring::place(&self.geo, st.tail, st.tail, flen)
                             .expect("an empty aligned ring takes any frame up to its size")
                     }));
@@ -781,14 +810,14 @@ impl SharedQueue {
     /// Moves an empty ring to the next lap start: a skip at `tail`, committed, then taken at
     /// once under `cmutex` (if we get it in time; else a consumer takes it). True when done.
     #[cold]
-    fn realign(&self, st: &mut PState, wait: Wait, deadline: Deadline) -> bool {
+    fn realign(&self, st: &mut PState, deadline: &mut Lazy) -> bool {
         let Some(next) = ring::realign(&self.geo, st.tail) else {
             return false;
         };
         let m = &self.ctl().cmutex.0;
-        let got = match wait {
+        let got = match deadline.wait {
             Wait::No => m.try_lock().is_some(),
-            Wait::Until(_) => m.lock(deadline).is_ok(),
+            Wait::For(_) => m.lock(deadline.get()).is_ok(),
         };
         if !got {
             return false;
@@ -799,7 +828,8 @@ impl SharedQueue {
             return false; // changed meanwhile (or corrupt): let the normal path see it
         }
         let old = st.tail;
-        self.header(self.geo.phys(old)).store(ring::SKIP, Ordering::Relaxed);
+        self.header(self.geo.phys(old))
+            .store(ring::SKIP, Ordering::Relaxed);
         st.tail = next;
         self.p_commit(st);
         c.head = next;
@@ -823,10 +853,10 @@ impl SharedQueue {
         sink: &mut dyn FnMut(usize, FrameRef<'_>) -> Result<()>,
     ) -> std::result::Result<usize, GetStop> {
         let ctl = self.ctl();
-        let deadline = wait.deadline();
+        let mut deadline = Lazy::new(wait);
         let mut slice = FIRST_SLICE;
         loop {
-            let Some(l) = self.lock(&ctl.cmutex.0, deadline) else {
+            let Some(l) = self.lock(&ctl.cmutex.0, &mut deadline) else {
                 return Err(GetStop::Timeout);
             };
             let mut c = self.c_state();
@@ -923,8 +953,9 @@ impl SharedQueue {
                 return Err(GetStop::Empty);
             }
             let seen = seen_p.expect("an empty get looked at the producers");
-            if !spin_until_changed(&ctl.p.seq, seen, deadline)
-                && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, deadline, &mut slice)
+            let dl = deadline.get();
+            if !spin_until_changed(&ctl.p.seq, seen, dl)
+                && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, dl, &mut slice)
             {
                 return Err(GetStop::Timeout);
             }
@@ -936,19 +967,16 @@ impl SharedQueue {
     /// Closes the queue: no more puts; gets drain, then fail with `Closed`. Idempotent.
     pub(crate) fn close(&self) {
         let ctl = self.ctl();
-        let Some(pl) = self.lock(&ctl.pmutex.0, Deadline::never()) else {
-            return;
-        };
+        let pl = self.lock_forever(&ctl.pmutex.0);
         let p = self.p_state();
         if !p.closed {
             self.p_commit(&PState { closed: true, ..p });
         }
         // Bump cseq too, so putters about to sleep on it see a change.
-        if let Some(cl) = self.lock(&ctl.cmutex.0, Deadline::never()) {
-            let c = self.c_state();
-            self.c_commit(&c);
-            drop(cl);
-        }
+        let cl = self.lock_forever(&ctl.cmutex.0);
+        let c = self.c_state();
+        self.c_commit(&c);
+        drop(cl);
         drop(pl);
         self.wake_all_sleepers();
     }
@@ -956,9 +984,7 @@ impl SharedQueue {
     /// Marks one taken item done.
     pub(crate) fn task_done(&self) -> Result<()> {
         let ctl = self.ctl();
-        let l = self
-            .lock(&ctl.cmutex.0, Deadline::never())
-            .expect("a lock without deadline does not time out");
+        let l = self.lock_forever(&ctl.cmutex.0);
         let mut c = self.c_state();
         if c.gets.saturating_sub(c.done) == 0 {
             return Err(Error::new(

@@ -117,6 +117,19 @@ impl RawMutex {
         self.lock_contended(me, deadline)
     }
 
+    /// Locks if free, with one CAS and nothing else (no liveness check of a holder).
+    #[inline]
+    pub(crate) fn try_lock_free(&self) -> bool {
+        self.state
+            .compare_exchange(
+                UNLOCKED,
+                thread::current_id(),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     /// Locks if free (or held by a dead owner) without waiting.
     #[inline]
     pub(crate) fn try_lock(&self) -> Option<Acquired> {
