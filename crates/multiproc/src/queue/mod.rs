@@ -1,7 +1,7 @@
 //! Cross-process FIFO queues in shared memory: [`Queue`], [`SimpleQueue`], [`JoinableQueue`].
 //!
-//! A queue is a ring of length-prefixed frames in its own shared segment, guarded by a robust
-//! process-shared mutex. Items are serialized by a [`Codec`] ([`Postcard`] by default) in the
+//! A queue is a ring of length-prefixed frames in its own shared segment, guarded by two robust
+//! process-shared mutexes (one for producers, one for consumers). Items are serialized by a [`Codec`] ([`Postcard`] by default) in the
 //! caller, so a value that cannot be serialized fails at `put`, and one that does not decode
 //! as `T` fails at `get` — the queue goes on either way. There are no background threads:
 //! when `put` returns, the item is in the queue.

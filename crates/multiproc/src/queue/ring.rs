@@ -107,11 +107,11 @@ impl Geometry {
     /// True when the values make sense (they come from shared memory).
     pub(crate) fn is_valid(&self) -> bool {
         self.cap >= 16
-            && self.cap % 8 == 0
-            && self.warm % 8 == 0
+            && self.cap.is_multiple_of(8)
+            && self.warm.is_multiple_of(8)
             && self.warm <= self.cap
             && self.chunk > 0
-            && self.chunk % 8 == 0
+            && self.chunk.is_multiple_of(8)
     }
 
     /// The largest payload a single message may have in this ring.
@@ -136,7 +136,7 @@ impl Geometry {
 
     /// Checks `reclaimed <= head <= tail <= reclaimed + cap`, all aligned.
     pub(crate) fn validate(&self, reclaimed: u64, head: u64, tail: u64) -> Result<(), Corrupt> {
-        if (reclaimed | head | tail) % 8 != 0 {
+        if !(reclaimed | head | tail).is_multiple_of(8) {
             return Err(Corrupt("ring positions not aligned"));
         }
         let ok = reclaimed <= head
@@ -165,7 +165,7 @@ pub(crate) struct Placement {
 /// `reclaimed` (validated: `reclaimed <= tail <= reclaimed + cap`); `None` when it does not
 /// fit now.
 pub(crate) fn place(g: &Geometry, tail: u64, reclaimed: u64, flen: u64) -> Option<Placement> {
-    debug_assert!(flen % 8 == 0 && flen >= FRAME_HEADER);
+    debug_assert!(flen.is_multiple_of(8) && flen >= FRAME_HEADER);
     let limit = reclaimed.checked_add(g.cap)?;
     let phys = g.phys(tail);
     let lap_end = tail - phys + g.cap;

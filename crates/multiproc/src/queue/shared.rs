@@ -656,7 +656,7 @@ impl SharedQueue {
         if c.punch_to == 0 {
             return Ok(());
         }
-        if !(c.reclaimed <= c.punch_to && c.punch_to <= c.head && c.punch_to % 8 == 0) {
+        if !(c.reclaimed <= c.punch_to && c.punch_to <= c.head && c.punch_to.is_multiple_of(8)) {
             return Err(Corrupt("discard step out of order"));
         }
         self.punch(c.reclaimed, c.punch_to);
@@ -776,7 +776,7 @@ impl SharedQueue {
         loop {
             let reclaimed = h.reclaimed.load(Ordering::Relaxed);
             let gets = h.gets.load(Ordering::Relaxed);
-            let valid = reclaimed % 8 == 0
+            let valid = reclaimed.is_multiple_of(8)
                 && reclaimed <= st.tail
                 && reclaimed
                     .checked_add(self.geo.cap)
