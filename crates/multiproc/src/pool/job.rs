@@ -70,7 +70,7 @@ impl Job {
         self.lock()
             .slots
             .get(index)
-            .map_or(true, |s| s.outcome.is_some() || s.taken)
+            .is_none_or(|s| s.outcome.is_some() || s.taken)
     }
 
     /// Records the outcome of chunk `index` (the first one wins) and wakes waiters.

@@ -826,7 +826,7 @@ impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
         let mut i = 0;
         loop {
             let (mut st, _) = self.job.wait_for(None, |st| {
-                st.slots.get(i).map_or(true, |s| s.outcome.is_some())
+                st.slots.get(i).is_none_or(|s| s.outcome.is_some())
             });
             if i == 0 {
                 all.reserve(st.slots.iter().map(|s| s.count).sum());

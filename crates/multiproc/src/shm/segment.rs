@@ -213,7 +213,7 @@ impl Segment {
     pub(crate) fn get<T: ShmSafe>(&self, offset: usize) -> Option<&T> {
         let end = offset.checked_add(std::mem::size_of::<T>())?;
         if end > self.payload_len()
-            || (self.payload() as usize + offset) % std::mem::align_of::<T>() != 0
+            || !(self.payload() as usize + offset).is_multiple_of(std::mem::align_of::<T>())
         {
             return None;
         }
