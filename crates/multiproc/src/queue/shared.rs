@@ -59,7 +59,6 @@
 //! frame checks) but not read or write outside the mapping.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::ring::{self, Corrupt, Front, Geometry};
@@ -344,16 +343,10 @@ impl Clone for SharedQueue {
     }
 }
 
-/// True when spinning can help: another CPU may run the process we wait for.
-fn may_spin() -> bool {
-    static MULTI: OnceLock<bool> = OnceLock::new();
-    *MULTI.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
-}
-
 /// Spins until `word != seen`, for at most [`SPIN`] (and not past `deadline`); true when it
 /// changed.
 fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: Deadline) -> bool {
-    if !may_spin() {
+    if !crate::sys::may_spin() {
         return false;
     }
     let start = Instant::now();

@@ -59,3 +59,9 @@ fn far_future() -> Instant {
     // About 30 years: long enough to mean "forever", small enough not to overflow.
     Instant::now() + Duration::from_secs(60 * 60 * 24 * 365 * 30)
 }
+
+/// True when spinning can help: another CPU may run the process we wait for.
+pub(crate) fn may_spin() -> bool {
+    static MULTI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MULTI.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+}
