@@ -635,10 +635,7 @@ fn check_sent(n: usize, want: usize) -> std::result::Result<(), SendError> {
     }
 }
 
-/// How long a receiver polls the socket before it sleeps in `recvmsg`.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
-
-/// `recvmsg`, but first polls without blocking for up to [`SPIN`] (when another CPU can run
+/// `recvmsg`, but first polls without blocking for up to [`futex::SPIN`](crate::sys::futex::SPIN) (when another CPU can run
 /// the sender). A reply that comes within the spin is picked up without either side paying for
 /// a sleep and a cross-CPU wake-up, which on a virtual machine costs tens of microseconds.
 fn recv_spinning(
@@ -651,7 +648,7 @@ fn recv_spinning(
         loop {
             match socket::recv_msg(fd, buf, fds, true, false) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if start.elapsed() >= SPIN {
+                    if start.elapsed() >= crate::sys::futex::SPIN {
                         break;
                     }
                     std::hint::spin_loop();

@@ -59,7 +59,7 @@
 //! frame checks) but not read or write outside the mapping.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::ring::{self, Corrupt, Front, Geometry};
 use crate::error::{Error, ErrorKind, Result};
@@ -74,8 +74,6 @@ const NO_MAXSIZE: u64 = u64::MAX;
 /// Sleep slices: a sleeper re-checks at least this often (see "Commit protocol").
 const FIRST_SLICE: Duration = Duration::from_millis(10);
 const MAX_SLICE: Duration = Duration::from_millis(200);
-/// How long a waiter spins on the other side's commit counter before it sleeps.
-const SPIN: Duration = Duration::from_micros(50);
 
 /// The producers' committed state.
 #[repr(C)]
@@ -339,26 +337,6 @@ impl Clone for SharedQueue {
                 reclaimed: AtomicU64::new(h.reclaimed.load(Ordering::Relaxed)),
                 gets: AtomicU64::new(h.gets.load(Ordering::Relaxed)),
             },
-        }
-    }
-}
-
-/// Spins until `word != seen`, for at most [`SPIN`] (and not past `deadline`); true when it
-/// changed.
-fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: Deadline) -> bool {
-    if !crate::sys::may_spin() {
-        return false;
-    }
-    let start = Instant::now();
-    loop {
-        for _ in 0..64 {
-            if word.load(Ordering::Acquire) != seen {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= SPIN || deadline.expired() {
-            return word.load(Ordering::Acquire) != seen;
         }
     }
 }
@@ -746,7 +724,7 @@ impl SharedQueue {
             }
             let seen = seen.expect("a put that found no room looked at the consumers");
             let dl = deadline.get();
-            if !spin_until_changed(&ctl.c.seq, seen, dl)
+            if !crate::sys::futex::spin_until_changed(&ctl.c.seq, seen, dl)
                 && !self.sleep(&ctl.c.putters, &ctl.c.seq, seen, dl, &mut slice)
             {
                 return Err((done, PutStop::Timeout));
@@ -947,7 +925,7 @@ impl SharedQueue {
             }
             let seen = seen_p.expect("an empty get looked at the producers");
             let dl = deadline.get();
-            if !spin_until_changed(&ctl.p.seq, seen, dl)
+            if !crate::sys::futex::spin_until_changed(&ctl.p.seq, seen, dl)
                 && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, dl, &mut slice)
             {
                 return Err(GetStop::Timeout);

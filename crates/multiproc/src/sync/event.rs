@@ -128,6 +128,11 @@ impl Event {
             return true;
         }
         let gen = cur & !(SET | WAITERS);
+        // A set that comes soon is seen without registering as a waiter, so `set` makes no
+        // system call and this side does not sleep.
+        if futex::spin_until_changed(w, cur, deadline) {
+            cur = w.load(Ordering::Acquire);
+        }
         loop {
             if cur & SET != 0 || cur & !(SET | WAITERS) != gen {
                 return true;

@@ -75,3 +75,27 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
 pub(crate) fn wake_all(word: &AtomicU32) -> usize {
     wake(word, i32::MAX as u32)
 }
+
+/// How long a waiter spins before it sleeps (see [`spin_until_changed`]).
+pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+
+/// Spins until `word != seen`, for at most [`SPIN`] and not past `deadline`; true when it
+/// changed. Only when another CPU can run the process we wait for ([`super::may_spin`]): a
+/// change that comes within the spin costs neither side a sleep and a wake-up system call.
+pub(crate) fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: super::Deadline) -> bool {
+    if !super::may_spin() {
+        return false;
+    }
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            if word.load(std::sync::atomic::Ordering::Acquire) != seen {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= SPIN || deadline.expired() {
+            return word.load(std::sync::atomic::Ordering::Acquire) != seen;
+        }
+    }
+}
