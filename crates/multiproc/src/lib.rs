@@ -68,6 +68,7 @@
 //! | a lambda / closure task (needs fork) | [`pool::Builder::build_with`]`(closure)` → [`ClosurePool`] | closure fixed at creation, Fork only |
 //! | `pool.close()`, `join()`, `terminate()`, `with Pool() as p:` | [`Pool::close`], [`Pool::join`], [`Pool::terminate`]; drop terminates | a worker killed mid-task fails (or retries) that task and is replaced: no hang (CPython issue 66587) |
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 #![allow(dead_code)]
 pub mod codec;
