@@ -30,6 +30,7 @@
 
 mod dispatch;
 mod job;
+mod wire;
 mod worker;
 
 use std::collections::VecDeque;

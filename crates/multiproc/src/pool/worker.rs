@@ -4,14 +4,14 @@
 //!
 //! ```text
 //! parent -> worker   Task     seq u64 | kind u8 (0 fn, 1 closure) | trampoline i64 | target i64
-//!                             | count u32 | count postcard-encoded arguments, back to back
+//!                             | count u32 | count encoded arguments, back to back (wire.rs)
 //!                    Quit     (empty): finish and exit
 //! worker -> parent   Ready    (empty): the initializer ran
 //!                    InitFailed  the initializer's panic message
 //!                    Results  seq u64 | count u32 | count outcomes, back to back
-//! outcome := 0 | postcard(R)          the task returned
-//!          | 1 | postcard(String)     the task panicked: the message
-//!          | 2 | postcard(String)     the task could not run (argument or result codec)
+//! outcome := 0 | enc(R)               the task returned
+//!          | 1 | enc(String)          the task panicked: the message
+//!          | 2 | enc(String)          the task could not run (argument or result codec)
 //! ```
 //! A worker handles its tasks in the order they came, so the parent matches a `Results` to
 //! the oldest chunk it sent that worker (and checks `seq`). Everything the parent reads is
@@ -31,6 +31,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::wire::{self, De, Ser};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
@@ -130,43 +131,9 @@ fn split_count(input: &[u8]) -> std::result::Result<(u32, &[u8]), String> {
     Ok((count, &input[4..]))
 }
 
-/// A postcard output that appends to a `Vec` byte by byte, without a `memcpy` call for the
-/// few bytes of a small value: the pool encodes long runs of small values (a chunk's
-/// arguments, its outcomes) with one serializer.
-pub(crate) struct VecOut<'a>(pub(crate) &'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for VecOut<'_> {
-    type Output = ();
-
-    #[inline(always)]
-    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
-        self.0.push(b);
-        Ok(())
-    }
-
-    #[inline(always)]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        // Fixed-size copies for the usual short varints (inlined, unlike a `memcpy` call).
-        match *data {
-            [a] => self.0.push(a),
-            [a, b] => self.0.extend_from_slice(&[a, b]),
-            [a, b, c] => self.0.extend_from_slice(&[a, b, c]),
-            [a, b, c, d] => self.0.extend_from_slice(&[a, b, c, d]),
-            _ => self.0.extend_from_slice(data),
-        }
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// A serializer appending to `out`.
-pub(crate) fn serializer(out: &mut Vec<u8>) -> postcard::Serializer<VecOut<'_>> {
-    postcard::Serializer {
-        output: VecOut(out),
-    }
+/// A serializer appending to `out` (the pool's codec: postcard's format, see `wire.rs`).
+pub(crate) fn serializer(out: &mut Vec<u8>) -> Ser<'_> {
+    Ser::new(out)
 }
 
 /// Encodes up to `n` items of `items` into `out`, back to back, with one serializer; returns
@@ -209,7 +176,7 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     args: &[u8],
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
-    let mut de = postcard::Deserializer::from_bytes(args);
+    let mut de = De::new(args);
     // Room for small outcomes (a tag and a few bytes each); larger ones grow the buffer.
     out.reserve((count as usize).saturating_mul(4).min(1 << 24));
     let mut done = 0u32;
@@ -219,14 +186,14 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut ser = serializer(out);
             while done < count {
-                mark = ser.output.0.len();
+                mark = ser.out.len();
                 let a = A::deserialize(&mut de)
                     .map_err(|e| format!("a task argument does not decode: {e}"))?;
                 let r = f(a);
-                ser.output.0.push(OUT_OK);
+                ser.out.push(OUT_OK);
                 if let Err(e) = r.serialize(&mut ser) {
-                    ser.output.0.truncate(mark);
-                    ser.output.0.push(OUT_FAILED);
+                    ser.out.truncate(mark);
+                    ser.out.push(OUT_FAILED);
                     let msg = format!("cannot serialize the task's result: {e}");
                     msg.serialize(&mut ser).map_err(|e| e.to_string())?;
                 }
@@ -359,7 +326,7 @@ pub(crate) fn worker_loop(
 /// the tag. Returns the error and the bytes after the outcome.
 fn decode_failure(tag: u8, rest: &[u8], pid: i32) -> std::result::Result<(Error, &[u8]), String> {
     match tag {
-        OUT_PANIC | OUT_FAILED => postcard::take_from_bytes::<String>(rest)
+        OUT_PANIC | OUT_FAILED => wire::take_from_bytes::<String>(rest)
             .map(|(m, rest)| {
                 let e = if tag == OUT_PANIC {
                     Error::new(
@@ -405,7 +372,7 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
     let mut i = 0;
     while i < count {
         // A run of successes, read by one deserializer.
-        let mut de = postcard::Deserializer::from_bytes(bytes);
+        let mut de = De::new(bytes);
         let mut tag = None;
         while i < count {
             match u8::deserialize(&mut de) {
@@ -431,7 +398,7 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
             }
         }
         let Some(tag) = tag else { return };
-        let rest = de.finalize().unwrap_or(&[]);
+        let rest = de.rest();
         match decode_failure(tag, rest, pid) {
             Ok((e, rest)) => {
                 out.push(Err(e));
@@ -455,7 +422,7 @@ pub(crate) fn decode_values<R: DeserializeOwned>(
     pid: i32,
     out: &mut Vec<R>,
 ) -> Result<()> {
-    let mut de = postcard::Deserializer::from_bytes(bytes);
+    let mut de = De::new(bytes);
     for _ in 0..count {
         match u8::deserialize(&mut de) {
             Ok(OUT_OK) => match R::deserialize(&mut de) {
@@ -468,7 +435,7 @@ pub(crate) fn decode_values<R: DeserializeOwned>(
                 }
             },
             Ok(tag) => {
-                let rest = de.finalize().unwrap_or(&[]);
+                let rest = de.rest();
                 return Err(match decode_failure(tag, rest, pid) {
                     Ok((e, _)) => e,
                     Err(msg) => malformed(pid, &msg),
