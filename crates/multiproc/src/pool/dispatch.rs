@@ -46,8 +46,9 @@ pub(crate) struct Submit {
     pub(crate) job: Arc<Job>,
     pub(crate) index: usize,
     pub(crate) code: Code,
-    /// `count u32 | arguments`.
-    pub(crate) payload: Vec<u8>,
+    /// `count u32 | arguments` (shared with the send queue, which sends it as it is, and
+    /// kept until the results come, for retries).
+    pub(crate) payload: Arc<Vec<u8>>,
 }
 
 impl Submit {
@@ -140,6 +141,26 @@ pub(crate) struct Config {
     pub(crate) retries: u32,
 }
 
+/// A frame to send: its header bytes, then (for a task) the chunk's arguments.
+struct Out {
+    head: Vec<u8>,
+    body: Option<Arc<Vec<u8>>>,
+    /// Bytes sent already.
+    pos: usize,
+}
+
+impl Out {
+    fn quit() -> Out {
+        let mut head = Vec::new();
+        channel::push_header(&mut head, Tag::Quit, 0);
+        Out {
+            head,
+            body: None,
+            pos: 0,
+        }
+    }
+}
+
 struct InFlight {
     sub: Submit,
     seq: u64,
@@ -152,8 +173,8 @@ struct Worker {
     /// The seq of the chunk it began last.
     started: StartedCell,
     reader: FrameReader,
-    out: Vec<u8>,
-    out_pos: usize,
+    /// Frames not sent yet (the first one maybe in part).
+    out: VecDeque<Out>,
     inflight: VecDeque<InFlight>,
     /// Chunks given to it (for maxtasksperchild).
     assigned: usize,
@@ -196,8 +217,7 @@ fn start_worker(cfg: &Config) -> Result<Worker> {
         sock: parent,
         started,
         reader: FrameReader::default(),
-        out: Vec::new(),
-        out_pos: 0,
+        out: VecDeque::new(),
         inflight: VecDeque::new(),
         assigned: 0,
         quitting: false,
@@ -291,7 +311,7 @@ impl Dispatcher {
             let ready = {
                 let mut fds = vec![(self.wake_rx.as_fd(), false)];
                 for w in &self.workers {
-                    fds.push((w.sock.as_fd(), w.out_pos < w.out.len()));
+                    fds.push((w.sock.as_fd(), !w.out.is_empty()));
                     fds.push((w.proc.sentinel(), false));
                 }
                 match socket::poll_rw(&fds, timeout) {
@@ -376,8 +396,8 @@ impl Dispatcher {
             let mut any = false;
             while self.workers[i].reader.complete() {
                 any = true;
-                match self.workers[i].reader.take() {
-                    Ok(f) => self.frame(i, f.tag, f.body),
+                match self.workers[i].reader.take_raw() {
+                    Ok((tag, raw)) => self.frame(i, tag, raw),
                     Err(e) => {
                         self.bad_worker(i, format!("it sent a malformed message ({e})"));
                         return;
@@ -398,8 +418,10 @@ impl Dispatcher {
         let _ = w.proc.kill();
     }
 
-    fn frame(&mut self, i: usize, tag: Tag, body: Vec<u8>) {
+    /// Handles one frame from worker `i`: `raw` is the whole frame, header included.
+    fn frame(&mut self, i: usize, tag: Tag, raw: Vec<u8>) {
         let pid = self.workers[i].proc.pid();
+        let body = &raw[channel::HEADER..];
         match tag {
             Tag::Ready => {}
             Tag::Results => {
@@ -422,8 +444,8 @@ impl Dispatcher {
                 f.sub.job.complete(
                     f.sub.index,
                     Outcome::Ran {
-                        bytes: body,
-                        start: 12,
+                        bytes: raw,
+                        start: channel::HEADER + 12,
                         pid,
                     },
                 );
@@ -432,13 +454,13 @@ impl Dispatcher {
             Tag::InitFailed => {
                 let msg = format!(
                     "the pool's initializer panicked in worker {pid}: {}",
-                    String::from_utf8_lossy(&body)
+                    String::from_utf8_lossy(body)
                 );
                 self.workers[i].note = Some(msg.clone());
                 self.break_pool(msg);
             }
             Tag::Failed => {
-                let msg = String::from_utf8_lossy(&body).into_owned();
+                let msg = String::from_utf8_lossy(body).into_owned();
                 self.workers[i].note = Some(msg);
             }
             _ => self.bad_worker(i, "it sent an unexpected message".into()),
@@ -460,7 +482,7 @@ impl Dispatcher {
         if let Some(m) = max {
             if w.assigned >= m && w.inflight.is_empty() && !w.quitting {
                 w.quitting = true;
-                channel::push_header(&mut w.out, Tag::Quit, 0);
+                w.out.push_back(Out::quit());
                 self.flush(i);
             }
         }
@@ -468,20 +490,27 @@ impl Dispatcher {
 
     fn flush(&mut self, i: usize) {
         let w = &mut self.workers[i];
-        while w.out_pos < w.out.len() {
+        while let Some(o) = w.out.front_mut() {
+            let body: &[u8] = o.body.as_ref().map_or(&[], |b| &b[..]);
+            let (h, b) = if o.pos < o.head.len() {
+                (&o.head[o.pos..], body)
+            } else {
+                (&[][..], &body[o.pos - o.head.len()..])
+            };
             match socket::send_msg(
                 w.sock.as_fd(),
-                &[IoSlice::new(&w.out[w.out_pos..])],
+                &[IoSlice::new(h), IoSlice::new(b)],
                 &[],
                 true,
             ) {
-                Ok(n) => w.out_pos += n,
+                Ok(n) => {
+                    o.pos += n;
+                    if o.pos >= o.head.len() + body.len() {
+                        w.out.pop_front();
+                    }
+                }
                 Err(_) => break, // WouldBlock: poll says when; EPIPE: the pidfd will say.
             }
-        }
-        if w.out_pos >= w.out.len() {
-            w.out.clear();
-            w.out_pos = 0;
         }
     }
 
@@ -585,12 +614,18 @@ impl Dispatcher {
                     Code::Fn(f) => (KIND_FN, f.to_parts()),
                     Code::Closure => (KIND_CLOSURE, (0, 0)),
                 };
-                channel::push_header(&mut w.out, Tag::Task, TASK_HEADER - 4 + sub.payload.len());
-                w.out.extend_from_slice(&seq.to_le_bytes());
-                w.out.push(kind);
-                w.out.extend_from_slice(&tramp.to_le_bytes());
-                w.out.extend_from_slice(&target.to_le_bytes());
-                w.out.extend_from_slice(&sub.payload);
+                let mut head = Vec::with_capacity(channel::HEADER + TASK_HEADER - 4);
+                channel::push_header(&mut head, Tag::Task, TASK_HEADER - 4 + sub.payload.len());
+                head.extend_from_slice(&seq.to_le_bytes());
+                head.push(kind);
+                head.extend_from_slice(&tramp.to_le_bytes());
+                head.extend_from_slice(&target.to_le_bytes());
+                // The arguments go as they are: no copy into a send buffer.
+                w.out.push_back(Out {
+                    head,
+                    body: Some(sub.payload.clone()),
+                    pos: 0,
+                });
                 w.assigned += 1;
                 w.inflight.push_back(InFlight { sub, seq, attempts });
                 self.flush(i);
@@ -631,7 +666,7 @@ impl Dispatcher {
         for i in 0..self.workers.len() {
             if !self.workers[i].quitting {
                 self.workers[i].quitting = true;
-                channel::push_header(&mut self.workers[i].out, Tag::Quit, 0);
+                self.workers[i].out.push_back(Out::quit());
                 self.flush(i);
             }
         }

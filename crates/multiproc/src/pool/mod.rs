@@ -593,7 +593,7 @@ fn submit_chunk(link: &Link, job: &Arc<Job>, code: Code, payload: Payload) {
                 job: job.clone(),
                 index,
                 code,
-                payload,
+                payload: Arc::new(payload),
             }));
         }
         Err((e, count)) => {

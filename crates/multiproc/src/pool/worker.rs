@@ -280,15 +280,14 @@ pub(crate) fn worker_loop(
     let mut reader = FrameReader::default();
     let mut out = Vec::new();
     loop {
-        let frame = match reader.read_blocking(&sock) {
+        let (tag, raw) = match reader.read_blocking_raw(&sock) {
             Ok(f) => f,
             Err(_) => return,
         };
-        match frame.tag {
-            Tag::Task => {}
-            _ => return,
+        if tag != Tag::Task {
+            return;
         }
-        let body = &frame.body;
+        let body = &raw[channel::HEADER..];
         if body.len() < TASK_HEADER {
             return;
         }

@@ -15,7 +15,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::sys::socket;
 
 const MAGIC: u32 = u32::from_le_bytes(*b"MPRF");
-const HEADER: usize = 13;
+/// Bytes of a frame header.
+pub(crate) const HEADER: usize = 13;
 /// Largest frame accepted (4 GiB): bounds what a corrupt peer can make us allocate.
 const MAX_FRAME: u64 = 1 << 32;
 
@@ -203,6 +204,44 @@ impl FrameReader {
 
     /// The buffered frame. Errors when it is incomplete or malformed.
     pub(crate) fn take(&mut self) -> Result<Frame> {
+        let (tag, len) = self.check()?;
+        let body = self.buf[HEADER..HEADER + len].to_vec();
+        self.consume(HEADER + len);
+        Ok(Frame {
+            tag,
+            body,
+            fds: std::mem::take(&mut self.fds),
+        })
+    }
+
+    /// The buffered frame's bytes, header included (the body is `[HEADER..]`), for callers
+    /// that read long frames with no fds: when the buffer holds just this frame (the usual
+    /// case) its buffer is handed over as it is, without shifting the body in memory. Fds
+    /// that came with it are closed. Errors when it is incomplete or malformed.
+    pub(crate) fn take_raw(&mut self) -> Result<(Tag, Vec<u8>)> {
+        let (tag, len) = self.check()?;
+        self.fds.clear();
+        let whole = if self.buf.len() == HEADER + len {
+            std::mem::take(&mut self.buf)
+        } else {
+            let b = self.buf[..HEADER + len].to_vec();
+            self.consume(HEADER + len);
+            b
+        };
+        Ok((tag, whole))
+    }
+
+    /// Drops the first `n` buffered bytes (a frame handed out).
+    fn consume(&mut self, n: usize) {
+        if n == self.buf.len() {
+            self.buf.clear();
+        } else {
+            self.buf.drain(..n);
+        }
+    }
+
+    /// Checks the buffered frame: its tag and body length.
+    fn check(&self) -> Result<(Tag, usize)> {
         let bad = |why: &str| {
             Error::new(
                 ErrorKind::Disconnected,
@@ -226,20 +265,18 @@ impl FrameReader {
                 "the other process ended in the middle of a message",
             ));
         }
-        let body = if self.buf.len() == HEADER + len {
-            let mut b = std::mem::take(&mut self.buf);
-            b.drain(..HEADER);
-            b
-        } else {
-            let b = self.buf[HEADER..HEADER + len].to_vec();
-            self.buf.drain(..HEADER + len);
-            b
-        };
-        Ok(Frame {
-            tag,
-            body,
-            fds: std::mem::take(&mut self.fds),
-        })
+        Ok((tag, len))
+    }
+
+    /// Reads blocking until a whole frame is buffered, then returns it as
+    /// [`take_raw`](FrameReader::take_raw) does.
+    pub(crate) fn read_blocking_raw(&mut self, sock: impl AsFd) -> Result<(Tag, Vec<u8>)> {
+        while !self.complete() {
+            if !self.pump(sock.as_fd(), false) {
+                break;
+            }
+        }
+        self.take_raw()
     }
 }
 
@@ -295,6 +332,46 @@ mod tests {
             ]
         );
         assert!(r.eof);
+    }
+
+    #[test]
+    fn raw_frames_keep_their_header() {
+        let (a, b) = socket::stream_pair().unwrap();
+        send_frame(a.as_fd(), Tag::Task, b"one", &[]).unwrap();
+        send_frame(a.as_fd(), Tag::Results, b"two!", &[]).unwrap();
+        drop(a);
+        let mut r = FrameReader::default();
+        let mut got = Vec::new();
+        loop {
+            let more = r.pump(&b, false);
+            while r.complete() {
+                let (tag, raw) = r.take_raw().unwrap();
+                got.push((tag, raw[HEADER..].to_vec(), raw.len()));
+            }
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(
+            got,
+            vec![
+                (Tag::Task, b"one".to_vec(), HEADER + 3),
+                (Tag::Results, b"two!".to_vec(), HEADER + 4)
+            ]
+        );
+        // A frame alone in the buffer: the buffer itself is handed over.
+        let mut r = FrameReader {
+            buf: b"MPRF\x06\x02\0\0\0\0\0\0\0ab".to_vec(),
+            ..Default::default()
+        };
+        let (tag, raw) = r.take_raw().unwrap();
+        assert_eq!((tag, &raw[HEADER..]), (Tag::Results, &b"ab"[..]));
+        assert!(r.buf.is_empty());
+        let mut r = FrameReader {
+            buf: b"MPRF\x06\x05\0\0\0\0\0\0\0ab".to_vec(),
+            ..Default::default()
+        };
+        assert!(r.take_raw().is_err());
     }
 
     #[test]
