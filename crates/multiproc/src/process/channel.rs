@@ -102,7 +102,11 @@ pub(crate) fn send_frame(
 /// the end of a frame are kept for the next one.
 #[derive(Default)]
 pub(crate) struct FrameReader {
+    /// Bytes read are `buf[..filled]`; the rest of `buf` is zeroed room for the next reads
+    /// (kept between reads, so that a frame arriving in many pieces is zeroed once, not
+    /// once per piece).
     buf: Vec<u8>,
+    filled: usize,
     fds: Vec<OwnedFd>,
     eof: bool,
 }
@@ -134,20 +138,19 @@ impl FrameReader {
             // Read straight into the buffer: as much as the frame still needs once its header
             // is known, else one page. (Small reads matter: right after a fork every page the
             // parent writes costs a copy-on-write fault.)
-            let want = match (self.buf.len() >= HEADER)
-                .then(|| self.body_len())
-                .flatten()
-            {
+            let want = match (self.filled >= HEADER).then(|| self.body_len()).flatten() {
                 Some(len) => (HEADER as u64 + len)
-                    .saturating_sub(self.buf.len() as u64)
+                    .saturating_sub(self.filled as u64)
                     .clamp(1, 1 << 20) as usize,
                 None => 4096,
             };
-            let old = self.buf.len();
-            self.buf.resize(old + want, 0);
+            let old = self.filled;
+            if self.buf.len() < old + want {
+                self.buf.resize(old + want, 0);
+            }
             let r = socket::recv_msg(
                 sock.as_fd(),
-                &mut self.buf[old..],
+                &mut self.buf[old..old + want],
                 &mut self.fds,
                 nonblocking,
                 false,
@@ -156,7 +159,7 @@ impl FrameReader {
                 Ok(r) => r.len.min(want),
                 Err(_) => 0,
             };
-            self.buf.truncate(old + got);
+            self.filled = old + got;
             match r {
                 Ok(r) if r.len == 0 => {
                     self.eof = true;
@@ -178,11 +181,11 @@ impl FrameReader {
 
     /// True once a whole frame (or a malformed header) is buffered.
     pub(crate) fn complete(&self) -> bool {
-        if self.buf.len() < HEADER {
+        if self.filled < HEADER {
             return false;
         }
         match self.body_len() {
-            Some(len) => (self.buf.len() - HEADER) as u64 >= len,
+            Some(len) => (self.filled - HEADER) as u64 >= len,
             None => true,
         }
     }
@@ -221,8 +224,11 @@ impl FrameReader {
     pub(crate) fn take_raw(&mut self) -> Result<(Tag, Vec<u8>)> {
         let (tag, len) = self.check()?;
         self.fds.clear();
-        let whole = if self.buf.len() == HEADER + len {
-            std::mem::take(&mut self.buf)
+        let whole = if self.filled == HEADER + len {
+            let mut b = std::mem::take(&mut self.buf);
+            b.truncate(self.filled);
+            self.filled = 0;
+            b
         } else {
             let b = self.buf[..HEADER + len].to_vec();
             self.consume(HEADER + len);
@@ -233,11 +239,10 @@ impl FrameReader {
 
     /// Drops the first `n` buffered bytes (a frame handed out).
     fn consume(&mut self, n: usize) {
-        if n == self.buf.len() {
-            self.buf.clear();
-        } else {
-            self.buf.drain(..n);
+        if n < self.filled {
+            self.buf.copy_within(n..self.filled, 0);
         }
+        self.filled -= n;
     }
 
     /// Checks the buffered frame: its tag and body length.
@@ -248,7 +253,7 @@ impl FrameReader {
                 format!("bad frame from the other process: {why}"),
             )
         };
-        if self.buf.len() < HEADER {
+        if self.filled < HEADER {
             return Err(Error::new(
                 ErrorKind::Disconnected,
                 "the other process ended before sending a whole message",
@@ -259,7 +264,7 @@ impl FrameReader {
         }
         let tag = Tag::from_u8(self.buf[4]).ok_or_else(|| bad("unknown tag"))?;
         let len = self.body_len().ok_or_else(|| bad("length too large"))? as usize;
-        if self.buf.len() - HEADER < len {
+        if self.filled - HEADER < len {
             return Err(Error::new(
                 ErrorKind::Disconnected,
                 "the other process ended in the middle of a message",
@@ -361,6 +366,7 @@ mod tests {
         );
         // A frame alone in the buffer: the buffer itself is handed over.
         let mut r = FrameReader {
+            filled: 15,
             buf: b"MPRF\x06\x02\0\0\0\0\0\0\0ab".to_vec(),
             ..Default::default()
         };
@@ -368,6 +374,7 @@ mod tests {
         assert_eq!((tag, &raw[HEADER..]), (Tag::Results, &b"ab"[..]));
         assert!(r.buf.is_empty());
         let mut r = FrameReader {
+            filled: 15,
             buf: b"MPRF\x06\x05\0\0\0\0\0\0\0ab".to_vec(),
             ..Default::default()
         };
@@ -377,12 +384,14 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let mut r = FrameReader {
+            filled: 13,
             buf: b"XXXX\x09\xff\xff\xff\xff\xff\xff\xff\xff".to_vec(),
             ..Default::default()
         };
         assert!(r.complete());
         assert!(r.take().is_err());
         let mut r = FrameReader {
+            filled: 15,
             buf: b"MPRF\x02\x05\0\0\0\0\0\0\0ab".to_vec(),
             ..Default::default()
         };
