@@ -34,6 +34,8 @@
 //! ```
 
 mod error;
+#[cfg(test)]
+mod model;
 mod ring;
 mod shared;
 

@@ -151,7 +151,7 @@ impl Geometry {
 }
 
 /// Where a put writes a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Placement {
     /// A skip header goes here first (the frame starts the next lap).
     pub(crate) skip: Option<u64>,

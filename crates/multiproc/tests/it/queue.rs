@@ -309,8 +309,9 @@ fn wrong_type_from_another_process_is_a_get_error() {
 
 // ----- fault test -----
 
-/// A shared anonymous mapping the children inherit: a log of received messages and the last
-/// sequence number whose put returned, per producer.
+/// A shared anonymous mapping the children inherit: a log of received messages, the last
+/// sequence number whose put returned per producer, and the pacing words (puts so far, and
+/// the gate producers may not pass).
 struct Board {
     ptr: *mut AtomicU64,
     len: usize,
@@ -322,10 +323,11 @@ unsafe impl Send for Board {}
 unsafe impl Sync for Board {}
 
 const PRODUCERS_MAX: usize = 4096;
+const HEADER_WORDS: usize = 3;
 
 impl Board {
     fn new(log_entries: usize) -> Board {
-        let len = 1 + PRODUCERS_MAX + log_entries;
+        let len = HEADER_WORDS + PRODUCERS_MAX + log_entries;
         // SAFETY: a fresh anonymous shared mapping; checked for failure below.
         let p = unsafe {
             libc::mmap(
@@ -349,14 +351,22 @@ impl Board {
     fn log_next(&self) -> &AtomicU64 {
         self.word(0)
     }
+    /// Puts returned so far, all producers together.
+    fn puts(&self) -> &AtomicU64 {
+        self.word(1)
+    }
+    /// Producers wait before a put while `puts() >= gate()`.
+    fn gate(&self) -> &AtomicU64 {
+        self.word(2)
+    }
     fn put_returned(&self, producer: usize) -> &AtomicU64 {
-        self.word(1 + producer)
+        self.word(HEADER_WORDS + producer)
     }
     fn log(&self, i: usize) -> &AtomicU64 {
-        self.word(1 + PRODUCERS_MAX + i)
+        self.word(HEADER_WORDS + PRODUCERS_MAX + i)
     }
     fn log_len(&self) -> usize {
-        self.len - 1 - PRODUCERS_MAX
+        self.len - HEADER_WORDS - PRODUCERS_MAX
     }
 }
 
@@ -408,6 +418,7 @@ fn fault_run(total: u64, kills: usize) {
     eprintln!("fault test: {total} messages, {kills} kills, seed {seed}");
     let mut rng = Rng(seed);
     let board = std::sync::Arc::new(Board::new(total as usize + 100_000));
+    board.gate().store(0, Ordering::SeqCst); // opened below, stretch by stretch
     let q: Queue<Msg> = Queue::bounded(5000).unwrap();
     let per_producer = total / 3 + 1;
 
@@ -415,10 +426,15 @@ fn fault_run(total: u64, kills: usize) {
         let (q, board) = (q.clone(), board.clone());
         Process::spawn(move || {
             for seq in 1..=quota {
+                // Pacing: wait at the gate, so the planned kills happen during the traffic.
+                while board.puts().load(Ordering::SeqCst) >= board.gate().load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
                 q.put_timeout(make_msg(id, seq), Duration::from_secs(20))
                     .map_err(|e| e.to_string())
                     .unwrap();
                 board.put_returned(id as usize).store(seq, Ordering::SeqCst);
+                board.puts().fetch_add(1, Ordering::SeqCst);
             }
         })
         .unwrap()
@@ -457,15 +473,24 @@ fn fault_run(total: u64, kills: usize) {
     let mut consumer_kills = 0usize;
 
     let t0 = Instant::now();
-    let mut kills_left = kills;
-    // Kill at random moments while the run goes on; replace whoever was killed.
-    while kills_left > 0 && producers.iter().any(|p| p.2.is_alive()) {
-        std::thread::sleep(Duration::from_micros(rng.below(20_000)));
+    // Kills are tied to progress, not to wall time: kill i happens once the producers have
+    // put a random number of messages inside the i-th of `kills + 1` equal stretches of the
+    // run, while they are still putting (the gate stops them at the stretch's end until the
+    // kill is done), so every planned kill happens while the traffic flows, however fast
+    // the queue is. Whoever is killed is replaced.
+    let stretch = total / (kills as u64 + 1);
+    for i in 0..kills as u64 {
+        board.gate().store((i + 1) * stretch, Ordering::SeqCst);
+        let at = i * stretch + stretch / 4 + rng.below(stretch / 2);
+        while board.puts().load(Ordering::SeqCst) < at {
+            assert!(
+                producers.iter().any(|p| p.2.is_alive()),
+                "every producer ended before the planned kills"
+            );
+            std::thread::sleep(Duration::from_micros(20));
+        }
         if rng.below(2) == 0 {
             let i = rng.below(producers.len() as u64) as usize;
-            if !producers[i].2.is_alive() {
-                continue;
-            }
             let (id, quota, p) = producers.swap_remove(i);
             p.kill().unwrap();
             let _ = p.join();
@@ -485,8 +510,8 @@ fn fault_run(total: u64, kills: usize) {
             consumer_kills += 1;
             consumers.push(start_consumer());
         }
-        kills_left -= 1;
     }
+    board.gate().store(u64::MAX, Ordering::SeqCst);
     for (id, quota, p) in producers {
         p.join().expect("producer");
         done_producers.push((id, quota));
@@ -548,6 +573,11 @@ fn fault_run(total: u64, kills: usize) {
     assert!(
         missing <= consumer_kills * BATCH,
         "{missing} messages lost, more than {consumer_kills} killed consumers' batches"
+    );
+    assert_eq!(
+        killed_producers.len() + consumer_kills,
+        kills,
+        "not every planned kill happened"
     );
     assert!(
         expected as u64 >= total / 2,
