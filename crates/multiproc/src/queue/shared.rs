@@ -65,8 +65,9 @@
 //! file's shared-memory accesses in order (each half of a slot written or read, each payload
 //! cell, each header store, each sleeper count change, the futex compare-and-sleep and wake,
 //! a discard), driven by the real `ring.rs` arithmetic on a 32- or 48-byte ring, with
-//! producers, consumers (replaced when killed), a closer and a `len()` observer, and every
-//! reachable state explored with up to two processes SIGKILLed at any step. It asserts: no
+//! producers, consumers (the last live one replaced if killed), a closer and a `len()`
+//! observer, and every reachable state explored with up to two processes SIGKILLed at any
+//! step (configurations and state counts: `model.rs` tests). It asserts: no
 //! message read torn, half-written, discarded or uncommitted; each producer's messages taken
 //! in order; none received twice; every message whose put returned received, except a killed
 //! consumer's committed batch; every snapshot equal to a committed state; committed positions
