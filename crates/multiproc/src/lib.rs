@@ -70,7 +70,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
-#![allow(dead_code)]
 pub mod codec;
 pub mod error;
 mod handle;

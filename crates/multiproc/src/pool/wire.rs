@@ -313,7 +313,8 @@ impl ser::SerializeStructVariant for &mut Ser<'_> {
     }
 }
 
-/// Encodes one value at the end of `out`.
+/// Encodes one value at the end of `out` (used by the tests).
+#[cfg(test)]
 pub(crate) fn encode_into<T: ?Sized + Serialize>(value: &T, out: &mut Vec<u8>) -> Result<()> {
     value.serialize(&mut Ser::new(out))
 }

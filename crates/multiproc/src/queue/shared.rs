@@ -314,11 +314,6 @@ pub(crate) struct FrameRef<'a> {
 }
 
 impl FrameRef<'_> {
-    /// Payload length.
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-
     /// Appends the payload to `out`.
     pub(crate) fn read_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.len);
