@@ -440,7 +440,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        Imap::start(&self.link, self.processes, fn_code(f), items, 1, false)
+        self.imap_chunksize(f, items, 1)
     }
 
     /// [`imap`](Pool::imap) with `chunksize` items per task message.
@@ -481,7 +481,7 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        Imap::start(&self.link, self.processes, fn_code(f), items, 1, true)
+        self.imap_unordered_chunksize(f, items, 1)
     }
 
     /// [`imap_unordered`](Pool::imap_unordered) with `chunksize` items per task message.

@@ -181,40 +181,14 @@ impl Condition {
     ) -> std::result::Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
         // Take a level through the lock's own API, then keep it with our guard instead.
         let died = match &self.lock {
-            Inner::Lock(l) => {
-                let r = match timeout {
-                    None => l.lock(),
-                    Some(t) => l.try_lock_for(t),
-                };
-                match r {
-                    Ok(g) => {
-                        std::mem::forget(g);
-                        false
-                    }
-                    Err(LockError::OwnerDied(g)) => {
-                        std::mem::forget(g);
-                        true
-                    }
-                    Err(_) => return Err(LockError::Timeout),
-                }
-            }
-            Inner::RLock(l) => {
-                let r = match timeout {
-                    None => l.lock(),
-                    Some(t) => l.try_lock_for(t),
-                };
-                match r {
-                    Ok(g) => {
-                        std::mem::forget(g);
-                        false
-                    }
-                    Err(LockError::OwnerDied(g)) => {
-                        std::mem::forget(g);
-                        true
-                    }
-                    Err(_) => return Err(LockError::Timeout),
-                }
-            }
+            Inner::Lock(l) => keep_level(match timeout {
+                None => l.lock(),
+                Some(t) => l.try_lock_for(t),
+            })?,
+            Inner::RLock(l) => keep_level(match timeout {
+                None => l.lock(),
+                Some(t) => l.try_lock_for(t),
+            })?,
         };
         wrap(
             if died {
@@ -367,5 +341,23 @@ impl Drop for ConditionGuard<'_> {
 impl fmt::Debug for ConditionGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("ConditionGuard")
+    }
+}
+
+/// Keeps the level a lock call took (forgets its guard; the condition's guard releases it) and
+/// says whether the previous holder had died.
+fn keep_level<G, H>(
+    r: std::result::Result<G, LockError<G>>,
+) -> std::result::Result<bool, LockError<H>> {
+    match r {
+        Ok(g) => {
+            std::mem::forget(g);
+            Ok(false)
+        }
+        Err(LockError::OwnerDied(g)) => {
+            std::mem::forget(g);
+            Ok(true)
+        }
+        Err(_) => Err(LockError::Timeout),
     }
 }
