@@ -78,6 +78,17 @@ impl<'a> Ser<'a> {
     }
 }
 
+/// Serializer methods that append a number's fixed-width little-endian bytes.
+macro_rules! le_bytes {
+    ($($name:ident: $t:ty),*) => { $(
+        #[inline]
+        fn $name(self, v: $t) -> Result<()> {
+            self.out.extend_from_slice(&v.to_le_bytes());
+            Ok(())
+        }
+    )* };
+}
+
 impl<'s> ser::Serializer for &mut Ser<'s> {
     type Ok = ();
     type Error = WireError;
@@ -103,58 +114,23 @@ impl<'s> ser::Serializer for &mut Ser<'s> {
         Ok(())
     }
     #[inline]
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_i128(self, v: i128) -> Result<()> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
     fn serialize_u8(self, v: u8) -> Result<()> {
         self.out.push(v);
         Ok(())
     }
-    #[inline]
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    fn serialize_u128(self, v: u128) -> Result<()> {
-        self.out.extend_from_slice(&v.to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_f32(self, v: f32) -> Result<()> {
-        self.out.extend_from_slice(&v.to_bits().to_le_bytes());
-        Ok(())
-    }
-    #[inline]
-    fn serialize_f64(self, v: f64) -> Result<()> {
-        self.out.extend_from_slice(&v.to_bits().to_le_bytes());
-        Ok(())
-    }
+    // Integers and floats: fixed-width little-endian (the one difference from postcard).
+    le_bytes!(
+        serialize_i16: i16,
+        serialize_i32: i32,
+        serialize_i64: i64,
+        serialize_i128: i128,
+        serialize_u16: u16,
+        serialize_u32: u32,
+        serialize_u64: u64,
+        serialize_u128: u128,
+        serialize_f32: f32,
+        serialize_f64: f64
+    );
     fn serialize_char(self, v: char) -> Result<()> {
         self.serialize_str(v.encode_utf8(&mut [0; 4]))
     }

@@ -306,6 +306,24 @@ mod tests {
         assert_eq!(f.fds.len(), 1);
     }
 
+    /// Reads `sock` to its end, taking each complete frame with `take`.
+    fn drain<T>(
+        r: &mut FrameReader,
+        sock: &OwnedFd,
+        mut take: impl FnMut(&mut FrameReader) -> T,
+    ) -> Vec<T> {
+        let mut got = Vec::new();
+        loop {
+            let more = r.pump(sock, false);
+            while r.complete() {
+                got.push(take(r));
+            }
+            if !more {
+                return got;
+            }
+        }
+    }
+
     #[test]
     fn several_frames_in_a_row() {
         let (a, b) = socket::stream_pair().unwrap();
@@ -317,17 +335,10 @@ mod tests {
         socket::send_msg(a.as_fd(), &[IoSlice::new(&out)], &[], false).unwrap();
         drop(a);
         let mut r = FrameReader::default();
-        let mut got = Vec::new();
-        loop {
-            let more = r.pump(&b, false);
-            while r.complete() {
-                let f = r.take().unwrap();
-                got.push((f.tag, f.body));
-            }
-            if !more {
-                break;
-            }
-        }
+        let got = drain(&mut r, &b, |r| {
+            let f = r.take().unwrap();
+            (f.tag, f.body)
+        });
         assert_eq!(
             got,
             vec![
@@ -346,17 +357,10 @@ mod tests {
         send_frame(a.as_fd(), Tag::Results, b"two!", &[]).unwrap();
         drop(a);
         let mut r = FrameReader::default();
-        let mut got = Vec::new();
-        loop {
-            let more = r.pump(&b, false);
-            while r.complete() {
-                let (tag, raw) = r.take_raw().unwrap();
-                got.push((tag, raw[HEADER..].to_vec(), raw.len()));
-            }
-            if !more {
-                break;
-            }
-        }
+        let got = drain(&mut r, &b, |r| {
+            let (tag, raw) = r.take_raw().unwrap();
+            (tag, raw[HEADER..].to_vec(), raw.len())
+        });
         assert_eq!(
             got,
             vec![
