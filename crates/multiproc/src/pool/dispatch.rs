@@ -216,7 +216,7 @@ fn start_worker(cfg: &Config) -> Result<Worker> {
         proc,
         sock: parent,
         started,
-        reader: FrameReader::default(),
+        reader: FrameReader::without_fds(),
         out: VecDeque::new(),
         inflight: VecDeque::new(),
         assigned: 0,

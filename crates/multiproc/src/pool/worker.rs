@@ -277,7 +277,7 @@ pub(crate) fn worker_loop(
     if channel::send_frame(sock.as_fd(), Tag::Ready, &[], &[]).is_err() {
         return;
     }
-    let mut reader = FrameReader::default();
+    let mut reader = FrameReader::without_fds();
     let mut out = Vec::new();
     loop {
         let (tag, raw) = match reader.read_blocking_raw(&sock) {
@@ -318,6 +318,8 @@ pub(crate) fn worker_loop(
         if channel::send_frame(sock.as_fd(), Tag::Results, &out, &[]).is_err() {
             return;
         }
+        // The next task is read into this (warm) buffer.
+        reader.recycle(raw);
     }
 }
 

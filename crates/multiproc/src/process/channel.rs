@@ -105,10 +105,13 @@ pub(crate) struct FrameReader {
     /// Bytes read are `buf[..filled]`; the rest of `buf` is zeroed room for the next reads
     /// (kept between reads, so that a frame arriving in many pieces is zeroed once, not
     /// once per piece).
+    /// (Without fds, `buf` holds just the bytes read: reads go to its spare capacity.)
     buf: Vec<u8>,
     filled: usize,
     fds: Vec<OwnedFd>,
     eof: bool,
+    /// The peer never sends fds: read with [`socket::recv_spare`], no zeroed room.
+    no_fds: bool,
 }
 
 /// A complete frame.
@@ -128,6 +131,26 @@ impl FrameReader {
         }
     }
 
+    /// A reader for a peer that never sends fds (the pool's workers, and the pool's parent
+    /// as a worker sees it): it reads into the buffer's spare capacity, never zeroing room
+    /// first. Fds the peer attaches anyway are dropped by the kernel.
+    pub(crate) fn without_fds() -> FrameReader {
+        FrameReader {
+            no_fds: true,
+            ..FrameReader::default()
+        }
+    }
+
+    /// Gives back a buffer handed out by [`take_raw`](FrameReader::take_raw) once its frame
+    /// is used, so that the next frame is read into memory that is mapped and warm rather
+    /// than a fresh allocation. Ignored unless the reader holds nothing.
+    pub(crate) fn recycle(&mut self, mut v: Vec<u8>) {
+        if self.no_fds && self.filled == 0 && self.buf.capacity() < v.capacity() {
+            v.clear();
+            self.buf = v;
+        }
+    }
+
     /// Reads what is available (`nonblocking`) or at least one chunk (blocking). Returns
     /// false when nothing more will come (end of file, or a socket error).
     pub(crate) fn pump(&mut self, sock: impl AsFd, nonblocking: bool) -> bool {
@@ -144,6 +167,26 @@ impl FrameReader {
                     .clamp(1, 1 << 20) as usize,
                 None => 4096,
             };
+            if self.no_fds {
+                match socket::recv_spare(sock.as_fd(), &mut self.buf, want, nonblocking) {
+                    Ok(0) => {
+                        self.eof = true;
+                        return false;
+                    }
+                    Ok(_) => {
+                        self.filled = self.buf.len();
+                        if !nonblocking || self.complete() {
+                            return true;
+                        }
+                        continue;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                    Err(_) => {
+                        self.eof = true;
+                        return false;
+                    }
+                }
+            }
             let old = self.filled;
             if self.buf.len() < old + want {
                 self.buf.resize(old + want, 0);
@@ -243,6 +286,9 @@ impl FrameReader {
             self.buf.copy_within(n..self.filled, 0);
         }
         self.filled -= n;
+        if self.no_fds {
+            self.buf.truncate(self.filled);
+        }
     }
 
     /// Checks the buffered frame: its tag and body length.

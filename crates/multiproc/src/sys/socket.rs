@@ -2,8 +2,9 @@
 //!
 //! # Safety
 //!
-//! No unsafe code: fds are `OwnedFd`/`BorrowedFd`, received fds arrive as `OwnedFd` with
-//! `CLOEXEC` set (`MSG_CMSG_CLOEXEC`), so none can leak into an unrelated child.
+//! Fds are `OwnedFd`/`BorrowedFd`, received fds arrive as `OwnedFd` with `CLOEXEC` set
+//! (`MSG_CMSG_CLOEXEC`), so none can leak into an unrelated child. One unsafe block:
+//! [`recv_spare`] extends a `Vec` over the bytes the kernel wrote into its spare capacity.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -121,6 +122,39 @@ pub(crate) fn recv_msg(
                     truncated: msg.flags.contains(ReturnFlags::TRUNC),
                     fds_truncated: msg.flags.contains(ReturnFlags::CTRUNC),
                 });
+            }
+        }
+    }
+}
+
+/// Receives up to `max` bytes from a STREAM socket into the spare capacity of `buf`, which
+/// grows by the bytes received: unlike [`recv_msg`] the room needs no zeroing first (for a
+/// large message that memset cost as much as the copy out of the kernel). Fds attached to
+/// the bytes are not received (the kernel closes them): for peers that never send any.
+/// Returns the bytes received; 0 means end of file.
+pub(crate) fn recv_spare(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    max: usize,
+    nonblocking: bool,
+) -> io::Result<usize> {
+    let mut flags = RecvFlags::empty();
+    if nonblocking {
+        flags |= RecvFlags::DONTWAIT;
+    }
+    buf.reserve(max);
+    loop {
+        let spare = &mut buf.spare_capacity_mut()[..max];
+        match rustix::net::recv(fd, spare, flags) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(((init, _), _)) => {
+                let n = init.len();
+                // SAFETY: `recv` initialized the first `n` bytes of the spare capacity
+                // (rustix hands exactly those back as an initialized slice, `n <= max`,
+                // and `max` bytes of capacity were reserved above).
+                unsafe { buf.set_len(buf.len() + n) };
+                return Ok(n);
             }
         }
     }
