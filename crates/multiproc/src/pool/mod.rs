@@ -45,7 +45,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::spawn::FnRef;
 use crate::process::StartMethod;
-use dispatch::{Cmd, Code, Config, Link, Submit};
+use dispatch::{Code, Config, Link, Submit};
 use job::{Job, Outcome, Slot};
 
 /// Configures a [`Pool`]: number of processes, initializer, `maxtasksperchild`, start
@@ -516,7 +516,7 @@ impl Pool {
         let mut closed = self.link.closed.lock().unwrap_or_else(|e| e.into_inner());
         if !*closed {
             *closed = true;
-            self.link.send(Cmd::Close);
+            self.link.close();
         }
     }
 
@@ -524,7 +524,7 @@ impl Pool {
     /// [`ErrorKind::Closed`] (Python's `terminate`). Waits for the workers to be gone.
     pub fn terminate(&self) {
         *self.link.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.link.send(Cmd::Terminate);
+        self.link.terminate();
         self.wait_thread();
     }
 
@@ -589,12 +589,12 @@ fn submit_chunk(link: &Link, job: &Arc<Job>, code: Code, payload: Payload) {
     match payload {
         Ok((payload, count)) => {
             let index = job.add_chunk(count as usize);
-            link.send(Cmd::Submit(Submit {
+            link.submit(Submit {
                 job: job.clone(),
                 index,
                 code,
                 payload: Arc::new(payload),
-            }));
+            });
         }
         Err((e, count)) => {
             let index = job.add_chunk(count as usize);
@@ -679,7 +679,7 @@ where
     while let Some(p) = next_payload(&mut it, chunksize, hint) {
         submit_chunk(link, &job, code, p);
     }
-    link.send(Cmd::EndJob);
+    link.end_job();
     Ok(AsyncResult {
         job,
         finish: finish_list::<R>,
@@ -695,7 +695,7 @@ where
     let job = Arc::new(Job::default());
     let p = next_payload(&mut std::iter::once(arg), 1, 64).expect("one item");
     submit_chunk(link, &job, code, p);
-    link.send(Cmd::EndJob);
+    link.end_job();
     Ok(AsyncResult {
         job,
         finish: finish_one::<R>,
@@ -931,7 +931,7 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
                 }
                 None => {
                     self.feed = None;
-                    self.link.send(Cmd::EndJob);
+                    self.link.end_job();
                 }
             }
         }
@@ -996,7 +996,7 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
 impl<R> Drop for Imap<'_, R> {
     fn drop(&mut self) {
         if self.feed.take().is_some() {
-            self.link.send(Cmd::EndJob);
+            self.link.end_job();
         }
     }
 }
