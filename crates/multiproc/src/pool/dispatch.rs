@@ -38,6 +38,9 @@ use crate::sys::socket;
 /// Chunks sent ahead to one worker (the second one hides the round trip).
 const PIPELINE: usize = 2;
 
+/// The largest argument buffer kept for reuse once its chunk is done.
+const SPARE_MAX_BYTES: usize = 1 << 20;
+
 /// Which code a chunk runs.
 #[derive(Clone, Copy)]
 pub(crate) enum Code {
@@ -263,9 +266,38 @@ pub(crate) struct Link {
     /// Set by `close`/`terminate`: no new jobs.
     pub(crate) closed: Mutex<bool>,
     pub(crate) pids: Mutex<Vec<i32>>,
+    /// Argument buffers of finished chunks, for the next chunks (at most `spare_max`).
+    spare: Mutex<Vec<Vec<u8>>>,
+    spare_max: usize,
 }
 
 impl Link {
+    /// An empty buffer of at least `hint` bytes for a chunk's arguments: a finished chunk's
+    /// when there is one (mapped already and likely in the cache), else a new one.
+    pub(crate) fn buffer(&self, hint: usize) -> Vec<u8> {
+        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match spare {
+            Some(mut b) => {
+                b.clear();
+                b.reserve(hint);
+                b
+            }
+            None => Vec::with_capacity(hint),
+        }
+    }
+
+    /// Keeps a finished chunk's argument buffer for [`buffer`](Link::buffer).
+    fn recycle(&self, payload: Arc<Vec<u8>>) {
+        if let Ok(v) = Arc::try_unwrap(payload) {
+            if v.capacity() <= SPARE_MAX_BYTES {
+                let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
+                if spare.len() < self.spare_max {
+                    spare.push(v);
+                }
+            }
+        }
+    }
+
     fn core(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -465,6 +497,9 @@ pub(crate) fn start(cfg: Config) -> Result<(Arc<Link>, std::thread::JoinHandle<(
         wake: wake_tx,
         closed: Mutex::new(false),
         pids: Mutex::new(Vec::new()),
+        spare: Mutex::new(Vec::new()),
+        // A map sends 4 chunks per worker.
+        spare_max: 4 * cfg.processes + 4,
     });
     let d = Dispatcher {
         cfg,
@@ -629,7 +664,7 @@ impl Dispatcher {
                             .bad_worker(i, "it sent a result for a task it did not hold".into());
                     }
                 }
-                let f = w.inflight.pop_front().expect("checked above");
+                let mut f = w.inflight.pop_front().expect("checked above");
                 core.maybe_quit(i);
                 drop(core);
                 f.sub.job.complete(
@@ -640,6 +675,9 @@ impl Dispatcher {
                         pid,
                     },
                 );
+                let payload = std::mem::take(&mut f.sub.payload);
+                drop(f);
+                self.link.recycle(payload);
             }
             Tag::InitFailed => {
                 let msg = format!(

@@ -611,13 +611,23 @@ fn submit_chunk(link: &Link, job: &Arc<Job>, code: Code, payload: Payload) {
 
 type Payload = std::result::Result<(Vec<u8>, u32), (Error, u32)>;
 
+/// Encodes the next chunk of up to `n` items. `hint` is the room to start with; it becomes
+/// the size of this chunk (plus a little) for the next one, so that a run of chunks grows no
+/// buffer after the first. With a `link`, the buffer is one a finished chunk left behind
+/// (memory already mapped and likely cached), when there is one.
 fn next_payload<A: Serialize>(
     items: &mut impl Iterator<Item = A>,
     n: usize,
-    size_hint: usize,
+    link: Option<&Link>,
+    hint: &mut usize,
 ) -> Option<Payload> {
-    let mut buf = Vec::with_capacity(size_hint);
-    match encode_chunk(items, n, &mut buf) {
+    let mut buf = match link {
+        Some(l) => l.buffer(*hint),
+        None => Vec::with_capacity(*hint),
+    };
+    let r = encode_chunk(items, n, &mut buf);
+    *hint = (buf.len() + buf.len() / 8 + 16).min(1 << 24);
+    match r {
         Ok(0) => None,
         Ok(count) => Some(Ok((buf, count))),
         Err(e) => Some(Err(e)),
@@ -674,9 +684,9 @@ where
     let chunksize = chunksize.unwrap_or_else(|| len.div_ceil(processes * 4).max(1));
     link.begin()?;
     let job = Arc::new(Job::default());
-    // Room for small arguments; bigger ones grow the buffer.
-    let hint = 4 + chunksize.min(len).saturating_mul(4).min(1 << 24);
-    while let Some(p) = next_payload(&mut it, chunksize, hint) {
+    // Room for small arguments; bigger ones grow the buffer (the first one only).
+    let mut hint = 4 + chunksize.min(len).saturating_mul(4).min(1 << 24);
+    while let Some(p) = next_payload(&mut it, chunksize, Some(link), &mut hint) {
         submit_chunk(link, &job, code, p);
     }
     link.end_job();
@@ -693,7 +703,7 @@ where
 {
     link.begin()?;
     let job = Arc::new(Job::default());
-    let p = next_payload(&mut std::iter::once(arg), 1, 64).expect("one item");
+    let p = next_payload(&mut std::iter::once(arg), 1, None, &mut 64).expect("one item");
     submit_chunk(link, &job, code, p);
     link.end_job();
     Ok(AsyncResult {
@@ -901,8 +911,9 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
         check_chunksize(Some(chunksize))?;
         link.begin()?;
         let mut it = items.into_iter();
-        let hint = 4 + chunksize.saturating_mul(4).min(1 << 20);
-        let feed = Box::new(move || next_payload(&mut it, chunksize, hint));
+        let mut hint = 4 + chunksize.saturating_mul(4).min(1 << 20);
+        let feed_link = link.clone();
+        let feed = Box::new(move || next_payload(&mut it, chunksize, Some(&feed_link), &mut hint));
         let mut me = Imap {
             link: link.clone(),
             job: Arc::new(Job::default()),

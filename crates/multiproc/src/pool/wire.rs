@@ -378,7 +378,9 @@ impl<'de> De<'de> {
     }
 }
 
-/// Decodes one value from the start of `bytes`; returns it and the bytes after it.
+/// Decodes one value from the start of `bytes`; returns it and the bytes after it (used by
+/// the tests).
+#[cfg(test)]
 pub(crate) fn take_from_bytes<'a, T: de::Deserialize<'a>>(
     bytes: &'a [u8],
 ) -> Result<(T, &'a [u8])> {

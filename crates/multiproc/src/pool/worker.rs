@@ -8,11 +8,15 @@
 //!                    Quit     (empty): finish and exit
 //! worker -> parent   Ready    (empty): the initializer ran
 //!                    InitFailed  the initializer's panic message
-//!                    Results  seq u64 | count u32 | count outcomes, back to back
-//! outcome := 0 | enc(R)               the task returned
-//!          | 1 | enc(String)          the task panicked: the message
-//!          | 2 | enc(String)          the task could not run (argument or result codec)
+//!                    Results  seq u64 | count u32 | outcomes
+//! outcomes := failed u32 | vlen u64
+//!             | vlen bytes: enc(R) of each task that returned, in task order, back to back
+//!             | failed times: index u32 | 1 | enc(String)   the task panicked: the message
+//!                           | index u32 | 2 | enc(String)   it could not run (codec)
 //! ```
+//! The values carry no per-task status byte (one store less per task in the worker, one load
+//! and branch less per task in the parent): the tasks that failed are listed after them, by
+//! index, in increasing order.
 //! A worker handles its tasks in the order they came, so the parent matches a `Results` to
 //! the oldest chunk it sent that worker (and checks `seq`). Everything the parent reads is
 //! checked: a malformed message is that worker's failure, never the parent's.
@@ -31,7 +35,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::wire::{self, De, Ser};
+use super::wire::{De, Ser};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
@@ -71,7 +75,6 @@ impl StartedCell {
     }
 }
 
-pub(crate) const OUT_OK: u8 = 0;
 pub(crate) const OUT_PANIC: u8 = 1;
 pub(crate) const OUT_FAILED: u8 = 2;
 
@@ -167,9 +170,10 @@ pub(crate) fn encode_items<A: Serialize>(
 }
 
 /// Decodes `count` arguments one after the other, runs `f` on each (a panic is caught and
-/// becomes that task's outcome), appends the outcomes to `out`. One deserializer reads all
-/// the arguments and one serializer writes all the outcomes; one `catch_unwind` covers the
-/// run of tasks up to a panic (a new one starts after it), not one per task.
+/// becomes that task's outcome), appends the outcomes to `out` (format above). One
+/// deserializer reads all the arguments and one serializer writes all the values; one
+/// `catch_unwind` covers the run of tasks up to a panic (a new one starts after it), not one
+/// per task.
 pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     f: &dyn Fn(A) -> R,
     count: u32,
@@ -177,11 +181,24 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
     let mut de = De::new(args);
-    // Room for small outcomes (a tag and a few bytes each); larger ones grow the buffer.
-    out.reserve((count as usize).saturating_mul(4).min(1 << 24));
+    let head = out.len();
+    out.extend_from_slice(&[0; 12]); // failed u32 | vlen u64, filled in at the end
+                                     // Room for small values (a few bytes each); larger ones grow the buffer.
+    out.reserve((count as usize).saturating_mul(8).min(1 << 24));
+    // The failed tasks' entries (index | tag | message), appended after the values.
+    let mut failures: Vec<u8> = Vec::new();
+    let mut failed = 0u32;
     let mut done = 0u32;
-    // Where the outcome of task `done` starts: a panic rolls `out` back to it.
+    // Where the value of task `done` starts: a failure rolls `out` back to it.
     let mut mark = out.len();
+    let mut fail = |index: u32, tag: u8, msg: String, failures: &mut Vec<u8>| {
+        failures.extend_from_slice(&index.to_le_bytes());
+        failures.push(tag);
+        msg.serialize(&mut serializer(failures))
+            .map_err(|e| e.to_string())?;
+        failed += 1;
+        Ok::<(), String>(())
+    };
     while done < count {
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut ser = serializer(out);
@@ -190,31 +207,31 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
                 let a = A::deserialize(&mut de)
                     .map_err(|e| format!("a task argument does not decode: {e}"))?;
                 let r = f(a);
-                ser.out.push(OUT_OK);
                 if let Err(e) = r.serialize(&mut ser) {
                     ser.out.truncate(mark);
-                    ser.out.push(OUT_FAILED);
                     let msg = format!("cannot serialize the task's result: {e}");
-                    msg.serialize(&mut ser).map_err(|e| e.to_string())?;
+                    fail(done, OUT_FAILED, msg, &mut failures)?;
                 }
                 done += 1;
             }
             Ok::<(), String>(())
         }));
         match run {
-            Ok(r) => return r,
+            Ok(Ok(())) => break,
+            Ok(Err(e)) => return Err(e),
             Err(p) => {
                 // Task `done` panicked (in its function, or in its argument's or result's
                 // serde code): its outcome is the panic message.
                 out.truncate(mark);
-                out.push(OUT_PANIC);
-                panic_message(&*p)
-                    .serialize(&mut serializer(out))
-                    .map_err(|e| e.to_string())?;
+                fail(done, OUT_PANIC, panic_message(&*p), &mut failures)?;
                 done += 1;
             }
         }
     }
+    let vlen = (out.len() - head - 12) as u64;
+    out[head..head + 4].copy_from_slice(&failed.to_le_bytes());
+    out[head + 4..head + 12].copy_from_slice(&vlen.to_le_bytes());
+    out.extend_from_slice(&failures);
     Ok(())
 }
 
@@ -323,30 +340,6 @@ pub(crate) fn worker_loop(
     }
 }
 
-/// The error of a failed task whose outcome `tag` (not [`OUT_OK`]) was read; `rest` follows
-/// the tag. Returns the error and the bytes after the outcome.
-fn decode_failure(tag: u8, rest: &[u8], pid: i32) -> std::result::Result<(Error, &[u8]), String> {
-    match tag {
-        OUT_PANIC | OUT_FAILED => wire::take_from_bytes::<String>(rest)
-            .map(|(m, rest)| {
-                let e = if tag == OUT_PANIC {
-                    Error::new(
-                        ErrorKind::ChildPanicked,
-                        format!("task panicked in pool worker {pid}: {m}"),
-                    )
-                } else {
-                    Error::new(
-                        ErrorKind::Codec,
-                        format!("task failed in pool worker {pid}: {m}"),
-                    )
-                };
-                (e, rest)
-            })
-            .map_err(|e| format!("a task's outcome does not decode: {e}")),
-        _ => Err("unknown outcome tag".to_string()),
-    }
-}
-
 fn fewer(pid: i32) -> Error {
     Error::new(
         ErrorKind::ChildFailed,
@@ -361,88 +354,154 @@ fn malformed(pid: i32, msg: &str) -> Error {
     )
 }
 
+/// A chunk's outcomes as sent (see the module docs), split into the values and the list of
+/// failed tasks. Everything is checked: the bytes come from another process.
+struct Outcomes<'a> {
+    values: &'a [u8],
+    /// Failed tasks not read yet, and the bytes of their entries.
+    failed: u32,
+    failures: &'a [u8],
+    pid: i32,
+    count: usize,
+    /// The index of the last failure read (they must increase).
+    last: Option<u32>,
+}
+
+impl<'a> Outcomes<'a> {
+    fn parse(bytes: &'a [u8], count: usize, pid: i32) -> Result<Outcomes<'a>> {
+        if bytes.len() < 12 {
+            return Err(fewer(pid));
+        }
+        let failed = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+        let vlen = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
+        let rest = &bytes[12..];
+        let vlen = usize::try_from(vlen)
+            .ok()
+            .filter(|&v| v <= rest.len())
+            .ok_or_else(|| fewer(pid))?;
+        if failed as usize > count {
+            return Err(malformed(pid, "more failures than tasks"));
+        }
+        Ok(Outcomes {
+            values: &rest[..vlen],
+            failed,
+            failures: &rest[vlen..],
+            pid,
+            count,
+            last: None,
+        })
+    }
+
+    /// The next failure entry: its task index and error.
+    fn next_failure(&mut self) -> Option<Result<(u32, Error)>> {
+        if self.failed == 0 {
+            return None;
+        }
+        self.failed -= 1;
+        let pid = self.pid;
+        let r = (|| {
+            let mut de = De::new(self.failures);
+            let index = u32::deserialize(&mut de).map_err(|_| fewer(pid))?;
+            let tag = u8::deserialize(&mut de).map_err(|_| fewer(pid))?;
+            let m = String::deserialize(&mut de)
+                .map_err(|e| malformed(pid, &format!("a task's outcome does not decode: {e}")))?;
+            if index as usize >= self.count || self.last.is_some_and(|l| index <= l) {
+                return Err(malformed(pid, "a failed task's index is out of order"));
+            }
+            let e = match tag {
+                OUT_PANIC => Error::new(
+                    ErrorKind::ChildPanicked,
+                    format!("task panicked in pool worker {pid}: {m}"),
+                ),
+                OUT_FAILED => Error::new(
+                    ErrorKind::Codec,
+                    format!("task failed in pool worker {pid}: {m}"),
+                ),
+                _ => return Err(malformed(pid, "unknown outcome tag")),
+            };
+            self.failures = de.rest();
+            self.last = Some(index);
+            Ok((index, e))
+        })();
+        if r.is_err() {
+            self.failed = 0;
+        }
+        Some(r)
+    }
+}
+
 /// Decodes the outcomes of a chunk of `count` tasks, as sent by a worker, appending one
 /// `Result` per task (always `count` of them).
 pub(crate) fn decode_outcomes<R: DeserializeOwned>(
-    mut bytes: &[u8],
+    bytes: &[u8],
     count: usize,
     pid: i32,
     out: &mut Vec<Result<R>>,
 ) {
     out.reserve(count);
+    let mut o = match Outcomes::parse(bytes, count, pid) {
+        Ok(o) => o,
+        Err(e) => {
+            let msg = e.message().to_string();
+            out.extend((0..count).map(|_| Err(Error::new(ErrorKind::ChildFailed, msg.clone()))));
+            return;
+        }
+    };
+    let mut de = De::new(o.values);
+    let mut next = o.next_failure();
     let mut i = 0;
     while i < count {
-        // A run of successes, read by one deserializer.
-        let mut de = De::new(bytes);
-        let mut tag = None;
-        while i < count {
-            match u8::deserialize(&mut de) {
-                Ok(OUT_OK) => match R::deserialize(&mut de) {
-                    Ok(v) => {
-                        out.push(Ok(v));
-                        i += 1;
-                    }
-                    Err(e) => {
-                        let msg = format!("a task's result does not decode: {e}");
-                        out.extend((i..count).map(|_| Err(malformed(pid, &msg))));
-                        return;
-                    }
-                },
-                Ok(t) => {
-                    tag = Some(t);
-                    break;
-                }
-                Err(_) => {
-                    out.extend((i..count).map(|_| Err(fewer(pid))));
-                    return;
-                }
-            }
-        }
-        let Some(tag) = tag else { return };
-        let rest = de.rest();
-        match decode_failure(tag, rest, pid) {
-            Ok((e, rest)) => {
+        match next {
+            Some(Ok((index, _))) if index as usize == i => {
+                let Some(Ok((_, e))) = next.take() else {
+                    unreachable!()
+                };
                 out.push(Err(e));
-                i += 1;
-                bytes = rest;
+                next = o.next_failure();
             }
-            Err(msg) => {
-                out.extend((i..count).map(|_| Err(malformed(pid, &msg))));
+            Some(Err(e)) => {
+                let msg = e.message().to_string();
+                out.extend(
+                    (i..count).map(|_| Err(Error::new(ErrorKind::ChildFailed, msg.clone()))),
+                );
                 return;
             }
+            _ => match R::deserialize(&mut de) {
+                Ok(v) => out.push(Ok(v)),
+                Err(e) => {
+                    let msg = format!("a task's result does not decode: {e}");
+                    out.extend((i..count).map(|_| Err(malformed(pid, &msg))));
+                    return;
+                }
+            },
         }
+        i += 1;
     }
 }
 
-/// Like [`decode_outcomes`], for callers that want values only: appends them to `out` and
-/// stops at the first failed task (whose error it returns). No `Result` per task, one
-/// deserializer for the whole chunk.
+/// Like [`decode_outcomes`], for callers that want values only: appends them to `out`, or
+/// returns the error of the first failed task. No `Result` per task, one deserializer for
+/// the whole chunk.
 pub(crate) fn decode_values<R: DeserializeOwned>(
     bytes: &[u8],
     count: usize,
     pid: i32,
     out: &mut Vec<R>,
 ) -> Result<()> {
-    let mut de = De::new(bytes);
+    let mut o = Outcomes::parse(bytes, count, pid)?;
+    if let Some(r) = o.next_failure() {
+        return Err(r?.1);
+    }
+    let mut de = De::new(o.values);
     for _ in 0..count {
-        match u8::deserialize(&mut de) {
-            Ok(OUT_OK) => match R::deserialize(&mut de) {
-                Ok(v) => out.push(v),
-                Err(e) => {
-                    return Err(malformed(
-                        pid,
-                        &format!("a task's result does not decode: {e}"),
-                    ))
-                }
-            },
-            Ok(tag) => {
-                let rest = de.rest();
-                return Err(match decode_failure(tag, rest, pid) {
-                    Ok((e, _)) => e,
-                    Err(msg) => malformed(pid, &msg),
-                });
+        match R::deserialize(&mut de) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                return Err(malformed(
+                    pid,
+                    &format!("a task's result does not decode: {e}"),
+                ))
             }
-            Err(_) => return Err(fewer(pid)),
         }
     }
     Ok(())
@@ -489,7 +548,7 @@ mod tests {
         let mut vals: Vec<u32> = Vec::new();
         let e = decode_values(&out, items.len(), 7, &mut vals).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ChildPanicked);
-        assert_eq!(vals, vec![0]);
+        assert!(e.message().contains("no 1"), "{e}");
         // Panics back to back, first and last.
         let out = run(&[1, 4, 0, 7]);
         let mut all: Vec<Result<u32>> = Vec::new();
