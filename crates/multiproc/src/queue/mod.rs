@@ -68,15 +68,17 @@ thread_local! {
 /// Runs `f` with a cleared scratch buffer (a fresh one if the scratch is in use, e.g. when a
 /// `Serialize` impl itself puts into a queue).
 fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    let mut buf = SCRATCH
-        .with(|s| s.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
-        .unwrap_or_default();
-    buf.clear();
-    let r = f(&mut buf);
-    if buf.capacity() <= 16 << 20 {
-        let _ = SCRATCH.with(|s| s.try_borrow_mut().map(|mut b| *b = buf));
-    }
-    r
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let r = f(&mut buf);
+            if buf.capacity() > 16 << 20 {
+                *buf = Vec::new(); // don't keep a huge buffer for good
+            }
+            r
+        }
+        Err(_) => f(&mut Vec::new()),
+    })
 }
 
 /// A multi-producer, multi-consumer FIFO queue shared between processes (Python's
@@ -485,10 +487,18 @@ fn get_timeout_err(s: GetStop) -> GetTimeoutError {
 
 impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     fn put_wait(&self, item: T, wait: Wait) -> std::result::Result<(), (T, PutStop)> {
-        let r = with_scratch(|buf| match C::encode(&item, buf) {
-            Ok(()) => self.put_raw(&[buf.as_slice()], wait).map_err(|(_, s)| s),
+        let r = match C::encoded_len(&item) {
+            // Encoded straight into the ring (under the producer mutex): no copy between.
+            Ok(Some(n)) => self
+                .shared
+                .put_frames_with(1, |_| n, |_, dst| C::encode_to_slice(&item, dst), wait)
+                .map_err(|(_, s)| s),
+            Ok(None) => with_scratch(|buf| match C::encode(&item, buf) {
+                Ok(()) => self.put_raw(&[buf.as_slice()], wait).map_err(|(_, s)| s),
+                Err(e) => Err(PutStop::Failed(e)),
+            }),
             Err(e) => Err(PutStop::Failed(e)),
-        });
+        };
         r.map_err(|s| (item, s))
     }
 
@@ -601,13 +611,14 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     }
 
     fn get_wait(&self, wait: Wait) -> std::result::Result<T, GetStop> {
-        with_scratch(|scratch| {
-            self.shared.take_frames(1, wait, &mut |_, f| {
-                f.read_into(scratch);
-                Ok(())
-            })?;
-            C::decode(scratch).map_err(GetStop::Failed)
-        })
+        // Decoded straight from the ring, under the consumer mutex: no copy in between. A
+        // message that does not decode is consumed and reported (see `take_frames`).
+        let mut out = None;
+        self.shared.take_frames(1, wait, &mut |_, f| {
+            out = Some(C::decode(f.bytes())?);
+            Ok(())
+        })?;
+        Ok(out.expect("a get that returned Ok took one frame"))
     }
 
     /// Takes the next item, waiting as long as it takes (Python's `get()`).
@@ -655,16 +666,12 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         timeout: Option<Duration>,
     ) -> std::result::Result<Vec<T>, GetTimeoutError> {
         let mut out = Vec::new();
-        with_scratch(|scratch| {
-            self.shared
-                .take_frames(max, Wait::timeout(timeout), &mut |_, f| {
-                    scratch.clear();
-                    f.read_into(scratch);
-                    out.push(C::decode(scratch)?);
-                    Ok(())
-                })
-        })
-        .map_err(get_timeout_err)?;
+        self.shared
+            .take_frames(max, Wait::timeout(timeout), &mut |_, f| {
+                out.push(C::decode(f.bytes())?);
+                Ok(())
+            })
+            .map_err(get_timeout_err)?;
         Ok(out)
     }
 

@@ -314,6 +314,21 @@ pub(crate) struct FrameRef<'a> {
 }
 
 impl FrameRef<'_> {
+    /// The payload, in place in the ring (valid while the sink runs, under the consumer
+    /// mutex): decoding straight from it saves a copy.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        // SAFETY: `at..at+len` lies inside the ring (checked by `ring::front` against the
+        // local geometry, which was checked against the mapping size at open), and the
+        // mapping outlives `self.q`. The bytes are a committed frame in `[head, tail)`, which
+        // no honest process writes while we hold the consumer mutex (producers write only
+        // free space, other consumers wait for the mutex), and this borrow ends before the
+        // sink returns, i.e. before we commit or unlock. A dishonest process could still
+        // change them; the decoder bounds-checks every read against this slice's length
+        // and treats every value as untrusted, so that yields wrong values or a decode
+        // error, never an access outside the frame.
+        unsafe { std::slice::from_raw_parts(self.q.ring_ptr().add(self.at), self.len) }
+    }
+
     /// Appends the payload to `out`.
     pub(crate) fn read_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.len);
@@ -369,6 +384,21 @@ impl Clone for SharedQueue {
             },
         }
     }
+}
+
+/// Why a side's mutex was not taken.
+enum LockFail {
+    Timeout,
+    /// This thread holds it already (a codec callback re-entered the queue).
+    Reentrant,
+}
+
+fn reentrant_error() -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        "a queue was called from inside a Serialize or Deserialize impl that this queue was \
+         running (for a put or get on the same queue); that would wait for itself",
+    )
 }
 
 /// Holds a mutex; unlocks on drop.
@@ -475,17 +505,30 @@ impl SharedQueue {
         self.seg.id()
     }
 
-    fn lock<'a>(&self, m: &'a RawMutex, deadline: &mut Lazy) -> Option<Locked<'a>> {
+    fn lock<'a>(
+        &self,
+        m: &'a RawMutex,
+        deadline: &mut Lazy,
+    ) -> std::result::Result<Locked<'a>, LockFail> {
         // OwnerDied needs no repair: see "Commit protocol" above.
         if !m.try_lock_free() {
-            m.lock(deadline.get()).ok()?;
+            if m.is_owned_by_current_thread() {
+                // A `Serialize` / `Deserialize` impl run under this mutex (an item encoded
+                // into or decoded from the ring) called back into the same queue: waiting
+                // would wait for ourselves.
+                return Err(LockFail::Reentrant);
+            }
+            m.lock(deadline.get()).map_err(|_| LockFail::Timeout)?;
         }
-        Some(Locked(m))
+        Ok(Locked(m))
     }
 
     fn lock_forever<'a>(&self, m: &'a RawMutex) -> Locked<'a> {
-        self.lock(m, &mut Lazy::new(Wait::For(None)))
-            .expect("a lock without deadline does not time out")
+        match self.lock(m, &mut Lazy::new(Wait::For(None))) {
+            Ok(l) => l,
+            Err(LockFail::Reentrant) => panic!("{}", reentrant_error()),
+            Err(LockFail::Timeout) => unreachable!("a lock without deadline does not time out"),
+        }
     }
 
     // ----- the two sides' states -----
@@ -622,22 +665,33 @@ impl SharedQueue {
             .expect("frame header inside the ring and aligned")
     }
 
-    fn write_frame(&self, phys: u64, payload: &[u8]) {
-        let flen = ring::frame_len(payload.len() as u64);
+    /// Writes a frame of a `len`-byte payload at `phys`: the payload by `fill` (given the
+    /// payload bytes, in place), then the header. On a `fill` error no header is written.
+    fn write_frame(
+        &self,
+        phys: u64,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<()>,
+    ) -> Result<()> {
+        let flen = ring::frame_len(len as u64);
         assert!(phys + flen <= self.geo.cap, "frame placed outside the ring");
         // SAFETY: `phys + 8 + len <= phys + flen <= cap` (asserted above) and the ring lies
-        // inside the mapping (checked at open); these bytes are free space owned by the
-        // producer mutex holder (us) by the ring protocol, and `payload` is our own memory.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                payload.as_ptr(),
+        // inside the mapping (checked at open), so the slice is inside the mapping. These
+        // bytes are free space, which the ring protocol gives to the producer mutex holder
+        // (us) alone: no honest process reads or writes them until we commit, and the slice
+        // does not outlive this call. (A dishonest process writing there at the same time can
+        // only spoil the payload, which the reader treats as untrusted.)
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut(
                 self.ring_ptr()
                     .add(phys as usize + ring::FRAME_HEADER as usize),
-                payload.len(),
-            );
-        }
+                len,
+            )
+        };
+        fill(dst)?;
         self.header(phys)
-            .store(ring::encode_header(payload.len() as u32), Ordering::Relaxed);
+            .store(ring::encode_header(len as u32), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Discards the pages of `[from, to)` (taken bytes nobody may write yet).
@@ -697,17 +751,41 @@ impl SharedQueue {
         payloads: &[&[u8]],
         wait: Wait,
     ) -> std::result::Result<(), (usize, PutStop)> {
+        self.put_frames_with(
+            payloads.len(),
+            |i| payloads[i].len(),
+            |i, dst| {
+                dst.copy_from_slice(payloads[i]);
+                Ok(())
+            },
+            wait,
+        )
+    }
+
+    /// Puts `n` payloads in order, payload `i` of `len(i)` bytes written in place into the
+    /// ring by `write(i, dst)` (`dst.len() == len(i)`) under the producer mutex. A `write`
+    /// error stops the batch before that payload (nothing of it is committed) and is
+    /// returned as `Failed`. Otherwise as [`put_frames`](Self::put_frames).
+    pub(crate) fn put_frames_with(
+        &self,
+        n: usize,
+        len: impl Fn(usize) -> usize,
+        mut write: impl FnMut(usize, &mut [u8]) -> Result<()>,
+        wait: Wait,
+    ) -> std::result::Result<(), (usize, PutStop)> {
         let max = self.max_payload();
-        if let Some(p) = payloads.iter().find(|p| p.len() as u64 > max) {
-            return Err((0, PutStop::Failed(self.too_large(p.len()))));
+        if let Some(l) = (0..n).map(&len).find(|&l| l as u64 > max) {
+            return Err((0, PutStop::Failed(self.too_large(l))));
         }
         let ctl = self.ctl();
         let mut deadline = Lazy::new(wait);
         let mut done = 0;
         let mut slice = FIRST_SLICE;
         loop {
-            let Some(l) = self.lock(&ctl.pmutex.0, &mut deadline) else {
-                return Err((done, PutStop::Timeout));
+            let l = match self.lock(&ctl.pmutex.0, &mut deadline) {
+                Ok(l) => l,
+                Err(LockFail::Timeout) => return Err((done, PutStop::Timeout)),
+                Err(LockFail::Reentrant) => return Err((done, PutStop::Failed(reentrant_error()))),
             };
             let mut st = self.p_state();
             if st.closed {
@@ -716,15 +794,23 @@ impl SharedQueue {
             let start = done;
             let mut seen = None;
             let mut corrupt = None;
-            while done < payloads.len() {
-                let flen = ring::frame_len(payloads[done].len() as u64);
+            let mut failed = None;
+            while done < n {
+                let plen = len(done);
+                let flen = ring::frame_len(plen as u64);
                 match self.place_one(&mut st, flen, &mut seen, &mut deadline) {
                     Ok(Some(p)) => {
+                        // Both stores go to free space: harmless if `write` fails (nothing
+                        // is committed), as if the process had died there.
                         if let Some(s) = p.skip {
                             self.header(self.geo.phys(s))
                                 .store(ring::SKIP, Ordering::Relaxed);
                         }
-                        self.write_frame(self.geo.phys(p.at), payloads[done]);
+                        let phys = self.geo.phys(p.at);
+                        if let Err(e) = self.write_frame(phys, plen, |dst| write(done, dst)) {
+                            failed = Some(e);
+                            break;
+                        }
                         st.tail = p.tail;
                         st.puts += 1;
                         done += 1;
@@ -746,7 +832,10 @@ impl SharedQueue {
             if let Some(c) = corrupt {
                 return Err((done, PutStop::Failed(self.repair(c))));
             }
-            if done == payloads.len() {
+            if let Some(e) = failed {
+                return Err((done, PutStop::Failed(e)));
+            }
+            if done == n {
                 return Ok(());
             }
             if let Wait::No = wait {
@@ -857,8 +946,10 @@ impl SharedQueue {
         let mut deadline = Lazy::new(wait);
         let mut slice = FIRST_SLICE;
         loop {
-            let Some(l) = self.lock(&ctl.cmutex.0, &mut deadline) else {
-                return Err(GetStop::Timeout);
+            let l = match self.lock(&ctl.cmutex.0, &mut deadline) {
+                Ok(l) => l,
+                Err(LockFail::Timeout) => return Err(GetStop::Timeout),
+                Err(LockFail::Reentrant) => return Err(GetStop::Failed(reentrant_error())),
             };
             let mut c = self.c_state();
             // Finishing a killed consumer's discard step is a commit that gives producers

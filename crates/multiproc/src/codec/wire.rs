@@ -1,0 +1,1071 @@
+//! postcard's wire format, written and read by our own serde serializer and deserializer.
+//!
+//! Byte for byte the format of the `postcard` crate (1.x; the tests below check both
+//! directions against it), implemented here for speed on what queues and connections carry
+//! most: a byte vector (`Vec<u8>`, `[u8]`) is one length and one copy, where serde's generic
+//! path hands a format every byte as a sequence element (postcard pushes them one at a time
+//! on encode and a `Vec` grows by one element at a time on decode: about 1 GB/s). The fast
+//! paths are taken only for exactly those types (see `cast.rs`); everything else goes through
+//! the ordinary serde calls, each one written as a direct append or a bounds-checked read.
+//!
+//! ```text
+//! bool, u8, i8           1 byte (bool: 0 or 1, anything else is an error)
+//! u16..u128              varint (LEB128: 7 bits a byte, high bit set on all but the last)
+//! i16..i128              zigzag, then varint
+//! f32, f64               IEEE bits, little-endian
+//! str, bytes, char       varint length | bytes (char: as its UTF-8 string)
+//! seq, map               varint length | elements (map: key, value, ...)
+//! option                 0 | 1 value
+//! enum                   varint variant index | fields
+//! tuple, struct          fields back to back; unit: nothing
+//! ```
+//!
+//! Everything decoded is untrusted (it may come from another process or from shared memory):
+//! every read is bounds-checked and malformed input is an error, never a panic.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
+use serde::ser::{self, Serialize};
+
+use super::cast;
+
+/// A codec error.
+#[derive(Debug)]
+pub(crate) enum WireError {
+    /// The input ended inside a value.
+    End,
+    /// A message of our own (static).
+    Msg(&'static str),
+    /// A message from a `Serialize` / `Deserialize` impl.
+    Custom(String),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::End => f.write_str("hit the end of the message, expected more data"),
+            WireError::Msg(m) => f.write_str(m),
+            WireError::Custom(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+impl ser::Error for WireError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        WireError::Custom(msg.to_string())
+    }
+}
+
+impl de::Error for WireError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        WireError::Custom(msg.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, WireError>;
+
+// ----- serializer -----
+
+/// Where a serializer's bytes go: a `Vec` (grows), a counter (the exact length, without
+/// writing), or a slice of exactly the right size (filled in place).
+pub(crate) trait Out {
+    fn push(&mut self, b: u8) -> Result<()>;
+    fn extend(&mut self, b: &[u8]) -> Result<()>;
+}
+
+impl Out for Vec<u8> {
+    #[inline(always)]
+    fn push(&mut self, b: u8) -> Result<()> {
+        Vec::push(self, b);
+        Ok(())
+    }
+    #[inline(always)]
+    fn extend(&mut self, b: &[u8]) -> Result<()> {
+        self.extend_from_slice(b);
+        Ok(())
+    }
+}
+
+/// Counts the bytes an encoding takes.
+#[derive(Default)]
+pub(crate) struct Count(pub(crate) usize);
+
+impl Out for Count {
+    #[inline(always)]
+    fn push(&mut self, _b: u8) -> Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+    #[inline(always)]
+    fn extend(&mut self, b: &[u8]) -> Result<()> {
+        self.0 += b.len();
+        Ok(())
+    }
+}
+
+/// Fills a slice from its start; writing past its end is an error.
+pub(crate) struct Fill<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+const OVERFLOW: WireError =
+    WireError::Msg("the value's encoding changed size between measuring and writing it");
+
+impl Out for Fill<'_> {
+    #[inline(always)]
+    fn push(&mut self, b: u8) -> Result<()> {
+        let slot = self.buf.get_mut(self.pos).ok_or(OVERFLOW)?;
+        *slot = b;
+        self.pos += 1;
+        Ok(())
+    }
+    #[inline(always)]
+    fn extend(&mut self, b: &[u8]) -> Result<()> {
+        let end = self.pos.checked_add(b.len()).ok_or(OVERFLOW)?;
+        self.buf
+            .get_mut(self.pos..end)
+            .ok_or(OVERFLOW)?
+            .copy_from_slice(b);
+        self.pos = end;
+        Ok(())
+    }
+}
+
+/// A serializer appending postcard's format to an [`Out`].
+pub(crate) struct Ser<'a, W: Out> {
+    out: &'a mut W,
+}
+
+impl<'a, W: Out> Ser<'a, W> {
+    pub(crate) fn new(out: &'a mut W) -> Ser<'a, W> {
+        Ser { out }
+    }
+
+    /// Appends `v` as a LEB128 varint.
+    #[inline(always)]
+    fn varint(&mut self, v: u64) -> Result<()> {
+        if v < 0x80 {
+            self.out.push(v as u8)
+        } else {
+            self.varint_long(v)
+        }
+    }
+
+    #[inline]
+    fn varint_long(&mut self, mut v: u64) -> Result<()> {
+        let mut buf = [0u8; 10];
+        let mut n = 0;
+        while v >= 0x80 {
+            buf[n] = (v as u8) | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        buf[n] = v as u8;
+        self.out.extend(&buf[..=n])
+    }
+
+    fn varint128(&mut self, mut v: u128) -> Result<()> {
+        let mut buf = [0u8; 19];
+        let mut n = 0;
+        while v >= 0x80 {
+            buf[n] = (v as u8) | 0x80;
+            v >>= 7;
+            n += 1;
+        }
+        buf[n] = v as u8;
+        self.out.extend(&buf[..=n])
+    }
+
+    #[inline(always)]
+    fn bytes(&mut self, b: &[u8]) -> Result<()> {
+        self.varint(b.len() as u64)?;
+        self.out.extend(b)
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+impl<W: Out> ser::Serializer for &mut Ser<'_, W> {
+    type Ok = ();
+    type Error = WireError;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Self;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+    #[inline]
+    fn serialize_bool(self, v: bool) -> Result<()> {
+        self.out.push(v as u8)
+    }
+    #[inline]
+    fn serialize_i8(self, v: i8) -> Result<()> {
+        self.out.push(v as u8)
+    }
+    #[inline]
+    fn serialize_i16(self, v: i16) -> Result<()> {
+        self.varint(zigzag(v.into()))
+    }
+    #[inline]
+    fn serialize_i32(self, v: i32) -> Result<()> {
+        self.varint(zigzag(v.into()))
+    }
+    #[inline]
+    fn serialize_i64(self, v: i64) -> Result<()> {
+        self.varint(zigzag(v))
+    }
+    fn serialize_i128(self, v: i128) -> Result<()> {
+        self.varint128(((v << 1) ^ (v >> 127)) as u128)
+    }
+    #[inline]
+    fn serialize_u8(self, v: u8) -> Result<()> {
+        self.out.push(v)
+    }
+    #[inline]
+    fn serialize_u16(self, v: u16) -> Result<()> {
+        self.varint(v.into())
+    }
+    #[inline]
+    fn serialize_u32(self, v: u32) -> Result<()> {
+        self.varint(v.into())
+    }
+    #[inline]
+    fn serialize_u64(self, v: u64) -> Result<()> {
+        self.varint(v)
+    }
+    fn serialize_u128(self, v: u128) -> Result<()> {
+        self.varint128(v)
+    }
+    #[inline]
+    fn serialize_f32(self, v: f32) -> Result<()> {
+        self.out.extend(&v.to_bits().to_le_bytes())
+    }
+    #[inline]
+    fn serialize_f64(self, v: f64) -> Result<()> {
+        self.out.extend(&v.to_bits().to_le_bytes())
+    }
+    fn serialize_char(self, v: char) -> Result<()> {
+        let mut buf = [0u8; 4];
+        self.bytes(v.encode_utf8(&mut buf).as_bytes())
+    }
+    #[inline]
+    fn serialize_str(self, v: &str) -> Result<()> {
+        self.bytes(v.as_bytes())
+    }
+    #[inline]
+    fn serialize_bytes(self, v: &[u8]) -> Result<()> {
+        self.bytes(v)
+    }
+    #[inline]
+    fn serialize_none(self) -> Result<()> {
+        self.out.push(0)
+    }
+    #[inline]
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<()> {
+        self.out.push(1)?;
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<()> {
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<()> {
+        Ok(())
+    }
+    #[inline]
+    fn serialize_unit_variant(self, _n: &'static str, index: u32, _v: &'static str) -> Result<()> {
+        self.varint(index.into())
+    }
+    #[inline]
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<()> {
+        value.serialize(self)
+    }
+    #[inline]
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _name: &'static str,
+        index: u32,
+        _variant: &'static str,
+        value: &T,
+    ) -> Result<()> {
+        self.varint(index.into())?;
+        value.serialize(self)
+    }
+    #[inline]
+    fn serialize_seq(self, len: Option<usize>) -> Result<Self> {
+        let len = len.ok_or(WireError::Msg(
+            "a sequence of unknown length cannot be serialized",
+        ))?;
+        self.varint(len as u64)?;
+        Ok(self)
+    }
+    #[inline]
+    fn serialize_tuple(self, _len: usize) -> Result<Self> {
+        Ok(self)
+    }
+    #[inline]
+    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Self> {
+        Ok(self)
+    }
+    #[inline]
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self> {
+        self.varint(index.into())?;
+        Ok(self)
+    }
+    #[inline]
+    fn serialize_map(self, len: Option<usize>) -> Result<Self> {
+        let len = len.ok_or(WireError::Msg(
+            "a map of unknown length cannot be serialized",
+        ))?;
+        self.varint(len as u64)?;
+        Ok(self)
+    }
+    #[inline]
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self> {
+        Ok(self)
+    }
+    #[inline]
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self> {
+        self.varint(index.into())?;
+        Ok(self)
+    }
+
+    /// A byte vector or slice is one length and one copy; anything else as serde does it
+    /// (a length known up front, then the elements).
+    #[inline]
+    fn collect_seq<I>(self, iter: I) -> Result<()>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        if let Some(b) = cast::as_byte_slice(&iter) {
+            return self.bytes(b);
+        }
+        let iter = iter.into_iter();
+        let len = match iter.size_hint() {
+            (lo, Some(hi)) if lo == hi => Some(lo),
+            _ => None,
+        };
+        let mut s = ser::Serializer::serialize_seq(self, len)?;
+        for item in iter {
+            ser::SerializeSeq::serialize_element(&mut s, &item)?;
+        }
+        ser::SerializeSeq::end(s)
+    }
+
+    fn collect_str<T: ?Sized + fmt::Display>(self, value: &T) -> Result<()> {
+        // Formatted once into a string (postcard formats twice: to count, then to write).
+        self.bytes(value.to_string().as_bytes())
+    }
+}
+
+macro_rules! compound {
+    ($($tr:ident :: $f:ident),*) => {$(
+        impl<W: Out> ser::$tr for &mut Ser<'_, W> {
+            type Ok = ();
+            type Error = WireError;
+            #[inline]
+            fn $f<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
+                value.serialize(&mut **self)
+            }
+            #[inline]
+            fn end(self) -> Result<()> {
+                Ok(())
+            }
+        }
+    )*};
+}
+compound!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+impl<W: Out> ser::SerializeMap for &mut Ser<'_, W> {
+    type Ok = ();
+    type Error = WireError;
+    #[inline]
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<()> {
+        key.serialize(&mut **self)
+    }
+    #[inline]
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<()> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Out> ser::SerializeStruct for &mut Ser<'_, W> {
+    type Ok = ();
+    type Error = WireError;
+    #[inline]
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, _k: &'static str, v: &T) -> Result<()> {
+        v.serialize(&mut **self)
+    }
+    #[inline]
+    fn end(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Out> ser::SerializeStructVariant for &mut Ser<'_, W> {
+    type Ok = ();
+    type Error = WireError;
+    #[inline]
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, _k: &'static str, v: &T) -> Result<()> {
+        v.serialize(&mut **self)
+    }
+    fn end(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Appends the encoding of `value` to `out`.
+#[inline]
+pub(crate) fn encode_into<T: ?Sized + Serialize>(value: &T, out: &mut Vec<u8>) -> Result<()> {
+    value.serialize(&mut Ser::new(out))
+}
+
+/// The length of `value`'s encoding (running its `Serialize` without writing; a byte
+/// vector is O(1)).
+#[inline]
+pub(crate) fn encoded_len<T: ?Sized + Serialize>(value: &T) -> Result<usize> {
+    let mut n = Count(0);
+    value.serialize(&mut Ser::new(&mut n))?;
+    Ok(n.0)
+}
+
+/// Writes the encoding of `value` into `buf`, which must be exactly its length.
+#[inline]
+pub(crate) fn encode_to_slice<T: ?Sized + Serialize>(value: &T, buf: &mut [u8]) -> Result<()> {
+    let mut f = Fill { buf, pos: 0 };
+    value.serialize(&mut Ser::new(&mut f))?;
+    if f.pos == f.buf.len() {
+        Ok(())
+    } else {
+        Err(OVERFLOW)
+    }
+}
+
+// ----- deserializer -----
+
+/// A deserializer reading postcard's format from a slice.
+pub(crate) struct De<'de> {
+    input: &'de [u8],
+}
+
+/// Reads a varint of at most `$max` bytes into `$t`, rejecting bits past its width (as
+/// postcard does).
+macro_rules! varint_fn {
+    ($name:ident, $t:ty) => {
+        #[inline]
+        fn $name(&mut self) -> Result<$t> {
+            const BITS: usize = <$t>::BITS as usize;
+            const MAX: usize = BITS.div_ceil(7);
+            const LAST: u8 = ((1u16 << (BITS % 7)) - 1) as u8;
+            let mut out: $t = 0;
+            for i in 0..MAX {
+                let b = self.byte()?;
+                out |= <$t>::from(b & 0x7f) << (7 * i);
+                if b & 0x80 == 0 {
+                    if i == MAX - 1 && b > LAST {
+                        return Err(WireError::Msg("a varint is out of range"));
+                    }
+                    return Ok(out);
+                }
+            }
+            Err(WireError::Msg("a varint is too long"))
+        }
+    };
+}
+
+impl<'de> De<'de> {
+    pub(crate) fn new(input: &'de [u8]) -> De<'de> {
+        De { input }
+    }
+
+    /// The bytes not read yet.
+    pub(crate) fn rest(&self) -> &'de [u8] {
+        self.input
+    }
+
+    #[inline(always)]
+    fn byte(&mut self) -> Result<u8> {
+        match self.input.split_first() {
+            Some((&b, rest)) => {
+                self.input = rest;
+                Ok(b)
+            }
+            None => Err(WireError::End),
+        }
+    }
+
+    #[inline(always)]
+    fn take(&mut self, n: usize) -> Result<&'de [u8]> {
+        match self.input.split_at_checked(n) {
+            Some((a, b)) => {
+                self.input = b;
+                Ok(a)
+            }
+            None => Err(WireError::End),
+        }
+    }
+
+    #[inline(always)]
+    fn fixed<const N: usize>(&mut self) -> Result<[u8; N]> {
+        match self.input.split_first_chunk::<N>() {
+            Some((head, rest)) => {
+                self.input = rest;
+                Ok(*head)
+            }
+            None => Err(WireError::End),
+        }
+    }
+
+    varint_fn!(varint16, u16);
+    varint_fn!(varint32, u32);
+    varint_fn!(varint64, u64);
+    varint_fn!(varint128, u128);
+
+    /// A length (a varint of `usize` width).
+    #[inline(always)]
+    fn len(&mut self) -> Result<usize> {
+        // Lengths below 128 are one byte: the common case.
+        if let Some((&b, rest)) = self.input.split_first() {
+            if b < 0x80 {
+                self.input = rest;
+                return Ok(b.into());
+            }
+        }
+        usize::try_from(self.varint64()?).map_err(|_| WireError::Msg("a length is out of range"))
+    }
+
+    #[inline]
+    fn bytes(&mut self) -> Result<&'de [u8]> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    fn str(&mut self) -> Result<&'de str> {
+        std::str::from_utf8(self.bytes()?).map_err(|_| WireError::Msg("a string is not UTF-8"))
+    }
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Decodes one value from the start of `bytes`; returns it and the bytes after it.
+#[inline]
+pub(crate) fn take_from_bytes<'a, T: de::Deserialize<'a>>(
+    bytes: &'a [u8],
+) -> Result<(T, &'a [u8])> {
+    let mut de = De::new(bytes);
+    let v = T::deserialize(&mut de)?;
+    Ok((v, de.rest()))
+}
+
+struct Access<'a, 'de> {
+    de: &'a mut De<'de>,
+    len: usize,
+}
+
+impl<'de> de::SeqAccess<'de> for Access<'_, 'de> {
+    type Error = WireError;
+    #[inline]
+    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
+        if self.len == 0 {
+            return Ok(None);
+        }
+        self.len -= 1;
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+    #[inline]
+    fn size_hint(&self) -> Option<usize> {
+        // The length is untrusted: no hint beyond the bytes left (as postcard).
+        (self.len <= self.de.input.len()).then_some(self.len)
+    }
+}
+
+impl<'de> de::MapAccess<'de> for Access<'_, 'de> {
+    type Error = WireError;
+    #[inline]
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
+        if self.len == 0 {
+            return Ok(None);
+        }
+        self.len -= 1;
+        seed.deserialize(&mut *self.de).map(Some)
+    }
+    #[inline]
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
+        seed.deserialize(&mut *self.de)
+    }
+    fn size_hint(&self) -> Option<usize> {
+        (self.len <= self.de.input.len()).then_some(self.len)
+    }
+}
+
+impl<'de> de::EnumAccess<'de> for &mut De<'de> {
+    type Error = WireError;
+    type Variant = Self;
+    #[inline]
+    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self)> {
+        let index = self.varint32()?;
+        let v = seed.deserialize(index.into_deserializer())?;
+        Ok((v, self))
+    }
+}
+
+impl<'de> de::VariantAccess<'de> for &mut De<'de> {
+    type Error = WireError;
+    fn unit_variant(self) -> Result<()> {
+        Ok(())
+    }
+    #[inline]
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value> {
+        seed.deserialize(self)
+    }
+    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value> {
+        visitor.visit_seq(Access { de: self, len })
+    }
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value> {
+        visitor.visit_seq(Access {
+            de: self,
+            len: fields.len(),
+        })
+    }
+}
+
+impl<'de> de::Deserializer<'de> for &mut De<'de> {
+    type Error = WireError;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+    fn deserialize_any<V: Visitor<'de>>(self, _v: V) -> Result<V::Value> {
+        Err(WireError::Msg(
+            "the format is not self-describing (deserialize_any is not supported)",
+        ))
+    }
+    #[inline]
+    fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        match self.byte()? {
+            0 => v.visit_bool(false),
+            1 => v.visit_bool(true),
+            _ => Err(WireError::Msg("a bool is neither 0 nor 1")),
+        }
+    }
+    #[inline]
+    fn deserialize_i8<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_i8(self.byte()? as i8)
+    }
+    #[inline]
+    fn deserialize_i16<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        let x = self.varint16()?;
+        v.visit_i16(unzigzag(x.into()) as i16)
+    }
+    #[inline]
+    fn deserialize_i32<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        let x = self.varint32()?;
+        v.visit_i32(unzigzag(x.into()) as i32)
+    }
+    #[inline]
+    fn deserialize_i64<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        let x = self.varint64()?;
+        v.visit_i64(unzigzag(x))
+    }
+    fn deserialize_i128<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        let x = self.varint128()?;
+        v.visit_i128(((x >> 1) as i128) ^ -((x & 1) as i128))
+    }
+    #[inline]
+    fn deserialize_u8<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_u8(self.byte()?)
+    }
+    #[inline]
+    fn deserialize_u16<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_u16(self.varint16()?)
+    }
+    #[inline]
+    fn deserialize_u32<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_u32(self.varint32()?)
+    }
+    #[inline]
+    fn deserialize_u64<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_u64(self.varint64()?)
+    }
+    fn deserialize_u128<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_u128(self.varint128()?)
+    }
+    #[inline]
+    fn deserialize_f32<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_f32(f32::from_bits(u32::from_le_bytes(self.fixed()?)))
+    }
+    #[inline]
+    fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_f64(f64::from_bits(u64::from_le_bytes(self.fixed()?)))
+    }
+    fn deserialize_char<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        let bad = WireError::Msg("a char is not one UTF-8 character");
+        let n = self.len()?;
+        if n > 4 {
+            return Err(bad);
+        }
+        let s = std::str::from_utf8(self.take(n)?)
+            .map_err(|_| WireError::Msg("a char is not UTF-8"))?;
+        let mut chars = s.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => v.visit_char(c),
+            _ => Err(bad),
+        }
+    }
+    #[inline]
+    fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_borrowed_str(self.str()?)
+    }
+    #[inline]
+    fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_borrowed_str(self.str()?)
+    }
+    #[inline]
+    fn deserialize_bytes<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_borrowed_bytes(self.bytes()?)
+    }
+    #[inline]
+    fn deserialize_byte_buf<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_borrowed_bytes(self.bytes()?)
+    }
+    #[inline]
+    fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        match self.byte()? {
+            0 => v.visit_none(),
+            1 => v.visit_some(self),
+            _ => Err(WireError::Msg("an option tag is neither 0 nor 1")),
+        }
+    }
+    fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        v.visit_unit()
+    }
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        v: V,
+    ) -> Result<V::Value> {
+        v.visit_unit()
+    }
+    #[inline]
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        v: V,
+    ) -> Result<V::Value> {
+        v.visit_newtype_struct(self)
+    }
+    /// A `Vec<u8>` (serde's own visitor for it) is one bounds check and one copy; any other
+    /// sequence goes element by element.
+    #[inline]
+    fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        let len = self.len()?;
+        if cast::is_byte_vec_visitor::<V>() {
+            let bytes = self.take(len)?;
+            return Ok(cast::byte_vec_into::<V::Value>(bytes.to_vec()));
+        }
+        v.visit_seq(Access { de: self, len })
+    }
+    #[inline]
+    fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, v: V) -> Result<V::Value> {
+        v.visit_seq(Access { de: self, len })
+    }
+    #[inline]
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        len: usize,
+        v: V,
+    ) -> Result<V::Value> {
+        v.visit_seq(Access { de: self, len })
+    }
+    fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+        let len = self.len()?;
+        v.visit_map(Access { de: self, len })
+    }
+    #[inline]
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value> {
+        v.visit_seq(Access {
+            de: self,
+            len: fields.len(),
+        })
+    }
+    #[inline]
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _variants: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value> {
+        v.visit_enum(self)
+    }
+    fn deserialize_identifier<V: Visitor<'de>>(self, _v: V) -> Result<V::Value> {
+        Err(WireError::Msg(
+            "the format has no identifiers (deserialize_identifier is not supported)",
+        ))
+    }
+    fn deserialize_ignored_any<V: Visitor<'de>>(self, _v: V) -> Result<V::Value> {
+        Err(WireError::Msg(
+            "the format is not self-describing (deserialize_ignored_any is not supported)",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::{Deserialize, Serialize};
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    enum E {
+        Unit,
+        New(i32),
+        Tup(u8, String),
+        Rec { a: Option<u64>, b: Vec<i16> },
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct S {
+        flag: bool,
+        small: i8,
+        n16: u16,
+        i32_: i32,
+        n64: u64,
+        i64_: i64,
+        big: u128,
+        ibig: i128,
+        f: f32,
+        d: f64,
+        c: char,
+        s: String,
+        bytes: Vec<u8>,
+        words: Vec<u32>,
+        opt: Option<Box<S2>>,
+        map: BTreeMap<String, i64>,
+        e: Vec<E>,
+        arr: [u8; 3],
+        unit: (),
+        tup: (u8, i64, String),
+    }
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq, Clone)]
+    struct S2(Vec<u8>, Option<u8>);
+
+    fn arb_e() -> impl Strategy<Value = E> {
+        prop_oneof![
+            Just(E::Unit),
+            any::<i32>().prop_map(E::New),
+            (any::<u8>(), ".{0,4}").prop_map(|(a, b)| E::Tup(a, b)),
+            (
+                any::<Option<u64>>(),
+                prop::collection::vec(any::<i16>(), 0..4)
+            )
+                .prop_map(|(a, b)| E::Rec { a, b }),
+        ]
+    }
+
+    fn arb_s() -> impl Strategy<Value = S> {
+        (
+            (
+                any::<bool>(),
+                any::<i8>(),
+                any::<u16>(),
+                any::<i32>(),
+                any::<u64>(),
+                any::<i64>(),
+            ),
+            (
+                any::<u128>(),
+                any::<i128>(),
+                any::<f32>(),
+                any::<f64>(),
+                any::<char>(),
+            ),
+            (".{0,8}", prop::collection::vec(any::<u8>(), 0..300)),
+            prop::collection::vec(any::<u32>(), 0..5),
+            any::<Option<(Vec<u8>, Option<u8>)>>(),
+            prop::collection::btree_map(".{0,3}", any::<i64>(), 0..3),
+            prop::collection::vec(arb_e(), 0..3),
+            (any::<[u8; 3]>(), any::<(u8, i64, String)>()),
+        )
+            .prop_map(
+                |(
+                    (flag, small, n16, i32_, n64, i64_),
+                    (big, ibig, f, d, c),
+                    (s, bytes),
+                    words,
+                    opt,
+                    map,
+                    e,
+                    (arr, tup),
+                )| S {
+                    flag,
+                    small,
+                    n16,
+                    i32_,
+                    n64,
+                    i64_,
+                    big,
+                    ibig,
+                    f,
+                    d,
+                    c,
+                    s,
+                    bytes,
+                    words,
+                    opt: opt.map(|(a, b)| Box::new(S2(a, b))),
+                    map,
+                    e,
+                    arr,
+                    unit: (),
+                    tup,
+                },
+            )
+    }
+
+    fn ours<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_into(v, &mut out).unwrap();
+        out
+    }
+
+    fn same_float_bits(a: &S, b: &S) -> bool {
+        a.f.to_bits() == b.f.to_bits() && a.d.to_bits() == b.d.to_bits()
+    }
+
+    proptest! {
+        // Byte-identical to postcard, and each side decodes the other's bytes.
+        #[test]
+        fn matches_postcard(s in arb_s()) {
+            let a = ours(&s);
+            let b = postcard::to_allocvec(&s).unwrap();
+            prop_assert_eq!(&a, &b);
+            let (back, rest): (S, _) = take_from_bytes(&b).unwrap();
+            prop_assert!(rest.is_empty());
+            prop_assert!(same_float_bits(&back, &s));
+            if !s.f.is_nan() && !s.d.is_nan() {
+                prop_assert_eq!(&back, &s);
+            }
+            let back2: S = postcard::from_bytes(&a).unwrap();
+            prop_assert!(same_float_bits(&back2, &s));
+        }
+
+        // Garbage: never a panic, and we accept exactly what postcard accepts.
+        #[test]
+        fn garbage_like_postcard(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let a = take_from_bytes::<(u16, Vec<u8>, Option<char>, E)>(&bytes).ok();
+            let b = postcard::take_from_bytes::<(u16, Vec<u8>, Option<char>, E)>(&bytes).ok();
+            prop_assert_eq!(a, b);
+            let a = take_from_bytes::<(i128, u32, bool, String)>(&bytes).ok();
+            let b = postcard::take_from_bytes::<(i128, u32, bool, String)>(&bytes).ok();
+            prop_assert_eq!(a, b);
+        }
+
+        #[test]
+        fn byte_vectors_round_trip(v in prop::collection::vec(any::<u8>(), 0..2000)) {
+            let a = ours(&v);
+            prop_assert_eq!(&a, &postcard::to_allocvec(&v).unwrap());
+            prop_assert_eq!(&ours(v.as_slice()), &a);
+            let back: Vec<u8> = take_from_bytes(&a).unwrap().0;
+            prop_assert_eq!(back, v);
+        }
+    }
+
+    #[test]
+    fn varint_edges_match_postcard() {
+        for v in [0u64, 127, 128, 16383, 16384, u32::MAX as u64, u64::MAX] {
+            assert_eq!(ours(&v), postcard::to_allocvec(&v).unwrap());
+            assert_eq!(take_from_bytes::<u64>(&ours(&v)).unwrap().0, v);
+        }
+        for v in [i64::MIN, -1, 0, 1, i64::MAX] {
+            assert_eq!(ours(&v), postcard::to_allocvec(&v).unwrap());
+        }
+        // Out of range for the type: u16 in 3 bytes with too many high bits; an 11-byte u64.
+        assert!(take_from_bytes::<u16>(&[0xff, 0xff, 0x04]).is_err());
+        assert!(take_from_bytes::<u16>(&[0xff, 0xff, 0x03]).is_ok());
+        assert!(take_from_bytes::<u64>(&[0xff; 11]).is_err());
+        assert!(take_from_bytes::<u64>(&[
+            0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02
+        ])
+        .is_err());
+    }
+
+    #[test]
+    fn byte_vec_length_past_the_end_is_an_error() {
+        // Claims 200 bytes, has 3.
+        assert!(matches!(
+            take_from_bytes::<Vec<u8>>(&[0xc8, 0x01, 1, 2, 3]),
+            Err(WireError::End)
+        ));
+        // Claims 2^63 (does not fit in memory): an error, not an allocation.
+        let mut huge = vec![0x80u8; 9];
+        huge.push(0x01);
+        assert!(take_from_bytes::<Vec<u8>>(&huge).is_err());
+        assert!(take_from_bytes::<Vec<u32>>(&huge).is_err());
+    }
+
+    #[test]
+    fn other_sequences_of_bytes_still_work() {
+        use std::collections::VecDeque;
+        let d: VecDeque<u8> = (0..10).collect();
+        let a = ours(&d);
+        assert_eq!(a, postcard::to_allocvec(&d).unwrap());
+        let back: VecDeque<u8> = take_from_bytes(&a).unwrap().0;
+        assert_eq!(back, d);
+        let boxed: Box<[u8]> = vec![1, 2, 3].into_boxed_slice();
+        assert_eq!(ours(&boxed), postcard::to_allocvec(&boxed).unwrap());
+        let back: Box<[u8]> = take_from_bytes(&ours(&boxed)).unwrap().0;
+        assert_eq!(back, boxed);
+        let nested = vec![vec![1u8, 2], vec![], vec![3]];
+        assert_eq!(ours(&nested), postcard::to_allocvec(&nested).unwrap());
+        let back: Vec<Vec<u8>> = take_from_bytes(&ours(&nested)).unwrap().0;
+        assert_eq!(back, nested);
+    }
+}
