@@ -125,13 +125,22 @@ impl Geometry {
     }
 
     /// The first physical offset whose pages are ever given back (a chunk boundary).
+    #[inline(always)]
     fn punch_from(&self) -> u64 {
-        self.warm.next_multiple_of(self.chunk)
+        let r = rem(self.warm, self.chunk);
+        if r == 0 {
+            self.warm
+        } else {
+            self.warm + (self.chunk - r)
+        }
     }
 
     /// Physical offset of a virtual position.
+    #[inline(always)]
     pub(crate) fn phys(&self, pos: u64) -> u64 {
-        pos % self.cap
+        // A power-of-two ring (the default size) needs no division, which costs as much as
+        // the rest of a small put.
+        rem(pos, self.cap)
     }
 
     /// Checks `reclaimed <= head <= tail <= reclaimed + cap`, all aligned.
@@ -147,6 +156,17 @@ impl Geometry {
         } else {
             Err(Corrupt("ring positions out of order"))
         }
+    }
+}
+
+/// `x % m` (`m > 0`), without a division when `m` is a power of two (ring sizes and discard
+/// chunks usually are; this runs on every put and get).
+#[inline(always)]
+fn rem(x: u64, m: u64) -> u64 {
+    if m.is_power_of_two() {
+        x & (m - 1)
+    } else {
+        x % m
     }
 }
 
@@ -258,7 +278,7 @@ pub(crate) fn reclaim(
     let held = if emptied || phys < g.punch_from() {
         head
     } else {
-        head - (phys % g.chunk)
+        head - rem(phys, g.chunk)
     };
     let new = held.max(reclaimed);
     (new, discard_ranges(g, reclaimed, new))

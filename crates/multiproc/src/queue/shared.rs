@@ -401,6 +401,21 @@ fn reentrant_error() -> Error {
     )
 }
 
+/// The `SeqCst` fence of the sleeper/waker pair (see "Commit protocol"), between a commit
+/// and reading a sleeper count, when a side's mutex was unlocked in between. The unlock is a
+/// `swap` (`xchg`), and on x86-64 a locked instruction is a full memory barrier (Intel SDM
+/// vol. 3 §9.2.2, AMD APM vol. 2 §7.4.2: loads and stores are not reordered with locked
+/// instructions), so the hardware fence is already there and `mfence` would only cost
+/// time (it was a large part of an uncontended put); the compiler fence keeps the compiler
+/// from moving the sleeper-count load above the unlock. Elsewhere, a real fence.
+#[inline(always)]
+fn fence_after_unlock() {
+    #[cfg(target_arch = "x86_64")]
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    #[cfg(not(target_arch = "x86_64"))]
+    fence(Ordering::SeqCst);
+}
+
 /// Holds a mutex; unlocks on drop.
 struct Locked<'a>(&'a RawMutex);
 
@@ -1033,7 +1048,7 @@ impl SharedQueue {
             }
             drop(l);
             if c.head != start.head || finished_punch {
-                self.wake_cseq_sleepers();
+                self.wake_cseq_sleepers_after_unlock();
             }
             if n > 0 {
                 return match failure {
@@ -1090,7 +1105,7 @@ impl SharedQueue {
         c.done += 1;
         self.c_commit(&c);
         drop(l);
-        self.wake_cseq_sleepers();
+        self.wake_cseq_sleepers_after_unlock();
         Ok(())
     }
 
@@ -1137,10 +1152,10 @@ impl SharedQueue {
         true
     }
 
-    /// After a producers' commit: wakes getters if any sleep.
+    /// After a producers' commit and the unlock of `pmutex`: wakes getters if any sleep.
     fn wake_getters(&self) {
         let p = &self.ctl().p;
-        fence(Ordering::SeqCst);
+        fence_after_unlock();
         if p.getters.load(Ordering::Relaxed) > 0 {
             futex::wake_all(&p.seq);
         }
@@ -1148,8 +1163,18 @@ impl SharedQueue {
 
     /// After a consumers' commit: wakes putters and joiners if any sleep.
     fn wake_cseq_sleepers(&self) {
-        let c = &self.ctl().c;
         fence(Ordering::SeqCst);
+        self.wake_cseq_sleepers_fenced();
+    }
+
+    /// As [`wake_cseq_sleepers`](Self::wake_cseq_sleepers), right after unlocking `cmutex`.
+    fn wake_cseq_sleepers_after_unlock(&self) {
+        fence_after_unlock();
+        self.wake_cseq_sleepers_fenced();
+    }
+
+    fn wake_cseq_sleepers_fenced(&self) {
+        let c = &self.ctl().c;
         if c.putters.load(Ordering::Relaxed) > 0 || c.joiners.load(Ordering::Relaxed) > 0 {
             futex::wake_all(&c.seq);
         }
