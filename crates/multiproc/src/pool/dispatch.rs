@@ -4,18 +4,25 @@
 //! A handle that submits a chunk hands it to a worker itself: under the lock of the shared
 //! state ([`Core`]) it picks the least loaded worker and writes the chunk to that worker's
 //! socket without blocking (from the caller's thread, where the encoded arguments are still
-//! in the cache; no hop through another thread). The dispatcher thread polls, in one
-//! `poll`: a wake-up socket (close, terminate, a chunk that did not fit the socket at once),
-//! each worker's socket (results in; the rest of a partly written chunk out) and each
-//! worker's pidfd. It knows which chunks each worker holds, so when a pidfd turns readable
-//! (the worker ended: killed, aborted, `exit`) it first reads whatever results the worker
-//! sent before dying, then fails — or retries, if asked — exactly the chunks it still held,
-//! reaps it, and starts a replacement. Nothing waits on a dead worker, so the pool never
-//! hangs (CPython's does: issue 66587).
+//! in the cache; no hop through another thread). A caller that waits for a job's results
+//! (`map`, `AsyncResult::get`) becomes the pool's *driver* while it waits, if no other
+//! thread is: it polls the workers' sockets itself, reads the results, and sends the chunks
+//! that were waiting for room. The results land in the thread that decodes them, and no
+//! other thread has to wake up for each of them.
+//!
+//! The dispatcher thread polls, in one `poll`: a wake-up socket (close, terminate, a chunk
+//! that did not fit the socket at once, work submitted with no driver), each worker's socket
+//! when no caller is driving (results in; the rest of a partly written chunk out) and each
+//! worker's pidfd, always. It knows which chunks each worker holds, so when a pidfd turns
+//! readable (the worker ended: killed, aborted, `exit`) it first reads whatever results the
+//! worker sent before dying, then fails — or retries, if asked — exactly the chunks it still
+//! held, reaps it, and starts a replacement (and pokes the driver, whose job may be done).
+//! Nothing waits on a dead worker, so the pool never hangs (CPython's does: issue 66587).
 //!
 //! ```text
-//!  handles --lock Core, write--------------------> worker 0: socket (Task/Quit in, Ready/Results out), pidfd
-//!          --byte--> [wake] --> dispatcher: poll --> worker 1: ... (reads results, sends the rest)
+//!  handles --lock Core, write chunks---------------> worker 0: socket (Task/Quit in, Ready/Results out), pidfd
+//!  driver  --lock Core, poll + read results--------> worker 1: ...
+//!          --byte--> [wake] --> dispatcher: poll --> pidfds (+ sockets when nobody drives)
 //! ```
 
 use std::collections::VecDeque;
@@ -25,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::job::{Job, Outcome};
+use super::job::{Job, Outcome, State};
 use super::worker::{
     self, ClosureRunner, Init, SpawnArgs, StartedCell, KIND_CLOSURE, KIND_FN, TASK_HEADER,
 };
@@ -115,7 +122,14 @@ struct InFlight {
 /// The sending side of one worker: what it was given and what is still to be written to
 /// its socket. Lives in [`Core`], at the same index as the worker in the dispatcher.
 struct Feed {
+    pid: i32,
     sock: Arc<OwnedFd>,
+    /// Results read so far (whoever reads holds the [`Core`] lock).
+    reader: FrameReader,
+    /// Why it is going away, when it said so (a Failed frame, a malformed message).
+    note: Option<String>,
+    /// It misbehaved: the dispatcher kills it.
+    kill: bool,
     /// The seq of the chunk it began last.
     started: StartedCell,
     /// Frames not sent yet (the first one maybe in part).
@@ -169,9 +183,115 @@ pub(crate) struct Core {
     open_jobs: usize,
     broken: Option<String>,
     seq: u64,
+    /// A caller is reading the workers' sockets (see the module docs).
+    driver: bool,
+    /// The dispatcher's current poll includes the workers' sockets.
+    dispatcher_reads: bool,
+    /// Argument buffers of finished chunks, for the next chunks (at most `spare_max`).
+    spare: Vec<Vec<u8>>,
+    spare_max: usize,
 }
 
 impl Core {
+    /// Keeps a finished chunk's argument buffer for [`Link::buffer`].
+    fn recycle(&mut self, payload: Arc<Vec<u8>>) {
+        if let Ok(v) = Arc::try_unwrap(payload) {
+            if v.capacity() <= SPARE_MAX_BYTES && self.spare.len() < self.spare_max {
+                self.spare.push(v);
+            }
+        }
+    }
+
+    /// Whether nobody would read results that come now: the dispatcher must be woken.
+    fn unread(&self) -> bool {
+        !self.driver && !self.dispatcher_reads
+    }
+
+    /// Reads what worker `i` sent and handles every whole frame. True when something
+    /// completed (a chunk's results, a failure).
+    fn read(&mut self, i: usize) -> bool {
+        let mut progress = false;
+        loop {
+            let w = &mut self.workers[i];
+            let more = w.reader.pump(&*w.sock, true);
+            let mut any = false;
+            while self.workers[i].reader.complete() {
+                any = true;
+                progress = true;
+                match self.workers[i].reader.take_raw() {
+                    Ok((tag, raw)) => self.frame(i, tag, raw),
+                    Err(e) => {
+                        self.bad_worker(i, format!("it sent a malformed message ({e})"));
+                        return true;
+                    }
+                }
+            }
+            if !more || !any {
+                return progress;
+            }
+        }
+    }
+
+    fn bad_worker(&mut self, i: usize, why: String) {
+        let w = &mut self.workers[i];
+        if w.note.is_none() {
+            w.note = Some(why);
+        }
+        w.kill = true;
+    }
+
+    /// Handles one frame from worker `i`: `raw` is the whole frame, header included.
+    fn frame(&mut self, i: usize, tag: Tag, raw: Vec<u8>) {
+        let pid = self.workers[i].pid;
+        let body = &raw[channel::HEADER..];
+        match tag {
+            Tag::Ready => {}
+            Tag::Results => {
+                if body.len() < 12 {
+                    return self.bad_worker(i, "it sent a truncated result".into());
+                }
+                let seq = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
+                let count = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
+                let w = &mut self.workers[i];
+                match w.inflight.front() {
+                    Some(f)
+                        if f.seq == seq
+                            && f.sub.job.lock().slots[f.sub.index].count == count as usize => {}
+                    _ => {
+                        return self
+                            .bad_worker(i, "it sent a result for a task it did not hold".into())
+                    }
+                }
+                let mut f = w.inflight.pop_front().expect("checked above");
+                self.maybe_quit(i);
+                f.sub.job.complete(
+                    f.sub.index,
+                    Outcome::Ran {
+                        bytes: raw,
+                        start: channel::HEADER + 12,
+                        pid,
+                    },
+                );
+                let payload = std::mem::take(&mut f.sub.payload);
+                drop(f);
+                self.recycle(payload);
+            }
+            Tag::InitFailed => {
+                let msg = format!(
+                    "the pool's initializer panicked in worker {pid}: {}",
+                    String::from_utf8_lossy(body)
+                );
+                self.workers[i].note = Some(msg.clone());
+                self.break_pool(msg);
+            }
+            Tag::Failed => {
+                let msg = String::from_utf8_lossy(body).into_owned();
+                self.workers[i].note = Some(msg);
+            }
+            _ => self.bad_worker(i, "it sent an unexpected message".into()),
+        }
+    }
+
     fn idle(&self) -> bool {
         self.pending.is_empty() && self.workers.iter().all(|w| w.inflight.is_empty())
     }
@@ -266,16 +386,17 @@ pub(crate) struct Link {
     /// Set by `close`/`terminate`: no new jobs.
     pub(crate) closed: Mutex<bool>,
     pub(crate) pids: Mutex<Vec<i32>>,
-    /// Argument buffers of finished chunks, for the next chunks (at most `spare_max`).
-    spare: Mutex<Vec<Vec<u8>>>,
-    spare_max: usize,
+    /// Pokes the driver (its job may be done, or the workers changed).
+    poke_pending: AtomicBool,
+    poke: OwnedFd,
+    poke_rx: OwnedFd,
 }
 
 impl Link {
     /// An empty buffer of at least `hint` bytes for a chunk's arguments: a finished chunk's
     /// when there is one (mapped already and likely in the cache), else a new one.
     pub(crate) fn buffer(&self, hint: usize) -> Vec<u8> {
-        let spare = self.spare.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let spare = self.core().spare.pop();
         match spare {
             Some(mut b) => {
                 b.clear();
@@ -283,18 +404,6 @@ impl Link {
                 b
             }
             None => Vec::with_capacity(hint),
-        }
-    }
-
-    /// Keeps a finished chunk's argument buffer for [`buffer`](Link::buffer).
-    fn recycle(&self, payload: Arc<Vec<u8>>) {
-        if let Ok(v) = Arc::try_unwrap(payload) {
-            if v.capacity() <= SPARE_MAX_BYTES {
-                let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());
-                if spare.len() < self.spare_max {
-                    spare.push(v);
-                }
-            }
         }
     }
 
@@ -306,6 +415,37 @@ impl Link {
     fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::SeqCst) {
             let _ = socket::send_msg(self.wake.as_fd(), &[IoSlice::new(&[1])], &[], true);
+        }
+    }
+
+    /// Makes the driver (if any) look at its job and the workers again.
+    fn poke(&self) {
+        if !self.poke_pending.swap(true, Ordering::SeqCst) {
+            let _ = socket::send_msg(self.poke.as_fd(), &[IoSlice::new(&[1])], &[], true);
+        }
+    }
+
+    /// Becomes the pool's driver, unless another thread is (or the pool stopped).
+    pub(crate) fn try_drive(&self) -> Option<Driver<'_>> {
+        let mut core = self.core();
+        if core.stopped || core.driver {
+            return None;
+        }
+        core.driver = true;
+        Some(Driver { link: self })
+    }
+
+    /// Waits until `ready(job state)` or `deadline` passes, as the driver when nobody else
+    /// is, else for whoever reads the results.
+    pub(crate) fn wait_for<'j>(
+        &self,
+        job: &'j Job,
+        deadline: Option<Instant>,
+        ready: impl FnMut(&State) -> bool,
+    ) -> (MutexGuard<'j, State>, bool) {
+        match self.try_drive() {
+            Some(d) => d.wait_for(job, deadline, ready),
+            None => job.wait_for(deadline, ready),
         }
     }
 
@@ -323,9 +463,11 @@ impl Link {
         }
         core.pending.push_back((s, 0));
         core.assign();
-        let stuck = core.stuck();
+        // The dispatcher polls for room when a chunk did not fit, and reads the results
+        // when no driver does.
+        let wake = core.stuck() || core.unread();
         drop(core);
-        if stuck {
+        if wake {
             self.wake();
         }
     }
@@ -367,6 +509,111 @@ impl Link {
     }
 }
 
+/// The pool's driver: a caller that reads the workers' results itself while it waits (see
+/// the module docs). Dropping it hands the reading back to the dispatcher.
+pub(crate) struct Driver<'l> {
+    link: &'l Link,
+}
+
+impl Driver<'_> {
+    /// Waits until `ready(job state)` or `deadline` passes, reading results and sending
+    /// waiting chunks meanwhile.
+    pub(crate) fn wait_for<'j>(
+        &self,
+        job: &'j Job,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut(&State) -> bool,
+    ) -> (MutexGuard<'j, State>, bool) {
+        let link = self.link;
+        loop {
+            {
+                let st = job.lock();
+                if ready(&st) {
+                    return (st, true);
+                }
+            }
+            let timeout = match deadline {
+                None => None,
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(t) => Some(t),
+                    None => {
+                        let st = job.lock();
+                        let ok = ready(&st);
+                        return (st, ok);
+                    }
+                },
+            };
+            // The sockets to watch: the workers' that may still send (the dispatcher adds
+            // and removes workers; a stale list is refreshed after its poke).
+            let socks: Vec<(Arc<OwnedFd>, bool)> = {
+                let core = link.core();
+                if core.stopped {
+                    drop(core);
+                    return job.wait_for(deadline, ready);
+                }
+                core.workers
+                    .iter()
+                    .filter(|w| !w.ended && !w.reader.at_eof())
+                    .map(|w| (w.sock.clone(), !w.out.is_empty()))
+                    .collect()
+            };
+            let mut fds = vec![(link.poke_rx.as_fd(), false)];
+            fds.extend(socks.iter().map(|(s, w)| (s.as_fd(), *w)));
+            let ready_fds = match socket::poll_rw(&fds, timeout) {
+                Ok(r) => r,
+                Err(_) => {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                }
+            };
+            if ready_fds[0].readable {
+                drain(&link.poke_rx);
+                link.poke_pending.store(false, Ordering::SeqCst);
+            }
+            if ready_fds[1..].iter().any(|r| r.readable || r.writable) {
+                let mut core = link.core();
+                let mut kill = false;
+                for i in 0..core.workers.len() {
+                    if core.workers[i].ended {
+                        continue;
+                    }
+                    core.read(i);
+                    core.workers[i].flush();
+                    kill |= core.workers[i].kill;
+                }
+                core.assign();
+                let wake = kill || core.stuck();
+                drop(core);
+                if wake {
+                    link.wake();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Driver<'_> {
+    fn drop(&mut self) {
+        let mut core = self.link.core();
+        core.driver = false;
+        // Results still to come, or a close waiting for the end: the dispatcher reads them.
+        let wake = (!core.idle() || core.closing) && !core.dispatcher_reads;
+        drop(core);
+        if wake {
+            self.link.wake();
+        }
+    }
+}
+
+/// Reads and drops every byte waiting on a wake-up socket.
+fn drain(fd: &OwnedFd) {
+    let mut buf = [0u8; 64];
+    while matches!(
+        socket::recv_msg(fd.as_fd(), &mut buf, &mut Vec::new(), true, false),
+        Ok(r) if r.len > 0
+    ) {}
+}
+
 /// How to start workers.
 pub(crate) struct Config {
     pub(crate) processes: usize,
@@ -393,10 +640,6 @@ impl Drop for StopGuard {
 /// A worker as the dispatcher sees it (its sending side is the [`Feed`] at the same index).
 struct Worker {
     proc: Process<()>,
-    sock: Arc<OwnedFd>,
-    reader: FrameReader,
-    /// Why it is going away, when it said so (a Failed frame, a malformed message).
-    note: Option<String>,
 }
 
 static WORKER_NO: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
@@ -427,16 +670,15 @@ fn start_worker(cfg: &Config) -> Result<(Worker, Feed)> {
             },
         )?,
     };
-    let sock = Arc::new(parent);
+    let pid = proc.pid();
     Ok((
-        Worker {
-            proc,
-            sock: sock.clone(),
+        Worker { proc },
+        Feed {
+            pid,
+            sock: Arc::new(parent),
             reader: FrameReader::without_fds(),
             note: None,
-        },
-        Feed {
-            sock,
+            kill: false,
             started,
             out: VecDeque::new(),
             inflight: VecDeque::new(),
@@ -461,6 +703,7 @@ pub(crate) struct Dispatcher {
 /// thread.
 pub(crate) fn start(cfg: Config) -> Result<(Arc<Link>, std::thread::JoinHandle<()>)> {
     let (wake_tx, wake_rx) = socket::stream_pair().context("cannot create a socketpair")?;
+    let (poke_tx, poke_rx) = socket::stream_pair().context("cannot create a socketpair")?;
     let mut workers = Vec::with_capacity(cfg.processes);
     let mut feeds = Vec::with_capacity(cfg.processes);
     for _ in 0..cfg.processes {
@@ -492,14 +735,19 @@ pub(crate) fn start(cfg: Config) -> Result<(Arc<Link>, std::thread::JoinHandle<(
             open_jobs: 0,
             broken: None,
             seq: 0,
+            driver: false,
+            dispatcher_reads: false,
+            spare: Vec::new(),
+            // A map sends 4 chunks per worker.
+            spare_max: 4 * cfg.processes + 4,
         }),
         wake_pending: AtomicBool::new(false),
         wake: wake_tx,
         closed: Mutex::new(false),
         pids: Mutex::new(Vec::new()),
-        spare: Mutex::new(Vec::new()),
-        // A map sends 4 chunks per worker.
-        spare_max: 4 * cfg.processes + 4,
+        poke_pending: AtomicBool::new(false),
+        poke: poke_tx,
+        poke_rx,
     });
     let d = Dispatcher {
         cfg,
@@ -530,15 +778,26 @@ impl Dispatcher {
             let timeout = self
                 .next_spawn
                 .map(|t| t.saturating_duration_since(Instant::now()));
+            // The workers' sockets are polled when no caller drives (or for room to write).
+            let socks: Vec<Option<(Arc<OwnedFd>, bool)>> = {
+                let mut core = self.link.core();
+                let reads = !core.driver;
+                core.dispatcher_reads = reads;
+                core.workers
+                    .iter()
+                    .map(|f| {
+                        let write = !f.out.is_empty();
+                        (reads || write).then(|| (f.sock.clone(), write))
+                    })
+                    .collect()
+            };
             let ready = {
-                let writes: Vec<bool> = {
-                    let core = self.link.core();
-                    core.workers.iter().map(|f| !f.out.is_empty()).collect()
-                };
                 let mut fds = vec![(self.wake_rx.as_fd(), false)];
-                for (w, write) in self.workers.iter().zip(writes) {
-                    fds.push((w.sock.as_fd(), write));
+                for (w, sock) in self.workers.iter().zip(&socks) {
                     fds.push((w.proc.sentinel(), false));
+                    if let Some((fd, write)) = sock {
+                        fds.push((fd.as_fd(), *write));
+                    }
                 }
                 match socket::poll_rw(&fds, timeout) {
                     Ok(r) => r,
@@ -553,49 +812,73 @@ impl Dispatcher {
                 // Drain first, then clear the flag: a handle that sets the flag after this
                 // writes a fresh byte; one that found it set changed the state before, and
                 // the checks below see it.
-                let mut buf = [0u8; 64];
-                while matches!(
-                    socket::recv_msg(self.wake_rx.as_fd(), &mut buf, &mut Vec::new(), true, false),
-                    Ok(r) if r.len > 0
-                ) {}
+                drain(&self.wake_rx);
                 self.link.wake_pending.store(false, Ordering::SeqCst);
             }
-            for i in 0..self.workers.len() {
-                let (r_sock, r_pid) = (ready[1 + 2 * i], ready[2 + 2 * i]);
-                if r_sock.readable {
-                    self.read(i);
-                }
-                if r_sock.writable {
-                    self.link.core().workers[i].flush();
+            let mut progress = false;
+            let mut at = 1;
+            for (i, sock) in socks.iter().enumerate() {
+                let r_pid = ready[at];
+                at += 1;
+                if sock.is_some() {
+                    let r_sock = ready[at];
+                    at += 1;
+                    if r_sock.readable || r_sock.writable {
+                        let mut core = self.link.core();
+                        progress |= core.read(i);
+                        core.workers[i].flush();
+                    }
                 }
                 if r_pid.readable {
                     self.ended(i);
+                    progress = true;
                 }
             }
+            self.kill_bad();
             if self.link.core().terminating {
                 self.shut_down();
+                self.link.poke();
                 return;
             }
-            self.remove_ended();
-            let replaced = self.replace();
-            if replaced {
+            // The pids are published once the replacements run (never one short between).
+            let removed = self.remove_ended();
+            if self.replace() || removed {
                 self.publish_pids();
+                progress = true;
             }
             let mut core = self.link.core();
             core.assign();
+            let driver = core.driver;
             if core.closing && core.open_jobs == 0 && core.idle() {
                 drop(core);
                 self.finish();
+                self.link.poke();
                 return;
+            }
+            drop(core);
+            if progress && driver {
+                // Its job may be done, or its list of sockets stale.
+                self.link.poke();
             }
         }
     }
 
-    /// Forgets the workers that ended (reaped already by `Process`'s join in `ended`).
-    fn remove_ended(&mut self) {
+    /// Kills the workers that misbehaved (their pidfds then say they ended).
+    fn kill_bad(&mut self) {
+        let core = self.link.core();
+        for (w, f) in self.workers.iter().zip(&core.workers) {
+            if f.kill && !f.ended {
+                let _ = w.proc.kill();
+            }
+        }
+    }
+
+    /// Forgets the workers that ended (reaped already by `Process`'s join in `ended`); true
+    /// when there were any.
+    fn remove_ended(&mut self) -> bool {
         let mut core = self.link.core();
         if !core.workers.iter().any(|f| f.ended) {
-            return;
+            return false;
         }
         let mut i = 0;
         while i < core.workers.len() {
@@ -606,101 +889,18 @@ impl Dispatcher {
                 i += 1;
             }
         }
-        drop(core);
-        self.publish_pids();
-    }
-
-    /// Reads what worker `i` sent and handles every whole frame.
-    fn read(&mut self, i: usize) {
-        loop {
-            let w = &mut self.workers[i];
-            let more = w.reader.pump(&*w.sock, true);
-            let mut any = false;
-            while self.workers[i].reader.complete() {
-                any = true;
-                match self.workers[i].reader.take_raw() {
-                    Ok((tag, raw)) => self.frame(i, tag, raw),
-                    Err(e) => {
-                        self.bad_worker(i, format!("it sent a malformed message ({e})"));
-                        return;
-                    }
-                }
-            }
-            if !more || !any {
-                return;
-            }
-        }
-    }
-
-    fn bad_worker(&mut self, i: usize, why: String) {
-        let w = &mut self.workers[i];
-        if w.note.is_none() {
-            w.note = Some(why);
-        }
-        let _ = w.proc.kill();
-    }
-
-    /// Handles one frame from worker `i`: `raw` is the whole frame, header included.
-    fn frame(&mut self, i: usize, tag: Tag, raw: Vec<u8>) {
-        let pid = self.workers[i].proc.pid();
-        let body = &raw[channel::HEADER..];
-        match tag {
-            Tag::Ready => {}
-            Tag::Results => {
-                if body.len() < 12 {
-                    return self.bad_worker(i, "it sent a truncated result".into());
-                }
-                let seq = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
-                let count = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
-                let mut core = self.link.core();
-                let w = &mut core.workers[i];
-                match w.inflight.front() {
-                    Some(f)
-                        if f.seq == seq
-                            && f.sub.job.lock().slots[f.sub.index].count == count as usize => {}
-                    _ => {
-                        drop(core);
-                        return self
-                            .bad_worker(i, "it sent a result for a task it did not hold".into());
-                    }
-                }
-                let mut f = w.inflight.pop_front().expect("checked above");
-                core.maybe_quit(i);
-                drop(core);
-                f.sub.job.complete(
-                    f.sub.index,
-                    Outcome::Ran {
-                        bytes: raw,
-                        start: channel::HEADER + 12,
-                        pid,
-                    },
-                );
-                let payload = std::mem::take(&mut f.sub.payload);
-                drop(f);
-                self.link.recycle(payload);
-            }
-            Tag::InitFailed => {
-                let msg = format!(
-                    "the pool's initializer panicked in worker {pid}: {}",
-                    String::from_utf8_lossy(body)
-                );
-                self.workers[i].note = Some(msg.clone());
-                self.link.core().break_pool(msg);
-            }
-            Tag::Failed => {
-                let msg = String::from_utf8_lossy(body).into_owned();
-                self.workers[i].note = Some(msg);
-            }
-            _ => self.bad_worker(i, "it sent an unexpected message".into()),
-        }
+        true
     }
 
     /// Worker `i` has ended: collect its last results, then fail or retry what it held.
     fn ended(&mut self, i: usize) {
-        if self.link.core().workers[i].ended {
+        let mut core = self.link.core();
+        if core.workers[i].ended {
             return;
         }
-        self.read(i);
+        // What it sent before it ended counts.
+        core.read(i);
+        drop(core);
         let w = &mut self.workers[i];
         let pid = w.proc.pid();
         let code = w.proc.exitcode();
@@ -714,12 +914,12 @@ impl Dispatcher {
             None => "ended".to_string(),
         };
         let mut msg = format!("pool worker {pid} {how} while running this task");
-        if let Some(note) = &w.note {
-            msg.push_str(&format!(": {note}"));
-        }
         let mut core = self.link.core();
         let core = &mut *core;
         let f = &mut core.workers[i];
+        if let Some(note) = &f.note {
+            msg.push_str(&format!(": {note}"));
+        }
         f.ended = true;
         // Chunks run in the order sent; those whose results came are gone from `inflight`.
         // The worker stored the seq of each chunk before beginning it: the chunks up to

@@ -45,7 +45,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::spawn::FnRef;
 use crate::process::StartMethod;
-use dispatch::{Code, Config, Link, Submit};
+use dispatch::{Code, Config, Driver, Link, Submit};
 use job::{Job, Outcome, Slot};
 
 /// Configures a [`Pool`]: number of processes, initializer, `maxtasksperchild`, start
@@ -298,7 +298,8 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_async(f, items)?.take_list()
+        let driver = self.link.try_drive();
+        self.map_async(f, items)?.take_list(driver)
     }
 
     /// [`map`](Pool::map) with an explicit chunksize (tasks sent to a worker at once).
@@ -315,7 +316,9 @@ impl Pool {
         A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
-        self.map_async_chunksize(f, items, chunksize)?.take_list()
+        let driver = self.link.try_drive();
+        self.map_async_chunksize(f, items, chunksize)?
+            .take_list(driver)
     }
 
     /// Python's `starmap`: `f` takes its arguments as one tuple, which Rust destructures in
@@ -691,6 +694,7 @@ where
     }
     link.end_job();
     Ok(AsyncResult {
+        link: link.clone(),
         job,
         finish: finish_list::<R>,
     })
@@ -707,6 +711,7 @@ where
     submit_chunk(link, &job, code, p);
     link.end_job();
     Ok(AsyncResult {
+        link: link.clone(),
         job,
         finish: finish_one::<R>,
     })
@@ -748,6 +753,7 @@ fn finish_one<R: DeserializeOwned>(slots: &[Slot]) -> Result<R> {
 /// The result of [`Pool::apply_async`] or [`Pool::map_async`], once it is there (Python's
 /// `AsyncResult`). [`get`](AsyncResult::get) may be called many times.
 pub struct AsyncResult<T> {
+    link: Arc<Link>,
     job: Arc<Job>,
     finish: fn(&[Slot]) -> Result<T>,
 }
@@ -770,7 +776,7 @@ impl<T> AsyncResult<T> {
     /// # Errors
     /// The (first) failed task's error, as for [`Pool::map`].
     pub fn get(&self) -> Result<T> {
-        let (st, _) = self.job.wait_for(None, Self::all_done);
+        let (st, _) = self.link.wait_for(&self.job, None, Self::all_done);
         (self.finish)(&st.slots)
     }
 
@@ -780,9 +786,9 @@ impl<T> AsyncResult<T> {
     /// [`ErrorKind::Timeout`] when it is not there in time (the tasks go on; ask again
     /// later); otherwise as [`get`](AsyncResult::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
-        let (st, ok) = self
-            .job
-            .wait_for(Some(Instant::now() + timeout), Self::all_done);
+        let (st, ok) =
+            self.link
+                .wait_for(&self.job, Some(Instant::now() + timeout), Self::all_done);
         if !ok {
             return Err(Error::new(
                 ErrorKind::Timeout,
@@ -794,14 +800,14 @@ impl<T> AsyncResult<T> {
 
     /// Waits until the result is there.
     pub fn wait(&self) {
-        let _ = self.job.wait_for(None, Self::all_done);
+        let _ = self.link.wait_for(&self.job, None, Self::all_done);
     }
 
     /// Waits at most `timeout`; true when the result is there (Python's `wait(timeout)`,
     /// then `ready()`).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.job
-            .wait_for(Some(Instant::now() + timeout), Self::all_done)
+        self.link
+            .wait_for(&self.job, Some(Instant::now() + timeout), Self::all_done)
             .1
     }
 
@@ -831,14 +837,20 @@ impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
     /// [`get`](AsyncResult::get) for a caller that asks once (`map`): decodes each chunk's
     /// results into the list as soon as they are there, while later chunks still run, and
     /// frees their bytes. The first failed task's error is returned once every task is done.
-    fn take_list(self) -> Result<Vec<R>> {
+    ///
+    /// `driver`: the caller's hold on the pool's driving, taken before it submitted (so
+    /// that nobody else was woken to read the results); without one it tries to take it.
+    fn take_list(self, driver: Option<Driver<'_>>) -> Result<Vec<R>> {
+        let driver = driver.or_else(|| self.link.try_drive());
         let mut all = Vec::new();
         let mut first_err = None;
         let mut i = 0;
         loop {
-            let (mut st, _) = self.job.wait_for(None, |st| {
-                st.slots.get(i).is_none_or(|s| s.outcome.is_some())
-            });
+            let slot_done = |st: &job::State| st.slots.get(i).is_none_or(|s| s.outcome.is_some());
+            let (mut st, _) = match &driver {
+                Some(d) => d.wait_for(&self.job, None, slot_done),
+                None => self.job.wait_for(None, slot_done),
+            };
             if i == 0 {
                 all.reserve(st.slots.iter().map(|s| s.count).sum());
             }
@@ -1043,7 +1055,8 @@ where
     /// # Errors
     /// As [`Pool::map`].
     pub fn map(&self, items: impl IntoIterator<Item = A>) -> Result<Vec<R>> {
-        self.map_async(items)?.take_list()
+        let driver = self.pool.link.try_drive();
+        self.map_async(items)?.take_list(driver)
     }
 
     /// [`Pool::map_async`] with the pool's closure.
@@ -1069,6 +1082,7 @@ where
         items: impl IntoIterator<Item = A>,
         chunksize: usize,
     ) -> Result<Vec<R>> {
+        let driver = self.pool.link.try_drive();
         map_async_code(
             &self.pool.link,
             self.pool.processes,
@@ -1076,7 +1090,7 @@ where
             items,
             Some(chunksize),
         )?
-        .take_list()
+        .take_list(driver)
     }
 
     /// [`Pool::apply`] with the pool's closure.

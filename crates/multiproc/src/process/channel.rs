@@ -222,6 +222,11 @@ impl FrameReader {
         }
     }
 
+    /// True once the peer closed its end (or the socket failed): nothing more will come.
+    pub(crate) fn at_eof(&self) -> bool {
+        self.eof
+    }
+
     /// True once a whole frame (or a malformed header) is buffered.
     pub(crate) fn complete(&self) -> bool {
         if self.filled < HEADER {

@@ -608,3 +608,137 @@ fn map_of_unknown_length() {
         assert!(got.iter().enumerate().all(|(i, &v)| v == (i * i) as i64));
     })
 }
+
+/// Kills a random worker of `pool` every 15 ms, 20 times; returns how many kills were sent.
+fn kill_randomly(pool: std::sync::Arc<Pool>) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        let mut kills = 0;
+        let mut seed = 0x2545f4914f6cdd1du64;
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(15));
+            let pids = pool.worker_pids();
+            if pids.is_empty() {
+                continue;
+            }
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            sigkill(pids[(seed % pids.len() as u64) as usize]);
+            kills += 1;
+        }
+        kills
+    })
+}
+
+// The issue 6 fault test again, for `map`: its caller reads the workers' results itself
+// while it waits (the pool's driver), so deaths must reach it from the dispatcher. With
+// retries every killed chunk runs again: the map completes with every value right.
+#[test]
+fn sigkill_workers_during_driven_map() {
+    with_watchdog(Duration::from_secs(120), || {
+        let pool = std::sync::Arc::new(Pool::builder().processes(2).retries(1000).build().unwrap());
+        let killer = kill_randomly(pool.clone());
+        let mut maps = 0;
+        while !killer.is_finished() || maps == 0 {
+            let got = pool.map_chunksize(busy, 0..10_000u32, 20).unwrap();
+            assert!(got.iter().enumerate().all(|(i, &v)| v == i as u32));
+            maps += 1;
+        }
+        let kills = killer.join().unwrap();
+        assert!(kills > 0);
+        eprintln!("driven map under kills: {kills} kills during {maps} maps");
+        assert_eq!(pool.worker_pids().len(), 2);
+        pool.close();
+        pool.join().unwrap();
+        wait_no_zombies();
+    })
+}
+
+// Without retries a driven map under kills fails with the killed chunk's error (never
+// hangs), and AsyncResult::get (also a driver) does the same.
+#[test]
+fn sigkill_workers_during_driven_map_without_retries() {
+    with_watchdog(Duration::from_secs(120), || {
+        let pool = std::sync::Arc::new(Pool::new(2).unwrap());
+        let killer = kill_randomly(pool.clone());
+        let mut failed = 0;
+        while !killer.is_finished() {
+            let r = if failed % 2 == 0 {
+                pool.map_chunksize(busy, 0..10_000u32, 20)
+            } else {
+                pool.map_async_chunksize(busy, 0..10_000u32, 20)
+                    .unwrap()
+                    .get_timeout(LIMIT)
+            };
+            match r {
+                Ok(v) => assert!(v.iter().enumerate().all(|(i, &x)| x == i as u32)),
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::ChildFailed, "{e}");
+                    assert!(e.to_string().contains("SIGKILL"), "{e}");
+                    failed += 1;
+                }
+            }
+        }
+        killer.join().unwrap();
+        assert!(failed > 0);
+        assert_eq!(pool.map(sqr, 0..10).unwrap().len(), 10);
+        drop(pool);
+        wait_no_zombies();
+    })
+}
+
+// Several threads map at once: one of them drives, the others wait for the results it (or
+// the dispatcher) reads; a waiter becomes the driver when the first one is done.
+#[test]
+fn maps_from_many_threads() {
+    with_watchdog(LIMIT, || {
+        let pool = std::sync::Arc::new(Pool::new(2).unwrap());
+        let threads: Vec<_> = (0..4i64)
+            .map(|t| {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    for k in 0..25i64 {
+                        let base = t * 1_000_000 + k * 1000;
+                        let got = pool.map(sqr, base..base + 3000).unwrap();
+                        assert!(got
+                            .iter()
+                            .enumerate()
+                            .all(|(i, &v)| v == (base + i as i64) * (base + i as i64)));
+                        let r = pool.apply_async(sqr, base).unwrap();
+                        assert_eq!(r.get().unwrap(), base * base);
+                    }
+                })
+            })
+            .collect();
+        // An imap beside them (it never drives; whoever drives reads for it).
+        let got: Vec<i64> = pool
+            .imap(sqr, 0..2000)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(got.iter().enumerate().all(|(i, &v)| v == (i * i) as i64));
+        for t in threads {
+            t.join().unwrap();
+        }
+    })
+}
+
+// map_async results arrive with nobody waiting in get: ready() turns true by itself.
+#[test]
+fn map_async_becomes_ready_without_get() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        // A driven map first, so that the dispatcher stopped polling the sockets.
+        assert_eq!(pool.map(sqr, 0..100).unwrap().len(), 100);
+        let r = pool.map_async(sqr, 0..20_000).unwrap();
+        while !r.ready() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(r.get().unwrap().len(), 20_000);
+        let r = pool.apply_async(sqr, 12).unwrap();
+        while !r.ready() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(r.get().unwrap(), 144);
+    })
+}
