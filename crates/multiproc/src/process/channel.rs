@@ -44,7 +44,7 @@ pub(crate) enum Tag {
 }
 
 impl Tag {
-    fn from_u8(b: u8) -> Option<Tag> {
+    pub(crate) fn from_u8(b: u8) -> Option<Tag> {
         Some(match b {
             1 => Tag::Boot,
             2 => Tag::Value,
@@ -122,15 +122,6 @@ pub(crate) struct Frame {
 }
 
 impl FrameReader {
-    /// A reader whose buffer already holds room for a small frame (allocated now rather than
-    /// right after a fork, where each fresh page written costs a copy-on-write fault).
-    pub(crate) fn with_capacity(bytes: usize) -> FrameReader {
-        FrameReader {
-            buf: Vec::with_capacity(bytes),
-            ..FrameReader::default()
-        }
-    }
-
     /// A reader for a peer that never sends fds (the pool's workers, and the pool's parent
     /// as a worker sees it): it reads into the buffer's spare capacity, never zeroing room
     /// first. Fds the peer attaches anyway are dropped by the kernel.

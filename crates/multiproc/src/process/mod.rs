@@ -1,17 +1,20 @@
 //! Processes: [`Process`], its [`Builder`], the two [`StartMethod`]s, and how a child's
 //! result and panics come back.
 //!
-//! A child talks back to its parent over a private stream socket: when its target returns,
-//! it sends one frame with the encoded value (or its panic message), then exits. The parent
-//! reads that frame while it waits for the exit, watching a pidfd so that a child that dies
-//! without a word (killed, `exit(n)`) is seen at once, and so that grandchildren that inherited
-//! the socket can't keep `join` waiting.
+//! A forked child leaves its encoded result (or its panic message) in a shared result slot
+//! and exits; the parent blocks in `waitpid` and reads the slot after reaping it — no
+//! per-child socket or pidfd (see `results` for results that don't fit a slot or carry fds).
+//! A spawned child talks back over a private stream socket: it sends one frame, then exits;
+//! the parent reads that frame while it waits for the exit, watching a pidfd so that a child
+//! that dies without a word (killed, `exit(n)`) is seen at once, and so that grandchildren
+//! that inherited the socket can't keep `join` waiting.
 
 pub(crate) mod channel;
 mod registry;
+mod results;
 pub(crate) mod spawn;
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,9 +27,10 @@ use serde::Serialize;
 use crate::codec::{self, Codec, Postcard};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::handle;
-use crate::sys::proc::{self, ExitStatus, Forked};
+use crate::sys::proc::{self, ExitStatus, Forked, Waited};
 use crate::sys::{socket, Deadline};
 use channel::{FrameReader, Tag};
+use results::Ticket;
 
 pub use spawn::is_spawned_child;
 
@@ -113,7 +117,7 @@ impl Builder {
         }
         let name = self.take_name();
         let daemon = self.daemon;
-        let body = move |sock: OwnedFd| run_target(sock, f);
+        let body = move |sink: Sink| run_target(sink, f);
         let started = if daemon && !on_main_thread() {
             // PR_SET_PDEATHSIG follows the forking *thread*: fork from one that lives as long
             // as the process does.
@@ -141,7 +145,7 @@ impl Builder {
         let daemon = self.daemon;
         match self.method {
             StartMethod::Fork => {
-                let body = move |sock: OwnedFd| run_target(sock, move || f(args));
+                let body = move |sink: Sink| run_target(sink, move || f(args));
                 let started = if daemon && !on_main_thread() {
                     launcher(move || fork_child(daemon, body))?
                 } else {
@@ -166,9 +170,25 @@ impl Builder {
 /// What starting a child produced.
 pub(crate) struct Started {
     pid: i32,
-    pidfd: OwnedFd,
-    sock: OwnedFd,
+    link: Link,
     reader: FrameReader,
+}
+
+/// How a child's result comes back.
+pub(crate) enum Link {
+    /// Spawn: a frame on a private socket; a pidfd to watch the exit.
+    Socket { pidfd: OwnedFd, sock: OwnedFd },
+    /// Fork: a shared result slot; a pidfd only when asked for (sentinel, timed waits).
+    Slot {
+        ticket: Ticket,
+        pidfd: OnceCell<OwnedFd>,
+    },
+}
+
+/// Where a child sends its outcome.
+pub(crate) enum Sink {
+    Socket(OwnedFd),
+    Slot(Ticket),
 }
 
 fn on_main_thread() -> bool {
@@ -212,9 +232,9 @@ fn launcher<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + 'static)
         .map_err(|_| Error::new(ErrorKind::Os, "the launcher thread dropped a job"))?
 }
 
-/// Forks; the child runs `body` with its end of the result socket and never returns.
-fn fork_child(daemon: bool, body: impl FnOnce(OwnedFd) -> i32) -> Result<Started> {
-    let (parent_sock, child_sock) = socket::stream_pair().context("cannot create socketpair")?;
+/// Forks; the child runs `body` with where to leave its result and never returns.
+fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
+    let ticket = results::for_this_thread()?.take_slot()?;
     let parent_pid = if daemon { proc::getpid() } else { 0 };
     // Locks taken across the fork, released on both sides afterwards, so the child never
     // inherits one held by another thread: stdout/stderr (flushed first, so nothing buffered
@@ -231,58 +251,53 @@ fn fork_child(daemon: bool, body: impl FnOnce(OwnedFd) -> i32) -> Result<Started
     // thread-locals now.
     children.reserve(1);
     handle::warm_up();
-    let reader = FrameReader::with_capacity(4096);
     // SAFETY: the locks this library or std's stdio could leave held in the child are held by
     // this thread across the fork (above) and released below on both sides; the child then
     // runs only the target and exits with `_exit`.
     let forked = unsafe { proc::fork() };
     match forked {
-        Err(e) => Err(Error::os("fork failed", e)),
+        Err(e) => {
+            drop(children);
+            ticket.results.release(ticket);
+            Err(Error::os("fork failed", e))
+        }
         Ok(Forked::Child) => {
             registry::clear_in_child(&mut children);
             drop(children);
             drop(shm_guards);
             drop(err);
             drop(out);
-            drop(parent_sock);
+            results::forget_in_child();
             if daemon && !proc::die_with_parent(parent_pid) {
                 proc::exit_now(1);
             }
             spawn::mark_child();
-            let code = body(child_sock);
+            let code = body(Sink::Slot(ticket));
             registry::finish_children();
             let _ = std::io::stdout().flush();
             let _ = std::io::stderr().flush();
             proc::exit_now(code)
         }
         Ok(Forked::Parent(pid)) => {
-            registry::add(&mut children, pid, daemon);
+            registry::add(&mut children, pid, daemon, Some(ticket));
             drop(children);
             drop(shm_guards);
             drop(err);
             drop(out);
-            drop(child_sock);
-            let pidfd = match proc::pidfd_open(pid) {
-                Ok(fd) => fd,
-                Err(e) => {
-                    let _ = proc::kill(pid, libc::SIGKILL);
-                    let _ = proc::reap(pid, true);
-                    registry::remove(pid);
-                    return Err(Error::os("pidfd_open failed", e));
-                }
-            };
             Ok(Started {
                 pid,
-                pidfd,
-                sock: parent_sock,
-                reader,
+                link: Link::Slot {
+                    ticket,
+                    pidfd: OnceCell::new(),
+                },
+                reader: FrameReader::default(),
             })
         }
     }
 }
 
 /// Runs a target in the child and sends its outcome on `sock`; returns the exit code.
-pub(crate) fn run_target<R: Serialize>(sock: OwnedFd, f: impl FnOnce() -> R) -> i32 {
+pub(crate) fn run_target<R: Serialize>(sink: Sink, f: impl FnOnce() -> R) -> i32 {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     let (tag, body, fds, code) = match outcome {
         Ok(value) => match handle::with_exported_fds(|| codec::to_vec(&value)) {
@@ -302,7 +317,12 @@ pub(crate) fn run_target<R: Serialize>(sock: OwnedFd, f: impl FnOnce() -> R) -> 
         ),
     };
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    let _ = channel::send_frame(sock.as_fd(), tag, &body, &borrowed);
+    match sink {
+        Sink::Socket(sock) => {
+            let _ = channel::send_frame(sock.as_fd(), tag, &body, &borrowed);
+        }
+        Sink::Slot(t) => t.results.deliver(t.slot, tag, &body, &borrowed),
+    }
     code
 }
 
@@ -337,8 +357,7 @@ pub struct Process<R> {
     name: String,
     daemon: bool,
     method: StartMethod,
-    pidfd: OwnedFd,
-    sock: OwnedFd,
+    link: Link,
     state: RefCell<State>,
     _r: PhantomData<fn() -> R>,
 }
@@ -413,8 +432,7 @@ impl<R> Process<R> {
             name,
             daemon,
             method,
-            pidfd: s.pidfd,
-            sock: s.sock,
+            link: s.link,
             state: RefCell::new(State {
                 reader: s.reader,
                 ..State::default()
@@ -443,9 +461,38 @@ impl<R> Process<R> {
         self.method
     }
 
-    /// A pidfd of the child: readable once it has ended (Python's `sentinel`).
+    /// A pidfd of the child: readable once it has ended (Python's `sentinel`). For a forked
+    /// child it is opened on first use; asked for after the child was reaped, it is an fd
+    /// that is always readable.
+    ///
+    /// # Panics
+    /// When no pidfd can be opened for a running child (out of file descriptors).
     pub fn sentinel(&self) -> BorrowedFd<'_> {
-        self.pidfd.as_fd()
+        match &self.link {
+            Link::Socket { pidfd, .. } => pidfd.as_fd(),
+            Link::Slot { pidfd, .. } => pidfd
+                .get_or_init(|| {
+                    let reaped = self.state.borrow().status.is_some();
+                    let opened = if reaped {
+                        Err(std::io::Error::from_raw_os_error(libc::ESRCH))
+                    } else {
+                        proc::pidfd_open(self.pid)
+                    };
+                    match opened {
+                        Ok(fd) => fd,
+                        // Reaped (by us, or it is a zombie about to be): an fd at end of file
+                        // is readable forever, like the pidfd of an ended process.
+                        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                            match socket::stream_pair() {
+                                Ok((a, _b)) => a,
+                                Err(e) => panic!("cannot make a sentinel fd: {e}"),
+                            }
+                        }
+                        Err(e) => panic!("cannot open a pidfd for process {}: {e}", self.pid),
+                    }
+                })
+                .as_fd(),
+        }
     }
 
     /// True until the child has ended.
@@ -464,15 +511,43 @@ impl<R> Process<R> {
     fn poll_exit(&self) -> Option<ExitStatus> {
         let mut st = self.state.borrow_mut();
         if st.status.is_none() {
-            if !st.taken {
-                st.reader.pump(&self.sock, true);
-            }
-            if let Ok(Some(s)) = proc::reap(self.pid, false) {
-                st.status = Some(s);
-                registry::remove(self.pid);
+            match &self.link {
+                Link::Socket { sock, .. } => {
+                    if !st.taken {
+                        st.reader.pump(sock, true);
+                    }
+                    if let Ok(Some(s)) = proc::reap(self.pid, false) {
+                        st.status = Some(s);
+                        registry::remove(self.pid);
+                    }
+                }
+                Link::Slot { ticket, .. } => {
+                    if let Some(s) = self.wait_slot(*ticket, false) {
+                        st.status = Some(s);
+                    }
+                }
             }
         }
         st.status
+    }
+
+    /// A forked child: waits for it to end (`block`) or checks once, serving it if it stopped
+    /// to have its result socket drained. Reaps it and forgets it in the registry.
+    fn wait_slot(&self, ticket: Ticket, block: bool) -> Option<ExitStatus> {
+        loop {
+            let status = match proc::wait_child(self.pid, block) {
+                Ok(Waited::Running) => return None,
+                Ok(Waited::Stopped) => {
+                    ticket.results.service_stop(ticket, self.pid);
+                    continue;
+                }
+                Ok(Waited::Exited(s)) => s,
+                // Reaped by someone else (a `waitpid(-1)` elsewhere): the status is lost.
+                Err(_) => ExitStatus::Code(255),
+            };
+            registry::remove(self.pid);
+            return Some(status);
+        }
     }
 
     /// Sends `SIGTERM` (Python's `terminate`). Does nothing once the child has been reaped.
@@ -499,7 +574,15 @@ impl<R> Process<R> {
         if self.state.borrow().status.is_some() {
             return Ok(());
         }
-        match proc::pidfd_kill(self.pidfd.as_fd(), sig) {
+        let sent = match &self.link {
+            Link::Socket { pidfd, .. } => proc::pidfd_kill(pidfd.as_fd(), sig),
+            Link::Slot { pidfd, .. } => match pidfd.get() {
+                Some(fd) => proc::pidfd_kill(fd.as_fd(), sig),
+                // Not reaped yet, so the pid is still our child's (a zombie at worst).
+                None => proc::kill(self.pid, sig),
+            },
+        };
+        match sent {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             Err(e) => Err(Error::os("cannot signal the child", e)),
@@ -516,6 +599,10 @@ impl<R> Process<R> {
         if self.state.borrow().status.is_some() {
             return Ok(true);
         }
+        let (sock, pidfd) = match &self.link {
+            Link::Socket { sock, pidfd } => (sock, pidfd),
+            Link::Slot { ticket, .. } => return self.wait_slot_until(*ticket, deadline),
+        };
         // The first slice watches only the pidfd: a child that finishes quickly has sent its
         // whole result before it exits, so waking for the data and again for the exit would
         // cost a context switch for nothing. A child whose result is larger than the socket
@@ -534,15 +621,15 @@ impl<R> Process<R> {
                         Some(timeout.map_or(FIRST_SLICE, |t| t.min(FIRST_SLICE))),
                     )
                 } else if !st.taken && !st.reader.complete() {
-                    (Some(self.sock.as_fd()), timeout)
+                    (Some(sock.as_fd()), timeout)
                 } else {
                     (None, timeout)
                 };
-                socket::poll_readable2(self.pidfd.as_fd(), sock, slice).context("poll failed")?
+                socket::poll_readable2(pidfd.as_fd(), sock, slice).context("poll failed")?
             };
             first = false;
             if data.readable {
-                self.state.borrow_mut().reader.pump(&self.sock, true);
+                self.state.borrow_mut().reader.pump(sock, true);
             }
             if (exited.readable || expired) && self.poll_exit().is_some() {
                 return Ok(true);
@@ -553,6 +640,37 @@ impl<R> Process<R> {
         }
     }
 }
+
+impl<R> Process<R> {
+    /// `wait_until` for a forked child: a plain blocking `waitpid` without a deadline;
+    /// with one, the pidfd is watched in slices (a child that stopped to have its result
+    /// socket drained is seen at the end of a slice).
+    fn wait_slot_until(&self, ticket: Ticket, deadline: Deadline) -> Result<bool> {
+        loop {
+            let timeout = match deadline.remaining() {
+                Ok(None) => {
+                    let status = self.wait_slot(ticket, true);
+                    self.state.borrow_mut().status = status;
+                    return Ok(status.is_some());
+                }
+                Ok(Some(t)) => Some(t),
+                Err(()) => None,
+            };
+            if let Some(status) = self.wait_slot(ticket, false) {
+                self.state.borrow_mut().status = Some(status);
+                return Ok(true);
+            }
+            let Some(t) = timeout else {
+                return Ok(false);
+            };
+            let slice = t.min(STOP_CHECK);
+            socket::poll_readable2(self.sentinel(), None, Some(slice)).context("poll failed")?;
+        }
+    }
+}
+
+/// How often a timed wait for a forked child looks for it having stopped (see `results`).
+const STOP_CHECK: Duration = Duration::from_millis(10);
 
 /// How long `join` first waits on the exit alone (see `wait_until`).
 const FIRST_SLICE: Duration = Duration::from_millis(2);
@@ -593,44 +711,55 @@ impl<R: DeserializeOwned> Process<R> {
             ));
         }
         st.taken = true;
-        // The child has exited: everything it sent is in the socket buffer.
-        st.reader.pump(&self.sock, true);
         let status = st.status.expect("reaped before taking the result");
-        let who = format!("process {} ({})", self.pid, self.name);
-        let frame = if st.reader.complete() {
-            st.reader.take().ok()
-        } else {
-            None
+        // (Formatted only on failure: a fresh allocation right after a fork costs a fault.)
+        let who = || format!("process {} ({})", self.pid, self.name);
+        let frame = match &self.link {
+            Link::Socket { sock, .. } => {
+                // The child has exited: everything it sent is in the socket buffer.
+                st.reader.pump(sock, true);
+                if st.reader.complete() {
+                    st.reader.take().ok()
+                } else {
+                    None
+                }
+            }
+            Link::Slot { ticket, .. } => ticket
+                .results
+                .take(*ticket)
+                .map_err(|e| Error::new(e.kind(), format!("{}: {e}", who())))?,
         };
         match frame {
             Some(f) if f.tag == Tag::Value => handle::with_imported_fds(f.fds, || {
                 Postcard::decode::<R>(&f.body).map_err(|e| {
                     Error::new(
                         ErrorKind::ChildFailed,
-                        format!("{who} returned a value that does not decode: {e}"),
+                        format!("{} returned a value that does not decode: {e}", who()),
                     )
                 })
             }),
             Some(f) if f.tag == Tag::Panic => Err(Error::new(
                 ErrorKind::ChildPanicked,
                 format!(
-                    "{who} panicked: {} (exitcode {})",
+                    "{} panicked: {} (exitcode {})",
+                    who(),
                     String::from_utf8_lossy(&f.body),
                     status.python_code()
                 ),
             )),
             Some(f) => Err(Error::new(
                 ErrorKind::ChildFailed,
-                format!("{who} failed: {}", String::from_utf8_lossy(&f.body)),
+                format!("{} failed: {}", who(), String::from_utf8_lossy(&f.body)),
             )),
             None => Err(Error::new(
                 ErrorKind::ChildFailed,
                 match status {
                     ExitStatus::Code(c) => {
-                        format!("{who} exited with code {c} without returning a value")
+                        format!("{} exited with code {c} without returning a value", who())
                     }
                     ExitStatus::Signal(s) => format!(
-                        "{who} was killed by signal {s} ({}) (exitcode {})",
+                        "{} was killed by signal {s} ({}) (exitcode {})",
+                        who(),
                         proc::signal_name(s),
                         -s
                     ),
@@ -643,17 +772,36 @@ impl<R: DeserializeOwned> Process<R> {
 impl<R> AsRawFd for Process<R> {
     /// The pidfd ([`Process::sentinel`]).
     fn as_raw_fd(&self) -> RawFd {
-        self.pidfd.as_raw_fd()
+        self.sentinel().as_raw_fd()
     }
 }
 
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
-        if self.state.get_mut().status.is_none() {
-            match proc::reap(self.pid, false) {
-                Ok(None) => registry::detach(self.pid),
-                _ => registry::remove(self.pid),
+        let ended = match &self.link {
+            Link::Socket { .. } => {
+                self.state.get_mut().status.is_some()
+                    || match proc::reap(self.pid, false) {
+                        Ok(None) => false,
+                        _ => {
+                            registry::remove(self.pid);
+                            true
+                        }
+                    }
             }
+            Link::Slot { ticket, .. } => {
+                let ticket = *ticket;
+                let ended = self.state.get_mut().status.is_some()
+                    || self.wait_slot(ticket, false).is_some();
+                if ended {
+                    ticket.results.release(ticket);
+                }
+                ended
+            }
+        };
+        if !ended {
+            // The registry reaps it later (and gives its result slot back).
+            registry::detach(self.pid);
         }
     }
 }

@@ -4,7 +4,8 @@
 
 use std::sync::{Mutex, MutexGuard, Once};
 
-use crate::sys::proc;
+use super::results::Ticket;
+use crate::sys::proc::{self, Waited};
 
 #[derive(Debug)]
 pub(crate) struct Entry {
@@ -12,6 +13,8 @@ pub(crate) struct Entry {
     pub(crate) daemon: bool,
     /// The `Process` handle was dropped without joining: the registry reaps it.
     pub(crate) detached: bool,
+    /// The result slot of a forked child (given back when a detached child is reaped).
+    pub(crate) ticket: Option<Ticket>,
 }
 
 static CHILDREN: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
@@ -26,13 +29,19 @@ extern "C" fn at_exit() {
 }
 
 /// Registers a new child (and, the first time, the exit hook).
-pub(crate) fn add(guard: &mut MutexGuard<'static, Vec<Entry>>, pid: i32, daemon: bool) {
+pub(crate) fn add(
+    guard: &mut MutexGuard<'static, Vec<Entry>>,
+    pid: i32,
+    daemon: bool,
+    ticket: Option<Ticket>,
+) {
     // `at_exit` only locks, signals and waits: it does not unwind.
     AT_EXIT.call_once(|| proc::at_exit(at_exit));
     guard.push(Entry {
         pid,
         daemon,
         detached: false,
+        ticket,
     });
 }
 
@@ -52,7 +61,28 @@ pub(crate) fn detach(pid: i32) {
 
 /// Reaps detached children that have ended (without blocking).
 pub(crate) fn reap_detached(g: &mut MutexGuard<'static, Vec<Entry>>) {
-    g.retain(|e| !e.detached || matches!(proc::reap(e.pid, false), Ok(None)));
+    g.retain(|e| !e.detached || !reap_entry(e, false));
+}
+
+/// Reaps `e` if it has ended (or waits for that with `block`); true once reaped. A child seen
+/// stopped because it waits for its result socket to be drained is served and continued.
+fn reap_entry(e: &Entry, block: bool) -> bool {
+    loop {
+        match proc::wait_child(e.pid, block) {
+            Ok(Waited::Running) => return false,
+            Ok(Waited::Stopped) => {
+                if let Some(t) = e.ticket {
+                    t.results.service_stop(t, e.pid);
+                }
+            }
+            Ok(Waited::Exited(_)) | Err(_) => {
+                if let (true, Some(t)) = (e.detached, e.ticket) {
+                    t.results.release(t);
+                }
+                return true;
+            }
+        }
+    }
 }
 
 /// Pids of children started by this process that have not been reaped (Python's
@@ -82,6 +112,6 @@ pub(crate) fn finish_children() {
         let _ = proc::kill(e.pid, libc::SIGTERM);
     }
     for e in &entries {
-        let _ = proc::reap(e.pid, true);
+        reap_entry(e, true);
     }
 }

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::channel::{self, FrameReader, Tag};
-use super::{registry, Started};
+use super::{registry, Link, Started};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Context, Error, Result};
 use crate::handle;
@@ -164,7 +164,7 @@ fn call<A: DeserializeOwned, R: Serialize>(
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
     let args: Result<A> = handle::with_imported_fds(fds, || Postcard::decode(&args));
     match args {
-        Ok(a) => super::run_target(sock, move || f(a)),
+        Ok(a) => super::run_target(super::Sink::Socket(sock), move || f(a)),
         Err(e) => {
             let msg = format!("cannot decode the arguments in the child: {e}");
             let _ = channel::send_frame(sock.as_fd(), Tag::Failed, msg.as_bytes(), &[]);
@@ -236,7 +236,7 @@ pub(crate) fn exec_child(
     registry::reap_detached(&mut children);
     let child = cmd.spawn().context("cannot execute the current binary")?;
     let pid = child.id() as i32;
-    registry::add(&mut children, pid, daemon);
+    registry::add(&mut children, pid, daemon, None);
     drop(children);
     // std's Child neither waits nor kills on drop; we reap it ourselves.
     drop(child);
@@ -252,8 +252,10 @@ pub(crate) fn exec_child(
     channel::send_frame(parent_sock.as_fd(), Tag::Boot, &frame, &borrowed).map_err(fail)?;
     Ok(Started {
         pid,
-        pidfd,
-        sock: parent_sock,
+        link: Link::Socket {
+            pidfd,
+            sock: parent_sock,
+        },
         reader: FrameReader::default(),
     })
 }

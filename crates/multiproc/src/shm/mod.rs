@@ -13,6 +13,7 @@
 
 mod arena;
 mod segment;
+pub(crate) mod slots;
 
 #[allow(unused_imports)]
 pub(crate) use arena::{Shared, ShmObject};

@@ -23,6 +23,36 @@ pub(crate) fn memfd(name: &CStr, len: usize) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// A sealed memfd holding a copy of `bytes`.
+pub(crate) fn memfd_with(name: &CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
+    let fd = memfd(name, bytes.len())?;
+    let mut done = 0;
+    while done < bytes.len() {
+        match rustix::io::pwrite(&fd, &bytes[done..], done as u64) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(fd)
+}
+
+/// The first `len` bytes of the file behind `fd` (an error if it is shorter).
+pub(crate) fn read_prefix(fd: BorrowedFd<'_>, len: usize) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        match rustix::io::pread(fd, &mut out[done..], done as u64) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(out)
+}
+
 /// Size in bytes of the file behind `fd`.
 pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(rustix::fs::fstat(fd)?.st_size as u64)

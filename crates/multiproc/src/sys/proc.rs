@@ -85,6 +85,49 @@ pub(crate) fn reap(pid: i32, block: bool) -> io::Result<Option<ExitStatus>> {
     }
 }
 
+/// What [`wait_child`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// Still running (only without `block`).
+    Running,
+    /// Stopped by a signal (`SIGSTOP`, `SIGTSTP`...); not reaped.
+    Stopped,
+    /// Ended and reaped.
+    Exited(ExitStatus),
+}
+
+/// Like [`reap`], but also reports a child that has stopped (`WUNTRACED`).
+pub(crate) fn wait_child(pid: i32, block: bool) -> io::Result<Waited> {
+    let mut status = 0;
+    let flags = libc::WUNTRACED | if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: `status` is a valid out-pointer for the duration of the call.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if r == -1 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Ok(Waited::Running);
+        }
+        return Ok(if libc::WIFSTOPPED(status) {
+            Waited::Stopped
+        } else if libc::WIFSIGNALED(status) {
+            Waited::Exited(ExitStatus::Signal(libc::WTERMSIG(status)))
+        } else {
+            Waited::Exited(ExitStatus::Code(libc::WEXITSTATUS(status)))
+        });
+    }
+}
+
+/// Stops the calling process (`SIGSTOP` to itself) until someone sends it `SIGCONT`.
+pub(crate) fn stop_self() {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::STOP);
+}
+
 /// A pidfd for `pid`: readable once the process has ended (before it is reaped).
 pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;

@@ -687,7 +687,8 @@ fn wait_on_process_sentinels_and_connections() {
 /// The body of the leak check; runs in a fresh child (one thread, so other tests' fds do
 /// not come and go under it).
 fn leak_check_body() -> (Vec<i32>, Vec<i32>) {
-    // Warm up: arenas, thread-local buffers.
+    // Warm up: arenas, thread-local buffers, this thread's result slots (first fork).
+    Process::spawn(|| ()).unwrap().join().unwrap();
     let (a, b) = pipe(true).unwrap();
     a.send(&pipe(true).unwrap()).unwrap();
     let _: (Connection, Connection) = b.recv().unwrap();

@@ -487,3 +487,60 @@ fn handles_travel_back_in_results() {
         }
     });
 }
+
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + n) as u8).collect()
+}
+
+#[test]
+fn results_of_every_size_come_back() {
+    // A forked child's result lives in a 4 KiB shared slot when it fits, else in a memfd
+    // passed over the result socket: sizes around the edge, and large ones.
+    with_watchdog(LIMIT, || {
+        for m in [StartMethod::Fork, StartMethod::Spawn] {
+            for n in [0, 1, 4000, 4025, 4026, 4032, 4033, 5000, 1 << 20, 8 << 20] {
+                let v = start(m, pattern, n).join().unwrap();
+                assert!(v == pattern(n), "{m:?}: result of {n} bytes differs");
+            }
+        }
+    });
+}
+
+fn big_with_handle(i: usize) -> (Vec<u8>, Option<multiproc::Connection>) {
+    let end = i.is_multiple_of(5).then(|| make_pipe_end(()));
+    (pattern(10_000 + i), end)
+}
+
+#[test]
+fn many_unjoined_children_with_large_results() {
+    // More large results than the result socket holds: children wait (stopped) until a
+    // join, is_alive or join_timeout drains it; nothing is lost, nothing hangs.
+    with_watchdog(Duration::from_secs(60), || {
+        let n = 600;
+        let mut ps: Vec<Process<(Vec<u8>, Option<multiproc::Connection>)>> = (0..n)
+            .map(|i| Process::spawn(move || big_with_handle(i)).unwrap())
+            .collect();
+        // Some through is_alive and join_timeout first, the rest by join in reverse order.
+        let mut seen = 0;
+        for p in ps.iter_mut().step_by(7) {
+            let _ = p.is_alive();
+            assert!(p.join_timeout(Duration::from_secs(20)).unwrap().is_some());
+            seen += 1;
+        }
+        for (i, p) in ps.into_iter().enumerate().rev() {
+            if i.is_multiple_of(7) {
+                assert!(p.join().is_err(), "a second join must fail");
+                continue;
+            }
+            let (v, end) = p.join().unwrap();
+            assert!(v == pattern(10_000 + i), "child {i}: result differs");
+            assert_eq!(end.is_some(), i.is_multiple_of(5));
+            if let Some(end) = end {
+                assert_eq!(end.recv::<String>().unwrap(), "kept alive by the parent");
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, n);
+        crate::util::wait_no_zombies();
+    });
+}

@@ -88,6 +88,9 @@ pub fn pid_alive(pid: i32) -> bool {
 /// no fd and left no zombie. Panics with the child's message if anything failed.
 pub fn in_clean_child(f: fn()) {
     let r = multiproc::Process::spawn(move || {
+        // A thread's first fork makes its result slots and socket, kept for later children:
+        // fork once before counting.
+        multiproc::Process::spawn(|| ()).unwrap().join().unwrap();
         let fds = open_fds();
         f();
         let after = open_fds();

@@ -1,0 +1,321 @@
+//! How a forked child's result reaches its parent without a socket of its own.
+//!
+//! Creating, passing and closing a socketpair and a pidfd for every child cost about a
+//! fifth of a fork+join. Instead, each thread that forks keeps a [`Results`]: a table of
+//! shared result slots (`shm::slots`) and one SEQPACKET socketpair, made once.
+//!
+//! - Before the fork the parent takes a free slot and stamps it with a fresh token.
+//! - A child whose encoded result fits a slot (about 4 KiB) and carries no fds writes it there
+//!   and publishes it with one store; then it exits. That is the whole protocol in the
+//!   common case: the parent just blocks in `waitpid` and reads the slot after reaping.
+//! - A larger result goes into a sealed memfd; that memfd and any fds inside the result
+//!   (handles) go in one message on the shared socket, tagged with the token; the slot says
+//!   so. Messages are sent without blocking. If the socket is full (hundreds of unjoined
+//!   children with large results), the child raises a flag in its slot and stops itself
+//!   (`SIGSTOP`); whoever waits for it sees the stop (`WUNTRACED`), drains the socket into a
+//!   stash, and continues it (`SIGCONT`). So the parent never has to watch the child and the
+//!   socket at once, and a child never waits for a parent that isn't waiting for it.
+//! - A child that dies before publishing leaves the slot `RUNNING`: join reports how it ended.
+//!
+//! Everything read from a slot or from the socket is validated: the token must match, lengths
+//! are bounded, the memfd must be sealed and as long as announced.
+
+use std::cell::Cell;
+use std::io::IoSlice;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard};
+
+use super::channel::{Frame, Tag};
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::shm::slots::{self, SlotTable};
+use crate::sys::{mem, proc, socket};
+
+/// Result slots and the socket for results that don't fit them (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Results {
+    table: SlotTable,
+    rx: OwnedFd,
+    tx: OwnedFd,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    free: Vec<u32>,
+    next: u32,
+    serial: u64,
+    /// Messages drained from the socket: token, fds, whether the kernel cut fds off.
+    stash: Vec<(u64, Vec<OwnedFd>, bool)>,
+}
+
+/// A slot taken for one child.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ticket {
+    pub(crate) results: &'static Results,
+    pub(crate) slot: u32,
+    pub(crate) token: u64,
+}
+
+thread_local! {
+    static MINE: Cell<Option<&'static Results>> = const { Cell::new(None) };
+}
+
+/// This thread's `Results`, made on first use. Each is leaked: it lives as long as children
+/// started from it may still report.
+pub(crate) fn for_this_thread() -> Result<&'static Results> {
+    if let Some(r) = MINE.with(Cell::get) {
+        return Ok(r);
+    }
+    let table = SlotTable::new().context("cannot map the result slots")?;
+    let (rx, tx) = socket::seqpacket_pair().context("cannot create the result socket")?;
+    let r: &'static Results = Box::leak(Box::new(Results {
+        table,
+        rx,
+        tx,
+        inner: Mutex::new(Inner {
+            next: 1,
+            ..Inner::default()
+        }),
+    }));
+    MINE.with(|m| m.set(Some(r)));
+    Ok(r)
+}
+
+/// In a freshly forked child: the parent's `Results` are not ours to take slots from.
+pub(crate) fn forget_in_child() {
+    MINE.with(|m| m.set(None));
+}
+
+impl Results {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a free slot for a child about to be forked.
+    pub(crate) fn take_slot(&'static self) -> Result<Ticket> {
+        let mut g = self.lock();
+        let slot = match g.free.pop() {
+            Some(s) => s,
+            None if (g.next as usize) < slots::SLOTS => {
+                g.next += 1;
+                g.next - 1
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::InvalidState,
+                    format!(
+                        "{} forked children of this thread have not been joined yet: join \
+                         some before starting more",
+                        slots::SLOTS - 1
+                    ),
+                ))
+            }
+        };
+        g.serial += 1;
+        let token = g.serial;
+        drop(g);
+        self.table.reset(slot, token);
+        Ok(Ticket {
+            results: self,
+            slot,
+            token,
+        })
+    }
+
+    /// Gives back the slot of a reaped child (and drops anything stashed for it).
+    pub(crate) fn release(&self, t: Ticket) {
+        let mut g = self.lock();
+        g.stash.retain(|(token, _, _)| *token != t.token);
+        g.free.push(t.slot);
+    }
+
+    /// Reads every message waiting on the socket into the stash.
+    fn drain(&self, g: &mut Inner) {
+        loop {
+            let mut buf = [0u8; 16];
+            let mut fds = Vec::new();
+            match socket::recv_msg(self.rx.as_fd(), &mut buf, &mut fds, true, false) {
+                Ok(r) if r.len == 8 && !r.truncated => {
+                    let token = u64::from_le_bytes(buf[..8].try_into().expect("8 bytes"));
+                    g.stash.push((token, fds, r.fds_truncated));
+                }
+                Ok(r) if r.len == 0 && fds.is_empty() => return, // cannot happen: we hold tx
+                Ok(_) => {} // not ours to understand: dropped (its fds are closed)
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Called when the child of `t` was seen stopped: if it stopped itself to wait for
+    /// room on the socket, drain the socket and let it go on.
+    pub(crate) fn service_stop(&self, t: Ticket, pid: i32) {
+        let req = self.table.request(t.slot);
+        if req.load(Ordering::SeqCst) == 1 {
+            let mut g = self.lock();
+            self.drain(&mut g);
+            drop(g);
+            req.store(0, Ordering::SeqCst);
+            let _ = proc::kill(pid, libc::SIGCONT);
+        }
+    }
+
+    /// Child side: hands the outcome of the target to the parent (see the module docs).
+    pub(crate) fn deliver(&self, slot: u32, tag: Tag, body: &[u8], fds: &[BorrowedFd<'_>]) {
+        let t = &self.table;
+        if fds.is_empty() && t.write_body(slot, body) {
+            t.publish(
+                slot,
+                slots::INLINE_BODY,
+                tag as u32,
+                0,
+                body.len() as u64,
+                0,
+            );
+            return;
+        }
+        if let Err(why) = self.send(slot, tag, body, fds) {
+            let msg = format!("cannot hand the result to the parent: {why}");
+            let msg = &msg.as_bytes()[..msg.len().min(slots::INLINE)];
+            t.write_body(slot, msg);
+            t.publish(
+                slot,
+                slots::INLINE_BODY,
+                Tag::Failed as u32,
+                0,
+                msg.len() as u64,
+                0,
+            );
+        }
+    }
+
+    fn send(&self, slot: u32, tag: Tag, body: &[u8], fds: &[BorrowedFd<'_>]) -> Result<()> {
+        let t = &self.table;
+        let memfd = if t.write_body(slot, body) {
+            None
+        } else {
+            Some(mem::memfd_with(c"multiproc-result", body).context("cannot make a memfd")?)
+        };
+        let mut all: Vec<BorrowedFd<'_>> = memfd.iter().map(|m| m.as_fd()).collect();
+        all.extend_from_slice(fds);
+        if all.len() > socket::MAX_FDS_PER_MSG {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "the result holds {} handles; at most {} can be returned",
+                    fds.len(),
+                    socket::MAX_FDS_PER_MSG - 1
+                ),
+            ));
+        }
+        let flags = if memfd.is_some() { slots::IN_MEMFD } else { 0 };
+        let token = t.token(slot).to_le_bytes();
+        loop {
+            match socket::send_msg(self.tx.as_fd(), &[IoSlice::new(&token)], &all, true) {
+                Ok(_) => break,
+                // The socket is full, or too many fds are in flight for this user
+                // (ETOOMANYREFS): ask whoever waits for us to drain it.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::ETOOMANYREFS) =>
+                {
+                    t.request(slot).store(1, Ordering::SeqCst);
+                    proc::stop_self();
+                }
+                Err(e) => return Err(Error::os("cannot send the result", e)),
+            }
+        }
+        t.publish(
+            slot,
+            slots::SENT,
+            tag as u32,
+            flags,
+            body.len() as u64,
+            fds.len() as u32,
+        );
+        Ok(())
+    }
+
+    /// Parent side, after reaping the child of `t`: the frame it published, `None` when it
+    /// ended before publishing one. An error when what it published is damaged.
+    pub(crate) fn take(&self, t: Ticket) -> Result<Option<Frame>> {
+        let p = self.table.published(t.slot);
+        if p.token != t.token || p.state == slots::RUNNING {
+            return Ok(None);
+        }
+        let tag = u8::try_from(p.tag)
+            .ok()
+            .and_then(Tag::from_u8)
+            .ok_or_else(|| damaged("an unknown tag"))?;
+        match p.state {
+            slots::INLINE_BODY => {
+                let body = self
+                    .table
+                    .inline_body(t.slot, p.len)
+                    .ok_or_else(|| damaged("a length out of range"))?;
+                Ok(Some(Frame {
+                    tag,
+                    body,
+                    fds: Vec::new(),
+                }))
+            }
+            slots::SENT => {
+                let (mut fds, cut) = self.take_stashed(t.token)?;
+                if cut {
+                    return Err(damaged("a message whose fds the kernel cut off"));
+                }
+                let body = if p.flags & slots::IN_MEMFD != 0 {
+                    if fds.is_empty() {
+                        return Err(damaged("no memfd"));
+                    }
+                    let memfd = fds.remove(0);
+                    read_memfd(memfd.as_fd(), p.len)?
+                } else {
+                    self.table
+                        .inline_body(t.slot, p.len)
+                        .ok_or_else(|| damaged("a length out of range"))?
+                };
+                if fds.len() != p.nfds as usize {
+                    return Err(damaged("a different number of handles than announced"));
+                }
+                Ok(Some(Frame { tag, body, fds }))
+            }
+            _ => Err(damaged("an unknown state")),
+        }
+    }
+
+    fn take_stashed(&self, token: u64) -> Result<(Vec<OwnedFd>, bool)> {
+        let mut g = self.lock();
+        // The child has been reaped: its message (sent before it published) is stashed
+        // already or waiting on the socket.
+        for pass in 0..2 {
+            if let Some(i) = g.stash.iter().position(|(tk, _, _)| *tk == token) {
+                let (_, fds, cut) = g.stash.swap_remove(i);
+                return Ok((fds, cut));
+            }
+            if pass == 0 {
+                self.drain(&mut g);
+            }
+        }
+        Err(damaged("a result message that never arrived"))
+    }
+}
+
+fn read_memfd(fd: BorrowedFd<'_>, len: u64) -> Result<Vec<u8>> {
+    let size = mem::file_size(fd).context("cannot stat the result memfd")?;
+    let sealed = mem::check_sealed(fd).unwrap_or(false);
+    if !sealed || size != len {
+        return Err(damaged(
+            "a result memfd that is unsealed or of the wrong size",
+        ));
+    }
+    let len = usize::try_from(len).map_err(|_| damaged("a result too large for memory"))?;
+    mem::read_prefix(fd, len).context("cannot read the result memfd")
+}
+
+fn damaged(what: &str) -> Error {
+    Error::new(
+        ErrorKind::ChildFailed,
+        format!("the child's result slot holds {what}"),
+    )
+}
