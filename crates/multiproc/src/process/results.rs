@@ -1,8 +1,10 @@
 //! How a forked child's result reaches its parent without a socket of its own.
 //!
 //! Creating, passing and closing a socketpair and a pidfd for every child cost about a
-//! fifth of a fork+join. Instead, each thread that forks keeps a [`Results`]: a table of
-//! shared result slots (`shm::slots`) and one SEQPACKET socketpair, made once.
+//! fifth of a fork+join. Instead, each thread that forks holds a [`Results`]: a table of
+//! shared result slots (`shm::slots`) and one SEQPACKET socketpair, made once. When the
+//! thread ends, its `Results` goes to a spare list for the next thread that forks (children
+//! it started may still be joined from anywhere: the slots are shared under a lock).
 //!
 //! - Before the fork the parent takes a free slot and stamps it with a fresh token.
 //! - A child whose encoded result fits a slot (about 4 KiB) and carries no fds writes it there
@@ -34,6 +36,8 @@ use crate::sys::{mem, proc, socket};
 /// Result slots and the socket for results that don't fit them (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Results {
+    /// The process that made it (a forked child inherits its parent's, and must not use them).
+    owner: i32,
     table: SlotTable,
     rx: OwnedFd,
     tx: OwnedFd,
@@ -57,19 +61,49 @@ pub(crate) struct Ticket {
     pub(crate) token: u64,
 }
 
-thread_local! {
-    static MINE: Cell<Option<&'static Results>> = const { Cell::new(None) };
+/// The `Results` of threads that have ended, for the next thread that forks.
+static SPARE: Mutex<Vec<&'static Results>> = Mutex::new(Vec::new());
+
+/// A thread's `Results`; handed to [`SPARE`] when the thread ends.
+struct Mine(Cell<Option<&'static Results>>);
+
+impl Drop for Mine {
+    fn drop(&mut self) {
+        if let Some(r) = self.0.take() {
+            // (`try_lock`: never block in a thread's exit; at worst one `Results` is idle.)
+            if let Ok(mut spare) = SPARE.try_lock() {
+                spare.push(r);
+            }
+        }
+    }
 }
 
-/// This thread's `Results`, made on first use. Each is leaked: it lives as long as children
-/// started from it may still report.
+thread_local! {
+    static MINE: Mine = const { Mine(Cell::new(None)) };
+}
+
+/// This thread's `Results`: one it already has, a spare one, or a new one. They are never
+/// freed: each lives as long as children started from it may still report.
 pub(crate) fn for_this_thread() -> Result<&'static Results> {
-    if let Some(r) = MINE.with(Cell::get) {
+    if let Some(r) = MINE.with(|m| m.0.get()) {
         return Ok(r);
+    }
+    let pid = proc::getpid();
+    // (`try_lock`: a forked child may have inherited the lock held by another thread of its
+    // parent; then it makes its own.)
+    if let Ok(mut spare) = SPARE.try_lock() {
+        while let Some(r) = spare.pop() {
+            if r.owner == pid {
+                MINE.with(|m| m.0.set(Some(r)));
+                return Ok(r);
+            }
+            // Inherited from the parent process: not ours (dropped from the list).
+        }
     }
     let table = SlotTable::new().context("cannot map the result slots")?;
     let (rx, tx) = socket::seqpacket_pair().context("cannot create the result socket")?;
     let r: &'static Results = Box::leak(Box::new(Results {
+        owner: pid,
         table,
         rx,
         tx,
@@ -78,13 +112,13 @@ pub(crate) fn for_this_thread() -> Result<&'static Results> {
             ..Inner::default()
         }),
     }));
-    MINE.with(|m| m.set(Some(r)));
+    MINE.with(|m| m.0.set(Some(r)));
     Ok(r)
 }
 
 /// In a freshly forked child: the parent's `Results` are not ours to take slots from.
 pub(crate) fn forget_in_child() {
-    MINE.with(|m| m.set(None));
+    MINE.with(|m| m.0.set(None));
 }
 
 impl Results {
