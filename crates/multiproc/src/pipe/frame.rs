@@ -141,6 +141,15 @@ impl Header {
     }
 }
 
+/// The message id of a frame from its first bytes (at least [`HEADER_LEN`] of them), when
+/// they look like a frame header (kind and magic); the rest is checked by [`Header::decode`]
+/// once the whole frame is read. Used to look at a frame before taking it off the socket.
+pub fn peek_id(start: &[u8]) -> Option<u32> {
+    let h = start.get(..HEADER_LEN)?;
+    let known = matches!(h[0], 1..=3) && h[1] == MAGIC && h[2] == 0 && h[3] == 0;
+    known.then(|| u32::from_le_bytes([h[4], h[5], h[6], h[7]]))
+}
+
 /// How a message of `len` bytes with `nfds` fds is split: frames of at most `max_payload`
 /// bytes and `max_fds` fds each. Returns the frame count (at least 1).
 ///
@@ -539,6 +548,9 @@ mod tests {
         let mut bad = frames_for(1, b"abc", 10).remove(0);
         bad[20] = 9; // total no longer matches the payload
         assert!(Header::decode(&bad).is_err());
+        assert_eq!(peek_id(&frames_for(9, b"abc", 10)[0]), Some(9));
+        assert_eq!(peek_id(&[1, MAGIC, 0]), None);
+        assert_eq!(peek_id(&[0xDB; HEADER_LEN]), None);
     }
 
     /// Replays every input committed under `fuzz/corpus/frame` and `fuzz/artifacts/frame`

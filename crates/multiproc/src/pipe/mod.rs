@@ -1,38 +1,80 @@
 //! Pipes: [`pipe`] makes two connected [`Connection`] ends (Python's `Pipe()`), and [`wait`]
 //! waits on many of them (Python's `multiprocessing.connection.wait`).
 //!
-//! An end is a `SOCK_SEQPACKET` Unix socket: the kernel keeps message boundaries, so a message
-//! is never merged with another. Each message is sent as one packet when it fits (the fast
-//! path: one `sendmsg`, one `recvmsg`), else as several frames (see `frame.rs`) written under
-//! the end's process-shared send lock and read under its receive lock, so that one end may be
-//! used by many processes at once without ever interleaving or splitting messages — which
-//! Python's pipes do not promise. A process killed mid-message never leaves a torn message
-//! behind: receivers get whole messages, an error, or end-of-file.
+//! # Design
+//!
+//! A connection is a `SOCK_SEQPACKET` Unix socket pair plus, for each direction, a ring of
+//! bytes in shared memory (the queue's ring, `queue/shared.rs`) and a small shared cell with
+//! the direction's locks and counters (`dir.rs`). Each tool does what it is good at:
+//!
+//! - **Small messages** (up to [`INLINE_MAX`] bytes, no fds) go into the ring: one copy in,
+//!   one copy out, no system call while the receiver keeps up (it spins briefly before it
+//!   sleeps). A record is committed by one store, so a sender killed mid-message leaves it
+//!   wholly there or absent.
+//! - **Large messages and messages with fds** go over the socket, as frames (see `frame.rs`:
+//!   a message that does not fit one packet is split), under the direction's send lock. The
+//!   sender first commits a *marker* record into the ring carrying the message's sequence
+//!   number, then writes the frames, whose ids are that number. The ring thus orders every
+//!   message: a receiver takes records in order and, on a marker, reads the socket until the
+//!   message with that id is complete.
+//! - **End of file and sleeping** stay with the kernel: the socket reports that every copy of
+//!   the peer end is closed, also after SIGKILL. A receiver that finds the ring empty spins
+//!   for up to 50 us, then counts itself in the direction's *waiters*, looks at the ring once
+//!   more and sleeps in `poll(2)` on the socket. A sender that commits a record while waiters
+//!   are counted sends a one-byte *doorbell* packet (non-blocking: a full socket already
+//!   holds doorbells). [`Connection::poll`] and [`wait`] check the rings before the fds and
+//!   use the same waiters-and-doorbell protocol, so they report a connection ready when its
+//!   ring holds a message.
+//!
+//! What a receiver may find on the socket, holding the receive lock:
+//!
+//! | found                                  | when                        | action                          |
+//! |----------------------------------------|-----------------------------|---------------------------------|
+//! | frame with id = marker's               | reading a marker's message  | take it (reassemble)            |
+//! | frame with an older id                 | reading a marker's message  | drop: a dead receiver's leftover|
+//! | frame with a newer id                  | reading a marker's message  | keep; the marker's sender died: its message is lost, back to the ring |
+//! | nothing, and the send lock is free     | reading a marker's message  | the marker's sender died before its frames: lost, back to the ring |
+//! | end of file                            | reading a marker's message  | lost, back to the ring (which may hold later messages) |
+//! | doorbell, garbage                      | any time                    | drop                            |
+//! | any packet while the ring is empty     | waiting for a record        | drop: its marker was taken by a receiver that died (a live sender commits the marker before the frames, and the ring is looked at after the packet) |
+//! | end of file while the ring is empty    | waiting for a record        | [`RecvError::Eof`]              |
+//!
+//! So a process killed anywhere never leaves a torn message: a sender killed mid-message
+//! leaves it whole or absent (ring) or unfinished and skipped (socket); a receiver killed
+//! mid-message takes that one message with it. Locks held by a dead process are taken over
+//! (robust mutexes). One end may be used by many processes at once without ever
+//! interleaving or splitting messages — which Python's pipes do not promise.
+//!
+//! A small message sent after every copy of the peer end closed is accepted into the ring
+//! (nobody will read it) unless the sender notices first: a send checks the socket for a
+//! hang-up at most every few milliseconds, and whenever it waits for room or rings a
+//! doorbell; then it fails with [`SendError::Disconnected`].
 //!
 //! Handles (a `Connection`, a `Queue`, a `Lock`, ...) inside a sent value travel with their
 //! file descriptors (`SCM_RIGHTS`), so the receiving process can use them even though it
-//! never inherited them.
+//! never inherited them. A `Connection` itself travels as its socket, its directions' ring
+//! segments and shared cells, each validated on arrival.
 
+mod dir;
 mod frame;
-mod lock;
 
 use std::cell::Cell;
 use std::fmt;
 use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use self::frame::{Assembler, Header, Kind, Outcome};
-use self::lock::EndLock;
+use self::dir::{Dir, Record, TAG_DATA, TAG_MARKER};
+use self::frame::{Assembler, Outcome};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
-use crate::sys::socket;
+use crate::sys::{socket, Deadline};
 
 /// Socket buffer size asked for at creation (the kernel caps it at `net.core.wmem_max`).
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -40,6 +82,24 @@ const SOCKET_BUFFER: usize = 4 << 20;
 const MAX_FRAME_PAYLOAD: usize = 256 << 10;
 /// Largest frame a receiver accepts (header + payload); bigger packets are corrupt.
 const MAX_FRAME: usize = frame::HEADER_LEN + MAX_FRAME_PAYLOAD;
+/// Messages up to this many bytes (without fds) go through the shared-memory ring; longer
+/// ones over the socket.
+pub const INLINE_MAX: usize = 16 << 10;
+/// The doorbell packet: "look at the ring". Not a frame (frames are at least 24 bytes).
+const DOORBELL: [u8; 1] = [0xDB];
+/// A sender waiting for room in the ring checks for a hang-up this often.
+const ROOM_SLICE: Duration = Duration::from_millis(10);
+/// A sender checks for a hang-up at most this often (milliseconds, coarse clock).
+const HUP_CHECK_MS: u64 = 10;
+/// A receiver waiting for a marker's frames checks whether its sender died this often
+/// (doubling up to `LOST_MAX`).
+const LOST_FIRST: Duration = Duration::from_millis(1);
+const LOST_MAX: Duration = Duration::from_millis(16);
+/// `wait` re-checks this often while another receiver is busy with a connection.
+const BUSY_SLICE: Duration = Duration::from_millis(1);
+/// Sleepers look at the ring at least this often, whatever the doorbell says (a sender
+/// killed between claiming the doorbell and ringing it costs this much latency, no hang).
+const SLEEP_SLICE: Duration = Duration::from_millis(100);
 
 /// Makes a connected pair of connection ends (Python's `Pipe(duplex)`).
 ///
@@ -55,7 +115,8 @@ const MAX_FRAME: usize = frame::HEADER_LEN + MAX_FRAME_PAYLOAD;
 /// ```
 ///
 /// # Errors
-/// An OS error when the socket pair or the shared locks cannot be created (fd limit, memory).
+/// An OS error when the socket pair or the shared memory cannot be created (fd limit,
+/// memory).
 #[doc(alias = "Pipe")]
 pub fn pipe(duplex: bool) -> Result<(Connection, Connection)> {
     pipe_with::<Postcard>(duplex)
@@ -72,15 +133,18 @@ pub fn pipe_with<C: Codec>(duplex: bool) -> Result<(Connection<C>, Connection<C>
         // Best effort: a bigger buffer means bigger frames and fewer wake-ups.
         let _ = socket::set_buffer_sizes(fd.as_fd(), SOCKET_BUFFER);
     }
+    // `ba` carries what b sends to a; `ab` what a sends to b.
+    let ba = Dir::new()?;
     let ends = if duplex {
+        let ab = Dir::new()?;
         (
-            Connection::from_parts(a, true, true, Some(EndLock::new()?), Some(EndLock::new()?)),
-            Connection::from_parts(b, true, true, Some(EndLock::new()?), Some(EndLock::new()?)),
+            Connection::from_parts(a, Some(ab.clone()), Some(ba.clone())),
+            Connection::from_parts(b, Some(ba), Some(ab)),
         )
     } else {
         (
-            Connection::from_parts(a, true, false, None, Some(EndLock::new()?)),
-            Connection::from_parts(b, false, true, Some(EndLock::new()?), None),
+            Connection::from_parts(a, None, Some(ba.clone())),
+            Connection::from_parts(b, Some(ba), None),
         )
     };
     Ok(ends)
@@ -230,14 +294,14 @@ impl From<SendError> for Error {
 /// Dropping an end closes this copy of it; the peer sees end-of-file once every copy is gone.
 pub struct Connection<C = Postcard> {
     fd: Option<OwnedFd>,
-    readable: bool,
-    writable: bool,
-    /// Held while sending one message (shared by every copy of this end).
-    send_lock: Option<EndLock>,
-    /// Held while receiving one message (shared by every copy of this end).
-    recv_lock: Option<EndLock>,
+    /// The direction this end sends on (`None`: receive-only, or closed).
+    out: Option<Dir>,
+    /// The direction this end receives on (`None`: send-only, or closed).
+    inn: Option<Dir>,
     /// Largest frame payload this end writes.
     frame_payload: usize,
+    /// Coarse-clock milliseconds of the last hang-up check by a send through the ring.
+    hup_checked: AtomicU64,
     _codec: PhantomData<fn() -> C>,
 }
 
@@ -245,24 +309,16 @@ impl<C> fmt::Debug for Connection<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Connection")
             .field("fd", &self.fd.as_ref().map(|f| f.as_raw_fd()))
-            .field("readable", &self.readable)
-            .field("writable", &self.writable)
+            .field("readable", &self.readable())
+            .field("writable", &self.writable())
             .finish()
     }
-}
-
-/// Message ids: distinct per process (pid in the high bits) and per message.
-static NEXT_ID: AtomicU32 = AtomicU32::new(0);
-
-fn next_id() -> u32 {
-    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    (std::process::id().wrapping_mul(0x9E37_79B1)) ^ n
 }
 
 thread_local! {
     /// A receive buffer of `MAX_FRAME` bytes per thread, taken while in use.
     static SCRATCH: Cell<Option<Box<[u8]>>> = const { Cell::new(None) };
-    /// An encode buffer per thread, taken while in use.
+    /// An encode (or record) buffer per thread, taken while in use.
     static ENCODE: Cell<Option<Vec<u8>>> = const { Cell::new(None) };
 }
 
@@ -276,6 +332,18 @@ fn give_back_scratch(b: Box<[u8]>) {
     SCRATCH.with(|s| s.set(Some(b)));
 }
 
+fn take_encode_buf() -> Vec<u8> {
+    let mut b = ENCODE.with(|e| e.take()).unwrap_or_default();
+    b.clear();
+    b
+}
+
+fn give_back_encode_buf(b: Vec<u8>) {
+    if b.capacity() <= 1 << 20 {
+        ENCODE.with(|e| e.set(Some(b)));
+    }
+}
+
 fn os_send_error(e: std::io::Error) -> SendError {
     if e.raw_os_error() == Some(libc::EPIPE) || e.raw_os_error() == Some(libc::ECONNRESET) {
         SendError::Disconnected
@@ -284,14 +352,30 @@ fn os_send_error(e: std::io::Error) -> SendError {
     }
 }
 
+fn os_recv_error(e: std::io::Error) -> RecvError {
+    RecvError::Other(Error::os("cannot receive on connection", e))
+}
+
+/// `recvmsg` on a connection's socket. `ECONNRESET` (the peer closed with packets unread,
+/// say doorbells) is reported once by the kernel and then cleared, in front of whatever is
+/// still queued for us: it is retried, and the queue (or end of file) is what counts.
+fn recv_packet(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    peek: bool,
+) -> std::io::Result<socket::Received> {
+    let mut tries = 0;
+    loop {
+        match socket::recv_msg(fd, buf, fds, true, peek) {
+            Err(e) if e.raw_os_error() == Some(libc::ECONNRESET) && tries < 3 => tries += 1,
+            r => return r,
+        }
+    }
+}
+
 impl<C> Connection<C> {
-    fn from_parts(
-        fd: OwnedFd,
-        readable: bool,
-        writable: bool,
-        send_lock: Option<EndLock>,
-        recv_lock: Option<EndLock>,
-    ) -> Connection<C> {
+    fn from_parts(fd: OwnedFd, out: Option<Dir>, inn: Option<Dir>) -> Connection<C> {
         // The kernel refuses a packet larger than about the send buffer; stay well within it.
         let sndbuf = socket::send_buffer_size(fd.as_fd()).unwrap_or(212_992);
         let frame_payload = (sndbuf / 2)
@@ -299,23 +383,22 @@ impl<C> Connection<C> {
             .clamp(4096, MAX_FRAME_PAYLOAD);
         Connection {
             fd: Some(fd),
-            readable,
-            writable,
-            send_lock,
-            recv_lock,
+            out,
+            inn,
             frame_payload,
+            hup_checked: AtomicU64::new(0),
             _codec: PhantomData,
         }
     }
 
     /// True when this end can receive (it is open and not the send-only end of `pipe(false)`).
     pub fn readable(&self) -> bool {
-        self.fd.is_some() && self.readable
+        self.fd.is_some() && self.inn.is_some()
     }
 
     /// True when this end can send (it is open and not the receive-only end of `pipe(false)`).
     pub fn writable(&self) -> bool {
-        self.fd.is_some() && self.writable
+        self.fd.is_some() && self.out.is_some()
     }
 
     /// True after [`close`](Self::close).
@@ -327,12 +410,12 @@ impl<C> Connection<C> {
     /// end-of-file once every copy (in every process) is closed. Closing twice is harmless.
     pub fn close(&mut self) {
         self.fd = None;
-        self.send_lock = None;
-        self.recv_lock = None;
+        self.out = None;
+        self.inn = None;
     }
 
-    /// Another copy of this end (the socket is `dup`ed; the locks are shared), like a copy
-    /// inherited by fork. The peer sees end-of-file only once every copy is closed.
+    /// Another copy of this end (the socket is `dup`ed; the rings and locks are shared), like
+    /// a copy inherited by fork. The peer sees end-of-file only once every copy is closed.
     ///
     /// ```
     /// let (a, b) = multiproc::pipe(true)?;
@@ -355,11 +438,10 @@ impl<C> Connection<C> {
             .map_err(|e| Error::os("cannot duplicate connection", e))?;
         Ok(Connection {
             fd: Some(fd),
-            readable: self.readable,
-            writable: self.writable,
-            send_lock: self.send_lock.clone(),
-            recv_lock: self.recv_lock.clone(),
+            out: self.out.clone(),
+            inn: self.inn.clone(),
             frame_payload: self.frame_payload,
+            hup_checked: AtomicU64::new(0),
             _codec: PhantomData,
         })
     }
@@ -370,65 +452,94 @@ impl<C> Connection<C> {
         self.fd.as_ref().map(|f| f.as_fd())
     }
 
-    fn send_fd(&self) -> std::result::Result<(BorrowedFd<'_>, &EndLock), SendError> {
+    fn send_fd(&self) -> std::result::Result<(BorrowedFd<'_>, &Dir), SendError> {
         let fd = self.fd.as_ref().ok_or(SendError::Closed)?;
-        match (&self.send_lock, self.writable) {
-            (Some(l), true) => Ok((fd.as_fd(), l)),
-            _ => Err(SendError::ReceiveOnly),
-        }
+        self.out
+            .as_ref()
+            .map(|d| (fd.as_fd(), d))
+            .ok_or(SendError::ReceiveOnly)
     }
 
-    fn recv_fd(&self) -> std::result::Result<(BorrowedFd<'_>, &EndLock), RecvError> {
+    fn recv_fd(&self) -> std::result::Result<(BorrowedFd<'_>, &Dir), RecvError> {
         let fd = self.fd.as_ref().ok_or(RecvError::Closed)?;
-        match (&self.recv_lock, self.readable) {
-            (Some(l), true) => Ok((fd.as_fd(), l)),
-            _ => Err(RecvError::SendOnly),
-        }
+        self.inn
+            .as_ref()
+            .map(|d| (fd.as_fd(), d))
+            .ok_or(RecvError::SendOnly)
     }
 
-    /// Sends `head ++ body` as one message with `fds` attached.
-    fn send_message(
+    /// Sends `body` as one message with `fds` attached.
+    fn send_message(&self, body: &[u8], fds: &[OwnedFd]) -> std::result::Result<(), SendError> {
+        let (fd, dir) = self.send_fd()?;
+        if fds.is_empty() && body.len() <= INLINE_MAX {
+            let mut rec = take_encode_buf();
+            rec.extend_from_slice(body);
+            rec.push(TAG_DATA);
+            let r = self.put_record(fd, dir, &rec, true);
+            give_back_encode_buf(rec);
+            return r;
+        }
+        self.send_on_socket(fd, dir, body, fds)
+    }
+
+    /// Puts a record into the ring, waiting for room (while the peer is there); then rings
+    /// the doorbell if a receiver sleeps and `doorbell` is set.
+    fn put_record(
         &self,
-        head: &[u8],
+        fd: BorrowedFd<'_>,
+        dir: &Dir,
+        rec: &[u8],
+        doorbell: bool,
+    ) -> std::result::Result<(), SendError> {
+        while !dir.put(rec, ROOM_SLICE)? {
+            // No room for a while: is anyone still there to read it?
+            if peer_gone(fd)? {
+                return Err(SendError::Disconnected);
+            }
+        }
+        if doorbell && dir.must_ring() {
+            return match socket::send_msg(fd, &[IoSlice::new(&DOORBELL)], &[], true) {
+                Ok(_) => Ok(()),
+                // Full: doorbells (or frames) are already waiting to be read.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+                Err(e) => Err(os_send_error(e)),
+            };
+        }
+        // The ring does not notice a peer that has gone: look now and then.
+        let now = crate::sys::coarse_millis();
+        let last = self.hup_checked.load(Ordering::Relaxed);
+        if now.wrapping_sub(last) >= HUP_CHECK_MS || last == 0 {
+            self.hup_checked.store(now.max(1), Ordering::Relaxed);
+            if peer_gone(fd)? {
+                return Err(SendError::Disconnected);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a message over the socket: a marker into the ring, then the frames, under the
+    /// direction's send lock.
+    fn send_on_socket(
+        &self,
+        fd: BorrowedFd<'_>,
+        dir: &Dir,
         body: &[u8],
         fds: &[OwnedFd],
     ) -> std::result::Result<(), SendError> {
-        let (fd, lock) = self.send_fd()?;
-        let len = head.len() + body.len();
         let max_fds = socket::MAX_FDS_PER_MSG;
-        let _held = lock.lock()?;
-        if len <= self.frame_payload && fds.len() <= max_fds {
-            // The fast path: one packet.
-            let h = Header {
-                kind: Kind::Whole,
-                id: 0,
-                index: 0,
-                count: 1,
-                total: len as u64,
-            }
-            .encode();
-            let borrowed: Vec<BorrowedFd<'_>>;
-            let fd_list: &[BorrowedFd<'_>] = if fds.is_empty() {
-                &[]
-            } else {
-                borrowed = fds.iter().map(|f| f.as_fd()).collect();
-                &borrowed
-            };
-            let iov = [IoSlice::new(&h), IoSlice::new(head), IoSlice::new(body)];
-            let n = socket::send_msg(fd, &iov, fd_list, false).map_err(os_send_error)?;
-            return check_sent(n, frame::HEADER_LEN + len);
-        }
-        let id = next_id();
-        for p in frame::plan(id, len, fds.len(), self.frame_payload, max_fds) {
+        let _held = dir.lock_send()?;
+        let seq = dir.next_seq();
+        let mut marker = [TAG_MARKER; 5];
+        marker[..4].copy_from_slice(&seq.to_le_bytes());
+        // No doorbell: the frames wake a sleeping receiver.
+        self.put_record(fd, dir, &marker, false)?;
+        for p in frame::plan(seq, body.len(), fds.len(), self.frame_payload, max_fds) {
             let h = p.header.encode();
-            // The frame's bytes may straddle `head` and `body`.
-            let (s, e) = (p.bytes.start, p.bytes.end);
-            let hs = &head[s.min(head.len())..e.min(head.len())];
-            let bs = &body[s.saturating_sub(head.len())..e.saturating_sub(head.len())];
+            let bytes = &body[p.bytes];
             let fd_list: Vec<BorrowedFd<'_>> = fds[p.fds].iter().map(|f| f.as_fd()).collect();
-            let iov = [IoSlice::new(&h), IoSlice::new(hs), IoSlice::new(bs)];
+            let iov = [IoSlice::new(&h), IoSlice::new(bytes)];
             let n = socket::send_msg(fd, &iov, &fd_list, false).map_err(os_send_error)?;
-            check_sent(n, frame::HEADER_LEN + hs.len() + bs.len())?;
+            check_sent(n, frame::HEADER_LEN + bytes.len())?;
         }
         Ok(())
     }
@@ -438,12 +549,29 @@ impl<C> Connection<C> {
         &self,
         max: Option<usize>,
     ) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
-        let (fd, lock) = self.recv_fd()?;
-        let _held = lock.lock()?;
-        let mut scratch = take_scratch();
-        let r = recv_frames(fd, &mut scratch, max);
-        give_back_scratch(scratch);
-        r
+        let (fd, dir) = self.recv_fd()?;
+        let _held = dir.lock_recv()?;
+        loop {
+            match dir.take(max)? {
+                Some(Record::Data(v)) => return Ok((v, Vec::new())),
+                Some(Record::TooLong(len)) => {
+                    return Err(RecvError::TooLong {
+                        len,
+                        max: max.unwrap_or(usize::MAX),
+                    })
+                }
+                Some(Record::Marker(seq)) => {
+                    let mut scratch = take_scratch();
+                    let r = recv_socket_message(fd, dir, seq, &mut scratch, max);
+                    give_back_scratch(scratch);
+                    if let Some(m) = r? {
+                        return Ok(m);
+                    }
+                    // Lost with its dead sender: on to the next record.
+                }
+                None => wait_for_record(fd, dir)?,
+            }
+        }
     }
 
     /// Sends `buf` as one message (Python's `send_bytes`). An empty `buf` is a message too.
@@ -461,7 +589,7 @@ impl<C> Connection<C> {
     /// [`SendError::Disconnected`] when every copy of the peer end is closed; `Closed` or
     /// `ReceiveOnly` when this end cannot send; `Other` for an OS failure.
     pub fn send_bytes(&self, buf: &[u8]) -> std::result::Result<(), SendError> {
-        self.send_message(&[], buf, &[])
+        self.send_message(buf, &[])
     }
 
     /// Sends `buf[offset..offset + size]` as one message (Python's `send_bytes(buf, offset,
@@ -486,7 +614,7 @@ impl<C> Connection<C> {
                 ),
             )));
         };
-        self.send_message(&[], &buf[offset..end], &[])
+        self.send_message(&buf[offset..end], &[])
     }
 
     /// Receives one whole message as bytes (Python's `recv_bytes()`). Blocks until a message
@@ -553,7 +681,7 @@ impl<C> Connection<C> {
     }
 
     /// True when a message (or end-of-file) is there to receive; waits up to `timeout`
-    /// (`None`: forever, `Some(ZERO)`: just look). Never consumes anything.
+    /// (`None`: forever, `Some(ZERO)`: just look). Never consumes a message.
     ///
     /// ```
     /// use std::time::Duration;
@@ -569,10 +697,8 @@ impl<C> Connection<C> {
     /// [`ErrorKind::Closed`] when this end is closed, [`ErrorKind::InvalidState`] on a
     /// send-only end, an OS error if `poll` fails.
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
-        let (fd, _) = self.recv_fd().map_err(Error::from)?;
-        let r = socket::poll_readable(&[fd], timeout)
-            .map_err(|e| Error::os("cannot poll connection", e))?;
-        Ok(r[0].readable)
+        self.recv_fd().map_err(Error::from)?;
+        Ok(!wait(&[self], timeout)?.is_empty())
     }
 }
 
@@ -595,17 +721,19 @@ impl<C: Codec> Connection<C> {
     /// `Other` with [`ErrorKind::Codec`] when the value cannot be serialized; otherwise as
     /// [`send_bytes`](Self::send_bytes).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> std::result::Result<(), SendError> {
-        self.send_fd()?;
-        let mut buf = ENCODE.with(|e| e.take()).unwrap_or_default();
-        buf.clear();
+        let (fd, dir) = self.send_fd()?;
+        let mut buf = take_encode_buf();
         let encoded = handle::with_exported_fds(|| C::encode(value, &mut buf));
         let r = match encoded {
-            Ok(((), fds)) => self.send_message(&[], &buf, &fds),
+            Ok(((), fds)) if fds.is_empty() && buf.len() <= INLINE_MAX => {
+                // The record is the encoding plus its tag: no copy.
+                buf.push(TAG_DATA);
+                self.put_record(fd, dir, &buf, true)
+            }
+            Ok(((), fds)) => self.send_message(&buf, &fds),
             Err(e) => Err(SendError::Other(e)),
         };
-        if buf.capacity() <= 1 << 20 {
-            ENCODE.with(|e| e.set(Some(buf)));
-        }
+        give_back_encode_buf(buf);
         r
     }
 
@@ -635,49 +763,203 @@ fn check_sent(n: usize, want: usize) -> std::result::Result<(), SendError> {
     }
 }
 
-/// `recvmsg`, but first polls without blocking for up to [`futex::SPIN`](crate::sys::futex::SPIN) (when another CPU can run
-/// the sender). A reply that comes within the spin is picked up without either side paying for
-/// a sleep and a cross-CPU wake-up, which on a virtual machine costs tens of microseconds.
-fn recv_spinning(
-    fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-) -> std::io::Result<socket::Received> {
-    if crate::sys::may_spin() {
-        let start = std::time::Instant::now();
-        loop {
-            match socket::recv_msg(fd, buf, fds, true, false) {
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if start.elapsed() >= crate::sys::futex::SPIN {
-                        break;
-                    }
-                    std::hint::spin_loop();
-                }
-                r => return r,
-            }
-        }
-    }
-    socket::recv_msg(fd, buf, fds, false, false)
+/// True when every copy of the peer end is closed (the socket reports a hang-up).
+fn peer_gone(fd: BorrowedFd<'_>) -> std::result::Result<bool, SendError> {
+    let r = socket::poll_rw(&[(fd, false)], Some(Duration::ZERO))
+        .map_err(|e| SendError::Other(Error::os("cannot poll connection", e)))?;
+    Ok(r[0].hangup)
 }
 
-/// Reads frames until a message is complete (the caller holds the receive lock).
-fn recv_frames(
+/// What is at the head of a socket, looked at without taking it.
+enum Head {
+    /// Nothing to read now.
+    Empty,
+    /// End of file: every copy of the peer end is closed.
+    Eof,
+    /// A doorbell, or a packet that is not a frame.
+    Junk,
+    /// A frame with this message id.
+    Frame(u32),
+}
+
+fn peek_head(fd: BorrowedFd<'_>) -> std::result::Result<Head, RecvError> {
+    let mut b = [0u8; frame::HEADER_LEN];
+    // Fds of a peeked packet are installed as copies; they are closed on drop here.
+    let mut fds = Vec::new();
+    match recv_packet(fd, &mut b, &mut fds, true) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Head::Empty),
+        Err(e) => Err(os_recv_error(e)),
+        Ok(r) if r.len == 0 => {
+            // End of file, or an empty packet from a hostile peer.
+            let p = socket::poll_rw(&[(fd, false)], Some(Duration::ZERO)).map_err(os_recv_error)?;
+            Ok(if p[0].hangup { Head::Eof } else { Head::Junk })
+        }
+        Ok(r) if r.len < frame::HEADER_LEN => Ok(Head::Junk),
+        Ok(_) => Ok(frame::peek_id(&b).map_or(Head::Junk, Head::Frame)),
+    }
+}
+
+/// Takes the packet at the head of the socket and drops it.
+fn drop_head(fd: BorrowedFd<'_>) -> std::result::Result<(), RecvError> {
+    let mut b = [0u8; 1];
+    let mut fds = Vec::new();
+    match recv_packet(fd, &mut b, &mut fds, false) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(os_recv_error(e)),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// What [`drain_junk`] found.
+enum Drained {
+    /// The ring holds a record.
+    Record,
+    /// End of file and the ring is empty.
+    Eof,
+    /// The socket is empty and so is the ring.
+    Empty,
+}
+
+/// With the receive lock held: allows the next doorbell, then drops the packets on the
+/// socket while the ring stays empty (see the table in the module docs: with the ring
+/// empty, no packet there belongs to a live message). A doorbell rung after the
+/// `clear_rung` announces a record that nobody can take while we hold the lock, so it is
+/// never dropped here: after this, "rung" always means "a doorbell is on the socket".
+fn drain_junk(fd: BorrowedFd<'_>, dir: &Dir) -> std::result::Result<Drained, RecvError> {
+    dir.clear_rung();
+    loop {
+        let head = peek_head(fd)?;
+        // After the look at the socket: a live sender committed a packet's marker before
+        // writing the packet.
+        if dir.has_records() {
+            return Ok(Drained::Record);
+        }
+        match head {
+            Head::Empty => return Ok(Drained::Empty),
+            Head::Eof => return Ok(Drained::Eof),
+            Head::Junk | Head::Frame(_) => drop_head(fd)?,
+        }
+    }
+}
+
+/// Spins for up to [`SPIN`](crate::sys::futex::SPIN) until the ring holds a record (when
+/// another CPU can run the sender); true when it does.
+fn spin_for_record(dir: &Dir) -> bool {
+    if !crate::sys::may_spin() {
+        return false;
+    }
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..16 {
+            if dir.has_records() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= crate::sys::futex::SPIN {
+            return dir.has_records();
+        }
+    }
+}
+
+/// With the receive lock held and the ring found empty: waits until the ring may hold a
+/// record. `Err(Eof)` when every copy of the peer end is closed and the ring is empty.
+fn wait_for_record(fd: BorrowedFd<'_>, dir: &Dir) -> std::result::Result<(), RecvError> {
+    if spin_for_record(dir) {
+        return Ok(());
+    }
+    loop {
+        dir.sleeping(true);
+        let r = if dir.has_records() {
+            Ok(())
+        } else {
+            socket::poll_rw(&[(fd, false)], Some(SLEEP_SLICE)).map(|_| ())
+        };
+        dir.sleeping(false);
+        r.map_err(os_recv_error)?;
+        if dir.has_records() {
+            return Ok(());
+        }
+        match drain_junk(fd, dir)? {
+            Drained::Record => return Ok(()),
+            Drained::Eof => return Err(RecvError::Eof),
+            Drained::Empty => {}
+        }
+    }
+}
+
+/// Waits until the socket has a packet, spinning first (a sender mid-message writes the next
+/// frame soon), then sleeping up to `slice`; true when it has one.
+fn wait_for_packet(
     fd: BorrowedFd<'_>,
+    slice: Duration,
+    spin: bool,
+) -> std::result::Result<bool, RecvError> {
+    if spin && crate::sys::may_spin() {
+        let start = std::time::Instant::now();
+        while start.elapsed() < crate::sys::futex::SPIN {
+            if !matches!(peek_head(fd)?, Head::Empty) {
+                return Ok(true);
+            }
+            std::hint::spin_loop();
+        }
+    }
+    let r = socket::poll_rw(&[(fd, false)], Some(slice)).map_err(os_recv_error)?;
+    Ok(r[0].readable)
+}
+
+/// With the receive lock held and marker `seq` taken: reads the socket until message `seq`
+/// is complete. `Ok(None)` when it is lost (its sender died; see the module docs).
+fn recv_socket_message(
+    fd: BorrowedFd<'_>,
+    dir: &Dir,
+    seq: u32,
     scratch: &mut [u8],
     max: Option<usize>,
-) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+) -> std::result::Result<Option<(Vec<u8>, Vec<OwnedFd>)>, RecvError> {
     let mut asm = Assembler::new(max);
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut fds_lost = false;
+    let mut slice = LOST_FIRST;
     loop {
+        let id = match peek_head(fd)? {
+            Head::Frame(id) => id,
+            Head::Junk => {
+                drop_head(fd)?;
+                continue;
+            }
+            Head::Eof => return Ok(None),
+            Head::Empty => {
+                if wait_for_packet(fd, slice, slice == LOST_FIRST)? {
+                    continue;
+                }
+                slice = (slice * 2).min(LOST_MAX);
+                // Its sender holds the send lock until the last frame is written: if nobody
+                // holds it, every frame of `seq` that will ever come is there.
+                if dir.no_socket_sender() && matches!(peek_head(fd)?, Head::Empty) {
+                    return Ok(None);
+                }
+                continue;
+            }
+        };
+        let age = id.wrapping_sub(seq) as i32;
+        if age > 0 {
+            return Ok(None); // a later message: `seq`'s sender died
+        }
+        if age < 0 {
+            drop_head(fd)?; // left over from a receiver that died
+            continue;
+        }
         let mut frame_fds = Vec::new();
-        let r = recv_spinning(fd, scratch, &mut frame_fds)
-            .map_err(|e| RecvError::Other(Error::os("cannot receive on connection", e)))?;
+        let r = match recv_packet(fd, scratch, &mut frame_fds, false) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            r => r.map_err(os_recv_error)?,
+        };
         if r.len == 0 {
-            return Err(RecvError::Eof);
+            continue; // looked at again: end of file or junk
         }
         if r.truncated {
-            // Not one of ours (we never write bigger frames): drop it and any partial.
+            // Not one of ours (we never write bigger frames): drop it and the partial.
             return Err(RecvError::Other(Error::new(
                 ErrorKind::Codec,
                 format!(
@@ -704,7 +986,7 @@ fn recv_frames(
                         "file descriptors attached to the message were lost (fd limit?)",
                     )));
                 }
-                return Ok((msg, fds));
+                return Ok(Some((msg, fds)));
             }
             Outcome::TooLong(len) => {
                 return Err(RecvError::TooLong {
@@ -746,10 +1028,8 @@ impl<C> AsRawFd for Connection<C> {
 #[derive(Serialize, Deserialize)]
 struct Wire {
     fd: u32,
-    readable: bool,
-    writable: bool,
-    send_lock: Option<EndLock>,
-    recv_lock: Option<EndLock>,
+    out: Option<Dir>,
+    inn: Option<Dir>,
 }
 
 impl<C> Serialize for Connection<C> {
@@ -762,10 +1042,8 @@ impl<C> Serialize for Connection<C> {
             handle::export_fd(fd.as_fd(), None).map_err(crate::handle::ser_err::<S::Error>)?;
         Wire {
             fd: index,
-            readable: self.readable,
-            writable: self.writable,
-            send_lock: self.send_lock.clone(),
-            recv_lock: self.recv_lock.clone(),
+            out: self.out.clone(),
+            inn: self.inn.clone(),
         }
         .serialize(s)
     }
@@ -774,9 +1052,9 @@ impl<C> Serialize for Connection<C> {
 impl<'de, C> Deserialize<'de> for Connection<C> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let w = Wire::deserialize(d)?;
-        if w.readable != w.recv_lock.is_some() || w.writable != w.send_lock.is_some() {
+        if w.out.is_none() && w.inn.is_none() {
             return Err(crate::handle::de_err::<D::Error>(
-                "connection description is inconsistent (direction vs locks)",
+                "connection description has neither direction",
             ));
         }
         let fd = handle::import_fd(w.fd).map_err(crate::handle::de_err::<D::Error>)?;
@@ -785,13 +1063,7 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
                 "received fd for a Connection is not a Unix SOCK_SEQPACKET socket",
             ));
         }
-        Ok(Connection::from_parts(
-            fd,
-            w.readable,
-            w.writable,
-            w.send_lock,
-            w.recv_lock,
-        ))
+        Ok(Connection::from_parts(fd, w.out, w.inn))
     }
 }
 
@@ -837,19 +1109,71 @@ impl AsFd for Fd {
     }
 }
 
-/// Something [`wait`] can wait on: it is ready when its fd is readable.
+/// Something [`wait`] can wait on: it is ready when its fd is readable (for a
+/// [`Connection`]: when a message or end-of-file is there to receive).
 ///
-/// Implemented for [`Connection`] (a message or end-of-file is there), for
-/// [`Process`](crate::Process) (it has ended: Python's `Process.sentinel`), and for raw fds.
-/// Mix kinds with `&dyn Waitable`: `wait(&[&conn as &dyn Waitable, &process], None)`.
+/// Implemented for [`Connection`], for [`Process`](crate::Process) (it has ended: Python's
+/// `Process.sentinel`), and for raw fds. Mix kinds with `&dyn Waitable`:
+/// `wait(&[&conn as &dyn Waitable, &process], None)`.
 pub trait Waitable {
     /// The fd to poll for readability, or `None` when the object is closed.
     fn wait_fd(&self) -> Option<BorrowedFd<'_>>;
+
+    /// Readiness that the fd alone does not show (a connection's shared-memory ring);
+    /// `None` for plain fds. Not meant to be implemented outside this crate.
+    #[doc(hidden)]
+    fn wait_ring(&self) -> Option<WaitRing<'_>> {
+        None
+    }
+}
+
+/// A connection's receiving side as [`wait`] sees it (see [`Waitable::wait_ring`]).
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct WaitRing<'a> {
+    fd: BorrowedFd<'a>,
+    dir: &'a Dir,
+}
+
+impl fmt::Debug for WaitRing<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitRing").field("fd", &self.fd).finish()
+    }
+}
+
+/// What [`WaitRing::settle`] found on a connection whose socket is readable.
+enum Settled {
+    Ready,
+    NotReady,
+    /// Another receiver holds the receive lock: look again soon.
+    Busy,
+}
+
+impl WaitRing<'_> {
+    /// The socket was readable: is there a message (or end of file), or only doorbells and
+    /// leftovers (dropped here, under the receive lock, if it is free)?
+    fn settle(&self) -> std::result::Result<Settled, RecvError> {
+        if self.dir.has_records() {
+            return Ok(Settled::Ready);
+        }
+        let Some(_held) = self.dir.try_lock_recv() else {
+            return Ok(Settled::Busy);
+        };
+        Ok(match drain_junk(self.fd, self.dir)? {
+            Drained::Record | Drained::Eof => Settled::Ready,
+            Drained::Empty => Settled::NotReady,
+        })
+    }
 }
 
 impl<C> Waitable for Connection<C> {
     fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
         self.try_as_fd()
+    }
+
+    fn wait_ring(&self) -> Option<WaitRing<'_>> {
+        let (fd, dir) = self.recv_fd().ok()?;
+        Some(WaitRing { fd, dir })
     }
 }
 
@@ -892,10 +1216,12 @@ impl Waitable for BorrowedFd<'_> {
 #[doc(alias = "connection.wait")]
 pub fn wait<W: Waitable + ?Sized>(objects: &[&W], timeout: Option<Duration>) -> Result<Vec<usize>> {
     let mut fds = Vec::with_capacity(objects.len());
+    let mut rings = Vec::with_capacity(objects.len());
     for (i, o) in objects.iter().enumerate() {
         fds.push(o.wait_fd().ok_or_else(|| {
             Error::new(ErrorKind::Closed, format!("wait: object #{i} is closed"))
         })?);
+        rings.push(o.wait_ring());
     }
     if fds.is_empty() {
         if let Some(t) = timeout {
@@ -903,14 +1229,64 @@ pub fn wait<W: Waitable + ?Sized>(objects: &[&W], timeout: Option<Duration>) -> 
         }
         return Ok(Vec::new());
     }
-    let ready =
-        socket::poll_readable(&fds, timeout).map_err(|e| Error::os("wait: poll failed", e))?;
-    Ok(ready
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.readable)
-        .map(|(i, _)| i)
-        .collect())
+    let deadline = Deadline::after(timeout);
+    loop {
+        // Count in as a sleeper on every ring, then look at the rings: a sender either
+        // finds us counted (and rings the doorbell, waking the poll) or its record is seen.
+        for r in rings.iter().flatten() {
+            r.dir.sleeping(true);
+        }
+        let in_ring: Vec<bool> = rings
+            .iter()
+            .map(|r| r.is_some_and(|r| r.dir.has_records()))
+            .collect();
+        let has_rings = rings.iter().any(Option::is_some);
+        let t = if in_ring.contains(&true) {
+            Some(Duration::ZERO)
+        } else {
+            let left = deadline.remaining().unwrap_or(Some(Duration::ZERO));
+            if has_rings {
+                Some(left.map_or(SLEEP_SLICE, |l| l.min(SLEEP_SLICE)))
+            } else {
+                left
+            }
+        };
+        let polled = socket::poll_readable(&fds, t);
+        for r in rings.iter().flatten() {
+            r.dir.sleeping(false);
+        }
+        let polled = polled.map_err(|e| Error::os("wait: poll failed", e))?;
+        let timed_out = !polled.iter().any(|p| p.readable);
+        let mut ready = Vec::new();
+        let mut busy = false;
+        for (i, p) in polled.iter().enumerate() {
+            if in_ring[i] {
+                ready.push(i);
+            } else if let Some(r) = rings[i] {
+                // Readable: a message, end of file, or only doorbells and leftovers. After a
+                // quiet slice: look anyway (see `SLEEP_SLICE`).
+                if p.readable || timed_out {
+                    match r.settle()? {
+                        Settled::Ready => ready.push(i),
+                        Settled::Busy => busy = p.readable,
+                        Settled::NotReady => {}
+                    }
+                }
+            } else if p.readable {
+                ready.push(i);
+            }
+        }
+        if !ready.is_empty() || deadline.expired() {
+            return Ok(ready);
+        }
+        if busy {
+            let nap = match deadline.remaining() {
+                Ok(Some(r)) => r.min(BUSY_SLICE),
+                _ => BUSY_SLICE,
+            };
+            std::thread::sleep(nap);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -944,64 +1320,80 @@ mod tests {
         r.close();
         assert!(matches!(r.recv_bytes(), Err(RecvError::Closed)));
         assert_eq!(r.poll(None).unwrap_err().kind(), ErrorKind::Closed);
-        assert!(matches!(w.send_bytes(b"x"), Err(SendError::Disconnected)));
+        // A large message goes over the socket: the hang-up is seen at once.
+        assert!(matches!(
+            w.send_bytes(&vec![0; INLINE_MAX + 1]),
+            Err(SendError::Disconnected)
+        ));
+        // A small one goes into the ring: the sender notices within a few milliseconds.
+        let start = std::time::Instant::now();
+        loop {
+            match w.send_bytes(b"x") {
+                Err(SendError::Disconnected) => break,
+                Ok(()) => assert!(start.elapsed() < Duration::from_secs(10), "never noticed"),
+                Err(e) => panic!("{e}"),
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
-    #[test]
-    fn hostile_packets_are_errors_and_the_end_stays_usable() {
-        let (raw, theirs) = socket::seqpacket_pair().unwrap();
-        let _ = socket::set_buffer_sizes(raw.as_fd(), SOCKET_BUFFER);
-        let conn: Connection = Connection::from_parts(
-            theirs,
-            true,
-            true,
-            Some(EndLock::new().unwrap()),
-            Some(EndLock::new().unwrap()),
-        );
-        let send_raw = |b: &[u8]| {
-            socket::send_msg(raw.as_fd(), &[IoSlice::new(b)], &[], false).unwrap();
-        };
-        send_raw(&vec![0u8; MAX_FRAME + 100]); // bigger than any frame
-        send_raw(b"not a frame at all, just bytes");
-        let mut lie = Header {
-            kind: Kind::Whole,
-            id: 1,
+    fn frame_bytes(id: u32, m: &[u8]) -> Vec<u8> {
+        let mut f = frame::Header {
+            kind: frame::Kind::Whole,
+            id,
             index: 0,
             count: 1,
-            total: 99,
+            total: m.len() as u64,
         }
         .encode()
         .to_vec();
-        lie.extend_from_slice(b"short");
-        send_raw(&lie);
-        let good = |m: &[u8]| {
-            let mut f = Header {
-                kind: Kind::Whole,
-                id: 2,
-                index: 0,
-                count: 1,
-                total: m.len() as u64,
-            }
-            .encode()
-            .to_vec();
-            f.extend_from_slice(m);
-            f
+        f.extend_from_slice(m);
+        f
+    }
+
+    #[test]
+    fn hostile_packets_and_records_are_dropped_and_the_end_stays_usable() {
+        let (a, b) = pipe(true).unwrap();
+        // Someone holding a's socket writes garbage into it, without markers.
+        let raw = a.try_as_fd().unwrap();
+        let send_raw = |bytes: &[u8]| {
+            socket::send_msg(raw, &[IoSlice::new(bytes)], &[], false).unwrap();
         };
-        send_raw(&good(b"fine"));
-        for _ in 0..3 {
-            match conn.recv_bytes() {
-                Err(RecvError::Other(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(conn.recv_bytes().unwrap(), b"fine");
-        send_raw(&good(&[0xff, 0xff, 0xff]));
-        match conn.recv::<String>() {
+        send_raw(&vec![0u8; MAX_FRAME + 100]); // bigger than any frame
+        send_raw(b"not a frame at all, just bytes");
+        send_raw(&[]); // an empty packet is not end of file
+        send_raw(&frame_bytes(0x9000_0000, b"a stray frame"));
+        a.send_bytes(b"fine").unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), b"fine");
+        // A socket message after the junk: the junk is skipped.
+        let big: Vec<u8> = (0..(INLINE_MAX * 3) as u32).map(|i| i as u8).collect();
+        a.send_bytes(&big).unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), big);
+        // Garbage in the ring: a record with an unknown tag, a marker whose frames never come.
+        let dir = a.out.as_ref().unwrap();
+        assert!(dir.put(b"\x01\x02\x03", Duration::ZERO).unwrap());
+        let mut marker = [TAG_MARKER; 5];
+        marker[..4].copy_from_slice(&12345u32.to_le_bytes());
+        assert!(dir.put(&marker, Duration::ZERO).unwrap());
+        a.send_bytes(b"after").unwrap();
+        match b.recv_bytes() {
             Err(RecvError::Other(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
             other => panic!("{other:?}"),
         }
-        drop(raw);
-        assert!(matches!(conn.recv_bytes(), Err(RecvError::Eof)));
+        assert_eq!(b.recv_bytes().unwrap(), b"after");
+        a.send_bytes(&[0xff, 0xff, 0xff]).unwrap();
+        match b.recv::<String>() {
+            Err(RecvError::Other(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
+            other => panic!("{other:?}"),
+        }
+        send_raw(b"junk before the end");
+        assert!(
+            !b.poll(Some(Duration::ZERO)).unwrap(),
+            "junk is not a message"
+        );
+        drop(a);
+        assert!(b.poll(Some(Duration::ZERO)).unwrap(), "end of file is");
+        assert!(matches!(b.recv_bytes(), Err(RecvError::Eof)));
     }
 
     #[test]

@@ -37,7 +37,7 @@ mod error;
 #[cfg(test)]
 mod model;
 mod ring;
-mod shared;
+pub(crate) mod shared;
 
 use std::cell::RefCell;
 use std::fmt;

@@ -60,6 +60,13 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(60 * 60 * 24 * 365 * 30)
 }
 
+/// Milliseconds of a coarse monotonic clock (`CLOCK_MONOTONIC_COARSE`: a few ms resolution,
+/// read without a system call through the vDSO), for cheap "has a while passed" checks.
+pub(crate) fn coarse_millis() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (t.tv_sec as u64).wrapping_mul(1000) + (t.tv_nsec as u64) / 1_000_000
+}
+
 /// True when spinning can help: another CPU may run the process we wait for.
 pub(crate) fn may_spin() -> bool {
     static MULTI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
