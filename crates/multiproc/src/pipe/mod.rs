@@ -545,10 +545,7 @@ impl<C> Connection<C> {
     }
 
     /// Receives one whole message and the fds that came with it.
-    fn recv_message(
-        &self,
-        max: Option<usize>,
-    ) -> std::result::Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+    fn recv_message(&self, max: Option<usize>) -> std::result::Result<Message, RecvError> {
         let (fd, dir) = self.recv_fd()?;
         let _held = dir.lock_recv()?;
         loop {
@@ -799,6 +796,9 @@ fn peek_head(fd: BorrowedFd<'_>) -> std::result::Result<Head, RecvError> {
     }
 }
 
+/// A received message's bytes and the fds that came with it.
+type Message = (Vec<u8>, Vec<OwnedFd>);
+
 /// Takes the packet at the head of the socket and drops it.
 fn drop_head(fd: BorrowedFd<'_>) -> std::result::Result<(), RecvError> {
     let mut b = [0u8; 1];
@@ -916,7 +916,7 @@ fn recv_socket_message(
     seq: u32,
     scratch: &mut [u8],
     max: Option<usize>,
-) -> std::result::Result<Option<(Vec<u8>, Vec<OwnedFd>)>, RecvError> {
+) -> std::result::Result<Option<Message>, RecvError> {
     let mut asm = Assembler::new(max);
     let mut fds: Vec<OwnedFd> = Vec::new();
     let mut fds_lost = false;

@@ -758,3 +758,141 @@ fn a_lock_and_a_queue_passed_over_a_connection_work_there() {
         );
     });
 }
+
+/// Sizes for the tight-loop fault tests: mostly ring messages, every tenth a socket one
+/// (larger than `INLINE_MAX`), and empty ones.
+fn mixed_size(seq: u32) -> usize {
+    match seq % 10 {
+        0 => multiproc::pipe::INLINE_MAX + 50_000,
+        1 | 6 => 0,
+        2 | 7 => 64,
+        3 => multiproc::pipe::INLINE_MAX,
+        _ => 900,
+    }
+}
+
+#[test]
+fn senders_killed_in_a_tight_send_loop_leave_only_whole_messages() {
+    with_watchdog(LIMIT, || {
+        for round in 0..3u32 {
+            let (rx, tx) = pipe(false).unwrap();
+            let tx_keep = tx.try_clone().unwrap();
+            let kids: Vec<Process<()>> = (0..2u32)
+                .map(|s| {
+                    let tx = tx.try_clone().unwrap();
+                    Process::spawn(move || {
+                        for q in 0.. {
+                            tx.send_bytes(&tagged(s, q, mixed_size(q))).unwrap();
+                        }
+                    })
+                    .unwrap()
+                })
+                .collect();
+            drop(tx);
+            // Kill each sender after it got some messages through (different points per
+            // round), while it is still sending as fast as it can.
+            let mut next = [0u32; 3];
+            let kill_at = [50 + 37 * round, 120 + 53 * round];
+            let mut killed = [false; 2];
+            while !killed.iter().all(|&k| k) {
+                let m = recv_bytes_t(&rx).unwrap();
+                let (s, q) = check_tagged(&m);
+                assert_eq!(
+                    next[s as usize], q,
+                    "sender {s}: out of order or duplicated"
+                );
+                next[s as usize] += 1;
+                for k in 0..2 {
+                    if !killed[k] && next[k] >= kill_at[k] {
+                        kids[k].kill().unwrap();
+                        killed[k] = true;
+                    }
+                }
+            }
+            for k in kids {
+                assert!(k.join().is_err());
+            }
+            // What the dead senders left is whole, in order; then a survivor goes on.
+            let survivor = std::thread::spawn(move || {
+                for q in 0..20 {
+                    tx_keep.send_bytes(&tagged(2, q, mixed_size(q))).unwrap();
+                }
+            });
+            loop {
+                match recv_bytes_t(&rx) {
+                    Ok(m) => {
+                        let (s, q) = check_tagged(&m);
+                        assert_eq!(next[s as usize], q, "sender {s}: out of order");
+                        next[s as usize] += 1;
+                    }
+                    Err(RecvError::Eof) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            survivor.join().unwrap();
+            assert_eq!(next[2], 20, "the survivor's messages all arrived");
+        }
+    });
+}
+
+#[test]
+fn receivers_killed_in_a_tight_recv_loop_leave_no_torn_message() {
+    with_watchdog(LIMIT, || {
+        const TOTAL: u32 = 1500;
+        let (rx, tx) = pipe(false).unwrap();
+        // The receivers report how many messages they took, every 20.
+        let (progress_rx, progress_tx) = pipe(false).unwrap();
+        let kids: Vec<Process<()>> = (0..2)
+            .map(|_| {
+                let rx = rx.try_clone().unwrap();
+                let progress = progress_tx.try_clone().unwrap();
+                Process::spawn(move || {
+                    for n in 1u32.. {
+                        match rx.recv_bytes() {
+                            // A torn message panics: the join below checks it.
+                            Ok(m) => drop(check_tagged(&m)),
+                            Err(e) => panic!("receiver: {e}"),
+                        }
+                        if n % 20 == 0 {
+                            progress.send(&20u32).unwrap();
+                        }
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        drop(progress_tx);
+        let sender = std::thread::spawn(move || {
+            for q in 0..TOTAL {
+                tx.send_bytes(&tagged(0, q, mixed_size(q))).unwrap();
+            }
+        });
+        // Kill the receivers one after the other while messages stream through them.
+        let mut taken = 0;
+        for (k, at) in [200, 500].into_iter().enumerate() {
+            while taken < at {
+                taken += recv_t::<u32>(&progress_rx).unwrap();
+            }
+            kids[k].kill().unwrap();
+        }
+        for k in kids {
+            let e = k.join().unwrap_err();
+            assert!(
+                !matches!(e.kind(), ErrorKind::ChildPanicked),
+                "a receiver saw a torn message: {e}"
+            );
+        }
+        // The survivor (us) gets whole messages in order, up to the last one.
+        let mut last = None;
+        while last != Some(TOTAL - 1) {
+            let (_, q) = check_tagged(&recv_bytes_t(&rx).unwrap());
+            assert!(
+                last.is_none_or(|l| q > l),
+                "out of order: {q} after {last:?}"
+            );
+            last = Some(q);
+        }
+        sender.join().unwrap();
+        assert!(matches!(recv_bytes_t(&rx), Err(RecvError::Eof)));
+    });
+}
