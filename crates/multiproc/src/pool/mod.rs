@@ -572,19 +572,20 @@ where
 }
 
 /// Encodes up to `n` items as a chunk payload (`count u32 | arguments`).
-fn encode_chunk<A: Serialize>(
-    items: &mut impl Iterator<Item = A>,
+/// (The iterator goes in and comes back by value: see [`worker::encode_items`].)
+fn encode_chunk<A: Serialize, I: Iterator<Item = A>>(
+    items: I,
     n: usize,
     buf: &mut Vec<u8>,
-) -> std::result::Result<u32, (Error, u32)> {
+) -> (std::result::Result<u32, (Error, u32)>, I) {
     buf.clear();
     buf.extend_from_slice(&[0; 4]);
-    let r = worker::encode_items(items, n, buf);
+    let (r, items) = worker::encode_items(items, n, buf);
     let count = match &r {
         Ok(c) | Err((_, c)) => *c,
     };
     buf[..4].copy_from_slice(&count.to_le_bytes());
-    r
+    (r, items)
 }
 
 /// Adds a chunk to `job` and sends it (or fails it locally when encoding failed).
@@ -618,23 +619,25 @@ type Payload = std::result::Result<(Vec<u8>, u32), (Error, u32)>;
 /// the size of this chunk (plus a little) for the next one, so that a run of chunks grows no
 /// buffer after the first. With a `link`, the buffer is one a finished chunk left behind
 /// (memory already mapped and likely cached), when there is one.
-fn next_payload<A: Serialize>(
-    items: &mut impl Iterator<Item = A>,
+/// The iterator goes in and comes back by value (see [`worker::encode_items`]).
+fn next_payload<A: Serialize, I: Iterator<Item = A>>(
+    items: I,
     n: usize,
     link: Option<&Link>,
     hint: &mut usize,
-) -> Option<Payload> {
+) -> (Option<Payload>, I) {
     let mut buf = match link {
         Some(l) => l.buffer(*hint),
         None => Vec::with_capacity(*hint),
     };
-    let r = encode_chunk(items, n, &mut buf);
+    let (r, items) = encode_chunk(items, n, &mut buf);
     *hint = (buf.len() + buf.len() / 8 + 16).min(1 << 24);
-    match r {
+    let p = match r {
         Ok(0) => None,
         Ok(count) => Some(Ok((buf, count))),
         Err(e) => Some(Err(e)),
-    }
+    };
+    (p, items)
 }
 
 fn check_chunksize(chunksize: Option<usize>) -> Result<()> {
@@ -689,8 +692,13 @@ where
     let job = Arc::new(Job::default());
     // Room for small arguments; bigger ones grow the buffer (the first one only).
     let mut hint = 4 + chunksize.min(len).saturating_mul(4).min(1 << 24);
-    while let Some(p) = next_payload(&mut it, chunksize, Some(link), &mut hint) {
-        submit_chunk(link, &job, code, p);
+    loop {
+        let (p, rest) = next_payload(it, chunksize, Some(link), &mut hint);
+        it = rest;
+        match p {
+            Some(p) => submit_chunk(link, &job, code, p),
+            None => break,
+        }
     }
     link.end_job();
     Ok(AsyncResult {
@@ -707,7 +715,9 @@ where
 {
     link.begin()?;
     let job = Arc::new(Job::default());
-    let p = next_payload(&mut std::iter::once(arg), 1, None, &mut 64).expect("one item");
+    let p = next_payload(std::iter::once(arg), 1, None, &mut 64)
+        .0
+        .expect("one item");
     submit_chunk(link, &job, code, p);
     link.end_job();
     Ok(AsyncResult {
@@ -922,10 +932,14 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
     {
         check_chunksize(Some(chunksize))?;
         link.begin()?;
-        let mut it = items.into_iter();
+        let mut it = Some(items.into_iter());
         let mut hint = 4 + chunksize.saturating_mul(4).min(1 << 20);
         let feed_link = link.clone();
-        let feed = Box::new(move || next_payload(&mut it, chunksize, Some(&feed_link), &mut hint));
+        let feed = Box::new(move || {
+            let (p, rest) = next_payload(it.take()?, chunksize, Some(&feed_link), &mut hint);
+            it = Some(rest);
+            p
+        });
         let mut me = Imap {
             link: link.clone(),
             job: Arc::new(Job::default()),
