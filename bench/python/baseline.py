@@ -340,12 +340,14 @@ def _count_primes(n):
 
 
 def pool_map_trivial():
-    """ns per task: Pool(2).map over 100,000 identity tasks (default chunksize)."""
+    """ns per task: Pool(2).map over 100,000 identity tasks (default chunksize).
+
+    The benchmark runs this with --quick (7 maps) in rounds between its own maps."""
     n = 100_000
     with mp.get_context("fork").Pool(2) as pool:
         pool.map(_ident, range(1000))
         out = []
-        for _ in range(samples(9)):
+        for _ in range(samples(21)):
             t = time.perf_counter()
             r = pool.map(_ident, range(n))
             out.append((time.perf_counter() - t) * 1e9 / n)
