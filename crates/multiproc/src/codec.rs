@@ -90,7 +90,8 @@ impl Codec for Postcard {
     }
 
     fn encode_to_slice<T: Serialize + ?Sized>(value: &T, out: &mut [u8]) -> Result<()> {
-        crate::handle::take_note();
+        // No stale handle note to clear: `encoded_len` just did (and a stale one would only
+        // change an error's wording).
         wire::encode_to_slice(value, out).map_err(ser_error)
     }
 

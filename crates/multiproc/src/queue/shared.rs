@@ -80,7 +80,8 @@
 //! orderings were argued by hand: a slot's stores follow a `Release` fence placed after the
 //! previous `seq` store, so a reader whose loads saw any of them sees the new `seq` after its
 //! `Acquire` fence; the sleeper/waker pair is a Dekker pattern on `SeqCst` operations and
-//! fences); `JoinableQueue::join` and `task_done` (the same count-then-wake pattern as
+//! fences, where on x86-64 the waker's fence is the locked `xchg` of the unlock just before
+//! it: `fence_after_unlock`); `JoinableQueue::join` and `task_done` (the same count-then-wake pattern as
 //! putters, on the same word); the `RawMutex` algorithm itself (modeled by its contract:
 //! tested in sync/); `repair` after corruption (unit-tested); `seq` wrapping after 2^32
 //! commits during one snapshot; and batches of several payloads in one put.
@@ -90,7 +91,9 @@
 //! Ring bytes are accessed through raw pointers into the mapping, only at physical offsets
 //! that were bounds-checked against the locally validated geometry, and only while holding
 //! the side's mutex, in ranges the protocol gives the holder (free space for writes,
-//! committed frames for reads). A misbehaving process can make us read garbage (caught by
+//! committed frames for reads). A typed put encodes straight into its frame's free space and
+//! a typed get decodes straight from its committed frame: the codec is lent that range as a
+//! slice for the duration of the call, under the mutex. A misbehaving process can make us read garbage (caught by
 //! frame checks) but not read or write outside the mapping.
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
@@ -358,6 +361,8 @@ struct Hints {
     tail: AtomicU64,
     reclaimed: AtomicU64,
     gets: AtomicU64,
+    /// The producers' tail when this handle last refreshed `reclaimed` and `gets`.
+    refreshed_at: AtomicU64,
 }
 
 /// The process-local handle on a queue segment: the segment, a validated copy of its
@@ -381,6 +386,7 @@ impl Clone for SharedQueue {
                 tail: AtomicU64::new(h.tail.load(Ordering::Relaxed)),
                 reclaimed: AtomicU64::new(h.reclaimed.load(Ordering::Relaxed)),
                 gets: AtomicU64::new(h.gets.load(Ordering::Relaxed)),
+                refreshed_at: AtomicU64::new(h.refreshed_at.load(Ordering::Relaxed)),
             },
         }
     }
@@ -893,7 +899,17 @@ impl SharedQueue {
                 }
             } else if st.puts - gets < self.maxsize {
                 if let Some(p) = ring::place(&self.geo, st.tail, reclaimed, flen) {
-                    return Ok(Some(p));
+                    if fresh || p.skip.is_some() || !self.wrap_hint_is_stale(st.tail) {
+                        return Ok(Some(p));
+                    }
+                    // Past `wrap_at` the ring prefers to wrap to its warm start, but only
+                    // if the consumers have moved past room for the frame there, which a
+                    // hint from long ago does not show: without a fresh look a ring with room
+                    // to spare (any queue with a large capacity) would march on through
+                    // fresh pages, each one faulted in and zeroed, then given back, instead
+                    // of reusing its first, cache-warm bytes (for 1 MiB messages that was
+                    // most of the time of a put). Looked at most once per `wrap_at / 4`
+                    // bytes put, so small messages rarely pay the extra cache miss.
                 }
                 if fresh && reclaimed == st.tail {
                     // Empty, but the frame fits neither before the lap's end nor before the
@@ -908,8 +924,18 @@ impl SharedQueue {
                 return Ok(None);
             }
             *seen = Some(self.refresh_consumer_hints());
+            h.refreshed_at.store(st.tail, Ordering::Relaxed);
             fresh = true;
         }
+    }
+
+    /// True when the frame at `tail` lies past `wrap_at` and the consumer hints were last
+    /// refreshed at least `wrap_at / 4` bytes of puts ago (see `place_one`).
+    #[inline]
+    fn wrap_hint_is_stale(&self, tail: u64) -> bool {
+        let wrap_at = self.geo.wrap_at();
+        self.geo.phys(tail) >= wrap_at
+            && tail.wrapping_sub(self.hints.refreshed_at.load(Ordering::Relaxed)) >= wrap_at / 4
     }
 
     /// Moves an empty ring to the next lap start: a skip at `tail`, committed, then taken at

@@ -255,6 +255,22 @@ fn memory_follows_the_backlog() {
     assert!(allocated_bytes(&q) <= 20 << 20);
 }
 
+#[test]
+fn a_consumer_that_keeps_up_keeps_large_messages_in_the_warm_start() {
+    // A fresh 1 GiB queue (no item bound: the producer never needs to look at the consumers
+    // for room) carrying 1 MiB messages put and taken in turn: the producer must still notice
+    // that the start is free again and wrap there, not march through fresh pages (each one
+    // faulted in, zeroed and given back). Two frames' worth of pages is all it needs.
+    let q: Queue<Vec<u8>> = Queue::new().unwrap();
+    let msg = vec![3u8; 1 << 20];
+    for _ in 0..48 {
+        q.put(msg.clone()).unwrap();
+        assert_eq!(q.get().unwrap().len(), 1 << 20);
+    }
+    let used = allocated_bytes(&q);
+    assert!(used <= 3 << 20, "ring pages in use: {used}");
+}
+
 /// A word of the producers' committed slot (layout in shared.rs), for corrupting in tests.
 fn producer_slot_word(q: &Queue<u32>, word: usize) -> &AtomicU64 {
     let seq: &std::sync::atomic::AtomicU32 = q.shared.segment().get(384).unwrap();
