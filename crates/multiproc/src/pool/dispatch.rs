@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use super::job::{Job, Outcome, State};
 use super::worker::{
-    self, ClosureRunner, Init, SpawnArgs, StartedCell, KIND_CLOSURE, KIND_FN, TASK_HEADER,
+    self, ClosureRunner, Init, Mailbox, SpawnArgs, INLINE, IN_SLOT, KIND_CLOSURE, KIND_FN,
+    RESULTS_HEADER, SLOTS, TASK_HEADER,
 };
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::process::channel::{self, FrameReader, Tag};
@@ -44,6 +45,8 @@ use crate::sys::socket;
 
 /// Chunks sent ahead to one worker (the second one hides the round trip).
 const PIPELINE: usize = 2;
+// A worker's mailbox has a slot each way for every chunk it may hold.
+const _: () = assert!(SLOTS == PIPELINE);
 
 /// The largest argument buffer kept for reuse once its chunk is done.
 const SPARE_MAX_BYTES: usize = 1 << 20;
@@ -117,6 +120,8 @@ struct InFlight {
     sub: Submit,
     seq: u64,
     attempts: u32,
+    /// Its slot in the worker's mailbox (where its outcomes come back when they fit).
+    slot: usize,
 }
 
 /// The sending side of one worker: what it was given and what is still to be written to
@@ -130,8 +135,8 @@ struct Feed {
     note: Option<String>,
     /// It misbehaved: the dispatcher kills it.
     kill: bool,
-    /// The seq of the chunk it began last.
-    started: StartedCell,
+    /// The seq of the chunk it began last, and the slots for chunks' bytes.
+    mailbox: Mailbox,
     /// Frames not sent yet (the first one maybe in part).
     out: VecDeque<Out>,
     inflight: VecDeque<InFlight>,
@@ -247,7 +252,7 @@ impl Core {
         match tag {
             Tag::Ready => {}
             Tag::Results => {
-                if body.len() < 12 {
+                if body.len() < RESULTS_HEADER {
                     return self.bad_worker(i, "it sent a truncated result".into());
                 }
                 let seq = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
@@ -262,16 +267,36 @@ impl Core {
                             .bad_worker(i, "it sent a result for a task it did not hold".into())
                     }
                 }
-                let mut f = w.inflight.pop_front().expect("checked above");
-                self.maybe_quit(i);
-                f.sub.job.complete(
-                    f.sub.index,
-                    Outcome::Ran {
+                let outcome = match body[12] {
+                    INLINE => Outcome::Ran {
                         bytes: raw,
-                        start: channel::HEADER + 12,
+                        start: channel::HEADER + RESULTS_HEADER,
                         pid,
                     },
-                );
+                    IN_SLOT => {
+                        // Copied out now: the slot is written again for the chunk after next.
+                        let slot = w.inflight.front().expect("checked above").slot;
+                        let mut bytes = Vec::new();
+                        let ok = body
+                            .get(RESULTS_HEADER..RESULTS_HEADER + 8)
+                            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+                            .and_then(|len| usize::try_from(len).ok())
+                            .is_some_and(|len| w.mailbox.take_outcomes(slot, len, &mut bytes));
+                        if !ok {
+                            return self.bad_worker(i, "it sent a malformed result".into());
+                        }
+                        Outcome::Ran {
+                            bytes,
+                            start: 0,
+                            pid,
+                        }
+                    }
+                    _ => return self.bad_worker(i, "it sent a malformed result".into()),
+                };
+                let w = &mut self.workers[i];
+                let mut f = w.inflight.pop_front().expect("checked above");
+                self.maybe_quit(i);
+                f.sub.job.complete(f.sub.index, outcome);
                 let payload = std::mem::take(&mut f.sub.payload);
                 drop(f);
                 self.recycle(payload);
@@ -326,20 +351,38 @@ impl Core {
                     Code::Fn(f) => (KIND_FN, f.to_parts()),
                     Code::Closure => (KIND_CLOSURE, (0, 0)),
                 };
-                let mut head = Vec::with_capacity(channel::HEADER + TASK_HEADER - 4);
-                channel::push_header(&mut head, Tag::Task, TASK_HEADER - 4 + sub.payload.len());
+                // Chunk n given to this worker uses slot n % SLOTS; the chunk that used it
+                // before is done (fewer than PIPELINE are in flight).
+                let slot = w.assigned % SLOTS;
+                let in_slot = w.mailbox.put_args(slot, &sub.payload);
+                let body_len = if in_slot { 8 } else { sub.payload.len() };
+                let mut head = Vec::with_capacity(channel::HEADER + TASK_HEADER + 8);
+                channel::push_header(&mut head, Tag::Task, TASK_HEADER + body_len);
                 head.extend_from_slice(&seq.to_le_bytes());
                 head.push(kind);
                 head.extend_from_slice(&tramp.to_le_bytes());
                 head.extend_from_slice(&target.to_le_bytes());
-                // The arguments go as they are: no copy into a send buffer.
+                head.push(slot as u8);
+                if in_slot {
+                    head.push(IN_SLOT);
+                    head.extend_from_slice(&(sub.payload.len() as u64).to_le_bytes());
+                } else {
+                    head.push(INLINE);
+                }
+                // Too large for the slot: the arguments go as they are, with the header in
+                // one write (no copy into a send buffer).
                 w.out.push_back(Out {
                     head,
-                    body: Some(sub.payload.clone()),
+                    body: (!in_slot).then(|| sub.payload.clone()),
                     pos: 0,
                 });
                 w.assigned += 1;
-                w.inflight.push_back(InFlight { sub, seq, attempts });
+                w.inflight.push_back(InFlight {
+                    sub,
+                    seq,
+                    attempts,
+                    slot,
+                });
                 w.flush();
             }
         }
@@ -646,7 +689,7 @@ static WORKER_NO: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsiz
 
 fn start_worker(cfg: &Config) -> Result<(Worker, Feed)> {
     let (parent, child) = socket::stream_pair().context("cannot create a socketpair")?;
-    let started = StartedCell::new()?;
+    let mailbox = Mailbox::new()?;
     let builder = Process::builder()
         .name(format!(
             "PoolWorker-{}",
@@ -658,14 +701,14 @@ fn start_worker(cfg: &Config) -> Result<(Worker, Feed)> {
         StartMethod::Fork => {
             let init = cfg.init.clone();
             let closure = cfg.closure.clone();
-            let cell = started.clone();
-            builder.spawn(move || worker::worker_loop(child, cell, init, closure))?
+            let mailbox = mailbox.clone();
+            builder.spawn(move || worker::worker_loop(child, mailbox, init, closure))?
         }
         StartMethod::Spawn => builder.spawn_fn(
             worker::spawn_main,
             SpawnArgs {
                 sock: worker::FdArg(child),
-                started: started.clone(),
+                mailbox: mailbox.clone(),
                 init: cfg.init.clone(),
             },
         )?,
@@ -679,7 +722,7 @@ fn start_worker(cfg: &Config) -> Result<(Worker, Feed)> {
             reader: FrameReader::without_fds(),
             note: None,
             kill: false,
-            started,
+            mailbox,
             out: VecDeque::new(),
             inflight: VecDeque::new(),
             assigned: 0,
@@ -924,7 +967,7 @@ impl Dispatcher {
         // Chunks run in the order sent; those whose results came are gone from `inflight`.
         // The worker stored the seq of each chunk before beginning it: the chunks up to
         // that seq were begun, those after it never were.
-        let begun = f.started.last();
+        let begun = f.mailbox.last();
         let held: Vec<InFlight> = f.inflight.drain(..).collect();
         f.out.clear();
         for f in held.into_iter().rev() {

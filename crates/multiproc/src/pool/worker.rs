@@ -4,11 +4,14 @@
 //!
 //! ```text
 //! parent -> worker   Task     seq u64 | kind u8 (0 fn, 1 closure) | trampoline i64 | target i64
-//!                             | count u32 | count encoded arguments, back to back (wire.rs)
+//!                             | slot u8 | place u8 | payload
 //!                    Quit     (empty): finish and exit
 //! worker -> parent   Ready    (empty): the initializer ran
 //!                    InitFailed  the initializer's panic message
-//!                    Results  seq u64 | count u32 | outcomes
+//!                    Results  seq u64 | count u32 | place u8 | outcomes
+//! payload  := count u32 | count encoded arguments, back to back (wire.rs)
+//! place    := 0, then the bytes (payload or outcomes) follow in the message
+//!           | 1, then len u64: the bytes are in the chunk's mailbox slot (`slot`)
 //! outcomes := failed u32 | vlen u64
 //!             | vlen bytes: enc(R) of each task that returned, in task order, back to back
 //!             | failed times: index u32 | 1 | enc(String)   the task panicked: the message
@@ -22,11 +25,17 @@
 //! checked: a malformed message is that worker's failure, never the parent's.
 //!
 //! Which chunk a worker has begun is not a message: before running a chunk the worker stores
-//! its `seq` in a word of shared memory it shares with the parent alone (its "started" cell,
-//! a one-page [`Segment`]). When the worker dies the parent reads the cell: the chunk with
-//! that `seq` (if its results did not come) was running and fails; the chunks after it never
-//! began and go to other workers. A store costs nothing next to a message (a system call
-//! and, on a busy machine, a wake-up of the parent's dispatcher that preempts a worker).
+//! its `seq` in a word of shared memory it shares with the parent alone (its [`Mailbox`], a
+//! [`Segment`]). When the worker dies the parent reads the cell: the chunk with that `seq`
+//! (if its results did not come) was running and fails; the chunks after it never began and
+//! go to other workers. A store costs nothing next to a message (a system call and, on a
+//! busy machine, a wake-up of the parent's dispatcher that preempts a worker).
+//!
+//! The bulk of a chunk (its arguments, its outcomes) goes through the same mailbox when it
+//! fits a slot, and the socket carries a small message saying so: a copy into shared memory
+//! and one out of it, where a socket costs a copy into the kernel's buffers (pages allocated
+//! and charged per message), a copy out, and a wake-up of the reader for each part of a
+//! large message that arrives.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -44,17 +53,32 @@ use crate::process::panic_message;
 use crate::process::spawn::{FnRef, Runner};
 use crate::shm::{Segment, SegmentKind};
 
-/// The kind of a worker's "started" cell segment.
-const STARTED_KIND: SegmentKind = SegmentKind::Other(32);
+/// The kind of a worker's mailbox segment.
+const MAILBOX_KIND: SegmentKind = SegmentKind::Other(32);
 
-/// A worker's "started" cell: the `seq` of the chunk it began last (0: none yet), in shared
-/// memory between the parent and that worker.
+/// Bytes of one slot of a worker's mailbox: a chunk's arguments, or its outcomes, up to this
+/// size pass through shared memory; larger ones go inline in the socket message.
+pub(crate) const SLOT: usize = 256 << 10;
+/// Slots per direction: one for each chunk a worker may hold (the dispatcher's pipeline).
+pub(crate) const SLOTS: usize = 2;
+const ARGS_AT: usize = 64;
+const OUTCOMES_AT: usize = ARGS_AT + SLOTS * SLOT;
+
+/// A worker's mailbox, in shared memory between the parent and that worker alone: its
+/// "started" cell (the `seq` of the chunk it began last, 0: none yet), and `SLOTS` slots each
+/// for chunk arguments (written by the parent) and chunk outcomes (written by the worker).
+/// Chunk `n` given to a worker uses slot `n % SLOTS` both ways; the parent gives chunk
+/// `n + SLOTS` only after it has copied out the outcomes of chunk `n`, so a slot is never
+/// written while the other side may still read it. Only touched pages use memory.
 #[derive(Clone, Serialize, Deserialize)]
-pub(crate) struct StartedCell(Segment);
+pub(crate) struct Mailbox(Segment);
 
-impl StartedCell {
-    pub(crate) fn new() -> Result<StartedCell> {
-        Ok(StartedCell(Segment::create(STARTED_KIND, 8)?))
+impl Mailbox {
+    pub(crate) fn new() -> Result<Mailbox> {
+        Ok(Mailbox(Segment::create(
+            MAILBOX_KIND,
+            OUTCOMES_AT + SLOTS * SLOT,
+        )?))
     }
 
     fn cell(&self) -> Option<&AtomicU64> {
@@ -73,7 +97,36 @@ impl StartedCell {
     pub(crate) fn last(&self) -> u64 {
         self.cell().map_or(0, |c| c.load(Ordering::Acquire))
     }
+
+    /// The parent: puts a chunk's arguments in slot `slot`; false when they don't fit.
+    pub(crate) fn put_args(&self, slot: usize, bytes: &[u8]) -> bool {
+        slot < SLOTS && bytes.len() <= SLOT && self.0.write_bytes(ARGS_AT + slot * SLOT, bytes)
+    }
+
+    /// The worker: appends the `len` argument bytes of slot `slot` to `out`.
+    fn take_args(&self, slot: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        slot < SLOTS && len <= SLOT && self.0.read_bytes(ARGS_AT + slot * SLOT, len, out)
+    }
+
+    /// The worker: puts a chunk's outcomes in slot `slot`; false when they don't fit.
+    fn put_outcomes(&self, slot: usize, bytes: &[u8]) -> bool {
+        slot < SLOTS && bytes.len() <= SLOT && self.0.write_bytes(OUTCOMES_AT + slot * SLOT, bytes)
+    }
+
+    /// The parent: appends the `len` outcome bytes of slot `slot` to `out` (untrusted bytes;
+    /// false when `len` is out of bounds).
+    pub(crate) fn take_outcomes(&self, slot: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        slot < SLOTS && len <= SLOT && self.0.read_bytes(OUTCOMES_AT + slot * SLOT, len, out)
+    }
 }
+
+/// Bytes of a Results body before the outcomes (or their length): seq, count, place.
+pub(crate) const RESULTS_HEADER: usize = 8 + 4 + 1;
+
+/// Where a chunk's arguments or outcomes are: in the message (`INLINE`), or in the mailbox
+/// slot of the chunk (`IN_SLOT`, followed in the message by their length, u64).
+pub(crate) const INLINE: u8 = 0;
+pub(crate) const IN_SLOT: u8 = 1;
 
 pub(crate) const OUT_PANIC: u8 = 1;
 pub(crate) const OUT_FAILED: u8 = 2;
@@ -81,8 +134,9 @@ pub(crate) const OUT_FAILED: u8 = 2;
 pub(crate) const KIND_FN: u8 = 0;
 pub(crate) const KIND_CLOSURE: u8 = 1;
 
-/// Bytes of a Task body before the arguments.
-pub(crate) const TASK_HEADER: usize = 8 + 1 + 8 + 8 + 4;
+/// Bytes of a Task body before the arguments (or their length): seq, kind, trampoline,
+/// target, slot, place.
+pub(crate) const TASK_HEADER: usize = 8 + 1 + 8 + 8 + 1 + 1;
 
 /// A closure fixed at pool creation (Fork only): runs `count` encoded arguments.
 pub(crate) type ClosureRunner =
@@ -274,20 +328,20 @@ impl<'de> Deserialize<'de> for FdArg {
 #[derive(Serialize, Deserialize)]
 pub(crate) struct SpawnArgs {
     pub(crate) sock: FdArg,
-    pub(crate) started: StartedCell,
+    pub(crate) mailbox: Mailbox,
     pub(crate) init: Option<Init>,
 }
 
 /// The entry point of a spawned worker (run through `Process::spawn_fn`).
 pub(crate) fn spawn_main(args: SpawnArgs) {
-    worker_loop(args.sock.0, args.started, args.init, None)
+    worker_loop(args.sock.0, args.mailbox, args.init, None)
 }
 
 /// The worker: run the initializer, say Ready, then run chunks until Quit or the parent is
 /// gone.
 pub(crate) fn worker_loop(
     sock: OwnedFd,
-    started: StartedCell,
+    mailbox: Mailbox,
     init: Option<Init>,
     closure: Option<ClosureRunner>,
 ) {
@@ -302,6 +356,7 @@ pub(crate) fn worker_loop(
     }
     let mut reader = FrameReader::without_fds();
     let mut out = Vec::new();
+    let mut args = Vec::new();
     loop {
         let (tag, raw) = match reader.read_blocking_raw(&sock) {
             Ok(f) => f,
@@ -318,13 +373,32 @@ pub(crate) fn worker_loop(
         let kind = body[8];
         let tramp = i64::from_le_bytes(body[9..17].try_into().expect("8 bytes"));
         let target = i64::from_le_bytes(body[17..25].try_into().expect("8 bytes"));
-        let input = &body[25..];
+        let slot = body[25] as usize;
+        let rest = &body[TASK_HEADER..];
+        let input: &[u8] = match body[26] {
+            INLINE => rest,
+            IN_SLOT => {
+                let Some(len) = rest.get(..8) else { return };
+                let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+                args.clear();
+                if !usize::try_from(len).is_ok_and(|len| mailbox.take_args(slot, len, &mut args)) {
+                    return;
+                }
+                &args
+            }
+            _ => return,
+        };
+        if input.len() < 4 {
+            return;
+        }
         // Say which chunk runs now, so that if this worker dies the parent fails this one
         // and sends the ones queued behind it elsewhere.
-        started.begin(u64::from_le_bytes(seq.try_into().expect("8 bytes")));
+        mailbox.begin(u64::from_le_bytes(seq.try_into().expect("8 bytes")));
+        // Results: seq | count | place | outcomes (inline; moved to the slot below).
         out.clear();
         out.extend_from_slice(seq);
         out.extend_from_slice(&input[..4]);
+        out.push(INLINE);
         let r = match (kind, &closure) {
             (KIND_FN, _) => FnRef::from_parts(tramp, target).call(input, &mut out),
             (KIND_CLOSURE, Some(c)) => match split_count(input) {
@@ -338,7 +412,16 @@ pub(crate) fn worker_loop(
             let _ = channel::send_frame(sock.as_fd(), Tag::Failed, msg.as_bytes(), &[]);
             return;
         }
-        if channel::send_frame(sock.as_fd(), Tag::Results, &out, &[]).is_err() {
+        let sent = if mailbox.put_outcomes(slot, &out[RESULTS_HEADER..]) {
+            let mut small = [0u8; RESULTS_HEADER + 8];
+            small[..12].copy_from_slice(&out[..12]);
+            small[12] = IN_SLOT;
+            small[13..].copy_from_slice(&((out.len() - RESULTS_HEADER) as u64).to_le_bytes());
+            channel::send_frame(sock.as_fd(), Tag::Results, &small, &[])
+        } else {
+            channel::send_frame(sock.as_fd(), Tag::Results, &out, &[])
+        };
+        if sent.is_err() {
             return;
         }
         // The next task is read into this (warm) buffer.
@@ -574,6 +657,31 @@ mod tests {
         let mut vals: Vec<u32> = Vec::new();
         decode_values(&ok, 4, 7, &mut vals).unwrap();
         assert_eq!(vals, vec![0, 1, 150, 35_000]);
+    }
+
+    #[test]
+    fn mailbox_slots_are_bounded() {
+        let m = Mailbox::new().unwrap();
+        let a = vec![7u8; SLOT];
+        assert!(m.put_args(1, &a));
+        let mut back = vec![1, 2];
+        assert!(m.take_args(1, SLOT, &mut back));
+        assert_eq!(back.len(), 2 + SLOT);
+        assert!(back[2..].iter().all(|&x| x == 7));
+        // The other slot and the outcomes are separate bytes.
+        assert!(m.put_outcomes(0, b"abc"));
+        assert!(m.put_args(0, b"xyz"));
+        let mut o = Vec::new();
+        assert!(m.take_outcomes(0, 3, &mut o));
+        assert_eq!(o, b"abc");
+        // Out of bounds: a slot past the last, a length past the slot.
+        assert!(!m.put_args(SLOTS, b"x"));
+        assert!(!m.put_outcomes(0, &vec![0; SLOT + 1]));
+        let mut o = Vec::new();
+        assert!(!m.take_outcomes(SLOTS, 1, &mut o));
+        assert!(!m.take_outcomes(0, SLOT + 1, &mut o));
+        assert!(!m.take_args(1, usize::MAX, &mut o));
+        assert!(o.is_empty());
     }
 
     #[test]

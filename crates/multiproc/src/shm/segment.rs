@@ -222,6 +222,48 @@ impl Segment {
         Some(unsafe { &*(self.payload().add(offset) as *const T) })
     }
 
+    /// Copies `bytes` into the payload at `offset`; false (nothing written) unless the range
+    /// lies wholly inside the payload. For ranges a protocol gives the caller alone (the
+    /// other process reads them only after it is told, by a message).
+    pub(crate) fn write_bytes(&self, offset: usize, bytes: &[u8]) -> bool {
+        match offset.checked_add(bytes.len()) {
+            Some(end) if end <= self.payload_len() => {}
+            _ => return false,
+        }
+        // SAFETY: the destination lies inside the mapping (checked above), which outlives
+        // `&self`; `ptr::copy` allows the ranges to overlap. Another process writing the same
+        // bytes at the same time (a dishonest one: the protocol gives them to us) can only
+        // change their values, and every byte value is valid.
+        unsafe { std::ptr::copy(bytes.as_ptr(), self.payload().add(offset), bytes.len()) };
+        true
+    }
+
+    /// Appends the `len` payload bytes at `offset` to `out`; false (nothing appended) unless
+    /// the range lies wholly inside the payload. The bytes are untrusted (another process may
+    /// have written anything there, even while they are copied).
+    pub(crate) fn read_bytes(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> bool {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.payload_len() => {}
+            _ => return false,
+        }
+        out.reserve(len);
+        let start = out.len();
+        // SAFETY: the source lies inside the mapping (checked above), which outlives `&self`;
+        // the destination is `len` bytes of spare capacity reserved above in a private `Vec`
+        // (heap memory, not this mapping: no overlap), initialized by the copy before
+        // `set_len`. A concurrent writer in another process can only change the values
+        // copied, and every byte value is valid.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.payload().add(offset),
+                out.as_mut_ptr().add(start),
+                len,
+            );
+            out.set_len(start + len);
+        }
+        true
+    }
+
     /// Frees the pages backing payload range `[offset, offset+len)` (rounded inward to pages).
     pub(crate) fn discard(&self, offset: usize, len: usize) -> Result<()> {
         let start = (HEADER_LEN + offset).next_multiple_of(4096);

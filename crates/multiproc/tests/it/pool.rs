@@ -742,3 +742,49 @@ fn map_async_becomes_ready_without_get() {
         assert_eq!(r.get().unwrap(), 144);
     })
 }
+
+fn blob(n: u32) -> Vec<u8> {
+    vec![n as u8; 64 * 1024]
+}
+
+fn blob_len(b: Vec<u8>) -> usize {
+    assert!(b.iter().all(|&x| x == b[0]));
+    b.len() + b[0] as usize
+}
+
+// A chunk's arguments and outcomes pass through shared memory when they fit the worker's
+// mailbox slot (256 KiB), inline in the socket message when not: both ways, both sizes.
+#[test]
+fn large_chunks_go_inline() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(2).unwrap();
+        // Small arguments, 8 x 64 KiB of results per chunk (inline).
+        let got = pool.map_chunksize(blob, 0..40u32, 8).unwrap();
+        assert!(got
+            .iter()
+            .enumerate()
+            .all(|(i, b)| b.len() == 64 * 1024 && b.iter().all(|&x| x == i as u8)));
+        // 8 x 64 KiB of arguments per chunk (inline), small results; then 2 per chunk (slot).
+        for chunk in [8, 2] {
+            let args: Vec<Vec<u8>> = (0..24u32).map(blob).collect();
+            let got = pool.map_chunksize(blob_len, args, chunk).unwrap();
+            assert_eq!(got, (0..24).map(|i| 64 * 1024 + i).collect::<Vec<_>>());
+        }
+        // Both sizes in one imap (slot and inline chunks alternate on each worker).
+        let got: Vec<usize> = pool
+            .imap_chunksize(
+                blob_len,
+                (0..30u32).map(|i| blob(i).repeat(1 + (i % 5) as usize)),
+                1,
+            )
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            got,
+            (0..30)
+                .map(|i| 64 * 1024 * (1 + i % 5) + i)
+                .collect::<Vec<_>>()
+        );
+    })
+}
