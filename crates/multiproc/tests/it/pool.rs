@@ -788,3 +788,35 @@ fn large_chunks_go_inline() {
         );
     })
 }
+
+// terminate() from another thread while a map waits as the driver: the map returns the
+// Closed error at once (the dispatcher pokes the driver), the workers are gone.
+#[test]
+fn terminate_while_a_map_drives() {
+    with_watchdog(LIMIT, || {
+        let pool = std::sync::Arc::new(Pool::new(2).unwrap());
+        let pids = pool.worker_pids();
+        let stopper = {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                pool.terminate();
+            })
+        };
+        let t = Instant::now();
+        let e = pool
+            .map_chunksize(sleep_ms, vec![400u64; 8], 1)
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
+        assert!(
+            t.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            t.elapsed()
+        );
+        stopper.join().unwrap();
+        for p in pids {
+            assert!(!pid_alive(p));
+        }
+        wait_no_zombies();
+    })
+}
