@@ -757,7 +757,18 @@ fn blob_len(b: Vec<u8>) -> usize {
 #[test]
 fn large_chunks_go_inline() {
     with_watchdog(LIMIT, || {
-        let pool = Pool::new(2).unwrap();
+        large_chunks_with(StartMethod::Fork);
+        large_chunks_with(StartMethod::Spawn);
+    })
+}
+
+fn large_chunks_with(method: StartMethod) {
+    {
+        let pool = Pool::builder()
+            .processes(2)
+            .start_method(method)
+            .build()
+            .unwrap();
         // Small arguments, 8 x 64 KiB of results per chunk (inline).
         let got = pool.map_chunksize(blob, 0..40u32, 8).unwrap();
         assert!(got
@@ -786,7 +797,7 @@ fn large_chunks_go_inline() {
                 .map(|i| 64 * 1024 * (1 + i % 5) + i)
                 .collect::<Vec<_>>()
         );
-    })
+    }
 }
 
 // terminate() from another thread while a map waits as the driver: the map returns the
