@@ -46,7 +46,9 @@
 //! `cseq`, so any commit after they looked makes their `futex_wait` return at once. A
 //! committer calls `futex_wake` only when a sleeper count says someone sleeps, so an
 //! uncontended put or get makes no system call; and a waiter first spins briefly (when
-//! another CPU can make progress meanwhile) before it sleeps. Sleepers wait in bounded slices
+//! another CPU can make progress meanwhile), then keeps looking with a `sched_yield` between
+//! looks (so a counterpart waiting for this CPU runs at once: `spin_yield_until_changed`),
+//! and only then sleeps. Sleepers wait in bounded slices
 //! and re-check, so a wake-up lost to a process killed between its commit and its wake (or
 //! a sleeper count left raised by a killed sleeper) costs latency, never a hang.
 //!
@@ -864,7 +866,7 @@ impl SharedQueue {
             }
             let seen = seen.expect("a put that found no room looked at the consumers");
             let dl = deadline.get();
-            if !crate::sys::futex::spin_until_changed(&ctl.c.seq, seen, dl)
+            if !crate::sys::futex::spin_yield_until_changed(&ctl.c.seq, seen, dl)
                 && !self.sleep(&ctl.c.putters, &ctl.c.seq, seen, dl, &mut slice)
             {
                 return Err((done, PutStop::Timeout));
@@ -1090,7 +1092,7 @@ impl SharedQueue {
             }
             let seen = seen_p.expect("an empty get looked at the producers");
             let dl = deadline.get();
-            if !crate::sys::futex::spin_until_changed(&ctl.p.seq, seen, dl)
+            if !crate::sys::futex::spin_yield_until_changed(&ctl.p.seq, seen, dl)
                 && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, dl, &mut slice)
             {
                 return Err(GetStop::Timeout);

