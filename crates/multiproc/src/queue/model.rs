@@ -162,6 +162,8 @@ struct Actor {
     st: PS,
     hint_recl: u64,
     hint_gets: u64,
+    /// The producers' tail when the hints were last refreshed (`Hints::refreshed_at`).
+    hint_at: u64,
     fresh: bool,
     seen: u32,
     second: bool,
@@ -285,6 +287,7 @@ fn initial(cfg: &Config) -> State {
         st: PS::default(),
         hint_recl: 0,
         hint_gets: 0,
+        hint_at: 0,
         fresh: false,
         seen: 0,
         second: false,
@@ -976,6 +979,7 @@ impl Actor {
 fn fp_done(a: &mut Actor, cfg: &Config) -> R {
     a.hint_recl = a.snap_c.reclaimed;
     a.hint_gets = a.snap_c.gets;
+    a.hint_at = a.st.tail;
     a.seen = a.snap_s;
     a.fresh = true;
     decide(a, cfg)
@@ -997,10 +1001,16 @@ fn decide(a: &mut Actor, cfg: &Config) -> R {
         }
     } else if st.puts - gets < cfg.maxsize {
         if let Some(p) = ring::place(g, st.tail, recl, flen) {
-            a.place = Some(p);
-            a.k = 0;
-            a.pc = Pc::WSkip;
-            return Ok(());
+            // `wrap_hint_is_stale`: past wrap_at, on hints refreshed wrap_at/4 bytes ago,
+            // look again before appending.
+            let stale = g.phys(st.tail) >= g.wrap_at()
+                && st.tail.wrapping_sub(a.hint_at) >= g.wrap_at() / 4;
+            if a.fresh || p.skip.is_some() || !stale {
+                a.place = Some(p);
+                a.k = 0;
+                a.pc = Pc::WSkip;
+                return Ok(());
+            }
         }
         if a.fresh && recl == st.tail {
             a.pc = Pc::RLock;

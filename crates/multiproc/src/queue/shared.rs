@@ -55,7 +55,8 @@
 //! # What was checked, and how
 //!
 //! Everything one side reads of the other without its lock — the seqlock snapshots of the
-//! other side's committed slot, the position hints built from them, the sleeper counts and
+//! other side's committed slot, the position hints built from them (and when a producer refreshes
+//! them: on no room, and past `wrap_at` on stale ones), the sleeper counts and
 //! futex wake decisions, the page-discard handoff (`punch_to`, finished by a later consumer
 //! or by a producer that needs room), realigning an empty ring (a producer holding both
 //! mutexes), `close`, and the `len()`/`is_empty()` snapshots — is model-checked by
