@@ -84,17 +84,20 @@ impl Codec for Postcard {
         wire::encode_into(value, out).map_err(ser_error)
     }
 
+    #[inline]
     fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<Option<usize>> {
         crate::handle::take_note();
         wire::encoded_len(value).map(Some).map_err(ser_error)
     }
 
+    #[inline]
     fn encode_to_slice<T: Serialize + ?Sized>(value: &T, out: &mut [u8]) -> Result<()> {
         // No stale handle note to clear: `encoded_len` just did (and a stale one would only
         // change an error's wording).
         wire::encode_to_slice(value, out).map_err(ser_error)
     }
 
+    #[inline]
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         crate::handle::take_note();
         match wire::take_from_bytes::<T>(bytes) {
