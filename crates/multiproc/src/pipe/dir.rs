@@ -25,7 +25,7 @@ use std::sync::atomic::{fence, AtomicU32, Ordering};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::shared::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
+use crate::queue::shared::{GetStop, PutStop, SharedQueue, Wait};
 use crate::shm::{Segment, Shared, ShmObject, ShmSafe};
 use crate::sync::RawMutex;
 use crate::sys::Deadline;
@@ -66,11 +66,9 @@ impl ShmObject for DirCell {
 
 /// A record taken from the ring.
 #[derive(Debug)]
-pub(crate) enum Record {
-    /// A whole message.
-    Data(Vec<u8>),
-    /// A message of this many bytes, over the receiver's limit: consumed and dropped.
-    TooLong(u64),
+pub(crate) enum Record<R> {
+    /// A whole message, as the taker's closure made it of the bytes.
+    Data(R),
     /// The message is on the socket, in frames with this id.
     Marker(u32),
 }
@@ -156,9 +154,22 @@ impl Dir {
             .wrapping_add(1)
     }
 
-    /// Puts one record, waiting up to `slice` for room. `Ok(false)`: no room yet.
-    pub(crate) fn put(&self, record: &[u8], slice: std::time::Duration) -> Result<bool> {
-        match self.ring.put_frames(&[record], Wait::For(Some(slice))) {
+    /// Puts one record, the concatenation of `parts` (written in place), waiting up to
+    /// `slice` for room. `Ok(false)`: no room yet.
+    pub(crate) fn put(&self, parts: &[&[u8]], slice: std::time::Duration) -> Result<bool> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let write = |_, dst: &mut [u8]| {
+            let mut at = 0;
+            for p in parts {
+                dst[at..at + p.len()].copy_from_slice(p);
+                at += p.len();
+            }
+            Ok(())
+        };
+        match self
+            .ring
+            .put_frames_with(1, |_| len, write, Wait::For(Some(slice)))
+        {
             Ok(()) => Ok(true),
             Err((_, PutStop::Full | PutStop::Timeout)) => Ok(false),
             Err((_, PutStop::Closed)) => Err(Error::new(
@@ -206,16 +217,31 @@ impl Dir {
         self.ring.snapshot().count > 0
     }
 
-    /// Takes the oldest record, if any. A data record longer than `max` is consumed and
-    /// reported as [`Record::TooLong`]. Hold the receive lock.
+    /// Takes the oldest record, if any; a data record's bytes go to `on_data` in place (under
+    /// the ring's consumer mutex). Hold the receive lock.
     ///
     /// # Errors
     /// [`ErrorKind::Codec`] for a record that is not one of ours (it is consumed);
     /// [`ErrorKind::InvalidState`] when the ring was found corrupted (and reset).
-    pub(crate) fn take(&self, max: Option<usize>) -> Result<Option<Record>> {
+    pub(crate) fn take<R>(&self, on_data: impl FnOnce(&[u8]) -> R) -> Result<Option<Record<R>>> {
+        let mut on_data = Some(on_data);
         let mut out = None;
         let r = self.ring.take_frames(1, Wait::No, &mut |_, f| {
-            out = Some(read_record(&f, max)?);
+            out = Some(match f.bytes().split_last() {
+                Some((&TAG_DATA, body)) => match on_data.take() {
+                    Some(g) => Record::Data(g(body)),
+                    None => unreachable!("take_frames(1) hands over one frame"),
+                },
+                Some((&TAG_MARKER, &[a, b, c, d])) => {
+                    Record::Marker(u32::from_le_bytes([a, b, c, d]))
+                }
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Codec,
+                        "corrupt record in the connection's ring (it was dropped)",
+                    ))
+                }
+            });
             Ok(())
         });
         match r {
@@ -227,23 +253,6 @@ impl Dir {
             )),
             Err(GetStop::Failed(e)) => Err(e),
         }
-    }
-}
-
-fn read_record(f: &FrameRef<'_>, max: Option<usize>) -> Result<Record> {
-    // Records are small (at most `INLINE_MAX` + 1 bytes): read it whole, then look.
-    let mut v = Vec::new();
-    f.read_into(&mut v);
-    match v.pop() {
-        Some(TAG_DATA) if max.is_some_and(|m| v.len() > m) => Ok(Record::TooLong(v.len() as u64)),
-        Some(TAG_DATA) => Ok(Record::Data(v)),
-        Some(TAG_MARKER) if v.len() == 4 => {
-            Ok(Record::Marker(u32::from_le_bytes([v[0], v[1], v[2], v[3]])))
-        }
-        _ => Err(Error::new(
-            ErrorKind::Codec,
-            "corrupt record in the connection's ring (it was dropped)",
-        )),
     }
 }
 

@@ -472,26 +472,21 @@ impl<C> Connection<C> {
     fn send_message(&self, body: &[u8], fds: &[OwnedFd]) -> std::result::Result<(), SendError> {
         let (fd, dir) = self.send_fd()?;
         if fds.is_empty() && body.len() <= INLINE_MAX {
-            let mut rec = take_encode_buf();
-            rec.extend_from_slice(body);
-            rec.push(TAG_DATA);
-            let r = self.put_record(fd, dir, &rec, true);
-            give_back_encode_buf(rec);
-            return r;
+            return self.put_record(fd, dir, &[body, &[TAG_DATA]], true);
         }
         self.send_on_socket(fd, dir, body, fds)
     }
 
-    /// Puts a record into the ring, waiting for room (while the peer is there); then rings
-    /// the doorbell if a receiver sleeps and `doorbell` is set.
+    /// Puts a record (the concatenation of `parts`) into the ring, waiting for room (while
+    /// the peer is there); then rings the doorbell if a receiver sleeps and `doorbell` is set.
     fn put_record(
         &self,
         fd: BorrowedFd<'_>,
         dir: &Dir,
-        rec: &[u8],
+        parts: &[&[u8]],
         doorbell: bool,
     ) -> std::result::Result<(), SendError> {
-        while !dir.put(rec, ROOM_SLICE)? {
+        while !dir.put(parts, ROOM_SLICE)? {
             // No room for a while: is anyone still there to read it?
             if peer_gone(fd)? {
                 return Err(SendError::Disconnected);
@@ -532,7 +527,7 @@ impl<C> Connection<C> {
         let mut marker = [TAG_MARKER; 5];
         marker[..4].copy_from_slice(&seq.to_le_bytes());
         // No doorbell: the frames wake a sleeping receiver.
-        self.put_record(fd, dir, &marker, false)?;
+        self.put_record(fd, dir, &[&marker], false)?;
         for p in frame::plan(seq, body.len(), fds.len(), self.frame_payload, max_fds) {
             let h = p.header.encode();
             let bytes = &body[p.bytes];
@@ -546,23 +541,43 @@ impl<C> Connection<C> {
 
     /// Receives one whole message and the fds that came with it.
     fn recv_message(&self, max: Option<usize>) -> std::result::Result<Message, RecvError> {
+        self.recv_with(
+            |body| match max {
+                Some(m) if body.len() > m => Err(RecvError::TooLong {
+                    len: body.len() as u64,
+                    max: m,
+                }),
+                _ => Ok((body.to_vec(), Vec::new())),
+            },
+            Ok,
+            max,
+        )
+    }
+
+    /// Receives one message: one from the ring goes to `from_ring` in place, one from the
+    /// socket (longer than `max`: [`RecvError::TooLong`]) to `from_socket`.
+    fn recv_with<R>(
+        &self,
+        from_ring: impl FnOnce(&[u8]) -> std::result::Result<R, RecvError>,
+        from_socket: impl FnOnce(Message) -> std::result::Result<R, RecvError>,
+        max: Option<usize>,
+    ) -> std::result::Result<R, RecvError> {
         let (fd, dir) = self.recv_fd()?;
         let _held = dir.lock_recv()?;
+        let mut from_ring = Some(from_ring);
         loop {
-            match dir.take(max)? {
-                Some(Record::Data(v)) => return Ok((v, Vec::new())),
-                Some(Record::TooLong(len)) => {
-                    return Err(RecvError::TooLong {
-                        len,
-                        max: max.unwrap_or(usize::MAX),
-                    })
-                }
+            let taken = dir.take(|body| match from_ring.take() {
+                Some(f) => f(body),
+                None => unreachable!("one data record per receive"),
+            })?;
+            match taken {
+                Some(Record::Data(r)) => return r,
                 Some(Record::Marker(seq)) => {
                     let mut scratch = take_scratch();
                     let r = recv_socket_message(fd, dir, seq, &mut scratch, max);
                     give_back_scratch(scratch);
                     if let Some(m) = r? {
-                        return Ok(m);
+                        return from_socket(m);
                     }
                     // Lost with its dead sender: on to the next record.
                 }
@@ -723,9 +738,7 @@ impl<C: Codec> Connection<C> {
         let encoded = handle::with_exported_fds(|| C::encode(value, &mut buf));
         let r = match encoded {
             Ok(((), fds)) if fds.is_empty() && buf.len() <= INLINE_MAX => {
-                // The record is the encoding plus its tag: no copy.
-                buf.push(TAG_DATA);
-                self.put_record(fd, dir, &buf, true)
+                self.put_record(fd, dir, &[&buf, &[TAG_DATA]], true)
             }
             Ok(((), fds)) => self.send_message(&buf, &fds),
             Err(e) => Err(SendError::Other(e)),
@@ -741,11 +754,17 @@ impl<C: Codec> Connection<C> {
     /// `Other` with [`ErrorKind::Codec`] when the message is not a valid `T` (it is consumed);
     /// otherwise as [`recv_bytes`](Self::recv_bytes).
     pub fn recv<T: DeserializeOwned>(&self) -> std::result::Result<T, RecvError> {
-        let (bytes, fds) = self.recv_message(None)?;
-        if fds.is_empty() {
-            return Ok(C::decode(&bytes)?);
-        }
-        Ok(handle::with_imported_fds(fds, || C::decode(&bytes))?)
+        self.recv_with(
+            // Decoded in place in the ring: no copy, no allocation of the bytes.
+            |body| Ok(C::decode(body)?),
+            |(bytes, fds)| {
+                if fds.is_empty() {
+                    return Ok(C::decode(&bytes)?);
+                }
+                Ok(handle::with_imported_fds(fds, || C::decode(&bytes))?)
+            },
+            None,
+        )
     }
 }
 
@@ -1371,10 +1390,10 @@ mod tests {
         assert_eq!(b.recv_bytes().unwrap(), big);
         // Garbage in the ring: a record with an unknown tag, a marker whose frames never come.
         let dir = a.out.as_ref().unwrap();
-        assert!(dir.put(b"\x01\x02\x03", Duration::ZERO).unwrap());
+        assert!(dir.put(&[b"\x01\x02\x03"], Duration::ZERO).unwrap());
         let mut marker = [TAG_MARKER; 5];
         marker[..4].copy_from_slice(&12345u32.to_le_bytes());
-        assert!(dir.put(&marker, Duration::ZERO).unwrap());
+        assert!(dir.put(&[&marker], Duration::ZERO).unwrap());
         a.send_bytes(b"after").unwrap();
         match b.recv_bytes() {
             Err(RecvError::Other(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
