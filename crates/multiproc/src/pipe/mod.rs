@@ -19,8 +19,9 @@
 //!   message with that id is complete.
 //! - **End of file and sleeping** stay with the kernel: the socket reports that every copy of
 //!   the peer end is closed, also after SIGKILL. A receiver that finds the ring empty spins
-//!   for up to 50 us, then counts itself in the direction's *waiters*, looks at the ring once
-//!   more and sleeps in `poll(2)` on the socket. A sender that commits a record while waiters
+//!   briefly, then yields the CPU between looks (up to 200 us, as the queue does), then
+//!   counts itself in the direction's *waiters*, looks at the ring once more and sleeps in
+//!   `poll(2)` on the socket. A sender that commits a record while waiters
 //!   are counted sends a one-byte *doorbell* packet (non-blocking: a full socket already
 //!   holds doorbells). [`Connection::poll`] and [`wait`] check the rings before the fds and
 //!   use the same waiters-and-doorbell protocol, so they report a connection ready when its
@@ -878,24 +879,11 @@ fn drain_junk(fd: BorrowedFd<'_>, dir: &Dir) -> std::result::Result<Drained, Rec
     }
 }
 
-/// Spins for up to [`SPIN`](crate::sys::futex::SPIN) until the ring holds a record (when
-/// another CPU can run the sender); true when it does.
+/// Looks for a record without sleeping: spins briefly, then keeps looking with a
+/// `sched_yield` between looks (as the queue does: a sender that needs this very CPU runs at
+/// once), when another CPU can run the sender; true when the ring holds one.
 fn spin_for_record(dir: &Dir) -> bool {
-    if !crate::sys::may_spin() {
-        return false;
-    }
-    let start = std::time::Instant::now();
-    loop {
-        for _ in 0..16 {
-            if dir.has_records() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= crate::sys::futex::SPIN {
-            return dir.has_records();
-        }
-    }
+    crate::sys::futex::spin_yield_until(|| dir.has_records(), Deadline::never())
 }
 
 /// With the receive lock held and the ring found empty: waits until the ring may hold a

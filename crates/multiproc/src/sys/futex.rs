@@ -100,20 +100,29 @@ pub(crate) fn spin_yield_until_changed(
     seen: u32,
     deadline: super::Deadline,
 ) -> bool {
+    spin_yield_until(
+        || word.load(std::sync::atomic::Ordering::Acquire) != seen,
+        deadline,
+    )
+}
+
+/// [`spin_yield_until_changed`] for any condition that is cheap to check (read shared
+/// memory, no system call): true when `ready()` became true.
+pub(crate) fn spin_yield_until(ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
     if !super::may_spin() {
         return false;
     }
     let start = std::time::Instant::now();
     loop {
         for _ in 0..64 {
-            if word.load(std::sync::atomic::Ordering::Acquire) != seen {
+            if ready() {
                 return true;
             }
             std::hint::spin_loop();
         }
         let spent = start.elapsed();
         if spent >= SPIN_YIELDING || deadline.expired() {
-            return word.load(std::sync::atomic::Ordering::Acquire) != seen;
+            return ready();
         }
         if spent >= SPIN_BEFORE_YIELD {
             std::thread::yield_now();
