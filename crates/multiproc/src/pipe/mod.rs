@@ -48,8 +48,8 @@
 //!
 //! A small message sent after every copy of the peer end closed is accepted into the ring
 //! (nobody will read it) unless the sender notices first: a send checks the socket for a
-//! hang-up at most every few milliseconds, and whenever it waits for room or rings a
-//! doorbell; then it fails with [`SendError::Disconnected`].
+//! hang-up at most every 10 ms, and whenever it waits for room or rings a doorbell, and an
+//! end that has received end-of-file knows; then it fails with [`SendError::Disconnected`].
 //!
 //! Handles (a `Connection`, a `Queue`, a `Lock`, ...) inside a sent value travel with their
 //! file descriptors (`SCM_RIGHTS`), so the receiving process can use them even though it
@@ -64,7 +64,7 @@ use std::fmt;
 use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -303,6 +303,8 @@ pub struct Connection<C = Postcard> {
     frame_payload: usize,
     /// Coarse-clock milliseconds of the last hang-up check by a send through the ring.
     hup_checked: AtomicU64,
+    /// This copy saw the peer hang up (end of file, `EPIPE`): sends fail at once.
+    hup_seen: AtomicBool,
     _codec: PhantomData<fn() -> C>,
 }
 
@@ -404,6 +406,7 @@ impl<C> Connection<C> {
             inn,
             frame_payload,
             hup_checked: AtomicU64::new(0),
+            hup_seen: AtomicBool::new(false),
             _codec: PhantomData,
         }
     }
@@ -459,6 +462,7 @@ impl<C> Connection<C> {
             inn: self.inn.clone(),
             frame_payload: self.frame_payload,
             hup_checked: AtomicU64::new(0),
+            hup_seen: AtomicBool::new(false),
             _codec: PhantomData,
         })
     }
@@ -503,9 +507,12 @@ impl<C> Connection<C> {
         parts: &[&[u8]],
         doorbell: bool,
     ) -> std::result::Result<(), SendError> {
+        if self.hup_seen.load(Ordering::Relaxed) {
+            return Err(SendError::Disconnected);
+        }
         while !dir.put(parts, ROOM_SLICE)? {
             // No room for a while: is anyone still there to read it?
-            if peer_gone(fd)? {
+            if self.peer_gone(fd)? {
                 return Err(SendError::Disconnected);
             }
         }
@@ -522,11 +529,21 @@ impl<C> Connection<C> {
         let last = self.hup_checked.load(Ordering::Relaxed);
         if now.wrapping_sub(last) >= HUP_CHECK_MS || last == 0 {
             self.hup_checked.store(now.max(1), Ordering::Relaxed);
-            if peer_gone(fd)? {
+            if self.peer_gone(fd)? {
                 return Err(SendError::Disconnected);
             }
         }
         Ok(())
+    }
+
+    /// True when every copy of the peer end is closed (the socket reports a hang-up).
+    fn peer_gone(&self, fd: BorrowedFd<'_>) -> std::result::Result<bool, SendError> {
+        let r = socket::poll_rw(&[(fd, false)], Some(Duration::ZERO))
+            .map_err(|e| SendError::Other(Error::os("cannot poll connection", e)))?;
+        if r[0].hangup {
+            self.hup_seen.store(true, Ordering::Relaxed);
+        }
+        Ok(r[0].hangup)
     }
 
     /// Sends a message over the socket: a marker into the ring, then the frames, under the
@@ -599,7 +616,15 @@ impl<C> Connection<C> {
                     }
                     // Lost with its dead sender: on to the next record.
                 }
-                None => wait_for_record(fd, dir)?,
+                None => {
+                    if let Err(e) = wait_for_record(fd, dir) {
+                        if matches!(e, RecvError::Eof) {
+                            // The socket is both directions': the peer is gone for sends too.
+                            self.hup_seen.store(true, Ordering::Relaxed);
+                        }
+                        return Err(e);
+                    }
+                }
             }
         }
     }
@@ -795,13 +820,6 @@ fn check_sent(n: usize, want: usize) -> std::result::Result<(), SendError> {
             format!("short send on a packet socket ({n} of {want} bytes)"),
         )))
     }
-}
-
-/// True when every copy of the peer end is closed (the socket reports a hang-up).
-fn peer_gone(fd: BorrowedFd<'_>) -> std::result::Result<bool, SendError> {
-    let r = socket::poll_rw(&[(fd, false)], Some(Duration::ZERO))
-        .map_err(|e| SendError::Other(Error::os("cannot poll connection", e)))?;
-    Ok(r[0].hangup)
 }
 
 /// What is at the head of a socket, looked at without taking it.
