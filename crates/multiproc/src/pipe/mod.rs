@@ -1439,6 +1439,25 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_senders_marker_without_frames_is_skipped() {
+        let (a, b) = pipe(true).unwrap();
+        // A sender that died right after committing its marker: no frames ever come.
+        let dir = a.out.as_ref().unwrap();
+        let seq = dir.next_seq();
+        let mut marker = [TAG_MARKER; 5];
+        marker[..4].copy_from_slice(&seq.to_le_bytes());
+        assert!(dir.put(&[&marker], Duration::ZERO).unwrap());
+        // Later messages: the socket one's frames, newer than the dead marker, are kept for
+        // their own marker; the ring one follows.
+        let big: Vec<u8> = (0..INLINE_MAX as u32 + 7).map(|i| i as u8).collect();
+        a.send_bytes(&big).unwrap();
+        a.send_bytes(b"small").unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), big);
+        assert_eq!(b.recv_bytes().unwrap(), b"small");
+        assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    }
+
+    #[test]
     fn many_fds_span_frames() {
         let (a, b) = pipe(true).unwrap();
         let ends: Vec<Connection> = (0..300)
