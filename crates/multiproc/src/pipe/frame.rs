@@ -419,6 +419,12 @@ pub fn split_fuzz_input(data: &[u8]) -> Vec<&[u8]> {
 #[allow(dead_code)] // used by the fuzz target (fuzz/) and the corpus replay test
 pub fn check_fuzz_input(data: &[u8]) {
     let frames = split_fuzz_input(data);
+    for f in &frames {
+        // A well-formed frame's id is what a look at its first bytes says.
+        if let Ok((h, _)) = Header::decode(f) {
+            assert_eq!(peek_id(f), Some(h.id), "peek_id disagrees with decode");
+        }
+    }
     let fed: usize = frames
         .iter()
         .map(|f| f.len().saturating_sub(HEADER_LEN))
