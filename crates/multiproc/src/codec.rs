@@ -127,6 +127,26 @@ pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
     Ok(v)
 }
 
+/// `C::decode`, with a panic inside the type's `Deserialize` caught into `panicked` and
+/// reported as an error. Callers that decode in place under a lock (queue, pipe) use it to
+/// consume the message and release the lock first, then resume the panic: otherwise the
+/// message would stay at the head and every later receive would panic on it.
+pub(crate) fn decode_guarded<T: DeserializeOwned, C: Codec>(
+    bytes: &[u8],
+    panicked: &mut Option<Box<dyn std::any::Any + Send>>,
+) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| C::decode::<T>(bytes))) {
+        Ok(r) => r,
+        Err(p) => {
+            *panicked = Some(p);
+            Err(Error::new(
+                ErrorKind::Codec,
+                "the item's Deserialize panicked",
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -797,9 +797,12 @@ impl<C: Codec> Connection<C> {
     /// `Other` with [`ErrorKind::Codec`] when the message is not a valid `T` (it is consumed);
     /// otherwise as [`recv_bytes`](Self::recv_bytes).
     pub fn recv<T: DeserializeOwned>(&self) -> std::result::Result<T, RecvError> {
-        self.recv_with(
-            // Decoded in place in the ring: no copy, no allocation of the bytes.
-            |body| Ok(C::decode(body)?),
+        // Decoded in place in the ring: no copy, no allocation of the bytes. A panicking
+        // `Deserialize` consumes its message like a failed decode; the panic resumes after
+        // the receive lock is released (`codec::decode_guarded`).
+        let mut panicked = None;
+        let r = self.recv_with(
+            |body| Ok(crate::codec::decode_guarded::<T, C>(body, &mut panicked)?),
             |(bytes, fds)| {
                 if fds.is_empty() {
                     return Ok(C::decode(&bytes)?);
@@ -807,7 +810,11 @@ impl<C: Codec> Connection<C> {
                 Ok(handle::with_imported_fds(fds, || C::decode(&bytes))?)
             },
             None,
-        )
+        );
+        if let Some(p) = panicked {
+            std::panic::resume_unwind(p);
+        }
+        r
     }
 }
 

@@ -613,11 +613,22 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     fn get_wait(&self, wait: Wait) -> std::result::Result<T, GetStop> {
         // Decoded straight from the ring, under the consumer mutex: no copy in between. A
         // message that does not decode is consumed and reported (see `take_frames`).
+        // A `Deserialize` that panics: the message is consumed like one that fails to
+        // decode, the lock released, and then the panic goes on (else every later get would
+        // panic on the same message).
         let mut out = None;
-        self.shared.take_frames(1, wait, &mut |_, f| {
-            out = Some(C::decode(f.bytes())?);
+        let mut panicked = None;
+        let r = self.shared.take_frames(1, wait, &mut |_, f| {
+            out = Some(crate::codec::decode_guarded::<T, C>(
+                f.bytes(),
+                &mut panicked,
+            )?);
             Ok(())
-        })?;
+        });
+        if let Some(p) = panicked {
+            std::panic::resume_unwind(p);
+        }
+        r?;
         Ok(out.expect("a get that returned Ok took one frame"))
     }
 
@@ -666,12 +677,26 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         timeout: Option<Duration>,
     ) -> std::result::Result<Vec<T>, GetTimeoutError> {
         let mut out = Vec::new();
-        self.shared
+        let mut panicked = None;
+        let r = self
+            .shared
             .take_frames(max, Wait::timeout(timeout), &mut |_, f| {
-                out.push(C::decode(f.bytes())?);
+                out.push(crate::codec::decode_guarded::<T, C>(
+                    f.bytes(),
+                    &mut panicked,
+                )?);
                 Ok(())
-            })
-            .map_err(get_timeout_err)?;
+            });
+        // A panicking `Deserialize` ends the batch like a failed decode: the items before it
+        // are returned, and the panic goes on when that message comes first (then it is
+        // consumed, see `get_wait`).
+        if let Some(p) = panicked {
+            if out.is_empty() {
+                std::panic::resume_unwind(p);
+            }
+            return Ok(out);
+        }
+        r.map_err(get_timeout_err)?;
         Ok(out)
     }
 

@@ -447,3 +447,38 @@ fn a_codec_callback_that_reenters_the_queue_is_an_error_not_a_hang() {
     assert_eq!(q.get().unwrap().0, 3);
     INNER.with(|i| *i.borrow_mut() = None);
 }
+
+/// Deserializes a `u32`, but panics on 13.
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct Touchy(u32);
+
+impl<'de> Deserialize<'de> for Touchy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Touchy, D::Error> {
+        let v = u32::deserialize(d)?;
+        assert!(v != 13, "unlucky");
+        Ok(Touchy(v))
+    }
+}
+
+#[test]
+fn a_panicking_deserialize_consumes_its_message_and_the_queue_goes_on() {
+    let q: Queue<Touchy> = Queue::new().unwrap();
+    let get = |q: &Queue<Touchy>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| q.try_get().map_err(|_| ())))
+    };
+    q.put_many(vec![Touchy(1), Touchy(13), Touchy(3)]).unwrap();
+    assert_eq!(get(&q).unwrap(), Ok(Touchy(1)));
+    assert!(get(&q).is_err(), "the panic reaches the caller");
+    assert_eq!(get(&q).unwrap(), Ok(Touchy(3)), "and the message is gone");
+    // get_many: the good items before it come back; the next call panics, then goes on.
+    q.put_many(vec![Touchy(1), Touchy(13), Touchy(3)]).unwrap();
+    let many = |q: &Queue<Touchy>| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            q.get_many(10, Some(Duration::ZERO)).unwrap()
+        }))
+    };
+    assert_eq!(many(&q).unwrap(), vec![Touchy(1)]);
+    assert!(many(&q).is_err());
+    assert_eq!(many(&q).unwrap(), vec![Touchy(3)]);
+    assert!(q.is_empty());
+}

@@ -896,3 +896,37 @@ fn receivers_killed_in_a_tight_recv_loop_leave_no_torn_message() {
         assert!(matches!(recv_bytes_t(&rx), Err(RecvError::Eof)));
     });
 }
+
+/// A byte that refuses to be zero when deserialized (its `Deserialize` panics).
+#[derive(Debug, PartialEq, serde::Serialize)]
+struct Brittle(u8);
+
+impl<'de> serde::Deserialize<'de> for Brittle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Brittle, D::Error> {
+        match u8::deserialize(d)? {
+            0 => panic!("zero"),
+            b => Ok(Brittle(b)),
+        }
+    }
+}
+
+#[test]
+fn a_panicking_deserialize_consumes_its_message() {
+    // The ring path decodes in place under the receive lock: the panic must not leave the
+    // message at the head (every later recv would panic on it) nor the lock held.
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(true).unwrap();
+        for v in [7u8, 0, 9] {
+            a.send(&Brittle(v)).unwrap();
+        }
+        let recv = || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                assert!(b.poll(Some(Duration::from_secs(10))).unwrap());
+                b.recv::<Brittle>().unwrap()
+            }))
+        };
+        assert_eq!(recv().unwrap(), Brittle(7));
+        assert!(recv().is_err(), "the panic reaches the caller");
+        assert_eq!(recv().unwrap(), Brittle(9), "and its message is gone");
+    });
+}
