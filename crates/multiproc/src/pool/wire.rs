@@ -230,6 +230,16 @@ impl<'s> ser::Serializer for &mut Ser<'s> {
     }
 }
 
+/// Deserializer methods for fixed-width little-endian numbers.
+macro_rules! fixed_width_de {
+    ($($name:ident $visit:ident $t:ty;)*) => { $(
+        #[inline]
+        fn $name<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+            v.$visit(<$t>::from_le_bytes(self.fixed()?))
+        }
+    )* };
+}
+
 macro_rules! compound {
     ($($tr:ident :: $f:ident),*) => {$(
         impl ser::$tr for &mut Ser<'_> {
@@ -480,47 +490,21 @@ impl<'de> de::Deserializer<'de> for &mut De<'de> {
     fn deserialize_i8<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
         v.visit_i8(self.byte()? as i8)
     }
-    #[inline]
-    fn deserialize_i16<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_i16(i16::from_le_bytes(self.fixed()?))
-    }
-    #[inline]
-    fn deserialize_i32<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_i32(i32::from_le_bytes(self.fixed()?))
-    }
-    #[inline]
-    fn deserialize_i64<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_i64(i64::from_le_bytes(self.fixed()?))
-    }
-    fn deserialize_i128<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_i128(i128::from_le_bytes(self.fixed()?))
+    fixed_width_de! {
+        deserialize_i16 visit_i16 i16;
+        deserialize_i32 visit_i32 i32;
+        deserialize_i64 visit_i64 i64;
+        deserialize_i128 visit_i128 i128;
+        deserialize_u16 visit_u16 u16;
+        deserialize_u32 visit_u32 u32;
+        deserialize_u64 visit_u64 u64;
+        deserialize_u128 visit_u128 u128;
+        deserialize_f32 visit_f32 f32;
+        deserialize_f64 visit_f64 f64;
     }
     #[inline]
     fn deserialize_u8<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
         v.visit_u8(self.byte()?)
-    }
-    #[inline]
-    fn deserialize_u16<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_u16(u16::from_le_bytes(self.fixed()?))
-    }
-    #[inline]
-    fn deserialize_u32<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_u32(u32::from_le_bytes(self.fixed()?))
-    }
-    #[inline]
-    fn deserialize_u64<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_u64(u64::from_le_bytes(self.fixed()?))
-    }
-    fn deserialize_u128<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_u128(u128::from_le_bytes(self.fixed()?))
-    }
-    #[inline]
-    fn deserialize_f32<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_f32(f32::from_le_bytes(self.fixed()?))
-    }
-    #[inline]
-    fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_f64(f64::from_le_bytes(self.fixed()?))
     }
     fn deserialize_char<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
         let s = self.str()?;

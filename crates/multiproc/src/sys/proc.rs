@@ -60,29 +60,40 @@ impl ExitStatus {
     }
 }
 
-/// Reaps `pid` if it has ended (`block == false`) or waits for it to end. `Ok(None)`: still
-/// running. `ECHILD` means someone else reaped it.
-pub(crate) fn reap(pid: i32, block: bool) -> io::Result<Option<ExitStatus>> {
+/// `waitpid(pid, flags)`, retried on `EINTR`: `Ok(None)` when `WNOHANG` found nothing, else
+/// the raw status.
+fn waitpid(pid: i32, flags: i32) -> io::Result<Option<i32>> {
     let mut status = 0;
     loop {
         // SAFETY: `status` is a valid out-pointer for the duration of the call.
-        let r = unsafe { libc::waitpid(pid, &mut status, if block { 0 } else { libc::WNOHANG }) };
-        if r == -1 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        match r {
+            -1 => {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EINTR) {
+                    return Err(e);
+                }
             }
-            return Err(e);
+            0 => return Ok(None),
+            _ => return Ok(Some(status)),
         }
-        if r == 0 {
-            return Ok(None);
-        }
-        return Ok(Some(if libc::WIFSIGNALED(status) {
-            ExitStatus::Signal(libc::WTERMSIG(status))
-        } else {
-            ExitStatus::Code(libc::WEXITSTATUS(status))
-        }));
     }
+}
+
+/// How a child that ended (raw `waitpid` status, not a stop) ended.
+fn exit_status(status: i32) -> ExitStatus {
+    if libc::WIFSIGNALED(status) {
+        ExitStatus::Signal(libc::WTERMSIG(status))
+    } else {
+        ExitStatus::Code(libc::WEXITSTATUS(status))
+    }
+}
+
+/// Reaps `pid` if it has ended (`block == false`) or waits for it to end. `Ok(None)`: still
+/// running. `ECHILD` means someone else reaped it.
+pub(crate) fn reap(pid: i32, block: bool) -> io::Result<Option<ExitStatus>> {
+    let flags = if block { 0 } else { libc::WNOHANG };
+    Ok(waitpid(pid, flags)?.map(exit_status))
 }
 
 /// What [`wait_child`] saw.
@@ -98,29 +109,12 @@ pub(crate) enum Waited {
 
 /// Like [`reap`], but also reports a child that has stopped (`WUNTRACED`).
 pub(crate) fn wait_child(pid: i32, block: bool) -> io::Result<Waited> {
-    let mut status = 0;
     let flags = libc::WUNTRACED | if block { 0 } else { libc::WNOHANG };
-    loop {
-        // SAFETY: `status` is a valid out-pointer for the duration of the call.
-        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
-        if r == -1 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
-            }
-            return Err(e);
-        }
-        if r == 0 {
-            return Ok(Waited::Running);
-        }
-        return Ok(if libc::WIFSTOPPED(status) {
-            Waited::Stopped
-        } else if libc::WIFSIGNALED(status) {
-            Waited::Exited(ExitStatus::Signal(libc::WTERMSIG(status)))
-        } else {
-            Waited::Exited(ExitStatus::Code(libc::WEXITSTATUS(status)))
-        });
-    }
+    Ok(match waitpid(pid, flags)? {
+        None => Waited::Running,
+        Some(s) if libc::WIFSTOPPED(s) => Waited::Stopped,
+        Some(s) => Waited::Exited(exit_status(s)),
+    })
 }
 
 /// Stops the calling process (`SIGSTOP` to itself) until someone sends it `SIGCONT`.
