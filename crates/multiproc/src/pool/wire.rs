@@ -685,6 +685,76 @@ mod tests {
         }
     }
 
+    /// The encoding of `v`, in hex.
+    fn hex<T: Serialize + ?Sized>(v: &T) -> String {
+        let mut out = Vec::new();
+        encode_into(v, &mut out).unwrap();
+        out.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// The exact bytes of a few values (workers read them: the format must not drift).
+    #[test]
+    fn pinned_encodings() {
+        let s = S {
+            x: 300,
+            y: -70_000,
+            f: 1.5,
+            g: -0.25,
+            c: 'é',
+            s: "hello".into(),
+            e: vec![
+                E::Unit,
+                E::New(-5),
+                E::Tup(7, "x".into()),
+                E::Rec {
+                    a: Some(1 << 40),
+                    b: vec![-1, 2, i16::MIN],
+                },
+                E::Rec { a: None, b: vec![] },
+            ],
+            m: [("k".to_string(), u128::MAX), ("j".to_string(), 5)].into(),
+            t: (true, -3, 65_535, i128::MIN),
+            unit: (),
+        };
+        let want = concat!(
+            "2c010000",                                 // x: u32
+            "90eefeffffffffff",                         // y: i64
+            "000000000000f83f",                         // f: f64
+            "000080be",                                 // g: f32
+            "02c3a9",                                   // c: char, as its UTF-8
+            "0568656c6c6f",                             // s
+            "05",                                       // e: 5 variants
+            "00",                                       // Unit
+            "01fbffffff",                               // New(-5)
+            "02070178",                                 // Tup(7, "x")
+            "0301000000000001000003ffff02000080",       // Rec { Some(1 << 40), [-1, 2, MIN] }
+            "030000",                                   // Rec { None, [] }
+            "02",                                       // m: 2 entries, sorted
+            "016a05000000000000000000000000000000",     // "j": 5
+            "016bffffffffffffffffffffffffffffffff",     // "k": u128::MAX
+            "01fdffff00000000000000000000000000000080", // t
+        );
+        assert_eq!(hex(&s), want);
+        let mut bytes = Vec::new();
+        encode_into(&s, &mut bytes).unwrap();
+        assert_eq!(take_from_bytes::<S>(&bytes).unwrap(), (s, &[][..]));
+        assert_eq!(
+            hex(&(u64::MAX, -2i64, 0x1234u16, -1i32, 1u128)),
+            concat!(
+                "ffffffffffffffff",
+                "feffffffffffffff",
+                "3412",
+                "ffffffff",
+                "01000000000000000000000000000000"
+            )
+        );
+        // A byte vector (length 130: a 2-byte varint), a byte slice, a Vec<u32>.
+        assert_eq!(
+            hex(&(vec![7u8; 130], b"ab".as_slice(), vec![1u32, 2])),
+            format!("8201{}026162020100000002000000", "07".repeat(130))
+        );
+    }
+
     /// Truncations and garbage are errors (never panics).
     #[test]
     fn hostile_input_is_an_error() {
