@@ -9,7 +9,7 @@
 //! moves byte vectors with one copy instead of one serde call per byte.
 
 mod cast;
-mod wire;
+pub(crate) mod wire;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -112,6 +112,7 @@ impl<'de> de::Deserializer<'de> for Probe<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::wire;
     use serde::de::{Deserializer, SeqAccess};
 
     #[test]
@@ -146,7 +147,7 @@ mod tests {
     fn another_visitor_of_the_same_value_type_is_not_bypassed() {
         assert!(!is_byte_vec_visitor::<Reversed>());
         let bytes = [3u8, 1, 2, 3];
-        let mut de = super::super::wire::De::new(&bytes);
+        let mut de = wire::De::<wire::Varint>::new(&bytes);
         assert_eq!((&mut de).deserialize_seq(Reversed).unwrap(), vec![3, 2, 1]);
     }
 }

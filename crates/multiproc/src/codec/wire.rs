@@ -1,4 +1,6 @@
-//! postcard's wire format, written and read by our own serde serializer and deserializer.
+//! postcard's wire format, written and read by our own serde serializer and deserializer,
+//! and the pool's variant of it (fixed-width integers): one implementation, generic over
+//! how integers are written ([`Ints`]).
 //!
 //! Byte for byte the format of the `postcard` crate (1.x; the tests below check both
 //! directions against it), implemented here for speed on what queues and connections carry
@@ -10,8 +12,9 @@
 //!
 //! ```text
 //! bool, u8, i8           1 byte (bool: 0 or 1, anything else is an error)
-//! u16..u128              varint (LEB128: 7 bits a byte, high bit set on all but the last)
-//! i16..i128              zigzag, then varint
+//! u16..u128              Ints: varint (LEB128: 7 bits a byte, high bit set on all but the
+//!                        last) with `Varint`; fixed width with the pool's `Fixed`
+//! i16..i128              Ints: zigzag, then varint (`Varint`); fixed width (`Fixed`)
 //! f32, f64               IEEE bits, little-endian
 //! str, bytes, char       varint length | bytes (char: as its UTF-8 string)
 //! seq, map               varint length | elements (map: key, value, ...)
@@ -19,11 +22,15 @@
 //! enum                   varint variant index | fields
 //! tuple, struct          fields back to back; unit: nothing
 //! ```
+//! Lengths and variant indices are varints in every format: only the integers a value holds
+//! differ, so [`Ints`] is all a format supplies ([`Varint`] here, the pool's `Fixed` in
+//! `pool/wire.rs`); the serde plumbing is written once, monomorphized per format.
 //!
 //! Everything decoded is untrusted (it may come from another process or from shared memory):
 //! every read is bounds-checked and malformed input is an error, never a panic.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 use serde::ser::{self, Serialize};
@@ -65,7 +72,55 @@ impl de::Error for WireError {
     }
 }
 
-type Result<T> = std::result::Result<T, WireError>;
+pub(crate) type Result<T> = std::result::Result<T, WireError>;
+
+// ----- integers -----
+
+/// How a format writes and reads the integers wider than a byte (`u16`..`u128`,
+/// `i16`..`i128`); everything else is the same in every format. Implemented by unit types
+/// and used only as a type parameter: each format gets its own monomorphized serializer and
+/// deserializer, with these calls inlined.
+pub(crate) trait Ints: Sized {
+    /// Signed integers are zigzag-encoded into their unsigned counterparts (postcard, so
+    /// that small negative numbers make short varints) rather than reinterpreted as their
+    /// two's-complement bits.
+    const ZIGZAG: bool;
+    fn put_u16<W: Out>(out: &mut W, v: u16) -> Result<()>;
+    fn put_u32<W: Out>(out: &mut W, v: u32) -> Result<()>;
+    fn put_u64<W: Out>(out: &mut W, v: u64) -> Result<()>;
+    fn put_u128<W: Out>(out: &mut W, v: u128) -> Result<()>;
+    fn get_u16(de: &mut De<'_, Self>) -> Result<u16>;
+    fn get_u32(de: &mut De<'_, Self>) -> Result<u32>;
+    fn get_u64(de: &mut De<'_, Self>) -> Result<u64>;
+    fn get_u128(de: &mut De<'_, Self>) -> Result<u128>;
+}
+
+/// postcard's integers: varints, signed ones zigzag-encoded first.
+pub(crate) struct Varint;
+
+/// [`Ints`] methods writing and reading a number as a varint of its width.
+macro_rules! varint_ints {
+    ($($put:ident $get:ident $t:ty: $write:ident $read:ident;)*) => { $(
+        #[inline(always)]
+        fn $put<W: Out>(out: &mut W, v: $t) -> Result<()> {
+            $write(out, v.into())
+        }
+        #[inline(always)]
+        fn $get(de: &mut De<'_, Self>) -> Result<$t> {
+            de.$read()
+        }
+    )* };
+}
+
+impl Ints for Varint {
+    const ZIGZAG: bool = true;
+    varint_ints! {
+        put_u16 get_u16 u16: varint varint16;
+        put_u32 get_u32 u32: varint varint32;
+        put_u64 get_u64 u64: varint varint64;
+        put_u128 get_u128 u128: varint128 varint128;
+    }
+}
 
 // ----- serializer -----
 
@@ -135,63 +190,89 @@ impl Out for Fill<'_> {
     }
 }
 
-/// A serializer appending postcard's format to an [`Out`].
-pub(crate) struct Ser<'a, W: Out> {
-    out: &'a mut W,
+/// Appends `v` as a LEB128 varint.
+#[inline(always)]
+fn varint<W: Out>(out: &mut W, v: u64) -> Result<()> {
+    if v < 0x80 {
+        out.push(v as u8)
+    } else {
+        varint_long(out, v)
+    }
 }
 
-impl<'a, W: Out> Ser<'a, W> {
-    pub(crate) fn new(out: &'a mut W) -> Ser<'a, W> {
-        Ser { out }
-    }
-
-    /// Appends `v` as a LEB128 varint.
-    #[inline(always)]
-    fn varint(&mut self, v: u64) -> Result<()> {
-        if v < 0x80 {
-            self.out.push(v as u8)
-        } else {
-            self.varint_long(v)
+/// Writers of a LEB128 varint of any length, for `$t` (at most `$max` bytes).
+macro_rules! varint_writer {
+    ($(#[$attr:meta])* $name:ident, $t:ty, $max:expr) => {
+        $(#[$attr])*
+        fn $name<W: Out>(out: &mut W, mut v: $t) -> Result<()> {
+            let mut buf = [0u8; $max];
+            let mut n = 0;
+            while v >= 0x80 {
+                buf[n] = (v as u8) | 0x80;
+                v >>= 7;
+                n += 1;
+            }
+            buf[n] = v as u8;
+            out.extend(&buf[..=n])
         }
-    }
-
+    };
+}
+varint_writer!(
     #[inline]
-    fn varint_long(&mut self, mut v: u64) -> Result<()> {
-        let mut buf = [0u8; 10];
-        let mut n = 0;
-        while v >= 0x80 {
-            buf[n] = (v as u8) | 0x80;
-            v >>= 7;
-            n += 1;
-        }
-        buf[n] = v as u8;
-        self.out.extend(&buf[..=n])
-    }
+    varint_long,
+    u64,
+    10
+);
+varint_writer!(varint128, u128, 19);
 
-    fn varint128(&mut self, mut v: u128) -> Result<()> {
-        let mut buf = [0u8; 19];
-        let mut n = 0;
-        while v >= 0x80 {
-            buf[n] = (v as u8) | 0x80;
-            v >>= 7;
-            n += 1;
+/// A serializer appending the format `F` to an [`Out`].
+pub(crate) struct Ser<'a, W: Out, F: Ints> {
+    /// Where the bytes go (the pool rolls it back to a mark after a failed value).
+    pub(crate) out: &'a mut W,
+    ints: PhantomData<F>,
+}
+
+impl<'a, W: Out, F: Ints> Ser<'a, W, F> {
+    pub(crate) fn new(out: &'a mut W) -> Ser<'a, W, F> {
+        Ser {
+            out,
+            ints: PhantomData,
         }
-        buf[n] = v as u8;
-        self.out.extend(&buf[..=n])
     }
 
     #[inline(always)]
     fn bytes(&mut self, b: &[u8]) -> Result<()> {
-        self.varint(b.len() as u64)?;
+        varint(self.out, b.len() as u64)?;
         self.out.extend(b)
+    }
+
+    /// A sequence's or map's length, which the format needs up front.
+    #[inline(always)]
+    fn len(&mut self, len: Option<usize>, unknown: &'static str) -> Result<()> {
+        varint(self.out, len.ok_or(WireError::Msg(unknown))? as u64)
     }
 }
 
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
+/// Serializer methods for an unsigned integer and its signed counterpart, through `F`.
+macro_rules! ser_ints {
+    ($($ser_u:ident $ser_i:ident $put:ident $u:ty, $i:ty;)*) => { $(
+        #[inline]
+        fn $ser_u(self, v: $u) -> Result<()> {
+            F::$put(self.out, v)
+        }
+        #[inline]
+        fn $ser_i(self, v: $i) -> Result<()> {
+            let u = if F::ZIGZAG {
+                ((v << 1) ^ (v >> (<$i>::BITS - 1))) as $u
+            } else {
+                v as $u
+            };
+            F::$put(self.out, u)
+        }
+    )* };
 }
 
-impl<W: Out> ser::Serializer for &mut Ser<'_, W> {
+impl<W: Out, F: Ints> ser::Serializer for &mut Ser<'_, W, F> {
     type Ok = ();
     type Error = WireError;
     type SerializeSeq = Self;
@@ -214,38 +295,14 @@ impl<W: Out> ser::Serializer for &mut Ser<'_, W> {
         self.out.push(v as u8)
     }
     #[inline]
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.varint(zigzag(v.into()))
-    }
-    #[inline]
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.varint(zigzag(v.into()))
-    }
-    #[inline]
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        self.varint(zigzag(v))
-    }
-    fn serialize_i128(self, v: i128) -> Result<()> {
-        self.varint128(((v << 1) ^ (v >> 127)) as u128)
-    }
-    #[inline]
     fn serialize_u8(self, v: u8) -> Result<()> {
         self.out.push(v)
     }
-    #[inline]
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.varint(v.into())
-    }
-    #[inline]
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.varint(v.into())
-    }
-    #[inline]
-    fn serialize_u64(self, v: u64) -> Result<()> {
-        self.varint(v)
-    }
-    fn serialize_u128(self, v: u128) -> Result<()> {
-        self.varint128(v)
+    ser_ints! {
+        serialize_u16 serialize_i16 put_u16 u16, i16;
+        serialize_u32 serialize_i32 put_u32 u32, i32;
+        serialize_u64 serialize_i64 put_u64 u64, i64;
+        serialize_u128 serialize_i128 put_u128 u128, i128;
     }
     #[inline]
     fn serialize_f32(self, v: f32) -> Result<()> {
@@ -284,7 +341,7 @@ impl<W: Out> ser::Serializer for &mut Ser<'_, W> {
     }
     #[inline]
     fn serialize_unit_variant(self, _n: &'static str, index: u32, _v: &'static str) -> Result<()> {
-        self.varint(index.into())
+        varint(self.out, index.into())
     }
     #[inline]
     fn serialize_newtype_struct<T: ?Sized + Serialize>(
@@ -302,15 +359,12 @@ impl<W: Out> ser::Serializer for &mut Ser<'_, W> {
         _variant: &'static str,
         value: &T,
     ) -> Result<()> {
-        self.varint(index.into())?;
+        varint(self.out, index.into())?;
         value.serialize(self)
     }
     #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Self> {
-        let len = len.ok_or(WireError::Msg(
-            "a sequence of unknown length cannot be serialized",
-        ))?;
-        self.varint(len as u64)?;
+        self.len(len, "a sequence of unknown length cannot be serialized")?;
         Ok(self)
     }
     #[inline]
@@ -329,15 +383,12 @@ impl<W: Out> ser::Serializer for &mut Ser<'_, W> {
         _variant: &'static str,
         _len: usize,
     ) -> Result<Self> {
-        self.varint(index.into())?;
+        varint(self.out, index.into())?;
         Ok(self)
     }
     #[inline]
     fn serialize_map(self, len: Option<usize>) -> Result<Self> {
-        let len = len.ok_or(WireError::Msg(
-            "a map of unknown length cannot be serialized",
-        ))?;
-        self.varint(len as u64)?;
+        self.len(len, "a map of unknown length cannot be serialized")?;
         Ok(self)
     }
     #[inline]
@@ -347,13 +398,12 @@ impl<W: Out> ser::Serializer for &mut Ser<'_, W> {
     #[inline]
     fn serialize_struct_variant(
         self,
-        _name: &'static str,
+        name: &'static str,
         index: u32,
-        _variant: &'static str,
-        _len: usize,
+        variant: &'static str,
+        len: usize,
     ) -> Result<Self> {
-        self.varint(index.into())?;
-        Ok(self)
+        self.serialize_tuple_variant(name, index, variant, len)
     }
 
     /// A byte vector or slice is one length and one copy; anything else as serde does it
@@ -387,7 +437,7 @@ impl<W: Out> ser::Serializer for &mut Ser<'_, W> {
 
 macro_rules! compound {
     ($($tr:ident :: $f:ident),*) => {$(
-        impl<W: Out> ser::$tr for &mut Ser<'_, W> {
+        impl<W: Out, F: Ints> ser::$tr for &mut Ser<'_, W, F> {
             type Ok = ();
             type Error = WireError;
             #[inline]
@@ -408,7 +458,7 @@ compound!(
     SerializeTupleVariant::serialize_field
 );
 
-impl<W: Out> ser::SerializeMap for &mut Ser<'_, W> {
+impl<W: Out, F: Ints> ser::SerializeMap for &mut Ser<'_, W, F> {
     type Ok = ();
     type Error = WireError;
     #[inline]
@@ -424,51 +474,49 @@ impl<W: Out> ser::SerializeMap for &mut Ser<'_, W> {
     }
 }
 
-impl<W: Out> ser::SerializeStruct for &mut Ser<'_, W> {
-    type Ok = ();
-    type Error = WireError;
-    #[inline]
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, _k: &'static str, v: &T) -> Result<()> {
-        v.serialize(&mut **self)
-    }
-    #[inline]
-    fn end(self) -> Result<()> {
-        Ok(())
-    }
+/// The two struct compounds: a field is its value (names are not written).
+macro_rules! struct_compound {
+    ($($tr:ident),*) => {$(
+        impl<W: Out, F: Ints> ser::$tr for &mut Ser<'_, W, F> {
+            type Ok = ();
+            type Error = WireError;
+            #[inline]
+            fn serialize_field<T: ?Sized + Serialize>(
+                &mut self,
+                _k: &'static str,
+                v: &T,
+            ) -> Result<()> {
+                v.serialize(&mut **self)
+            }
+            #[inline]
+            fn end(self) -> Result<()> {
+                Ok(())
+            }
+        }
+    )*};
 }
+struct_compound!(SerializeStruct, SerializeStructVariant);
 
-impl<W: Out> ser::SerializeStructVariant for &mut Ser<'_, W> {
-    type Ok = ();
-    type Error = WireError;
-    #[inline]
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, _k: &'static str, v: &T) -> Result<()> {
-        v.serialize(&mut **self)
-    }
-    fn end(self) -> Result<()> {
-        Ok(())
-    }
-}
-
-/// Appends the encoding of `value` to `out`.
+/// Appends the postcard encoding of `value` to `out`.
 #[inline]
 pub(crate) fn encode_into<T: ?Sized + Serialize>(value: &T, out: &mut Vec<u8>) -> Result<()> {
-    value.serialize(&mut Ser::new(out))
+    value.serialize(&mut Ser::<_, Varint>::new(out))
 }
 
-/// The length of `value`'s encoding (running its `Serialize` without writing; a byte
-/// vector is O(1)).
+/// The length of `value`'s postcard encoding (running its `Serialize` without writing; a
+/// byte vector is O(1)).
 #[inline]
 pub(crate) fn encoded_len<T: ?Sized + Serialize>(value: &T) -> Result<usize> {
     let mut n = Count(0);
-    value.serialize(&mut Ser::new(&mut n))?;
+    value.serialize(&mut Ser::<_, Varint>::new(&mut n))?;
     Ok(n.0)
 }
 
-/// Writes the encoding of `value` into `buf`, which must be exactly its length.
+/// Writes the postcard encoding of `value` into `buf`, which must be exactly its length.
 #[inline]
 pub(crate) fn encode_to_slice<T: ?Sized + Serialize>(value: &T, buf: &mut [u8]) -> Result<()> {
     let mut f = Fill { buf, pos: 0 };
-    value.serialize(&mut Ser::new(&mut f))?;
+    value.serialize(&mut Ser::<_, Varint>::new(&mut f))?;
     if f.pos == f.buf.len() {
         Ok(())
     } else {
@@ -478,13 +526,14 @@ pub(crate) fn encode_to_slice<T: ?Sized + Serialize>(value: &T, buf: &mut [u8]) 
 
 // ----- deserializer -----
 
-/// A deserializer reading postcard's format from a slice.
-pub(crate) struct De<'de> {
+/// A deserializer reading the format `F` from a slice.
+pub(crate) struct De<'de, F> {
     input: &'de [u8],
+    ints: PhantomData<F>,
 }
 
-/// Reads a varint of at most `$max` bytes into `$t`, rejecting bits past its width (as
-/// postcard does).
+/// Reads a varint into `$t`, rejecting one longer than `$t` needs or with bits past its
+/// width (as postcard does).
 macro_rules! varint_fn {
     ($name:ident, $t:ty) => {
         #[inline]
@@ -508,9 +557,12 @@ macro_rules! varint_fn {
     };
 }
 
-impl<'de> De<'de> {
-    pub(crate) fn new(input: &'de [u8]) -> De<'de> {
-        De { input }
+impl<'de, F> De<'de, F> {
+    pub(crate) fn new(input: &'de [u8]) -> De<'de, F> {
+        De {
+            input,
+            ints: PhantomData,
+        }
     }
 
     /// The bytes not read yet.
@@ -540,8 +592,9 @@ impl<'de> De<'de> {
         }
     }
 
+    /// The next `N` bytes, as an array (a fixed-width number).
     #[inline(always)]
-    fn fixed<const N: usize>(&mut self) -> Result<[u8; N]> {
+    pub(crate) fn fixed<const N: usize>(&mut self) -> Result<[u8; N]> {
         match self.input.split_first_chunk::<N>() {
             Some((head, rest)) => {
                 self.input = rest;
@@ -580,26 +633,22 @@ impl<'de> De<'de> {
     }
 }
 
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
-/// Decodes one value from the start of `bytes`; returns it and the bytes after it.
+/// Decodes one postcard value from the start of `bytes`; returns it and the bytes after it.
 #[inline]
 pub(crate) fn take_from_bytes<'a, T: de::Deserialize<'a>>(
     bytes: &'a [u8],
 ) -> Result<(T, &'a [u8])> {
-    let mut de = De::new(bytes);
+    let mut de = De::<Varint>::new(bytes);
     let v = T::deserialize(&mut de)?;
     Ok((v, de.rest()))
 }
 
-struct Access<'a, 'de> {
-    de: &'a mut De<'de>,
+struct Access<'a, 'de, F> {
+    de: &'a mut De<'de, F>,
     len: usize,
 }
 
-impl<'de> de::SeqAccess<'de> for Access<'_, 'de> {
+impl<'de, F: Ints> de::SeqAccess<'de> for Access<'_, 'de, F> {
     type Error = WireError;
     #[inline]
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
@@ -616,26 +665,22 @@ impl<'de> de::SeqAccess<'de> for Access<'_, 'de> {
     }
 }
 
-impl<'de> de::MapAccess<'de> for Access<'_, 'de> {
+impl<'de, F: Ints> de::MapAccess<'de> for Access<'_, 'de, F> {
     type Error = WireError;
     #[inline]
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
-        if self.len == 0 {
-            return Ok(None);
-        }
-        self.len -= 1;
-        seed.deserialize(&mut *self.de).map(Some)
+        de::SeqAccess::next_element_seed(self, seed)
     }
     #[inline]
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
         seed.deserialize(&mut *self.de)
     }
     fn size_hint(&self) -> Option<usize> {
-        (self.len <= self.de.input.len()).then_some(self.len)
+        de::SeqAccess::size_hint(self)
     }
 }
 
-impl<'de> de::EnumAccess<'de> for &mut De<'de> {
+impl<'de, F: Ints> de::EnumAccess<'de> for &mut De<'de, F> {
     type Error = WireError;
     type Variant = Self;
     #[inline]
@@ -646,7 +691,7 @@ impl<'de> de::EnumAccess<'de> for &mut De<'de> {
     }
 }
 
-impl<'de> de::VariantAccess<'de> for &mut De<'de> {
+impl<'de, F: Ints> de::VariantAccess<'de> for &mut De<'de, F> {
     type Error = WireError;
     fn unit_variant(self) -> Result<()> {
         Ok(())
@@ -663,14 +708,30 @@ impl<'de> de::VariantAccess<'de> for &mut De<'de> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value> {
-        visitor.visit_seq(Access {
-            de: self,
-            len: fields.len(),
-        })
+        de::VariantAccess::tuple_variant(self, fields.len(), visitor)
     }
 }
 
-impl<'de> de::Deserializer<'de> for &mut De<'de> {
+/// Deserializer methods for an unsigned integer and its signed counterpart, through `F`.
+macro_rules! de_ints {
+    ($($de_u:ident $visit_u:ident $de_i:ident $visit_i:ident $get:ident $u:ty, $i:ty;)*) => { $(
+        #[inline]
+        fn $de_u<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+            v.$visit_u(F::$get(self)?)
+        }
+        #[inline]
+        fn $de_i<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
+            let x = F::$get(self)?;
+            v.$visit_i(if F::ZIGZAG {
+                ((x >> 1) as $i) ^ -((x & 1) as $i)
+            } else {
+                x as $i
+            })
+        }
+    )* };
+}
+
+impl<'de, F: Ints> de::Deserializer<'de> for &mut De<'de, F> {
     type Error = WireError;
 
     fn is_human_readable(&self) -> bool {
@@ -694,42 +755,14 @@ impl<'de> de::Deserializer<'de> for &mut De<'de> {
         v.visit_i8(self.byte()? as i8)
     }
     #[inline]
-    fn deserialize_i16<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        let x = self.varint16()?;
-        v.visit_i16(unzigzag(x.into()) as i16)
-    }
-    #[inline]
-    fn deserialize_i32<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        let x = self.varint32()?;
-        v.visit_i32(unzigzag(x.into()) as i32)
-    }
-    #[inline]
-    fn deserialize_i64<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        let x = self.varint64()?;
-        v.visit_i64(unzigzag(x))
-    }
-    fn deserialize_i128<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        let x = self.varint128()?;
-        v.visit_i128(((x >> 1) as i128) ^ -((x & 1) as i128))
-    }
-    #[inline]
     fn deserialize_u8<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
         v.visit_u8(self.byte()?)
     }
-    #[inline]
-    fn deserialize_u16<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_u16(self.varint16()?)
-    }
-    #[inline]
-    fn deserialize_u32<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_u32(self.varint32()?)
-    }
-    #[inline]
-    fn deserialize_u64<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_u64(self.varint64()?)
-    }
-    fn deserialize_u128<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_u128(self.varint128()?)
+    de_ints! {
+        deserialize_u16 visit_u16 deserialize_i16 visit_i16 get_u16 u16, i16;
+        deserialize_u32 visit_u32 deserialize_i32 visit_i32 get_u32 u32, i32;
+        deserialize_u64 visit_u64 deserialize_i64 visit_i64 get_u64 u64, i64;
+        deserialize_u128 visit_u128 deserialize_i128 visit_i128 get_u128 u128, i128;
     }
     #[inline]
     fn deserialize_f32<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
@@ -759,7 +792,7 @@ impl<'de> de::Deserializer<'de> for &mut De<'de> {
     }
     #[inline]
     fn deserialize_string<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_borrowed_str(self.str()?)
+        self.deserialize_str(v)
     }
     #[inline]
     fn deserialize_bytes<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
@@ -767,7 +800,7 @@ impl<'de> de::Deserializer<'de> for &mut De<'de> {
     }
     #[inline]
     fn deserialize_byte_buf<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
-        v.visit_borrowed_bytes(self.bytes()?)
+        self.deserialize_bytes(v)
     }
     #[inline]
     fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
@@ -785,7 +818,7 @@ impl<'de> de::Deserializer<'de> for &mut De<'de> {
         _name: &'static str,
         v: V,
     ) -> Result<V::Value> {
-        v.visit_unit()
+        self.deserialize_unit(v)
     }
     #[inline]
     fn deserialize_newtype_struct<V: Visitor<'de>>(
@@ -817,7 +850,7 @@ impl<'de> de::Deserializer<'de> for &mut De<'de> {
         len: usize,
         v: V,
     ) -> Result<V::Value> {
-        v.visit_seq(Access { de: self, len })
+        self.deserialize_tuple(len, v)
     }
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value> {
         let len = self.len()?;
@@ -830,10 +863,7 @@ impl<'de> de::Deserializer<'de> for &mut De<'de> {
         fields: &'static [&'static str],
         v: V,
     ) -> Result<V::Value> {
-        v.visit_seq(Access {
-            de: self,
-            len: fields.len(),
-        })
+        self.deserialize_tuple(fields.len(), v)
     }
     #[inline]
     fn deserialize_enum<V: Visitor<'de>>(
