@@ -526,6 +526,14 @@ pub(crate) fn encode_to_slice<T: ?Sized + Serialize>(value: &T, buf: &mut [u8]) 
 
 // ----- deserializer -----
 
+/// [`WireError::End`], out of line: with the error built inline, LLVM compiled the pool's
+/// loop of fixed-width reads (`decode_values` over `u64` results) about 20% slower.
+#[cold]
+#[inline(never)]
+fn ended() -> WireError {
+    WireError::End
+}
+
 /// A deserializer reading the format `F` from a slice.
 pub(crate) struct De<'de, F> {
     input: &'de [u8],
@@ -600,7 +608,7 @@ impl<'de, F> De<'de, F> {
                 self.input = rest;
                 Ok(*head)
             }
-            None => Err(WireError::End),
+            None => Err(ended()),
         }
     }
 
