@@ -165,6 +165,10 @@ mod tests {
         round_trip(&s);
         round_trip(&"x".repeat(300));
         round_trip(&vec![(); 1000]);
+        // Byte vectors (one copy each way) and other byte sequences (element by element).
+        round_trip(&vec![7u8; 300]);
+        round_trip(&std::collections::VecDeque::from(vec![1u8, 2, 3]));
+        round_trip(&vec![vec![1u8, 2], vec![], vec![3]]);
         // The layout: fixed-width integers, varint lengths.
         let mut out = Vec::new();
         encode_into(&(7u32, -1i16, vec![1u8; 200]), &mut out).unwrap();
