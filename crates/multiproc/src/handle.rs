@@ -40,6 +40,10 @@ thread_local! {
     /// The message of the last handle (de)serialization failure on this thread: serde
     /// formats like postcard drop custom messages, so the codec looks here for the detail.
     static NOTE: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// True while `NOTE` may hold a message: a plain flag (no destructor, no lazy
+    /// initialization), so the codec's "clear any stale note" before every encode and
+    /// decode is one load in the common case instead of a `RefCell` access.
+    static NOTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     static EXPORT: RefCell<Option<Export>> = const { RefCell::new(None) };
     static IMPORT: RefCell<Option<Import>> = const { RefCell::new(None) };
 }
@@ -124,6 +128,7 @@ pub(crate) fn import_fd(index: u32) -> std::result::Result<OwnedFd, String> {
 pub(crate) fn ser_err<E: serde::ser::Error>(msg: impl std::fmt::Display) -> E {
     let m = msg.to_string();
     NOTE.with(|n| *n.borrow_mut() = Some(m.clone()));
+    NOTED.with(|f| f.set(true));
     E::custom(m)
 }
 
@@ -131,11 +136,16 @@ pub(crate) fn ser_err<E: serde::ser::Error>(msg: impl std::fmt::Display) -> E {
 pub(crate) fn de_err<E: serde::de::Error>(msg: impl std::fmt::Display) -> E {
     let m = msg.to_string();
     NOTE.with(|n| *n.borrow_mut() = Some(m.clone()));
+    NOTED.with(|f| f.set(true));
     E::custom(m)
 }
 
 /// The message of the last handle failure on this thread, if any (and forgets it).
+#[inline]
 pub(crate) fn take_note() -> Option<String> {
+    if !NOTED.with(|f| f.replace(false)) {
+        return None;
+    }
     NOTE.with(|n| n.borrow_mut().take())
 }
 

@@ -25,7 +25,7 @@ use std::sync::atomic::{fence, AtomicU32, Ordering};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::shared::{GetStop, PutStop, SharedQueue, Wait};
+use crate::queue::shared::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
 use crate::shm::{Segment, Shared, ShmObject, ShmSafe};
 use crate::sync::RawMutex;
 use crate::sys::Deadline;
@@ -226,7 +226,7 @@ impl Dir {
     pub(crate) fn take<R>(&self, on_data: impl FnOnce(&[u8]) -> R) -> Result<Option<Record<R>>> {
         let mut on_data = Some(on_data);
         let mut out = None;
-        let r = self.ring.take_frames(1, Wait::No, &mut |_, f| {
+        let r = self.ring.take_frames(1, Wait::No, |_, f: FrameRef<'_>| {
             out = Some(match f.bytes().split_last() {
                 Some((&TAG_DATA, body)) => match on_data.take() {
                     Some(g) => Record::Data(g(body)),

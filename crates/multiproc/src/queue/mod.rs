@@ -50,7 +50,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use self::error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
-use self::shared::{GetStop, PutStop, SharedQueue, Wait};
+use self::shared::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::Segment;
@@ -448,7 +448,7 @@ impl<T, C: Codec> Queue<T, C> {
         wait: Wait,
     ) -> std::result::Result<(), GetStop> {
         buf.clear();
-        self.shared.take_frames(1, wait, &mut |_, f| {
+        self.shared.take_frames(1, wait, |_, f: FrameRef<'_>| {
             f.read_into(buf);
             Ok(())
         })?;
@@ -457,7 +457,7 @@ impl<T, C: Codec> Queue<T, C> {
 
     fn get_bytes_wait(&self, wait: Wait) -> std::result::Result<Vec<u8>, GetStop> {
         let mut out = Vec::new();
-        self.shared.take_frames(1, wait, &mut |_, f| {
+        self.shared.take_frames(1, wait, |_, f: FrameRef<'_>| {
             f.read_into(&mut out);
             Ok(())
         })?;
@@ -618,7 +618,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         // panic on the same message).
         let mut out = None;
         let mut panicked = None;
-        let r = self.shared.take_frames(1, wait, &mut |_, f| {
+        let r = self.shared.take_frames(1, wait, |_, f: FrameRef<'_>| {
             out = Some(crate::codec::decode_guarded::<T, C>(
                 f.bytes(),
                 &mut panicked,
@@ -680,7 +680,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         let mut panicked = None;
         let r = self
             .shared
-            .take_frames(max, Wait::timeout(timeout), &mut |_, f| {
+            .take_frames(max, Wait::timeout(timeout), |_, f: FrameRef<'_>| {
                 out.push(crate::codec::decode_guarded::<T, C>(
                     f.bytes(),
                     &mut panicked,

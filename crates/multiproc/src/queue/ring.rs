@@ -115,11 +115,13 @@ impl Geometry {
     }
 
     /// The largest payload a single message may have in this ring.
+    #[inline]
     pub(crate) fn max_payload(&self) -> u64 {
         (self.cap - FRAME_HEADER).min(MAX_PAYLOAD)
     }
 
     /// Past this physical offset a put prefers wrapping to the lap start.
+    #[inline]
     pub(crate) fn wrap_at(&self) -> u64 {
         self.warm.min(WRAP_MAX)
     }
@@ -144,6 +146,7 @@ impl Geometry {
     }
 
     /// Checks `reclaimed <= head <= tail <= reclaimed + cap`, all aligned.
+    #[inline]
     pub(crate) fn validate(&self, reclaimed: u64, head: u64, tail: u64) -> Result<(), Corrupt> {
         if !(reclaimed | head | tail).is_multiple_of(8) {
             return Err(Corrupt("ring positions not aligned"));
@@ -184,6 +187,7 @@ pub(crate) struct Placement {
 /// Where a frame of `flen` bytes goes, given the producer's `tail` and the consumers'
 /// `reclaimed` (validated: `reclaimed <= tail <= reclaimed + cap`); `None` when it does not
 /// fit now.
+#[inline]
 pub(crate) fn place(g: &Geometry, tail: u64, reclaimed: u64, flen: u64) -> Option<Placement> {
     debug_assert!(flen.is_multiple_of(8) && flen >= FRAME_HEADER);
     let limit = reclaimed.checked_add(g.cap)?;
@@ -229,6 +233,7 @@ pub(crate) enum Front {
 }
 
 /// Interprets the header `word` found at `head` (`head < tail`, validated).
+#[inline]
 pub(crate) fn front(g: &Geometry, head: u64, tail: u64, word: u64) -> Result<Front, Corrupt> {
     let phys = g.phys(head);
     if word == SKIP {
@@ -268,6 +273,7 @@ pub(crate) struct Discard {
 /// discarded once producers may write there). When the get emptied the ring (`emptied`),
 /// nothing is held back: no later get may come to release it, and a producer may need the
 /// whole ring for one large message.
+#[inline]
 pub(crate) fn reclaim(
     g: &Geometry,
     reclaimed: u64,
@@ -286,6 +292,7 @@ pub(crate) fn reclaim(
 
 /// Whole discard chunks past `warm` inside the virtual range `[from, to)`, as physical
 /// ranges (two when the range crosses a lap start).
+#[inline]
 pub(crate) fn discard_ranges(g: &Geometry, from: u64, to: u64) -> [Option<Discard>; 2] {
     let mut out = [None, None];
     if to <= from {

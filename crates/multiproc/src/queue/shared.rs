@@ -212,6 +212,7 @@ struct CState {
 }
 
 impl PSlot {
+    #[inline]
     fn load(&self) -> PState {
         PState {
             tail: self.tail.load(Ordering::Relaxed),
@@ -219,6 +220,7 @@ impl PSlot {
             closed: self.closed.load(Ordering::Relaxed) != 0,
         }
     }
+    #[inline]
     fn store(&self, s: &PState) {
         self.tail.store(s.tail, Ordering::Relaxed);
         self.puts.store(s.puts, Ordering::Relaxed);
@@ -227,6 +229,7 @@ impl PSlot {
 }
 
 impl CSlot {
+    #[inline]
     fn load(&self) -> CState {
         CState {
             head: self.head.load(Ordering::Relaxed),
@@ -236,6 +239,7 @@ impl CSlot {
             punch_to: self.punch_to.load(Ordering::Relaxed),
         }
     }
+    #[inline]
     fn store(&self, s: &CState) {
         self.head.store(s.head, Ordering::Relaxed);
         self.gets.store(s.gets, Ordering::Relaxed);
@@ -300,6 +304,7 @@ struct Lazy {
 }
 
 impl Lazy {
+    #[inline]
     fn new(wait: Wait) -> Lazy {
         Lazy { wait, at: None }
     }
@@ -322,6 +327,7 @@ pub(crate) struct FrameRef<'a> {
 impl FrameRef<'_> {
     /// The payload, in place in the ring (valid while the sink runs, under the consumer
     /// mutex): decoding straight from it saves a copy.
+    #[inline]
     pub(crate) fn bytes(&self) -> &[u8] {
         // SAFETY: `at..at+len` lies inside the ring (checked by `ring::front` against the
         // local geometry, which was checked against the mapping size at open), and the
@@ -336,6 +342,7 @@ impl FrameRef<'_> {
     }
 
     /// Appends the payload to `out`.
+    #[inline]
     pub(crate) fn read_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.len);
         let start = out.len();
@@ -373,16 +380,30 @@ struct Hints {
 #[derive(Debug)]
 pub(crate) struct SharedQueue {
     seg: Segment,
+    /// The control block and the ring's first byte, inside `seg`'s mapping (found and
+    /// checked once at open: every put and get uses them several times).
+    ctl: *const Control,
+    ring: *mut u8,
     geo: Geometry,
     maxsize: u64,
     hints: Hints,
 }
+
+// SAFETY: the two pointers point into `seg`'s shared mapping, which lives as long as `seg`
+// (owned here) and is only accessed through atomics (`Control`) or under the protocol's
+// mutexes (ring bytes), exactly as through `seg` itself, which is Send + Sync.
+unsafe impl Send for SharedQueue {}
+// SAFETY: as for Send: every access through the pointers is an atomic operation or a ring
+// access the protocol serializes across processes, hence across threads too.
+unsafe impl Sync for SharedQueue {}
 
 impl Clone for SharedQueue {
     fn clone(&self) -> Self {
         let h = &self.hints;
         SharedQueue {
             seg: self.seg.clone(),
+            ctl: self.ctl,
+            ring: self.ring,
             geo: self.geo,
             maxsize: self.maxsize,
             hints: Hints {
@@ -429,6 +450,7 @@ fn fence_after_unlock() {
 struct Locked<'a>(&'a RawMutex);
 
 impl Drop for Locked<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.0.unlock();
     }
@@ -487,8 +509,14 @@ impl SharedQueue {
         if maxsize == 0 {
             return Err(bad("zero maxsize"));
         }
+        let ctl: *const Control = c;
+        // SAFETY: RING_AT + cap <= payload_len (checked above), so the offset stays inside
+        // the mapping.
+        let ring = unsafe { seg.payload().add(RING_AT) };
         Ok(SharedQueue {
             seg,
+            ctl,
+            ring,
             geo,
             maxsize,
             hints: Hints::default(),
@@ -500,13 +528,16 @@ impl SharedQueue {
         &self.seg
     }
 
+    #[inline(always)]
     fn ctl(&self) -> &Control {
-        self.seg.get(0).expect("validated at open")
+        // SAFETY: `ctl` came from `seg.get(0)` at open (in bounds, aligned, `Control` is
+        // ShmSafe), and the mapping lives as long as `self.seg`, which `&self` borrows.
+        unsafe { &*self.ctl }
     }
 
+    #[inline(always)]
     fn ring_ptr(&self) -> *mut u8 {
-        // SAFETY: RING_AT + cap <= payload_len was checked at open.
-        unsafe { self.seg.payload().add(RING_AT) }
+        self.ring
     }
 
     /// Ring bytes.
@@ -515,6 +546,7 @@ impl SharedQueue {
     }
 
     /// The largest payload a message may have.
+    #[inline]
     pub(crate) fn max_payload(&self) -> u64 {
         self.geo.max_payload()
     }
@@ -529,6 +561,7 @@ impl SharedQueue {
         self.seg.id()
     }
 
+    #[inline]
     fn lock<'a>(
         &self,
         m: &'a RawMutex,
@@ -558,6 +591,7 @@ impl SharedQueue {
     // ----- the two sides' states -----
 
     /// The producers' committed state (seqlock read) and the `pseq` it belongs to.
+    #[inline]
     fn p_snapshot(&self) -> (u32, PState) {
         let p = &self.ctl().p;
         loop {
@@ -572,6 +606,7 @@ impl SharedQueue {
     }
 
     /// The consumers' committed state (seqlock read) and the `cseq` it belongs to.
+    #[inline]
     fn c_snapshot(&self) -> (u32, CState) {
         let c = &self.ctl().c;
         loop {
@@ -586,18 +621,21 @@ impl SharedQueue {
     }
 
     /// The producers' state; stable while holding `pmutex`.
+    #[inline]
     fn p_state(&self) -> PState {
         let p = &self.ctl().p;
         p.slots[(p.seq.load(Ordering::Relaxed) & 1) as usize].load()
     }
 
     /// The consumers' state; stable while holding `cmutex`.
+    #[inline]
     fn c_state(&self) -> CState {
         let c = &self.ctl().c;
         c.slots[(c.seq.load(Ordering::Relaxed) & 1) as usize].load()
     }
 
     /// Publishes the producers' state with one store (the commit point). Hold `pmutex`.
+    #[inline]
     fn p_commit(&self, s: &PState) {
         let p = &self.ctl().p;
         let next = p.seq.load(Ordering::Relaxed).wrapping_add(1);
@@ -609,6 +647,7 @@ impl SharedQueue {
     }
 
     /// Publishes the consumers' state with one store (the commit point). Hold `cmutex`.
+    #[inline]
     fn c_commit(&self, s: &CState) {
         let c = &self.ctl().c;
         let next = c.seq.load(Ordering::Relaxed).wrapping_add(1);
@@ -683,14 +722,22 @@ impl SharedQueue {
 
     // ----- ring bytes -----
 
+    #[inline(always)]
     fn header(&self, phys: u64) -> &AtomicU64 {
-        self.seg
-            .get(RING_AT + phys as usize)
-            .expect("frame header inside the ring and aligned")
+        assert!(
+            phys.is_multiple_of(8) && phys + 8 <= self.geo.cap,
+            "frame header inside the ring and aligned"
+        );
+        // SAFETY: `phys + 8 <= cap` (asserted), the ring's `cap` bytes lie inside the
+        // mapping (checked at open) and start page-aligned, so with `phys` a multiple of 8
+        // the pointer is in bounds and aligned for an AtomicU64 (any bits are a valid one);
+        // the mapping lives as long as `self.seg`.
+        unsafe { &*(self.ring.add(phys as usize) as *const AtomicU64) }
     }
 
     /// Writes a frame of a `len`-byte payload at `phys`: the payload by `fill` (given the
     /// payload bytes, in place), then the header. On a `fill` error no header is written.
+    #[inline]
     fn write_frame(
         &self,
         phys: u64,
@@ -731,6 +778,7 @@ impl SharedQueue {
     }
 
     /// Finishes a discard step left half-done by a killed consumer. Hold `cmutex`.
+    #[cold]
     fn finish_punch(&self, c: &mut CState) -> std::result::Result<(), Corrupt> {
         if c.punch_to == 0 {
             return Ok(());
@@ -878,6 +926,7 @@ impl SharedQueue {
     /// Where the next frame of `flen` bytes goes, or `None` when there is no room (then
     /// `seen` holds the `cseq` the decision was based on). Holds `pmutex`; may take
     /// `cmutex` to realign an empty ring.
+    #[inline]
     fn place_one(
         &self,
         st: &mut PState,
@@ -984,7 +1033,7 @@ impl SharedQueue {
         &self,
         max: usize,
         wait: Wait,
-        sink: &mut dyn FnMut(usize, FrameRef<'_>) -> Result<()>,
+        mut sink: impl FnMut(usize, FrameRef<'_>) -> Result<()>,
     ) -> std::result::Result<usize, GetStop> {
         let ctl = self.ctl();
         let mut deadline = Lazy::new(wait);
@@ -999,7 +1048,11 @@ impl SharedQueue {
             // Finishing a killed consumer's discard step is a commit that gives producers
             // room: wake them even if this get takes nothing.
             let finished_punch = c.punch_to != 0;
-            if let Err(why) = self.finish_punch(&mut c) {
+            if let Err(why) = if finished_punch {
+                self.finish_punch(&mut c)
+            } else {
+                Ok(())
+            } {
                 drop(l);
                 return Err(GetStop::Failed(self.repair(why)));
             }
@@ -1182,6 +1235,7 @@ impl SharedQueue {
     }
 
     /// After a producers' commit and the unlock of `pmutex`: wakes getters if any sleep.
+    #[inline]
     fn wake_getters(&self) {
         let p = &self.ctl().p;
         fence_after_unlock();
@@ -1197,11 +1251,13 @@ impl SharedQueue {
     }
 
     /// As [`wake_cseq_sleepers`](Self::wake_cseq_sleepers), right after unlocking `cmutex`.
+    #[inline]
     fn wake_cseq_sleepers_after_unlock(&self) {
         fence_after_unlock();
         self.wake_cseq_sleepers_fenced();
     }
 
+    #[inline]
     fn wake_cseq_sleepers_fenced(&self) {
         let c = &self.ctl().c;
         if c.putters.load(Ordering::Relaxed) > 0 || c.joiners.load(Ordering::Relaxed) > 0 {
