@@ -126,7 +126,8 @@ def event_ping_pong():
 # ----- queue (bench/src/queue.rs) -----
 
 def _q_producer(q, size, n):
-    msg = b"\x07" * size
+    # size None: an 8-byte integer value (what the Rust side sends as [u8; 8])
+    msg = 0x0707070707070707 if size is None else b"\x07" * size
     for _ in range(n):
         q.put(msg)
 
@@ -147,6 +148,10 @@ def _one_to_one(size, n, maxsize):
 
 def queue_1to1_8():
     return statistics.median(_one_to_one(8, 20000, 1000) for _ in range(samples(5)))
+
+
+def queue_1to1_int8():
+    return statistics.median(_one_to_one(None, 20000, 1000) for _ in range(samples(5)))
 
 
 def queue_1to1_64():
@@ -380,6 +385,7 @@ CASES = {
     "process_fork": process_fork,
     "process_spawn": process_spawn,
     "queue_1to1_8": queue_1to1_8,
+    "queue_1to1_int8": queue_1to1_int8,
     "queue_1to1_64": queue_1to1_64,
     "queue_1to1_1m": queue_1to1_1m,
     "queue_2to2_64": queue_2to2_64,

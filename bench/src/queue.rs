@@ -5,7 +5,9 @@
 //! channel between two processes (the best Rust peer).
 //!
 //! Messages are `Vec<u8>` payloads through the typed API (serialized with postcard), as
-//! Python pickles `bytes`. Each sample times from the consumer's first message to its last, so
+//! Python pickles `bytes`; the 8-byte row is also measured as a fixed-size `[u8; 8]` (what a
+//! Rust program sends as a small message: no heap allocation on either side), beside Python
+//! sending an 8-byte `int`. Each sample times from the consumer's first message to its last, so
 //! process start-up is not counted.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,10 +20,17 @@ const T: Duration = Duration::from_secs(60);
 
 /// Messages per second, 1 producer process -> this process, `n` messages of `size` bytes.
 fn one_to_one(size: usize, n: usize, maxsize: usize) -> f64 {
-    let q: Queue<Vec<u8>> = Queue::bounded(maxsize).unwrap();
+    one_to_one_of(vec![7u8; size], n, maxsize)
+}
+
+/// As [`one_to_one`], `n` copies of `msg` (any message type).
+fn one_to_one_of<M>(msg: M, n: usize, maxsize: usize) -> f64
+where
+    M: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + 'static,
+{
+    let q: Queue<M> = Queue::bounded(maxsize).unwrap();
     let qp = q.clone();
     let p = Process::spawn(move || {
-        let msg = vec![7u8; size];
         for _ in 0..n {
             qp.put(msg.clone()).unwrap();
         }
@@ -228,6 +237,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let py = python(
         &[
             "queue_1to1_8",
+            "queue_1to1_int8",
             "queue_1to1_64",
             "queue_1to1_1m",
             "queue_2to2_64",
@@ -239,6 +249,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let small = if cfg.quick { 50_000 } else { 200_000 };
     let mb = |rate: f64| rate; // 1 MiB messages: messages/s == MiB/s
     let r8 = median_of(s, || one_to_one(8, small, 1000));
+    let r8a = median_of(s, || one_to_one_of([7u8; 8], small, 1000));
     let r64 = median_of(s, || one_to_one(64, small, 1000));
     let r1m = mb(median_of(s, || one_to_one(1 << 20, 300, 8)));
     let r1m_bytes = mb(median_of(s, || one_to_one_bytes(1 << 20, 1000, 8)));
@@ -256,6 +267,13 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
             r8,
             py.get("queue_1to1_8").copied(),
             Some(("ipc-channel bytes, 2 procs", ipc8)),
+        ),
+        row(
+            "queue 1->1 8 B as [u8; 8] (Python: an int)",
+            "msg/s",
+            r8a,
+            py.get("queue_1to1_int8").copied(),
+            None,
         ),
         row(
             "queue 1->1 64 B",

@@ -273,7 +273,7 @@ pub(crate) struct Discard {
 /// discarded once producers may write there). When the get emptied the ring (`emptied`),
 /// nothing is held back: no later get may come to release it, and a producer may need the
 /// whole ring for one large message.
-#[inline]
+#[inline(always)]
 pub(crate) fn reclaim(
     g: &Geometry,
     reclaimed: u64,
@@ -281,7 +281,13 @@ pub(crate) fn reclaim(
     emptied: bool,
 ) -> (u64, [Option<Discard>; 2]) {
     let phys = g.phys(head);
-    let held = if emptied || phys < g.punch_from() {
+    let punch_from = g.punch_from();
+    if phys < punch_from && head >= reclaimed && head - reclaimed <= phys {
+        // The common case, on every get: `[reclaimed, head)` lies in this lap's warm area,
+        // where nothing is ever discarded (what the general path below finds too).
+        return (head, [None, None]);
+    }
+    let held = if emptied || phys < punch_from {
         head
     } else {
         head - rem(phys, g.chunk)
