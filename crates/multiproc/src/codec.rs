@@ -86,6 +86,9 @@ impl Codec for Postcard {
 
     #[inline]
     fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<Option<usize>> {
+        if let Some(b) = cast::as_byte_slice(&value).filter(|b| b.len() < SMALL_BYTES) {
+            return Ok(Some(1 + b.len()));
+        }
         crate::handle::take_note();
         wire::encoded_len(value).map(Some).map_err(ser_error)
     }
@@ -94,11 +97,28 @@ impl Codec for Postcard {
     fn encode_to_slice<T: Serialize + ?Sized>(value: &T, out: &mut [u8]) -> Result<()> {
         // No stale handle note to clear: `encoded_len` just did (and a stale one would only
         // change an error's wording).
+        if let Some(b) = cast::as_byte_slice(&value).filter(|b| b.len() < SMALL_BYTES) {
+            if let Some((len, rest)) = out.split_first_mut() {
+                if rest.len() == b.len() {
+                    *len = b.len() as u8;
+                    rest.copy_from_slice(b);
+                    return Ok(());
+                }
+            }
+        }
         wire::encode_to_slice(value, out).map_err(ser_error)
     }
 
     #[inline]
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+        if typeid::of::<T>() == std::any::TypeId::of::<Vec<u8>>() {
+            if let Some((&len, rest)) = bytes.split_first() {
+                if (len as usize) < SMALL_BYTES && rest.len() == len as usize {
+                    return Ok(cast::byte_vec_into::<T>(rest.to_vec()));
+                }
+            }
+            // Longer, or not a valid encoding: the general path (and its errors).
+        }
         crate::handle::take_note();
         match wire::take_from_bytes::<T>(bytes) {
             Ok((v, [])) => Ok(v),
@@ -119,6 +139,12 @@ impl Codec for Postcard {
         }
     }
 }
+
+/// A `Vec<u8>` or `[u8]` shorter than this is written by postcard as one length byte and the
+/// bytes; `Postcard` writes and reads those without going through serde (the same bytes as
+/// `wire.rs` writes: the property tests compare both with the postcard crate). A small
+/// message's time was mostly serde's generic calls around one short copy.
+const SMALL_BYTES: usize = 0x80;
 
 /// Encodes with the default codec into a fresh vector.
 pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
@@ -160,5 +186,40 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Codec);
         let err = Postcard::decode::<u8>(&[1, 2]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Codec);
+    }
+
+    /// The small byte-vector shortcut (`SMALL_BYTES`) writes and reads exactly what postcard
+    /// does, on both sides of its edge, and leaves malformed input to the general path's
+    /// errors.
+    #[test]
+    fn small_byte_vectors_match_postcard() {
+        for n in [0usize, 1, 8, 64, 126, 127, 128, 129, 300] {
+            let v: Vec<u8> = (0..n).map(|i| i as u8).collect();
+            let expect = postcard::to_allocvec(&v).unwrap();
+            let len = Postcard::encoded_len(&v).unwrap().unwrap();
+            let mut out = vec![0xAA; len];
+            Postcard::encode_to_slice(&v, &mut out).unwrap();
+            assert_eq!(out, expect, "encode_to_slice, {n} bytes");
+            let mut buf = Vec::new();
+            Postcard::encode(&v, &mut buf).unwrap();
+            assert_eq!(buf, expect, "encode, {n} bytes");
+            assert_eq!(Postcard::decode::<Vec<u8>>(&expect).unwrap(), v);
+            assert_eq!(
+                Postcard::encoded_len(v.as_slice()).unwrap(),
+                Some(expect.len())
+            );
+            // A wrong-sized destination is an error, not a short or long write.
+            let mut short = vec![0; len.saturating_sub(1)];
+            assert!(Postcard::encode_to_slice(&v, &mut short).is_err() || len == 0);
+        }
+        for bad in [&[3u8, 1, 2][..], &[1, 1, 2], &[], &[0x80], &[0x81, 0x00]] {
+            let ours = Postcard::decode::<Vec<u8>>(bad);
+            let theirs = postcard::from_bytes::<Vec<u8>>(bad);
+            match (ours, theirs) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{bad:?}"),
+                (Err(e), _) => assert_eq!(e.kind(), ErrorKind::Codec, "{bad:?}"),
+                (Ok(a), Err(_)) => panic!("{bad:?} decoded as {a:?}; postcard rejects it"),
+            }
+        }
     }
 }
