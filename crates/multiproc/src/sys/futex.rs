@@ -106,6 +106,39 @@ pub(crate) fn spin_yield_until_changed(
     )
 }
 
+/// Spins until `word` has moved at least `by` steps past `seen` (wrapping), for at most
+/// `max` and not past `deadline`; true when it has. Only when another CPU can run the
+/// process we wait for ([`super::may_spin`]); false at once otherwise. A waiter that can use
+/// room in batches calls this before [`spin_yield_until_changed`]: see the queue's put.
+pub(crate) fn spin_until_advanced(
+    word: &AtomicU32,
+    seen: u32,
+    by: u32,
+    max: std::time::Duration,
+    deadline: super::Deadline,
+) -> bool {
+    if !super::may_spin() {
+        return false;
+    }
+    let advanced = || {
+        word.load(std::sync::atomic::Ordering::Acquire)
+            .wrapping_sub(seen)
+            >= by
+    };
+    let start = std::time::Instant::now();
+    loop {
+        for _ in 0..16 {
+            if advanced() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if start.elapsed() >= max || deadline.expired() {
+            return advanced();
+        }
+    }
+}
+
 /// [`spin_yield_until_changed`] for any condition that is cheap to check (read shared
 /// memory, no system call): true when `ready()` became true.
 pub(crate) fn spin_yield_until(ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {

@@ -57,6 +57,34 @@ fn put_full_then_child_drains() {
 
 // ported: _TestQueue.test_get — a child fills the queue; the parent takes with every form of
 // get and sees Empty after.
+// A put that finds a large bounded queue full first waits briefly for room for a batch
+// (see `BATCH` in queue/shared.rs); when the consumers free a single slot and stop, the put
+// must still go through at once on that one slot, not wait for more.
+#[test]
+fn a_blocked_put_takes_a_single_freed_slot() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<u32> = Queue::bounded(64).unwrap();
+        for i in 0..64 {
+            q.try_put(i).unwrap();
+        }
+        let done: Queue<()> = Queue::new().unwrap();
+        let (qc, donec) = (q.clone(), done.clone());
+        // Takes one item, then waits until the parent's put went in (or 30 s) and exits.
+        let mut child = Process::spawn(move || {
+            let first = qc.get_timeout(T).unwrap();
+            let _ = donec.get_timeout(Duration::from_secs(30));
+            first
+        })
+        .unwrap();
+        q.put_timeout(64, Duration::from_secs(20)).unwrap();
+        done.put(()).unwrap();
+        assert_eq!(child.join_timeout(T).unwrap(), Some(0));
+        assert_eq!(q.len(), 64);
+        let all: Vec<u32> = (0..64).map(|_| q.try_get().unwrap()).collect();
+        assert_eq!(all, (1..=64).collect::<Vec<_>>());
+    })
+}
+
 #[test]
 fn get_every_form_from_a_child_producer() {
     with_watchdog(LIMIT, || {
