@@ -20,17 +20,20 @@ const T: Duration = Duration::from_secs(60);
 
 /// Messages per second, 1 producer process -> this process, `n` messages of `size` bytes.
 fn one_to_one(size: usize, n: usize, maxsize: usize) -> f64 {
-    one_to_one_of(vec![7u8; size], n, maxsize)
+    one_to_one_of(move || vec![7u8; size], n, maxsize)
 }
 
-/// As [`one_to_one`], `n` copies of `msg` (any message type).
-fn one_to_one_of<M>(msg: M, n: usize, maxsize: usize) -> f64
+/// As [`one_to_one`], `n` copies of the message `make` builds (any message type). The
+/// producer builds it after the fork, as a producer process would.
+fn one_to_one_of<M, F>(make: F, n: usize, maxsize: usize) -> f64
 where
     M: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + 'static,
+    F: FnOnce() -> M + Send + 'static,
 {
     let q: Queue<M> = Queue::bounded(maxsize).unwrap();
     let qp = q.clone();
     let p = Process::spawn(move || {
+        let msg = make();
         for _ in 0..n {
             qp.put(msg.clone()).unwrap();
         }
@@ -249,7 +252,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let small = if cfg.quick { 50_000 } else { 200_000 };
     let mb = |rate: f64| rate; // 1 MiB messages: messages/s == MiB/s
     let r8 = median_of(s, || one_to_one(8, small, 1000));
-    let r8a = median_of(s, || one_to_one_of([7u8; 8], small, 1000));
+    let r8a = median_of(s, || one_to_one_of(|| [7u8; 8], small, 1000));
     let r64 = median_of(s, || one_to_one(64, small, 1000));
     let r1m = mb(median_of(s, || one_to_one(1 << 20, 300, 8)));
     let r1m_bytes = mb(median_of(s, || one_to_one_bytes(1 << 20, 1000, 8)));
