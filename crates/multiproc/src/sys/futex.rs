@@ -117,26 +117,15 @@ pub(crate) fn spin_until_advanced(
     max: std::time::Duration,
     deadline: super::Deadline,
 ) -> bool {
-    if !super::may_spin() {
-        return false;
-    }
-    let advanced = || {
-        word.load(std::sync::atomic::Ordering::Acquire)
-            .wrapping_sub(seen)
-            >= by
-    };
-    let start = std::time::Instant::now();
-    loop {
-        for _ in 0..16 {
-            if advanced() {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if start.elapsed() >= max || deadline.expired() {
-            return advanced();
-        }
-    }
+    spin_until(
+        || {
+            word.load(std::sync::atomic::Ordering::Acquire)
+                .wrapping_sub(seen)
+                >= by
+        },
+        max,
+        deadline,
+    )
 }
 
 /// [`spin_yield_until_changed`] for any condition that is cheap to check (read shared
@@ -167,19 +156,33 @@ pub(crate) fn spin_yield_until(ready: impl Fn() -> bool, deadline: super::Deadli
 /// changed. Only when another CPU can run the process we wait for ([`super::may_spin`]): a
 /// change that comes within the spin costs neither side a sleep and a wake-up system call.
 pub(crate) fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: super::Deadline) -> bool {
+    spin_until(
+        || word.load(std::sync::atomic::Ordering::Acquire) != seen,
+        SPIN,
+        deadline,
+    )
+}
+
+/// Spins until `ready()`, for at most `max` and not past `deadline`, and only when another
+/// CPU can make it true meanwhile ([`super::may_spin`]); true when it became true.
+fn spin_until(
+    ready: impl Fn() -> bool,
+    max: std::time::Duration,
+    deadline: super::Deadline,
+) -> bool {
     if !super::may_spin() {
         return false;
     }
     let start = std::time::Instant::now();
     loop {
         for _ in 0..64 {
-            if word.load(std::sync::atomic::Ordering::Acquire) != seen {
+            if ready() {
                 return true;
             }
             std::hint::spin_loop();
         }
-        if start.elapsed() >= SPIN || deadline.expired() {
-            return word.load(std::sync::atomic::Ordering::Acquire) != seen;
+        if start.elapsed() >= max || deadline.expired() {
+            return ready();
         }
     }
 }
