@@ -48,7 +48,9 @@
 //! uncontended put or get makes no system call; and a waiter first spins briefly (when
 //! another CPU can make progress meanwhile), then keeps looking with a `sched_yield` between
 //! looks (so a counterpart waiting for this CPU runs at once: `spin_yield_until_changed`),
-//! and only then sleeps. Sleepers wait in bounded slices
+//! and only then sleeps (a put that found a bounded queue full first spins, at most
+//! `BATCH_WAIT`, until the consumers have committed `BATCH` gets: it then fills that room
+//! with one look at their state instead of one look per get). Sleepers wait in bounded slices
 //! and re-check, so a wake-up lost to a process killed between its commit and its wake (or
 //! a sleeper count left raised by a killed sleeper) costs latency, never a hang.
 //!
