@@ -126,18 +126,20 @@ pub(crate) fn import_fd(index: u32) -> std::result::Result<OwnedFd, String> {
 
 /// A serde serialization error for a handle, remembering its message for [`take_note`].
 pub(crate) fn ser_err<E: serde::ser::Error>(msg: impl std::fmt::Display) -> E {
-    let m = msg.to_string();
-    NOTE.with(|n| *n.borrow_mut() = Some(m.clone()));
-    NOTED.with(|f| f.set(true));
-    E::custom(m)
+    E::custom(note(msg))
 }
 
 /// A serde deserialization error for a handle, remembering its message for [`take_note`].
 pub(crate) fn de_err<E: serde::de::Error>(msg: impl std::fmt::Display) -> E {
+    E::custom(note(msg))
+}
+
+/// Remembers `msg` as this thread's note and returns it.
+fn note(msg: impl std::fmt::Display) -> String {
     let m = msg.to_string();
     NOTE.with(|n| *n.borrow_mut() = Some(m.clone()));
     NOTED.with(|f| f.set(true));
-    E::custom(m)
+    m
 }
 
 /// The message of the last handle failure on this thread, if any (and forgets it).

@@ -400,8 +400,6 @@ pub(crate) struct SharedQueue {
     ring: *mut u8,
     geo: Geometry,
     maxsize: u64,
-    /// Gets a blocked put waits for before it looks again (see [`BATCH`]); 1: none.
-    batch: u32,
     hints: Hints,
 }
 
@@ -422,7 +420,6 @@ impl Clone for SharedQueue {
             ring: self.ring,
             geo: self.geo,
             maxsize: self.maxsize,
-            batch: self.batch,
             hints: Hints {
                 tail: AtomicU64::new(h.tail.load(Ordering::Relaxed)),
                 reclaimed: AtomicU64::new(h.reclaimed.load(Ordering::Relaxed)),
@@ -536,7 +533,6 @@ impl SharedQueue {
             ring,
             geo,
             maxsize,
-            batch: (maxsize / 4).clamp(1, BATCH as u64) as u32,
             hints: Hints::default(),
         })
     }
@@ -934,10 +930,9 @@ impl SharedQueue {
             let seen = seen.expect("a put that found no room looked at the consumers");
             let dl = deadline.get();
             // First, briefly, wait for room for a batch (see `BATCH`); then for any room.
-            if self.batch > 1 {
-                crate::sys::futex::spin_until_advanced(
-                    &ctl.c.seq, seen, self.batch, BATCH_WAIT, dl,
-                );
+            let batch = (self.maxsize / 4).clamp(1, BATCH as u64) as u32;
+            if batch > 1 {
+                crate::sys::futex::spin_until_advanced(&ctl.c.seq, seen, batch, BATCH_WAIT, dl);
             }
             if !crate::sys::futex::spin_yield_until_changed(&ctl.c.seq, seen, dl)
                 && !self.sleep(&ctl.c.putters, &ctl.c.seq, seen, dl, &mut slice)
