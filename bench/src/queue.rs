@@ -253,6 +253,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let mb = |rate: f64| rate; // 1 MiB messages: messages/s == MiB/s
     let r8 = median_of(s, || one_to_one(8, small, 1000));
     let r8a = median_of(s, || one_to_one_of(|| [7u8; 8], small, 1000));
+    let r8b = median_of(s, || one_to_one_bytes(8, small, 1000));
     let r64 = median_of(s, || one_to_one(64, small, 1000));
     let r1m = mb(median_of(s, || one_to_one(1 << 20, 300, 8)));
     let r1m_bytes = mb(median_of(s, || one_to_one_bytes(1 << 20, 1000, 8)));
@@ -277,6 +278,13 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
             r8a,
             py.get("queue_1to1_int8").copied(),
             None,
+        ),
+        row(
+            "queue 1->1 8 B put_bytes/get_bytes_into",
+            "msg/s",
+            r8b,
+            py.get("queue_1to1_8").copied(),
+            Some(("ipc-channel bytes, 2 procs", ipc8)),
         ),
         row(
             "queue 1->1 64 B",
