@@ -150,6 +150,33 @@ def queue_1to1_8():
     return statistics.median(_one_to_one(8, 20000, 1000) for _ in range(samples(5)))
 
 
+def _ff_one_to_one(size, n, maxsize):
+    # faster-fifo (pip install faster-fifo), a C++ shared-memory queue with the
+    # multiprocessing.Queue API: the fastest Python queue we know of. Its byte bound must
+    # hold maxsize messages of this size.
+    import faster_fifo
+
+    ctx = mp.get_context("fork")
+    q = faster_fifo.Queue(max_size_bytes=max(1 << 20, maxsize * (size + 64)), maxsize=maxsize)
+    p = ctx.Process(target=_q_producer, args=(q, size, n))
+    p.start()
+    q.get(timeout=60)
+    t = time.perf_counter()
+    for _ in range(n - 1):
+        q.get(timeout=60)
+    rate = (n - 1) / (time.perf_counter() - t)
+    p.join()
+    return rate
+
+
+def queue_ff_1to1_8():
+    return statistics.median(_ff_one_to_one(8, 100000, 1000) for _ in range(samples(5)))
+
+
+def queue_ff_1to1_1m():
+    return statistics.median(_ff_one_to_one(1 << 20, 300, 8) for _ in range(samples(5)))
+
+
 def queue_1to1_int8():
     return statistics.median(_one_to_one(None, 20000, 1000) for _ in range(samples(5)))
 
@@ -386,6 +413,8 @@ CASES = {
     "process_spawn": process_spawn,
     "queue_1to1_8": queue_1to1_8,
     "queue_1to1_int8": queue_1to1_int8,
+    "queue_ff_1to1_8": queue_ff_1to1_8,
+    "queue_ff_1to1_1m": queue_ff_1to1_1m,
     "queue_1to1_64": queue_1to1_64,
     "queue_1to1_1m": queue_1to1_1m,
     "queue_2to2_64": queue_2to2_64,

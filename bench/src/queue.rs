@@ -4,6 +4,10 @@
 //! crossbeam-channel between two threads (the in-process ceiling) and ipc-channel's bytes
 //! channel between two processes (the best Rust peer).
 //!
+//! Two rows repeat the 8 B and 1 MiB figures beside faster-fifo (a C++ shared-memory queue for
+//! Python with `multiprocessing.Queue`'s API, `pip install faster-fifo`) as the reference;
+//! without it installed, their reference column stays empty.
+//!
 //! Messages are `Vec<u8>` payloads through the typed API (serialized with postcard), as
 //! Python pickles `bytes`; the 8-byte row is also measured as a fixed-size `[u8; 8]` (what a
 //! Rust program sends as a small message: no heap allocation on either side), beside Python
@@ -241,6 +245,8 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
         &[
             "queue_1to1_8",
             "queue_1to1_int8",
+            "queue_ff_1to1_8",
+            "queue_ff_1to1_1m",
             "queue_1to1_64",
             "queue_1to1_1m",
             "queue_2to2_64",
@@ -273,6 +279,14 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
             Some(("ipc-channel bytes, 2 procs", ipc8)),
         ),
         row(
+            "queue 1->1 8 B (vs faster-fifo)",
+            "msg/s",
+            r8,
+            py.get("queue_1to1_8").copied(),
+            py.get("queue_ff_1to1_8")
+                .map(|&v| ("Python faster-fifo", v)),
+        ),
+        row(
             "queue 1->1 8 B as [u8; 8] (Python: an int)",
             "msg/s",
             r8a,
@@ -299,6 +313,14 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
             r1m,
             py.get("queue_1to1_1m").copied(),
             Some(("ipc-channel bytes, 2 procs", ipc1m)),
+        ),
+        row(
+            "queue 1->1 1 MiB (vs faster-fifo)",
+            "MiB/s",
+            r1m,
+            py.get("queue_1to1_1m").copied(),
+            py.get("queue_ff_1to1_1m")
+                .map(|&v| ("Python faster-fifo", v)),
         ),
         row(
             "queue 1->1 1 MiB put_bytes/get_bytes_into",
