@@ -223,6 +223,16 @@ fn ipc_bytes(size: usize, n: usize) -> f64 {
     rate
 }
 
+/// A queue row: name, unit, our figure, the Python case, the reference (name and value; a
+/// missing value leaves the reference out).
+type Spec<'a> = (
+    &'a str,
+    &'static str,
+    f64,
+    &'a str,
+    Option<(&'a str, Option<f64>)>,
+);
+
 fn row(
     name: &str,
     unit: &'static str,
@@ -270,85 +280,89 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let ipc8 = median_of(s, || ipc_bytes(8, small / 2));
     let ipc64 = median_of(s, || ipc_bytes(64, small / 2));
     let ipc1m = mb(median_of(s, || ipc_bytes(1 << 20, 300)));
-    vec![
-        row(
+    let ipc = "ipc-channel bytes, 2 procs";
+    let ff = "Python faster-fifo";
+    let ff8 = py.get("queue_ff_1to1_8").copied();
+    let ff1m = py.get("queue_ff_1to1_1m").copied();
+    let (msgs, mibs) = ("msg/s", "MiB/s");
+    let table: [Spec; 11] = [
+        (
             "queue 1->1 8 B",
-            "msg/s",
+            msgs,
             r8,
-            py.get("queue_1to1_8").copied(),
-            Some(("ipc-channel bytes, 2 procs", ipc8)),
+            "queue_1to1_8",
+            Some((ipc, Some(ipc8))),
         ),
-        row(
+        (
             "queue 1->1 8 B (vs faster-fifo)",
-            "msg/s",
+            msgs,
             r8,
-            py.get("queue_1to1_8").copied(),
-            py.get("queue_ff_1to1_8")
-                .map(|&v| ("Python faster-fifo", v)),
+            "queue_1to1_8",
+            Some((ff, ff8)),
         ),
-        row(
+        (
             "queue 1->1 8 B as [u8; 8] (Python: an int)",
-            "msg/s",
+            msgs,
             r8a,
-            py.get("queue_1to1_int8").copied(),
+            "queue_1to1_int8",
             None,
         ),
-        row(
+        (
             "queue 1->1 8 B put_bytes/get_bytes_into",
-            "msg/s",
+            msgs,
             r8b,
-            py.get("queue_1to1_8").copied(),
-            Some(("ipc-channel bytes, 2 procs", ipc8)),
+            "queue_1to1_8",
+            Some((ipc, Some(ipc8))),
         ),
-        row(
+        (
             "queue 1->1 64 B",
-            "msg/s",
+            msgs,
             r64,
-            py.get("queue_1to1_64").copied(),
-            Some(("ipc-channel bytes, 2 procs", ipc64)),
+            "queue_1to1_64",
+            Some((ipc, Some(ipc64))),
         ),
-        row(
+        (
             "queue 1->1 1 MiB",
-            "MiB/s",
+            mibs,
             r1m,
-            py.get("queue_1to1_1m").copied(),
-            Some(("ipc-channel bytes, 2 procs", ipc1m)),
+            "queue_1to1_1m",
+            Some((ipc, Some(ipc1m))),
         ),
-        row(
+        (
             "queue 1->1 1 MiB (vs faster-fifo)",
-            "MiB/s",
+            mibs,
             r1m,
-            py.get("queue_1to1_1m").copied(),
-            py.get("queue_ff_1to1_1m")
-                .map(|&v| ("Python faster-fifo", v)),
+            "queue_1to1_1m",
+            Some((ff, ff1m)),
         ),
-        row(
+        (
             "queue 1->1 1 MiB put_bytes/get_bytes_into",
-            "MiB/s",
+            mibs,
             r1m_bytes,
-            py.get("queue_1to1_1m").copied(),
-            Some(("ipc-channel bytes, 2 procs", ipc1m)),
+            "queue_1to1_1m",
+            Some((ipc, Some(ipc1m))),
         ),
-        row(
-            "queue 2->2 64 B",
-            "msg/s",
-            r22,
-            py.get("queue_2to2_64").copied(),
-            None,
-        ),
-        row(
+        ("queue 2->2 64 B", msgs, r22, "queue_2to2_64", None),
+        (
             "queue 1->1 64 B put_many/get_many(256)",
-            "msg/s",
+            msgs,
             rb,
-            py.get("queue_1to1_64").copied(),
-            Some(("crossbeam-channel, 2 threads", cb64)),
+            "queue_1to1_64",
+            Some(("crossbeam-channel, 2 threads", Some(cb64))),
         ),
-        row(
+        (
             "JoinableQueue put+task_done 64 B",
-            "msg/s",
+            msgs,
             rj,
-            py.get("joinable_64").copied(),
+            "joinable_64",
             None,
         ),
-    ]
+    ];
+    table
+        .into_iter()
+        .map(|(name, unit, ours, case, reference)| {
+            let reference = reference.and_then(|(n, v)| v.map(|v| (n, v)));
+            row(name, unit, ours, py.get(case).copied(), reference)
+        })
+        .collect()
 }
