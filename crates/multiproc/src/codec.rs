@@ -157,6 +157,7 @@ pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
 /// reported as an error. Callers that decode in place under a lock (queue, pipe) use it to
 /// consume the message and release the lock first, then resume the panic: otherwise the
 /// message would stay at the head and every later receive would panic on it.
+#[inline(always)]
 pub(crate) fn decode_guarded<T: DeserializeOwned, C: Codec>(
     bytes: &[u8],
     panicked: &mut Option<Box<dyn std::any::Any + Send>>,

@@ -45,7 +45,13 @@ pub enum ErrorKind {
 
 /// An error from multiproc: a kind, a message saying what was being done, and for OS failures
 /// the underlying `io::Error`.
-pub struct Error {
+///
+/// One pointer wide (the parts are boxed), so a `Result<T, Error>` is hardly larger than `T`:
+/// a queue's `get` moves its result a few times on the way out, and a 40-byte error inside
+/// every result made that a measurable part of a small message's time.
+pub struct Error(Box<Inner>);
+
+struct Inner {
     kind: ErrorKind,
     message: Cow<'static, str>,
     source: Option<io::Error>,
@@ -53,50 +59,53 @@ pub struct Error {
 
 impl Error {
     /// A new error of `kind` with a message.
+    #[cold]
     pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Error {
-        Error {
+        Error(Box::new(Inner {
             kind,
             message: message.into(),
             source: None,
-        }
+        }))
     }
 
     /// An OS error: `what` failed with `source`.
+    #[cold]
     pub fn os(what: impl Into<Cow<'static, str>>, source: io::Error) -> Error {
-        Error {
+        Error(Box::new(Inner {
             kind: ErrorKind::Os,
             message: what.into(),
             source: Some(source),
-        }
+        }))
     }
 
     /// Attaches an underlying `io::Error`.
     pub fn with_source(mut self, source: io::Error) -> Error {
-        self.source = Some(source);
+        self.0.source = Some(source);
         self
     }
 
     /// The kind of error.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The message, without the source.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The raw OS error number, if this came from a system call.
     pub fn raw_os_error(&self) -> Option<i32> {
-        self.source.as_ref().and_then(|e| e.raw_os_error())
+        self.0.source.as_ref().and_then(|e| e.raw_os_error())
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(s) = &self.source {
+        d.field("kind", &self.0.kind)
+            .field("message", &self.0.message);
+        if let Some(s) = &self.0.source {
             d.field("source", s);
         }
         d.finish()
@@ -105,8 +114,8 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(s) = &self.source {
+        f.write_str(&self.0.message)?;
+        if let Some(s) = &self.0.source {
             write!(f, ": {s}")?;
         }
         Ok(())
@@ -115,7 +124,8 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_ref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -123,8 +133,8 @@ impl std::error::Error for Error {
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
-        let kind = match e.kind {
-            ErrorKind::Os => match &e.source {
+        let kind = match e.0.kind {
+            ErrorKind::Os => match &e.0.source {
                 Some(s) => s.kind(),
                 None => io::ErrorKind::Other,
             },

@@ -491,8 +491,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
             // Encoded straight into the ring (under the producer mutex): no copy between.
             Ok(Some(n)) => self
                 .shared
-                .put_frames_with(1, |_| n, |_, dst| C::encode_to_slice(&item, dst), wait)
-                .map_err(|(_, s)| s),
+                .put_one_with(n, |dst| C::encode_to_slice(&item, dst), wait),
             Ok(None) => with_scratch(|buf| match C::encode(&item, buf) {
                 Ok(()) => self.put_raw(&[buf.as_slice()], wait).map_err(|(_, s)| s),
                 Err(e) => Err(PutStop::Failed(e)),
@@ -616,20 +615,14 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         // A `Deserialize` that panics: the message is consumed like one that fails to
         // decode, the lock released, and then the panic goes on (else every later get would
         // panic on the same message).
-        let mut out = None;
         let mut panicked = None;
-        let r = self.shared.take_frames(1, wait, |_, f: FrameRef<'_>| {
-            out = Some(crate::codec::decode_guarded::<T, C>(
-                f.bytes(),
-                &mut panicked,
-            )?);
-            Ok(())
+        let r = self.shared.take_one(wait, |f: FrameRef<'_>| {
+            crate::codec::decode_guarded::<T, C>(f.bytes(), &mut panicked)
         });
         if let Some(p) = panicked {
             std::panic::resume_unwind(p);
         }
-        r?;
-        Ok(out.expect("a get that returned Ok took one frame"))
+        r
     }
 
     /// Takes the next item, waiting as long as it takes (Python's `get()`).

@@ -830,6 +830,51 @@ impl SharedQueue {
         seq
     }
 
+    /// Puts one payload of `len` bytes, written in place by `write` (as
+    /// [`put_frames_with`](Self::put_frames_with) with one payload). The common case (the
+    /// mutex free, room by this handle's hints, no skip header, no stale wrap hint) runs as
+    /// straight-line code, with the same shared-memory accesses in the same order as the
+    /// general path takes for it (so the model of that path covers it); anything else
+    /// (waiting, a full or closed queue, refreshing hints) goes through the general path.
+    #[inline]
+    pub(crate) fn put_one_with(
+        &self,
+        len: usize,
+        write: impl FnOnce(&mut [u8]) -> Result<()>,
+        wait: Wait,
+    ) -> std::result::Result<(), PutStop> {
+        let m = &self.ctl().pmutex.0;
+        if len as u64 <= self.max_payload() && m.try_lock_free() {
+            let l = Locked(m);
+            let mut st = self.p_state();
+            if let Some(p) = self.place_by_hints(&st, ring::frame_len(len as u64)) {
+                let r = self.write_frame(self.geo.phys(p.at), len, write);
+                if r.is_ok() {
+                    st.tail = p.tail;
+                    st.puts += 1;
+                    self.p_commit(&st);
+                }
+                drop(l);
+                return match r {
+                    Ok(()) => {
+                        self.wake_getters();
+                        Ok(())
+                    }
+                    Err(e) => Err(PutStop::Failed(e)),
+                };
+            }
+            drop(l);
+        }
+        let mut write = Some(write);
+        self.put_frames_with(
+            1,
+            |_| len,
+            |_, dst| write.take().map_or(Ok(()), |w| w(dst)),
+            wait,
+        )
+        .map_err(|(_, s)| s)
+    }
+
     /// Puts the payloads in order, waiting for room as `wait` allows. Returns how many went
     /// in, with the reason it stopped early.
     pub(crate) fn put_frames(
@@ -958,13 +1003,7 @@ impl SharedQueue {
         loop {
             let reclaimed = h.reclaimed.load(Ordering::Relaxed);
             let gets = h.gets.load(Ordering::Relaxed);
-            let valid = reclaimed.is_multiple_of(8)
-                && reclaimed <= st.tail
-                && reclaimed
-                    .checked_add(self.geo.cap)
-                    .is_some_and(|l| st.tail <= l)
-                && gets <= st.puts;
-            if !valid {
+            if !self.hints_valid(st, reclaimed, gets) {
                 if fresh {
                     return Err(Corrupt("consumer positions do not match the producers'"));
                 }
@@ -1000,9 +1039,36 @@ impl SharedQueue {
         }
     }
 
+    /// Whether the consumers' positions `reclaimed` and `gets` (hints or a fresh look) fit
+    /// the producers' state `st`.
+    #[inline]
+    fn hints_valid(&self, st: &PState, reclaimed: u64, gets: u64) -> bool {
+        reclaimed.is_multiple_of(8)
+            && reclaimed <= st.tail
+            && reclaimed
+                .checked_add(self.geo.cap)
+                .is_some_and(|l| st.tail <= l)
+            && gets <= st.puts
+    }
+
+    /// Where the next frame goes by this handle's hints alone, in the common case only: not
+    /// closed, room within `maxsize`, no skip header, and no stale wrap hint (`place_one`
+    /// handles every other case, with a fresh look when needed).
+    #[inline]
+    fn place_by_hints(&self, st: &PState, flen: u64) -> Option<ring::Placement> {
+        let h = &self.hints;
+        let reclaimed = h.reclaimed.load(Ordering::Relaxed);
+        let gets = h.gets.load(Ordering::Relaxed);
+        if st.closed || !self.hints_valid(st, reclaimed, gets) || st.puts - gets >= self.maxsize {
+            return None;
+        }
+        let p = ring::place(&self.geo, st.tail, reclaimed, flen)?;
+        (p.skip.is_none() && !self.wrap_hint_is_stale(st.tail)).then_some(p)
+    }
+
     /// True when the frame at `tail` lies past `wrap_at` and the consumer hints were last
     /// refreshed at least `wrap_at / 4` bytes of puts ago (see `place_one`).
-    #[inline]
+    #[inline(always)]
     fn wrap_hint_is_stale(&self, tail: u64) -> bool {
         let wrap_at = self.geo.wrap_at();
         self.geo.phys(tail) >= wrap_at
@@ -1043,6 +1109,95 @@ impl SharedQueue {
     }
 
     // ----- get -----
+
+    /// Takes the next frame if the common case allows (the mutex free, no discard step left
+    /// over, a frame there by this handle's hint or one look at the producers' state),
+    /// handing it to `sink` (as [`take_frames`](Self::take_frames) with `max` 1, the same
+    /// shared-memory accesses in the same order); anything else (an empty queue, waiting,
+    /// a skip header, damage) goes through `take_frames`.
+    #[inline]
+    pub(crate) fn take_one<R>(
+        &self,
+        wait: Wait,
+        sink: impl FnOnce(FrameRef<'_>) -> Result<R>,
+    ) -> std::result::Result<R, GetStop> {
+        let m = &self.ctl().cmutex.0;
+        if m.try_lock_free() {
+            let l = Locked(m);
+            let mut c = self.c_state();
+            if c.punch_to == 0 {
+                if let Some((tail, payload, len, next)) = self.front_by_hint(&c) {
+                    let r = sink(FrameRef {
+                        q: self,
+                        at: payload as usize,
+                        len: len as usize,
+                    });
+                    // Consumed either way: a frame that does not decode is reported once.
+                    c.head = next;
+                    c.gets += 1;
+                    self.commit_taken(&mut c, tail);
+                    drop(l);
+                    self.wake_cseq_sleepers_after_unlock();
+                    return r.map_err(GetStop::Failed);
+                }
+            }
+            drop(l);
+        }
+        let mut sink = Some(sink);
+        let mut out = None;
+        self.take_frames(1, wait, |_, f| {
+            if let Some(s) = sink.take() {
+                out = Some(s(f)?);
+            }
+            Ok(())
+        })?;
+        Ok(out.expect("a get that returned Ok took one frame"))
+    }
+
+    /// The frame at `c.head` as `(tail, payload, len, next)` when there is one, looking at
+    /// the producers' state only if the hint shows none. `None` for anything
+    /// [`take_frames`](Self::take_frames) must handle (empty, a skip, damage). Holds `cmutex`.
+    #[inline(always)]
+    fn front_by_hint(&self, c: &CState) -> Option<(u64, u64, u64, u64)> {
+        let mut tail = self.hints.tail.load(Ordering::Relaxed);
+        if c.head >= tail || tail - c.head > self.geo.cap {
+            let (_, p) = self.p_snapshot();
+            tail = p.tail;
+            self.hints.tail.store(tail, Ordering::Relaxed);
+            if c.head == tail || self.geo.validate(c.reclaimed, c.head, tail).is_err() {
+                return None;
+            }
+        }
+        let word = self.header(self.geo.phys(c.head)).load(Ordering::Relaxed);
+        match ring::front(&self.geo, c.head, tail, word) {
+            Ok(Front::Frame { payload, len, next }) => Some((tail, payload, len, next)),
+            _ => None,
+        }
+    }
+
+    /// Commits frames taken up to `c.head` (producers' `tail` as last seen), giving their
+    /// bytes back to producers (discarding pages first when [`ring::reclaim`] says so). Holds
+    /// `cmutex`.
+    #[inline(always)]
+    fn commit_taken(&self, c: &mut CState, tail: u64) {
+        let emptied = c.head == tail;
+        let (r, discards) = ring::reclaim(&self.geo, c.reclaimed, c.head, emptied);
+        if discards.iter().any(Option::is_some) {
+            self.discard_taken(c, r);
+        }
+        c.reclaimed = r;
+        self.c_commit(c);
+    }
+
+    /// The first step of giving taken bytes back when their pages are to be discarded:
+    /// commit `punch_to`, then discard (see "Commit protocol"). Holds `cmutex`.
+    #[cold]
+    fn discard_taken(&self, c: &mut CState, to: u64) {
+        c.punch_to = to;
+        self.c_commit(c);
+        self.punch(c.reclaimed, to);
+        c.punch_to = 0;
+    }
 
     /// Takes up to `max` frames (at least one, waiting as `wait` allows), handing each to
     /// `sink` under the consumer mutex. A sink error on the first frame consumes it and is
@@ -1136,16 +1291,7 @@ impl SharedQueue {
                 return Err(GetStop::Failed(self.repair(why)));
             }
             if c.head != start.head {
-                let emptied = c.head == tail;
-                let (r, discards) = ring::reclaim(&self.geo, c.reclaimed, c.head, emptied);
-                if discards.iter().any(Option::is_some) {
-                    c.punch_to = r;
-                    self.c_commit(&c);
-                    self.punch(c.reclaimed, r);
-                    c.punch_to = 0;
-                }
-                c.reclaimed = r;
-                self.c_commit(&c);
+                self.commit_taken(&mut c, tail);
             }
             drop(l);
             if c.head != start.head || finished_punch {
