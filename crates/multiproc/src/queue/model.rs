@@ -1170,21 +1170,9 @@ fn trace(stack: &[(State, Vec<Action>, Option<Action>)], last: Action, why: &str
 mod tests {
     use super::*;
 
-    const CAP48_PUNCH: Geometry = Geometry {
-        cap: 48,
-        warm: 0,
-        chunk: 8,
-    };
-    const CAP32_PUNCH: Geometry = Geometry {
-        cap: 32,
-        warm: 0,
-        chunk: 8,
-    };
-    const CAP32_KEEP: Geometry = Geometry {
-        cap: 32,
-        warm: 32,
-        chunk: 8,
-    };
+    const CAP48_PUNCH: Geometry = Geometry::with(48, 0, 8);
+    const CAP32_PUNCH: Geometry = Geometry::with(32, 0, 8);
+    const CAP32_KEEP: Geometry = Geometry::with(32, 32, 8);
 
     fn cfg(geo: Geometry, msgs: &'static [&'static [u64]], consumers: usize, kills: u8) -> Config {
         Config {

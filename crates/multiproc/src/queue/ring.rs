@@ -86,6 +86,10 @@ pub(crate) struct Geometry {
     pub(crate) warm: u64,
     /// Discard granularity (a local constant, [`DISCARD_CHUNK`]; smaller in tests).
     pub(crate) chunk: u64,
+    /// `cap - 1` when `cap` is a power of two, else 0 (derived: see [`Geometry::with`]).
+    mask: u64,
+    /// [`punch_from`](Geometry::punch_from), derived once.
+    punch_from: u64,
 }
 
 /// The positions are impossible: shared memory was corrupted.
@@ -97,10 +101,31 @@ impl Geometry {
     /// [`WARM_MAX`] and half the ring.
     pub(crate) fn new(cap: u64) -> Geometry {
         let cap = cap / 8 * 8;
+        Geometry::with(cap, (cap / 2).min(WARM_MAX) / 8 * 8, DISCARD_CHUNK)
+    }
+
+    /// A geometry of these sizes (any values: [`is_valid`](Geometry::is_valid) judges them),
+    /// with the derived values every put and get uses computed once: a power-of-two ring's
+    /// mask (no division, and no test for a power of two, on every position) and the first
+    /// offset ever discarded.
+    pub(crate) const fn with(cap: u64, warm: u64, chunk: u64) -> Geometry {
+        let mask = if cap.is_power_of_two() { cap - 1 } else { 0 };
+        let punch_from = if chunk == 0 {
+            warm
+        } else {
+            let r = warm % chunk;
+            if r == 0 {
+                warm
+            } else {
+                warm.saturating_add(chunk - r)
+            }
+        };
         Geometry {
             cap,
-            warm: (cap / 2).min(WARM_MAX) / 8 * 8,
-            chunk: DISCARD_CHUNK,
+            warm,
+            chunk,
+            mask,
+            punch_from,
         }
     }
 
@@ -129,12 +154,7 @@ impl Geometry {
     /// The first physical offset whose pages are ever given back (a chunk boundary).
     #[inline(always)]
     fn punch_from(&self) -> u64 {
-        let r = rem(self.warm, self.chunk);
-        if r == 0 {
-            self.warm
-        } else {
-            self.warm + (self.chunk - r)
-        }
+        self.punch_from
     }
 
     /// Physical offset of a virtual position.
@@ -142,7 +162,11 @@ impl Geometry {
     pub(crate) fn phys(&self, pos: u64) -> u64 {
         // A power-of-two ring (the default size) needs no division, which costs as much as
         // the rest of a small put.
-        rem(pos, self.cap)
+        if self.mask != 0 {
+            pos & self.mask
+        } else {
+            pos % self.cap
+        }
     }
 
     /// Checks `reclaimed <= head <= tail <= reclaimed + cap`, all aligned.
@@ -356,11 +380,7 @@ mod tests {
     }
 
     fn small() -> Geometry {
-        Geometry {
-            cap: 64,
-            warm: 64,
-            chunk: 16,
-        }
+        Geometry::with(64, 64, 16)
     }
 
     #[test]
@@ -404,11 +424,7 @@ mod tests {
 
     #[test]
     fn prefers_wrap_past_wrap_at() {
-        let g = Geometry {
-            cap: 1024,
-            warm: 64,
-            chunk: 16,
-        };
+        let g = Geometry::with(1024, 64, 16);
         // tail 96 >= wrap_at 64 and 32 fits before reclaimed 64: wrap.
         let p = place(&g, 96, 64, 32).unwrap();
         assert_eq!(
@@ -425,11 +441,7 @@ mod tests {
 
     #[test]
     fn realign_an_empty_ring_for_a_large_frame() {
-        let g = Geometry {
-            cap: 4096,
-            warm: 2048,
-            chunk: 4096,
-        };
+        let g = Geometry::with(4096, 2048, 4096);
         assert!(place(&g, 2048, 2048, 4000).is_none());
         let t = realign(&g, 2048).unwrap();
         assert_eq!(t, 4096);
@@ -466,11 +478,7 @@ mod tests {
     #[test]
     fn discards_only_whole_chunks_past_warm() {
         let c = DISCARD_CHUNK;
-        let g = Geometry {
-            cap: 8 * c,
-            warm: c,
-            chunk: c,
-        };
+        let g = Geometry::with(8 * c, c, c);
         assert_eq!(discard_ranges(&g, 0, c), [None, None], "inside warm");
         assert_eq!(
             discard_ranges(&g, c + 8, 3 * c + 8),
@@ -553,7 +561,7 @@ mod tests {
             cap8 in 4u64..80, warm8 in 0u64..80, chunk8 in 1u64..8, ops in ops()
         ) {
             let cap = cap8 * 8;
-            let g = Geometry { cap, warm: (warm8 * 8).min(cap), chunk: chunk8 * 8 };
+            let g = Geometry::with(cap, (warm8 * 8).min(cap), chunk8 * 8);
             prop_assert!(g.is_valid());
             let mut mem = vec![0u8; cap as usize];
             // Which live frame (or skip) owns each byte; u64::MAX marks a skip header.

@@ -508,11 +508,11 @@ impl SharedQueue {
         if c.config.magic.load(Ordering::Acquire) != MAGIC {
             return Err(bad("bad magic"));
         }
-        let geo = Geometry {
-            cap: c.config.cap.load(Ordering::Relaxed),
-            warm: c.config.warm.load(Ordering::Relaxed),
-            chunk: ring::DISCARD_CHUNK,
-        };
+        let geo = Geometry::with(
+            c.config.cap.load(Ordering::Relaxed),
+            c.config.warm.load(Ordering::Relaxed),
+            ring::DISCARD_CHUNK,
+        );
         let fits = (RING_AT as u64)
             .checked_add(geo.cap)
             .is_some_and(|e| e <= seg.payload_len() as u64);
