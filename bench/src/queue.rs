@@ -9,7 +9,11 @@
 //! without it installed, their reference column stays empty.
 //!
 //! Messages are `Vec<u8>` payloads through the typed API (serialized with postcard), as
-//! Python pickles `bytes`; the 8-byte row is also measured as a fixed-size `[u8; 8]` (what a
+//! Python pickles `bytes`. Producers send one message many times with `put_ref` (serialized
+//! from a borrow, as Python's `put` does not copy its argument; before 2026-11-27 they sent a
+//! `clone` by value, an allocation and a free per message that Python does not make);
+//! consumers `get` a new `Vec` per message, as Python's unpickling makes a new `bytes`.
+//! The 8-byte row is also measured as a fixed-size `[u8; 8]` (what a
 //! Rust program sends as a small message: no heap allocation on either side), beside Python
 //! sending an 8-byte `int`. Each sample times from the consumer's first message to its last, so
 //! process start-up is not counted.
@@ -31,7 +35,7 @@ fn one_to_one(size: usize, n: usize, maxsize: usize) -> f64 {
 /// producer builds it after the fork, as a producer process would.
 fn one_to_one_of<M, F>(make: F, n: usize, maxsize: usize) -> f64
 where
-    M: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + 'static,
+    M: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     F: FnOnce() -> M + Send + 'static,
 {
     let q: Queue<M> = Queue::bounded(maxsize).unwrap();
@@ -39,7 +43,7 @@ where
     let p = Process::spawn(move || {
         let msg = make();
         for _ in 0..n {
-            qp.put(msg.clone()).unwrap();
+            qp.put_ref(&msg).unwrap();
         }
     })
     .unwrap();
@@ -137,7 +141,7 @@ fn two_to_two(size: usize, n: usize) -> f64 {
             Process::spawn(move || {
                 let msg = vec![7u8; size];
                 for _ in 0..n / 2 {
-                    q.put(msg.clone()).unwrap();
+                    q.put_ref(&msg).unwrap();
                 }
             })
             .unwrap()
@@ -175,7 +179,7 @@ fn joinable(n: usize) -> f64 {
     let msg = vec![7u8; 64];
     let t = Instant::now();
     for _ in 0..n {
-        q.put(msg.clone()).unwrap();
+        q.put_ref(&msg).unwrap();
     }
     q.join_timeout(T).unwrap();
     let rate = n as f64 / t.elapsed().as_secs_f64();

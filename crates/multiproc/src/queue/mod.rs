@@ -186,6 +186,18 @@ impl<T, C: Codec> QueueBuilder<T, C> {
     }
 }
 
+/// What a blocking put reports (it never stops for `Full` or `Timeout`).
+fn put_error<T>(item: T, stop: PutStop) -> PutError<T> {
+    put_stop(
+        item,
+        stop,
+        PutError::Closed,
+        PutError::Closed,
+        PutError::Closed,
+        PutError::Failed,
+    )
+}
+
 fn put_stop<T, E>(
     item: T,
     stop: PutStop,
@@ -319,16 +331,7 @@ impl<T, C: Codec> Queue<T, C> {
     #[doc(alias = "send_bytes")]
     pub fn put_bytes(&self, bytes: &[u8]) -> std::result::Result<(), PutError<()>> {
         self.put_raw(&[bytes], Wait::timeout(None))
-            .map_err(|(_, s)| {
-                put_stop(
-                    (),
-                    s,
-                    PutError::Closed,
-                    PutError::Closed,
-                    PutError::Closed,
-                    PutError::Failed,
-                )
-            })
+            .map_err(|(_, s)| put_error((), s))
     }
 
     /// Puts raw bytes if there is room now.
@@ -487,18 +490,45 @@ fn get_timeout_err(s: GetStop) -> GetTimeoutError {
 
 impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     fn put_wait(&self, item: T, wait: Wait) -> std::result::Result<(), (T, PutStop)> {
-        let r = match C::encoded_len(&item) {
+        self.put_ref_wait(&item, wait).map_err(|s| (item, s))
+    }
+
+    fn put_ref_wait(&self, item: &T, wait: Wait) -> std::result::Result<(), PutStop> {
+        match C::encoded_len(item) {
             // Encoded straight into the ring (under the producer mutex): no copy between.
             Ok(Some(n)) => self
                 .shared
-                .put_one_with(n, |dst| C::encode_to_slice(&item, dst), wait),
-            Ok(None) => with_scratch(|buf| match C::encode(&item, buf) {
+                .put_one_with(n, |dst| C::encode_to_slice(item, dst), wait),
+            Ok(None) => with_scratch(|buf| match C::encode(item, buf) {
                 Ok(()) => self.put_raw(&[buf.as_slice()], wait).map_err(|(_, s)| s),
                 Err(e) => Err(PutStop::Failed(e)),
             }),
             Err(e) => Err(PutStop::Failed(e)),
-        };
-        r.map_err(|s| (item, s))
+        }
+    }
+
+    /// Puts a copy of `*item`, waiting for room as long as it takes: the message is
+    /// serialized from the borrow, so the caller keeps `item`, as with Python's `put(item)`.
+    /// Sends a value that is still needed, or the same one many times, without a `clone`
+    /// (an allocation and a free per message for a `Vec` or `String`).
+    ///
+    /// # Errors
+    /// [`PutError::Closed`] when the queue is closed; [`PutError::Failed`] when the item
+    /// does not serialize or is larger than the queue's byte capacity.
+    ///
+    /// ```
+    /// use multiproc::Queue;
+    /// let q: Queue<Vec<u8>> = Queue::new()?;
+    /// let msg = b"hello".to_vec();
+    /// q.put_ref(&msg).unwrap();
+    /// q.put_ref(&msg).unwrap();
+    /// assert_eq!(q.get().unwrap(), msg);
+    /// assert_eq!(q.get().unwrap(), msg);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn put_ref(&self, item: &T) -> std::result::Result<(), PutError<()>> {
+        self.put_ref_wait(item, Wait::timeout(None))
+            .map_err(|s| put_error((), s))
     }
 
     /// Puts `item`, waiting for room as long as it takes (Python's `put(item)`).
@@ -508,16 +538,8 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// does not serialize or is larger than the queue's byte capacity. Both hand the item
     /// back.
     pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
-        self.put_wait(item, Wait::timeout(None)).map_err(|(t, s)| {
-            put_stop(
-                t,
-                s,
-                PutError::Closed,
-                PutError::Closed,
-                PutError::Closed,
-                PutError::Failed,
-            )
-        })
+        self.put_wait(item, Wait::timeout(None))
+            .map_err(|(t, s)| put_error(t, s))
     }
 
     /// Puts `item` if there is room now (Python's `put_nowait`, `put(item, False)`).
@@ -598,14 +620,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         });
         r.map_err(|(done, s)| {
             let rest = items.split_off(done);
-            put_stop(
-                rest,
-                s,
-                PutError::Closed,
-                PutError::Closed,
-                PutError::Closed,
-                PutError::Failed,
-            )
+            put_error(rest, s)
         })
     }
 

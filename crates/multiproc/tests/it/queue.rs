@@ -85,6 +85,47 @@ fn a_blocked_put_takes_a_single_freed_slot() {
     })
 }
 
+// `put_ref` sends from a borrow: a child producer puts the same values many times without
+// cloning them, the parent receives every copy in order; errors (closed, too large) leave
+// the caller's value untouched.
+#[test]
+fn put_ref_sends_a_borrowed_value_many_times() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<Vec<u8>> = Queue::bounded(16).unwrap();
+        let qc = q.clone();
+        let mut child = Process::spawn(move || {
+            let small = vec![7u8; 8];
+            let big = vec![9u8; 1000];
+            for i in 0..500 {
+                qc.put_ref(if i % 2 == 0 { &small } else { &big }).unwrap();
+            }
+            (small.len(), big.len())
+        })
+        .unwrap();
+        for i in 0..500 {
+            let want = if i % 2 == 0 {
+                vec![7u8; 8]
+            } else {
+                vec![9u8; 1000]
+            };
+            assert_eq!(q.get_timeout(T).unwrap(), want, "message {i}");
+        }
+        assert_eq!(child.join_timeout(T).unwrap(), Some((8, 1000)));
+
+        let tiny: Queue<Vec<u8>> = Queue::builder().capacity_bytes(4096).build().unwrap();
+        let huge = vec![1u8; 10_000];
+        match tiny.put_ref(&huge) {
+            Err(PutError::Failed((), e)) => assert_eq!(e.kind(), ErrorKind::TooLarge),
+            other => panic!("{other:?}"),
+        }
+        tiny.close();
+        let small = vec![2u8; 10];
+        assert!(matches!(tiny.put_ref(&small), Err(PutError::Closed(()))));
+        assert_eq!((huge.len(), small.len()), (10_000, 10));
+        assert!(tiny.is_empty());
+    })
+}
+
 #[test]
 fn get_every_form_from_a_child_producer() {
     with_watchdog(LIMIT, || {
