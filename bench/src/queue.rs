@@ -13,9 +13,10 @@
 //! from a borrow, as Python's `put` does not copy its argument; before 2026-11-27 they sent a
 //! `clone` by value, an allocation and a free per message that Python does not make);
 //! consumers `get` a new `Vec` per message, as Python's unpickling makes a new `bytes`.
-//! The 8-byte row is also measured as a fixed-size `[u8; 8]` (what a
-//! Rust program sends as a small message: no heap allocation on either side), beside Python
-//! sending an 8-byte `int`. Each sample times from the consumer's first message to its last, so
+//! The 8-byte row is also measured as a fixed-size `[u8; 8]` (what a Rust program sends as a
+//! small message: no heap allocation on either side), beside Python sending an 8-byte `int`;
+//! with `get_into` (each message decoded into the consumer's one buffer: no allocation per
+//! message, which Python has no way to do); and through the raw-bytes calls. Each sample times from the consumer's first message to its last, so
 //! process start-up is not counted.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,43 +39,72 @@ where
     M: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     F: FnOnce() -> M + Send + 'static,
 {
-    let q: Queue<M> = Queue::bounded(maxsize).unwrap();
-    let qp = q.clone();
-    let p = Process::spawn(move || {
-        let msg = make();
-        for _ in 0..n {
-            qp.put_ref(&msg).unwrap();
-        }
-    })
-    .unwrap();
-    q.get_timeout(T).unwrap();
-    let t = Instant::now();
-    for _ in 1..n {
+    one_to_one_with(maxsize, n, put_copies(make, n), |q: &Queue<M>| {
         std::hint::black_box(q.get_timeout(T).unwrap());
-    }
-    let rate = (n - 1) as f64 / t.elapsed().as_secs_f64();
-    p.join().unwrap();
-    rate
+    })
+}
+
+/// As [`one_to_one`], taken with `get_into` into one buffer (no allocation per message).
+fn one_to_one_into(size: usize, n: usize, maxsize: usize) -> f64 {
+    let mut buf = Vec::new();
+    let make = move || vec![7u8; size];
+    one_to_one_with(
+        maxsize,
+        n,
+        put_copies(make, n),
+        move |q: &Queue<Vec<u8>>| {
+            q.get_into_timeout(&mut buf, T).unwrap();
+            std::hint::black_box(&buf);
+        },
+    )
 }
 
 /// As [`one_to_one`] through the raw-bytes calls (`put_bytes`, `get_bytes_into` reusing one
 /// buffer): what ipc-channel's bytes channel does.
 fn one_to_one_bytes(size: usize, n: usize, maxsize: usize) -> f64 {
-    let q: Queue<()> = Queue::bounded(maxsize).unwrap();
-    let qp = q.clone();
-    let p = Process::spawn(move || {
+    let mut buf = Vec::new();
+    let send = move |q: &Queue<()>| {
         let msg = vec![7u8; size];
         for _ in 0..n {
-            qp.put_bytes(&msg).unwrap();
+            q.put_bytes(&msg).unwrap();
         }
-    })
-    .unwrap();
-    let mut buf = Vec::new();
-    q.get_bytes_into_timeout(&mut buf, T).unwrap();
-    let t = Instant::now();
-    for _ in 1..n {
+    };
+    one_to_one_with(maxsize, n, send, move |q: &Queue<()>| {
         q.get_bytes_into_timeout(&mut buf, T).unwrap();
         std::hint::black_box(&buf);
+    })
+}
+
+/// A producer that puts `n` copies of the message `make` builds, by reference.
+fn put_copies<M, F>(make: F, n: usize) -> impl FnOnce(&Queue<M>) + Send + 'static
+where
+    M: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    F: FnOnce() -> M + Send + 'static,
+{
+    move |q: &Queue<M>| {
+        let msg = make();
+        for _ in 0..n {
+            q.put_ref(&msg).unwrap();
+        }
+    }
+}
+
+/// Messages per second on a `Queue::bounded(maxsize)`: a producer process runs `send`
+/// (which puts `n` messages), this process calls `take` `n` times, timed from the first
+/// message on.
+fn one_to_one_with<M, S, R>(maxsize: usize, n: usize, send: S, mut take: R) -> f64
+where
+    M: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    S: FnOnce(&Queue<M>) + Send + 'static,
+    R: FnMut(&Queue<M>),
+{
+    let q: Queue<M> = Queue::bounded(maxsize).unwrap();
+    let qp = q.clone();
+    let p = Process::spawn(move || send(&qp)).unwrap();
+    take(&q);
+    let t = Instant::now();
+    for _ in 1..n {
+        take(&q);
     }
     let rate = (n - 1) as f64 / t.elapsed().as_secs_f64();
     p.join().unwrap();
@@ -274,6 +304,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let r8 = median_of(s, || one_to_one(8, small, 1000));
     let r8a = median_of(s, || one_to_one_of(|| [7u8; 8], small, 1000));
     let r8b = median_of(s, || one_to_one_bytes(8, small, 1000));
+    let r8i = median_of(s, || one_to_one_into(8, small, 1000));
     let r64 = median_of(s, || one_to_one(64, small, 1000));
     let r1m = mb(median_of(s, || one_to_one(1 << 20, 300, 8)));
     let r1m_bytes = mb(median_of(s, || one_to_one_bytes(1 << 20, 1000, 8)));
@@ -289,7 +320,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let ff8 = py.get("queue_ff_1to1_8").copied();
     let ff1m = py.get("queue_ff_1to1_1m").copied();
     let (msgs, mibs) = ("msg/s", "MiB/s");
-    let table: [Spec; 11] = [
+    let table: [Spec; 12] = [
         (
             "queue 1->1 8 B",
             msgs,
@@ -310,6 +341,13 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
             r8a,
             "queue_1to1_int8",
             None,
+        ),
+        (
+            "queue 1->1 8 B get_into (no alloc)",
+            msgs,
+            r8i,
+            "queue_1to1_8",
+            Some((ipc, Some(ipc8))),
         ),
         (
             "queue 1->1 8 B put_bytes/get_bytes_into",

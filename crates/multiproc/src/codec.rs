@@ -31,6 +31,18 @@ pub trait Codec: Send + Sync + 'static {
     /// [`ErrorKind::Codec`] when the bytes are not a valid `T` (or have bytes left over).
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T>;
 
+    /// Decodes a whole `T` from `bytes` into `place`, reusing what `place` owns where the
+    /// codec and type allow (a `Vec`'s or `String`'s buffer). The default decodes a new
+    /// value and assigns it.
+    ///
+    /// # Errors
+    /// As [`decode`](Self::decode); then `place` holds some valid value, not necessarily
+    /// the one it held.
+    fn decode_into<T: DeserializeOwned>(bytes: &[u8], place: &mut T) -> Result<()> {
+        *place = Self::decode(bytes)?;
+        Ok(())
+    }
+
     /// The exact length of `value`'s encoding when the codec can tell it without building
     /// the encoding; then [`encode_to_slice`](Self::encode_to_slice) writes it in place
     /// (a queue encodes straight into its shared ring that way, saving a copy). The default
@@ -120,24 +132,49 @@ impl Codec for Postcard {
             // Longer, or not a valid encoding: the general path (and its errors).
         }
         crate::handle::take_note();
-        match wire::take_from_bytes::<T>(bytes) {
-            Ok((v, [])) => Ok(v),
-            Ok((_, rest)) => Err(Error::new(
-                ErrorKind::Codec,
-                format!(
-                    "message does not decode as the expected type ({} bytes left over)",
-                    rest.len()
-                ),
-            )),
-            Err(e) => Err(Error::new(
-                ErrorKind::Codec,
-                match crate::handle::take_note() {
-                    Some(detail) => format!("message holds an invalid handle: {detail}"),
-                    None => format!("message does not decode as the expected type: {e}"),
-                },
-            )),
-        }
+        let (v, rest) = wire::take_from_bytes::<T>(bytes).map_err(de_error)?;
+        whole(rest)?;
+        Ok(v)
     }
+
+    /// `Vec<u8>` with one copy into its buffer; other types through serde's
+    /// `deserialize_in_place` (which reuses a `Vec`'s or `String`'s buffer, and otherwise
+    /// assigns a new value).
+    #[inline]
+    fn decode_into<T: DeserializeOwned>(bytes: &[u8], place: &mut T) -> Result<()> {
+        if let Some(v) = cast::as_byte_vec_mut(place) {
+            return whole(wire::take_byte_vec_into(bytes, v).map_err(de_error)?);
+        }
+        crate::handle::take_note();
+        whole(wire::take_in_place(bytes, place).map_err(de_error)?)
+    }
+}
+
+/// Ok when a decoded message left no bytes over.
+#[inline(always)]
+fn whole(rest: &[u8]) -> Result<()> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Codec,
+            format!(
+                "message does not decode as the expected type ({} bytes left over)",
+                rest.len()
+            ),
+        ))
+    }
+}
+
+#[cold]
+fn de_error(e: wire::WireError) -> Error {
+    Error::new(
+        ErrorKind::Codec,
+        match crate::handle::take_note() {
+            Some(detail) => format!("message holds an invalid handle: {detail}"),
+            None => format!("message does not decode as the expected type: {e}"),
+        },
+    )
 }
 
 /// A `Vec<u8>` or `[u8]` shorter than this is written by postcard as one length byte and the
@@ -162,7 +199,25 @@ pub(crate) fn decode_guarded<T: DeserializeOwned, C: Codec>(
     bytes: &[u8],
     panicked: &mut Option<Box<dyn std::any::Any + Send>>,
 ) -> Result<T> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| C::decode::<T>(bytes))) {
+    guarded(|| C::decode::<T>(bytes), panicked)
+}
+
+/// [`decode_guarded`] for `C::decode_into`.
+#[inline(always)]
+pub(crate) fn decode_into_guarded<T: DeserializeOwned, C: Codec>(
+    bytes: &[u8],
+    place: &mut T,
+    panicked: &mut Option<Box<dyn std::any::Any + Send>>,
+) -> Result<()> {
+    guarded(|| C::decode_into::<T>(bytes, place), panicked)
+}
+
+#[inline(always)]
+fn guarded<R>(
+    decode: impl FnOnce() -> Result<R>,
+    panicked: &mut Option<Box<dyn std::any::Any + Send>>,
+) -> Result<R> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)) {
         Ok(r) => r,
         Err(p) => {
             *panicked = Some(p);
@@ -222,5 +277,49 @@ mod tests {
                 (Ok(a), Err(_)) => panic!("{bad:?} decoded as {a:?}; postcard rejects it"),
             }
         }
+    }
+
+    /// Decoding in place gives what `decode` gives (and the same errors), keeps a byte
+    /// vector's or string's buffer.
+    #[test]
+    fn decode_into_matches_decode() {
+        let mut buf: Vec<u8> = Vec::with_capacity(1000);
+        let ptr = buf.as_ptr();
+        for n in [0usize, 1, 8, 127, 128, 300, 1000] {
+            let v: Vec<u8> = (0..n).map(|i| (i * 7) as u8).collect();
+            let enc = to_vec(&v).unwrap();
+            Postcard::decode_into(&enc, &mut buf).unwrap();
+            assert_eq!(buf, v, "{n} bytes");
+            assert_eq!(buf.as_ptr(), ptr, "{n} bytes: the same buffer");
+        }
+        buf = vec![5, 5];
+        for bad in [&[3u8, 1, 2][..], &[1, 1, 2], &[], &[0x80], &[0x81, 0x00]] {
+            let e = Postcard::decode_into(bad, &mut buf).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Codec, "{bad:?}");
+            let d = Postcard::decode::<Vec<u8>>(bad).unwrap_err();
+            assert_eq!(e.message(), d.message(), "{bad:?}");
+        }
+
+        let mut s = String::with_capacity(100);
+        let sptr = s.as_ptr();
+        for text in [
+            "",
+            "abc",
+            "a longer string of text, past one length byte? no",
+        ] {
+            Postcard::decode_into(&to_vec(text).unwrap(), &mut s).unwrap();
+            assert_eq!(s, text);
+            assert_eq!(s.as_ptr(), sptr, "the same buffer");
+        }
+        type Pair = (u32, Vec<String>);
+        let mut p: Pair = (9, vec!["x".into()]);
+        let want: Pair = (3, vec!["a".into(), "bc".into()]);
+        Postcard::decode_into(&to_vec(&want).unwrap(), &mut p).unwrap();
+        assert_eq!(p, want);
+        let e = Postcard::decode_into(&[1, 2, 3], &mut p).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Codec);
+        let mut u = 0u8;
+        let e = Postcard::decode_into(&[1, 2], &mut u).unwrap_err();
+        assert!(e.message().contains("1 bytes left over"), "{e}");
     }
 }

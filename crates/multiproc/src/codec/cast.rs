@@ -8,7 +8,7 @@
 //! ignoring their lifetimes, which do not change a type's layout. When the types are equal
 //! we reinterpret the value as the type it is.
 //!
-//! The only unsafe code in the codec is here, two reads of a value as its own type.
+//! The only unsafe code in the codec is here: values read, or borrowed, as their own type.
 
 use std::any::TypeId;
 use std::mem::ManuallyDrop;
@@ -56,6 +56,19 @@ pub(super) fn byte_vec_into<T>(v: Vec<u8>) -> T {
     // equal lifetime-erased ids mean the very same type). `v` is not dropped, so ownership of
     // its buffer moves to the returned value exactly once.
     unsafe { std::ptr::read((&*v as *const Vec<u8>).cast::<T>()) }
+}
+
+/// `place` as the `Vec<u8>` it is, when `T` is `Vec<u8>`.
+#[inline(always)]
+pub(super) fn as_byte_vec_mut<T>(place: &mut T) -> Option<&mut Vec<u8>> {
+    if typeid::of::<T>() == TypeId::of::<Vec<u8>>() {
+        // SAFETY: `T` is `Vec<u8>` (equal lifetime-erased ids, and `Vec<u8>` has no lifetime
+        // parameters, so the very same type): the pointer is the same place, with the same
+        // layout, borrowed for the same lifetime.
+        Some(unsafe { &mut *(place as *mut T).cast::<Vec<u8>>() })
+    } else {
+        None
+    }
 }
 
 /// The type id of serde's `Vec<u8>` visitor (a private type), learned once by asking
@@ -141,6 +154,16 @@ mod tests {
             }
             Ok(v)
         }
+    }
+
+    #[test]
+    fn byte_vec_borrowed_mutably_only_for_byte_vectors() {
+        let mut v = vec![1u8, 2];
+        as_byte_vec_mut(&mut v).unwrap().push(3);
+        assert_eq!(v, [1, 2, 3]);
+        assert!(as_byte_vec_mut(&mut vec![1i8]).is_none());
+        assert!(as_byte_vec_mut(&mut [1u8; 3]).is_none());
+        assert!(as_byte_vec_mut(&mut String::new()).is_none());
     }
 
     #[test]

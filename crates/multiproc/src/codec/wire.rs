@@ -651,6 +651,31 @@ pub(crate) fn take_from_bytes<'a, T: de::Deserialize<'a>>(
     Ok((v, de.rest()))
 }
 
+/// Decodes one postcard value from the start of `bytes` into `place` (serde's
+/// `deserialize_in_place`: a `Vec` or `String` keeps its buffer); returns the bytes after it.
+/// On error `place` holds some valid value.
+#[inline]
+pub(crate) fn take_in_place<'a, T: de::Deserialize<'a>>(
+    bytes: &'a [u8],
+    place: &mut T,
+) -> Result<&'a [u8]> {
+    let mut de = De::<Varint>::new(bytes);
+    T::deserialize_in_place(&mut de, place)?;
+    Ok(de.rest())
+}
+
+/// Decodes one postcard `Vec<u8>` from the start of `bytes` into `out`, reusing its buffer
+/// (one copy, where serde's in-place path would visit every byte); returns the bytes after
+/// it. On error `out` is unchanged.
+#[inline]
+pub(crate) fn take_byte_vec_into<'a>(bytes: &'a [u8], out: &mut Vec<u8>) -> Result<&'a [u8]> {
+    let mut de = De::<Varint>::new(bytes);
+    let b = de.bytes()?;
+    out.clear();
+    out.extend_from_slice(b);
+    Ok(de.rest())
+}
+
 struct Access<'a, 'de, F> {
     de: &'a mut De<'de, F>,
     len: usize,

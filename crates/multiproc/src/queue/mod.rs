@@ -379,11 +379,7 @@ impl<T, C: Codec> Queue<T, C> {
     /// `Closed` once the queue is closed and drained; `Failed` on corrupted shared memory.
     #[doc(alias = "recv_bytes")]
     pub fn get_bytes(&self) -> std::result::Result<Vec<u8>, GetError> {
-        self.get_bytes_wait(Wait::timeout(None))
-            .map_err(|s| match s {
-                GetStop::Failed(e) => GetError::Failed(e),
-                _ => GetError::Closed,
-            })
+        self.get_bytes_wait(Wait::timeout(None)).map_err(get_err)
     }
 
     /// Takes the next message as raw bytes if there is one now.
@@ -426,10 +422,7 @@ impl<T, C: Codec> Queue<T, C> {
     #[doc(alias = "recv_bytes_into")]
     pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> std::result::Result<(), GetError> {
         self.get_bytes_into_wait(buf, Wait::timeout(None))
-            .map_err(|s| match s {
-                GetStop::Failed(e) => GetError::Failed(e),
-                _ => GetError::Closed,
-            })
+            .map_err(get_err)
     }
 
     /// As [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`.
@@ -469,6 +462,14 @@ impl<T, C: Codec> Queue<T, C> {
 
     fn put_raw(&self, payloads: &[&[u8]], wait: Wait) -> std::result::Result<(), (usize, PutStop)> {
         self.shared.put_frames(payloads, wait)
+    }
+}
+
+/// What a blocking get reports (it never stops for `Empty` or `Timeout`).
+fn get_err(s: GetStop) -> GetError {
+    match s {
+        GetStop::Failed(e) => GetError::Failed(e),
+        _ => GetError::Closed,
     }
 }
 
@@ -624,6 +625,18 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         })
     }
 
+    fn get_into_wait(&self, place: &mut T, wait: Wait) -> std::result::Result<(), GetStop> {
+        // As `get_wait`, decoding into `place`.
+        let mut panicked = None;
+        let r = self.shared.take_one(wait, |f: FrameRef<'_>| {
+            crate::codec::decode_into_guarded::<T, C>(f.bytes(), place, &mut panicked)
+        });
+        if let Some(p) = panicked {
+            std::panic::resume_unwind(p);
+        }
+        r
+    }
+
     fn get_wait(&self, wait: Wait) -> std::result::Result<T, GetStop> {
         // Decoded straight from the ring, under the consumer mutex: no copy in between. A
         // message that does not decode is consumed and reported (see `take_frames`).
@@ -640,16 +653,53 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         r
     }
 
+    /// Takes the next item into `place`, waiting as long as it takes: as [`get`](Self::get),
+    /// but decoded in place, so a `Vec` or `String` (or a type whose `Deserialize` supports
+    /// serde's in-place decoding) keeps its buffer instead of the queue allocating a new one
+    /// for every message. For a consumer that handles one message at a time in a loop.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get). When the message does not decode (it is consumed, as with
+    /// `get`), `place` holds some valid value, not necessarily the one it held.
+    ///
+    /// ```
+    /// use multiproc::Queue;
+    /// let q: Queue<Vec<u8>> = Queue::new()?;
+    /// q.put(b"first".to_vec()).unwrap();
+    /// q.put(b"second".to_vec()).unwrap();
+    /// let mut buf = Vec::with_capacity(64);
+    /// q.get_into(&mut buf).unwrap();
+    /// assert_eq!(buf, b"first");
+    /// q.get_into(&mut buf).unwrap();
+    /// assert_eq!(buf, b"second");
+    /// assert!(buf.capacity() >= 64, "the same buffer");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn get_into(&self, place: &mut T) -> std::result::Result<(), GetError> {
+        self.get_into_wait(place, Wait::timeout(None))
+            .map_err(get_err)
+    }
+
+    /// [`get_into`](Self::get_into), waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`get_timeout`](Self::get_timeout); after a `Failed`, as `get_into`.
+    pub fn get_into_timeout(
+        &self,
+        place: &mut T,
+        timeout: Duration,
+    ) -> std::result::Result<(), GetTimeoutError> {
+        self.get_into_wait(place, Wait::timeout(Some(timeout)))
+            .map_err(get_timeout_err)
+    }
+
     /// Takes the next item, waiting as long as it takes (Python's `get()`).
     ///
     /// # Errors
     /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Failed`] when
     /// the next message does not decode as `T` (that message is consumed; the queue goes on).
     pub fn get(&self) -> std::result::Result<T, GetError> {
-        self.get_wait(Wait::timeout(None)).map_err(|s| match s {
-            GetStop::Failed(e) => GetError::Failed(e),
-            _ => GetError::Closed,
-        })
+        self.get_wait(Wait::timeout(None)).map_err(get_err)
     }
 
     /// Takes the next item if there is one now (Python's `get_nowait`, `get(False)`).

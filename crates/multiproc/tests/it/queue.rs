@@ -126,6 +126,68 @@ fn put_ref_sends_a_borrowed_value_many_times() {
     })
 }
 
+// `get_into` decodes each message into the caller's value: a child producer sends byte
+// vectors of every length class (one length byte or more, empty, large), the parent takes
+// them all into one buffer that keeps its allocation; a message that does not decode is an
+// error (and consumed), the queue goes on; an empty queue times out.
+#[test]
+fn get_into_reuses_the_callers_buffer() {
+    with_watchdog(LIMIT, || {
+        let sizes = [0usize, 1, 8, 127, 128, 1000, 70_000, 5];
+        let q: Queue<Vec<u8>> = Queue::bounded(4).unwrap();
+        let qc = q.clone();
+        let mut child = Process::spawn(move || {
+            for (i, &n) in sizes.iter().enumerate() {
+                qc.put((0..n).map(|b| (b + i) as u8).collect()).unwrap();
+            }
+            qc.put_bytes(&[200, 1]).unwrap(); // claims 200 bytes, holds 1
+            qc.put(vec![42]).unwrap();
+        })
+        .unwrap();
+        let mut buf = Vec::with_capacity(70_000);
+        let ptr = buf.as_ptr();
+        for (i, &n) in sizes.iter().enumerate() {
+            q.get_into_timeout(&mut buf, T).unwrap();
+            assert_eq!(buf.len(), n);
+            assert!(buf.iter().enumerate().all(|(b, &v)| v == (b + i) as u8));
+            assert_eq!(buf.as_ptr(), ptr, "message {i}: the same buffer");
+        }
+        match q.get_into_timeout(&mut buf, T) {
+            Err(GetTimeoutError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
+            other => panic!("{other:?}"),
+        }
+        q.get_into(&mut buf).unwrap();
+        assert_eq!(buf, [42]);
+        assert_eq!(child.join_timeout(T).unwrap(), Some(()));
+
+        let t = Instant::now();
+        let wait = Duration::from_millis(100);
+        assert!(matches!(
+            q.get_into_timeout(&mut buf, wait),
+            Err(GetTimeoutError::Timeout)
+        ));
+        assert!(t.elapsed() >= wait);
+        q.close();
+        assert!(matches!(q.get_into(&mut buf), Err(GetError::Closed)));
+        assert_eq!(buf, [42], "untouched by a get that took nothing");
+
+        // Any type: a String and a struct in place.
+        let qs: Queue<(String, u32)> = Queue::new().unwrap();
+        let qsc = qs.clone();
+        let mut child = Process::spawn(move || {
+            qsc.put(("first".into(), 1)).unwrap();
+            qsc.put(("second".into(), 2)).unwrap();
+        })
+        .unwrap();
+        let mut v = (String::new(), 0);
+        qs.get_into_timeout(&mut v, T).unwrap();
+        assert_eq!(v, ("first".to_string(), 1));
+        qs.get_into_timeout(&mut v, T).unwrap();
+        assert_eq!(v, ("second".to_string(), 2));
+        assert_eq!(child.join_timeout(T).unwrap(), Some(()));
+    })
+}
+
 #[test]
 fn get_every_form_from_a_child_producer() {
     with_watchdog(LIMIT, || {
