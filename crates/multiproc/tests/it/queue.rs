@@ -572,8 +572,21 @@ fn fault_run(total: u64, kills: usize) {
     };
     let start_consumer = || -> Process<()> {
         let (q, board) = (q.clone(), board.clone());
+        // Takes in turn a batch (`get_many`), one message (`get_timeout`) and one into a
+        // reused value (`get_into_timeout`): the general path and the single-message one.
+        let mut turn = 0u32;
+        let mut one: Msg = (0, 0, 0, Vec::new());
         Process::spawn(move || loop {
-            match q.get_many(BATCH, Some(Duration::from_secs(20))) {
+            let wait = Duration::from_secs(20);
+            turn = turn.wrapping_add(1);
+            let got = match turn % 3 {
+                0 => q.get_many(BATCH, Some(wait)),
+                1 => q.get_timeout(wait).map(|m| vec![m]),
+                _ => q
+                    .get_into_timeout(&mut one, wait)
+                    .map(|()| vec![one.clone()]),
+            };
+            match got {
                 Ok(batch) => {
                     let at = board
                         .log_next()
