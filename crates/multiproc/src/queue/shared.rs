@@ -16,6 +16,11 @@
 //! 4096  ring       cap bytes of frames (ring.rs)
 //! ```
 //!
+//! A queue's own segment holds one such area at offset 0. A connection keeps both its
+//! directions' areas in one segment of its own (`pipe/dir.rs`): there the offsets above
+//! count from the area's start, a page-aligned payload offset (`SharedQueue::create_in`,
+//! `open_at`, which checks that the whole area lies inside the segment).
+//!
 //! Each group sits on its own cache lines: producers write only the producer lines,
 //! consumers only the consumer lines, so a producer and a consumer never contend for a lock
 //! and read each other's lines only when the ring looks full or empty to them (each handle
@@ -394,6 +399,9 @@ struct Hints {
 #[derive(Debug)]
 pub(crate) struct SharedQueue {
     seg: Segment,
+    /// Payload offset of this queue's area in `seg` (0 for a queue's own segment; a
+    /// connection keeps both directions' areas in one segment).
+    base: usize,
     /// The control block and the ring's first byte, inside `seg`'s mapping (found and
     /// checked once at open: every put and get uses them several times).
     ctl: *const Control,
@@ -416,6 +424,7 @@ impl Clone for SharedQueue {
         let h = &self.hints;
         SharedQueue {
             seg: self.seg.clone(),
+            base: self.base,
             ctl: self.ctl,
             ring: self.ring,
             geo: self.geo,
@@ -471,17 +480,52 @@ impl Drop for Locked<'_> {
 }
 
 impl SharedQueue {
+    /// Bytes a queue area with a ring of `cap` bytes takes (control block and ring), and the
+    /// ring size it will really have (`cap` rounded up to pages, at least one); `None` when
+    /// too large. See [`SharedQueue::create_in`].
+    pub(crate) fn area_len(cap: u64) -> Option<(usize, u64)> {
+        let cap = cap.max(4096).checked_next_multiple_of(4096)?;
+        let len = usize::try_from(cap).ok()?.checked_add(RING_AT)?;
+        Some((len, cap))
+    }
+
     /// Creates a queue segment with a ring of `cap` bytes (rounded to pages) and an optional
     /// item bound.
     pub(crate) fn create(cap: u64, maxsize: Option<u64>) -> Result<SharedQueue> {
-        let cap = cap.max(4096).next_multiple_of(4096);
-        let geo = Geometry::new(cap);
-        let len = usize::try_from(cap)
-            .ok()
-            .and_then(|c| c.checked_add(RING_AT))
+        let (len, _) = SharedQueue::area_len(cap)
             .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "queue capacity too large"))?;
         let seg = Segment::create(SegmentKind::Queue, len)?;
-        let c: &Control = seg.get(0).expect("control block fits the segment");
+        SharedQueue::create_in(seg, 0, cap, maxsize)
+    }
+
+    /// Sets up a queue area (control block, then the ring of `cap` bytes rounded as in
+    /// [`SharedQueue::area_len`]) at payload offset `base` of `seg`, a segment just created
+    /// and not shared yet (zero-filled there), and opens it. Lets one segment hold several
+    /// queue areas (a connection's two directions).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] when `base` is not page-aligned or the area does not
+    /// fit the segment.
+    pub(crate) fn create_in(
+        seg: Segment,
+        base: usize,
+        cap: u64,
+        maxsize: Option<u64>,
+    ) -> Result<SharedQueue> {
+        let (len, cap) = SharedQueue::area_len(cap)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "queue capacity too large"))?;
+        let fits = base.is_multiple_of(4096)
+            && base
+                .checked_add(len)
+                .is_some_and(|end| end <= seg.payload_len());
+        if !fits {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "queue area does not fit its segment",
+            ));
+        }
+        let geo = Geometry::new(cap);
+        let c: &Control = seg.get(base).expect("control block fits the segment");
         c.config.cap.store(geo.cap, Ordering::Relaxed);
         c.config.warm.store(geo.warm, Ordering::Relaxed);
         c.config
@@ -490,21 +534,34 @@ impl SharedQueue {
         c.pmutex.0.init();
         c.cmutex.0.init();
         c.config.magic.store(MAGIC, Ordering::Release);
-        SharedQueue::open(seg)
+        SharedQueue::open_at(seg, base)
     }
 
     /// Opens a queue segment (ours or received), validating its configuration.
     pub(crate) fn open(seg: Segment) -> Result<SharedQueue> {
+        if seg.kind() != SegmentKind::Queue {
+            return Err(Error::new(
+                ErrorKind::InvalidHandle,
+                "not a valid multiproc queue: wrong segment kind",
+            ));
+        }
+        SharedQueue::open_at(seg, 0)
+    }
+
+    /// Opens the queue area at payload offset `base` of `seg` (ours or received; the caller
+    /// checks the segment's kind), validating its configuration: nothing read from the
+    /// segment is trusted, and the area must lie wholly inside it.
+    pub(crate) fn open_at(seg: Segment, base: usize) -> Result<SharedQueue> {
         let bad = |why: &str| {
             Error::new(
                 ErrorKind::InvalidHandle,
                 format!("not a valid multiproc queue: {why}"),
             )
         };
-        if seg.kind() != SegmentKind::Queue {
-            return Err(bad("wrong segment kind"));
+        if !base.is_multiple_of(4096) {
+            return Err(bad("queue area not page-aligned"));
         }
-        let c: &Control = seg.get(0).ok_or_else(|| bad("segment too small"))?;
+        let c: &Control = seg.get(base).ok_or_else(|| bad("segment too small"))?;
         if c.config.magic.load(Ordering::Acquire) != MAGIC {
             return Err(bad("bad magic"));
         }
@@ -513,8 +570,9 @@ impl SharedQueue {
             c.config.warm.load(Ordering::Relaxed),
             ring::DISCARD_CHUNK,
         );
-        let fits = (RING_AT as u64)
-            .checked_add(geo.cap)
+        let fits = (base as u64)
+            .checked_add(RING_AT as u64)
+            .and_then(|r| r.checked_add(geo.cap))
             .is_some_and(|e| e <= seg.payload_len() as u64);
         if !geo.is_valid() || !fits {
             return Err(bad("ring size does not match the segment"));
@@ -524,11 +582,12 @@ impl SharedQueue {
             return Err(bad("zero maxsize"));
         }
         let ctl: *const Control = c;
-        // SAFETY: RING_AT + cap <= payload_len (checked above), so the offset stays inside
-        // the mapping.
-        let ring = unsafe { seg.payload().add(RING_AT) };
+        // SAFETY: base + RING_AT + cap <= payload_len (checked above), so the offset stays
+        // inside the mapping.
+        let ring = unsafe { seg.payload().add(base + RING_AT) };
         Ok(SharedQueue {
             seg,
+            base,
             ctl,
             ring,
             geo,
@@ -544,7 +603,7 @@ impl SharedQueue {
 
     #[inline(always)]
     fn ctl(&self) -> &Control {
-        // SAFETY: `ctl` came from `seg.get(0)` at open (in bounds, aligned, `Control` is
+        // SAFETY: `ctl` came from `seg.get(base)` at open (in bounds, aligned, `Control` is
         // ShmSafe), and the mapping lives as long as `self.seg`, which `&self` borrows.
         unsafe { &*self.ctl }
     }
@@ -785,9 +844,10 @@ impl SharedQueue {
             .into_iter()
             .flatten()
         {
-            let _ = self
-                .seg
-                .discard(RING_AT + d.start as usize, (d.end - d.start) as usize);
+            let _ = self.seg.discard(
+                self.base + RING_AT + d.start as usize,
+                (d.end - d.start) as usize,
+            );
         }
     }
 

@@ -17,7 +17,7 @@ pub(crate) mod slots;
 
 #[allow(unused_imports)]
 pub(crate) use arena::{Shared, ShmObject};
-pub(crate) use segment::{Segment, SegmentKind};
+pub(crate) use segment::{Placed, Segment, SegmentKind};
 
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 

@@ -12,6 +12,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -276,6 +277,56 @@ impl Segment {
     }
 }
 
+/// One `T` at a fixed payload offset of a segment, checked (in bounds, aligned) once when
+/// made; keeps the segment mapped. For objects at a known place in a segment laid out by its
+/// user (a connection's cells), rather than in an arena slot.
+pub(crate) struct Placed<T: ShmSafe> {
+    seg: Segment,
+    offset: usize,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: ShmSafe> Placed<T> {
+    /// The `T` at payload `offset` of `seg`, if it lies wholly inside the payload and is
+    /// aligned (see [`Segment::get`]).
+    pub(crate) fn new(seg: &Segment, offset: usize) -> Option<Placed<T>> {
+        seg.get::<T>(offset)?;
+        Some(Placed {
+            seg: seg.clone(),
+            offset,
+            _t: PhantomData,
+        })
+    }
+
+    /// The object.
+    #[inline]
+    pub(crate) fn get(&self) -> &T {
+        // SAFETY: `offset` was checked in bounds and aligned for `T` by `Segment::get` in
+        // `new`; `T` is ShmSafe (any bytes are a valid `T`, shared access through `&T` is
+        // sound), and the mapping lives as long as `self.seg`, which `&self` borrows.
+        unsafe { &*(self.seg.payload().add(self.offset) as *const T) }
+    }
+}
+
+impl<T: ShmSafe> Clone for Placed<T> {
+    fn clone(&self) -> Self {
+        Placed {
+            seg: self.seg.clone(),
+            offset: self.offset,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: ShmSafe> std::fmt::Debug for Placed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Placed")
+            .field("segment", &format_args!("{:016x}", self.seg.id()))
+            .field("offset", &self.offset)
+            .finish()
+    }
+}
+
 /// Wire form of a segment reference: its fd's index in the message's fd table, and its id.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct WireSegment {
@@ -362,6 +413,12 @@ mod tests {
         assert!(seg.get::<AtomicU64>(len - 7).is_none());
         assert!(seg.get::<AtomicU64>(usize::MAX - 3).is_none());
         assert!(seg.get::<AtomicU64>(4).is_none());
+        // `Placed` makes the same checks, once.
+        let p = Placed::<AtomicU64>::new(&seg, 8).unwrap();
+        p.get().store(7, Ordering::Relaxed);
+        assert_eq!(seg.get::<AtomicU64>(8).unwrap().load(Ordering::Relaxed), 7);
+        assert!(Placed::<AtomicU64>::new(&seg, len - 7).is_none());
+        assert!(Placed::<AtomicU64>::new(&seg, 4).is_none());
     }
 
     #[test]
