@@ -2,6 +2,21 @@
 //! `queue/shared.rs`, reused as is) and a small shared cell with the direction's two locks,
 //! its count of sleeping receivers and its message sequence counter.
 //!
+//! All directions of a connection (two for a duplex pipe, one for a simplex one) live in one
+//! segment, so that an end holds two fds: its socket and this segment. Payload layout:
+//!
+//! ```text
+//! 0             header   magic b"MPCONN01" (u64), directions (u64: 1 or 2)
+//! 64 + 64*i     cell i   DirCell of direction i
+//! 4096 + S*i    area i   direction i's queue area (control block, then RING_BYTES of ring;
+//!                        S = the area's length, see `SharedQueue::area_len`)
+//! ```
+//!
+//! The creator fills it in before anyone else can see it. Whoever opens it (a process that
+//! received an end) checks the segment kind, the magic, the direction count, that the cell
+//! and the whole area of the direction lie inside the segment, and the area's queue
+//! configuration (`SharedQueue::open_at`); the area's ring must not reach into the next area.
+//!
 //! Every copy of both ends shares the direction: the sending end's copies put records into
 //! the ring, the receiving end's copies take them. A record is a message's bytes followed by
 //! one tag byte ([`TAG_DATA`]), or a *marker* (a `u32` sequence number, then [`TAG_MARKER`])
@@ -20,18 +35,26 @@
 //! needs repair (the ring commits by one store; the socket side copes with partial messages
 //! by sequence numbers, see `mod.rs`).
 
-use std::sync::atomic::{fence, AtomicU32, Ordering};
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+#[cfg(test)]
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::queue::shared::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
-use crate::shm::{Segment, Shared, ShmObject, ShmSafe};
+use crate::shm::{Placed, Segment, SegmentKind, ShmSafe};
 use crate::sync::RawMutex;
 use crate::sys::Deadline;
 
-/// Shared object kind of a direction's cell (pipe codes are 24–31).
-const KIND_DIR_CELL: u8 = 25;
+/// Segment kind of a connection's shared memory (pipe codes are 24–31).
+pub(crate) const SEGMENT_KIND: SegmentKind = SegmentKind::Other(24);
+const MAGIC: u64 = u64::from_le_bytes(*b"MPCONN01");
+/// Payload offset of direction 0's cell; direction `i`'s is `CELLS_AT + CELL_STRIDE * i`.
+const CELLS_AT: usize = 64;
+const CELL_STRIDE: usize = 64;
+/// Payload offset of direction 0's queue area (page-aligned, as the area requires).
+const AREAS_AT: usize = 4096;
+/// Directions a connection has at most.
+const MAX_DIRS: u64 = 2;
 
 /// Ring bytes per direction. Only touched pages cost memory: a receiver that keeps up keeps
 /// the ring in its first few pages (the ring prefers wrapping early, see `queue/ring.rs`).
@@ -60,8 +83,25 @@ pub(crate) struct DirCell {
 // every bit pattern is a valid state (a garbage count only costs doorbells or a sleep slice).
 unsafe impl ShmSafe for DirCell {}
 
-impl ShmObject for DirCell {
-    const KIND: u8 = KIND_DIR_CELL;
+const _: () = assert!(std::mem::size_of::<DirCell>() <= CELL_STRIDE);
+const _: () = assert!(CELLS_AT + CELL_STRIDE * MAX_DIRS as usize <= AREAS_AT);
+
+/// The segment's header.
+#[repr(C)]
+struct Header {
+    magic: AtomicU64,
+    dirs: AtomicU64,
+}
+
+// SAFETY: two `AtomicU64`; repr(C), no pointers, every bit pattern is valid (and checked
+// before use).
+unsafe impl ShmSafe for Header {}
+
+/// Length of one direction's queue area (control block and ring).
+fn area_len() -> usize {
+    SharedQueue::area_len(RING_BYTES)
+        .expect("RING_BYTES is a small constant")
+        .0
 }
 
 /// A record taken from the ring.
@@ -87,7 +127,9 @@ impl Drop for Held<'_> {
 #[derive(Clone, Debug)]
 pub(crate) struct Dir {
     ring: SharedQueue,
-    cell: Shared<DirCell>,
+    cell: Placed<DirCell>,
+    /// Which direction of the segment this is.
+    index: u8,
 }
 
 fn lock(m: &RawMutex) -> Result<Held<'_>> {
@@ -102,17 +144,88 @@ fn lock(m: &RawMutex) -> Result<Held<'_>> {
 }
 
 impl Dir {
-    /// A new direction: an empty ring, unlocked locks.
-    pub(crate) fn new() -> Result<Dir> {
-        Ok(Dir {
-            ring: SharedQueue::create(RING_BYTES, None)?,
-            cell: Shared::new(|c: &DirCell| {
-                c.send.init();
-                c.recv.init();
-            })?,
-        })
+    /// A new connection's shared memory: one segment with one direction (`duplex = false`)
+    /// or two, each an empty ring with unlocked locks. Returns the directions.
+    pub(crate) fn create(duplex: bool) -> Result<(Dir, Option<Dir>)> {
+        let n = if duplex { 2 } else { 1 };
+        let seg = Segment::create(SEGMENT_KIND, AREAS_AT + n * area_len())?;
+        let mut dirs = Vec::with_capacity(n);
+        for i in 0..n {
+            let cell = Placed::<DirCell>::new(&seg, CELLS_AT + CELL_STRIDE * i)
+                .expect("the cells fit before the areas");
+            cell.get().send.init();
+            cell.get().recv.init();
+            let ring =
+                SharedQueue::create_in(seg.clone(), AREAS_AT + i * area_len(), RING_BYTES, None)?;
+            dirs.push(Dir {
+                ring,
+                cell,
+                index: i as u8,
+            });
+        }
+        let h: &Header = seg.get(0).expect("the header fits the segment");
+        h.dirs.store(n as u64, Ordering::Relaxed);
+        h.magic.store(MAGIC, Ordering::Release);
+        let mut dirs = dirs.into_iter();
+        let first = dirs.next().expect("at least one direction");
+        Ok((first, dirs.next()))
     }
 
+    /// Direction `index` of a connection's segment (ours or received), validated: see the
+    /// module docs.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidHandle`] when any check fails.
+    pub(crate) fn open(seg: &Segment, index: u8) -> Result<Dir> {
+        let bad = |why: &str| {
+            Error::new(
+                ErrorKind::InvalidHandle,
+                format!("not a valid multiproc connection segment: {why}"),
+            )
+        };
+        if seg.kind() != SEGMENT_KIND {
+            return Err(bad("wrong segment kind"));
+        }
+        let h: &Header = seg.get(0).ok_or_else(|| bad("segment too small"))?;
+        if h.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(bad("bad magic"));
+        }
+        let dirs = h.dirs.load(Ordering::Relaxed);
+        if dirs == 0 || dirs > MAX_DIRS {
+            return Err(bad("implausible number of directions"));
+        }
+        if u64::from(index) >= dirs {
+            return Err(bad("no such direction"));
+        }
+        let i = usize::from(index);
+        let cell = Placed::<DirCell>::new(seg, CELLS_AT + CELL_STRIDE * i)
+            .ok_or_else(|| bad("cell outside the segment"))?;
+        let base = AREAS_AT + i * area_len();
+        let fits = base
+            .checked_add(area_len())
+            .is_some_and(|end| end <= seg.payload_len());
+        if !fits {
+            return Err(bad("direction's area outside the segment"));
+        }
+        let ring = SharedQueue::open_at(seg.clone(), base)?;
+        // The ring's size comes from shared memory: it must stay inside its own area.
+        if SharedQueue::area_len(ring.capacity_bytes()).is_none_or(|(len, _)| len > area_len()) {
+            return Err(bad("ring larger than its area"));
+        }
+        Ok(Dir { ring, cell, index })
+    }
+
+    /// The connection's segment (the same for all its directions).
+    pub(crate) fn segment(&self) -> &Segment {
+        self.ring.segment()
+    }
+
+    /// Which direction of the segment this is.
+    pub(crate) fn index(&self) -> u8 {
+        self.index
+    }
+
+    #[inline]
     fn cell(&self) -> &DirCell {
         self.cell.get()
     }
@@ -256,26 +369,66 @@ impl Dir {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Wire {
-    ring: Segment,
-    cell: Shared<DirCell>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Serialize for Dir {
-    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        Wire {
-            ring: self.ring.segment().clone(),
-            cell: self.cell.clone(),
-        }
-        .serialize(s)
+    fn word(seg: &Segment, offset: usize) -> &AtomicU64 {
+        seg.get(offset).unwrap()
     }
-}
 
-impl<'de> Deserialize<'de> for Dir {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let w = Wire::deserialize(d)?;
-        let ring = SharedQueue::open(w.ring).map_err(crate::handle::de_err::<D::Error>)?;
-        Ok(Dir { ring, cell: w.cell })
+    #[test]
+    fn one_segment_holds_every_direction() {
+        let (a, b) = Dir::create(true).unwrap();
+        let b = b.unwrap();
+        assert_eq!(a.segment().id(), b.segment().id());
+        assert_eq!((a.index(), b.index()), (0, 1));
+        // The directions are independent rings with their own cells.
+        assert!(a.put(&[b"to a", &[TAG_DATA]], Duration::ZERO).unwrap());
+        assert!(!b.has_records());
+        let _l = a.lock_send().unwrap();
+        assert!(b.no_socket_sender());
+        let got = a.take(|m| m.to_vec()).unwrap();
+        assert!(matches!(got, Some(Record::Data(m)) if m == b"to a"));
+        // Opened again from the segment (as a receiver does), they are the same ones.
+        let a2 = Dir::open(a.segment(), 0).unwrap();
+        assert!(!a2.no_socket_sender(), "a2 sees a's send lock held");
+        assert!(b.put(&[b"to b", &[TAG_DATA]], Duration::ZERO).unwrap());
+        assert!(Dir::open(b.segment(), 1).unwrap().has_records());
+        let (s, none) = Dir::create(false).unwrap();
+        assert!(none.is_none());
+        assert!(s.segment().payload_len() < a.segment().payload_len());
+    }
+
+    #[test]
+    fn open_checks_what_shared_memory_says() {
+        let (a, _) = Dir::create(true).unwrap();
+        let seg = a.segment().clone();
+        let err = |seg: &Segment, i: u8| Dir::open(seg, i).unwrap_err().to_string();
+        assert!(err(&seg, 2).contains("no such direction"));
+        // Another kind of segment (a queue's) is refused.
+        let q = SharedQueue::create(4096, None).unwrap();
+        assert!(err(q.segment(), 0).contains("wrong segment kind"));
+        // A hostile header: bad magic, no or too many directions.
+        word(&seg, 0).store(7, Ordering::Relaxed);
+        assert!(err(&seg, 0).contains("magic"));
+        word(&seg, 0).store(MAGIC, Ordering::Relaxed);
+        for n in [0, 3, u64::MAX] {
+            word(&seg, 8).store(n, Ordering::Relaxed);
+            assert!(err(&seg, 0).contains("directions"), "{n}");
+        }
+        word(&seg, 8).store(2, Ordering::Relaxed);
+        // A ring that claims more than its area (it would reach into the next one).
+        let cap = word(&seg, AREAS_AT + 8);
+        cap.store(2 * RING_BYTES, Ordering::Relaxed);
+        assert!(err(&seg, 0).contains("larger than its area"));
+        cap.store(u64::MAX - 7, Ordering::Relaxed);
+        assert!(err(&seg, 0).contains("ring size"));
+        cap.store(RING_BYTES, Ordering::Relaxed);
+        Dir::open(&seg, 0).unwrap();
+        // A one-direction segment that claims two: the second area is not there.
+        let (s, _) = Dir::create(false).unwrap();
+        word(s.segment(), 8).store(2, Ordering::Relaxed);
+        assert!(err(s.segment(), 1).contains("outside the segment"));
     }
 }

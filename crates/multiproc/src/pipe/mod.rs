@@ -5,7 +5,11 @@
 //!
 //! A connection is a `SOCK_SEQPACKET` Unix socket pair plus, for each direction, a ring of
 //! bytes in shared memory (the queue's ring, `queue/shared.rs`) and a small shared cell with
-//! the direction's locks and counters (`dir.rs`). Each tool does what it is good at:
+//! the direction's locks and counters (`dir.rs`). Both directions' rings and cells live in
+//! one shared-memory segment (one memfd) per connection, so an end holds **two fds**: its
+//! socket and that segment, duplex or not (Python's holds one). A process holding both ends
+//! holds three (two sockets, one segment), and one that receives several ends of the same
+//! connection maps its segment once. Each tool does what it is good at:
 //!
 //! - **Small messages** (up to [`INLINE_MAX`] bytes, no fds) go into the ring: one copy in,
 //!   one copy out, no system call while the receiver keeps up (it spins briefly before it
@@ -53,8 +57,9 @@
 //!
 //! Handles (a `Connection`, a `Queue`, a `Lock`, ...) inside a sent value travel with their
 //! file descriptors (`SCM_RIGHTS`), so the receiving process can use them even though it
-//! never inherited them. A `Connection` itself travels as its socket, its directions' ring
-//! segments and shared cells, each validated on arrival.
+//! never inherited them. A `Connection` itself travels as its socket and its connection's
+//! segment (with the indices of the directions it sends and receives on), each validated on
+//! arrival (`dir.rs` lists the checks).
 
 mod dir;
 mod frame;
@@ -75,6 +80,7 @@ use self::frame::{Assembler, Outcome};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
+use crate::shm::Segment;
 use crate::sys::{socket, Deadline};
 
 /// Socket buffer size asked for at creation (the kernel caps it at `net.core.wmem_max`).
@@ -134,19 +140,17 @@ pub fn pipe_with<C: Codec>(duplex: bool) -> Result<(Connection<C>, Connection<C>
         // Best effort: a bigger buffer means bigger frames and fewer wake-ups.
         let _ = socket::set_buffer_sizes(fd.as_fd(), SOCKET_BUFFER);
     }
-    // `ba` carries what b sends to a; `ab` what a sends to b.
-    let ba = Dir::new()?;
-    let ends = if duplex {
-        let ab = Dir::new()?;
-        (
+    // `ba` carries what b sends to a; `ab` what a sends to b. Both live in one segment.
+    let (ba, ab) = Dir::create(duplex)?;
+    let ends = match ab {
+        Some(ab) => (
             Connection::from_parts(a, Some(ab.clone()), Some(ba.clone())),
             Connection::from_parts(b, Some(ba), Some(ab)),
-        )
-    } else {
-        (
+        ),
+        None => (
             Connection::from_parts(a, None, Some(ba.clone())),
             Connection::from_parts(b, Some(ba), None),
-        )
+        ),
     };
     Ok(ends)
 }
@@ -1074,11 +1078,15 @@ impl<C> AsRawFd for Connection<C> {
     }
 }
 
+/// Wire form of an end: its socket's index in the message's fd table, the connection's
+/// segment (one for all directions, so a receiver maps it once), and which of the segment's
+/// directions the end sends and receives on.
 #[derive(Serialize, Deserialize)]
 struct Wire {
     fd: u32,
-    out: Option<Dir>,
-    inn: Option<Dir>,
+    seg: Segment,
+    out: Option<u8>,
+    inn: Option<u8>,
 }
 
 impl<C> Serialize for Connection<C> {
@@ -1087,12 +1095,27 @@ impl<C> Serialize for Connection<C> {
             .fd
             .as_ref()
             .ok_or_else(|| crate::handle::ser_err::<S::Error>("cannot send a closed Connection"))?;
+        let seg = match (&self.out, &self.inn) {
+            (Some(d), _) | (None, Some(d)) => d.segment(),
+            (None, None) => {
+                return Err(crate::handle::ser_err::<S::Error>(
+                    "cannot send a Connection without directions",
+                ))
+            }
+        };
+        debug_assert!(
+            self.inn
+                .as_ref()
+                .is_none_or(|d| d.segment().id() == seg.id()),
+            "both directions of a connection live in one segment"
+        );
         let index =
             handle::export_fd(fd.as_fd(), None).map_err(crate::handle::ser_err::<S::Error>)?;
         Wire {
             fd: index,
-            out: self.out.clone(),
-            inn: self.inn.clone(),
+            seg: seg.clone(),
+            out: self.out.as_ref().map(Dir::index),
+            inn: self.inn.as_ref().map(Dir::index),
         }
         .serialize(s)
     }
@@ -1106,13 +1129,21 @@ impl<'de, C> Deserialize<'de> for Connection<C> {
                 "connection description has neither direction",
             ));
         }
+        if w.out.is_some() && w.out == w.inn {
+            return Err(crate::handle::de_err::<D::Error>(
+                "connection description sends and receives on the same direction",
+            ));
+        }
+        let open = |i: Option<u8>| i.map(|i| Dir::open(&w.seg, i)).transpose();
+        let out = open(w.out).map_err(crate::handle::de_err::<D::Error>)?;
+        let inn = open(w.inn).map_err(crate::handle::de_err::<D::Error>)?;
         let fd = handle::import_fd(w.fd).map_err(crate::handle::de_err::<D::Error>)?;
         if !socket::is_unix_seqpacket(fd.as_fd()) {
             return Err(crate::handle::de_err::<D::Error>(
                 "received fd for a Connection is not a Unix SOCK_SEQPACKET socket",
             ));
         }
-        Ok(Connection::from_parts(fd, w.out, w.inn))
+        Ok(Connection::from_parts(fd, out, inn))
     }
 }
 
@@ -1462,6 +1493,41 @@ mod tests {
         assert_eq!(b.recv_bytes().unwrap(), big);
         assert_eq!(b.recv_bytes().unwrap(), b"small");
         assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    }
+
+    #[test]
+    fn a_received_description_is_checked() {
+        let (a, _b) = pipe(true).unwrap();
+        let seg = a.out.as_ref().unwrap().segment().clone();
+        let queue = crate::queue::shared::SharedQueue::create(4096, None).unwrap();
+        let decode = |seg: &Segment, out: Option<u8>, inn: Option<u8>| {
+            let (bytes, fds) = handle::with_exported_fds(|| {
+                let fd = handle::export_fd(a.try_as_fd().unwrap(), None)
+                    .map_err(|m| Error::new(ErrorKind::Codec, m))?;
+                crate::codec::to_vec(&Wire {
+                    fd,
+                    seg: seg.clone(),
+                    out,
+                    inn,
+                })
+            })
+            .unwrap();
+            handle::with_imported_fds(fds, || Postcard::decode::<Connection>(&bytes))
+        };
+        // What a real end sends decodes; its description names one segment, once.
+        assert!(decode(&seg, Some(0), Some(1)).unwrap().writable());
+        let (_, fds) = handle::with_exported_fds(|| crate::codec::to_vec(&a)).unwrap();
+        assert_eq!(fds.len(), 2, "an end travels as its socket and one segment");
+        for (seg, out, inn, why) in [
+            (&seg, Some(0), Some(0), "same direction"),
+            (&seg, None, None, "neither direction"),
+            (&seg, Some(2), Some(1), "no such direction"),
+            (queue.segment(), Some(0), None, "wrong segment kind"),
+        ] {
+            let e = decode(seg, out, inn).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Codec);
+            assert!(e.to_string().contains(why), "{why}: {e}");
+        }
     }
 
     #[test]

@@ -930,3 +930,189 @@ fn a_panicking_deserialize_consumes_its_message() {
         assert_eq!(recv().unwrap(), Brittle(9), "and its message is gone");
     });
 }
+
+/// How many fds `N` connection ends add to a process, counted in /proc/self/fd: in the
+/// process that creates the pipes, and in one that receives the ends in messages (a fresh
+/// fork made before the pipes existed, so it holds only what the messages brought).
+const FD_N: usize = 8;
+
+/// Fds added, relative to a baseline taken after a warm-up, at each step (see
+/// [`fd_count_receiver`] and [`fd_count_body`]).
+type FdSteps = Vec<(String, usize)>;
+
+fn fds_now() -> usize {
+    open_fds().len()
+}
+
+/// The receiving side: takes batches of ends over `ctl` and counts after each.
+fn fd_count_receiver(ctl: Connection) -> FdSteps {
+    let got = |ctl: &Connection| -> Vec<Connection> { recv_t(ctl).unwrap() };
+    // Warm up (arena mappings, buffers): one batch of each kind, then dropped.
+    drop(got(&ctl));
+    let base = fds_now();
+    let mut steps = FdSteps::new();
+    let duplex_a = got(&ctl);
+    steps.push(("duplex, one end each".into(), fds_now() - base));
+    let duplex_b = got(&ctl);
+    steps.push(("duplex, both ends".into(), fds_now() - base));
+    let simplex_r = got(&ctl);
+    steps.push(("+ simplex, reader ends".into(), fds_now() - base));
+    let simplex_w = got(&ctl);
+    steps.push(("+ simplex, both ends".into(), fds_now() - base));
+    // The received ends work: a message each way on every duplex pipe, one on each simplex.
+    for (a, b) in duplex_a.iter().zip(&duplex_b) {
+        a.send_bytes(b"ab").unwrap();
+        b.send_bytes(b"ba").unwrap();
+        assert_eq!(recv_bytes_t(b).unwrap(), b"ab");
+        assert_eq!(recv_bytes_t(a).unwrap(), b"ba");
+    }
+    for (r, w) in simplex_r.iter().zip(&simplex_w) {
+        w.send_bytes(b"w").unwrap();
+        assert_eq!(recv_bytes_t(r).unwrap(), b"w");
+    }
+    drop((duplex_a, duplex_b, simplex_r, simplex_w));
+    steps.push(("all dropped".into(), fds_now() - base));
+    steps
+}
+
+/// Runs in a fresh one-thread child (other tests' fds must not come and go under it).
+fn fd_count_body() -> (FdSteps, FdSteps) {
+    let (ctl, ctl_child) = pipe(true).unwrap();
+    // Warm up this process too (first fork, arenas, buffers).
+    let warm: Vec<Connection> = {
+        let (a, b) = pipe(true).unwrap();
+        let (c, d) = pipe(false).unwrap();
+        vec![a, b, c, d]
+    };
+    let receiver = Process::spawn(move || fd_count_receiver(ctl_child)).unwrap();
+    ctl.send(&warm).unwrap();
+    drop(warm);
+    let base = fds_now();
+    let mut steps = FdSteps::new();
+    let (da, db): (Vec<Connection>, Vec<Connection>) =
+        (0..FD_N).map(|_| pipe(true).unwrap()).unzip();
+    steps.push(("duplex pipes created".into(), fds_now() - base));
+    let (sr, sw): (Vec<Connection>, Vec<Connection>) =
+        (0..FD_N).map(|_| pipe(false).unwrap()).unzip();
+    steps.push(("+ simplex pipes created".into(), fds_now() - base));
+    let batches = [da, db, sr, sw];
+    for b in &batches {
+        ctl.send(b).unwrap();
+    }
+    steps.push(("sent, still held".into(), fds_now() - base));
+    drop(batches);
+    steps.push(("sent and dropped".into(), fds_now() - base));
+    let theirs = receiver.join().unwrap();
+    (steps, theirs)
+}
+
+#[test]
+fn fds_held_per_connection_end() {
+    with_watchdog(LIMIT, || {
+        let p = Process::spawn(fd_count_body).unwrap();
+        let (ours, theirs) = p.join().unwrap();
+        eprintln!("fds added by {FD_N} pipes of each kind:");
+        eprintln!("  creator:  {ours:?}");
+        eprintln!("  receiver: {theirs:?}");
+        let n = FD_N;
+        // The creator: a duplex pipe is two sockets and one shared segment; a simplex pipe
+        // the same.
+        assert_eq!(ours[0].1, 3 * n, "{ours:?}");
+        assert_eq!(ours[1].1, 6 * n, "{ours:?}");
+        assert_eq!(ours[3].1, 0, "{ours:?}");
+        // The receiver: one end of each duplex pipe is its socket and the connection's one
+        // segment: 2 fds (Python's is 1); the other end adds only its socket (the segment is
+        // mapped once). Simplex ends alike. (With a segment per direction, as before, these
+        // were: creator 4 per duplex pipe, receiver 3 per duplex end and 4 per pipe.)
+        assert_eq!(theirs[0].1, 2 * n, "{theirs:?}");
+        assert_eq!(theirs[1].1, 3 * n, "{theirs:?}");
+        assert_eq!(theirs[2].1, 5 * n, "{theirs:?}");
+        assert_eq!(theirs[3].1, 6 * n, "{theirs:?}");
+        assert_eq!(theirs[4].1, 0, "{theirs:?}");
+    });
+}
+
+/// The body of [`a_sigkilled_peer_leaves_no_fds_behind`]; runs in a fresh one-thread child.
+fn kill_peer_body() -> (Vec<i32>, Vec<i32>) {
+    // Warm up: first fork, arenas, buffers, a received end.
+    Process::spawn(|| ()).unwrap().join().unwrap();
+    {
+        let (a, b) = pipe(true).unwrap();
+        a.send(&pipe(true).unwrap()).unwrap();
+        let _: (Connection, Connection) = recv_t(&b).unwrap();
+    }
+    let before = open_fds();
+    for round in 0..3u32 {
+        // A sending peer, killed while it streams ring and socket messages: it sent us an
+        // end of a pipe of its own first.
+        let (ours, theirs) = pipe(true).unwrap();
+        let p: Process<()> = Process::spawn(move || {
+            let (x, _y) = pipe(true).unwrap();
+            theirs.send(&x).unwrap();
+            for q in 0u32.. {
+                theirs.send_bytes(&tagged(0, q, mixed_size(q))).unwrap();
+            }
+        })
+        .unwrap();
+        let x: Connection = recv_t(&ours).unwrap();
+        for q in 0..40 + 30 * round {
+            assert_eq!(check_tagged(&recv_bytes_t(&ours).unwrap()), (0, q));
+        }
+        p.kill().unwrap();
+        assert!(p.join().is_err());
+        loop {
+            match recv_bytes_t(&ours) {
+                Ok(m) => drop(check_tagged(&m)),
+                Err(RecvError::Eof) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // The other end of `x` died with the peer.
+        assert!(matches!(recv_bytes_t(&x), Err(RecvError::Eof)));
+        drop((ours, x));
+
+        // A receiving peer, killed while we stream to it (some messages carry pipe ends, so
+        // fds are in flight in the socket when it dies).
+        let (ours, theirs) = pipe(true).unwrap();
+        let mut p: Option<Process<()>> = Some(
+            Process::spawn(move || loop {
+                // Messages carrying ends are taken as bytes: their fds are closed unclaimed.
+                if let Err(e) = theirs.recv_bytes() {
+                    panic!("receiver: {e}");
+                }
+            })
+            .unwrap(),
+        );
+        let kill_at = 60 + 25 * round;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for q in 0u32.. {
+            if q == kill_at {
+                let p = p.take().unwrap();
+                p.kill().unwrap();
+                assert!(p.join().is_err());
+            }
+            let sent = if q % 7 == 3 {
+                let (e1, _e2) = pipe(q % 2 == 0).unwrap();
+                ours.send(&e1)
+            } else {
+                ours.send_bytes(&tagged(0, q, mixed_size(q)))
+            };
+            match sent {
+                Ok(()) => assert!(Instant::now() < deadline, "the hang-up was never seen"),
+                Err(SendError::Disconnected) if q >= kill_at => break,
+                Err(e) => panic!("send {q}: {e}"),
+            }
+        }
+        drop(ours);
+    }
+    (before, open_fds())
+}
+
+#[test]
+fn a_sigkilled_peer_leaves_no_fds_behind() {
+    with_watchdog(LIMIT, || {
+        let p = Process::spawn(kill_peer_body).unwrap();
+        let (before, after) = p.join().unwrap();
+        assert_eq!(before, after, "fds leaked in the survivor");
+    });
+}
