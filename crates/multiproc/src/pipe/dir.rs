@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! 0             header   magic b"MPCONN01" (u64), directions (u64: 1 or 2)
-//! 64 + 64*i     cell i   DirCell of direction i
+//! 128 + 128*i   cell i   DirCell of direction i
 //! 4096 + S*i    area i   direction i's queue area (control block, then RING_BYTES of ring;
 //!                        S = the area's length, see `SharedQueue::area_len`)
 //! ```
@@ -49,8 +49,10 @@ use crate::sys::Deadline;
 pub(crate) const SEGMENT_KIND: SegmentKind = SegmentKind::Other(24);
 const MAGIC: u64 = u64::from_le_bytes(*b"MPCONN01");
 /// Payload offset of direction 0's cell; direction `i`'s is `CELLS_AT + CELL_STRIDE * i`.
-const CELLS_AT: usize = 64;
-const CELL_STRIDE: usize = 64;
+/// Two cache lines each (against the adjacent-line prefetcher), as in the queue's control
+/// block: the two directions' cells are written by different processes in a ping-pong.
+const CELLS_AT: usize = 128;
+const CELL_STRIDE: usize = 128;
 /// Payload offset of direction 0's queue area (page-aligned, as the area requires).
 const AREAS_AT: usize = 4096;
 /// Directions a connection has at most.
