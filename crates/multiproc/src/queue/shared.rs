@@ -86,6 +86,11 @@
 //! the slices do). Planted mistakes (no seqlock re-check, the sleeper count read before the
 //! commit, an uncounted sleeper, `reclaimed` published before the discard) are each found.
 //!
+//! The single-message entry points (`put_one_with`, `take_one`: what `put` and `get` call)
+//! run the common case as straight-line code that makes the same accesses, in the same order,
+//! as `put_frames_with` / `take_frames` make for it, and hand every other case to those; so
+//! the model of the general paths covers them, and the fault tests kill processes in both.
+//!
 //! Not covered by the model: memory ordering weaker than sequential consistency (the
 //! orderings were argued by hand: a slot's stores follow a `Release` fence placed after the
 //! previous `seq` store, so a reader whose loads saw any of them sees the new `seq` after its
