@@ -490,10 +490,12 @@ fn get_timeout_err(s: GetStop) -> GetTimeoutError {
 }
 
 impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
+    #[inline(always)]
     fn put_wait(&self, item: T, wait: Wait) -> std::result::Result<(), (T, PutStop)> {
         self.put_ref_wait(&item, wait).map_err(|s| (item, s))
     }
 
+    #[inline(always)]
     fn put_ref_wait(&self, item: &T, wait: Wait) -> std::result::Result<(), PutStop> {
         match C::encoded_len(item) {
             // Encoded straight into the ring (under the producer mutex): no copy between.
@@ -527,6 +529,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// assert_eq!(q.get().unwrap(), msg);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[inline]
     pub fn put_ref(&self, item: &T) -> std::result::Result<(), PutError<()>> {
         self.put_ref_wait(item, Wait::timeout(None))
             .map_err(|s| put_error((), s))
@@ -538,6 +541,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// [`PutError::Closed`] when the queue is closed; [`PutError::Failed`] when the item
     /// does not serialize or is larger than the queue's byte capacity. Both hand the item
     /// back.
+    #[inline]
     pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
         self.put_wait(item, Wait::timeout(None))
             .map_err(|(t, s)| put_error(t, s))
@@ -556,6 +560,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     #[doc(alias = "put_nowait")]
+    #[inline]
     pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
         self.put_wait(item, Wait::No).map_err(|(t, s)| {
             put_stop(
@@ -573,6 +578,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     ///
     /// # Errors
     /// [`PutTimeoutError::Timeout`], `Closed`, or `Failed`; each hands the item back.
+    #[inline]
     pub fn put_timeout(
         &self,
         item: T,
@@ -625,6 +631,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         })
     }
 
+    #[inline(always)]
     fn get_into_wait(&self, place: &mut T, wait: Wait) -> std::result::Result<(), GetStop> {
         // As `get_wait`, decoding into `place`.
         let mut panicked = None;
@@ -637,6 +644,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         r
     }
 
+    #[inline(always)]
     fn get_wait(&self, wait: Wait) -> std::result::Result<T, GetStop> {
         // Decoded straight from the ring, under the consumer mutex: no copy in between. A
         // message that does not decode is consumed and reported (see `take_frames`).
@@ -675,6 +683,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// assert!(buf.capacity() >= 64, "the same buffer");
     /// # Ok::<(), multiproc::Error>(())
     /// ```
+    #[inline]
     pub fn get_into(&self, place: &mut T) -> std::result::Result<(), GetError> {
         self.get_into_wait(place, Wait::timeout(None))
             .map_err(get_err)
@@ -684,6 +693,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     ///
     /// # Errors
     /// As [`get_timeout`](Self::get_timeout); after a `Failed`, as `get_into`.
+    #[inline]
     pub fn get_into_timeout(
         &self,
         place: &mut T,
@@ -698,6 +708,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// # Errors
     /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Failed`] when
     /// the next message does not decode as `T` (that message is consumed; the queue goes on).
+    #[inline]
     pub fn get(&self) -> std::result::Result<T, GetError> {
         self.get_wait(Wait::timeout(None)).map_err(get_err)
     }
@@ -707,6 +718,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// # Errors
     /// [`TryGetError::Empty`], `Closed` (closed and drained), or `Failed` (decode).
     #[doc(alias = "get_nowait")]
+    #[inline]
     pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
         self.get_wait(Wait::No).map_err(try_get_err)
     }
@@ -715,6 +727,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     ///
     /// # Errors
     /// [`GetTimeoutError::Timeout`], `Closed` (closed and drained), or `Failed` (decode).
+    #[inline]
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
         self.get_wait(Wait::timeout(Some(timeout)))
             .map_err(get_timeout_err)

@@ -901,7 +901,7 @@ impl SharedQueue {
     /// straight-line code, with the same shared-memory accesses in the same order as the
     /// general path takes for it (so the model of that path covers it); anything else
     /// (waiting, a full or closed queue, refreshing hints) goes through the general path.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn put_one_with(
         &self,
         len: usize,
@@ -1180,7 +1180,7 @@ impl SharedQueue {
     /// handing it to `sink` (as [`take_frames`](Self::take_frames) with `max` 1, the same
     /// shared-memory accesses in the same order); anything else (an empty queue, waiting,
     /// a skip header, damage) goes through `take_frames`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_one<R>(
         &self,
         wait: Wait,
