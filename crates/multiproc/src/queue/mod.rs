@@ -854,6 +854,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
     ///
     /// # Errors
     /// As [`Queue::put`].
+    #[inline]
     pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
         self.0.put(item)
     }
@@ -862,6 +863,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
     ///
     /// # Errors
     /// As [`Queue::get`].
+    #[inline]
     pub fn get(&self) -> std::result::Result<T, GetError> {
         self.0.get()
     }
@@ -871,6 +873,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
     /// # Errors
     /// As [`Queue::try_get`].
     #[doc(alias = "get_nowait")]
+    #[inline]
     pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
         self.0.try_get()
     }
@@ -879,6 +882,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
     ///
     /// # Errors
     /// As [`Queue::get_timeout`].
+    #[inline]
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
         self.0.get_timeout(timeout)
     }
