@@ -77,11 +77,18 @@ pub trait Codec: Send + Sync + 'static {
 }
 
 fn ser_error(e: wire::WireError) -> Error {
+    codec_error(e, "cannot serialize value", "cannot serialize value")
+}
+
+/// A codec error: `noted` with the handle note a failed handle left (see `handle.rs`), else
+/// `plain` with the format's own error.
+#[cold]
+fn codec_error(e: wire::WireError, noted: &str, plain: &str) -> Error {
     Error::new(
         ErrorKind::Codec,
         match crate::handle::take_note() {
-            Some(detail) => format!("cannot serialize value: {detail}"),
-            None => format!("cannot serialize value: {e}"),
+            Some(detail) => format!("{noted}: {detail}"),
+            None => format!("{plain}: {e}"),
         },
     )
 }
@@ -168,12 +175,10 @@ fn whole(rest: &[u8]) -> Result<()> {
 
 #[cold]
 fn de_error(e: wire::WireError) -> Error {
-    Error::new(
-        ErrorKind::Codec,
-        match crate::handle::take_note() {
-            Some(detail) => format!("message holds an invalid handle: {detail}"),
-            None => format!("message does not decode as the expected type: {e}"),
-        },
+    codec_error(
+        e,
+        "message holds an invalid handle",
+        "message does not decode as the expected type",
     )
 }
 

@@ -717,8 +717,14 @@ fn leak_check_body() -> (Vec<i32>, Vec<i32>) {
 
 #[test]
 fn no_fd_leaks() {
-    with_watchdog(LIMIT, || {
-        let p = Process::spawn(leak_check_body).unwrap();
+    fds_unchanged_after(leak_check_body);
+}
+
+/// Runs `body` in a fresh child (so other tests' fds don't count) and checks that its open
+/// fds after equal those before.
+fn fds_unchanged_after(body: fn() -> (Vec<i32>, Vec<i32>)) {
+    with_watchdog(LIMIT, move || {
+        let p = Process::spawn(body).unwrap();
         let (before, after) = p.join().unwrap();
         assert_eq!(before, after, "fds leaked");
     });
@@ -1110,9 +1116,5 @@ fn kill_peer_body() -> (Vec<i32>, Vec<i32>) {
 
 #[test]
 fn a_sigkilled_peer_leaves_no_fds_behind() {
-    with_watchdog(LIMIT, || {
-        let p = Process::spawn(kill_peer_body).unwrap();
-        let (before, after) = p.join().unwrap();
-        assert_eq!(before, after, "fds leaked in the survivor");
-    });
+    fds_unchanged_after(kill_peer_body);
 }
