@@ -273,7 +273,7 @@ impl Dir {
     /// `slice` for room. `Ok(false)`: no room yet.
     pub(crate) fn put(&self, parts: &[&[u8]], slice: std::time::Duration) -> Result<bool> {
         let len = parts.iter().map(|p| p.len()).sum();
-        let write = |_, dst: &mut [u8]| {
+        let write = |dst: &mut [u8]| {
             let mut at = 0;
             for p in parts {
                 dst[at..at + p.len()].copy_from_slice(p);
@@ -281,17 +281,11 @@ impl Dir {
             }
             Ok(())
         };
-        match self
-            .ring
-            .put_frames_with(1, |_| len, write, Wait::For(Some(slice)))
-        {
+        match self.ring.put_one_with(len, write, Wait::For(Some(slice))) {
             Ok(()) => Ok(true),
-            Err((_, PutStop::Full | PutStop::Timeout)) => Ok(false),
-            Err((_, PutStop::Closed)) => Err(Error::new(
-                ErrorKind::InvalidState,
-                "connection ring was closed (corrupted shared memory?)",
-            )),
-            Err((_, PutStop::Failed(e))) => Err(e),
+            Err(PutStop::Full | PutStop::Timeout) => Ok(false),
+            Err(PutStop::Closed) => Err(closed_ring()),
+            Err(PutStop::Failed(e)) => Err(e),
         }
     }
 
@@ -339,36 +333,34 @@ impl Dir {
     /// [`ErrorKind::Codec`] for a record that is not one of ours (it is consumed);
     /// [`ErrorKind::InvalidState`] when the ring was found corrupted (and reset).
     pub(crate) fn take<R>(&self, on_data: impl FnOnce(&[u8]) -> R) -> Result<Option<Record<R>>> {
-        let mut on_data = Some(on_data);
-        let mut out = None;
-        let r = self.ring.take_frames(1, Wait::No, |_, f: FrameRef<'_>| {
-            out = Some(match f.bytes().split_last() {
-                Some((&TAG_DATA, body)) => match on_data.take() {
-                    Some(g) => Record::Data(g(body)),
-                    None => unreachable!("take_frames(1) hands over one frame"),
-                },
+        let r = self
+            .ring
+            .take_one(Wait::No, |f: FrameRef<'_>| match f.bytes().split_last() {
+                Some((&TAG_DATA, body)) => Ok(Record::Data(on_data(body))),
                 Some((&TAG_MARKER, &[a, b, c, d])) => {
-                    Record::Marker(u32::from_le_bytes([a, b, c, d]))
+                    Ok(Record::Marker(u32::from_le_bytes([a, b, c, d])))
                 }
-                _ => {
-                    return Err(Error::new(
-                        ErrorKind::Codec,
-                        "corrupt record in the connection's ring (it was dropped)",
-                    ))
-                }
+                _ => Err(Error::new(
+                    ErrorKind::Codec,
+                    "corrupt record in the connection's ring (it was dropped)",
+                )),
             });
-            Ok(())
-        });
         match r {
-            Ok(_) => Ok(out),
+            Ok(record) => Ok(Some(record)),
             Err(GetStop::Empty | GetStop::Timeout) => Ok(None),
-            Err(GetStop::Closed) => Err(Error::new(
-                ErrorKind::InvalidState,
-                "connection ring was closed (corrupted shared memory?)",
-            )),
+            Err(GetStop::Closed) => Err(closed_ring()),
             Err(GetStop::Failed(e)) => Err(e),
         }
     }
+}
+
+/// A connection's ring is never closed by its users: only corrupted shared memory shows it so.
+#[cold]
+fn closed_ring() -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        "connection ring was closed (corrupted shared memory?)",
+    )
 }
 
 #[cfg(test)]
