@@ -330,8 +330,8 @@ impl<T, C: Codec> Queue<T, C> {
     /// `Closed`, or `Failed` when the bytes exceed [`max_message_bytes`](Self::max_message_bytes).
     #[doc(alias = "send_bytes")]
     pub fn put_bytes(&self, bytes: &[u8]) -> std::result::Result<(), PutError<()>> {
-        self.put_raw(&[bytes], Wait::timeout(None))
-            .map_err(|(_, s)| put_error((), s))
+        self.put_one_raw(bytes, Wait::timeout(None))
+            .map_err(|s| put_error((), s))
     }
 
     /// Puts raw bytes if there is room now.
@@ -339,7 +339,7 @@ impl<T, C: Codec> Queue<T, C> {
     /// # Errors
     /// `Full`, `Closed`, or `Failed` (too large).
     pub fn try_put_bytes(&self, bytes: &[u8]) -> std::result::Result<(), TryPutError<()>> {
-        self.put_raw(&[bytes], Wait::No).map_err(|(_, s)| {
+        self.put_one_raw(bytes, Wait::No).map_err(|s| {
             put_stop(
                 (),
                 s,
@@ -360,8 +360,8 @@ impl<T, C: Codec> Queue<T, C> {
         bytes: &[u8],
         timeout: Duration,
     ) -> std::result::Result<(), PutTimeoutError<()>> {
-        self.put_raw(&[bytes], Wait::timeout(Some(timeout)))
-            .map_err(|(_, s)| {
+        self.put_one_raw(bytes, Wait::timeout(Some(timeout)))
+            .map_err(|s| {
                 put_stop(
                     (),
                     s,
@@ -438,26 +438,33 @@ impl<T, C: Codec> Queue<T, C> {
             .map_err(get_timeout_err)
     }
 
+    #[inline]
     fn get_bytes_into_wait(
         &self,
         buf: &mut Vec<u8>,
         wait: Wait,
     ) -> std::result::Result<(), GetStop> {
         buf.clear();
-        self.shared.take_frames(1, wait, |_, f: FrameRef<'_>| {
+        self.shared.take_one(wait, |f: FrameRef<'_>| {
             f.read_into(buf);
             Ok(())
-        })?;
-        Ok(())
+        })
     }
 
+    #[inline]
     fn get_bytes_wait(&self, wait: Wait) -> std::result::Result<Vec<u8>, GetStop> {
         let mut out = Vec::new();
-        self.shared.take_frames(1, wait, |_, f: FrameRef<'_>| {
-            f.read_into(&mut out);
-            Ok(())
-        })?;
+        self.get_bytes_into_wait(&mut out, wait)?;
         Ok(out)
+    }
+
+    #[inline]
+    fn put_one_raw(&self, bytes: &[u8], wait: Wait) -> std::result::Result<(), PutStop> {
+        let write = |dst: &mut [u8]| {
+            dst.copy_from_slice(bytes);
+            Ok(())
+        };
+        self.shared.put_one_with(bytes.len(), write, wait)
     }
 
     fn put_raw(&self, payloads: &[&[u8]], wait: Wait) -> std::result::Result<(), (usize, PutStop)> {
@@ -503,7 +510,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
                 .shared
                 .put_one_with(n, |dst| C::encode_to_slice(item, dst), wait),
             Ok(None) => with_scratch(|buf| match C::encode(item, buf) {
-                Ok(()) => self.put_raw(&[buf.as_slice()], wait).map_err(|(_, s)| s),
+                Ok(()) => self.put_one_raw(buf, wait),
                 Err(e) => Err(PutStop::Failed(e)),
             }),
             Err(e) => Err(PutStop::Failed(e)),
