@@ -128,6 +128,20 @@ pub(crate) fn spin_until_advanced(
     )
 }
 
+/// Spins for `d` (not past `deadline`) without reading shared memory, when another CPU can
+/// make progress meanwhile ([`super::may_spin`]); at once otherwise.
+pub(crate) fn pause_for(d: std::time::Duration, deadline: super::Deadline) {
+    if d.is_zero() || !super::may_spin() {
+        return;
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < d && !deadline.expired() {
+        for _ in 0..16 {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// [`spin_yield_until_changed`] for any condition that is cheap to check (read shared
 /// memory, no system call): true when `ready()` became true.
 pub(crate) fn spin_yield_until(ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
