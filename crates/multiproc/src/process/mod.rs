@@ -244,9 +244,11 @@ fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
     let _ = out.flush();
     let mut err = std::io::stderr().lock();
     let _ = err.flush();
+    // The shared-memory locks, and the arena slots this process holds, pinned for the child
+    // until it is reaped (see `shm/arena.rs`).
     let shm_guards = crate::shm::fork_guards();
     let mut children = registry::lock();
-    registry::reap_detached(&mut children);
+    let reaped = registry::reap_detached(&mut children);
     // Writes after the fork cost a copy-on-write fault per page: make room and set up
     // thread-locals now.
     children.reserve(1);
@@ -258,13 +260,17 @@ fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
     match forked {
         Err(e) => {
             drop(children);
+            drop(shm_guards.in_parent());
+            drop(reaped);
             ticket.results.release(ticket);
             Err(Error::os("fork failed", e))
         }
         Ok(Forked::Child) => {
             registry::clear_in_child(&mut children);
             drop(children);
-            drop(shm_guards);
+            shm_guards.in_child();
+            // The parent's pins of children it reaped just before the fork are its own.
+            reaped.forget_in_child();
             drop(err);
             drop(out);
             results::forget_in_child();
@@ -279,9 +285,10 @@ fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
             proc::exit_now(code)
         }
         Ok(Forked::Parent(pid)) => {
-            registry::add(&mut children, pid, daemon, Some(ticket));
+            let pins = shm_guards.in_parent();
+            registry::add(&mut children, pid, daemon, Some(ticket), pins);
             drop(children);
-            drop(shm_guards);
+            drop(reaped);
             drop(err);
             drop(out);
             Ok(Started {

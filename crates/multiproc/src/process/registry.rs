@@ -5,6 +5,7 @@
 use std::sync::{Mutex, MutexGuard, Once};
 
 use super::results::Ticket;
+use crate::shm::Pins;
 use crate::sys::proc::{self, Waited};
 
 #[derive(Debug)]
@@ -15,6 +16,23 @@ pub(crate) struct Entry {
     pub(crate) detached: bool,
     /// The result slot of a forked child (given back when a detached child is reaped).
     pub(crate) ticket: Option<Ticket>,
+    /// The arena slots kept alive for a forked child until it is reaped. Dropping them takes
+    /// another lock, so an entry is never dropped while `CHILDREN` is held (see [`Reaped`]).
+    pub(crate) pins: Pins,
+}
+
+/// Entries taken out of the registry, to be dropped (their pins given back) once its lock is
+/// released — and, in a fork, only in the parent.
+#[must_use]
+pub(crate) struct Reaped(Vec<Entry>);
+
+impl Reaped {
+    /// In a forked child: the parent's entries are the parent's to drop.
+    pub(crate) fn forget_in_child(self) {
+        for e in self.0 {
+            e.pins.forget_in_child();
+        }
+    }
 }
 
 static CHILDREN: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
@@ -34,6 +52,7 @@ pub(crate) fn add(
     pid: i32,
     daemon: bool,
     ticket: Option<Ticket>,
+    pins: Pins,
 ) {
     // `at_exit` only locks, signals and waits: it does not unwind.
     AT_EXIT.call_once(|| proc::at_exit(at_exit));
@@ -42,26 +61,46 @@ pub(crate) fn add(
         daemon,
         detached: false,
         ticket,
+        pins,
     });
 }
 
 /// Forgets `pid` (it was reaped by its `Process`).
 pub(crate) fn remove(pid: i32) {
-    lock().retain(|e| e.pid != pid);
+    let removed = {
+        let mut g = lock();
+        g.iter()
+            .position(|e| e.pid == pid)
+            .map(|i| g.swap_remove(i))
+    };
+    drop(removed); // (the lock is released: see `Entry::pins`)
 }
 
 /// Hands `pid` over to the registry: it will be reaped when it ends.
 pub(crate) fn detach(pid: i32) {
-    let mut g = lock();
-    if let Some(e) = g.iter_mut().find(|e| e.pid == pid) {
-        e.detached = true;
-    }
-    reap_detached(&mut g);
+    let reaped = {
+        let mut g = lock();
+        if let Some(e) = g.iter_mut().find(|e| e.pid == pid) {
+            e.detached = true;
+        }
+        reap_detached(&mut g)
+    };
+    drop(reaped);
 }
 
-/// Reaps detached children that have ended (without blocking).
-pub(crate) fn reap_detached(g: &mut MutexGuard<'static, Vec<Entry>>) {
-    g.retain(|e| !e.detached || !reap_entry(e, false));
+/// Reaps detached children that have ended (without blocking); returns their entries, to
+/// drop after the lock is released.
+pub(crate) fn reap_detached(g: &mut MutexGuard<'static, Vec<Entry>>) -> Reaped {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < g.len() {
+        if g[i].detached && reap_entry(&g[i], false) {
+            out.push(g.swap_remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    Reaped(out)
 }
 
 /// Reaps `e` if it has ended (or waits for that with `block`); true once reaped. A child seen
@@ -89,13 +128,19 @@ fn reap_entry(e: &Entry, block: bool) -> bool {
 /// `active_children`, which also reaps the finished ones).
 pub(crate) fn active() -> Vec<i32> {
     let mut g = lock();
-    reap_detached(&mut g);
-    g.iter().map(|e| e.pid).collect()
+    let reaped = reap_detached(&mut g);
+    let pids = g.iter().map(|e| e.pid).collect();
+    drop(g);
+    drop(reaped);
+    pids
 }
 
 /// In a freshly forked child: the parent's children are not ours.
+/// Their pins are the parent's too: forgotten, not given back.
 pub(crate) fn clear_in_child(g: &mut MutexGuard<'static, Vec<Entry>>) {
-    g.clear();
+    for e in g.drain(..) {
+        e.pins.forget_in_child();
+    }
 }
 
 /// Terminates daemon children, then waits for every child. Runs at exit (also at the end of

@@ -233,11 +233,21 @@ pub(crate) fn exec_child(
         });
     }
     let mut children = registry::lock();
-    registry::reap_detached(&mut children);
-    let child = cmd.spawn().context("cannot execute the current binary")?;
+    let reaped = registry::reap_detached(&mut children);
+    let child = cmd.spawn().context("cannot execute the current binary");
+    let child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            drop(children);
+            drop(reaped);
+            return Err(e);
+        }
+    };
     let pid = child.id() as i32;
-    registry::add(&mut children, pid, daemon, None);
+    // (A spawned child inherits no memory, so nothing is pinned for it.)
+    registry::add(&mut children, pid, daemon, None, crate::shm::Pins::none());
     drop(children);
+    drop(reaped);
     // std's Child neither waits nor kills on drop; we reap it ourselves.
     drop(child);
     drop(child_sock);

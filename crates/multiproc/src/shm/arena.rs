@@ -4,20 +4,43 @@
 //! An arena is one [`Segment`] of kind `Arena`. Its payload layout:
 //! ```text
 //! 0                 hint       AtomicU32   where the next allocation starts looking
-//! 64                slot table AtomicU32 x SLOTS   0 = free, else (kind << 24) | refcount
+//! 64                slot table AtomicU32 x SLOTS   0 = free, else (kind << 24) | count
 //! 64 + 4*SLOTS      slots      SLOTS x 64 bytes, each 64-byte aligned (one cache line)
 //! ```
-//! Allocation CASes a table entry from 0 to `(kind << 24) | 1`; every handle clone adds one
-//! to the count and every drop takes one away; the slot is free again when it reaches zero.
-//! All of it is lock-free, so a process killed at any point leaks at most the one slot it
-//! held a count on (freed with the arena when the last process holding it ends). A handle
-//! serialized into a message carries one count "in flight" that the receiver adopts.
+//! Allocation CASes a table entry from 0 to `(kind << 24) | 1`; the slot is free again when
+//! its count reaches zero. All of it is lock-free, so a process killed at any point leaks at
+//! most the counts it held (freed with the arena when the last process holding it ends).
+//!
+//! # Who holds a count
+//!
+//! The shared count counts *holders*, not handles:
+//! - each process that uses a slot holds **one** count, through a [`SlotRef`] that all its
+//!   handles to that slot share (an `Arc`: cloning a handle touches no shared memory);
+//! - a handle serialized into a message carries one count "in flight", which the receiver
+//!   adopts (or gives back, if it already holds one);
+//! - a forked child holds **no** count of its own on what it inherited: its parent *pins*
+//!   every slot it held at the instant of the fork (an extra `Arc` per `SlotRef`, kept with
+//!   the child's entry in the children registry) until it has reaped that child — so a slot
+//!   cannot be freed while a child may still use it, whether the child returns, exits or is
+//!   SIGKILLed. The child tells inherited `SlotRef`s from its own by their *generation*
+//!   (bumped in every forked child): dropping an inherited one gives back no count.
+//!
+//! Before this scheme every handle held its own count and a forked child's copies of the
+//! parent's handles were not counted, so a clone moved into a child was released twice (by
+//! the parent when it dropped the closure after the fork, and by the child): the slot was
+//! freed while the parent still used it, and the next allocation aliased it (issue 17.1).
+//!
+//! Audit of the other state that crosses a fork (issue 17.1): queues, pipes, big `Value`s,
+//! `Array`s and pool mailboxes hold no shared reference count — each handle owns its fd and
+//! mapping, and a forked child's copies of those are its own (the kernel counts them). The
+//! only shared counts in the crate are the arena slots here.
 //!
 //! Objects larger than a slot get a segment of their own (kind `Object(k)`), offset 0.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -44,14 +67,38 @@ pub(super) fn lock_current() -> MutexGuard<'static, Option<Segment>> {
     CURRENT.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn table(seg: &Segment) -> &[AtomicU32] {
-    let t: &[AtomicU32; SLOTS] = seg.get(TABLE_AT).expect("arena table in bounds");
-    t
+/// This process's `SlotRef`s by (segment id, slot): how a received handle finds the count its
+/// process already holds, and what a fork pins.
+pub(super) type Refs = BTreeMap<(u64, usize), Weak<SlotRef>>;
+
+static REFS: Mutex<Refs> = Mutex::new(BTreeMap::new());
+
+/// Bumped in every forked child (see [`in_forked_child`]): `SlotRef`s of an older generation
+/// were inherited and hold no count of this process.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+pub(super) fn lock_refs() -> MutexGuard<'static, Refs> {
+    REFS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The slot table, or `None` when the segment is too small to be an arena (a forged or
+/// corrupt segment received from a peer).
+fn table(seg: &Segment) -> Option<&[AtomicU32]> {
+    if seg.payload_len() < ARENA_PAYLOAD {
+        return None;
+    }
+    let t: &[AtomicU32; SLOTS] = seg.get(TABLE_AT)?;
+    Some(t)
+}
+
+/// The table of an arena this process created (always full-sized).
+fn own_table(seg: &Segment) -> &[AtomicU32] {
+    table(seg).expect("an arena created here has a full slot table")
 }
 
 fn try_alloc_in(seg: &Segment, kind: u8) -> Option<usize> {
-    let hint: &AtomicU32 = seg.get(0).expect("arena hint in bounds");
-    let table = table(seg);
+    let hint: &AtomicU32 = seg.get(0)?;
+    let table = table(seg)?;
     let start = hint.load(Ordering::Relaxed) as usize % SLOTS;
     for i in (start..SLOTS).chain(0..start) {
         if table[i].load(Ordering::Relaxed) == 0
@@ -71,14 +118,106 @@ fn try_alloc_in(seg: &Segment, kind: u8) -> Option<usize> {
     None
 }
 
+/// Takes one count on `slot` away; at zero the slot is free for the next allocation.
+fn release(seg: &Segment, slot: usize) {
+    let e = &own_table(seg)[slot];
+    let mut cur = e.load(Ordering::Relaxed);
+    loop {
+        let next = if cur & COUNT_MASK <= 1 { 0 } else { cur - 1 };
+        match e.compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed) {
+            Ok(_) => break,
+            Err(c) => cur = c,
+        }
+    }
+}
+
+/// This process's one count on an arena slot, shared by all its handles to that slot (see
+/// the module docs). Dropping the last handle gives the count back — unless the `SlotRef`
+/// was inherited through a fork, whose count is the parent's.
+pub(super) struct SlotRef {
+    seg: Segment,
+    slot: usize,
+    generation: u64,
+}
+
+impl SlotRef {
+    /// Registers a new `SlotRef` holding a count this process already took (allocation, or
+    /// one adopted from a message). The caller holds `refs`.
+    fn register(refs: &mut Refs, seg: Segment, slot: usize) -> Arc<SlotRef> {
+        let r = Arc::new(SlotRef {
+            seg,
+            slot,
+            generation: GENERATION.load(Ordering::Relaxed),
+        });
+        refs.insert((r.seg.id(), slot), Arc::downgrade(&r));
+        r
+    }
+}
+
+impl Drop for SlotRef {
+    fn drop(&mut self) {
+        {
+            let mut refs = lock_refs();
+            let key = (self.seg.id(), self.slot);
+            // A handle received while this one was being dropped may have registered a new
+            // `SlotRef` under the same key: remove only our own entry.
+            if refs
+                .get(&key)
+                .is_some_and(|w| std::ptr::eq(w.as_ptr(), self as *const SlotRef))
+            {
+                refs.remove(&key);
+            }
+        }
+        if self.generation == GENERATION.load(Ordering::Relaxed) {
+            release(&self.seg, self.slot);
+        }
+    }
+}
+
+/// Slots a parent keeps alive for a forked child until it has reaped it (see the module
+/// docs). Dropping it (in the parent, after the reap) gives them back. Never drop one while
+/// holding the children registry's lock or across a fork: it takes the `SlotRef` registry's.
+#[must_use]
+pub(crate) struct Pins(Vec<Arc<SlotRef>>);
+
+impl Pins {
+    /// No pins (a child that inherited nothing, or a spawned one).
+    pub(crate) fn none() -> Pins {
+        Pins(Vec::new())
+    }
+
+    /// Forgets the pins without giving anything back: for the copy a forked child inherits
+    /// of its parent's pins (they are the parent's to drop).
+    pub(crate) fn forget_in_child(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl std::fmt::Debug for Pins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pins({} slots)", self.0.len())
+    }
+}
+
+/// Under the `SlotRef` registry's lock, just before a fork: an extra reference to every
+/// `SlotRef` of this process that is alive.
+pub(super) fn pin_all(refs: &Refs) -> Pins {
+    Pins(refs.values().filter_map(Weak::upgrade).collect())
+}
+
+/// In a freshly forked child: every `SlotRef` it inherited is now of an older generation.
+pub(super) fn in_forked_child() {
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
 /// A handle to one `T` in shared memory. Clones refer to the same object; the object is freed
-/// when the last handle in any process is dropped.
+/// when the last holder in any process has let go (see the module docs).
 pub(crate) struct Shared<T: ShmObject> {
     seg: Segment,
     /// Payload offset of the object.
     offset: usize,
-    /// Slot index when in an arena.
-    slot: Option<usize>,
+    /// This process's count on the slot, when in an arena.
+    slot: Option<Arc<SlotRef>>,
     _t: PhantomData<T>,
 }
 
@@ -106,10 +245,11 @@ impl<T: ShmObject> Shared<T> {
             // SAFETY: the slot lies inside the payload (slot < SLOTS) and we own it (the CAS
             // above); nobody else can reach it until we hand out the handle.
             unsafe { std::ptr::write_bytes(seg.payload().add(offset), 0, SLOT) };
+            let r = SlotRef::register(&mut lock_refs(), seg.clone(), slot);
             Shared {
                 seg,
                 offset,
-                slot: Some(slot),
+                slot: Some(r),
                 _t: PhantomData,
             }
         } else {
@@ -134,43 +274,39 @@ impl<T: ShmObject> Shared<T> {
         unsafe { &*(self.seg.payload().add(self.offset) as *const T) }
     }
 
-    fn add_ref(&self) {
-        if let Some(slot) = self.slot {
-            let prev = table(&self.seg)[slot].fetch_add(1, Ordering::Relaxed);
-            assert!(
-                prev & COUNT_MASK < COUNT_MASK - 1,
-                "too many handles to one shared object"
-            );
-        }
+    /// Adds the count a serialized handle carries in flight.
+    fn add_in_flight(&self, r: &SlotRef) {
+        let prev = own_table(&self.seg)[r.slot].fetch_add(1, Ordering::Relaxed);
+        assert!(
+            prev & COUNT_MASK < COUNT_MASK - 1,
+            "too many handles to one shared object"
+        );
     }
 }
 
 impl<T: ShmObject> Clone for Shared<T> {
     fn clone(&self) -> Self {
-        self.add_ref();
         Shared {
             seg: self.seg.clone(),
             offset: self.offset,
-            slot: self.slot,
+            slot: self.slot.clone(),
             _t: PhantomData,
         }
     }
 }
 
-impl<T: ShmObject> Drop for Shared<T> {
-    fn drop(&mut self) {
-        if let Some(slot) = self.slot {
-            let e = &table(&self.seg)[slot];
-            let mut cur = e.load(Ordering::Relaxed);
-            loop {
-                let next = if cur & COUNT_MASK <= 1 { 0 } else { cur - 1 };
-                match e.compare_exchange_weak(cur, next, Ordering::Release, Ordering::Relaxed) {
-                    Ok(_) => break,
-                    Err(c) => cur = c,
-                }
-            }
-        }
+/// The `SlotRef` for a handle just received with a count in flight: this process's existing
+/// one (and the count in flight is given back), or a new one that adopts it.
+fn adopt(seg: Segment, slot: usize) -> Arc<SlotRef> {
+    let mut refs = lock_refs();
+    if let Some(existing) = refs.get(&(seg.id(), slot)).and_then(Weak::upgrade) {
+        drop(refs);
+        // We hold a count already (or our parent pins the slot for us): the one in flight
+        // is not needed, and giving it back cannot free the slot.
+        release(&seg, slot);
+        return existing;
     }
+    SlotRef::register(&mut refs, seg, slot)
 }
 
 impl<T: ShmObject> std::fmt::Debug for Shared<T> {
@@ -195,7 +331,9 @@ impl<T: ShmObject> Serialize for Shared<T> {
         crate::handle::export_fd(self.seg.fd(), Some(self.seg.id()))
             .map_err(crate::handle::ser_err::<S::Error>)?;
         // The count "in flight": the receiver adopts it (see the module docs).
-        self.add_ref();
+        if let Some(r) = &self.slot {
+            self.add_in_flight(r);
+        }
         Wire {
             seg: self.seg.clone(),
             offset: self.offset as u64,
@@ -225,7 +363,10 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
                         crate::handle::de_err::<D::Error>("arena offset out of range")
                     })?;
                 let slot = rel / SLOT;
-                let entry = table(&w.seg)[slot].load(Ordering::Acquire);
+                let table = table(&w.seg).ok_or_else(|| {
+                    crate::handle::de_err::<D::Error>("arena segment too small for its table")
+                })?;
+                let entry = table[slot].load(Ordering::Acquire);
                 if entry >> 24 != T::KIND as u32 || entry & COUNT_MASK == 0 {
                     return Err(crate::handle::de_err::<D::Error>(
                         "arena slot does not hold this kind of object",
@@ -235,9 +376,9 @@ impl<'de, T: ShmObject> Deserialize<'de> for Shared<T> {
                     .get::<T>(offset)
                     .ok_or_else(|| crate::handle::de_err::<D::Error>("object out of bounds"))?;
                 Ok(Shared {
-                    seg: w.seg,
+                    seg: w.seg.clone(),
                     offset,
-                    slot: Some(slot),
+                    slot: Some(adopt(w.seg, slot)),
                     _t: PhantomData,
                 })
             }

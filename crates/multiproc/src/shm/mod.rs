@@ -16,7 +16,7 @@ mod segment;
 pub(crate) mod slots;
 
 #[allow(unused_imports)]
-pub(crate) use arena::{Shared, ShmObject};
+pub(crate) use arena::{Pins, Shared, ShmObject};
 pub(crate) use segment::{Placed, Segment, SegmentKind};
 
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
@@ -53,23 +53,53 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
 
 // AtomicBool is deliberately not ShmSafe: a peer could store 2 into it, an invalid bool.
 
-/// Locks taken across `fork` so that the child never inherits them held by another thread.
+/// Locks taken across `fork` so that the child never inherits them held by another thread,
+/// and the slots the parent pins for the child (see `arena`'s module docs).
 pub(crate) fn fork_guards() -> ForkGuards {
     // Same order as `Shared::new` (arena, then the registry inside `Segment::create`):
-    // the other order deadlocks a fork against a thread creating a new arena.
+    // the other order deadlocks a fork against a thread creating a new arena. The `SlotRef`
+    // registry is taken alone everywhere else, so last here.
     let arena = arena::lock_current();
     let registry = segment::lock_registry();
+    let refs = arena::lock_refs();
+    let pins = arena::pin_all(&refs);
     ForkGuards {
+        _refs: refs,
         _registry: registry,
         _arena: arena,
+        pins,
     }
 }
 
-/// Held across `fork` (see [`fork_guards`]); dropping it in parent and child releases them.
+/// Held across `fork` (see [`fork_guards`]); [`ForkGuards::in_parent`] or
+/// [`ForkGuards::in_child`] releases the locks on each side.
 pub(crate) struct ForkGuards {
+    _refs: std::sync::MutexGuard<'static, arena::Refs>,
     _registry: std::sync::MutexGuard<
         'static,
         Option<std::collections::HashMap<u64, std::sync::Weak<segment::Inner>>>,
     >,
     _arena: std::sync::MutexGuard<'static, Option<Segment>>,
+    pins: Pins,
+}
+
+impl ForkGuards {
+    /// In the parent after the fork (or a failed fork): releases the locks and returns the
+    /// pins, to keep until the child is reaped (dropped at once if the fork failed).
+    pub(crate) fn in_parent(self) -> Pins {
+        self.pins
+    }
+
+    /// In the child after the fork: releases the locks, forgets the parent's pins and marks
+    /// every inherited `SlotRef` as not holding a count of this process.
+    pub(crate) fn in_child(self) {
+        arena::in_forked_child();
+        let ForkGuards {
+            _refs,
+            _registry,
+            _arena,
+            pins,
+        } = self;
+        pins.forget_in_child();
+    }
 }

@@ -3,6 +3,8 @@
 //! Every cross-process test is bounded (timeouts or the watchdog in `util`), so a bug shows
 //! as a failure, never a hang.
 
+mod fork_refs;
+mod hostile;
 mod pipe;
 mod pool;
 mod process;
