@@ -13,6 +13,7 @@ pub(crate) mod proc;
 pub(crate) mod socket;
 pub(crate) mod thread;
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// A point in time after which a blocking call gives up; `None` inside means "never".
@@ -69,6 +70,16 @@ pub(crate) fn coarse_millis() -> u64 {
 
 /// True when spinning can help: another CPU may run the process we wait for.
 pub(crate) fn may_spin() -> bool {
-    static MULTI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *MULTI.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+    // 0: not known yet, 1: one CPU, 2: more. Not a `OnceLock`: a fork while another thread
+    // initializes one leaves it "running" forever in the child (see `crate::fork`); here
+    // whoever looks first computes the same answer and stores it.
+    static MULTI: AtomicU8 = AtomicU8::new(0);
+    match MULTI.load(Ordering::Relaxed) {
+        0 => {
+            let multi = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+            MULTI.store(1 + u8::from(multi), Ordering::Relaxed);
+            multi
+        }
+        v => v == 2,
+    }
 }

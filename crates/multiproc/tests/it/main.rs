@@ -3,6 +3,7 @@
 //! Every cross-process test is bounded (timeouts or the watchdog in `util`), so a bug shows
 //! as a failure, never a hang.
 
+mod fork;
 mod pipe;
 mod pool;
 mod process;
