@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -45,6 +45,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::spawn::FnRef;
 use crate::process::StartMethod;
+use crate::sys::Deadline;
 use dispatch::{Code, Config, Driver, Link, Submit};
 use job::{Job, Outcome, Slot};
 
@@ -786,7 +787,9 @@ impl<T> AsyncResult<T> {
     /// # Errors
     /// The (first) failed task's error, as for [`Pool::map`].
     pub fn get(&self) -> Result<T> {
-        let (st, _) = self.link.wait_for(&self.job, None, Self::all_done);
+        let (st, _) = self
+            .link
+            .wait_for(&self.job, Deadline::never(), Self::all_done);
         (self.finish)(&st.slots)
     }
 
@@ -798,7 +801,7 @@ impl<T> AsyncResult<T> {
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         let (st, ok) =
             self.link
-                .wait_for(&self.job, Some(Instant::now() + timeout), Self::all_done);
+                .wait_for(&self.job, Deadline::after(Some(timeout)), Self::all_done);
         if !ok {
             return Err(Error::new(
                 ErrorKind::Timeout,
@@ -810,14 +813,16 @@ impl<T> AsyncResult<T> {
 
     /// Waits until the result is there.
     pub fn wait(&self) {
-        let _ = self.link.wait_for(&self.job, None, Self::all_done);
+        let _ = self
+            .link
+            .wait_for(&self.job, Deadline::never(), Self::all_done);
     }
 
     /// Waits at most `timeout`; true when the result is there (Python's `wait(timeout)`,
     /// then `ready()`).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.link
-            .wait_for(&self.job, Some(Instant::now() + timeout), Self::all_done)
+            .wait_for(&self.job, Deadline::after(Some(timeout)), Self::all_done)
             .1
     }
 
@@ -858,8 +863,8 @@ impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
         loop {
             let slot_done = |st: &job::State| st.slots.get(i).is_none_or(|s| s.outcome.is_some());
             let (mut st, _) = match &driver {
-                Some(d) => d.wait_for(&self.job, None, slot_done),
-                None => self.job.wait_for(None, slot_done),
+                Some(d) => d.wait_for(&self.job, Deadline::never(), slot_done),
+                None => self.job.wait_for(Deadline::never(), slot_done),
             };
             if i == 0 {
                 all.reserve(st.slots.iter().map(|s| s.count).sum());
@@ -977,10 +982,10 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
     /// The next result, waiting at most `timeout` (Python's `next(timeout)`): `None` at the
     /// end, `Some(Err(Timeout))` when it did not come in time (ask again later).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        self.next_until(Some(Instant::now() + timeout))
+        self.next_until(Deadline::after(Some(timeout)))
     }
 
-    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+    fn next_until(&mut self, deadline: Deadline) -> Option<Result<R>> {
         loop {
             if let Some(r) = self.buffer.pop_front() {
                 return Some(r);
@@ -1026,7 +1031,7 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.next_until(None)
+        self.next_until(Deadline::never())
     }
 }
 

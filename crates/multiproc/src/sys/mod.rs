@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 /// A point in time after which a blocking call gives up; `None` inside means "never".
 ///
 /// Measured on `Instant`, i.e. `CLOCK_MONOTONIC`: wall-clock jumps do not shorten or
-/// lengthen a timeout.
+/// lengthen a timeout. The crate's one way to turn a timeout into a deadline: every
+/// `_timeout` call accepts any `Duration`, up to `Duration::MAX` (a deadline too far to
+/// represent is about 30 years away), where `Instant::now() + timeout` would panic.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Deadline(Option<Instant>);
 
@@ -48,6 +50,11 @@ impl Deadline {
                 }
             }
         }
+    }
+
+    /// Time left as a wait's timeout: `None` for no deadline, zero once past.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.remaining().unwrap_or(Some(Duration::ZERO))
     }
 
     /// True when the deadline has passed.

@@ -10,4 +10,5 @@ mod process;
 mod queue;
 mod scenarios;
 mod sync;
+mod timeouts;
 mod util;
