@@ -40,7 +40,7 @@
 //! | "more than one CPU" cache (`MULTI`) | `sys/mod.rs` | An atomic written with the same value by whoever computes it first; never a `OnceLock`, which a fork during its initialization would leave "running" in the child. |
 //! | `Vec<u8>` visitor type id (`ID`) | `codec/cast.rs` | A [`OnceBox`]: lock-free, valid in every process of the same binary. |
 //! | pool worker counter (`WORKER_NO`) | `pool/dispatch.rs` | Fine as inherited: an atomic for names. |
-//! | pool dispatcher threads | `pool/dispatch.rs` | Not global: each `Pool` starts its own when it is made, so a pool made in the child has one. (A `Pool` made *before* the fork belongs to the parent: its dispatcher and workers are not the child's.) |
+//! | pool dispatcher threads | `pool/dispatch.rs` | Not global: each `Pool` starts its own when it is made, so a pool made in the child has one. A `Pool` made *before* the fork is stamped with its generation: in the child it refuses work (`InvalidState`) and its `close` / `terminate` / drop do nothing — its dispatcher thread is not there to join, its workers and sockets are the parent's. |
 //! | stdout / stderr locks (std) | `process/mod.rs` | **Taken across the fork** (and flushed before it, so nothing is printed twice). |
 //!
 //! A new global must be added here, with what happens to it in a forked child.
@@ -207,6 +207,22 @@ mod tests {
             .map(|t| t.join().unwrap())
             .collect();
         assert!(got.iter().all(|&v| v == got[0]), "{got:?}");
+    }
+
+    #[test]
+    fn per_process_value_is_made_again_in_a_forked_child() {
+        static V: PerProcess<u32> = PerProcess::new();
+        static O: OnceBox<u32> = OnceBox::new();
+        assert_eq!((*V.get_or_init(|| 1), *O.get_or_init(|| 1)), (1, 1));
+        let in_child = crate::Process::spawn(|| (*V.get_or_init(|| 2), *O.get_or_init(|| 2)))
+            .and_then(|p| p.join())
+            .unwrap();
+        assert_eq!(
+            in_child,
+            (2, 1),
+            "PerProcess is made again, OnceBox is inherited"
+        );
+        assert_eq!(*V.get_or_init(|| 3), 1);
     }
 
     #[test]

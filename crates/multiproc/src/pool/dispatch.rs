@@ -41,6 +41,7 @@ use crate::error::{Context, Error, ErrorKind, Result};
 use crate::process::channel::{self, FrameReader, Tag};
 use crate::process::spawn::FnRef;
 use crate::process::{Process, StartMethod};
+use crate::sys::thread::fork_generation;
 use crate::sys::{socket, Deadline};
 
 /// Chunks sent ahead to one worker (the second one hides the round trip).
@@ -427,6 +428,10 @@ impl Core {
 
 /// The handles' side: the shared state, and a way to wake the dispatcher.
 pub(crate) struct Link {
+    /// The fork generation of the process that made the pool (`crate::fork`): in a process
+    /// forked from it, the dispatcher thread does not exist and the workers are the
+    /// parent's, so the pool refuses work there.
+    generation: u64,
     core: Mutex<Core>,
     wake_pending: AtomicBool,
     wake: OwnedFd,
@@ -458,6 +463,12 @@ impl Link {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// True in a process forked from the one that made the pool (which must not touch its
+    /// locks, sockets or threads: they are the parent's, and may have been held at the fork).
+    pub(crate) fn foreign(&self) -> bool {
+        self.generation != fork_generation()
+    }
+
     /// Makes the dispatcher look at the shared state again.
     fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::SeqCst) {
@@ -474,6 +485,9 @@ impl Link {
 
     /// Becomes the pool's driver, unless another thread is (or the pool stopped).
     pub(crate) fn try_drive(&self) -> Option<Driver<'_>> {
+        if self.foreign() {
+            return None;
+        }
         let mut core = self.core();
         if core.stopped || core.driver {
             return None;
@@ -521,6 +535,13 @@ impl Link {
 
     /// Starts a job: fails once the pool is closed.
     pub(crate) fn begin(&self) -> Result<()> {
+        if self.foreign() {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "this Pool was made by the process this one was forked from: its workers \
+                 and dispatcher are that process's; make a new Pool in this process",
+            ));
+        }
         let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         if *closed {
             return Err(Error::new(
@@ -768,6 +789,7 @@ pub(crate) fn start(cfg: Config) -> Result<(Arc<Link>, std::thread::JoinHandle<(
         }
     }
     let link = Arc::new(Link {
+        generation: fork_generation(),
         core: Mutex::new(Core {
             maxtasks: cfg.maxtasks,
             retries: cfg.retries,

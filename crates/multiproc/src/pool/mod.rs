@@ -222,6 +222,12 @@ impl Builder {
 /// killed and reaped, unfinished tasks fail with [`ErrorKind::Closed`]. Call
 /// [`close`](Pool::close) then [`join`](Pool::join) to let the work finish first.
 ///
+/// A pool belongs to the process that made it. In a child forked after it was made, whose
+/// copy names the parent's workers and a dispatcher thread the child does not have, new
+/// work and [`join`](Pool::join) fail with [`ErrorKind::InvalidState`], and `close`,
+/// `terminate` and dropping do nothing (the parent's pool is not disturbed). Make a new
+/// pool in the child.
+///
 /// See the [module docs](crate::pool) for what happens when tasks panic or workers die.
 pub struct Pool {
     link: Arc<Link>,
@@ -293,7 +299,8 @@ impl Pool {
     /// The first failed task's error, in item order: [`ErrorKind::ChildPanicked`] (the
     /// message is in it), [`ErrorKind::ChildFailed`] (its worker died), [`ErrorKind::Codec`],
     /// [`ErrorKind::Closed`] (the pool is closed or was terminated). The other tasks still
-    /// ran; use [`imap`](Pool::imap) to see each task's outcome.
+    /// ran; use [`imap`](Pool::imap) to see each task's outcome. [`ErrorKind::InvalidState`]
+    /// in a process forked from the one that made the pool (see [`Pool`]).
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -517,6 +524,9 @@ impl Pool {
     /// (Python's `close`). Iterators from [`imap`](Pool::imap) made before go on feeding
     /// their input.
     pub fn close(&self) {
+        if self.link.foreign() {
+            return; // (the parent's pool: see `join`)
+        }
         let mut closed = self.link.closed.lock().unwrap_or_else(|e| e.into_inner());
         if !*closed {
             *closed = true;
@@ -527,6 +537,9 @@ impl Pool {
     /// Stops at once: workers are killed and reaped, unfinished tasks fail with
     /// [`ErrorKind::Closed`] (Python's `terminate`). Waits for the workers to be gone.
     pub fn terminate(&self) {
+        if self.link.foreign() {
+            return; // (the parent's pool: see `join`)
+        }
         *self.link.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.link.terminate();
         self.wait_thread();
@@ -538,8 +551,11 @@ impl Pool {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidState`] when the pool was neither closed nor terminated (Python
-    /// raises `ValueError`).
+    /// raises `ValueError`), or was made by the process this one was forked from.
     pub fn join(&self) -> Result<()> {
+        if self.link.foreign() {
+            return self.link.begin();
+        }
         if !*self.link.closed.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(Error::new(
                 ErrorKind::InvalidState,

@@ -7,11 +7,12 @@
 //! is bounded twice: the child gives its second thread [`IN_CHILD`] and reports a hang as a
 //! failure with a message; this process gives the child [`LIMIT`].
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use multiproc::{
-    active_children, pipe, Event, Lock, LockError, Pool, Process, Queue, StartMethod, Value,
+    active_children, pipe, ErrorKind, Event, Lock, LockError, Pool, Process, Queue, StartMethod,
+    Value,
 };
 
 use crate::util::with_watchdog;
@@ -304,5 +305,32 @@ fn lock_owners_in_a_forked_childs_second_thread() {
                 Err(LockError::OwnerDied(_))
             ));
         });
+    });
+}
+
+/// A pool made before the fork is the parent's (its dispatcher thread and workers): in the
+/// child, new work and `join` fail, and `close`, `terminate` and dropping neither wait for
+/// a thread the child does not have nor disturb the parent's pool.
+#[test]
+fn pool_made_before_the_fork_stays_the_parents() {
+    with_watchdog(LIMIT, || {
+        let shared = Arc::new(Pool::new(1).unwrap());
+        assert_eq!(shared.map(sqr, 0..3u64).unwrap(), squares(3));
+        let theirs = shared.clone();
+        let dropped = Pool::new(1).unwrap();
+        on_a_forked_childs_second_thread(move || {
+            let not_ours = |e: multiproc::Error| assert_eq!(e.kind(), ErrorKind::InvalidState);
+            not_ours(theirs.map(sqr, 0..3u64).unwrap_err());
+            not_ours(theirs.apply(sqr, 2).unwrap_err());
+            not_ours(theirs.imap(sqr, 0..2u64).map(drop).expect_err("an error"));
+            theirs.close();
+            not_ours(theirs.join().unwrap_err());
+            theirs.terminate();
+            drop(theirs);
+            drop(dropped);
+        });
+        assert_eq!(shared.map(sqr, 0..5u64).unwrap(), squares(5));
+        shared.close();
+        shared.join().unwrap();
     });
 }
