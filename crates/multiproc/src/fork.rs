@@ -18,8 +18,8 @@
 //!   value in the child where needed.
 //! - **Fine as inherited**: lock-free, or per thread, or valid in any process.
 //!
-//! Every test of this list runs from a forked child's *second* thread (the forking thread
-//! becomes the child's main thread, which takes other paths): `tests/it/fork.rs`.
+//! `tests/it/fork.rs` uses these globals from a forked child's *second* thread (the forking
+//! thread becomes the child's main thread, which takes other paths).
 //!
 //! | Global | Where | In a forked child |
 //! |---|---|---|
