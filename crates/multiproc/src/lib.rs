@@ -72,6 +72,7 @@
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 pub mod codec;
 pub mod error;
+mod fork;
 mod handle;
 pub mod pipe;
 pub mod pool;

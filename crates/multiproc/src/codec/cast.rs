@@ -12,9 +12,10 @@
 
 use std::any::TypeId;
 use std::mem::ManuallyDrop;
-use std::sync::OnceLock;
 
 use serde::de::{self, Visitor};
+
+use crate::fork::OnceBox;
 
 /// The bytes of `iter` when it is a `&Vec<u8>` or a `&[u8]`.
 #[inline(always)]
@@ -74,7 +75,8 @@ pub(super) fn as_byte_vec_mut<T>(place: &mut T) -> Option<&mut Vec<u8>> {
 /// The type id of serde's `Vec<u8>` visitor (a private type), learned once by asking
 /// `Vec::<u8>::deserialize` to deserialize from a probe that records its visitor's type.
 fn byte_vec_visitor_id() -> TypeId {
-    static ID: OnceLock<TypeId> = OnceLock::new();
+    // (Not a `OnceLock`: see `crate::fork`.)
+    static ID: OnceBox<TypeId> = OnceBox::new();
     *ID.get_or_init(|| {
         let mut seen = None;
         let _ = <Vec<u8> as de::Deserialize>::deserialize(Probe(&mut seen));

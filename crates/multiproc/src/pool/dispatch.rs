@@ -30,7 +30,7 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::job::{Job, Outcome, State};
 use super::worker::{
@@ -41,12 +41,17 @@ use crate::error::{Context, Error, ErrorKind, Result};
 use crate::process::channel::{self, FrameReader, Tag};
 use crate::process::spawn::FnRef;
 use crate::process::{Process, StartMethod};
-use crate::sys::socket;
+use crate::sys::thread::fork_generation;
+use crate::sys::{socket, Deadline};
 
 /// Chunks sent ahead to one worker (the second one hides the round trip).
 const PIPELINE: usize = 2;
 // A worker's mailbox has a slot each way for every chunk it may hold.
 const _: () = assert!(SLOTS == PIPELINE);
+
+/// How long the dispatcher waits before it tries again to start a worker that failed to
+/// start.
+const SPAWN_RETRY: Duration = Duration::from_millis(50);
 
 /// The largest argument buffer kept for reuse once its chunk is done.
 const SPARE_MAX_BYTES: usize = 1 << 20;
@@ -423,6 +428,10 @@ impl Core {
 
 /// The handles' side: the shared state, and a way to wake the dispatcher.
 pub(crate) struct Link {
+    /// The fork generation of the process that made the pool (`crate::fork`): in a process
+    /// forked from it, the dispatcher thread does not exist and the workers are the
+    /// parent's, so the pool refuses work there.
+    generation: u64,
     core: Mutex<Core>,
     wake_pending: AtomicBool,
     wake: OwnedFd,
@@ -454,6 +463,12 @@ impl Link {
         self.core.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// True in a process forked from the one that made the pool (which must not touch its
+    /// locks, sockets or threads: they are the parent's, and may have been held at the fork).
+    pub(crate) fn foreign(&self) -> bool {
+        self.generation != fork_generation()
+    }
+
     /// Makes the dispatcher look at the shared state again.
     fn wake(&self) {
         if !self.wake_pending.swap(true, Ordering::SeqCst) {
@@ -470,6 +485,9 @@ impl Link {
 
     /// Becomes the pool's driver, unless another thread is (or the pool stopped).
     pub(crate) fn try_drive(&self) -> Option<Driver<'_>> {
+        if self.foreign() {
+            return None;
+        }
         let mut core = self.core();
         if core.stopped || core.driver {
             return None;
@@ -483,7 +501,7 @@ impl Link {
     pub(crate) fn wait_for<'j>(
         &self,
         job: &'j Job,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         ready: impl FnMut(&State) -> bool,
     ) -> (MutexGuard<'j, State>, bool) {
         match self.try_drive() {
@@ -517,6 +535,13 @@ impl Link {
 
     /// Starts a job: fails once the pool is closed.
     pub(crate) fn begin(&self) -> Result<()> {
+        if self.foreign() {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "this Pool was made by the process this one was forked from: its workers \
+                 and dispatcher are that process's; make a new Pool in this process",
+            ));
+        }
         let closed = self.closed.lock().unwrap_or_else(|e| e.into_inner());
         if *closed {
             return Err(Error::new(
@@ -564,7 +589,7 @@ impl Driver<'_> {
     pub(crate) fn wait_for<'j>(
         &self,
         job: &'j Job,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         mut ready: impl FnMut(&State) -> bool,
     ) -> (MutexGuard<'j, State>, bool) {
         let link = self.link;
@@ -575,16 +600,13 @@ impl Driver<'_> {
                     return (st, true);
                 }
             }
-            let timeout = match deadline {
-                None => None,
-                Some(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(t) => Some(t),
-                    None => {
-                        let st = job.lock();
-                        let ok = ready(&st);
-                        return (st, ok);
-                    }
-                },
+            let timeout = match deadline.remaining() {
+                Ok(t) => t,
+                Err(()) => {
+                    let st = job.lock();
+                    let ok = ready(&st);
+                    return (st, ok);
+                }
             };
             // The sockets to watch: the workers' that may still send (the dispatcher adds
             // and removes workers; a stale list is refreshed after its poke).
@@ -739,7 +761,7 @@ pub(crate) struct Dispatcher {
     link: Arc<Link>,
     wake_rx: OwnedFd,
     spawn_failures: u32,
-    next_spawn: Option<Instant>,
+    next_spawn: Option<Deadline>,
 }
 
 /// Starts the workers (so that failures are reported to the caller) and the dispatcher
@@ -767,6 +789,7 @@ pub(crate) fn start(cfg: Config) -> Result<(Arc<Link>, std::thread::JoinHandle<(
         }
     }
     let link = Arc::new(Link {
+        generation: fork_generation(),
         core: Mutex::new(Core {
             maxtasks: cfg.maxtasks,
             retries: cfg.retries,
@@ -818,9 +841,7 @@ impl Dispatcher {
         // However the loop ends (even by a panic), later submits fail instead of waiting.
         let _stop = StopGuard(self.link.clone());
         loop {
-            let timeout = self
-                .next_spawn
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = self.next_spawn.and_then(|t| t.timeout());
             // The workers' sockets are polled when no caller drives (or for room to write).
             let socks: Vec<Option<(Arc<OwnedFd>, bool)>> = {
                 let mut core = self.link.core();
@@ -987,7 +1008,7 @@ impl Dispatcher {
     /// Starts workers until there are `processes` again; true when it started any.
     fn replace(&mut self) -> bool {
         if let Some(t) = self.next_spawn {
-            if Instant::now() < t {
+            if !t.expired() {
                 return false;
             }
             self.next_spawn = None;
@@ -1018,7 +1039,7 @@ impl Dispatcher {
                             .core()
                             .break_pool(format!("cannot start a pool worker: {e}"));
                     } else {
-                        self.next_spawn = Some(Instant::now() + Duration::from_millis(50));
+                        self.next_spawn = Some(Deadline::after(Some(SPAWN_RETRY)));
                     }
                     return any;
                 }

@@ -3,9 +3,9 @@
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
 
 use crate::error::{Error, ErrorKind};
+use crate::sys::Deadline;
 
 /// What became of one chunk.
 pub(crate) enum Outcome {
@@ -90,7 +90,7 @@ impl Job {
     /// Waits until `ready(state)` or `deadline` passes; returns the guard and whether ready.
     pub(crate) fn wait_for(
         &self,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         mut ready: impl FnMut(&State) -> bool,
     ) -> (MutexGuard<'_, State>, bool) {
         let mut st = self.lock();
@@ -98,19 +98,16 @@ impl Job {
             if ready(&st) {
                 return (st, true);
             }
-            match deadline {
-                None => st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return (st, false);
-                    }
+            match deadline.remaining() {
+                Ok(None) => st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Ok(Some(left)) => {
                     st = self
                         .cv
-                        .wait_timeout(st, d - now)
+                        .wait_timeout(st, left)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
                 }
+                Err(()) => return (st, false),
             }
         }
     }

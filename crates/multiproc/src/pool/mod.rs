@@ -37,7 +37,7 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -45,6 +45,7 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::spawn::FnRef;
 use crate::process::StartMethod;
+use crate::sys::Deadline;
 use dispatch::{Code, Config, Driver, Link, Submit};
 use job::{Job, Outcome, Slot};
 
@@ -221,6 +222,12 @@ impl Builder {
 /// killed and reaped, unfinished tasks fail with [`ErrorKind::Closed`]. Call
 /// [`close`](Pool::close) then [`join`](Pool::join) to let the work finish first.
 ///
+/// A pool belongs to the process that made it. In a child forked after it was made, whose
+/// copy names the parent's workers and a dispatcher thread the child does not have, new
+/// work and [`join`](Pool::join) fail with [`ErrorKind::InvalidState`], and `close`,
+/// `terminate` and dropping do nothing (the parent's pool is not disturbed). Make a new
+/// pool in the child.
+///
 /// See the [module docs](crate::pool) for what happens when tasks panic or workers die.
 pub struct Pool {
     link: Arc<Link>,
@@ -292,7 +299,8 @@ impl Pool {
     /// The first failed task's error, in item order: [`ErrorKind::ChildPanicked`] (the
     /// message is in it), [`ErrorKind::ChildFailed`] (its worker died), [`ErrorKind::Codec`],
     /// [`ErrorKind::Closed`] (the pool is closed or was terminated). The other tasks still
-    /// ran; use [`imap`](Pool::imap) to see each task's outcome.
+    /// ran; use [`imap`](Pool::imap) to see each task's outcome. [`ErrorKind::InvalidState`]
+    /// in a process forked from the one that made the pool (see [`Pool`]).
     pub fn map<A, R>(&self, f: fn(A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
     where
         A: Serialize + DeserializeOwned + 'static,
@@ -516,6 +524,9 @@ impl Pool {
     /// (Python's `close`). Iterators from [`imap`](Pool::imap) made before go on feeding
     /// their input.
     pub fn close(&self) {
+        if self.link.foreign() {
+            return; // (the parent's pool: see `join`)
+        }
         let mut closed = self.link.closed.lock().unwrap_or_else(|e| e.into_inner());
         if !*closed {
             *closed = true;
@@ -526,6 +537,9 @@ impl Pool {
     /// Stops at once: workers are killed and reaped, unfinished tasks fail with
     /// [`ErrorKind::Closed`] (Python's `terminate`). Waits for the workers to be gone.
     pub fn terminate(&self) {
+        if self.link.foreign() {
+            return; // (the parent's pool: see `join`)
+        }
         *self.link.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
         self.link.terminate();
         self.wait_thread();
@@ -537,8 +551,11 @@ impl Pool {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidState`] when the pool was neither closed nor terminated (Python
-    /// raises `ValueError`).
+    /// raises `ValueError`), or was made by the process this one was forked from.
     pub fn join(&self) -> Result<()> {
+        if self.link.foreign() {
+            return self.link.begin();
+        }
         if !*self.link.closed.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(Error::new(
                 ErrorKind::InvalidState,
@@ -786,7 +803,9 @@ impl<T> AsyncResult<T> {
     /// # Errors
     /// The (first) failed task's error, as for [`Pool::map`].
     pub fn get(&self) -> Result<T> {
-        let (st, _) = self.link.wait_for(&self.job, None, Self::all_done);
+        let (st, _) = self
+            .link
+            .wait_for(&self.job, Deadline::never(), Self::all_done);
         (self.finish)(&st.slots)
     }
 
@@ -798,7 +817,7 @@ impl<T> AsyncResult<T> {
     pub fn get_timeout(&self, timeout: Duration) -> Result<T> {
         let (st, ok) =
             self.link
-                .wait_for(&self.job, Some(Instant::now() + timeout), Self::all_done);
+                .wait_for(&self.job, Deadline::after(Some(timeout)), Self::all_done);
         if !ok {
             return Err(Error::new(
                 ErrorKind::Timeout,
@@ -810,14 +829,16 @@ impl<T> AsyncResult<T> {
 
     /// Waits until the result is there.
     pub fn wait(&self) {
-        let _ = self.link.wait_for(&self.job, None, Self::all_done);
+        let _ = self
+            .link
+            .wait_for(&self.job, Deadline::never(), Self::all_done);
     }
 
     /// Waits at most `timeout`; true when the result is there (Python's `wait(timeout)`,
     /// then `ready()`).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.link
-            .wait_for(&self.job, Some(Instant::now() + timeout), Self::all_done)
+            .wait_for(&self.job, Deadline::after(Some(timeout)), Self::all_done)
             .1
     }
 
@@ -858,8 +879,8 @@ impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
         loop {
             let slot_done = |st: &job::State| st.slots.get(i).is_none_or(|s| s.outcome.is_some());
             let (mut st, _) = match &driver {
-                Some(d) => d.wait_for(&self.job, None, slot_done),
-                None => self.job.wait_for(None, slot_done),
+                Some(d) => d.wait_for(&self.job, Deadline::never(), slot_done),
+                None => self.job.wait_for(Deadline::never(), slot_done),
             };
             if i == 0 {
                 all.reserve(st.slots.iter().map(|s| s.count).sum());
@@ -977,10 +998,10 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
     /// The next result, waiting at most `timeout` (Python's `next(timeout)`): `None` at the
     /// end, `Some(Err(Timeout))` when it did not come in time (ask again later).
     pub fn next_timeout(&mut self, timeout: Duration) -> Option<Result<R>> {
-        self.next_until(Some(Instant::now() + timeout))
+        self.next_until(Deadline::after(Some(timeout)))
     }
 
-    fn next_until(&mut self, deadline: Option<Instant>) -> Option<Result<R>> {
+    fn next_until(&mut self, deadline: Deadline) -> Option<Result<R>> {
         loop {
             if let Some(r) = self.buffer.pop_front() {
                 return Some(r);
@@ -1026,7 +1047,7 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
     type Item = Result<R>;
 
     fn next(&mut self) -> Option<Result<R>> {
-        self.next_until(None)
+        self.next_until(Deadline::never())
     }
 }
 

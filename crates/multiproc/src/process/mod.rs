@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::codec::{self, Codec, Postcard};
 use crate::error::{Context, Error, ErrorKind, Result};
+use crate::fork::PerProcess;
 use crate::handle;
 use crate::sys::proc::{self, ExitStatus, Forked, Waited};
 use crate::sys::{socket, Deadline};
@@ -200,34 +201,31 @@ type Job = Box<dyn FnOnce() + Send>;
 /// Runs `job` on the launcher thread, a thread that lives as long as the process, and waits
 /// for its result. Daemon children are started there, so that `PR_SET_PDEATHSIG` (which fires
 /// when the *thread* that forked ends) means "when the process ends".
+///
+/// Each process has its own launcher, started on first use (see `crate::fork`): a forked
+/// child inherits its parent's channel, but not the thread that reads it.
 fn launcher<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    static TX: std::sync::Mutex<Option<mpsc::Sender<Job>>> = std::sync::Mutex::new(None);
+    static LAUNCHER: PerProcess<mpsc::Sender<Job>> = PerProcess::new();
+    let tx = LAUNCHER.get_or_try_init(|| {
+        let (s, r) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("multiproc-launcher".into())
+            .spawn(move || {
+                // (Ends when the sender is dropped: only a sender that lost the race to be
+                // this process's launcher is.)
+                for job in r {
+                    job();
+                }
+            })
+            .context("cannot start the launcher thread")?;
+        Ok::<_, Error>(s)
+    })?;
     let (rtx, rrx) = mpsc::channel();
     let boxed: Job = Box::new(move || {
         let _ = rtx.send(job());
     });
-    {
-        let mut tx = TX.lock().unwrap_or_else(|e| e.into_inner());
-        let sender = match tx.as_ref() {
-            Some(s) => s.clone(),
-            None => {
-                let (s, r) = mpsc::channel::<Job>();
-                std::thread::Builder::new()
-                    .name("multiproc-launcher".into())
-                    .spawn(move || {
-                        for job in r {
-                            job();
-                        }
-                    })
-                    .context("cannot start the launcher thread")?;
-                *tx = Some(s.clone());
-                s
-            }
-        };
-        sender
-            .send(boxed)
-            .map_err(|_| Error::new(ErrorKind::Os, "the launcher thread is gone"))?;
-    }
+    tx.send(boxed)
+        .map_err(|_| Error::new(ErrorKind::Os, "the launcher thread is gone"))?;
     rrx.recv()
         .map_err(|_| Error::new(ErrorKind::Os, "the launcher thread dropped a job"))?
 }

@@ -30,14 +30,17 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::channel::{Frame, Tag};
 use crate::error::{Context, Error, ErrorKind, Result};
+use crate::fork::PerProcess;
 use crate::shm::slots::{self, SlotTable};
+use crate::sys::thread::fork_generation;
 use crate::sys::{mem, proc, socket};
 
 /// Result slots and the socket for results that don't fit them (see the module docs).
 #[derive(Debug)]
 pub(crate) struct Results {
-    /// The process that made it (a forked child inherits its parent's, and must not use them).
-    owner: i32,
+    /// The fork generation of the process that made it (`crate::fork`): a forked child
+    /// inherits its parent's, and must not use them.
+    generation: u64,
     table: SlotTable,
     rx: OwnedFd,
     tx: OwnedFd,
@@ -61,8 +64,14 @@ pub(crate) struct Ticket {
     pub(crate) token: u64,
 }
 
-/// The `Results` of threads that have ended, for the next thread that forks.
-static SPARE: Mutex<Vec<&'static Results>> = Mutex::new(Vec::new());
+/// The `Results` of threads that have ended, for the next thread that forks. Per process
+/// (`crate::fork`): a forked child never touches its parent's list, whose lock another
+/// thread may have held at the fork.
+static SPARE: PerProcess<Mutex<Vec<&'static Results>>> = PerProcess::new();
+
+fn spare() -> &'static Mutex<Vec<&'static Results>> {
+    SPARE.get_or_init(Mutex::default)
+}
 
 /// A thread's `Results`; handed to [`SPARE`] when the thread ends.
 struct Mine(Cell<Option<&'static Results>>);
@@ -71,8 +80,10 @@ impl Drop for Mine {
     fn drop(&mut self) {
         if let Some(r) = self.0.take() {
             // (`try_lock`: never block in a thread's exit; at worst one `Results` is idle.)
-            if let Ok(mut spare) = SPARE.try_lock() {
-                spare.push(r);
+            if r.generation == fork_generation() {
+                if let Ok(mut spare) = spare().try_lock() {
+                    spare.push(r);
+                }
             }
         }
     }
@@ -85,25 +96,21 @@ thread_local! {
 /// This thread's `Results`: one it already has, a spare one, or a new one. They are never
 /// freed: each lives as long as children started from it may still report.
 pub(crate) fn for_this_thread() -> Result<&'static Results> {
+    let generation = fork_generation();
     if let Some(r) = MINE.with(|m| m.0.get()) {
-        return Ok(r);
-    }
-    let pid = proc::getpid();
-    // (`try_lock`: a forked child may have inherited the lock held by another thread of its
-    // parent; then it makes its own.)
-    if let Ok(mut spare) = SPARE.try_lock() {
-        while let Some(r) = spare.pop() {
-            if r.owner == pid {
-                MINE.with(|m| m.0.set(Some(r)));
-                return Ok(r);
-            }
-            // Inherited from the parent process: not ours (dropped from the list).
+        if r.generation == generation {
+            return Ok(r);
         }
+        // Inherited by the thread that forked this process: its parent's, not ours.
+    }
+    if let Some(r) = spare().lock().unwrap_or_else(|e| e.into_inner()).pop() {
+        MINE.with(|m| m.0.set(Some(r)));
+        return Ok(r);
     }
     let table = SlotTable::new().context("cannot map the result slots")?;
     let (rx, tx) = socket::seqpacket_pair().context("cannot create the result socket")?;
     let r: &'static Results = Box::leak(Box::new(Results {
-        owner: pid,
+        generation,
         table,
         rx,
         tx,
@@ -116,7 +123,8 @@ pub(crate) fn for_this_thread() -> Result<&'static Results> {
     Ok(r)
 }
 
-/// In a freshly forked child: the parent's `Results` are not ours to take slots from.
+/// In a freshly forked child: the parent's `Results` are not ours to take slots from. (Also
+/// seen by `for_this_thread` from the generation; this spares the child the look.)
 pub(crate) fn forget_in_child() {
     MINE.with(|m| m.0.set(None));
 }

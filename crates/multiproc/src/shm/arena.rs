@@ -22,8 +22,9 @@
 //!   every slot it held at the instant of the fork (an extra `Arc` per `SlotRef`, kept with
 //!   the child's entry in the children registry) until it has reaped that child — so a slot
 //!   cannot be freed while a child may still use it, whether the child returns, exits or is
-//!   SIGKILLed. The child tells inherited `SlotRef`s from its own by their *generation*
-//!   (bumped in every forked child): dropping an inherited one gives back no count.
+//!   SIGKILLed. The child tells inherited `SlotRef`s from its own by their *fork generation*
+//!   (`sys::thread::fork_generation`, different in every forked child): dropping an
+//!   inherited one gives back no count.
 //!
 //! Before this scheme every handle held its own count and a forked child's copies of the
 //! parent's handles were not counted, so a clone moved into a child was released twice (by
@@ -39,13 +40,14 @@
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Segment, SegmentKind, ShmSafe};
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys::thread::fork_generation;
 
 const SLOTS: usize = 16384;
 const SLOT: usize = 64;
@@ -72,10 +74,6 @@ pub(super) fn lock_current() -> MutexGuard<'static, Option<Segment>> {
 pub(super) type Refs = BTreeMap<(u64, usize), Weak<SlotRef>>;
 
 static REFS: Mutex<Refs> = Mutex::new(BTreeMap::new());
-
-/// Bumped in every forked child (see [`in_forked_child`]): `SlotRef`s of an older generation
-/// were inherited and hold no count of this process.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn lock_refs() -> MutexGuard<'static, Refs> {
     REFS.lock().unwrap_or_else(|e| e.into_inner())
@@ -147,7 +145,7 @@ impl SlotRef {
         let r = Arc::new(SlotRef {
             seg,
             slot,
-            generation: GENERATION.load(Ordering::Relaxed),
+            generation: fork_generation(),
         });
         refs.insert((r.seg.id(), slot), Arc::downgrade(&r));
         r
@@ -168,7 +166,7 @@ impl Drop for SlotRef {
                 refs.remove(&key);
             }
         }
-        if self.generation == GENERATION.load(Ordering::Relaxed) {
+        if self.generation == fork_generation() {
             release(&self.seg, self.slot);
         }
     }
@@ -203,11 +201,6 @@ impl std::fmt::Debug for Pins {
 /// `SlotRef` of this process that is alive.
 pub(super) fn pin_all(refs: &Refs) -> Pins {
     Pins(refs.values().filter_map(Weak::upgrade).collect())
-}
-
-/// In a freshly forked child: every `SlotRef` it inherited is now of an older generation.
-pub(super) fn in_forked_child() {
-    GENERATION.fetch_add(1, Ordering::Relaxed);
 }
 
 /// A handle to one `T` in shared memory. Clones refer to the same object; the object is freed

@@ -90,10 +90,9 @@ impl ForkGuards {
         self.pins
     }
 
-    /// In the child after the fork: releases the locks, forgets the parent's pins and marks
-    /// every inherited `SlotRef` as not holding a count of this process.
+    /// In the child after the fork: releases the locks and forgets the parent's pins. (Every
+    /// inherited `SlotRef` is of an older fork generation already: it holds no count here.)
     pub(crate) fn in_child(self) {
-        arena::in_forked_child();
         let ForkGuards {
             _refs,
             _registry,

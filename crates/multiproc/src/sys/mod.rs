@@ -13,12 +13,15 @@ pub(crate) mod proc;
 pub(crate) mod socket;
 pub(crate) mod thread;
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 /// A point in time after which a blocking call gives up; `None` inside means "never".
 ///
 /// Measured on `Instant`, i.e. `CLOCK_MONOTONIC`: wall-clock jumps do not shorten or
-/// lengthen a timeout.
+/// lengthen a timeout. The crate's one way to turn a timeout into a deadline: every
+/// `_timeout` call accepts any `Duration`, up to `Duration::MAX` (a deadline too far to
+/// represent is about 30 years away), where `Instant::now() + timeout` would panic.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Deadline(Option<Instant>);
 
@@ -49,6 +52,11 @@ impl Deadline {
         }
     }
 
+    /// Time left as a wait's timeout: `None` for no deadline, zero once past.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.remaining().unwrap_or(Some(Duration::ZERO))
+    }
+
     /// True when the deadline has passed.
     pub(crate) fn expired(&self) -> bool {
         self.remaining().is_err()
@@ -69,6 +77,16 @@ pub(crate) fn coarse_millis() -> u64 {
 
 /// True when spinning can help: another CPU may run the process we wait for.
 pub(crate) fn may_spin() -> bool {
-    static MULTI: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *MULTI.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
+    // 0: not known yet, 1: one CPU, 2: more. Not a `OnceLock`: a fork while another thread
+    // initializes one leaves it "running" forever in the child (see `crate::fork`); here
+    // whoever looks first computes the same answer and stores it.
+    static MULTI: AtomicU8 = AtomicU8::new(0);
+    match MULTI.load(Ordering::Relaxed) {
+        0 => {
+            let multi = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+            MULTI.store(1 + u8::from(multi), Ordering::Relaxed);
+            multi
+        }
+        v => v == 2,
+    }
 }

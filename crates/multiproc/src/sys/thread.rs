@@ -7,13 +7,16 @@
 //!
 //! The identity is computed once per thread and cached in a thread-local. After `fork` the
 //! child's only thread has a new tid, so a `pthread_atfork` child handler clears the cache.
+//! The same handler counts forks ([`fork_generation`]), which is how per-process globals
+//! tell an inherited value from their own (see `crate::fork`).
 //!
 //! # Safety
 //!
 //! `pthread_atfork` is given a plain `extern "C" fn` that only writes a thread-local `Cell`
-//! (async-signal-safe in practice: no allocation, no locks).
+//! and adds to an atomic counter (async-signal-safe in practice: no allocation, no locks).
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
 
 /// Identity of "no owner"; never returned by [`current_id`] (a tid is never 0).
@@ -35,17 +38,36 @@ static REGISTER_ATFORK: extern "C" fn() = register_atfork;
 
 extern "C" fn register_atfork() {
     ATFORK.call_once(|| {
-        // SAFETY: registers a handler that only clears a thread-local Cell; the function
-        // pointer is valid for the life of the program.
-        unsafe { libc::pthread_atfork(None, None, Some(clear_identity_in_child)) };
+        // SAFETY: registers a handler that only clears a thread-local Cell and adds to an
+        // atomic; the function pointer is valid for the life of the program.
+        unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
     });
 }
 
 static ATFORK: Once = Once::new();
 
-extern "C" fn clear_identity_in_child() {
+/// How many forks lie between the program's first process and this one (0 in a process
+/// started by `exec`). Bumped in the child of every `fork` by the `pthread_atfork` handler,
+/// so a value made in this process (stamped with the generation then) can be told from one
+/// inherited from an ancestor: along a chain of forks the counter only grows.
+static FORK_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn in_child() {
     // `try_with`: never panic inside the fork child handler.
     let _ = IDENTITY.try_with(|c| c.set(NO_OWNER));
+    FORK_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This process's fork generation (see [`FORK_GENERATION`]): different from the generation
+/// of every ancestor process, equal in all threads of this one. One atomic load.
+#[inline]
+pub(crate) fn fork_generation() -> u64 {
+    if !ATFORK.is_completed() {
+        // Only if the constructor was not linked in (see `compute_id`).
+        std::hint::black_box(&REGISTER_ATFORK);
+        register_atfork();
+    }
+    FORK_GENERATION.load(Ordering::Relaxed)
 }
 
 /// This thread's owner identity: `tid << 32 | (start_time & 0x7fff_ffff) << 1`. Bit 0 is always

@@ -3,6 +3,7 @@
 //! Every cross-process test is bounded (timeouts or the watchdog in `util`), so a bug shows
 //! as a failure, never a hang.
 
+mod fork;
 mod fork_refs;
 mod hostile;
 mod pipe;
@@ -11,4 +12,5 @@ mod process;
 mod queue;
 mod scenarios;
 mod sync;
+mod timeouts;
 mod util;

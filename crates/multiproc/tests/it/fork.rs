@@ -1,0 +1,320 @@
+//! Fork hygiene (issue 17): every process-global listed in `src/fork.rs`, used from a forked
+//! child's *second* thread. (The thread that forks becomes the child's main thread, which
+//! takes other paths: a daemon started there is forked at once, not by the launcher.)
+//!
+//! Before each fork this process has started its own lazily started threads (a daemon from
+//! a second thread starts the launcher), so the child inherits them as they are. Every test
+//! is bounded twice: the child gives its second thread [`IN_CHILD`] and reports a hang as a
+//! failure with a message; this process gives the child [`LIMIT`].
+
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use multiproc::{
+    active_children, pipe, ErrorKind, Event, Lock, LockError, Pool, Process, Queue, StartMethod,
+    Value,
+};
+
+use crate::util::with_watchdog;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// What a forked child gives its second thread before reporting it hung.
+const IN_CHILD: Duration = Duration::from_secs(20);
+
+fn message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+/// Starts a daemon from a new thread of this process and joins it: this starts this
+/// process's launcher thread (if nothing had yet), the state a forked child inherits.
+fn daemon_from_a_second_thread() {
+    let got = std::thread::spawn(|| {
+        let mut p = Process::builder()
+            .daemon(true)
+            .spawn(std::process::id)
+            .expect("start a daemon");
+        let pid = p.pid();
+        (pid, p.join_timeout(IN_CHILD))
+    })
+    .join()
+    .expect("the thread that starts a daemon panicked");
+    match got {
+        (pid, Ok(Some(id))) => assert_eq!(id, pid as u32),
+        (_, Ok(None)) => panic!("the daemon did not end within {IN_CHILD:?}"),
+        (_, Err(e)) => panic!("{e}"),
+    }
+}
+
+/// Runs `f` on a new thread, at most [`IN_CHILD`]: `Err` with its panic message, or when it
+/// hangs (the thread is abandoned: the caller is a child about to exit).
+fn on_a_new_thread(f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("second".into())
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+            let _ = tx.send(r.map_err(|p| message(&*p)));
+        })
+        .map_err(|e| format!("cannot start a thread: {e}"))?;
+    rx.recv_timeout(IN_CHILD).unwrap_or_else(|_| {
+        Err(format!(
+            "hung: the second thread did not finish within {IN_CHILD:?}"
+        ))
+    })
+}
+
+/// Forks a child (after starting this process's launcher) and runs `f` on a second thread
+/// of it; panics with what went wrong there.
+fn on_a_forked_childs_second_thread(f: impl FnOnce() + Send + 'static) {
+    daemon_from_a_second_thread();
+    let mut child = Process::spawn(move || on_a_new_thread(f)).expect("fork");
+    match child.join_timeout(LIMIT) {
+        Ok(Some(Ok(()))) => {}
+        Ok(Some(Err(why))) => panic!("in the forked child's second thread: {why}"),
+        Ok(None) => {
+            let _ = child.kill();
+            let _ = child.join();
+            panic!("the forked child did not end within {LIMIT:?}");
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn sqr(x: u64) -> u64 {
+    x * x
+}
+
+fn squares(n: u64) -> Vec<u64> {
+    (0..n).map(sqr).collect()
+}
+
+/// The launcher (issue 17 item 3): a daemon started from a forked child's second thread,
+/// after this process started one from its own second thread.
+#[test]
+fn daemon_from_a_forked_childs_second_thread() {
+    with_watchdog(LIMIT, || {
+        on_a_forked_childs_second_thread(|| {
+            assert!(multiproc::process::is_spawned_child());
+            daemon_from_a_second_thread();
+            // This thread is not the child's main thread either.
+            let mut p = Process::builder().daemon(true).spawn(|| 7u8).unwrap();
+            assert_eq!(p.join_timeout(IN_CHILD).unwrap(), Some(7));
+        });
+    });
+}
+
+/// The launcher, one fork deeper: the child has started its own launcher; its child must
+/// start another.
+#[test]
+fn daemon_from_a_forked_grandchilds_second_thread() {
+    with_watchdog(LIMIT, || {
+        on_a_forked_childs_second_thread(|| {
+            daemon_from_a_second_thread();
+            let mut p = Process::spawn(|| on_a_new_thread(daemon_from_a_second_thread)).unwrap();
+            match p.join_timeout(IN_CHILD).unwrap() {
+                Some(r) => r.unwrap_or_else(|why| panic!("in the grandchild: {why}")),
+                None => {
+                    let _ = p.kill();
+                    panic!("the grandchild did not end within {IN_CHILD:?}");
+                }
+            }
+        });
+    });
+}
+
+fn lock_it(lock: Lock) -> bool {
+    lock.try_lock().is_ok()
+}
+
+/// The launcher with the Spawn start method, with a handle (exported fds) in the arguments.
+#[test]
+fn spawned_daemon_from_a_forked_childs_second_thread() {
+    with_watchdog(LIMIT, || {
+        on_a_forked_childs_second_thread(|| {
+            let lock = Lock::new().unwrap();
+            let mut p = Process::builder()
+                .daemon(true)
+                .start_method(StartMethod::Spawn)
+                .spawn_fn(lock_it, lock.clone())
+                .unwrap();
+            assert_eq!(p.join_timeout(IN_CHILD).unwrap(), Some(true));
+        });
+    });
+}
+
+/// A pool's workers are daemons started by the launcher (issue 17 item 3: `Pool::new(2)` +
+/// `map` hung on a forked child's second thread), with both start methods; the pool's
+/// dispatcher thread is the child's own.
+#[test]
+fn pool_from_a_forked_childs_second_thread() {
+    with_watchdog(LIMIT, || {
+        on_a_forked_childs_second_thread(|| {
+            let pool = Pool::new(2).unwrap();
+            assert_eq!(pool.map(sqr, 0..10u64).unwrap(), squares(10));
+            let r = pool.apply_async(sqr, 7).unwrap();
+            assert_eq!(r.get_timeout(IN_CHILD).unwrap(), 49);
+            pool.close();
+            pool.join().unwrap();
+
+            let pool = Pool::builder()
+                .processes(2)
+                .start_method(StartMethod::Spawn)
+                .build()
+                .unwrap();
+            assert_eq!(pool.map(sqr, 0..10u64).unwrap(), squares(10));
+            pool.close();
+            pool.join().unwrap();
+        });
+    });
+}
+
+/// Result tables: threads of the child that fork, end (their table goes to the spare list)
+/// and are followed by threads that reuse it; results that need a table's socket (large,
+/// or carrying a handle).
+#[test]
+fn result_tables_in_a_forked_childs_threads() {
+    with_watchdog(LIMIT, || {
+        on_a_forked_childs_second_thread(|| {
+            for round in 0..3u8 {
+                std::thread::spawn(move || {
+                    let p = Process::spawn(move || vec![round; 100_000]).unwrap();
+                    assert_eq!(p.join().unwrap(), vec![round; 100_000]);
+                    let lock = Process::spawn(|| Lock::new().unwrap())
+                        .unwrap()
+                        .join()
+                        .unwrap();
+                    drop(lock.try_lock().unwrap());
+                })
+                .join()
+                .expect("a forking thread of the child failed");
+            }
+            let ps: Vec<Process<u64>> = (0..20u64)
+                .map(|i| Process::spawn(move || sqr(i)).unwrap())
+                .collect();
+            let got: Vec<u64> = ps.into_iter().map(|p| p.join().unwrap()).collect();
+            assert_eq!(got, squares(20));
+        });
+    });
+}
+
+/// The children registry: the parent's children are not the child's.
+#[test]
+fn children_registry_in_a_forked_childs_second_thread() {
+    with_watchdog(LIMIT, || {
+        let go = Event::new().unwrap();
+        let go2 = go.clone();
+        let ours = Process::spawn(move || go2.wait_timeout(LIMIT)).unwrap();
+        let our_pid = ours.pid();
+        assert!(active_children().contains(&our_pid));
+        on_a_forked_childs_second_thread(move || {
+            assert!(
+                !active_children().contains(&our_pid),
+                "the parent's child is listed in the forked child"
+            );
+            let p = Process::spawn(|| 1u8).unwrap();
+            assert!(active_children().contains(&p.pid()));
+            assert_eq!(p.join().unwrap(), 1);
+            assert_eq!(active_children(), Vec::<i32>::new());
+        });
+        go.set();
+        assert!(ours.join().unwrap());
+    });
+}
+
+/// Shared memory (arena, segment registry, handles sent over a connection): objects made
+/// in the child's second thread are shared with its own child and with this process.
+#[test]
+fn shared_objects_made_in_a_forked_childs_second_thread() {
+    with_watchdog(LIMIT, || {
+        let (ours, theirs) = pipe(true).unwrap();
+        let child = std::thread::spawn(move || {
+            on_a_forked_childs_second_thread(move || {
+                let lock = Lock::new().unwrap();
+                let value = Value::new(7u64).unwrap();
+                let q: Queue<String> = Queue::new().unwrap();
+                let (l2, v2, q2) = (lock.clone(), value.clone(), q.clone());
+                let p = Process::spawn(move || {
+                    let _g = l2.lock().unwrap();
+                    v2.set(8);
+                    q2.put("from the grandchild".to_string()).unwrap();
+                })
+                .unwrap();
+                p.join().unwrap();
+                assert_eq!(q.get_timeout(IN_CHILD).unwrap(), "from the grandchild");
+                theirs.send(&(lock.clone(), value.clone())).unwrap();
+                assert!(theirs.poll(Some(IN_CHILD)).unwrap(), "no reply");
+                assert_eq!(theirs.recv::<String>().unwrap(), "set to 9");
+                assert_eq!(value.get(), 9);
+                drop(lock.try_lock().unwrap());
+            });
+        });
+        assert!(ours.poll(Some(LIMIT)).unwrap(), "nothing from the child");
+        let (lock, value): (Lock, Value<u64>) = ours.recv().unwrap();
+        assert_eq!(value.get(), 8);
+        drop(lock.try_lock().unwrap());
+        value.set(9);
+        ours.send("set to 9").unwrap();
+        child.join().expect("the forked child failed");
+    });
+}
+
+/// Lock owner identity: the child's second thread holds a lock its own children see held,
+/// and sees the death of a child that died holding one.
+#[test]
+fn lock_owners_in_a_forked_childs_second_thread() {
+    with_watchdog(LIMIT, || {
+        on_a_forked_childs_second_thread(|| {
+            let lock = Lock::new().unwrap();
+            let g = lock.lock().unwrap();
+            let l2 = lock.clone();
+            let p = Process::spawn(move || matches!(l2.try_lock(), Err(LockError::WouldBlock)));
+            assert!(p.unwrap().join().unwrap(), "a child could take a held lock");
+            drop(g);
+            let l3 = lock.clone();
+            Process::spawn(move || {
+                std::mem::forget(l3.lock().unwrap());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+            assert!(matches!(
+                lock.try_lock_for(IN_CHILD),
+                Err(LockError::OwnerDied(_))
+            ));
+        });
+    });
+}
+
+/// A pool made before the fork is the parent's (its dispatcher thread and workers): in the
+/// child, new work and `join` fail, and `close`, `terminate` and dropping neither wait for
+/// a thread the child does not have nor disturb the parent's pool.
+#[test]
+fn pool_made_before_the_fork_stays_the_parents() {
+    with_watchdog(LIMIT, || {
+        let shared = Arc::new(Pool::new(1).unwrap());
+        assert_eq!(shared.map(sqr, 0..3u64).unwrap(), squares(3));
+        let theirs = shared.clone();
+        let dropped = Pool::new(1).unwrap();
+        on_a_forked_childs_second_thread(move || {
+            let not_ours = |e: multiproc::Error| assert_eq!(e.kind(), ErrorKind::InvalidState);
+            not_ours(theirs.map(sqr, 0..3u64).unwrap_err());
+            not_ours(theirs.apply(sqr, 2).unwrap_err());
+            not_ours(theirs.imap(sqr, 0..2u64).map(drop).expect_err("an error"));
+            theirs.close();
+            not_ours(theirs.join().unwrap_err());
+            theirs.terminate();
+            drop(theirs);
+            drop(dropped);
+        });
+        assert_eq!(shared.map(sqr, 0..5u64).unwrap(), squares(5));
+        shared.close();
+        shared.join().unwrap();
+    });
+}
