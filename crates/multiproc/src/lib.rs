@@ -73,6 +73,9 @@
 pub mod codec;
 pub mod error;
 mod fork;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzz;
 mod handle;
 pub mod pipe;
 pub mod pool;

@@ -267,6 +267,12 @@ impl<T: ShmObject> Shared<T> {
         unsafe { &*(self.seg.payload().add(self.offset) as *const T) }
     }
 
+    /// The segment the object lives in.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
     /// Adds the count a serialized handle carries in flight.
     fn add_in_flight(&self, r: &SlotRef) {
         let prev = own_table(&self.seg)[r.slot].fetch_add(1, Ordering::Relaxed);
