@@ -42,6 +42,7 @@
 //! | `Vec<u8>` visitor type id (`ID`) | `codec/cast.rs` | A [`OnceBox`]: lock-free, valid in every process of the same binary. |
 //! | pool worker counter (`WORKER_NO`) | `pool/dispatch.rs` | Fine as inherited: an atomic for names. |
 //! | pool dispatcher threads | `pool/dispatch.rs` | Not global: each `Pool` starts its own when it is made, so a pool made in the child has one. A `Pool` made *before* the fork is stamped with its generation: in the child it refuses work (`InvalidState`) and its `close` / `terminate` / drop do nothing — its dispatcher thread is not there to join, its workers and sockets are the parent's. |
+//! | the panic hook and std's backtrace lock | `fork.rs` (`panic_gate`) | **Taken across the fork** in effect: the first fork wraps the panic hook so that it runs only between forks; the child never inherits the backtrace lock held by a thread printing a panic. |
 //! | stdout / stderr locks (std) | `process/mod.rs` | **Taken across the fork** (and flushed before it, so nothing is printed twice). |
 //!
 //! A new global must be added here, with what happens to it in a forked child.
@@ -176,6 +177,42 @@ impl<T: Send + Sync + 'static> OnceBox<T> {
             }
         }
     }
+}
+
+/// Panic hooks and forks take turns (see [`panic_gate`]).
+static PANIC_GATE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+static GATE_HOOKED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Held across a fork by the forking thread: no panic hook of this process is running then,
+/// and none starts until the fork is done.
+///
+/// Why: std's default panic hook holds a process-wide lock (the backtrace lock) while it
+/// prints. A thread forked while another thread was printing a panic inherits that lock
+/// held by a thread it does not have, and the child's own first panic then waits for it
+/// forever (seen in this crate's test suite: a forked child stuck in `default_hook`). So the
+/// first fork wraps the current panic hook (the default one, or the user's) in one that
+/// holds the gate's read side while it runs, and every fork takes the write side.
+///
+/// Take it before stdout/stderr (a running hook may be waiting for stderr) and drop it in
+/// the child before the child can panic. A hook set by the user *after* the first fork
+/// replaces the wrapper, and then forks no longer wait for it.
+pub(crate) fn panic_gate() -> std::sync::RwLockWriteGuard<'static, ()> {
+    if !std::thread::panicking()
+        && GATE_HOOKED
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _turn = PANIC_GATE
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            prev(info)
+        }));
+    }
+    PANIC_GATE
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -238,6 +238,7 @@ fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
     // inherits one held by another thread: stdout/stderr (flushed first, so nothing buffered
     // is printed twice), the shared-memory registries, the children registry.
     use std::io::Write;
+    let panics = crate::fork::panic_gate();
     let mut out = std::io::stdout().lock();
     let _ = out.flush();
     let mut err = std::io::stderr().lock();
@@ -271,6 +272,7 @@ fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
             reaped.forget_in_child();
             drop(err);
             drop(out);
+            drop(panics);
             results::forget_in_child();
             if daemon && !proc::die_with_parent(parent_pid) {
                 proc::exit_now(1);
@@ -289,6 +291,7 @@ fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
             drop(reaped);
             drop(err);
             drop(out);
+            drop(panics);
             Ok(Started {
                 pid,
                 link: Link::Slot {

@@ -21,6 +21,8 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 /// What a forked child gives its second thread before reporting it hung.
 const IN_CHILD: Duration = Duration::from_secs(20);
+/// How long a panicking child may take before it counts as hung.
+const PANIC_CHILD: Duration = Duration::from_secs(5);
 
 fn message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
@@ -316,5 +318,62 @@ fn pool_made_before_the_fork_stays_the_parents() {
         assert_eq!(shared.map(sqr, 0..5u64).unwrap(), squares(5));
         shared.close();
         shared.join().unwrap();
+    });
+}
+
+/// A forked child that panics while another thread of its parent was printing a panic: std's
+/// default hook holds a process-wide lock while it prints, and a child forked in that window
+/// used to inherit it held and hang at its own first panic. Forks and panic hooks now take
+/// turns (`fork::panic_gate`).
+#[test]
+fn a_child_panics_while_another_parent_thread_is_panicking() {
+    with_watchdog(LIMIT, || {
+        let r = Process::spawn(|| {
+            // In a child of our own, so that the test harness's output is not flooded: its
+            // stderr goes to /dev/null (panic messages are printed there).
+            let null = std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .unwrap();
+            rustix::stdio::dup2_stderr(&null).unwrap();
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let s2 = stop.clone();
+            let panicker = std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::panic::catch_unwind(|| panic!("noise {n}"));
+                    n += 1;
+                }
+                n
+            });
+            let mut hung = 0;
+            for _ in 0..80 {
+                let mut p = Process::spawn(|| -> u8 { panic!("in the child") }).unwrap();
+                match p.join_timeout(PANIC_CHILD) {
+                    Ok(None) => {
+                        hung += 1;
+                        let _ = p.kill();
+                        let _ = p.join_timeout(IN_CHILD);
+                    }
+                    Ok(Some(_)) => unreachable!("the child panicked"),
+                    Err(_) => {}
+                }
+                if hung > 0 {
+                    break;
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let noise = panicker.join().unwrap();
+            (hung, noise)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        assert_eq!(
+            r.0, 0,
+            "a child hung at its panic ({} panics in the parent)",
+            r.1
+        );
+        assert!(r.1 > 0, "the parent's second thread panicked");
     });
 }
