@@ -153,6 +153,23 @@ pub struct QueueBuilder<T, C: Codec = Postcard> {
 }
 
 impl<T, C: Codec> QueueBuilder<T, C> {
+    /// Encodes items with codec `C2` instead (default [`Postcard`]).
+    ///
+    /// ```
+    /// use multiproc::codec::Postcard;
+    /// use multiproc::queue::Queue;
+    /// let q = Queue::<u32>::builder().codec::<Postcard>().build()?;
+    /// q.put(1)?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn codec<C2: Codec>(self) -> QueueBuilder<T, C2> {
+        QueueBuilder {
+            maxsize: self.maxsize,
+            capacity_bytes: self.capacity_bytes,
+            _marker: PhantomData,
+        }
+    }
+
     /// At most `n` items queued at once (`Queue(maxsize)` in Python). Default: no bound on
     /// the number of items.
     pub fn maxsize(mut self, n: usize) -> Self {
@@ -214,15 +231,9 @@ fn put_stop<T, E>(
     }
 }
 
-impl<T, C: Codec> Queue<T, C> {
-    fn from_shared(shared: SharedQueue) -> Self {
-        Queue {
-            shared,
-            _marker: PhantomData,
-            _codec: PhantomData,
-        }
-    }
-
+/// The constructors name the default codec, so that `let q = Queue::new()?; q.put(5u32)?;`
+/// infers `Queue<u32>` (another codec: [`QueueBuilder::codec`]).
+impl<T> Queue<T> {
     /// A queue with no bound on the number of items (Python's `Queue()`); its byte capacity
     /// is [`DEFAULT_CAPACITY_BYTES`] of address space, backed by memory only as a backlog
     /// needs it.
@@ -250,11 +261,21 @@ impl<T, C: Codec> Queue<T, C> {
     /// q.put(vec![0; 32 << 20])?;
     /// # Ok::<(), multiproc::Error>(())
     /// ```
-    pub fn builder() -> QueueBuilder<T, C> {
+    pub fn builder() -> QueueBuilder<T> {
         QueueBuilder {
             maxsize: None,
             capacity_bytes: DEFAULT_CAPACITY_BYTES,
             _marker: PhantomData,
+        }
+    }
+}
+
+impl<T, C: Codec> Queue<T, C> {
+    fn from_shared(shared: SharedQueue) -> Self {
+        Queue {
+            shared,
+            _marker: PhantomData,
+            _codec: PhantomData,
         }
     }
 
@@ -793,6 +814,21 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     pub fn iter(&self) -> Iter<'_, T, C> {
         Iter { q: self }
     }
+
+    /// The items queued now, without waiting (crossbeam's `try_iter`): stops when the queue
+    /// is empty.
+    ///
+    /// ```
+    /// use multiproc::queue::Queue;
+    /// let q = Queue::new()?;
+    /// q.put_many(vec![1u32, 2])?;
+    /// let now: Vec<u32> = q.try_iter().collect::<Result<_, _>>()?;
+    /// assert_eq!(now, [1, 2]);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    pub fn try_iter(&self) -> TryIter<'_, T, C> {
+        TryIter { q: self }
+    }
 }
 
 /// Iterator over a queue's items until it is closed and drained: [`Queue::iter`].
@@ -822,6 +858,44 @@ impl<'a, T: Serialize + DeserializeOwned, C: Codec> IntoIterator for &'a Queue<T
     }
 }
 
+impl<'a, T: Serialize + DeserializeOwned, C: Codec> IntoIterator for &'a SimpleQueue<T, C> {
+    type Item = Result<T>;
+    type IntoIter = Iter<'a, T, C>;
+
+    fn into_iter(self) -> Iter<'a, T, C> {
+        self.0.iter()
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned, C: Codec> IntoIterator for &'a JoinableQueue<T, C> {
+    type Item = Result<T>;
+    type IntoIter = Iter<'a, T, C>;
+
+    /// Items as they come (each still needs its [`JoinableQueue::task_done`]).
+    fn into_iter(self) -> Iter<'a, T, C> {
+        self.0.iter()
+    }
+}
+
+/// Iterator over the items queued now, without waiting: [`Queue::try_iter`]. It ends at the
+/// first moment the queue is empty (or closed and drained).
+#[derive(Debug)]
+pub struct TryIter<'a, T, C: Codec = Postcard> {
+    q: &'a Queue<T, C>,
+}
+
+impl<T: Serialize + DeserializeOwned, C: Codec> Iterator for TryIter<'_, T, C> {
+    type Item = Result<T>;
+
+    fn next(&mut self) -> Option<Result<T>> {
+        match self.q.try_get() {
+            Ok(t) => Some(Ok(t)),
+            Err(TryGetError::Empty | TryGetError::Closed) => None,
+            Err(TryGetError::Failed(e)) => Some(Err(e)),
+        }
+    }
+}
+
 /// A minimal unbounded queue (Python's `multiprocessing.SimpleQueue`): `put`, `get`,
 /// `is_empty`, `close`.
 ///
@@ -848,15 +922,28 @@ impl<T, C: Codec> fmt::Debug for SimpleQueue<T, C> {
     }
 }
 
-impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
-    /// A new, empty, unbounded queue.
+impl<T> SimpleQueue<T> {
+    /// A new, empty, unbounded queue (default codec: `SimpleQueue::new()` infers `T` from
+    /// the first `put`).
     ///
     /// # Errors
     /// [`ErrorKind::Os`] when the shared memory cannot be created.
     pub fn new() -> Result<Self> {
         Ok(SimpleQueue(Queue::new()?))
     }
+}
 
+impl<T, C: Codec> SimpleQueue<T, C> {
+    /// A simple queue from a configured builder (e.g. another codec).
+    ///
+    /// # Errors
+    /// As [`QueueBuilder::build`].
+    pub fn from_builder(b: QueueBuilder<T, C>) -> Result<Self> {
+        Ok(SimpleQueue(b.build()?))
+    }
+}
+
+impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
     /// Puts `item` (never waits: the queue is unbounded up to its byte capacity).
     ///
     /// # Errors
@@ -960,7 +1047,7 @@ impl<T, C: Codec> std::ops::Deref for JoinableQueue<T, C> {
     }
 }
 
-impl<T, C: Codec> JoinableQueue<T, C> {
+impl<T> JoinableQueue<T> {
     /// A new joinable queue without an item bound.
     ///
     /// # Errors
@@ -976,7 +1063,9 @@ impl<T, C: Codec> JoinableQueue<T, C> {
     pub fn bounded(maxsize: usize) -> Result<Self> {
         Ok(JoinableQueue(Queue::bounded(maxsize)?))
     }
+}
 
+impl<T, C: Codec> JoinableQueue<T, C> {
     /// A joinable queue from a configured builder.
     ///
     /// # Errors

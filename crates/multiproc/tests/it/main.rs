@@ -3,6 +3,7 @@
 //! Every cross-process test is bounded (timeouts or the watchdog in `util`), so a bug shows
 //! as a failure, never a hang.
 
+mod api;
 mod fork;
 mod fork_refs;
 mod hostile;
