@@ -83,7 +83,7 @@ pub mod sync;
 mod sys;
 pub use error::{Error, ErrorKind, Result};
 pub use pipe::{pipe, pipe_with, wait, Connection, RecvError, SendError, Waitable};
-pub use pool::{AsyncResult, ClosurePool, Imap, Pool};
+pub use pool::{AsyncResult, ClosurePool, Imap, Pool, PoolBuilder};
 pub use process::{active_children, Builder, Process, StartMethod};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{
