@@ -27,6 +27,17 @@ fn now() -> Deadline {
     Deadline::after(Some(Duration::ZERO))
 }
 
+/// The error for a result or iterator used in a process forked from the one that made the
+/// pool: its outcomes come to that process only, and this one must not touch the pool's
+/// locks (they may have been held at the fork).
+fn not_ours() -> Error {
+    Error::new(
+        ErrorKind::InvalidState,
+        "this result belongs to a Pool made by the process this one was forked from: \
+         its outcomes go to that process",
+    )
+}
+
 /// Decodes one chunk's outcomes, appending one `Result` per task.
 fn decode_slot<R: DeserializeOwned>(count: usize, outcome: &Outcome, out: &mut Vec<Result<R>>) {
     match outcome {
@@ -71,6 +82,10 @@ pub(crate) fn finish_one<R: DeserializeOwned>(slots: &[Slot]) -> Result<R> {
 ///
 /// It does not keep the pool alive: when the pool's last handle is dropped (or it is
 /// terminated), unfinished tasks fail with [`ErrorKind::Closed`].
+///
+/// In a process forked from the one that made the pool, the result never comes (it goes to
+/// the parent): the `get` calls fail with [`ErrorKind::InvalidState`], the waits return at
+/// once ([`wait_timeout`](AsyncResult::wait_timeout) with `Timeout`), callbacks are not run.
 pub struct AsyncResult<T> {
     link: Arc<Link>,
     job: Arc<Job>,
@@ -100,6 +115,9 @@ impl<T> AsyncResult<T> {
 
     /// Waits until `deadline` for the result; `None` when it did not come.
     fn get_until(&self, deadline: Deadline) -> Option<Result<T>> {
+        if self.link.foreign() {
+            return Some(Err(not_ours()));
+        }
         let (st, ok) = self.link.wait_for(&self.job, deadline, Self::all_done);
         ok.then(|| (self.finish)(&st.slots))
     }
@@ -175,6 +193,9 @@ impl<T> AsyncResult<T> {
 
     /// Waits until the result is there.
     pub fn wait(&self) {
+        if self.link.foreign() {
+            return; // (it never comes here: see above)
+        }
         let _ = self
             .link
             .wait_for(&self.job, Deadline::never(), Self::all_done);
@@ -198,6 +219,9 @@ impl<T> AsyncResult<T> {
     }
 
     fn wait_by(&self, deadline: Deadline) -> Result<(), WaitTimeoutError> {
+        if self.link.foreign() {
+            return Err(WaitTimeoutError::Timeout);
+        }
         match self.link.wait_for(&self.job, deadline, Self::all_done).1 {
             true => Ok(()),
             false => Err(WaitTimeoutError::Timeout),
@@ -208,7 +232,7 @@ impl<T> AsyncResult<T> {
     /// [`wait`](AsyncResult::wait)).
     #[doc(alias = "try_wait")]
     pub fn ready(&self) -> bool {
-        Self::all_done(&self.job.lock())
+        !self.link.foreign() && Self::all_done(&self.job.lock())
     }
 
     /// Whether every task succeeded.
@@ -217,6 +241,9 @@ impl<T> AsyncResult<T> {
     /// [`ErrorKind::InvalidState`] when the result is not ready yet (Python raises
     /// `ValueError`).
     pub fn successful(&self) -> Result<bool> {
+        if self.link.foreign() {
+            return Err(not_ours());
+        }
         let st = self.job.lock();
         if !Self::all_done(&st) {
             return Err(Error::new(
@@ -266,7 +293,7 @@ impl<T: 'static> AsyncResult<T> {
                 f(v)
             }
         });
-        self.job.when_done(t, self.link.callbacks.runner());
+        self.when_done(t);
         self
     }
 
@@ -282,8 +309,17 @@ impl<T: 'static> AsyncResult<T> {
                 f(e)
             }
         });
-        self.job.when_done(t, self.link.callbacks.runner());
+        self.when_done(t);
         self
+    }
+}
+
+impl<T> AsyncResult<T> {
+    fn when_done(&self, t: Thunk) {
+        // (In a forked child the result never comes: nothing to run, no lock to touch.)
+        if !self.link.foreign() {
+            self.job.when_done(t, self.link.callbacks.runner());
+        }
     }
 }
 
@@ -463,6 +499,15 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
     }
 
     fn next_until(&mut self, deadline: Deadline) -> Option<Result<R, GetTimeoutError>> {
+        if self.pool.link.foreign() {
+            // Made before a fork: its results go to the parent. Said once, then the end.
+            return (self.consumed < self.submitted || self.feed.is_some()).then(|| {
+                self.feed = None;
+                self.consumed = self.submitted;
+                self.buffer.clear();
+                Err(GetTimeoutError::Failed(not_ours()))
+            });
+        }
         loop {
             if let Some(r) = self.buffer.pop_front() {
                 return Some(r.map_err(GetTimeoutError::Failed));
@@ -515,7 +560,7 @@ impl<R: DeserializeOwned> Iterator for Imap<'_, R> {
 
 impl<R> Drop for Imap<'_, R> {
     fn drop(&mut self) {
-        if self.feed.take().is_some() {
+        if self.feed.take().is_some() && !self.pool.link.foreign() {
             self.pool.link.end_job();
         }
     }

@@ -601,3 +601,49 @@ fn panic_child() {
     let r = std::thread::spawn(|| panic!("a panic of the caller")).join();
     assert!(r.is_err());
 }
+
+// A result made before a fork is the parent's: in the child its waits neither hang nor touch
+// the parent's locks, and a callback set there does not run; the parent still gets it.
+#[test]
+fn results_made_before_a_fork_stay_the_parents() {
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(1).unwrap();
+        let slow = pool.apply_async(sleep_ms, 500).unwrap();
+        let done = pool.apply_async(sqr, 3).unwrap();
+        assert_eq!(done.get().unwrap(), 9);
+        let (s2, d2) = (
+            pool.apply_async(sleep_ms, 1).unwrap(),
+            pool.apply_async(sqr, 4).unwrap(),
+        );
+        let mut child = multiproc::Process::spawn(move || {
+            let t = Instant::now();
+            for r in [&s2, &d2] {
+                assert_eq!(r.get().unwrap_err().kind(), ErrorKind::InvalidState);
+                assert!(matches!(r.try_get(), Err(TryGetError::Failed(_))));
+                let e = r.get_timeout(LIMIT).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::InvalidState);
+                assert!(r.wait_timeout(LIMIT).is_err());
+                r.wait();
+                assert!(!r.ready());
+                assert!(r.successful().is_err());
+            }
+            let _ = d2.callback(|_| panic!("ran in the child"));
+            assert!(t.elapsed() < Duration::from_secs(10));
+        })
+        .unwrap();
+        child.join_timeout(LIMIT).unwrap().expect("the child hung");
+        assert_eq!(slow.get().unwrap(), 500);
+        assert_eq!(done.get().unwrap(), 9);
+    })
+}
+
+/// Handles move between threads.
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+    send_sync::<PoolBuilder>();
+    send_sync::<multiproc::AsyncResult<Vec<u64>>>();
+    send_sync::<multiproc::pool::WithContext<String>>();
+    send_sync::<multiproc::ClosurePool<u64, u64>>();
+}
