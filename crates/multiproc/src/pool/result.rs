@@ -377,9 +377,10 @@ impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
 /// task's `Result`.
 ///
 /// It keeps its pool alive: dropping the pool's last handle while an `Imap` is still in use
-/// terminates the pool only once the `Imap` is dropped, so it always yields every result
-/// (Python's iterator instead fails once its pool is gone). [`Pool::terminate`] still
-/// stops it: the tasks not done then fail with [`ErrorKind::Closed`].
+/// terminates the pool only once the `Imap` is dropped, so it yields every result (Python's
+/// iterator gets no more results once the `with Pool()` block that made it has ended).
+/// [`Pool::terminate`] still stops it: the tasks not done then fail with
+/// [`ErrorKind::Closed`].
 ///
 /// [`next`](Iterator::next) waits for the next result; [`try_next`](Imap::try_next) never
 /// waits; [`next_timeout`](Imap::next_timeout) and [`next_deadline`](Imap::next_deadline)
