@@ -43,6 +43,9 @@
 //! | pool worker counter (`WORKER_NO`) | `pool/dispatch.rs` | Fine as inherited: an atomic for names. |
 //! | pool dispatcher threads | `pool/dispatch.rs` | Not global: each `Pool` starts its own when it is made, so a pool made in the child has one. A `Pool` made *before* the fork is stamped with its generation: in the child it refuses work (`InvalidState`) and its `close` / `terminate` / drop do nothing — its dispatcher thread is not there to join, its workers and sockets are the parent's. |
 //! | the panic hook and std's backtrace lock | `fork.rs` (`panic_gate`) | **Taken across the fork** in effect: the first fork wraps the panic hook so that it runs only between forks; the child never inherits the backtrace lock held by a thread printing a panic. |
+//! | pool callback threads | `pool/callback.rs` | Not global: one per `Pool`, like its dispatcher. In a child forked after the pool was made, the copy's `terminate` / `join` do nothing (see above), so the missing thread is never joined. |
+//! | pool context ids (`NEXT_ID` in `Pool::with_context`) | `pool/mod.rs` | Fine as inherited: an atomic; ids only need to differ within one pool, and a child's pools are its own. |
+//! | the pool's panic hook (std's hook, `HOOK_INSTALLED`) and its thread-locals (`CAPTURE`, `WHERE`) | `pool/worker.rs` | Fine as inherited, and that is the point: the hook is installed in the parent before it forks workers, so a forked worker never calls `set_hook` (std's hook lock may have been held at the fork by a panicking thread) and never prints through std's default hook (its backtrace and stderr locks likewise). A child that makes a pool when its parent never did installs the hook itself. |
 //! | stdout / stderr locks (std) | `process/mod.rs` | **Taken across the fork** (and flushed before it, so nothing is printed twice). |
 //!
 //! A new global must be added here, with what happens to it in a forked child.

@@ -61,12 +61,17 @@
 //! | one end used by many processes | the same, safe | messages never interleave or split (per-end robust locks); a SIGKILLed sender or receiver never leaves a torn message |
 //! | `multiprocessing.connection.wait(objs, timeout)` | [`wait`]`(&[&a, &b], timeout)` | returns the indices of ready objects; accepts [`Process`] sentinels via [`Waitable`] |
 //! | `reduction.send_handle` / `recv_handle` | [`pipe::Fd`] inside any sent value | plus [`Connection::try_clone`] for another copy of an end |
-//! | `Pool(n)`, `Pool(n, initializer, initargs, maxtasksperchild)` | [`Pool::new`]`(n)`, [`Pool::builder`]`().initializer(f, args).maxtasksperchild(m).retries(r)` | `Pool(0)` is [`ErrorKind::InvalidArgument`]; default = number of CPUs |
-//! | `pool.map(f, xs, chunksize)`, `starmap` | [`Pool::map`]`(f, xs)`, [`Pool::map_chunksize`], [`Pool::starmap`] | `f: fn(A) -> R` with serde types; starmap destructures a tuple |
-//! | `pool.imap(f, xs)`, `imap_unordered` | [`Pool::imap`], [`Pool::imap_unordered`] (+ `_chunksize`) | lazy input, one `Result` per task; [`Imap::next_timeout`] |
-//! | `pool.apply(f, args)`, `apply_async`, `map_async` | [`Pool::apply`], [`Pool::apply_async`], [`Pool::map_async`] | [`AsyncResult`]: `get`, `get_timeout`, `ready`, `successful`, `wait`, `wait_timeout` |
-//! | a lambda / closure task (needs fork) | [`pool::Builder::build_with`]`(closure)` → [`ClosurePool`] | closure fixed at creation, Fork only |
-//! | `pool.close()`, `join()`, `terminate()`, `with Pool() as p:` | [`Pool::close`], [`Pool::join`], [`Pool::terminate`]; drop terminates | a worker killed mid-task fails (or retries) that task and is replaced: no hang (CPython issue 66587) |
+//! | `Pool(n)`, `Pool(n, initializer, initargs, maxtasksperchild)` | [`Pool::new`]`(n)`, [`Pool::builder`]`().initializer(f, args).maxtasksperchild(m).retries(r)` ([`PoolBuilder`]) | `Pool(0)` is [`ErrorKind::InvalidArgument`]; default = number of CPUs; a `Pool` is a cheap `Clone` handle |
+//! | `pool.map(f, xs)`, `starmap`, `map_async`, `starmap_async` | [`Pool::map`]`(f, xs)`, [`Pool::starmap`], [`Pool::map_async`], [`Pool::starmap_async`] | `f: fn(A) -> R` with serde types (a function, or a closure that captures nothing); starmap destructures a tuple |
+//! | `chunksize=n` (any call) | [`Pool::with_chunksize`]`(n).map(f, xs)`; a pool's default: [`PoolBuilder::chunksize`] | a setting of the handle, not an argument: each call exists once |
+//! | `pool.imap(f, xs)`, `imap_unordered`; `it.next(timeout)` | [`Pool::imap`], [`Pool::imap_unordered`]; [`Imap::next_timeout`] | lazy input, one `Result` per task; also `try_next`, `next_deadline`; the iterator keeps its pool alive |
+//! | `pool.apply(f, args)`, `apply_async` | [`Pool::apply`], [`Pool::apply_async`] | |
+//! | `res.get(timeout)`, `wait(timeout)`, `ready()`, `successful()`; `TimeoutError` | [`AsyncResult`]: `get`, `try_get`, `get_timeout`, `get_deadline`, `wait`, `wait_timeout`, `wait_deadline`, `ready`, `successful` | timed out: [`pool::GetTimeoutError::Timeout`] |
+//! | `apply_async(f, a, callback=cb, error_callback=ecb)` (also `map_async`, ...) | `pool.apply_async(f, a)?.callback(cb).error_callback(ecb)` ([`AsyncResult::callback`]) | run once, in this process, on the pool's callback thread; `join` waits for them |
+//! | `pool.map(partial(f, cfg), xs)`, a lambda over `cfg` | [`Pool::with_context`]`(&cfg)?.map(f, xs)` with `fn f(cfg: &Cfg, x: X) -> R` | both start methods; `cfg` is serialized once and sent once to each worker |
+//! | a lambda capturing anything (needs fork) | [`PoolBuilder::build_with`]`(closure)` → [`ClosurePool`] | closure fixed at creation, Fork only; the same calls as `Pool` |
+//! | a task's exception, re-raised by `get` | [`ErrorKind::ChildPanicked`], with the panic message and where it happened | the workers print nothing (no interleaved backtraces) |
+//! | `pool.close()`, `join()`, `terminate()`, `with Pool() as p:` | [`Pool::close`], [`Pool::join`], [`Pool::terminate`]; dropping the last handle terminates | a worker killed mid-task fails (or retries) that task and is replaced: no hang (CPython issue 66587) |
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
@@ -86,7 +91,7 @@ pub mod sync;
 mod sys;
 pub use error::{Error, ErrorKind, Result};
 pub use pipe::{pipe, pipe_with, wait, Connection, RecvError, SendError, Waitable};
-pub use pool::{AsyncResult, ClosurePool, Imap, Pool};
+pub use pool::{AsyncResult, ClosurePool, Imap, Pool, PoolBuilder};
 pub use process::{active_children, Builder, Process, StartMethod};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{

@@ -32,14 +32,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::callback::Callbacks;
 use super::job::{Job, Outcome, State};
 use super::worker::{
-    self, ClosureRunner, Init, Mailbox, SpawnArgs, INLINE, IN_SLOT, KIND_CLOSURE, KIND_FN,
-    RESULTS_HEADER, SLOTS, TASK_HEADER,
+    self, ClosureRunner, Init, Mailbox, SpawnArgs, INLINE, IN_SLOT, KIND_CLOSURE, KIND_CONTEXT,
+    KIND_FN, RESULTS_HEADER, SLOTS, TASK_HEADER,
 };
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::process::channel::{self, FrameReader, Tag};
-use crate::process::spawn::FnRef;
+use crate::process::spawn::{CtxFnRef, FnRef};
 use crate::process::{Process, StartMethod};
 use crate::sys::thread::fork_generation;
 use crate::sys::{socket, Deadline};
@@ -57,10 +58,20 @@ const SPAWN_RETRY: Duration = Duration::from_millis(50);
 const SPARE_MAX_BYTES: usize = 1 << 20;
 
 /// Which code a chunk runs.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) enum Code {
     Fn(FnRef),
     Closure,
+    /// A `fn(&C, A) -> R` and its context.
+    Context(CtxFnRef, Arc<TaskContext>),
+}
+
+/// The context of a `WithContext`: encoded once, sent to each worker with the first chunk
+/// that needs it there (see `worker.rs`).
+pub(crate) struct TaskContext {
+    /// Unique in this process (never 0).
+    pub(crate) id: u64,
+    pub(crate) bytes: Vec<u8>,
 }
 
 /// A chunk of tasks for a job.
@@ -147,6 +158,8 @@ struct Feed {
     inflight: VecDeque<InFlight>,
     /// Chunks given to it (for maxtasksperchild).
     assigned: usize,
+    /// The id of the context it holds (0: none), once it has run the chunks sent so far.
+    context: u64,
     quitting: bool,
     ended: bool,
 }
@@ -352,27 +365,54 @@ impl Core {
                 self.seq += 1;
                 let seq = self.seq;
                 let w = &mut self.workers[i];
-                let (kind, (tramp, target)) = match sub.code {
+                let (kind, (tramp, target)) = match &sub.code {
                     Code::Fn(f) => (KIND_FN, f.to_parts()),
                     Code::Closure => (KIND_CLOSURE, (0, 0)),
+                    Code::Context(f, _) => (KIND_CONTEXT, f.to_parts()),
+                };
+                // The context part (see `worker.rs`): its bytes when this worker does not
+                // hold it yet.
+                let context = match &sub.code {
+                    Code::Context(_, c) if w.context == c.id => Some((c.id, None)),
+                    Code::Context(_, c) => {
+                        w.context = c.id;
+                        Some((c.id, Some(&c.bytes[..])))
+                    }
+                    _ => None,
+                };
+                let context_len = match context {
+                    None => 0,
+                    Some((_, None)) => 9,
+                    Some((_, Some(b))) => 17 + b.len(),
                 };
                 // Chunk n given to this worker uses slot n % SLOTS; the chunk that used it
                 // before is done (fewer than PIPELINE are in flight).
                 let slot = w.assigned % SLOTS;
                 let in_slot = w.mailbox.put_args(slot, &sub.payload);
                 let body_len = if in_slot { 8 } else { sub.payload.len() };
-                let mut head = Vec::with_capacity(channel::HEADER + TASK_HEADER + 8);
-                channel::push_header(&mut head, Tag::Task, TASK_HEADER + body_len);
+                let mut head = Vec::with_capacity(channel::HEADER + TASK_HEADER + context_len + 8);
+                channel::push_header(&mut head, Tag::Task, TASK_HEADER + context_len + body_len);
                 head.extend_from_slice(&seq.to_le_bytes());
                 head.push(kind);
                 head.extend_from_slice(&tramp.to_le_bytes());
                 head.extend_from_slice(&target.to_le_bytes());
                 head.push(slot as u8);
+                head.push(if in_slot { IN_SLOT } else { INLINE });
+                match context {
+                    None => {}
+                    Some((id, None)) => {
+                        head.extend_from_slice(&id.to_le_bytes());
+                        head.push(0);
+                    }
+                    Some((id, Some(bytes))) => {
+                        head.extend_from_slice(&id.to_le_bytes());
+                        head.push(1);
+                        head.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                        head.extend_from_slice(bytes);
+                    }
+                }
                 if in_slot {
-                    head.push(IN_SLOT);
                     head.extend_from_slice(&(sub.payload.len() as u64).to_le_bytes());
-                } else {
-                    head.push(INLINE);
                 }
                 // Too large for the slot: the arguments go as they are, with the header in
                 // one write (no copy into a send buffer).
@@ -442,6 +482,8 @@ pub(crate) struct Link {
     poke_pending: AtomicBool,
     poke: OwnedFd,
     poke_rx: OwnedFd,
+    /// The thread that runs `AsyncResult` callbacks.
+    pub(crate) callbacks: Callbacks,
 }
 
 impl Link {
@@ -748,6 +790,7 @@ fn start_worker(cfg: &Config) -> Result<(Worker, Feed)> {
             out: VecDeque::new(),
             inflight: VecDeque::new(),
             assigned: 0,
+            context: 0,
             quitting: false,
             ended: false,
         },
@@ -769,6 +812,7 @@ pub(crate) struct Dispatcher {
 pub(crate) fn start(cfg: Config) -> Result<(Arc<Link>, std::thread::JoinHandle<()>)> {
     let (wake_tx, wake_rx) = socket::stream_pair().context("cannot create a socketpair")?;
     let (poke_tx, poke_rx) = socket::stream_pair().context("cannot create a socketpair")?;
+    let callbacks = Callbacks::start()?;
     let mut workers = Vec::with_capacity(cfg.processes);
     let mut feeds = Vec::with_capacity(cfg.processes);
     for _ in 0..cfg.processes {
@@ -814,6 +858,7 @@ pub(crate) fn start(cfg: Config) -> Result<(Arc<Link>, std::thread::JoinHandle<(
         poke_pending: AtomicBool::new(false),
         poke: poke_tx,
         poke_rx,
+        callbacks,
     });
     let d = Dispatcher {
         cfg,

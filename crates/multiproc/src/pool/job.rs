@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
+use super::callback::{Runner, Thunk};
 use crate::error::{Error, ErrorKind};
 use crate::sys::Deadline;
 
@@ -40,6 +41,8 @@ pub(crate) struct State {
     /// Chunk indices in the order they completed (for unordered consumers).
     pub(crate) completed: VecDeque<usize>,
     pub(crate) done: usize,
+    /// Callbacks waiting for the last chunk (see `callback.rs`).
+    on_done: Vec<(Thunk, Runner)>,
 }
 
 /// Shared between the caller's handle and the dispatcher.
@@ -73,7 +76,8 @@ impl Job {
             .is_none_or(|s| s.outcome.is_some() || s.taken)
     }
 
-    /// Records the outcome of chunk `index` (the first one wins) and wakes waiters.
+    /// Records the outcome of chunk `index` (the first one wins) and wakes waiters; hands
+    /// the callbacks to their thread when it was the last chunk.
     pub(crate) fn complete(&self, index: usize, outcome: Outcome) {
         let mut st = self.lock();
         if let Some(slot) = st.slots.get_mut(index) {
@@ -83,8 +87,38 @@ impl Job {
                 st.completed.push_back(index);
             }
         }
+        let ready = if st.done == st.slots.len() {
+            std::mem::take(&mut st.on_done)
+        } else {
+            Vec::new()
+        };
         drop(st);
         self.cv.notify_all();
+        for (t, runner) in ready {
+            runner.run(t);
+        }
+    }
+
+    /// Runs `t` on the callback thread once every chunk has its outcome (at once if they
+    /// do), or here and now when there is no callback thread any more (`runner` is `None`:
+    /// the pool has stopped, so every job has its outcomes). Only for a job whose chunks
+    /// were all added.
+    pub(crate) fn when_done(&self, t: Thunk, runner: Option<Runner>) {
+        let mut st = self.lock();
+        let done = st.done == st.slots.len();
+        match runner {
+            Some(r) if !done => st.on_done.push((t, r)),
+            Some(r) => {
+                drop(st);
+                r.run(t);
+            }
+            None if done => {
+                drop(st);
+                t();
+            }
+            // (Cannot happen, see above: dropped rather than run on missing outcomes.)
+            None => {}
+        }
     }
 
     /// Waits until `ready(state)` or `deadline` passes; returns the guard and whether ready.

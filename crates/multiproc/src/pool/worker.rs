@@ -3,13 +3,16 @@
 //! Each worker has its own stream socket to the parent; frames as in `process/channel.rs`:
 //!
 //! ```text
-//! parent -> worker   Task     seq u64 | kind u8 (0 fn, 1 closure) | trampoline i64 | target i64
-//!                             | slot u8 | place u8 | payload
+//! parent -> worker   Task     seq u64 | kind u8 (0 fn, 1 closure, 2 fn with context)
+//!                             | trampoline i64 | target i64 | slot u8 | place u8
+//!                             | [kind 2: context] | payload
 //!                    Quit     (empty): finish and exit
 //! worker -> parent   Ready    (empty): the initializer ran
 //!                    InitFailed  the initializer's panic message
 //!                    Results  seq u64 | count u32 | place u8 | outcomes
 //! payload  := count u32 | count encoded arguments, back to back (wire.rs)
+//! context  := id u64 | 0                     the worker holds context `id` already
+//!           | id u64 | 1 | len u64 | bytes   context `id` (its encoded value), from now on
 //! place    := 0, then the bytes (payload or outcomes) follow in the message
 //!           | 1, then len u64: the bytes are in the chunk's mailbox slot (`slot`)
 //! outcomes := failed u32 | vlen u64
@@ -17,6 +20,10 @@
 //!             | failed times: index u32 | 1 | enc(String)   the task panicked: the message
 //!                           | index u32 | 2 | enc(String)   it could not run (codec)
 //! ```
+//! A worker holds one context (the one a `WithContext` sent last), decoded once; the parent
+//! knows which (it sends chunks to a worker in the order the worker runs them) and sends a
+//! context's bytes with the first chunk that needs them on that worker.
+//!
 //! The values carry no per-task status byte (one store less per task in the worker, one load
 //! and branch less per task in the parent): the tasks that failed are listed after them, by
 //! index, in increasing order.
@@ -37,8 +44,10 @@
 //! and charged per message), a copy out, and a wake-up of the reader for each part of a
 //! large message that arrives.
 
+use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
@@ -50,7 +59,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 use crate::process::channel::{self, FrameReader, Tag};
 use crate::process::panic_message;
-use crate::process::spawn::{FnRef, Runner};
+use crate::process::spawn::{CtxFnRef, CtxRunner, FnRef, Runner};
 use crate::shm::{Segment, SegmentKind};
 
 /// The kind of a worker's mailbox segment.
@@ -133,6 +142,7 @@ pub(crate) const OUT_FAILED: u8 = 2;
 
 pub(crate) const KIND_FN: u8 = 0;
 pub(crate) const KIND_CLOSURE: u8 = 1;
+pub(crate) const KIND_CONTEXT: u8 = 2;
 
 /// Bytes of a Task body before the arguments (or their length): seq, kind, trampoline,
 /// target, slot, place.
@@ -163,6 +173,117 @@ impl Runner for ChunkRunner {
     }
 }
 
+/// The context a worker holds (see the module docs): its id, its bytes until a chunk decodes
+/// them, then the value.
+#[derive(Default)]
+pub(crate) struct ContextCache {
+    id: u64,
+    bytes: Vec<u8>,
+    value: Option<Box<dyn Any>>,
+}
+
+impl CtxRunner for ChunkRunner {
+    fn run<C: DeserializeOwned + 'static, A: DeserializeOwned, R: Serialize>(
+        f: fn(&C, A) -> R,
+        state: &mut dyn Any,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        let (count, args) = split_count(input)?;
+        let cache = state
+            .downcast_mut::<ContextCache>()
+            .ok_or("a context task without a context")?;
+        if !cache.value.as_ref().is_some_and(|v| v.is::<C>()) {
+            let bytes = std::mem::take(&mut cache.bytes);
+            let decoded = std::panic::catch_unwind(|| C::deserialize(&mut De::new(&bytes)));
+            match decoded {
+                Ok(Ok(c)) => cache.value = Some(Box::new(c)),
+                Ok(Err(e)) => {
+                    let msg = format!("the context does not decode: {e}");
+                    return fail_all(count, OUT_FAILED, &msg, out);
+                }
+                Err(p) => return fail_all(count, OUT_PANIC, &panic_text(&*p), out),
+            }
+        }
+        let c: &C = cache
+            .value
+            .as_ref()
+            .and_then(|v| v.downcast_ref())
+            .ok_or("the context has another type")?;
+        run_items(&|a| f(c, a), count, args, out)
+    }
+}
+
+/// Outcomes for `count` tasks that all failed with the same message (format above).
+fn fail_all(count: u32, tag: u8, msg: &str, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    for i in 0..count {
+        out.extend_from_slice(&i.to_le_bytes());
+        out.push(tag);
+        msg.serialize(&mut serializer(out))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+// Panics in workers. A task's panic is its outcome: the message goes back to the caller, in
+// the task's error, and nothing is printed (std's default hook would print it, and with
+// RUST_BACKTRACE set, every worker's backtrace, interleaved on the shared stderr). So the
+// worker's thread is marked (`CAPTURE`), and a panic hook records where a panic of a marked
+// thread happened (`WHERE`, added to the message) instead of printing; other threads' panics
+// go to the hook that was there before.
+//
+// The hook is installed in the process that makes the pool, before it forks workers, and in
+// a spawned worker before it runs anything: never in a forked worker, where `set_hook` would
+// take std's hook lock — which another thread of the parent may have held at the fork
+// (while panicking) — and where std's default hook may wait forever for its backtrace lock
+// or stderr's lock, held at the fork by another thread. The hook a forked worker inherits
+// only reads its thread-locals and formats a string.
+
+thread_local! {
+    /// This thread runs pool tasks: its panics are recorded, not printed.
+    static CAPTURE: Cell<bool> = const { Cell::new(false) };
+    /// Where the last recorded panic happened (`file:line:column`).
+    static WHERE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The hook is installed in this process (inherited by forked children with the hook).
+static HOOK_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the panic hook described above, once per process (it passes every panic it does
+/// not record to the hook that was installed before it). A hook set later replaces it:
+/// workers forked after that print their tasks' panics again (their messages still come
+/// back in the tasks' errors).
+pub(crate) fn install_panic_hook() {
+    // Two threads may both install it (the check and the store are apart): the outer one
+    // then passes the panics it does not record to the inner one, which does the same.
+    if HOOK_INSTALLED.load(Ordering::Acquire) || std::thread::panicking() {
+        return;
+    }
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if CAPTURE.try_with(Cell::get).unwrap_or(false) {
+            if let Some(l) = info.location() {
+                let at = format!("{}:{}:{}", l.file(), l.line(), l.column());
+                let _ = WHERE.try_with(|w| w.replace(Some(at)));
+            }
+        } else {
+            prev(info)
+        }
+    }));
+    HOOK_INSTALLED.store(true, Ordering::Release);
+}
+
+/// The message of a recorded panic, with where it happened: `message (at file:line:col)`.
+pub(crate) fn panic_text(p: &(dyn Any + Send)) -> String {
+    let msg = panic_message(p);
+    match WHERE.try_with(|w| w.take()).ok().flatten() {
+        Some(at) => format!("{msg} (at {at})"),
+        None => msg,
+    }
+}
+
 /// Runs an initializer `fn(A) -> ()` once; its panic becomes `Err(message)`.
 pub(crate) struct InitRunner;
 
@@ -176,7 +297,7 @@ impl Runner for InitRunner {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             f(a);
         }))
-        .map_err(|p| panic_message(&*p))
+        .map_err(|p| panic_text(&*p))
     }
 }
 
@@ -283,7 +404,7 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
                 // Task `done` panicked (in its function, or in its argument's or result's
                 // serde code): its outcome is the panic message.
                 out.truncate(mark);
-                fail(done, OUT_PANIC, panic_message(&*p), &mut failures)?;
+                fail(done, OUT_PANIC, panic_text(&*p), &mut failures)?;
                 done += 1;
             }
         }
@@ -334,6 +455,8 @@ pub(crate) struct SpawnArgs {
 
 /// The entry point of a spawned worker (run through `Process::spawn_fn`).
 pub(crate) fn spawn_main(args: SpawnArgs) {
+    // A fresh process, with no other thread yet: safe to install the hook here.
+    install_panic_hook();
     worker_loop(args.sock.0, args.mailbox, args.init, None)
 }
 
@@ -345,6 +468,8 @@ pub(crate) fn worker_loop(
     init: Option<Init>,
     closure: Option<ClosureRunner>,
 ) {
+    // This thread's panics (the initializer's, the tasks') are outcomes: not printed.
+    CAPTURE.with(|c| c.set(true));
     if let Some(init) = init {
         if let Err(msg) = init.f.call(&init.args, &mut Vec::new()) {
             let _ = channel::send_frame(sock.as_fd(), Tag::InitFailed, msg.as_bytes(), &[]);
@@ -357,6 +482,7 @@ pub(crate) fn worker_loop(
     let mut reader = FrameReader::without_fds();
     let mut out = Vec::new();
     let mut args = Vec::new();
+    let mut context = ContextCache::default();
     loop {
         let (tag, raw) = match reader.read_blocking_raw(&sock) {
             Ok(f) => f,
@@ -374,7 +500,31 @@ pub(crate) fn worker_loop(
         let tramp = i64::from_le_bytes(body[9..17].try_into().expect("8 bytes"));
         let target = i64::from_le_bytes(body[17..25].try_into().expect("8 bytes"));
         let slot = body[25] as usize;
-        let rest = &body[TASK_HEADER..];
+        let mut rest = &body[TASK_HEADER..];
+        if kind == KIND_CONTEXT {
+            let Some(id) = rest.get(..8) else { return };
+            let id = u64::from_le_bytes(id.try_into().expect("8 bytes"));
+            match rest.get(8) {
+                Some(0) if context.id == id && id != 0 => rest = &rest[9..],
+                Some(1) => {
+                    let Some(len) = rest.get(9..17) else { return };
+                    let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+                    let Some(bytes) = usize::try_from(len)
+                        .ok()
+                        .and_then(|len| rest.get(17..17usize.checked_add(len)?))
+                    else {
+                        return;
+                    };
+                    context = ContextCache {
+                        id,
+                        bytes: bytes.to_vec(),
+                        value: None,
+                    };
+                    rest = &rest[17 + bytes.len()..];
+                }
+                _ => return,
+            }
+        }
         let input: &[u8] = match body[26] {
             INLINE => rest,
             IN_SLOT => {
@@ -401,6 +551,9 @@ pub(crate) fn worker_loop(
         out.push(INLINE);
         let r = match (kind, &closure) {
             (KIND_FN, _) => FnRef::from_parts(tramp, target).call(input, &mut out),
+            (KIND_CONTEXT, _) => {
+                CtxFnRef::from_parts(tramp, target).call(&mut context, input, &mut out)
+            }
             (KIND_CLOSURE, Some(c)) => match split_count(input) {
                 Ok((count, args)) => c(count, args, &mut out),
                 Err(e) => Err(e),

@@ -134,6 +134,93 @@ fn run_ref<A: DeserializeOwned, R: Serialize, K: Runner>(
     K::run(f, input, out)
 }
 
+/// What a worker does with a `fn(&C, A) -> R` it is handed by reference ([`CtxFnRef`]): as
+/// [`Runner`], with state of the worker's passed through untouched (the pool keeps the
+/// decoded context there).
+pub(crate) trait CtxRunner: 'static {
+    /// Runs `f` over `input`, with `state`; `Err` when the input is malformed.
+    fn run<C: DeserializeOwned + 'static, A: DeserializeOwned, R: Serialize>(
+        f: fn(&C, A) -> R,
+        state: &mut dyn std::any::Any,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), String>;
+}
+
+type CtxTrampoline =
+    fn(usize, &mut dyn std::any::Any, &[u8], &mut Vec<u8>) -> std::result::Result<(), String>;
+
+/// [`FnRef`] for a function that takes a context by reference as well as its argument:
+/// `fn(&C, A) -> R`, run by a [`CtxRunner`]. A distinct type, so that one kind of reference
+/// is never called as the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CtxFnRef {
+    trampoline: isize,
+    target: isize,
+}
+
+impl CtxFnRef {
+    /// A reference to `f`, run by `K`.
+    pub(crate) fn of<C, A, R, K>(f: fn(&C, A) -> R) -> CtxFnRef
+    where
+        C: DeserializeOwned + 'static,
+        A: DeserializeOwned,
+        R: Serialize,
+        K: CtxRunner,
+    {
+        std::hint::black_box(&BOOT);
+        let base = anchor();
+        let t: CtxTrampoline = run_ctx_ref::<C, A, R, K>;
+        CtxFnRef {
+            trampoline: (t as usize).wrapping_sub(base) as isize,
+            target: (f as usize).wrapping_sub(base) as isize,
+        }
+    }
+
+    /// The raw offsets (for a wire format that writes them itself).
+    pub(crate) fn to_parts(self) -> (i64, i64) {
+        (self.trampoline as i64, self.target as i64)
+    }
+
+    /// Back from [`to_parts`](CtxFnRef::to_parts).
+    pub(crate) fn from_parts(trampoline: i64, target: i64) -> CtxFnRef {
+        CtxFnRef {
+            trampoline: trampoline as isize,
+            target: target as isize,
+        }
+    }
+
+    /// Calls the referenced function through its runner, in this process.
+    pub(crate) fn call(
+        self,
+        state: &mut dyn std::any::Any,
+        input: &[u8],
+        out: &mut Vec<u8>,
+    ) -> std::result::Result<(), String> {
+        let base = anchor();
+        let tramp = base.wrapping_add(self.trampoline as usize);
+        let target = base.wrapping_add(self.target as usize);
+        // SAFETY: as for `FnRef::call`: `trampoline` is the offset of a
+        // `run_ctx_ref::<C, A, R, K>` instance (type `CtxTrampoline`) made by `CtxFnRef::of`
+        // in this binary, in the parent of a forked child or of a spawned child whose `boot`
+        // checked the binary's identity; the child trusts its parent.
+        let tramp: CtxTrampoline = unsafe { std::mem::transmute::<usize, CtxTrampoline>(tramp) };
+        tramp(target, state, input, out)
+    }
+}
+
+fn run_ctx_ref<C: DeserializeOwned + 'static, A: DeserializeOwned, R: Serialize, K: CtxRunner>(
+    target: usize,
+    state: &mut dyn std::any::Any,
+    input: &[u8],
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
+    // SAFETY: `target` was made by `CtxFnRef::of::<C, A, R, K>` from a `fn(&C, A) -> R` of
+    // this same binary (see `CtxFnRef::call`), relocated by the same anchor.
+    let f: fn(&C, A) -> R = unsafe { std::mem::transmute::<usize, fn(&C, A) -> R>(target) };
+    K::run(f, state, input, out)
+}
+
 impl Entry {
     pub(crate) fn of<A, R>(f: fn(A) -> R) -> Entry
     where

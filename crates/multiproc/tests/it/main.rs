@@ -9,6 +9,7 @@ mod fork_refs;
 mod hostile;
 mod pipe;
 mod pool;
+mod pool_api;
 mod process;
 mod queue;
 mod scenarios;

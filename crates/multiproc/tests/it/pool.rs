@@ -79,16 +79,17 @@ fn map() {
     })
 }
 
-// From _TestPool.test_map_chunksize (and test_map with chunksize=100).
+// From _TestPool.test_map_chunksize (and test_map with chunksize=100): the chunksize is a
+// setting of the handle.
 #[test]
 fn map_chunksize() {
     with_watchdog(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let expect: Vec<i64> = (0..1000).map(|x| x * x).collect();
-        assert_eq!(pool.map_chunksize(sqr, 0..1000, 100).unwrap(), expect);
-        assert_eq!(pool.map_chunksize(sqr, 0..1000, 1).unwrap(), expect);
-        assert_eq!(pool.map_chunksize(sqr, 0..1000, 5000).unwrap(), expect);
-        let e = pool.map_chunksize(sqr, 0..3, 0).unwrap_err();
+        assert_eq!(pool.with_chunksize(100).map(sqr, 0..1000).unwrap(), expect);
+        assert_eq!(pool.with_chunksize(1).map(sqr, 0..1000).unwrap(), expect);
+        assert_eq!(pool.with_chunksize(5000).map(sqr, 0..1000).unwrap(), expect);
+        let e = pool.with_chunksize(0).map(sqr, 0..3).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     })
 }
@@ -102,7 +103,8 @@ fn starmap() {
         let expect: Vec<i64> = args.iter().map(|(a, b)| a * b).collect();
         assert_eq!(pool.starmap(mul, args.clone()).unwrap(), expect);
         assert_eq!(
-            pool.map_async_chunksize(mul, args, 3)
+            pool.with_chunksize(3)
+                .map_async(mul, args)
                 .unwrap()
                 .get_timeout(LIMIT)
                 .unwrap(),
@@ -135,15 +137,28 @@ fn async_timeout() {
         let res = pool.apply_async(sqr_slow, (6, 1000)).unwrap();
         let t = Instant::now();
         let e = res.get_timeout(Duration::from_millis(100)).unwrap_err();
+        assert!(e.is_timeout(), "{e}");
         assert_eq!(e.kind(), ErrorKind::Timeout);
         assert!(t.elapsed() >= Duration::from_millis(100));
         assert!(!res.ready());
+        // The other forms of the same wait: never blocking, and until an instant.
+        assert!(res.try_get().unwrap_err().is_not_ready());
+        let t = Instant::now();
+        let until = t + Duration::from_millis(50);
+        assert!(res.get_deadline(until).unwrap_err().is_timeout());
+        assert!(res.wait_deadline(until).unwrap_err().is_timeout());
+        assert!(t.elapsed() >= Duration::from_millis(50));
         assert_eq!(
             res.successful().unwrap_err().kind(),
             ErrorKind::InvalidState
         );
-        assert!(!res.wait_timeout(Duration::from_millis(10)));
+        assert!(res
+            .wait_timeout(Duration::from_millis(10))
+            .unwrap_err()
+            .is_timeout());
         assert_eq!(res.get_timeout(LIMIT).unwrap(), 36);
+        assert_eq!(res.try_get().unwrap(), 36);
+        res.wait_deadline(Instant::now()).unwrap();
         pool.terminate();
     })
 }
@@ -156,7 +171,7 @@ fn imap() {
         let it = pool.imap(sqr, 0..10).unwrap();
         let got: Vec<i64> = it.map(|r| r.unwrap()).collect();
         assert_eq!(got, (0..10).map(|x| x * x).collect::<Vec<_>>());
-        let mut it = pool.imap_chunksize(sqr, 0..1000, 100).unwrap();
+        let mut it = pool.with_chunksize(100).imap(sqr, 0..1000).unwrap();
         for i in 0..1000 {
             assert_eq!(it.next().unwrap().unwrap(), i * i);
         }
@@ -185,7 +200,8 @@ fn imap_unordered() {
         got.sort();
         assert_eq!(got, (0..100).map(|x| x * x).collect::<Vec<_>>());
         let mut got: Vec<i64> = pool
-            .imap_unordered_chunksize(sqr, 0..1000, 53)
+            .with_chunksize(53)
+            .imap_unordered(sqr, 0..1000)
             .unwrap()
             .map(|r| r.unwrap())
             .collect();
@@ -234,7 +250,8 @@ fn terminate() {
         let pool = Pool::new(2).unwrap();
         let pids = pool.worker_pids();
         let res = pool
-            .map_async_chunksize(sleep_ms, vec![10_000; 100], 1)
+            .with_chunksize(1)
+            .map_async(sleep_ms, vec![10_000; 100])
             .unwrap();
         std::thread::sleep(Duration::from_millis(100));
         let t = Instant::now();
@@ -303,7 +320,7 @@ fn maxtasksperchild() {
             .build()
             .unwrap();
         let first = pool.worker_pids();
-        let pids = pool.map_chunksize(getpid, vec![(); 100], 1).unwrap();
+        let pids = pool.with_chunksize(1).map(getpid, vec![(); 100]).unwrap();
         let mut distinct = pids.clone();
         distinct.sort();
         distinct.dedup();
@@ -413,7 +430,8 @@ fn panicking_task() {
     with_watchdog(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let got: Vec<_> = pool
-            .imap_chunksize(panic_on_odd, 0..20, 3)
+            .with_chunksize(3)
+            .imap(panic_on_odd, 0..20)
             .unwrap()
             .collect();
         assert_eq!(got.len(), 20);
@@ -522,7 +540,8 @@ fn sigkill_workers_during_map() {
             })
         };
         let got: Vec<_> = pool
-            .imap_chunksize(busy, 0..10_000u32, 20)
+            .with_chunksize(20)
+            .imap(busy, 0..10_000u32)
             .unwrap()
             .collect();
         let kills = killer.join().unwrap();
@@ -588,7 +607,8 @@ fn map_error_is_first_in_item_order() {
         let pool = Pool::new(2).unwrap();
         let t = Instant::now();
         let e = pool
-            .map_chunksize(fail_slow_or_fast, [(0, 300), (1, 0), (2, 0), (3, 0)], 1)
+            .with_chunksize(1)
+            .map(fail_slow_or_fast, [(0, 300), (1, 0), (2, 0), (3, 0)])
             .unwrap_err();
         assert!(e.to_string().contains("item 0"), "{e}");
         assert!(t.elapsed() >= Duration::from_millis(300));
@@ -640,7 +660,7 @@ fn sigkill_workers_during_driven_map() {
         let killer = kill_randomly(pool.clone());
         let mut maps = 0;
         while !killer.is_finished() || maps == 0 {
-            let got = pool.map_chunksize(busy, 0..10_000u32, 20).unwrap();
+            let got = pool.with_chunksize(20).map(busy, 0..10_000u32).unwrap();
             assert!(got.iter().enumerate().all(|(i, &v)| v == i as u32));
             maps += 1;
         }
@@ -676,11 +696,13 @@ fn sigkill_workers_during_driven_map_without_retries() {
                 more = Some(kill_randomly(pool.clone()));
             }
             let r = if failed % 2 == 0 {
-                pool.map_chunksize(busy, 0..10_000u32, 20)
+                pool.with_chunksize(20).map(busy, 0..10_000u32)
             } else {
-                pool.map_async_chunksize(busy, 0..10_000u32, 20)
+                pool.with_chunksize(20)
+                    .map_async(busy, 0..10_000u32)
                     .unwrap()
                     .get_timeout(LIMIT)
+                    .map_err(multiproc::Error::from)
             };
             match r {
                 Ok(v) => assert!(v.iter().enumerate().all(|(i, &x)| x == i as u32)),
@@ -785,7 +807,7 @@ fn large_chunks_with(method: StartMethod) {
             .build()
             .unwrap();
         // Small arguments, 8 x 64 KiB of results per chunk (inline).
-        let got = pool.map_chunksize(blob, 0..40u32, 8).unwrap();
+        let got = pool.with_chunksize(8).map(blob, 0..40u32).unwrap();
         assert!(got
             .iter()
             .enumerate()
@@ -793,15 +815,15 @@ fn large_chunks_with(method: StartMethod) {
         // 8 x 64 KiB of arguments per chunk (inline), small results; then 2 per chunk (slot).
         for chunk in [8, 2] {
             let args: Vec<Vec<u8>> = (0..24u32).map(blob).collect();
-            let got = pool.map_chunksize(blob_len, args, chunk).unwrap();
+            let got = pool.with_chunksize(chunk).map(blob_len, args).unwrap();
             assert_eq!(got, (0..24).map(|i| 64 * 1024 + i).collect::<Vec<_>>());
         }
         // Both sizes in one imap (slot and inline chunks alternate on each worker).
         let got: Vec<usize> = pool
-            .imap_chunksize(
+            .with_chunksize(1)
+            .imap(
                 blob_len,
                 (0..30u32).map(|i| blob(i).repeat(1 + (i % 5) as usize)),
-                1,
             )
             .unwrap()
             .collect::<Result<_, _>>()
@@ -831,7 +853,8 @@ fn terminate_while_a_map_drives() {
         };
         let t = Instant::now();
         let e = pool
-            .map_chunksize(sleep_ms, vec![400u64; 8], 1)
+            .with_chunksize(1)
+            .map(sleep_ms, vec![400u64; 8])
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
         assert!(

@@ -27,9 +27,9 @@ fn pool_timeouts_accept_duration_max() {
         let pool = Pool::new(2).unwrap();
         let r = pool.apply_async(sqr, 3).unwrap();
         assert_eq!(r.get_timeout(MAX).unwrap(), 9);
-        assert!(r.wait_timeout(MAX));
+        r.wait_timeout(MAX).unwrap();
         let m = pool.map_async(sqr, 0..4u64).unwrap();
-        assert!(m.wait_timeout(MAX));
+        m.wait_timeout(MAX).unwrap();
         assert_eq!(m.get_timeout(MAX).unwrap(), vec![0, 1, 4, 9]);
         let mut it = pool.imap(sqr, 0..3u64).unwrap();
         let got: Vec<u64> = std::iter::from_fn(|| it.next_timeout(MAX))
@@ -48,7 +48,7 @@ fn pool_timeouts_accept_duration_max() {
         let pool = Pool::builder().processes(1).build_with(sqr).unwrap();
         let r = pool.apply_async(5).unwrap();
         assert_eq!(r.get_timeout(MAX).unwrap(), 25);
-        assert!(r.wait_timeout(MAX));
+        r.wait_timeout(MAX).unwrap();
         let mut it = pool.imap(0..2u64).unwrap();
         assert_eq!(it.next_timeout(MAX).unwrap().unwrap(), 0);
         assert_eq!(it.next_timeout(MAX).unwrap().unwrap(), 1);
