@@ -26,16 +26,19 @@
 //! |--------------------|---------------------------------------|-------------------------------|----------------------------|
 //! | 0                  | free                                  | CAS 0 → me                    | (bug: not ours)            |
 //! | owner              | held, nobody waits                    | spin, then CAS → owner\|C, sleep | swap → 0                   |
-//! | owner \| C         | held, someone may sleep on `seq`      | sleep on `seq` in slices       | swap → 0, seq += 1, wake 1 |
-//! | dead owner (\| C)  | the holder died (SIGKILL, exit, ...)  | after a slice: CAS → me\|C, OwnerDied | —                  |
+//! | owner \| C         | held, someone may sleep on `seq`      | sleep on `seq`, check owner by the clock | swap → 0, seq += 1, wake 1 |
+//! | dead owner (\| C)  | the holder died (SIGKILL, exit, ...)  | at a check: CAS → me\|C, OwnerDied | —                  |
 //!
 //! A waiter that acquires after sleeping stores `me | C` (others may still sleep), as std's
 //! futex mutex does with its "contended" state.
 //!
 //! # Owner death
 //!
-//! A sleeper waits on `seq` in slices (1 ms, doubling to 16 ms). When a slice runs out without
-//! a wake-up it reads `/proc/<tid>/task/<tid>/stat` of the recorded owner: gone, a zombie, or a
+//! A sleeper checks whether the recorded owner is alive 1 ms after it starts sleeping, then at
+//! intervals doubling to 16 ms, scheduled by the clock ([`Recheck`]): a sleep cut short by a
+//! signal or a wake-up meant for another waiter resumes only until the next check is due, so
+//! no rate of signals postpones it. A check reads `/proc/<tid>/task/<tid>/stat` of the
+//! recorded owner: gone, a zombie, or a
 //! different start time (the tid was recycled) means dead, and the waiter takes the lock over
 //! with one CAS from exactly the dead owner's word — so exactly one waiter wins and reports
 //! [`Acquired::OwnerDied`]. The mutex itself is consistent again at once (there is no
@@ -54,7 +57,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::shm::ShmSafe;
-use crate::sys::futex::{self, Wake};
+use crate::sys::futex::{self, Recheck};
 use crate::sys::thread::{self, Liveness};
 use crate::sys::Deadline;
 
@@ -64,8 +67,9 @@ const UNLOCKED: u64 = 0;
 /// Someone may be sleeping on `seq`: the unlocker must wake.
 const CONTENDED: u64 = 1;
 
-const FIRST_SLICE: Duration = Duration::from_millis(1);
-const MAX_SLICE: Duration = Duration::from_millis(16);
+/// When a sleeper first checks the owner's liveness, and the longest interval between checks.
+const FIRST_CHECK: Duration = Duration::from_millis(1);
+const MAX_CHECK: Duration = Duration::from_millis(16);
 const SPINS: u32 = 100;
 
 /// How a lock was obtained.
@@ -201,7 +205,7 @@ impl RawMutex {
             }
             std::hint::spin_loop();
         }
-        let mut slice = FIRST_SLICE;
+        let mut checks = Recheck::new(FIRST_CHECK, MAX_CHECK);
         loop {
             // Read `seq` before checking the state: an unlock after this load bumps it, so
             // the futex wait below returns at once instead of missing the wake-up.
@@ -231,26 +235,20 @@ impl RawMutex {
             {
                 continue;
             }
-            let remaining = match deadline.remaining() {
-                Ok(r) => r,
-                Err(()) => {
-                    // Last chance: the owner may be dead rather than slow.
-                    let cur = self.state.load(Ordering::Relaxed);
-                    if self.steal_if_dead(cur, me) {
-                        return Ok(Acquired::OwnerDied);
-                    }
-                    return Err(TimedOut);
-                }
-            };
-            let t = remaining.map_or(slice, |r| r.min(slice));
-            if futex::wait(&self.seq, seen, Some(t)) == Wake::TimedOut {
-                // A whole slice without a wake-up: is the owner still there?
+            // Is the owner still there? Checked by the clock, however the sleeps end (a
+            // signal every millisecond must not postpone it).
+            if checks.due() && self.steal_if_dead(self.state.load(Ordering::Relaxed), me) {
+                return Ok(Acquired::OwnerDied);
+            }
+            let Some(t) = checks.sleep_time(deadline) else {
+                // Last chance: the owner may be dead rather than slow.
                 let cur = self.state.load(Ordering::Relaxed);
                 if self.steal_if_dead(cur, me) {
                     return Ok(Acquired::OwnerDied);
                 }
-                slice = (slice * 2).min(MAX_SLICE);
-            }
+                return Err(TimedOut);
+            };
+            futex::wait(&self.seq, seen, Some(t));
         }
     }
 }

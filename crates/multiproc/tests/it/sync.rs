@@ -724,3 +724,211 @@ fn lock_passed_to_spawned_child() {
         drop(g);
     })
 }
+
+// ---- owner death seen under a stream of signals (issue 17, item 7) -------------------------
+//
+// The waiter catches SIGTERM with a handler installed without SA_RESTART, so every signal
+// cuts its futex sleep short (EINTR). Liveness checks must be scheduled by the clock: a
+// primitive that checked only after a sleep that ran its full length never checked at all
+// while signals kept coming faster than its sleep slice.
+
+/// Where the SIGTERM handler counts (a `Value` in shared memory, leaked in the child so that
+/// it stays mapped for as long as a signal can come).
+static CAUGHT: std::sync::atomic::AtomicPtr<AtomicU64> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn count_sigterm(_: libc::c_int) {
+    let p = CAUGHT.load(Ordering::Relaxed);
+    if !p.is_null() {
+        // SAFETY: `p` points into a shared mapping the child leaked (never unmapped) before
+        // installing this handler; an atomic add is async-signal-safe.
+        unsafe { (*p).fetch_add(1, Ordering::Relaxed) };
+    }
+}
+
+/// How often the signals come: faster than any primitive's first sleep slice (1 ms).
+const SIGNAL_EVERY: Duration = Duration::from_micros(250);
+
+/// When the signals start: once the waiter has slept long enough for every primitive's sleep
+/// slices to have grown to their longest (16 ms Lock, 32 ms Semaphore, 128 ms Barrier before
+/// issue 17), the steady state of a long wait. Signalled from the start, the old code kept its
+/// first, short slice, and the odd stall of this VM's CPU (a few ms without timer interrupts)
+/// let one run out now and then.
+const SIGNALS_FROM: Duration = Duration::from_millis(400);
+
+/// In this (child) process: catches SIGTERM, counting into `caught`, with a handler installed
+/// without SA_RESTART, and starts a POSIX timer that sends SIGTERM every [`SIGNAL_EVERY`]
+/// from [`SIGNALS_FROM`] on (a kernel timer keeps its pace however loaded the machine is; a
+/// sending thread does not). Returns the timer, for [`stop_sigterm_timer`].
+fn sigterm_storm(caught: &Value<AtomicU64>) -> libc::timer_t {
+    let keep = caught.clone();
+    CAUGHT.store(
+        keep.atomic() as *const AtomicU64 as *mut AtomicU64,
+        Ordering::Relaxed,
+    );
+    std::mem::forget(keep);
+    // SAFETY: all-zero `sigaction` and `sigevent` are valid values (no flags; the mask is
+    // emptied next); the handler is an `extern "C" fn(c_int)` that only does an atomic add;
+    // every pointer passed points at a live local.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = count_sigterm as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = 0; // deliberately no SA_RESTART
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut()), 0);
+        let mut sev: libc::sigevent = std::mem::zeroed();
+        sev.sigev_notify = libc::SIGEV_SIGNAL;
+        sev.sigev_signo = libc::SIGTERM;
+        let mut timer: libc::timer_t = std::ptr::null_mut();
+        assert_eq!(
+            libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut timer),
+            0
+        );
+        let every = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: SIGNAL_EVERY.as_nanos() as libc::c_long,
+        };
+        let its = libc::itimerspec {
+            it_interval: every,
+            it_value: libc::timespec {
+                tv_sec: SIGNALS_FROM.as_secs() as libc::time_t,
+                tv_nsec: SIGNALS_FROM.subsec_nanos() as libc::c_long,
+            },
+        };
+        assert_eq!(libc::timer_settime(timer, 0, &its, std::ptr::null_mut()), 0);
+        timer
+    }
+}
+
+/// Stops the timer of [`sigterm_storm`] (before the child reports its result).
+fn stop_sigterm_timer(timer: libc::timer_t) {
+    // SAFETY: `timer` came from `timer_create` in this process and is deleted once.
+    unsafe { libc::timer_delete(timer) };
+}
+
+/// The state letter of process `pid` (`S` while asleep in a futex wait), if it exists.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// Runs `wait` in a forked child under a [`sigterm_storm`]. Once the child is asleep and the
+/// signals have been cutting its sleep short, SIGKILLs and reaps `victim` (which holds what
+/// `wait` waits for) and measures how long after the kill `wait` returned; the signals keep
+/// coming until then. Returns that time and what `wait` returned.
+fn detection_under_signals(
+    victim: Process<()>,
+    wait: impl FnOnce() -> bool + Send + 'static,
+) -> (Duration, bool) {
+    let caught = Value::new(AtomicU64::new(0)).unwrap();
+    let (armed, done) = (Event::new().unwrap(), Event::new().unwrap());
+    let (caught2, armed2, done2) = (caught.clone(), armed.clone(), done.clone());
+    let mut waiter = Process::spawn(move || {
+        let timer = sigterm_storm(&caught2);
+        armed2.set();
+        let r = wait();
+        done2.set();
+        stop_sigterm_timer(timer);
+        r
+    })
+    .unwrap();
+    assert!(armed.wait_timeout(Duration::from_secs(20)));
+    let pid = waiter.pid();
+    until("the waiter asleep", || proc_state(pid) == Some('S'));
+    until("signals cutting the waiter's sleep short", || {
+        caught.atomic().load(Ordering::Relaxed) >= 20
+    });
+    assert!(!done.is_set(), "the waiter returned before the victim died");
+    victim.kill().unwrap();
+    let t0 = Instant::now();
+    assert!(victim.join().is_err());
+    let seen = done.wait_timeout(Duration::from_secs(10));
+    let took = t0.elapsed();
+    let signals = caught.atomic().load(Ordering::Relaxed);
+    assert!(
+        seen,
+        "death not seen within 10 s while signals kept coming ({signals} caught)"
+    );
+    let r = waiter.join_timeout(Duration::from_secs(20)).unwrap();
+    (took, r.expect("the waiter ended"))
+}
+
+#[test]
+fn dead_lock_holder_seen_while_signals_keep_coming() {
+    with_watchdog(LIMIT, || {
+        let lock = Lock::new().unwrap();
+        let ready = Event::new().unwrap();
+        let l2 = lock.clone();
+        let victim = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
+        assert!(ready.wait_timeout(Duration::from_secs(20)));
+        let l3 = lock.clone();
+        let (took, owner_died) = detection_under_signals(victim, move || {
+            matches!(
+                l3.try_lock_for(Duration::from_secs(20)),
+                Err(LockError::OwnerDied(_))
+            )
+        });
+        assert!(owner_died, "expected OwnerDied");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    })
+}
+
+#[test]
+fn dead_rlock_holder_seen_while_signals_keep_coming() {
+    with_watchdog(LIMIT, || {
+        let lock = RLock::new().unwrap();
+        let ready = Event::new().unwrap();
+        let l2 = lock.clone();
+        let victim = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
+        assert!(ready.wait_timeout(Duration::from_secs(20)));
+        let l3 = lock.clone();
+        // The blocking form, without a timeout.
+        let (took, owner_died) = detection_under_signals(victim, move || {
+            matches!(l3.lock(), Err(LockError::OwnerDied(_)))
+        });
+        assert!(owner_died, "expected OwnerDied");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    })
+}
+
+#[test]
+fn dead_semaphore_holder_seen_while_signals_keep_coming() {
+    with_watchdog(LIMIT, || {
+        let s = Semaphore::new(1).unwrap();
+        let ready = Event::new().unwrap();
+        let s2 = s.clone();
+        let victim = holder(&ready, move || std::mem::forget(s2.acquire()));
+        assert!(ready.wait_timeout(Duration::from_secs(20)));
+        let s3 = s.clone();
+        let (took, got) = detection_under_signals(victim, move || {
+            s3.acquire_timeout(Duration::from_secs(20)).is_some()
+        });
+        assert!(got, "the dead holder's permit came back");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    })
+}
+
+#[test]
+fn dead_barrier_party_seen_while_signals_keep_coming() {
+    with_watchdog(LIMIT, || {
+        let b = Barrier::new(3).unwrap();
+        let b2 = b.clone();
+        let victim = Process::spawn(move || {
+            let _ = b2.wait();
+        })
+        .unwrap();
+        until("the victim inside", || b.n_waiting() == 1);
+        let b3 = b.clone();
+        let (took, broken) = detection_under_signals(victim, move || {
+            b3.wait_timeout(Duration::from_secs(20)) == Err(BrokenBarrier)
+        });
+        assert!(broken, "expected BrokenBarrier");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        assert!(b.is_broken());
+    })
+}
