@@ -228,8 +228,9 @@ fn killed_condition_waiter_does_not_block_others() {
                     true
                 }));
         }
-        // Both are (about to be) asleep inside wait; kill one.
-        std::thread::sleep(Duration::from_millis(20));
+        // Each released its permit holding the lock, which it gives up only inside `wait`:
+        // once we get the lock, both are inside. Kill one.
+        drop(c.lock().unwrap());
         victim.kill().unwrap();
         assert!(victim.join().is_err());
         let t0 = Instant::now();
@@ -242,6 +243,109 @@ fn killed_condition_waiter_does_not_block_others() {
         let r = survivor.join_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(r, Some(true));
         assert!(t0.elapsed() < Duration::from_secs(1));
+    })
+}
+
+/// Starts a process that waits on `c` (at most 20 s) and returns whether it was notified; it
+/// has released one permit of `inside` while holding the lock, so once the caller has taken
+/// that permit and then the lock, the waiter is inside `wait` (registered, lock released).
+fn cond_waiter_inside(c: &Condition, inside: &Semaphore) -> Process<bool> {
+    let (c2, inside2) = (c.clone(), inside.clone());
+    let p = Process::spawn(move || {
+        let mut g = c2.lock().unwrap();
+        inside2.release().unwrap();
+        g.wait_timeout(Duration::from_secs(20)).unwrap()
+    })
+    .unwrap();
+    inside
+        .acquire_timeout(Duration::from_secs(20))
+        .expect("the waiter started")
+        .forget();
+    drop(c.lock().unwrap());
+    p
+}
+
+// Issue 17, item 5: a waiter killed inside `wait` stayed counted, so `notify_all` issued a
+// notification for it that a later waiter then took (`wait_timeout` returned true after its
+// full timeout with nobody notifying).
+#[test]
+fn killed_condition_waiter_leaves_no_stray_notification() {
+    with_watchdog(LIMIT, || {
+        for c in [
+            Condition::with_lock(Lock::new().unwrap()).unwrap(),
+            Condition::new().unwrap(),
+        ] {
+            let inside = Semaphore::new(0).unwrap();
+            let victim = cond_waiter_inside(&c, &inside);
+            let mut survivor = cond_waiter_inside(&c, &inside);
+            victim.kill().unwrap();
+            assert!(victim.join().is_err());
+            c.lock().unwrap().notify_all();
+            assert_eq!(
+                survivor.join_timeout(Duration::from_secs(10)).unwrap(),
+                Some(true)
+            );
+            // Nobody notifies now: every later wait times out, unnotified.
+            let mut g = c.lock().unwrap();
+            for _ in 0..2 {
+                let t0 = Instant::now();
+                assert!(
+                    !g.wait_timeout(Duration::from_millis(300)).unwrap(),
+                    "notified by nobody"
+                );
+                assert!(t0.elapsed() >= Duration::from_millis(300));
+            }
+            drop(g);
+            // Another process's wait too.
+            let c2 = c.clone();
+            let p = Process::spawn(move || {
+                let mut g = c2.lock().unwrap();
+                g.wait_timeout(Duration::from_millis(100)).unwrap()
+            })
+            .unwrap();
+            assert!(!p.join().unwrap(), "notified by nobody");
+        }
+    })
+}
+
+// A notify(1) that picks a waiter killed inside `wait` goes on to a live one.
+#[test]
+fn notify_one_skips_a_killed_waiter() {
+    with_watchdog(LIMIT, || {
+        let c = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let inside = Semaphore::new(0).unwrap();
+        // The victim waits first: the oldest waiter, the first a notify picks.
+        let victim = cond_waiter_inside(&c, &inside);
+        let mut live = vec![
+            cond_waiter_inside(&c, &inside),
+            cond_waiter_inside(&c, &inside),
+        ];
+        victim.kill().unwrap();
+        assert!(victim.join().is_err());
+        c.lock().unwrap().notify(1);
+        let t0 = Instant::now();
+        let (i, r) = loop {
+            assert!(t0.elapsed() < Duration::from_secs(10), "nobody woke");
+            let ended = live.iter_mut().enumerate().find_map(|(i, p)| {
+                let r = p.join_timeout(Duration::from_millis(5)).unwrap()?;
+                Some((i, r))
+            });
+            if let Some(e) = ended {
+                break e;
+            }
+        };
+        assert!(r, "notified");
+        let mut other = live.swap_remove(1 - i);
+        // Exactly one: the other keeps waiting until notified in turn.
+        assert_eq!(
+            other.join_timeout(Duration::from_millis(200)).unwrap(),
+            None
+        );
+        c.lock().unwrap().notify(1);
+        assert_eq!(
+            other.join_timeout(Duration::from_secs(10)).unwrap(),
+            Some(true)
+        );
     })
 }
 
