@@ -921,12 +921,13 @@ fn proc_state(pid: i32) -> Option<char> {
         .next()
 }
 
-/// Runs `wait` in a forked child under a [`sigterm_storm`]. Once the child is asleep and the
-/// signals have been cutting its sleep short, SIGKILLs and reaps `victim` (which holds what
-/// `wait` waits for) and measures how long after the kill `wait` returned; the signals keep
+/// Runs `wait` in a forked child under a [`sigterm_storm`]. Once `victim_ready` is set, the
+/// child is asleep and the signals have been cutting its sleep short, SIGKILLs and reaps
+/// `victim` (which holds what `wait` waits for) and measures how long after the kill `wait` returned; the signals keep
 /// coming until then. Returns that time and what `wait` returned.
 fn detection_under_signals(
     victim: Process<()>,
+    victim_ready: &Event,
     wait: impl FnOnce() -> bool + Send + 'static,
 ) -> (Duration, bool) {
     let caught = Value::new(AtomicU64::new(0)).unwrap();
@@ -942,6 +943,7 @@ fn detection_under_signals(
     })
     .unwrap();
     assert!(armed.wait_timeout(Duration::from_secs(20)));
+    assert!(victim_ready.wait_timeout(Duration::from_secs(20)));
     let pid = waiter.pid();
     until("the waiter asleep", || proc_state(pid) == Some('S'));
     until("signals cutting the waiter's sleep short", || {
@@ -971,7 +973,7 @@ fn dead_lock_holder_seen_while_signals_keep_coming() {
         let victim = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
         assert!(ready.wait_timeout(Duration::from_secs(20)));
         let l3 = lock.clone();
-        let (took, owner_died) = detection_under_signals(victim, move || {
+        let (took, owner_died) = detection_under_signals(victim, &ready, move || {
             matches!(
                 l3.try_lock_for(Duration::from_secs(20)),
                 Err(LockError::OwnerDied(_))
@@ -992,7 +994,7 @@ fn dead_rlock_holder_seen_while_signals_keep_coming() {
         assert!(ready.wait_timeout(Duration::from_secs(20)));
         let l3 = lock.clone();
         // The blocking form, without a timeout.
-        let (took, owner_died) = detection_under_signals(victim, move || {
+        let (took, owner_died) = detection_under_signals(victim, &ready, move || {
             matches!(l3.lock(), Err(LockError::OwnerDied(_)))
         });
         assert!(owner_died, "expected OwnerDied");
@@ -1009,10 +1011,35 @@ fn dead_semaphore_holder_seen_while_signals_keep_coming() {
         let victim = holder(&ready, move || std::mem::forget(s2.acquire()));
         assert!(ready.wait_timeout(Duration::from_secs(20)));
         let s3 = s.clone();
-        let (took, got) = detection_under_signals(victim, move || {
+        let (took, got) = detection_under_signals(victim, &ready, move || {
             s3.acquire_timeout(Duration::from_secs(20)).is_some()
         });
         assert!(got, "the dead holder's permit came back");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    })
+}
+
+#[test]
+fn dead_notifier_holding_the_condition_lock_seen_while_signals_keep_coming() {
+    with_watchdog(LIMIT, || {
+        let c = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let (inside, ready) = (Event::new().unwrap(), Event::new().unwrap());
+        let (c2, inside2) = (c.clone(), inside.clone());
+        // Once the waiter is inside `wait`, notifies it and dies holding the lock, so the
+        // waiter sleeps in the lock's re-acquisition at the end of `wait`.
+        let victim = holder(&ready, move || {
+            assert!(inside2.wait_timeout(Duration::from_secs(20)));
+            let g = c2.lock().unwrap();
+            g.notify_all();
+            std::mem::forget(g);
+        });
+        let c3 = c.clone();
+        let (took, owner_died) = detection_under_signals(victim, &ready, move || {
+            let mut g = c3.lock().unwrap();
+            inside.set(); // the notifier can lock only once we are inside `wait`
+            g.wait_timeout(Duration::from_secs(20)) == Err(multiproc::sync::OwnerDied)
+        });
+        assert!(owner_died, "expected OwnerDied");
         assert!(took < Duration::from_secs(1), "took {took:?}");
     })
 }
@@ -1027,8 +1054,10 @@ fn dead_barrier_party_seen_while_signals_keep_coming() {
         })
         .unwrap();
         until("the victim inside", || b.n_waiting() == 1);
+        let ready = Event::new().unwrap();
+        ready.set();
         let b3 = b.clone();
-        let (took, broken) = detection_under_signals(victim, move || {
+        let (took, broken) = detection_under_signals(victim, &ready, move || {
             b3.wait_timeout(Duration::from_secs(20)) == Err(BrokenBarrier)
         });
         assert!(broken, "expected BrokenBarrier");
