@@ -17,7 +17,8 @@
 //! state: AtomicU64   0 = unlocked, else owner identity | CONTENDED
 //!                    owner identity = tid << 32 | (thread start time & 0x7fff_ffff) << 1
 //! seq:   AtomicU32   futex word sleepers wait on; bumped by an unlock that saw CONTENDED
-//! _pad:  u32
+//! depth: AtomicU32   levels held, for re-entrant use (`lock_reentrant`); only the owner
+//!                    touches it, and a new owner sets it (a dead one may have left any value)
 //! ```
 //!
 //! # State table
@@ -88,7 +89,7 @@ pub(crate) enum Acquired {
 pub(crate) struct RawMutex {
     state: AtomicU64,
     seq: AtomicU32,
-    _pad: AtomicU32,
+    depth: AtomicU32,
 }
 
 // SAFETY: three atomics; every bit pattern is a valid (if possibly "dead owner") state, no
@@ -100,7 +101,7 @@ impl RawMutex {
     pub(crate) fn init(&self) {
         self.state.store(UNLOCKED, Ordering::Relaxed);
         self.seq.store(0, Ordering::Relaxed);
-        self._pad.store(0, Ordering::Relaxed);
+        self.depth.store(0, Ordering::Relaxed);
     }
 
     /// Locks, waiting until `deadline`. No system call when the mutex is free.
@@ -153,6 +154,41 @@ impl RawMutex {
         let old = self.state.swap(UNLOCKED, Ordering::Release);
         if old & CONTENDED != 0 {
             self.wake_one();
+        }
+    }
+
+    /// Locks, or takes one more level when the calling thread holds the mutex already (for
+    /// re-entrant users: Value, Array). Release each level with
+    /// [`unlock_reentrant`](Self::unlock_reentrant), never [`unlock`](Self::unlock).
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] when the deadline passes first.
+    ///
+    /// # Panics
+    ///
+    /// When the depth would pass `u32::MAX`.
+    pub(crate) fn lock_reentrant(&self, deadline: Deadline) -> Result<Acquired, TimedOut> {
+        if self.is_owned_by_current_thread() {
+            let d = self.depth.load(Ordering::Relaxed);
+            assert!(d < u32::MAX, "lock recursion depth overflow");
+            self.depth.store(d + 1, Ordering::Relaxed);
+            return Ok(Acquired::Clean);
+        }
+        let a = self.lock(deadline)?;
+        self.depth.store(1, Ordering::Relaxed);
+        Ok(a)
+    }
+
+    /// Releases one level taken by [`lock_reentrant`](Self::lock_reentrant); the mutex itself
+    /// when it was the last. Must be called by the holder (the guards guarantee it).
+    pub(crate) fn unlock_reentrant(&self) {
+        let d = self.depth.load(Ordering::Relaxed);
+        if d > 1 {
+            self.depth.store(d - 1, Ordering::Relaxed);
+        } else {
+            self.depth.store(0, Ordering::Relaxed);
+            self.unlock();
         }
     }
 
@@ -318,6 +354,39 @@ mod tests {
         }
         // SAFETY: all threads joined.
         assert_eq!(unsafe { *c.0.get() }, 80_000);
+    }
+
+    #[test]
+    fn reentrant_levels() {
+        let m = new();
+        assert_eq!(
+            m.get().lock_reentrant(Deadline::never()),
+            Ok(Acquired::Clean)
+        );
+        assert_eq!(
+            m.get().lock_reentrant(Deadline::never()),
+            Ok(Acquired::Clean)
+        );
+        m.get().unlock_reentrant();
+        assert!(m.get().is_owned_by_current_thread());
+        m.get().unlock_reentrant();
+        assert!(!m.get().is_locked());
+        // A dead owner's depth does not carry over.
+        let m = Arc::new(m);
+        let m2 = m.clone();
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                m2.get().lock_reentrant(Deadline::never()).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        let r = m
+            .get()
+            .lock_reentrant(Deadline::after(Some(Duration::from_secs(5))));
+        assert_eq!(r, Ok(Acquired::OwnerDied));
+        m.get().unlock_reentrant();
+        assert!(!m.get().is_locked());
     }
 
     #[test]

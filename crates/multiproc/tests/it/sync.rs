@@ -779,6 +779,53 @@ fn value_shared_with_children() {
     })
 }
 
+// Issue 17, "also": `get_lock()` then `v.set(v.get() + 1)` deadlocked silently. Python's
+// Value lock is an RLock; so is ours now.
+#[test]
+fn value_and_array_locks_are_reentrant() {
+    with_watchdog(Duration::from_secs(20), || {
+        let v = Value::new(1u64).unwrap();
+        {
+            let g = v.get_lock().unwrap();
+            v.set(v.get() + 1);
+            let inner = v.get_lock().unwrap();
+            inner.set(g.get() * 10);
+        }
+        assert_eq!(v.get(), 20);
+        // Levels may be released in any order: the lock is free only when all are gone.
+        let outer = v.get_lock().unwrap();
+        let inner = v.get_lock().unwrap();
+        drop(outer);
+        inner.set(7);
+        let v2 = v.clone();
+        let mut child = Process::spawn(move || {
+            let g = v2.get_lock().unwrap();
+            g.get()
+        })
+        .unwrap();
+        assert_eq!(
+            child.join_timeout(Duration::from_millis(200)).unwrap(),
+            None,
+            "the child must wait while a level is held"
+        );
+        inner.set(8);
+        drop(inner);
+        assert_eq!(
+            child.join_timeout(Duration::from_secs(10)).unwrap(),
+            Some(8)
+        );
+
+        let a = Array::from_slice(&[1u32, 2]).unwrap();
+        {
+            let g = a.get_lock().unwrap();
+            a.set(0, a.get(0).unwrap() + 10);
+            assert_eq!(a.to_vec(), vec![11, 2]);
+            g.set(1, 3);
+        }
+        assert_eq!(a.to_vec(), vec![11, 3]);
+    })
+}
+
 fn array_child(a: Array<i64>) -> i64 {
     let g = a.get_lock().unwrap();
     for k in 0..g.len() {
