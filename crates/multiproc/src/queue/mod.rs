@@ -154,9 +154,9 @@ pub struct QueueBuilder<T, C: Codec = Postcard> {
 
 impl<T, C: Codec> QueueBuilder<T, C> {
     /// At most `n` items queued at once (`Queue(maxsize)` in Python). Default: no bound on
-    /// the number of items.
+    /// the number of items. 0 means no bound, as in Python (`maxsize <= 0`).
     pub fn maxsize(mut self, n: usize) -> Self {
-        self.maxsize = Some(n);
+        self.maxsize = (n > 0).then_some(n);
         self
     }
 
@@ -172,15 +172,9 @@ impl<T, C: Codec> QueueBuilder<T, C> {
     /// Creates the queue.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`] for a `maxsize` of 0 or an absurd capacity;
-    /// [`ErrorKind::Os`] when the shared memory cannot be created.
+    /// [`ErrorKind::InvalidArgument`] for an absurd capacity; [`ErrorKind::Os`] when the
+    /// shared memory cannot be created.
     pub fn build(self) -> Result<Queue<T, C>> {
-        if self.maxsize == Some(0) {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "a queue's maxsize must be at least 1 (use Queue::new() for no bound)",
-            ));
-        }
         let shared = SharedQueue::create(self.capacity_bytes, self.maxsize.map(|n| n as u64))?;
         Ok(Queue::from_shared(shared))
     }
@@ -233,11 +227,18 @@ impl<T, C: Codec> Queue<T, C> {
         Self::builder().build()
     }
 
-    /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`).
+    /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`). A `maxsize` of 0
+    /// means no bound, as in Python: `Queue::bounded(0)` is [`Queue::new`].
+    ///
+    /// ```
+    /// use multiproc::queue::Queue;
+    /// assert_eq!(Queue::<u8>::bounded(2)?.maxsize(), Some(2));
+    /// assert_eq!(Queue::<u8>::bounded(0)?.maxsize(), None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`] when `maxsize` is 0; [`ErrorKind::Os`] when the shared
-    /// memory cannot be created.
+    /// [`ErrorKind::Os`] when the shared memory cannot be created.
     pub fn bounded(maxsize: usize) -> Result<Self> {
         Self::builder().maxsize(maxsize).build()
     }
@@ -969,7 +970,8 @@ impl<T, C: Codec> JoinableQueue<T, C> {
         Ok(JoinableQueue(Queue::new()?))
     }
 
-    /// A new joinable queue holding at most `maxsize` items.
+    /// A new joinable queue holding at most `maxsize` items; 0 means no bound (as
+    /// [`Queue::bounded`]).
     ///
     /// # Errors
     /// As [`Queue::bounded`].
