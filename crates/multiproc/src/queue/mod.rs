@@ -987,11 +987,31 @@ impl<T, C: Codec> JoinableQueue<T, C> {
         Ok(JoinableQueue(b.build()?))
     }
 
-    /// Marks one taken item as processed.
+    /// Marks one taken item as processed (Python's `task_done()`).
+    ///
+    /// Counted against the items *taken* (by any consumer, in any process), where Python
+    /// counts the items *put*: `put(x)` then `task_done()` while `x` is still queued is an
+    /// error here. Python accepts it and lets [`join`](Self::join) return while `x` still
+    /// waits in the queue, so that call is a bug in the consumer protocol, reported here where
+    /// it happens. One `task_done()` per item got — the correct use in Python too — behaves
+    /// the same in both. An item whose `get` failed to decode counts as taken; a supervisor
+    /// may call `task_done()` for a consumer that was killed between its `get` and its
+    /// `task_done()`.
+    ///
+    /// ```
+    /// use multiproc::queue::JoinableQueue;
+    /// let q: JoinableQueue<u32> = JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// assert!(q.task_done().is_err(), "nobody has taken the item yet");
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`ErrorKind::InvalidState`] when called more times than items were taken from the
-    /// queue (Python raises `ValueError`).
+    /// queue (Python raises `ValueError` only past the number of items put).
     pub fn task_done(&self) -> Result<()> {
         self.0.shared.task_done()
     }

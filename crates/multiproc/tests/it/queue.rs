@@ -333,6 +333,31 @@ fn bounded_zero_is_unbounded_as_in_python() {
     })
 }
 
+// Issue 17, "also" (decided: kept): `task_done` counts items taken, not put, so it can't
+// make `join` return while an item is still queued; taken by one process, it may be marked
+// done by another (a supervisor, for a consumer killed before its `task_done`).
+#[test]
+fn task_done_counts_items_taken_not_put() {
+    with_watchdog(LIMIT, || {
+        let q: JoinableQueue<u32> = JoinableQueue::new().unwrap();
+        q.put(1).unwrap();
+        let e = q.task_done().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidState);
+        assert_eq!(q.unfinished_tasks(), 1);
+        assert!(q.join_timeout(Duration::from_millis(50)).is_err());
+        // A consumer takes the item and ends without `task_done`.
+        let q2 = q.clone();
+        let got = Process::spawn(move || q2.get_timeout(T).unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got, 1);
+        q.task_done().unwrap();
+        q.join_timeout(T).unwrap();
+        assert!(q.task_done().is_err());
+    })
+}
+
 // ported: _TestQueue.test_queue_feeder_donot_stop_onexc — an unserializable item fails in
 // the caller's put, and the queue keeps working (Python's feeder thread only logs it).
 #[test]
