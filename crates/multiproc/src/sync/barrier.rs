@@ -17,7 +17,8 @@
 //! Sleepers check the recorded members 4 ms after they start sleeping, then at intervals
 //! doubling to 128 ms, scheduled by the clock (signals that cut their sleeps short do not
 //! postpone the checks): a dead one (killed inside the barrier) breaks the barrier, so the
-//! survivors get [`BrokenBarrier`] instead of hanging. Parties beyond the 256th of a round are not tracked.
+//! survivors get [`BrokenBarrier`] instead of hanging. Parties beyond the 256th of a round
+//! are not tracked.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

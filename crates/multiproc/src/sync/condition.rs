@@ -15,14 +15,15 @@
 //!   ticket:       AtomicU32   arrival order
 //! ```
 //!
-//! | `state`     | meaning                                         | set by                          |
-//! |-------------|-------------------------------------------------|---------------------------------|
-//! | `FREE`      | no waiter (`who` = 0)                           | the waiter leaving, under the lock |
-//! | `WAITING`   | registered; asleep or about to be               | the waiter, under the lock      |
-//! | `NOTIFIED`  | a notify chose it: its wait returns `true`      | notify, CAS from `WAITING`      |
-//! | `TIMED_OUT` | its deadline came first: its wait returns `false` | the waiter, CAS from `WAITING`, without the lock |
+//! | `state`     | meaning                                   | set by                            |
+//! |-------------|-------------------------------------------|-----------------------------------|
+//! | `FREE`      | no waiter (`who` = 0)                     | the waiter leaving (lock held)    |
+//! | `WAITING`   | registered; asleep or about to be         | the waiter (lock held)            |
+//! | `NOTIFIED`  | a notify chose it: its wait returns true  | notify: CAS from `WAITING`        |
+//! | `TIMED_OUT` | its deadline came first: returns false    | the waiter: CAS from `WAITING`    |
 //!
-//! Everything but `state` changes only under the condition's lock.
+//! Everything but `state` changes only under the condition's lock; `TIMED_OUT` is set
+//! without it (the waiter gives up before it has the lock back).
 //!
 //! `wait`: with the lock held, take a free slot (`who` = me, `WAITING`, the next ticket);
 //! release the lock; sleep on the slot's `state` while it is `WAITING` (at most 100 ms at a

@@ -16,9 +16,10 @@
 //! with the identity of the thread holding it. A waiter that gets no permit checks those
 //! owners 2 ms after it starts sleeping, then at intervals doubling to 32 ms, scheduled by the
 //! clock (signals that cut its sleeps short do not postpone the checks); a dead one's permit
-//! is given back (one CAS on its entry, so it is returned exactly once). Permits not recorded — more than 6 guards at once,
-//! [`SemaphoreGuard::forget`], or a process killed in the few instructions between taking the
-//! permit and recording it — are lost when their holder dies, as in Python.
+//! is given back (one CAS on its entry, so it is returned exactly once). Permits not
+//! recorded — more than 6 guards at once, [`SemaphoreGuard::forget`], or a process killed in
+//! the few instructions between taking the permit and recording it — are lost when their
+//! holder dies, as in Python.
 
 use std::fmt;
 use std::marker::PhantomData;

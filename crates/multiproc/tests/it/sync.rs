@@ -970,8 +970,8 @@ fn proc_state(pid: i32) -> Option<char> {
 
 /// Runs `wait` in a forked child under a [`sigterm_storm`]. Once `victim_ready` is set, the
 /// child is asleep and the signals have been cutting its sleep short, SIGKILLs and reaps
-/// `victim` (which holds what `wait` waits for) and measures how long after the kill `wait` returned; the signals keep
-/// coming until then. Returns that time and what `wait` returned.
+/// `victim` (which holds what `wait` waits for) and measures how long after the kill `wait`
+/// returned; the signals keep coming until then. Returns that time and what `wait` returned.
 fn detection_under_signals(
     victim: Process<()>,
     victim_ready: &Event,
