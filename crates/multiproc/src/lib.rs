@@ -41,7 +41,7 @@
 //! | — | [`Queue::put_many`], [`Queue::get_many`] | one lock per batch |
 //! | `Connection.send_bytes` through a queue | [`Queue::put_bytes`], [`Queue::get_bytes`] | raw bytes, no serialization |
 //! | `SimpleQueue()` | [`SimpleQueue::new`] | `put`, `get`, `is_empty`, `close` |
-//! | `JoinableQueue()`, `task_done()`, `join()` | [`JoinableQueue`], [`JoinableQueue::task_done`], [`JoinableQueue::join`] / [`JoinableQueue::join_timeout`] | extra `task_done()` is an error, as Python's `ValueError` |
+//! | `JoinableQueue()`, `task_done()`, `join()` | [`JoinableQueue`], [`JoinableQueue::task_done`], [`JoinableQueue::join`] / [`JoinableQueue::join_timeout`] | `task_done()` counts against items *taken*, not put: one for an item still queued is an error (Python accepts it and lets `join()` return early); past that, as Python's `ValueError` |
 //! | `Lock()`; `with lock:` | [`Lock::new`]; `let _g = lock.lock()` | guard releases on scope exit, even by panic; a dead holder gives [`LockError::OwnerDied`]`(guard)` instead of a deadlock |
 //! | `lock.acquire(False)` / `acquire(timeout=t)` | [`Lock::try_lock`] / [`Lock::try_lock_for`] | `LockError::WouldBlock` / `LockError::Timeout` |
 //! | `RLock()` | [`RLock::new`], [`RLock::lock`] | re-entrant per thread; [`RLock::release`] by a non-owner is an error |

@@ -171,9 +171,9 @@ impl<T, C: Codec> QueueBuilder<T, C> {
     }
 
     /// At most `n` items queued at once (`Queue(maxsize)` in Python). Default: no bound on
-    /// the number of items.
+    /// the number of items. 0 means no bound, as in Python (`maxsize <= 0`).
     pub fn maxsize(mut self, n: usize) -> Self {
-        self.maxsize = Some(n);
+        self.maxsize = (n > 0).then_some(n);
         self
     }
 
@@ -189,15 +189,9 @@ impl<T, C: Codec> QueueBuilder<T, C> {
     /// Creates the queue.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`] for a `maxsize` of 0 or an absurd capacity;
-    /// [`ErrorKind::Os`] when the shared memory cannot be created.
+    /// [`ErrorKind::InvalidArgument`] for an absurd capacity; [`ErrorKind::Os`] when the
+    /// shared memory cannot be created.
     pub fn build(self) -> Result<Queue<T, C>> {
-        if self.maxsize == Some(0) {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "a queue's maxsize must be at least 1 (use Queue::new() for no bound)",
-            ));
-        }
         let shared = SharedQueue::create(self.capacity_bytes, self.maxsize.map(|n| n as u64))?;
         Ok(Queue::from_shared(shared))
     }
@@ -244,11 +238,18 @@ impl<T> Queue<T> {
         Self::builder().build()
     }
 
-    /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`).
+    /// A queue holding at most `maxsize` items (Python's `Queue(maxsize)`). A `maxsize` of 0
+    /// means no bound, as in Python: `Queue::bounded(0)` is [`Queue::new`].
+    ///
+    /// ```
+    /// use multiproc::queue::Queue;
+    /// assert_eq!(Queue::<u8>::bounded(2)?.maxsize(), Some(2));
+    /// assert_eq!(Queue::<u8>::bounded(0)?.maxsize(), None);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`] when `maxsize` is 0; [`ErrorKind::Os`] when the shared
-    /// memory cannot be created.
+    /// [`ErrorKind::Os`] when the shared memory cannot be created.
     pub fn bounded(maxsize: usize) -> Result<Self> {
         Self::builder().maxsize(maxsize).build()
     }
@@ -1056,7 +1057,8 @@ impl<T> JoinableQueue<T> {
         Ok(JoinableQueue(Queue::new()?))
     }
 
-    /// A new joinable queue holding at most `maxsize` items.
+    /// A new joinable queue holding at most `maxsize` items; 0 means no bound (as
+    /// [`Queue::bounded`]).
     ///
     /// # Errors
     /// As [`Queue::bounded`].
@@ -1074,11 +1076,31 @@ impl<T, C: Codec> JoinableQueue<T, C> {
         Ok(JoinableQueue(b.build()?))
     }
 
-    /// Marks one taken item as processed.
+    /// Marks one taken item as processed (Python's `task_done()`).
+    ///
+    /// Counted against the items *taken* (by any consumer, in any process), where Python
+    /// counts the items *put*: `put(x)` then `task_done()` while `x` is still queued is an
+    /// error here. Python accepts it and lets [`join`](Self::join) return while `x` still
+    /// waits in the queue, so that call is a bug in the consumer protocol, reported here where
+    /// it happens. One `task_done()` per item got — the correct use in Python too — behaves
+    /// the same in both. An item whose `get` failed to decode counts as taken; a supervisor
+    /// may call `task_done()` for a consumer that was killed between its `get` and its
+    /// `task_done()`.
+    ///
+    /// ```
+    /// use multiproc::queue::JoinableQueue;
+    /// let q: JoinableQueue<u32> = JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// assert!(q.task_done().is_err(), "nobody has taken the item yet");
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`ErrorKind::InvalidState`] when called more times than items were taken from the
-    /// queue (Python raises `ValueError`).
+    /// queue (Python raises `ValueError` only past the number of items put).
     pub fn task_done(&self) -> Result<()> {
         self.0.shared.task_done()
     }

@@ -47,9 +47,8 @@ fn fifo_bounded_and_nonblocking() {
 }
 
 #[test]
-fn bounded_zero_is_rejected() {
-    let e = Queue::<u8>::bounded(0).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+fn bounded_zero_is_unbounded() {
+    assert_eq!(Queue::<u8>::bounded(0).unwrap().maxsize(), None);
 }
 
 #[test]

@@ -14,9 +14,11 @@
 //!
 //! A party that arrives takes index `count`, records itself in `members`, and sleeps on
 //! `round`. When the round ends it looks at `history` bit for its round: passed or broken.
-//! Sleepers wake in slices (4 ms doubling to 128 ms) and check the recorded members: a dead one
-//! (killed inside the barrier) breaks the barrier, so the survivors get
-//! [`BrokenBarrier`] instead of hanging. Parties beyond the 256th of a round are not tracked.
+//! Sleepers check the recorded members 4 ms after they start sleeping, then at intervals
+//! doubling to 128 ms, scheduled by the clock (signals that cut their sleeps short do not
+//! postpone the checks): a dead one (killed inside the barrier) breaks the barrier, so the
+//! survivors get [`BrokenBarrier`] instead of hanging. Parties beyond the 256th of a round
+//! are not tracked.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -28,13 +30,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::{Acquired, RawMutex};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::{Shared, ShmObject, ShmSafe};
-use crate::sys::futex::{self, Wake};
+use crate::sys::futex::{self, Recheck};
 use crate::sys::thread::{self, Liveness};
 use crate::sys::Deadline;
 
 const TRACKED: usize = 256;
-const FIRST_SLICE: Duration = Duration::from_millis(4);
-const MAX_SLICE: Duration = Duration::from_millis(128);
+/// When a sleeper first checks the other parties' liveness, and the longest interval between
+/// checks (scheduled by the clock: see [`Recheck`]).
+const FIRST_CHECK: Duration = Duration::from_millis(4);
+const MAX_CHECK: Duration = Duration::from_millis(128);
 
 #[repr(C)]
 pub(crate) struct BarrierState {
@@ -224,7 +228,7 @@ impl Barrier {
             return Ok(index);
         }
         drop(l);
-        let mut slice = FIRST_SLICE;
+        let mut checks = Recheck::new(FIRST_CHECK, MAX_CHECK);
         loop {
             let r = st.round.load(Ordering::Acquire);
             if r != round {
@@ -234,25 +238,24 @@ impl Barrier {
                     Ok(index)
                 };
             }
-            let remaining = match deadline.remaining() {
-                Ok(rem) => rem,
-                Err(()) => {
-                    let l = self.locked();
-                    if st.round.load(Ordering::Relaxed) == round {
-                        l.break_round();
-                    }
-                    drop(l);
-                    continue; // the round has ended one way or the other: report it
-                }
-            };
-            let t = remaining.map_or(slice, |r| r.min(slice));
-            if futex::wait(&st.round, round, Some(t)) == Wake::TimedOut {
-                slice = (slice * 2).min(MAX_SLICE);
+            // Checked by the clock, however the sleeps end (signals must not postpone it).
+            if checks.due() {
                 let l = self.locked();
                 if st.round.load(Ordering::Relaxed) == round && l.member_died() {
                     l.break_round();
                 }
+                drop(l);
+                continue; // the round may have ended: look again
             }
+            let Some(t) = checks.sleep_time(deadline) else {
+                let l = self.locked();
+                if st.round.load(Ordering::Relaxed) == round {
+                    l.break_round();
+                }
+                drop(l);
+                continue; // the round has ended one way or the other: report it
+            };
+            futex::wait(&st.round, round, Some(t));
         }
     }
 

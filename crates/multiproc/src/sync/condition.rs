@@ -1,25 +1,56 @@
 //! [`Condition`]: wait for a notification while holding a [`Lock`] or [`RLock`].
 //!
-//! # Layout (16 bytes, one arena slot) and protocol
+//! # Layout (own segment: 4,096 bytes)
 //!
 //! ```text
-//! seq:     AtomicU32   futex word; bumped by every notify that woke someone
-//! waiting: AtomicU32   waiters not yet notified        (changed only under the lock)
-//! tokens:  AtomicU32   notifications not yet consumed  (changed only under the lock)
+//! header (64 bytes)
+//!   next:         AtomicU32   ticket of the next waiter (arrival order, wrapping)
+//!   high:         AtomicU32   every registered waiter's slot index is below this
+//!   over_seq:     AtomicU32   futex word of untracked waiters; +1 by a notify that chose some
+//!   over_waiting: AtomicU32   untracked waiters not chosen yet
+//!   over_tokens:  AtomicU32   notifications for untracked waiters not taken yet
+//! slots: [Slot; 252], 16 bytes each, one per waiter
+//!   who:          AtomicU64   owner identity of the waiting thread (`sys::thread`); 0 = free
+//!   state:        AtomicU32   the futex word its waiter sleeps on (table below)
+//!   ticket:       AtomicU32   arrival order
 //! ```
 //!
-//! `wait`: under the lock, `waiting += 1` and read `seq`; release the lock; sleep on `seq`;
-//! re-acquire; if `tokens > 0` take one and return "notified", else sleep again (or give up at
-//! the deadline, `waiting -= 1`). `notify(n)`: `k = min(n, waiting)`, move `k` from `waiting`
-//! to `tokens`, bump `seq`, wake `k` sleepers. So exactly `k` waits return "notified" (tokens
-//! are consumed under the lock), never `pthread_cond_t` (glibc bug 21422).
+//! | `state`     | meaning                                   | set by                            |
+//! |-------------|-------------------------------------------|-----------------------------------|
+//! | `FREE`      | no waiter (`who` = 0)                     | the waiter leaving (lock held)    |
+//! | `WAITING`   | registered; asleep or about to be         | the waiter (lock held)            |
+//! | `NOTIFIED`  | a notify chose it: its wait returns true  | notify: CAS from `WAITING`        |
+//! | `TIMED_OUT` | its deadline came first: returns false    | the waiter: CAS from `WAITING`    |
 //!
-//! A waiter killed inside `wait` stays counted in `waiting`; a later `notify(n)` may hand it a
-//! token that another (later) waiter then consumes. Nothing hangs; `notify_all` is unaffected.
+//! Everything but `state` changes only under the condition's lock; `TIMED_OUT` is set
+//! without it (the waiter gives up before it has the lock back).
+//!
+//! `wait`: with the lock held, take a free slot (`who` = me, `WAITING`, the next ticket);
+//! release the lock; sleep on the slot's `state` while it is `WAITING` (at most 100 ms at a
+//! time, so that a notifier killed between marking and waking costs a delay, not a hang); at
+//! the deadline CAS `WAITING → TIMED_OUT` (a failed CAS means a notify chose us first);
+//! re-acquire; return whether `state` is `NOTIFIED`; free the slot.
+//!
+//! `notify(n)`: with the lock held, choose `WAITING` slots oldest first: CAS each to `NOTIFIED`
+//! and wake its one sleeper. When the wake finds nobody asleep and another waiter could take
+//! the notification instead, look whether the chosen waiter is alive (`/proc`); a waiter
+//! killed inside `wait` is dropped (its slot freed) and the notification goes to the next.
+//! Notifications are bound to the waiters present when `notify` runs: nothing is left over
+//! for a later waiter, so a waiter killed inside `wait` can never turn into a stray wake-up
+//! (issue 17, item 5: it used to stay counted and `notify_all` made a token for it that the
+//! next waiter took). A wait returns `true` exactly when a notify chose it, and `notify(n)`
+//! wakes `min(n, live waiters)`. Each waiter has its own futex word, so `notify(1)` wakes
+//! one process however many wait, and the common path reads no `/proc` file.
+//!
+//! A slot whose waiter died is freed when a notify finds it dead or when a waiter finds no
+//! free slot. More than 252 waiters at once: the extra ones are *untracked*, counted in
+//! `over_waiting` and woken through `over_seq` with counted tokens, the scheme this module
+//! used for everyone before; among them (only), a waiter killed inside `wait` can still leave
+//! a token that a later untracked waiter takes.
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -29,19 +60,153 @@ use super::{Acquired, Lock, RLock};
 use crate::error::Result;
 use crate::shm::{Shared, ShmObject, ShmSafe};
 use crate::sys::futex;
+use crate::sys::thread::{self, Liveness};
 use crate::sys::Deadline;
+
+/// Waiters tracked one by one (the rest of the page after the header).
+const SLOTS: usize = 252;
+
+const FREE: u32 = 0;
+const WAITING: u32 = 1;
+const NOTIFIED: u32 = 2;
+const TIMED_OUT: u32 = 3;
+
+/// The longest single sleep of a waiter: it then looks at its slot again, in case the
+/// notifier was killed between marking it and waking it.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+
+#[repr(C)]
+struct Slot {
+    who: AtomicU64,
+    state: AtomicU32,
+    ticket: AtomicU32,
+}
 
 #[repr(C)]
 pub(crate) struct CondState {
-    seq: AtomicU32,
-    waiting: AtomicU32,
-    tokens: AtomicU32,
+    next: AtomicU32,
+    high: AtomicU32,
+    over_seq: AtomicU32,
+    over_waiting: AtomicU32,
+    over_tokens: AtomicU32,
+    _pad: [AtomicU32; 11],
+    slots: [Slot; SLOTS],
 }
 
-// SAFETY: atomics only; every bit pattern is a valid (if odd) state.
+// SAFETY: atomics only; every bit pattern is a valid (if odd) state: `high` is clamped to
+// `SLOTS` before use, a garbage `who` is a dead owner, an unknown `state` is never `WAITING`
+// or `NOTIFIED` for long (its slot is freed when found dead, or by its waiter).
 unsafe impl ShmSafe for CondState {}
 impl ShmObject for CondState {
     const KIND: u8 = 6;
+}
+
+const _: () = assert!(std::mem::size_of::<CondState>() == 4096);
+
+impl CondState {
+    /// Slots that may be in use: `0..high`.
+    fn in_use(&self) -> &[Slot] {
+        let high = (self.high.load(Ordering::Relaxed) as usize).min(SLOTS);
+        &self.slots[..high]
+    }
+
+    /// Takes a slot for the calling thread (lock held); `None` when all are taken by live
+    /// waiters.
+    fn register(&self) -> Option<usize> {
+        let high = (self.high.load(Ordering::Relaxed) as usize).min(SLOTS);
+        let i = (0..high)
+            .find(|&i| self.slots[i].who.load(Ordering::Relaxed) == 0)
+            .or_else(|| {
+                (high < SLOTS).then(|| {
+                    self.high.store(high as u32 + 1, Ordering::Relaxed);
+                    high
+                })
+            })
+            .or_else(|| {
+                // Full: a waiter killed inside `wait` leaves its slot behind.
+                (0..SLOTS).find(|&i| {
+                    let who = self.slots[i].who.load(Ordering::Relaxed);
+                    who == 0 || thread::liveness(who) == Liveness::Dead
+                })
+            })?;
+        let slot = &self.slots[i];
+        let ticket = self.next.load(Ordering::Relaxed);
+        self.next.store(ticket.wrapping_add(1), Ordering::Relaxed);
+        slot.ticket.store(ticket, Ordering::Relaxed);
+        slot.state.store(WAITING, Ordering::Relaxed);
+        slot.who.store(thread::current_id(), Ordering::Relaxed);
+        Some(i)
+    }
+
+    /// Frees slot `i` (lock held) and lowers `high` past free slots at the top.
+    fn free(&self, i: usize) {
+        let slot = &self.slots[i];
+        slot.who.store(0, Ordering::Relaxed);
+        slot.state.store(FREE, Ordering::Relaxed);
+        let mut high = (self.high.load(Ordering::Relaxed) as usize).min(SLOTS);
+        while high > 0 && self.slots[high - 1].who.load(Ordering::Relaxed) == 0 {
+            high -= 1;
+        }
+        self.high.store(high as u32, Ordering::Relaxed);
+    }
+
+    /// Chooses up to `n` waiters, oldest first (lock held); see the module docs.
+    fn notify(&self, n: u32) {
+        if n == 0 {
+            return;
+        }
+        let next = self.next.load(Ordering::Relaxed);
+        // (age, index) of every waiting slot; the oldest has the largest age.
+        let mut waiting = [(0u32, 0u16); SLOTS];
+        let mut m = 0;
+        for (i, slot) in self.in_use().iter().enumerate() {
+            if slot.state.load(Ordering::Relaxed) == WAITING {
+                let age = next.wrapping_sub(slot.ticket.load(Ordering::Relaxed));
+                waiting[m] = (age, i as u16);
+                m += 1;
+            }
+        }
+        let waiting = &mut waiting[..m];
+        if (n as usize) < m {
+            waiting.sort_unstable_by_key(|&(age, _)| std::cmp::Reverse(age));
+        }
+        let untracked = self.over_waiting.load(Ordering::Relaxed);
+        let mut left = n;
+        for (k, &(_, i)) in waiting.iter().enumerate() {
+            if left == 0 {
+                break;
+            }
+            let slot = &self.slots[i as usize];
+            if slot
+                .state
+                .compare_exchange(WAITING, NOTIFIED, Ordering::Release, Ordering::Relaxed)
+                .is_err()
+            {
+                continue; // its deadline came first: it is leaving unnotified
+            }
+            let woke = futex::wake(&slot.state, 1);
+            // Nobody asleep: dead, or alive and just not asleep right now (about to sleep,
+            // or back from a signal). Only worth a look when someone else could take it.
+            let others = m - k - 1 > (left - 1) as usize || untracked > 0;
+            if woke == 0
+                && others
+                && thread::liveness(slot.who.load(Ordering::Relaxed)) == Liveness::Dead
+            {
+                self.free(i as usize);
+                continue;
+            }
+            left -= 1;
+        }
+        if left > 0 && untracked > 0 {
+            let k = left.min(untracked);
+            self.over_waiting.store(untracked - k, Ordering::Relaxed);
+            let t = self.over_tokens.load(Ordering::Relaxed);
+            self.over_tokens
+                .store(t.saturating_add(k), Ordering::Relaxed);
+            self.over_seq.fetch_add(1, Ordering::Release);
+            futex::wake(&self.over_seq, k);
+        }
+    }
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -224,7 +389,9 @@ impl ConditionGuard<'_> {
         self.cond.state.get()
     }
 
-    /// Releases the lock, waits for a notification, re-acquires the lock.
+    /// Releases the lock, waits for a notification, re-acquires the lock. Returns only when
+    /// a [`notify`](Self::notify) or [`notify_all`](Self::notify_all) chose this waiter:
+    /// no spurious wake-ups (Python's `wait()`).
     ///
     /// # Errors
     ///
@@ -233,8 +400,10 @@ impl ConditionGuard<'_> {
         self.wait_until(Deadline::never()).map(|_| ())
     }
 
-    /// Like [`wait`](Self::wait), at most `timeout`; `Ok(false)` when it ran out (Python's
-    /// `wait(timeout)` returning False). The lock is held again in every case.
+    /// Like [`wait`](Self::wait), at most `timeout`: `Ok(true)` when a notify chose this
+    /// waiter, `Ok(false)` when the timeout ran out first (Python's `wait(timeout)` returning
+    /// False) — never `true` without a notify. Either way it returns with the lock held again,
+    /// so it may return a little after the timeout when the lock is busy.
     ///
     /// # Errors
     ///
@@ -269,51 +438,85 @@ impl ConditionGuard<'_> {
 
     fn wait_until(&mut self, deadline: Deadline) -> std::result::Result<bool, OwnerDied> {
         let st = self.st();
-        st.waiting.fetch_add(1, Ordering::Relaxed);
-        let mut died = false;
-        let notified = loop {
-            let seen = st.seq.load(Ordering::Relaxed);
-            let depth = self.cond.release_for_wait();
-            let remaining = deadline.remaining();
-            if let Ok(r) = remaining {
-                futex::wait(&st.seq, seen, r);
-            }
-            if self.cond.reacquire(depth) == Acquired::OwnerDied {
-                died = true;
-            }
-            let t = st.tokens.load(Ordering::Relaxed);
-            if t > 0 {
-                st.tokens.store(t - 1, Ordering::Relaxed);
-                break true;
-            }
-            if deadline.expired() {
-                let w = st.waiting.load(Ordering::Relaxed);
-                st.waiting.store(w.saturating_sub(1), Ordering::Relaxed);
-                break false;
-            }
+        let (notified, acquired) = match st.register() {
+            Some(i) => self.wait_tracked(i, deadline),
+            None => self.wait_untracked(deadline),
         };
-        if died {
+        if acquired == Acquired::OwnerDied {
             Err(OwnerDied)
         } else {
             Ok(notified)
         }
     }
 
-    /// Wakes up to `n` waiters (they return once they get the lock back).
-    pub fn notify(&self, n: u32) {
+    /// Waits in slot `i` (see the module docs); returns whether a notify chose us and how
+    /// the lock came back.
+    fn wait_tracked(&self, i: usize, deadline: Deadline) -> (bool, Acquired) {
         let st = self.st();
-        let w = st.waiting.load(Ordering::Relaxed);
-        let k = n.min(w);
-        if k == 0 {
-            return;
+        let slot = &st.slots[i];
+        let depth = self.cond.release_for_wait();
+        loop {
+            if slot.state.load(Ordering::Acquire) != WAITING {
+                break;
+            }
+            let Ok(remaining) = deadline.remaining() else {
+                // Give up, unless a notify has chosen us meanwhile (then the CAS fails).
+                let _ = slot.state.compare_exchange(
+                    WAITING,
+                    TIMED_OUT,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                );
+                break;
+            };
+            let t = remaining.map_or(MAX_SLEEP, |r| r.min(MAX_SLEEP));
+            // Any return (woken, a signal, a timeout): look at the slot again.
+            futex::wait(&slot.state, WAITING, Some(t));
         }
-        st.waiting.store(w - k, Ordering::Relaxed);
-        st.tokens.store(
-            st.tokens.load(Ordering::Relaxed).saturating_add(k),
-            Ordering::Relaxed,
-        );
-        st.seq.fetch_add(1, Ordering::Release);
-        futex::wake(&st.seq, k);
+        let acquired = self.cond.reacquire(depth);
+        let notified = slot.state.load(Ordering::Acquire) == NOTIFIED;
+        // The slot is ours until we free it: nobody frees the slot of a live waiter.
+        if slot.who.load(Ordering::Relaxed) == thread::current_id() {
+            st.free(i);
+        }
+        (notified, acquired)
+    }
+
+    /// Waits without a slot (more than [`SLOTS`] waiters): counted, woken by tokens.
+    fn wait_untracked(&self, deadline: Deadline) -> (bool, Acquired) {
+        let st = self.st();
+        st.over_waiting.fetch_add(1, Ordering::Relaxed);
+        let mut acquired = Acquired::Clean;
+        let notified = loop {
+            let seen = st.over_seq.load(Ordering::Relaxed);
+            let depth = self.cond.release_for_wait();
+            if let Ok(r) = deadline.remaining() {
+                let t = r.map_or(MAX_SLEEP, |r| r.min(MAX_SLEEP));
+                futex::wait(&st.over_seq, seen, Some(t));
+            }
+            if self.cond.reacquire(depth) == Acquired::OwnerDied {
+                acquired = Acquired::OwnerDied;
+            }
+            let t = st.over_tokens.load(Ordering::Relaxed);
+            if t > 0 {
+                st.over_tokens.store(t - 1, Ordering::Relaxed);
+                break true;
+            }
+            if deadline.expired() {
+                let w = st.over_waiting.load(Ordering::Relaxed);
+                st.over_waiting
+                    .store(w.saturating_sub(1), Ordering::Relaxed);
+                break false;
+            }
+        };
+        (notified, acquired)
+    }
+
+    /// Wakes up to `n` of the waiters waiting now, oldest first; each of their waits returns
+    /// `Ok(true)` once it has the lock back. Waiters that arrive later are not affected, and
+    /// a waiter killed inside `wait` is skipped (the notification goes to the next one).
+    pub fn notify(&self, n: u32) {
+        self.st().notify(n);
     }
 
     /// Wakes every waiter.
@@ -359,5 +562,171 @@ fn keep_level<G, H>(
             Ok(true)
         }
         Err(_) => Err(LockError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// Starts `n` threads that wait (at most 20 s) and count how many were notified; returns
+    /// once all of them are inside `wait`.
+    fn waiters(
+        c: &Condition,
+        n: usize,
+        notified: &Arc<AtomicUsize>,
+    ) -> Vec<std::thread::JoinHandle<()>> {
+        let inside = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..n)
+            .map(|_| {
+                let (c, inside, notified) = (c.clone(), inside.clone(), notified.clone());
+                std::thread::spawn(move || {
+                    let mut g = c.lock().unwrap();
+                    inside.fetch_add(1, Ordering::Relaxed);
+                    if g.wait_timeout(Duration::from_secs(20)).unwrap() {
+                        notified.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let t0 = Instant::now();
+        // Each waiter counts itself with the lock held and releases it only inside `wait`.
+        while inside.load(Ordering::Relaxed) < n {
+            assert!(t0.elapsed() < Duration::from_secs(20));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(c.lock().unwrap());
+        hs
+    }
+
+    fn until(what: &str, cond: impl Fn() -> bool) {
+        let t0 = Instant::now();
+        while !cond() {
+            assert!(t0.elapsed() < Duration::from_secs(20), "timed out: {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn more_waiters_than_slots_are_all_notified_exactly() {
+        let c = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let notified = Arc::new(AtomicUsize::new(0));
+        let n = SLOTS + 6;
+        let hs = waiters(&c, n, &notified);
+        assert_eq!(c.state.get().over_waiting.load(Ordering::Relaxed), 6);
+        // Exact counts across tracked and untracked waiters.
+        c.lock().unwrap().notify(SLOTS as u32 - 1);
+        until("notified", || notified.load(Ordering::Relaxed) == SLOTS - 1);
+        c.lock().unwrap().notify(3);
+        until("notified", || notified.load(Ordering::Relaxed) == SLOTS + 2);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(notified.load(Ordering::Relaxed), SLOTS + 2);
+        c.lock().unwrap().notify_all();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(notified.load(Ordering::Relaxed), n);
+        let st = c.state.get();
+        assert_eq!(st.high.load(Ordering::Relaxed), 0, "every slot freed");
+        assert_eq!(st.over_waiting.load(Ordering::Relaxed), 0);
+        assert_eq!(st.over_tokens.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn slots_of_dead_waiters_are_reclaimed_when_full() {
+        let c = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let st = c.state.get();
+        // Every slot held by a waiter that died inside `wait` (an exited thread's identity).
+        let dead = std::thread::spawn(thread::current_id).join().unwrap();
+        for (k, slot) in st.slots.iter().enumerate() {
+            slot.who.store(dead, Ordering::Relaxed);
+            slot.state.store(
+                if k % 2 == 0 { WAITING } else { NOTIFIED },
+                Ordering::Relaxed,
+            );
+        }
+        st.high.store(SLOTS as u32, Ordering::Relaxed);
+        let mut g = c.lock().unwrap();
+        assert!(!g.wait_timeout(Duration::from_millis(10)).unwrap());
+        assert_eq!(
+            st.over_waiting.load(Ordering::Relaxed),
+            0,
+            "tracked, not counted"
+        );
+        // The dead waiters' notifications go nowhere: a live waiter gets its own.
+        drop(g);
+        let notified = Arc::new(AtomicUsize::new(0));
+        let hs = waiters(&c, 2, &notified);
+        c.lock().unwrap().notify(1);
+        until("one notified", || notified.load(Ordering::Relaxed) == 1);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            notified.load(Ordering::Relaxed),
+            1,
+            "notify(1) woke exactly one"
+        );
+        c.lock().unwrap().notify(1);
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(notified.load(Ordering::Relaxed), 2);
+    }
+
+    /// One try of [`a_waiter_past_its_deadline_is_not_chosen`] with the older waiter's
+    /// timeout `early_timeout`; false when that waiter had left before we held the lock (the
+    /// situation to test did not arise).
+    fn past_deadline_not_chosen(early_timeout: Duration) -> bool {
+        let c = Condition::new().unwrap();
+        let st = c.state.get();
+        let (c2, inside) = (c.clone(), Arc::new(AtomicUsize::new(0)));
+        let inside2 = inside.clone();
+        let early = std::thread::spawn(move || {
+            let mut g = c2.lock().unwrap();
+            inside2.store(1, Ordering::Relaxed);
+            g.wait_timeout(early_timeout).unwrap()
+        });
+        until("early inside", || inside.load(Ordering::Relaxed) == 1);
+        let notified = Arc::new(AtomicUsize::new(0));
+        let hs = waiters(&c, 1, &notified);
+        let g = c.lock().unwrap();
+        // The older waiter holds ticket 0. Still registered, it cannot leave while we hold
+        // the lock, however soon its deadline passes.
+        let early_slot = st
+            .in_use()
+            .iter()
+            .find(|s| s.who.load(Ordering::Relaxed) != 0 && s.ticket.load(Ordering::Relaxed) == 0);
+        let arose = early_slot.is_some();
+        if let Some(slot) = early_slot {
+            until("early past its deadline", || {
+                slot.state.load(Ordering::Relaxed) == TIMED_OUT
+            });
+            g.notify(1);
+        } else {
+            g.notify_all();
+        }
+        drop(g);
+        assert!(!early.join().unwrap(), "timed out, not notified");
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(notified.load(Ordering::Relaxed), 1);
+        arose
+    }
+
+    #[test]
+    fn a_waiter_past_its_deadline_is_not_chosen() {
+        // The older waiter's deadline passes while we hold the lock, so it cannot leave yet;
+        // notify(1) must skip it and choose the younger one.
+        let mut t = Duration::from_millis(30);
+        while !past_deadline_not_chosen(t) {
+            assert!(
+                t < Duration::from_secs(5),
+                "the older waiter always left first"
+            );
+            t *= 2;
+        }
     }
 }

@@ -9,11 +9,15 @@
 //!
 //! Robustness: a process killed while holding a lock leaves it to the next locker with
 //! [`LockError::OwnerDied`] within milliseconds; a party killed inside a [`Barrier`] breaks
-//! it; a waiter killed in [`Event::wait`] or [`ConditionGuard::wait`] leaves nothing stuck.
-//! Condition and Event are built on futex sequence words, never on `pthread_cond_t`.
+//! it; a waiter killed in [`Event::wait`] or [`ConditionGuard::wait`] leaves nothing stuck
+//! and no stray notification. Waiters look whether the holder they wait for is alive at
+//! instants set by the clock, so signals that keep cutting their sleeps short (`EINTR`) do
+//! not postpone the detection. Event is built on a futex sequence word, Condition on one
+//! futex word per waiter, never on `pthread_cond_t`.
 //!
 //! Shared-object kind codes (`ShmObject::KIND`): Lock 1, RLock 2, Semaphore 3,
-//! BoundedSemaphore 4, Event 5, Condition 6, Barrier 7, Value 8, Array 9 (segment), 15 tests.
+//! BoundedSemaphore 4, Event 5, Condition 6 (segment), Barrier 7 (segment), Value 8,
+//! Array 9 (segment), 15 tests.
 
 mod barrier;
 mod condition;

@@ -17,7 +17,8 @@
 //! state: AtomicU64   0 = unlocked, else owner identity | CONTENDED
 //!                    owner identity = tid << 32 | (thread start time & 0x7fff_ffff) << 1
 //! seq:   AtomicU32   futex word sleepers wait on; bumped by an unlock that saw CONTENDED
-//! _pad:  u32
+//! depth: AtomicU32   levels held, for re-entrant use (`lock_reentrant`); only the owner
+//!                    touches it, and a new owner sets it (a dead one may have left any value)
 //! ```
 //!
 //! # State table
@@ -26,16 +27,19 @@
 //! |--------------------|---------------------------------------|-------------------------------|----------------------------|
 //! | 0                  | free                                  | CAS 0 → me                    | (bug: not ours)            |
 //! | owner              | held, nobody waits                    | spin, then CAS → owner\|C, sleep | swap → 0                   |
-//! | owner \| C         | held, someone may sleep on `seq`      | sleep on `seq` in slices       | swap → 0, seq += 1, wake 1 |
-//! | dead owner (\| C)  | the holder died (SIGKILL, exit, ...)  | after a slice: CAS → me\|C, OwnerDied | —                  |
+//! | owner \| C         | held, someone may sleep on `seq`      | sleep on `seq`, check owner by the clock | swap → 0, seq += 1, wake 1 |
+//! | dead owner (\| C)  | the holder died (SIGKILL, exit, ...)  | at a check: CAS → me\|C, OwnerDied | —                  |
 //!
 //! A waiter that acquires after sleeping stores `me | C` (others may still sleep), as std's
 //! futex mutex does with its "contended" state.
 //!
 //! # Owner death
 //!
-//! A sleeper waits on `seq` in slices (1 ms, doubling to 16 ms). When a slice runs out without
-//! a wake-up it reads `/proc/<tid>/task/<tid>/stat` of the recorded owner: gone, a zombie, or a
+//! A sleeper checks whether the recorded owner is alive 1 ms after it starts sleeping, then at
+//! intervals doubling to 16 ms, scheduled by the clock ([`Recheck`]): a sleep cut short by a
+//! signal or a wake-up meant for another waiter resumes only until the next check is due, so
+//! no rate of signals postpones it. A check reads `/proc/<tid>/task/<tid>/stat` of the
+//! recorded owner: gone, a zombie, or a
 //! different start time (the tid was recycled) means dead, and the waiter takes the lock over
 //! with one CAS from exactly the dead owner's word — so exactly one waiter wins and reports
 //! [`Acquired::OwnerDied`]. The mutex itself is consistent again at once (there is no
@@ -54,7 +58,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::shm::ShmSafe;
-use crate::sys::futex::{self, Wake};
+use crate::sys::futex::{self, Recheck};
 use crate::sys::thread::{self, Liveness};
 use crate::sys::Deadline;
 
@@ -64,8 +68,9 @@ const UNLOCKED: u64 = 0;
 /// Someone may be sleeping on `seq`: the unlocker must wake.
 const CONTENDED: u64 = 1;
 
-const FIRST_SLICE: Duration = Duration::from_millis(1);
-const MAX_SLICE: Duration = Duration::from_millis(16);
+/// When a sleeper first checks the owner's liveness, and the longest interval between checks.
+const FIRST_CHECK: Duration = Duration::from_millis(1);
+const MAX_CHECK: Duration = Duration::from_millis(16);
 const SPINS: u32 = 100;
 
 /// How a lock was obtained.
@@ -84,7 +89,7 @@ pub(crate) enum Acquired {
 pub(crate) struct RawMutex {
     state: AtomicU64,
     seq: AtomicU32,
-    _pad: AtomicU32,
+    depth: AtomicU32,
 }
 
 // SAFETY: three atomics; every bit pattern is a valid (if possibly "dead owner") state, no
@@ -96,7 +101,7 @@ impl RawMutex {
     pub(crate) fn init(&self) {
         self.state.store(UNLOCKED, Ordering::Relaxed);
         self.seq.store(0, Ordering::Relaxed);
-        self._pad.store(0, Ordering::Relaxed);
+        self.depth.store(0, Ordering::Relaxed);
     }
 
     /// Locks, waiting until `deadline`. No system call when the mutex is free.
@@ -152,6 +157,41 @@ impl RawMutex {
         }
     }
 
+    /// Locks, or takes one more level when the calling thread holds the mutex already (for
+    /// re-entrant users: Value, Array). Release each level with
+    /// [`unlock_reentrant`](Self::unlock_reentrant), never [`unlock`](Self::unlock).
+    ///
+    /// # Errors
+    ///
+    /// [`TimedOut`] when the deadline passes first.
+    ///
+    /// # Panics
+    ///
+    /// When the depth would pass `u32::MAX`.
+    pub(crate) fn lock_reentrant(&self, deadline: Deadline) -> Result<Acquired, TimedOut> {
+        if self.is_owned_by_current_thread() {
+            let d = self.depth.load(Ordering::Relaxed);
+            assert!(d < u32::MAX, "lock recursion depth overflow");
+            self.depth.store(d + 1, Ordering::Relaxed);
+            return Ok(Acquired::Clean);
+        }
+        let a = self.lock(deadline)?;
+        self.depth.store(1, Ordering::Relaxed);
+        Ok(a)
+    }
+
+    /// Releases one level taken by [`lock_reentrant`](Self::lock_reentrant); the mutex itself
+    /// when it was the last. Must be called by the holder (the guards guarantee it).
+    pub(crate) fn unlock_reentrant(&self) {
+        let d = self.depth.load(Ordering::Relaxed);
+        if d > 1 {
+            self.depth.store(d - 1, Ordering::Relaxed);
+        } else {
+            self.depth.store(0, Ordering::Relaxed);
+            self.unlock();
+        }
+    }
+
     /// True when the calling thread holds the mutex.
     pub(crate) fn is_owned_by_current_thread(&self) -> bool {
         self.state.load(Ordering::Relaxed) & !CONTENDED == thread::current_id()
@@ -201,7 +241,7 @@ impl RawMutex {
             }
             std::hint::spin_loop();
         }
-        let mut slice = FIRST_SLICE;
+        let mut checks = Recheck::new(FIRST_CHECK, MAX_CHECK);
         loop {
             // Read `seq` before checking the state: an unlock after this load bumps it, so
             // the futex wait below returns at once instead of missing the wake-up.
@@ -231,26 +271,20 @@ impl RawMutex {
             {
                 continue;
             }
-            let remaining = match deadline.remaining() {
-                Ok(r) => r,
-                Err(()) => {
-                    // Last chance: the owner may be dead rather than slow.
-                    let cur = self.state.load(Ordering::Relaxed);
-                    if self.steal_if_dead(cur, me) {
-                        return Ok(Acquired::OwnerDied);
-                    }
-                    return Err(TimedOut);
-                }
-            };
-            let t = remaining.map_or(slice, |r| r.min(slice));
-            if futex::wait(&self.seq, seen, Some(t)) == Wake::TimedOut {
-                // A whole slice without a wake-up: is the owner still there?
+            // Is the owner still there? Checked by the clock, however the sleeps end (a
+            // signal every millisecond must not postpone it).
+            if checks.due() && self.steal_if_dead(self.state.load(Ordering::Relaxed), me) {
+                return Ok(Acquired::OwnerDied);
+            }
+            let Some(t) = checks.sleep_time(deadline) else {
+                // Last chance: the owner may be dead rather than slow.
                 let cur = self.state.load(Ordering::Relaxed);
                 if self.steal_if_dead(cur, me) {
                     return Ok(Acquired::OwnerDied);
                 }
-                slice = (slice * 2).min(MAX_SLICE);
-            }
+                return Err(TimedOut);
+            };
+            futex::wait(&self.seq, seen, Some(t));
         }
     }
 }
@@ -320,6 +354,39 @@ mod tests {
         }
         // SAFETY: all threads joined.
         assert_eq!(unsafe { *c.0.get() }, 80_000);
+    }
+
+    #[test]
+    fn reentrant_levels() {
+        let m = new();
+        assert_eq!(
+            m.get().lock_reentrant(Deadline::never()),
+            Ok(Acquired::Clean)
+        );
+        assert_eq!(
+            m.get().lock_reentrant(Deadline::never()),
+            Ok(Acquired::Clean)
+        );
+        m.get().unlock_reentrant();
+        assert!(m.get().is_owned_by_current_thread());
+        m.get().unlock_reentrant();
+        assert!(!m.get().is_locked());
+        // A dead owner's depth does not carry over.
+        let m = Arc::new(m);
+        let m2 = m.clone();
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                m2.get().lock_reentrant(Deadline::never()).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+        let r = m
+            .get()
+            .lock_reentrant(Deadline::after(Some(Duration::from_secs(5))));
+        assert_eq!(r, Ok(Acquired::OwnerDied));
+        m.get().unlock_reentrant();
+        assert!(!m.get().is_locked());
     }
 
     #[test]

@@ -13,11 +13,13 @@
 //! # Permits of a killed process
 //!
 //! A permit taken through a guard is recorded in `holders` (if one of the 6 entries is free)
-//! with the identity of the thread holding it. A waiter that has slept a slice without getting
-//! a permit checks those owners; a dead one's permit is given back (one CAS on its entry, so
-//! it is returned exactly once). Permits not recorded — more than 6 guards at once,
-//! [`SemaphoreGuard::forget`], or a process killed in the few instructions between taking the
-//! permit and recording it — are lost when their holder dies, as in Python.
+//! with the identity of the thread holding it. A waiter that gets no permit checks those
+//! owners 2 ms after it starts sleeping, then at intervals doubling to 32 ms, scheduled by the
+//! clock (signals that cut its sleeps short do not postpone the checks); a dead one's permit
+//! is given back (one CAS on its entry, so it is returned exactly once). Permits not
+//! recorded — more than 6 guards at once, [`SemaphoreGuard::forget`], or a process killed in
+//! the few instructions between taking the permit and recording it — are lost when their
+//! holder dies, as in Python.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -28,13 +30,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::{Shared, ShmObject, ShmSafe};
-use crate::sys::futex::{self, Wake};
+use crate::sys::futex::{self, Recheck};
 use crate::sys::thread::{self, Liveness};
 use crate::sys::Deadline;
 
 const HOLDERS: usize = 6;
-const FIRST_SLICE: Duration = Duration::from_millis(2);
-const MAX_SLICE: Duration = Duration::from_millis(32);
+/// When a sleeper first looks for permits of dead holders, and the longest interval between
+/// looks (scheduled by the clock: see [`Recheck`]).
+const FIRST_CHECK: Duration = Duration::from_millis(2);
+const MAX_CHECK: Duration = Duration::from_millis(32);
 
 #[repr(C)]
 pub(crate) struct SemState {
@@ -110,28 +114,24 @@ impl SemState {
     }
 
     fn acquire(&self, deadline: Deadline) -> bool {
-        let mut slice = FIRST_SLICE;
+        let mut checks = Recheck::new(FIRST_CHECK, MAX_CHECK);
         loop {
             if self.try_take() {
                 return true;
             }
-            let remaining = match deadline.remaining() {
-                Ok(r) => r,
-                Err(()) => {
-                    if self.reclaim_dead() > 0 {
-                        continue;
-                    }
-                    return false;
+            // Checked by the clock, however the sleeps end (signals must not postpone it).
+            if checks.due() && self.reclaim_dead() > 0 {
+                continue;
+            }
+            let Some(t) = checks.sleep_time(deadline) else {
+                if self.reclaim_dead() > 0 {
+                    continue;
                 }
+                return false;
             };
             self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let t = remaining.map_or(slice, |r| r.min(slice));
-            let w = futex::wait(&self.value, 0, Some(t));
+            futex::wait(&self.value, 0, Some(t));
             self.sleepers.fetch_sub(1, Ordering::Relaxed);
-            if w == Wake::TimedOut {
-                self.reclaim_dead();
-                slice = (slice * 2).min(MAX_SLICE);
-            }
         }
     }
 

@@ -65,14 +65,19 @@ atomic!(
 /// lock for one access; [`get_lock`](Value::get_lock) holds it across several (a
 /// read-modify-write). For atomic types, [`atomic`](Value::atomic) gives lock-free access.
 ///
+/// The lock is re-entrant, like Python's (an `RLock`): while a thread holds a guard, its own
+/// `get`, `set` and `get_lock` take one more level instead of waiting for themselves, and the
+/// lock is released when its last guard is dropped (in any order).
+///
 /// ```
 /// let v = multiproc::Value::new(1.5f64)?;
 /// v.set(2.5);
 /// {
 ///     let g = v.get_lock().unwrap();
 ///     g.set(g.get() * 2.0);
+///     v.set(v.get() + 1.0); // the same thread: no deadlock
 /// }
-/// assert_eq!(v.get(), 5.0);
+/// assert_eq!(v.get(), 6.0);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Value<T: ShmSafe> {
@@ -129,7 +134,8 @@ impl<T: ShmSafe> Value<T> {
         self.inner.get()
     }
 
-    /// Takes the value's lock; the guard reads and writes the value.
+    /// Takes the value's lock (Python's `with v.get_lock():`); the guard reads and writes the
+    /// value. Re-entrant: a thread that holds the lock already takes one more level.
     ///
     /// # Errors
     ///
@@ -140,7 +146,7 @@ impl<T: ShmSafe> Value<T> {
         let a = self
             .st()
             .lock
-            .lock(Deadline::never())
+            .lock_reentrant(Deadline::never())
             .unwrap_or(Acquired::Clean);
         wrap(
             a,
@@ -210,7 +216,7 @@ impl<T: ShmSafe + Copy> ValueGuard<'_, T> {
 
 impl<T: ShmSafe> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
-        self.st.lock.unlock();
+        self.st.lock.unlock_reentrant();
     }
 }
 
@@ -232,8 +238,8 @@ impl<T: ShmSafe> fmt::Debug for ValueGuard<'_, T> {
 const ARRAY_KIND: u8 = 9;
 const DATA_AT: usize = 64;
 
-/// A fixed-length array of `T` in shared memory with a robust lock (Python's
-/// `multiprocessing.Array`).
+/// A fixed-length array of `T` in shared memory with a robust, re-entrant lock (Python's
+/// `multiprocessing.Array`, whose lock is an `RLock`).
 ///
 /// ```
 /// let a = multiproc::Array::from_slice(&[1u32, 2, 3])?;
@@ -380,7 +386,9 @@ impl<T: ShmSafe + Copy> Array<T> {
         self.len == 0
     }
 
-    /// Takes the array's lock, to read and write several elements consistently.
+    /// Takes the array's lock, to read and write several elements consistently. Re-entrant
+    /// (as Python's `RLock`): a thread that holds the lock already takes one more level, so
+    /// [`get`](Self::get)/[`set`](Self::set) work while it holds a guard.
     ///
     /// # Errors
     ///
@@ -389,7 +397,7 @@ impl<T: ShmSafe + Copy> Array<T> {
     pub fn get_lock(&self) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
         let a = self
             .lock()
-            .lock(Deadline::never())
+            .lock_reentrant(Deadline::never())
             .unwrap_or(Acquired::Clean);
         wrap(
             a,
@@ -497,7 +505,7 @@ impl<T: ShmSafe + Copy> ArrayGuard<'_, T> {
 
 impl<T: ShmSafe + Copy> Drop for ArrayGuard<'_, T> {
     fn drop(&mut self) {
-        self.array.lock().unlock();
+        self.array.lock().unlock_reentrant();
     }
 }
 

@@ -7,7 +7,7 @@
 //! valid and aligned for the duration of the call.
 
 use std::sync::atomic::AtomicU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why [`wait`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +74,68 @@ pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
 /// Wakes every waiter on `word`.
 pub(crate) fn wake_all(word: &AtomicU32) -> usize {
     wake(word, i32::MAX as u32)
+}
+
+/// When a sleeper next looks whether the party it waits for is still alive, scheduled by the
+/// clock: a "next check at" instant, not a count of sleeps that ran their full length.
+///
+/// A futex sleep ends early on a signal (`EINTR`, with or without `SA_RESTART`: a timed
+/// `FUTEX_WAIT` is never restarted by the kernel), on a wake-up meant for someone else, or
+/// spuriously. A waiter that checked liveness only after a sleep that timed out, and started
+/// a full sleep again after every early return, could postpone the check forever under a
+/// steady stream of signals (issue 17, item 7). With `Recheck`, every sleep ends at the next
+/// check at the latest, and an early return sleeps again only for what is left until then.
+///
+/// ```text
+/// let mut checks = Recheck::new(FIRST, MAX);
+/// loop {
+///     if done() { return }
+///     if checks.due() && dead() { recover(); return }
+///     let Some(t) = checks.sleep_time(deadline) else { return timed_out() };
+///     futex::wait(word, seen, Some(t));   // any return: loop and look again
+/// }
+/// ```
+#[derive(Debug)]
+pub(crate) struct Recheck {
+    next: Instant,
+    every: Duration,
+    max: Duration,
+}
+
+impl Recheck {
+    /// The first check comes `first` from now; the interval then doubles up to `max`.
+    pub(crate) fn new(first: Duration, max: Duration) -> Recheck {
+        Recheck {
+            next: Instant::now() + first,
+            every: first,
+            max,
+        }
+    }
+
+    /// True when a check is due (its instant has come); schedules the next one.
+    pub(crate) fn due(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.next {
+            return false;
+        }
+        self.every = (self.every * 2).min(self.max);
+        self.next = now + self.every;
+        true
+    }
+
+    /// How long to sleep now: until the next check or `deadline`, whichever comes first
+    /// (at least 1 ns, so that a sleep is never "forever"). `None` when `deadline` has passed.
+    pub(crate) fn sleep_time(&self, deadline: super::Deadline) -> Option<Duration> {
+        let to_check = self
+            .next
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_nanos(1));
+        match deadline.remaining() {
+            Err(()) => None,
+            Ok(None) => Some(to_check),
+            Ok(Some(r)) => Some(r.min(to_check)),
+        }
+    }
 }
 
 /// How long a waiter spins before it sleeps (see [`spin_until_changed`]).
@@ -198,5 +260,34 @@ fn spin_until(
         if start.elapsed() >= max || deadline.expired() {
             return ready();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::Deadline;
+
+    #[test]
+    fn recheck_is_due_by_the_clock_and_bounds_sleeps() {
+        let mut c = Recheck::new(Duration::from_millis(20), Duration::from_millis(50));
+        assert!(!c.due());
+        let t = c.sleep_time(Deadline::never()).unwrap();
+        assert!(t <= Duration::from_millis(20) && t > Duration::ZERO);
+        // A deadline sooner than the check bounds the sleep; a passed one ends the wait.
+        let soon = Deadline::after(Some(Duration::from_millis(5)));
+        assert!(c.sleep_time(soon).unwrap() <= Duration::from_millis(5));
+        assert!(c
+            .sleep_time(Deadline::after(Some(Duration::ZERO)))
+            .is_none());
+        // However the sleeps end (here: many short ones, as under signals), the check comes
+        // when its instant has come.
+        let t0 = Instant::now();
+        while !c.due() {
+            assert!(t0.elapsed() < Duration::from_secs(5));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(!c.due(), "the next check is scheduled later");
+        assert!(c.sleep_time(Deadline::never()).unwrap() <= Duration::from_millis(40));
     }
 }

@@ -307,6 +307,57 @@ fn get_timeout_waits_at_least_the_timeout() {
     assert!(t0.elapsed() >= Duration::from_millis(200));
 }
 
+// Issue 17, "also": Python's `Queue(maxsize=0)` is unbounded; `bounded(0)` was an error.
+#[test]
+fn bounded_zero_is_unbounded_as_in_python() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<u32> = Queue::bounded(0).unwrap();
+        assert_eq!(q.maxsize(), None);
+        let j: JoinableQueue<u32> = JoinableQueue::bounded(0).unwrap();
+        assert_eq!(j.maxsize(), None);
+        let b: Queue<u32> = Queue::builder().maxsize(0).build().unwrap();
+        assert_eq!(b.maxsize(), None);
+        // Far more items than any small bound, from another process, none refused.
+        let q2 = q.clone();
+        Process::spawn(move || {
+            for i in 0..1000 {
+                q2.try_put(i).unwrap();
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        assert!(!q.is_full());
+        assert_eq!(q.len(), 1000);
+        assert_eq!((0..1000).map(|_| q.get().unwrap()).sum::<u32>(), 499_500);
+    })
+}
+
+// Issue 17, "also" (decided: kept): `task_done` counts items taken, not put, so it can't
+// make `join` return while an item is still queued; taken by one process, it may be marked
+// done by another (a supervisor, for a consumer killed before its `task_done`).
+#[test]
+fn task_done_counts_items_taken_not_put() {
+    with_watchdog(LIMIT, || {
+        let q: JoinableQueue<u32> = JoinableQueue::new().unwrap();
+        q.put(1).unwrap();
+        let e = q.task_done().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidState);
+        assert_eq!(q.unfinished_tasks(), 1);
+        assert!(q.join_timeout(Duration::from_millis(50)).is_err());
+        // A consumer takes the item and ends without `task_done`.
+        let q2 = q.clone();
+        let got = Process::spawn(move || q2.get_timeout(T).unwrap())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got, 1);
+        q.task_done().unwrap();
+        q.join_timeout(T).unwrap();
+        assert!(q.task_done().is_err());
+    })
+}
+
 // ported: _TestQueue.test_queue_feeder_donot_stop_onexc — an unserializable item fails in
 // the caller's put, and the queue keeps working (Python's feeder thread only logs it).
 #[test]

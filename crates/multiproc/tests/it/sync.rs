@@ -228,8 +228,9 @@ fn killed_condition_waiter_does_not_block_others() {
                     true
                 }));
         }
-        // Both are (about to be) asleep inside wait; kill one.
-        std::thread::sleep(Duration::from_millis(20));
+        // Each released its permit holding the lock, which it gives up only inside `wait`:
+        // once we get the lock, both are inside. Kill one.
+        drop(c.lock().unwrap());
         victim.kill().unwrap();
         assert!(victim.join().is_err());
         let t0 = Instant::now();
@@ -242,6 +243,109 @@ fn killed_condition_waiter_does_not_block_others() {
         let r = survivor.join_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(r, Some(true));
         assert!(t0.elapsed() < Duration::from_secs(1));
+    })
+}
+
+/// Starts a process that waits on `c` (at most 20 s) and returns whether it was notified; it
+/// has released one permit of `inside` while holding the lock, so once the caller has taken
+/// that permit and then the lock, the waiter is inside `wait` (registered, lock released).
+fn cond_waiter_inside(c: &Condition, inside: &Semaphore) -> Process<bool> {
+    let (c2, inside2) = (c.clone(), inside.clone());
+    let p = Process::spawn(move || {
+        let mut g = c2.lock().unwrap();
+        inside2.release().unwrap();
+        g.wait_timeout(Duration::from_secs(20)).unwrap()
+    })
+    .unwrap();
+    inside
+        .acquire_timeout(Duration::from_secs(20))
+        .expect("the waiter started")
+        .forget();
+    drop(c.lock().unwrap());
+    p
+}
+
+// Issue 17, item 5: a waiter killed inside `wait` stayed counted, so `notify_all` issued a
+// notification for it that a later waiter then took (`wait_timeout` returned true after its
+// full timeout with nobody notifying).
+#[test]
+fn killed_condition_waiter_leaves_no_stray_notification() {
+    with_watchdog(LIMIT, || {
+        for c in [
+            Condition::with_lock(Lock::new().unwrap()).unwrap(),
+            Condition::new().unwrap(),
+        ] {
+            let inside = Semaphore::new(0).unwrap();
+            let victim = cond_waiter_inside(&c, &inside);
+            let mut survivor = cond_waiter_inside(&c, &inside);
+            victim.kill().unwrap();
+            assert!(victim.join().is_err());
+            c.lock().unwrap().notify_all();
+            assert_eq!(
+                survivor.join_timeout(Duration::from_secs(10)).unwrap(),
+                Some(true)
+            );
+            // Nobody notifies now: every later wait times out, unnotified.
+            let mut g = c.lock().unwrap();
+            for _ in 0..2 {
+                let t0 = Instant::now();
+                assert!(
+                    !g.wait_timeout(Duration::from_millis(300)).unwrap(),
+                    "notified by nobody"
+                );
+                assert!(t0.elapsed() >= Duration::from_millis(300));
+            }
+            drop(g);
+            // Another process's wait too.
+            let c2 = c.clone();
+            let p = Process::spawn(move || {
+                let mut g = c2.lock().unwrap();
+                g.wait_timeout(Duration::from_millis(100)).unwrap()
+            })
+            .unwrap();
+            assert!(!p.join().unwrap(), "notified by nobody");
+        }
+    })
+}
+
+// A notify(1) that picks a waiter killed inside `wait` goes on to a live one.
+#[test]
+fn notify_one_skips_a_killed_waiter() {
+    with_watchdog(LIMIT, || {
+        let c = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let inside = Semaphore::new(0).unwrap();
+        // The victim waits first: the oldest waiter, the first a notify picks.
+        let victim = cond_waiter_inside(&c, &inside);
+        let mut live = vec![
+            cond_waiter_inside(&c, &inside),
+            cond_waiter_inside(&c, &inside),
+        ];
+        victim.kill().unwrap();
+        assert!(victim.join().is_err());
+        c.lock().unwrap().notify(1);
+        let t0 = Instant::now();
+        let (i, r) = loop {
+            assert!(t0.elapsed() < Duration::from_secs(10), "nobody woke");
+            let ended = live.iter_mut().enumerate().find_map(|(i, p)| {
+                let r = p.join_timeout(Duration::from_millis(5)).unwrap()?;
+                Some((i, r))
+            });
+            if let Some(e) = ended {
+                break e;
+            }
+        };
+        assert!(r, "notified");
+        let mut other = live.swap_remove(1 - i);
+        // Exactly one: the other keeps waiting until notified in turn.
+        assert_eq!(
+            other.join_timeout(Duration::from_millis(200)).unwrap(),
+            None
+        );
+        c.lock().unwrap().notify(1);
+        assert_eq!(
+            other.join_timeout(Duration::from_secs(10)).unwrap(),
+            Some(true)
+        );
     })
 }
 
@@ -675,6 +779,53 @@ fn value_shared_with_children() {
     })
 }
 
+// Issue 17, "also": `get_lock()` then `v.set(v.get() + 1)` deadlocked silently. Python's
+// Value lock is an RLock; so is ours now.
+#[test]
+fn value_and_array_locks_are_reentrant() {
+    with_watchdog(Duration::from_secs(20), || {
+        let v = Value::new(1u64).unwrap();
+        {
+            let g = v.get_lock().unwrap();
+            v.set(v.get() + 1);
+            let inner = v.get_lock().unwrap();
+            inner.set(g.get() * 10);
+        }
+        assert_eq!(v.get(), 20);
+        // Levels may be released in any order: the lock is free only when all are gone.
+        let outer = v.get_lock().unwrap();
+        let inner = v.get_lock().unwrap();
+        drop(outer);
+        inner.set(7);
+        let v2 = v.clone();
+        let mut child = Process::spawn(move || {
+            let g = v2.get_lock().unwrap();
+            g.get()
+        })
+        .unwrap();
+        assert_eq!(
+            child.join_timeout(Duration::from_millis(200)).unwrap(),
+            None,
+            "the child must wait while a level is held"
+        );
+        inner.set(8);
+        drop(inner);
+        assert_eq!(
+            child.join_timeout(Duration::from_secs(10)).unwrap(),
+            Some(8)
+        );
+
+        let a = Array::from_slice(&[1u32, 2]).unwrap();
+        {
+            let g = a.get_lock().unwrap();
+            a.set(0, a.get(0).unwrap() + 10);
+            assert_eq!(a.to_vec(), vec![11, 2]);
+            g.set(1, 3);
+        }
+        assert_eq!(a.to_vec(), vec![11, 3]);
+    })
+}
+
 fn array_child(a: Array<i64>) -> i64 {
     let g = a.get_lock().unwrap();
     for k in 0..g.len() {
@@ -722,5 +873,242 @@ fn lock_passed_to_spawned_child() {
         let g = l.lock().unwrap();
         assert!(!sp(l.clone()));
         drop(g);
+    })
+}
+
+// ---- owner death seen under a stream of signals (issue 17, item 7) -------------------------
+//
+// The waiter catches SIGTERM with a handler installed without SA_RESTART, so every signal
+// cuts its futex sleep short (EINTR). Liveness checks must be scheduled by the clock: a
+// primitive that checked only after a sleep that ran its full length never checked at all
+// while signals kept coming faster than its sleep slice.
+
+/// Where the SIGTERM handler counts (a `Value` in shared memory, leaked in the child so that
+/// it stays mapped for as long as a signal can come).
+static CAUGHT: std::sync::atomic::AtomicPtr<AtomicU64> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+extern "C" fn count_sigterm(_: libc::c_int) {
+    let p = CAUGHT.load(Ordering::Relaxed);
+    if !p.is_null() {
+        // SAFETY: `p` points into a shared mapping the child leaked (never unmapped) before
+        // installing this handler; an atomic add is async-signal-safe.
+        unsafe { (*p).fetch_add(1, Ordering::Relaxed) };
+    }
+}
+
+/// How often the signals come: faster than any primitive's first sleep slice (1 ms).
+const SIGNAL_EVERY: Duration = Duration::from_micros(250);
+
+/// When the signals start: once the waiter has slept long enough for every primitive's sleep
+/// slices to have grown to their longest (16 ms Lock, 32 ms Semaphore, 128 ms Barrier before
+/// issue 17), the steady state of a long wait. Signalled from the start, the old code kept its
+/// first, short slice, and the odd stall of this VM's CPU (a few ms without timer interrupts)
+/// let one run out now and then.
+const SIGNALS_FROM: Duration = Duration::from_millis(400);
+
+/// In this (child) process: catches SIGTERM, counting into `caught`, with a handler installed
+/// without SA_RESTART, and starts a POSIX timer that sends SIGTERM every [`SIGNAL_EVERY`]
+/// from [`SIGNALS_FROM`] on (a kernel timer keeps its pace however loaded the machine is; a
+/// sending thread does not). Returns the timer, for [`stop_sigterm_timer`].
+fn sigterm_storm(caught: &Value<AtomicU64>) -> libc::timer_t {
+    let keep = caught.clone();
+    CAUGHT.store(
+        keep.atomic() as *const AtomicU64 as *mut AtomicU64,
+        Ordering::Relaxed,
+    );
+    std::mem::forget(keep);
+    // SAFETY: all-zero `sigaction` and `sigevent` are valid values (no flags; the mask is
+    // emptied next); the handler is an `extern "C" fn(c_int)` that only does an atomic add;
+    // every pointer passed points at a live local.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = count_sigterm as extern "C" fn(libc::c_int) as usize;
+        sa.sa_flags = 0; // deliberately no SA_RESTART
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGTERM, &sa, std::ptr::null_mut()), 0);
+        let mut sev: libc::sigevent = std::mem::zeroed();
+        sev.sigev_notify = libc::SIGEV_SIGNAL;
+        sev.sigev_signo = libc::SIGTERM;
+        let mut timer: libc::timer_t = std::ptr::null_mut();
+        assert_eq!(
+            libc::timer_create(libc::CLOCK_MONOTONIC, &mut sev, &mut timer),
+            0
+        );
+        let every = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: SIGNAL_EVERY.as_nanos() as libc::c_long,
+        };
+        let its = libc::itimerspec {
+            it_interval: every,
+            it_value: libc::timespec {
+                tv_sec: SIGNALS_FROM.as_secs() as libc::time_t,
+                tv_nsec: SIGNALS_FROM.subsec_nanos() as libc::c_long,
+            },
+        };
+        assert_eq!(libc::timer_settime(timer, 0, &its, std::ptr::null_mut()), 0);
+        timer
+    }
+}
+
+/// Stops the timer of [`sigterm_storm`] (before the child reports its result).
+fn stop_sigterm_timer(timer: libc::timer_t) {
+    // SAFETY: `timer` came from `timer_create` in this process and is deleted once.
+    unsafe { libc::timer_delete(timer) };
+}
+
+/// The state letter of process `pid` (`S` while asleep in a futex wait), if it exists.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
+}
+
+/// Runs `wait` in a forked child under a [`sigterm_storm`]. Once `victim_ready` is set, the
+/// child is asleep and the signals have been cutting its sleep short, SIGKILLs and reaps
+/// `victim` (which holds what `wait` waits for) and measures how long after the kill `wait`
+/// returned; the signals keep coming until then. Returns that time and what `wait` returned.
+fn detection_under_signals(
+    victim: Process<()>,
+    victim_ready: &Event,
+    wait: impl FnOnce() -> bool + Send + 'static,
+) -> (Duration, bool) {
+    let caught = Value::new(AtomicU64::new(0)).unwrap();
+    let (armed, done) = (Event::new().unwrap(), Event::new().unwrap());
+    let (caught2, armed2, done2) = (caught.clone(), armed.clone(), done.clone());
+    let mut waiter = Process::spawn(move || {
+        let timer = sigterm_storm(&caught2);
+        armed2.set();
+        let r = wait();
+        done2.set();
+        stop_sigterm_timer(timer);
+        r
+    })
+    .unwrap();
+    assert!(armed.wait_timeout(Duration::from_secs(20)));
+    assert!(victim_ready.wait_timeout(Duration::from_secs(20)));
+    let pid = waiter.pid();
+    until("the waiter asleep", || proc_state(pid) == Some('S'));
+    until("signals cutting the waiter's sleep short", || {
+        caught.atomic().load(Ordering::Relaxed) >= 20
+    });
+    assert!(!done.is_set(), "the waiter returned before the victim died");
+    victim.kill().unwrap();
+    let t0 = Instant::now();
+    assert!(victim.join().is_err());
+    let seen = done.wait_timeout(Duration::from_secs(10));
+    let took = t0.elapsed();
+    let signals = caught.atomic().load(Ordering::Relaxed);
+    assert!(
+        seen,
+        "death not seen within 10 s while signals kept coming ({signals} caught)"
+    );
+    let r = waiter.join_timeout(Duration::from_secs(20)).unwrap();
+    (took, r.expect("the waiter ended"))
+}
+
+#[test]
+fn dead_lock_holder_seen_while_signals_keep_coming() {
+    with_watchdog(LIMIT, || {
+        let lock = Lock::new().unwrap();
+        let ready = Event::new().unwrap();
+        let l2 = lock.clone();
+        let victim = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
+        assert!(ready.wait_timeout(Duration::from_secs(20)));
+        let l3 = lock.clone();
+        let (took, owner_died) = detection_under_signals(victim, &ready, move || {
+            matches!(
+                l3.try_lock_for(Duration::from_secs(20)),
+                Err(LockError::OwnerDied(_))
+            )
+        });
+        assert!(owner_died, "expected OwnerDied");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    })
+}
+
+#[test]
+fn dead_rlock_holder_seen_while_signals_keep_coming() {
+    with_watchdog(LIMIT, || {
+        let lock = RLock::new().unwrap();
+        let ready = Event::new().unwrap();
+        let l2 = lock.clone();
+        let victim = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
+        assert!(ready.wait_timeout(Duration::from_secs(20)));
+        let l3 = lock.clone();
+        // The blocking form, without a timeout.
+        let (took, owner_died) = detection_under_signals(victim, &ready, move || {
+            matches!(l3.lock(), Err(LockError::OwnerDied(_)))
+        });
+        assert!(owner_died, "expected OwnerDied");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    })
+}
+
+#[test]
+fn dead_semaphore_holder_seen_while_signals_keep_coming() {
+    with_watchdog(LIMIT, || {
+        let s = Semaphore::new(1).unwrap();
+        let ready = Event::new().unwrap();
+        let s2 = s.clone();
+        let victim = holder(&ready, move || std::mem::forget(s2.acquire()));
+        assert!(ready.wait_timeout(Duration::from_secs(20)));
+        let s3 = s.clone();
+        let (took, got) = detection_under_signals(victim, &ready, move || {
+            s3.acquire_timeout(Duration::from_secs(20)).is_some()
+        });
+        assert!(got, "the dead holder's permit came back");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    })
+}
+
+#[test]
+fn dead_notifier_holding_the_condition_lock_seen_while_signals_keep_coming() {
+    with_watchdog(LIMIT, || {
+        let c = Condition::with_lock(Lock::new().unwrap()).unwrap();
+        let (inside, ready) = (Event::new().unwrap(), Event::new().unwrap());
+        let (c2, inside2) = (c.clone(), inside.clone());
+        // Once the waiter is inside `wait`, notifies it and dies holding the lock, so the
+        // waiter sleeps in the lock's re-acquisition at the end of `wait`.
+        let victim = holder(&ready, move || {
+            assert!(inside2.wait_timeout(Duration::from_secs(20)));
+            let g = c2.lock().unwrap();
+            g.notify_all();
+            std::mem::forget(g);
+        });
+        let c3 = c.clone();
+        let (took, owner_died) = detection_under_signals(victim, &ready, move || {
+            let mut g = c3.lock().unwrap();
+            inside.set(); // the notifier can lock only once we are inside `wait`
+            g.wait_timeout(Duration::from_secs(20)) == Err(multiproc::sync::OwnerDied)
+        });
+        assert!(owner_died, "expected OwnerDied");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+    })
+}
+
+#[test]
+fn dead_barrier_party_seen_while_signals_keep_coming() {
+    with_watchdog(LIMIT, || {
+        let b = Barrier::new(3).unwrap();
+        let b2 = b.clone();
+        let victim = Process::spawn(move || {
+            let _ = b2.wait();
+        })
+        .unwrap();
+        until("the victim inside", || b.n_waiting() == 1);
+        let ready = Event::new().unwrap();
+        ready.set();
+        let b3 = b.clone();
+        let (took, broken) = detection_under_signals(victim, &ready, move || {
+            b3.wait_timeout(Duration::from_secs(20)) == Err(BrokenBarrier)
+        });
+        assert!(broken, "expected BrokenBarrier");
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        assert!(b.is_broken());
     })
 }
