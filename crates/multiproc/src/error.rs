@@ -1,7 +1,12 @@
-//! The crate-level [`Error`] for setup and OS failures, and [`ErrorKind`].
+//! The crate-level [`Error`] for setup and OS failures, and [`ErrorKind`]; the three small
+//! outcomes every blocking call shares: [`Timeout`], [`WouldBlock`] and [`OwnerDied`].
 //!
 //! Operations whose callers branch on the outcome have their own small enums next to them
-//! (`TryPutError<T>`, `RecvError`, `LockError`, ...); those convert into [`Error`] too.
+//! (`TryPutError<T>`, `RecvTimeoutError`, `TryLockError<G>`, ...), each holding exactly the
+//! outcomes its call can have; those convert into [`Error`] too. The naming is the same
+//! everywhere: a `try_` call's "not now" is `WouldBlock` (locks, semaphores, barriers,
+//! waits) or `Empty`/`Full` (queues, connections); a `_timeout`/`_deadline` call's "ran out"
+//! is `Timeout` and its error has `is_timeout()`; the catch-all variant is `Failed(Error)`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -168,5 +173,135 @@ impl<T> Context<T> for io::Result<T> {
 impl<T> Context<T> for rustix::io::Result<T> {
     fn context(self, what: &'static str) -> Result<T> {
         self.map_err(|e| Error::os(what, e.into()))
+    }
+}
+
+/// A bounded wait ran out (a `_timeout` or `_deadline` call).
+///
+/// The whole error of the timed calls whose only failure is running out —
+/// [`Event::wait_timeout`](crate::Event::wait_timeout),
+/// [`Semaphore::acquire_timeout`](crate::Semaphore::acquire_timeout),
+/// [`JoinableQueue::join_timeout`](crate::JoinableQueue::join_timeout), ... — and the
+/// meaning of the `Timeout` variant of every other timed call's error.
+///
+/// ```
+/// use std::time::Duration;
+/// let e = multiproc::Event::new()?;
+/// let r = e.wait_timeout(Duration::from_millis(1));
+/// assert_eq!(r, Err(multiproc::Timeout));
+/// assert!(r.unwrap_err().is_timeout());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Timeout;
+
+impl Timeout {
+    /// True (always): as `is_timeout()` on the other timed calls' errors.
+    pub fn is_timeout(&self) -> bool {
+        true
+    }
+}
+
+impl fmt::Display for Timeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("timed out")
+    }
+}
+
+impl std::error::Error for Timeout {}
+
+impl From<Timeout> for Error {
+    fn from(_: Timeout) -> Error {
+        Error::new(ErrorKind::Timeout, "timed out")
+    }
+}
+
+/// A `try_` call would have had to wait.
+///
+/// The whole error of the non-blocking calls whose only failure is "not now" —
+/// [`Semaphore::try_acquire`](crate::Semaphore::try_acquire),
+/// [`Event::try_wait`](crate::Event::try_wait),
+/// [`JoinableQueue::try_join`](crate::JoinableQueue::try_join), ... — and the meaning of the
+/// `WouldBlock` variant of the other `try_` calls' errors. Converted into [`Error`] it is
+/// [`ErrorKind::Timeout`] (a wait of zero length that ran out), as `Empty` and `Full` are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct WouldBlock;
+
+impl fmt::Display for WouldBlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the call would have to wait")
+    }
+}
+
+impl std::error::Error for WouldBlock {}
+
+impl From<WouldBlock> for Error {
+    fn from(_: WouldBlock) -> Error {
+        Error::new(ErrorKind::Timeout, "the call would have to wait")
+    }
+}
+
+/// The lock was acquired, but its previous holder died holding it: what it protects may be
+/// half-updated. The guard is inside ([`into_inner`](Self::into_inner)); the lock itself is
+/// consistent again and keeps working.
+///
+/// Like std's `PoisonError`, except that only the one caller who took the lock over is told.
+/// The one type for every lock of the crate ([`Lock`](crate::Lock),
+/// [`RLock`](crate::RLock), [`Condition`](crate::Condition), [`Value`](crate::Value),
+/// [`Array`](crate::Array)); a condition's wait, which keeps its guard, reports it as
+/// `OwnerDied<()>` (the default `G`).
+///
+/// ```
+/// use multiproc::{Lock, OwnerDied};
+/// let lock = Lock::new()?;
+/// // Carry on after a dead holder, as after a clean acquisition:
+/// let guard = lock.lock().unwrap_or_else(OwnerDied::into_inner);
+/// # drop(guard);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct OwnerDied<G = ()> {
+    guard: G,
+}
+
+impl<G> OwnerDied<G> {
+    /// Wraps the guard of a lock taken over from a dead holder.
+    pub fn new(guard: G) -> OwnerDied<G> {
+        OwnerDied { guard }
+    }
+
+    /// The guard: the lock is held.
+    pub fn into_inner(self) -> G {
+        self.guard
+    }
+
+    /// The guard, borrowed.
+    pub fn get_ref(&self) -> &G {
+        &self.guard
+    }
+
+    /// The guard, borrowed mutably.
+    pub fn get_mut(&mut self) -> &mut G {
+        &mut self.guard
+    }
+}
+
+impl<G> fmt::Debug for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OwnerDied { .. }")
+    }
+}
+
+impl<G> fmt::Display for OwnerDied<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the previous holder of the lock died holding it")
+    }
+}
+
+impl<G> std::error::Error for OwnerDied<G> {}
+
+impl<G> From<OwnerDied<G>> for Error {
+    fn from(e: OwnerDied<G>) -> Error {
+        Error::new(ErrorKind::OwnerDied, e.to_string())
     }
 }

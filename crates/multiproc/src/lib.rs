@@ -89,12 +89,12 @@ pub mod queue;
 pub mod shm;
 pub mod sync;
 mod sys;
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, OwnerDied, Result, Timeout, WouldBlock};
 pub use pipe::{pipe, pipe_with, wait, Connection, RecvError, SendError, Waitable};
 pub use pool::{AsyncResult, ClosurePool, Imap, Pool, PoolBuilder};
 pub use process::{active_children, Builder, Process, StartMethod};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{
-    Array, Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, LockError, RLock,
-    Semaphore, Value,
+    Array, Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, RLock, Semaphore,
+    Value,
 };

@@ -23,12 +23,12 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Acquired, RawMutex};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, Timeout, WouldBlock};
 use crate::shm::{Shared, ShmObject, ShmSafe};
 use crate::sys::futex::{self, Recheck};
 use crate::sys::thread::{self, Liveness};
@@ -73,6 +73,94 @@ impl std::error::Error for BrokenBarrier {}
 impl From<BrokenBarrier> for Error {
     fn from(_: BrokenBarrier) -> Error {
         Error::new(ErrorKind::BrokenBarrier, "the barrier is broken")
+    }
+}
+
+/// Why [`Barrier::try_wait`] did not pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TryBarrierError {
+    /// This party would have to wait for others: it has not arrived (nothing changed).
+    WouldBlock,
+    /// The barrier is broken.
+    Broken,
+}
+
+/// Why [`Barrier::wait_timeout`] or [`Barrier::wait_deadline`] did not pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BarrierTimeoutError {
+    /// This party's deadline passed first. As in Python, running out breaks the barrier: the
+    /// other parties of the round get [`BarrierTimeoutError::Broken`] (or [`BrokenBarrier`]),
+    /// and so does every later `wait` until [`Barrier::reset`].
+    Timeout,
+    /// The barrier is or became broken while waiting (aborted, reset, another party ran out
+    /// of time or died inside it).
+    Broken,
+}
+
+impl TryBarrierError {
+    /// True for [`TryBarrierError::WouldBlock`].
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, TryBarrierError::WouldBlock)
+    }
+}
+
+impl BarrierTimeoutError {
+    /// True for [`BarrierTimeoutError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, BarrierTimeoutError::Timeout)
+    }
+}
+
+impl From<BrokenBarrier> for TryBarrierError {
+    fn from(_: BrokenBarrier) -> Self {
+        TryBarrierError::Broken
+    }
+}
+
+impl From<BrokenBarrier> for BarrierTimeoutError {
+    fn from(_: BrokenBarrier) -> Self {
+        BarrierTimeoutError::Broken
+    }
+}
+
+impl fmt::Display for TryBarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryBarrierError::WouldBlock => fmt::Display::fmt(&WouldBlock, f),
+            TryBarrierError::Broken => fmt::Display::fmt(&BrokenBarrier, f),
+        }
+    }
+}
+
+impl fmt::Display for BarrierTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BarrierTimeoutError::Timeout => {
+                f.write_str("timed out waiting at the barrier (which is broken now)")
+            }
+            BarrierTimeoutError::Broken => fmt::Display::fmt(&BrokenBarrier, f),
+        }
+    }
+}
+
+impl std::error::Error for TryBarrierError {}
+impl std::error::Error for BarrierTimeoutError {}
+
+impl From<TryBarrierError> for Error {
+    fn from(e: TryBarrierError) -> Error {
+        match e {
+            TryBarrierError::WouldBlock => WouldBlock.into(),
+            TryBarrierError::Broken => BrokenBarrier.into(),
+        }
+    }
+}
+
+impl From<BarrierTimeoutError> for Error {
+    fn from(e: BarrierTimeoutError) -> Error {
+        match e {
+            BarrierTimeoutError::Timeout => Timeout.into(),
+            BarrierTimeoutError::Broken => BrokenBarrier.into(),
+        }
     }
 }
 
@@ -169,7 +257,7 @@ impl Barrier {
     /// so the barrier is broken then.
     fn locked(&self) -> Locked<'_> {
         let st = self.st();
-        let a = st.lock.lock(Deadline::never()).unwrap_or(Acquired::Clean);
+        let a = st.lock.lock_forever();
         let l = Locked(st);
         if a == Acquired::OwnerDied {
             l.break_round();
@@ -181,34 +269,80 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// [`BrokenBarrier`] if the barrier is or becomes broken while waiting.
+    /// [`BrokenBarrier`] if the barrier is or becomes broken while waiting — the only error.
     pub fn wait(&self) -> std::result::Result<u32, BrokenBarrier> {
-        self.wait_until(Deadline::never())
+        self.arrive(Deadline::never(), false)
+            .map_err(|_| BrokenBarrier)
     }
 
-    /// Like [`wait`](Self::wait), at most `timeout`; running out breaks the barrier (as in
-    /// Python) and returns [`BrokenBarrier`].
+    /// Passes only if this party is the last one the round waits for (it then releases the
+    /// others and returns its index); never waits. When others are still missing nothing
+    /// changes: this party has not arrived.
+    ///
+    /// ```
+    /// let b = multiproc::Barrier::new(2)?;
+    /// assert!(b.try_wait().unwrap_err().is_would_block());
+    /// assert_eq!(b.n_waiting(), 0, "a try_wait that would block does not arrive");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
     ///
-    /// [`BrokenBarrier`].
-    #[doc(alias = "wait")]
-    pub fn wait_timeout(&self, timeout: Duration) -> std::result::Result<u32, BrokenBarrier> {
-        self.wait_until(Deadline::after(Some(timeout)))
+    /// [`TryBarrierError::WouldBlock`] when others are still missing;
+    /// [`TryBarrierError::Broken`] when the barrier is broken.
+    pub fn try_wait(&self) -> std::result::Result<u32, TryBarrierError> {
+        self.arrive(Deadline::never(), true).map_err(|s| match s {
+            Stop::WouldBlock => TryBarrierError::WouldBlock,
+            Stop::Timeout | Stop::Broken => TryBarrierError::Broken,
+        })
     }
 
-    fn wait_until(&self, deadline: Deadline) -> std::result::Result<u32, BrokenBarrier> {
+    /// Like [`wait`](Self::wait), at most `timeout` (any `Duration`). Running out breaks the
+    /// barrier, as in Python (whose `wait(timeout)` raises `BrokenBarrierError` in every
+    /// party): this party gets [`BarrierTimeoutError::Timeout`], the others of the round
+    /// [`BarrierTimeoutError::Broken`] / [`BrokenBarrier`], until [`reset`](Self::reset).
+    ///
+    /// # Errors
+    ///
+    /// [`BarrierTimeoutError::Timeout`]; [`BarrierTimeoutError::Broken`].
+    #[doc(alias = "wait")]
+    pub fn wait_timeout(&self, timeout: Duration) -> std::result::Result<u32, BarrierTimeoutError> {
+        self.wait_until(Deadline::within(timeout))
+    }
+
+    /// Like [`wait_timeout`](Self::wait_timeout), until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&self, deadline: Instant) -> std::result::Result<u32, BarrierTimeoutError> {
+        self.wait_until(Deadline::at(deadline))
+    }
+
+    fn wait_until(&self, deadline: Deadline) -> std::result::Result<u32, BarrierTimeoutError> {
+        self.arrive(deadline, false).map_err(|s| match s {
+            Stop::Timeout => BarrierTimeoutError::Timeout,
+            Stop::WouldBlock | Stop::Broken => BarrierTimeoutError::Broken,
+        })
+    }
+
+    /// Arrives and waits for the round to end, at most until `deadline`; with `only_last`,
+    /// arrives only when it completes the round (else `WouldBlock`, nothing changed).
+    fn arrive(&self, deadline: Deadline, only_last: bool) -> std::result::Result<u32, Stop> {
         let l = self.locked();
         let st = self.st();
         if st.broken.load(Ordering::Relaxed) != 0 {
-            return Err(BrokenBarrier);
+            return Err(Stop::Broken);
         }
         let parties = st.parties.load(Ordering::Relaxed).max(1);
         let index = st.count.load(Ordering::Relaxed);
         if index >= parties {
             // Corrupted state: only a dead holder mid-update could leave this.
             l.break_round();
-            return Err(BrokenBarrier);
+            return Err(Stop::Broken);
+        }
+        if only_last && index + 1 != parties {
+            return Err(Stop::WouldBlock);
         }
         let round = st.round.load(Ordering::Relaxed);
         if (index as usize) < TRACKED {
@@ -233,7 +367,7 @@ impl Barrier {
             let r = st.round.load(Ordering::Acquire);
             if r != round {
                 return if st.history.load(Ordering::Acquire) & (1 << (round % 32)) != 0 {
-                    Err(BrokenBarrier)
+                    Err(Stop::Broken)
                 } else {
                     Ok(index)
                 };
@@ -250,10 +384,13 @@ impl Barrier {
             let Some(t) = checks.sleep_time(deadline) else {
                 let l = self.locked();
                 if st.round.load(Ordering::Relaxed) == round {
+                    // Still waiting at our deadline: we break the round (as Python does),
+                    // and we are the one that ran out.
                     l.break_round();
+                    return Err(Stop::Timeout);
                 }
                 drop(l);
-                continue; // the round has ended one way or the other: report it
+                continue; // the round has ended meanwhile, one way or the other: report it
             };
             futex::wait(&st.round, round, Some(t));
         }
@@ -296,6 +433,13 @@ impl Barrier {
     pub fn is_broken(&self) -> bool {
         self.st().broken.load(Ordering::Relaxed) != 0
     }
+}
+
+/// How an arrival ended without passing.
+enum Stop {
+    WouldBlock,
+    Timeout,
+    Broken,
 }
 
 /// The barrier's internal lock, held.
@@ -364,11 +508,12 @@ mod tests {
         b.abort();
         assert_eq!(h.join().unwrap(), Err(BrokenBarrier));
         assert_eq!(b.wait(), Err(BrokenBarrier));
+        assert_eq!(b.try_wait(), Err(TryBarrierError::Broken));
         b.reset();
         assert!(!b.is_broken());
         assert_eq!(
             b.wait_timeout(Duration::from_millis(10)),
-            Err(BrokenBarrier)
+            Err(BarrierTimeoutError::Timeout)
         );
         assert!(b.is_broken());
     }
@@ -390,6 +535,21 @@ mod tests {
         let r = std::thread::spawn(move || b2.wait_timeout(Duration::from_secs(10)))
             .join()
             .unwrap();
-        assert_eq!(r, Err(BrokenBarrier));
+        assert_eq!(r, Err(BarrierTimeoutError::Broken));
+    }
+
+    #[test]
+    fn try_wait_passes_only_as_the_last_party() {
+        let b = Barrier::new(2).unwrap();
+        assert_eq!(b.try_wait(), Err(TryBarrierError::WouldBlock));
+        assert_eq!(b.n_waiting(), 0);
+        let b2 = b.clone();
+        let h = std::thread::spawn(move || b2.wait());
+        while b.n_waiting() == 0 {
+            std::thread::yield_now();
+        }
+        assert_eq!(b.try_wait(), Ok(1));
+        assert_eq!(h.join().unwrap(), Ok(0));
+        assert_eq!(Barrier::new(1).unwrap().try_wait(), Ok(0));
     }
 }

@@ -51,13 +51,13 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::lock::{wrap, LockError};
+use super::lock::{owned, LockTimeoutError, TryLockError};
 use super::{Acquired, Lock, RLock};
-use crate::error::Result;
+use crate::error::{Error, OwnerDied, Result, Timeout};
 use crate::shm::{Shared, ShmObject, ShmSafe};
 use crate::sys::futex;
 use crate::sys::thread::{self, Liveness};
@@ -233,7 +233,7 @@ enum Inner {
 ///     g.notify_all();
 /// })?;
 /// let mut g = c.lock().unwrap();
-/// assert!(g.wait_for(|| flag.get() == 1, Some(Duration::from_secs(10))).unwrap());
+/// g.wait_for_timeout(|| flag.get() == 1, Duration::from_secs(10)).unwrap();
 /// drop(g);
 /// child.join()?;
 /// # Ok::<(), multiproc::Error>(())
@@ -258,21 +258,50 @@ pub struct ConditionGuard<'a> {
     _not_send: PhantomData<*const ()>,
 }
 
-/// Re-acquiring the lock after a wait found that its previous holder had died holding it.
-/// The lock is held again (the guard is still valid); shared state may be inconsistent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnerDied;
+/// Why a timed wait of a [`ConditionGuard`] (`wait_timeout`, `wait_deadline`,
+/// `wait_for_timeout`, `wait_for_deadline`) did not return `Ok`. Either way the lock is held
+/// again when it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WaitTimeoutError {
+    /// No notification came (or, for `wait_for_*`, the predicate stayed false) before the
+    /// deadline (Python's `wait(timeout)` returning `False`).
+    Timeout,
+    /// Re-acquiring the lock found that its previous holder had died holding it; the lock is
+    /// held again, shared state may be inconsistent. (Reported even when the wait also ran
+    /// out: the dead holder is the news that matters.)
+    OwnerDied(OwnerDied),
+}
 
-impl fmt::Display for OwnerDied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the previous holder of the lock died holding it")
+impl WaitTimeoutError {
+    /// True for [`WaitTimeoutError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, WaitTimeoutError::Timeout)
     }
 }
-impl std::error::Error for OwnerDied {}
 
-impl From<OwnerDied> for crate::Error {
-    fn from(_: OwnerDied) -> crate::Error {
-        crate::Error::new(crate::ErrorKind::OwnerDied, OwnerDied.to_string())
+impl From<OwnerDied> for WaitTimeoutError {
+    fn from(e: OwnerDied) -> Self {
+        WaitTimeoutError::OwnerDied(e)
+    }
+}
+
+impl fmt::Display for WaitTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitTimeoutError::Timeout => f.write_str("timed out waiting for a notification"),
+            WaitTimeoutError::OwnerDied(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for WaitTimeoutError {}
+
+impl From<WaitTimeoutError> for Error {
+    fn from(e: WaitTimeoutError) -> Error {
+        match e {
+            WaitTimeoutError::Timeout => Timeout.into(),
+            WaitTimeoutError::OwnerDied(e) => e.into(),
+        }
     }
 }
 
@@ -321,48 +350,82 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// [`LockError::OwnerDied`] with the guard, when the previous holder died holding it.
+    /// [`OwnerDied`] with the guard, when the previous holder died holding it — the only
+    /// error.
     #[doc(alias = "acquire")]
-    pub fn lock(&self) -> std::result::Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
-        self.lock_with(None)
+    pub fn lock(&self) -> std::result::Result<ConditionGuard<'_>, OwnerDied<ConditionGuard<'_>>> {
+        // Take a level through the lock's own API, then keep it with our guard instead.
+        let died = match &self.lock {
+            Inner::Lock(l) => keep_level(l.lock()),
+            Inner::RLock(l) => keep_level(l.lock()),
+        };
+        self.guard_after(died)
     }
 
-    /// Takes the lock, waiting at most `timeout`.
+    /// Takes the lock if it is free (or re-enters an RLock this thread holds); never waits.
     ///
     /// # Errors
     ///
-    /// [`LockError::Timeout`]; [`LockError::OwnerDied`] with the guard.
+    /// [`TryLockError::WouldBlock`] when another holds it; [`TryLockError::OwnerDied`] with
+    /// the guard.
     #[doc(alias = "acquire")]
-    pub fn try_lock_for(
+    pub fn try_lock(
         &self,
-        timeout: Duration,
-    ) -> std::result::Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
-        self.lock_with(Some(timeout))
+    ) -> std::result::Result<ConditionGuard<'_>, TryLockError<ConditionGuard<'_>>> {
+        let died = match &self.lock {
+            Inner::Lock(l) => keep_level_or(l.try_lock(), TryLockError::into_guard),
+            Inner::RLock(l) => keep_level_or(l.try_lock(), TryLockError::into_guard),
+        };
+        match died {
+            Some(died) => Ok(self.guard_after(died)?),
+            None => Err(TryLockError::WouldBlock),
+        }
     }
 
-    fn lock_with(
+    /// Takes the lock, waiting at most `timeout` (any `Duration`).
+    ///
+    /// # Errors
+    ///
+    /// [`LockTimeoutError::Timeout`]; [`LockTimeoutError::OwnerDied`] with the guard.
+    #[doc(alias = "acquire", alias = "try_lock_for")]
+    pub fn lock_timeout(
         &self,
-        timeout: Option<Duration>,
-    ) -> std::result::Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
-        // Take a level through the lock's own API, then keep it with our guard instead.
+        timeout: Duration,
+    ) -> std::result::Result<ConditionGuard<'_>, LockTimeoutError<ConditionGuard<'_>>> {
+        self.lock_deadline(Deadline::within(timeout).instant())
+    }
+
+    /// Takes the lock, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock_timeout`](Self::lock_timeout).
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> std::result::Result<ConditionGuard<'_>, LockTimeoutError<ConditionGuard<'_>>> {
         let died = match &self.lock {
-            Inner::Lock(l) => keep_level(match timeout {
-                None => l.lock(),
-                Some(t) => l.try_lock_for(t),
-            })?,
-            Inner::RLock(l) => keep_level(match timeout {
-                None => l.lock(),
-                Some(t) => l.try_lock_for(t),
-            })?,
+            Inner::Lock(l) => keep_level_or(l.lock_deadline(deadline), LockTimeoutError::into_guard),
+            Inner::RLock(l) => {
+                keep_level_or(l.lock_deadline(deadline), LockTimeoutError::into_guard)
+            }
         };
-        wrap(
-            if died {
-                Acquired::OwnerDied
-            } else {
-                Acquired::Clean
-            },
-            self.guard(),
-        )
+        match died {
+            Some(died) => Ok(self.guard_after(died)?),
+            None => Err(LockTimeoutError::Timeout),
+        }
+    }
+
+    fn guard_after(
+        &self,
+        died: bool,
+    ) -> std::result::Result<ConditionGuard<'_>, OwnerDied<ConditionGuard<'_>>> {
+        let a = if died {
+            Acquired::OwnerDied
+        } else {
+            Acquired::Clean
+        };
+        owned(a, self.guard())
     }
 
     /// Releases the lock fully; returns what `reacquire` needs.
@@ -378,7 +441,7 @@ impl Condition {
 
     fn reacquire(&self, depth: u32) -> Acquired {
         match &self.lock {
-            Inner::Lock(l) => l.raw().lock(Deadline::never()).unwrap_or(Acquired::Clean),
+            Inner::Lock(l) => l.raw().lock_forever(),
             Inner::RLock(l) => l.restore(depth),
         }
     }
@@ -393,59 +456,125 @@ impl ConditionGuard<'_> {
     /// a [`notify`](Self::notify) or [`notify_all`](Self::notify_all) chose this waiter:
     /// no spurious wake-ups (Python's `wait()`).
     ///
+    /// (A condition wait has no `try_` form: a notification reaches only a waiter that is
+    /// waiting when it is sent.)
+    ///
     /// # Errors
     ///
     /// [`OwnerDied`] when the lock's holder died while we waited; the lock is held again.
     pub fn wait(&mut self) -> std::result::Result<(), OwnerDied> {
-        self.wait_until(Deadline::never()).map(|_| ())
+        match self.wait_until(Deadline::never()) {
+            Err(WaitTimeoutError::OwnerDied(e)) => Err(e),
+            _ => Ok(()),
+        }
     }
 
-    /// Like [`wait`](Self::wait), at most `timeout`: `Ok(true)` when a notify chose this
-    /// waiter, `Ok(false)` when the timeout ran out first (Python's `wait(timeout)` returning
-    /// False) — never `true` without a notify. Either way it returns with the lock held again,
-    /// so it may return a little after the timeout when the lock is busy.
+    /// Like [`wait`](Self::wait), at most `timeout` (any `Duration`): `Ok(())` when a notify
+    /// chose this waiter, [`WaitTimeoutError::Timeout`] when the timeout ran out first —
+    /// never `Ok` without a notify. Python's `wait(timeout)` is `wait_timeout(t).is_ok()`.
+    /// Either way it returns with the lock held again, so it may return a little after the
+    /// timeout when the lock is busy.
     ///
     /// # Errors
     ///
-    /// [`OwnerDied`] as for `wait`.
+    /// [`WaitTimeoutError::Timeout`]; [`WaitTimeoutError::OwnerDied`] as for `wait`.
     #[doc(alias = "wait")]
-    pub fn wait_timeout(&mut self, timeout: Duration) -> std::result::Result<bool, OwnerDied> {
-        self.wait_until(Deadline::after(Some(timeout)))
+    pub fn wait_timeout(&mut self, timeout: Duration) -> std::result::Result<(), WaitTimeoutError> {
+        self.wait_until(Deadline::within(timeout))
     }
 
-    /// Waits until `pred()` is true (checked with the lock held, first before any wait), at
-    /// most `timeout` if given; returns the last value of `pred()` (Python's `wait_for`).
+    /// Like [`wait`](Self::wait), until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_timeout`](Self::wait_timeout).
+    pub fn wait_deadline(&mut self, deadline: Instant) -> std::result::Result<(), WaitTimeoutError> {
+        self.wait_until(Deadline::at(deadline))
+    }
+
+    /// Waits until `pred()` is true, checked with the lock held, first before any wait
+    /// (Python's `wait_for(pred)`).
     ///
     /// # Errors
     ///
     /// [`OwnerDied`] as for `wait` (the predicate is not re-checked then).
-    pub fn wait_for(
-        &mut self,
-        mut pred: impl FnMut() -> bool,
-        timeout: Option<Duration>,
-    ) -> std::result::Result<bool, OwnerDied> {
-        let deadline = Deadline::after(timeout);
-        loop {
-            if pred() {
-                return Ok(true);
-            }
-            if deadline.expired() {
-                return Ok(false);
-            }
-            self.wait_until(deadline)?;
+    pub fn wait_for(&mut self, pred: impl FnMut() -> bool) -> std::result::Result<(), OwnerDied> {
+        match self.wait_for_until(pred, Deadline::never()) {
+            Err(WaitTimeoutError::OwnerDied(e)) => Err(e),
+            _ => Ok(()),
         }
     }
 
-    fn wait_until(&mut self, deadline: Deadline) -> std::result::Result<bool, OwnerDied> {
+    /// Waits until `pred()` is true, at most `timeout` (Python's `wait_for(pred, timeout)`,
+    /// whose `True` is `Ok(())`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let c = multiproc::Condition::new()?;
+    /// let mut g = c.lock().unwrap();
+    /// let r = g.wait_for_timeout(|| false, Duration::from_millis(1));
+    /// assert!(r.unwrap_err().is_timeout());
+    /// assert!(g.wait_for_timeout(|| true, Duration::ZERO).is_ok());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`WaitTimeoutError::Timeout`] when `pred()` is still false at the deadline;
+    /// [`WaitTimeoutError::OwnerDied`] as for `wait`.
+    pub fn wait_for_timeout(
+        &mut self,
+        pred: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> std::result::Result<(), WaitTimeoutError> {
+        self.wait_for_until(pred, Deadline::within(timeout))
+    }
+
+    /// Waits until `pred()` is true, until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`wait_for_timeout`](Self::wait_for_timeout).
+    pub fn wait_for_deadline(
+        &mut self,
+        pred: impl FnMut() -> bool,
+        deadline: Instant,
+    ) -> std::result::Result<(), WaitTimeoutError> {
+        self.wait_for_until(pred, Deadline::at(deadline))
+    }
+
+    fn wait_for_until(
+        &mut self,
+        mut pred: impl FnMut() -> bool,
+        deadline: Deadline,
+    ) -> std::result::Result<(), WaitTimeoutError> {
+        loop {
+            if pred() {
+                return Ok(());
+            }
+            if deadline.expired() {
+                return Err(WaitTimeoutError::Timeout);
+            }
+            match self.wait_until(deadline) {
+                Err(WaitTimeoutError::OwnerDied(e)) => return Err(e.into()),
+                // Notified or not: look at the predicate again (a last time at the deadline).
+                Ok(()) | Err(WaitTimeoutError::Timeout) => {}
+            }
+        }
+    }
+
+    fn wait_until(&mut self, deadline: Deadline) -> std::result::Result<(), WaitTimeoutError> {
         let st = self.st();
         let (notified, acquired) = match st.register() {
             Some(i) => self.wait_tracked(i, deadline),
             None => self.wait_untracked(deadline),
         };
         if acquired == Acquired::OwnerDied {
-            Err(OwnerDied)
+            Err(WaitTimeoutError::OwnerDied(OwnerDied::new(())))
+        } else if notified {
+            Ok(())
         } else {
-            Ok(notified)
+            Err(WaitTimeoutError::Timeout)
         }
     }
 
@@ -513,7 +642,7 @@ impl ConditionGuard<'_> {
     }
 
     /// Wakes up to `n` of the waiters waiting now, oldest first; each of their waits returns
-    /// `Ok(true)` once it has the lock back. Waiters that arrive later are not affected, and
+    /// `Ok(())` once it has the lock back. Waiters that arrive later are not affected, and
     /// a waiter killed inside `wait` is skipped (the notification goes to the next one).
     pub fn notify(&self, n: u32) {
         self.st().notify(n);
@@ -549,19 +678,24 @@ impl fmt::Debug for ConditionGuard<'_> {
 
 /// Keeps the level a lock call took (forgets its guard; the condition's guard releases it) and
 /// says whether the previous holder had died.
-fn keep_level<G, H>(
-    r: std::result::Result<G, LockError<G>>,
-) -> std::result::Result<bool, LockError<H>> {
+fn keep_level<G>(r: std::result::Result<G, OwnerDied<G>>) -> bool {
     match r {
         Ok(g) => {
             std::mem::forget(g);
-            Ok(false)
+            false
         }
-        Err(LockError::OwnerDied(g)) => {
-            std::mem::forget(g);
-            Ok(true)
+        Err(e) => {
+            std::mem::forget(e.into_inner());
+            true
         }
-        Err(_) => Err(LockError::Timeout),
+    }
+}
+
+/// As [`keep_level`] for a `try_lock` or timed lock: `None` when nothing was acquired.
+fn keep_level_or<G, E>(r: std::result::Result<G, E>, guard: fn(E) -> Option<G>) -> Option<bool> {
+    match r {
+        Ok(g) => Some(keep_level(Ok(g))),
+        Err(e) => guard(e).map(|g| keep_level(Err(OwnerDied::new(g)))),
     }
 }
 
@@ -586,7 +720,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut g = c.lock().unwrap();
                     inside.fetch_add(1, Ordering::Relaxed);
-                    if g.wait_timeout(Duration::from_secs(20)).unwrap() {
+                    if g.wait_timeout(Duration::from_secs(20)).is_ok() {
                         notified.fetch_add(1, Ordering::Relaxed);
                     }
                 })
@@ -650,7 +784,10 @@ mod tests {
         }
         st.high.store(SLOTS as u32, Ordering::Relaxed);
         let mut g = c.lock().unwrap();
-        assert!(!g.wait_timeout(Duration::from_millis(10)).unwrap());
+        assert!(g
+            .wait_timeout(Duration::from_millis(10))
+            .unwrap_err()
+            .is_timeout());
         assert_eq!(
             st.over_waiting.load(Ordering::Relaxed),
             0,
@@ -686,7 +823,7 @@ mod tests {
         let early = std::thread::spawn(move || {
             let mut g = c2.lock().unwrap();
             inside2.store(1, Ordering::Relaxed);
-            g.wait_timeout(early_timeout).unwrap()
+            g.wait_timeout(early_timeout).is_ok()
         });
         until("early inside", || inside.load(Ordering::Relaxed) == 1);
         let notified = Arc::new(AtomicUsize::new(0));

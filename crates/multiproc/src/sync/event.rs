@@ -16,11 +16,11 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Result, Timeout, WouldBlock};
 use crate::shm::{Shared, ShmObject, ShmSafe};
 use crate::sys::futex;
 use crate::sys::Deadline;
@@ -43,12 +43,16 @@ impl ShmObject for EventState {
 /// A process-shared event (Python's `multiprocessing.Event`): a flag that starts clear;
 /// [`wait`](Event::wait) blocks until it is set.
 ///
+/// Python's `e.wait(timeout)`, which returns whether the flag was set, is
+/// `e.wait_timeout(timeout).is_ok()`.
+///
 /// ```
 /// let e = multiproc::Event::new()?;
-/// assert!(!e.wait_timeout(std::time::Duration::from_millis(1)));
+/// assert!(e.wait_timeout(std::time::Duration::from_millis(1)).is_err());
 /// e.set();
 /// assert!(e.is_set());
 /// e.wait();
+/// e.try_wait()?;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
@@ -109,16 +113,47 @@ impl Event {
         self.word().fetch_and(!SET, Ordering::Relaxed);
     }
 
-    /// Waits until the flag is set.
+    /// Waits until the flag is set (or was set while it waited, even if cleared since).
     pub fn wait(&self) {
-        self.wait_until(Deadline::never());
+        while !self.wait_until(Deadline::never()) {}
     }
 
-    /// Waits until the flag is set, at most `timeout`; returns whether it was set (Python's
-    /// `wait(timeout)`).
+    /// Returns at once: `Ok` when the flag is set (the non-blocking `wait`, the same as
+    /// [`is_set`](Self::is_set)).
+    ///
+    /// # Errors
+    ///
+    /// [`WouldBlock`] when the flag is clear.
+    pub fn try_wait(&self) -> std::result::Result<(), WouldBlock> {
+        if self.is_set() {
+            Ok(())
+        } else {
+            Err(WouldBlock)
+        }
+    }
+
+    /// Waits until the flag is set, at most `timeout` (any `Duration`). Python's
+    /// `wait(timeout)` is `wait_timeout(timeout).is_ok()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] when the flag was not set in time.
     #[doc(alias = "wait")]
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait_until(Deadline::after(Some(timeout)))
+    pub fn wait_timeout(&self, timeout: Duration) -> std::result::Result<(), Timeout> {
+        self.wait_until(Deadline::within(timeout))
+            .then_some(())
+            .ok_or(Timeout)
+    }
+
+    /// Waits until the flag is set, until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// [`Timeout`] when the flag was not set in time.
+    pub fn wait_deadline(&self, deadline: Instant) -> std::result::Result<(), Timeout> {
+        self.wait_until(Deadline::at(deadline))
+            .then_some(())
+            .ok_or(Timeout)
     }
 
     fn wait_until(&self, deadline: Deadline) -> bool {

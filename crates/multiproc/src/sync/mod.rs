@@ -7,8 +7,13 @@
 //! [`Process`](crate::Process), passed as an argument to a spawned one, or sent over a
 //! [`Connection`](crate::Connection).
 //!
+//! Every blocking call comes in four forms — `op()`, `try_op()`, `op_timeout(Duration)`,
+//! `op_deadline(Instant)` — with the result shapes listed in the crate docs ("Every blocking
+//! call and its four forms"). Locks answer in std's shape: `lock()` can only say
+//! [`OwnerDied`], `try_lock()` adds `WouldBlock`, the timed forms add `Timeout`.
+//!
 //! Robustness: a process killed while holding a lock leaves it to the next locker with
-//! [`LockError::OwnerDied`] within milliseconds; a party killed inside a [`Barrier`] breaks
+//! [`OwnerDied`] within milliseconds; a party killed inside a [`Barrier`] breaks
 //! it; a waiter killed in [`Event::wait`] or [`ConditionGuard::wait`] leaves nothing stuck
 //! and no stray notification. Waiters look whether the holder they wait for is alive at
 //! instants set by the clock, so signals that keep cutting their sleeps short (`EINTR`) do
@@ -27,29 +32,12 @@ pub(crate) mod raw_mutex;
 mod semaphore;
 mod value;
 
-pub use barrier::{Barrier, BrokenBarrier};
-pub use condition::{Condition, ConditionGuard, OwnerDied};
+pub use crate::error::{OwnerDied, Timeout, WouldBlock};
+pub use barrier::{Barrier, BarrierTimeoutError, BrokenBarrier, TryBarrierError};
+pub use condition::{Condition, ConditionGuard, WaitTimeoutError};
 pub use event::Event;
-pub use lock::{Lock, LockError, LockGuard, RLock, RLockGuard};
+pub use lock::{Lock, LockGuard, LockTimeoutError, RLock, RLockGuard, TryLockError};
 #[allow(unused_imports)]
 pub(crate) use raw_mutex::{Acquired, RawMutex};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 pub use value::{Array, ArrayGuard, Atomic, Value, ValueGuard};
-
-/// A bounded wait ran out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct TimedOut;
-
-impl std::fmt::Display for TimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("timed out")
-    }
-}
-
-impl std::error::Error for TimedOut {}
-
-impl From<TimedOut> for crate::Error {
-    fn from(_: TimedOut) -> crate::Error {
-        crate::Error::new(crate::ErrorKind::Timeout, "timed out")
-    }
-}

@@ -62,7 +62,7 @@ use crate::sys::futex::{self, Recheck};
 use crate::sys::thread::{self, Liveness};
 use crate::sys::Deadline;
 
-use super::TimedOut;
+use crate::error::Timeout as TimedOut;
 
 const UNLOCKED: u64 = 0;
 /// Someone may be sleeping on `seq`: the unlocker must wake.
@@ -122,6 +122,17 @@ impl RawMutex {
         self.lock_contended(me, deadline)
     }
 
+    /// Locks, waiting as long as it takes.
+    #[inline]
+    pub(crate) fn lock_forever(&self) -> Acquired {
+        loop {
+            // A wait without a deadline does not time out; were it ever to, wait again.
+            if let Ok(a) = self.lock(Deadline::never()) {
+                return a;
+            }
+        }
+    }
+
     /// Locks if free, with one CAS and nothing else (no liveness check of a holder).
     #[inline]
     pub(crate) fn try_lock_free(&self) -> bool {
@@ -178,6 +189,33 @@ impl RawMutex {
         let a = self.lock(deadline)?;
         self.depth.store(1, Ordering::Relaxed);
         Ok(a)
+    }
+
+    /// [`lock_reentrant`](Self::lock_reentrant), waiting as long as it takes.
+    pub(crate) fn lock_reentrant_forever(&self) -> Acquired {
+        loop {
+            if let Ok(a) = self.lock_reentrant(Deadline::never()) {
+                return a;
+            }
+        }
+    }
+
+    /// [`lock_reentrant`](Self::lock_reentrant) without waiting: `None` when another thread
+    /// holds the mutex (a dead holder's mutex is taken over).
+    ///
+    /// # Panics
+    ///
+    /// When the depth would pass `u32::MAX`.
+    pub(crate) fn try_lock_reentrant(&self) -> Option<Acquired> {
+        if self.is_owned_by_current_thread() {
+            let d = self.depth.load(Ordering::Relaxed);
+            assert!(d < u32::MAX, "lock recursion depth overflow");
+            self.depth.store(d + 1, Ordering::Relaxed);
+            return Some(Acquired::Clean);
+        }
+        let a = self.try_lock()?;
+        self.depth.store(1, Ordering::Relaxed);
+        Some(a)
     }
 
     /// Releases one level taken by [`lock_reentrant`](Self::lock_reentrant); the mutex itself

@@ -24,11 +24,11 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, Timeout, WouldBlock};
 use crate::shm::{Shared, ShmObject, ShmSafe};
 use crate::sys::futex::{self, Recheck};
 use crate::sys::thread::{self, Liveness};
@@ -221,30 +221,66 @@ impl fmt::Debug for SemaphoreGuard<'_> {
 macro_rules! semaphore_api {
     ($ty:ident) => {
         impl $ty {
-            /// Takes a permit, waiting as long as it takes; the guard gives it back.
+            /// Takes a permit, waiting as long as it takes; the guard gives it back. Never
+            /// fails: permits held by killed processes come back (see the type's docs).
             pub fn acquire(&self) -> SemaphoreGuard<'_> {
                 let s = self.state();
-                s.acquire(Deadline::never());
+                while !s.acquire(Deadline::never()) {}
                 SemaphoreGuard::new(s)
             }
 
-            /// Takes a permit if one is available now (Python's `acquire(block=False)`).
+            /// Takes a permit if one is available now; never waits (Python's
+            /// `acquire(block=False)`).
+            ///
+            /// # Errors
+            ///
+            /// [`WouldBlock`] when no permit is available.
             #[doc(alias = "acquire")]
-            pub fn try_acquire(&self) -> Option<SemaphoreGuard<'_>> {
+            pub fn try_acquire(&self) -> std::result::Result<SemaphoreGuard<'_>, WouldBlock> {
                 let s = self.state();
                 if s.try_take() || (s.reclaim_dead() > 0 && s.try_take()) {
-                    Some(SemaphoreGuard::new(s))
+                    Ok(SemaphoreGuard::new(s))
                 } else {
-                    None
+                    Err(WouldBlock)
                 }
             }
 
-            /// Takes a permit, waiting at most `timeout`; `None` when it ran out.
+            /// Takes a permit, waiting at most `timeout` (any `Duration`; Python's
+            /// `acquire(timeout=t)`, whose `True` is `is_ok()`).
+            ///
+            /// # Errors
+            ///
+            /// [`Timeout`] when none became available in time.
             #[doc(alias = "acquire")]
-            pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphoreGuard<'_>> {
+            pub fn acquire_timeout(
+                &self,
+                timeout: Duration,
+            ) -> std::result::Result<SemaphoreGuard<'_>, Timeout> {
+                self.acquire_until(Deadline::within(timeout))
+            }
+
+            /// Takes a permit, waiting until `deadline` at most.
+            ///
+            /// # Errors
+            ///
+            /// [`Timeout`] when none became available in time.
+            pub fn acquire_deadline(
+                &self,
+                deadline: Instant,
+            ) -> std::result::Result<SemaphoreGuard<'_>, Timeout> {
+                self.acquire_until(Deadline::at(deadline))
+            }
+
+            fn acquire_until(
+                &self,
+                deadline: Deadline,
+            ) -> std::result::Result<SemaphoreGuard<'_>, Timeout> {
                 let s = self.state();
-                s.acquire(Deadline::after(Some(timeout)))
-                    .then(|| SemaphoreGuard::new(s))
+                if s.acquire(deadline) {
+                    Ok(SemaphoreGuard::new(s))
+                } else {
+                    Err(Timeout)
+                }
             }
 
             /// The number of permits available now (a snapshot; Python's `get_value()`).
@@ -275,7 +311,7 @@ macro_rules! semaphore_api {
 /// let s = multiproc::Semaphore::new(2)?;
 /// let a = s.acquire();
 /// let b = s.try_acquire().unwrap();
-/// assert!(s.try_acquire().is_none());
+/// assert_eq!(s.try_acquire().unwrap_err(), multiproc::WouldBlock);
 /// drop(a);
 /// assert_eq!(s.value(), 1);
 /// # drop(b);
@@ -377,7 +413,7 @@ mod tests {
         // forget() keeps the record only via SemaphoreGuard::forget; mem::forget keeps it.
         assert_eq!(s.value(), 0);
         let g = s.acquire_timeout(Duration::from_secs(5));
-        assert!(g.is_some());
+        assert!(g.is_ok());
     }
 
     #[test]

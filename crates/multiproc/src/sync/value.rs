@@ -4,23 +4,38 @@
 //!
 //! The data lives in an `UnsafeCell` (Value) or a raw payload range (Array) in memory other
 //! processes map. `T: ShmSafe` guarantees any bytes are a valid `T` (a hostile peer can't make
-//! us read an invalid value) and that `T` holds no pointers. Plain reads and writes happen only
-//! with the object's robust lock held, as volatile copies (another process is outside the
-//! compiler's view); no `&T`/`&mut T` to lock-protected data is ever handed out. Atomic types
-//! (no lock needed) are reached through [`Value::atomic`], which is only offered for atomics.
+//! us read an invalid value) and that `T` holds no pointers. The data is touched only with the
+//! object's robust lock held: by volatile copies (`get`/`set`), or through the `&T`/`&mut T`
+//! (`&[T]`/`&mut [T]`) a guard's `Deref`/`DerefMut` hands out, for `T: Copy` only (so never
+//! an atomic, which [`Value::atomic`] reaches without the lock). While the lock is held no
+//! honest process touches the data; a dishonest one that writes without it changes the bytes
+//! under the reference, which yields wrong values of `T` and nothing worse — the reasoning
+//! the queue's `FrameRef::bytes` rests on too.
+//!
+//! Inside this process the lock is re-entrant (Python's is an `RLock`): a thread holding a
+//! guard may take more levels (`v.get()`, another `lock()`). A reference handed out by one
+//! guard must then not meet an access through another path, so the first guard that
+//! dereferences *lends* the data: this thread's lending record (a thread-local list of
+//! object addresses, never in shared memory, which a peer could forge) holds the object until
+//! that guard is dropped, and every other access from this thread — `v.get()`, `v.set()`,
+//! another guard's `get`, `set` or deref — panics meanwhile, as a `RefCell` does, instead of
+//! aliasing. Accesses through the lending guard itself are checked by the borrow checker
+//! (`set` takes `&mut self`). Other threads cannot touch the data without the lock.
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::atomic::{AtomicU64 as Word, Ordering};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::lock::{wrap, LockError};
-use super::{Acquired, RawMutex};
-use crate::error::{Error, ErrorKind, Result};
+use super::lock::{owned, timed, tried, LockTimeoutError, TryLockError};
+use super::RawMutex;
+use crate::error::{Error, ErrorKind, OwnerDied, Result};
 use crate::shm::{Segment, SegmentKind, Shared, ShmObject, ShmSafe};
 use crate::sys::Deadline;
 
@@ -58,24 +73,129 @@ atomic!(
     AtomicUsize
 );
 
+/// This thread's lending record (see the module docs): the objects, by the address of their
+/// lock word in this process, whose data a guard of this thread has lent out by a deref.
+mod lending {
+    use std::cell::RefCell;
+
+    use crate::sys::thread::fork_generation;
+
+    thread_local! {
+        /// (address, fork generation when lent): an entry copied into a fork child with the
+        /// forking thread's locals belongs to the parent's guards, and is ignored there.
+        static LENT: RefCell<Vec<(usize, u64)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// True when a guard of this thread has lent the object at `at` out.
+    pub(super) fn is_lent(at: usize) -> bool {
+        let gen = fork_generation();
+        // Unreachable thread locals (a guard used while the thread is torn down): assume the
+        // worst, so that nothing aliases.
+        LENT.try_with(|l| l.borrow().iter().any(|&(a, g)| a == at && g == gen))
+            .unwrap_or(true)
+    }
+
+    /// Records that the object at `at` is lent out.
+    pub(super) fn lend(at: usize) {
+        let gen = fork_generation();
+        LENT.with(|l| {
+            let mut l = l.borrow_mut();
+            l.retain(|&(_, g)| g == gen);
+            l.push((at, gen));
+        });
+    }
+
+    /// Ends the lending of the object at `at` (its lending guard is dropped).
+    pub(super) fn give_back(at: usize) {
+        let _ = LENT.try_with(|l| l.borrow_mut().retain(|&(a, _)| a != at));
+    }
+}
+
+/// One guard's part in the lending protocol (see the module docs).
+struct Lender {
+    /// The object's address (its lock word) in this process.
+    at: usize,
+    /// This guard has lent the data out (and holds the record until dropped).
+    lent: Cell<bool>,
+}
+
+impl Lender {
+    fn new<L>(lock: &L) -> Lender {
+        Lender {
+            at: lock as *const L as usize,
+            lent: Cell::new(false),
+        }
+    }
+
+    /// Before an access through this guard: panics when another guard of this thread has
+    /// lent the data out.
+    #[inline]
+    fn check(&self) {
+        if !self.lent.get() && lending::is_lent(self.at) {
+            lent_elsewhere();
+        }
+    }
+
+    /// Before handing out a reference: lends the data out, once per guard.
+    #[inline]
+    fn lend(&self) {
+        if !self.lent.get() {
+            if lending::is_lent(self.at) {
+                lent_elsewhere();
+            }
+            lending::lend(self.at);
+            self.lent.set(true);
+        }
+    }
+}
+
+impl Drop for Lender {
+    fn drop(&mut self) {
+        if self.lent.get() {
+            lending::give_back(self.at);
+        }
+    }
+}
+
+#[cold]
+#[track_caller]
+fn lent_elsewhere() -> ! {
+    panic!(
+        "a Value or Array was accessed while a guard of the same thread had lent it out \
+         (dereferenced it); use that guard, or drop it first"
+    )
+}
+
 /// A `T` in shared memory with a robust lock (Python's `multiprocessing.Value`).
 ///
 /// `T` must be [`ShmSafe`](crate::shm::ShmSafe): plain data valid for every bit pattern, with
 /// no pointers (checked at compile time). [`get`](Value::get)/[`set`](Value::set) take the
-/// lock for one access; [`get_lock`](Value::get_lock) holds it across several (a
-/// read-modify-write). For atomic types, [`atomic`](Value::atomic) gives lock-free access.
+/// lock for one access; [`lock`](Value::lock) (Python's `get_lock()`) holds it across
+/// several, and its guard dereferences to the `T`: `*v.lock()? += 1` is Python's
+/// `with v.get_lock(): v.value += 1`. For atomic types, [`atomic`](Value::atomic) gives
+/// lock-free access.
 ///
-/// The lock is re-entrant, like Python's (an `RLock`): while a thread holds a guard, its own
-/// `get`, `set` and `get_lock` take one more level instead of waiting for themselves, and the
-/// lock is released when its last guard is dropped (in any order).
+/// The lock has the four forms of every lock: [`lock`](Value::lock),
+/// [`try_lock`](Value::try_lock), [`lock_timeout`](Value::lock_timeout),
+/// [`lock_deadline`](Value::lock_deadline). It is re-entrant, like Python's (an `RLock`):
+/// while a thread holds a guard, its own `get`, `set` and `lock` take one more level instead
+/// of waiting for themselves, and the lock is released when its last guard is dropped (in any
+/// order). Once a guard has been dereferenced it has *lent* the value out until it is dropped:
+/// any other access from the same thread meanwhile panics rather than alias the reference
+/// (see the module notes in the source).
 ///
 /// ```
-/// let v = multiproc::Value::new(1.5f64)?;
+/// use multiproc::{OwnerDied, Value};
+/// let v = Value::new(1.5f64)?;
 /// v.set(2.5);
 /// {
-///     let g = v.get_lock().unwrap();
-///     g.set(g.get() * 2.0);
-///     v.set(v.get() + 1.0); // the same thread: no deadlock
+///     let mut g = v.lock().unwrap_or_else(OwnerDied::into_inner);
+///     *g *= 2.0;
+/// }
+/// {
+///     let mut g = v.lock().unwrap();
+///     g.set(g.get() + 0.5);
+///     v.set(v.get() + 0.5); // the same thread, no deref: no deadlock, no panic
 /// }
 /// assert_eq!(v.get(), 6.0);
 /// # Ok::<(), multiproc::Error>(())
@@ -108,7 +228,13 @@ impl<'de, T: ShmSafe> Deserialize<'de> for Value<T> {
 
 impl<T: ShmSafe + Copy + fmt::Debug> fmt::Debug for Value<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Value").field("value", &self.get()).finish()
+        let mut d = f.debug_struct("Value");
+        if lending::is_lent(&self.st().lock as *const RawMutex as usize) {
+            d.field("value", &format_args!("<lent out by a guard>"));
+        } else {
+            d.field("value", &self.get());
+        }
+        d.finish()
     }
 }
 
@@ -134,42 +260,82 @@ impl<T: ShmSafe> Value<T> {
         self.inner.get()
     }
 
+    fn guard(&self) -> ValueGuard<'_, T> {
+        ValueGuard {
+            st: self.st(),
+            lender: Lender::new(&self.st().lock),
+            _not_send: PhantomData,
+        }
+    }
+
     /// Takes the value's lock (Python's `with v.get_lock():`); the guard reads and writes the
-    /// value. Re-entrant: a thread that holds the lock already takes one more level.
+    /// value (`*g`, `g.get()`, `g.set(x)`). Re-entrant: a thread that holds the lock already
+    /// takes one more level.
     ///
     /// # Errors
     ///
-    /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding it:
-    /// the value may be half-written.
-    #[doc(alias = "acquire")]
-    pub fn get_lock(&self) -> std::result::Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
-        let a = self
-            .st()
-            .lock
-            .lock_reentrant(Deadline::never())
-            .unwrap_or(Acquired::Clean);
-        wrap(
-            a,
-            ValueGuard {
-                st: self.st(),
-                _not_send: PhantomData,
-            },
-        )
+    /// [`OwnerDied`] (with the guard) when the previous holder died holding it: the value may
+    /// be half-written. The only error.
+    #[doc(alias = "get_lock", alias = "acquire")]
+    pub fn lock(&self) -> std::result::Result<ValueGuard<'_, T>, OwnerDied<ValueGuard<'_, T>>> {
+        owned(self.st().lock.lock_reentrant_forever(), self.guard())
+    }
+
+    /// Takes the value's lock (or one more level of it) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] when another thread holds it;
+    /// [`TryLockError::OwnerDied`] with the guard.
+    pub fn try_lock(&self) -> std::result::Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
+        tried(self.st().lock.try_lock_reentrant(), || self.guard())
+    }
+
+    /// Takes the value's lock, waiting at most `timeout` (any `Duration`).
+    ///
+    /// # Errors
+    ///
+    /// [`LockTimeoutError::Timeout`]; [`LockTimeoutError::OwnerDied`] with the guard.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
+        timed(self.st().lock.lock_reentrant(Deadline::within(timeout)), || self.guard())
+    }
+
+    /// Takes the value's lock, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock_timeout`](Self::lock_timeout).
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> std::result::Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
+        timed(self.st().lock.lock_reentrant(Deadline::at(deadline)), || self.guard())
     }
 }
 
 impl<T: ShmSafe + Copy> Value<T> {
     /// Reads the value under its lock (Python's `v.value`). A dead previous holder is ignored.
+    ///
+    /// # Panics
+    ///
+    /// When a guard of this thread has lent the value out (see [`Value`]).
     #[doc(alias = "value")]
     pub fn get(&self) -> T {
-        let g = self.get_lock().unwrap_or_else(LockError::into_inner);
+        let g = self.lock().unwrap_or_else(OwnerDied::into_inner);
         g.get()
     }
 
     /// Writes the value under its lock (Python's `v.value = x`).
+    ///
+    /// # Panics
+    ///
+    /// When a guard of this thread has lent the value out (see [`Value`]).
     #[doc(alias = "value")]
     pub fn set(&self, value: T) {
-        let g = self.get_lock().unwrap_or_else(LockError::into_inner);
+        let mut g = self.lock().unwrap_or_else(OwnerDied::into_inner);
         g.set(value)
     }
 }
@@ -192,31 +358,83 @@ impl<T: Atomic> Value<T> {
     }
 }
 
-/// Holds a [`Value`]'s lock. Not `Send`.
+/// Holds a [`Value`]'s lock (one level of it). Not `Send`.
+///
+/// For `T: Copy` it dereferences to the value — `*g += 1`, `g.field = x` — and also offers
+/// [`get`](Self::get)/[`set`](Self::set) copies. The first deref lends the value out until
+/// the guard is dropped (see [`Value`]).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: ShmSafe> {
     st: &'a ValueState<T>,
+    lender: Lender,
     _not_send: PhantomData<*const ()>,
 }
 
 impl<T: ShmSafe + Copy> ValueGuard<'_, T> {
     /// Reads the value.
+    ///
+    /// # Panics
+    ///
+    /// When another guard of this thread has lent the value out.
     pub fn get(&self) -> T {
-        // SAFETY: the lock is held (this guard), so no other party writes; the cell is valid
-        // and aligned, and any bytes are a valid T (ShmSafe).
+        self.lender.check();
+        // SAFETY: the lock is held (this guard), so no honest party writes; within this
+        // thread no other guard has lent the value out (checked), so no `&mut T` to it lives;
+        // the cell is valid and aligned, and any bytes are a valid T (ShmSafe).
         unsafe { self.st.value.get().read_volatile() }
     }
 
     /// Writes the value.
-    pub fn set(&self, value: T) {
-        // SAFETY: as in `get`; we hold the lock, so we are the only writer.
+    ///
+    /// # Panics
+    ///
+    /// When another guard of this thread has lent the value out.
+    pub fn set(&mut self, value: T) {
+        self.lender.check();
+        // SAFETY: as in `get`; we hold the lock, so we are the only writer, and `&mut self`
+        // means no reference this guard handed out is alive.
         unsafe { self.st.value.get().write_volatile(value) }
+    }
+}
+
+impl<T: ShmSafe + Copy> Deref for ValueGuard<'_, T> {
+    type Target = T;
+
+    /// The value, in place (lends it out until the guard is dropped).
+    ///
+    /// # Panics
+    ///
+    /// When another guard of this thread has lent the value out.
+    fn deref(&self) -> &T {
+        self.lender.lend();
+        // SAFETY: the lock is held by this guard, and the value is lent to it: until the
+        // guard is dropped nothing else in this process reads or writes it (other threads
+        // wait for the lock; this thread's other paths panic, see the module docs), and the
+        // reference lives no longer than the guard. Valid, aligned, any bytes a valid T; a
+        // dishonest process writing without the lock yields wrong values only (module docs).
+        unsafe { &*self.st.value.get() }
+    }
+}
+
+impl<T: ShmSafe + Copy> DerefMut for ValueGuard<'_, T> {
+    /// The value, in place, to change (lends it out until the guard is dropped).
+    ///
+    /// # Panics
+    ///
+    /// When another guard of this thread has lent the value out.
+    fn deref_mut(&mut self) -> &mut T {
+        self.lender.lend();
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference this guard
+        // has out.
+        unsafe { &mut *self.st.value.get() }
     }
 }
 
 impl<T: ShmSafe> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
         self.st.lock.unlock_reentrant();
+        // `lender` ends the lending when it drops, after the unlock: no other thread can
+        // reach the value before this thread's record is clean, as the record is per thread.
     }
 }
 
@@ -241,11 +459,29 @@ const DATA_AT: usize = 64;
 /// A fixed-length array of `T` in shared memory with a robust, re-entrant lock (Python's
 /// `multiprocessing.Array`, whose lock is an `RLock`).
 ///
+/// [`get`](Array::get)/[`set`](Array::set)/[`to_vec`](Array::to_vec) take the lock for one
+/// access; [`lock`](Array::lock) (Python's `get_lock()`) holds it across several, and its
+/// guard dereferences to the elements as a slice: `g[3] = 7`, `g.iter().sum()`,
+/// `g.sort()`. The lock has the four forms of every lock (`lock`, `try_lock`,
+/// `lock_timeout`, `lock_deadline`) and is re-entrant and lent out by a deref as
+/// [`Value`]'s is.
+///
+/// There is no `a[i]` on the array itself: `Index` must return a reference that outlives the
+/// call, i.e. one into shared memory with the lock released, which other processes may
+/// write at any moment. Index through the guard (`a.lock()?[i]`) or copy with `a.get(i)`.
+///
 /// ```
-/// let a = multiproc::Array::from_slice(&[1u32, 2, 3])?;
+/// use multiproc::{Array, OwnerDied};
+/// let a = Array::from_slice(&[1u32, 2, 3])?;
 /// a.set(1, 20);
 /// assert_eq!(a.to_vec(), vec![1, 20, 3]);
 /// assert_eq!(a.get(7), None);
+/// {
+///     let mut g = a.lock().unwrap_or_else(OwnerDied::into_inner);
+///     g[2] += 10;
+///     g.swap(0, 1);
+/// }
+/// assert_eq!(a.to_vec(), vec![20, 1, 13]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Array<T: ShmSafe + Copy> {
@@ -291,10 +527,7 @@ impl<T: ShmSafe + Copy> Array<T> {
     /// If shared memory cannot be allocated.
     pub fn from_slice(items: &[T]) -> Result<Array<T>> {
         let a = Self::create(items.len())?;
-        {
-            let g = a.get_lock().unwrap_or_else(LockError::into_inner);
-            g.copy_from_slice(items);
-        }
+        a.locked().copy_from_slice(items);
         Ok(a)
     }
 
@@ -306,7 +539,7 @@ impl<T: ShmSafe + Copy> Array<T> {
     pub fn from_elem(value: T, len: usize) -> Result<Array<T>> {
         let a = Self::create(len)?;
         {
-            let g = a.get_lock().unwrap_or_else(LockError::into_inner);
+            let mut g = a.locked();
             for i in 0..len {
                 g.set(i, value);
             }
@@ -372,7 +605,7 @@ impl<T: ShmSafe + Copy> Array<T> {
         })
     }
 
-    fn lock(&self) -> &RawMutex {
+    fn raw(&self) -> &RawMutex {
         self.seg.get(0).expect("checked when the handle was made")
     }
 
@@ -386,33 +619,72 @@ impl<T: ShmSafe + Copy> Array<T> {
         self.len == 0
     }
 
-    /// Takes the array's lock, to read and write several elements consistently. Re-entrant
+    fn guard(&self) -> ArrayGuard<'_, T> {
+        ArrayGuard {
+            array: self,
+            lender: Lender::new(self.raw()),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Takes the array's lock, to read and write several elements consistently (Python's
+    /// `with a.get_lock():`); the guard dereferences to the elements as a slice. Re-entrant
     /// (as Python's `RLock`): a thread that holds the lock already takes one more level, so
-    /// [`get`](Self::get)/[`set`](Self::set) work while it holds a guard.
+    /// [`get`](Self::get)/[`set`](Self::set) work while it holds a guard that it has not
+    /// dereferenced.
     ///
     /// # Errors
     ///
-    /// [`LockError::OwnerDied`] (with the guard) when the previous holder died holding it.
-    #[doc(alias = "acquire")]
-    pub fn get_lock(&self) -> std::result::Result<ArrayGuard<'_, T>, LockError<ArrayGuard<'_, T>>> {
-        let a = self
-            .lock()
-            .lock_reentrant(Deadline::never())
-            .unwrap_or(Acquired::Clean);
-        wrap(
-            a,
-            ArrayGuard {
-                array: self,
-                _not_send: PhantomData,
-            },
-        )
+    /// [`OwnerDied`] (with the guard) when the previous holder died holding it — the only
+    /// error.
+    #[doc(alias = "get_lock", alias = "acquire")]
+    pub fn lock(&self) -> std::result::Result<ArrayGuard<'_, T>, OwnerDied<ArrayGuard<'_, T>>> {
+        owned(self.raw().lock_reentrant_forever(), self.guard())
+    }
+
+    /// Takes the array's lock (or one more level of it) without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryLockError::WouldBlock`] when another thread holds it;
+    /// [`TryLockError::OwnerDied`] with the guard.
+    pub fn try_lock(&self) -> std::result::Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+        tried(self.raw().try_lock_reentrant(), || self.guard())
+    }
+
+    /// Takes the array's lock, waiting at most `timeout` (any `Duration`).
+    ///
+    /// # Errors
+    ///
+    /// [`LockTimeoutError::Timeout`]; [`LockTimeoutError::OwnerDied`] with the guard.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
+        timed(self.raw().lock_reentrant(Deadline::within(timeout)), || self.guard())
+    }
+
+    /// Takes the array's lock, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`lock_timeout`](Self::lock_timeout).
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> std::result::Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
+        timed(self.raw().lock_reentrant(Deadline::at(deadline)), || self.guard())
     }
 
     fn locked(&self) -> ArrayGuard<'_, T> {
-        self.get_lock().unwrap_or_else(LockError::into_inner)
+        self.lock().unwrap_or_else(OwnerDied::into_inner)
     }
 
     /// Element `i` (under the lock), or `None` past the end.
+    ///
+    /// # Panics
+    ///
+    /// When a guard of this thread has lent the array out (see [`Array`]).
     pub fn get(&self, i: usize) -> Option<T> {
         self.locked().get(i)
     }
@@ -421,31 +693,48 @@ impl<T: ShmSafe + Copy> Array<T> {
     ///
     /// # Panics
     ///
-    /// If `i >= len()` (Python's `IndexError`).
+    /// If `i >= len()` (Python's `IndexError`); when a guard of this thread has lent the
+    /// array out.
     pub fn set(&self, i: usize, value: T) {
         self.locked().set(i, value)
     }
 
     /// A copy of all elements (under the lock; Python's `arr[:]`).
+    ///
+    /// # Panics
+    ///
+    /// When a guard of this thread has lent the array out.
     pub fn to_vec(&self) -> Vec<T> {
         self.locked().to_vec()
     }
 }
 
-/// Holds an [`Array`]'s lock. Not `Send`.
+/// Holds an [`Array`]'s lock (one level of it). Not `Send`.
+///
+/// Dereferences to the elements as a slice (`g[i]`, `g[i] = x`, `g.iter()`, `g.fill(0)`);
+/// [`get`](Self::get)/[`set`](Self::set) copy single elements. The first deref lends the
+/// array out until the guard is dropped (see [`Array`]).
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T: ShmSafe + Copy> {
     array: &'a Array<T>,
+    lender: Lender,
     _not_send: PhantomData<*const ()>,
 }
 
 impl<T: ShmSafe + Copy> ArrayGuard<'_, T> {
+    /// The first element's place.
+    fn base(&self) -> *mut T {
+        // SAFETY: `DATA_AT + len * size_of::<T>()` lies inside the payload (checked at create
+        // or open), so `DATA_AT` does; it is aligned for T (payload is 64-aligned, DATA_AT is
+        // 64, align_of::<T>() <= 64 checked at create).
+        unsafe { self.array.seg.payload().add(DATA_AT) as *mut T }
+    }
+
     fn ptr(&self, i: usize) -> *mut T {
         assert!(i < self.array.len);
-        // SAFETY: `DATA_AT + i * size_of::<T>()` is inside the payload (checked at create or
-        // open: DATA_AT + len * size <= payload_len, and i < len), and aligned for T (payload
-        // is 64-aligned, DATA_AT is 64, align_of::<T>() <= 64 divides size_of::<T>()).
-        unsafe { (self.array.seg.payload().add(DATA_AT) as *mut T).add(i) }
+        // SAFETY: `i < len`, so element `i` lies inside the payload (see `base`); aligned as
+        // `size_of::<T>()` is a multiple of `align_of::<T>()`.
+        unsafe { self.base().add(i) }
     }
 
     /// The number of elements.
@@ -458,13 +747,19 @@ impl<T: ShmSafe + Copy> ArrayGuard<'_, T> {
         self.array.len == 0
     }
 
-    /// Element `i`, or `None` past the end.
+    /// Element `i`, or `None` past the end (a copy; `g[i]` reads in place).
+    ///
+    /// # Panics
+    ///
+    /// When another guard of this thread has lent the array out.
     pub fn get(&self, i: usize) -> Option<T> {
+        self.lender.check();
         if i >= self.array.len {
             return None;
         }
-        // SAFETY: in bounds and aligned (see `ptr`); the lock is held, so no one else writes;
-        // any bytes are a valid T (ShmSafe).
+        // SAFETY: in bounds and aligned (see `ptr`); the lock is held, so no honest party
+        // writes, and no other guard of this thread has lent the array out (checked), so no
+        // `&mut` to it lives; any bytes are a valid T (ShmSafe).
         Some(unsafe { self.ptr(i).read_volatile() })
     }
 
@@ -472,18 +767,24 @@ impl<T: ShmSafe + Copy> ArrayGuard<'_, T> {
     ///
     /// # Panics
     ///
-    /// If `i >= len()`.
-    pub fn set(&self, i: usize, value: T) {
+    /// If `i >= len()`; when another guard of this thread has lent the array out.
+    pub fn set(&mut self, i: usize, value: T) {
+        self.lender.check();
         assert!(
             i < self.array.len,
             "Array index {i} out of range for length {}",
             self.array.len
         );
-        // SAFETY: as in `get`; we hold the lock, so we are the only writer.
+        // SAFETY: as in `get`; we hold the lock, so we are the only writer, and `&mut self`
+        // means no reference this guard handed out is alive.
         unsafe { self.ptr(i).write_volatile(value) }
     }
 
     /// A copy of all elements.
+    ///
+    /// # Panics
+    ///
+    /// When another guard of this thread has lent the array out.
     pub fn to_vec(&self) -> Vec<T> {
         (0..self.array.len)
             .map(|i| self.get(i).expect("in range"))
@@ -494,8 +795,8 @@ impl<T: ShmSafe + Copy> ArrayGuard<'_, T> {
     ///
     /// # Panics
     ///
-    /// If `items.len() != len()`.
-    pub fn copy_from_slice(&self, items: &[T]) {
+    /// If `items.len() != len()`; when another guard of this thread has lent the array out.
+    pub fn copy_from_slice(&mut self, items: &[T]) {
         assert_eq!(items.len(), self.array.len, "Array length mismatch");
         for (i, v) in items.iter().enumerate() {
             self.set(i, *v);
@@ -503,9 +804,41 @@ impl<T: ShmSafe + Copy> ArrayGuard<'_, T> {
     }
 }
 
+impl<T: ShmSafe + Copy> Deref for ArrayGuard<'_, T> {
+    type Target = [T];
+
+    /// The elements, in place (lends the array out until the guard is dropped).
+    ///
+    /// # Panics
+    ///
+    /// When another guard of this thread has lent the array out.
+    fn deref(&self) -> &[T] {
+        self.lender.lend();
+        // SAFETY: `len` elements from `base` lie inside the mapping, aligned (see `base`),
+        // which the array's segment keeps mapped for longer than this borrow of the guard;
+        // the lock is held and the array lent to this guard, so nothing else in this process
+        // touches it while the slice lives (module docs); any bytes are valid T values.
+        unsafe { std::slice::from_raw_parts(self.base(), self.array.len) }
+    }
+}
+
+impl<T: ShmSafe + Copy> DerefMut for ArrayGuard<'_, T> {
+    /// The elements, in place, to change (lends the array out until the guard is dropped).
+    ///
+    /// # Panics
+    ///
+    /// When another guard of this thread has lent the array out.
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.lender.lend();
+        // SAFETY: as in `deref`, and `&mut self` makes this the only reference this guard
+        // has out.
+        unsafe { std::slice::from_raw_parts_mut(self.base(), self.array.len) }
+    }
+}
+
 impl<T: ShmSafe + Copy> Drop for ArrayGuard<'_, T> {
     fn drop(&mut self) {
-        self.array.lock().unlock_reentrant();
+        self.array.raw().unlock_reentrant();
     }
 }
 

@@ -31,6 +31,31 @@ impl Deadline {
         Deadline(timeout.map(|d| Instant::now().checked_add(d).unwrap_or_else(far_future)))
     }
 
+    /// The deadline `at` (a `_deadline` call's argument).
+    pub(crate) const fn at(at: Instant) -> Self {
+        Deadline(Some(at))
+    }
+
+    /// A deadline `timeout` from now (a `_timeout` call's argument); any `Duration`.
+    pub(crate) fn within(timeout: Duration) -> Self {
+        Self::after(Some(timeout))
+    }
+
+    /// A deadline that has passed already: look, don't wait (a `try_` call).
+    pub(crate) fn passed() -> Self {
+        Deadline(Some(Instant::now()))
+    }
+
+    /// The instant, for calls that take one (about 30 years away for [`Deadline::never`]).
+    pub(crate) fn instant(&self) -> Instant {
+        self.0.unwrap_or_else(far_future)
+    }
+
+    /// True for [`Deadline::never`].
+    pub(crate) fn is_never(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// A deadline that never comes.
     pub(crate) const fn never() -> Self {
         Deadline(None)
