@@ -42,7 +42,7 @@ pub(crate) mod shared;
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -52,7 +52,9 @@ pub use self::error::{
 };
 use self::shared::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
 use crate::codec::{Codec, Postcard};
-use crate::error::{Error, ErrorKind, Result};
+#[allow(unused_imports)] // the docs' links
+use crate::error::ErrorKind;
+use crate::error::{Error, Result, Timeout, WouldBlock};
 use crate::shm::Segment;
 use crate::sys::Deadline;
 
@@ -97,7 +99,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 /// let q: Queue<(u32, String)> = Queue::new()?;
 /// q.put_many(vec![(1, "a".into()), (2, "b".into())])?;
 /// assert_eq!(q.len(), 2);
-/// let got = q.get_many(10, None)?;
+/// let got = q.get_many(10)?;
 /// assert_eq!(got, vec![(1, "a".into()), (2, "b".into())]);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
@@ -209,6 +211,30 @@ fn put_error<T>(item: T, stop: PutStop) -> PutError<T> {
     )
 }
 
+/// What a `try_put` reports: running out of a zero-length wait is `Full`.
+fn try_put_error<T>(item: T, stop: PutStop) -> TryPutError<T> {
+    put_stop(
+        item,
+        stop,
+        TryPutError::Full,
+        TryPutError::Full,
+        TryPutError::Closed,
+        TryPutError::Failed,
+    )
+}
+
+/// What a timed put reports: still full at the deadline is `Timeout`.
+fn put_timeout_error<T>(item: T, stop: PutStop) -> PutTimeoutError<T> {
+    put_stop(
+        item,
+        stop,
+        PutTimeoutError::Timeout,
+        PutTimeoutError::Timeout,
+        PutTimeoutError::Closed,
+        PutTimeoutError::Failed,
+    )
+}
+
 fn put_stop<T, E>(
     item: T,
     stop: PutStop,
@@ -223,6 +249,20 @@ fn put_stop<T, E>(
         PutStop::Closed => closed(item),
         PutStop::Failed(e) => failed(item, e),
     }
+}
+
+/// The wait of a plain (blocking) call.
+const FOREVER: Wait = Wait::For(None);
+
+/// The wait of a `_timeout` call: any `Duration`, up to `Duration::MAX`.
+fn within(timeout: Duration) -> Wait {
+    Wait::timeout(Some(timeout))
+}
+
+/// The wait of a `_deadline` call. (The ring starts its clock at its first wait, so a
+/// deadline is kept to within the time of the first attempt, a few microseconds.)
+fn until(deadline: Instant) -> Wait {
+    Wait::timeout(Some(deadline.saturating_duration_since(Instant::now())))
 }
 
 /// The constructors name the default codec, so that `let q = Queue::new()?; q.put(5u32)?;`
@@ -352,25 +392,17 @@ impl<T, C: Codec> Queue<T, C> {
     /// `Closed`, or `Failed` when the bytes exceed [`max_message_bytes`](Self::max_message_bytes).
     #[doc(alias = "send_bytes")]
     pub fn put_bytes(&self, bytes: &[u8]) -> std::result::Result<(), PutError<()>> {
-        self.put_one_raw(bytes, Wait::timeout(None))
+        self.put_one_raw(bytes, FOREVER)
             .map_err(|s| put_error((), s))
     }
 
-    /// Puts raw bytes if there is room now.
+    /// Puts raw bytes if there is room now; never waits.
     ///
     /// # Errors
     /// `Full`, `Closed`, or `Failed` (too large).
     pub fn try_put_bytes(&self, bytes: &[u8]) -> std::result::Result<(), TryPutError<()>> {
-        self.put_one_raw(bytes, Wait::No).map_err(|s| {
-            put_stop(
-                (),
-                s,
-                TryPutError::Full,
-                TryPutError::Full,
-                TryPutError::Closed,
-                TryPutError::Failed,
-            )
-        })
+        self.put_one_raw(bytes, Wait::No)
+            .map_err(|s| try_put_error((), s))
     }
 
     /// Puts raw bytes, waiting at most `timeout` for room.
@@ -382,17 +414,21 @@ impl<T, C: Codec> Queue<T, C> {
         bytes: &[u8],
         timeout: Duration,
     ) -> std::result::Result<(), PutTimeoutError<()>> {
-        self.put_one_raw(bytes, Wait::timeout(Some(timeout)))
-            .map_err(|s| {
-                put_stop(
-                    (),
-                    s,
-                    PutTimeoutError::Timeout,
-                    PutTimeoutError::Timeout,
-                    PutTimeoutError::Closed,
-                    PutTimeoutError::Failed,
-                )
-            })
+        self.put_one_raw(bytes, within(timeout))
+            .map_err(|s| put_timeout_error((), s))
+    }
+
+    /// Puts raw bytes, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`put_bytes_timeout`](Self::put_bytes_timeout).
+    pub fn put_bytes_deadline(
+        &self,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> std::result::Result<(), PutTimeoutError<()>> {
+        self.put_one_raw(bytes, until(deadline))
+            .map_err(|s| put_timeout_error((), s))
     }
 
     /// Takes the next message as raw bytes, skipping the codec; waits for one.
@@ -401,10 +437,10 @@ impl<T, C: Codec> Queue<T, C> {
     /// `Closed` once the queue is closed and drained; `Failed` on corrupted shared memory.
     #[doc(alias = "recv_bytes")]
     pub fn get_bytes(&self) -> std::result::Result<Vec<u8>, GetError> {
-        self.get_bytes_wait(Wait::timeout(None)).map_err(get_err)
+        self.get_bytes_wait(FOREVER).map_err(get_err)
     }
 
-    /// Takes the next message as raw bytes if there is one now.
+    /// Takes the next message as raw bytes if there is one now; never waits.
     ///
     /// # Errors
     /// `Empty`, `Closed`, or `Failed` (corruption).
@@ -420,7 +456,19 @@ impl<T, C: Codec> Queue<T, C> {
         &self,
         timeout: Duration,
     ) -> std::result::Result<Vec<u8>, GetTimeoutError> {
-        self.get_bytes_wait(Wait::timeout(Some(timeout)))
+        self.get_bytes_wait(within(timeout))
+            .map_err(get_timeout_err)
+    }
+
+    /// Takes the next message as raw bytes, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`get_bytes_timeout`](Self::get_bytes_timeout).
+    pub fn get_bytes_deadline(
+        &self,
+        deadline: Instant,
+    ) -> std::result::Result<Vec<u8>, GetTimeoutError> {
+        self.get_bytes_wait(until(deadline))
             .map_err(get_timeout_err)
     }
 
@@ -443,8 +491,16 @@ impl<T, C: Codec> Queue<T, C> {
     /// `buf` is left empty on error.
     #[doc(alias = "recv_bytes_into")]
     pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> std::result::Result<(), GetError> {
-        self.get_bytes_into_wait(buf, Wait::timeout(None))
-            .map_err(get_err)
+        self.get_bytes_into_wait(buf, FOREVER).map_err(get_err)
+    }
+
+    /// As [`get_bytes_into`](Self::get_bytes_into) if a message is there now; never waits.
+    ///
+    /// # Errors
+    /// `Empty`, `Closed`, or `Failed` (corruption); `buf` is left empty.
+    pub fn try_get_bytes_into(&self, buf: &mut Vec<u8>) -> std::result::Result<(), TryGetError> {
+        self.get_bytes_into_wait(buf, Wait::No)
+            .map_err(try_get_err)
     }
 
     /// As [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`.
@@ -456,7 +512,20 @@ impl<T, C: Codec> Queue<T, C> {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> std::result::Result<(), GetTimeoutError> {
-        self.get_bytes_into_wait(buf, Wait::timeout(Some(timeout)))
+        self.get_bytes_into_wait(buf, within(timeout))
+            .map_err(get_timeout_err)
+    }
+
+    /// As [`get_bytes_into`](Self::get_bytes_into), waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`get_bytes_into_timeout`](Self::get_bytes_into_timeout).
+    pub fn get_bytes_into_deadline(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> std::result::Result<(), GetTimeoutError> {
+        self.get_bytes_into_wait(buf, until(deadline))
             .map_err(get_timeout_err)
     }
 
@@ -560,8 +629,46 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// ```
     #[inline]
     pub fn put_ref(&self, item: &T) -> std::result::Result<(), PutError<()>> {
-        self.put_ref_wait(item, Wait::timeout(None))
+        self.put_ref_wait(item, FOREVER)
             .map_err(|s| put_error((), s))
+    }
+
+    /// [`put_ref`](Self::put_ref) if there is room now; never waits.
+    ///
+    /// # Errors
+    /// `Full`, `Closed`, or `Failed` (the caller still has the item).
+    #[inline]
+    pub fn try_put_ref(&self, item: &T) -> std::result::Result<(), TryPutError<()>> {
+        self.put_ref_wait(item, Wait::No)
+            .map_err(|s| try_put_error((), s))
+    }
+
+    /// [`put_ref`](Self::put_ref), waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// `Timeout`, `Closed`, or `Failed` (the caller still has the item).
+    #[inline]
+    pub fn put_ref_timeout(
+        &self,
+        item: &T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<()>> {
+        self.put_ref_wait(item, within(timeout))
+            .map_err(|s| put_timeout_error((), s))
+    }
+
+    /// [`put_ref`](Self::put_ref), waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`put_ref_timeout`](Self::put_ref_timeout).
+    #[inline]
+    pub fn put_ref_deadline(
+        &self,
+        item: &T,
+        deadline: Instant,
+    ) -> std::result::Result<(), PutTimeoutError<()>> {
+        self.put_ref_wait(item, until(deadline))
+            .map_err(|s| put_timeout_error((), s))
     }
 
     /// Puts `item`, waiting for room as long as it takes (Python's `put(item)`).
@@ -572,11 +679,12 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// back.
     #[inline]
     pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
-        self.put_wait(item, Wait::timeout(None))
+        self.put_wait(item, FOREVER)
             .map_err(|(t, s)| put_error(t, s))
     }
 
-    /// Puts `item` if there is room now (Python's `put_nowait`, `put(item, False)`).
+    /// Puts `item` if there is room now; never waits (Python's `put_nowait`,
+    /// `put(item, False)`).
     ///
     /// # Errors
     /// [`TryPutError::Full`], `Closed`, or `Failed`; each hands the item back.
@@ -591,19 +699,23 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     #[doc(alias = "put_nowait")]
     #[inline]
     pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
-        self.put_wait(item, Wait::No).map_err(|(t, s)| {
-            put_stop(
-                t,
-                s,
-                TryPutError::Full,
-                TryPutError::Full,
-                TryPutError::Closed,
-                TryPutError::Failed,
-            )
-        })
+        self.put_wait(item, Wait::No)
+            .map_err(|(t, s)| try_put_error(t, s))
     }
 
-    /// Puts `item`, waiting at most `timeout` for room (Python's `put(item, True, timeout)`).
+    /// Puts `item`, waiting at most `timeout` for room (Python's `put(item, True, timeout)`);
+    /// any `Duration`, up to `Duration::MAX`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::queue::{PutTimeoutError, Queue};
+    /// let q: Queue<u8> = Queue::bounded(1)?;
+    /// q.put(1)?;
+    /// let err = q.put_timeout(2, Duration::from_millis(1)).unwrap_err();
+    /// assert!(err.is_timeout());
+    /// assert!(matches!(err, PutTimeoutError::Timeout(2)), "the item comes back");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`PutTimeoutError::Timeout`], `Closed`, or `Failed`; each hands the item back.
@@ -613,17 +725,22 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         item: T,
         timeout: Duration,
     ) -> std::result::Result<(), PutTimeoutError<T>> {
-        self.put_wait(item, Wait::timeout(Some(timeout)))
-            .map_err(|(t, s)| {
-                put_stop(
-                    t,
-                    s,
-                    PutTimeoutError::Timeout,
-                    PutTimeoutError::Timeout,
-                    PutTimeoutError::Closed,
-                    PutTimeoutError::Failed,
-                )
-            })
+        self.put_wait(item, within(timeout))
+            .map_err(|(t, s)| put_timeout_error(t, s))
+    }
+
+    /// Puts `item`, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`put_timeout`](Self::put_timeout).
+    #[inline]
+    pub fn put_deadline(
+        &self,
+        item: T,
+        deadline: Instant,
+    ) -> std::result::Result<(), PutTimeoutError<T>> {
+        self.put_wait(item, until(deadline))
+            .map_err(|(t, s)| put_timeout_error(t, s))
     }
 
     /// Puts all `items` in order, taking the queue's lock once for as many as fit (and again
@@ -634,6 +751,52 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// them are in the queue). A `Failed` from serialization or size is reported before any
     /// item is put.
     pub fn put_many(&self, items: Vec<T>) -> std::result::Result<(), PutError<Vec<T>>> {
+        self.put_many_wait(items, FOREVER)
+            .map_err(|(rest, s)| put_error(rest, s))
+    }
+
+    /// Puts as many of `items`, in order, as there is room for now; never waits.
+    ///
+    /// # Errors
+    /// `Full` with the items that did not fit (the ones before them are in the queue);
+    /// `Closed` or `Failed` as for [`put_many`](Self::put_many).
+    pub fn try_put_many(&self, items: Vec<T>) -> std::result::Result<(), TryPutError<Vec<T>>> {
+        self.put_many_wait(items, Wait::No)
+            .map_err(|(rest, s)| try_put_error(rest, s))
+    }
+
+    /// [`put_many`](Self::put_many), waiting at most `timeout` in all for room.
+    ///
+    /// # Errors
+    /// `Timeout` with the items that were not put by then; `Closed` or `Failed` as for
+    /// [`put_many`](Self::put_many).
+    pub fn put_many_timeout(
+        &self,
+        items: Vec<T>,
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<Vec<T>>> {
+        self.put_many_wait(items, within(timeout))
+            .map_err(|(rest, s)| put_timeout_error(rest, s))
+    }
+
+    /// [`put_many`](Self::put_many), waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`put_many_timeout`](Self::put_many_timeout).
+    pub fn put_many_deadline(
+        &self,
+        items: Vec<T>,
+        deadline: Instant,
+    ) -> std::result::Result<(), PutTimeoutError<Vec<T>>> {
+        self.put_many_wait(items, until(deadline))
+            .map_err(|(rest, s)| put_timeout_error(rest, s))
+    }
+
+    fn put_many_wait(
+        &self,
+        items: Vec<T>,
+        wait: Wait,
+    ) -> std::result::Result<(), (Vec<T>, PutStop)> {
         let mut items = items;
         let r = with_scratch(|buf| {
             let mut ends = Vec::with_capacity(items.len());
@@ -652,12 +815,9 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
                     s
                 })
                 .collect();
-            self.put_raw(&slices, Wait::timeout(None))
+            self.put_raw(&slices, wait)
         });
-        r.map_err(|(done, s)| {
-            let rest = items.split_off(done);
-            put_error(rest, s)
-        })
+        r.map_err(|(done, s)| (items.split_off(done), s))
     }
 
     #[inline(always)]
@@ -714,8 +874,17 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// ```
     #[inline]
     pub fn get_into(&self, place: &mut T) -> std::result::Result<(), GetError> {
-        self.get_into_wait(place, Wait::timeout(None))
-            .map_err(get_err)
+        self.get_into_wait(place, FOREVER).map_err(get_err)
+    }
+
+    /// [`get_into`](Self::get_into) if an item is there now; never waits.
+    ///
+    /// # Errors
+    /// As [`try_get`](Self::try_get); after a `Failed`, as `get_into`.
+    #[inline]
+    pub fn try_get_into(&self, place: &mut T) -> std::result::Result<(), TryGetError> {
+        self.get_into_wait(place, Wait::No)
+            .map_err(try_get_err)
     }
 
     /// [`get_into`](Self::get_into), waiting at most `timeout`.
@@ -728,7 +897,21 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         place: &mut T,
         timeout: Duration,
     ) -> std::result::Result<(), GetTimeoutError> {
-        self.get_into_wait(place, Wait::timeout(Some(timeout)))
+        self.get_into_wait(place, within(timeout))
+            .map_err(get_timeout_err)
+    }
+
+    /// [`get_into`](Self::get_into), waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`get_into_timeout`](Self::get_into_timeout).
+    #[inline]
+    pub fn get_into_deadline(
+        &self,
+        place: &mut T,
+        deadline: Instant,
+    ) -> std::result::Result<(), GetTimeoutError> {
+        self.get_into_wait(place, until(deadline))
             .map_err(get_timeout_err)
     }
 
@@ -739,10 +922,11 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// the next message does not decode as `T` (that message is consumed; the queue goes on).
     #[inline]
     pub fn get(&self) -> std::result::Result<T, GetError> {
-        self.get_wait(Wait::timeout(None)).map_err(get_err)
+        self.get_wait(FOREVER).map_err(get_err)
     }
 
-    /// Takes the next item if there is one now (Python's `get_nowait`, `get(False)`).
+    /// Takes the next item if there is one now; never waits (Python's `get_nowait`,
+    /// `get(False)`).
     ///
     /// # Errors
     /// [`TryGetError::Empty`], `Closed` (closed and drained), or `Failed` (decode).
@@ -752,35 +936,78 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         self.get_wait(Wait::No).map_err(try_get_err)
     }
 
-    /// Takes the next item, waiting at most `timeout` (Python's `get(True, timeout)`).
+    /// Takes the next item, waiting at most `timeout` (Python's `get(True, timeout)`); any
+    /// `Duration`, up to `Duration::MAX`.
     ///
     /// # Errors
     /// [`GetTimeoutError::Timeout`], `Closed` (closed and drained), or `Failed` (decode).
     #[inline]
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
-        self.get_wait(Wait::timeout(Some(timeout)))
-            .map_err(get_timeout_err)
+        self.get_wait(within(timeout)).map_err(get_timeout_err)
     }
 
-    /// Takes up to `max` items with one lock: waits (at most `timeout`; `None` = forever)
-    /// until at least one is there, then takes what is queued, up to `max`.
+    /// Takes the next item, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`get_timeout`](Self::get_timeout).
+    #[inline]
+    pub fn get_deadline(&self, deadline: Instant) -> std::result::Result<T, GetTimeoutError> {
+        self.get_wait(until(deadline)).map_err(get_timeout_err)
+    }
+
+    /// Takes up to `max` items with one lock: waits until at least one is there, then takes
+    /// what is queued, up to `max`.
     ///
     /// A message that does not decode ends the batch before it; it is reported (and
     /// consumed) by the next call, so no good item is lost to a bad one.
     ///
     /// # Errors
-    /// `Timeout` when nothing arrived in time, `Closed` once closed and drained, `Failed`
-    /// when the first message does not decode.
-    pub fn get_many(
+    /// `Closed` once closed and drained, `Failed` when the first message does not decode.
+    pub fn get_many(&self, max: usize) -> std::result::Result<Vec<T>, GetError> {
+        self.get_many_wait(max, FOREVER).map_err(get_err)
+    }
+
+    /// Takes up to `max` of the items queued now, with one lock; never waits.
+    ///
+    /// # Errors
+    /// `Empty` when nothing is queued; otherwise as [`get_many`](Self::get_many).
+    pub fn try_get_many(&self, max: usize) -> std::result::Result<Vec<T>, TryGetError> {
+        self.get_many_wait(max, Wait::No)
+            .map_err(try_get_err)
+    }
+
+    /// [`get_many`](Self::get_many), waiting at most `timeout` for the first item.
+    ///
+    /// # Errors
+    /// `Timeout` when nothing arrived in time; otherwise as [`get_many`](Self::get_many).
+    pub fn get_many_timeout(
         &self,
         max: usize,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> std::result::Result<Vec<T>, GetTimeoutError> {
+        self.get_many_wait(max, within(timeout))
+            .map_err(get_timeout_err)
+    }
+
+    /// [`get_many`](Self::get_many), waiting until `deadline` at most for the first item.
+    ///
+    /// # Errors
+    /// As [`get_many_timeout`](Self::get_many_timeout).
+    pub fn get_many_deadline(
+        &self,
+        max: usize,
+        deadline: Instant,
+    ) -> std::result::Result<Vec<T>, GetTimeoutError> {
+        self.get_many_wait(max, until(deadline))
+            .map_err(get_timeout_err)
+    }
+
+    fn get_many_wait(&self, max: usize, wait: Wait) -> std::result::Result<Vec<T>, GetStop> {
         let mut out = Vec::new();
         let mut panicked = None;
         let r = self
             .shared
-            .take_frames(max, Wait::timeout(timeout), |_, f: FrameRef<'_>| {
+            .take_frames(max, wait, |_, f: FrameRef<'_>| {
                 out.push(crate::codec::decode_guarded::<T, C>(
                     f.bytes(),
                     &mut panicked,
@@ -796,7 +1023,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
             }
             return Ok(out);
         }
-        r.map_err(get_timeout_err)?;
+        r?;
         Ok(out)
     }
 
@@ -945,13 +1172,50 @@ impl<T, C: Codec> SimpleQueue<T, C> {
 }
 
 impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
-    /// Puts `item` (never waits: the queue is unbounded up to its byte capacity).
+    /// Puts `item`. The queue has no item bound, so this waits only when its byte
+    /// capacity is used up by a backlog.
     ///
     /// # Errors
     /// As [`Queue::put`].
     #[inline]
     pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
         self.0.put(item)
+    }
+
+    /// Puts `item` if there is room now; never waits.
+    ///
+    /// # Errors
+    /// As [`Queue::try_put`].
+    #[doc(alias = "put_nowait")]
+    #[inline]
+    pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
+        self.0.try_put(item)
+    }
+
+    /// Puts `item`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    /// As [`Queue::put_timeout`].
+    #[inline]
+    pub fn put_timeout(
+        &self,
+        item: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<T>> {
+        self.0.put_timeout(item, timeout)
+    }
+
+    /// Puts `item`, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`Queue::put_deadline`].
+    #[inline]
+    pub fn put_deadline(
+        &self,
+        item: T,
+        deadline: Instant,
+    ) -> std::result::Result<(), PutTimeoutError<T>> {
+        self.0.put_deadline(item, deadline)
     }
 
     /// Takes the next item, waiting for one.
@@ -963,7 +1227,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
         self.0.get()
     }
 
-    /// Takes the next item if there is one now.
+    /// Takes the next item if there is one now; never waits.
     ///
     /// # Errors
     /// As [`Queue::try_get`].
@@ -980,6 +1244,15 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
     #[inline]
     pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
         self.0.get_timeout(timeout)
+    }
+
+    /// Takes the next item, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`Queue::get_deadline`].
+    #[inline]
+    pub fn get_deadline(&self, deadline: Instant) -> std::result::Result<T, GetTimeoutError> {
+        self.0.get_deadline(deadline)
     }
 
     /// True when nothing is queued now (a snapshot).
@@ -1020,7 +1293,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
 /// q.put(7)?;
 /// let x = q.get()?;
 /// q.task_done()?;
-/// q.join()?;
+/// q.join();
 /// assert!(q.task_done().is_err(), "more task_done() than items taken");
 /// # let _ = x;
 /// # Ok::<(), multiproc::Error>(())
@@ -1094,7 +1367,7 @@ impl<T, C: Codec> JoinableQueue<T, C> {
     /// assert!(q.task_done().is_err(), "nobody has taken the item yet");
     /// q.get()?;
     /// q.task_done()?;
-    /// q.join()?;
+    /// q.join();
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
@@ -1105,27 +1378,58 @@ impl<T, C: Codec> JoinableQueue<T, C> {
         self.0.shared.task_done()
     }
 
-    /// Waits until every item ever put has been marked done.
-    ///
-    /// # Errors
-    /// None today; the `Result` leaves room for reporting a broken queue.
-    pub fn join(&self) -> Result<()> {
-        self.0.shared.join(Deadline::never());
-        Ok(())
+    /// Waits until every item ever put has been marked done (Python's `join()`). Cannot
+    /// fail: the count lives in the queue's shared memory, and a consumer killed between its
+    /// `get` and its `task_done` leaves its item unfinished (a supervisor may mark it done).
+    pub fn join(&self) {
+        while !self.0.shared.join(Deadline::never()) {}
     }
 
-    /// Like [`join`](Self::join), giving up after `timeout`.
+    /// Returns at once: `Ok` when every item ever put has been marked done.
     ///
     /// # Errors
-    /// [`ErrorKind::Timeout`] when tasks are still unfinished after `timeout`.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<()> {
-        if self.0.shared.join(Deadline::after(Some(timeout))) {
+    /// [`WouldBlock`] while tasks are unfinished.
+    pub fn try_join(&self) -> std::result::Result<(), WouldBlock> {
+        if self.0.shared.join(Deadline::passed()) {
             Ok(())
         } else {
-            Err(Error::new(
-                ErrorKind::Timeout,
-                "timed out waiting for all tasks to be marked done",
-            ))
+            Err(WouldBlock)
+        }
+    }
+
+    /// Like [`join`](Self::join), giving up after `timeout` (any `Duration`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use multiproc::JoinableQueue;
+    /// let q: JoinableQueue<u8> = JoinableQueue::new()?;
+    /// q.put(1)?;
+    /// assert_eq!(q.join_timeout(Duration::from_millis(1)), Err(multiproc::Timeout));
+    /// q.get()?;
+    /// q.task_done()?;
+    /// q.join_timeout(Duration::from_secs(5))?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Timeout`] when tasks are still unfinished after `timeout`.
+    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), Timeout> {
+        self.join_until(Deadline::within(timeout))
+    }
+
+    /// Like [`join`](Self::join), giving up at `deadline`.
+    ///
+    /// # Errors
+    /// [`Timeout`] when tasks are still unfinished at `deadline`.
+    pub fn join_deadline(&self, deadline: Instant) -> std::result::Result<(), Timeout> {
+        self.join_until(Deadline::at(deadline))
+    }
+
+    fn join_until(&self, deadline: Deadline) -> std::result::Result<(), Timeout> {
+        if self.0.shared.join(deadline) {
+            Ok(())
+        } else {
+            Err(Timeout)
         }
     }
 
