@@ -145,6 +145,12 @@ fn lock(m: &RawMutex) -> Result<Held<'_>> {
     Ok(Held(m))
 }
 
+/// Takes `m`, waiting until `deadline` at most (a previous holder that died is not an error
+/// here either); `None` when it ran out.
+fn lock_until(m: &RawMutex, deadline: Deadline) -> Option<Held<'_>> {
+    (m.try_lock_free() || m.lock(deadline).is_ok()).then_some(Held(m))
+}
+
 impl Dir {
     /// A new connection's shared memory: one segment with one direction (`duplex = false`)
     /// or two, each an empty ring with unlocked locks. Returns the directions.
@@ -240,6 +246,16 @@ impl Dir {
     /// Takes the receive lock.
     pub(crate) fn lock_recv(&self) -> Result<Held<'_>> {
         lock(&self.cell().recv)
+    }
+
+    /// Takes the send lock, waiting until `deadline` at most; `None` when it ran out.
+    pub(crate) fn lock_send_until(&self, deadline: Deadline) -> Option<Held<'_>> {
+        lock_until(&self.cell().send, deadline)
+    }
+
+    /// Takes the receive lock, waiting until `deadline` at most; `None` when it ran out.
+    pub(crate) fn lock_recv_until(&self, deadline: Deadline) -> Option<Held<'_>> {
+        lock_until(&self.cell().recv, deadline)
     }
 
     /// Takes the receive lock if nobody holds it (a dead holder counts as nobody).

@@ -70,7 +70,7 @@ use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -155,7 +155,8 @@ pub fn pipe_with<C: Codec>(duplex: bool) -> Result<(Connection<C>, Connection<C>
     Ok(ends)
 }
 
-/// Why a receive failed.
+/// Why a receive failed ([`Connection::recv`], [`Connection::recv_bytes`] and the other
+/// plain receives).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum RecvError {
@@ -179,14 +180,14 @@ pub enum RecvError {
     BufferTooShort(Vec<u8>),
     /// Anything else: an OS failure, a message that does not decode as the asked type, a
     /// corrupt frame (the connection stays usable; the message is lost).
-    Other(Error),
+    Failed(Error),
 }
 
 impl fmt::Display for RecvError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecvError::Eof => f.write_str("end of file: every copy of the other end is closed"),
-            RecvError::Closed => f.write_str("connection is closed"),
+            RecvError::Eof => f.write_str(EOF_TEXT),
+            RecvError::Closed => f.write_str(CLOSED_TEXT),
             RecvError::SendOnly => f.write_str("connection is send-only"),
             RecvError::TooLong { len, max } => {
                 write!(
@@ -197,7 +198,7 @@ impl fmt::Display for RecvError {
             RecvError::BufferTooShort(m) => {
                 write!(f, "buffer too short for a message of {} bytes", m.len())
             }
-            RecvError::Other(e) => fmt::Display::fmt(e, f),
+            RecvError::Failed(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -205,7 +206,7 @@ impl fmt::Display for RecvError {
 impl std::error::Error for RecvError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            RecvError::Other(e) => Some(e),
+            RecvError::Failed(e) => Some(e),
             _ => None,
         }
     }
@@ -213,27 +214,33 @@ impl std::error::Error for RecvError {
 
 impl From<Error> for RecvError {
     fn from(e: Error) -> RecvError {
-        RecvError::Other(e)
+        RecvError::Failed(e)
+    }
+}
+
+impl RecvError {
+    /// The broad kind, as in the crate [`Error`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RecvError::Eof => ErrorKind::Disconnected,
+            RecvError::Closed => ErrorKind::Closed,
+            RecvError::SendOnly => ErrorKind::InvalidState,
+            RecvError::TooLong { .. } | RecvError::BufferTooShort(_) => ErrorKind::TooLarge,
+            RecvError::Failed(e) => e.kind(),
+        }
     }
 }
 
 impl From<RecvError> for Error {
     fn from(e: RecvError) -> Error {
-        let kind = match &e {
-            RecvError::Eof => ErrorKind::Disconnected,
-            RecvError::Closed => ErrorKind::Closed,
-            RecvError::SendOnly => ErrorKind::InvalidState,
-            RecvError::TooLong { .. } | RecvError::BufferTooShort(_) => ErrorKind::TooLarge,
-            RecvError::Other(_) => match e {
-                RecvError::Other(inner) => return inner,
-                _ => unreachable!(),
-            },
-        };
-        Error::new(kind, e.to_string())
+        match e {
+            RecvError::Failed(inner) => inner,
+            e => Error::new(e.kind(), e.to_string()),
+        }
     }
 }
 
-/// Why a send failed.
+/// Why a send failed ([`Connection::send`], [`Connection::send_bytes`]).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum SendError {
@@ -244,16 +251,16 @@ pub enum SendError {
     /// This end only receives (the first end of `pipe(false)`).
     ReceiveOnly,
     /// Anything else: an OS failure, a value that cannot be serialized, a bad range.
-    Other(Error),
+    Failed(Error),
 }
 
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::Disconnected => f.write_str("every copy of the other end is closed"),
-            SendError::Closed => f.write_str("connection is closed"),
+            SendError::Disconnected => f.write_str(DISCONNECTED_TEXT),
+            SendError::Closed => f.write_str(CLOSED_TEXT),
             SendError::ReceiveOnly => f.write_str("connection is receive-only"),
-            SendError::Other(e) => fmt::Display::fmt(e, f),
+            SendError::Failed(e) => fmt::Display::fmt(e, f),
         }
     }
 }
@@ -261,7 +268,7 @@ impl fmt::Display for SendError {
 impl std::error::Error for SendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            SendError::Other(e) => Some(e),
+            SendError::Failed(e) => Some(e),
             _ => None,
         }
     }
@@ -269,19 +276,260 @@ impl std::error::Error for SendError {
 
 impl From<Error> for SendError {
     fn from(e: Error) -> SendError {
-        SendError::Other(e)
+        SendError::Failed(e)
+    }
+}
+
+impl SendError {
+    /// The broad kind, as in the crate [`Error`].
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            SendError::Disconnected => ErrorKind::Disconnected,
+            SendError::Closed => ErrorKind::Closed,
+            SendError::ReceiveOnly => ErrorKind::InvalidState,
+            SendError::Failed(e) => e.kind(),
+        }
     }
 }
 
 impl From<SendError> for Error {
     fn from(e: SendError) -> Error {
-        let kind = match e {
-            SendError::Disconnected => ErrorKind::Disconnected,
-            SendError::Closed => ErrorKind::Closed,
-            SendError::ReceiveOnly => ErrorKind::InvalidState,
-            SendError::Other(inner) => return inner,
-        };
-        Error::new(kind, e.to_string())
+        match e {
+            SendError::Failed(inner) => inner,
+            e => Error::new(e.kind(), e.to_string()),
+        }
+    }
+}
+
+const EOF_TEXT: &str = "end of file: every copy of the other end is closed";
+const DISCONNECTED_TEXT: &str = "every copy of the other end is closed";
+const CLOSED_TEXT: &str = "connection is closed";
+
+/// The error enums of the `try_` and timed forms: one "not now" or "ran out" variant, then
+/// the plain call's outcomes that the form can have.
+macro_rules! wait_error {
+    (
+        $(#[$m:meta])*
+        $name:ident { $( $(#[$vm:meta])* $var:ident => $text:expr, $kind:ident; )* }
+        $is:ident: $first:ident
+    ) => {
+        $(#[$m])*
+        #[derive(Debug)]
+        #[non_exhaustive]
+        pub enum $name {
+            $( $(#[$vm])* $var, )*
+            /// Anything else: an OS failure, a value that does not encode or decode, a
+            /// corrupt frame; as for the plain call.
+            Failed(Error),
+        }
+
+        impl $name {
+            #[doc = concat!("True for [`", stringify!($name), "::", stringify!($first), "`].")]
+            pub fn $is(&self) -> bool {
+                matches!(self, $name::$first)
+            }
+
+            /// The broad kind, as in the crate [`Error`].
+            pub fn kind(&self) -> ErrorKind {
+                match self {
+                    $( $name::$var => ErrorKind::$kind, )*
+                    $name::Failed(e) => e.kind(),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $( $name::$var => f.write_str($text), )*
+                    $name::Failed(e) => fmt::Display::fmt(e, f),
+                }
+            }
+        }
+
+        impl std::error::Error for $name {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                match self {
+                    $name::Failed(e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+
+        impl From<Error> for $name {
+            fn from(e: Error) -> $name {
+                $name::Failed(e)
+            }
+        }
+
+        impl From<$name> for Error {
+            fn from(e: $name) -> Error {
+                match e {
+                    $name::Failed(inner) => inner,
+                    e => Error::new(e.kind(), e.to_string()),
+                }
+            }
+        }
+    };
+}
+
+wait_error! {
+    /// Why [`Connection::try_recv`] or [`Connection::try_recv_bytes`] returned no message.
+    TryRecvError {
+        /// No message is there now (and the peer is still there).
+        Empty => "no message to receive now", Timeout;
+        /// End of file, as [`RecvError::Eof`].
+        Eof => EOF_TEXT, Disconnected;
+        /// This end was closed.
+        Closed => CLOSED_TEXT, Closed;
+        /// This end only sends.
+        SendOnly => "connection is send-only", InvalidState;
+    }
+    is_empty: Empty
+}
+
+wait_error! {
+    /// Why a timed receive ([`Connection::recv_timeout`], `recv_deadline`,
+    /// [`Connection::recv_bytes_timeout`], `recv_bytes_deadline`) returned no message.
+    RecvTimeoutError {
+        /// No message arrived before the deadline (nothing was consumed).
+        Timeout => "timed out waiting for a message", Timeout;
+        /// End of file, as [`RecvError::Eof`].
+        Eof => EOF_TEXT, Disconnected;
+        /// This end was closed.
+        Closed => CLOSED_TEXT, Closed;
+        /// This end only sends.
+        SendOnly => "connection is send-only", InvalidState;
+    }
+    is_timeout: Timeout
+}
+
+wait_error! {
+    /// Why [`Connection::try_send`] or [`Connection::try_send_bytes`] did not send. The
+    /// value was borrowed, so the caller still has it: `Full` carries nothing.
+    TrySendError {
+        /// No room now: the ring is full, another sender holds the socket, or the socket
+        /// would not take the whole message at once. Nothing of the message reaches the
+        /// receiver.
+        Full => "no room to send now", Timeout;
+        /// Every copy of the peer end is closed.
+        Disconnected => DISCONNECTED_TEXT, Disconnected;
+        /// This end was closed.
+        Closed => CLOSED_TEXT, Closed;
+        /// This end only receives.
+        ReceiveOnly => "connection is receive-only", InvalidState;
+    }
+    is_full: Full
+}
+
+wait_error! {
+    /// Why a timed send ([`Connection::send_timeout`], `send_deadline`,
+    /// [`Connection::send_bytes_timeout`], `send_bytes_deadline`) did not send. The value
+    /// was borrowed, so the caller still has it: `Timeout` carries nothing.
+    SendTimeoutError {
+        /// There was no room for the whole message before the deadline (nobody reading).
+        /// Nothing of the message reaches the receiver: a message cut off mid-way on the
+        /// socket is skipped by the receiver as one of a dead sender, and the connection
+        /// stays usable in both directions.
+        Timeout => "timed out waiting for room to send", Timeout;
+        /// Every copy of the peer end is closed.
+        Disconnected => DISCONNECTED_TEXT, Disconnected;
+        /// This end was closed.
+        Closed => CLOSED_TEXT, Closed;
+        /// This end only receives.
+        ReceiveOnly => "connection is receive-only", InvalidState;
+    }
+    is_timeout: Timeout
+}
+
+wait_error! {
+    /// Why [`Connection::try_poll`] or [`try_wait`] found nothing ready.
+    TryWaitError {
+        /// Nothing is ready now.
+        WouldBlock => "nothing is ready now", Timeout;
+    }
+    is_would_block: WouldBlock
+}
+
+wait_error! {
+    /// Why [`Connection::poll_timeout`], `poll_deadline`, [`wait_timeout`] or
+    /// [`wait_deadline`] found nothing ready.
+    WaitTimeoutError {
+        /// Nothing became ready before the deadline.
+        Timeout => "timed out waiting for readiness", Timeout;
+    }
+    is_timeout: Timeout
+}
+
+/// How an internal receive or send ended without its value: the deadline passed, or the
+/// plain call's error. Each public form maps it onto its own error.
+enum Stop<E> {
+    Timeout,
+    Error(E),
+}
+
+impl<E> From<E> for Stop<E> {
+    fn from(e: E) -> Self {
+        Stop::Error(e)
+    }
+}
+
+impl Stop<RecvError> {
+    fn plain(self) -> RecvError {
+        match self {
+            Stop::Error(e) => e,
+            // (A wait without a deadline does not run out.)
+            Stop::Timeout => RecvError::Failed(crate::Timeout.into()),
+        }
+    }
+
+    fn tried(self) -> TryRecvError {
+        match self {
+            Stop::Timeout => TryRecvError::Empty,
+            Stop::Error(RecvError::Eof) => TryRecvError::Eof,
+            Stop::Error(RecvError::Closed) => TryRecvError::Closed,
+            Stop::Error(RecvError::SendOnly) => TryRecvError::SendOnly,
+            Stop::Error(e) => TryRecvError::Failed(e.into()),
+        }
+    }
+
+    fn timed(self) -> RecvTimeoutError {
+        match self {
+            Stop::Timeout => RecvTimeoutError::Timeout,
+            Stop::Error(RecvError::Eof) => RecvTimeoutError::Eof,
+            Stop::Error(RecvError::Closed) => RecvTimeoutError::Closed,
+            Stop::Error(RecvError::SendOnly) => RecvTimeoutError::SendOnly,
+            Stop::Error(e) => RecvTimeoutError::Failed(e.into()),
+        }
+    }
+}
+
+impl Stop<SendError> {
+    fn plain(self) -> SendError {
+        match self {
+            Stop::Error(e) => e,
+            Stop::Timeout => SendError::Failed(crate::Timeout.into()),
+        }
+    }
+
+    fn tried(self) -> TrySendError {
+        match self {
+            Stop::Timeout => TrySendError::Full,
+            Stop::Error(SendError::Disconnected) => TrySendError::Disconnected,
+            Stop::Error(SendError::Closed) => TrySendError::Closed,
+            Stop::Error(SendError::ReceiveOnly) => TrySendError::ReceiveOnly,
+            Stop::Error(SendError::Failed(e)) => TrySendError::Failed(e),
+        }
+    }
+
+    fn timed(self) -> SendTimeoutError {
+        match self {
+            Stop::Timeout => SendTimeoutError::Timeout,
+            Stop::Error(SendError::Disconnected) => SendTimeoutError::Disconnected,
+            Stop::Error(SendError::Closed) => SendTimeoutError::Closed,
+            Stop::Error(SendError::ReceiveOnly) => SendTimeoutError::ReceiveOnly,
+            Stop::Error(SendError::Failed(e)) => SendTimeoutError::Failed(e),
+        }
     }
 }
 
@@ -371,12 +619,12 @@ fn os_send_error(e: std::io::Error) -> SendError {
     if e.raw_os_error() == Some(libc::EPIPE) || e.raw_os_error() == Some(libc::ECONNRESET) {
         SendError::Disconnected
     } else {
-        SendError::Other(Error::os("cannot send on connection", e))
+        SendError::Failed(Error::os("cannot send on connection", e))
     }
 }
 
 fn os_recv_error(e: std::io::Error) -> RecvError {
-    RecvError::Other(Error::os("cannot receive on connection", e))
+    RecvError::Failed(Error::os("cannot receive on connection", e))
 }
 
 /// `recvmsg` on a connection's socket. `ECONNRESET` (the peer closed with packets unread,
@@ -426,7 +674,7 @@ impl<C> Connection<C> {
     }
 
     /// True after [`close`](Self::close).
-    pub fn closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.fd.is_none()
     }
 
@@ -493,31 +741,49 @@ impl<C> Connection<C> {
             .ok_or(RecvError::SendOnly)
     }
 
-    /// Sends `body` as one message with `fds` attached.
-    fn send_message(&self, body: &[u8], fds: &[OwnedFd]) -> std::result::Result<(), SendError> {
+    /// Sends `body` as one message with `fds` attached, waiting for room until `deadline`.
+    fn send_message(
+        &self,
+        body: &[u8],
+        fds: &[OwnedFd],
+        deadline: Deadline,
+    ) -> std::result::Result<(), Stop<SendError>> {
         let (fd, dir) = self.send_fd()?;
         if fds.is_empty() && body.len() <= INLINE_MAX {
-            return self.put_record(fd, dir, &[body, &[TAG_DATA]], true);
+            return self.put_record(fd, dir, &[body, &[TAG_DATA]], true, deadline);
         }
-        self.send_on_socket(fd, dir, body, fds)
+        self.send_on_socket(fd, dir, body, fds, deadline)
     }
 
     /// Puts a record (the concatenation of `parts`) into the ring, waiting for room (while
-    /// the peer is there); then rings the doorbell if a receiver sleeps and `doorbell` is set.
+    /// the peer is there) until `deadline`; then rings the doorbell if a receiver sleeps and
+    /// `doorbell` is set. Running out puts nothing.
     fn put_record(
         &self,
         fd: BorrowedFd<'_>,
         dir: &Dir,
         parts: &[&[u8]],
         doorbell: bool,
-    ) -> std::result::Result<(), SendError> {
+        deadline: Deadline,
+    ) -> std::result::Result<(), Stop<SendError>> {
         if self.hup_seen.load(Ordering::Relaxed) {
-            return Err(SendError::Disconnected);
+            return Err(SendError::Disconnected.into());
         }
-        while !dir.put(parts, ROOM_SLICE)? {
+        loop {
+            let slice = match deadline.remaining() {
+                Ok(None) => ROOM_SLICE,
+                Ok(Some(left)) => left.min(ROOM_SLICE),
+                Err(()) => Duration::ZERO, // one more look
+            };
+            if dir.put(parts, slice).map_err(SendError::Failed)? {
+                break;
+            }
             // No room for a while: is anyone still there to read it?
             if self.peer_gone(fd)? {
-                return Err(SendError::Disconnected);
+                return Err(SendError::Disconnected.into());
+            }
+            if deadline.expired() {
+                return Err(Stop::Timeout);
             }
         }
         if doorbell && dir.must_ring() {
@@ -525,7 +791,7 @@ impl<C> Connection<C> {
                 Ok(_) => Ok(()),
                 // Full: doorbells (or frames) are already waiting to be read.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-                Err(e) => Err(os_send_error(e)),
+                Err(e) => Err(os_send_error(e).into()),
             };
         }
         // The ring does not notice a peer that has gone: look now and then.
@@ -534,7 +800,7 @@ impl<C> Connection<C> {
         if now.wrapping_sub(last) >= HUP_CHECK_MS || last == 0 {
             self.hup_checked.store(now.max(1), Ordering::Relaxed);
             if self.peer_gone(fd)? {
-                return Err(SendError::Disconnected);
+                return Err(SendError::Disconnected.into());
             }
         }
         Ok(())
@@ -543,7 +809,7 @@ impl<C> Connection<C> {
     /// True when every copy of the peer end is closed (the socket reports a hang-up).
     fn peer_gone(&self, fd: BorrowedFd<'_>) -> std::result::Result<bool, SendError> {
         let r = socket::poll_rw(&[(fd, false)], Some(Duration::ZERO))
-            .map_err(|e| SendError::Other(Error::os("cannot poll connection", e)))?;
+            .map_err(|e| SendError::Failed(Error::os("cannot poll connection", e)))?;
         if r[0].hangup {
             self.hup_seen.store(true, Ordering::Relaxed);
         }
@@ -551,34 +817,54 @@ impl<C> Connection<C> {
     }
 
     /// Sends a message over the socket: a marker into the ring, then the frames, under the
-    /// direction's send lock.
+    /// direction's send lock, until `deadline`.
+    ///
+    /// Running out before the marker is committed sends nothing. Running out after it (the
+    /// socket stays full: nobody reads) abandons the message: the send lock is released
+    /// with some frames on the socket, and a receiver that reaches the marker finds the
+    /// message unfinished with no sender, exactly as after a sender killed mid-message, and
+    /// skips it (see the table in the module docs). Either way no part of the message is
+    /// ever delivered, and later messages are.
     fn send_on_socket(
         &self,
         fd: BorrowedFd<'_>,
         dir: &Dir,
         body: &[u8],
         fds: &[OwnedFd],
-    ) -> std::result::Result<(), SendError> {
+        deadline: Deadline,
+    ) -> std::result::Result<(), Stop<SendError>> {
         let max_fds = socket::MAX_FDS_PER_MSG;
-        let _held = dir.lock_send()?;
+        let _held = if deadline.is_never() {
+            dir.lock_send().map_err(SendError::Failed)?
+        } else {
+            dir.lock_send_until(deadline).ok_or(Stop::Timeout)?
+        };
         let seq = dir.next_seq();
         let mut marker = [TAG_MARKER; 5];
         marker[..4].copy_from_slice(&seq.to_le_bytes());
         // No doorbell: the frames wake a sleeping receiver.
-        self.put_record(fd, dir, &[&marker], false)?;
+        self.put_record(fd, dir, &[&marker], false, deadline)?;
         for p in frame::plan(seq, body.len(), fds.len(), self.frame_payload, max_fds) {
             let h = p.header.encode();
             let bytes = &body[p.bytes];
             let fd_list: Vec<BorrowedFd<'_>> = fds[p.fds].iter().map(|f| f.as_fd()).collect();
             let iov = [IoSlice::new(&h), IoSlice::new(bytes)];
-            let n = socket::send_msg(fd, &iov, &fd_list, false).map_err(os_send_error)?;
+            let n = if deadline.is_never() {
+                socket::send_msg(fd, &iov, &fd_list, false).map_err(os_send_error)?
+            } else {
+                send_packet_until(fd, &iov, &fd_list, deadline)?
+            };
             check_sent(n, frame::HEADER_LEN + bytes.len())?;
         }
         Ok(())
     }
 
-    /// Receives one whole message and the fds that came with it.
-    fn recv_message(&self, max: Option<usize>) -> std::result::Result<Message, RecvError> {
+    /// Receives one whole message and the fds that came with it, waiting until `deadline`.
+    fn recv_message(
+        &self,
+        max: Option<usize>,
+        deadline: Deadline,
+    ) -> std::result::Result<Message, Stop<RecvError>> {
         self.recv_with(
             |body| match max {
                 Some(m) if body.len() > m => Err(RecvError::TooLong {
@@ -589,40 +875,54 @@ impl<C> Connection<C> {
             },
             Ok,
             max,
+            deadline,
         )
     }
 
     /// Receives one message: one from the ring goes to `from_ring` in place, one from the
     /// socket (longer than `max`: [`RecvError::TooLong`]) to `from_socket`.
+    ///
+    /// `deadline` bounds the wait for the receive lock and for a message to *begin*: a
+    /// message whose marker has been taken is received to its end (its sender is writing it
+    /// now; one that died or gave up is detected within milliseconds, see the module docs),
+    /// so a deadline can be overrun by the time its sender takes to finish it, never
+    /// by a hang.
     fn recv_with<R>(
         &self,
         from_ring: impl FnOnce(&[u8]) -> std::result::Result<R, RecvError>,
         from_socket: impl FnOnce(Message) -> std::result::Result<R, RecvError>,
         max: Option<usize>,
-    ) -> std::result::Result<R, RecvError> {
+        deadline: Deadline,
+    ) -> std::result::Result<R, Stop<RecvError>> {
         let (fd, dir) = self.recv_fd()?;
-        let _held = dir.lock_recv()?;
+        let _held = if deadline.is_never() {
+            dir.lock_recv().map_err(RecvError::Failed)?
+        } else {
+            dir.lock_recv_until(deadline).ok_or(Stop::Timeout)?
+        };
         warm_scratch();
         let mut from_ring = Some(from_ring);
         loop {
-            let taken = dir.take(|body| match from_ring.take() {
-                Some(f) => f(body),
-                None => unreachable!("one data record per receive"),
-            })?;
+            let taken = dir
+                .take(|body| match from_ring.take() {
+                    Some(f) => f(body),
+                    None => unreachable!("one data record per receive"),
+                })
+                .map_err(RecvError::Failed)?;
             match taken {
-                Some(Record::Data(r)) => return r,
+                Some(Record::Data(r)) => return Ok(r?),
                 Some(Record::Marker(seq)) => {
                     let mut scratch = take_scratch();
                     let r = recv_socket_message(fd, dir, seq, &mut scratch, max);
                     give_back_scratch(scratch);
                     if let Some(m) = r? {
-                        return from_socket(m);
+                        return Ok(from_socket(m)?);
                     }
                     // Lost with its dead sender: on to the next record.
                 }
                 None => {
-                    if let Err(e) = wait_for_record(fd, dir) {
-                        if matches!(e, RecvError::Eof) {
+                    if let Err(e) = wait_for_record(fd, dir, deadline) {
+                        if matches!(e, Stop::Error(RecvError::Eof)) {
                             // The socket is both directions': the peer is gone for sends too.
                             self.hup_seen.store(true, Ordering::Relaxed);
                         }
@@ -633,7 +933,8 @@ impl<C> Connection<C> {
         }
     }
 
-    /// Sends `buf` as one message (Python's `send_bytes`). An empty `buf` is a message too.
+    /// Sends `buf` as one message (Python's `send_bytes`), waiting for room as long as it
+    /// takes. An empty `buf` is a message too.
     ///
     /// ```
     /// let (a, b) = multiproc::pipe(true)?;
@@ -646,17 +947,69 @@ impl<C> Connection<C> {
     ///
     /// # Errors
     /// [`SendError::Disconnected`] when every copy of the peer end is closed; `Closed` or
-    /// `ReceiveOnly` when this end cannot send; `Other` for an OS failure.
+    /// `ReceiveOnly` when this end cannot send; `Failed` for an OS failure.
     pub fn send_bytes(&self, buf: &[u8]) -> std::result::Result<(), SendError> {
-        self.send_message(buf, &[])
+        self.send_message(buf, &[], Deadline::never())
+            .map_err(|s| s.plain())
+    }
+
+    /// Sends `buf` as one message if there is room for all of it now; never waits (see
+    /// [`try_send`](Connection::try_send)).
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`]; otherwise as [`send_bytes`](Self::send_bytes).
+    pub fn try_send_bytes(&self, buf: &[u8]) -> std::result::Result<(), TrySendError> {
+        self.send_message(buf, &[], Deadline::passed())
+            .map_err(|s| s.tried())
+    }
+
+    /// Sends `buf` as one message, waiting at most `timeout` (any `Duration`) for room.
+    /// Running out delivers nothing of it and leaves the connection usable (see
+    /// [`send_timeout`](Connection::send_timeout)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc::pipe(true)?;
+    /// // Nobody reads `b`: 64 MiB do not fit into the socket.
+    /// let big = vec![0u8; 64 << 20];
+    /// let err = a.send_bytes_timeout(&big, Duration::from_millis(50)).unwrap_err();
+    /// assert!(err.is_timeout());
+    /// a.send_bytes(b"next")?;
+    /// assert_eq!(b.recv_bytes()?, b"next", "the cut-off message is skipped");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`]; otherwise as [`send_bytes`](Self::send_bytes).
+    pub fn send_bytes_timeout(
+        &self,
+        buf: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendTimeoutError> {
+        self.send_message(buf, &[], Deadline::within(timeout))
+            .map_err(|s| s.timed())
+    }
+
+    /// Sends `buf` as one message, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`send_bytes_timeout`](Self::send_bytes_timeout).
+    pub fn send_bytes_deadline(
+        &self,
+        buf: &[u8],
+        deadline: Instant,
+    ) -> std::result::Result<(), SendTimeoutError> {
+        self.send_message(buf, &[], Deadline::at(deadline))
+            .map_err(|s| s.timed())
     }
 
     /// Sends `buf[offset..offset + size]` as one message (Python's `send_bytes(buf, offset,
-    /// size)`).
+    /// size)`). Its `try_`, `_timeout` and `_deadline` forms are those of `send_bytes` on
+    /// the slice: `a.send_bytes_timeout(&buf[offset..][..size], t)`.
     ///
     /// # Errors
-    /// `Other` with [`ErrorKind::InvalidArgument`] when the range is outside `buf`; otherwise
-    /// as [`send_bytes`](Self::send_bytes).
+    /// `Failed` with [`ErrorKind::InvalidArgument`] when the range is outside `buf`;
+    /// otherwise as [`send_bytes`](Self::send_bytes).
     pub fn send_bytes_range(
         &self,
         buf: &[u8],
@@ -665,7 +1018,7 @@ impl<C> Connection<C> {
     ) -> std::result::Result<(), SendError> {
         let end = offset.checked_add(size).filter(|&e| e <= buf.len());
         let Some(end) = end else {
-            return Err(SendError::Other(Error::new(
+            return Err(SendError::Failed(Error::new(
                 ErrorKind::InvalidArgument,
                 format!(
                     "range {offset}+{size} is outside a buffer of {} bytes",
@@ -673,29 +1026,80 @@ impl<C> Connection<C> {
                 ),
             )));
         };
-        self.send_message(&buf[offset..end], &[])
+        self.send_bytes(&buf[offset..end])
     }
 
-    /// Receives one whole message as bytes (Python's `recv_bytes()`). Blocks until a message
-    /// arrives; use [`poll`](Self::poll) or [`wait`] to wait with a timeout.
+    /// Receives one whole message as bytes (Python's `recv_bytes()`), waiting for one as long
+    /// as it takes.
     ///
     /// # Errors
     /// [`RecvError::Eof`] when every copy of the peer end is closed and nothing is left;
-    /// `Closed` / `SendOnly` when this end cannot receive; `Other` for OS failures and
+    /// `Closed` / `SendOnly` when this end cannot receive; `Failed` for OS failures and
     /// corrupt frames.
     pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
-        Ok(self.recv_message(None)?.0)
+        self.recv_message(None, Deadline::never())
+            .map(|m| m.0)
+            .map_err(|s| s.plain())
+    }
+
+    /// Receives one whole message as bytes if one is there now; never waits.
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`]; otherwise as [`recv_bytes`](Self::recv_bytes).
+    pub fn try_recv_bytes(&self) -> std::result::Result<Vec<u8>, TryRecvError> {
+        self.recv_message(None, Deadline::passed())
+            .map(|m| m.0)
+            .map_err(|s| s.tried())
+    }
+
+    /// Receives one whole message as bytes, waiting at most `timeout` (any `Duration`) for
+    /// one to begin (see [`recv_timeout`](Connection::recv_timeout)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc::pipe(true)?;
+    /// assert!(b.recv_bytes_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
+    /// a.send_bytes(b"x")?;
+    /// assert_eq!(b.recv_bytes_timeout(Duration::from_secs(5))?, b"x");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`]; otherwise as [`recv_bytes`](Self::recv_bytes).
+    pub fn recv_bytes_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
+        self.recv_message(None, Deadline::within(timeout))
+            .map(|m| m.0)
+            .map_err(|s| s.timed())
+    }
+
+    /// Receives one whole message as bytes, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As [`recv_bytes_timeout`](Self::recv_bytes_timeout).
+    pub fn recv_bytes_deadline(
+        &self,
+        deadline: Instant,
+    ) -> std::result::Result<Vec<u8>, RecvTimeoutError> {
+        self.recv_message(None, Deadline::at(deadline))
+            .map(|m| m.0)
+            .map_err(|s| s.timed())
     }
 
     /// Like [`recv_bytes`](Self::recv_bytes), but a message longer than `maxlength` bytes is
     /// consumed, dropped, and reported as [`RecvError::TooLong`] (Python's
     /// `recv_bytes(maxlength)`; unlike Python, the connection stays usable). Its bytes are
-    /// never held in memory beyond one frame.
+    /// never held in memory beyond one frame. (A Python spelling with the plain form only:
+    /// to bound the wait, [`poll_timeout`](Self::poll_timeout) first.)
     ///
     /// # Errors
     /// As [`recv_bytes`](Self::recv_bytes), plus `TooLong`.
     pub fn recv_bytes_max(&self, maxlength: usize) -> std::result::Result<Vec<u8>, RecvError> {
-        Ok(self.recv_message(Some(maxlength))?.0)
+        self.recv_message(Some(maxlength), Deadline::never())
+            .map(|m| m.0)
+            .map_err(|s| s.plain())
     }
 
     /// Receives one message into `buf[offset..]` and returns its length (Python's
@@ -717,7 +1121,7 @@ impl<C> Connection<C> {
     ///
     /// # Errors
     /// [`RecvError::BufferTooShort`] with the whole message when it does not fit (nothing is
-    /// written to `buf`); `Other` with [`ErrorKind::InvalidArgument`] when `offset` is beyond
+    /// written to `buf`); `Failed` with [`ErrorKind::InvalidArgument`] when `offset` is beyond
     /// `buf`; otherwise as [`recv_bytes`](Self::recv_bytes).
     pub fn recv_bytes_into(
         &self,
@@ -725,7 +1129,7 @@ impl<C> Connection<C> {
         offset: usize,
     ) -> std::result::Result<usize, RecvError> {
         if offset > buf.len() {
-            return Err(RecvError::Other(Error::new(
+            return Err(RecvError::Failed(Error::new(
                 ErrorKind::InvalidArgument,
                 format!("offset {offset} is beyond a buffer of {} bytes", buf.len()),
             )));
@@ -739,31 +1143,64 @@ impl<C> Connection<C> {
         Ok(msg.len())
     }
 
-    /// True when a message (or end-of-file) is there to receive; waits up to `timeout`
-    /// (`None`: forever, `Some(ZERO)`: just look). Never consumes a message.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let (a, b) = multiproc::pipe(true)?;
-    /// assert!(!b.poll(Some(Duration::ZERO))?);
-    /// a.send_bytes(b"x")?;
-    /// assert!(b.poll(Some(Duration::from_secs(5)))?);
-    /// assert!(b.poll(None)?); // still there
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
+    /// Waits until a message (or end-of-file) is there to receive, as long as it takes;
+    /// never consumes a message (Python's `poll(None)`).
     ///
     /// # Errors
     /// [`ErrorKind::Closed`] when this end is closed, [`ErrorKind::InvalidState`] on a
     /// send-only end, an OS error if `poll` fails.
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool> {
+    pub fn poll(&self) -> Result<()> {
         self.recv_fd().map_err(Error::from)?;
-        Ok(!wait(&[self], timeout)?.is_empty())
+        wait(&[self]).map(|_| ())
+    }
+
+    /// Returns at once: `Ok` when a message (or end-of-file) is there to receive (Python's
+    /// `poll()`, whose `True` is `is_ok()`). Never consumes a message.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let (a, b) = multiproc::pipe(true)?;
+    /// assert!(b.try_poll().unwrap_err().is_would_block());
+    /// a.send_bytes(b"x")?;
+    /// b.poll_timeout(Duration::from_secs(5))?;
+    /// b.poll()?; // still there
+    /// assert_eq!(b.recv_bytes()?, b"x");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TryWaitError::WouldBlock`] when nothing is there; `Failed` as for
+    /// [`poll`](Self::poll).
+    pub fn try_poll(&self) -> std::result::Result<(), TryWaitError> {
+        self.recv_fd().map_err(Error::from)?;
+        try_wait(&[self]).map(|_| ())
+    }
+
+    /// Waits at most `timeout` (any `Duration`) until a message (or end-of-file) is there
+    /// (Python's `poll(timeout)`, whose `True` is `is_ok()`). Never consumes a message.
+    ///
+    /// # Errors
+    /// [`WaitTimeoutError::Timeout`]; `Failed` as for [`poll`](Self::poll).
+    pub fn poll_timeout(&self, timeout: Duration) -> std::result::Result<(), WaitTimeoutError> {
+        self.recv_fd().map_err(Error::from)?;
+        wait_timeout(&[self], timeout).map(|_| ())
+    }
+
+    /// Waits until `deadline` at most until a message (or end-of-file) is there.
+    ///
+    /// # Errors
+    /// As [`poll_timeout`](Self::poll_timeout).
+    pub fn poll_deadline(&self, deadline: Instant) -> std::result::Result<(), WaitTimeoutError> {
+        self.recv_fd().map_err(Error::from)?;
+        wait_deadline(&[self], deadline).map(|_| ())
     }
 }
 
 impl<C: Codec> Connection<C> {
-    /// Sends `value`, serialized with the codec `C` (Python's `send(obj)`). Handles inside it
-    /// (connection ends, queues, locks, ...) travel with their fds and work in the receiver.
+    /// Sends `value`, serialized with the codec `C` (Python's `send(obj)`), waiting for room
+    /// as long as it takes (a message longer than the socket's buffer waits for the reader).
+    /// Handles inside it (connection ends, queues, locks, ...) travel with their fds and
+    /// work in the receiver.
     ///
     /// ```
     /// let (a, b) = multiproc::pipe(true)?;
@@ -777,30 +1214,147 @@ impl<C: Codec> Connection<C> {
     /// ```
     ///
     /// # Errors
-    /// `Other` with [`ErrorKind::Codec`] when the value cannot be serialized; otherwise as
+    /// `Failed` with [`ErrorKind::Codec`] when the value cannot be serialized; otherwise as
     /// [`send_bytes`](Self::send_bytes).
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> std::result::Result<(), SendError> {
+        self.send_value(value, Deadline::never())
+            .map_err(|s| s.plain())
+    }
+
+    /// Sends `value` if there is room for the whole message now; never waits.
+    ///
+    /// A small message (up to [`INLINE_MAX`] bytes, without fds) goes if the connection's
+    /// ring has room. A larger one goes over the socket and only if the socket takes all of
+    /// it at once; when it does not, the frames that went are skipped by the receiver (as a
+    /// dead sender's). `send` borrows the value, so on `Full` the caller still has it:
+    /// the variant carries nothing.
+    ///
+    /// # Errors
+    /// [`TrySendError::Full`]; otherwise as [`send`](Self::send).
+    pub fn try_send<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> std::result::Result<(), TrySendError> {
+        self.send_value(value, Deadline::passed())
+            .map_err(|s| s.tried())
+    }
+
+    /// Sends `value`, waiting at most `timeout` (any `Duration`) for room.
+    ///
+    /// Running out delivers nothing of the message, and the connection stays usable: a
+    /// message cut off on the socket (nobody read it in time) is skipped by the receiver as
+    /// one of a dead sender, and the messages after it arrive whole.
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] (the caller still has `value`); otherwise as
+    /// [`send`](Self::send).
+    pub fn send_timeout<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        timeout: Duration,
+    ) -> std::result::Result<(), SendTimeoutError> {
+        self.send_value(value, Deadline::within(timeout))
+            .map_err(|s| s.timed())
+    }
+
+    /// Sends `value`, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    /// As [`send_timeout`](Self::send_timeout).
+    pub fn send_deadline<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: Instant,
+    ) -> std::result::Result<(), SendTimeoutError> {
+        self.send_value(value, Deadline::at(deadline))
+            .map_err(|s| s.timed())
+    }
+
+    fn send_value<T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+        deadline: Deadline,
+    ) -> std::result::Result<(), Stop<SendError>> {
         let (fd, dir) = self.send_fd()?;
         let mut buf = take_encode_buf();
         let encoded = handle::with_exported_fds(|| C::encode(value, &mut buf));
         let r = match encoded {
             Ok(((), fds)) if fds.is_empty() && buf.len() <= INLINE_MAX => {
-                self.put_record(fd, dir, &[&buf, &[TAG_DATA]], true)
+                self.put_record(fd, dir, &[&buf, &[TAG_DATA]], true, deadline)
             }
-            Ok(((), fds)) => self.send_message(&buf, &fds),
-            Err(e) => Err(SendError::Other(e)),
+            Ok(((), fds)) => self.send_message(&buf, &fds, deadline),
+            Err(e) => Err(SendError::Failed(e).into()),
         };
         give_back_encode_buf(buf);
         r
     }
 
-    /// Receives one message and decodes it as a `T` (Python's `recv()`). Handles inside it
-    /// come back to life with the fds that travelled with the message.
+    /// Receives one message and decodes it as a `T` (Python's `recv()`), waiting for one as
+    /// long as it takes. Handles inside it come back to life with the fds that travelled
+    /// with the message.
     ///
     /// # Errors
-    /// `Other` with [`ErrorKind::Codec`] when the message is not a valid `T` (it is consumed);
-    /// otherwise as [`recv_bytes`](Self::recv_bytes).
+    /// `Failed` with [`ErrorKind::Codec`] when the message is not a valid `T` (it is
+    /// consumed); otherwise as [`recv_bytes`](Self::recv_bytes).
     pub fn recv<T: DeserializeOwned>(&self) -> std::result::Result<T, RecvError> {
+        self.recv_value(Deadline::never()).map_err(|s| s.plain())
+    }
+
+    /// Receives one message if one is there now; never waits.
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe(true)?;
+    /// assert!(b.try_recv::<u32>().unwrap_err().is_empty());
+    /// a.send(&7u32)?;
+    /// # b.poll()?;
+    /// assert_eq!(b.try_recv::<u32>()?, 7);
+    /// drop(a);
+    /// assert!(matches!(b.try_recv::<u32>(), Err(multiproc::pipe::TryRecvError::Eof)));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TryRecvError::Empty`] when no message is there (and the peer is);
+    /// [`TryRecvError::Eof`] when every copy of the peer end is closed and nothing is left;
+    /// otherwise as [`recv`](Self::recv).
+    pub fn try_recv<T: DeserializeOwned>(&self) -> std::result::Result<T, TryRecvError> {
+        self.recv_value(Deadline::passed()).map_err(|s| s.tried())
+    }
+
+    /// Receives one message, waiting at most `timeout` (any `Duration`) for one to begin.
+    ///
+    /// Running out consumes nothing. The deadline bounds the wait for a message to *begin*:
+    /// one whose transfer has begun (a large message, sent in frames over the socket) is
+    /// received to its end, which takes as long as its sender takes to write it; a sender
+    /// that was killed or gave up mid-message is noticed within milliseconds, so this never
+    /// hangs.
+    ///
+    /// # Errors
+    /// [`RecvTimeoutError::Timeout`]; otherwise as [`recv`](Self::recv).
+    pub fn recv_timeout<T: DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<T, RecvTimeoutError> {
+        self.recv_value(Deadline::within(timeout))
+            .map_err(|s| s.timed())
+    }
+
+    /// Receives one message, waiting until `deadline` at most for one to begin.
+    ///
+    /// # Errors
+    /// As [`recv_timeout`](Self::recv_timeout).
+    pub fn recv_deadline<T: DeserializeOwned>(
+        &self,
+        deadline: Instant,
+    ) -> std::result::Result<T, RecvTimeoutError> {
+        self.recv_value(Deadline::at(deadline))
+            .map_err(|s| s.timed())
+    }
+
+    fn recv_value<T: DeserializeOwned>(
+        &self,
+        deadline: Deadline,
+    ) -> std::result::Result<T, Stop<RecvError>> {
         // Decoded in place in the ring: no copy, no allocation of the bytes. A panicking
         // `Deserialize` consumes its message like a failed decode; the panic resumes after
         // the receive lock is released (`codec::decode_guarded`).
@@ -814,6 +1368,7 @@ impl<C: Codec> Connection<C> {
                 Ok(handle::with_imported_fds(fds, || C::decode(&bytes))?)
             },
             None,
+            deadline,
         );
         if let Some(p) = panicked {
             std::panic::resume_unwind(p);
@@ -826,7 +1381,7 @@ fn check_sent(n: usize, want: usize) -> std::result::Result<(), SendError> {
     if n == want {
         Ok(())
     } else {
-        Err(SendError::Other(Error::new(
+        Err(SendError::Failed(Error::new(
             ErrorKind::Os,
             format!("short send on a packet socket ({n} of {want} bytes)"),
         )))
@@ -910,23 +1465,38 @@ fn drain_junk(fd: BorrowedFd<'_>, dir: &Dir) -> std::result::Result<Drained, Rec
 
 /// Looks for a record without sleeping: spins briefly, then keeps looking with a
 /// `sched_yield` between looks (as the queue does: a sender that needs this very CPU runs at
-/// once), when another CPU can run the sender; true when the ring holds one.
-fn spin_for_record(dir: &Dir) -> bool {
-    crate::sys::futex::spin_yield_until(|| dir.has_records(), Deadline::never())
+/// once), when another CPU can run the sender, not past `deadline`; true when the ring holds
+/// one.
+fn spin_for_record(dir: &Dir, deadline: Deadline) -> bool {
+    crate::sys::futex::spin_yield_until(|| dir.has_records(), deadline)
 }
 
 /// With the receive lock held and the ring found empty: waits until the ring may hold a
-/// record. `Err(Eof)` when every copy of the peer end is closed and the ring is empty.
-fn wait_for_record(fd: BorrowedFd<'_>, dir: &Dir) -> std::result::Result<(), RecvError> {
-    if spin_for_record(dir) {
+/// record, at most until `deadline`. `Err(Eof)` when every copy of the peer end is closed
+/// and the ring is empty; `Err(Timeout)` when the deadline passed with neither (after one
+/// last look at the socket, so that a `try_` receive reports end of file too).
+fn wait_for_record(
+    fd: BorrowedFd<'_>,
+    dir: &Dir,
+    deadline: Deadline,
+) -> std::result::Result<(), Stop<RecvError>> {
+    if dir.has_records() || spin_for_record(dir, deadline) {
         return Ok(());
     }
     loop {
+        let Ok(left) = deadline.remaining() else {
+            return match drain_junk(fd, dir)? {
+                Drained::Record => Ok(()),
+                Drained::Eof => Err(RecvError::Eof.into()),
+                Drained::Empty => Err(Stop::Timeout),
+            };
+        };
+        let slice = left.map_or(SLEEP_SLICE, |l| l.min(SLEEP_SLICE));
         dir.sleeping(true);
         let r = if dir.has_records() {
             Ok(())
         } else {
-            socket::poll_rw(&[(fd, false)], Some(SLEEP_SLICE)).map(|_| ())
+            socket::poll_rw(&[(fd, false)], Some(slice)).map(|_| ())
         };
         dir.sleeping(false);
         r.map_err(os_recv_error)?;
@@ -935,8 +1505,34 @@ fn wait_for_record(fd: BorrowedFd<'_>, dir: &Dir) -> std::result::Result<(), Rec
         }
         match drain_junk(fd, dir)? {
             Drained::Record => return Ok(()),
-            Drained::Eof => return Err(RecvError::Eof),
+            Drained::Eof => return Err(RecvError::Eof.into()),
             Drained::Empty => {}
+        }
+    }
+}
+
+/// Sends one packet without blocking, waiting for room in the socket until `deadline`
+/// (a timed send's frame). `Err(Timeout)` when the socket stayed full.
+fn send_packet_until(
+    fd: BorrowedFd<'_>,
+    iov: &[IoSlice<'_>],
+    fds: &[BorrowedFd<'_>],
+    deadline: Deadline,
+) -> std::result::Result<usize, Stop<SendError>> {
+    loop {
+        match socket::send_msg(fd, iov, fds, true) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(os_send_error(e).into()),
+        }
+        let Ok(left) = deadline.remaining() else {
+            return Err(Stop::Timeout);
+        };
+        let slice = left.map_or(SLEEP_SLICE, |l| l.min(SLEEP_SLICE));
+        let r = socket::poll_rw(&[(fd, true)], Some(slice))
+            .map_err(|e| SendError::Failed(Error::os("cannot poll connection", e)))?;
+        if r[0].hangup && !r[0].writable {
+            return Err(SendError::Disconnected.into());
         }
     }
 }
@@ -1013,7 +1609,7 @@ fn recv_socket_message(
         }
         if r.truncated {
             // Not one of ours (we never write bigger frames): drop it and the partial.
-            return Err(RecvError::Other(Error::new(
+            return Err(RecvError::Failed(Error::new(
                 ErrorKind::Codec,
                 format!(
                     "received a packet of {} bytes, larger than any frame",
@@ -1034,7 +1630,7 @@ fn recv_socket_message(
             Outcome::Pending | Outcome::Skipped => continue,
             Outcome::Complete(msg) => {
                 if fds_lost {
-                    return Err(RecvError::Other(Error::new(
+                    return Err(RecvError::Failed(Error::new(
                         ErrorKind::Os,
                         "file descriptors attached to the message were lost (fd limit?)",
                     )));
@@ -1048,7 +1644,7 @@ fn recv_socket_message(
                 })
             }
             Outcome::Corrupt(why) => {
-                return Err(RecvError::Other(Error::new(
+                return Err(RecvError::Failed(Error::new(
                     ErrorKind::Codec,
                     format!("corrupt frame on connection: {why}"),
                 )))
@@ -1194,7 +1790,7 @@ impl AsFd for Fd {
 ///
 /// Implemented for [`Connection`], for [`Process`](crate::Process) (it has ended: Python's
 /// `Process.sentinel`), and for raw fds. Mix kinds with `&dyn Waitable`:
-/// `wait(&[&conn as &dyn Waitable, &process], None)`.
+/// `wait(&[&conn as &dyn Waitable, &process])`.
 pub trait Waitable {
     /// The fd to poll for readability, or `None` when the object is closed.
     fn wait_fd(&self) -> Option<BorrowedFd<'_>>;
@@ -1276,25 +1872,94 @@ impl Waitable for BorrowedFd<'_> {
     }
 }
 
-/// Waits until at least one of `objects` is ready or `timeout` passes (`None`: forever) and
-/// returns the indices of the ready ones, in order — empty on timeout (Python's
-/// `multiprocessing.connection.wait`).
+/// Waits until at least one of `objects` is ready, as long as it takes, and returns the
+/// indices of the ready ones, in order — never empty (Python's
+/// `multiprocessing.connection.wait(objects)`).
 ///
 /// ```
 /// use std::time::Duration;
+/// use multiproc::pipe::{try_wait, wait, wait_timeout};
 /// let (a, b) = multiproc::pipe(true)?;
 /// let (c, d) = multiproc::pipe(true)?;
-/// assert!(multiproc::wait(&[&b, &d], Some(Duration::ZERO))?.is_empty());
+/// assert!(try_wait(&[&b, &d]).unwrap_err().is_would_block());
 /// c.send_bytes(b"x")?;
-/// assert_eq!(multiproc::wait(&[&b, &d], Some(Duration::from_secs(5)))?, [1]);
+/// assert_eq!(wait(&[&b, &d])?, [1]);
+/// assert_eq!(wait_timeout(&[&b, &d], Duration::from_secs(5))?, [1]);
 /// # drop(a);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
 /// # Errors
-/// [`ErrorKind::Closed`] when one of the objects is closed; an OS error if `poll` fails.
+/// [`ErrorKind::Closed`] when one of the objects is closed; an OS error if `poll` fails;
+/// [`ErrorKind::InvalidArgument`] for an empty `objects` (which would wait forever).
 #[doc(alias = "connection.wait")]
-pub fn wait<W: Waitable + ?Sized>(objects: &[&W], timeout: Option<Duration>) -> Result<Vec<usize>> {
+pub fn wait<W: Waitable + ?Sized>(objects: &[&W]) -> Result<Vec<usize>> {
+    if objects.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "wait: no objects to wait for (it would wait forever)",
+        ));
+    }
+    loop {
+        let ready = wait_until(objects, Deadline::never())?;
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
+    }
+}
+
+/// Returns at once the indices of the `objects` that are ready now (Python's
+/// `wait(objects, 0)`).
+///
+/// # Errors
+/// [`TryWaitError::WouldBlock`] when none is ready; `Failed` as for [`wait`] (an empty
+/// `objects` is never ready).
+pub fn try_wait<W: Waitable + ?Sized>(
+    objects: &[&W],
+) -> std::result::Result<Vec<usize>, TryWaitError> {
+    match wait_until(objects, Deadline::passed())? {
+        ready if ready.is_empty() => Err(TryWaitError::WouldBlock),
+        ready => Ok(ready),
+    }
+}
+
+/// Waits at most `timeout` (any `Duration`) until at least one of `objects` is ready and
+/// returns the indices of the ready ones (Python's `wait(objects, timeout)`, whose empty list
+/// is `Err(Timeout)` here).
+///
+/// # Errors
+/// [`WaitTimeoutError::Timeout`]; `Failed` as for [`wait`] (an empty `objects` just waits
+/// out the timeout, as in Python).
+pub fn wait_timeout<W: Waitable + ?Sized>(
+    objects: &[&W],
+    timeout: Duration,
+) -> std::result::Result<Vec<usize>, WaitTimeoutError> {
+    timed_wait(objects, Deadline::within(timeout))
+}
+
+/// Waits until `deadline` at most until at least one of `objects` is ready.
+///
+/// # Errors
+/// As [`wait_timeout`].
+pub fn wait_deadline<W: Waitable + ?Sized>(
+    objects: &[&W],
+    deadline: Instant,
+) -> std::result::Result<Vec<usize>, WaitTimeoutError> {
+    timed_wait(objects, Deadline::at(deadline))
+}
+
+fn timed_wait<W: Waitable + ?Sized>(
+    objects: &[&W],
+    deadline: Deadline,
+) -> std::result::Result<Vec<usize>, WaitTimeoutError> {
+    match wait_until(objects, deadline)? {
+        ready if ready.is_empty() => Err(WaitTimeoutError::Timeout),
+        ready => Ok(ready),
+    }
+}
+
+/// The indices of the ready `objects` once one is, or at `deadline` (then maybe none).
+fn wait_until<W: Waitable + ?Sized>(objects: &[&W], deadline: Deadline) -> Result<Vec<usize>> {
     let mut fds = Vec::with_capacity(objects.len());
     let mut rings = Vec::with_capacity(objects.len());
     for (i, o) in objects.iter().enumerate() {
@@ -1304,12 +1969,11 @@ pub fn wait<W: Waitable + ?Sized>(objects: &[&W], timeout: Option<Duration>) -> 
         rings.push(o.wait_ring());
     }
     if fds.is_empty() {
-        if let Some(t) = timeout {
+        if let Ok(Some(t)) = deadline.remaining() {
             std::thread::sleep(t);
         }
         return Ok(Vec::new());
     }
-    let deadline = Deadline::after(timeout);
     loop {
         // Count in as a sleeper on every ring, then look at the rings: a sender either
         // finds us counted (and rings the doorbell, waking the poll) or its record is seen.
@@ -1457,13 +2121,13 @@ mod tests {
         assert!(dir.put(&[&marker], Duration::ZERO).unwrap());
         a.send_bytes(b"after").unwrap();
         match b.recv_bytes() {
-            Err(RecvError::Other(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
+            Err(RecvError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
             other => panic!("{other:?}"),
         }
         assert_eq!(b.recv_bytes().unwrap(), b"after");
         a.send_bytes(&[0xff, 0xff, 0xff]).unwrap();
         match b.recv::<String>() {
-            Err(RecvError::Other(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
+            Err(RecvError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
             other => panic!("{other:?}"),
         }
         send_raw(b"junk before the end");
