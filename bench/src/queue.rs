@@ -125,11 +125,11 @@ fn one_to_one_batched(size: usize, n: usize, batch: usize) -> f64 {
         }
     })
     .unwrap();
-    let mut got = q.get_many(batch, Some(T)).unwrap().len();
+    let mut got = q.get_many_timeout(batch, T).unwrap().len();
     let first = got;
     let t = Instant::now();
     while got < n {
-        got += std::hint::black_box(q.get_many(batch, Some(T)).unwrap()).len();
+        got += std::hint::black_box(q.get_many_timeout(batch, T).unwrap()).len();
     }
     let rate = (n - first) as f64 / t.elapsed().as_secs_f64();
     p.join().unwrap();

@@ -9,6 +9,8 @@
 //! is `Timeout` and its error has `is_timeout()`; the catch-all variant is `Failed(Error)`.
 
 use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io;
 
@@ -192,7 +194,7 @@ impl<T> Context<T> for rustix::io::Result<T> {
 /// assert!(r.unwrap_err().is_timeout());
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Timeout;
 
 impl Timeout {
@@ -224,7 +226,7 @@ impl From<Timeout> for Error {
 /// [`JoinableQueue::try_join`](crate::JoinableQueue::try_join), ... — and the meaning of the
 /// `WouldBlock` variant of the other `try_` calls' errors. Converted into [`Error`] it is
 /// [`ErrorKind::Timeout`] (a wait of zero length that ran out), as `Empty` and `Full` are.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct WouldBlock;
 
 impl fmt::Display for WouldBlock {
@@ -259,7 +261,7 @@ impl From<WouldBlock> for Error {
 /// # drop(guard);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OwnerDied<G = ()> {
     guard: G,
 }

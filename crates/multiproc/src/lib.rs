@@ -90,7 +90,10 @@ pub mod shm;
 pub mod sync;
 mod sys;
 pub use error::{Error, ErrorKind, OwnerDied, Result, Timeout, WouldBlock};
-pub use pipe::{pipe, pipe_with, wait, Connection, RecvError, SendError, Waitable};
+pub use pipe::{
+    pipe, pipe_with, try_wait, wait, wait_deadline, wait_timeout, Connection, RecvError,
+    RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
+};
 pub use pool::{AsyncResult, ClosurePool, Imap, Pool, PoolBuilder};
 pub use process::{active_children, Builder, Process, StartMethod};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};

@@ -34,7 +34,7 @@ fn seed_main() -> (Vec<i32>, usize, Vec<u64>) {
                     println!("{} made {res}", std::process::id());
                 }
                 println!("{name}: done producing");
-                q.join().unwrap();
+                q.join();
                 println!("{name}: done producing~~~~~~ (all processed)");
                 q.unfinished_tasks()
             })

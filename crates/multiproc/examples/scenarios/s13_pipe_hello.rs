@@ -21,10 +21,12 @@ pub fn run() -> Result<(), String> {
     // Hand one end to the child (moved: the parent's copy is closed once it has started).
     let p = Process::spawn_fn(f, child_conn).map_err(e)?;
     // Bounded wait, so a failure can't hang the tour.
-    if !parent_conn.poll(Some(Duration::from_secs(20))).map_err(e)? {
-        return Err("nothing arrived from the child within 20 s".into());
-    }
-    let got: String = parent_conn.recv().map_err(|e| e.to_string())?;
+    let got: String = parent_conn
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|e| match e.is_timeout() {
+            true => "nothing arrived from the child within 20 s".to_string(),
+            false => e.to_string(),
+        })?;
     println!("{got}"); // the parent received the message
     p.join().map_err(e)?;
     if got != MESSAGE {

@@ -8,26 +8,23 @@
 
 use std::time::Duration;
 
-use multiproc::{pipe, Connection, Process, RecvError};
+use multiproc::{pipe, Connection, Process, RecvTimeoutError};
 
 fn f((mut parent_conn, mut child_conn): (Connection, Connection)) -> Vec<String> {
     parent_conn.close(); // without this close there is no EOF
     let mut got = Vec::new();
     loop {
         // Bounded, so that a bug shows as a failure instead of a hang.
-        match child_conn.poll(Some(Duration::from_secs(20))) {
-            Ok(true) => {}
-            _ => {
-                println!("child: nothing for 20 s");
-                return got;
-            }
-        }
-        match child_conn.recv::<String>() {
+        match child_conn.recv_timeout::<String>(Duration::from_secs(20)) {
             Ok(msg) => {
                 println!("{msg}");
                 got.push(msg);
             }
-            Err(RecvError::Eof) => {
+            Err(e) if e.is_timeout() => {
+                println!("child: nothing for 20 s");
+                return got;
+            }
+            Err(RecvTimeoutError::Eof) => {
                 println!("child: EOFError");
                 child_conn.close();
                 got.push("<EOF>".into());

@@ -68,7 +68,7 @@ fn close_drains_then_reports_closed() {
     assert!(matches!(q.get(), Err(GetError::Closed)));
     assert!(matches!(q.try_get(), Err(TryGetError::Closed)));
     assert!(matches!(
-        q.get_many(5, Some(Duration::from_millis(10))),
+        q.get_many_timeout(5, Duration::from_millis(10)),
         Err(GetTimeoutError::Closed)
     ));
 }
@@ -129,12 +129,12 @@ fn get_many_stops_before_a_bad_message() {
     q.put_many(vec![1, 2]).unwrap();
     q.put_bytes(&[0xff; 9]).unwrap();
     q.put(3).unwrap();
-    assert_eq!(q.get_many(10, None).unwrap(), [1, 2]);
+    assert_eq!(q.get_many(10).unwrap(), [1, 2]);
     assert!(matches!(
-        q.get_many(10, None),
-        Err(GetTimeoutError::Failed(_))
+        q.get_many(10),
+        Err(GetError::Failed(_))
     ));
-    assert_eq!(q.get_many(10, None).unwrap(), [3]);
+    assert_eq!(q.get_many(10).unwrap(), [3]);
 }
 
 #[test]
@@ -144,7 +144,7 @@ fn put_many_waits_for_room_and_keeps_order() {
     let consumer = std::thread::spawn(move || {
         let mut got = Vec::new();
         while got.len() < 100 {
-            got.extend(q2.get_many(7, Some(Duration::from_secs(10))).unwrap());
+            got.extend(q2.get_many_timeout(7, Duration::from_secs(10)).unwrap());
         }
         got
     });
@@ -165,7 +165,7 @@ fn put_many_hands_back_the_rest_when_closed() {
         other => panic!("{other:?}"),
     }
     closer.join().unwrap();
-    assert_eq!(q.get_many(10, None).unwrap(), [1, 2]);
+    assert_eq!(q.get_many(10).unwrap(), [1, 2]);
 }
 
 #[test]
@@ -473,7 +473,7 @@ fn a_panicking_deserialize_consumes_its_message_and_the_queue_goes_on() {
     q.put_many(vec![Touchy(1), Touchy(13), Touchy(3)]).unwrap();
     let many = |q: &Queue<Touchy>| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            q.get_many(10, Some(Duration::ZERO)).unwrap()
+            q.get_many_timeout(10, Duration::ZERO).unwrap()
         }))
     };
     assert_eq!(many(&q).unwrap(), vec![Touchy(1)]);

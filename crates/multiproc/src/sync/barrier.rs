@@ -77,7 +77,7 @@ impl From<BrokenBarrier> for Error {
 }
 
 /// Why [`Barrier::try_wait`] did not pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TryBarrierError {
     /// This party would have to wait for others: it has not arrived (nothing changed).
     WouldBlock,
@@ -86,7 +86,7 @@ pub enum TryBarrierError {
 }
 
 /// Why [`Barrier::wait_timeout`] or [`Barrier::wait_deadline`] did not pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BarrierTimeoutError {
     /// This party's deadline passed first. As in Python, running out breaks the barrier: the
     /// other parties of the round get [`BarrierTimeoutError::Broken`] (or [`BrokenBarrier`]),

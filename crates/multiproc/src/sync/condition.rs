@@ -261,7 +261,7 @@ pub struct ConditionGuard<'a> {
 /// Why a timed wait of a [`ConditionGuard`] (`wait_timeout`, `wait_deadline`,
 /// `wait_for_timeout`, `wait_for_deadline`) did not return `Ok`. Either way the lock is held
 /// again when it returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WaitTimeoutError {
     /// No notification came (or, for `wait_for_*`, the predicate stayed false) before the
     /// deadline (Python's `wait(timeout)` returning `False`).

@@ -11,7 +11,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use multiproc::{
-    active_children, pipe, ErrorKind, Event, Lock, LockError, Pool, Process, Queue, StartMethod,
+    active_children, pipe, ErrorKind, Event, Lock, Pool, Process, Queue, StartMethod,
     Value,
 };
 
@@ -212,7 +212,7 @@ fn children_registry_in_a_forked_childs_second_thread() {
     with_watchdog(LIMIT, || {
         let go = Event::new().unwrap();
         let go2 = go.clone();
-        let ours = Process::spawn(move || go2.wait_timeout(LIMIT)).unwrap();
+        let ours = Process::spawn(move || go2.wait_timeout(LIMIT).is_ok()).unwrap();
         let our_pid = ours.pid();
         assert!(active_children().contains(&our_pid));
         on_a_forked_childs_second_thread(move || {
@@ -251,13 +251,13 @@ fn shared_objects_made_in_a_forked_childs_second_thread() {
                 p.join().unwrap();
                 assert_eq!(q.get_timeout(IN_CHILD).unwrap(), "from the grandchild");
                 theirs.send(&(lock.clone(), value.clone())).unwrap();
-                assert!(theirs.poll(Some(IN_CHILD)).unwrap(), "no reply");
+                theirs.poll_timeout(IN_CHILD).expect("no reply");
                 assert_eq!(theirs.recv::<String>().unwrap(), "set to 9");
                 assert_eq!(value.get(), 9);
                 drop(lock.try_lock().unwrap());
             });
         });
-        assert!(ours.poll(Some(LIMIT)).unwrap(), "nothing from the child");
+        ours.poll_timeout(LIMIT).expect("nothing from the child");
         let (lock, value): (Lock, Value<u64>) = ours.recv().unwrap();
         assert_eq!(value.get(), 8);
         drop(lock.try_lock().unwrap());
@@ -276,7 +276,7 @@ fn lock_owners_in_a_forked_childs_second_thread() {
             let lock = Lock::new().unwrap();
             let g = lock.lock().unwrap();
             let l2 = lock.clone();
-            let p = Process::spawn(move || matches!(l2.try_lock(), Err(LockError::WouldBlock)));
+            let p = Process::spawn(move || matches!(l2.try_lock(), Err(multiproc::sync::TryLockError::WouldBlock)));
             assert!(p.unwrap().join().unwrap(), "a child could take a held lock");
             drop(g);
             let l3 = lock.clone();
@@ -287,8 +287,8 @@ fn lock_owners_in_a_forked_childs_second_thread() {
             .join()
             .unwrap();
             assert!(matches!(
-                lock.try_lock_for(IN_CHILD),
-                Err(LockError::OwnerDied(_))
+                lock.lock_timeout(IN_CHILD),
+                Err(multiproc::sync::LockTimeoutError::OwnerDied(_))
             ));
         });
     });

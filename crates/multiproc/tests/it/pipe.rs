@@ -8,21 +8,26 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use multiproc::pipe::Fd;
-use multiproc::{pipe, wait, Connection, ErrorKind, Process, RecvError, SendError, StartMethod};
+use multiproc::{
+    pipe, try_wait, wait, wait_timeout, Connection, ErrorKind, Process, RecvError, SendError,
+    StartMethod,
+};
 
 use crate::util::{open_fds, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
-const T: Option<Duration> = Some(Duration::from_secs(20));
+const T: Duration = Duration::from_secs(20);
 
 /// Receives with a bounded wait: panics instead of hanging.
 fn recv_bytes_t(c: &Connection) -> Result<Vec<u8>, RecvError> {
-    assert!(c.poll(T).unwrap(), "nothing arrived within {T:?}");
+    c.poll_timeout(T)
+        .unwrap_or_else(|e| panic!("nothing arrived within {T:?}: {e}"));
     c.recv_bytes()
 }
 
 fn recv_t<V: serde::de::DeserializeOwned>(c: &Connection) -> Result<V, RecvError> {
-    assert!(c.poll(T).unwrap(), "nothing arrived within {T:?}");
+    c.poll_timeout(T)
+        .unwrap_or_else(|e| panic!("nothing arrived within {T:?}: {e}"));
     c.recv()
 }
 
@@ -66,28 +71,31 @@ fn connection_round_trips_with_an_echo_child() {
         // recv_bytes_into, at offset 0 and further in, then a too-small buffer.
         conn.send_bytes(&msg).unwrap();
         let mut buf = vec![0u8; 64];
-        assert!(conn.poll(T).unwrap());
+        conn.poll_timeout(T).unwrap();
         assert_eq!(conn.recv_bytes_into(&mut buf, 0).unwrap(), msg.len());
         assert_eq!(&buf[..msg.len()], &msg[..]);
         conn.send_bytes(&msg).unwrap();
-        assert!(conn.poll(T).unwrap());
+        conn.poll_timeout(T).unwrap();
         assert_eq!(conn.recv_bytes_into(&mut buf, 30).unwrap(), msg.len());
         assert_eq!(&buf[30..30 + msg.len()], &msg[..]);
         conn.send_bytes(&msg).unwrap();
-        assert!(conn.poll(T).unwrap());
+        conn.poll_timeout(T).unwrap();
         match conn.recv_bytes_into(&mut buf, 60) {
             Err(RecvError::BufferTooShort(whole)) => assert_eq!(whole, msg),
             other => panic!("expected BufferTooShort, got {other:?}"),
         }
 
         // poll: nothing there, a bounded wait lasts at least its timeout.
-        assert!(!conn.poll(Some(Duration::ZERO)).unwrap());
+        assert!(conn.try_poll().unwrap_err().is_would_block());
         let t0 = Instant::now();
-        assert!(!conn.poll(Some(Duration::from_millis(100))).unwrap());
+        assert!(conn
+            .poll_timeout(Duration::from_millis(100))
+            .unwrap_err()
+            .is_timeout());
         assert!(t0.elapsed() >= Duration::from_millis(100));
         conn.send_bytes(b"x").unwrap();
-        assert!(conn.poll(T).unwrap());
-        assert!(conn.poll(None).unwrap(), "poll must not consume");
+        conn.poll_timeout(T).unwrap();
+        conn.poll().expect("poll must not consume");
         assert_eq!(conn.recv_bytes().unwrap(), b"x");
 
         // A really big message (CPython uses 16 MiB).
@@ -123,7 +131,7 @@ fn duplex_false_gives_a_reader_and_a_writer() {
         assert!(p.join().unwrap());
         assert!(matches!(reader.send(&1), Err(SendError::ReceiveOnly)));
         assert_eq!(
-            reader.poll(Some(Duration::ZERO)).map(|_| ()).ok(),
+            reader.try_poll().ok(),
             Some(()),
             "poll works on the reader"
         );
@@ -177,7 +185,7 @@ fn send_bytes_ranges_are_checked() {
         assert_eq!(recv_bytes_t(&a).unwrap(), b"");
         for (off, size) in [(n + 1, 0), (0, n + 1), (n / 2, n / 2 + 1), (usize::MAX, 2)] {
             match a.send_bytes_range(&msg, off, size) {
-                Err(SendError::Other(e)) => assert_eq!(e.kind(), ErrorKind::InvalidArgument),
+                Err(SendError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::InvalidArgument),
                 other => panic!("range {off}+{size}: {other:?}"),
             }
         }
@@ -247,11 +255,11 @@ fn large_fd_transfer_to_a_child() {
 fn poll_and_an_empty_message() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(true).unwrap();
-        assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+        assert!(a.try_poll().unwrap_err().is_would_block());
         b.send_bytes(b"").unwrap();
-        assert!(a.poll(T).unwrap());
+        a.poll_timeout(T).unwrap();
         assert_eq!(a.recv_bytes().unwrap(), b"");
-        assert!(!a.poll(Some(Duration::ZERO)).unwrap());
+        assert!(a.try_poll().unwrap_err().is_would_block());
     });
 }
 
@@ -268,7 +276,7 @@ fn poll_then_receive_each_string() {
         let (a, b) = pipe(true).unwrap();
         let p = Process::spawn_fn(send_strings, b).unwrap();
         for s in [&b"hello"[..], b"", b"a", b"b", b"", b"bye", b"", b"lop"] {
-            assert!(a.poll(T).unwrap());
+            a.poll_timeout(T).unwrap();
             assert_eq!(a.recv_bytes().unwrap(), s);
         }
         p.join().unwrap();
@@ -288,7 +296,7 @@ fn messages_keep_their_boundaries() {
         })
         .unwrap();
         p.join().unwrap();
-        assert!(a.poll(T).unwrap());
+        a.poll_timeout(T).unwrap();
         assert_eq!(a.recv_bytes().unwrap(), vec![b'a'; 2000]);
         assert_eq!(a.recv_bytes().unwrap(), b"b");
         assert_eq!(a.recv_bytes().unwrap(), vec![b'c'; 700_000]);
@@ -328,12 +336,12 @@ fn closed_end_is_a_clear_error() {
     let (mut a, b) = pipe(true).unwrap();
     a.close();
     a.close();
-    assert!(a.closed());
+    assert!(a.is_closed());
     assert!(matches!(a.send_bytes(b"x"), Err(SendError::Closed)));
     assert!(matches!(a.recv_bytes(), Err(RecvError::Closed)));
-    assert_eq!(a.poll(None).unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(a.poll().unwrap_err().kind(), ErrorKind::Closed);
     assert!(a.try_as_fd().is_none());
-    assert_eq!(wait(&[&a], None).unwrap_err().kind(), ErrorKind::Closed);
+    assert_eq!(wait(&[&a]).unwrap_err().kind(), ErrorKind::Closed);
     assert!(matches!(b.recv_bytes(), Err(RecvError::Eof)));
     let e: multiproc::Error = b.recv_bytes().unwrap_err().into();
     assert_eq!(e.kind(), ErrorKind::Disconnected);
@@ -474,7 +482,7 @@ fn sender_killed_mid_message_gives_eof_not_a_torn_message() {
     with_watchdog(LIMIT, || {
         let (rx, tx) = pipe(false).unwrap();
         let p = stuck_sender(tx); // the parent's copy of `tx` went with the closure
-        assert!(rx.poll(T).unwrap(), "first frame never arrived");
+        rx.poll_timeout(T).expect("first frame never arrived");
         std::thread::sleep(Duration::from_millis(50));
         p.kill().unwrap();
         assert!(p.join().is_err());
@@ -492,7 +500,7 @@ fn sender_killed_mid_message_then_another_sender_goes_on() {
         let (rx, tx) = pipe(false).unwrap();
         let tx_keep = tx.try_clone().unwrap();
         let p = stuck_sender(tx);
-        assert!(rx.poll(T).unwrap(), "first frame never arrived");
+        rx.poll_timeout(T).expect("first frame never arrived");
         std::thread::sleep(Duration::from_millis(50));
         p.kill().unwrap();
         assert!(p.join().is_err());
@@ -613,7 +621,7 @@ fn wait_collects_from_many_connections() {
         let mut open: Vec<usize> = (0..readers.len()).collect();
         while !open.is_empty() {
             let refs: Vec<&Connection> = open.iter().map(|&i| &readers[i]).collect();
-            let ready = wait(&refs, T).unwrap();
+            let ready = wait_timeout(&refs, T).unwrap();
             assert!(!ready.is_empty(), "wait timed out");
             let mut done = Vec::new();
             for k in ready {
@@ -639,15 +647,15 @@ fn wait_times_out_then_sees_readiness() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(true).unwrap();
         let t0 = Instant::now();
-        assert!(wait(&[&a], Some(Duration::from_millis(200)))
-            .unwrap()
-            .is_empty());
+        assert!(wait_timeout(&[&a], Duration::from_millis(200))
+            .unwrap_err()
+            .is_timeout());
         assert!(t0.elapsed() >= Duration::from_millis(200));
-        assert!(wait(&[&a], Some(Duration::ZERO)).unwrap().is_empty());
+        assert!(try_wait(&[&a]).unwrap_err().is_would_block());
         b.send_bytes(b"x").unwrap();
-        assert_eq!(wait(&[&a, &b], T).unwrap(), [0]);
+        assert_eq!(wait_timeout(&[&a, &b], T).unwrap(), [0]);
         // Still there: wait never consumes.
-        assert_eq!(wait(&[&a], Some(Duration::ZERO)).unwrap(), [0]);
+        assert_eq!(try_wait(&[&a]).unwrap(), [0]);
     });
 }
 
@@ -666,7 +674,7 @@ fn wait_on_process_sentinels_and_connections() {
         let mut seen = Vec::new();
         let t0 = Instant::now();
         while seen.len() < 2 {
-            let ready = wait(&objs, T).unwrap();
+            let ready = wait_timeout(&objs, T).unwrap();
             assert!(!ready.is_empty(), "wait timed out");
             for i in ready {
                 if !seen.contains(&i) {
@@ -677,7 +685,7 @@ fn wait_on_process_sentinels_and_connections() {
         assert_eq!(seen, [1, 0], "the fast process ends first");
         assert!(t0.elapsed() >= Duration::from_millis(550));
         b.send_bytes(b"x").unwrap();
-        let ready = wait(&objs, T).unwrap();
+        let ready = wait_timeout(&objs, T).unwrap();
         assert_eq!(ready, [0, 1, 2]);
         slow.join().unwrap();
         fast.join().unwrap();
@@ -738,7 +746,7 @@ fn use_received_lock_and_queue(conn: Connection) -> bool {
         .unwrap();
     conn.send_bytes(b"done").unwrap();
     // Now the parent releases it; we can take it.
-    assert!(conn.poll(T).unwrap());
+    conn.poll_timeout(T).unwrap();
     conn.recv_bytes().unwrap();
     let ok = lock.lock().is_ok();
     held_elsewhere && ok
@@ -927,7 +935,7 @@ fn a_panicking_deserialize_consumes_its_message() {
         }
         let recv = || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                assert!(b.poll(Some(Duration::from_secs(10))).unwrap());
+                b.poll_timeout(Duration::from_secs(10)).unwrap();
                 b.recv::<Brittle>().unwrap()
             }))
         };

@@ -463,7 +463,7 @@ fn handles_travel_into_spawned_children() {
         let (mine, theirs) = multiproc::pipe(true).unwrap();
         let p = Process::spawn_fn(reply_on, theirs).unwrap();
         mine.send(&41u32).unwrap();
-        assert!(mine.poll(Some(Duration::from_secs(20))).unwrap());
+        mine.poll_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(mine.recv::<u32>().unwrap(), 42);
         assert_eq!(p.join().unwrap(), 41);
     });

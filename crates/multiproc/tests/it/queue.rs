@@ -631,7 +631,7 @@ fn fault_run(total: u64, kills: usize) {
             let wait = Duration::from_secs(20);
             turn = turn.wrapping_add(1);
             let got = match turn % 3 {
-                0 => q.get_many(BATCH, Some(wait)),
+                0 => q.get_many_timeout(BATCH, wait),
                 1 => q.get_timeout(wait).map(|m| vec![m]),
                 _ => q
                     .get_into_timeout(&mut one, wait)
