@@ -34,32 +34,33 @@
 //! | `p.sentinel` | [`Process::sentinel`] | a pidfd |
 //! | `active_children()` | [`active_children`] | reaps finished children on the way |
 //! | `Queue()` / `Queue(maxsize)` | [`Queue::new`] / [`Queue::bounded`]`(maxsize)` | typed (`Queue<T>`, serde + postcard); byte capacity via [`Queue::builder`] |
-//! | `q.put(x)` / `q.put(x, timeout=t)` / `q.put_nowait(x)` | [`Queue::put`] / [`Queue::put_timeout`] / [`Queue::try_put`] | errors hand the item back: `TryPutError::Full(x)`; serialization fails here, in the caller |
-//! | `q.get()` / `q.get(timeout=t)` / `q.get_nowait()` | [`Queue::get`] / [`Queue::get_timeout`] / [`Queue::try_get`] | `queue.Empty` is `TryGetError::Empty` / `GetTimeoutError::Timeout` |
+//! | `q.put(x)` / `q.put(x, timeout=t)` / `q.put_nowait(x)` | [`Queue::put`] / [`Queue::put_timeout`] (or [`Queue::put_deadline`]) / [`Queue::try_put`] | errors hand the item back: `TryPutError::Full(x)`, `PutTimeoutError::Timeout(x)`; serialization fails here, in the caller |
+//! | `q.get()` / `q.get(timeout=t)` / `q.get_nowait()` | [`Queue::get`] / [`Queue::get_timeout`] (or [`Queue::get_deadline`]) / [`Queue::try_get`] | `queue.Empty` is `TryGetError::Empty` / `GetTimeoutError::Timeout` |
 //! | `q.qsize()`, `q.empty()`, `q.full()` | [`Queue::len`], [`Queue::is_empty`], [`Queue::is_full`] | snapshots, as in Python |
 //! | one `None` sentinel per consumer | [`Queue::close`] + `for item in &q` | closing ends the stream for every consumer after draining |
-//! | — | [`Queue::put_many`], [`Queue::get_many`] | one lock per batch |
+//! | — | [`Queue::put_many`], [`Queue::get_many`]`(n)` | one lock per batch; each in the four forms (`try_get_many`, `get_many_timeout`, ...) |
 //! | `Connection.send_bytes` through a queue | [`Queue::put_bytes`], [`Queue::get_bytes`] | raw bytes, no serialization |
-//! | `SimpleQueue()` | [`SimpleQueue::new`] | `put`, `get`, `is_empty`, `close` |
-//! | `JoinableQueue()`, `task_done()`, `join()` | [`JoinableQueue`], [`JoinableQueue::task_done`], [`JoinableQueue::join`] / [`JoinableQueue::join_timeout`] | `task_done()` counts against items *taken*, not put: one for an item still queued is an error (Python accepts it and lets `join()` return early); past that, as Python's `ValueError` |
-//! | `Lock()`; `with lock:` | [`Lock::new`]; `let _g = lock.lock()` | guard releases on scope exit, even by panic; a dead holder gives [`LockError::OwnerDied`]`(guard)` instead of a deadlock |
-//! | `lock.acquire(False)` / `acquire(timeout=t)` | [`Lock::try_lock`] / [`Lock::try_lock_for`] | `LockError::WouldBlock` / `LockError::Timeout` |
+//! | `SimpleQueue()` | [`SimpleQueue::new`] | `put`, `get` (each in the four forms), `is_empty`, `close` |
+//! | `JoinableQueue()`, `task_done()`, `join()` | [`JoinableQueue`], [`JoinableQueue::task_done`], [`JoinableQueue::join`] (also `try_join`, `join_timeout`, `join_deadline`: [`Timeout`]) | `task_done()` counts against items *taken*, not put: one for an item still queued is an error (Python accepts it and lets `join()` return early); past that, as Python's `ValueError` |
+//! | `Lock()`; `with lock:` | [`Lock::new`]; `let _g = lock.lock()` | guard releases on scope exit, even by panic; `lock()`'s only error is [`OwnerDied`]`(guard)` — a dead holder, instead of a deadlock |
+//! | `lock.acquire(False)` / `acquire(timeout=t)` | [`Lock::try_lock`] / [`Lock::lock_timeout`] (or [`Lock::lock_deadline`]) | `TryLockError::WouldBlock` / `LockTimeoutError::Timeout`; Python's `True` is `is_ok()` |
 //! | `RLock()` | [`RLock::new`], [`RLock::lock`] | re-entrant per thread; [`RLock::release`] by a non-owner is an error |
-//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`BoundedSemaphore::new`] | `acquire` returns a guard; `try_acquire`, `acquire_timeout`, `release`, `value()`; permits of killed guard holders come back |
-//! | `Event()`: `set`, `clear`, `is_set`, `wait(timeout)` | [`Event`]: `set`, `clear`, `is_set`, `wait`, `wait_timeout` | futex on a sequence word |
-//! | `Condition(lock)`: `wait`, `wait_for`, `notify(n)`, `notify_all` | [`Condition::with_lock`] / [`Condition::new`] (RLock); methods on the guard from [`Condition::lock`] | no `pthread_cond_t` |
-//! | `Barrier(n, action, timeout)`: `wait`, `abort`, `reset`, `broken` | [`Barrier::new`] / [`Barrier::with_action`]: `wait`, `wait_timeout`, `abort`, `reset`, `is_broken` | a party killed inside breaks it: [`BrokenBarrier`], no hang |
-//! | `Value('d', 1.5)`, `v.value`, `v.get_lock()` | [`Value::new`]`(1.5f64)`, [`Value::get`]/[`Value::set`], [`Value::get_lock`] | `T` checked at compile time (`ShmSafe`); atomics via [`Value::atomic`] |
-//! | `Array('i', [1, 2])`, `a[i]`, `a[:]` | [`Array::from_slice`], [`Array::get`]/[`Array::set`], [`Array::to_vec`] | fixed length, own lock |
+//! | `Semaphore(n)`, `BoundedSemaphore(n)` | [`Semaphore::new`], [`BoundedSemaphore::new`] | `acquire` returns a guard; `try_acquire` ([`WouldBlock`]), `acquire_timeout` ([`Timeout`]), `release`, `value()`; permits of killed guard holders come back |
+//! | `Event()`: `set`, `clear`, `is_set`, `wait()`, `wait(timeout)` | [`Event`]: `set`, `clear`, `is_set`, `wait()`, `wait_timeout(t).is_ok()` | `wait_timeout` says [`Timeout`] where Python returns `False`; futex on a sequence word |
+//! | `Condition(lock)`: `wait`, `wait(t)`, `wait_for(pred, t)`, `notify(n)`, `notify_all` | [`Condition::with_lock`] / [`Condition::new`] (RLock); on the guard from [`Condition::lock`]: `wait`, `wait_timeout(t).is_ok()`, `wait_for_timeout(pred, t)`, `notify`, `notify_all` | the timed waits say `WaitTimeoutError::Timeout` where Python returns `False`; no `pthread_cond_t` |
+//! | `Barrier(n, action, timeout)`: `wait`, `abort`, `reset`, `broken` | [`Barrier::new`] / [`Barrier::with_action`]: `wait`, `wait_timeout`, `try_wait`, `abort`, `reset`, `is_broken` | a party killed inside breaks it: [`BrokenBarrier`], no hang; one that runs out breaks it too (as in Python) and gets `BarrierTimeoutError::Timeout` |
+//! | `Value('d', 1.5)`, `v.value`, `with v.get_lock(): v.value += 1` | [`Value::new`]`(1.5f64)`, [`Value::get`]/[`Value::set`], `*v.lock()? += 1` ([`Value::lock`]) | `T` checked at compile time (`ShmSafe`); the guard derefs to `T`; atomics via [`Value::atomic`] |
+//! | `Array('i', [1, 2])`, `a[i]`, `a[:]`, `with a.get_lock(): a[i] = x` | [`Array::from_slice`], [`Array::get`]/[`Array::set`], [`Array::to_vec`], `a.lock()?[i] = x` ([`Array::lock`]) | fixed length, own lock; the guard derefs to `[T]`; no `a[i]` without a guard (see [`Array`]) |
 //! | `Pipe()` / `Pipe(duplex=False)` | [`pipe()`]`(true)` / [`pipe()`]`(false)` | `(receive-only, send-only)` as in Python; wrong-way use is [`RecvError::SendOnly`] / [`SendError::ReceiveOnly`] |
 //! | `conn.send(obj)` / `conn.recv()` | [`Connection::send`]`(&v)` / [`Connection::recv`]`::<T>()` | serde + postcard ([`pipe_with`] for another codec); handles inside (a `Connection`, `Queue`, `Lock`...) travel with their fds |
 //! | `send_bytes(buf, offset, size)` | [`Connection::send_bytes`], [`Connection::send_bytes_range`] | range checked; 0 bytes is a message; any size (64 MiB tested) |
 //! | `recv_bytes()` / `recv_bytes(maxlength)` | [`Connection::recv_bytes`] / [`Connection::recv_bytes_max`] | too long: [`RecvError::TooLong`] and, unlike Python, the connection stays usable |
 //! | `recv_bytes_into(buf, offset)`, `BufferTooShort` | [`Connection::recv_bytes_into`], [`RecvError::BufferTooShort`]`(whole)` | the error carries the whole message |
 //! | `EOFError` / `OSError` (closed) / `BrokenPipeError` | [`RecvError::Eof`] / [`RecvError::Closed`] / [`SendError::Disconnected`] | EOF once every copy of the peer end is closed, in every process |
-//! | `conn.poll(timeout)`, `fileno()`, `close()` | [`Connection::poll`], `AsFd`/[`Connection::try_as_fd`], [`Connection::close`] | `poll(None)` waits forever and never consumes |
+//! | — | [`Connection::try_recv`], [`Connection::recv_timeout`], [`Connection::send_timeout`] (and `_deadline`, `_bytes` forms) | Python has no timed `recv`/`send`; a timed send that runs out delivers nothing and the connection stays usable |
+//! | `conn.poll()` / `conn.poll(t)` / `conn.poll(None)`, `fileno()`, `close()` | [`Connection::try_poll`]`().is_ok()` / [`Connection::poll_timeout`]`(t).is_ok()` / [`Connection::poll`]`()`, `AsFd`/[`Connection::try_as_fd`], [`Connection::close`], [`Connection::is_closed`] | `poll` never consumes |
 //! | one end used by many processes | the same, safe | messages never interleave or split (per-end robust locks); a SIGKILLed sender or receiver never leaves a torn message |
-//! | `multiprocessing.connection.wait(objs, timeout)` | [`wait`]`(&[&a, &b], timeout)` | returns the indices of ready objects; accepts [`Process`] sentinels via [`Waitable`] |
+//! | `multiprocessing.connection.wait(objs)` / `wait(objs, t)` | [`wait`]`(&[&a, &b])` / [`wait_timeout`]`(&[&a, &b], t)` | returns the indices of ready objects (never empty: Python's `[]` is `Err(Timeout)`); accepts [`Process`] sentinels via [`Waitable`] |
 //! | `reduction.send_handle` / `recv_handle` | [`pipe::Fd`] inside any sent value | plus [`Connection::try_clone`] for another copy of an end |
 //! | `Pool(n)`, `Pool(n, initializer, initargs, maxtasksperchild)` | [`Pool::new`]`(n)`, [`Pool::builder`]`().initializer(f, args).maxtasksperchild(m).retries(r)` ([`PoolBuilder`]) | `Pool(0)` is [`ErrorKind::InvalidArgument`]; default = number of CPUs; a `Pool` is a cheap `Clone` handle |
 //! | `pool.map(f, xs)`, `starmap`, `map_async`, `starmap_async` | [`Pool::map`]`(f, xs)`, [`Pool::starmap`], [`Pool::map_async`], [`Pool::starmap_async`] | `f: fn(A) -> R` with serde types (a function, or a closure that captures nothing); starmap destructures a tuple |
@@ -72,6 +73,43 @@
 //! | a lambda capturing anything (needs fork) | [`PoolBuilder::build_with`]`(closure)` → [`ClosurePool`] | closure fixed at creation, Fork only; the same calls as `Pool` |
 //! | a task's exception, re-raised by `get` | [`ErrorKind::ChildPanicked`], with the panic message and where it happened | the workers print nothing (no interleaved backtraces) |
 //! | `pool.close()`, `join()`, `terminate()`, `with Pool() as p:` | [`Pool::close`], [`Pool::join`], [`Pool::terminate`]; dropping the last handle terminates | a worker killed mid-task fails (or retries) that task and is replaced: no hang (CPython issue 66587) |
+//!
+//! ## Every blocking call and its four forms
+//!
+//! Every call that can wait comes as `op()` (waits as long as it takes), `try_op()` (never
+//! waits), `op_timeout(Duration)` and `op_deadline(Instant)`. Any `Duration` is accepted, up
+//! to `Duration::MAX` ("forever"). The results have one shape: `op()` returns what it can
+//! fail with; `try_op()` adds one "not now" variant — `WouldBlock` for locks, semaphores,
+//! barriers and waits, `Empty`/`Full` for queues and connections; the timed forms add
+//! `Timeout` instead, and their errors have `is_timeout()`. Puts hand the item back in every
+//! error (`Full(item)`, `Timeout(item)`); sends borrow it, so theirs carry nothing. Where
+//! running out is a timed call's only failure, its error is the unit [`Timeout`] (and a
+//! `try_` call's is [`WouldBlock`]). A lock's `lock()` can only say [`OwnerDied`] (with the
+//! guard: the lock is held). The catch-all variant is always `Failed(Error)`.
+//!
+//! | blocking call | `try_` (never waits) | `_timeout(Duration)`, `_deadline(Instant)` | "not now" / "ran out" |
+//! |---|---|---|---|
+//! | [`Lock::lock`], [`RLock::lock`], [`Condition::lock`], [`Value::lock`], [`Array::lock`] → `Result<G, OwnerDied<G>>` | `try_lock` | `lock_timeout`, `lock_deadline` | [`sync::TryLockError::WouldBlock`] / [`sync::LockTimeoutError::Timeout`] |
+//! | [`Semaphore::acquire`], [`BoundedSemaphore::acquire`] → guard | `try_acquire` | `acquire_timeout`, `acquire_deadline` | [`WouldBlock`] / [`Timeout`] |
+//! | [`Event::wait`] | `try_wait` (= `is_set`) | `wait_timeout`, `wait_deadline` | [`WouldBlock`] / [`Timeout`]; Python's `e.wait(t)` is `e.wait_timeout(t).is_ok()` |
+//! | [`sync::ConditionGuard::wait`] → `Result<(), OwnerDied>` | — (a notification reaches only a waiter that waits) | `wait_timeout`, `wait_deadline` | [`sync::WaitTimeoutError::Timeout`]; Python's `c.wait(t)` is `g.wait_timeout(t).is_ok()` |
+//! | [`sync::ConditionGuard::wait_for`]`(pred)` | — (`pred()` itself, under the lock) | `wait_for_timeout`, `wait_for_deadline` | [`sync::WaitTimeoutError::Timeout`] |
+//! | [`Barrier::wait`] → `Result<u32, BrokenBarrier>` | `try_wait` (passes only as the last party) | `wait_timeout`, `wait_deadline` | [`sync::TryBarrierError::WouldBlock`] / [`sync::BarrierTimeoutError::Timeout`] (the barrier breaks, as in Python) |
+//! | [`Queue::put`], [`Queue::put_ref`], [`Queue::put_bytes`], [`Queue::put_many`]; [`SimpleQueue::put`] | `try_put`, `try_put_ref`, `try_put_bytes`, `try_put_many` | `put_timeout`, `put_deadline`, `put_ref_timeout`, ... | [`queue::TryPutError::Full`]`(item)` / [`queue::PutTimeoutError::Timeout`]`(item)` |
+//! | [`Queue::get`], [`Queue::get_into`], [`Queue::get_bytes`], [`Queue::get_bytes_into`], [`Queue::get_many`]`(n)`; [`SimpleQueue::get`] | `try_get`, `try_get_into`, `try_get_bytes`, ... | `get_timeout`, `get_deadline`, `get_many_timeout`, ... | [`queue::TryGetError::Empty`] / [`queue::GetTimeoutError::Timeout`] |
+//! | [`JoinableQueue::join`] | `try_join` | `join_timeout`, `join_deadline` | [`WouldBlock`] / [`Timeout`] |
+//! | [`Connection::send`], [`Connection::send_bytes`] | `try_send`, `try_send_bytes` | `send_timeout`, `send_deadline`, `send_bytes_timeout`, `send_bytes_deadline` | [`TrySendError::Full`] / [`SendTimeoutError::Timeout`] |
+//! | [`Connection::recv`], [`Connection::recv_bytes`] | `try_recv`, `try_recv_bytes` | `recv_timeout`, `recv_deadline`, `recv_bytes_timeout`, `recv_bytes_deadline` | [`TryRecvError::Empty`] / [`RecvTimeoutError::Timeout`] |
+//! | [`Connection::poll`], [`wait`]`(&objs)` | [`Connection::try_poll`], [`try_wait`] | `poll_timeout`, `poll_deadline`, [`wait_timeout`], [`wait_deadline`] | [`pipe::TryWaitError::WouldBlock`] / [`pipe::WaitTimeoutError::Timeout`] |
+//! | [`AsyncResult::get`] | `try_get` | `get_timeout`, `get_deadline` | [`pool::TryGetError::NotReady`] / [`pool::GetTimeoutError::Timeout`] |
+//! | [`AsyncResult::wait`] | `ready()` | `wait_timeout`, `wait_deadline` | `false` / [`pool::WaitTimeoutError::Timeout`] |
+//! | `Imap::next` (the iterator) | [`Imap::try_next`] | [`Imap::next_timeout`], [`Imap::next_deadline`] | [`pool::TryGetError::NotReady`] / [`pool::GetTimeoutError::Timeout`] |
+//! | [`Process::join`] | `is_alive()` / `exitcode()` | [`Process::join_timeout`] | `Ok(None)` when the child still runs (being brought to this vocabulary with the Process API) |
+//! | [`Pool::join`] (after `close`) | — | — | waits for the workers to exit |
+//!
+//! Python's own spellings [`Connection::recv_bytes_max`], [`Connection::recv_bytes_into`] and
+//! [`Connection::send_bytes_range`] come in the plain form only (bound the wait with
+//! `poll_timeout` first, or slice the buffer for `send_bytes_timeout`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]

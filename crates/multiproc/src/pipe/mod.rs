@@ -2131,10 +2131,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         send_raw(b"junk before the end");
-        assert!(
-            b.try_poll().is_err(),
-            "junk is not a message"
-        );
+        assert!(b.try_poll().is_err(), "junk is not a message");
         drop(a);
         assert!(b.try_poll().is_ok(), "end of file is");
         assert!(matches!(b.recv_bytes(), Err(RecvError::Eof)));

@@ -499,8 +499,7 @@ impl<T, C: Codec> Queue<T, C> {
     /// # Errors
     /// `Empty`, `Closed`, or `Failed` (corruption); `buf` is left empty.
     pub fn try_get_bytes_into(&self, buf: &mut Vec<u8>) -> std::result::Result<(), TryGetError> {
-        self.get_bytes_into_wait(buf, Wait::No)
-            .map_err(try_get_err)
+        self.get_bytes_into_wait(buf, Wait::No).map_err(try_get_err)
     }
 
     /// As [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`.
@@ -883,8 +882,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// As [`try_get`](Self::try_get); after a `Failed`, as `get_into`.
     #[inline]
     pub fn try_get_into(&self, place: &mut T) -> std::result::Result<(), TryGetError> {
-        self.get_into_wait(place, Wait::No)
-            .map_err(try_get_err)
+        self.get_into_wait(place, Wait::No).map_err(try_get_err)
     }
 
     /// [`get_into`](Self::get_into), waiting at most `timeout`.
@@ -972,8 +970,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     /// # Errors
     /// `Empty` when nothing is queued; otherwise as [`get_many`](Self::get_many).
     pub fn try_get_many(&self, max: usize) -> std::result::Result<Vec<T>, TryGetError> {
-        self.get_many_wait(max, Wait::No)
-            .map_err(try_get_err)
+        self.get_many_wait(max, Wait::No).map_err(try_get_err)
     }
 
     /// [`get_many`](Self::get_many), waiting at most `timeout` for the first item.
@@ -1005,15 +1002,13 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     fn get_many_wait(&self, max: usize, wait: Wait) -> std::result::Result<Vec<T>, GetStop> {
         let mut out = Vec::new();
         let mut panicked = None;
-        let r = self
-            .shared
-            .take_frames(max, wait, |_, f: FrameRef<'_>| {
-                out.push(crate::codec::decode_guarded::<T, C>(
-                    f.bytes(),
-                    &mut panicked,
-                )?);
-                Ok(())
-            });
+        let r = self.shared.take_frames(max, wait, |_, f: FrameRef<'_>| {
+            out.push(crate::codec::decode_guarded::<T, C>(
+                f.bytes(),
+                &mut panicked,
+            )?);
+            Ok(())
+        });
         // A panicking `Deserialize` ends the batch like a failed decode: the items before it
         // are returned, and the panic goes on when that message comes first (then it is
         // consumed, see `get_wait`).

@@ -130,10 +130,7 @@ fn get_many_stops_before_a_bad_message() {
     q.put_bytes(&[0xff; 9]).unwrap();
     q.put(3).unwrap();
     assert_eq!(q.get_many(10).unwrap(), [1, 2]);
-    assert!(matches!(
-        q.get_many(10),
-        Err(GetError::Failed(_))
-    ));
+    assert!(matches!(q.get_many(10), Err(GetError::Failed(_))));
     assert_eq!(q.get_many(10).unwrap(), [3]);
 }
 

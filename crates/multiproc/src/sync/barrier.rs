@@ -315,7 +315,10 @@ impl Barrier {
     /// # Errors
     ///
     /// As [`wait_timeout`](Self::wait_timeout).
-    pub fn wait_deadline(&self, deadline: Instant) -> std::result::Result<u32, BarrierTimeoutError> {
+    pub fn wait_deadline(
+        &self,
+        deadline: Instant,
+    ) -> std::result::Result<u32, BarrierTimeoutError> {
         self.wait_until(Deadline::at(deadline))
     }
 

@@ -405,7 +405,9 @@ impl Condition {
         deadline: Instant,
     ) -> std::result::Result<ConditionGuard<'_>, LockTimeoutError<ConditionGuard<'_>>> {
         let died = match &self.lock {
-            Inner::Lock(l) => keep_level_or(l.lock_deadline(deadline), LockTimeoutError::into_guard),
+            Inner::Lock(l) => {
+                keep_level_or(l.lock_deadline(deadline), LockTimeoutError::into_guard)
+            }
             Inner::RLock(l) => {
                 keep_level_or(l.lock_deadline(deadline), LockTimeoutError::into_guard)
             }
@@ -488,7 +490,10 @@ impl ConditionGuard<'_> {
     /// # Errors
     ///
     /// As [`wait_timeout`](Self::wait_timeout).
-    pub fn wait_deadline(&mut self, deadline: Instant) -> std::result::Result<(), WaitTimeoutError> {
+    pub fn wait_deadline(
+        &mut self,
+        deadline: Instant,
+    ) -> std::result::Result<(), WaitTimeoutError> {
         self.wait_until(Deadline::at(deadline))
     }
 

@@ -26,9 +26,9 @@ use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 use std::sync::atomic::{AtomicU64 as Word, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -287,7 +287,9 @@ impl<T: ShmSafe> Value<T> {
     ///
     /// [`TryLockError::WouldBlock`] when another thread holds it;
     /// [`TryLockError::OwnerDied`] with the guard.
-    pub fn try_lock(&self) -> std::result::Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
+    pub fn try_lock(
+        &self,
+    ) -> std::result::Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
         tried(self.st().lock.try_lock_reentrant(), || self.guard())
     }
 
@@ -300,7 +302,10 @@ impl<T: ShmSafe> Value<T> {
         &self,
         timeout: Duration,
     ) -> std::result::Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
-        timed(self.st().lock.lock_reentrant(Deadline::within(timeout)), || self.guard())
+        timed(
+            self.st().lock.lock_reentrant(Deadline::within(timeout)),
+            || self.guard(),
+        )
     }
 
     /// Takes the value's lock, waiting until `deadline` at most.
@@ -312,7 +317,10 @@ impl<T: ShmSafe> Value<T> {
         &self,
         deadline: Instant,
     ) -> std::result::Result<ValueGuard<'_, T>, LockTimeoutError<ValueGuard<'_, T>>> {
-        timed(self.st().lock.lock_reentrant(Deadline::at(deadline)), || self.guard())
+        timed(
+            self.st().lock.lock_reentrant(Deadline::at(deadline)),
+            || self.guard(),
+        )
     }
 }
 
@@ -648,7 +656,9 @@ impl<T: ShmSafe + Copy> Array<T> {
     ///
     /// [`TryLockError::WouldBlock`] when another thread holds it;
     /// [`TryLockError::OwnerDied`] with the guard.
-    pub fn try_lock(&self) -> std::result::Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
+    pub fn try_lock(
+        &self,
+    ) -> std::result::Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
         tried(self.raw().try_lock_reentrant(), || self.guard())
     }
 
@@ -661,7 +671,9 @@ impl<T: ShmSafe + Copy> Array<T> {
         &self,
         timeout: Duration,
     ) -> std::result::Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        timed(self.raw().lock_reentrant(Deadline::within(timeout)), || self.guard())
+        timed(self.raw().lock_reentrant(Deadline::within(timeout)), || {
+            self.guard()
+        })
     }
 
     /// Takes the array's lock, waiting until `deadline` at most.
@@ -673,7 +685,9 @@ impl<T: ShmSafe + Copy> Array<T> {
         &self,
         deadline: Instant,
     ) -> std::result::Result<ArrayGuard<'_, T>, LockTimeoutError<ArrayGuard<'_, T>>> {
-        timed(self.raw().lock_reentrant(Deadline::at(deadline)), || self.guard())
+        timed(self.raw().lock_reentrant(Deadline::at(deadline)), || {
+            self.guard()
+        })
     }
 
     fn locked(&self) -> ArrayGuard<'_, T> {

@@ -80,7 +80,9 @@ fn connection_recv_timeout_on_an_empty_connection() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(true).unwrap();
         let t0 = Instant::now();
-        let e = b.recv_timeout::<u32>(Duration::from_millis(50)).unwrap_err();
+        let e = b
+            .recv_timeout::<u32>(Duration::from_millis(50))
+            .unwrap_err();
         assert!(e.is_timeout(), "{e:?}");
         assert!(t0.elapsed() >= Duration::from_millis(50));
         assert!(b
@@ -128,7 +130,12 @@ fn send_timeout_of_100_mib_with_no_reader_runs_out_and_the_connection_stays_usab
             let second = b.recv_bytes_timeout(LIMIT).unwrap();
             let third: Vec<u8> = b.recv_timeout(LIMIT).unwrap();
             b.send(&"reply").unwrap();
-            (first, second.len(), second.iter().all(|&x| x == 7), third.len())
+            (
+                first,
+                second.len(),
+                second.iter().all(|&x| x == 7),
+                third.len(),
+            )
         })
         .unwrap();
         a.send_bytes_timeout(&big, LIMIT).unwrap();
@@ -308,9 +315,8 @@ fn value_and_array_guards_deref() {
 fn a_guard_that_lent_its_data_out_refuses_the_other_paths_of_its_thread() {
     with_watchdog(LIMIT, || {
         let v = Value::new(1u32).unwrap();
-        let panics = |f: &dyn Fn()| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err()
-        };
+        let panics =
+            |f: &dyn Fn()| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err();
         {
             let mut g = v.lock().unwrap();
             *g += 1;
@@ -337,7 +343,10 @@ fn a_guard_that_lent_its_data_out_refuses_the_other_paths_of_its_thread() {
             v.set(v.get() + 1);
             outer.set(outer.get() + 1);
             let inner = v.lock().unwrap();
-            assert_eq!(*inner, 5, "the inner guard may lend while the outer has not");
+            assert_eq!(
+                *inner, 5,
+                "the inner guard may lend while the outer has not"
+            );
             assert!(panics(&|| {
                 let _ = outer.get();
             }));

@@ -11,8 +11,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use multiproc::{
-    active_children, pipe, ErrorKind, Event, Lock, Pool, Process, Queue, StartMethod,
-    Value,
+    active_children, pipe, ErrorKind, Event, Lock, Pool, Process, Queue, StartMethod, Value,
 };
 
 use crate::util::with_watchdog;
@@ -276,7 +275,12 @@ fn lock_owners_in_a_forked_childs_second_thread() {
             let lock = Lock::new().unwrap();
             let g = lock.lock().unwrap();
             let l2 = lock.clone();
-            let p = Process::spawn(move || matches!(l2.try_lock(), Err(multiproc::sync::TryLockError::WouldBlock)));
+            let p = Process::spawn(move || {
+                matches!(
+                    l2.try_lock(),
+                    Err(multiproc::sync::TryLockError::WouldBlock)
+                )
+            });
             assert!(p.unwrap().join().unwrap(), "a child could take a held lock");
             drop(g);
             let l3 = lock.clone();

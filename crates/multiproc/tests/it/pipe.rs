@@ -130,11 +130,7 @@ fn duplex_false_gives_a_reader_and_a_writer() {
         assert_eq!(recv_t::<i32>(&reader).unwrap(), 1);
         assert!(p.join().unwrap());
         assert!(matches!(reader.send(&1), Err(SendError::ReceiveOnly)));
-        assert_eq!(
-            reader.try_poll().ok(),
-            Some(()),
-            "poll works on the reader"
-        );
+        assert_eq!(reader.try_poll().ok(), Some(()), "poll works on the reader");
         assert!(matches!(recv_bytes_t(&reader), Err(RecvError::Eof)));
     });
 }

@@ -1060,9 +1060,8 @@ fn dead_rlock_holder_seen_while_signals_keep_coming() {
         ready.wait_timeout(Duration::from_secs(20)).unwrap();
         let l3 = lock.clone();
         // The blocking form, without a timeout.
-        let (took, owner_died) = detection_under_signals(victim, &ready, move || {
-            l3.lock().is_err()
-        });
+        let (took, owner_died) =
+            detection_under_signals(victim, &ready, move || l3.lock().is_err());
         assert!(owner_died, "expected OwnerDied");
         assert!(took < Duration::from_secs(1), "took {took:?}");
     })

@@ -214,10 +214,18 @@ fn every_timed_form_runs_out_with_the_timeout_shape() {
             ($timeout:expr, $deadline:expr) => {{
                 let t0 = Instant::now();
                 ran_out($timeout(SHORT), |e| e.is_timeout());
-                assert!(t0.elapsed() >= SHORT, "returned early: {}", stringify!($timeout));
+                assert!(
+                    t0.elapsed() >= SHORT,
+                    "returned early: {}",
+                    stringify!($timeout)
+                );
                 let t0 = Instant::now();
                 ran_out($deadline(Instant::now() + SHORT), |e| e.is_timeout());
-                assert!(t0.elapsed() >= SHORT, "returned early: {}", stringify!($deadline));
+                assert!(
+                    t0.elapsed() >= SHORT,
+                    "returned early: {}",
+                    stringify!($deadline)
+                );
             }};
         }
 
@@ -274,10 +282,8 @@ fn every_timed_form_runs_out_with_the_timeout_shape() {
         // barrier is broken by the party that ran out, as in Python.
         let mut g = cond.lock().unwrap();
         both!(|t| g.wait_timeout(t), |d| g.wait_deadline(d));
-        both!(
-            |t| g.wait_for_timeout(|| false, t),
-            |d| g.wait_for_deadline(|| false, d)
-        );
+        both!(|t| g.wait_for_timeout(|| false, t), |d| g
+            .wait_for_deadline(|| false, d));
         drop(g);
         for deadline in [false, true] {
             let b = Barrier::new(2).unwrap();
@@ -303,18 +309,14 @@ fn every_timed_form_runs_out_with_the_timeout_shape() {
         assert!(q.try_get_into(&mut place).unwrap_err().is_empty());
         both!(|t| q.get_timeout(t), |d| q.get_deadline(d));
         both!(|t| q.get_many_timeout(4, t), |d| q.get_many_deadline(4, d));
-        both!(
-            |t| q.get_into_timeout(&mut place, t),
-            |d| q.get_into_deadline(&mut place, d)
-        );
+        both!(|t| q.get_into_timeout(&mut place, t), |d| q
+            .get_into_deadline(&mut place, d));
         assert!(q.try_get_bytes().unwrap_err().is_empty());
         both!(|t| q.get_bytes_timeout(t), |d| q.get_bytes_deadline(d));
         let mut buf = Vec::new();
         assert!(q.try_get_bytes_into(&mut buf).unwrap_err().is_empty());
-        both!(
-            |t| q.get_bytes_into_timeout(&mut buf, t),
-            |d| q.get_bytes_into_deadline(&mut buf, d)
-        );
+        both!(|t| q.get_bytes_into_timeout(&mut buf, t), |d| q
+            .get_bytes_into_deadline(&mut buf, d));
         q.put(0).unwrap();
         assert!(matches!(q.try_put(7), Err(TryPutError::Full(7))));
         assert!(matches!(
@@ -329,12 +331,11 @@ fn every_timed_form_runs_out_with_the_timeout_shape() {
         assert!(q.try_put_ref(&1).unwrap_err().is_full());
         both!(|t| q.put_ref_timeout(&1, t), |d| q.put_ref_deadline(&1, d));
         assert!(q.try_put_bytes(b"x").unwrap_err().is_full());
-        both!(|t| q.put_bytes_timeout(b"x", t), |d| q.put_bytes_deadline(b"x", d));
+        both!(|t| q.put_bytes_timeout(b"x", t), |d| q
+            .put_bytes_deadline(b"x", d));
         assert!(matches!(q.try_put_many(vec![1, 2]), Err(TryPutError::Full(v)) if v == [1, 2]));
-        both!(
-            |t| q.put_many_timeout(vec![1], t),
-            |d| q.put_many_deadline(vec![1], d)
-        );
+        both!(|t| q.put_many_timeout(vec![1], t), |d| q
+            .put_many_deadline(vec![1], d));
         let sq: SimpleQueue<u32> = SimpleQueue::new().unwrap();
         assert!(sq.try_get().unwrap_err().is_empty());
         both!(|t| sq.get_timeout(t), |d| sq.get_deadline(d));
@@ -357,11 +358,10 @@ fn every_timed_form_runs_out_with_the_timeout_shape() {
         }
         assert!(a.try_send_bytes(&chunk).unwrap_err().is_full());
         assert!(a.try_send(&chunk).unwrap_err().is_full());
-        both!(|t| a.send_timeout(&chunk, t), |d| a.send_deadline(&chunk, d));
-        both!(
-            |t| a.send_bytes_timeout(&chunk, t),
-            |d| a.send_bytes_deadline(&chunk, d)
-        );
+        both!(|t| a.send_timeout(&chunk, t), |d| a
+            .send_deadline(&chunk, d));
+        both!(|t| a.send_bytes_timeout(&chunk, t), |d| a
+            .send_bytes_deadline(&chunk, d));
         // Everything that went is there, whole, and nothing else.
         for _ in 0..sent {
             assert_eq!(b.recv_bytes_timeout(LIMIT).unwrap().len(), chunk.len());
