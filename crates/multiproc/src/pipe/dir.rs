@@ -285,6 +285,11 @@ impl Dir {
             .wrapping_add(1)
     }
 
+    /// The sequence number of the last socket message begun (a snapshot, without locks).
+    pub(crate) fn last_seq(&self) -> u32 {
+        self.cell().seq.load(Ordering::Relaxed)
+    }
+
     /// Puts one record, the concatenation of `parts` (written in place), waiting up to
     /// `slice` for room. `Ok(false)`: no room yet.
     pub(crate) fn put(&self, parts: &[&[u8]], slice: std::time::Duration) -> Result<bool> {

@@ -38,7 +38,7 @@
 //! | frame with id = marker's               | reading a marker's message  | take it (reassemble)            |
 //! | frame with an older id                 | reading a marker's message  | drop: a dead receiver's leftover|
 //! | frame with a newer id                  | reading a marker's message  | keep; the marker's sender died: its message is lost, back to the ring |
-//! | nothing, and the send lock is free     | reading a marker's message  | the marker's sender died before its frames: lost, back to the ring |
+//! | nothing, and the send lock is free or held by a later sender | reading a marker's message | the marker's sender died or gave up before its last frame: lost, back to the ring |
 //! | end of file                            | reading a marker's message  | lost, back to the ring (which may hold later messages) |
 //! | doorbell, garbage                      | any time                    | drop                            |
 //! | any packet while the ring is empty     | waiting for a record        | drop: its marker was taken by a receiver that died (a live sender commits the marker before the frames, and the ring is looked at after the packet) |
@@ -46,7 +46,10 @@
 //!
 //! So a process killed anywhere never leaves a torn message: a sender killed mid-message
 //! leaves it whole or absent (ring) or unfinished and skipped (socket); a receiver killed
-//! mid-message takes that one message with it. Locks held by a dead process are taken over
+//! mid-message takes that one message with it. A timed send that runs out (`try_send`,
+//! `send_timeout`, ...) leaves its message the same way — absent, or unfinished and skipped
+//! — so nothing of it is ever delivered and the connection goes on. A timed receive bounds
+//! the wait for a message to begin; one whose frames are arriving is received to its end. Locks held by a dead process are taken over
 //! (robust mutexes). One end may be used by many processes at once without ever
 //! interleaving or splitting messages — which Python's pipes do not promise.
 //!
@@ -376,7 +379,8 @@ macro_rules! wait_error {
 wait_error! {
     /// Why [`Connection::try_recv`] or [`Connection::try_recv_bytes`] returned no message.
     TryRecvError {
-        /// No message is there now (and the peer is still there).
+        /// No message is there now (and the peer is still there), or another receiver of
+        /// this end is taking one.
         Empty => "no message to receive now", Timeout;
         /// End of file, as [`RecvError::Eof`].
         Eof => EOF_TEXT, Disconnected;
@@ -1584,8 +1588,13 @@ fn recv_socket_message(
                 }
                 slice = (slice * 2).min(LOST_MAX);
                 // Its sender holds the send lock until the last frame is written: if nobody
-                // holds it, every frame of `seq` that will ever come is there.
-                if dir.no_socket_sender() && matches!(peek_head(fd)?, Head::Empty) {
+                // holds it, or a later sender does (it has taken a later number: a sender
+                // takes its number right after the lock), every frame of `seq` that will
+                // ever come is there. (The later sender may be waiting for ring room for its
+                // marker, which only this receiver can make: waiting for it to finish would
+                // never end.)
+                let done = dir.last_seq() != seq || dir.no_socket_sender();
+                if done && matches!(peek_head(fd)?, Head::Empty) {
                     return Ok(None);
                 }
                 continue;

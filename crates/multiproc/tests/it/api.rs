@@ -418,3 +418,36 @@ fn one_catch_all_variant_name_and_is_closed() {
         assert!(a.is_closed() && q.is_closed());
     });
 }
+
+/// A message cut off by a timed send, then a full ring, then a plain send of a large message
+/// that must wait for ring room for its marker while it holds the send lock: the receiver,
+/// reading the cut-off message, must not wait for that sender (only it can make the room).
+#[test]
+fn a_cut_off_message_then_a_full_ring_then_a_waiting_sender_do_not_hang() {
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(true).unwrap();
+        let big = vec![3u8; 8 << 20];
+        assert!(a
+            .send_bytes_timeout(&big, Duration::from_millis(50))
+            .unwrap_err()
+            .is_timeout());
+        let mut small = 0u32;
+        for size in [4096usize, 64, 1] {
+            while a.try_send_bytes(&vec![9u8; size]).is_ok() {
+                small += 1;
+            }
+        }
+        std::thread::scope(|s| {
+            let sender = s.spawn(|| a.send_bytes(&big));
+            std::thread::sleep(Duration::from_millis(50));
+            for _ in 0..small {
+                let m = b.recv_bytes_timeout(LIMIT).unwrap();
+                assert!(m.iter().all(|&x| x == 9));
+            }
+            let m = b.recv_bytes_timeout(LIMIT).unwrap();
+            assert_eq!(m.len(), big.len());
+            sender.join().unwrap().unwrap();
+        });
+        assert!(b.try_recv_bytes().unwrap_err().is_empty());
+    });
+}
