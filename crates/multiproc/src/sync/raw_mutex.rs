@@ -62,7 +62,7 @@ use crate::sys::futex::{self, Recheck};
 use crate::sys::thread::{self, Liveness};
 use crate::sys::Deadline;
 
-use crate::error::Timeout as TimedOut;
+use crate::error::Timeout;
 
 const UNLOCKED: u64 = 0;
 /// Someone may be sleeping on `seq`: the unlocker must wake.
@@ -108,9 +108,9 @@ impl RawMutex {
     ///
     /// # Errors
     ///
-    /// [`TimedOut`] when the deadline passes first.
+    /// [`Timeout`] when the deadline passes first.
     #[inline]
-    pub(crate) fn lock(&self, deadline: Deadline) -> Result<Acquired, TimedOut> {
+    pub(crate) fn lock(&self, deadline: Deadline) -> Result<Acquired, Timeout> {
         let me = thread::current_id();
         if self
             .state
@@ -174,12 +174,12 @@ impl RawMutex {
     ///
     /// # Errors
     ///
-    /// [`TimedOut`] when the deadline passes first.
+    /// [`Timeout`] when the deadline passes first.
     ///
     /// # Panics
     ///
     /// When the depth would pass `u32::MAX`.
-    pub(crate) fn lock_reentrant(&self, deadline: Deadline) -> Result<Acquired, TimedOut> {
+    pub(crate) fn lock_reentrant(&self, deadline: Deadline) -> Result<Acquired, Timeout> {
         if self.is_owned_by_current_thread() {
             let d = self.depth.load(Ordering::Relaxed);
             assert!(d < u32::MAX, "lock recursion depth overflow");
@@ -262,7 +262,7 @@ impl RawMutex {
     }
 
     #[cold]
-    fn lock_contended(&self, me: u64, deadline: Deadline) -> Result<Acquired, TimedOut> {
+    fn lock_contended(&self, me: u64, deadline: Deadline) -> Result<Acquired, Timeout> {
         // Short spin: most critical sections are shorter than a futex round trip.
         for _ in 0..SPINS {
             let s = self.state.load(Ordering::Relaxed);
@@ -320,7 +320,7 @@ impl RawMutex {
                 if self.steal_if_dead(cur, me) {
                     return Ok(Acquired::OwnerDied);
                 }
-                return Err(TimedOut);
+                return Err(Timeout);
             };
             futex::wait(&self.seq, seen, Some(t));
         }
@@ -358,7 +358,7 @@ mod tests {
         assert_eq!(
             m.get()
                 .lock(Deadline::after(Some(Duration::from_millis(30)))),
-            Err(TimedOut)
+            Err(Timeout)
         );
         assert!(t0.elapsed() >= Duration::from_millis(30));
         m.get().unlock();
