@@ -8,7 +8,7 @@
 //!
 //! // Five children, each hands a value back to the parent.
 //! let workers = (0..5)
-//!     .map(|n| Process::spawn(move || format!("{n}: {} is done", std::process::id())))
+//!     .map(|n| Process::fork(move || format!("{n}: {} is done", std::process::id())))
 //!     .collect::<Result<Vec<_>, _>>()?;
 //! for w in workers {
 //!     println!("{}", w.join()?);
@@ -25,9 +25,9 @@
 //!
 //! | Python `multiprocessing` | multiproc | notes |
 //! |---|---|---|
-//! | `Process(target=f, args=(a,))` + `start()` | [`Process::spawn`]`(move \|\| f(a))`, [`Process::spawn_fn`]`(f, a)` | created and started in one call; `join` returns `f`'s value |
+//! | `Process(target=f, args=(a,))` + `start()` | [`Process::fork`]`(move \|\| f(a))`, [`Process::spawn`]`(f, a)` | created and started in one call; `join` returns `f`'s value |
 //! | `Process(name=.., daemon=True)` | [`Process::builder`]`().name(..).daemon(true)` | daemons die with the parent, even when it is SIGKILLed |
-//! | `set_start_method("spawn")` | [`Builder::start_method`]`(StartMethod::Spawn)` | per process, not global |
+//! | `set_start_method("spawn")` | [`Process::spawn`] / [`Process::fork`] | per process, not global: the verb is the start method |
 //! | `p.join()` / `p.join(timeout)` | [`Process::join`] / [`Process::join_timeout`] | a child's panic comes back as [`ErrorKind::ChildPanicked`] |
 //! | `p.exitcode`, `p.is_alive()`, `p.pid`, `p.name` | [`Process::exitcode`], [`Process::is_alive`], [`Process::pid`], [`Process::name`] | `-N` when killed by signal N |
 //! | `p.terminate()`, `p.kill()` | [`Process::terminate`], [`Process::kill`] | |
@@ -84,7 +84,7 @@ mod sys;
 pub use error::{Error, ErrorKind, Result};
 pub use pipe::{pipe, pipe_with, wait, Connection, RecvError, SendError, Waitable};
 pub use pool::{AsyncResult, ClosurePool, Imap, Pool};
-pub use process::{active_children, Builder, Process, StartMethod};
+pub use process::{active_children, Process, ProcessBuilder, StartMethod};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{
     Array, Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, LockError, RLock,

@@ -22,7 +22,7 @@ pub fn run(producers: usize, per: usize, consumers: usize, stop: Stop) -> Result
     let ps = (0..producers)
         .map(|p| {
             let q = q.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 for i in 1..=per {
                     std::thread::sleep(Duration::from_millis(2 + (i as u64 * 7 + p as u64) % 10));
                     let data = format!("data {p}-{i}");
@@ -36,7 +36,7 @@ pub fn run(producers: usize, per: usize, consumers: usize, stop: Stop) -> Result
     let cs = (0..consumers)
         .map(|c| {
             let q = q.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 let mut ate = Vec::new();
                 match stop {
                     Stop::Sentinels => {

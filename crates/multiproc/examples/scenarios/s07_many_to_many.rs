@@ -13,7 +13,7 @@ pub fn run() -> Result<(), String> {
     let producers = (1..10)
         .map(|_| {
             let q = q.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 let t = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
@@ -27,7 +27,7 @@ pub fn run() -> Result<(), String> {
     let consumers = (0..10)
         .map(|_| {
             let q = q.clone();
-            Process::spawn(move || match q.get() {
+            Process::fork(move || match q.get() {
                 Ok(info) => {
                     println!("{}(get):{info}", std::process::id());
                     Some(info)

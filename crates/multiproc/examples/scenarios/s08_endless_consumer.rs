@@ -11,7 +11,7 @@ pub fn run() -> Result<(), String> {
     let q: Queue<String> = Queue::new().map_err(e)?;
     let eaten: Queue<String> = Queue::new().map_err(e)?;
     let qp = q.clone();
-    let producer = Process::spawn(move || {
+    let producer = Process::fork(move || {
         for i in 1..10 {
             std::thread::sleep(Duration::from_millis(5));
             let res = format!("bun {i}");
@@ -22,7 +22,7 @@ pub fn run() -> Result<(), String> {
     .map_err(e)?;
     let (qc, ec) = (q.clone(), eaten.clone());
     // `while true: q.get()` — it only ends if the queue is closed, which nobody does here.
-    let consumer = Process::spawn(move || {
+    let consumer = Process::fork(move || {
         while let Ok(res) = qc.get() {
             std::thread::sleep(Duration::from_millis(5));
             println!("{} ate {res}", std::process::id());

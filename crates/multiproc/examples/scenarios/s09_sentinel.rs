@@ -8,7 +8,7 @@ pub fn run() -> Result<(), String> {
     let e = |e: multiproc::Error| e.to_string();
     let q: Queue<Option<String>> = Queue::new().map_err(e)?;
     let qc = q.clone();
-    let consumer = Process::spawn(move || {
+    let consumer = Process::fork(move || {
         let mut ate = Vec::new();
         while let Some(res) = qc.get().unwrap() {
             std::thread::sleep(Duration::from_millis(10));
@@ -19,7 +19,7 @@ pub fn run() -> Result<(), String> {
     })
     .map_err(e)?;
     let qp = q.clone();
-    let producer = Process::spawn(move || {
+    let producer = Process::fork(move || {
         for i in 1..5 {
             std::thread::sleep(Duration::from_millis(10));
             let res = format!("bun {i}");

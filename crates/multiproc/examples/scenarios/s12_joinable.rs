@@ -26,7 +26,7 @@ fn seed_main() -> (Vec<i32>, usize, Vec<u64>) {
         .into_iter()
         .map(|name| {
             let q = q.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 for i in 0..10 {
                     std::thread::sleep(Duration::from_millis(2));
                     let res = format!("{name}{i}");
@@ -46,7 +46,7 @@ fn seed_main() -> (Vec<i32>, usize, Vec<u64>) {
             let (q, done) = (q.clone(), processed.clone());
             Process::builder()
                 .daemon(true)
-                .spawn(move || {
+                .fork(move || {
                     while let Ok(res) = q.get() {
                         std::thread::sleep(Duration::from_millis(3));
                         println!("{} ate {res}", std::process::id());
@@ -66,7 +66,7 @@ fn seed_main() -> (Vec<i32>, usize, Vec<u64>) {
 }
 
 pub fn run() -> Result<(), String> {
-    let mut main = Process::spawn(seed_main).map_err(|e| e.to_string())?;
+    let mut main = Process::fork(seed_main).map_err(|e| e.to_string())?;
     let (daemons, processed, unfinished) = main
         .join_timeout(Duration::from_secs(30))
         .map_err(|e| e.to_string())?

@@ -19,7 +19,7 @@ pub fn run() -> Result<(), String> {
     // Both ends can send and receive (duplex).
     let (parent_conn, child_conn) = pipe(true).map_err(e)?;
     // Hand one end to the child (moved: the parent's copy is closed once it has started).
-    let p = Process::spawn_fn(f, child_conn).map_err(e)?;
+    let p = Process::spawn(f, child_conn).map_err(e)?;
     // Bounded wait, so a failure can't hang the tour.
     if !parent_conn.poll(Some(Duration::from_secs(20))).map_err(e)? {
         return Err("nothing arrived from the child within 20 s".into());

@@ -45,7 +45,7 @@ pub fn run() -> Result<(), String> {
     let e = |e: multiproc::Error| e.to_string();
     let (parent_conn, child_conn) = pipe(true).map_err(e)?;
     // The child gets both ends (as in the seed); we keep our own copies.
-    let p = Process::spawn_fn(
+    let p = Process::spawn(
         f,
         (
             parent_conn.try_clone().map_err(e)?,

@@ -717,16 +717,15 @@ fn start_worker(cfg: &Config) -> Result<(Worker, Feed)> {
             "PoolWorker-{}",
             WORKER_NO.fetch_add(1, Ordering::Relaxed)
         ))
-        .daemon(true)
-        .start_method(cfg.method);
+        .daemon(true);
     let proc = match cfg.method {
         StartMethod::Fork => {
             let init = cfg.init.clone();
             let closure = cfg.closure.clone();
             let mailbox = mailbox.clone();
-            builder.spawn(move || worker::worker_loop(child, mailbox, init, closure))?
+            builder.fork(move || worker::worker_loop(child, mailbox, init, closure))?
         }
-        StartMethod::Spawn => builder.spawn_fn(
+        StartMethod::Spawn => builder.spawn(
             worker::spawn_main,
             SpawnArgs {
                 sock: worker::FdArg(child),

@@ -4,7 +4,7 @@
 //!
 //! Tasks are plain functions `fn(A) -> R` with serde arguments and results; they work with
 //! both start methods (with [`StartMethod::Spawn`] the function travels as an offset inside
-//! the binary, as for [`Process::spawn_fn`](crate::Process::spawn_fn)). With
+//! the binary, as for [`Process::spawn`](crate::Process::spawn)). With
 //! [`StartMethod::Fork`] a pool can also run one closure fixed at creation
 //! ([`Builder::build_with`] gives a [`ClosurePool`]).
 //!

@@ -332,7 +332,7 @@ pub(crate) struct SpawnArgs {
     pub(crate) init: Option<Init>,
 }
 
-/// The entry point of a spawned worker (run through `Process::spawn_fn`).
+/// The entry point of a spawned worker (run through `Process::spawn`).
 pub(crate) fn spawn_main(args: SpawnArgs) {
     worker_loop(args.sock.0, args.mailbox, args.init, None)
 }

@@ -1,4 +1,4 @@
-//! Processes: [`Process`], its [`Builder`], the two [`StartMethod`]s, and how a child's
+//! Processes: [`Process`], its [`ProcessBuilder`], the two [`StartMethod`]s, and how a child's
 //! result and panics come back.
 //!
 //! A forked child leaves its encoded result (or its panic message) in a shared result slot
@@ -35,8 +35,9 @@ use results::Ticket;
 
 pub use spawn::is_spawned_child;
 
-/// How a child process is started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a child process is started: [`Process::fork`] or [`Process::spawn`] (and the same
+/// verbs on a [`ProcessBuilder`]). Python's `set_start_method` names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum StartMethod {
     /// `fork()`: the child is a copy of the parent and runs a closure. Fastest, and the
     /// tutorial's model. In a multi-threaded parent only the forking thread is copied; the
@@ -44,37 +45,37 @@ pub enum StartMethod {
     #[default]
     Fork,
     /// Re-execute the current binary and run a `fn(A) -> R` with serialized arguments. Safe
-    /// in any parent; primitives inside the arguments travel as fds (see [`Process::spawn_fn`]).
+    /// in any parent; primitives inside the arguments travel as fds (see [`Process::spawn`]).
     Spawn,
 }
 
-/// Configures a process before it starts: name, daemon flag, start method.
+/// Configures a process before it starts: name, daemon flag; then [`fork`](Self::fork) or
+/// [`spawn`](Self::spawn) starts it.
 ///
 /// ```
 /// use multiproc::Process;
-/// let p = Process::builder().name("worker").spawn(|| 6 * 7)?;
+/// let p = Process::builder().name("worker").fork(|| 6 * 7)?;
 /// assert_eq!(p.name(), "worker");
 /// assert_eq!(p.join()?, 42);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Debug, Default)]
 #[must_use]
-pub struct Builder {
+pub struct ProcessBuilder {
     name: Option<String>,
     daemon: bool,
-    method: StartMethod,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(1);
 
-impl Builder {
-    /// A builder with default settings (Fork, not a daemon, name `Process-N`).
-    pub fn new() -> Builder {
-        Builder::default()
+impl ProcessBuilder {
+    /// A builder with default settings (not a daemon, name `Process-N`).
+    pub fn new() -> ProcessBuilder {
+        ProcessBuilder::default()
     }
 
     /// The process's name (Python's `name`); only for humans, it need not be unique.
-    pub fn name(mut self, name: impl Into<String>) -> Builder {
+    pub fn name(mut self, name: impl Into<String>) -> ProcessBuilder {
         self.name = Some(name.into());
         self
     }
@@ -82,14 +83,8 @@ impl Builder {
     /// A daemon child is killed when its parent ends — at normal exit (terminated, then
     /// reaped) and when the parent is killed (`PR_SET_PDEATHSIG`). A non-daemon child is
     /// waited for when the parent's `main` returns.
-    pub fn daemon(mut self, daemon: bool) -> Builder {
+    pub fn daemon(mut self, daemon: bool) -> ProcessBuilder {
         self.daemon = daemon;
-        self
-    }
-
-    /// How to start the child (default [`StartMethod::Fork`]).
-    pub fn start_method(mut self, method: StartMethod) -> Builder {
-        self.method = method;
         self
     }
 
@@ -99,23 +94,16 @@ impl Builder {
             .unwrap_or_else(|| format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed)))
     }
 
-    /// Starts a child that runs `f` and hands its return value back to [`Process::join`].
+    /// Forks a child ([`StartMethod::Fork`]) that runs `f` and hands its return value back to
+    /// [`Process::join`].
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`] with [`StartMethod::Spawn`] (a closure can't cross an
-    /// `exec`: use [`spawn_fn`](Builder::spawn_fn)); [`ErrorKind::Os`] when fork fails.
-    pub fn spawn<F, R>(mut self, f: F) -> Result<Process<R>>
+    /// [`ErrorKind::Os`] when fork fails.
+    pub fn fork<F, R>(mut self, f: F) -> Result<Process<R>>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Serialize + DeserializeOwned,
     {
-        if self.method == StartMethod::Spawn {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "StartMethod::Spawn cannot run a closure (it re-executes the binary); use \
-                 spawn_fn(f, args) with a plain fn, or StartMethod::Fork",
-            ));
-        }
         let name = self.take_name();
         let daemon = self.daemon;
         let body = move |sink: Sink| run_target(sink, f);
@@ -129,42 +117,29 @@ impl Builder {
         Ok(Process::new(started, name, daemon, StartMethod::Fork))
     }
 
-    /// Starts a child that runs `f(args)`, with either start method. With
-    /// [`StartMethod::Spawn`] the current binary is executed again and `args` is serialized:
-    /// multiproc primitives inside it (locks, queues, connections...) travel as fds and work
-    /// in the child. No setup call is needed in `main`, nor in `cargo test` binaries.
+    /// Starts a child with [`StartMethod::Spawn`] that runs `f(args)`: the current binary is
+    /// executed again and `args` is serialized; multiproc primitives inside it (locks, queues,
+    /// connections...) travel as fds and work in the child. No setup call is needed in
+    /// `main`, nor in `cargo test` binaries.
     ///
     /// # Errors
     /// [`ErrorKind::Codec`] when `args` can't be serialized; [`ErrorKind::Os`] when the
     /// child can't be started.
-    pub fn spawn_fn<A, R>(mut self, f: fn(A) -> R, args: A) -> Result<Process<R>>
+    pub fn spawn<A, R>(mut self, f: fn(A) -> R, args: A) -> Result<Process<R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Serialize + DeserializeOwned + 'static,
     {
         let name = self.take_name();
         let daemon = self.daemon;
-        match self.method {
-            StartMethod::Fork => {
-                let body = move |sink: Sink| run_target(sink, move || f(args));
-                let started = if daemon && !on_main_thread() {
-                    launcher(move || fork_child(daemon, body))?
-                } else {
-                    fork_child(daemon, body)?
-                };
-                Ok(Process::new(started, name, daemon, StartMethod::Fork))
-            }
-            StartMethod::Spawn => {
-                let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec(&args))?;
-                let entry = spawn::Entry::of::<A, R>(f);
-                let started = if daemon && !on_main_thread() {
-                    launcher(move || spawn::exec_child(entry, &bytes, fds, daemon))?
-                } else {
-                    spawn::exec_child(entry, &bytes, fds, daemon)?
-                };
-                Ok(Process::new(started, name, daemon, StartMethod::Spawn))
-            }
-        }
+        let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec(&args))?;
+        let entry = spawn::Entry::of::<A, R>(f);
+        let started = if daemon && !on_main_thread() {
+            launcher(move || spawn::exec_child(entry, &bytes, fds, daemon))?
+        } else {
+            spawn::exec_child(entry, &bytes, fds, daemon)?
+        };
+        Ok(Process::new(started, name, daemon, StartMethod::Spawn))
     }
 }
 
@@ -341,8 +316,8 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// A child process: Python's `multiprocessing.Process`, started by [`Process::spawn`],
-/// [`Process::spawn_fn`] or a [`Builder`]. `R` is what the target returns; [`join`]
+/// A child process: Python's `multiprocessing.Process`, started by [`Process::fork`],
+/// [`Process::spawn`] or a [`ProcessBuilder`]. `R` is what the target returns; [`join`]
 /// hands it back.
 ///
 /// Dropping a `Process` without joining it does not kill the child: it runs on and is
@@ -352,7 +327,7 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 ///
 /// ```
 /// use multiproc::Process;
-/// let p = Process::spawn(|| std::process::id())?;
+/// let p = Process::fork(|| std::process::id())?;
 /// let child_pid = p.pid();
 /// assert_eq!(p.join()?, child_pid as u32);
 /// # Ok::<(), multiproc::Error>(())
@@ -388,45 +363,45 @@ impl<R> std::fmt::Debug for Process<R> {
 }
 
 impl Process<()> {
-    /// A builder: name, daemon flag, start method.
-    pub fn builder() -> Builder {
-        Builder::new()
+    /// A builder: name, daemon flag.
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::new()
     }
 }
 
 impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
-    /// Forks a child that runs `f`; [`join`](Process::join) returns its value.
+    /// Forks a child ([`StartMethod::Fork`]) that runs `f`; [`join`](Process::join) returns
+    /// its value. Python's `Process(target=f).start()` with the `fork` start method.
     ///
     /// # Errors
     /// [`ErrorKind::Os`] when the fork fails.
     #[doc(alias = "start")]
-    pub fn spawn<F>(f: F) -> Result<Process<R>>
+    pub fn fork<F>(f: F) -> Result<Process<R>>
     where
         F: FnOnce() -> R + Send + 'static,
     {
-        Builder::new().spawn(f)
+        ProcessBuilder::new().fork(f)
     }
 
-    /// Starts a child with [`StartMethod::Spawn`] that runs `f(args)`; see
-    /// [`Builder::spawn_fn`].
+    /// Starts a child with [`StartMethod::Spawn`] that runs `f(args)`: Python's
+    /// `Process(target=f, args=args).start()` with the `spawn` start method; see
+    /// [`ProcessBuilder::spawn`].
     ///
     /// ```
     /// use multiproc::Process;
     /// fn square(x: u64) -> u64 { x * x }
-    /// let p = Process::spawn_fn(square, 12)?;
+    /// let p = Process::spawn(square, 12)?;
     /// assert_eq!(p.join()?, 144);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
-    /// As [`Builder::spawn_fn`].
-    pub fn spawn_fn<A>(f: fn(A) -> R, args: A) -> Result<Process<R>>
+    /// As [`ProcessBuilder::spawn`].
+    pub fn spawn<A>(f: fn(A) -> R, args: A) -> Result<Process<R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
     {
-        Builder::new()
-            .start_method(StartMethod::Spawn)
-            .spawn_fn(f, args)
+        ProcessBuilder::new().spawn(f, args)
     }
 }
 

@@ -38,7 +38,7 @@ fn daemon_from_a_second_thread() {
     let got = std::thread::spawn(|| {
         let mut p = Process::builder()
             .daemon(true)
-            .spawn(std::process::id)
+            .fork(std::process::id)
             .expect("start a daemon");
         let pid = p.pid();
         (pid, p.join_timeout(IN_CHILD))
@@ -74,7 +74,7 @@ fn on_a_new_thread(f: impl FnOnce() + Send + 'static) -> Result<(), String> {
 /// of it; panics with what went wrong there.
 fn on_a_forked_childs_second_thread(f: impl FnOnce() + Send + 'static) {
     daemon_from_a_second_thread();
-    let mut child = Process::spawn(move || on_a_new_thread(f)).expect("fork");
+    let mut child = Process::fork(move || on_a_new_thread(f)).expect("fork");
     match child.join_timeout(LIMIT) {
         Ok(Some(Ok(()))) => {}
         Ok(Some(Err(why))) => panic!("in the forked child's second thread: {why}"),
@@ -104,7 +104,7 @@ fn daemon_from_a_forked_childs_second_thread() {
             assert!(multiproc::process::is_spawned_child());
             daemon_from_a_second_thread();
             // This thread is not the child's main thread either.
-            let mut p = Process::builder().daemon(true).spawn(|| 7u8).unwrap();
+            let mut p = Process::builder().daemon(true).fork(|| 7u8).unwrap();
             assert_eq!(p.join_timeout(IN_CHILD).unwrap(), Some(7));
         });
     });
@@ -117,7 +117,7 @@ fn daemon_from_a_forked_grandchilds_second_thread() {
     with_watchdog(LIMIT, || {
         on_a_forked_childs_second_thread(|| {
             daemon_from_a_second_thread();
-            let mut p = Process::spawn(|| on_a_new_thread(daemon_from_a_second_thread)).unwrap();
+            let mut p = Process::fork(|| on_a_new_thread(daemon_from_a_second_thread)).unwrap();
             match p.join_timeout(IN_CHILD).unwrap() {
                 Some(r) => r.unwrap_or_else(|why| panic!("in the grandchild: {why}")),
                 None => {
@@ -141,8 +141,7 @@ fn spawned_daemon_from_a_forked_childs_second_thread() {
             let lock = Lock::new().unwrap();
             let mut p = Process::builder()
                 .daemon(true)
-                .start_method(StartMethod::Spawn)
-                .spawn_fn(lock_it, lock.clone())
+                .spawn(lock_it, lock.clone())
                 .unwrap();
             assert_eq!(p.join_timeout(IN_CHILD).unwrap(), Some(true));
         });
@@ -184,9 +183,9 @@ fn result_tables_in_a_forked_childs_threads() {
         on_a_forked_childs_second_thread(|| {
             for round in 0..3u8 {
                 std::thread::spawn(move || {
-                    let p = Process::spawn(move || vec![round; 100_000]).unwrap();
+                    let p = Process::fork(move || vec![round; 100_000]).unwrap();
                     assert_eq!(p.join().unwrap(), vec![round; 100_000]);
-                    let lock = Process::spawn(|| Lock::new().unwrap())
+                    let lock = Process::fork(|| Lock::new().unwrap())
                         .unwrap()
                         .join()
                         .unwrap();
@@ -196,7 +195,7 @@ fn result_tables_in_a_forked_childs_threads() {
                 .expect("a forking thread of the child failed");
             }
             let ps: Vec<Process<u64>> = (0..20u64)
-                .map(|i| Process::spawn(move || sqr(i)).unwrap())
+                .map(|i| Process::fork(move || sqr(i)).unwrap())
                 .collect();
             let got: Vec<u64> = ps.into_iter().map(|p| p.join().unwrap()).collect();
             assert_eq!(got, squares(20));
@@ -210,7 +209,7 @@ fn children_registry_in_a_forked_childs_second_thread() {
     with_watchdog(LIMIT, || {
         let go = Event::new().unwrap();
         let go2 = go.clone();
-        let ours = Process::spawn(move || go2.wait_timeout(LIMIT)).unwrap();
+        let ours = Process::fork(move || go2.wait_timeout(LIMIT)).unwrap();
         let our_pid = ours.pid();
         assert!(active_children().contains(&our_pid));
         on_a_forked_childs_second_thread(move || {
@@ -218,7 +217,7 @@ fn children_registry_in_a_forked_childs_second_thread() {
                 !active_children().contains(&our_pid),
                 "the parent's child is listed in the forked child"
             );
-            let p = Process::spawn(|| 1u8).unwrap();
+            let p = Process::fork(|| 1u8).unwrap();
             assert!(active_children().contains(&p.pid()));
             assert_eq!(p.join().unwrap(), 1);
             assert_eq!(active_children(), Vec::<i32>::new());
@@ -240,7 +239,7 @@ fn shared_objects_made_in_a_forked_childs_second_thread() {
                 let value = Value::new(7u64).unwrap();
                 let q: Queue<String> = Queue::new().unwrap();
                 let (l2, v2, q2) = (lock.clone(), value.clone(), q.clone());
-                let p = Process::spawn(move || {
+                let p = Process::fork(move || {
                     let _g = l2.lock().unwrap();
                     v2.set(8);
                     q2.put("from the grandchild".to_string()).unwrap();
@@ -274,11 +273,11 @@ fn lock_owners_in_a_forked_childs_second_thread() {
             let lock = Lock::new().unwrap();
             let g = lock.lock().unwrap();
             let l2 = lock.clone();
-            let p = Process::spawn(move || matches!(l2.try_lock(), Err(LockError::WouldBlock)));
+            let p = Process::fork(move || matches!(l2.try_lock(), Err(LockError::WouldBlock)));
             assert!(p.unwrap().join().unwrap(), "a child could take a held lock");
             drop(g);
             let l3 = lock.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 std::mem::forget(l3.lock().unwrap());
             })
             .unwrap()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, Process, StartMethod};
 
-use crate::util::{pid_alive, with_watchdog, zombie_children};
+use crate::util::{pid_alive, start_with, with_watchdog, zombie_children};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -41,10 +41,7 @@ where
     A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     R: serde::Serialize + serde::de::DeserializeOwned + 'static,
 {
-    Process::builder()
-        .start_method(m)
-        .spawn_fn(f, a)
-        .expect("start")
+    start_with(m, Process::builder(), f, a)
 }
 
 // ported: _TestProcess.test_process (value, name, pid, is_alive, exitcode)
@@ -58,7 +55,7 @@ fn join_returns_the_value_both_methods() {
             assert!(p.name().starts_with("Process-"));
             assert_eq!(p.join().unwrap(), 81);
         });
-        let p = Process::spawn(|| (String::from("from child"), vec![1u8, 2, 3])).unwrap();
+        let p = Process::fork(|| (String::from("from child"), vec![1u8, 2, 3])).unwrap();
         assert_eq!(p.join().unwrap(), ("from child".to_string(), vec![1, 2, 3]));
     });
 }
@@ -96,7 +93,7 @@ fn join_timeout_returns_after_the_timeout_with_child_alive() {
 #[test]
 fn join_timeout_hands_the_value_once() {
     with_watchdog(LIMIT, || {
-        let mut p = Process::spawn(|| 5u8).unwrap();
+        let mut p = Process::fork(|| 5u8).unwrap();
         assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), Some(5));
         let again = p.join_timeout(Duration::from_secs(1)).unwrap_err();
         assert_eq!(again.kind(), ErrorKind::InvalidState);
@@ -144,7 +141,7 @@ fn exit_code_is_reported() {
             assert!(err.to_string().contains("code 7"), "{err}");
             assert_eq!(p.exitcode(), Some(7));
         });
-        let mut p = Process::spawn(|| -> () { std::process::exit(0) }).unwrap();
+        let mut p = Process::fork(|| -> () { std::process::exit(0) }).unwrap();
         // exit(0) without a value: exit code 0, but join says no value came back.
         assert!(p.join_timeout(Duration::from_secs(20)).is_err());
         assert_eq!(p.exitcode(), Some(0));
@@ -162,15 +159,6 @@ fn panic_message_arrives() {
             assert_eq!(p.exitcode(), Some(1));
         });
     });
-}
-
-#[test]
-fn spawn_rejects_a_closure() {
-    let err = Process::builder()
-        .start_method(StartMethod::Spawn)
-        .spawn(|| 1)
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
 
 // ported: _TestProcess.test_many_processes
@@ -201,7 +189,7 @@ fn parent_drops_the_target() {
     with_watchdog(LIMIT, || {
         let shared = Arc::new(5u32);
         let c = shared.clone();
-        let p = Process::spawn(move || *c + 1).unwrap();
+        let p = Process::fork(move || *c + 1).unwrap();
         assert_eq!(Arc::strong_count(&shared), 1);
         assert_eq!(p.join().unwrap(), 6);
     });
@@ -213,7 +201,7 @@ fn builder_name_and_daemon() {
         let p = Process::builder()
             .name("worker-7")
             .daemon(true)
-            .spawn(|| 1)
+            .fork(|| 1)
             .unwrap();
         assert_eq!(p.name(), "worker-7");
         assert!(p.daemon());
@@ -247,13 +235,9 @@ fn wait_gone(pid: i32, limit: Duration) -> bool {
 fn daemon_dies_with_killed_parent(m: StartMethod) {
     let (mut r, w) = pipe();
     // The middle process starts a daemon, reports its pid, then sleeps until killed.
-    let middle = Process::spawn(move || {
+    let middle = Process::fork(move || {
         let mut w = w;
-        let d = Process::builder()
-            .daemon(true)
-            .start_method(m)
-            .spawn_fn(sleep_ms, 60_000)
-            .unwrap();
+        let d = start_with(m, Process::builder().daemon(true), sleep_ms, 60_000);
         w.write_all(&d.pid().to_le_bytes()).unwrap();
         std::mem::forget(d);
         std::thread::sleep(Duration::from_secs(60));
@@ -283,7 +267,7 @@ fn daemon_started_from_a_short_lived_thread_survives_the_thread() {
         let p = std::thread::spawn(|| {
             Process::builder()
                 .daemon(true)
-                .spawn_fn(sleep_ms, 60_000)
+                .fork(|| sleep_ms(60_000))
                 .unwrap()
         })
         .join()
@@ -302,12 +286,12 @@ fn daemons_are_terminated_and_non_daemons_waited_for_at_exit() {
         let (mut r, w) = pipe();
         // The middle process starts a non-daemon that sleeps 500 ms and a daemon that sleeps
         // a minute, reports both pids, then calls exit() (what returning from main does).
-        let mut middle = Process::spawn(move || -> () {
+        let mut middle = Process::fork(move || -> () {
             let mut w = w;
-            let slow = Process::spawn(|| sleep_ms(500)).unwrap();
+            let slow = Process::fork(|| sleep_ms(500)).unwrap();
             let d = Process::builder()
                 .daemon(true)
-                .spawn(|| sleep_ms(60_000))
+                .fork(|| sleep_ms(60_000))
                 .unwrap();
             w.write_all(&slow.pid().to_le_bytes()).unwrap();
             w.write_all(&d.pid().to_le_bytes()).unwrap();
@@ -334,7 +318,7 @@ fn daemons_are_terminated_and_non_daemons_waited_for_at_exit() {
 fn dropped_children_are_reaped() {
     with_watchdog(LIMIT, || {
         let pids: Vec<i32> = (0..10)
-            .map(|_| Process::spawn(|| ()).unwrap().pid())
+            .map(|_| Process::fork(|| ()).unwrap().pid())
             .collect();
         let t = Instant::now();
         loop {
@@ -369,7 +353,7 @@ fn library_fds_do_not_leak_into_unrelated_children() {
         // A running child: the parent holds its pidfd (sentinel) and this thread's result
         // socket. (Other tests open and close fds meanwhile: `opened` may hold theirs too.)
         let before = crate::util::open_fds();
-        let p = Process::spawn(|| sleep_ms(5_000)).unwrap();
+        let p = Process::fork(|| sleep_ms(5_000)).unwrap();
         let held = p.as_raw_fd();
         let opened: Vec<i32> = crate::util::open_fds()
             .into_iter()
@@ -419,12 +403,12 @@ fn buffered_output_is_not_printed_twice() {
         let path = dir.with_extension("txt");
         let path2 = path.clone();
         // In a middle process, point stdout at a file, leave text in the buffer, fork.
-        let p = Process::spawn(move || {
+        let p = Process::fork(move || {
             let f = std::fs::File::create(&path2).unwrap();
             rustix::stdio::dup2_stdout(&f).unwrap();
             // (`write!` on `stdout()`, not `print!`: the test harness captures `print!`.)
             write!(std::io::stdout(), "buffered;").unwrap();
-            let c = Process::spawn(|| writeln!(std::io::stdout(), "child").unwrap()).unwrap();
+            let c = Process::fork(|| writeln!(std::io::stdout(), "child").unwrap()).unwrap();
             c.join().unwrap();
             writeln!(std::io::stdout(), "end").unwrap();
         })
@@ -438,7 +422,7 @@ fn buffered_output_is_not_printed_twice() {
 
 fn spawn_from_threads() -> Vec<u64> {
     let hs: Vec<_> = (0..4u64)
-        .map(|i| std::thread::spawn(move || Process::spawn_fn(square, i).unwrap().join().unwrap()))
+        .map(|i| std::thread::spawn(move || Process::spawn(square, i).unwrap().join().unwrap()))
         .collect();
     hs.into_iter().map(|h| h.join().unwrap()).collect()
 }
@@ -461,7 +445,7 @@ fn handles_travel_into_spawned_children() {
     with_watchdog(LIMIT, || {
         // A connection end is not inherited by a Spawn child: it travels in the fd table.
         let (mine, theirs) = multiproc::pipe(true).unwrap();
-        let p = Process::spawn_fn(reply_on, theirs).unwrap();
+        let p = Process::spawn(reply_on, theirs).unwrap();
         mine.send(&41u32).unwrap();
         assert!(mine.poll(Some(Duration::from_secs(20))).unwrap());
         assert_eq!(mine.recv::<u32>().unwrap(), 42);
@@ -516,7 +500,7 @@ fn many_unjoined_children_with_large_results() {
     with_watchdog(Duration::from_secs(60), || {
         let n = 600;
         let mut ps: Vec<Process<(Vec<u8>, Option<multiproc::Connection>)>> = (0..n)
-            .map(|i| Process::spawn(move || big_with_handle(i)).unwrap())
+            .map(|i| Process::fork(move || big_with_handle(i)).unwrap())
             .collect();
         // Some through is_alive and join_timeout first, the rest by join in reverse order.
         let mut seen = 0;
@@ -550,7 +534,7 @@ fn forking_from_many_short_lived_threads_keeps_fds_bounded() {
     with_watchdog(LIMIT, || {
         crate::util::in_clean_child_loose(|| {
             for i in 0..50u64 {
-                let v = std::thread::spawn(move || Process::spawn(move || i * 2).unwrap().join())
+                let v = std::thread::spawn(move || Process::fork(move || i * 2).unwrap().join())
                     .join()
                     .unwrap()
                     .unwrap();

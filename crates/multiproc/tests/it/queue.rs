@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use multiproc::queue::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
-use multiproc::{ErrorKind, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
+use multiproc::{ErrorKind, JoinableQueue, Process, Queue, SimpleQueue};
 
 use crate::util::{in_clean_child, wait_no_zombies, with_watchdog};
 
@@ -26,7 +26,7 @@ fn put_full_then_child_drains() {
         let q: Queue<u32> = Queue::bounded(6).unwrap();
         let go: Queue<()> = Queue::new().unwrap();
         let (qc, goc) = (q.clone(), go.clone());
-        let child = Process::spawn(move || {
+        let child = Process::fork(move || {
             goc.get_timeout(T).unwrap();
             (0..6)
                 .map(|_| qc.get_timeout(T).unwrap())
@@ -70,7 +70,7 @@ fn a_blocked_put_takes_a_single_freed_slot() {
         let done: Queue<()> = Queue::new().unwrap();
         let (qc, donec) = (q.clone(), done.clone());
         // Takes one item, then waits until the parent's put went in (or 30 s) and exits.
-        let mut child = Process::spawn(move || {
+        let mut child = Process::fork(move || {
             let first = qc.get_timeout(T).unwrap();
             let _ = donec.get_timeout(Duration::from_secs(30));
             first
@@ -93,7 +93,7 @@ fn put_ref_sends_a_borrowed_value_many_times() {
     with_watchdog(LIMIT, || {
         let q: Queue<Vec<u8>> = Queue::bounded(16).unwrap();
         let qc = q.clone();
-        let mut child = Process::spawn(move || {
+        let mut child = Process::fork(move || {
             let small = vec![7u8; 8];
             let big = vec![9u8; 1000];
             for i in 0..500 {
@@ -136,7 +136,7 @@ fn get_into_reuses_the_callers_buffer() {
         let sizes = [0usize, 1, 8, 127, 128, 1000, 70_000, 5];
         let q: Queue<Vec<u8>> = Queue::bounded(4).unwrap();
         let qc = q.clone();
-        let mut child = Process::spawn(move || {
+        let mut child = Process::fork(move || {
             for (i, &n) in sizes.iter().enumerate() {
                 qc.put((0..n).map(|b| (b + i) as u8).collect()).unwrap();
             }
@@ -174,7 +174,7 @@ fn get_into_reuses_the_callers_buffer() {
         // Any type: a String and a struct in place.
         let qs: Queue<(String, u32)> = Queue::new().unwrap();
         let qsc = qs.clone();
-        let mut child = Process::spawn(move || {
+        let mut child = Process::fork(move || {
             qsc.put(("first".into(), 1)).unwrap();
             qsc.put(("second".into(), 2)).unwrap();
         })
@@ -193,7 +193,7 @@ fn get_every_form_from_a_child_producer() {
     with_watchdog(LIMIT, || {
         let q: Queue<u32> = Queue::new().unwrap();
         let qc = q.clone();
-        let child = Process::spawn(move || {
+        let child = Process::fork(move || {
             for i in 1..=4 {
                 qc.put(i).unwrap();
             }
@@ -222,7 +222,7 @@ fn items_outlive_the_producer() {
     with_watchdog(LIMIT, || {
         let q: Queue<u32> = Queue::new().unwrap();
         let qc = q.clone();
-        Process::spawn(move || {
+        Process::fork(move || {
             for i in 0..10 {
                 qc.put(i).unwrap();
             }
@@ -244,7 +244,7 @@ fn qsize_seen_by_both_sides() {
         assert_eq!(q.len(), 0);
         q.put(1).unwrap();
         let qc = q.clone();
-        let n = Process::spawn(move || {
+        let n = Process::fork(move || {
             let before = qc.len();
             qc.put(5).unwrap();
             before
@@ -269,7 +269,7 @@ fn task_done_by_worker_processes() {
         let workers: Vec<Process<u32>> = (0..4)
             .map(|_| {
                 let q = q.clone();
-                Process::spawn(move || {
+                Process::fork(move || {
                     let mut n = 0;
                     while let Some(_x) = q.get_timeout(T).unwrap() {
                         n += 1;
@@ -334,7 +334,7 @@ fn simple_queue_empty() {
         let q: SimpleQueue<u32> = SimpleQueue::new().unwrap();
         assert!(q.is_empty());
         let qc = q.clone();
-        Process::spawn(move || {
+        Process::fork(move || {
             qc.put(1).unwrap();
             qc.put(2).unwrap();
         })
@@ -359,10 +359,7 @@ fn spawn_consumer(q: Queue<String>) -> Vec<String> {
 fn handle_reaches_a_spawn_child() {
     with_watchdog(LIMIT, || {
         let q: Queue<String> = Queue::new().unwrap();
-        let p = Process::builder()
-            .start_method(StartMethod::Spawn)
-            .spawn_fn(spawn_consumer, q.clone())
-            .unwrap();
+        let p = Process::builder().spawn(spawn_consumer, q.clone()).unwrap();
         q.put_many(vec!["a".into(), "b".into()]).unwrap();
         q.close();
         assert_eq!(p.join().unwrap(), ["a", "b"]);
@@ -381,7 +378,7 @@ fn close_wakes_many() {
             let consumers: Vec<Process<(Vec<u32>, bool)>> = (0..6)
                 .map(|_| {
                     let q = q.clone();
-                    Process::spawn(move || {
+                    Process::fork(move || {
                         let mut got = Vec::new();
                         loop {
                             match q.get_timeout(Duration::from_secs(30)) {
@@ -421,7 +418,7 @@ fn wrong_type_from_another_process_is_a_get_error() {
     with_watchdog(LIMIT, || {
         let q: Queue<String> = Queue::new().unwrap();
         let qc = q.clone();
-        Process::spawn(move || {
+        Process::fork(move || {
             // A u64 where a String is expected: a huge length prefix.
             qc.put_bytes(&postcard::to_allocvec(&u64::MAX).unwrap())
                 .unwrap();
@@ -555,7 +552,7 @@ fn fault_run(total: u64, kills: usize) {
 
     let start_producer = |id: u32, quota: u64| -> Process<()> {
         let (q, board) = (q.clone(), board.clone());
-        Process::spawn(move || {
+        Process::fork(move || {
             for seq in 1..=quota {
                 // Pacing: wait at the gate, so the planned kills happen during the traffic.
                 while board.puts().load(Ordering::SeqCst) >= board.gate().load(Ordering::SeqCst) {
@@ -576,7 +573,7 @@ fn fault_run(total: u64, kills: usize) {
         // reused value (`get_into_timeout`): the general path and the single-message one.
         let mut turn = 0u32;
         let mut one: Msg = (0, 0, 0, Vec::new());
-        Process::spawn(move || loop {
+        Process::fork(move || loop {
             let wait = Duration::from_secs(20);
             turn = turn.wrapping_add(1);
             let got = match turn % 3 {

@@ -62,7 +62,7 @@ fn pool_timeouts_accept_duration_max() {
 #[test]
 fn all_timeouts_accept_duration_max() {
     with_watchdog(LIMIT, || {
-        let mut p = Process::spawn(|| 4u8).unwrap();
+        let mut p = Process::fork(|| 4u8).unwrap();
         assert_eq!(p.join_timeout(MAX).unwrap(), Some(4));
 
         let q: Queue<u32> = Queue::new().unwrap();

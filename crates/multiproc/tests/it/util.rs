@@ -4,6 +4,24 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+use multiproc::{Process, ProcessBuilder, StartMethod};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Starts a child configured by `b` that runs `f(a)` with start method `m`: forked (a
+/// closure calling `f`) or spawned — for tests run with both.
+pub fn start_with<A, R>(m: StartMethod, b: ProcessBuilder, f: fn(A) -> R, a: A) -> Process<R>
+where
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    match m {
+        StartMethod::Fork => b.fork(move || f(a)),
+        StartMethod::Spawn => b.spawn(f, a),
+    }
+    .expect("start a child")
+}
+
 /// Runs `f` on a thread and panics if it does not finish within `limit`. (The stuck thread
 /// is abandoned; the test fails instead of hanging.)
 pub fn with_watchdog<R: Send + 'static>(
@@ -87,10 +105,10 @@ pub fn pid_alive(pid: i32) -> bool {
 /// harness runs tests in parallel threads of one process), and checks there that `f` leaked
 /// no fd and left no zombie. Panics with the child's message if anything failed.
 pub fn in_clean_child(f: fn()) {
-    let r = multiproc::Process::spawn(move || {
+    let r = multiproc::Process::fork(move || {
         // A thread's first fork makes its result slots and socket, kept for later children:
         // fork once before counting.
-        multiproc::Process::spawn(|| ()).unwrap().join().unwrap();
+        multiproc::Process::fork(|| ()).unwrap().join().unwrap();
         let fds = open_fds();
         f();
         let after = open_fds();
@@ -107,8 +125,8 @@ pub fn in_clean_child(f: fn()) {
 /// Like [`in_clean_child`], but allows `f` to keep one new forking thread's result table
 /// and socket (2 fds).
 pub fn in_clean_child_loose(f: fn()) {
-    let r = multiproc::Process::spawn(move || {
-        multiproc::Process::spawn(|| ()).unwrap().join().unwrap();
+    let r = multiproc::Process::fork(move || {
+        multiproc::Process::fork(|| ()).unwrap().join().unwrap();
         let fds = open_fds();
         f();
         let after = open_fds();
