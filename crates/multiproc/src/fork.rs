@@ -216,7 +216,8 @@ mod tests {
         static O: OnceBox<u32> = OnceBox::new();
         assert_eq!((*V.get_or_init(|| 1), *O.get_or_init(|| 1)), (1, 1));
         let in_child = crate::Process::fork(|| (*V.get_or_init(|| 2), *O.get_or_init(|| 2)))
-            .and_then(|p| p.join())
+            .unwrap()
+            .join()
             .unwrap();
         assert_eq!(
             in_child,

@@ -60,7 +60,7 @@ pub fn run(producers: usize, per: usize, consumers: usize, stop: Stop) -> Result
         .collect::<Result<Vec<_>, _>>()
         .map_err(e)?;
     for p in ps {
-        p.join().map_err(e)?;
+        p.join().map_err(|x| x.to_string())?;
     }
     match stop {
         Stop::Sentinels => {
@@ -71,11 +71,13 @@ pub fn run(producers: usize, per: usize, consumers: usize, stop: Stop) -> Result
         Stop::Close => q.close(),
     }
     let mut all = Vec::new();
-    for mut c in cs {
+    for c in cs {
         let ate = c
             .join_timeout(Duration::from_secs(20))
-            .map_err(e)?
-            .ok_or("a consumer did not stop")?;
+            .map_err(|x| match x.is_timeout() {
+                true => "a consumer did not stop".to_string(),
+                false => x.to_string(),
+            })?;
         all.extend(ate);
     }
     let total = all.len();

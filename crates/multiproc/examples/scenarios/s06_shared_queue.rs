@@ -29,8 +29,8 @@ pub fn run() -> Result<(), String> {
         .get_timeout(Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
     println!("{mine}");
-    f.join().map_err(e)?;
-    let theirs = f2.join().map_err(e)?;
+    f.join().map_err(|x| x.to_string())?;
+    let theirs = f2.join().map_err(|x| x.to_string())?;
     let mut all = vec![mine, theirs];
     all.sort();
     if all != ["how much?", "little ghost"] {

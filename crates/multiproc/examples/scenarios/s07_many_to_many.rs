@@ -42,7 +42,7 @@ pub fn run() -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(e)?;
     for p in producers {
-        p.join().map_err(e)?;
+        p.join().map_err(|x| x.to_string())?;
     }
     // Everything put has been taken once the queue is empty.
     let t0 = Instant::now();
@@ -60,7 +60,7 @@ pub fn run() -> Result<(), String> {
     let mut got = Vec::new();
     let mut closed = 0;
     for c in consumers {
-        match c.join().map_err(e)? {
+        match c.join().map_err(|x| x.to_string())? {
             Some(x) => got.push(x),
             None => closed += 1,
         }

@@ -31,7 +31,7 @@ pub fn run() -> Result<(), String> {
     })
     .map_err(e)?;
     println!("main");
-    producer.join().map_err(e)?;
+    producer.join().map_err(|x| x.to_string())?;
     let mut got = Vec::new();
     for _ in 0..9 {
         got.push(
@@ -48,7 +48,6 @@ pub fn run() -> Result<(), String> {
         "the consumer is still blocked in get() 300 ms after the producer finished; terminating it"
     );
     consumer.terminate().map_err(e)?;
-    let mut consumer = consumer;
     let r = consumer
         .join_timeout(Duration::from_secs(10))
         .map_err(|e| e.to_string());

@@ -30,12 +30,13 @@ pub fn run() -> Result<(), String> {
     })
     .map_err(e)?;
     println!("main");
-    producer.join().map_err(e)?;
-    let mut consumer = consumer;
+    producer.join().map_err(|x| x.to_string())?;
     let ate = consumer
         .join_timeout(Duration::from_secs(20))
-        .map_err(e)?
-        .ok_or("the consumer did not stop on the sentinel")?;
+        .map_err(|x| match x.is_timeout() {
+            true => "the consumer did not stop on the sentinel".to_string(),
+            false => x.to_string(),
+        })?;
     let want: Vec<String> = (1..5).map(|i| format!("bun {i}")).collect();
     if ate != want {
         return Err(format!("ate {ate:?}"));

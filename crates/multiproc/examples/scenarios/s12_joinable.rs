@@ -66,11 +66,13 @@ fn seed_main() -> (Vec<i32>, usize, Vec<u64>) {
 }
 
 pub fn run() -> Result<(), String> {
-    let mut main = Process::fork(seed_main).map_err(|e| e.to_string())?;
-    let (daemons, processed, unfinished) = main
-        .join_timeout(Duration::from_secs(30))
-        .map_err(|e| e.to_string())?
-        .ok_or("the program's main did not finish")?;
+    let main = Process::fork(seed_main).map_err(|e| e.to_string())?;
+    let (daemons, processed, unfinished) =
+        main.join_timeout(Duration::from_secs(30))
+            .map_err(|x| match x.is_timeout() {
+                true => "the program's main did not finish".to_string(),
+                false => x.to_string(),
+            })?;
     if processed != 30 {
         return Err(format!(
             "{processed} items processed when the producers returned, want 30"

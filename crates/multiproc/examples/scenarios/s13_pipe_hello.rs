@@ -26,7 +26,7 @@ pub fn run() -> Result<(), String> {
     }
     let got: String = parent_conn.recv().map_err(|e| e.to_string())?;
     println!("{got}"); // the parent received the message
-    p.join().map_err(e)?;
+    p.join().map_err(|x| x.to_string())?;
     if got != MESSAGE {
         return Err(format!("parent received {got:?}, expected {MESSAGE:?}"));
     }

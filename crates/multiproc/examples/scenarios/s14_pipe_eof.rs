@@ -59,7 +59,7 @@ pub fn run() -> Result<(), String> {
         .send("hello")
         .map_err(|e| format!("send: {e}"))?;
     drop(parent_conn); // parent_conn.close()
-    let got = p.join().map_err(e)?;
+    let got = p.join().map_err(|x| x.to_string())?;
     if got != ["hello", "<EOF>"] {
         return Err(format!(
             "child saw {got:?}, expected \"hello\" then end-of-file"

@@ -1079,10 +1079,9 @@ impl Dispatcher {
         }
         core.workers.clear();
         drop(core);
-        for mut w in self.workers.drain(..) {
-            match w.proc.join_timeout(Duration::from_secs(10)) {
-                Ok(Some(())) | Err(_) => {}
-                Ok(None) => {
+        for w in self.workers.drain(..) {
+            if let Err(e) = w.proc.join_timeout(Duration::from_secs(10)) {
+                if e.is_timeout() {
                     let _ = w.proc.kill();
                     let _ = w.proc.join();
                 }

@@ -10,6 +10,7 @@
 //! that inherited the socket can't keep `join` waiting.
 
 pub(crate) mod channel;
+mod error;
 mod registry;
 mod results;
 pub(crate) mod spawn;
@@ -19,7 +20,7 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -28,11 +29,12 @@ use crate::codec::{self, Codec, Postcard};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::fork::PerProcess;
 use crate::handle;
-use crate::sys::proc::{self, ExitStatus, Forked, Waited};
+use crate::sys::proc::{self, Forked, Waited};
 use crate::sys::{socket, Deadline};
 use channel::{FrameReader, Tag};
 use results::Ticket;
 
+pub use error::{ExitStatus, JoinError, JoinTimeoutError, TryJoinError};
 pub use spawn::is_spawned_child;
 
 /// How a child process is started: [`Process::fork`] or [`Process::spawn`] (and the same
@@ -483,7 +485,13 @@ impl<R> Process<R> {
     /// Python's `exitcode`: `None` while running, then the exit code, or `-N` when the child
     /// was killed by signal N (`-15` after [`terminate`](Process::terminate)).
     pub fn exitcode(&self) -> Option<i32> {
-        self.poll_exit().map(ExitStatus::python_code)
+        self.exit_status().map(ExitStatus::exitcode)
+    }
+
+    /// How the child ended: `None` while it runs. Reaps it if it has ended, without waiting;
+    /// after a join it is always known.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.poll_exit()
     }
 
     /// Reaps the child if it has ended, without blocking. Reading pending output first keeps
@@ -497,7 +505,7 @@ impl<R> Process<R> {
                         st.reader.pump(sock, true);
                     }
                     if let Ok(Some(s)) = proc::reap(self.pid, false) {
-                        st.status = Some(s);
+                        st.status = Some(s.into());
                         registry::remove(self.pid);
                     }
                 }
@@ -521,7 +529,7 @@ impl<R> Process<R> {
                     ticket.results.service_stop(ticket, self.pid);
                     continue;
                 }
-                Ok(Waited::Exited(s)) => s,
+                Ok(Waited::Exited(s)) => s.into(),
                 // Reaped by someone else (a `waitpid(-1)` elsewhere): the status is lost.
                 Err(_) => ExitStatus::Code(255),
             };
@@ -656,44 +664,107 @@ const STOP_CHECK: Duration = Duration::from_millis(10);
 const FIRST_SLICE: Duration = Duration::from_millis(2);
 
 impl<R: DeserializeOwned> Process<R> {
-    /// Waits for the child to end and returns the value its target returned.
+    /// Waits for the child to end and returns the value its target returned (Python's
+    /// `join`, which also hands over the target's value). Once it has returned, the outcome
+    /// has been handed out: a further join gives [`JoinError::AlreadyJoined`]; the exit status
+    /// stays available from [`exit_status`](Process::exit_status) and
+    /// [`exitcode`](Process::exitcode).
+    ///
+    /// ```
+    /// use multiproc::process::{ExitStatus, JoinError};
+    /// use multiproc::Process;
+    ///
+    /// let p = Process::fork(|| 6 * 7)?;
+    /// assert_eq!(p.join()?, 42);
+    /// assert_eq!(p.exitcode(), Some(0));
+    ///
+    /// let p = Process::fork(|| -> u8 { std::process::exit(3) })?;
+    /// assert!(matches!(p.join(), Err(JoinError::Exited(ExitStatus::Code(3)))));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// - [`ErrorKind::ChildPanicked`]: the target panicked; the message is in the error.
-    /// - [`ErrorKind::ChildFailed`]: the child ended without a value — `exit(n)`, killed by a
-    ///   signal, or its value could not be decoded; the error says which, with the exit code.
+    /// [`JoinError::Panicked`] (with the panic message), [`JoinError::Exited`] (`exit(n)`,
+    /// abort, a signal: the [`ExitStatus`] says which), [`JoinError::Failed`] (the value did
+    /// not come back), [`JoinError::AlreadyJoined`].
     #[doc(alias = "wait")]
-    pub fn join(self) -> Result<R> {
-        self.wait_until(Deadline::never())?;
-        self.take_result()
-    }
-
-    /// Waits at most `timeout`: `Ok(None)` if the child is still running (it is not touched),
-    /// `Ok(Some(value))` once it has ended. Afterwards the result has been handed out:
-    /// a further join gives [`ErrorKind::InvalidState`].
-    ///
-    /// # Errors
-    /// As [`join`](Process::join).
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<R>> {
-        if self.wait_until(Deadline::after(Some(timeout)))? {
-            self.take_result().map(Some)
-        } else {
-            Ok(None)
+    pub fn join(&self) -> Result<R, JoinError> {
+        match self.wait_until(Deadline::never()) {
+            Ok(_) => self.take_result(),
+            Err(error) => Err(JoinError::Failed {
+                error,
+                status: None,
+            }),
         }
     }
 
-    fn take_result(&self) -> Result<R> {
+    /// Returns the child's value if it has ended, without waiting.
+    ///
+    /// # Errors
+    /// [`TryJoinError::WouldBlock`] while it runs (it is not touched); otherwise as
+    /// [`join`](Process::join).
+    pub fn try_join(&self) -> Result<R, TryJoinError> {
+        if !self.state.borrow().taken && self.poll_exit().is_none() {
+            return Err(TryJoinError::WouldBlock);
+        }
+        self.take_result().map_err(TryJoinError::from)
+    }
+
+    /// Waits at most `timeout` (any `Duration`, up to `Duration::MAX`) for the child to end,
+    /// then returns its value as [`join`](Process::join) does. Python's `join(timeout)`.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use multiproc::Process;
+    ///
+    /// let p = Process::fork(|| std::thread::sleep(Duration::from_secs(30)))?;
+    /// assert!(p.join_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
+    /// p.kill()?;
+    /// assert_eq!(p.join_timeout(Duration::MAX).unwrap_err().exit_status().unwrap().signal(), Some(9));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`JoinTimeoutError::Timeout`] if it is still running then (it is not touched);
+    /// otherwise as [`join`](Process::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<R, JoinTimeoutError> {
+        self.join_until(Deadline::after(Some(timeout)))
+    }
+
+    /// Waits until `deadline` at the latest for the child to end, then returns its value as
+    /// [`join`](Process::join) does.
+    ///
+    /// # Errors
+    /// [`JoinTimeoutError::Timeout`] if it is still running then (it is not touched);
+    /// otherwise as [`join`](Process::join).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<R, JoinTimeoutError> {
+        self.join_until(Deadline::at(deadline))
+    }
+
+    fn join_until(&self, deadline: Deadline) -> Result<R, JoinTimeoutError> {
+        match self.wait_until(deadline) {
+            Ok(true) => self.take_result().map_err(JoinTimeoutError::from),
+            Ok(false) => Err(JoinTimeoutError::Timeout),
+            Err(error) => Err(JoinTimeoutError::Failed {
+                error,
+                status: None,
+            }),
+        }
+    }
+
+    fn take_result(&self) -> Result<R, JoinError> {
         let mut st = self.state.borrow_mut();
         if st.taken {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                format!("the result of process {} was already taken", self.pid),
-            ));
+            return Err(JoinError::AlreadyJoined);
         }
         st.taken = true;
         let status = st.status.expect("reaped before taking the result");
         // (Formatted only on failure: a fresh allocation right after a fork costs a fault.)
         let who = || format!("process {} ({})", self.pid, self.name);
+        let failed = |message: String| JoinError::Failed {
+            error: Error::new(ErrorKind::ChildFailed, message),
+            status: Some(status),
+        };
         let frame = match &self.link {
             Link::Socket { sock, .. } => {
                 // The child has exited: everything it sent is in the socket buffer.
@@ -704,47 +775,30 @@ impl<R: DeserializeOwned> Process<R> {
                     None
                 }
             }
-            Link::Slot { ticket, .. } => ticket
-                .results
-                .take(*ticket)
-                .map_err(|e| Error::new(e.kind(), format!("{}: {e}", who())))?,
+            Link::Slot { ticket, .. } => match ticket.results.take(*ticket) {
+                Ok(frame) => frame,
+                Err(e) => return Err(failed(format!("{}: {e}", who()))),
+            },
         };
         match frame {
             Some(f) if f.tag == Tag::Value => handle::with_imported_fds(f.fds, || {
                 Postcard::decode::<R>(&f.body).map_err(|e| {
-                    Error::new(
-                        ErrorKind::ChildFailed,
-                        format!("{} returned a value that does not decode: {e}", who()),
-                    )
+                    failed(format!(
+                        "{} returned a value that does not decode: {e}",
+                        who()
+                    ))
                 })
             }),
-            Some(f) if f.tag == Tag::Panic => Err(Error::new(
-                ErrorKind::ChildPanicked,
-                format!(
-                    "{} panicked: {} (exitcode {})",
-                    who(),
-                    String::from_utf8_lossy(&f.body),
-                    status.python_code()
-                ),
-            )),
-            Some(f) => Err(Error::new(
-                ErrorKind::ChildFailed,
-                format!("{} failed: {}", who(), String::from_utf8_lossy(&f.body)),
-            )),
-            None => Err(Error::new(
-                ErrorKind::ChildFailed,
-                match status {
-                    ExitStatus::Code(c) => {
-                        format!("{} exited with code {c} without returning a value", who())
-                    }
-                    ExitStatus::Signal(s) => format!(
-                        "{} was killed by signal {s} ({}) (exitcode {})",
-                        who(),
-                        proc::signal_name(s),
-                        -s
-                    ),
-                },
-            )),
+            Some(f) if f.tag == Tag::Panic => Err(JoinError::Panicked {
+                message: String::from_utf8_lossy(&f.body).into_owned(),
+                status,
+            }),
+            Some(f) => Err(failed(format!(
+                "{} failed: {}",
+                who(),
+                String::from_utf8_lossy(&f.body)
+            ))),
+            None => Err(JoinError::Exited(status)),
         }
     }
 }

@@ -50,16 +50,6 @@ pub(crate) enum ExitStatus {
     Signal(i32),
 }
 
-impl ExitStatus {
-    /// Python's `exitcode`: the code, or minus the signal number.
-    pub(crate) fn python_code(self) -> i32 {
-        match self {
-            ExitStatus::Code(c) => c,
-            ExitStatus::Signal(s) => -s,
-        }
-    }
-}
-
 /// `waitpid(pid, flags)`, retried on `EINTR`: `Ok(None)` when `WNOHANG` found nothing, else
 /// the raw status.
 fn waitpid(pid: i32, flags: i32) -> io::Result<Option<i32>> {

@@ -36,7 +36,7 @@ fn message(p: &(dyn std::any::Any + Send)) -> String {
 /// process's launcher thread (if nothing had yet), the state a forked child inherits.
 fn daemon_from_a_second_thread() {
     let got = std::thread::spawn(|| {
-        let mut p = Process::builder()
+        let p = Process::builder()
             .daemon(true)
             .fork(std::process::id)
             .expect("start a daemon");
@@ -46,8 +46,8 @@ fn daemon_from_a_second_thread() {
     .join()
     .expect("the thread that starts a daemon panicked");
     match got {
-        (pid, Ok(Some(id))) => assert_eq!(id, pid as u32),
-        (_, Ok(None)) => panic!("the daemon did not end within {IN_CHILD:?}"),
+        (pid, Ok(id)) => assert_eq!(id, pid as u32),
+        (_, Err(e)) if e.is_timeout() => panic!("the daemon did not end within {IN_CHILD:?}"),
         (_, Err(e)) => panic!("{e}"),
     }
 }
@@ -74,11 +74,11 @@ fn on_a_new_thread(f: impl FnOnce() + Send + 'static) -> Result<(), String> {
 /// of it; panics with what went wrong there.
 fn on_a_forked_childs_second_thread(f: impl FnOnce() + Send + 'static) {
     daemon_from_a_second_thread();
-    let mut child = Process::fork(move || on_a_new_thread(f)).expect("fork");
+    let child = Process::fork(move || on_a_new_thread(f)).expect("fork");
     match child.join_timeout(LIMIT) {
-        Ok(Some(Ok(()))) => {}
-        Ok(Some(Err(why))) => panic!("in the forked child's second thread: {why}"),
-        Ok(None) => {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => panic!("in the forked child's second thread: {why}"),
+        Err(e) if e.is_timeout() => {
             let _ = child.kill();
             let _ = child.join();
             panic!("the forked child did not end within {LIMIT:?}");
@@ -104,8 +104,8 @@ fn daemon_from_a_forked_childs_second_thread() {
             assert!(multiproc::process::is_spawned_child());
             daemon_from_a_second_thread();
             // This thread is not the child's main thread either.
-            let mut p = Process::builder().daemon(true).fork(|| 7u8).unwrap();
-            assert_eq!(p.join_timeout(IN_CHILD).unwrap(), Some(7));
+            let p = Process::builder().daemon(true).fork(|| 7u8).unwrap();
+            assert_eq!(p.join_timeout(IN_CHILD).unwrap(), 7);
         });
     });
 }
@@ -117,13 +117,14 @@ fn daemon_from_a_forked_grandchilds_second_thread() {
     with_watchdog(LIMIT, || {
         on_a_forked_childs_second_thread(|| {
             daemon_from_a_second_thread();
-            let mut p = Process::fork(|| on_a_new_thread(daemon_from_a_second_thread)).unwrap();
-            match p.join_timeout(IN_CHILD).unwrap() {
-                Some(r) => r.unwrap_or_else(|why| panic!("in the grandchild: {why}")),
-                None => {
+            let p = Process::fork(|| on_a_new_thread(daemon_from_a_second_thread)).unwrap();
+            match p.join_timeout(IN_CHILD) {
+                Ok(r) => r.unwrap_or_else(|why| panic!("in the grandchild: {why}")),
+                Err(e) if e.is_timeout() => {
                     let _ = p.kill();
                     panic!("the grandchild did not end within {IN_CHILD:?}");
                 }
+                Err(e) => panic!("the grandchild: {e}"),
             }
         });
     });
@@ -139,11 +140,11 @@ fn spawned_daemon_from_a_forked_childs_second_thread() {
     with_watchdog(LIMIT, || {
         on_a_forked_childs_second_thread(|| {
             let lock = Lock::new().unwrap();
-            let mut p = Process::builder()
+            let p = Process::builder()
                 .daemon(true)
                 .spawn(lock_it, lock.clone())
                 .unwrap();
-            assert_eq!(p.join_timeout(IN_CHILD).unwrap(), Some(true));
+            assert!(p.join_timeout(IN_CHILD).unwrap());
         });
     });
 }

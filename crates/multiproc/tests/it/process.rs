@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use multiproc::process::{ExitStatus, JoinError, JoinTimeoutError, TryJoinError};
 use multiproc::{ErrorKind, Process, StartMethod};
 
 use crate::util::{pid_alive, start_with, with_watchdog, zombie_children};
@@ -76,16 +77,26 @@ fn child_is_a_different_process() {
 fn join_timeout_returns_after_the_timeout_with_child_alive() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let mut p = start(m, sleep_ms, 20_000);
+            let p = start(m, sleep_ms, 20_000);
             let t = Instant::now();
-            let r = p.join_timeout(Duration::from_millis(300)).unwrap();
-            assert!(r.is_none());
+            let r = p.join_timeout(Duration::from_millis(300)).unwrap_err();
+            assert!(r.is_timeout(), "{r}");
             assert!(t.elapsed() >= Duration::from_millis(300));
+            let t = Instant::now();
+            let r = p.join_deadline(t + Duration::from_millis(200)).unwrap_err();
+            assert!(matches!(r, JoinTimeoutError::Timeout), "{r}");
+            assert!(t.elapsed() >= Duration::from_millis(200));
+            assert!(matches!(p.try_join(), Err(TryJoinError::WouldBlock)));
             assert!(p.is_alive());
             assert_eq!(p.exitcode(), None);
+            assert_eq!(p.exit_status(), None);
             p.kill().unwrap();
             let err = p.join().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildFailed);
+            assert!(
+                matches!(err, JoinError::Exited(ExitStatus::Signal(9))),
+                "{err:?}"
+            );
         });
     });
 }
@@ -93,11 +104,15 @@ fn join_timeout_returns_after_the_timeout_with_child_alive() {
 #[test]
 fn join_timeout_hands_the_value_once() {
     with_watchdog(LIMIT, || {
-        let mut p = Process::fork(|| 5u8).unwrap();
-        assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), Some(5));
+        let p = Process::fork(|| 5u8).unwrap();
+        assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), 5);
         let again = p.join_timeout(Duration::from_secs(1)).unwrap_err();
         assert_eq!(again.kind(), ErrorKind::InvalidState);
+        assert!(matches!(again, JoinTimeoutError::AlreadyJoined));
+        assert!(matches!(p.join(), Err(JoinError::AlreadyJoined)));
+        assert!(matches!(p.try_join(), Err(TryJoinError::AlreadyJoined)));
         assert_eq!(p.exitcode(), Some(0));
+        assert_eq!(p.exit_status(), Some(ExitStatus::Code(0)));
     });
 }
 
@@ -106,10 +121,11 @@ fn join_timeout_hands_the_value_once() {
 fn terminate_gives_minus_15() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let mut p = start(m, sleep_ms, 20_000);
+            let p = start(m, sleep_ms, 20_000);
             assert!(p.is_alive());
             p.terminate().unwrap();
-            assert!(p.join_timeout(Duration::from_secs(10)).is_err());
+            let err = p.join_timeout(Duration::from_secs(10)).unwrap_err();
+            assert_eq!(err.exit_status(), Some(ExitStatus::Signal(15)), "{err}");
             assert_eq!(p.exitcode(), Some(-15));
             assert!(!p.is_alive());
         });
@@ -126,6 +142,8 @@ fn kill_gives_minus_9() {
             let err = p.join().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildFailed);
             assert!(err.to_string().contains("-9"), "{err}");
+            assert_eq!(err.exit_status().and_then(ExitStatus::signal), Some(9));
+            assert_eq!(p.exit_status(), Some(ExitStatus::Signal(9)));
         });
     });
 }
@@ -135,15 +153,17 @@ fn kill_gives_minus_9() {
 fn exit_code_is_reported() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let mut p = start(m, exits, 7);
+            let p = start(m, exits, 7);
             let err = p.join_timeout(Duration::from_secs(20)).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildFailed);
             assert!(err.to_string().contains("code 7"), "{err}");
+            assert!(matches!(err, JoinTimeoutError::Exited(ExitStatus::Code(7))));
             assert_eq!(p.exitcode(), Some(7));
         });
-        let mut p = Process::fork(|| -> () { std::process::exit(0) }).unwrap();
+        let p = Process::fork(|| -> () { std::process::exit(0) }).unwrap();
         // exit(0) without a value: exit code 0, but join says no value came back.
-        assert!(p.join_timeout(Duration::from_secs(20)).is_err());
+        let err = p.join_timeout(Duration::from_secs(20)).unwrap_err();
+        assert!(matches!(err, JoinTimeoutError::Exited(ExitStatus::Code(0))));
         assert_eq!(p.exitcode(), Some(0));
     });
 }
@@ -152,10 +172,15 @@ fn exit_code_is_reported() {
 fn panic_message_arrives() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let mut p = start(m, panics, "boom in the child".to_string());
+            let p = start(m, panics, "boom in the child".to_string());
             let err = p.join_timeout(Duration::from_secs(20)).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildPanicked);
             assert!(err.to_string().contains("boom in the child"), "{err}");
+            assert_eq!(err.panic_message(), Some("boom in the child"));
+            assert_eq!(err.exit_status(), Some(ExitStatus::Code(1)));
+            let e = multiproc::Error::from(err);
+            assert_eq!(e.kind(), ErrorKind::ChildPanicked);
+            assert!(e.to_string().contains("boom in the child"), "{e}");
             assert_eq!(p.exitcode(), Some(1));
         });
     });
@@ -286,7 +311,7 @@ fn daemons_are_terminated_and_non_daemons_waited_for_at_exit() {
         let (mut r, w) = pipe();
         // The middle process starts a non-daemon that sleeps 500 ms and a daemon that sleeps
         // a minute, reports both pids, then calls exit() (what returning from main does).
-        let mut middle = Process::fork(move || -> () {
+        let middle = Process::fork(move || -> () {
             let mut w = w;
             let slow = Process::fork(|| sleep_ms(500)).unwrap();
             let d = Process::builder()
@@ -388,7 +413,7 @@ fn fd_count_is_stable_across_many_children() {
                 for _ in 0..20 {
                     start(m, square, 3).join().unwrap();
                 }
-                let mut p = start(m, sleep_ms, 20_000);
+                let p = start(m, sleep_ms, 20_000);
                 p.kill().unwrap();
                 assert!(p.join_timeout(Duration::from_secs(10)).is_err());
             }
@@ -499,14 +524,14 @@ fn many_unjoined_children_with_large_results() {
     // join, is_alive or join_timeout drains it; nothing is lost, nothing hangs.
     with_watchdog(Duration::from_secs(60), || {
         let n = 600;
-        let mut ps: Vec<Process<(Vec<u8>, Option<multiproc::Connection>)>> = (0..n)
+        let ps: Vec<Process<(Vec<u8>, Option<multiproc::Connection>)>> = (0..n)
             .map(|i| Process::fork(move || big_with_handle(i)).unwrap())
             .collect();
         // Some through is_alive and join_timeout first, the rest by join in reverse order.
         let mut seen = 0;
-        for p in ps.iter_mut().step_by(7) {
+        for p in ps.iter().step_by(7) {
             let _ = p.is_alive();
-            assert!(p.join_timeout(Duration::from_secs(20)).unwrap().is_some());
+            assert!(p.join_timeout(Duration::from_secs(20)).is_ok());
             seen += 1;
         }
         for (i, p) in ps.into_iter().enumerate().rev() {

@@ -70,7 +70,7 @@ fn a_blocked_put_takes_a_single_freed_slot() {
         let done: Queue<()> = Queue::new().unwrap();
         let (qc, donec) = (q.clone(), done.clone());
         // Takes one item, then waits until the parent's put went in (or 30 s) and exits.
-        let mut child = Process::fork(move || {
+        let child = Process::fork(move || {
             let first = qc.get_timeout(T).unwrap();
             let _ = donec.get_timeout(Duration::from_secs(30));
             first
@@ -78,7 +78,7 @@ fn a_blocked_put_takes_a_single_freed_slot() {
         .unwrap();
         q.put_timeout(64, Duration::from_secs(20)).unwrap();
         done.put(()).unwrap();
-        assert_eq!(child.join_timeout(T).unwrap(), Some(0));
+        assert_eq!(child.join_timeout(T).unwrap(), 0);
         assert_eq!(q.len(), 64);
         let all: Vec<u32> = (0..64).map(|_| q.try_get().unwrap()).collect();
         assert_eq!(all, (1..=64).collect::<Vec<_>>());
@@ -93,7 +93,7 @@ fn put_ref_sends_a_borrowed_value_many_times() {
     with_watchdog(LIMIT, || {
         let q: Queue<Vec<u8>> = Queue::bounded(16).unwrap();
         let qc = q.clone();
-        let mut child = Process::fork(move || {
+        let child = Process::fork(move || {
             let small = vec![7u8; 8];
             let big = vec![9u8; 1000];
             for i in 0..500 {
@@ -110,7 +110,7 @@ fn put_ref_sends_a_borrowed_value_many_times() {
             };
             assert_eq!(q.get_timeout(T).unwrap(), want, "message {i}");
         }
-        assert_eq!(child.join_timeout(T).unwrap(), Some((8, 1000)));
+        assert_eq!(child.join_timeout(T).unwrap(), (8, 1000));
 
         let tiny: Queue<Vec<u8>> = Queue::builder().capacity_bytes(4096).build().unwrap();
         let huge = vec![1u8; 10_000];
@@ -136,7 +136,7 @@ fn get_into_reuses_the_callers_buffer() {
         let sizes = [0usize, 1, 8, 127, 128, 1000, 70_000, 5];
         let q: Queue<Vec<u8>> = Queue::bounded(4).unwrap();
         let qc = q.clone();
-        let mut child = Process::fork(move || {
+        let child = Process::fork(move || {
             for (i, &n) in sizes.iter().enumerate() {
                 qc.put((0..n).map(|b| (b + i) as u8).collect()).unwrap();
             }
@@ -158,7 +158,7 @@ fn get_into_reuses_the_callers_buffer() {
         }
         q.get_into(&mut buf).unwrap();
         assert_eq!(buf, [42]);
-        assert_eq!(child.join_timeout(T).unwrap(), Some(()));
+        assert_eq!(child.join_timeout(T).unwrap(), ());
 
         let t = Instant::now();
         let wait = Duration::from_millis(100);
@@ -174,7 +174,7 @@ fn get_into_reuses_the_callers_buffer() {
         // Any type: a String and a struct in place.
         let qs: Queue<(String, u32)> = Queue::new().unwrap();
         let qsc = qs.clone();
-        let mut child = Process::fork(move || {
+        let child = Process::fork(move || {
             qsc.put(("first".into(), 1)).unwrap();
             qsc.put(("second".into(), 2)).unwrap();
         })
@@ -184,7 +184,7 @@ fn get_into_reuses_the_callers_buffer() {
         assert_eq!(v, ("first".to_string(), 1));
         qs.get_into_timeout(&mut v, T).unwrap();
         assert_eq!(v, ("second".to_string(), 2));
-        assert_eq!(child.join_timeout(T).unwrap(), Some(()));
+        assert_eq!(child.join_timeout(T).unwrap(), ());
     })
 }
 
