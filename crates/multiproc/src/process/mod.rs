@@ -11,12 +11,12 @@
 
 pub(crate) mod channel;
 mod error;
+mod outcome;
 mod registry;
 mod results;
 pub(crate) mod spawn;
 
 use std::cell::{OnceCell, RefCell};
-use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::{self, Codec, Postcard};
+use crate::codec;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::fork::PerProcess;
 use crate::handle;
@@ -35,6 +35,7 @@ use channel::{FrameReader, Tag};
 use results::Ticket;
 
 pub use error::{ExitStatus, JoinError, JoinTimeoutError, TryJoinError};
+pub use outcome::{Never, NeverReturns, Outcome, Returns};
 pub use spawn::is_spawned_child;
 
 /// How a child process is started: [`Process::fork`] or [`Process::spawn`] (and the same
@@ -101,14 +102,14 @@ impl ProcessBuilder {
     ///
     /// # Errors
     /// [`ErrorKind::Os`] when fork fails.
-    pub fn fork<F, R>(mut self, f: F) -> Result<Process<R>>
+    pub fn fork<F, R, M>(mut self, f: F) -> Result<Process<R>>
     where
         F: FnOnce() -> R + Send + 'static,
-        R: Serialize + DeserializeOwned,
+        R: Outcome<M>,
     {
         let name = self.take_name();
         let daemon = self.daemon;
-        let body = move |sink: Sink| run_target(sink, f);
+        let body = move |sink: Sink| run_target::<R, M>(sink, f);
         let started = if daemon && !on_main_thread() {
             // PR_SET_PDEATHSIG follows the forking *thread*: fork from one that lives as long
             // as the process does.
@@ -116,7 +117,13 @@ impl ProcessBuilder {
         } else {
             fork_child(daemon, body)?
         };
-        Ok(Process::new(started, name, daemon, StartMethod::Fork))
+        Ok(Process::new(
+            started,
+            name,
+            daemon,
+            StartMethod::Fork,
+            outcome::decoder::<R, M>(),
+        ))
     }
 
     /// Starts a child with [`StartMethod::Spawn`] that runs `f(args)`: the current binary is
@@ -127,21 +134,28 @@ impl ProcessBuilder {
     /// # Errors
     /// [`ErrorKind::Codec`] when `args` can't be serialized; [`ErrorKind::Os`] when the
     /// child can't be started.
-    pub fn spawn<A, R>(mut self, f: fn(A) -> R, args: A) -> Result<Process<R>>
+    pub fn spawn<A, R, M>(mut self, f: fn(A) -> R, args: A) -> Result<Process<R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        R: Outcome<M> + 'static,
+        M: 'static,
     {
         let name = self.take_name();
         let daemon = self.daemon;
         let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec(&args))?;
-        let entry = spawn::Entry::of::<A, R>(f);
+        let entry = spawn::Entry::of::<A, R, M>(f);
         let started = if daemon && !on_main_thread() {
             launcher(move || spawn::exec_child(entry, &bytes, fds, daemon))?
         } else {
             spawn::exec_child(entry, &bytes, fds, daemon)?
         };
-        Ok(Process::new(started, name, daemon, StartMethod::Spawn))
+        Ok(Process::new(
+            started,
+            name,
+            daemon,
+            StartMethod::Spawn,
+            outcome::decoder::<R, M>(),
+        ))
     }
 }
 
@@ -279,10 +293,10 @@ fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
 }
 
 /// Runs a target in the child and sends its outcome on `sock`; returns the exit code.
-pub(crate) fn run_target<R: Serialize>(sink: Sink, f: impl FnOnce() -> R) -> i32 {
+pub(crate) fn run_target<R: Outcome<M>, M>(sink: Sink, f: impl FnOnce() -> R) -> i32 {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     let (tag, body, fds, code) = match outcome {
-        Ok(value) => match handle::with_exported_fds(|| codec::to_vec(&value)) {
+        Ok(value) => match outcome::encode(&value) {
             Ok((bytes, fds)) => (Tag::Value, bytes, fds, 0),
             Err(e) => (
                 Tag::Failed,
@@ -334,6 +348,60 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// assert_eq!(p.join()?, child_pid as u32);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
+///
+/// # Children that never return
+///
+/// A target may return any serde value, or never return at all: a closure that ends in
+/// `std::process::abort()`, `panic!` or `std::process::exit` compiles as written (see
+/// [`Outcome`]). Its `join` reports how it ended. In edition 2024 (the closure's return type
+/// is `!`):
+///
+/// ```edition2024
+/// use multiproc::process::ExitStatus;
+/// use multiproc::{Lock, LockError, Process};
+///
+/// let lock = Lock::new()?;
+/// let l = lock.clone();
+/// let child = Process::fork(move || {
+///     std::mem::forget(l.lock().unwrap()); // dies holding it
+///     std::process::abort();
+/// })?;
+/// let _ = child.join();
+/// match lock.lock() {
+///     Ok(_guard) => {}
+///     Err(LockError::OwnerDied(_guard)) => { /* repair the state it protected */ }
+///     Err(_) => unreachable!(),
+/// }
+/// assert_eq!(child.exit_status().and_then(|s| s.signal()), Some(6)); // SIGABRT
+///
+/// let p = Process::builder().name("gives up").fork(|| panic!("no way"))?;
+/// // (A let chain: this example is compiled as edition 2024.)
+/// if let Err(e) = p.join() && let Some(message) = e.panic_message() {
+///     assert_eq!(message, "no way");
+/// } else {
+///     unreachable!();
+/// }
+/// let p = Process::fork(|| std::process::exit(3))?;
+/// assert_eq!(p.join().unwrap_err().exit_status(), Some(ExitStatus::Code(3)));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// And in edition 2021 (the return type falls back to `()`, without the never-type fallback
+/// lint, which would fire under a plain `Serialize` bound):
+///
+/// ```edition2021
+/// use multiproc::process::ExitStatus;
+/// use multiproc::Process;
+///
+/// let p = Process::fork(move || {
+///     let _ = std::process::id();
+///     std::process::abort();
+/// })?;
+/// assert_eq!(p.join().unwrap_err().exit_status(), Some(ExitStatus::Signal(6)));
+/// let p = Process::fork(|| std::process::exit(3))?;
+/// assert_eq!(p.join().unwrap_err().exit_status(), Some(ExitStatus::Code(3)));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
 pub struct Process<R> {
     pid: i32,
     name: String,
@@ -341,7 +409,7 @@ pub struct Process<R> {
     method: StartMethod,
     link: Link,
     state: RefCell<State>,
-    _r: PhantomData<fn() -> R>,
+    decode: outcome::Decoder<R>,
 }
 
 #[derive(Default)]
@@ -371,16 +439,17 @@ impl Process<()> {
     }
 }
 
-impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
+impl<R> Process<R> {
     /// Forks a child ([`StartMethod::Fork`]) that runs `f`; [`join`](Process::join) returns
     /// its value. Python's `Process(target=f).start()` with the `fork` start method.
     ///
     /// # Errors
     /// [`ErrorKind::Os`] when the fork fails.
     #[doc(alias = "start")]
-    pub fn fork<F>(f: F) -> Result<Process<R>>
+    pub fn fork<F, M>(f: F) -> Result<Process<R>>
     where
         F: FnOnce() -> R + Send + 'static,
+        R: Outcome<M>,
     {
         ProcessBuilder::new().fork(f)
     }
@@ -399,16 +468,24 @@ impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
     ///
     /// # Errors
     /// As [`ProcessBuilder::spawn`].
-    pub fn spawn<A>(f: fn(A) -> R, args: A) -> Result<Process<R>>
+    pub fn spawn<A, M>(f: fn(A) -> R, args: A) -> Result<Process<R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
+        R: Outcome<M> + 'static,
+        M: 'static,
     {
         ProcessBuilder::new().spawn(f, args)
     }
 }
 
 impl<R> Process<R> {
-    fn new(s: Started, name: String, daemon: bool, method: StartMethod) -> Process<R> {
+    fn new(
+        s: Started,
+        name: String,
+        daemon: bool,
+        method: StartMethod,
+        decode: outcome::Decoder<R>,
+    ) -> Process<R> {
         Process {
             pid: s.pid,
             name,
@@ -419,7 +496,7 @@ impl<R> Process<R> {
                 reader: s.reader,
                 ..State::default()
             }),
-            _r: PhantomData,
+            decode,
         }
     }
 
@@ -663,7 +740,7 @@ const STOP_CHECK: Duration = Duration::from_millis(10);
 /// How long `join` first waits on the exit alone (see `wait_until`).
 const FIRST_SLICE: Duration = Duration::from_millis(2);
 
-impl<R: DeserializeOwned> Process<R> {
+impl<R> Process<R> {
     /// Waits for the child to end and returns the value its target returned (Python's
     /// `join`, which also hands over the target's value). Once it has returned, the outcome
     /// has been handed out: a further join gives [`JoinError::AlreadyJoined`]; the exit status
@@ -781,13 +858,11 @@ impl<R: DeserializeOwned> Process<R> {
             },
         };
         match frame {
-            Some(f) if f.tag == Tag::Value => handle::with_imported_fds(f.fds, || {
-                Postcard::decode::<R>(&f.body).map_err(|e| {
-                    failed(format!(
-                        "{} returned a value that does not decode: {e}",
-                        who()
-                    ))
-                })
+            Some(f) if f.tag == Tag::Value => (self.decode)(&f.body, f.fds).map_err(|e| {
+                failed(format!(
+                    "{} returned a value that does not decode: {e}",
+                    who()
+                ))
             }),
             Some(f) if f.tag == Tag::Panic => Err(JoinError::Panicked {
                 message: String::from_utf8_lossy(&f.body).into_owned(),

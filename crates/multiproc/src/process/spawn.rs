@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::channel::{self, FrameReader, Tag};
-use super::{registry, Link, Started};
+use super::{registry, Link, Outcome, Started};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Context, Error, Result};
 use crate::handle;
@@ -135,15 +135,15 @@ fn run_ref<A: DeserializeOwned, R: Serialize, K: Runner>(
 }
 
 impl Entry {
-    pub(crate) fn of<A, R>(f: fn(A) -> R) -> Entry
+    pub(crate) fn of<A, R, M>(f: fn(A) -> R) -> Entry
     where
         A: DeserializeOwned,
-        R: Serialize,
+        R: Outcome<M>,
     {
         // Make sure the constructor that runs spawned children is linked into this binary.
         std::hint::black_box(&BOOT);
         let base = anchor();
-        let t: Trampoline = call::<A, R>;
+        let t: Trampoline = call::<A, R, M>;
         Entry {
             trampoline: (t as usize).wrapping_sub(base) as isize,
             target: (f as usize).wrapping_sub(base) as isize,
@@ -152,19 +152,19 @@ impl Entry {
 }
 
 /// Runs in the child: decode `A`, call the target, send the result; returns the exit code.
-fn call<A: DeserializeOwned, R: Serialize>(
+fn call<A: DeserializeOwned, R: Outcome<M>, M>(
     target: usize,
     args: Vec<u8>,
     fds: Vec<OwnedFd>,
     sock: OwnedFd,
 ) -> i32 {
-    // SAFETY: `target` was computed by `Entry::of::<A, R>` in the parent from a `fn(A) -> R`
+    // SAFETY: `target` was computed by `Entry::of::<A, R, M>` in the parent from a `fn(A) -> R`
     // of this same binary (checked by `boot` against the binary's identity and fingerprint),
     // relocated by the same anchor, so it is the address of that function here.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
     let args: Result<A> = handle::with_imported_fds(fds, || Postcard::decode(&args));
     match args {
-        Ok(a) => super::run_target(super::Sink::Socket(sock), move || f(a)),
+        Ok(a) => super::run_target::<R, M>(super::Sink::Socket(sock), move || f(a)),
         Err(e) => {
             let msg = format!("cannot decode the arguments in the child: {e}");
             let _ = channel::send_frame(sock.as_fd(), Tag::Failed, msg.as_bytes(), &[]);
