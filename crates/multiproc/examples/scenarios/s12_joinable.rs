@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::{JoinableQueue, Process, Queue};
 
-fn alive(pid: i32) -> bool {
+fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !matches!(
             stat.rsplit_once(')')
@@ -19,7 +19,7 @@ fn alive(pid: i32) -> bool {
 
 /// The seed's main: returns the daemon pids and how many items were processed when every
 /// producer's `join()` had returned.
-fn seed_main() -> (Vec<i32>, usize, Vec<u64>) {
+fn seed_main() -> (Vec<u32>, usize, Vec<u64>) {
     let q: JoinableQueue<String> = JoinableQueue::new().unwrap();
     let processed: Queue<String> = Queue::new().unwrap();
     let producers: Vec<Process<u64>> = ["bun", "bone", "swill"]

@@ -734,7 +734,7 @@ fn start_worker(cfg: &Config) -> Result<(Worker, Feed)> {
             },
         )?,
     };
-    let pid = proc.pid();
+    let pid = proc.raw_pid();
     Ok((
         Worker { proc },
         Feed {
@@ -832,7 +832,7 @@ pub(crate) fn start(cfg: Config) -> Result<(Arc<Link>, std::thread::JoinHandle<(
 
 impl Dispatcher {
     fn publish_pids(&self) {
-        let pids = self.workers.iter().map(|w| w.proc.pid()).collect();
+        let pids = self.workers.iter().map(|w| w.proc.raw_pid()).collect();
         *self.link.pids.lock().unwrap_or_else(|e| e.into_inner()) = pids;
     }
 

@@ -345,7 +345,7 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// use multiproc::Process;
 /// let p = Process::fork(|| std::process::id())?;
 /// let child_pid = p.pid();
-/// assert_eq!(p.join()?, child_pid as u32);
+/// assert_eq!(p.join()?, child_pid);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
@@ -500,8 +500,14 @@ impl<R> Process<R> {
         }
     }
 
-    /// The child's process id.
-    pub fn pid(&self) -> i32 {
+    /// The child's process id (Python's `pid`), a `u32` like [`std::process::id`] and
+    /// [`std::process::Child::id`].
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// The pid as the kernel's `pid_t`, for the crate's system calls.
+    pub(crate) fn raw_pid(&self) -> i32 {
         self.pid
     }
 
@@ -917,6 +923,16 @@ impl<R> Drop for Process<R> {
 
 /// Pids of the children this process started that have not been reaped yet; finished
 /// children whose `Process` was dropped are reaped on the way (Python's `active_children`).
-pub fn active_children() -> Vec<i32> {
-    registry::active()
+///
+/// ```
+/// use multiproc::{active_children, Process};
+/// let p = Process::fork(|| std::thread::sleep(std::time::Duration::from_secs(30)))?;
+/// assert!(active_children().contains(&p.pid()));
+/// p.kill()?;
+/// let _ = p.join();
+/// assert!(!active_children().contains(&p.pid()));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn active_children() -> Vec<u32> {
+    registry::active().into_iter().map(|p| p as u32).collect()
 }

@@ -46,7 +46,7 @@ fn daemon_from_a_second_thread() {
     .join()
     .expect("the thread that starts a daemon panicked");
     match got {
-        (pid, Ok(id)) => assert_eq!(id, pid as u32),
+        (pid, Ok(id)) => assert_eq!(id, pid),
         (_, Err(e)) if e.is_timeout() => panic!("the daemon did not end within {IN_CHILD:?}"),
         (_, Err(e)) => panic!("{e}"),
     }
@@ -221,7 +221,7 @@ fn children_registry_in_a_forked_childs_second_thread() {
             let p = Process::fork(|| 1u8).unwrap();
             assert!(active_children().contains(&p.pid()));
             assert_eq!(p.join().unwrap(), 1);
-            assert_eq!(active_children(), Vec::<i32>::new());
+            assert_eq!(active_children(), Vec::<u32>::new());
         });
         go.set();
         assert!(ours.join().unwrap());

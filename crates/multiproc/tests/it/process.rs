@@ -67,8 +67,8 @@ fn child_is_a_different_process() {
         both(|m| {
             let p = start(m, sleep_ms, 0);
             let pid = p.pid();
-            assert_eq!(p.join().unwrap(), pid as u32);
-            assert_ne!(pid as u32, std::process::id());
+            assert_eq!(p.join().unwrap(), pid);
+            assert_ne!(pid, std::process::id());
         });
     });
 }
@@ -240,13 +240,13 @@ fn pipe() -> (std::fs::File, std::fs::File) {
     (std::fs::File::from(r), std::fs::File::from(w))
 }
 
-fn read_pid(r: &mut std::fs::File) -> i32 {
+fn read_pid(r: &mut std::fs::File) -> u32 {
     let mut b = [0u8; 4];
     r.read_exact(&mut b).unwrap();
-    i32::from_le_bytes(b)
+    u32::from_le_bytes(b)
 }
 
-fn wait_gone(pid: i32, limit: Duration) -> bool {
+fn wait_gone(pid: u32, limit: Duration) -> bool {
     let t = Instant::now();
     while t.elapsed() < limit {
         if !pid_alive(pid) {
@@ -342,7 +342,7 @@ fn daemons_are_terminated_and_non_daemons_waited_for_at_exit() {
 #[test]
 fn dropped_children_are_reaped() {
     with_watchdog(LIMIT, || {
-        let pids: Vec<i32> = (0..10)
+        let pids: Vec<u32> = (0..10)
             .map(|_| Process::fork(|| ()).unwrap().pid())
             .collect();
         let t = Instant::now();

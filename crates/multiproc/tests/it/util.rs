@@ -41,7 +41,7 @@ pub fn with_watchdog<R: Send + 'static>(
             // for non-daemon children at exit) and CI sees a failure, not a hang.
             // (Our own unreaped children: their pids cannot have been recycled.)
             for pid in multiproc::active_children() {
-                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }
             }
@@ -61,14 +61,14 @@ pub fn open_fds() -> Vec<i32> {
 }
 
 /// Pids of this process's children that are zombies (ended, not reaped).
-pub fn zombie_children() -> Vec<i32> {
+pub fn zombie_children() -> Vec<u32> {
     let me = std::process::id().to_string();
     let mut z = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return z;
     };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -89,7 +89,7 @@ pub fn zombie_children() -> Vec<i32> {
 }
 
 /// True when process `pid` exists and is not a zombie.
-pub fn pid_alive(pid: i32) -> bool {
+pub fn pid_alive(pid: impl std::fmt::Display) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             let state = stat
