@@ -78,7 +78,10 @@ impl fmt::Display for ExitStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ExitStatus::Code(c) => write!(f, "exit code {c}"),
-            ExitStatus::Signal(s) => write!(f, "signal {s} ({})", proc::signal_name(s)),
+            ExitStatus::Signal(s) => match proc::signal_name(s) {
+                "signal" => write!(f, "signal {s}"),
+                name => write!(f, "signal {s} ({name})"),
+            },
         }
     }
 }

@@ -1,6 +1,30 @@
 //! Processes: [`Process`], its [`ProcessBuilder`], the two [`StartMethod`]s, and how a child's
 //! result and panics come back.
 //!
+//! - Start: [`Process::fork`]`(closure)` (Python's `fork` start method) or
+//!   [`Process::spawn`]`(f, args)` (its `spawn`: the binary runs again); the same verbs on
+//!   [`Process::builder`] after `.name(..)` and `.daemon(..)`. A target returns any serde
+//!   value, or never returns ([`Outcome`]).
+//! - Wait: [`Process::join`], [`try_join`](Process::try_join),
+//!   [`join_timeout`](Process::join_timeout), [`join_deadline`](Process::join_deadline):
+//!   the value, or how the child ended ([`JoinError`], [`ExitStatus`]).
+//! - Look around: [`current_process`], [`parent_process`], [`active_children`],
+//!   [`cpu_count`].
+//!
+//! # Diagnostics
+//!
+//! multiproc reports what it does with processes through the [`log`](https://docs.rs/log)
+//! facade, at debug level, with targets under `multiproc::process`: each start ("started
+//! process 4242 (worker) by fork"), signal sent, exit seen ("process 4242 (worker) ended:
+//! signal 9 (SIGKILL)"), and at exit, the daemons terminated and children waited for. Silent
+//! unless the program installs a logger; to see them, e.g. with the `env_logger` crate, call
+//! `env_logger::init()` in `main` and run with `RUST_LOG=multiproc=debug` (Python's
+//! `log_to_stderr(logging.DEBUG)`). Nothing is logged in a forked child before its target
+//! runs. (As with any lock, a logger that takes a lock of its own may find it held in a
+//! forked child, if another thread of the parent held it at the fork and the child logs.)
+//!
+//! # How results come back
+//!
 //! A forked child leaves its encoded result (or its panic message) in a shared result slot
 //! and exits; the parent blocks in `waitpid` and reads the slot after reaping it — no
 //! per-child socket or pidfd (see `results` for results that don't fit a slot or carry fds).
@@ -10,6 +34,7 @@
 //! that inherited the socket can't keep `join` waiting.
 
 pub(crate) mod channel;
+mod current;
 mod error;
 mod outcome;
 mod registry;
@@ -32,15 +57,19 @@ use crate::handle;
 use crate::sys::proc::{self, Forked, Waited};
 use crate::sys::{socket, Deadline};
 use channel::{FrameReader, Tag};
+use current::Identity;
 use results::Ticket;
 
+pub use current::{cpu_count, current_process, parent_process, CurrentProcess, ParentProcess};
 pub use error::{ExitStatus, JoinError, JoinTimeoutError, TryJoinError};
 pub use outcome::{Never, NeverReturns, Outcome, Returns};
 pub use spawn::is_spawned_child;
 
 /// How a child process is started: [`Process::fork`] or [`Process::spawn`] (and the same
 /// verbs on a [`ProcessBuilder`]). Python's `set_start_method` names.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum StartMethod {
     /// `fork()`: the child is a copy of the parent and runs a closure. Fastest, and the
     /// tutorial's model. In a multi-threaded parent only the forking thread is copied; the
@@ -109,13 +138,14 @@ impl ProcessBuilder {
     {
         let name = self.take_name();
         let daemon = self.daemon;
+        let who = Box::new(Identity::for_child(&name, daemon, StartMethod::Fork));
         let body = move |sink: Sink| run_target::<R, M>(sink, f);
         let started = if daemon && !on_main_thread() {
             // PR_SET_PDEATHSIG follows the forking *thread*: fork from one that lives as long
             // as the process does.
-            launcher(move || fork_child(daemon, body))?
+            launcher(move || fork_child(who, body))?
         } else {
-            fork_child(daemon, body)?
+            fork_child(who, body)?
         };
         Ok(Process::new(
             started,
@@ -123,7 +153,8 @@ impl ProcessBuilder {
             daemon,
             StartMethod::Fork,
             outcome::decoder::<R, M>(),
-        ))
+        )
+        .logged())
     }
 
     /// Starts a child with [`StartMethod::Spawn`] that runs `f(args)`: the current binary is
@@ -144,10 +175,11 @@ impl ProcessBuilder {
         let daemon = self.daemon;
         let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec(&args))?;
         let entry = spawn::Entry::of::<A, R, M>(f);
+        let who = Identity::for_child(&name, daemon, StartMethod::Spawn);
         let started = if daemon && !on_main_thread() {
-            launcher(move || spawn::exec_child(entry, &bytes, fds, daemon))?
+            launcher(move || spawn::exec_child(entry, &bytes, fds, who))?
         } else {
-            spawn::exec_child(entry, &bytes, fds, daemon)?
+            spawn::exec_child(entry, &bytes, fds, who)?
         };
         Ok(Process::new(
             started,
@@ -155,7 +187,8 @@ impl ProcessBuilder {
             daemon,
             StartMethod::Spawn,
             outcome::decoder::<R, M>(),
-        ))
+        )
+        .logged())
     }
 }
 
@@ -221,8 +254,10 @@ fn launcher<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + 'static)
         .map_err(|_| Error::new(ErrorKind::Os, "the launcher thread dropped a job"))?
 }
 
-/// Forks; the child runs `body` with where to leave its result and never returns.
-fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
+/// Forks; the child takes on identity `who` and runs `body` with where to leave its result,
+/// and never returns.
+fn fork_child(who: Box<Identity>, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
+    let daemon = who.daemon;
     let ticket = results::for_this_thread()?.take_slot()?;
     let parent_pid = if daemon { proc::getpid() } else { 0 };
     // Locks taken across the fork, released on both sides afterwards, so the child never
@@ -267,6 +302,7 @@ fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
                 proc::exit_now(1);
             }
             spawn::mark_child();
+            current::set(who);
             let code = body(Sink::Slot(ticket));
             registry::finish_children();
             let _ = std::io::stdout().flush();
@@ -500,6 +536,24 @@ impl<R> Process<R> {
         }
     }
 
+    fn logged(self) -> Process<R> {
+        log::debug!(
+            "started process {} ({}) by {}{}",
+            self.pid,
+            self.name,
+            match self.method {
+                StartMethod::Fork => "fork",
+                StartMethod::Spawn => "spawn",
+            },
+            if self.daemon { ", a daemon" } else { "" }
+        );
+        self
+    }
+
+    fn log_ended(&self, status: ExitStatus) {
+        log::debug!("process {} ({}) ended: {status}", self.pid, self.name);
+    }
+
     /// The child's process id (Python's `pid`), a `u32` like [`std::process::id`] and
     /// [`std::process::Child::id`].
     pub fn pid(&self) -> u32 {
@@ -590,6 +644,7 @@ impl<R> Process<R> {
                     if let Ok(Some(s)) = proc::reap(self.pid, false) {
                         st.status = Some(s.into());
                         registry::remove(self.pid);
+                        self.log_ended(s.into());
                     }
                 }
                 Link::Slot { ticket, .. } => {
@@ -617,6 +672,7 @@ impl<R> Process<R> {
                 Err(_) => ExitStatus::Code(255),
             };
             registry::remove(self.pid);
+            self.log_ended(status);
             return Some(status);
         }
     }
@@ -645,6 +701,12 @@ impl<R> Process<R> {
         if self.state.borrow().status.is_some() {
             return Ok(());
         }
+        log::debug!(
+            "sending {} to process {} ({})",
+            proc::signal_name(sig),
+            self.pid,
+            self.name
+        );
         let sent = match &self.link {
             Link::Socket { pidfd, .. } => proc::pidfd_kill(pidfd.as_fd(), sig),
             Link::Slot { pidfd, .. } => match pidfd.get() {
@@ -898,8 +960,11 @@ impl<R> Drop for Process<R> {
                 self.state.get_mut().status.is_some()
                     || match proc::reap(self.pid, false) {
                         Ok(None) => false,
-                        _ => {
+                        r => {
                             registry::remove(self.pid);
+                            if let Ok(Some(s)) = r {
+                                self.log_ended(s.into());
+                            }
                             true
                         }
                     }

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::channel::{self, FrameReader, Tag};
-use super::{registry, Link, Outcome, Started};
+use super::{current, registry, Link, Outcome, Started};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Context, Error, Result};
 use crate::handle;
@@ -198,6 +198,8 @@ struct Boot {
     identity: Identity,
     entry: Entry,
     args: Vec<u8>,
+    /// Who the child is (its name, daemon flag, parent).
+    who: current::Identity,
 }
 
 /// Starts the current binary again as a child that runs `entry` on `args`.
@@ -205,12 +207,14 @@ pub(crate) fn exec_child(
     entry: Entry,
     args: &[u8],
     fds: Vec<OwnedFd>,
-    daemon: bool,
+    who: current::Identity,
 ) -> Result<Started> {
+    let daemon = who.daemon;
     let boot = Boot {
         identity: identity().context("cannot stat the current executable")?,
         entry,
         args: args.to_vec(),
+        who,
     };
     let frame = crate::codec::to_vec(&boot)?;
     let (parent_sock, child_sock) = socket::stream_pair().context("cannot create socketpair")?;
@@ -340,6 +344,7 @@ fn run_spawned(fd: std::ffi::OsString) -> i32 {
             )
         }
     }
+    current::set(Box::new(boot.who));
     let base = anchor();
     let tramp = base.wrapping_add(boot.entry.trampoline as usize);
     let target = base.wrapping_add(boot.entry.target as usize);

@@ -568,3 +568,198 @@ fn forking_from_many_short_lived_threads_keeps_fds_bounded() {
         })
     });
 }
+
+/// What a child knows of itself and its parent.
+type WhoAmI = (
+    String,
+    u32,
+    bool,
+    Option<StartMethod>,
+    Option<(u32, String, bool)>,
+);
+
+fn whoami(_: ()) -> WhoAmI {
+    let me = multiproc::current_process();
+    let parent = multiproc::parent_process().map(|p| (p.pid(), p.name().to_string(), p.is_alive()));
+    (
+        me.name().to_string(),
+        me.pid(),
+        me.daemon(),
+        me.start_method(),
+        parent,
+    )
+}
+
+#[test]
+fn current_and_parent_process_in_the_main_process() {
+    let me = multiproc::current_process();
+    assert_eq!(me.name(), "MainProcess");
+    assert_eq!(me.pid(), std::process::id());
+    assert!(!me.daemon());
+    assert_eq!(me.start_method(), None);
+    assert!(multiproc::parent_process().is_none());
+}
+
+#[test]
+fn current_and_parent_process_in_children_both_methods() {
+    with_watchdog(LIMIT, || {
+        both(|m| {
+            for daemon in [false, true] {
+                let b = Process::builder().name(format!("who-{m:?}")).daemon(daemon);
+                let p = start_with(m, b, whoami, ());
+                let (name, pid, d, method, parent) = p.join().unwrap();
+                assert_eq!(name, format!("who-{m:?}"));
+                assert_eq!(pid, p.pid());
+                assert_eq!(d, daemon);
+                assert_eq!(method, Some(m));
+                assert_eq!(
+                    parent,
+                    Some((std::process::id(), "MainProcess".to_string(), true))
+                );
+            }
+            // A default name, as the parent's Process reports it.
+            let p = start_with(m, Process::builder(), whoami, ());
+            let (name, ..) = p.join().unwrap();
+            assert_eq!(name, p.name());
+            assert!(name.starts_with("Process-"), "{name}");
+        });
+    });
+}
+
+#[test]
+fn a_grandchild_knows_its_parent_and_sees_it_die() {
+    with_watchdog(LIMIT, || {
+        both(|m| {
+            let (mut r, w) = pipe();
+            // middle -> grandchild; the grandchild reports who it is, then waits for its
+            // parent (middle) to die and reports that too.
+            let middle = Process::builder()
+                .name("middle")
+                .fork(move || {
+                    let mut w = w;
+                    let g = start_with(m, Process::builder().name("grandchild"), watch_parent, ());
+                    w.write_all(&g.pid().to_le_bytes()).unwrap();
+                    std::mem::forget(g);
+                    std::thread::sleep(Duration::from_secs(60));
+                })
+                .unwrap();
+            let grandchild = read_pid(&mut r);
+            // The grandchild's report comes through a file it names after its pid.
+            let report = report_path(grandchild);
+            let t = Instant::now();
+            while !report.with_extension("1").exists() {
+                assert!(t.elapsed() < Duration::from_secs(20), "no first report");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let first = std::fs::read_to_string(report.with_extension("1")).unwrap();
+            assert_eq!(first, format!("grandchild {} middle true", middle.pid()));
+            middle.kill().unwrap();
+            assert!(middle.join().is_err());
+            while !report.with_extension("2").exists() {
+                assert!(t.elapsed() < Duration::from_secs(20), "no second report");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let second = std::fs::read_to_string(report.with_extension("2")).unwrap();
+            assert_eq!(second, "parent gone");
+            let _ = std::fs::remove_file(report.with_extension("1"));
+            let _ = std::fs::remove_file(report.with_extension("2"));
+        });
+    });
+}
+
+fn report_path(pid: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("multiproc-parent-report-{pid}"))
+}
+
+/// In the grandchild: writes "NAME PARENT_PID PARENT_NAME ALIVE" to `<report>.1`, then waits
+/// (at most 20 s) for the parent to end and writes "parent gone" to `<report>.2`.
+fn watch_parent(_: ()) {
+    let me = multiproc::current_process();
+    let parent = multiproc::parent_process().expect("a parent");
+    let path = report_path(me.pid());
+    let line = format!(
+        "{} {} {} {}",
+        me.name(),
+        parent.pid(),
+        parent.name(),
+        parent.is_alive()
+    );
+    // (Written then renamed: the test never reads half a file.)
+    std::fs::write(path.with_extension("tmp1"), line).unwrap();
+    std::fs::rename(path.with_extension("tmp1"), path.with_extension("1")).unwrap();
+    let t = Instant::now();
+    while parent.is_alive() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !parent.is_alive() {
+        std::fs::write(path.with_extension("tmp2"), "parent gone").unwrap();
+        std::fs::rename(path.with_extension("tmp2"), path.with_extension("2")).unwrap();
+    }
+}
+
+#[test]
+fn cpu_count_is_what_this_process_may_use() {
+    let n = multiproc::cpu_count();
+    assert!(n >= 1);
+    assert_eq!(n, std::thread::available_parallelism().unwrap().get());
+}
+
+/// A logger for the tests: keeps the messages of this process (never blocks: a forked child
+/// may find its lock held by a thread it does not have).
+struct Collect {
+    pid: u32,
+    lines: std::sync::Mutex<Vec<String>>,
+}
+
+impl log::Log for Collect {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target().starts_with("multiproc")
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) && std::process::id() == self.pid {
+            if let Ok(mut l) = self.lines.try_lock() {
+                l.push(format!("{} {}", r.level(), r.args()));
+            }
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn collector() -> &'static Collect {
+    static C: std::sync::OnceLock<&'static Collect> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let c: &'static Collect = Box::leak(Box::new(Collect {
+            pid: std::process::id(),
+            lines: std::sync::Mutex::new(Vec::new()),
+        }));
+        log::set_logger(c).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Debug);
+        c
+    })
+}
+
+#[test]
+fn start_signal_and_exit_are_logged_at_debug_level() {
+    with_watchdog(LIMIT, || {
+        let c = collector();
+        both(|m| {
+            let p = start_with(m, Process::builder().name("logged"), sleep_ms, 20_000);
+            p.kill().unwrap();
+            let _ = p.join();
+            let pid = p.pid();
+            let lines = c.lines.lock().unwrap().clone();
+            let method = if m == StartMethod::Fork {
+                "fork"
+            } else {
+                "spawn"
+            };
+            for want in [
+                format!("DEBUG started process {pid} (logged) by {method}"),
+                format!("DEBUG sending SIGKILL to process {pid} (logged)"),
+                format!("DEBUG process {pid} (logged) ended: signal 9 (SIGKILL)"),
+            ] {
+                assert!(lines.contains(&want), "{want:?} not in {lines:#?}");
+            }
+        });
+    });
+}
