@@ -169,7 +169,6 @@ impl ProcessBuilder {
     where
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Outcome<M> + 'static,
-        M: 'static,
     {
         let name = self.take_name();
         let daemon = self.daemon;
@@ -508,7 +507,6 @@ impl<R> Process<R> {
     where
         A: Serialize + DeserializeOwned + Send + 'static,
         R: Outcome<M> + 'static,
-        M: 'static,
     {
         ProcessBuilder::new().spawn(f, args)
     }

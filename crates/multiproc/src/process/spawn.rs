@@ -281,8 +281,8 @@ pub(crate) fn mark_child() {
     IS_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// True in a process started by multiproc (Fork or Spawn): Python's
-/// `parent_process() is not None`.
+/// True in a process started by multiproc (Fork or Spawn); the same as
+/// [`parent_process`](super::parent_process)`().is_some()`.
 pub fn is_spawned_child() -> bool {
     IS_CHILD.load(std::sync::atomic::Ordering::Relaxed)
 }
