@@ -31,6 +31,11 @@ impl Deadline {
         Deadline(timeout.map(|d| Instant::now().checked_add(d).unwrap_or_else(far_future)))
     }
 
+    /// The deadline `at`.
+    pub(crate) const fn at(at: Instant) -> Self {
+        Deadline(Some(at))
+    }
+
     /// A deadline that never comes.
     pub(crate) const fn never() -> Self {
         Deadline(None)

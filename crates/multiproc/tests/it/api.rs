@@ -61,7 +61,7 @@ fn try_iter_takes_what_is_there_and_never_waits() {
         assert_eq!(now, [1, 2, 3]);
         // A producer in another process: try_iter takes what has arrived, never blocks.
         let q2 = q.clone();
-        let p = Process::spawn(move || q2.put(4).unwrap()).unwrap();
+        let p = Process::fork(move || q2.put(4).unwrap()).unwrap();
         p.join().unwrap();
         assert_eq!(q.try_iter().map(Result::unwrap).collect::<Vec<_>>(), [4]);
     });
