@@ -502,11 +502,17 @@ fn one_thread_puts_1mib_messages_after_one_passed_through() {
     let mib = 1 << 20;
     q.put_timeout(numbered(0, mib), Duration::from_secs(2))
         .unwrap();
-    assert_eq!(q.get_timeout(Duration::from_secs(2)).unwrap(), numbered(0, mib));
+    assert_eq!(
+        q.get_timeout(Duration::from_secs(2)).unwrap(),
+        numbered(0, mib)
+    );
     // The report: the second of these timed out with one message queued.
     for i in 1..=24 {
         if let Err(e) = q.put_timeout(numbered(i, mib), Duration::from_secs(2)) {
-            panic!("put {i} of 1 MiB into a 1 GiB queue holding {} failed: {e:?}", q.len());
+            panic!(
+                "put {i} of 1 MiB into a 1 GiB queue holding {} failed: {e:?}",
+                q.len()
+            );
         }
     }
     assert_eq!(q.len(), 24);
@@ -526,7 +532,10 @@ fn one_thread_puts_1kib_messages_after_one_get() {
     // Only 18 more went in before the fix (317 KiB queued in a 1 GiB ring).
     for i in 300..4000 {
         if let Err(e) = q.try_put(numbered(i, 1024)) {
-            panic!("put {i} of 1 KiB into a 1 GiB queue holding {} failed: {e:?}", q.len());
+            panic!(
+                "put {i} of 1 KiB into a 1 GiB queue holding {} failed: {e:?}",
+                q.len()
+            );
         }
     }
     for i in 1..4000 {
