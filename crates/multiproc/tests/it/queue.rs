@@ -486,6 +486,44 @@ fn wrong_type_from_another_process_is_a_get_error() {
     });
 }
 
+// Issue 17 (2): "join the producer before reading" must work, the CPython deadlock the
+// README says we remove. A forked producer puts one 1 MiB message, which the parent takes;
+// then it puts 8 more and exits, and the parent joins it before reading any. Before the fix
+// the producer's second put waited for a get forever (its puts here time out instead, so the
+// join reports the failure).
+#[test]
+fn join_the_producer_before_reading_after_one_message_passed_through() {
+    with_watchdog(LIMIT, || {
+        let mib = 1 << 20;
+        let msg = move |i: u8| vec![i; mib];
+        let q: Queue<Vec<u8>> = Queue::new().unwrap();
+        let go: Queue<()> = Queue::new().unwrap();
+        let (qc, goc) = (q.clone(), go.clone());
+        let mut child = Process::spawn(move || {
+            qc.put_timeout(msg(0), T).unwrap();
+            goc.get_timeout(T).unwrap();
+            for i in 1..=8 {
+                if let Err(e) = qc.put_timeout(msg(i), T) {
+                    panic!("put {i} of 8 (1 MiB each, nothing read) failed: {e:?}");
+                }
+            }
+        })
+        .unwrap();
+        assert_eq!(q.get_timeout(T).unwrap(), msg(0));
+        go.put(()).unwrap();
+        let joined = child.join_timeout(Duration::from_secs(30));
+        assert!(
+            matches!(joined, Ok(Some(()))),
+            "the producer did not finish before anything was read: {joined:?}"
+        );
+        assert_eq!(q.len(), 8);
+        for i in 1..=8 {
+            assert_eq!(q.try_get().unwrap(), msg(i), "message {i}");
+        }
+        assert!(q.is_empty());
+    });
+}
+
 // ----- fault test -----
 
 /// A shared anonymous mapping the children inherit: a log of received messages, the last
