@@ -77,7 +77,7 @@ fn raw_read_exact(fd: &OwnedFd, buf: &mut [u8]) {
 /// us per round trip over a bare SEQPACKET socketpair, 8-byte messages.
 fn raw_ping_pong_us(n: u64) -> f64 {
     let (a, b) = raw_pair(libc::SOCK_SEQPACKET);
-    let child = Process::spawn(move || {
+    let child = Process::fork(move || {
         let mut buf = [0u8; 8];
         for _ in 0..n {
             raw_read_exact(&b, &mut buf);
@@ -108,7 +108,7 @@ fn raw_seqpacket_one_way(size: usize, n: u64) -> f64 {
 
 fn raw_one_way_on((r, w): (OwnedFd, OwnedFd), size: usize, n: u64, mb: bool) -> f64 {
     let (go_r, go_w) = raw_pipe();
-    let child = Process::spawn(move || {
+    let child = Process::fork(move || {
         let mut go = [0u8; 1];
         raw_read_exact(&go_r, &mut go);
         let msg = vec![7u8; size];
@@ -140,7 +140,7 @@ fn rate(size: usize, n: u64, secs: f64, mb: bool) -> f64 {
 
 fn ping_pong_bytes_us(n: u64) -> f64 {
     let (a, b) = pipe(true).unwrap();
-    let child = Process::spawn(move || {
+    let child = Process::fork(move || {
         for _ in 0..n {
             let m = b.recv_bytes().unwrap();
             b.send_bytes(&m).unwrap();
@@ -166,7 +166,7 @@ fn small() -> Small {
 
 fn ping_pong_obj_us(n: u64) -> f64 {
     let (a, b) = pipe(true).unwrap();
-    let child = Process::spawn(move || {
+    let child = Process::fork(move || {
         for _ in 0..n {
             let m: Small = b.recv().unwrap();
             b.send(&m).unwrap();
@@ -189,7 +189,7 @@ fn ping_pong_obj_us(n: u64) -> f64 {
 fn one_way(n: u64, send: fn(&Connection, u64), recv: fn(&Connection)) -> f64 {
     let (rx, tx) = pipe(false).unwrap();
     let (go_rx, go_tx) = pipe(false).unwrap();
-    let child = Process::spawn(move || {
+    let child = Process::fork(move || {
         go_rx.recv_bytes().unwrap();
         send(&tx, n);
     })

@@ -1,7 +1,7 @@
 //! Process start+join: Fork and Spawn beside Python's fork and spawn, and the bare floors
 //! (fork()+waitpid of a child that exits at once; executing this binary).
 
-use multiproc::{Process, StartMethod};
+use multiproc::Process;
 
 use crate::harness::{python, time_us, Better, Config, Row};
 
@@ -32,15 +32,10 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let py = python(&["process_fork", "process_spawn"], cfg.quick);
     let n = cfg.samples(15);
     let fork_floor = time_us(n, 20, bare_fork_wait);
-    let fork = time_us(n, 20, || Process::spawn(|| ()).unwrap().join().unwrap());
+    let fork = time_us(n, 20, || Process::fork(|| ()).unwrap().join().unwrap());
     let exec_floor = time_us(n, 5, bare_exec_self);
     let spawn = time_us(n, 5, || {
-        Process::builder()
-            .start_method(StartMethod::Spawn)
-            .spawn_fn(noop, ())
-            .unwrap()
-            .join()
-            .unwrap()
+        Process::builder().spawn(noop, ()).unwrap().join().unwrap()
     });
     vec![
         Row {

@@ -100,7 +100,7 @@ where
 {
     let q: Queue<M> = Queue::bounded(maxsize).unwrap();
     let qp = q.clone();
-    let p = Process::spawn(move || send(&qp)).unwrap();
+    let p = Process::fork(move || send(&qp)).unwrap();
     take(&q);
     let t = Instant::now();
     for _ in 1..n {
@@ -115,7 +115,7 @@ where
 fn one_to_one_batched(size: usize, n: usize, batch: usize) -> f64 {
     let q: Queue<Vec<u8>> = Queue::bounded(4 * batch).unwrap();
     let qp = q.clone();
-    let p = Process::spawn(move || {
+    let p = Process::fork(move || {
         let msg = vec![7u8; size];
         let mut left = n;
         while left > 0 {
@@ -153,7 +153,7 @@ fn two_to_two(size: usize, n: usize) -> f64 {
             // counts only the messages up to the last reading: a clock read per message
             // (about 20 ns) would be a large part of a get. Each consumer leaves out fewer
             // than `EVERY` messages at its end.
-            Process::spawn(move || {
+            Process::fork(move || {
                 const EVERY: usize = 256;
                 let mut k = 0;
                 let (mut first, mut last, mut counted) = (0, 0, 0);
@@ -174,7 +174,7 @@ fn two_to_two(size: usize, n: usize) -> f64 {
     let producers: Vec<Process<()>> = (0..2)
         .map(|_| {
             let q = q.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 let msg = vec![7u8; size];
                 for _ in 0..n / 2 {
                     q.put_ref(&msg).unwrap();
@@ -207,7 +207,7 @@ fn two_to_two(size: usize, n: usize) -> f64 {
 fn joinable(n: usize) -> f64 {
     let q: JoinableQueue<Vec<u8>> = JoinableQueue::bounded(1000).unwrap();
     let qc = q.clone();
-    let c = Process::spawn(move || {
+    let c = Process::fork(move || {
         while let Ok(x) = qc.get_timeout(T) {
             std::hint::black_box(x);
             qc.task_done().unwrap();
@@ -251,7 +251,7 @@ fn crossbeam(size: usize, n: usize) -> f64 {
 /// ipc-channel's bytes channel, a forked producer process -> this process.
 fn ipc_bytes(size: usize, n: usize) -> f64 {
     let (tx, rx) = ipc_channel::ipc::bytes_channel().unwrap();
-    let p = Process::spawn(move || {
+    let p = Process::fork(move || {
         let msg = vec![7u8; size];
         for _ in 0..n {
             tx.send(&msg).unwrap();

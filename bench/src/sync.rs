@@ -99,7 +99,7 @@ fn contended(
     let kids: Vec<Process<()>> = (0..2)
         .map(|_| {
             let c = critical.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 for _ in 0..iters {
                     c();
                 }
@@ -122,7 +122,7 @@ fn bump(counter: &AtomicU64) {
 fn ping_pong_us(n: u64) -> f64 {
     let (a, b) = (Event::new().unwrap(), Event::new().unwrap());
     let (a2, b2) = (a.clone(), b.clone());
-    let child = Process::spawn(move || {
+    let child = Process::fork(move || {
         for _ in 0..n {
             a2.wait();
             a2.clear();

@@ -30,6 +30,7 @@
 //! | exit hook registration (`AT_EXIT`, a `Once`) | `process/registry.rs` | Fine as inherited: it runs only under the `CHILDREN` lock, which every fork of the crate holds (`fork_child`, and `spawn::exec_child` around `Command::spawn`), so it is never mid-run at a fork. A forked child exits with `_exit` (after `finish_children`), never through the hook. |
 //! | process name counter (`COUNTER`) | `process/mod.rs` | Fine as inherited: an atomic; children's default names go on from the parent's count (names are for humans). |
 //! | "started by multiproc" flag (`IS_CHILD`) | `process/spawn.rs` | Set by the child (`mark_child`); an atomic. |
+//! | who this process is (`IDENTITY`: name, daemon flag, start method, parent) | `process/current.rs` | Set by the child: a forked child stores a pointer to a record its parent made before the fork (one atomic store: no lock, no allocation); a spawned child sets it from its bootstrap frame. Records are never freed. A process forked by other means (a raw `fork`) inherits its parent's, as in Python. |
 //! | spawn bootstrap (`BOOT`, `.init_array`) | `process/spawn.rs` | Runs before `main` only; not at fork. |
 //! | current arena (`CURRENT`) | `shm/arena.rs` | **Taken across the fork**; the child goes on allocating from the parent's arena (shared memory, lock-free slot allocation), so objects it makes are mapped in the parent too. |
 //! | arena slot holders (`REFS`) | `shm/arena.rs` | **Taken across the fork**: the parent pins every slot it holds for the child until it reaps it; the child's inherited `SlotRef`s are of an older fork generation, so dropping them gives back no count (issue 17.1). |
@@ -255,8 +256,9 @@ mod tests {
         static V: PerProcess<u32> = PerProcess::new();
         static O: OnceBox<u32> = OnceBox::new();
         assert_eq!((*V.get_or_init(|| 1), *O.get_or_init(|| 1)), (1, 1));
-        let in_child = crate::Process::spawn(|| (*V.get_or_init(|| 2), *O.get_or_init(|| 2)))
-            .and_then(|p| p.join())
+        let in_child = crate::Process::fork(|| (*V.get_or_init(|| 2), *O.get_or_init(|| 2)))
+            .unwrap()
+            .join()
             .unwrap();
         assert_eq!(
             in_child,

@@ -8,7 +8,7 @@
 //!
 //! // Five children, each hands a value back to the parent.
 //! let workers = (0..5)
-//!     .map(|n| Process::spawn(move || format!("{n}: {} is done", std::process::id())))
+//!     .map(|n| Process::fork(move || format!("{n}: {} is done", std::process::id())))
 //!     .collect::<Result<Vec<_>, _>>()?;
 //! for w in workers {
 //!     println!("{}", w.join()?);
@@ -16,8 +16,8 @@
 //! # Ok::<(), multiproc::Error>(())
 //! ```
 //!
-//! Two start methods: [`StartMethod::Fork`] runs a closure in a forked child (the default, and
-//! the fastest); [`StartMethod::Spawn`] executes the current binary again and runs a
+//! Two start methods, one verb each: [`Process::fork`] runs a closure in a forked child (the
+//! fastest); [`Process::spawn`] executes the current binary again and runs a
 //! `fn(A) -> R` whose arguments are serialized — any multiproc primitive inside them travels
 //! as a file descriptor and works in the child. No setup call is needed in `main`.
 //!
@@ -25,14 +25,20 @@
 //!
 //! | Python `multiprocessing` | multiproc | notes |
 //! |---|---|---|
-//! | `Process(target=f, args=(a,))` + `start()` | [`Process::spawn`]`(move \|\| f(a))`, [`Process::spawn_fn`]`(f, a)` | created and started in one call; `join` returns `f`'s value |
-//! | `Process(name=.., daemon=True)` | [`Process::builder`]`().name(..).daemon(true)` | daemons die with the parent, even when it is SIGKILLed |
-//! | `set_start_method("spawn")` | [`Builder::start_method`]`(StartMethod::Spawn)` | per process, not global |
-//! | `p.join()` / `p.join(timeout)` | [`Process::join`] / [`Process::join_timeout`] | a child's panic comes back as [`ErrorKind::ChildPanicked`] |
-//! | `p.exitcode`, `p.is_alive()`, `p.pid`, `p.name` | [`Process::exitcode`], [`Process::is_alive`], [`Process::pid`], [`Process::name`] | `-N` when killed by signal N |
+//! | `Process(target=f, args=(a,))` + `start()`, start method `fork` | [`Process::fork`]`(move \|\| f(a))` | created and started in one call; `join` returns `f`'s value; a closure that never returns (ends in `abort()`, `exit`, `panic!`) is fine |
+//! | the same with start method `spawn` | [`Process::spawn`]`(f, a)` | `f: fn(A) -> R`, `a` serialized (handles inside travel as fds); a capturing closure does not compile |
+//! | `Process(name=.., daemon=True)` | [`Process::builder`]`().name(..).daemon(true)` then `.fork(..)` / `.spawn(..)` | [`ProcessBuilder`]; daemons die with the parent, even when it is SIGKILLed |
+//! | `set_start_method(..)`, `get_context(..)` | the verb: `fork` or `spawn` | per process, not global; [`Process::start_method`] tells which |
+//! | `p.join()` | [`Process::join`] | `&self`: `p.exitcode()` works after it; failures are data: [`JoinError::Panicked`](process::JoinError::Panicked)` { message, status }`, [`JoinError::Exited`](process::JoinError::Exited)`(status)` |
+//! | `p.join(timeout)`, then `p.exitcode is None` | [`Process::join_timeout`] / [`Process::join_deadline`] / [`Process::try_join`] | `Err(Timeout)` / `Err(WouldBlock)` while it runs ([`JoinTimeoutError`](process::JoinTimeoutError), [`TryJoinError`](process::TryJoinError)); `Duration::MAX` accepted |
+//! | `p.exitcode`, `p.is_alive()`, `p.pid`, `p.name`, `p.daemon` | [`Process::exitcode`], [`Process::exit_status`], [`Process::is_alive`], [`Process::pid`], [`Process::name`], [`Process::daemon`] | `-N` when killed by signal N, or [`ExitStatus::Signal`](process::ExitStatus::Signal)`(N)`; pids are `u32` |
 //! | `p.terminate()`, `p.kill()` | [`Process::terminate`], [`Process::kill`] | |
 //! | `p.sentinel` | [`Process::sentinel`] | a pidfd |
-//! | `active_children()` | [`active_children`] | reaps finished children on the way |
+//! | `active_children()` | [`active_children`] | their pids; reaps finished children on the way |
+//! | `current_process()`: `.name`, `.pid`, `.daemon` | [`current_process`]`()`: `name()`, `pid()`, `daemon()`, `start_method()` | `MainProcess` in the main process; in a child, forked or spawned, what its parent's builder said |
+//! | `parent_process()` | [`parent_process`]`()` | `None` in the main process; `pid()`, `name()`, `is_alive()` |
+//! | `cpu_count()` | [`cpu_count`]`()` | the CPUs this process may use (affinity, cgroup quota): Python 3.13's `process_cpu_count()` |
+//! | `log_to_stderr(logging.DEBUG)` | a `log` logger, e.g. `env_logger` with `RUST_LOG=multiproc=debug` | starts, signals and exits at debug level; silent by default ([diagnostics](process#diagnostics)) |
 //! | `Queue()` / `Queue(maxsize)` | [`Queue::new`] / [`Queue::bounded`]`(maxsize)` | typed (`Queue<T>`, serde + postcard); byte capacity via [`Queue::builder`] |
 //! | `q.put(x)` / `q.put(x, timeout=t)` / `q.put_nowait(x)` | [`Queue::put`] / [`Queue::put_timeout`] (or [`Queue::put_deadline`]) / [`Queue::try_put`] | errors hand the item back: `TryPutError::Full(x)`, `PutTimeoutError::Timeout(x)`; serialization fails here, in the caller |
 //! | `q.get()` / `q.get(timeout=t)` / `q.get_nowait()` | [`Queue::get`] / [`Queue::get_timeout`] (or [`Queue::get_deadline`]) / [`Queue::try_get`] | `queue.Empty` is `TryGetError::Empty` / `GetTimeoutError::Timeout` |
@@ -104,7 +110,7 @@
 //! | [`AsyncResult::get`] | `try_get` | `get_timeout`, `get_deadline` | [`pool::TryGetError::NotReady`] / [`pool::GetTimeoutError::Timeout`] |
 //! | [`AsyncResult::wait`] | `ready()` | `wait_timeout`, `wait_deadline` | `false` / [`pool::WaitTimeoutError::Timeout`] |
 //! | `Imap::next` (the iterator) | [`Imap::try_next`] | [`Imap::next_timeout`], [`Imap::next_deadline`] | [`pool::TryGetError::NotReady`] / [`pool::GetTimeoutError::Timeout`] |
-//! | [`Process::join`] | `is_alive()` / `exitcode()` | [`Process::join_timeout`] | `Ok(None)` when the child still runs (being brought to this vocabulary with the Process API) |
+//! | [`Process::join`] → `Result<R, JoinError>` | [`Process::try_join`] | [`Process::join_timeout`], [`Process::join_deadline`] | [`process::TryJoinError::WouldBlock`] / [`process::JoinTimeoutError::Timeout`] |
 //! | [`Pool::join`] (after `close`) | — | — | waits for the workers to exit |
 //!
 //! Python's own spellings [`Connection::recv_bytes_max`], [`Connection::recv_bytes_into`] and
@@ -133,7 +139,10 @@ pub use pipe::{
     RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
 };
 pub use pool::{AsyncResult, ClosurePool, Imap, Pool, PoolBuilder};
-pub use process::{active_children, Builder, Process, StartMethod};
+pub use process::{
+    active_children, cpu_count, current_process, parent_process, Process, ProcessBuilder,
+    StartMethod,
+};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use sync::{
     Array, Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, RLock, Semaphore,

@@ -22,7 +22,7 @@ pub fn run(producers: usize, per: usize, consumers: usize, stop: Stop) -> Result
     let ps = (0..producers)
         .map(|p| {
             let q = q.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 for i in 1..=per {
                     std::thread::sleep(Duration::from_millis(2 + (i as u64 * 7 + p as u64) % 10));
                     let data = format!("data {p}-{i}");
@@ -36,7 +36,7 @@ pub fn run(producers: usize, per: usize, consumers: usize, stop: Stop) -> Result
     let cs = (0..consumers)
         .map(|c| {
             let q = q.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 let mut ate = Vec::new();
                 match stop {
                     Stop::Sentinels => {
@@ -60,7 +60,7 @@ pub fn run(producers: usize, per: usize, consumers: usize, stop: Stop) -> Result
         .collect::<Result<Vec<_>, _>>()
         .map_err(e)?;
     for p in ps {
-        p.join().map_err(e)?;
+        p.join().map_err(|x| x.to_string())?;
     }
     match stop {
         Stop::Sentinels => {
@@ -71,11 +71,13 @@ pub fn run(producers: usize, per: usize, consumers: usize, stop: Stop) -> Result
         Stop::Close => q.close(),
     }
     let mut all = Vec::new();
-    for mut c in cs {
+    for c in cs {
         let ate = c
             .join_timeout(Duration::from_secs(20))
-            .map_err(e)?
-            .ok_or("a consumer did not stop")?;
+            .map_err(|x| match x.is_timeout() {
+                true => "a consumer did not stop".to_string(),
+                false => x.to_string(),
+            })?;
         all.extend(ate);
     }
     let total = all.len();

@@ -12,7 +12,7 @@ pub(crate) fn round(lock: Option<&multiproc::Lock>) -> Result<Vec<String>, Strin
         .map(|n| {
             let log = log.clone();
             let lock = lock.cloned();
-            Process::spawn(move || {
+            Process::fork(move || {
                 let _held = lock
                     .as_ref()
                     .map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));

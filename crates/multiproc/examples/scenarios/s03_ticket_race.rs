@@ -40,7 +40,7 @@ pub(crate) fn office(lock: Option<&Lock>) -> Result<(Vec<String>, i64), String> 
     let buyers: Vec<Process<()>> = (0..3)
         .map(|_| {
             let (db, log, lock) = (db.clone(), log.clone(), lock.cloned());
-            Process::spawn(move || buyer(&db, &log, lock.as_ref()))
+            Process::fork(move || buyer(&db, &log, lock.as_ref()))
         })
         .collect::<Result<_, _>>()
         .map_err(|e| format!("spawn: {e}"))?;

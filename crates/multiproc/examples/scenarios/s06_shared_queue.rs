@@ -10,13 +10,13 @@ pub fn run() -> Result<(), String> {
     let q: Queue<String> = Queue::new().map_err(e)?;
     q.put("little ghost".into()).map_err(|e| e.to_string())?;
     let qf = q.clone();
-    let f = Process::spawn(move || {
+    let f = Process::fork(move || {
         qf.put("how much?".into()).unwrap();
         println!("{}", qf.len());
     })
     .map_err(e)?;
     let qf2 = q.clone();
-    let f2 = Process::spawn(move || {
+    let f2 = Process::fork(move || {
         println!(">>>>>>>>");
         let x = qf2.get_timeout(Duration::from_secs(10)).unwrap();
         println!("{x}");
@@ -29,8 +29,8 @@ pub fn run() -> Result<(), String> {
         .get_timeout(Duration::from_secs(10))
         .map_err(|e| e.to_string())?;
     println!("{mine}");
-    f.join().map_err(e)?;
-    let theirs = f2.join().map_err(e)?;
+    f.join().map_err(|x| x.to_string())?;
+    let theirs = f2.join().map_err(|x| x.to_string())?;
     let mut all = vec![mine, theirs];
     all.sort();
     if all != ["how much?", "little ghost"] {

@@ -13,7 +13,7 @@ pub fn run() -> Result<(), String> {
     let producers = (1..10)
         .map(|_| {
             let q = q.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 let t = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
@@ -27,7 +27,7 @@ pub fn run() -> Result<(), String> {
     let consumers = (0..10)
         .map(|_| {
             let q = q.clone();
-            Process::spawn(move || match q.get() {
+            Process::fork(move || match q.get() {
                 Ok(info) => {
                     println!("{}(get):{info}", std::process::id());
                     Some(info)
@@ -42,7 +42,7 @@ pub fn run() -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(e)?;
     for p in producers {
-        p.join().map_err(e)?;
+        p.join().map_err(|x| x.to_string())?;
     }
     // Everything put has been taken once the queue is empty.
     let t0 = Instant::now();
@@ -60,7 +60,7 @@ pub fn run() -> Result<(), String> {
     let mut got = Vec::new();
     let mut closed = 0;
     for c in consumers {
-        match c.join().map_err(e)? {
+        match c.join().map_err(|x| x.to_string())? {
             Some(x) => got.push(x),
             None => closed += 1,
         }

@@ -11,7 +11,7 @@ pub fn run() -> Result<(), String> {
     let q: Queue<String> = Queue::new().map_err(e)?;
     let eaten: Queue<String> = Queue::new().map_err(e)?;
     let qp = q.clone();
-    let producer = Process::spawn(move || {
+    let producer = Process::fork(move || {
         for i in 1..10 {
             std::thread::sleep(Duration::from_millis(5));
             let res = format!("bun {i}");
@@ -22,7 +22,7 @@ pub fn run() -> Result<(), String> {
     .map_err(e)?;
     let (qc, ec) = (q.clone(), eaten.clone());
     // `while true: q.get()` — it only ends if the queue is closed, which nobody does here.
-    let consumer = Process::spawn(move || {
+    let consumer = Process::fork(move || {
         while let Ok(res) = qc.get() {
             std::thread::sleep(Duration::from_millis(5));
             println!("{} ate {res}", std::process::id());
@@ -31,7 +31,7 @@ pub fn run() -> Result<(), String> {
     })
     .map_err(e)?;
     println!("main");
-    producer.join().map_err(e)?;
+    producer.join().map_err(|x| x.to_string())?;
     let mut got = Vec::new();
     for _ in 0..9 {
         got.push(
@@ -48,7 +48,6 @@ pub fn run() -> Result<(), String> {
         "the consumer is still blocked in get() 300 ms after the producer finished; terminating it"
     );
     consumer.terminate().map_err(e)?;
-    let mut consumer = consumer;
     let r = consumer
         .join_timeout(Duration::from_secs(10))
         .map_err(|e| e.to_string());

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::{JoinableQueue, Process, Queue};
 
-fn alive(pid: i32) -> bool {
+fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => !matches!(
             stat.rsplit_once(')')
@@ -19,14 +19,14 @@ fn alive(pid: i32) -> bool {
 
 /// The seed's main: returns the daemon pids and how many items were processed when every
 /// producer's `join()` had returned.
-fn seed_main() -> (Vec<i32>, usize, Vec<u64>) {
+fn seed_main() -> (Vec<u32>, usize, Vec<u64>) {
     let q: JoinableQueue<String> = JoinableQueue::new().unwrap();
     let processed: Queue<String> = Queue::new().unwrap();
     let producers: Vec<Process<u64>> = ["bun", "bone", "swill"]
         .into_iter()
         .map(|name| {
             let q = q.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 for i in 0..10 {
                     std::thread::sleep(Duration::from_millis(2));
                     let res = format!("{name}{i}");
@@ -46,7 +46,7 @@ fn seed_main() -> (Vec<i32>, usize, Vec<u64>) {
             let (q, done) = (q.clone(), processed.clone());
             Process::builder()
                 .daemon(true)
-                .spawn(move || {
+                .fork(move || {
                     while let Ok(res) = q.get() {
                         std::thread::sleep(Duration::from_millis(3));
                         println!("{} ate {res}", std::process::id());
@@ -66,11 +66,13 @@ fn seed_main() -> (Vec<i32>, usize, Vec<u64>) {
 }
 
 pub fn run() -> Result<(), String> {
-    let mut main = Process::spawn(seed_main).map_err(|e| e.to_string())?;
-    let (daemons, processed, unfinished) = main
-        .join_timeout(Duration::from_secs(30))
-        .map_err(|e| e.to_string())?
-        .ok_or("the program's main did not finish")?;
+    let main = Process::fork(seed_main).map_err(|e| e.to_string())?;
+    let (daemons, processed, unfinished) =
+        main.join_timeout(Duration::from_secs(30))
+            .map_err(|x| match x.is_timeout() {
+                true => "the program's main did not finish".to_string(),
+                false => x.to_string(),
+            })?;
     if processed != 30 {
         return Err(format!(
             "{processed} items processed when the producers returned, want 30"

@@ -19,7 +19,7 @@ pub fn run() -> Result<(), String> {
     // Both ends can send and receive (duplex).
     let (parent_conn, child_conn) = pipe(true).map_err(e)?;
     // Hand one end to the child (moved: the parent's copy is closed once it has started).
-    let p = Process::spawn_fn(f, child_conn).map_err(e)?;
+    let p = Process::spawn(f, child_conn).map_err(e)?;
     // Bounded wait, so a failure can't hang the tour.
     let got: String = parent_conn
         .recv_timeout(Duration::from_secs(20))
@@ -28,7 +28,7 @@ pub fn run() -> Result<(), String> {
             false => e.to_string(),
         })?;
     println!("{got}"); // the parent received the message
-    p.join().map_err(e)?;
+    p.join().map_err(|x| x.to_string())?;
     if got != MESSAGE {
         return Err(format!("parent received {got:?}, expected {MESSAGE:?}"));
     }

@@ -42,7 +42,7 @@ pub fn run() -> Result<(), String> {
     let e = |e: multiproc::Error| e.to_string();
     let (parent_conn, child_conn) = pipe(true).map_err(e)?;
     // The child gets both ends (as in the seed); we keep our own copies.
-    let p = Process::spawn_fn(
+    let p = Process::spawn(
         f,
         (
             parent_conn.try_clone().map_err(e)?,
@@ -56,7 +56,7 @@ pub fn run() -> Result<(), String> {
         .send("hello")
         .map_err(|e| format!("send: {e}"))?;
     drop(parent_conn); // parent_conn.close()
-    let got = p.join().map_err(e)?;
+    let got = p.join().map_err(|x| x.to_string())?;
     if got != ["hello", "<EOF>"] {
         return Err(format!(
             "child saw {got:?}, expected \"hello\" then end-of-file"

@@ -759,16 +759,15 @@ fn start_worker(cfg: &Config) -> Result<(Worker, Feed)> {
             "PoolWorker-{}",
             WORKER_NO.fetch_add(1, Ordering::Relaxed)
         ))
-        .daemon(true)
-        .start_method(cfg.method);
+        .daemon(true);
     let proc = match cfg.method {
         StartMethod::Fork => {
             let init = cfg.init.clone();
             let closure = cfg.closure.clone();
             let mailbox = mailbox.clone();
-            builder.spawn(move || worker::worker_loop(child, mailbox, init, closure))?
+            builder.fork(move || worker::worker_loop(child, mailbox, init, closure))?
         }
-        StartMethod::Spawn => builder.spawn_fn(
+        StartMethod::Spawn => builder.spawn(
             worker::spawn_main,
             SpawnArgs {
                 sock: worker::FdArg(child),
@@ -777,7 +776,7 @@ fn start_worker(cfg: &Config) -> Result<(Worker, Feed)> {
             },
         )?,
     };
-    let pid = proc.pid();
+    let pid = proc.raw_pid();
     Ok((
         Worker { proc },
         Feed {
@@ -878,7 +877,7 @@ pub(crate) fn start(cfg: Config) -> Result<(Arc<Link>, std::thread::JoinHandle<(
 
 impl Dispatcher {
     fn publish_pids(&self) {
-        let pids = self.workers.iter().map(|w| w.proc.pid()).collect();
+        let pids = self.workers.iter().map(|w| w.proc.raw_pid()).collect();
         *self.link.pids.lock().unwrap_or_else(|e| e.into_inner()) = pids;
     }
 
@@ -1125,10 +1124,9 @@ impl Dispatcher {
         }
         core.workers.clear();
         drop(core);
-        for mut w in self.workers.drain(..) {
-            match w.proc.join_timeout(Duration::from_secs(10)) {
-                Ok(Some(())) | Err(_) => {}
-                Ok(None) => {
+        for w in self.workers.drain(..) {
+            if let Err(e) = w.proc.join_timeout(Duration::from_secs(10)) {
+                if e.is_timeout() {
                     let _ = w.proc.kill();
                     let _ = w.proc.join();
                 }

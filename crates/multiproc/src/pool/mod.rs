@@ -23,7 +23,7 @@
 //! - A function `fn(A) -> R` with serde arguments and results (or a closure that captures
 //!   nothing, which is one): [`Pool`], with both start methods (with
 //!   [`StartMethod::Spawn`] the function travels as an offset inside the binary, as for
-//!   [`Process::spawn_fn`](crate::Process::spawn_fn)).
+//!   [`Process::spawn`](crate::Process::spawn)).
 //! - A function `fn(&C, A) -> R` and a context `C` (Python's `partial(f, config)` or a
 //!   lambda over it): [`pool.with_context(&config)`](Pool::with_context) gives a
 //!   [`WithContext`] with the same calls. The context is serialized once and sent to each

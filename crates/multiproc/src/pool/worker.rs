@@ -453,7 +453,7 @@ pub(crate) struct SpawnArgs {
     pub(crate) init: Option<Init>,
 }
 
-/// The entry point of a spawned worker (run through `Process::spawn_fn`).
+/// The entry point of a spawned worker (run through `Process::spawn`).
 pub(crate) fn spawn_main(args: SpawnArgs) {
     // A fresh process, with no other thread yet: safe to install the hook here.
     install_panic_hook();

@@ -1,5 +1,29 @@
-//! Processes: [`Process`], its [`Builder`], the two [`StartMethod`]s, and how a child's
+//! Processes: [`Process`], its [`ProcessBuilder`], the two [`StartMethod`]s, and how a child's
 //! result and panics come back.
+//!
+//! - Start: [`Process::fork`]`(closure)` (Python's `fork` start method) or
+//!   [`Process::spawn`]`(f, args)` (its `spawn`: the binary runs again); the same verbs on
+//!   [`Process::builder`] after `.name(..)` and `.daemon(..)`. A target returns any serde
+//!   value, or never returns ([`Outcome`]).
+//! - Wait: [`Process::join`], [`try_join`](Process::try_join),
+//!   [`join_timeout`](Process::join_timeout), [`join_deadline`](Process::join_deadline):
+//!   the value, or how the child ended ([`JoinError`], [`ExitStatus`]).
+//! - Look around: [`current_process`], [`parent_process`], [`active_children`],
+//!   [`cpu_count`].
+//!
+//! # Diagnostics
+//!
+//! multiproc reports what it does with processes through the [`log`](https://docs.rs/log)
+//! facade, at debug level, with targets under `multiproc::process`: each start ("started
+//! process 4242 (worker) by fork"), signal sent, exit seen ("process 4242 (worker) ended:
+//! signal 9 (SIGKILL)"), and at exit, the daemons terminated and children waited for. Silent
+//! unless the program installs a logger; to see them, e.g. with the `env_logger` crate, call
+//! `env_logger::init()` in `main` and run with `RUST_LOG=multiproc=debug` (Python's
+//! `log_to_stderr(logging.DEBUG)`). Nothing is logged in a forked child before its target
+//! runs. (As with any lock, a logger that takes a lock of its own may find it held in a
+//! forked child, if another thread of the parent held it at the fork and the child logs.)
+//!
+//! # How results come back
 //!
 //! A forked child leaves its encoded result (or its panic message) in a shared result slot
 //! and exits; the parent blocks in `waitpid` and reads the slot after reaping it — no
@@ -10,33 +34,42 @@
 //! that inherited the socket can't keep `join` waiting.
 
 pub(crate) mod channel;
+mod current;
+mod error;
+mod outcome;
 mod registry;
 mod results;
 pub(crate) mod spawn;
 
 use std::cell::{OnceCell, RefCell};
-use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::{self, Codec, Postcard};
+use crate::codec;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::fork::PerProcess;
 use crate::handle;
-use crate::sys::proc::{self, ExitStatus, Forked, Waited};
+use crate::sys::proc::{self, Forked, Waited};
 use crate::sys::{socket, Deadline};
 use channel::{FrameReader, Tag};
+use current::Identity;
 use results::Ticket;
 
+pub use current::{cpu_count, current_process, parent_process, CurrentProcess, ParentProcess};
+pub use error::{ExitStatus, JoinError, JoinTimeoutError, TryJoinError};
+pub use outcome::{Never, NeverReturns, Outcome, Returns};
 pub use spawn::is_spawned_child;
 
-/// How a child process is started.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a child process is started: [`Process::fork`] or [`Process::spawn`] (and the same
+/// verbs on a [`ProcessBuilder`]). Python's `set_start_method` names.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum StartMethod {
     /// `fork()`: the child is a copy of the parent and runs a closure. Fastest, and the
     /// tutorial's model. In a multi-threaded parent only the forking thread is copied; the
@@ -44,37 +77,37 @@ pub enum StartMethod {
     #[default]
     Fork,
     /// Re-execute the current binary and run a `fn(A) -> R` with serialized arguments. Safe
-    /// in any parent; primitives inside the arguments travel as fds (see [`Process::spawn_fn`]).
+    /// in any parent; primitives inside the arguments travel as fds (see [`Process::spawn`]).
     Spawn,
 }
 
-/// Configures a process before it starts: name, daemon flag, start method.
+/// Configures a process before it starts: name, daemon flag; then [`fork`](Self::fork) or
+/// [`spawn`](Self::spawn) starts it.
 ///
 /// ```
 /// use multiproc::Process;
-/// let p = Process::builder().name("worker").spawn(|| 6 * 7)?;
+/// let p = Process::builder().name("worker").fork(|| 6 * 7)?;
 /// assert_eq!(p.name(), "worker");
 /// assert_eq!(p.join()?, 42);
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Debug, Default)]
 #[must_use]
-pub struct Builder {
+pub struct ProcessBuilder {
     name: Option<String>,
     daemon: bool,
-    method: StartMethod,
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(1);
 
-impl Builder {
-    /// A builder with default settings (Fork, not a daemon, name `Process-N`).
-    pub fn new() -> Builder {
-        Builder::default()
+impl ProcessBuilder {
+    /// A builder with default settings (not a daemon, name `Process-N`).
+    pub fn new() -> ProcessBuilder {
+        ProcessBuilder::default()
     }
 
     /// The process's name (Python's `name`); only for humans, it need not be unique.
-    pub fn name(mut self, name: impl Into<String>) -> Builder {
+    pub fn name(mut self, name: impl Into<String>) -> ProcessBuilder {
         self.name = Some(name.into());
         self
     }
@@ -82,14 +115,8 @@ impl Builder {
     /// A daemon child is killed when its parent ends — at normal exit (terminated, then
     /// reaped) and when the parent is killed (`PR_SET_PDEATHSIG`). A non-daemon child is
     /// waited for when the parent's `main` returns.
-    pub fn daemon(mut self, daemon: bool) -> Builder {
+    pub fn daemon(mut self, daemon: bool) -> ProcessBuilder {
         self.daemon = daemon;
-        self
-    }
-
-    /// How to start the child (default [`StartMethod::Fork`]).
-    pub fn start_method(mut self, method: StartMethod) -> Builder {
-        self.method = method;
         self
     }
 
@@ -99,72 +126,68 @@ impl Builder {
             .unwrap_or_else(|| format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed)))
     }
 
-    /// Starts a child that runs `f` and hands its return value back to [`Process::join`].
+    /// Forks a child ([`StartMethod::Fork`]) that runs `f` and hands its return value back to
+    /// [`Process::join`].
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidArgument`] with [`StartMethod::Spawn`] (a closure can't cross an
-    /// `exec`: use [`spawn_fn`](Builder::spawn_fn)); [`ErrorKind::Os`] when fork fails.
-    pub fn spawn<F, R>(mut self, f: F) -> Result<Process<R>>
+    /// [`ErrorKind::Os`] when fork fails.
+    pub fn fork<F, R, M>(mut self, f: F) -> Result<Process<R>>
     where
         F: FnOnce() -> R + Send + 'static,
-        R: Serialize + DeserializeOwned,
+        R: Outcome<M>,
     {
-        if self.method == StartMethod::Spawn {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "StartMethod::Spawn cannot run a closure (it re-executes the binary); use \
-                 spawn_fn(f, args) with a plain fn, or StartMethod::Fork",
-            ));
-        }
         let name = self.take_name();
         let daemon = self.daemon;
-        let body = move |sink: Sink| run_target(sink, f);
+        let who = Box::new(Identity::for_child(&name, daemon, StartMethod::Fork));
+        let body = move |sink: Sink| run_target::<R, M>(sink, f);
         let started = if daemon && !on_main_thread() {
             // PR_SET_PDEATHSIG follows the forking *thread*: fork from one that lives as long
             // as the process does.
-            launcher(move || fork_child(daemon, body))?
+            launcher(move || fork_child(who, body))?
         } else {
-            fork_child(daemon, body)?
+            fork_child(who, body)?
         };
-        Ok(Process::new(started, name, daemon, StartMethod::Fork))
+        Ok(Process::new(
+            started,
+            name,
+            daemon,
+            StartMethod::Fork,
+            outcome::decoder::<R, M>(),
+        )
+        .logged())
     }
 
-    /// Starts a child that runs `f(args)`, with either start method. With
-    /// [`StartMethod::Spawn`] the current binary is executed again and `args` is serialized:
-    /// multiproc primitives inside it (locks, queues, connections...) travel as fds and work
-    /// in the child. No setup call is needed in `main`, nor in `cargo test` binaries.
+    /// Starts a child with [`StartMethod::Spawn`] that runs `f(args)`: the current binary is
+    /// executed again and `args` is serialized; multiproc primitives inside it (locks, queues,
+    /// connections...) travel as fds and work in the child. No setup call is needed in
+    /// `main`, nor in `cargo test` binaries.
     ///
     /// # Errors
     /// [`ErrorKind::Codec`] when `args` can't be serialized; [`ErrorKind::Os`] when the
     /// child can't be started.
-    pub fn spawn_fn<A, R>(mut self, f: fn(A) -> R, args: A) -> Result<Process<R>>
+    pub fn spawn<A, R, M>(mut self, f: fn(A) -> R, args: A) -> Result<Process<R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        R: Outcome<M> + 'static,
     {
         let name = self.take_name();
         let daemon = self.daemon;
-        match self.method {
-            StartMethod::Fork => {
-                let body = move |sink: Sink| run_target(sink, move || f(args));
-                let started = if daemon && !on_main_thread() {
-                    launcher(move || fork_child(daemon, body))?
-                } else {
-                    fork_child(daemon, body)?
-                };
-                Ok(Process::new(started, name, daemon, StartMethod::Fork))
-            }
-            StartMethod::Spawn => {
-                let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec(&args))?;
-                let entry = spawn::Entry::of::<A, R>(f);
-                let started = if daemon && !on_main_thread() {
-                    launcher(move || spawn::exec_child(entry, &bytes, fds, daemon))?
-                } else {
-                    spawn::exec_child(entry, &bytes, fds, daemon)?
-                };
-                Ok(Process::new(started, name, daemon, StartMethod::Spawn))
-            }
-        }
+        let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec(&args))?;
+        let entry = spawn::Entry::of::<A, R, M>(f);
+        let who = Identity::for_child(&name, daemon, StartMethod::Spawn);
+        let started = if daemon && !on_main_thread() {
+            launcher(move || spawn::exec_child(entry, &bytes, fds, who))?
+        } else {
+            spawn::exec_child(entry, &bytes, fds, who)?
+        };
+        Ok(Process::new(
+            started,
+            name,
+            daemon,
+            StartMethod::Spawn,
+            outcome::decoder::<R, M>(),
+        )
+        .logged())
     }
 }
 
@@ -230,8 +253,10 @@ fn launcher<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + 'static)
         .map_err(|_| Error::new(ErrorKind::Os, "the launcher thread dropped a job"))?
 }
 
-/// Forks; the child runs `body` with where to leave its result and never returns.
-fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
+/// Forks; the child takes on identity `who` and runs `body` with where to leave its result,
+/// and never returns.
+fn fork_child(who: Box<Identity>, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
+    let daemon = who.daemon;
     let ticket = results::for_this_thread()?.take_slot()?;
     let parent_pid = if daemon { proc::getpid() } else { 0 };
     // Locks taken across the fork, released on both sides afterwards, so the child never
@@ -278,6 +303,7 @@ fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
                 proc::exit_now(1);
             }
             spawn::mark_child();
+            current::set(who);
             let code = body(Sink::Slot(ticket));
             registry::finish_children();
             let _ = std::io::stdout().flush();
@@ -305,10 +331,10 @@ fn fork_child(daemon: bool, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
 }
 
 /// Runs a target in the child and sends its outcome on `sock`; returns the exit code.
-pub(crate) fn run_target<R: Serialize>(sink: Sink, f: impl FnOnce() -> R) -> i32 {
+pub(crate) fn run_target<R: Outcome<M>, M>(sink: Sink, f: impl FnOnce() -> R) -> i32 {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     let (tag, body, fds, code) = match outcome {
-        Ok(value) => match handle::with_exported_fds(|| codec::to_vec(&value)) {
+        Ok(value) => match outcome::encode(&value) {
             Ok((bytes, fds)) => (Tag::Value, bytes, fds, 0),
             Err(e) => (
                 Tag::Failed,
@@ -344,8 +370,8 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// A child process: Python's `multiprocessing.Process`, started by [`Process::spawn`],
-/// [`Process::spawn_fn`] or a [`Builder`]. `R` is what the target returns; [`join`]
+/// A child process: Python's `multiprocessing.Process`, started by [`Process::fork`],
+/// [`Process::spawn`] or a [`ProcessBuilder`]. `R` is what the target returns; [`join`]
 /// hands it back.
 ///
 /// Dropping a `Process` without joining it does not kill the child: it runs on and is
@@ -355,9 +381,63 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 ///
 /// ```
 /// use multiproc::Process;
-/// let p = Process::spawn(|| std::process::id())?;
+/// let p = Process::fork(|| std::process::id())?;
 /// let child_pid = p.pid();
-/// assert_eq!(p.join()?, child_pid as u32);
+/// assert_eq!(p.join()?, child_pid);
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// # Children that never return
+///
+/// A target may return any serde value, or never return at all: a closure that ends in
+/// `std::process::abort()`, `panic!` or `std::process::exit` compiles as written (see
+/// [`Outcome`]). Its `join` reports how it ended. In edition 2024 (the closure's return type
+/// is `!`):
+///
+/// ```edition2024
+/// use multiproc::process::ExitStatus;
+/// use multiproc::{Lock, LockError, Process};
+///
+/// let lock = Lock::new()?;
+/// let l = lock.clone();
+/// let child = Process::fork(move || {
+///     std::mem::forget(l.lock().unwrap()); // dies holding it
+///     std::process::abort();
+/// })?;
+/// let _ = child.join();
+/// match lock.lock() {
+///     Ok(_guard) => {}
+///     Err(LockError::OwnerDied(_guard)) => { /* repair the state it protected */ }
+///     Err(_) => unreachable!(),
+/// }
+/// assert_eq!(child.exit_status().and_then(|s| s.signal()), Some(6)); // SIGABRT
+///
+/// let p = Process::builder().name("gives up").fork(|| panic!("no way"))?;
+/// // (A let chain: this example is compiled as edition 2024.)
+/// if let Err(e) = p.join() && let Some(message) = e.panic_message() {
+///     assert_eq!(message, "no way");
+/// } else {
+///     unreachable!();
+/// }
+/// let p = Process::fork(|| std::process::exit(3))?;
+/// assert_eq!(p.join().unwrap_err().exit_status(), Some(ExitStatus::Code(3)));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// And in edition 2021 (the return type falls back to `()`, without the never-type fallback
+/// lint, which would fire under a plain `Serialize` bound):
+///
+/// ```edition2021
+/// use multiproc::process::ExitStatus;
+/// use multiproc::Process;
+///
+/// let p = Process::fork(move || {
+///     let _ = std::process::id();
+///     std::process::abort();
+/// })?;
+/// assert_eq!(p.join().unwrap_err().exit_status(), Some(ExitStatus::Signal(6)));
+/// let p = Process::fork(|| std::process::exit(3))?;
+/// assert_eq!(p.join().unwrap_err().exit_status(), Some(ExitStatus::Code(3)));
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 pub struct Process<R> {
@@ -367,7 +447,7 @@ pub struct Process<R> {
     method: StartMethod,
     link: Link,
     state: RefCell<State>,
-    _r: PhantomData<fn() -> R>,
+    decode: outcome::Decoder<R>,
 }
 
 #[derive(Default)]
@@ -391,50 +471,58 @@ impl<R> std::fmt::Debug for Process<R> {
 }
 
 impl Process<()> {
-    /// A builder: name, daemon flag, start method.
-    pub fn builder() -> Builder {
-        Builder::new()
+    /// A builder: name, daemon flag.
+    pub fn builder() -> ProcessBuilder {
+        ProcessBuilder::new()
     }
 }
 
-impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
-    /// Forks a child that runs `f`; [`join`](Process::join) returns its value.
+impl<R> Process<R> {
+    /// Forks a child ([`StartMethod::Fork`]) that runs `f`; [`join`](Process::join) returns
+    /// its value. Python's `Process(target=f).start()` with the `fork` start method.
     ///
     /// # Errors
     /// [`ErrorKind::Os`] when the fork fails.
     #[doc(alias = "start")]
-    pub fn spawn<F>(f: F) -> Result<Process<R>>
+    pub fn fork<F, M>(f: F) -> Result<Process<R>>
     where
         F: FnOnce() -> R + Send + 'static,
+        R: Outcome<M>,
     {
-        Builder::new().spawn(f)
+        ProcessBuilder::new().fork(f)
     }
 
-    /// Starts a child with [`StartMethod::Spawn`] that runs `f(args)`; see
-    /// [`Builder::spawn_fn`].
+    /// Starts a child with [`StartMethod::Spawn`] that runs `f(args)`: Python's
+    /// `Process(target=f, args=args).start()` with the `spawn` start method; see
+    /// [`ProcessBuilder::spawn`].
     ///
     /// ```
     /// use multiproc::Process;
     /// fn square(x: u64) -> u64 { x * x }
-    /// let p = Process::spawn_fn(square, 12)?;
+    /// let p = Process::spawn(square, 12)?;
     /// assert_eq!(p.join()?, 144);
     /// # Ok::<(), multiproc::Error>(())
     /// ```
     ///
     /// # Errors
-    /// As [`Builder::spawn_fn`].
-    pub fn spawn_fn<A>(f: fn(A) -> R, args: A) -> Result<Process<R>>
+    /// As [`ProcessBuilder::spawn`].
+    pub fn spawn<A, M>(f: fn(A) -> R, args: A) -> Result<Process<R>>
     where
         A: Serialize + DeserializeOwned + Send + 'static,
+        R: Outcome<M> + 'static,
     {
-        Builder::new()
-            .start_method(StartMethod::Spawn)
-            .spawn_fn(f, args)
+        ProcessBuilder::new().spawn(f, args)
     }
 }
 
 impl<R> Process<R> {
-    fn new(s: Started, name: String, daemon: bool, method: StartMethod) -> Process<R> {
+    fn new(
+        s: Started,
+        name: String,
+        daemon: bool,
+        method: StartMethod,
+        decode: outcome::Decoder<R>,
+    ) -> Process<R> {
         Process {
             pid: s.pid,
             name,
@@ -445,12 +533,36 @@ impl<R> Process<R> {
                 reader: s.reader,
                 ..State::default()
             }),
-            _r: PhantomData,
+            decode,
         }
     }
 
-    /// The child's process id.
-    pub fn pid(&self) -> i32 {
+    fn logged(self) -> Process<R> {
+        log::debug!(
+            "started process {} ({}) by {}{}",
+            self.pid,
+            self.name,
+            match self.method {
+                StartMethod::Fork => "fork",
+                StartMethod::Spawn => "spawn",
+            },
+            if self.daemon { ", a daemon" } else { "" }
+        );
+        self
+    }
+
+    fn log_ended(&self, status: ExitStatus) {
+        log::debug!("process {} ({}) ended: {status}", self.pid, self.name);
+    }
+
+    /// The child's process id (Python's `pid`), a `u32` like [`std::process::id`] and
+    /// [`std::process::Child::id`].
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// The pid as the kernel's `pid_t`, for the crate's system calls.
+    pub(crate) fn raw_pid(&self) -> i32 {
         self.pid
     }
 
@@ -511,7 +623,13 @@ impl<R> Process<R> {
     /// Python's `exitcode`: `None` while running, then the exit code, or `-N` when the child
     /// was killed by signal N (`-15` after [`terminate`](Process::terminate)).
     pub fn exitcode(&self) -> Option<i32> {
-        self.poll_exit().map(ExitStatus::python_code)
+        self.exit_status().map(ExitStatus::exitcode)
+    }
+
+    /// How the child ended: `None` while it runs. Reaps it if it has ended, without waiting;
+    /// after a join it is always known.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.poll_exit()
     }
 
     /// Reaps the child if it has ended, without blocking. Reading pending output first keeps
@@ -525,8 +643,9 @@ impl<R> Process<R> {
                         st.reader.pump(sock, true);
                     }
                     if let Ok(Some(s)) = proc::reap(self.pid, false) {
-                        st.status = Some(s);
+                        st.status = Some(s.into());
                         registry::remove(self.pid);
+                        self.log_ended(s.into());
                     }
                 }
                 Link::Slot { ticket, .. } => {
@@ -549,11 +668,12 @@ impl<R> Process<R> {
                     ticket.results.service_stop(ticket, self.pid);
                     continue;
                 }
-                Ok(Waited::Exited(s)) => s,
+                Ok(Waited::Exited(s)) => s.into(),
                 // Reaped by someone else (a `waitpid(-1)` elsewhere): the status is lost.
                 Err(_) => ExitStatus::Code(255),
             };
             registry::remove(self.pid);
+            self.log_ended(status);
             return Some(status);
         }
     }
@@ -582,6 +702,12 @@ impl<R> Process<R> {
         if self.state.borrow().status.is_some() {
             return Ok(());
         }
+        log::debug!(
+            "sending {} to process {} ({})",
+            proc::signal_name(sig),
+            self.pid,
+            self.name
+        );
         let sent = match &self.link {
             Link::Socket { pidfd, .. } => proc::pidfd_kill(pidfd.as_fd(), sig),
             Link::Slot { pidfd, .. } => match pidfd.get() {
@@ -683,45 +809,108 @@ const STOP_CHECK: Duration = Duration::from_millis(10);
 /// How long `join` first waits on the exit alone (see `wait_until`).
 const FIRST_SLICE: Duration = Duration::from_millis(2);
 
-impl<R: DeserializeOwned> Process<R> {
-    /// Waits for the child to end and returns the value its target returned.
+impl<R> Process<R> {
+    /// Waits for the child to end and returns the value its target returned (Python's
+    /// `join`, which also hands over the target's value). Once it has returned, the outcome
+    /// has been handed out: a further join gives [`JoinError::AlreadyJoined`]; the exit status
+    /// stays available from [`exit_status`](Process::exit_status) and
+    /// [`exitcode`](Process::exitcode).
+    ///
+    /// ```
+    /// use multiproc::process::{ExitStatus, JoinError};
+    /// use multiproc::Process;
+    ///
+    /// let p = Process::fork(|| 6 * 7)?;
+    /// assert_eq!(p.join()?, 42);
+    /// assert_eq!(p.exitcode(), Some(0));
+    ///
+    /// let p = Process::fork(|| -> u8 { std::process::exit(3) })?;
+    /// assert!(matches!(p.join(), Err(JoinError::Exited(ExitStatus::Code(3)))));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// - [`ErrorKind::ChildPanicked`]: the target panicked; the message is in the error.
-    /// - [`ErrorKind::ChildFailed`]: the child ended without a value — `exit(n)`, killed by a
-    ///   signal, or its value could not be decoded; the error says which, with the exit code.
+    /// [`JoinError::Panicked`] (with the panic message), [`JoinError::Exited`] (`exit(n)`,
+    /// abort, a signal: the [`ExitStatus`] says which), [`JoinError::Failed`] (the value did
+    /// not come back), [`JoinError::AlreadyJoined`].
     #[doc(alias = "wait")]
-    pub fn join(self) -> Result<R> {
-        self.wait_until(Deadline::never())?;
-        self.take_result()
-    }
-
-    /// Waits at most `timeout`: `Ok(None)` if the child is still running (it is not touched),
-    /// `Ok(Some(value))` once it has ended. Afterwards the result has been handed out:
-    /// a further join gives [`ErrorKind::InvalidState`].
-    ///
-    /// # Errors
-    /// As [`join`](Process::join).
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<Option<R>> {
-        if self.wait_until(Deadline::after(Some(timeout)))? {
-            self.take_result().map(Some)
-        } else {
-            Ok(None)
+    pub fn join(&self) -> Result<R, JoinError> {
+        match self.wait_until(Deadline::never()) {
+            Ok(_) => self.take_result(),
+            Err(error) => Err(JoinError::Failed {
+                error,
+                status: None,
+            }),
         }
     }
 
-    fn take_result(&self) -> Result<R> {
+    /// Returns the child's value if it has ended, without waiting.
+    ///
+    /// # Errors
+    /// [`TryJoinError::WouldBlock`] while it runs (it is not touched); otherwise as
+    /// [`join`](Process::join).
+    pub fn try_join(&self) -> Result<R, TryJoinError> {
+        if !self.state.borrow().taken && self.poll_exit().is_none() {
+            return Err(TryJoinError::WouldBlock);
+        }
+        self.take_result().map_err(TryJoinError::from)
+    }
+
+    /// Waits at most `timeout` (any `Duration`, up to `Duration::MAX`) for the child to end,
+    /// then returns its value as [`join`](Process::join) does. Python's `join(timeout)`.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use multiproc::Process;
+    ///
+    /// let p = Process::fork(|| std::thread::sleep(Duration::from_secs(30)))?;
+    /// assert!(p.join_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
+    /// p.kill()?;
+    /// assert_eq!(p.join_timeout(Duration::MAX).unwrap_err().exit_status().unwrap().signal(), Some(9));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`JoinTimeoutError::Timeout`] if it is still running then (it is not touched);
+    /// otherwise as [`join`](Process::join).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<R, JoinTimeoutError> {
+        self.join_until(Deadline::after(Some(timeout)))
+    }
+
+    /// Waits until `deadline` at the latest for the child to end, then returns its value as
+    /// [`join`](Process::join) does.
+    ///
+    /// # Errors
+    /// [`JoinTimeoutError::Timeout`] if it is still running then (it is not touched);
+    /// otherwise as [`join`](Process::join).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<R, JoinTimeoutError> {
+        self.join_until(Deadline::at(deadline))
+    }
+
+    fn join_until(&self, deadline: Deadline) -> Result<R, JoinTimeoutError> {
+        match self.wait_until(deadline) {
+            Ok(true) => self.take_result().map_err(JoinTimeoutError::from),
+            Ok(false) => Err(JoinTimeoutError::Timeout),
+            Err(error) => Err(JoinTimeoutError::Failed {
+                error,
+                status: None,
+            }),
+        }
+    }
+
+    fn take_result(&self) -> Result<R, JoinError> {
         let mut st = self.state.borrow_mut();
         if st.taken {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                format!("the result of process {} was already taken", self.pid),
-            ));
+            return Err(JoinError::AlreadyJoined);
         }
         st.taken = true;
         let status = st.status.expect("reaped before taking the result");
         // (Formatted only on failure: a fresh allocation right after a fork costs a fault.)
         let who = || format!("process {} ({})", self.pid, self.name);
+        let failed = |message: String| JoinError::Failed {
+            error: Error::new(ErrorKind::ChildFailed, message),
+            status: Some(status),
+        };
         let frame = match &self.link {
             Link::Socket { sock, .. } => {
                 // The child has exited: everything it sent is in the socket buffer.
@@ -732,47 +921,28 @@ impl<R: DeserializeOwned> Process<R> {
                     None
                 }
             }
-            Link::Slot { ticket, .. } => ticket
-                .results
-                .take(*ticket)
-                .map_err(|e| Error::new(e.kind(), format!("{}: {e}", who())))?,
+            Link::Slot { ticket, .. } => match ticket.results.take(*ticket) {
+                Ok(frame) => frame,
+                Err(e) => return Err(failed(format!("{}: {e}", who()))),
+            },
         };
         match frame {
-            Some(f) if f.tag == Tag::Value => handle::with_imported_fds(f.fds, || {
-                Postcard::decode::<R>(&f.body).map_err(|e| {
-                    Error::new(
-                        ErrorKind::ChildFailed,
-                        format!("{} returned a value that does not decode: {e}", who()),
-                    )
-                })
+            Some(f) if f.tag == Tag::Value => (self.decode)(&f.body, f.fds).map_err(|e| {
+                failed(format!(
+                    "{} returned a value that does not decode: {e}",
+                    who()
+                ))
             }),
-            Some(f) if f.tag == Tag::Panic => Err(Error::new(
-                ErrorKind::ChildPanicked,
-                format!(
-                    "{} panicked: {} (exitcode {})",
-                    who(),
-                    String::from_utf8_lossy(&f.body),
-                    status.python_code()
-                ),
-            )),
-            Some(f) => Err(Error::new(
-                ErrorKind::ChildFailed,
-                format!("{} failed: {}", who(), String::from_utf8_lossy(&f.body)),
-            )),
-            None => Err(Error::new(
-                ErrorKind::ChildFailed,
-                match status {
-                    ExitStatus::Code(c) => {
-                        format!("{} exited with code {c} without returning a value", who())
-                    }
-                    ExitStatus::Signal(s) => format!(
-                        "{} was killed by signal {s} ({}) (exitcode {})",
-                        who(),
-                        proc::signal_name(s),
-                        -s
-                    ),
-                },
-            )),
+            Some(f) if f.tag == Tag::Panic => Err(JoinError::Panicked {
+                message: String::from_utf8_lossy(&f.body).into_owned(),
+                status,
+            }),
+            Some(f) => Err(failed(format!(
+                "{} failed: {}",
+                who(),
+                String::from_utf8_lossy(&f.body)
+            ))),
+            None => Err(JoinError::Exited(status)),
         }
     }
 }
@@ -791,8 +961,11 @@ impl<R> Drop for Process<R> {
                 self.state.get_mut().status.is_some()
                     || match proc::reap(self.pid, false) {
                         Ok(None) => false,
-                        _ => {
+                        r => {
                             registry::remove(self.pid);
+                            if let Ok(Some(s)) = r {
+                                self.log_ended(s.into());
+                            }
                             true
                         }
                     }
@@ -816,6 +989,16 @@ impl<R> Drop for Process<R> {
 
 /// Pids of the children this process started that have not been reaped yet; finished
 /// children whose `Process` was dropped are reaped on the way (Python's `active_children`).
-pub fn active_children() -> Vec<i32> {
-    registry::active()
+///
+/// ```
+/// use multiproc::{active_children, Process};
+/// let p = Process::fork(|| std::thread::sleep(std::time::Duration::from_secs(30)))?;
+/// assert!(active_children().contains(&p.pid()));
+/// p.kill()?;
+/// let _ = p.join();
+/// assert!(!active_children().contains(&p.pid()));
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+pub fn active_children() -> Vec<u32> {
+    registry::active().into_iter().map(|p| p as u32).collect()
 }

@@ -118,6 +118,9 @@ fn reap_entry(e: &Entry, block: bool) -> bool {
                 if let (true, Some(t)) = (e.detached, e.ticket) {
                     t.results.release(t);
                 }
+                if e.detached {
+                    log::debug!("reaped process {} (its Process was dropped)", e.pid);
+                }
                 return true;
             }
         }
@@ -154,9 +157,11 @@ pub(crate) fn finish_children() {
         std::mem::take(&mut *g)
     };
     for e in entries.iter().filter(|e| e.daemon) {
+        log::debug!("at exit: terminating daemon process {}", e.pid);
         let _ = proc::kill(e.pid, libc::SIGTERM);
     }
     for e in &entries {
+        log::debug!("at exit: waiting for process {}", e.pid);
         reap_entry(e, true);
     }
 }

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::channel::{self, FrameReader, Tag};
-use super::{registry, Link, Started};
+use super::{current, registry, Link, Outcome, Started};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Context, Error, Result};
 use crate::handle;
@@ -222,15 +222,15 @@ fn run_ctx_ref<C: DeserializeOwned + 'static, A: DeserializeOwned, R: Serialize,
 }
 
 impl Entry {
-    pub(crate) fn of<A, R>(f: fn(A) -> R) -> Entry
+    pub(crate) fn of<A, R, M>(f: fn(A) -> R) -> Entry
     where
         A: DeserializeOwned,
-        R: Serialize,
+        R: Outcome<M>,
     {
         // Make sure the constructor that runs spawned children is linked into this binary.
         std::hint::black_box(&BOOT);
         let base = anchor();
-        let t: Trampoline = call::<A, R>;
+        let t: Trampoline = call::<A, R, M>;
         Entry {
             trampoline: (t as usize).wrapping_sub(base) as isize,
             target: (f as usize).wrapping_sub(base) as isize,
@@ -239,19 +239,19 @@ impl Entry {
 }
 
 /// Runs in the child: decode `A`, call the target, send the result; returns the exit code.
-fn call<A: DeserializeOwned, R: Serialize>(
+fn call<A: DeserializeOwned, R: Outcome<M>, M>(
     target: usize,
     args: Vec<u8>,
     fds: Vec<OwnedFd>,
     sock: OwnedFd,
 ) -> i32 {
-    // SAFETY: `target` was computed by `Entry::of::<A, R>` in the parent from a `fn(A) -> R`
+    // SAFETY: `target` was computed by `Entry::of::<A, R, M>` in the parent from a `fn(A) -> R`
     // of this same binary (checked by `boot` against the binary's identity and fingerprint),
     // relocated by the same anchor, so it is the address of that function here.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
     let args: Result<A> = handle::with_imported_fds(fds, || Postcard::decode(&args));
     match args {
-        Ok(a) => super::run_target(super::Sink::Socket(sock), move || f(a)),
+        Ok(a) => super::run_target::<R, M>(super::Sink::Socket(sock), move || f(a)),
         Err(e) => {
             let msg = format!("cannot decode the arguments in the child: {e}");
             let _ = channel::send_frame(sock.as_fd(), Tag::Failed, msg.as_bytes(), &[]);
@@ -285,6 +285,8 @@ struct Boot {
     identity: Identity,
     entry: Entry,
     args: Vec<u8>,
+    /// Who the child is (its name, daemon flag, parent).
+    who: current::Identity,
 }
 
 /// Starts the current binary again as a child that runs `entry` on `args`.
@@ -292,12 +294,14 @@ pub(crate) fn exec_child(
     entry: Entry,
     args: &[u8],
     fds: Vec<OwnedFd>,
-    daemon: bool,
+    who: current::Identity,
 ) -> Result<Started> {
+    let daemon = who.daemon;
     let boot = Boot {
         identity: identity().context("cannot stat the current executable")?,
         entry,
         args: args.to_vec(),
+        who,
     };
     let frame = crate::codec::to_vec(&boot)?;
     let (parent_sock, child_sock) = socket::stream_pair().context("cannot create socketpair")?;
@@ -364,8 +368,8 @@ pub(crate) fn mark_child() {
     IS_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
 }
 
-/// True in a process started by multiproc (Fork or Spawn): Python's
-/// `parent_process() is not None`.
+/// True in a process started by multiproc (Fork or Spawn); the same as
+/// [`parent_process`](super::parent_process)`().is_some()`.
 pub fn is_spawned_child() -> bool {
     IS_CHILD.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -427,6 +431,7 @@ fn run_spawned(fd: std::ffi::OsString) -> i32 {
             )
         }
     }
+    current::set(Box::new(boot.who));
     let base = anchor();
     let tramp = base.wrapping_add(boot.entry.trampoline as usize);
     let target = base.wrapping_add(boot.entry.target as usize);

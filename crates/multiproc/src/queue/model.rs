@@ -29,6 +29,15 @@
 //!   kills, sleeps may time out at any moment, as the bounded slices do);
 //! - no message was received twice; every message whose `put` returned was received, except
 //!   those a killed consumer had already committed as taken.
+//!
+//! Liveness of puts (issue 17): in the configurations with a get budget (`Config::gets`),
+//! the consumers stop after taking that many messages and nobody closes the queue, so the
+//! producers' later puts get no help from any get. There every final state must have every
+//! producer finished, except one whose put waits on a queue that is full: `maxsize` items
+//! queued, or the bytes in use (committed `tail - reclaimed`, less the lap's end lost behind
+//! a skip) leave no room by the bound of ring.rs ("When a put waits"). That is the property
+//! "a put into a queue that is not full completes without any get"; the early wrap of
+//! before issue 17 (planted as `Bug::EarlyWrap`) violates it.
 
 use std::collections::HashSet;
 
@@ -109,6 +118,8 @@ enum Pc {
     FpWakeCheck,
     FpWake,
     RLock,
+    /// `realign` with `Wait::No` (moving an empty ring to its lap start past `wrap_at`).
+    RTryLock,
     RRead,
     RSkip,
     RAfterP,
@@ -168,6 +179,11 @@ struct Actor {
     seen: u32,
     second: bool,
     place: Option<ring::Placement>,
+    /// This placement pass has tried to move an empty ring to its lap start (`place_one`
+    /// tries once per look at the hints).
+    tried: bool,
+    /// The realign under way is that optional one (on failure the put appends instead).
+    rewind: bool,
     k: u64,
     // consumer (and any holder of cmutex)
     c: CS,
@@ -176,6 +192,8 @@ struct Actor {
     /// This get finished a killed consumer's discard step (a commit: wake putters).
     finished_punch: bool,
     hint_tail: u64,
+    /// Messages this consumer has received (for `Config::gets`).
+    got: u8,
     seen_p: Option<u32>,
     closed: bool,
     batch: Vec<u8>,
@@ -212,6 +230,9 @@ struct Config {
     batch: usize,
     observer: bool,
     kills: u8,
+    /// The liveness check: each consumer stops after receiving this many messages, and the
+    /// queue is never closed (see the module docs). `None`: consumers run until `Closed`.
+    gets: Option<u8>,
     bug: Bug,
 }
 
@@ -229,6 +250,10 @@ enum Bug {
     /// A consumer publishes `reclaimed` before discarding the pages (one commit, no
     /// `punch_to` step).
     ReclaimBeforePunch,
+    /// The placement of before issue 17: past `wrap_at`, a put wraps to the next lap's start
+    /// whenever the frame fits before `reclaimed`, even with frames queued (and never moves
+    /// an empty ring there).
+    EarlyWrap,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -292,12 +317,15 @@ fn initial(cfg: &Config) -> State {
         seen: 0,
         second: false,
         place: None,
+        tried: false,
+        rewind: false,
         k: 0,
         c: CS::default(),
         start_head: 0,
         start_reclaimed: 0,
         finished_punch: false,
         hint_tail: 0,
+        got: 0,
         seen_p: None,
         closed: false,
         batch: Vec::new(),
@@ -320,7 +348,9 @@ fn initial(cfg: &Config) -> State {
     for _ in 0..cfg.consumers {
         actors.push(blank(Role::Consumer, Pc::CLock));
     }
-    actors.push(blank(Role::Closer, Pc::XWait));
+    if cfg.gets.is_none() {
+        actors.push(blank(Role::Closer, Pc::XWait));
+    }
     if cfg.observer {
         actors.push(blank(Role::Observer, Pc::OStart));
     }
@@ -345,6 +375,8 @@ fn enabled(s: &State, cfg: &Config) -> Vec<Action> {
         let ok = match a.pc {
             Pc::PLock | Pc::XLockP => lockable(s, s.mem.pm),
             Pc::CLock | Pc::RLock | Pc::XLockC => lockable(s, s.mem.cm),
+            // A try-lock: takes the mutex or gives up, never waits.
+            Pc::RTryLock => true,
             Pc::Asleep => false,
             // The closer closes once the producers are done. Without kills, it also waits
             // until everything was received, so its wake-ups cannot hide a lost one.
@@ -583,6 +615,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
                 return Err("a put found the queue closed".into());
             }
             a.fresh = false;
+            a.tried = false;
             a.place = None;
             decide(a, cfg)?;
         }
@@ -635,6 +668,17 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             m.cm = me;
             a.pc = Pc::RRead;
         }
+        Pc::RTryLock => {
+            if lockable_mem(actors, m.cm) {
+                m.cm = me;
+                actors[i].pc = Pc::RRead;
+            } else {
+                // Not taken: place the frame as if the ring were not empty.
+                let a = &mut actors[i];
+                a.rewind = false;
+                decide(a, cfg)?;
+            }
+        }
         Pc::RRead => {
             a.c = m.cslots[(m.cseq & 1) as usize];
             let t = a.st.tail;
@@ -668,6 +712,10 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             m.cm = NONE;
             if a.place.is_some() {
                 a.pc = Pc::WSkip;
+            } else if a.rewind {
+                // The ring was not empty after all: place the frame as usual.
+                a.rewind = false;
+                decide(a, cfg)?;
             } else {
                 a.pc = Pc::PUnlockFull;
             }
@@ -869,9 +917,14 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
                     }
                     m.received |= 1 << id;
                 }
+                a.got += a.batch.len() as u8;
                 a.batch.clear();
                 a.committed = false;
-                a.pc = Pc::CLock;
+                a.pc = if cfg.gets.is_some_and(|n| a.got >= n) {
+                    Pc::Finished // its get budget is spent: no more gets
+                } else {
+                    Pc::CLock
+                };
             } else if a.closed {
                 a.pc = Pc::Finished;
             } else {
@@ -982,6 +1035,7 @@ fn fp_done(a: &mut Actor, cfg: &Config) -> R {
     a.hint_at = a.st.tail;
     a.seen = a.snap_s;
     a.fresh = true;
+    a.tried = false;
     decide(a, cfg)
 }
 
@@ -1000,7 +1054,20 @@ fn decide(a: &mut Actor, cfg: &Config) -> R {
             return Err("producer found consumer positions invalid".into());
         }
     } else if st.puts - gets < cfg.maxsize {
-        if let Some(p) = ring::place(g, st.tail, recl, flen) {
+        // Empty past wrap_at: try (without waiting for cmutex) to move the ring to its lap
+        // start, once per look at the hints; on failure, go on as below.
+        if cfg.bug != Bug::EarlyWrap && !a.tried && ring::rewind_wanted(g, st.tail, recl) {
+            a.tried = true;
+            a.rewind = true;
+            a.pc = Pc::RTryLock;
+            return Ok(());
+        }
+        let place = if cfg.bug == Bug::EarlyWrap {
+            place_preferring_wrap
+        } else {
+            ring::place
+        };
+        if let Some(p) = place(g, st.tail, recl, flen) {
             // `wrap_hint_is_stale`: past wrap_at, on hints refreshed wrap_at/4 bytes ago,
             // look again before appending.
             let stale = g.phys(st.tail) >= g.wrap_at()
@@ -1013,6 +1080,7 @@ fn decide(a: &mut Actor, cfg: &Config) -> R {
             }
         }
         if a.fresh && recl == st.tail {
+            a.rewind = false;
             a.pc = Pc::RLock;
             return Ok(());
         }
@@ -1031,7 +1099,8 @@ fn decide(a: &mut Actor, cfg: &Config) -> R {
 /// The consumer's read loop: the next frame, a look at the producers, or the end of the pass.
 fn consume(a: &mut Actor, cfg: &Config) -> R {
     let g = &cfg.geo;
-    if a.batch.len() < cfg.batch.max(1) {
+    let budget = cfg.gets.map_or(usize::MAX, |n| (n - a.got) as usize);
+    if a.batch.len() < cfg.batch.max(1).min(budget) {
         if a.c.head >= a.hint_tail || a.hint_tail - a.c.head > g.cap {
             if a.seen_p.is_none() {
                 a.pc = Pc::SnapP(0);
@@ -1072,13 +1141,107 @@ fn reclaim_step(a: &mut Actor, cfg: &Config) -> R {
     Ok(())
 }
 
-fn final_checks(s: &State, cfg: &Config) -> R {
-    for (i, a) in s.actors.iter().enumerate() {
-        if !a.dead && a.pc != Pc::Finished {
-            return Err(format!("stuck: actor {i} ({:?}) at {:?}", a.role, a.pc));
-        }
+/// `ring::place` as it was before issue 17 (`Bug::EarlyWrap`): past `wrap_at`, wrap to the
+/// next lap's start whenever the frame fits before `reclaimed`.
+fn place_preferring_wrap(
+    g: &Geometry,
+    tail: u64,
+    reclaimed: u64,
+    flen: u64,
+) -> Option<ring::Placement> {
+    let limit = reclaimed + g.cap;
+    let phys = g.phys(tail);
+    let lap_end = tail - phys + g.cap;
+    let fits_after = tail + flen <= lap_end.min(limit);
+    let fits_wrapped = lap_end + flen <= limit;
+    let prefer_wrap = phys >= g.wrap_at() && fits_wrapped;
+    if fits_after && !prefer_wrap {
+        Some(ring::Placement {
+            skip: None,
+            at: tail,
+            tail: tail + flen,
+        })
+    } else if fits_wrapped {
+        Some(ring::Placement {
+            skip: Some(tail),
+            at: lap_end,
+            tail: lap_end + flen,
+        })
+    } else {
+        None
     }
+}
+
+/// Why a put may wait for a get (see "When a put waits" in ring.rs): `None` when the
+/// committed state says the queue is not full for a frame of `flen` bytes, i.e. it must
+/// take the frame without any get.
+fn full_because(m: &Mem, cfg: &Config, flen: u64) -> Option<String> {
+    let g = &cfg.geo;
+    let p = m.pslots[(m.pseq & 1) as usize];
+    let c = m.cslots[(m.cseq & 1) as usize];
+    if p.puts - c.gets >= cfg.maxsize {
+        return Some(format!("{} items queued", p.puts - c.gets));
+    }
+    // Bytes in use: committed frames and skip headers, and taken bytes not given back yet;
+    // not the lap's end after a skip (unusable until a get passes it, but not in use).
+    let (mut h, mut lost) = (c.head, 0);
+    while h < p.tail {
+        let word = m.ring[(g.phys(h) / 8) as usize];
+        h = match ring::front(g, h, p.tail, word) {
+            Ok(Front::Skip { next }) => {
+                lost += next - h - ring::FRAME_HEADER;
+                next
+            }
+            Ok(Front::Frame { next, .. }) => next,
+            Err(e) => return Some(format!("a corrupt frame at {h}: {e:?}")),
+        };
+    }
+    let in_use = p.tail - c.reclaimed - lost;
+    let largest = cfg
+        .msgs
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(|&n| ring::frame_len(n))
+        .max()
+        .unwrap_or(0);
+    (in_use + 2 * flen + largest - 32 >= g.cap)
+        .then(|| format!("{in_use} of {} bytes in use", g.cap))
+}
+
+fn final_checks(s: &State, cfg: &Config) -> R {
     let m = &s.mem;
+    for (i, a) in s.actors.iter().enumerate() {
+        if a.dead || a.pc == Pc::Finished {
+            continue;
+        }
+        if let (Some(_), Role::Producer(_), Pc::Asleep) = (cfg.gets, a.role, a.pc) {
+            // No get is to come: the put may wait only on a full queue.
+            let flen = ring::frame_len(a.cur_len(cfg));
+            if full_because(m, cfg, flen).is_some() {
+                continue;
+            }
+            let p = m.pslots[(m.pseq & 1) as usize];
+            let c = m.cslots[(m.cseq & 1) as usize];
+            return Err(format!(
+                "liveness: actor {i}'s put of a {flen}-byte frame waits for a get on a queue \
+                 that is not full ({p:?} {c:?})"
+            ));
+        }
+        if cfg.gets.is_some() && a.role == Role::Consumer && a.pc == Pc::Asleep {
+            // Waiting for messages while some of its budget is left: only on an empty queue
+            // (else a wake-up was lost).
+            let p = m.pslots[(m.pseq & 1) as usize];
+            let c = m.cslots[(m.cseq & 1) as usize];
+            if p.puts == c.gets {
+                continue;
+            }
+        }
+        return Err(format!("stuck: actor {i} ({:?}) at {:?}", a.role, a.pc));
+    }
+    if cfg.gets.is_some() {
+        // Messages may stay queued: the consumers stopped.
+        return Ok(());
+    }
     if m.received & m.lost != 0 {
         return Err("a message a killed consumer took was received again".into());
     }
@@ -1173,6 +1336,10 @@ mod tests {
     const CAP48_PUNCH: Geometry = Geometry::with(48, 0, 8);
     const CAP32_PUNCH: Geometry = Geometry::with(32, 0, 8);
     const CAP32_KEEP: Geometry = Geometry::with(32, 32, 8);
+    /// `wrap_at` 0: every put that finds the ring empty off a lap start moves it there.
+    const CAP64_PUNCH: Geometry = Geometry::with(64, 0, 8);
+    /// `wrap_at` 16: puts append up to 16 bytes into a lap before they move an empty ring.
+    const CAP64_WRAP16: Geometry = Geometry::with(64, 16, 8);
 
     fn cfg(geo: Geometry, msgs: &'static [&'static [u64]], consumers: usize, kills: u8) -> Config {
         Config {
@@ -1183,7 +1350,19 @@ mod tests {
             batch: 2,
             observer: false,
             kills,
+            gets: None,
             bug: Bug::None,
+        }
+    }
+
+    /// A liveness configuration (see the module docs): the consumers stop after `gets`
+    /// messages, nobody closes the queue, no kills, no item bound.
+    fn live(geo: Geometry, msgs: &'static [&'static [u64]], consumers: usize, gets: u8) -> Config {
+        Config {
+            maxsize: 9,
+            batch: 1,
+            gets: Some(gets),
+            ..cfg(geo, msgs, consumers, 0)
         }
     }
 
@@ -1225,6 +1404,17 @@ mod tests {
         assert_covers(&c, &[Pc::WSkip, Pc::Asleep, Pc::SleepInc]);
     }
 
+    /// Issue 17: a put into a queue that is not full completes without any get. One message
+    /// passes through, then two more are put with no get to come (the issue's `put`, `get`,
+    /// `put`, `put`); and the same after two puts and one get (the rest of the backlog stays
+    /// queued). Before the fix the last put waited forever (`Bug::EarlyWrap` below).
+    #[test]
+    fn puts_need_no_get_unless_full() {
+        let c = run(live(CAP64_PUNCH, &[&[8, 8, 8]], 1, 1));
+        assert_covers(&c, &[Pc::RTryLock, Pc::RSkip, Pc::WPay]);
+        run(live(CAP64_WRAP16, &[&[8, 8, 8, 8]], 1, 1));
+    }
+
     /// The planted mistakes are found, so the checks are not vacuous.
     #[test]
     fn planted_bugs_are_found() {
@@ -1233,8 +1423,11 @@ mod tests {
             (Bug::WakeCheckBeforeCommit, 0),
             (Bug::UncountedSleep, 0),
             (Bug::ReclaimBeforePunch, 0),
+            (Bug::EarlyWrap, 0),
         ] {
-            let mut c = if bug == Bug::ReclaimBeforePunch {
+            let mut c = if bug == Bug::EarlyWrap {
+                live(CAP64_PUNCH, &[&[8, 8, 8]], 1, 1)
+            } else if bug == Bug::ReclaimBeforePunch {
                 cfg(CAP32_PUNCH, &[&[8, 8, 8]], 1, kills)
             } else {
                 cfg(CAP48_PUNCH, &[&[8, 24]], 1, kills)

@@ -21,11 +21,37 @@
 //! (under the consumer lock), so a producer and a consumer never wait for each other.
 //!
 //! Frames never wrap: a frame that does not fit before the end of the lap is preceded by a
-//! *skip* header ([`SKIP`]) that sends the reader to the next lap's start. Once `tail` has
-//! passed `wrap_at` a put prefers wrapping (when the frame fits before `reclaimed`), so a
-//! consumer that keeps up keeps the ring in its first, cache-warm bytes; pages past `warm`
-//! are touched only by a real backlog, and given back to the kernel as the consumer passes
-//! them ([`reclaim`]).
+//! *skip* header ([`SKIP`]) that sends the reader to the next lap's start. The bytes after a
+//! skip, up to the lap's end, stay unusable until a consumer has passed it.
+//!
+//! # When a put waits
+//!
+//! A put waits only when the queue is full: `maxsize` items are queued, or the bytes in use
+//! (frames queued, skip headers, taken bytes not yet given back) leave no room for the
+//! frame. "No room" allows for what contiguous frames cannot avoid: the free bytes may lie in
+//! two pieces (before the lap's end, and at the next lap's start before `reclaimed`), each
+//! too short, and the lap's end after one skip is lost; so a put of a frame of `flen` bytes
+//! never waits while `in use + 2 * flen + largest frame - 32 < cap` ([`place`] always finds
+//! room then; the property test below and the model check in `model.rs` check it). For the
+//! 1 GiB ring of `Queue::new()` and messages of a few MiB, that is the whole ring.
+//!
+//! Until issue 17 the ring broke this. Once `tail` had passed `wrap_at`, a put *preferred*
+//! wrapping to the next lap's start whenever the frame fit before `reclaimed`, even with
+//! frames still queued: the skip then made the rest of the lap (most of a 1 GiB ring)
+//! unusable until a consumer passed it, and the next puts had only the bytes the consumer
+//! had already freed. One thread doing `put(1 MiB)`, `get()`, `put(1 MiB)` then waited
+//! forever on its next put, and a producer that put 8 x 1 MiB and exited before anyone read
+//! them hung (CPython's "join the producer before reading" deadlock, which we remove).
+//! That trade cannot be made safely: after an early wrap behind queued frames, the producer
+//! can only use the bytes in front of them, and only a get makes more.
+//!
+//! So the warm start is now kept by an early wrap that loses nothing: a put that finds the
+//! ring *empty* with `tail` past `wrap_at` first moves the whole (empty) ring to the next
+//! lap's start ([`rewind_wanted`], then [`realign`]: the producer, holding both mutexes,
+//! writes a skip and moves `head` and `reclaimed` past it at once), so the next lap has the
+//! whole ring free. A consumer that keeps up empties the queue often and so keeps the ring
+//! in its first, cache-warm bytes; a real backlog appends, touching pages past `warm` only
+//! then, and they are given back to the kernel as the consumer passes them ([`reclaim`]).
 //!
 //! All positions are multiples of 8, so a frame header (8 bytes, read as one `AtomicU64`) is
 //! always aligned and never wraps.
@@ -38,8 +64,9 @@ pub(crate) const FRAME_HEADER: u64 = 8;
 /// given back as soon as a backlog drains past them.
 pub(crate) const WARM_MAX: u64 = 16 << 20;
 
-/// Past this physical offset (or `warm`, if smaller) a put prefers wrapping to the start
-/// when the frame fits there: a small backlog stays in cache-warm bytes.
+/// Past this physical offset (or `warm`, if smaller) a put that finds the ring empty moves
+/// it to the next lap's start ([`rewind_wanted`]): a consumer that keeps up keeps the ring in
+/// its cache-warm first bytes.
 pub(crate) const WRAP_MAX: u64 = 256 * 1024;
 
 /// Pages past `warm` are given back in chunks of this many bytes.
@@ -145,7 +172,7 @@ impl Geometry {
         (self.cap - FRAME_HEADER).min(MAX_PAYLOAD)
     }
 
-    /// Past this physical offset a put prefers wrapping to the lap start.
+    /// Past this physical offset a put that finds the ring empty starts the next lap.
     #[inline]
     pub(crate) fn wrap_at(&self) -> u64 {
         self.warm.min(WRAP_MAX)
@@ -210,24 +237,24 @@ pub(crate) struct Placement {
 
 /// Where a frame of `flen` bytes goes, given the producer's `tail` and the consumers'
 /// `reclaimed` (validated: `reclaimed <= tail <= reclaimed + cap`); `None` when it does not
-/// fit now.
+/// fit now. The frame goes at `tail` when it fits before the lap's end, else at the next
+/// lap's start after a skip: never to the next lap while it fits here, since a skip makes
+/// the rest of the lap unusable until a get passes it (see "When a put waits"). An empty
+/// ring is moved to the lap start by the caller instead ([`rewind_wanted`], [`realign`]).
 #[inline]
 pub(crate) fn place(g: &Geometry, tail: u64, reclaimed: u64, flen: u64) -> Option<Placement> {
     debug_assert!(flen.is_multiple_of(8) && flen >= FRAME_HEADER);
     let limit = reclaimed.checked_add(g.cap)?;
     let phys = g.phys(tail);
     let lap_end = tail - phys + g.cap;
-    let fits_after = tail.checked_add(flen)? <= lap_end.min(limit);
-    // Wrapping needs phys != 0, which `lap_end + flen <= limit` implies (flen > 0).
-    let fits_wrapped = lap_end.checked_add(flen)? <= limit;
-    let prefer_wrap = phys >= g.wrap_at() && fits_wrapped;
-    if fits_after && !prefer_wrap {
+    if tail.checked_add(flen)? <= lap_end.min(limit) {
         Some(Placement {
             skip: None,
             at: tail,
             tail: tail + flen,
         })
-    } else if fits_wrapped {
+    // Wrapping needs phys != 0, which `lap_end + flen <= limit` implies (flen > 0).
+    } else if lap_end.checked_add(flen)? <= limit {
         Some(Placement {
             skip: Some(tail),
             at: lap_end,
@@ -238,9 +265,19 @@ pub(crate) fn place(g: &Geometry, tail: u64, reclaimed: u64, flen: u64) -> Optio
     }
 }
 
-/// When the ring is empty (`reclaimed == head == tail`) and a frame of `flen <= cap` bytes
-/// fits neither before the lap's end nor before `tail` in the next lap: a skip at `tail`
-/// moves everything to the next lap start, where it fits. Returns that position.
+/// True when a put finds the ring empty (`reclaimed == tail`, hence `head == tail`) past
+/// `wrap_at`: it should first move the ring to the next lap's start ([`realign`]), where the
+/// whole ring is free and the first bytes are warm. Only an empty ring: see "When a put
+/// waits" for why a put must never wrap early with frames queued.
+#[inline(always)]
+pub(crate) fn rewind_wanted(g: &Geometry, tail: u64, reclaimed: u64) -> bool {
+    reclaimed == tail && g.phys(tail) >= g.wrap_at().max(FRAME_HEADER)
+}
+
+/// When the ring is empty (`reclaimed == head == tail`): a skip at `tail` moves everything
+/// to the next lap start, where any frame of `flen <= cap` bytes fits. Returns that position
+/// (`None` at a lap start). Used when a frame fits neither before the lap's end nor before
+/// `tail` in the next lap, and past `wrap_at` ([`rewind_wanted`]).
 pub(crate) fn realign(g: &Geometry, tail: u64) -> Option<u64> {
     let phys = g.phys(tail);
     (phys != 0).then(|| tail - phys + g.cap)
@@ -423,20 +460,52 @@ mod tests {
     }
 
     #[test]
-    fn prefers_wrap_past_wrap_at() {
+    fn appends_past_wrap_at_and_rewinds_only_an_empty_ring() {
         let g = Geometry::with(1024, 64, 16);
-        // tail 96 >= wrap_at 64 and 32 fits before reclaimed 64: wrap.
-        let p = place(&g, 96, 64, 32).unwrap();
+        // Frames queued from 64 on: append at 96, though 32 bytes would fit before 64 in the
+        // next lap (the early wrap before issue 17, which lost the rest of the lap).
         assert_eq!(
-            p,
-            Placement {
-                skip: Some(96),
-                at: 1024,
-                tail: 1056
-            }
+            place(&g, 96, 64, 32),
+            Some(Placement {
+                skip: None,
+                at: 96,
+                tail: 128
+            })
         );
-        // Does not fit before reclaimed 16: append.
-        assert_eq!(place(&g, 96, 16, 32).unwrap().at, 96);
+        assert!(!rewind_wanted(&g, 96, 64));
+        // Empty past wrap_at: move to the next lap start.
+        assert!(rewind_wanted(&g, 96, 96));
+        assert_eq!(realign(&g, 96), Some(1024));
+        // Empty before wrap_at, or at a lap start (even with wrap_at 0): stay.
+        assert!(!rewind_wanted(&g, 56, 56));
+        assert!(!rewind_wanted(&g, 1024, 1024));
+        assert!(!rewind_wanted(&Geometry::with(64, 0, 8), 64, 64));
+        assert!(rewind_wanted(&Geometry::with(64, 0, 8), 72, 72));
+    }
+
+    /// Issue 17: one frame put and taken, then puts and no get. They must fill the ring;
+    /// before the fix, the third wrapped early behind the second and the fourth found no
+    /// room (the rest of the lap lay behind the skip).
+    #[test]
+    fn without_gets_puts_fill_the_ring() {
+        let g = Geometry::new(1 << 20); // wrap_at 256 KiB
+        let flen = frame_len(100_000);
+        let mut tail = place(&g, 0, 0, flen).unwrap().tail;
+        let mut reclaimed = reclaim(&g, 0, tail, true).0;
+        assert_eq!(reclaimed, tail);
+        let mut n = 0;
+        loop {
+            if rewind_wanted(&g, tail, reclaimed) {
+                tail = realign(&g, tail).unwrap();
+                reclaimed = tail;
+            }
+            let Some(p) = place(&g, tail, reclaimed, flen) else {
+                break;
+            };
+            tail = p.tail;
+            n += 1;
+        }
+        assert_eq!(n, g.cap / flen, "frames put without a get");
     }
 
     #[test]
@@ -554,8 +623,9 @@ mod tests {
     proptest! {
         // A simulated byte area, a model FIFO, and the positions: every frame read back is
         // the one written, live frames and skips are never overwritten, no discard touches
-        // live or writable bytes, positions stay valid across many laps, and an empty ring
-        // always takes a frame up to its capacity (after a realign).
+        // live or writable bytes, positions stay valid across many laps, an empty ring
+        // always takes a frame up to its capacity (after a realign), and a put finds no room
+        // only when the bytes in use say the ring is full (issue 17).
         #[test]
         fn ring_matches_a_fifo_across_laps(
             cap8 in 4u64..80, warm8 in 0u64..80, chunk8 in 1u64..8, ops in ops()
@@ -569,6 +639,23 @@ mod tests {
             let (mut reclaimed, mut head, mut tail) = (0u64, 0u64, 0u64);
             let mut model: VecDeque<(u64, u64)> = VecDeque::new(); // (id, payload len)
             let mut next_id = 0u64;
+            let mut largest = 0u64; // the largest frame put so far
+            // Bytes in `[head, tail)` that follow a skip header up to its lap's end.
+            let lost_to_skips = |mem: &[u8], head: u64, tail: u64| {
+                let (mut h, mut lost) = (head, 0);
+                while h < tail {
+                    let ph = g.phys(h) as usize;
+                    let word = u64::from_ne_bytes(mem[ph..ph + 8].try_into().unwrap());
+                    h = match front(&g, h, tail, word).unwrap() {
+                        Front::Skip { next } => {
+                            lost += next - h - FRAME_HEADER;
+                            next
+                        }
+                        Front::Frame { next, .. } => next,
+                    };
+                }
+                lost
+            };
             let claim = |owner: &mut Vec<Option<u64>>, at: u64, len: u64, id: u64| {
                 for i in at..at + len {
                     let p = (i % cap) as usize;
@@ -580,20 +667,30 @@ mod tests {
                 match op {
                     Op::Put(len) => {
                         let flen = frame_len(len);
+                        largest = largest.max(flen);
+                        // Empty past wrap_at, or empty and the frame fits nowhere: realign
+                        // (the skip is consumed at once by the producer holding both locks).
+                        if rewind_wanted(&g, tail, reclaimed) {
+                            let t = realign(&g, tail).unwrap();
+                            (reclaimed, head, tail) = (t, t, t);
+                        }
                         let mut p = place(&g, tail, reclaimed, flen);
                         if p.is_none() && reclaimed == tail && flen <= cap {
-                            // Empty: realign (the skip is consumed at once by the producer
-                            // holding both locks).
                             if let Some(t) = realign(&g, tail) {
-                                reclaimed = t;
-                                head = t;
-                                tail = t;
+                                (reclaimed, head, tail) = (t, t, t);
                             }
                             p = place(&g, tail, reclaimed, flen);
                             prop_assert!(p.is_some(), "an empty ring refused {flen} bytes");
                         }
                         let Some(p) = p else {
                             prop_assert!(tail + flen > reclaimed + cap || g.phys(tail) != 0);
+                            // A put waits only when the queue is full ("When a put waits").
+                            let in_use = tail - reclaimed - lost_to_skips(&mem, head, tail);
+                            prop_assert!(
+                                in_use + 2 * flen + largest - 32 >= cap,
+                                "a frame of {flen} bytes found no room with {in_use} of {cap} \
+                                 bytes in use (tail {tail}, head {head}, reclaimed {reclaimed})"
+                            );
                             continue;
                         };
                         if let Some(s) = p.skip {

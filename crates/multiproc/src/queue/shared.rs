@@ -1076,7 +1076,8 @@ impl SharedQueue {
 
     /// Where the next frame of `flen` bytes goes, or `None` when there is no room (then
     /// `seen` holds the `cseq` the decision was based on). Holds `pmutex`; may take
-    /// `cmutex` to realign an empty ring.
+    /// `cmutex` to realign an empty ring (to its lap start past `wrap_at`, or for a frame
+    /// that fits nowhere else).
     #[inline]
     fn place_one(
         &self,
@@ -1095,18 +1096,29 @@ impl SharedQueue {
                     return Err(Corrupt("consumer positions do not match the producers'"));
                 }
             } else if st.puts - gets < self.maxsize {
+                // Empty past `wrap_at`: move the ring to the next lap's start, warm and with
+                // the whole ring free (ring.rs, "When a put waits"). Only if no consumer
+                // holds its mutex (it is never waited for): else append.
+                if ring::rewind_wanted(&self.geo, st.tail, reclaimed)
+                    && self.realign(st, &mut Lazy::new(Wait::No))
+                {
+                    return Ok(Some(
+                        ring::place(&self.geo, st.tail, st.tail, flen)
+                            .expect("an empty aligned ring takes any frame up to its size"),
+                    ));
+                }
                 if let Some(p) = ring::place(&self.geo, st.tail, reclaimed, flen) {
                     if fresh || p.skip.is_some() || !self.wrap_hint_is_stale(st.tail) {
                         return Ok(Some(p));
                     }
-                    // Past `wrap_at` the ring prefers to wrap to its warm start, but only
-                    // if the consumers have moved past room for the frame there, which a
-                    // hint from long ago does not show: without a fresh look a ring with room
-                    // to spare (any queue with a large capacity) would march on through
-                    // fresh pages, each one faulted in and zeroed, then given back, instead
-                    // of reusing its first, cache-warm bytes (for 1 MiB messages that was
-                    // most of the time of a put). Looked at most once per `wrap_at / 4`
-                    // bytes put, so small messages rarely pay the extra cache miss.
+                    // Past `wrap_at` a put that finds the ring empty moves it to its warm
+                    // start, which a hint from long ago does not show: without a fresh look a
+                    // ring with room to spare (any queue with a large capacity) would march
+                    // on through fresh pages, each one faulted in and zeroed, then given
+                    // back, instead of reusing its first, cache-warm bytes (for 1 MiB
+                    // messages that was most of the time of a put). Looked at most once per
+                    // `wrap_at / 4` bytes put, so small messages rarely pay the extra cache
+                    // miss.
                 }
                 if fresh && reclaimed == st.tail {
                     // Empty, but the frame fits neither before the lap's end nor before the
@@ -1139,14 +1151,19 @@ impl SharedQueue {
     }
 
     /// Where the next frame goes by this handle's hints alone, in the common case only: not
-    /// closed, room within `maxsize`, no skip header, and no stale wrap hint (`place_one`
-    /// handles every other case, with a fresh look when needed).
+    /// closed, room within `maxsize`, no empty ring to move to its lap start, no skip
+    /// header, and no stale wrap hint (`place_one` handles every other case, with a fresh
+    /// look when needed).
     #[inline]
     fn place_by_hints(&self, st: &PState, flen: u64) -> Option<ring::Placement> {
         let h = &self.hints;
         let reclaimed = h.reclaimed.load(Ordering::Relaxed);
         let gets = h.gets.load(Ordering::Relaxed);
-        if st.closed || !self.hints_valid(st, reclaimed, gets) || st.puts - gets >= self.maxsize {
+        if st.closed
+            || !self.hints_valid(st, reclaimed, gets)
+            || st.puts - gets >= self.maxsize
+            || ring::rewind_wanted(&self.geo, st.tail, reclaimed)
+        {
             return None;
         }
         let p = ring::place(&self.geo, st.tail, reclaimed, flen)?;
@@ -1154,7 +1171,8 @@ impl SharedQueue {
     }
 
     /// True when the frame at `tail` lies past `wrap_at` and the consumer hints were last
-    /// refreshed at least `wrap_at / 4` bytes of puts ago (see `place_one`).
+    /// refreshed at least `wrap_at / 4` bytes of puts ago (see `place_one`: the ring may have
+    /// become empty, to be moved to its warm start).
     #[inline(always)]
     fn wrap_hint_is_stale(&self, tail: u64) -> bool {
         let wrap_at = self.geo.wrap_at();
@@ -1163,7 +1181,9 @@ impl SharedQueue {
     }
 
     /// Moves an empty ring to the next lap start: a skip at `tail`, committed, then taken at
-    /// once under `cmutex` (if we get it in time; else a consumer takes it). True when done.
+    /// once under `cmutex` (if we get it in time; else a consumer takes it). True when done;
+    /// false when `cmutex` was not taken (`wait` says how long to try) or the ring is not
+    /// empty after all.
     #[cold]
     fn realign(&self, st: &mut PState, deadline: &mut Lazy) -> bool {
         let Some(next) = ring::realign(&self.geo, st.tail) else {

@@ -478,3 +478,64 @@ fn a_panicking_deserialize_consumes_its_message_and_the_queue_goes_on() {
     assert_eq!(many(&q).unwrap(), vec![Touchy(3)]);
     assert!(q.is_empty());
 }
+
+// Issue 17 (2): a put into an unbounded queue waited for a consumer once the ring had wrapped
+// early to its warm start with messages still queued (the bytes after the skip were lost
+// until a get passed it). A put must wait only when the bytes in use (or `maxsize`) say the
+// queue is full; every put below has a timeout or does not wait, so a regression fails
+// instead of hanging.
+
+/// A recognizable payload: message `i` of `len` bytes.
+fn numbered(i: u32, len: usize) -> Vec<u8> {
+    let mut v = vec![(i % 251) as u8; len];
+    v[..4].copy_from_slice(&i.to_le_bytes());
+    v
+}
+
+#[test]
+fn one_thread_puts_1mib_messages_after_one_passed_through() {
+    let q: Queue<Vec<u8>> = Queue::new().unwrap();
+    let mib = 1 << 20;
+    q.put_timeout(numbered(0, mib), Duration::from_secs(2))
+        .unwrap();
+    assert_eq!(
+        q.get_timeout(Duration::from_secs(2)).unwrap(),
+        numbered(0, mib)
+    );
+    // The issue's report: the second of these timed out with one message queued.
+    for i in 1..=24 {
+        if let Err(e) = q.put_timeout(numbered(i, mib), Duration::from_secs(2)) {
+            panic!(
+                "put {i} of 1 MiB into a 1 GiB queue holding {} failed: {e:?}",
+                q.len()
+            );
+        }
+    }
+    assert_eq!(q.len(), 24);
+    for i in 1..=24 {
+        assert_eq!(q.try_get().unwrap(), numbered(i, mib), "message {i}");
+    }
+    assert!(q.is_empty());
+}
+
+#[test]
+fn one_thread_puts_1kib_messages_after_one_get() {
+    let q: Queue<Vec<u8>> = Queue::new().unwrap();
+    for i in 0..300 {
+        q.try_put(numbered(i, 1024)).unwrap();
+    }
+    assert_eq!(q.try_get().unwrap(), numbered(0, 1024));
+    // Only 18 more went in before the fix (317 KiB queued in a 1 GiB ring).
+    for i in 300..4000 {
+        if let Err(e) = q.try_put(numbered(i, 1024)) {
+            panic!(
+                "put {i} of 1 KiB into a 1 GiB queue holding {} failed: {e:?}",
+                q.len()
+            );
+        }
+    }
+    for i in 1..4000 {
+        assert_eq!(q.try_get().unwrap(), numbered(i, 1024), "message {i}");
+    }
+    assert!(q.is_empty());
+}

@@ -178,7 +178,7 @@ type Action = Arc<dyn Fn() + Send + Sync>;
 /// use multiproc::{Barrier, Process};
 /// let b = Barrier::new(2)?;
 /// let b2 = b.clone();
-/// let child = Process::spawn(move || b2.wait().unwrap())?;
+/// let child = Process::fork(move || b2.wait().unwrap())?;
 /// let mine = b.wait().unwrap();
 /// let theirs = child.join()?;
 /// assert_eq!(mine + theirs, 1);

@@ -227,7 +227,7 @@ enum Inner {
 /// let c = Condition::new()?;
 /// let flag = multiproc::Value::new(0u32)?;
 /// let (c2, flag2) = (c.clone(), flag.clone());
-/// let child = Process::spawn(move || {
+/// let child = Process::fork(move || {
 ///     let g = c2.lock().unwrap();
 ///     flag2.set(1);
 ///     g.notify_all();

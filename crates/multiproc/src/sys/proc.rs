@@ -50,16 +50,6 @@ pub(crate) enum ExitStatus {
     Signal(i32),
 }
 
-impl ExitStatus {
-    /// Python's `exitcode`: the code, or minus the signal number.
-    pub(crate) fn python_code(self) -> i32 {
-        match self {
-            ExitStatus::Code(c) => c,
-            ExitStatus::Signal(s) => -s,
-        }
-    }
-}
-
 /// `waitpid(pid, flags)`, retried on `EINTR`: `Ok(None)` when `WNOHANG` found nothing, else
 /// the raw status.
 fn waitpid(pid: i32, flags: i32) -> io::Result<Option<i32>> {
@@ -160,6 +150,11 @@ pub(crate) fn getpid() -> i32 {
     std::process::id() as i32
 }
 
+/// The parent's process id (that of init or a subreaper once the parent has ended).
+pub(crate) fn getppid() -> i32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get())
+}
+
 /// The calling thread's kernel id.
 pub(crate) fn gettid() -> i32 {
     rustix::thread::gettid().as_raw_nonzero().get()
@@ -186,6 +181,19 @@ pub(crate) fn signal_name(s: i32) -> &'static str {
         libc::SIGBUS => "SIGBUS",
         libc::SIGPIPE => "SIGPIPE",
         libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGSYS => "SIGSYS",
         _ => "signal",
     }
 }

@@ -67,7 +67,7 @@ fn try_iter_takes_what_is_there_and_never_waits() {
         assert_eq!(now, [1, 2, 3]);
         // A producer in another process: try_iter takes what has arrived, never blocks.
         let q2 = q.clone();
-        let p = Process::spawn(move || q2.put(4).unwrap()).unwrap();
+        let p = Process::fork(move || q2.put(4).unwrap()).unwrap();
         p.join().unwrap();
         assert_eq!(q.try_iter().map(Result::unwrap).collect::<Vec<_>>(), [4]);
     });
@@ -125,7 +125,7 @@ fn send_timeout_of_100_mib_with_no_reader_runs_out_and_the_connection_stays_usab
         assert!(e.is_timeout(), "{e:?}");
         // Small messages go on, then a large one with a reader (in another process).
         a.send_bytes(b"after").unwrap();
-        let reader = Process::spawn(move || {
+        let reader = Process::fork(move || {
             let first = b.recv_bytes_timeout(LIMIT).unwrap();
             let second = b.recv_bytes_timeout(LIMIT).unwrap();
             let third: Vec<u8> = b.recv_timeout(LIMIT).unwrap();
@@ -157,7 +157,7 @@ fn a_killed_peer_never_hangs_sends_or_receives() {
         let ready2 = ready.clone();
         // The child holds the only other copy of `b` (moved in; the parent's closes once the
         // child has started).
-        let reader = Process::spawn(move || {
+        let reader = Process::fork(move || {
             ready2.set();
             let _keep = b;
             std::thread::sleep(Duration::from_secs(60));
@@ -229,7 +229,7 @@ fn lock_results_have_std_shape_and_one_owner_died() {
         let (l2, v2, a2, r2) = (lock.clone(), v.clone(), arr.clone(), ready.clone());
         let rl = RLock::new().unwrap();
         let rl2 = rl.clone();
-        let holder = Process::spawn(move || {
+        let holder = Process::fork(move || {
             std::mem::forget(l2.lock().unwrap());
             std::mem::forget(rl2.lock().unwrap());
             std::mem::forget(v2.lock().unwrap());
@@ -291,7 +291,7 @@ fn value_and_array_guards_deref() {
         let workers: Vec<Process<()>> = (0..2)
             .map(|_| {
                 let (c, arr) = (counter.clone(), arr.clone());
-                Process::spawn(move || {
+                Process::fork(move || {
                     for i in 0..2000 {
                         *c.lock().unwrap() += 1;
                         arr.lock().unwrap()[i % 4] += 1;

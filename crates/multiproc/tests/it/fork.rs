@@ -37,9 +37,9 @@ fn message(p: &(dyn std::any::Any + Send)) -> String {
 /// process's launcher thread (if nothing had yet), the state a forked child inherits.
 fn daemon_from_a_second_thread() {
     let got = std::thread::spawn(|| {
-        let mut p = Process::builder()
+        let p = Process::builder()
             .daemon(true)
-            .spawn(std::process::id)
+            .fork(std::process::id)
             .expect("start a daemon");
         let pid = p.pid();
         (pid, p.join_timeout(IN_CHILD))
@@ -47,8 +47,8 @@ fn daemon_from_a_second_thread() {
     .join()
     .expect("the thread that starts a daemon panicked");
     match got {
-        (pid, Ok(Some(id))) => assert_eq!(id, pid as u32),
-        (_, Ok(None)) => panic!("the daemon did not end within {IN_CHILD:?}"),
+        (pid, Ok(id)) => assert_eq!(id, pid),
+        (_, Err(e)) if e.is_timeout() => panic!("the daemon did not end within {IN_CHILD:?}"),
         (_, Err(e)) => panic!("{e}"),
     }
 }
@@ -75,11 +75,11 @@ fn on_a_new_thread(f: impl FnOnce() + Send + 'static) -> Result<(), String> {
 /// of it; panics with what went wrong there.
 fn on_a_forked_childs_second_thread(f: impl FnOnce() + Send + 'static) {
     daemon_from_a_second_thread();
-    let mut child = Process::spawn(move || on_a_new_thread(f)).expect("fork");
+    let child = Process::fork(move || on_a_new_thread(f)).expect("fork");
     match child.join_timeout(LIMIT) {
-        Ok(Some(Ok(()))) => {}
-        Ok(Some(Err(why))) => panic!("in the forked child's second thread: {why}"),
-        Ok(None) => {
+        Ok(Ok(())) => {}
+        Ok(Err(why)) => panic!("in the forked child's second thread: {why}"),
+        Err(e) if e.is_timeout() => {
             let _ = child.kill();
             let _ = child.join();
             panic!("the forked child did not end within {LIMIT:?}");
@@ -105,8 +105,8 @@ fn daemon_from_a_forked_childs_second_thread() {
             assert!(multiproc::process::is_spawned_child());
             daemon_from_a_second_thread();
             // This thread is not the child's main thread either.
-            let mut p = Process::builder().daemon(true).spawn(|| 7u8).unwrap();
-            assert_eq!(p.join_timeout(IN_CHILD).unwrap(), Some(7));
+            let p = Process::builder().daemon(true).fork(|| 7u8).unwrap();
+            assert_eq!(p.join_timeout(IN_CHILD).unwrap(), 7);
         });
     });
 }
@@ -118,13 +118,14 @@ fn daemon_from_a_forked_grandchilds_second_thread() {
     with_watchdog(LIMIT, || {
         on_a_forked_childs_second_thread(|| {
             daemon_from_a_second_thread();
-            let mut p = Process::spawn(|| on_a_new_thread(daemon_from_a_second_thread)).unwrap();
-            match p.join_timeout(IN_CHILD).unwrap() {
-                Some(r) => r.unwrap_or_else(|why| panic!("in the grandchild: {why}")),
-                None => {
+            let p = Process::fork(|| on_a_new_thread(daemon_from_a_second_thread)).unwrap();
+            match p.join_timeout(IN_CHILD) {
+                Ok(r) => r.unwrap_or_else(|why| panic!("in the grandchild: {why}")),
+                Err(e) if e.is_timeout() => {
                     let _ = p.kill();
                     panic!("the grandchild did not end within {IN_CHILD:?}");
                 }
+                Err(e) => panic!("the grandchild: {e}"),
             }
         });
     });
@@ -140,12 +141,11 @@ fn spawned_daemon_from_a_forked_childs_second_thread() {
     with_watchdog(LIMIT, || {
         on_a_forked_childs_second_thread(|| {
             let lock = Lock::new().unwrap();
-            let mut p = Process::builder()
+            let p = Process::builder()
                 .daemon(true)
-                .start_method(StartMethod::Spawn)
-                .spawn_fn(lock_it, lock.clone())
+                .spawn(lock_it, lock.clone())
                 .unwrap();
-            assert_eq!(p.join_timeout(IN_CHILD).unwrap(), Some(true));
+            assert!(p.join_timeout(IN_CHILD).unwrap());
         });
     });
 }
@@ -185,9 +185,9 @@ fn result_tables_in_a_forked_childs_threads() {
         on_a_forked_childs_second_thread(|| {
             for round in 0..3u8 {
                 std::thread::spawn(move || {
-                    let p = Process::spawn(move || vec![round; 100_000]).unwrap();
+                    let p = Process::fork(move || vec![round; 100_000]).unwrap();
                     assert_eq!(p.join().unwrap(), vec![round; 100_000]);
-                    let lock = Process::spawn(|| Lock::new().unwrap())
+                    let lock = Process::fork(|| Lock::new().unwrap())
                         .unwrap()
                         .join()
                         .unwrap();
@@ -197,7 +197,7 @@ fn result_tables_in_a_forked_childs_threads() {
                 .expect("a forking thread of the child failed");
             }
             let ps: Vec<Process<u64>> = (0..20u64)
-                .map(|i| Process::spawn(move || sqr(i)).unwrap())
+                .map(|i| Process::fork(move || sqr(i)).unwrap())
                 .collect();
             let got: Vec<u64> = ps.into_iter().map(|p| p.join().unwrap()).collect();
             assert_eq!(got, squares(20));
@@ -211,7 +211,7 @@ fn children_registry_in_a_forked_childs_second_thread() {
     with_watchdog(LIMIT, || {
         let go = Event::new().unwrap();
         let go2 = go.clone();
-        let ours = Process::spawn(move || go2.wait_timeout(LIMIT).is_ok()).unwrap();
+        let ours = Process::fork(move || go2.wait_timeout(LIMIT).is_ok()).unwrap();
         let our_pid = ours.pid();
         assert!(active_children().contains(&our_pid));
         on_a_forked_childs_second_thread(move || {
@@ -219,10 +219,10 @@ fn children_registry_in_a_forked_childs_second_thread() {
                 !active_children().contains(&our_pid),
                 "the parent's child is listed in the forked child"
             );
-            let p = Process::spawn(|| 1u8).unwrap();
+            let p = Process::fork(|| 1u8).unwrap();
             assert!(active_children().contains(&p.pid()));
             assert_eq!(p.join().unwrap(), 1);
-            assert_eq!(active_children(), Vec::<i32>::new());
+            assert_eq!(active_children(), Vec::<u32>::new());
         });
         go.set();
         assert!(ours.join().unwrap());
@@ -241,7 +241,7 @@ fn shared_objects_made_in_a_forked_childs_second_thread() {
                 let value = Value::new(7u64).unwrap();
                 let q: Queue<String> = Queue::new().unwrap();
                 let (l2, v2, q2) = (lock.clone(), value.clone(), q.clone());
-                let p = Process::spawn(move || {
+                let p = Process::fork(move || {
                     let _g = l2.lock().unwrap();
                     v2.set(8);
                     q2.put("from the grandchild".to_string()).unwrap();
@@ -275,7 +275,7 @@ fn lock_owners_in_a_forked_childs_second_thread() {
             let lock = Lock::new().unwrap();
             let g = lock.lock().unwrap();
             let l2 = lock.clone();
-            let p = Process::spawn(move || {
+            let p = Process::fork(move || {
                 matches!(
                     l2.try_lock(),
                     Err(multiproc::sync::TryLockError::WouldBlock)
@@ -284,7 +284,7 @@ fn lock_owners_in_a_forked_childs_second_thread() {
             assert!(p.unwrap().join().unwrap(), "a child could take a held lock");
             drop(g);
             let l3 = lock.clone();
-            Process::spawn(move || {
+            Process::fork(move || {
                 std::mem::forget(l3.lock().unwrap());
             })
             .unwrap()
@@ -332,7 +332,7 @@ fn pool_made_before_the_fork_stays_the_parents() {
 #[test]
 fn a_child_panics_while_another_parent_thread_is_panicking() {
     with_watchdog(LIMIT, || {
-        let r = Process::spawn(|| {
+        let r = Process::fork(|| {
             // In a child of our own, so that the test harness's output is not flooded: its
             // stderr goes to /dev/null (panic messages are printed there).
             let null = std::fs::OpenOptions::new()
@@ -352,14 +352,14 @@ fn a_child_panics_while_another_parent_thread_is_panicking() {
             });
             let mut hung = 0;
             for _ in 0..80 {
-                let mut p = Process::spawn(|| -> u8 { panic!("in the child") }).unwrap();
+                let p = Process::fork(|| -> u8 { panic!("in the child") }).unwrap();
                 match p.join_timeout(PANIC_CHILD) {
-                    Ok(None) => {
+                    Err(e) if e.is_timeout() => {
                         hung += 1;
                         let _ = p.kill();
                         let _ = p.join_timeout(IN_CHILD);
                     }
-                    Ok(Some(_)) => unreachable!("the child panicked"),
+                    Ok(_) => unreachable!("the child panicked"),
                     Err(_) => {}
                 }
                 if hung > 0 {

@@ -2,8 +2,8 @@
 //! normally must not free the object under the parent, and a parent that lets go of an object
 //! must not free it under a child still using it.
 //!
-//! For every primitive that lives in a shared arena slot (all but `Barrier`, whose state owns a
-//! segment), each test puts the object into a
+//! For every primitive that lives in a shared arena slot (all but `Barrier` and `Condition`,
+//! whose states own a segment), each test puts the object into a
 //! state no fresh object has ("marked"), then allocates 20,000 fresh objects of the same kind
 //! (more than an arena holds, so a freed slot is reused) and checks that the marked object
 //! kept its state and every fresh one is fresh: an object placed on top of a live one would
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use multiproc::{
     pipe, Barrier, BoundedSemaphore, Condition, Event, JoinableQueue, Lock, Process, Queue, RLock,
-    Semaphore, SimpleQueue, StartMethod, Value,
+    Semaphore, SimpleQueue, Value,
 };
 
 use crate::util::with_watchdog;
@@ -71,7 +71,7 @@ macro_rules! arena_object_tests {
                 with_watchdog(LIMIT, || {
                     let x = make();
                     let x2 = x.clone();
-                    let seen = Process::spawn(move || is_marked(&x2))
+                    let seen = Process::fork(move || is_marked(&x2))
                         .unwrap()
                         .join()
                         .unwrap();
@@ -80,8 +80,7 @@ macro_rules! arena_object_tests {
                     // A freed slot fails the receiver's check ("arena slot does not hold
                     // this kind of object").
                     let spawned = Process::builder()
-                        .start_method(StartMethod::Spawn)
-                        .spawn_fn(check_in_spawned_child, x.clone())
+                        .spawn(check_in_spawned_child, x.clone())
                         .unwrap()
                         .join()
                         .unwrap();
@@ -101,7 +100,7 @@ macro_rules! arena_object_tests {
                     let x = make();
                     let go = Event::new().unwrap();
                     let go2 = go.clone();
-                    let child = Process::spawn(move || {
+                    let child = Process::fork(move || {
                         go2.wait_timeout(Duration::from_secs(60)).expect("no go");
                         is_marked(&x)
                     })
@@ -126,7 +125,7 @@ macro_rules! arena_object_tests {
                     let kids: Vec<_> = (0..8)
                         .map(|_| {
                             let x2 = x.clone();
-                            Process::spawn(move || {
+                            Process::fork(move || {
                                 let x3 = x2.clone();
                                 drop(x2);
                                 is_marked(&x3)
@@ -193,7 +192,8 @@ arena_object_tests!(event, Event, FRESH,
     is_fresh: |e| !e.is_set(),
 );
 
-arena_object_tests!(condition, Condition, FRESH,
+// A condition's waiter slots take a segment of their own (an fd each): fewer fresh ones.
+arena_object_tests!(condition, Condition, 100,
     make: Condition::with_lock(Lock::new().unwrap()).unwrap(),
     mark: |c| std::mem::forget(c.lock().unwrap()),
     fresh: || Condition::with_lock(Lock::new().unwrap()).unwrap(),
@@ -232,7 +232,7 @@ fn queue_clone_into_forked_child_then_keep_using_in_parent() {
     with_watchdog(LIMIT, || {
         let q: Queue<u32> = Queue::new().unwrap();
         let q2 = q.clone();
-        Process::spawn(move || q2.put(1).unwrap())
+        Process::fork(move || q2.put(1).unwrap())
             .unwrap()
             .join()
             .unwrap();
@@ -240,7 +240,7 @@ fn queue_clone_into_forked_child_then_keep_using_in_parent() {
         for i in 1..=3 {
             q.put(i).unwrap();
         }
-        let sum = Process::spawn_fn(sum_from_queue, q.clone())
+        let sum = Process::spawn(sum_from_queue, q.clone())
             .unwrap()
             .join()
             .unwrap();
@@ -254,7 +254,7 @@ fn joinable_and_simple_queue_clones_into_forked_children() {
         let jq: JoinableQueue<u32> = JoinableQueue::new().unwrap();
         let sq: SimpleQueue<u32> = SimpleQueue::new().unwrap();
         let (jq2, sq2) = (jq.clone(), sq.clone());
-        Process::spawn(move || {
+        Process::fork(move || {
             jq2.put(5).unwrap();
             sq2.put(6).unwrap();
         })
@@ -275,7 +275,7 @@ fn connection_clone_into_forked_child_then_keep_using_in_parent() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(true).unwrap();
         let b2 = b.try_clone().unwrap();
-        Process::spawn(move || b2.send(&1u32).unwrap())
+        Process::fork(move || b2.send(&1u32).unwrap())
             .unwrap()
             .join()
             .unwrap();

@@ -13,7 +13,7 @@ use multiproc::{
     StartMethod,
 };
 
-use crate::util::{open_fds, with_watchdog};
+use crate::util::{open_fds, start_with, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const T: Duration = Duration::from_secs(20);
@@ -55,7 +55,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 fn connection_round_trips_with_an_echo_child() {
     with_watchdog(LIMIT, || {
         let (conn, child_conn) = pipe(true).unwrap();
-        let p = Process::spawn(move || echo(child_conn)).unwrap();
+        let p = Process::fork(move || echo(child_conn)).unwrap();
 
         let seq = (1, 2.25f64, None::<i32>, "abc".to_string());
         conn.send_bytes(&postcard::to_allocvec(&seq).unwrap())
@@ -121,7 +121,7 @@ fn duplex_false_gives_a_reader_and_a_writer() {
         let (reader, writer) = pipe(false).unwrap();
         assert!(reader.readable() && !reader.writable());
         assert!(writer.writable() && !writer.readable());
-        let p = Process::spawn(move || {
+        let p = Process::fork(move || {
             writer.send(&1i32).unwrap();
             // Wrong-way use is a clear error.
             matches!(writer.recv_bytes(), Err(RecvError::SendOnly))
@@ -148,10 +148,7 @@ fn parent_closes_its_copy_right_after_spawn() {
             let (conn, child_conn) = pipe(true).unwrap();
             // `child_conn` moves into the child's arguments: the parent's copy is closed as
             // soon as the child has started.
-            let p = Process::builder()
-                .start_method(m)
-                .spawn_fn(send_test_and_close, child_conn)
-                .unwrap();
+            let p = start_with(m, Process::builder(), send_test_and_close, child_conn);
             assert_eq!(recv_bytes_t(&conn).unwrap(), b"TEST");
             p.join().unwrap();
             assert!(matches!(recv_bytes_t(&conn), Err(RecvError::Eof)));
@@ -164,7 +161,7 @@ fn parent_closes_its_copy_right_after_spawn() {
 fn send_bytes_ranges_are_checked() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(true).unwrap();
-        let p = Process::spawn(move || echo(b)).unwrap();
+        let p = Process::fork(move || echo(b)).unwrap();
         let msg: Vec<u8> = (0..16u8).collect();
         let n = msg.len();
         a.send_bytes(&msg).unwrap();
@@ -198,10 +195,7 @@ fn write_to_fd(conn: Connection) -> bool {
 
 fn fd_transfer(m: StartMethod, dup_high: bool) {
     let (parent, child) = pipe(true).unwrap();
-    let p = Process::builder()
-        .start_method(m)
-        .spawn_fn(write_to_fd, child)
-        .unwrap();
+    let p = start_with(m, Process::builder(), write_to_fd, child);
     let path = std::env::temp_dir().join(format!(
         "multiproc-fd-transfer-{}-{}",
         std::process::id(),
@@ -270,7 +264,7 @@ fn send_strings(conn: Connection) {
 fn poll_then_receive_each_string() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(true).unwrap();
-        let p = Process::spawn_fn(send_strings, b).unwrap();
+        let p = Process::spawn(send_strings, b).unwrap();
         for s in [&b"hello"[..], b"", b"a", b"b", b"", b"bye", b"", b"lop"] {
             a.poll_timeout(T).unwrap();
             assert_eq!(a.recv_bytes().unwrap(), s);
@@ -284,7 +278,7 @@ fn poll_then_receive_each_string() {
 fn messages_keep_their_boundaries() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(false).unwrap();
-        let p = Process::spawn(move || {
+        let p = Process::fork(move || {
             b.send_bytes(&vec![b'a'; 2000]).unwrap();
             b.send_bytes(b"b").unwrap();
             b.send_bytes(&vec![b'c'; 700_000]).unwrap();
@@ -347,7 +341,7 @@ fn closed_end_is_a_clear_error() {
 fn sixty_four_mib_round_trip() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(true).unwrap();
-        let p = Process::spawn(move || echo(b)).unwrap();
+        let p = Process::fork(move || echo(b)).unwrap();
         let big = pattern(64 << 20, 9);
         // The echo child sends back while we still send: receive on another thread.
         let a2 = a.try_clone().unwrap();
@@ -407,7 +401,7 @@ fn many_senders_share_one_end_without_interleaving() {
         let kids: Vec<Process<()>> = (0..SENDERS)
             .map(|s| {
                 let tx = tx.try_clone().unwrap();
-                Process::spawn(move || {
+                Process::fork(move || {
                     for q in 0..EACH {
                         tx.send_bytes(&tagged(s, q, size_for(q))).unwrap();
                     }
@@ -439,7 +433,7 @@ fn many_receivers_share_one_end_without_splitting() {
         let kids: Vec<Process<Vec<u32>>> = (0..RECEIVERS)
             .map(|_| {
                 let rx = rx.try_clone().unwrap();
-                Process::spawn(move || {
+                Process::fork(move || {
                     let mut got = Vec::new();
                     loop {
                         match rx.recv_bytes() {
@@ -467,7 +461,7 @@ fn many_receivers_share_one_end_without_splitting() {
 
 /// A child that starts sending a huge message and gets stuck mid-way (nobody reads yet).
 fn stuck_sender(tx: Connection) -> Process<()> {
-    Process::spawn(move || {
+    Process::fork(move || {
         tx.send_bytes(&vec![0xAB; 64 << 20]).unwrap();
     })
     .unwrap()
@@ -517,7 +511,7 @@ fn receiver_killed_mid_message_leaves_no_torn_message() {
         for delay_ms in [0u64, 5, 30] {
             let (rx, tx) = pipe(false).unwrap();
             let rx_keep = rx.try_clone().unwrap();
-            let p = Process::spawn(move || {
+            let p = Process::fork(move || {
                 let _ = rx.recv_bytes();
                 std::thread::sleep(Duration::from_secs(60));
             })
@@ -556,10 +550,7 @@ fn a_connection_end_passed_over_a_connection_works_there() {
     with_watchdog(LIMIT, || {
         for m in [StartMethod::Fork, StartMethod::Spawn] {
             let (parent, child) = pipe(true).unwrap();
-            let p = Process::builder()
-                .start_method(m)
-                .spawn_fn(use_received_connection, child)
-                .unwrap();
+            let p = start_with(m, Process::builder(), use_received_connection, child);
             // Created after the child started: it can only get `x` through the message.
             let (x, y) = pipe(true).unwrap();
             parent.send(&x).unwrap();
@@ -589,8 +580,7 @@ fn child_of_s14(args: (Connection, Connection)) -> Vec<String> {
 fn eof_only_after_every_copy_is_closed() {
     with_watchdog(LIMIT, || {
         let (parent_end, child_end) = pipe(true).unwrap();
-        let p =
-            Process::spawn_fn(child_of_s14, (parent_end.try_clone().unwrap(), child_end)).unwrap();
+        let p = Process::spawn(child_of_s14, (parent_end.try_clone().unwrap(), child_end)).unwrap();
         parent_end.send(&"hello".to_string()).unwrap();
         drop(parent_end);
         assert_eq!(p.join().unwrap(), ["hello"]);
@@ -610,7 +600,7 @@ fn wait_collects_from_many_connections() {
         let mut kids = Vec::new();
         for i in 0..4u64 {
             let (r, w) = pipe(false).unwrap();
-            kids.push(Process::spawn_fn(send_after, (w, 10 * i)).unwrap());
+            kids.push(Process::spawn(send_after, (w, 10 * i)).unwrap());
             readers.push(r);
         }
         let mut got = Vec::new();
@@ -664,8 +654,8 @@ fn sleep_ms(ms: u64) {
 fn wait_on_process_sentinels_and_connections() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(true).unwrap();
-        let slow = Process::spawn_fn(sleep_ms, 600).unwrap();
-        let fast = Process::spawn_fn(sleep_ms, 0).unwrap();
+        let slow = Process::spawn(sleep_ms, 600).unwrap();
+        let fast = Process::spawn(sleep_ms, 0).unwrap();
         let objs: [&dyn multiproc::Waitable; 3] = [&slow, &fast, &a];
         let mut seen = Vec::new();
         let t0 = Instant::now();
@@ -692,7 +682,7 @@ fn wait_on_process_sentinels_and_connections() {
 /// not come and go under it).
 fn leak_check_body() -> (Vec<i32>, Vec<i32>) {
     // Warm up: arenas, thread-local buffers, this thread's result slots (first fork).
-    Process::spawn(|| ()).unwrap().join().unwrap();
+    Process::fork(|| ()).unwrap().join().unwrap();
     let (a, b) = pipe(true).unwrap();
     a.send(&pipe(true).unwrap()).unwrap();
     let _: (Connection, Connection) = b.recv().unwrap();
@@ -704,7 +694,7 @@ fn leak_check_body() -> (Vec<i32>, Vec<i32>) {
         a.send(&(c, d)).unwrap();
         let (c, d): (Connection, Connection) = b.recv().unwrap();
         d.send_bytes(&vec![1; 500_000]).unwrap();
-        let p = Process::spawn(move || c.recv_bytes().unwrap().len()).unwrap();
+        let p = Process::fork(move || c.recv_bytes().unwrap().len()).unwrap();
         assert_eq!(p.join().unwrap(), 500_000);
         // Fds sent but never claimed (recv_bytes of a message with handles) are closed too.
         let (x, _y) = pipe(true).unwrap();
@@ -728,7 +718,7 @@ fn no_fd_leaks() {
 /// fds after equal those before.
 fn fds_unchanged_after(body: fn() -> (Vec<i32>, Vec<i32>)) {
     with_watchdog(LIMIT, move || {
-        let p = Process::spawn(body).unwrap();
+        let p = Process::fork(body).unwrap();
         let (before, after) = p.join().unwrap();
         assert_eq!(before, after, "fds leaked");
     });
@@ -752,7 +742,7 @@ fn use_received_lock_and_queue(conn: Connection) -> bool {
 fn a_lock_and_a_queue_passed_over_a_connection_work_there() {
     with_watchdog(LIMIT, || {
         let (parent, child) = pipe(true).unwrap();
-        let p = Process::spawn_fn(use_received_lock_and_queue, child).unwrap();
+        let p = Process::spawn(use_received_lock_and_queue, child).unwrap();
         // Created after the child started: it can only get them through the message.
         let lock = multiproc::Lock::new().unwrap();
         let q: multiproc::Queue<String> = multiproc::Queue::new().unwrap();
@@ -790,7 +780,7 @@ fn senders_killed_in_a_tight_send_loop_leave_only_whole_messages() {
             let kids: Vec<Process<()>> = (0..2u32)
                 .map(|s| {
                     let tx = tx.try_clone().unwrap();
-                    Process::spawn(move || {
+                    Process::fork(move || {
                         for q in 0.. {
                             tx.send_bytes(&tagged(s, q, mixed_size(q))).unwrap();
                         }
@@ -856,7 +846,7 @@ fn receivers_killed_in_a_tight_recv_loop_leave_no_torn_message() {
             .map(|_| {
                 let rx = rx.try_clone().unwrap();
                 let progress = progress_tx.try_clone().unwrap();
-                Process::spawn(move || {
+                Process::fork(move || {
                     for n in 1u32.. {
                         match rx.recv_bytes() {
                             // A torn message panics: the join below checks it.
@@ -994,7 +984,7 @@ fn fd_count_body() -> (FdSteps, FdSteps) {
         let (c, d) = pipe(false).unwrap();
         vec![a, b, c, d]
     };
-    let receiver = Process::spawn(move || fd_count_receiver(ctl_child)).unwrap();
+    let receiver = Process::fork(move || fd_count_receiver(ctl_child)).unwrap();
     ctl.send(&warm).unwrap();
     drop(warm);
     let base = fds_now();
@@ -1019,7 +1009,7 @@ fn fd_count_body() -> (FdSteps, FdSteps) {
 #[test]
 fn fds_held_per_connection_end() {
     with_watchdog(LIMIT, || {
-        let p = Process::spawn(fd_count_body).unwrap();
+        let p = Process::fork(fd_count_body).unwrap();
         let (ours, theirs) = p.join().unwrap();
         eprintln!("fds added by {FD_N} pipes of each kind:");
         eprintln!("  creator:  {ours:?}");
@@ -1045,7 +1035,7 @@ fn fds_held_per_connection_end() {
 /// The body of [`a_sigkilled_peer_leaves_no_fds_behind`]; runs in a fresh one-thread child.
 fn kill_peer_body() -> (Vec<i32>, Vec<i32>) {
     // Warm up: first fork, arenas, buffers, a received end.
-    Process::spawn(|| ()).unwrap().join().unwrap();
+    Process::fork(|| ()).unwrap().join().unwrap();
     {
         let (a, b) = pipe(true).unwrap();
         a.send(&pipe(true).unwrap()).unwrap();
@@ -1056,7 +1046,7 @@ fn kill_peer_body() -> (Vec<i32>, Vec<i32>) {
         // A sending peer, killed while it streams ring and socket messages: it sent us an
         // end of a pipe of its own first.
         let (ours, theirs) = pipe(true).unwrap();
-        let p: Process<()> = Process::spawn(move || {
+        let p: Process<()> = Process::fork(move || {
             let (x, _y) = pipe(true).unwrap();
             theirs.send(&x).unwrap();
             for q in 0u32.. {
@@ -1085,7 +1075,7 @@ fn kill_peer_body() -> (Vec<i32>, Vec<i32>) {
         // fds are in flight in the socket when it dies).
         let (ours, theirs) = pipe(true).unwrap();
         let mut p: Option<Process<()>> = Some(
-            Process::spawn(move || loop {
+            Process::fork(move || loop {
                 // Messages carrying ends are taken as bytes: their fds are closed unclaimed.
                 if let Err(e) = theirs.recv_bytes() {
                     panic!("receiver: {e}");

@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use multiproc::pool::{GetTimeoutError, TryGetError};
 use multiproc::{ErrorKind, Pool, PoolBuilder, Queue, StartMethod};
 
-use crate::util::{pid_alive, wait_no_zombies, with_watchdog};
+use crate::util::{join_within, pid_alive, wait_no_zombies, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -615,7 +615,7 @@ fn results_made_before_a_fork_stay_the_parents() {
             pool.apply_async(sleep_ms, 1).unwrap(),
             pool.apply_async(sqr, 4).unwrap(),
         );
-        let mut child = multiproc::Process::spawn(move || {
+        let child = multiproc::Process::fork(move || {
             let t = Instant::now();
             for r in [&s2, &d2] {
                 assert_eq!(r.get().unwrap_err().kind(), ErrorKind::InvalidState);
@@ -631,7 +631,7 @@ fn results_made_before_a_fork_stay_the_parents() {
             assert!(t.elapsed() < Duration::from_secs(10));
         })
         .unwrap();
-        child.join_timeout(LIMIT).unwrap().expect("the child hung");
+        join_within(&child, LIMIT).expect("the child hung");
         assert_eq!(slow.get().unwrap(), 500);
         assert_eq!(done.get().unwrap(), 9);
     })

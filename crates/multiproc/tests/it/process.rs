@@ -8,9 +8,10 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use multiproc::process::{ExitStatus, JoinError, JoinTimeoutError, TryJoinError};
 use multiproc::{ErrorKind, Process, StartMethod};
 
-use crate::util::{pid_alive, with_watchdog, zombie_children};
+use crate::util::{pid_alive, start_with, with_watchdog, zombie_children};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -41,10 +42,7 @@ where
     A: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     R: serde::Serialize + serde::de::DeserializeOwned + 'static,
 {
-    Process::builder()
-        .start_method(m)
-        .spawn_fn(f, a)
-        .expect("start")
+    start_with(m, Process::builder(), f, a)
 }
 
 // ported: _TestProcess.test_process (value, name, pid, is_alive, exitcode)
@@ -58,7 +56,7 @@ fn join_returns_the_value_both_methods() {
             assert!(p.name().starts_with("Process-"));
             assert_eq!(p.join().unwrap(), 81);
         });
-        let p = Process::spawn(|| (String::from("from child"), vec![1u8, 2, 3])).unwrap();
+        let p = Process::fork(|| (String::from("from child"), vec![1u8, 2, 3])).unwrap();
         assert_eq!(p.join().unwrap(), ("from child".to_string(), vec![1, 2, 3]));
     });
 }
@@ -69,8 +67,8 @@ fn child_is_a_different_process() {
         both(|m| {
             let p = start(m, sleep_ms, 0);
             let pid = p.pid();
-            assert_eq!(p.join().unwrap(), pid as u32);
-            assert_ne!(pid as u32, std::process::id());
+            assert_eq!(p.join().unwrap(), pid);
+            assert_ne!(pid, std::process::id());
         });
     });
 }
@@ -79,16 +77,26 @@ fn child_is_a_different_process() {
 fn join_timeout_returns_after_the_timeout_with_child_alive() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let mut p = start(m, sleep_ms, 20_000);
+            let p = start(m, sleep_ms, 20_000);
             let t = Instant::now();
-            let r = p.join_timeout(Duration::from_millis(300)).unwrap();
-            assert!(r.is_none());
+            let r = p.join_timeout(Duration::from_millis(300)).unwrap_err();
+            assert!(r.is_timeout(), "{r}");
             assert!(t.elapsed() >= Duration::from_millis(300));
+            let t = Instant::now();
+            let r = p.join_deadline(t + Duration::from_millis(200)).unwrap_err();
+            assert!(matches!(r, JoinTimeoutError::Timeout), "{r}");
+            assert!(t.elapsed() >= Duration::from_millis(200));
+            assert!(matches!(p.try_join(), Err(TryJoinError::WouldBlock)));
             assert!(p.is_alive());
             assert_eq!(p.exitcode(), None);
+            assert_eq!(p.exit_status(), None);
             p.kill().unwrap();
             let err = p.join().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildFailed);
+            assert!(
+                matches!(err, JoinError::Exited(ExitStatus::Signal(9))),
+                "{err:?}"
+            );
         });
     });
 }
@@ -96,11 +104,15 @@ fn join_timeout_returns_after_the_timeout_with_child_alive() {
 #[test]
 fn join_timeout_hands_the_value_once() {
     with_watchdog(LIMIT, || {
-        let mut p = Process::spawn(|| 5u8).unwrap();
-        assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), Some(5));
+        let p = Process::fork(|| 5u8).unwrap();
+        assert_eq!(p.join_timeout(Duration::from_secs(20)).unwrap(), 5);
         let again = p.join_timeout(Duration::from_secs(1)).unwrap_err();
         assert_eq!(again.kind(), ErrorKind::InvalidState);
+        assert!(matches!(again, JoinTimeoutError::AlreadyJoined));
+        assert!(matches!(p.join(), Err(JoinError::AlreadyJoined)));
+        assert!(matches!(p.try_join(), Err(TryJoinError::AlreadyJoined)));
         assert_eq!(p.exitcode(), Some(0));
+        assert_eq!(p.exit_status(), Some(ExitStatus::Code(0)));
     });
 }
 
@@ -109,10 +121,11 @@ fn join_timeout_hands_the_value_once() {
 fn terminate_gives_minus_15() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let mut p = start(m, sleep_ms, 20_000);
+            let p = start(m, sleep_ms, 20_000);
             assert!(p.is_alive());
             p.terminate().unwrap();
-            assert!(p.join_timeout(Duration::from_secs(10)).is_err());
+            let err = p.join_timeout(Duration::from_secs(10)).unwrap_err();
+            assert_eq!(err.exit_status(), Some(ExitStatus::Signal(15)), "{err}");
             assert_eq!(p.exitcode(), Some(-15));
             assert!(!p.is_alive());
         });
@@ -129,6 +142,8 @@ fn kill_gives_minus_9() {
             let err = p.join().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildFailed);
             assert!(err.to_string().contains("-9"), "{err}");
+            assert_eq!(err.exit_status().and_then(ExitStatus::signal), Some(9));
+            assert_eq!(p.exit_status(), Some(ExitStatus::Signal(9)));
         });
     });
 }
@@ -138,15 +153,17 @@ fn kill_gives_minus_9() {
 fn exit_code_is_reported() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let mut p = start(m, exits, 7);
+            let p = start(m, exits, 7);
             let err = p.join_timeout(Duration::from_secs(20)).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildFailed);
             assert!(err.to_string().contains("code 7"), "{err}");
+            assert!(matches!(err, JoinTimeoutError::Exited(ExitStatus::Code(7))));
             assert_eq!(p.exitcode(), Some(7));
         });
-        let mut p = Process::spawn(|| -> () { std::process::exit(0) }).unwrap();
+        let p = Process::fork(|| -> () { std::process::exit(0) }).unwrap();
         // exit(0) without a value: exit code 0, but join says no value came back.
-        assert!(p.join_timeout(Duration::from_secs(20)).is_err());
+        let err = p.join_timeout(Duration::from_secs(20)).unwrap_err();
+        assert!(matches!(err, JoinTimeoutError::Exited(ExitStatus::Code(0))));
         assert_eq!(p.exitcode(), Some(0));
     });
 }
@@ -155,22 +172,18 @@ fn exit_code_is_reported() {
 fn panic_message_arrives() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let mut p = start(m, panics, "boom in the child".to_string());
+            let p = start(m, panics, "boom in the child".to_string());
             let err = p.join_timeout(Duration::from_secs(20)).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildPanicked);
             assert!(err.to_string().contains("boom in the child"), "{err}");
+            assert_eq!(err.panic_message(), Some("boom in the child"));
+            assert_eq!(err.exit_status(), Some(ExitStatus::Code(1)));
+            let e = multiproc::Error::from(err);
+            assert_eq!(e.kind(), ErrorKind::ChildPanicked);
+            assert!(e.to_string().contains("boom in the child"), "{e}");
             assert_eq!(p.exitcode(), Some(1));
         });
     });
-}
-
-#[test]
-fn spawn_rejects_a_closure() {
-    let err = Process::builder()
-        .start_method(StartMethod::Spawn)
-        .spawn(|| 1)
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
 
 // ported: _TestProcess.test_many_processes
@@ -201,7 +214,7 @@ fn parent_drops_the_target() {
     with_watchdog(LIMIT, || {
         let shared = Arc::new(5u32);
         let c = shared.clone();
-        let p = Process::spawn(move || *c + 1).unwrap();
+        let p = Process::fork(move || *c + 1).unwrap();
         assert_eq!(Arc::strong_count(&shared), 1);
         assert_eq!(p.join().unwrap(), 6);
     });
@@ -213,7 +226,7 @@ fn builder_name_and_daemon() {
         let p = Process::builder()
             .name("worker-7")
             .daemon(true)
-            .spawn(|| 1)
+            .fork(|| 1)
             .unwrap();
         assert_eq!(p.name(), "worker-7");
         assert!(p.daemon());
@@ -227,13 +240,13 @@ fn pipe() -> (std::fs::File, std::fs::File) {
     (std::fs::File::from(r), std::fs::File::from(w))
 }
 
-fn read_pid(r: &mut std::fs::File) -> i32 {
+fn read_pid(r: &mut std::fs::File) -> u32 {
     let mut b = [0u8; 4];
     r.read_exact(&mut b).unwrap();
-    i32::from_le_bytes(b)
+    u32::from_le_bytes(b)
 }
 
-fn wait_gone(pid: i32, limit: Duration) -> bool {
+fn wait_gone(pid: u32, limit: Duration) -> bool {
     let t = Instant::now();
     while t.elapsed() < limit {
         if !pid_alive(pid) {
@@ -247,13 +260,9 @@ fn wait_gone(pid: i32, limit: Duration) -> bool {
 fn daemon_dies_with_killed_parent(m: StartMethod) {
     let (mut r, w) = pipe();
     // The middle process starts a daemon, reports its pid, then sleeps until killed.
-    let middle = Process::spawn(move || {
+    let middle = Process::fork(move || {
         let mut w = w;
-        let d = Process::builder()
-            .daemon(true)
-            .start_method(m)
-            .spawn_fn(sleep_ms, 60_000)
-            .unwrap();
+        let d = start_with(m, Process::builder().daemon(true), sleep_ms, 60_000);
         w.write_all(&d.pid().to_le_bytes()).unwrap();
         std::mem::forget(d);
         std::thread::sleep(Duration::from_secs(60));
@@ -283,7 +292,7 @@ fn daemon_started_from_a_short_lived_thread_survives_the_thread() {
         let p = std::thread::spawn(|| {
             Process::builder()
                 .daemon(true)
-                .spawn_fn(sleep_ms, 60_000)
+                .fork(|| sleep_ms(60_000))
                 .unwrap()
         })
         .join()
@@ -302,12 +311,12 @@ fn daemons_are_terminated_and_non_daemons_waited_for_at_exit() {
         let (mut r, w) = pipe();
         // The middle process starts a non-daemon that sleeps 500 ms and a daemon that sleeps
         // a minute, reports both pids, then calls exit() (what returning from main does).
-        let mut middle = Process::spawn(move || -> () {
+        let middle = Process::fork(move || -> () {
             let mut w = w;
-            let slow = Process::spawn(|| sleep_ms(500)).unwrap();
+            let slow = Process::fork(|| sleep_ms(500)).unwrap();
             let d = Process::builder()
                 .daemon(true)
-                .spawn(|| sleep_ms(60_000))
+                .fork(|| sleep_ms(60_000))
                 .unwrap();
             w.write_all(&slow.pid().to_le_bytes()).unwrap();
             w.write_all(&d.pid().to_le_bytes()).unwrap();
@@ -333,8 +342,8 @@ fn daemons_are_terminated_and_non_daemons_waited_for_at_exit() {
 #[test]
 fn dropped_children_are_reaped() {
     with_watchdog(LIMIT, || {
-        let pids: Vec<i32> = (0..10)
-            .map(|_| Process::spawn(|| ()).unwrap().pid())
+        let pids: Vec<u32> = (0..10)
+            .map(|_| Process::fork(|| ()).unwrap().pid())
             .collect();
         let t = Instant::now();
         loop {
@@ -369,7 +378,7 @@ fn library_fds_do_not_leak_into_unrelated_children() {
         // A running child: the parent holds its pidfd (sentinel) and this thread's result
         // socket. (Other tests open and close fds meanwhile: `opened` may hold theirs too.)
         let before = crate::util::open_fds();
-        let p = Process::spawn(|| sleep_ms(5_000)).unwrap();
+        let p = Process::fork(|| sleep_ms(5_000)).unwrap();
         let held = p.as_raw_fd();
         let opened: Vec<i32> = crate::util::open_fds()
             .into_iter()
@@ -404,7 +413,7 @@ fn fd_count_is_stable_across_many_children() {
                 for _ in 0..20 {
                     start(m, square, 3).join().unwrap();
                 }
-                let mut p = start(m, sleep_ms, 20_000);
+                let p = start(m, sleep_ms, 20_000);
                 p.kill().unwrap();
                 assert!(p.join_timeout(Duration::from_secs(10)).is_err());
             }
@@ -419,12 +428,12 @@ fn buffered_output_is_not_printed_twice() {
         let path = dir.with_extension("txt");
         let path2 = path.clone();
         // In a middle process, point stdout at a file, leave text in the buffer, fork.
-        let p = Process::spawn(move || {
+        let p = Process::fork(move || {
             let f = std::fs::File::create(&path2).unwrap();
             rustix::stdio::dup2_stdout(&f).unwrap();
             // (`write!` on `stdout()`, not `print!`: the test harness captures `print!`.)
             write!(std::io::stdout(), "buffered;").unwrap();
-            let c = Process::spawn(|| writeln!(std::io::stdout(), "child").unwrap()).unwrap();
+            let c = Process::fork(|| writeln!(std::io::stdout(), "child").unwrap()).unwrap();
             c.join().unwrap();
             writeln!(std::io::stdout(), "end").unwrap();
         })
@@ -438,7 +447,7 @@ fn buffered_output_is_not_printed_twice() {
 
 fn spawn_from_threads() -> Vec<u64> {
     let hs: Vec<_> = (0..4u64)
-        .map(|i| std::thread::spawn(move || Process::spawn_fn(square, i).unwrap().join().unwrap()))
+        .map(|i| std::thread::spawn(move || Process::spawn(square, i).unwrap().join().unwrap()))
         .collect();
     hs.into_iter().map(|h| h.join().unwrap()).collect()
 }
@@ -461,7 +470,7 @@ fn handles_travel_into_spawned_children() {
     with_watchdog(LIMIT, || {
         // A connection end is not inherited by a Spawn child: it travels in the fd table.
         let (mine, theirs) = multiproc::pipe(true).unwrap();
-        let p = Process::spawn_fn(reply_on, theirs).unwrap();
+        let p = Process::spawn(reply_on, theirs).unwrap();
         mine.send(&41u32).unwrap();
         mine.poll_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(mine.recv::<u32>().unwrap(), 42);
@@ -515,14 +524,14 @@ fn many_unjoined_children_with_large_results() {
     // join, is_alive or join_timeout drains it; nothing is lost, nothing hangs.
     with_watchdog(Duration::from_secs(60), || {
         let n = 600;
-        let mut ps: Vec<Process<(Vec<u8>, Option<multiproc::Connection>)>> = (0..n)
-            .map(|i| Process::spawn(move || big_with_handle(i)).unwrap())
+        let ps: Vec<Process<(Vec<u8>, Option<multiproc::Connection>)>> = (0..n)
+            .map(|i| Process::fork(move || big_with_handle(i)).unwrap())
             .collect();
         // Some through is_alive and join_timeout first, the rest by join in reverse order.
         let mut seen = 0;
-        for p in ps.iter_mut().step_by(7) {
+        for p in ps.iter().step_by(7) {
             let _ = p.is_alive();
-            assert!(p.join_timeout(Duration::from_secs(20)).unwrap().is_some());
+            assert!(p.join_timeout(Duration::from_secs(20)).is_ok());
             seen += 1;
         }
         for (i, p) in ps.into_iter().enumerate().rev() {
@@ -550,12 +559,207 @@ fn forking_from_many_short_lived_threads_keeps_fds_bounded() {
     with_watchdog(LIMIT, || {
         crate::util::in_clean_child_loose(|| {
             for i in 0..50u64 {
-                let v = std::thread::spawn(move || Process::spawn(move || i * 2).unwrap().join())
+                let v = std::thread::spawn(move || Process::fork(move || i * 2).unwrap().join())
                     .join()
                     .unwrap()
                     .unwrap();
                 assert_eq!(v, i * 2);
             }
         })
+    });
+}
+
+/// What a child knows of itself and its parent.
+type WhoAmI = (
+    String,
+    u32,
+    bool,
+    Option<StartMethod>,
+    Option<(u32, String, bool)>,
+);
+
+fn whoami(_: ()) -> WhoAmI {
+    let me = multiproc::current_process();
+    let parent = multiproc::parent_process().map(|p| (p.pid(), p.name().to_string(), p.is_alive()));
+    (
+        me.name().to_string(),
+        me.pid(),
+        me.daemon(),
+        me.start_method(),
+        parent,
+    )
+}
+
+#[test]
+fn current_and_parent_process_in_the_main_process() {
+    let me = multiproc::current_process();
+    assert_eq!(me.name(), "MainProcess");
+    assert_eq!(me.pid(), std::process::id());
+    assert!(!me.daemon());
+    assert_eq!(me.start_method(), None);
+    assert!(multiproc::parent_process().is_none());
+}
+
+#[test]
+fn current_and_parent_process_in_children_both_methods() {
+    with_watchdog(LIMIT, || {
+        both(|m| {
+            for daemon in [false, true] {
+                let b = Process::builder().name(format!("who-{m:?}")).daemon(daemon);
+                let p = start_with(m, b, whoami, ());
+                let (name, pid, d, method, parent) = p.join().unwrap();
+                assert_eq!(name, format!("who-{m:?}"));
+                assert_eq!(pid, p.pid());
+                assert_eq!(d, daemon);
+                assert_eq!(method, Some(m));
+                assert_eq!(
+                    parent,
+                    Some((std::process::id(), "MainProcess".to_string(), true))
+                );
+            }
+            // A default name, as the parent's Process reports it.
+            let p = start_with(m, Process::builder(), whoami, ());
+            let (name, ..) = p.join().unwrap();
+            assert_eq!(name, p.name());
+            assert!(name.starts_with("Process-"), "{name}");
+        });
+    });
+}
+
+#[test]
+fn a_grandchild_knows_its_parent_and_sees_it_die() {
+    with_watchdog(LIMIT, || {
+        both(|m| {
+            let (mut r, w) = pipe();
+            // middle -> grandchild; the grandchild reports who it is, then waits for its
+            // parent (middle) to die and reports that too.
+            let middle = Process::builder()
+                .name("middle")
+                .fork(move || {
+                    let mut w = w;
+                    let g = start_with(m, Process::builder().name("grandchild"), watch_parent, ());
+                    w.write_all(&g.pid().to_le_bytes()).unwrap();
+                    std::mem::forget(g);
+                    std::thread::sleep(Duration::from_secs(60));
+                })
+                .unwrap();
+            let grandchild = read_pid(&mut r);
+            // The grandchild's report comes through a file it names after its pid.
+            let report = report_path(grandchild);
+            let t = Instant::now();
+            while !report.with_extension("1").exists() {
+                assert!(t.elapsed() < Duration::from_secs(20), "no first report");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let first = std::fs::read_to_string(report.with_extension("1")).unwrap();
+            assert_eq!(first, format!("grandchild {} middle true", middle.pid()));
+            middle.kill().unwrap();
+            assert!(middle.join().is_err());
+            while !report.with_extension("2").exists() {
+                assert!(t.elapsed() < Duration::from_secs(20), "no second report");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let second = std::fs::read_to_string(report.with_extension("2")).unwrap();
+            assert_eq!(second, "parent gone");
+            let _ = std::fs::remove_file(report.with_extension("1"));
+            let _ = std::fs::remove_file(report.with_extension("2"));
+        });
+    });
+}
+
+fn report_path(pid: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("multiproc-parent-report-{pid}"))
+}
+
+/// In the grandchild: writes "NAME PARENT_PID PARENT_NAME ALIVE" to `<report>.1`, then waits
+/// (at most 20 s) for the parent to end and writes "parent gone" to `<report>.2`.
+fn watch_parent(_: ()) {
+    let me = multiproc::current_process();
+    let parent = multiproc::parent_process().expect("a parent");
+    let path = report_path(me.pid());
+    let line = format!(
+        "{} {} {} {}",
+        me.name(),
+        parent.pid(),
+        parent.name(),
+        parent.is_alive()
+    );
+    // (Written then renamed: the test never reads half a file.)
+    std::fs::write(path.with_extension("tmp1"), line).unwrap();
+    std::fs::rename(path.with_extension("tmp1"), path.with_extension("1")).unwrap();
+    let t = Instant::now();
+    while parent.is_alive() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !parent.is_alive() {
+        std::fs::write(path.with_extension("tmp2"), "parent gone").unwrap();
+        std::fs::rename(path.with_extension("tmp2"), path.with_extension("2")).unwrap();
+    }
+}
+
+#[test]
+fn cpu_count_is_what_this_process_may_use() {
+    let n = multiproc::cpu_count();
+    assert!(n >= 1);
+    assert_eq!(n, std::thread::available_parallelism().unwrap().get());
+}
+
+/// A logger for the tests: keeps the messages of this process (never blocks: a forked child
+/// may find its lock held by a thread it does not have).
+struct Collect {
+    pid: u32,
+    lines: std::sync::Mutex<Vec<String>>,
+}
+
+impl log::Log for Collect {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target().starts_with("multiproc")
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) && std::process::id() == self.pid {
+            if let Ok(mut l) = self.lines.try_lock() {
+                l.push(format!("{} {}", r.level(), r.args()));
+            }
+        }
+    }
+    fn flush(&self) {}
+}
+
+fn collector() -> &'static Collect {
+    static C: std::sync::OnceLock<&'static Collect> = std::sync::OnceLock::new();
+    C.get_or_init(|| {
+        let c: &'static Collect = Box::leak(Box::new(Collect {
+            pid: std::process::id(),
+            lines: std::sync::Mutex::new(Vec::new()),
+        }));
+        log::set_logger(c).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Debug);
+        c
+    })
+}
+
+#[test]
+fn start_signal_and_exit_are_logged_at_debug_level() {
+    with_watchdog(LIMIT, || {
+        let c = collector();
+        both(|m| {
+            let p = start_with(m, Process::builder().name("logged"), sleep_ms, 20_000);
+            p.kill().unwrap();
+            let _ = p.join();
+            let pid = p.pid();
+            let lines = c.lines.lock().unwrap().clone();
+            let method = if m == StartMethod::Fork {
+                "fork"
+            } else {
+                "spawn"
+            };
+            for want in [
+                format!("DEBUG started process {pid} (logged) by {method}"),
+                format!("DEBUG sending SIGKILL to process {pid} (logged)"),
+                format!("DEBUG process {pid} (logged) ended: signal 9 (SIGKILL)"),
+            ] {
+                assert!(lines.contains(&want), "{want:?} not in {lines:#?}");
+            }
+        });
     });
 }

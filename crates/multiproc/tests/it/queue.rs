@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use multiproc::queue::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
-use multiproc::{ErrorKind, JoinableQueue, Process, Queue, SimpleQueue, StartMethod};
+use multiproc::{ErrorKind, JoinableQueue, Process, Queue, SimpleQueue};
 
 use crate::util::{in_clean_child, wait_no_zombies, with_watchdog};
 
@@ -26,7 +26,7 @@ fn put_full_then_child_drains() {
         let q: Queue<u32> = Queue::bounded(6).unwrap();
         let go: Queue<()> = Queue::new().unwrap();
         let (qc, goc) = (q.clone(), go.clone());
-        let child = Process::spawn(move || {
+        let child = Process::fork(move || {
             goc.get_timeout(T).unwrap();
             (0..6)
                 .map(|_| qc.get_timeout(T).unwrap())
@@ -70,7 +70,7 @@ fn a_blocked_put_takes_a_single_freed_slot() {
         let done: Queue<()> = Queue::new().unwrap();
         let (qc, donec) = (q.clone(), done.clone());
         // Takes one item, then waits until the parent's put went in (or 30 s) and exits.
-        let mut child = Process::spawn(move || {
+        let child = Process::fork(move || {
             let first = qc.get_timeout(T).unwrap();
             let _ = donec.get_timeout(Duration::from_secs(30));
             first
@@ -78,7 +78,7 @@ fn a_blocked_put_takes_a_single_freed_slot() {
         .unwrap();
         q.put_timeout(64, Duration::from_secs(20)).unwrap();
         done.put(()).unwrap();
-        assert_eq!(child.join_timeout(T).unwrap(), Some(0));
+        assert_eq!(child.join_timeout(T).unwrap(), 0);
         assert_eq!(q.len(), 64);
         let all: Vec<u32> = (0..64).map(|_| q.try_get().unwrap()).collect();
         assert_eq!(all, (1..=64).collect::<Vec<_>>());
@@ -93,7 +93,7 @@ fn put_ref_sends_a_borrowed_value_many_times() {
     with_watchdog(LIMIT, || {
         let q: Queue<Vec<u8>> = Queue::bounded(16).unwrap();
         let qc = q.clone();
-        let mut child = Process::spawn(move || {
+        let child = Process::fork(move || {
             let small = vec![7u8; 8];
             let big = vec![9u8; 1000];
             for i in 0..500 {
@@ -110,7 +110,7 @@ fn put_ref_sends_a_borrowed_value_many_times() {
             };
             assert_eq!(q.get_timeout(T).unwrap(), want, "message {i}");
         }
-        assert_eq!(child.join_timeout(T).unwrap(), Some((8, 1000)));
+        assert_eq!(child.join_timeout(T).unwrap(), (8, 1000));
 
         let tiny: Queue<Vec<u8>> = Queue::builder().capacity_bytes(4096).build().unwrap();
         let huge = vec![1u8; 10_000];
@@ -136,7 +136,7 @@ fn get_into_reuses_the_callers_buffer() {
         let sizes = [0usize, 1, 8, 127, 128, 1000, 70_000, 5];
         let q: Queue<Vec<u8>> = Queue::bounded(4).unwrap();
         let qc = q.clone();
-        let mut child = Process::spawn(move || {
+        let child = Process::fork(move || {
             for (i, &n) in sizes.iter().enumerate() {
                 qc.put((0..n).map(|b| (b + i) as u8).collect()).unwrap();
             }
@@ -158,7 +158,7 @@ fn get_into_reuses_the_callers_buffer() {
         }
         q.get_into(&mut buf).unwrap();
         assert_eq!(buf, [42]);
-        assert_eq!(child.join_timeout(T).unwrap(), Some(()));
+        assert_eq!(child.join_timeout(T).unwrap(), ());
 
         let t = Instant::now();
         let wait = Duration::from_millis(100);
@@ -174,7 +174,7 @@ fn get_into_reuses_the_callers_buffer() {
         // Any type: a String and a struct in place.
         let qs: Queue<(String, u32)> = Queue::new().unwrap();
         let qsc = qs.clone();
-        let mut child = Process::spawn(move || {
+        let child = Process::fork(move || {
             qsc.put(("first".into(), 1)).unwrap();
             qsc.put(("second".into(), 2)).unwrap();
         })
@@ -184,7 +184,7 @@ fn get_into_reuses_the_callers_buffer() {
         assert_eq!(v, ("first".to_string(), 1));
         qs.get_into_timeout(&mut v, T).unwrap();
         assert_eq!(v, ("second".to_string(), 2));
-        assert_eq!(child.join_timeout(T).unwrap(), Some(()));
+        assert_eq!(child.join_timeout(T).unwrap(), ());
     })
 }
 
@@ -193,7 +193,7 @@ fn get_every_form_from_a_child_producer() {
     with_watchdog(LIMIT, || {
         let q: Queue<u32> = Queue::new().unwrap();
         let qc = q.clone();
-        let child = Process::spawn(move || {
+        let child = Process::fork(move || {
             for i in 1..=4 {
                 qc.put(i).unwrap();
             }
@@ -222,7 +222,7 @@ fn items_outlive_the_producer() {
     with_watchdog(LIMIT, || {
         let q: Queue<u32> = Queue::new().unwrap();
         let qc = q.clone();
-        Process::spawn(move || {
+        Process::fork(move || {
             for i in 0..10 {
                 qc.put(i).unwrap();
             }
@@ -244,7 +244,7 @@ fn qsize_seen_by_both_sides() {
         assert_eq!(q.len(), 0);
         q.put(1).unwrap();
         let qc = q.clone();
-        let n = Process::spawn(move || {
+        let n = Process::fork(move || {
             let before = qc.len();
             qc.put(5).unwrap();
             before
@@ -269,7 +269,7 @@ fn task_done_by_worker_processes() {
         let workers: Vec<Process<u32>> = (0..4)
             .map(|_| {
                 let q = q.clone();
-                Process::spawn(move || {
+                Process::fork(move || {
                     let mut n = 0;
                     while let Some(_x) = q.get_timeout(T).unwrap() {
                         n += 1;
@@ -319,7 +319,7 @@ fn bounded_zero_is_unbounded_as_in_python() {
         assert_eq!(b.maxsize(), None);
         // Far more items than any small bound, from another process, none refused.
         let q2 = q.clone();
-        Process::spawn(move || {
+        Process::fork(move || {
             for i in 0..1000 {
                 q2.try_put(i).unwrap();
             }
@@ -347,7 +347,7 @@ fn task_done_counts_items_taken_not_put() {
         assert!(q.join_timeout(Duration::from_millis(50)).is_err());
         // A consumer takes the item and ends without `task_done`.
         let q2 = q.clone();
-        let got = Process::spawn(move || q2.get_timeout(T).unwrap())
+        let got = Process::fork(move || q2.get_timeout(T).unwrap())
             .unwrap()
             .join()
             .unwrap();
@@ -385,7 +385,7 @@ fn simple_queue_empty() {
         let q: SimpleQueue<u32> = SimpleQueue::new().unwrap();
         assert!(q.is_empty());
         let qc = q.clone();
-        Process::spawn(move || {
+        Process::fork(move || {
             qc.put(1).unwrap();
             qc.put(2).unwrap();
         })
@@ -410,10 +410,7 @@ fn spawn_consumer(q: Queue<String>) -> Vec<String> {
 fn handle_reaches_a_spawn_child() {
     with_watchdog(LIMIT, || {
         let q: Queue<String> = Queue::new().unwrap();
-        let p = Process::builder()
-            .start_method(StartMethod::Spawn)
-            .spawn_fn(spawn_consumer, q.clone())
-            .unwrap();
+        let p = Process::builder().spawn(spawn_consumer, q.clone()).unwrap();
         q.put_many(vec!["a".into(), "b".into()]).unwrap();
         q.close();
         assert_eq!(p.join().unwrap(), ["a", "b"]);
@@ -432,7 +429,7 @@ fn close_wakes_many() {
             let consumers: Vec<Process<(Vec<u32>, bool)>> = (0..6)
                 .map(|_| {
                     let q = q.clone();
-                    Process::spawn(move || {
+                    Process::fork(move || {
                         let mut got = Vec::new();
                         loop {
                             match q.get_timeout(Duration::from_secs(30)) {
@@ -472,7 +469,7 @@ fn wrong_type_from_another_process_is_a_get_error() {
     with_watchdog(LIMIT, || {
         let q: Queue<String> = Queue::new().unwrap();
         let qc = q.clone();
-        Process::spawn(move || {
+        Process::fork(move || {
             // A u64 where a String is expected: a huge length prefix.
             qc.put_bytes(&postcard::to_allocvec(&u64::MAX).unwrap())
                 .unwrap();
@@ -486,6 +483,44 @@ fn wrong_type_from_another_process_is_a_get_error() {
             other => panic!("{other:?}"),
         }
         assert_eq!(q.get().unwrap(), "after");
+    });
+}
+
+// Issue 17 (2): "join the producer before reading" must work, the CPython deadlock the
+// README says we remove. A forked producer puts one 1 MiB message, which the parent takes;
+// then it puts 8 more and exits, and the parent joins it before reading any. Before the fix
+// the producer's second put waited for a get forever (its puts here time out instead, so the
+// join reports the failure).
+#[test]
+fn join_the_producer_before_reading_after_one_message_passed_through() {
+    with_watchdog(LIMIT, || {
+        let mib = 1 << 20;
+        let msg = move |i: u8| vec![i; mib];
+        let q: Queue<Vec<u8>> = Queue::new().unwrap();
+        let go: Queue<()> = Queue::new().unwrap();
+        let (qc, goc) = (q.clone(), go.clone());
+        let child = Process::fork(move || {
+            qc.put_timeout(msg(0), T).unwrap();
+            goc.get_timeout(T).unwrap();
+            for i in 1..=8 {
+                if let Err(e) = qc.put_timeout(msg(i), T) {
+                    panic!("put {i} of 8 (1 MiB each, nothing read) failed: {e:?}");
+                }
+            }
+        })
+        .unwrap();
+        assert_eq!(q.get_timeout(T).unwrap(), msg(0));
+        go.put(()).unwrap();
+        let joined = child.join_timeout(Duration::from_secs(30));
+        assert!(
+            matches!(joined, Ok(())),
+            "the producer did not finish before anything was read: {joined:?}"
+        );
+        assert_eq!(q.len(), 8);
+        for i in 1..=8 {
+            assert_eq!(q.try_get().unwrap(), msg(i), "message {i}");
+        }
+        assert!(q.is_empty());
     });
 }
 
@@ -606,7 +641,7 @@ fn fault_run(total: u64, kills: usize) {
 
     let start_producer = |id: u32, quota: u64| -> Process<()> {
         let (q, board) = (q.clone(), board.clone());
-        Process::spawn(move || {
+        Process::fork(move || {
             for seq in 1..=quota {
                 // Pacing: wait at the gate, so the planned kills happen during the traffic.
                 while board.puts().load(Ordering::SeqCst) >= board.gate().load(Ordering::SeqCst) {
@@ -627,7 +662,7 @@ fn fault_run(total: u64, kills: usize) {
         // reused value (`get_into_timeout`): the general path and the single-message one.
         let mut turn = 0u32;
         let mut one: Msg = (0, 0, 0, Vec::new());
-        Process::spawn(move || loop {
+        Process::fork(move || loop {
             let wait = Duration::from_secs(20);
             turn = turn.wrapping_add(1);
             let got = match turn % 3 {

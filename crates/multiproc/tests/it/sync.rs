@@ -12,7 +12,9 @@ use multiproc::{
     Semaphore, StartMethod, Value,
 };
 
-use crate::util::{in_clean_child, open_fds, with_watchdog, zombie_children};
+use crate::util::{
+    in_clean_child, join_within, open_fds, start_with, with_watchdog, zombie_children,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -31,7 +33,7 @@ fn until(what: &str, mut cond: impl FnMut() -> bool) {
 /// A child that signals `ready` after `hold` ran, then sleeps until killed.
 fn holder(ready: &Event, hold: impl FnOnce() + Send + 'static) -> Process<()> {
     let ready = ready.clone();
-    Process::spawn(move || {
+    Process::fork(move || {
         hold();
         ready.set();
         std::thread::sleep(Duration::from_secs(60));
@@ -64,14 +66,14 @@ fn lock_basics_across_processes() {
         let lock = Lock::new().unwrap();
         let g = lock.lock().unwrap();
         let l2 = lock.clone();
-        let busy = Process::spawn(move || matches!(l2.try_lock(), Err(TryLockError::WouldBlock)))
+        let busy = Process::fork(move || matches!(l2.try_lock(), Err(TryLockError::WouldBlock)))
             .unwrap()
             .join()
             .unwrap();
         assert!(busy);
         drop(g);
         let l2 = lock.clone();
-        let got = Process::spawn(move || l2.try_lock().is_ok())
+        let got = Process::fork(move || l2.try_lock().is_ok())
             .unwrap()
             .join()
             .unwrap();
@@ -108,7 +110,7 @@ fn rlock_basics_and_non_owner_release() {
         let b = r.lock().unwrap();
         assert_eq!(r.depth(), 2);
         let r2 = r.clone();
-        let (busy, release_err) = Process::spawn(move || {
+        let (busy, release_err) = Process::fork(move || {
             (
                 matches!(r2.try_lock(), Err(TryLockError::WouldBlock)),
                 r2.release().is_err(),
@@ -149,7 +151,7 @@ fn killed_lock_holder_gives_owner_died_quickly_and_lock_keeps_working() {
         // Works normally afterwards, also for another process.
         drop(lock.lock().unwrap());
         let l2 = lock.clone();
-        assert!(Process::spawn(move || l2.lock().is_ok())
+        assert!(Process::fork(move || l2.lock().is_ok())
             .unwrap()
             .join()
             .unwrap());
@@ -180,7 +182,7 @@ fn killed_rlock_holder_at_depth_two() {
         assert_eq!(r.depth(), 0);
         assert!(p.join().is_err());
         let r2 = r.clone();
-        assert!(Process::spawn(move || r2.try_lock().is_ok())
+        assert!(Process::fork(move || r2.try_lock().is_ok())
             .unwrap()
             .join()
             .unwrap());
@@ -222,7 +224,7 @@ fn killed_condition_waiter_does_not_block_others() {
         let waiting = Semaphore::new(0).unwrap();
         let spawn_waiter = || {
             let (c, flag, waiting) = (c.clone(), flag.clone(), waiting.clone());
-            Process::spawn(move || {
+            Process::fork(move || {
                 let mut g = c.lock().unwrap();
                 waiting.release().unwrap();
                 notified(g.wait_for_timeout(|| flag.get() == 1, Duration::from_secs(20)))
@@ -248,9 +250,8 @@ fn killed_condition_waiter_does_not_block_others() {
             flag.set(1);
             g.notify_all();
         }
-        let mut survivor = survivor;
         let r = survivor.join_timeout(Duration::from_secs(10)).unwrap();
-        assert_eq!(r, Some(true));
+        assert!(r);
         assert!(t0.elapsed() < Duration::from_secs(1));
     })
 }
@@ -260,7 +261,7 @@ fn killed_condition_waiter_does_not_block_others() {
 /// that permit and then the lock, the waiter is inside `wait` (registered, lock released).
 fn cond_waiter_inside(c: &Condition, inside: &Semaphore) -> Process<bool> {
     let (c2, inside2) = (c.clone(), inside.clone());
-    let p = Process::spawn(move || {
+    let p = Process::fork(move || {
         let mut g = c2.lock().unwrap();
         inside2.release().unwrap();
         notified(g.wait_timeout(Duration::from_secs(20)))
@@ -286,14 +287,11 @@ fn killed_condition_waiter_leaves_no_stray_notification() {
         ] {
             let inside = Semaphore::new(0).unwrap();
             let victim = cond_waiter_inside(&c, &inside);
-            let mut survivor = cond_waiter_inside(&c, &inside);
+            let survivor = cond_waiter_inside(&c, &inside);
             victim.kill().unwrap();
             assert!(victim.join().is_err());
             c.lock().unwrap().notify_all();
-            assert_eq!(
-                survivor.join_timeout(Duration::from_secs(10)).unwrap(),
-                Some(true)
-            );
+            assert_eq!(join_within(&survivor, Duration::from_secs(10)), Some(true));
             // Nobody notifies now: every later wait times out, unnotified.
             let mut g = c.lock().unwrap();
             for _ in 0..2 {
@@ -308,7 +306,7 @@ fn killed_condition_waiter_leaves_no_stray_notification() {
             drop(g);
             // Another process's wait too.
             let c2 = c.clone();
-            let p = Process::spawn(move || {
+            let p = Process::fork(move || {
                 let mut g = c2.lock().unwrap();
                 notified(g.wait_timeout(Duration::from_millis(100)))
             })
@@ -337,7 +335,7 @@ fn notify_one_skips_a_killed_waiter() {
         let (i, r) = loop {
             assert!(t0.elapsed() < Duration::from_secs(10), "nobody woke");
             let ended = live.iter_mut().enumerate().find_map(|(i, p)| {
-                let r = p.join_timeout(Duration::from_millis(5)).unwrap()?;
+                let r = join_within(p, Duration::from_millis(5))?;
                 Some((i, r))
             });
             if let Some(e) = ended {
@@ -345,17 +343,11 @@ fn notify_one_skips_a_killed_waiter() {
             }
         };
         assert!(r, "notified");
-        let mut other = live.swap_remove(1 - i);
+        let other = live.swap_remove(1 - i);
         // Exactly one: the other keeps waiting until notified in turn.
-        assert_eq!(
-            other.join_timeout(Duration::from_millis(200)).unwrap(),
-            None
-        );
+        assert_eq!(join_within(&other, Duration::from_millis(200)), None);
         c.lock().unwrap().notify(1);
-        assert_eq!(
-            other.join_timeout(Duration::from_secs(10)).unwrap(),
-            Some(true)
-        );
+        assert_eq!(join_within(&other, Duration::from_secs(10)), Some(true));
     })
 }
 
@@ -366,24 +358,21 @@ fn killed_event_waiter_does_not_block_others() {
         let started = Semaphore::new(0).unwrap();
         let spawn_waiter = || {
             let (e, started) = (e.clone(), started.clone());
-            Process::spawn(move || {
+            Process::fork(move || {
                 started.release().unwrap();
                 e.wait_timeout(Duration::from_secs(20)).is_ok()
             })
             .unwrap()
         };
         let victim = spawn_waiter();
-        let mut survivor = spawn_waiter();
+        let survivor = spawn_waiter();
         until("waiters started", || started.value() == 2);
         std::thread::sleep(Duration::from_millis(20));
         victim.kill().unwrap();
         assert!(victim.join().is_err());
         let t0 = Instant::now();
         e.set();
-        assert_eq!(
-            survivor.join_timeout(Duration::from_secs(10)).unwrap(),
-            Some(true)
-        );
+        assert!(survivor.join_timeout(Duration::from_secs(10)).unwrap());
         assert!(t0.elapsed() < Duration::from_secs(1));
     })
 }
@@ -393,18 +382,17 @@ fn killed_party_inside_barrier_breaks_it() {
     with_watchdog(LIMIT, || {
         let b = Barrier::new(3).unwrap();
         let b2 = b.clone();
-        let victim = Process::spawn(move || {
+        let victim = Process::fork(move || {
             let _ = b2.wait();
         })
         .unwrap();
         let b3 = b.clone();
-        let mut survivor =
-            Process::spawn(move || b3.wait_timeout(Duration::from_secs(20))).unwrap();
+        let survivor = Process::fork(move || b3.wait_timeout(Duration::from_secs(20))).unwrap();
         until("two parties inside", || b.n_waiting() == 2);
         victim.kill().unwrap();
         let t0 = Instant::now();
         let r = survivor.join_timeout(Duration::from_secs(10)).unwrap();
-        assert_eq!(r, Some(Err(BarrierTimeoutError::Broken)));
+        assert_eq!(r, Err(BarrierTimeoutError::Broken));
         assert!(
             t0.elapsed() < Duration::from_secs(1),
             "took {:?}",
@@ -492,7 +480,7 @@ fn count_under_lock(per_process: u64) {
     let workers: Vec<Process<()>> = (0..2)
         .map(|_| {
             let (lock, counter) = (lock.clone(), counter.clone());
-            Process::spawn(move || {
+            Process::fork(move || {
                 for _ in 0..per_process {
                     let _g = lock.lock().unwrap();
                     let c = counter.atomic();
@@ -530,7 +518,7 @@ fn semaphore_counts_across_processes() {
         s.acquire().forget();
         assert_eq!(s.value(), 1);
         let s2 = s.clone();
-        let got = Process::spawn(move || {
+        let got = Process::fork(move || {
             let a = s2.try_acquire().map(|g| g.forget()).is_ok();
             let b = s2.try_acquire().err() == Some(multiproc::WouldBlock);
             a && b
@@ -564,7 +552,7 @@ fn semaphore_timeout_is_a_lower_bound() {
         );
         assert!(t0.elapsed() >= Duration::from_millis(100));
         let s2 = s.clone();
-        let p = Process::spawn(move || {
+        let p = Process::fork(move || {
             std::thread::sleep(Duration::from_millis(50));
             s2.release().unwrap();
         })
@@ -578,7 +566,7 @@ fn semaphore_timeout_is_a_lower_bound() {
 
 fn cond_waiter(c: &Condition, woken: &Semaphore, sleeping: &Semaphore) -> Process<bool> {
     let (c, woken, sleeping) = (c.clone(), woken.clone(), sleeping.clone());
-    Process::spawn(move || {
+    Process::fork(move || {
         let mut g: ConditionGuard<'_> = c.lock().unwrap();
         sleeping.release().unwrap();
         let r = notified(g.wait_timeout(Duration::from_secs(20)));
@@ -640,7 +628,7 @@ fn condition_wait_for() {
         let c = Condition::new().unwrap();
         let state = Value::new(0i32).unwrap();
         let (c2, s2) = (c.clone(), state.clone());
-        let p = Process::spawn(move || {
+        let p = Process::fork(move || {
             for _ in 0..5 {
                 std::thread::sleep(Duration::from_millis(10));
                 let g = c2.lock().unwrap();
@@ -683,7 +671,7 @@ fn event_basics_across_processes() {
         e.clear();
         assert!(!e.is_set());
         let e2 = e.clone();
-        let p = Process::spawn(move || {
+        let p = Process::fork(move || {
             std::thread::sleep(Duration::from_millis(50));
             e2.set();
         })
@@ -704,7 +692,7 @@ fn barrier_indices_distinct_over_rounds() {
         let ps: Vec<Process<Vec<u32>>> = (0..n - 1)
             .map(|_| {
                 let b = b.clone();
-                Process::spawn(move || (0..5).map(|_| b.wait().unwrap()).collect()).unwrap()
+                Process::fork(move || (0..5).map(|_| b.wait().unwrap()).collect()).unwrap()
             })
             .collect();
         let mine: Vec<u32> = (0..5).map(|_| b.wait().unwrap()).collect();
@@ -731,7 +719,7 @@ fn barrier_action_runs_once_per_round() {
         })
         .unwrap();
         let b2 = b.clone(); // forked: keeps the action
-        let p = Process::spawn(move || {
+        let p = Process::fork(move || {
             for _ in 0..3 {
                 b2.wait().unwrap();
             }
@@ -751,7 +739,7 @@ fn barrier_abort_reset_timeout() {
     with_watchdog(LIMIT, || {
         let b = Barrier::new(2).unwrap();
         let b2 = b.clone();
-        let p = Process::spawn(move || b2.wait()).unwrap();
+        let p = Process::fork(move || b2.wait()).unwrap();
         until("one waiting", || b.n_waiting() == 1);
         b.abort();
         assert_eq!(p.join().unwrap(), Err(BrokenBarrier));
@@ -759,7 +747,7 @@ fn barrier_abort_reset_timeout() {
         assert_eq!(b.wait(), Err(BrokenBarrier));
         b.reset();
         let b2 = b.clone();
-        let p = Process::spawn(move || b2.wait()).unwrap();
+        let p = Process::fork(move || b2.wait()).unwrap();
         until("one waiting", || b.n_waiting() == 1);
         b.reset(); // resetting with a waiter breaks it for that waiter only
         assert_eq!(p.join().unwrap(), Err(BrokenBarrier));
@@ -784,7 +772,7 @@ fn value_shared_with_children() {
         let d = Value::new(1.25f64).unwrap();
         let c = Value::new(b'x').unwrap();
         let (i2, d2, c2) = (i.clone(), d.clone(), c.clone());
-        Process::spawn(move || {
+        Process::fork(move || {
             i2.set(i2.get() * 2);
             d2.set(d2.get() * 2.0);
             c2.set(b'y');
@@ -817,22 +805,19 @@ fn value_and_array_locks_are_reentrant() {
         drop(outer);
         inner.set(7);
         let v2 = v.clone();
-        let mut child = Process::spawn(move || {
+        let child = Process::fork(move || {
             let g = v2.lock().unwrap();
             *g
         })
         .unwrap();
         assert_eq!(
-            child.join_timeout(Duration::from_millis(200)).unwrap(),
+            join_within(&child, Duration::from_millis(200)),
             None,
             "the child must wait while a level is held"
         );
         inner.set(8);
         drop(inner);
-        assert_eq!(
-            child.join_timeout(Duration::from_secs(10)).unwrap(),
-            Some(8)
-        );
+        assert_eq!(join_within(&child, Duration::from_secs(10)), Some(8));
 
         let a = Array::from_slice(&[1u32, 2]).unwrap();
         {
@@ -863,10 +848,7 @@ fn array_shared_with_children_fork_and_spawn() {
     with_watchdog(LIMIT, || {
         let a = Array::from_slice(&[1i64, 2, 3, 4]).unwrap();
         for m in [StartMethod::Fork, StartMethod::Spawn] {
-            let p = Process::builder()
-                .start_method(m)
-                .spawn_fn(array_child, a.clone())
-                .unwrap();
+            let p = start_with(m, Process::builder(), array_child, a.clone());
             p.join().unwrap();
         }
         assert_eq!(a.to_vec(), vec![100, 200, 300, 400]);
@@ -882,8 +864,7 @@ fn lock_passed_to_spawned_child() {
         let l = Lock::new().unwrap();
         let sp = |l: Lock| {
             Process::builder()
-                .start_method(StartMethod::Spawn)
-                .spawn_fn(lock_child, l)
+                .spawn(lock_child, l)
                 .unwrap()
                 .join()
                 .unwrap()
@@ -977,7 +958,7 @@ fn stop_sigterm_timer(timer: libc::timer_t) {
 }
 
 /// The state letter of process `pid` (`S` while asleep in a futex wait), if it exists.
-fn proc_state(pid: i32) -> Option<char> {
+fn proc_state(pid: u32) -> Option<char> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?
         .1
@@ -999,7 +980,7 @@ fn detection_under_signals(
     let caught = Value::new(AtomicU64::new(0)).unwrap();
     let (armed, done) = (Event::new().unwrap(), Event::new().unwrap());
     let (caught2, armed2, done2) = (caught.clone(), armed.clone(), done.clone());
-    let mut waiter = Process::spawn(move || {
+    let waiter = Process::fork(move || {
         let timer = sigterm_storm(&caught2);
         armed2.set();
         let r = wait();
@@ -1026,7 +1007,7 @@ fn detection_under_signals(
         seen,
         "death not seen within 10 s while signals kept coming ({signals} caught)"
     );
-    let r = waiter.join_timeout(Duration::from_secs(20)).unwrap();
+    let r = join_within(&waiter, Duration::from_secs(20));
     (took, r.expect("the waiter ended"))
 }
 
@@ -1117,7 +1098,7 @@ fn dead_barrier_party_seen_while_signals_keep_coming() {
     with_watchdog(LIMIT, || {
         let b = Barrier::new(3).unwrap();
         let b2 = b.clone();
-        let victim = Process::spawn(move || {
+        let victim = Process::fork(move || {
             let _ = b2.wait();
         })
         .unwrap();

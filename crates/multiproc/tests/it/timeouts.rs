@@ -67,8 +67,10 @@ fn pool_timeouts_accept_duration_max() {
 fn all_timeouts_accept_duration_max() {
     with_watchdog(LIMIT, || {
         let later = Instant::now() + Duration::from_secs(3600);
-        let mut p = Process::spawn(|| 4u8).unwrap();
-        assert_eq!(p.join_timeout(MAX).unwrap(), Some(4));
+        let p = Process::fork(|| 4u8).unwrap();
+        assert_eq!(p.join_timeout(MAX).unwrap(), 4);
+        let p = Process::fork(|| 5u8).unwrap();
+        assert_eq!(p.join_deadline(later).unwrap(), 5);
 
         let q: Queue<u32> = Queue::new().unwrap();
         q.put_timeout(1, MAX).unwrap();

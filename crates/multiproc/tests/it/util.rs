@@ -4,6 +4,24 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
+use multiproc::{Process, ProcessBuilder, StartMethod};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Starts a child configured by `b` that runs `f(a)` with start method `m`: forked (a
+/// closure calling `f`) or spawned — for tests run with both.
+pub fn start_with<A, R>(m: StartMethod, b: ProcessBuilder, f: fn(A) -> R, a: A) -> Process<R>
+where
+    A: Serialize + DeserializeOwned + Send + 'static,
+    R: Serialize + DeserializeOwned + 'static,
+{
+    match m {
+        StartMethod::Fork => b.fork(move || f(a)),
+        StartMethod::Spawn => b.spawn(f, a),
+    }
+    .expect("start a child")
+}
+
 /// Runs `f` on a thread and panics if it does not finish within `limit`. (The stuck thread
 /// is abandoned; the test fails instead of hanging.)
 pub fn with_watchdog<R: Send + 'static>(
@@ -23,7 +41,7 @@ pub fn with_watchdog<R: Send + 'static>(
             // for non-daemon children at exit) and CI sees a failure, not a hang.
             // (Our own unreaped children: their pids cannot have been recycled.)
             for pid in multiproc::active_children() {
-                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }
             }
@@ -43,14 +61,14 @@ pub fn open_fds() -> Vec<i32> {
 }
 
 /// Pids of this process's children that are zombies (ended, not reaped).
-pub fn zombie_children() -> Vec<i32> {
+pub fn zombie_children() -> Vec<u32> {
     let me = std::process::id().to_string();
     let mut z = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return z;
     };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
@@ -71,7 +89,7 @@ pub fn zombie_children() -> Vec<i32> {
 }
 
 /// True when process `pid` exists and is not a zombie.
-pub fn pid_alive(pid: i32) -> bool {
+pub fn pid_alive(pid: impl std::fmt::Display) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             let state = stat
@@ -87,10 +105,10 @@ pub fn pid_alive(pid: i32) -> bool {
 /// harness runs tests in parallel threads of one process), and checks there that `f` leaked
 /// no fd and left no zombie. Panics with the child's message if anything failed.
 pub fn in_clean_child(f: fn()) {
-    let r = multiproc::Process::spawn(move || {
+    let r = multiproc::Process::fork(move || {
         // A thread's first fork makes its result slots and socket, kept for later children:
         // fork once before counting.
-        multiproc::Process::spawn(|| ()).unwrap().join().unwrap();
+        multiproc::Process::fork(|| ()).unwrap().join().unwrap();
         let fds = open_fds();
         f();
         let after = open_fds();
@@ -107,8 +125,8 @@ pub fn in_clean_child(f: fn()) {
 /// Like [`in_clean_child`], but allows `f` to keep one new forking thread's result table
 /// and socket (2 fds).
 pub fn in_clean_child_loose(f: fn()) {
-    let r = multiproc::Process::spawn(move || {
-        multiproc::Process::spawn(|| ()).unwrap().join().unwrap();
+    let r = multiproc::Process::fork(move || {
+        multiproc::Process::fork(|| ()).unwrap().join().unwrap();
         let fds = open_fds();
         f();
         let after = open_fds();
@@ -140,5 +158,14 @@ pub fn wait_no_zombies() {
             "zombies remain: {z:?}"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `join_timeout` as an `Option`: `None` while the child runs on; panics on any other error.
+pub fn join_within<R>(p: &multiproc::Process<R>, timeout: std::time::Duration) -> Option<R> {
+    match p.join_timeout(timeout) {
+        Ok(r) => Some(r),
+        Err(e) if e.is_timeout() => None,
+        Err(e) => panic!("join failed: {e}"),
     }
 }
