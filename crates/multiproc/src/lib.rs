@@ -91,7 +91,8 @@
 //! error (`Full(item)`, `Timeout(item)`); sends borrow it, so theirs carry nothing. Where
 //! running out is a timed call's only failure, its error is the unit [`Timeout`] (and a
 //! `try_` call's is [`WouldBlock`]). A lock's `lock()` can only say [`OwnerDied`] (with the
-//! guard: the lock is held). The catch-all variant is always `Failed(Error)`.
+//! guard: the lock is held). The catch-all variant is always `Failed(Error)` (a put's:
+//! `Failed(item, Error)`).
 //!
 //! | blocking call | `try_` (never waits) | `_timeout(Duration)`, `_deadline(Instant)` | "not now" / "ran out" |
 //! |---|---|---|---|

@@ -396,7 +396,7 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 ///
 /// ```edition2024
 /// use multiproc::process::ExitStatus;
-/// use multiproc::{Lock, LockError, Process};
+/// use multiproc::{Lock, Process};
 ///
 /// let lock = Lock::new()?;
 /// let l = lock.clone();
@@ -407,8 +407,7 @@ pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 /// let _ = child.join();
 /// match lock.lock() {
 ///     Ok(_guard) => {}
-///     Err(LockError::OwnerDied(_guard)) => { /* repair the state it protected */ }
-///     Err(_) => unreachable!(),
+///     Err(died) => { let _guard = died.into_inner(); /* repair what it protected */ }
 /// }
 /// assert_eq!(child.exit_status().and_then(|s| s.signal()), Some(6)); // SIGABRT
 ///

@@ -441,8 +441,8 @@ impl<T: ShmSafe + Copy> DerefMut for ValueGuard<'_, T> {
 impl<T: ShmSafe> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
         self.st.lock.unlock_reentrant();
-        // `lender` ends the lending when it drops, after the unlock: no other thread can
-        // reach the value before this thread's record is clean, as the record is per thread.
+        // `lender`, dropped next, ends the lending; that it comes after the unlock does not
+        // matter, the record being this thread's alone.
     }
 }
 
