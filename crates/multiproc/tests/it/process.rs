@@ -704,8 +704,10 @@ fn cpu_count_is_what_this_process_may_use() {
     assert_eq!(n, std::thread::available_parallelism().unwrap().get());
 }
 
-/// A logger for the tests: keeps the messages of this process (never blocks: a forked child
-/// may find its lock held by a thread it does not have).
+/// A logger for the tests: keeps the messages of this process. A forked child never touches the
+/// lock (it may find it held by a thread it does not have): the pid check comes first. The parent
+/// takes the lock and waits for it: a `try_lock` here dropped lines whenever two test threads
+/// logged at once (CI failed on a missing "started process" line).
 struct Collect {
     pid: u32,
     lines: std::sync::Mutex<Vec<String>>,
@@ -717,9 +719,8 @@ impl log::Log for Collect {
     }
     fn log(&self, r: &log::Record<'_>) {
         if self.enabled(r.metadata()) && std::process::id() == self.pid {
-            if let Ok(mut l) = self.lines.try_lock() {
-                l.push(format!("{} {}", r.level(), r.args()));
-            }
+            let mut l = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+            l.push(format!("{} {}", r.level(), r.args()));
         }
     }
     fn flush(&self) {}
@@ -747,7 +748,7 @@ fn start_signal_and_exit_are_logged_at_debug_level() {
             p.kill().unwrap();
             let _ = p.join();
             let pid = p.pid();
-            let lines = c.lines.lock().unwrap().clone();
+            let lines = c.lines.lock().unwrap_or_else(|e| e.into_inner()).clone();
             let method = if m == StartMethod::Fork {
                 "fork"
             } else {
