@@ -59,6 +59,8 @@
 //! of the process, and the `Acquire` load pairs with the `Release` of the store that
 //! published it (the value was fully written before).
 
+#![allow(unsafe_code)]
+
 use std::sync::atomic::{AtomicPtr, Ordering};
 
 use crate::sys::thread::fork_generation;

@@ -6,6 +6,12 @@
 //! the message's fd table, a segment id, kinds, offsets) plus the fds themselves. Whatever a
 //! peer puts in either — forged segments, sockets where memfds belong, offsets outside the
 //! segment, the wrong kinds — decoding must give an error, never a panic (issue 17.6).
+//!
+//! # Safety
+//!
+//! `Probe` is declared [`ShmSafe`]: plain atomics, every bit pattern valid.
+
+#![allow(unsafe_code)]
 
 use std::os::fd::OwnedFd;
 
@@ -100,7 +106,7 @@ thread_local! {
 }
 
 /// The fuzz target's body. Input layout: byte 0 picks the handle type, byte 1 the number of
-/// fds (0..=4), the next that many bytes pick each fd (see [`candidate_fd`]); byte 2 + n
+/// fds (0..=4), the next that many bytes pick each fd (see `candidate_fd`); byte 2 + n
 /// chooses between the rest as raw message bytes and, when odd, a *structured* description
 /// built from the following bytes (so that the fuzzer reaches past postcard's framing into
 /// the handle checks: real segment ids, near-valid offsets and kinds).

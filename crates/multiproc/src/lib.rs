@@ -117,7 +117,7 @@
 //! Python's own spellings [`Connection::recv_bytes_max`], [`Connection::recv_bytes_into`] and
 //! [`Connection::send_bytes_range`] come in the plain form only (bound the wait with
 //! `poll_timeout` first, or slice the buffer for `send_bytes_timeout`).
-#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 pub mod codec;

@@ -9,6 +9,13 @@
 //! we reinterpret the value as the type it is.
 //!
 //! The only unsafe code in the codec is here: values read, or borrowed, as their own type.
+//!
+//! # Safety
+//!
+//! A value is reinterpreted as its own type only after `typeid` proved the two types equal (the
+//! `Vec<u8>` and `[u8]` fast paths); each block says which check it relies on.
+
+#![allow(unsafe_code)]
 
 use std::any::TypeId;
 use std::mem::ManuallyDrop;

@@ -34,6 +34,13 @@
 //! A holder that dies releases them through the robust-mutex protocol; nothing they protect
 //! needs repair (the ring commits by one store; the socket side copes with partial messages
 //! by sequence numbers, see `mod.rs`).
+//!
+//! # Safety
+//!
+//! `DirCell` and `Header` are declared [`ShmSafe`]: atomics only, so a peer
+//! can write any bit pattern without making them invalid.
+
+#![allow(unsafe_code)]
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 #[cfg(test)]

@@ -5,6 +5,13 @@
 //! no allocation, no lock in the child); a spawned child reads it from its bootstrap frame.
 //! The main process has none and is `MainProcess`, as in Python. A process forked by other
 //! means (a raw `fork`) inherits its parent's record, as in Python; its pid is always its own.
+//!
+//! # Safety
+//!
+//! The process identity is published once through an atomic pointer from `Box::into_raw` and
+//! never freed, so a loaded non-null pointer is valid for `'static`.
+
+#![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicPtr, Ordering};
 

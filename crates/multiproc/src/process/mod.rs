@@ -32,6 +32,13 @@
 //! the parent reads that frame while it waits for the exit, watching a pidfd so that a child
 //! that dies without a word (killed, `exit(n)`) is seen at once, and so that grandchildren
 //! that inherited the socket can't keep `join` waiting.
+//!
+//! # Safety
+//!
+//! The one `fork()` of the library is here: the locks a child could inherit held are taken across
+//! it and released on both sides; the child runs only its target and exits with `_exit`.
+
+#![allow(unsafe_code)]
 
 pub(crate) mod channel;
 mod current;

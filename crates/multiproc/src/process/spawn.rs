@@ -11,6 +11,14 @@
 //! one binary are the same in every run (ASLR moves the whole image), and the child checks it
 //! runs the same binary: same file (device, inode, size, mtime) and the same distance between
 //! two functions of this crate.
+//!
+//! # Safety
+//!
+//! Functions travel to a child as offsets from an anchor symbol of the same binary and are
+//! transmuted back there (the child checked the binary's identity first); the spawn path's
+//! `pre_exec` hook calls only async-signal-safe functions.
+
+#![allow(unsafe_code)]
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;

@@ -114,6 +114,8 @@
 //! slice for the duration of the call, under the mutex. A misbehaving process can make us read garbage (caught by
 //! frame checks) but not read or write outside the mapping.
 
+#![allow(unsafe_code)]
+
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 

@@ -37,6 +37,13 @@
 //! only shared counts in the crate are the arena slots here.
 //!
 //! Objects larger than a slot get a segment of their own (kind `Object(k)`), offset 0.
+//!
+//! # Safety
+//!
+//! Slots are addressed inside a mapped segment whose table size was checked against the mapping
+//! before any slot is touched.
+
+#![allow(unsafe_code)]
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;

@@ -11,6 +11,8 @@
 //!   it or from a message is bounds-checked before use (`Segment::get`);
 //! - segments are sealed against shrinking, so a peer cannot turn our loads into SIGBUS.
 
+#![allow(unsafe_code)]
+
 mod arena;
 mod segment;
 pub(crate) mod slots;

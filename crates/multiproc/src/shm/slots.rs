@@ -9,6 +9,13 @@
 //!
 //! The slot's bytes come from another process and are treated as untrusted: `state`, `tag`
 //! and `len` are validated before use and the body is copied out, never referenced.
+//!
+//! # Safety
+//!
+//! Typed references into a mapped segment: the segment's size and the slot's alignment are
+//! checked before a reference is made.
+
+#![allow(unsafe_code)]
 
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -19,6 +19,13 @@
 //! postpone the checks): a dead one (killed inside the barrier) breaks the barrier, so the
 //! survivors get [`BrokenBarrier`] instead of hanging. Parties beyond the 256th of a round
 //! are not tracked.
+//!
+//! # Safety
+//!
+//! `BarrierState` is declared [`ShmSafe`]: atomics only, every bit pattern a
+//! peer can write is a state the code handles.
+
+#![allow(unsafe_code)]
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -47,6 +47,13 @@
 //! `over_waiting` and woken through `over_seq` with counted tokens, the scheme this module
 //! used for everyone before; among them (only), a waiter killed inside `wait` can still leave
 //! a token that a later untracked waiter takes.
+//!
+//! # Safety
+//!
+//! `CondState` is declared [`ShmSafe`]: atomics only, every bit pattern a
+//! peer can write is a state the code handles.
+
+#![allow(unsafe_code)]
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -13,6 +13,13 @@
 //! A waiter returns `true` when it sees `SET`, or a new generation (the flag was set while it
 //! slept, even if cleared again since — Python's semantics). No state belongs to a waiter, so a
 //! waiter killed in `wait` leaves nothing behind but possibly one unneeded wake-up.
+//!
+//! # Safety
+//!
+//! `EventState` is declared [`ShmSafe`]: atomics only, every bit pattern a
+//! peer can write is a state the code handles.
+
+#![allow(unsafe_code)]
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};

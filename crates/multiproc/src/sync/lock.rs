@@ -1,5 +1,12 @@
 //! [`Lock`] and [`RLock`]: process-shared mutual exclusion with guards, robust to the death of
 //! the holder.
+//!
+//! # Safety
+//!
+//! The lock states are declared [`ShmSafe`]: atomics only, every bit pattern
+//! a peer can write is a state the code handles.
+
+#![allow(unsafe_code)]
 
 use std::fmt;
 use std::marker::PhantomData;

@@ -54,6 +54,8 @@
 //! No unsafe code here; the type is `ShmSafe` because it is three atomics and every bit
 //! pattern of them is a state the algorithm handles (a garbage owner is just "dead").
 
+#![allow(unsafe_code)]
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 

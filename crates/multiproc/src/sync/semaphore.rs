@@ -20,6 +20,13 @@
 //! recorded — more than 6 guards at once, [`SemaphoreGuard::forget`], or a process killed in
 //! the few instructions between taking the permit and recording it — are lost when their
 //! holder dies, as in Python.
+//!
+//! # Safety
+//!
+//! The semaphore states are declared [`ShmSafe`]: atomics only, every bit
+//! pattern a peer can write is a state the code handles.
+
+#![allow(unsafe_code)]
 
 use std::fmt;
 use std::marker::PhantomData;

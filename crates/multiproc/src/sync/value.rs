@@ -22,6 +22,8 @@
 //! aliasing. Accesses through the lending guard itself are checked by the borrow checker
 //! (`set` takes `&mut self`). Other threads cannot touch the data without the lock.
 
+#![allow(unsafe_code)]
+
 use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
@@ -168,7 +170,7 @@ fn lent_elsewhere() -> ! {
 
 /// A `T` in shared memory with a robust lock (Python's `multiprocessing.Value`).
 ///
-/// `T` must be [`ShmSafe`](crate::shm::ShmSafe): plain data valid for every bit pattern, with
+/// `T` must be [`ShmSafe`]: plain data valid for every bit pattern, with
 /// no pointers (checked at compile time). [`get`](Value::get)/[`set`](Value::set) take the
 /// lock for one access; [`lock`](Value::lock) (Python's `get_lock()`) holds it across
 /// several, and its guard dereferences to the `T`: `*v.lock()? += 1` is Python's

@@ -6,6 +6,8 @@
 //! The kernel only reads the 32-bit word at the given address; a `&AtomicU32` guarantees it is
 //! valid and aligned for the duration of the call.
 
+#![allow(unsafe_code)]
+
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 

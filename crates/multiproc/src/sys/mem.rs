@@ -7,6 +7,8 @@
 //! before it is mapped by anyone who validates it ([`check_sealed`]), so no peer can truncate
 //! it under a mapping (which would turn loads into SIGBUS).
 
+#![allow(unsafe_code)]
+
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

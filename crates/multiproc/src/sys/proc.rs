@@ -6,6 +6,8 @@
 //! state that no other thread could have been changing at the instant of the fork. Its
 //! caller (`process::fork`) documents how that is ensured.
 
+#![allow(unsafe_code)]
+
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 

@@ -6,6 +6,8 @@
 //! (`MSG_CMSG_CLOEXEC`), so none can leak into an unrelated child. One unsafe block:
 //! [`recv_spare`] extends a `Vec` over the bytes the kernel wrote into its spare capacity.
 
+#![allow(unsafe_code)]
+
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -167,7 +169,7 @@ pub(crate) fn set_buffer_sizes(fd: BorrowedFd<'_>, bytes: usize) -> io::Result<(
     Ok(())
 }
 
-/// Readiness of one fd after [`poll`].
+/// Readiness of one fd after a poll ([`poll_rw`], [`poll_readable`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Ready {
     /// Data (or EOF, or an error) is there to read.

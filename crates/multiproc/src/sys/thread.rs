@@ -15,6 +15,8 @@
 //! `pthread_atfork` is given a plain `extern "C" fn` that only writes a thread-local `Cell`
 //! and adds to an atomic counter (async-signal-safe in practice: no allocation, no locks).
 
+#![allow(unsafe_code)]
+
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Once;
