@@ -27,14 +27,14 @@ struct Probe(std::sync::atomic::AtomicU32);
 unsafe impl ShmSafe for Probe {}
 
 impl ShmObject for Probe {
-    const KIND: u8 = 1;
+    const KIND: u8 = crate::kinds::object::FUZZ_PROBE;
 }
 
 /// An fd a fuzz input can put into a message's fd table (by its number in this list).
 fn candidate_fd(which: u8, real: &[Segment]) -> Option<OwnedFd> {
     let forged = |len: u64, kind: u32, id: u64| -> Option<OwnedFd> {
         let mut h = Vec::with_capacity(len as usize);
-        h.extend_from_slice(b"MPROCSEG");
+        h.extend_from_slice(&crate::kinds::magic::SEGMENT);
         h.extend_from_slice(&1u32.to_ne_bytes());
         h.extend_from_slice(&kind.to_ne_bytes());
         h.extend_from_slice(&len.to_ne_bytes());
@@ -98,7 +98,7 @@ thread_local! {
         let arena = live.segment().clone();
         std::mem::forget(live);
         let queue = Segment::create(SegmentKind::Queue, 4096).expect("a queue segment");
-        let object = Segment::create(SegmentKind::Object(7), 128).expect("an object segment");
+        let object = Segment::create(SegmentKind::Object(crate::kinds::object::BARRIER), 128).expect("an object segment");
         let segs = vec![arena, queue, object];
         let ids = segs.iter().map(Segment::id).collect();
         (segs, ids)

@@ -127,6 +127,7 @@ mod fork;
 #[doc(hidden)]
 pub mod fuzz;
 mod handle;
+mod kinds;
 pub mod pipe;
 pub mod pool;
 pub mod process;

@@ -53,8 +53,8 @@ use crate::sync::RawMutex;
 use crate::sys::Deadline;
 
 /// Segment kind of a connection's shared memory (pipe codes are 24–31).
-pub(crate) const SEGMENT_KIND: SegmentKind = SegmentKind::Other(24);
-const MAGIC: u64 = u64::from_le_bytes(*b"MPCONN01");
+pub(crate) const SEGMENT_KIND: SegmentKind = SegmentKind::Other(crate::kinds::segment::CONNECTION);
+const MAGIC: u64 = u64::from_le_bytes(crate::kinds::magic::CONNECTION);
 /// Payload offset of direction 0's cell; direction `i`'s is `CELLS_AT + CELL_STRIDE * i`.
 /// Two cache lines each (against the adjacent-line prefetcher), as in the queue's control
 /// block: the two directions' cells are written by different processes in a ping-pong.

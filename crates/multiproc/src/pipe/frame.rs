@@ -42,7 +42,7 @@
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 24;
 /// The magic byte at offset 1.
-pub const MAGIC: u8 = 0x4D;
+pub const MAGIC: u8 = crate::kinds::magic::PIPE_FRAME;
 /// Most bytes reserved up front from a FIRST frame's claimed total.
 pub const MAX_RESERVE: usize = 64 << 20;
 

@@ -63,7 +63,7 @@ use crate::process::spawn::{CtxFnRef, CtxRunner, FnRef, Runner};
 use crate::shm::{Segment, SegmentKind};
 
 /// The kind of a worker's mailbox segment.
-const MAILBOX_KIND: SegmentKind = SegmentKind::Other(32);
+const MAILBOX_KIND: SegmentKind = SegmentKind::Other(crate::kinds::segment::POOL_MAILBOX);
 
 /// Bytes of one slot of a worker's mailbox: a chunk's arguments, or its outcomes, up to this
 /// size pass through shared memory; larger ones go inline in the socket message.

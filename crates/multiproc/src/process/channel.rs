@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use crate::error::{Error, ErrorKind, Result};
 use crate::sys::socket;
 
-const MAGIC: u32 = u32::from_le_bytes(*b"MPRF");
+const MAGIC: u32 = u32::from_le_bytes(crate::kinds::magic::RESULT_FRAME);
 /// Bytes of a frame header.
 pub(crate) const HEADER: usize = 13;
 /// Largest frame accepted (4 GiB): bounds what a corrupt peer can make us allocate.

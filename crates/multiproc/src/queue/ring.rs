@@ -77,7 +77,7 @@ pub(crate) const MAX_PAYLOAD: u64 = u32::MAX as u64 - 7;
 
 /// The header of a skip frame: the rest of the lap is padding, the next frame is at the
 /// start of the next lap. Not a valid length header (see the tests).
-pub(crate) const SKIP: u64 = u64::from_le_bytes(*b"MPQskip!");
+pub(crate) const SKIP: u64 = u64::from_le_bytes(crate::kinds::magic::RING_SKIP);
 
 /// Frame bytes for a payload of `len` bytes: header plus payload rounded up to 8.
 pub(crate) const fn frame_len(len: u64) -> u64 {

@@ -125,7 +125,7 @@ use crate::shm::{Segment, SegmentKind, ShmSafe};
 use crate::sync::RawMutex;
 use crate::sys::{futex, Deadline};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MPQUEUE2");
+const MAGIC: u64 = u64::from_le_bytes(crate::kinds::magic::QUEUE);
 /// Where the ring starts in the payload.
 const RING_AT: usize = 4096;
 const NO_MAXSIZE: u64 = u64::MAX;

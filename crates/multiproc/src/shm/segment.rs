@@ -31,7 +31,7 @@ use crate::error::{Context, Error, ErrorKind, Result};
 use crate::handle;
 use crate::sys::mem::{self, Mapping};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"MPROCSEG");
+const MAGIC: u64 = u64::from_le_bytes(crate::kinds::magic::SEGMENT);
 const LAYOUT_VERSION: u32 = 1;
 /// Bytes before the payload.
 pub(crate) const HEADER_LEN: usize = 64;

@@ -63,7 +63,7 @@ pub(crate) struct BarrierState {
 // it are bounds-checked before use).
 unsafe impl ShmSafe for BarrierState {}
 impl ShmObject for BarrierState {
-    const KIND: u8 = 7;
+    const KIND: u8 = crate::kinds::object::BARRIER;
 }
 
 /// The barrier was broken: aborted, reset while waiting, a party timed out, or a party died

@@ -105,7 +105,7 @@ pub(crate) struct CondState {
 // or `NOTIFIED` for long (its slot is freed when found dead, or by its waiter).
 unsafe impl ShmSafe for CondState {}
 impl ShmObject for CondState {
-    const KIND: u8 = 6;
+    const KIND: u8 = crate::kinds::object::CONDITION;
 }
 
 const _: () = assert!(std::mem::size_of::<CondState>() == 4096);

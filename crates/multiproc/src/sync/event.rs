@@ -44,7 +44,7 @@ pub(crate) struct EventState {
 // SAFETY: one atomic; every bit pattern is a valid state.
 unsafe impl ShmSafe for EventState {}
 impl ShmObject for EventState {
-    const KIND: u8 = 5;
+    const KIND: u8 = crate::kinds::object::EVENT;
 }
 
 /// A process-shared event (Python's `multiprocessing.Event`): a flag that starts clear;

@@ -186,7 +186,7 @@ pub(crate) struct LockState {
 // SAFETY: a RawMutex only (ShmSafe).
 unsafe impl ShmSafe for LockState {}
 impl ShmObject for LockState {
-    const KIND: u8 = 1;
+    const KIND: u8 = crate::kinds::object::LOCK;
 }
 
 /// A process-shared lock (Python's `multiprocessing.Lock`), robust to the death of its holder.
@@ -357,7 +357,7 @@ pub(crate) struct RLockState {
 // SAFETY: atomics only.
 unsafe impl ShmSafe for RLockState {}
 impl ShmObject for RLockState {
-    const KIND: u8 = 2;
+    const KIND: u8 = crate::kinds::object::RLOCK;
 }
 
 /// A re-entrant process-shared lock (Python's `multiprocessing.RLock`): the owning thread of

@@ -337,7 +337,7 @@ mod tests {
     use std::time::Instant;
 
     impl ShmObject for RawMutex {
-        const KIND: u8 = 15;
+        const KIND: u8 = crate::kinds::object::TEST_RAW_MUTEX;
     }
 
     fn new() -> Shared<RawMutex> {

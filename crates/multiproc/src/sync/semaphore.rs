@@ -59,7 +59,7 @@ pub(crate) struct SemState {
 // SAFETY: atomics only; every bit pattern is a valid state (a garbage holder is "dead").
 unsafe impl ShmSafe for SemState {}
 impl ShmObject for SemState {
-    const KIND: u8 = 3;
+    const KIND: u8 = crate::kinds::object::SEMAPHORE;
 }
 
 #[repr(transparent)]
@@ -67,7 +67,7 @@ pub(crate) struct BoundedSemState(SemState);
 // SAFETY: as SemState.
 unsafe impl ShmSafe for BoundedSemState {}
 impl ShmObject for BoundedSemState {
-    const KIND: u8 = 4;
+    const KIND: u8 = crate::kinds::object::BOUNDED_SEMAPHORE;
 }
 
 impl SemState {

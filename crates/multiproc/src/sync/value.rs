@@ -54,7 +54,7 @@ unsafe impl<T: ShmSafe> Sync for ValueState<T> {}
 // access is synchronized as described on the Sync impl.
 unsafe impl<T: ShmSafe> ShmSafe for ValueState<T> {}
 impl<T: ShmSafe> ShmObject for ValueState<T> {
-    const KIND: u8 = 8;
+    const KIND: u8 = crate::kinds::object::VALUE;
 }
 
 mod sealed {
@@ -463,7 +463,7 @@ impl<T: ShmSafe> fmt::Debug for ValueGuard<'_, T> {
 //   24  elem_size  AtomicU64  size_of::<T>() (checked on open)
 //   64  data       len * size_of::<T>(), aligned to 64
 
-const ARRAY_KIND: u8 = 9;
+const ARRAY_KIND: u8 = crate::kinds::object::ARRAY;
 const DATA_AT: usize = 64;
 
 /// A fixed-length array of `T` in shared memory with a robust, re-entrant lock (Python's
