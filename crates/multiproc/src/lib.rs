@@ -1,3 +1,16 @@
+// The layer rule (checked by tests/it/layers.rs): a module names only modules of lower
+// layers, never a higher one nor a sibling of its own layer.
+//
+//   0 sys (system calls), kinds (codes and magics), error
+//   1 fork (what a forked child must fix)
+//   2 handle (handles in messages)       3 codec
+//   4 shm (segments, arenas)             5 sync
+//   6 the ring engine (queue/shared.rs, ring.rs, model.rs; one engine, two facades)
+//   8 queue, pipe, process (the facades) 9 pool
+//
+// Unsafe code is denied at the root; a module that needs it opts in under a `# Safety`
+// section of its docs.
+
 //! # multiproc
 //!
 //! Python's `multiprocessing` model for Rust on Linux: real processes, process-shared locks

@@ -7,6 +7,7 @@ mod api;
 mod fork;
 mod fork_refs;
 mod hostile;
+mod layers;
 mod pipe;
 mod pool;
 mod pool_api;
