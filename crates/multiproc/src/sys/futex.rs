@@ -1,15 +1,12 @@
 //! Process-shared futex wait and wake (no `FUTEX_PRIVATE_FLAG`: the words live in shared
 //! memory and other processes wait on them too).
 //!
-//! # Safety
-//!
-//! The kernel only reads the 32-bit word at the given address; a `&AtomicU32` guarantees it is
-//! valid and aligned for the duration of the call.
-
-#![allow(unsafe_code)]
+//! No unsafe code: rustix's futex calls take the word as a `&AtomicU32`.
 
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
+
+use rustix::thread::futex::{self, Timespec};
 
 /// Why [`wait`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,54 +20,21 @@ pub(crate) enum Wake {
 /// Sleeps while `*word == expected`, at most `timeout` (relative, measured by the kernel on
 /// `CLOCK_MONOTONIC`). Spurious returns happen: callers re-check their condition in a loop.
 pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Wake {
-    let ts;
-    let ts_ptr = match timeout {
-        Some(d) => {
-            ts = libc::timespec {
-                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-                tv_nsec: d.subsec_nanos() as libc::c_long,
-            };
-            &ts as *const libc::timespec
-        }
-        None => std::ptr::null(),
-    };
-    // SAFETY: `word` is a valid, aligned u32 for the whole call (it is borrowed); `ts_ptr` is
-    // null or points at `ts`, which lives until the end of this function. FUTEX_WAIT never
-    // writes through either pointer.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            ts_ptr,
-            std::ptr::null::<u32>(),
-            0u32,
-        )
-    };
-    if r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ETIMEDOUT) {
-        Wake::TimedOut
-    } else {
-        Wake::Maybe
+    let ts = timeout.map(|d| Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: d.subsec_nanos().into(),
+    });
+    // `Flags::empty()`: no FUTEX_PRIVATE_FLAG (the word is shared between processes).
+    match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+        Err(rustix::io::Errno::TIMEDOUT) => Wake::TimedOut,
+        _ => Wake::Maybe,
     }
 }
 
 /// Wakes at most `n` waiters on `word`; returns how many were woken.
 pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
-    let n = n.min(i32::MAX as u32) as i32;
-    // SAFETY: FUTEX_WAKE only uses the address as a key; `word` is valid and aligned.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE,
-            n,
-            std::ptr::null::<libc::timespec>(),
-            std::ptr::null::<u32>(),
-            0u32,
-        )
-    };
-    r.max(0) as usize
+    let n = n.min(i32::MAX as u32);
+    futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
 }
 
 /// Wakes every waiter on `word`.

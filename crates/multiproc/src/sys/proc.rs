@@ -11,7 +11,7 @@
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use rustix::process::{Pid, PidfdFlags, Signal};
+use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions, WaitStatus};
 
 /// Which side of a fork this is.
 pub(crate) enum Forked {
@@ -53,38 +53,34 @@ pub(crate) enum ExitStatus {
 }
 
 /// `waitpid(pid, flags)`, retried on `EINTR`: `Ok(None)` when `WNOHANG` found nothing, else
-/// the raw status.
-fn waitpid(pid: i32, flags: i32) -> io::Result<Option<i32>> {
-    let mut status = 0;
+/// the status.
+fn waitpid(pid: i32, flags: WaitOptions) -> io::Result<Option<WaitStatus>> {
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ECHILD))?;
     loop {
-        // SAFETY: `status` is a valid out-pointer for the duration of the call.
-        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
-        match r {
-            -1 => {
-                let e = io::Error::last_os_error();
-                if e.raw_os_error() != Some(libc::EINTR) {
-                    return Err(e);
-                }
-            }
-            0 => return Ok(None),
-            _ => return Ok(Some(status)),
+        match rustix::process::waitpid(Some(pid), flags) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(found) => return Ok(found.map(|(_, status)| status)),
         }
     }
 }
 
-/// How a child that ended (raw `waitpid` status, not a stop) ended.
-fn exit_status(status: i32) -> ExitStatus {
-    if libc::WIFSIGNALED(status) {
-        ExitStatus::Signal(libc::WTERMSIG(status))
-    } else {
-        ExitStatus::Code(libc::WEXITSTATUS(status))
+/// How a child that ended (not a stop) ended.
+fn exit_status(status: WaitStatus) -> ExitStatus {
+    match status.terminating_signal() {
+        Some(sig) => ExitStatus::Signal(sig),
+        None => ExitStatus::Code(status.exit_status().unwrap_or(0)),
     }
 }
 
 /// Reaps `pid` if it has ended (`block == false`) or waits for it to end. `Ok(None)`: still
 /// running. `ECHILD` means someone else reaped it.
 pub(crate) fn reap(pid: i32, block: bool) -> io::Result<Option<ExitStatus>> {
-    let flags = if block { 0 } else { libc::WNOHANG };
+    let flags = if block {
+        WaitOptions::empty()
+    } else {
+        WaitOptions::NOHANG
+    };
     Ok(waitpid(pid, flags)?.map(exit_status))
 }
 
@@ -101,10 +97,15 @@ pub(crate) enum Waited {
 
 /// Like [`reap`], but also reports a child that has stopped (`WUNTRACED`).
 pub(crate) fn wait_child(pid: i32, block: bool) -> io::Result<Waited> {
-    let flags = libc::WUNTRACED | if block { 0 } else { libc::WNOHANG };
+    let flags = WaitOptions::UNTRACED
+        | if block {
+            WaitOptions::empty()
+        } else {
+            WaitOptions::NOHANG
+        };
     Ok(match waitpid(pid, flags)? {
         None => Waited::Running,
-        Some(s) if libc::WIFSTOPPED(s) => Waited::Stopped,
+        Some(s) if s.stopped() => Waited::Stopped,
         Some(s) => Waited::Exited(exit_status(s)),
     })
 }
@@ -120,14 +121,12 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
-/// Sends `signal` to `pid`.
+/// Sends `signal` to `pid` (a process, never a group: `pid` must be positive).
 pub(crate) fn kill(pid: i32, signal: i32) -> io::Result<()> {
-    // SAFETY: kill(2) has no memory-safety preconditions.
-    if unsafe { libc::kill(pid, signal) } == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?;
+    let sig =
+        Signal::from_named_raw(signal).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::kill_process(pid, sig)?)
 }
 
 /// Sends `signal` through a pidfd (never hits a recycled pid).
@@ -140,11 +139,10 @@ pub(crate) fn pidfd_kill(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
 /// Asks the kernel to send `SIGKILL` to this process when the thread that created it ends
 /// (`prctl(PR_SET_PDEATHSIG)`), then returns false if the parent is already gone (re-checked
 /// against `expected_parent` as the man page advises).
+/// Async-signal-safe: two raw system calls (rustix makes them directly).
 pub(crate) fn die_with_parent(expected_parent: i32) -> bool {
-    // SAFETY: prctl with PR_SET_PDEATHSIG takes an integer argument only.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
-    // SAFETY: getppid has no preconditions.
-    unsafe { libc::getppid() == expected_parent }
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    getppid() == expected_parent
 }
 
 /// This process's id.
@@ -164,12 +162,9 @@ pub(crate) fn gettid() -> i32 {
 
 /// Clears `FD_CLOEXEC` on `fd` so it survives `exec`. Async-signal-safe (one `fcntl`).
 pub(crate) fn clear_cloexec_raw(fd: i32) -> io::Result<()> {
-    // SAFETY: fcntl(F_SETFD) on an integer fd has no memory-safety preconditions.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    // SAFETY: the caller owns `fd` (it is open for the whole call); the borrow ends with it.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    Ok(rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?)
 }
 
 /// The name of signal `s` (for messages), or "signal" for an unusual one.
