@@ -654,11 +654,13 @@ fn sleep_ms(ms: u64) {
 fn wait_on_process_sentinels_and_connections() {
     with_watchdog(LIMIT, || {
         let (a, b) = pipe(true).unwrap();
+        // Timed from before the slow child starts: its 600 ms sleep cannot begin earlier
+        // (timing from after both spawns missed the bound when the second spawn was slow).
+        let t0 = Instant::now();
         let slow = Process::spawn(sleep_ms, 600).unwrap();
         let fast = Process::spawn(sleep_ms, 0).unwrap();
         let objs: [&dyn multiproc::Waitable; 3] = [&slow, &fast, &a];
         let mut seen = Vec::new();
-        let t0 = Instant::now();
         while seen.len() < 2 {
             let ready = wait_timeout(&objs, T).unwrap();
             assert!(!ready.is_empty(), "wait timed out");
@@ -669,7 +671,7 @@ fn wait_on_process_sentinels_and_connections() {
             }
         }
         assert_eq!(seen, [1, 0], "the fast process ends first");
-        assert!(t0.elapsed() >= Duration::from_millis(550));
+        assert!(t0.elapsed() >= Duration::from_millis(600));
         b.send_bytes(b"x").unwrap();
         let ready = wait_timeout(&objs, T).unwrap();
         assert_eq!(ready, [0, 1, 2]);

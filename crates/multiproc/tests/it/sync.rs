@@ -17,6 +17,10 @@ use crate::util::{
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
+/// An upper bound on how long noticing a dead holder may take: far above the milliseconds it
+/// takes on a quiet machine, far below the 10-second waits that would mean it was never noticed
+/// (the machines that run these tests are loaded; speed belongs in the benchmark).
+const GENEROUS: Duration = Duration::from_secs(5);
 
 /// Waits (bounded) until `cond` holds.
 fn until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -176,7 +180,7 @@ fn killed_rlock_holder_at_depth_two() {
             Err(LockTimeoutError::OwnerDied(g)) => g.into_inner(),
             other => panic!("expected OwnerDied, got {other:?}"),
         };
-        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
         assert_eq!(r.depth(), 1);
         drop(g);
         assert_eq!(r.depth(), 0);
@@ -207,7 +211,7 @@ fn killed_value_lock_holder() {
             Err(died) => died.into_inner(),
             Ok(_) => panic!("expected OwnerDied"),
         };
-        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
         assert_eq!(*g, 8);
         *g += 1;
         drop(g);
@@ -252,7 +256,7 @@ fn killed_condition_waiter_does_not_block_others() {
         }
         let r = survivor.join_timeout(Duration::from_secs(10)).unwrap();
         assert!(r);
-        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
     })
 }
 
@@ -373,7 +377,7 @@ fn killed_event_waiter_does_not_block_others() {
         let t0 = Instant::now();
         e.set();
         assert!(survivor.join_timeout(Duration::from_secs(10)).unwrap());
-        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
     })
 }
 
@@ -418,7 +422,7 @@ fn killed_semaphore_guard_holder_permit_comes_back() {
         let t0 = Instant::now();
         let g = s.acquire_timeout(Duration::from_secs(10));
         assert!(g.is_ok(), "the dead holder's permit was recovered");
-        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
         drop(g);
         assert_eq!(s.value(), 1);
         assert!(p.join().is_err());
@@ -1027,7 +1031,7 @@ fn dead_lock_holder_seen_while_signals_keep_coming() {
             )
         });
         assert!(owner_died, "expected OwnerDied");
-        assert!(took < Duration::from_secs(1), "took {took:?}");
+        assert!(took < GENEROUS, "took {took:?}");
     })
 }
 
@@ -1044,7 +1048,7 @@ fn dead_rlock_holder_seen_while_signals_keep_coming() {
         let (took, owner_died) =
             detection_under_signals(victim, &ready, move || l3.lock().is_err());
         assert!(owner_died, "expected OwnerDied");
-        assert!(took < Duration::from_secs(1), "took {took:?}");
+        assert!(took < GENEROUS, "took {took:?}");
     })
 }
 
@@ -1061,7 +1065,7 @@ fn dead_semaphore_holder_seen_while_signals_keep_coming() {
             s3.acquire_timeout(Duration::from_secs(20)).is_ok()
         });
         assert!(got, "the dead holder's permit came back");
-        assert!(took < Duration::from_secs(1), "took {took:?}");
+        assert!(took < GENEROUS, "took {took:?}");
     })
 }
 
@@ -1089,7 +1093,7 @@ fn dead_notifier_holding_the_condition_lock_seen_while_signals_keep_coming() {
             )
         });
         assert!(owner_died, "expected OwnerDied");
-        assert!(took < Duration::from_secs(1), "took {took:?}");
+        assert!(took < GENEROUS, "took {took:?}");
     })
 }
 
@@ -1110,7 +1114,7 @@ fn dead_barrier_party_seen_while_signals_keep_coming() {
             b3.wait_timeout(Duration::from_secs(20)) == Err(BarrierTimeoutError::Broken)
         });
         assert!(broken, "expected BrokenBarrier");
-        assert!(took < Duration::from_secs(1), "took {took:?}");
+        assert!(took < GENEROUS, "took {took:?}");
         assert!(b.is_broken());
     })
 }
