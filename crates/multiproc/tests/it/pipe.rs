@@ -13,7 +13,7 @@ use multiproc::{
     StartMethod,
 };
 
-use crate::util::{open_fds, start_with, with_watchdog};
+use crate::util::{open_fds, sleep_ms, start_with, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const T: Duration = Duration::from_secs(20);
@@ -643,10 +643,6 @@ fn wait_times_out_then_sees_readiness() {
         // Still there: wait never consumes.
         assert_eq!(try_wait(&[&a]).unwrap(), [0]);
     });
-}
-
-fn sleep_ms(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
 }
 
 // ported: _TestWait.test_wait_integer (process sentinels) — mixed with a connection

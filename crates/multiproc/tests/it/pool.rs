@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, Pool, StartMethod};
 
-use crate::util::{pid_alive, wait_no_zombies, with_watchdog};
+use crate::util::{pid_alive, sigkill, sleep_ms, wait_no_zombies, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -20,11 +20,6 @@ fn sqr_slow((x, ms): (i64, u64)) -> i64 {
 
 fn mul((a, b): (i64, i64)) -> i64 {
     a * b
-}
-
-fn sleep_ms(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
 }
 
 fn panic_on_odd(x: u32) -> u32 {
@@ -493,12 +488,6 @@ fn retries_rerun_a_killed_workers_task() {
         assert!(pool.worker_pids().contains(&(pid as i32)));
         wait_no_zombies();
     })
-}
-
-fn sigkill(pid: i32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
-        .status();
 }
 
 fn busy(x: u32) -> u32 {

@@ -14,17 +14,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use multiproc::pool::{GetTimeoutError, TryGetError};
 use multiproc::{ErrorKind, Pool, PoolBuilder, Queue, StartMethod};
 
-use crate::util::{join_within, pid_alive, wait_no_zombies, with_watchdog};
+use crate::util::{join_within, pid_alive, sigkill, sleep_ms, wait_no_zombies, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn sqr(x: u64) -> u64 {
     x * x
-}
-
-fn sleep_ms(ms: u64) -> u64 {
-    std::thread::sleep(Duration::from_millis(ms));
-    ms
 }
 
 fn panic_on_odd(x: u64) -> u64 {
@@ -174,9 +169,7 @@ fn context_reaches_replacement_workers() {
         check_probe(7, 0..20, &with.with_chunksize(1).map(probe, 0..20).unwrap());
         let old = pool.worker_pids();
         for p in &old {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &p.to_string()])
-                .status();
+            sigkill(*p);
         }
         let until = Instant::now() + LIMIT;
         loop {

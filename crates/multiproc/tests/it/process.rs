@@ -19,7 +19,7 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
-fn sleep_ms(ms: u64) -> u32 {
+fn sleep_ms_then_pid(ms: u64) -> u32 {
     std::thread::sleep(Duration::from_millis(ms));
     std::process::id()
 }
@@ -65,7 +65,7 @@ fn join_returns_the_value_both_methods() {
 fn child_is_a_different_process() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let p = start(m, sleep_ms, 0);
+            let p = start(m, sleep_ms_then_pid, 0);
             let pid = p.pid();
             assert_eq!(p.join().unwrap(), pid);
             assert_ne!(pid, std::process::id());
@@ -77,7 +77,7 @@ fn child_is_a_different_process() {
 fn join_timeout_returns_after_the_timeout_with_child_alive() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let p = start(m, sleep_ms, 20_000);
+            let p = start(m, sleep_ms_then_pid, 20_000);
             let t = Instant::now();
             let r = p.join_timeout(Duration::from_millis(300)).unwrap_err();
             assert!(r.is_timeout(), "{r}");
@@ -121,7 +121,7 @@ fn join_timeout_hands_the_value_once() {
 fn terminate_gives_minus_15() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let p = start(m, sleep_ms, 20_000);
+            let p = start(m, sleep_ms_then_pid, 20_000);
             assert!(p.is_alive());
             p.terminate().unwrap();
             let err = p.join_timeout(Duration::from_secs(10)).unwrap_err();
@@ -137,7 +137,7 @@ fn terminate_gives_minus_15() {
 fn kill_gives_minus_9() {
     with_watchdog(LIMIT, || {
         both(|m| {
-            let p = start(m, sleep_ms, 20_000);
+            let p = start(m, sleep_ms_then_pid, 20_000);
             p.kill().unwrap();
             let err = p.join().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildFailed);
@@ -196,7 +196,9 @@ fn many_processes() {
             for (i, p) in ps.into_iter().enumerate() {
                 assert_eq!(p.join().unwrap(), (i * i) as u64);
             }
-            let mut ps: Vec<_> = (0..n).map(|_| start(m, sleep_ms, 30_000)).collect();
+            let mut ps: Vec<_> = (0..n)
+                .map(|_| start(m, sleep_ms_then_pid, 30_000))
+                .collect();
             for p in &ps {
                 p.terminate().unwrap();
             }
@@ -262,7 +264,12 @@ fn daemon_dies_with_killed_parent(m: StartMethod) {
     // The middle process starts a daemon, reports its pid, then sleeps until killed.
     let middle = Process::fork(move || {
         let mut w = w;
-        let d = start_with(m, Process::builder().daemon(true), sleep_ms, 60_000);
+        let d = start_with(
+            m,
+            Process::builder().daemon(true),
+            sleep_ms_then_pid,
+            60_000,
+        );
         w.write_all(&d.pid().to_le_bytes()).unwrap();
         std::mem::forget(d);
         std::thread::sleep(Duration::from_secs(60));
@@ -292,7 +299,7 @@ fn daemon_started_from_a_short_lived_thread_survives_the_thread() {
         let p = std::thread::spawn(|| {
             Process::builder()
                 .daemon(true)
-                .fork(|| sleep_ms(60_000))
+                .fork(|| sleep_ms_then_pid(60_000))
                 .unwrap()
         })
         .join()
@@ -313,10 +320,10 @@ fn daemons_are_terminated_and_non_daemons_waited_for_at_exit() {
         // a minute, reports both pids, then calls exit() (what returning from main does).
         let middle = Process::fork(move || -> () {
             let mut w = w;
-            let slow = Process::fork(|| sleep_ms(500)).unwrap();
+            let slow = Process::fork(|| sleep_ms_then_pid(500)).unwrap();
             let d = Process::builder()
                 .daemon(true)
-                .fork(|| sleep_ms(60_000))
+                .fork(|| sleep_ms_then_pid(60_000))
                 .unwrap();
             w.write_all(&slow.pid().to_le_bytes()).unwrap();
             w.write_all(&d.pid().to_le_bytes()).unwrap();
@@ -378,7 +385,7 @@ fn library_fds_do_not_leak_into_unrelated_children() {
         // A running child: the parent holds its pidfd (sentinel) and this thread's result
         // socket. (Other tests open and close fds meanwhile: `opened` may hold theirs too.)
         let before = crate::util::open_fds();
-        let p = Process::fork(|| sleep_ms(5_000)).unwrap();
+        let p = Process::fork(|| sleep_ms_then_pid(5_000)).unwrap();
         let held = p.as_raw_fd();
         let opened: Vec<i32> = crate::util::open_fds()
             .into_iter()
@@ -413,7 +420,7 @@ fn fd_count_is_stable_across_many_children() {
                 for _ in 0..20 {
                     start(m, square, 3).join().unwrap();
                 }
-                let p = start(m, sleep_ms, 20_000);
+                let p = start(m, sleep_ms_then_pid, 20_000);
                 p.kill().unwrap();
                 assert!(p.join_timeout(Duration::from_secs(10)).is_err());
             }
@@ -744,7 +751,12 @@ fn start_signal_and_exit_are_logged_at_debug_level() {
     with_watchdog(LIMIT, || {
         let c = collector();
         both(|m| {
-            let p = start_with(m, Process::builder().name("logged"), sleep_ms, 20_000);
+            let p = start_with(
+                m,
+                Process::builder().name("logged"),
+                sleep_ms_then_pid,
+                20_000,
+            );
             p.kill().unwrap();
             let _ = p.join();
             let pid = p.pid();

@@ -169,3 +169,18 @@ pub fn join_within<R>(p: &multiproc::Process<R>, timeout: std::time::Duration) -
         Err(e) => panic!("join failed: {e}"),
     }
 }
+
+/// SIGKILLs `pid` (a child the caller has not reaped, so the pid is not recycled); a process
+/// that has already ended is not an error.
+pub fn sigkill(pid: impl TryInto<i32>) {
+    let Some(pid) = pid.try_into().ok().and_then(rustix::process::Pid::from_raw) else {
+        return;
+    };
+    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+}
+
+/// Sleeps `ms` milliseconds and returns them (a child's body for timing tests).
+pub fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
