@@ -505,29 +505,7 @@ fn busy(x: u32) -> u32 {
 fn sigkill_workers_during_map() {
     with_watchdog(Duration::from_secs(120), || {
         let pool = std::sync::Arc::new(Pool::new(2).unwrap());
-        let killer = {
-            let pool = pool.clone();
-            std::thread::spawn(move || {
-                let mut kills = 0;
-                let mut seed = 0x9e3779b97f4a7c15u64;
-                for _ in 0..20 {
-                    std::thread::sleep(Duration::from_millis(15));
-                    let pids = pool.worker_pids();
-                    if pids.is_empty() {
-                        continue;
-                    }
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    let p = pids[(seed % pids.len() as u64) as usize];
-                    // kill(1) by pid; the pool only reaps after the pidfd fires,
-                    // so this pid is not recycled while listed.
-                    sigkill(p);
-                    kills += 1;
-                }
-                kills
-            })
-        };
+        let killer = kill_randomly(pool.clone());
         let got: Vec<_> = pool
             .with_chunksize(20)
             .imap(busy, 0..10_000u32)
