@@ -444,4 +444,128 @@ mod tests {
         assert!(!r.complete());
         assert!(r.take().is_err());
     }
+
+    /// Feeds `bytes` to a reader through a socket the writer then closes, taking every
+    /// frame the reader reports complete until the end or the first error; returns the
+    /// frames taken and whether it stopped at an error.
+    fn read_all(bytes: &[u8], no_fds: bool, raw: bool) -> (Vec<(Tag, Vec<u8>)>, bool) {
+        let (a, b) = socket::stream_pair().unwrap();
+        let writer = {
+            let bytes = bytes.to_vec();
+            std::thread::spawn(move || {
+                let _ = socket::send_msg(a.as_fd(), &[IoSlice::new(&bytes)], &[], false);
+            })
+        };
+        let mut r = if no_fds {
+            FrameReader::without_fds()
+        } else {
+            FrameReader::default()
+        };
+        let mut got = Vec::new();
+        let mut failed = false;
+        'read: loop {
+            let more = r.pump(&b, false);
+            while r.complete() {
+                let f = if raw {
+                    r.take_raw().map(|(t, v)| (t, v[HEADER..].to_vec()))
+                } else {
+                    r.take().map(|f| (f.tag, f.body))
+                };
+                match f {
+                    Ok(f) => got.push(f),
+                    Err(_) => {
+                        failed = true;
+                        break 'read;
+                    }
+                }
+            }
+            if !more {
+                // What is left is a cut-off frame (or nothing): an error, never a panic.
+                if r.filled > 0 {
+                    failed = r.take().is_err() || failed;
+                }
+                break;
+            }
+        }
+        writer.join().unwrap();
+        (got, failed)
+    }
+
+    fn frame_bytes(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (tag, body) in frames {
+            push_header(&mut out, Tag::from_u8(*tag).unwrap(), body.len());
+            out.extend_from_slice(body);
+        }
+        out
+    }
+
+    #[test]
+    fn a_huge_claimed_length_allocates_only_what_arrives() {
+        let mut bytes = Vec::new();
+        push_header(&mut bytes, Tag::Value, MAX_FRAME as usize);
+        bytes.extend_from_slice(&[1; 100]);
+        for no_fds in [false, true] {
+            let (a, b) = socket::stream_pair().unwrap();
+            socket::send_msg(a.as_fd(), &[IoSlice::new(&bytes)], &[], false).unwrap();
+            drop(a);
+            let mut r = if no_fds {
+                FrameReader::without_fds()
+            } else {
+                FrameReader::default()
+            };
+            while r.pump(&b, false) {}
+            assert!(!r.complete());
+            assert!(r.take().is_err());
+            assert!(r.buf.capacity() <= 2 << 20, "{} bytes", r.buf.capacity());
+        }
+        let mut over = Vec::new();
+        push_header(&mut over, Tag::Value, MAX_FRAME as usize + 1);
+        let (got, failed) = read_all(&over, false, false);
+        assert!(
+            got.is_empty() && failed,
+            "a length over MAX_FRAME is refused at once"
+        );
+    }
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Whatever a peer writes, the reader returns frames or an error; it never panics.
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            bytes in vec(any::<u8>(), 0..600),
+            no_fds in any::<bool>(),
+            raw in any::<bool>(),
+        ) {
+            let _ = read_all(&bytes, no_fds, raw);
+        }
+
+        /// The same, for bytes that start as well-formed frames and then go wrong: every
+        /// whole frame before the damage comes back as it was sent.
+        #[test]
+        fn frames_before_damage_come_back_whole(
+            frames in vec((1u8..=9, vec(any::<u8>(), 0..200)), 0..6),
+            damage in vec(any::<u8>(), 0..40),
+            no_fds in any::<bool>(),
+            raw in any::<bool>(),
+        ) {
+            let mut bytes = frame_bytes(&frames);
+            bytes.extend_from_slice(&damage);
+            let (got, failed) = read_all(&bytes, no_fds, raw);
+            let sent: Vec<(Tag, Vec<u8>)> = frames
+                .iter()
+                .map(|(t, b)| (Tag::from_u8(*t).unwrap(), b.clone()))
+                .collect();
+            prop_assert!(got.len() >= sent.len(), "{} of {} frames", got.len(), sent.len());
+            prop_assert_eq!(&got[..sent.len()], &sent[..]);
+            if damage.is_empty() {
+                prop_assert!(!failed);
+                prop_assert_eq!(got.len(), sent.len());
+            }
+        }
+    }
 }
