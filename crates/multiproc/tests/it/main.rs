@@ -3,6 +3,9 @@
 //! Every cross-process test is bounded (timeouts or the watchdog in `util`), so a bug shows
 //! as a failure, never a hang.
 
+#[macro_use]
+mod util;
+
 mod api;
 mod fork;
 mod fork_refs;
@@ -16,4 +19,3 @@ mod queue;
 mod scenarios;
 mod sync;
 mod timeouts;
-mod util;

@@ -141,10 +141,9 @@ fn send_test_and_close(mut conn: Connection) {
 }
 
 // ported: _TestConnection.test_spawn_close
-#[test]
-fn parent_closes_its_copy_right_after_spawn() {
-    with_watchdog(LIMIT, || {
-        for m in [StartMethod::Fork, StartMethod::Spawn] {
+both_methods! {
+    fn parent_closes_its_copy_right_after_spawn(m) {
+        with_watchdog(LIMIT, move || {
             let (conn, child_conn) = pipe(true).unwrap();
             // `child_conn` moves into the child's arguments: the parent's copy is closed as
             // soon as the child has started.
@@ -152,8 +151,8 @@ fn parent_closes_its_copy_right_after_spawn() {
             assert_eq!(recv_bytes_t(&conn).unwrap(), b"TEST");
             p.join().unwrap();
             assert!(matches!(recv_bytes_t(&conn), Err(RecvError::Eof)));
-        }
-    });
+        });
+    }
 }
 
 // ported: _TestConnection.test_sendbytes
@@ -545,10 +544,9 @@ fn use_received_connection(conn: Connection) -> String {
     back
 }
 
-#[test]
-fn a_connection_end_passed_over_a_connection_works_there() {
-    with_watchdog(LIMIT, || {
-        for m in [StartMethod::Fork, StartMethod::Spawn] {
+both_methods! {
+    fn a_connection_end_passed_over_a_connection_works_there(m) {
+        with_watchdog(LIMIT, move || {
             let (parent, child) = pipe(true).unwrap();
             let p = start_with(m, Process::builder(), use_received_connection, child);
             // Created after the child started: it can only get `x` through the message.
@@ -559,8 +557,8 @@ fn a_connection_end_passed_over_a_connection_works_there() {
             y.send(&"reply").unwrap();
             assert_eq!(p.join().unwrap(), "reply");
             assert!(matches!(recv_bytes_t(&y), Err(RecvError::Eof)));
-        }
-    });
+        });
+    }
 }
 
 fn child_of_s14(args: (Connection, Connection)) -> Vec<String> {

@@ -46,37 +46,40 @@ where
 }
 
 // ported: _TestProcess.test_process (value, name, pid, is_alive, exitcode)
-#[test]
-fn join_returns_the_value_both_methods() {
-    with_watchdog(LIMIT, || {
-        both(|m| {
+both_methods! {
+    fn join_returns_the_value(m) {
+        with_watchdog(LIMIT, move || {
             let p = start(m, square, 9);
             assert!(p.pid() > 0);
             assert_eq!(p.start_method(), m);
             assert!(p.name().starts_with("Process-"));
             assert_eq!(p.join().unwrap(), 81);
         });
+    }
+}
+
+#[test]
+fn a_forked_closure_returns_a_tuple() {
+    with_watchdog(LIMIT, || {
         let p = Process::fork(|| (String::from("from child"), vec![1u8, 2, 3])).unwrap();
         assert_eq!(p.join().unwrap(), ("from child".to_string(), vec![1, 2, 3]));
     });
 }
 
-#[test]
-fn child_is_a_different_process() {
-    with_watchdog(LIMIT, || {
-        both(|m| {
+both_methods! {
+    fn child_is_a_different_process(m) {
+        with_watchdog(LIMIT, move || {
             let p = start(m, sleep_ms_then_pid, 0);
             let pid = p.pid();
             assert_eq!(p.join().unwrap(), pid);
             assert_ne!(pid, std::process::id());
         });
-    });
+    }
 }
 
-#[test]
-fn join_timeout_returns_after_the_timeout_with_child_alive() {
-    with_watchdog(LIMIT, || {
-        both(|m| {
+both_methods! {
+    fn join_timeout_returns_after_the_timeout_with_child_alive(m) {
+        with_watchdog(LIMIT, move || {
             let p = start(m, sleep_ms_then_pid, 20_000);
             let t = Instant::now();
             let r = p.join_timeout(Duration::from_millis(300)).unwrap_err();
@@ -98,7 +101,7 @@ fn join_timeout_returns_after_the_timeout_with_child_alive() {
                 "{err:?}"
             );
         });
-    });
+    }
 }
 
 #[test]
@@ -117,10 +120,9 @@ fn join_timeout_hands_the_value_once() {
 }
 
 // ported: _TestProcess.test_terminate
-#[test]
-fn terminate_gives_minus_15() {
-    with_watchdog(LIMIT, || {
-        both(|m| {
+both_methods! {
+    fn terminate_gives_minus_15(m) {
+        with_watchdog(LIMIT, move || {
             let p = start(m, sleep_ms_then_pid, 20_000);
             assert!(p.is_alive());
             p.terminate().unwrap();
@@ -129,14 +131,13 @@ fn terminate_gives_minus_15() {
             assert_eq!(p.exitcode(), Some(-15));
             assert!(!p.is_alive());
         });
-    });
+    }
 }
 
 // ported: _TestProcess.test_kill
-#[test]
-fn kill_gives_minus_9() {
-    with_watchdog(LIMIT, || {
-        both(|m| {
+both_methods! {
+    fn kill_gives_minus_9(m) {
+        with_watchdog(LIMIT, move || {
             let p = start(m, sleep_ms_then_pid, 20_000);
             p.kill().unwrap();
             let err = p.join().unwrap_err();
@@ -145,14 +146,13 @@ fn kill_gives_minus_9() {
             assert_eq!(err.exit_status().and_then(ExitStatus::signal), Some(9));
             assert_eq!(p.exit_status(), Some(ExitStatus::Signal(9)));
         });
-    });
+    }
 }
 
 // ported: _TestProcess.test_exitcode / test_sys_exit
-#[test]
-fn exit_code_is_reported() {
-    with_watchdog(LIMIT, || {
-        both(|m| {
+both_methods! {
+    fn exit_code_is_reported(m) {
+        with_watchdog(LIMIT, move || {
             let p = start(m, exits, 7);
             let err = p.join_timeout(Duration::from_secs(20)).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildFailed);
@@ -160,6 +160,12 @@ fn exit_code_is_reported() {
             assert!(matches!(err, JoinTimeoutError::Exited(ExitStatus::Code(7))));
             assert_eq!(p.exitcode(), Some(7));
         });
+    }
+}
+
+#[test]
+fn exit_zero_without_a_value_is_reported() {
+    with_watchdog(LIMIT, || {
         let p = Process::fork(|| -> () { std::process::exit(0) }).unwrap();
         // exit(0) without a value: exit code 0, but join says no value came back.
         let err = p.join_timeout(Duration::from_secs(20)).unwrap_err();
@@ -168,10 +174,9 @@ fn exit_code_is_reported() {
     });
 }
 
-#[test]
-fn panic_message_arrives() {
-    with_watchdog(LIMIT, || {
-        both(|m| {
+both_methods! {
+    fn panic_message_arrives(m) {
+        with_watchdog(LIMIT, move || {
             let p = start(m, panics, "boom in the child".to_string());
             let err = p.join_timeout(Duration::from_secs(20)).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::ChildPanicked);
@@ -183,14 +188,13 @@ fn panic_message_arrives() {
             assert!(e.to_string().contains("boom in the child"), "{e}");
             assert_eq!(p.exitcode(), Some(1));
         });
-    });
+    }
 }
 
 // ported: _TestProcess.test_many_processes
-#[test]
-fn many_processes() {
-    with_watchdog(Duration::from_secs(60), || {
-        for m in [StartMethod::Fork, StartMethod::Spawn] {
+both_methods! {
+    fn many_processes(m) {
+        with_watchdog(Duration::from_secs(60), move || {
             let n = if m == StartMethod::Fork { 60 } else { 20 };
             let ps: Vec<_> = (0..n).map(|i| start(m, square, i)).collect();
             for (i, p) in ps.into_iter().enumerate() {
@@ -206,8 +210,8 @@ fn many_processes() {
                 let _ = p.join_timeout(Duration::from_secs(20));
                 assert_eq!(p.exitcode(), Some(-15));
             }
-        }
-    });
+        });
+    }
 }
 
 // ported: _TestProcess.test_lose_target_ref (the parent keeps no reference to the target)
@@ -366,17 +370,16 @@ fn dropped_children_are_reaped() {
     });
 }
 
-#[test]
-fn no_zombie_after_join() {
-    with_watchdog(LIMIT, || {
-        both(|m| {
+both_methods! {
+    fn no_zombie_after_join(m) {
+        with_watchdog(LIMIT, move || {
             let p = start(m, square, 2);
             let pid = p.pid();
             p.join().unwrap();
             assert!(!zombie_children().contains(&pid));
             assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
         });
-    });
+    }
 }
 
 #[test]
@@ -492,14 +495,13 @@ fn make_pipe_end(_: ()) -> multiproc::Connection {
     b
 }
 
-#[test]
-fn handles_travel_back_in_results() {
-    with_watchdog(LIMIT, || {
-        for m in [StartMethod::Fork, StartMethod::Spawn] {
+both_methods! {
+    fn handles_travel_back_in_results(m) {
+        with_watchdog(LIMIT, move || {
             let end = start(m, make_pipe_end, ()).join().unwrap();
             assert_eq!(end.recv::<String>().unwrap(), "kept alive by the parent");
-        }
-    });
+        });
+    }
 }
 
 fn pattern(n: usize) -> Vec<u8> {
@@ -607,10 +609,9 @@ fn current_and_parent_process_in_the_main_process() {
     assert!(multiproc::parent_process().is_none());
 }
 
-#[test]
-fn current_and_parent_process_in_children_both_methods() {
-    with_watchdog(LIMIT, || {
-        both(|m| {
+both_methods! {
+    fn current_and_parent_process_in_children(m) {
+        with_watchdog(LIMIT, move || {
             for daemon in [false, true] {
                 let b = Process::builder().name(format!("who-{m:?}")).daemon(daemon);
                 let p = start_with(m, b, whoami, ());
@@ -630,13 +631,12 @@ fn current_and_parent_process_in_children_both_methods() {
             assert_eq!(name, p.name());
             assert!(name.starts_with("Process-"), "{name}");
         });
-    });
+    }
 }
 
-#[test]
-fn a_grandchild_knows_its_parent_and_sees_it_die() {
-    with_watchdog(LIMIT, || {
-        both(|m| {
+both_methods! {
+    fn a_grandchild_knows_its_parent_and_sees_it_die(m) {
+        with_watchdog(LIMIT, move || {
             let (mut r, w) = pipe();
             // middle -> grandchild; the grandchild reports who it is, then waits for its
             // parent (middle) to die and reports that too.
@@ -671,7 +671,7 @@ fn a_grandchild_knows_its_parent_and_sees_it_die() {
             let _ = std::fs::remove_file(report.with_extension("1"));
             let _ = std::fs::remove_file(report.with_extension("2"));
         });
-    });
+    }
 }
 
 fn report_path(pid: u32) -> std::path::PathBuf {

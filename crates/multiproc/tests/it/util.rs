@@ -170,6 +170,38 @@ pub fn join_within<R>(p: &multiproc::Process<R>, timeout: std::time::Duration) -
     }
 }
 
+/// One test body, two tests: `name::fork` and `name::spawn`, with the start method bound to
+/// the given name, so that a failure says which start method broke.
+///
+/// ```ignore
+/// both_methods! {
+///     fn join_returns_the_value(m) {
+///         with_watchdog(LIMIT, move || assert_eq!(start(m, square, 9).join().unwrap(), 81));
+///     }
+/// }
+/// ```
+macro_rules! both_methods {
+    ($(#[$meta:meta])* fn $name:ident($m:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn fork() {
+                let $m = multiproc::StartMethod::Fork;
+                $body
+            }
+
+            #[test]
+            fn spawn() {
+                let $m = multiproc::StartMethod::Spawn;
+                $body
+            }
+        }
+    };
+}
+
 /// SIGKILLs `pid` (a child the caller has not reaped, so the pid is not recycled); a process
 /// that has already ended is not an error.
 pub fn sigkill(pid: impl TryInto<i32>) {
