@@ -10,6 +10,8 @@ pub struct Config {
     pub quick: bool,
     /// Where to write the JSON rows.
     pub json: String,
+    /// Where to write the chart of the run (SVG).
+    pub svg: String,
     /// Only groups or rows whose name contains one of these.
     pub filters: Vec<String>,
 }
@@ -19,6 +21,7 @@ impl Config {
         let mut c = Config {
             quick: false,
             json: "target/multiproc-bench.json".into(),
+            svg: "target/multiproc-bench.svg".into(),
             filters: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
@@ -26,6 +29,7 @@ impl Config {
             match a.as_str() {
                 "--quick" => c.quick = true,
                 "--json" => c.json = args.next().expect("--json PATH"),
+                "--svg" => c.svg = args.next().expect("--svg PATH"),
                 "--bench" => {} // passed by `cargo bench`
                 f => c.filters.push(f.to_string()),
             }
@@ -205,4 +209,42 @@ pub fn report(cfg: &Config, rows: &[Row]) {
         Ok(()) => eprintln!("rows written to {}", cfg.json),
         Err(e) => eprintln!("cannot write {}: {e}", cfg.json),
     }
+    let title = run_title();
+    println!("{title}");
+    match std::fs::write(&cfg.svg, crate::chart::svg(rows, &title)) {
+        Ok(()) => eprintln!("chart written to {}", cfg.svg),
+        Err(e) => eprintln!("cannot write {}: {e}", cfg.svg),
+    }
+}
+
+/// "2026-12-02, commit abc1234, 2 CPUs (model), Linux 6.x": what a reader needs to place a run.
+fn run_title() -> String {
+    let out = |cmd: &str, args: &[&str]| {
+        std::process::Command::new(cmd)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let date = out("date", &["-u", "+%Y-%m-%d"]);
+    let commit = out("git", &["rev-parse", "--short", "HEAD"]);
+    let dirty = if out("git", &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
+        ""
+    } else {
+        " (with local changes)"
+    };
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    let kernel = out("uname", &["-r"]);
+    format!("{date}, commit {commit}{dirty}, {cpus} CPUs ({model}), Linux {kernel}")
 }

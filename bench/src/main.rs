@@ -2,12 +2,13 @@
 //! measured in the same run on the same machine. Prints a table and writes the rows as JSON.
 //!
 //! ```text
-//! cargo run --release -p multiproc-bench -- [--quick] [--json PATH] [FILTER...]
+//! cargo run --release -p multiproc-bench -- [--quick] [--json PATH] [--svg PATH] [FILTER...]
 //! ```
 //! Each row: what was measured, our median, the baseline's median (Python, same run), the
 //! ratio (how many times better we are: > 1 means faster), and a reference (a floor or a
 //! peer) with our ratio to it. See bench/README.md.
 
+mod chart;
 mod harness;
 mod pipe;
 mod pool;
