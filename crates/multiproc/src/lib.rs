@@ -121,11 +121,11 @@
 //! | [`Connection::send`], [`Connection::send_bytes`] | `try_send`, `try_send_bytes` | `send_timeout`, `send_deadline`, `send_bytes_timeout`, `send_bytes_deadline` | [`TrySendError::Full`] / [`SendTimeoutError::Timeout`] |
 //! | [`Connection::recv`], [`Connection::recv_bytes`] | `try_recv`, `try_recv_bytes` | `recv_timeout`, `recv_deadline`, `recv_bytes_timeout`, `recv_bytes_deadline` | [`TryRecvError::Empty`] / [`RecvTimeoutError::Timeout`] |
 //! | [`Connection::poll`], [`wait`]`(&objs)` | [`Connection::try_poll`], [`try_wait`] | `poll_timeout`, `poll_deadline`, [`wait_timeout`], [`wait_deadline`] | [`pipe::TryWaitError::WouldBlock`] / [`pipe::WaitTimeoutError::Timeout`] |
-//! | [`AsyncResult::get`] | `try_get` | `get_timeout`, `get_deadline` | [`pool::TryGetError::NotReady`] / [`pool::GetTimeoutError::Timeout`] |
-//! | [`AsyncResult::wait`] | `ready()` | `wait_timeout`, `wait_deadline` | `false` / [`pool::WaitTimeoutError::Timeout`] |
-//! | `Imap::next` (the iterator) | [`Imap::try_next`] | [`Imap::next_timeout`], [`Imap::next_deadline`] | [`pool::TryGetError::NotReady`] / [`pool::GetTimeoutError::Timeout`] |
+//! | [`AsyncResult::get`] | `try_get` | `get_timeout`, `get_deadline` | [`pool::TryGetError::WouldBlock`] / [`pool::GetTimeoutError::Timeout`] |
+//! | [`AsyncResult::wait`] | `ready()` | `wait_timeout`, `wait_deadline` | `false` / [`Timeout`] |
+//! | `Imap::next` (the iterator) | [`Imap::try_next`] | [`Imap::next_timeout`], [`Imap::next_deadline`] | [`pool::TryGetError::WouldBlock`] / [`pool::GetTimeoutError::Timeout`] |
 //! | [`Process::join`] → `Result<R, JoinError>` | [`Process::try_join`] | [`Process::join_timeout`], [`Process::join_deadline`] | [`process::TryJoinError::WouldBlock`] / [`process::JoinTimeoutError::Timeout`] |
-//! | [`Pool::join`] (after `close`) | — | — | waits for the workers to exit |
+//! | [`Pool::join`] (after `close`: the workers exit, the callbacks run) | [`Pool::try_join`] | [`Pool::join_timeout`], [`Pool::join_deadline`] | [`pool::TryJoinError::WouldBlock`] / [`pool::JoinTimeoutError::Timeout`] |
 //!
 //! Python's own spellings [`Connection::recv_bytes_max`], [`Connection::recv_bytes_into`] and
 //! [`Connection::send_bytes_range`] come in the plain form only (bound the wait with

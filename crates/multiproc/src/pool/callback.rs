@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use std::thread::{JoinHandle, ThreadId};
 
 use crate::error::{Context, Result};
+use crate::sys::Deadline;
 
 /// A callback with what it needs, ready to run.
 pub(crate) type Thunk = Box<dyn FnOnce() + Send>;
@@ -71,16 +72,42 @@ impl Callbacks {
             .clone()
     }
 
-    /// Lets the thread end once it has run what is queued, and waits for it (unless this is
-    /// that thread: a callback that terminates the pool, or drops its last handle).
-    pub(crate) fn stop(&self) {
+    /// Lets the thread end once it has run what is queued, and waits for it until `deadline`
+    /// at most (unless this is that thread: a callback that terminates the pool, or drops
+    /// its last handle). False when it was still running callbacks then (a later call waits
+    /// for it again).
+    pub(crate) fn stop_by(&self, deadline: Deadline) -> bool {
         drop(self.runner.lock().unwrap_or_else(|e| e.into_inner()).take());
         if std::thread::current().id() == self.id {
-            return;
+            return true;
         }
-        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = t {
-            let _ = t.join();
+        join_thread_by(&self.thread, deadline)
+    }
+}
+
+/// Joins the thread in `slot` (if any) once it has finished, waiting until `deadline` at most
+/// (std's `JoinHandle` has no timed join: looks at `is_finished` every millisecond or so).
+/// False when it is still running at the deadline; it stays in `slot` for a later call.
+pub(crate) fn join_thread_by(
+    slot: &std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    deadline: Deadline,
+) -> bool {
+    loop {
+        let mut t = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let done = t.as_ref().is_none_or(|h| h.is_finished());
+        if done || deadline.is_never() {
+            if let Some(h) = t.take() {
+                drop(t);
+                let _ = h.join();
+            }
+            return true;
+        }
+        drop(t);
+        match deadline.remaining() {
+            Ok(Some(left)) if !left.is_zero() => {
+                std::thread::sleep(left.min(std::time::Duration::from_millis(1)))
+            }
+            _ => return false,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind};
 #[derive(Debug)]
 pub enum TryGetError {
     /// The result is not there yet (the tasks go on; ask again later).
-    NotReady,
+    WouldBlock,
     /// The task failed: its error, as [`AsyncResult::get`](super::AsyncResult::get) gives it.
     Failed(Error),
 }
@@ -27,24 +27,16 @@ pub enum GetTimeoutError {
     Failed(Error),
 }
 
-/// Why [`AsyncResult::wait_timeout`](super::AsyncResult::wait_timeout) (or `wait_deadline`)
-/// returned before the result was there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WaitTimeoutError {
-    /// The result did not come in time (the tasks go on).
-    Timeout,
-}
-
 impl TryGetError {
-    /// True for [`TryGetError::NotReady`].
-    pub fn is_not_ready(&self) -> bool {
-        matches!(self, TryGetError::NotReady)
+    /// True for [`TryGetError::WouldBlock`] (the result is not there yet).
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, TryGetError::WouldBlock)
     }
 
-    /// The broad kind, as in the crate [`Error`] ([`ErrorKind::Timeout`] for `NotReady`).
+    /// The broad kind, as in the crate [`Error`] ([`ErrorKind::Timeout`] for `WouldBlock`).
     pub fn kind(&self) -> ErrorKind {
         match self {
-            TryGetError::NotReady => ErrorKind::Timeout,
+            TryGetError::WouldBlock => ErrorKind::Timeout,
             TryGetError::Failed(e) => e.kind(),
         }
     }
@@ -65,17 +57,10 @@ impl GetTimeoutError {
     }
 }
 
-impl WaitTimeoutError {
-    /// True for [`WaitTimeoutError::Timeout`] (always).
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, WaitTimeoutError::Timeout)
-    }
-}
-
 impl fmt::Display for TryGetError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TryGetError::NotReady => f.write_str("the result is not ready yet"),
+            TryGetError::WouldBlock => f.write_str("the result is not ready yet"),
             TryGetError::Failed(e) => fmt::Display::fmt(e, f),
         }
     }
@@ -90,17 +75,11 @@ impl fmt::Display for GetTimeoutError {
     }
 }
 
-impl fmt::Display for WaitTimeoutError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the result did not come in time")
-    }
-}
-
 impl std::error::Error for TryGetError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             TryGetError::Failed(e) => Some(e),
-            TryGetError::NotReady => None,
+            TryGetError::WouldBlock => None,
         }
     }
 }
@@ -113,8 +92,6 @@ impl std::error::Error for GetTimeoutError {
         }
     }
 }
-
-impl std::error::Error for WaitTimeoutError {}
 
 impl From<TryGetError> for Error {
     fn from(e: TryGetError) -> Error {
@@ -134,8 +111,90 @@ impl From<GetTimeoutError> for Error {
     }
 }
 
-impl From<WaitTimeoutError> for Error {
-    fn from(e: WaitTimeoutError) -> Error {
-        Error::new(ErrorKind::Timeout, e.to_string())
+/// Why [`Pool::try_join`](super::Pool::try_join) did not return `Ok`.
+#[derive(Debug)]
+pub enum TryJoinError {
+    /// Workers or callbacks are still running.
+    WouldBlock,
+    /// The pool cannot be joined: not closed, or made by the process this one was forked
+    /// from (as for [`Pool::join`](super::Pool::join)).
+    Failed(Error),
+}
+
+/// Why [`Pool::join_timeout`](super::Pool::join_timeout) (or `join_deadline`) did not return
+/// `Ok`.
+#[derive(Debug)]
+pub enum JoinTimeoutError {
+    /// Workers or callbacks were still running when the time ran out.
+    Timeout,
+    /// The pool cannot be joined (as for [`Pool::join`](super::Pool::join)).
+    Failed(Error),
+}
+
+impl TryJoinError {
+    /// True for [`TryJoinError::WouldBlock`].
+    pub fn is_would_block(&self) -> bool {
+        matches!(self, TryJoinError::WouldBlock)
+    }
+}
+
+impl JoinTimeoutError {
+    /// True for [`JoinTimeoutError::Timeout`].
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, JoinTimeoutError::Timeout)
+    }
+}
+
+impl fmt::Display for TryJoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryJoinError::WouldBlock => f.write_str("the pool's workers are still running"),
+            TryJoinError::Failed(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl fmt::Display for JoinTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinTimeoutError::Timeout => f.write_str("the pool's workers did not end in time"),
+            JoinTimeoutError::Failed(e) => fmt::Display::fmt(e, f),
+        }
+    }
+}
+
+impl std::error::Error for TryJoinError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TryJoinError::Failed(e) => Some(e),
+            TryJoinError::WouldBlock => None,
+        }
+    }
+}
+
+impl std::error::Error for JoinTimeoutError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            JoinTimeoutError::Failed(e) => Some(e),
+            JoinTimeoutError::Timeout => None,
+        }
+    }
+}
+
+impl From<TryJoinError> for Error {
+    fn from(e: TryJoinError) -> Error {
+        match e {
+            TryJoinError::WouldBlock => Error::new(ErrorKind::Timeout, e.to_string()),
+            TryJoinError::Failed(e) => e,
+        }
+    }
+}
+
+impl From<JoinTimeoutError> for Error {
+    fn from(e: JoinTimeoutError) -> Error {
+        match e {
+            JoinTimeoutError::Timeout => Error::new(ErrorKind::Timeout, e.to_string()),
+            JoinTimeoutError::Failed(e) => e,
+        }
     }
 }

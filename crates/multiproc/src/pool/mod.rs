@@ -62,6 +62,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -69,10 +70,11 @@ use serde::Serialize;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::spawn::{CtxFnRef, FnRef};
 use crate::process::StartMethod;
+use crate::sys::Deadline;
 use calls::Calls;
 use dispatch::{Code, Config, Link, TaskContext};
 
-pub use error::{GetTimeoutError, TryGetError, WaitTimeoutError};
+pub use error::{GetTimeoutError, JoinTimeoutError, TryGetError, TryJoinError};
 pub use result::{AsyncResult, Imap};
 
 /// Configures a [`Pool`]: number of processes, initializer, `maxtasksperchild`, start
@@ -298,9 +300,11 @@ impl Shared {
         self.wait_threads();
     }
 
-    fn join(&self) -> Result<()> {
+    /// Python's `join`, waiting until `deadline` at most: `Ok(false)` when the workers or
+    /// the callbacks were still going then.
+    fn join_by(&self, deadline: Deadline) -> Result<bool> {
         if self.link.foreign() {
-            return self.link.begin();
+            self.link.begin()?;
         }
         if !*self.link.closed.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(Error::new(
@@ -308,18 +312,19 @@ impl Shared {
                 "join() needs close() or terminate() first",
             ));
         }
-        self.wait_threads();
-        Ok(())
+        Ok(self.wait_threads_by(deadline))
     }
 
     /// Waits for the dispatcher to stop (every task has its outcome then, and every
     /// callback has been handed to the callback thread), then for the callbacks.
     fn wait_threads(&self) {
-        let t = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = t {
-            let _ = t.join();
-        }
-        self.link.callbacks.stop();
+        self.wait_threads_by(Deadline::never());
+    }
+
+    /// [`wait_threads`](Self::wait_threads) until `deadline` at most: false when a thread
+    /// was still running then (a later call waits for it again).
+    fn wait_threads_by(&self, deadline: Deadline) -> bool {
+        callback::join_thread_by(&self.thread, deadline) && self.link.callbacks.stop_by(deadline)
     }
 }
 
@@ -697,7 +702,48 @@ impl Pool {
     /// [`ErrorKind::InvalidState`] when the pool was neither closed nor terminated (Python
     /// raises `ValueError`), or was made by the process this one was forked from.
     pub fn join(&self) -> Result<()> {
-        self.shared.join()
+        self.shared.join_by(Deadline::never()).map(drop)
+    }
+
+    /// [`join`](Pool::join) if the workers have exited and every callback has run; never
+    /// waits.
+    ///
+    /// # Errors
+    /// [`TryJoinError::WouldBlock`] when something is still running; `Failed` as for `join`.
+    pub fn try_join(&self) -> std::result::Result<(), TryJoinError> {
+        match self.shared.join_by(Deadline::passed()) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TryJoinError::WouldBlock),
+            Err(e) => Err(TryJoinError::Failed(e)),
+        }
+    }
+
+    /// [`join`](Pool::join), waiting at most `timeout` (any `Duration`, up to
+    /// `Duration::MAX`). A join that ran out can be called again.
+    ///
+    /// # Errors
+    /// [`JoinTimeoutError::Timeout`] when the workers or callbacks were still going then;
+    /// `Failed` as for `join`.
+    pub fn join_timeout(&self, timeout: Duration) -> std::result::Result<(), JoinTimeoutError> {
+        self.join_by(Deadline::after(Some(timeout)))
+    }
+
+    /// [`join`](Pool::join), waiting until `deadline` at most.
+    ///
+    /// # Errors
+    /// As for [`join_timeout`](Pool::join_timeout).
+    pub fn join_deadline(&self, deadline: Instant) -> std::result::Result<(), JoinTimeoutError> {
+        self.join_by(Deadline::after(Some(
+            deadline.saturating_duration_since(Instant::now()),
+        )))
+    }
+
+    fn join_by(&self, deadline: Deadline) -> std::result::Result<(), JoinTimeoutError> {
+        match self.shared.join_by(deadline) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(JoinTimeoutError::Timeout),
+            Err(e) => Err(JoinTimeoutError::Failed(e)),
+        }
     }
 }
 

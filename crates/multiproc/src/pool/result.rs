@@ -10,10 +10,10 @@ use serde::de::DeserializeOwned;
 use super::callback::Thunk;
 use super::calls::{submit_chunk, Payload};
 use super::dispatch::{Code, Driver, Link};
-use super::error::{GetTimeoutError, TryGetError, WaitTimeoutError};
+use super::error::{GetTimeoutError, TryGetError};
 use super::job::{self, Job, Outcome, Slot};
 use super::{worker, Shared};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, Timeout};
 use crate::sys::Deadline;
 
 /// A deadline at `t` (the crate's deadlines are made from timeouts; `t` in the past is a
@@ -144,13 +144,13 @@ impl<T> AsyncResult<T> {
     /// The result if it is there, without waiting.
     ///
     /// # Errors
-    /// [`TryGetError::NotReady`] when it is not there yet; [`TryGetError::Failed`] with the
+    /// [`TryGetError::WouldBlock`] when it is not there yet; [`TryGetError::Failed`] with the
     /// task's error as [`get`](AsyncResult::get) gives it.
     #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, TryGetError> {
         match self.get_until(now()) {
             Some(r) => r.map_err(TryGetError::Failed),
-            None => Err(TryGetError::NotReady),
+            None => Err(TryGetError::WouldBlock),
         }
     }
 
@@ -205,26 +205,26 @@ impl<T> AsyncResult<T> {
     /// `Duration`, up to `Duration::MAX`).
     ///
     /// # Errors
-    /// [`WaitTimeoutError::Timeout`] when it did not come in time.
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), WaitTimeoutError> {
+    /// [`Timeout`] when it did not come in time.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<(), Timeout> {
         self.wait_by(Deadline::after(Some(timeout)))
     }
 
     /// Waits until `deadline` at most until the result is there.
     ///
     /// # Errors
-    /// [`WaitTimeoutError::Timeout`] when it did not come in time.
-    pub fn wait_deadline(&self, deadline: Instant) -> Result<(), WaitTimeoutError> {
+    /// [`Timeout`] when it did not come in time.
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<(), Timeout> {
         self.wait_by(deadline_at(deadline))
     }
 
-    fn wait_by(&self, deadline: Deadline) -> Result<(), WaitTimeoutError> {
+    fn wait_by(&self, deadline: Deadline) -> Result<(), Timeout> {
         if self.link.foreign() {
-            return Err(WaitTimeoutError::Timeout);
+            return Err(Timeout);
         }
         match self.link.wait_for(&self.job, deadline, Self::all_done).1 {
             true => Ok(()),
-            false => Err(WaitTimeoutError::Timeout),
+            false => Err(Timeout),
         }
     }
 
@@ -456,12 +456,12 @@ impl<'a, R: DeserializeOwned> Imap<'a, R> {
     /// The next result if it is there, without waiting: `None` at the end.
     ///
     /// # Errors
-    /// `Some(Err(`[`TryGetError::NotReady`]`))` when it is not there yet (ask again later);
+    /// `Some(Err(`[`TryGetError::WouldBlock`]`))` when it is not there yet (ask again later);
     /// `Some(Err(`[`TryGetError::Failed`]`))` when that task failed (the next ones follow).
     pub fn try_next(&mut self) -> Option<Result<R, TryGetError>> {
         Some(match self.next_until(now())? {
             Ok(v) => Ok(v),
-            Err(GetTimeoutError::Timeout) => Err(TryGetError::NotReady),
+            Err(GetTimeoutError::Timeout) => Err(TryGetError::WouldBlock),
             Err(GetTimeoutError::Failed(e)) => Err(TryGetError::Failed(e)),
         })
     }

@@ -137,7 +137,7 @@ fn async_timeout() {
         assert!(t.elapsed() >= Duration::from_millis(100));
         assert!(!res.ready());
         // The other forms of the same wait: never blocking, and until an instant.
-        assert!(res.try_get().unwrap_err().is_not_ready());
+        assert!(res.try_get().unwrap_err().is_would_block());
         let t = Instant::now();
         let until = t + Duration::from_millis(50);
         assert!(res.get_deadline(until).unwrap_err().is_timeout());

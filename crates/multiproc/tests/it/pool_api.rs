@@ -423,7 +423,7 @@ fn imap_waits() {
     with_watchdog(LIMIT, || {
         let pool = Pool::new(2).unwrap();
         let mut it = pool.imap(sleep_ms, vec![300, 0]).unwrap();
-        assert!(matches!(it.try_next(), Some(Err(TryGetError::NotReady))));
+        assert!(matches!(it.try_next(), Some(Err(TryGetError::WouldBlock))));
         let t = Instant::now();
         let r = it.next_timeout(Duration::from_millis(50));
         assert!(matches!(r, Some(Err(GetTimeoutError::Timeout))), "{r:?}");
@@ -639,4 +639,57 @@ fn handles_are_send_and_sync() {
     send_sync::<multiproc::AsyncResult<Vec<u64>>>();
     send_sync::<multiproc::pool::WithContext<String>>();
     send_sync::<multiproc::ClosurePool<u64, u64>>();
+}
+
+// Pool::join's four forms: a join that runs out says so and can be called again; the
+// timeout covers the workers' end and the callbacks still to run.
+#[test]
+fn pool_join_has_try_timeout_and_deadline_forms() {
+    use multiproc::pool::{JoinTimeoutError, TryJoinError};
+    with_watchdog(LIMIT, || {
+        let pool = Pool::new(1).unwrap();
+        // Not closed: the same error as join's, in every form.
+        assert!(
+            matches!(pool.try_join(), Err(TryJoinError::Failed(e)) if e.kind() == ErrorKind::InvalidState)
+        );
+        assert!(matches!(
+            pool.join_timeout(Duration::from_millis(1)),
+            Err(JoinTimeoutError::Failed(e)) if e.kind() == ErrorKind::InvalidState
+        ));
+        // A task that runs 400 ms; its callback then takes 400 ms more.
+        let (started, ran) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let r = {
+            let (started, ran) = (started.clone(), ran.clone());
+            pool.apply_async(sleep_ms, 400).unwrap().callback(move |_| {
+                started.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(400));
+                ran.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+        pool.close();
+        assert!(pool.try_join().unwrap_err().is_would_block());
+        let t0 = Instant::now();
+        let e = pool.join_timeout(Duration::from_millis(50)).unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        // Once the callback is running, the workers are done but join still waits for it.
+        let until = Instant::now() + LIMIT;
+        while started.load(Ordering::SeqCst) == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        let e = pool
+            .join_deadline(Instant::now() + Duration::from_millis(20))
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e}");
+        pool.join_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(
+            ran.load(Ordering::SeqCst),
+            1,
+            "join returned after the callback ran"
+        );
+        assert_eq!(r.get().unwrap(), 400);
+        pool.try_join().unwrap();
+        pool.join().unwrap();
+    });
 }
