@@ -14,7 +14,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use multiproc::pool::{GetTimeoutError, TryGetError};
 use multiproc::{ErrorKind, Pool, PoolBuilder, Queue, StartMethod};
 
-use crate::util::{join_within, pid_alive, sigkill, sleep_ms, wait_no_zombies, with_watchdog};
+use crate::util::{
+    join_within, pid_alive, sigkill, sleep_ms, until, wait_no_zombies, with_watchdog,
+};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -171,15 +173,10 @@ fn context_reaches_replacement_workers() {
         for p in &old {
             sigkill(*p);
         }
-        let until = Instant::now() + LIMIT;
-        loop {
+        until("workers replaced", || {
             let now = pool.worker_pids();
-            if now.len() == 2 && now.iter().all(|p| !old.contains(p)) {
-                break;
-            }
-            assert!(Instant::now() < until, "workers not replaced");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            now.len() == 2 && now.iter().all(|p| !old.contains(p))
+        });
         let got = with.with_chunksize(1).map(probe, 0..20).unwrap();
         check_probe(7, 0..20, &got);
         assert!(got.iter().all(|g| !old.contains(&(g.2 as i32))));
@@ -673,10 +670,9 @@ fn pool_join_has_try_timeout_and_deadline_forms() {
         assert!(e.is_timeout(), "{e}");
         assert!(t0.elapsed() >= Duration::from_millis(50));
         // Once the callback is running, the workers are done but join still waits for it.
-        let until = Instant::now() + LIMIT;
-        while started.load(Ordering::SeqCst) == 0 && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        until("the callback started", || {
+            started.load(Ordering::SeqCst) > 0
+        });
         assert_eq!(ran.load(Ordering::SeqCst), 0);
         let e = pool
             .join_deadline(Instant::now() + Duration::from_millis(20))

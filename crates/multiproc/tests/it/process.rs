@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use multiproc::process::{ExitStatus, JoinError, JoinTimeoutError, TryJoinError};
 use multiproc::{ErrorKind, Process, StartMethod};
 
-use crate::util::{pid_alive, start_with, with_watchdog, zombie_children};
+use crate::util::{pid_alive, start_with, until, with_watchdog, zombie_children};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -356,15 +356,10 @@ fn dropped_children_are_reaped() {
         let pids: Vec<u32> = (0..10)
             .map(|_| Process::fork(|| ()).unwrap().pid())
             .collect();
-        let t = Instant::now();
-        loop {
+        until("children reaped", || {
             let active = multiproc::active_children();
-            if pids.iter().all(|p| !active.contains(p)) {
-                break;
-            }
-            assert!(t.elapsed() < Duration::from_secs(10), "children not reaped");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            pids.iter().all(|p| !active.contains(p))
+        });
         let z = zombie_children();
         assert!(pids.iter().all(|p| !z.contains(p)), "zombies left: {z:?}");
     });

@@ -13,7 +13,7 @@ use multiproc::{
 };
 
 use crate::util::{
-    in_clean_child, join_within, open_fds, start_with, with_watchdog, zombie_children,
+    in_clean_child, join_within, open_fds, start_with, until, with_watchdog, zombie_children,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -21,18 +21,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// takes on a quiet machine, far below the 10-second waits that would mean it was never noticed
 /// (the machines that run these tests are loaded; speed belongs in the benchmark).
 const GENEROUS: Duration = Duration::from_secs(5);
-
-/// Waits (bounded) until `cond` holds.
-fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let t0 = Instant::now();
-    while !cond() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "timed out waiting: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
 
 /// A child that signals `ready` after `hold` ran, then sleeps until killed.
 fn holder(ready: &Event, hold: impl FnOnce() + Send + 'static) -> Process<()> {

@@ -147,17 +147,20 @@ pub fn in_clean_child_loose(f: fn()) {
 /// child another test has just killed may be a zombie for a moment before it is reaped; a
 /// zombie that stays is a leak.
 pub fn wait_no_zombies() {
-    let t = std::time::Instant::now();
-    loop {
-        let z = zombie_children();
-        if z.is_empty() {
-            return;
-        }
+    until("no zombies", || zombie_children().is_empty());
+}
+
+/// Waits until `cond` holds, looking every millisecond; fails the test with `what` after
+/// 20 s (the one polling loop of the tests: for states no event announces, such as a
+/// process asleep or reaped).
+pub fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !cond() {
         assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "zombies remain: {z:?}"
+            t0.elapsed() < Duration::from_secs(20),
+            "timed out waiting: {what}"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
