@@ -1003,22 +1003,33 @@ fn detection_under_signals(
     join_within(&waiter, Duration::from_secs(20)).expect("the waiter ended")
 }
 
+/// A victim runs `hold` (takes the object and keeps it) and is killed while a waiter, under a
+/// storm of signals, runs `wait`: true when the waiter saw the death.
+fn held_then_seen_under_signals(
+    hold: impl FnOnce() + Send + 'static,
+    wait: impl FnOnce() -> bool + Send + 'static,
+) -> bool {
+    let ready = Event::new().unwrap();
+    let victim = holder(&ready, hold);
+    // The victim holds it before the waiter starts (else the waiter may simply win).
+    ready.wait_timeout(Duration::from_secs(20)).unwrap();
+    detection_under_signals(victim, &ready, wait)
+}
+
 #[test]
 fn dead_lock_holder_seen_while_signals_keep_coming() {
     with_watchdog(LIMIT, || {
-        let lock = Lock::new().unwrap();
-        let ready = Event::new().unwrap();
-        let l2 = lock.clone();
-        let victim = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
-        // The victim holds it before the waiter starts (else the waiter may simply win).
-        ready.wait_timeout(Duration::from_secs(20)).unwrap();
-        let l3 = lock.clone();
-        let owner_died = detection_under_signals(victim, &ready, move || {
-            matches!(
-                l3.lock_timeout(Duration::from_secs(20)),
-                Err(LockTimeoutError::OwnerDied(_))
-            )
-        });
+        let l2 = Lock::new().unwrap();
+        let l3 = l2.clone();
+        let owner_died = held_then_seen_under_signals(
+            move || std::mem::forget(l2.lock().unwrap()),
+            move || {
+                matches!(
+                    l3.lock_timeout(Duration::from_secs(20)),
+                    Err(LockTimeoutError::OwnerDied(_))
+                )
+            },
+        );
         assert!(owner_died, "expected OwnerDied");
     })
 }
@@ -1026,15 +1037,13 @@ fn dead_lock_holder_seen_while_signals_keep_coming() {
 #[test]
 fn dead_rlock_holder_seen_while_signals_keep_coming() {
     with_watchdog(LIMIT, || {
-        let lock = RLock::new().unwrap();
-        let ready = Event::new().unwrap();
-        let l2 = lock.clone();
-        let victim = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
-        // The victim holds it before the waiter starts (else the waiter may simply win).
-        ready.wait_timeout(Duration::from_secs(20)).unwrap();
-        let l3 = lock.clone();
+        let l2 = RLock::new().unwrap();
+        let l3 = l2.clone();
         // The blocking form, without a timeout.
-        let owner_died = detection_under_signals(victim, &ready, move || l3.lock().is_err());
+        let owner_died = held_then_seen_under_signals(
+            move || std::mem::forget(l2.lock().unwrap()),
+            move || l3.lock().is_err(),
+        );
         assert!(owner_died, "expected OwnerDied");
     })
 }
@@ -1042,16 +1051,12 @@ fn dead_rlock_holder_seen_while_signals_keep_coming() {
 #[test]
 fn dead_semaphore_holder_seen_while_signals_keep_coming() {
     with_watchdog(LIMIT, || {
-        let s = Semaphore::new(1).unwrap();
-        let ready = Event::new().unwrap();
-        let s2 = s.clone();
-        let victim = holder(&ready, move || std::mem::forget(s2.acquire()));
-        // The victim holds it before the waiter starts (else the waiter may simply win).
-        ready.wait_timeout(Duration::from_secs(20)).unwrap();
-        let s3 = s.clone();
-        let got = detection_under_signals(victim, &ready, move || {
-            s3.acquire_timeout(Duration::from_secs(20)).is_ok()
-        });
+        let s2 = Semaphore::new(1).unwrap();
+        let s3 = s2.clone();
+        let got = held_then_seen_under_signals(
+            move || std::mem::forget(s2.acquire()),
+            move || s3.acquire_timeout(Duration::from_secs(20)).is_ok(),
+        );
         assert!(got, "the dead holder's permit came back");
     })
 }
