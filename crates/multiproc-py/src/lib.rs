@@ -201,10 +201,26 @@ impl Connection {
 
 #[pymethods]
 impl Connection {
+    /// From another process's `_export()` (`_handle`), or taking over the end of a native
+    /// `pipe()` (`_from`, which is closed by it).
     #[new]
-    #[pyo3(signature = (*, _handle))]
-    fn py_new(_handle: (Vec<u8>, Vec<RawFd>)) -> PyResult<Self> {
-        Ok(Connection::wrap(import(_handle)?))
+    #[pyo3(signature = (*, _handle=None, _from=None))]
+    fn py_new(
+        _handle: Option<(Vec<u8>, Vec<RawFd>)>,
+        _from: Option<PyRef<'_, Connection>>,
+    ) -> PyResult<Self> {
+        match (_handle, _from) {
+            (Some(h), None) => Ok(Connection::wrap(import(h)?)),
+            (None, Some(end)) => Ok(Connection {
+                readable: end.readable,
+                writable: end.writable,
+                conn: Mutex::new(Some(end.get()?)),
+            })
+            .inspect(|_| end.close()),
+            _ => Err(PyValueError::new_err(
+                "Connection objects come from Pipe() (give _handle or _from, not both)",
+            )),
+        }
     }
 
     /// The bytes and fds of this end, for pickling.
