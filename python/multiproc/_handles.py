@@ -45,7 +45,8 @@ def _owner_for(fd):
     if popen is None:
         return _FdOwner(fd)
     # The fd must stay open until the child has started (after the dump, in Popen._launch),
-    # so the Popen object keeps the owners.
+    # so the Popen object keeps the owners; our contexts' Process classes drop them right
+    # after the start (with CPython's own Process classes they go with the Popen object).
     cache = popen.__dict__.setdefault("_multiproc_fds", {})
     st = os.fstat(fd)
     key = (st.st_dev, st.st_ino)

@@ -80,7 +80,7 @@ class Connection(_native.Connection):
             if bytesize - offset < size:
                 raise BufferTooShort(data)
             m.cast("B")[offset:offset + size] = data
-            return size // itemsize
+            return size
 
     def recv(self):
         self._check(False)

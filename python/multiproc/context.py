@@ -67,16 +67,40 @@ class _Primitives:
                     context=_stock_simplequeue[self._name])
 
 
+def _launched(popen):
+    # The fds our objects passed to the child (kept open by the Popen until it had
+    # started, see _handles._owner_for) are closed now: otherwise this process would keep
+    # a copy of, say, a Connection end, and its peer would never see EOF.
+    popen.__dict__.pop("_multiproc_fds", None)
+    return popen
+
+
+class SpawnProcess(_cpython.SpawnProcess):
+    """CPython's SpawnProcess; closes the fds passed to the child once it has started."""
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _launched(_cpython.SpawnProcess._Popen(process_obj))
+
+
+class ForkServerProcess(_cpython.ForkServerProcess):
+    """CPython's ForkServerProcess; closes the fds passed to the child once it has started."""
+
+    @staticmethod
+    def _Popen(process_obj):
+        return _launched(_cpython.ForkServerProcess._Popen(process_obj))
+
+
 class ForkContext(_Primitives, _cpython.ForkContext):
     pass
 
 
 class SpawnContext(_Primitives, _cpython.SpawnContext):
-    pass
+    Process = SpawnProcess
 
 
 class ForkServerContext(_Primitives, _cpython.ForkServerContext):
-    pass
+    Process = ForkServerProcess
 
 
 _contexts = {

@@ -74,7 +74,8 @@ class Event(_native.Event):
         return reduce_handle(self)
 
     def __repr__(self):
-        return f"<{type(self).__name__}(set={self.is_set()})>"
+        set_status = "set" if self.is_set() else "unset"
+        return f"<{type(self).__qualname__} at {id(self):#x} {set_status}>"
 
 
 class Barrier(_native.Barrier):
