@@ -27,9 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, OwnerDied};
-use pyo3::exceptions::{
-    PyAssertionError, PyEOFError, PyOSError, PyOverflowError, PyValueError,
-};
+use pyo3::exceptions::{PyAssertionError, PyEOFError, PyOSError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -68,6 +66,14 @@ pub(crate) fn deadline(block: bool, timeout: Option<f64>) -> PyResult<Option<Ins
             // A deadline past what Instant can hold is "forever".
             Ok(Instant::now().checked_add(t))
         }
+    }
+}
+
+/// Rejects a NaN timeout before any fast path (which would otherwise ignore it).
+pub(crate) fn check_timeout(timeout: Option<f64>) -> PyResult<()> {
+    match timeout {
+        Some(t) if t.is_nan() => Err(PyValueError::new_err("timeout must not be NaN")),
+        _ => Ok(()),
     }
 }
 
@@ -240,7 +246,10 @@ impl Connection {
 
     #[getter]
     fn closed(&self) -> bool {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+        self.conn
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
     }
 
     /// Closes this end (in this process; other copies stay open).
@@ -310,10 +319,7 @@ impl Connection {
             Err(multiproc::RecvError::TooLong { len, max }) => Err(PyOSError::new_err(format!(
                 "bad message length: {len} bytes is longer than maxlength {max}"
             ))),
-            Err(e) => Err(to_py(multiproc::Error::new(
-                ErrorKind::Os,
-                e.to_string(),
-            ))),
+            Err(e) => Err(to_py(multiproc::Error::new(ErrorKind::Os, e.to_string()))),
         }
     }
 

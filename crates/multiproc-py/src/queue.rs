@@ -98,6 +98,7 @@ impl Queue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
+        crate::check_timeout(timeout)?;
         let q = self.q();
         match q.try_put_bytes(data) {
             Ok(()) => return Ok(()),
@@ -131,6 +132,7 @@ impl Queue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
+        crate::check_timeout(timeout)?;
         let q = self.q();
         match q.try_get_bytes() {
             Ok(v) => return Ok(PyBytes::new(py, &v)),

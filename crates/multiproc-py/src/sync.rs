@@ -8,11 +8,14 @@ use std::os::fd::RawFd;
 use std::time::Instant;
 
 use multiproc::sync::BarrierTimeoutError;
-use pyo3::exceptions::{PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::{deadline, died, export, import, not_owner, to_py, wait_sliced, BrokenBarrierError, Died};
+use crate::{
+    check_timeout, deadline, died, export, import, not_owner, to_py, wait_sliced,
+    BrokenBarrierError, Died,
+};
 
 type Handle = Option<(Vec<u8>, Vec<RawFd>)>;
 
@@ -46,6 +49,7 @@ impl Lock {
     /// `acquire(block=True, timeout=None)`: True when taken.
     #[pyo3(signature = (block=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        check_timeout(timeout)?;
         // Fast path, GIL held: a free lock costs one CAS.
         match self.lock.try_lock() {
             Ok(g) => {
@@ -151,6 +155,7 @@ impl RLock {
 
     #[pyo3(signature = (block=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        check_timeout(timeout)?;
         match self.lock.try_lock() {
             Ok(g) => {
                 std::mem::forget(g);
@@ -249,7 +254,9 @@ impl Semaphore {
             return Ok(Semaphore { sem });
         }
         if value < 0 {
-            return Err(PyValueError::new_err("semaphore initial value must be >= 0"));
+            return Err(PyValueError::new_err(
+                "semaphore initial value must be >= 0",
+            ));
         }
         let value = u32::try_from(value)
             .map_err(|_| PyValueError::new_err("semaphore initial value is too large"))?;
@@ -277,6 +284,7 @@ impl Semaphore {
 
     #[pyo3(signature = (block=true, timeout=None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        check_timeout(timeout)?;
         let fast = on_sem!(&self.sem, s => s.try_acquire().map(|g| g.forget()).is_ok());
         if fast {
             return Ok(true);
@@ -285,9 +293,11 @@ impl Semaphore {
             return Ok(false);
         }
         let d = deadline(block, timeout)?;
-        let got = wait_sliced(py, d, |slice| {
-            on_sem!(&self.sem, s => s.acquire_timeout(slice).ok().map(|g| g.forget()))
-        })?;
+        let got = wait_sliced(
+            py,
+            d,
+            |slice| on_sem!(&self.sem, s => s.acquire_timeout(slice).ok().map(|g| g.forget())),
+        )?;
         Ok(got.is_some())
     }
 

@@ -177,10 +177,12 @@ impl RawMutex {
             if old == UNLOCKED {
                 return false;
             }
-            match self
-                .state
-                .compare_exchange_weak(old, UNLOCKED, Ordering::Release, Ordering::Relaxed)
-            {
+            match self.state.compare_exchange_weak(
+                old,
+                UNLOCKED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(now) => old = now,
             }
