@@ -26,7 +26,8 @@ START = os.environ.get("MULTIPROC_START", "fork")
 
 # The CPython test classes we run (more are added as multiproc covers them).
 CLASSES = ["_TestLock", "_TestSemaphore", "_TestEvent", "_TestQueue", "_TestCondition",
-           "_TestBarrier", "_TestConnection", "_TestPoll", "_TestPicklingConnections"]
+           "_TestBarrier", "_TestConnection", "_TestPoll", "_TestPicklingConnections",
+           "_TestValue", "_TestArray", "_TestPool"]
 
 # Every deviation, in one place: (generated class, test method) -> reason.
 SKIPS = {
