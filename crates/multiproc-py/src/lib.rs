@@ -9,8 +9,8 @@
 //! # Blocking calls
 //!
 //! Every call that can wait first tries without waiting, with the GIL held (no system call
-//! on the uncontended path), then waits in slices of at most [`SLICE`] with the GIL released
-//! ([`wait_sliced`]), calling `PyErr_CheckSignals` between slices: Ctrl-C raises
+//! on the uncontended path), then waits in slices of at most `SLICE` (50 ms) with the GIL released
+//! (`wait_sliced`), calling `PyErr_CheckSignals` between slices: Ctrl-C raises
 //! `KeyboardInterrupt` within a slice even when the signal was handled by another thread,
 //! and at once when it interrupts the wait itself (futex and poll return on `EINTR`). No
 //! thread is ever started here.
@@ -40,6 +40,10 @@ pub(crate) use sync::*;
 /// The longest stretch a blocking call spends with the GIL released before it checks for
 /// signals (`KeyboardInterrupt` from a signal handled by another thread).
 pub(crate) const SLICE: Duration = Duration::from_millis(50);
+
+/// Messages up to this size always travel as one frame (the library's smallest frame
+/// payload), so a timed send that runs out has sent nothing of them.
+const ONE_FRAME: usize = 4096;
 
 pyo3::import_exception!(queue, Empty);
 pyo3::import_exception!(queue, Full);
@@ -276,6 +280,14 @@ impl Connection {
             Err(multiproc::TrySendError::Full) => {}
             Err(e) => return Err(send_err(e.into())),
         }
+        if buf.len() > ONE_FRAME {
+            // A timed send that runs out cuts a multi-frame message off (the receiver skips
+            // it), so slices would start it over and over: one blocking send instead, with
+            // the GIL released (Ctrl-C is seen when it returns).
+            return py
+                .detach(|| c.send_bytes(buf))
+                .map_err(|e| send_err(e.into()));
+        }
         let sent = wait_sliced(py, None, |slice| match c.send_bytes_timeout(buf, slice) {
             Ok(()) => Some(Ok(())),
             Err(multiproc::SendTimeoutError::Timeout) => None,
@@ -302,24 +314,34 @@ impl Connection {
                 return Err(PyValueError::new_err("negative maxlength"));
             }
         }
-        let got = wait_sliced(py, None, |slice| match c.poll_timeout(slice) {
-            Ok(()) => Some(()),
-            Err(e) if e.is_timeout() => None,
-            // Closed, send-only or failed: the receive below says which.
-            Err(_) => Some(()),
-        })?;
-        debug_assert!(got.is_some());
-        let r = py.detach(|| match maxlength {
-            Some(m) => c.recv_bytes_max(m as usize),
-            None => c.recv_bytes(),
-        });
+        let r = match maxlength {
+            // Running out of a slice consumes nothing (the timeout bounds the wait for a
+            // message to begin; one that has begun is received whole).
+            None => wait_sliced(py, None, |slice| match c.recv_bytes_timeout(slice) {
+                Ok(v) => Some(Ok(v)),
+                Err(multiproc::RecvTimeoutError::Timeout) => None,
+                Err(multiproc::RecvTimeoutError::Eof) => Some(Err(multiproc::RecvError::Eof)),
+                Err(e) => Some(Err(multiproc::RecvError::Failed(e.into()))),
+            })?
+            .expect("an unbounded wait ended"),
+            Some(m) => {
+                // No timed form of recv_bytes_max: wait for readiness in slices first.
+                wait_sliced(py, None, |slice| match c.poll_timeout(slice) {
+                    Err(e) if e.is_timeout() => None,
+                    // Ready, or closed/failed: the receive says which.
+                    _ => Some(()),
+                })?;
+                py.detach(|| c.recv_bytes_max(m as usize))
+            }
+        };
         match r {
             Ok(v) => Ok(PyBytes::new(py, &v)),
             Err(multiproc::RecvError::Eof) => Err(PyEOFError::new_err("")),
             Err(multiproc::RecvError::TooLong { len, max }) => Err(PyOSError::new_err(format!(
                 "bad message length: {len} bytes is longer than maxlength {max}"
             ))),
-            Err(e) => Err(to_py(multiproc::Error::new(ErrorKind::Os, e.to_string()))),
+            Err(multiproc::RecvError::Failed(e)) => Err(to_py(e)),
+            Err(e) => Err(PyOSError::new_err(e.to_string())),
         }
     }
 
