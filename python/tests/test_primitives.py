@@ -340,3 +340,32 @@ def test_contexts_stay_ours():
     assert isinstance(ctx.get_context("fork"), multiproc.ForkContext)
     assert isinstance(ctx.get_context("forkserver"), multiproc.ForkServerContext)
     assert isinstance(ctx.Lock(), multiproc.Lock)
+
+
+PLAIN_PROGRAM = """
+import multiprocessing as mp
+
+def work(q, lock):
+    with lock:
+        q.put(type(lock).__module__)
+
+if __name__ == "__main__":
+    mp.set_start_method("{method}")
+    q, lock = mp.Queue(), mp.Lock()
+    p = mp.Process(target=work, args=(q, lock))
+    p.start()
+    print(type(q).__module__, q.get(timeout=10), flush=True)
+    p.join(10)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_python_m_multiproc_runs_plain_programs_on_ours(tmp_path, method):
+    import subprocess
+    import sys
+    script = tmp_path / "plain.py"
+    script.write_text(PLAIN_PROGRAM.format(method=method))
+    out = subprocess.run([sys.executable, "-m", "multiproc", str(script)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["multiproc.queues", "multiproc.synchronize"]
