@@ -369,3 +369,19 @@ def test_python_m_multiproc_runs_plain_programs_on_ours(tmp_path, method):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["multiproc.queues", "multiproc.synchronize"]
+
+
+def square(x):
+    return x * x
+
+
+def test_cpython_pool_on_our_context(ctx):
+    with ctx.Pool(2) as pool:
+        assert pool.map(square, range(10)) == [x * x for x in range(10)]
+        assert pool.apply_async(square, (7,)).get(T) == 49
+
+
+def test_process_pool_executor_on_our_context(ctx):
+    import concurrent.futures as cf
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        assert list(ex.map(square, range(10), timeout=T * 3)) == [x * x for x in range(10)]
