@@ -2,7 +2,8 @@
 # The Python package (crates/multiproc-py + python/multiproc): builds the extension into a
 # virtual environment under target/ (created on first use, with maturin and pytest from
 # PyPI), runs our pytest tests (python/tests), then CPython's own multiprocessing test
-# classes against our context under fork and spawn, printing how many passed.
+# classes against our context under fork, spawn and forkserver (MULTIPROC_SUITE_METHODS
+# chooses), printing how many passed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -19,6 +20,6 @@ fi
 VIRTUAL_ENV="$VENV" "$VENV/bin/maturin" develop --quiet
 cd python/tests
 "$VENV/bin/python" -m pytest -q -p no:cacheprovider
-for method in fork spawn; do
+for method in ${MULTIPROC_SUITE_METHODS:-fork spawn forkserver}; do
     MULTIPROC_START=$method "$VENV/bin/python" run_cpython_suite.py
 done
