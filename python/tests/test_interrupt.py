@@ -70,12 +70,17 @@ def run(call, other_thread):
     return latency
 
 
+# A generous bound (the machine may be loaded): without the signal checks the call would
+# not return at all.
+PROMPT = 5.0
+
+
 @pytest.mark.parametrize("call", sorted(SETUP))
 def test_ctrl_c(call):
-    assert run(call, other_thread=False) < 1.0
+    assert run(call, other_thread=False) < PROMPT
 
 
 @pytest.mark.parametrize("call", ["lock.acquire", "queue.get", "event.wait",
                                   "connection.recv"])
 def test_ctrl_c_handled_by_another_thread(call):
-    assert run(call, other_thread=True) < 1.0
+    assert run(call, other_thread=True) < PROMPT
