@@ -28,8 +28,9 @@ SETUP = {
 }
 
 SCRIPT = """
-import os, signal, sys, threading, time
+import faulthandler, os, signal, sys, threading, time
 import multiproc
+faulthandler.dump_traceback_later(20, exit=True)  # the watchdog: never hang the test
 ctx = multiproc.get_context("fork")
 {setup}
 if {other_thread}:
