@@ -149,6 +149,7 @@ pub mod shm;
 pub mod sync;
 mod sys;
 pub use error::{Error, ErrorKind, OwnerDied, Result, Timeout, WouldBlock};
+pub use handle::{from_bytes_with_fds, to_bytes_with_fds};
 pub use pipe::{
     pipe, pipe_with, try_wait, wait, wait_deadline, wait_timeout, Connection, RecvError,
     RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,

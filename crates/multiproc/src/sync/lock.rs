@@ -319,6 +319,37 @@ impl Lock {
     pub fn is_locked(&self) -> bool {
         self.raw().is_locked()
     }
+
+    /// Whether the calling thread holds the lock (Python's `SemLock._is_mine()`).
+    pub fn is_owned(&self) -> bool {
+        self.raw().is_owned_by_current_thread()
+    }
+
+    /// Unlocks a lock whose guard was leaked with [`std::mem::forget`], whoever holds it
+    /// (Python's bare `release()`: there a `Lock` is a binary semaphore, which any thread or
+    /// process may release). Use guards where you can.
+    ///
+    /// ```
+    /// let lock = multiproc::Lock::new()?;
+    /// std::mem::forget(lock.lock().unwrap());
+    /// lock.release()?;
+    /// assert!(lock.release().is_err()); // not locked any more
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidState`] when the lock is not locked (Python raises `ValueError`).
+    pub fn release(&self) -> Result<()> {
+        if self.raw().unlock_any() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidState,
+                "cannot release an unlocked Lock",
+            ))
+        }
+    }
 }
 
 impl LockGuard<'_> {

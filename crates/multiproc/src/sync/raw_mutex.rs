@@ -170,6 +170,31 @@ impl RawMutex {
         }
     }
 
+    /// Unlocks whoever holds the mutex (Python's `Lock.release()`, which any thread or process
+    /// may call); `false`, changing nothing, when it was not locked.
+    #[inline]
+    pub(crate) fn unlock_any(&self) -> bool {
+        let mut old = self.state.load(Ordering::Relaxed);
+        loop {
+            if old == UNLOCKED {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                old,
+                UNLOCKED,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => old = now,
+            }
+        }
+        if old & CONTENDED != 0 {
+            self.wake_one();
+        }
+        true
+    }
+
     /// Locks, or takes one more level when the calling thread holds the mutex already (for
     /// re-entrant users: Value, Array). Release each level with
     /// [`unlock_reentrant`](Self::unlock_reentrant), never [`unlock`](Self::unlock).

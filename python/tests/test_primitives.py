@@ -1,0 +1,387 @@
+"""Each primitive between real processes, under fork and spawn. Every blocking call has a
+timeout, every child is joined with one, so a bug fails a test instead of hanging it."""
+
+import array
+import os
+import pickle
+import queue
+import threading
+import time
+
+import multiproc
+import pytest
+
+T = 10  # seconds: the bound on every wait that should succeed
+
+
+def start(ctx, target, *args):
+    p = ctx.Process(target=target, args=args, daemon=True)
+    p.start()
+    return p
+
+
+def finish(p):
+    p.join(T)
+    if p.exitcode is None:
+        p.kill()
+        p.join(T)
+        pytest.fail("child did not finish in time")
+    assert p.exitcode == 0
+
+
+# -- children (module level, so that spawn can import them) ---------------------------------
+
+def hold_lock_then_report(lock, held, release, result):
+    assert lock.acquire(timeout=T)
+    held.set()
+    assert release.wait(T)
+    lock.release()
+    result.put("released")
+
+
+def rlock_child(rlock, q):
+    # The parent holds it: this thread is not the owner.
+    assert not rlock.acquire(timeout=0.05)
+    try:
+        rlock.release()
+    except AssertionError:
+        q.put("not owner")
+    assert rlock.acquire(timeout=T)
+    assert rlock.acquire(timeout=T)
+    rlock.release()
+    rlock.release()
+    q.put("ok")
+
+
+def semaphore_child(sem, q):
+    for _ in range(3):
+        assert sem.acquire(timeout=T)
+        q.put("took")
+
+
+def event_child(ev, back):
+    assert ev.wait(T)
+    back.set()
+
+
+def condition_child(cond, flag, q):
+    with cond:
+        assert cond.wait_for(lambda: flag.is_set(), T)
+    q.put("woken")
+
+
+def condition_notifier(cond, flag):
+    time.sleep(0.1)
+    with cond:
+        flag.set()
+        cond.notify_all()
+
+
+def barrier_child(barrier, q):
+    q.put(barrier.wait(T))
+
+
+def queue_producer(q, n):
+    for i in range(n):
+        q.put({"i": i, "pid": os.getpid()})
+
+
+def joinable_consumer(q, n):
+    for _ in range(n):
+        q.get(timeout=T)
+        q.task_done()
+
+
+def simple_echo(inq, outq):
+    outq.put(inq.get() * 2)
+
+
+def pipe_echo(conn):
+    while True:
+        msg = conn.recv_bytes()
+        if msg == b"STOP":
+            break
+        conn.send_bytes(msg)
+    conn.send({"done": True})
+    conn.close()
+
+
+# -- tests ----------------------------------------------------------------------------------
+
+def test_lock(ctx):
+    lock, held, release = ctx.Lock(), ctx.Event(), ctx.Event()
+    result = ctx.Queue()
+    p = start(ctx, hold_lock_then_report, lock, held, release, result)
+    assert held.wait(T)
+    assert not lock.acquire(False)
+    t0 = time.monotonic()
+    assert not lock.acquire(timeout=0.2)
+    assert time.monotonic() - t0 >= 0.15
+    release.set()
+    assert lock.acquire(timeout=T)
+    assert not lock.owner_died
+    assert result.get(timeout=T) == "released"
+    lock.release()
+    with pytest.raises(ValueError):
+        lock.release()
+    finish(p)
+
+
+def test_rlock(ctx):
+    rlock, q = ctx.RLock(), ctx.Queue()
+    assert rlock.acquire() and rlock.acquire()
+    assert rlock._count() == 2
+    p = start(ctx, rlock_child, rlock, q)
+    assert q.get(timeout=T) == "not owner"
+    rlock.release()
+    rlock.release()
+    assert q.get(timeout=T) == "ok"
+    finish(p)
+    with pytest.raises(AssertionError):
+        rlock.release()
+
+
+def test_semaphore(ctx):
+    sem, q = ctx.Semaphore(1), ctx.Queue()
+    p = start(ctx, semaphore_child, sem, q)
+    assert q.get(timeout=T) == "took"
+    sem.release()
+    assert q.get(timeout=T) == "took"
+    sem.release()
+    assert q.get(timeout=T) == "took"
+    finish(p)
+    assert sem.get_value() == 0
+
+
+def test_bounded_semaphore(ctx):
+    sem = ctx.BoundedSemaphore(2)
+    with pytest.raises(ValueError):
+        sem.release()
+    assert sem.acquire(timeout=T)
+    sem.release()
+    assert sem.get_value() == 2
+
+
+def test_event(ctx):
+    ev, back = ctx.Event(), ctx.Event()
+    p = start(ctx, event_child, ev, back)
+    assert not back.wait(0.1)
+    ev.set()
+    assert back.wait(T)
+    finish(p)
+    ev.clear()
+    assert not ev.is_set()
+
+
+def test_condition(ctx):
+    cond, flag, q = ctx.Condition(), ctx.Event(), ctx.Queue()
+    waiter = start(ctx, condition_child, cond, flag, q)
+    notifier = start(ctx, condition_notifier, cond, flag)
+    assert q.get(timeout=T) == "woken"
+    finish(waiter)
+    finish(notifier)
+
+
+def test_barrier(ctx):
+    barrier, q = ctx.Barrier(3), ctx.Queue()
+    ps = [start(ctx, barrier_child, barrier, q) for _ in range(2)]
+    mine = barrier.wait(T)
+    got = sorted([mine, q.get(timeout=T), q.get(timeout=T)])
+    assert got == [0, 1, 2]
+    for p in ps:
+        finish(p)
+
+
+def test_barrier_timeout_breaks():
+    b = multiproc.get_context("fork").Barrier(2)
+    with pytest.raises(threading.BrokenBarrierError):
+        b.wait(0.05)
+    assert b.broken
+    b.reset()
+    assert not b.broken
+
+
+def test_queue(ctx):
+    q = ctx.Queue()
+    ps = [start(ctx, queue_producer, q, 200) for _ in range(2)]
+    got = [q.get(timeout=T) for _ in range(400)]
+    for p in ps:
+        finish(p)
+    by_pid = {}
+    for item in got:
+        by_pid.setdefault(item["pid"], []).append(item["i"])
+    assert sorted(by_pid) == sorted(p.pid for p in ps)
+    for seq in by_pid.values():
+        assert seq == list(range(200))  # per producer, in order
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.05)
+
+
+def test_bounded_queue():
+    q = multiproc.get_context("fork").Queue(2)
+    q.put(1)
+    q.put(2)
+    assert q.full() and q.qsize() == 2
+    with pytest.raises(queue.Full):
+        q.put(3, timeout=0.05)
+    with pytest.raises(queue.Full):
+        q.put_nowait(3)
+    assert q.get_nowait() == 1
+
+
+def test_queue_close_is_local(ctx):
+    q = ctx.Queue()
+    q.close()
+    with pytest.raises(ValueError, match="is closed"):
+        q.put(1)
+    with pytest.raises(ValueError, match="is closed"):
+        q.get()
+
+
+def test_queue_shutdown_ends_every_consumer():
+    q = multiproc.get_context("fork").Queue()
+    q.put("last")
+    q.shutdown()
+    with pytest.raises(multiproc.ShutDown):
+        q.put("more")
+    assert q.get(timeout=T) == "last"
+    with pytest.raises(multiproc.ShutDown):
+        q.get(timeout=T)
+
+
+def test_joinable_queue(ctx):
+    q = ctx.JoinableQueue()
+    for i in range(20):
+        q.put(i)
+    p = start(ctx, joinable_consumer, q, 20)
+    q.join()
+    finish(p)
+    with pytest.raises(ValueError):
+        q.task_done()
+
+
+def test_simple_queue(ctx):
+    inq, outq = ctx.SimpleQueue(), ctx.SimpleQueue()
+    p = start(ctx, simple_echo, inq, outq)
+    inq.put(21)
+    assert outq.get() == 42
+    finish(p)
+    assert outq.empty()
+
+
+def test_pipe(ctx):
+    a, b = ctx.Pipe()
+    p = start(ctx, pipe_echo, b)
+    b.close()
+    for msg in (b"", b"x", b"y" * 100_000):
+        a.send_bytes(msg)
+        assert a.poll(T)
+        assert a.recv_bytes() == msg
+    big = os.urandom(16 * 1024 * 1024)
+    a.send_bytes(big)
+    assert a.poll(T)
+    assert a.recv_bytes() == big
+    a.send_bytes(b"STOP")
+    assert a.poll(T)
+    assert a.recv() == {"done": True}
+    finish(p)
+    assert a.poll(T)
+    with pytest.raises(EOFError):
+        a.recv_bytes()
+
+
+def test_pipe_directions_and_buffers():
+    r, w = multiproc.Pipe(duplex=False)
+    with pytest.raises(OSError):
+        r.send(1)
+    with pytest.raises(OSError):
+        w.recv()
+    w.send_bytes(b"abcdefgh", 2, 3)
+    buf = bytearray(2)
+    with pytest.raises(multiproc.connection.BufferTooShort) as e:
+        r.recv_bytes_into(buf)
+    assert e.value.args == (b"cde",)
+    w.send_bytes(array.array("i", [1, 2]))
+    out = array.array("i", [0, 0, 0])
+    assert r.recv_bytes_into(out) == 8
+    assert list(out) == [1, 2, 0]
+    r.close()
+    with pytest.raises(OSError, match="closed"):
+        r.recv()
+
+
+def test_locks_refuse_pickling_outside_process_start():
+    ctx = multiproc.get_context("spawn")
+    for obj in (ctx.Lock(), ctx.RLock(), ctx.Semaphore(), ctx.Event(), ctx.Queue()):
+        with pytest.raises(RuntimeError, match="should only be shared between processes"
+                                               " through inheritance"):
+            pickle.dumps(obj)
+
+
+def test_bad_arguments():
+    ctx = multiproc.get_context("fork")
+    with pytest.raises(ValueError):
+        ctx.Semaphore(-1)
+    with pytest.raises(ValueError):
+        ctx.Barrier(0)
+    with pytest.raises(ValueError):
+        ctx.Lock().acquire(timeout=float("nan"))
+    with pytest.raises(ValueError):
+        multiproc.get_context("nope")
+    with pytest.raises(ValueError):
+        multiproc._native.Queue(kind="ring")
+    with pytest.raises(TypeError):
+        ctx.Lock().acquire(timeout="1")
+
+
+def test_contexts_stay_ours():
+    ctx = multiproc.get_context("spawn")
+    assert ctx.get_context() is ctx
+    assert isinstance(ctx.get_context("fork"), multiproc.ForkContext)
+    assert isinstance(ctx.get_context("forkserver"), multiproc.ForkServerContext)
+    assert isinstance(ctx.Lock(), multiproc.Lock)
+
+
+PLAIN_PROGRAM = """
+import multiprocessing as mp
+
+def work(q, lock):
+    with lock:
+        q.put(type(lock).__module__)
+
+if __name__ == "__main__":
+    mp.set_start_method("{method}")
+    q, lock = mp.Queue(), mp.Lock()
+    p = mp.Process(target=work, args=(q, lock))
+    p.start()
+    print(type(q).__module__, q.get(timeout=10), flush=True)
+    p.join(10)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_python_m_multiproc_runs_plain_programs_on_ours(tmp_path, method):
+    import subprocess
+    import sys
+    script = tmp_path / "plain.py"
+    script.write_text(PLAIN_PROGRAM.format(method=method))
+    out = subprocess.run([sys.executable, "-m", "multiproc", str(script)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["multiproc.queues", "multiproc.synchronize"]
+
+
+def square(x):
+    return x * x
+
+
+def test_cpython_pool_on_our_context(ctx):
+    with ctx.Pool(2) as pool:
+        assert pool.map(square, range(10)) == [x * x for x in range(10)]
+        assert pool.apply_async(square, (7,)).get(T) == 49
+
+
+def test_process_pool_executor_on_our_context(ctx):
+    import concurrent.futures as cf
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
+        assert list(ex.map(square, range(10), timeout=T * 3)) == [x * x for x in range(10)]
