@@ -38,9 +38,9 @@
 //! # 购票成功
 //! ```
 //!
-//! What to watch for: three "bought" lines for one ticket, and `db` ends at 0, not at -2:
-//! each buyer wrote back its own stale count. S4 (`s04_ticket_lock.rs`) puts a lock around
-//! the purchase.
+//! What to watch for: three "bought" lines for one ticket, while `db` says 0 as if one
+//! had been sold: each buyer read 1 and wrote back its own 1 − 1. S4
+//! (`s04_ticket_lock.rs`) puts a lock around the purchase.
 //!
 //! How ours differs: a function that takes no arguments is already a closure, so
 //! `Process(target=task)` is `Process::fork(task)`. The `db` file is written by `main` (no

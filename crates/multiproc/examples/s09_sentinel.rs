@@ -33,8 +33,10 @@
 //! What to watch for: four buns made, four eaten, in order, and the program ends.
 //!
 //! How ours differs: a queue of `Option<String>`: the buns are `Some(..)`, the sentinel is
-//! `None`, and `while let Some(res) = q.get()?` is the loop with its `break`. The sleeps are
-//! 10–30 ms. Closing the queue (S11b) stops the consumer without a sentinel.
+//! `None`, and `while let Some(res) = q.get().unwrap()` is the loop with its `break` (a
+//! child has no caller to hand an error to, so it panics on one, as an uncaught Python
+//! exception would end it). The sleeps are 10–30 ms. Closing the queue (S11b) stops the
+//! consumer without a sentinel.
 use std::error::Error;
 use std::hash::BuildHasher;
 use std::time::Duration;

@@ -63,14 +63,10 @@ fn consumer(q: Queue<Option<String>>, name: &str) {
 
 pub fn main() -> Result<(), Box<dyn Error>> {
     let q = Queue::new()?;
-    let p1 = Process::fork({
-        let q = q.clone();
-        move || producer(q)
-    })?;
-    for name in ["alex", "wusir"] {
-        let q = q.clone();
-        Process::fork(move || consumer(q, name))?;
-    }
+    let (qp, q1, q2) = (q.clone(), q.clone(), q.clone()); // a handle for each child
+    let p1 = Process::fork(move || producer(qp))?;
+    Process::fork(move || consumer(q1, "alex"))?;
+    Process::fork(move || consumer(q2, "wusir"))?;
     p1.join()?; // wait for p1 to finish
     q.put(None)?; // one None per consumer
     q.put(None)?;
