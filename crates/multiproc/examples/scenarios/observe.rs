@@ -5,10 +5,9 @@
 //! `main` there), in a fresh directory of its own (a program that writes the seed's `db`
 //! file writes it there), with stdout going to a fresh file opened for appending: the
 //! program and every process it starts print into it, one `write` per line, so lines never
-//! tear. A spawned
-//! child also starts clean — no test harness capturing `println!` — and, like any
-//! multiproc program, waits for its children (and terminates its daemons) when `main`
-//! returns. Once it has ended, its output is echoed here, line by line.
+//! tear. A spawned child also starts clean — no test harness capturing `println!` — and,
+//! like any multiproc program, waits for its children (and terminates its daemons) when
+//! `main` returns. Once it has ended, its output is echoed here, line by line, indented.
 
 use std::fs::OpenOptions;
 use std::path::PathBuf;
@@ -20,17 +19,20 @@ use multiproc::Process;
 /// How long a program may run before the check gives up on it (and kills it).
 const LIMIT: Duration = Duration::from_secs(45);
 
-/// What a program printed, and which process ran it.
+/// What a program printed, and where it ran.
 pub struct Observed {
     /// Its stdout, line by line, in the order the lines were written.
     pub lines: Vec<String>,
-    /// The pid of the process that ran `main`.
-    pub pid: u32,
-    /// The directory it ran in (removed when this is dropped).
-    pub dir: TempDir,
+    /// Its own directory (removed when this is dropped): `cwd/`, where it ran, and `stdout`.
+    dir: TempDir,
 }
 
 impl Observed {
+    /// The path of a file the program wrote, by the name it used.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.0.join("cwd").join(name)
+    }
+
     /// The lines that start with `prefix`.
     pub fn starting_with<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a String> {
         self.lines.iter().filter(move |l| l.starts_with(prefix))
@@ -53,13 +55,15 @@ impl Observed {
 /// Runs scenario `id`'s program; `Err` when it could not run, failed or did not end.
 pub fn observe(id: &str) -> Result<Observed, String> {
     let dir = TempDir::new("program")?;
+    let cwd = dir.0.join("cwd");
+    std::fs::create_dir(&cwd).map_err(|e| format!("create {}: {e}", cwd.display()))?;
     let path = dir.0.join("stdout");
     let out = OpenOptions::new()
         .append(true)
         .create(true)
         .open(&path)
         .map_err(|e| format!("create {}: {e}", path.display()))?;
-    let p = Process::spawn(program, (id.to_string(), dir.0.clone(), Fd(out.into())))
+    let p = Process::spawn(program, (id.to_string(), cwd, Fd(out.into())))
         .map_err(|e| format!("cannot start the program: {e}"))?;
     let ended = p.join_timeout(LIMIT);
     if ended.as_ref().is_err_and(|e| e.is_timeout()) {
@@ -75,11 +79,7 @@ pub fn observe(id: &str) -> Result<Observed, String> {
         println!("    {l}");
     }
     match ended {
-        Ok(Ok(())) => Ok(Observed {
-            lines,
-            pid: p.pid(),
-            dir,
-        }),
+        Ok(Ok(())) => Ok(Observed { lines, dir }),
         Ok(Err(why)) => Err(format!("the program failed: {why}")),
         Err(e) if e.is_timeout() => Err(format!("the program did not end within {LIMIT:?}")),
         Err(e) => Err(format!("the program's process: {e}")),
@@ -99,10 +99,10 @@ fn program((id, dir, Fd(out)): (String, PathBuf, Fd)) -> Result<(), String> {
 }
 
 /// A fresh directory under the system temp dir; removed on drop.
-pub struct TempDir(pub PathBuf);
+struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn new(tag: &str) -> Result<TempDir, String> {
+    fn new(tag: &str) -> Result<TempDir, String> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos())

@@ -8,7 +8,7 @@ use super::observe::{observe, Observed};
 
 /// How many bought, how many were refused, and what `db` says at the end.
 pub(crate) fn sales(out: &Observed) -> Result<(usize, usize, String), String> {
-    let db = out.dir.0.join("db");
+    let db = out.file("db");
     let db = std::fs::read_to_string(&db).map_err(|e| format!("read {}: {e}", db.display()))?;
     let looked = out.starting_with("tickets left: ").count();
     if looked != 3 {
