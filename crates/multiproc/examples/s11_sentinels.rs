@@ -50,13 +50,14 @@ use std::hash::BuildHasher;
 use std::time::Duration;
 
 use multiproc::{Process, Queue};
+use serde::{de::DeserializeOwned, Serialize};
 
 /// Makes six items. (Generic over the item so that S11b can use it with plain `String`s:
 /// here `T` is `Option<String>`, and `data.into()` is `Some(data)`.)
-pub fn producer<T: From<String> + serde::Serialize + serde::de::DeserializeOwned>(
-    name: &str,
-    q: Queue<T>,
-) {
+pub fn producer<T>(name: &str, q: Queue<T>)
+where
+    T: From<String> + Serialize + DeserializeOwned,
+{
     for i in 1..7 {
         std::thread::sleep(random_ms(100));
         let data = format!("data {i}");

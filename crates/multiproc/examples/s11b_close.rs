@@ -38,17 +38,15 @@ fn consumer(name: &str, q: Queue<String>) {
 pub fn main() -> Result<(), Box<dyn Error>> {
     let q = Queue::new()?;
     let producers = ["alex", "wusir", "wang"].map(|name| {
-        Process::fork({
-            let q = q.clone();
-            move || producer(name, q)
-        })
+        let q = q.clone();
+        Process::fork(move || producer(name, q))
     });
     for name in ["aaa", "bb", "c", "ddd"] {
         let q = q.clone();
         Process::fork(move || consumer(name, q))?;
     }
     for p in producers {
-        p?.join()?;
+        p?.join()?; // (`?` twice: the fork may have failed, then the producer)
     }
     q.close(); // instead of one None per consumer
     Ok(())
