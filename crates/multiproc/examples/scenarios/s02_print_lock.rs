@@ -1,14 +1,20 @@
-//! S2: the same five processes, each holding one `Lock` around both prints: every process's
-//! two lines are adjacent.
+//! S2's check: all five processes finish, and every process's two lines are adjacent.
 
-use super::s01_print_race::{all_adjacent, round};
+#[path = "../s02_print_lock.rs"]
+mod program;
+pub use program::main;
+
+use super::observe::observe;
+use super::s01_print_race::all_adjacent;
 
 pub fn run() -> Result<(), String> {
-    let lock = multiproc::Lock::new().map_err(|e| format!("Lock::new: {e}"))?;
-    let lines = round(Some(&lock))?;
-    if all_adjacent(&lines)? {
+    let out = observe("S2")?;
+    if all_adjacent(&out.lines)? {
         Ok(())
     } else {
-        Err(format!("lines interleaved despite the lock: {lines:?}"))
+        Err(format!(
+            "lines interleaved despite the lock: {:?}",
+            out.lines
+        ))
     }
 }

@@ -1,66 +1,33 @@
-//! S3: the ticket office without a lock. `db` holds `{"count":1}`; three buyers each print the
-//! count, then read, sleep 0.1 s, decrement if > 0, sleep 0.2 s, write back and print
-//! "bought". The race sells the single ticket more than once.
+//! S3's check: more than one buyer "buys" the single ticket (oversell).
 
-use std::path::Path;
-use std::time::Duration;
+#[path = "../s03_ticket_race.rs"]
+#[allow(clippy::duplicate_mod)] // S4's program includes it too, for its functions
+mod program;
+pub use program::main;
 
-use super::sync_common::{lines, read_db, say, write_db, TempDir};
-use multiproc::{Lock, Process};
+use super::observe::{observe, Observed};
 
-/// One buyer, as in the seed: `search()` then `get()` (under `lock` if given).
-fn buyer(db: &Path, log: &Path, lock: Option<&Lock>) {
-    match read_db(db) {
-        Ok(c) => say(log, &format!("tickets left: {c}")),
-        Err(e) => say(log, &format!("error: {e}")),
+/// How many bought, how many were refused, and what `db` says at the end.
+pub(crate) fn sales(out: &Observed) -> Result<(usize, usize, String), String> {
+    let db = out.file("db");
+    let db = std::fs::read_to_string(&db).map_err(|e| format!("read {}: {e}", db.display()))?;
+    let looked = out.starting_with("tickets left: ").count();
+    if looked != 3 {
+        return Err(format!("{looked} buyers looked at the count, want 3"));
     }
-    let _held = lock.map(|l| l.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut count = match read_db(db) {
-        Ok(c) => c,
-        Err(e) => return say(log, &format!("error: {e}")),
-    };
-    std::thread::sleep(Duration::from_millis(100));
-    if count > 0 {
-        count -= 1;
-        std::thread::sleep(Duration::from_millis(200));
-        if let Err(e) = write_db(db, count) {
-            return say(log, &format!("error: {e}"));
-        }
-        say(log, "bought");
-    } else {
-        say(log, "sorry, no tickets left");
-    }
-}
-
-/// Runs three buyers; returns (log lines, final count).
-pub(crate) fn office(lock: Option<&Lock>) -> Result<(Vec<String>, i64), String> {
-    let dir = TempDir::new("tickets")?;
-    let (db, log) = (dir.0.join("db"), dir.0.join("log"));
-    write_db(&db, 1)?;
-    let buyers: Vec<Process<()>> = (0..3)
-        .map(|_| {
-            let (db, log, lock) = (db.clone(), log.clone(), lock.cloned());
-            Process::fork(move || buyer(&db, &log, lock.as_ref()))
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("spawn: {e}"))?;
-    for b in buyers {
-        b.join().map_err(|e| format!("join: {e}"))?;
-    }
-    let lines = lines(&log);
-    if let Some(e) = lines.iter().find(|l| l.starts_with("error")) {
-        return Err(e.clone());
-    }
-    Ok((lines, read_db(&db)?))
+    Ok((
+        out.count_ending_with("bought"),
+        out.count_ending_with("sorry, no tickets left"),
+        db,
+    ))
 }
 
 pub fn run() -> Result<(), String> {
-    let (lines, left) = office(None)?;
-    let sold = lines.iter().filter(|l| *l == "bought").count();
-    println!("sold {sold} times the single ticket; the file says {left} left");
+    let (sold, _, db) = sales(&observe("S3")?)?;
+    println!("sold {sold} times the single ticket; db says {db}");
     if sold > 1 {
         Ok(())
     } else {
-        Err(format!("no oversell observed: {lines:?}"))
+        Err(format!("no oversell observed: sold {sold}"))
     }
 }

@@ -1,21 +1,18 @@
-//! S4: the ticket office with a `Lock` around the read-modify-write: exactly one buyer buys,
-//! the others are told there are no tickets, and the file ends at 0.
+//! S4's check: exactly one buyer buys, the other two are told there are no tickets, and
+//! `db` ends at 0.
 
-use super::s03_ticket_race::office;
+#[path = "../s04_ticket_lock.rs"]
+mod program;
+pub use program::main;
+
+use super::observe::observe;
+use super::s03_ticket_race::sales;
 
 pub fn run() -> Result<(), String> {
-    let lock = multiproc::Lock::new().map_err(|e| format!("Lock::new: {e}"))?;
-    let (lines, left) = office(Some(&lock))?;
-    let sold = lines.iter().filter(|l| *l == "bought").count();
-    let refused = lines
-        .iter()
-        .filter(|l| *l == "sorry, no tickets left")
-        .count();
-    if sold == 1 && refused == 2 && left == 0 {
+    let (sold, refused, db) = sales(&observe("S4")?)?;
+    if sold == 1 && refused == 2 && db == r#"{"count":0}"# {
         Ok(())
     } else {
-        Err(format!(
-            "sold {sold}, refused {refused}, file says {left}: {lines:?}"
-        ))
+        Err(format!("sold {sold}, refused {refused}, db says {db}"))
     }
 }

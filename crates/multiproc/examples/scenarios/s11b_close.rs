@@ -1,6 +1,10 @@
-//! S11b: S11 without sentinels: main joins the producers and closes the queue; every
-//! consumer stops after draining it (`for item in &q`).
+//! S11b's check: as S11's — every item received once, every consumer stopped — with the
+//! queue closed instead of sentinels.
+
+#[path = "../s11b_close.rs"]
+mod program;
+pub use program::main;
 
 pub fn run() -> Result<(), String> {
-    super::common_pc::run(3, 6, 4, super::common_pc::Stop::Close)
+    super::s11_sentinels::check("S11b")
 }

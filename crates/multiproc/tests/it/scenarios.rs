@@ -1,4 +1,5 @@
-//! Each scenario of the tour, as a test: its outcome is checked by the scenario itself.
+//! Each scenario of the tour, as a test: the scenario's example program runs (in a spawned
+//! child, its output recorded) and its check judges the outcome.
 
 #[path = "../../examples/scenarios/mod.rs"]
 #[allow(clippy::module_inception)]
