@@ -76,8 +76,8 @@ pub fn main() -> Result<(), Box<dyn Error>> {
     while !q.is_empty() {
         std::thread::sleep(Duration::from_millis(5));
     }
-    if c1.join_timeout(Duration::from_millis(300)).is_err() {
-        println!("the consumer is still waiting in get() 0.3 s after the last bun: terminating it");
+    if c1.join_timeout(Duration::from_secs(1)).is_err() {
+        println!("the consumer is still waiting in get() 1 s after the last bun: terminating it");
         c1.terminate()?;
     }
     let _ = c1.join(); // Err: it was killed
