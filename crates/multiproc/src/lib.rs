@@ -120,6 +120,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+pub mod api;
 pub mod codec;
 pub mod error;
 mod fork;
@@ -131,6 +132,8 @@ pub mod pipe;
 pub mod pool;
 pub mod process;
 pub mod queue;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod shm;
 pub mod sync;
 mod sys;
