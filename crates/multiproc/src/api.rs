@@ -46,7 +46,9 @@ use crate::codec::Codec;
 #[allow(unused_imports)] // the docs' links
 use crate::error::ErrorKind;
 use crate::error::{Error, OwnerDied, Result};
-use crate::queue::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
+use crate::queue::{
+    GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
+};
 
 /// A FIFO queue of `T` shared by processes: [`crate::Queue`] and `remote::Queue`.
 ///
@@ -67,8 +69,11 @@ pub trait Queue<T> {
     ///
     /// # Errors
     /// `Timeout(item)`, `Closed(item)` or `Failed(item, e)`.
-    fn put_timeout(&self, item: T, timeout: Duration)
-        -> std::result::Result<(), PutTimeoutError<T>>;
+    fn put_timeout(
+        &self,
+        item: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), PutTimeoutError<T>>;
     /// Puts `item`, waiting until `deadline` at most for room.
     ///
     /// # Errors

@@ -125,7 +125,10 @@ impl Conn {
         } else {
             Error::new(
                 ErrorKind::Remote,
-                format!("the Redis server at {} answered with an error: {e}", self.shown),
+                format!(
+                    "the Redis server at {} answered with an error: {e}",
+                    self.shown
+                ),
             )
         }
     }
@@ -167,37 +170,74 @@ impl Session<'_> {
 
     /// Runs `f` on the connection with replies bounded by `read`; a transport error drops
     /// the connection.
+    ///
+    /// `repeatable` says that running the command twice does no harm (a read, or a wait on
+    /// a wake-up list whose tokens are only hints): then a read interrupted by a stop and
+    /// continue of this process (see [`wait_ended`]) is retried once on a new connection
+    /// instead of failing.
     pub(crate) fn run<R>(
         &mut self,
         read: Duration,
-        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
+        repeatable: bool,
+        f: impl Fn(&mut redis::Connection) -> redis::RedisResult<R>,
     ) -> Result<R> {
-        let c = self.connection(read)?;
-        match f(c) {
-            Ok(r) => Ok(r),
-            Err(e) => {
-                if is_transport(&e) {
-                    self.slot.conn = None;
+        let mut retried = false;
+        loop {
+            let c = self.connection(read)?;
+            match f(c) {
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    if is_transport(&e) {
+                        self.slot.conn = None;
+                    }
+                    if repeatable && !retried && is_interrupted(&e) {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(self.conn.error(e));
                 }
-                Err(self.conn.error(e))
             }
         }
     }
 
-    /// A non-blocking command or script.
+    /// A non-blocking command that may be repeated (a read, an idempotent write).
     pub(crate) fn query(&mut self, cmd: &redis::Cmd) -> Result<Value> {
-        self.run(REPLY_TIMEOUT, |c| cmd.query(c))
+        self.run(REPLY_TIMEOUT, true, |c| cmd.query(c))
     }
 
     /// A script, run with EVALSHA (EVAL when the server does not know it yet).
     pub(crate) fn script(&mut self, inv: &redis::ScriptInvocation<'_>) -> Result<Value> {
-        self.run(REPLY_TIMEOUT, |c| inv.invoke(c))
+        self.run(REPLY_TIMEOUT, false, |c| inv.invoke(c))
     }
 
-    /// A blocking command whose block time on the server is `block`.
+    /// A blocking command that takes data, whose block time on the server is `block`.
     pub(crate) fn blocking(&mut self, cmd: &redis::Cmd, block: Duration) -> Result<Value> {
-        self.run(block + REPLY_MARGIN, |c| cmd.query(c))
+        self.run(block + REPLY_MARGIN, false, |c| cmd.query(c))
     }
+
+    /// A blocking wait on a wake-up list (its tokens are hints: repeatable).
+    pub(crate) fn wait_hint(&mut self, cmd: &redis::Cmd, block: Duration) -> Result<Value> {
+        self.run(block + REPLY_MARGIN, true, |c| cmd.query(c))
+    }
+}
+
+/// True when a bounded wait for a pub/sub message ended without one: its read timed out,
+/// or was interrupted (Linux interrupts a socket read that has a timeout when the process
+/// is stopped and continued, even without a signal handler). The caller looks again.
+pub(crate) fn wait_ended(e: &redis::RedisError) -> bool {
+    e.is_timeout() || is_interrupted(e)
+}
+
+/// True for a read or write interrupted by a signal (`EINTR`).
+fn is_interrupted(e: &redis::RedisError) -> bool {
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::Interrupted;
+        }
+        src = s.source();
+    }
+    false
 }
 
 /// `url` without a password.

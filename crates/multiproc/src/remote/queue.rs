@@ -43,7 +43,9 @@ use super::keeper::Keeper;
 use crate::api::{TryWaitError, WaitTimeoutError};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::{GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError};
+use crate::queue::{
+    GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
+};
 use crate::sys::Deadline;
 
 const TAG_QUEUE: u8 = b'Q';
@@ -449,7 +451,7 @@ impl Core {
                 return Err(PutStop::Full);
             };
             let block = conn::slice(rem);
-            s.blocking(
+            s.wait_hint(
                 redis::cmd("BLPOP")
                     .arg(&self.keys.notfull)
                     .arg(conn::secs(block)),
@@ -567,46 +569,58 @@ impl Core {
 
     /// Reaps every consumer whose lease ran out; returns how many items went back.
     fn reap(&self, s: &mut Session<'_>) -> Result<u64> {
-        let r = conn::array(
-            "looking for expired consumers",
-            s.script(&self.scripts.expired.key(&self.keys.consumers))?,
-        )?;
-        let mut moved = 0;
-        for v in r {
-            let cid = conn::bytes("looking for expired consumers", v)?;
-            let cid = std::str::from_utf8(&cid)
-                .ok()
-                .filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric()))
-                .ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::InvalidHandle,
-                        format!(
-                            "the consumer set of the remote queue {:?} holds a malformed id",
-                            self.name
-                        ),
-                    )
-                })?
-                .to_string();
-            let n = s.script(
-                self.scripts
-                    .reap
-                    .key(&self.keys.consumers)
-                    .key(self.keys.inflight(&cid))
-                    .key(&self.keys.items)
-                    .arg(&cid),
-            )?;
-            let n = conn::int("reap", &n)?;
-            if n > 0 {
-                log::debug!(
-                    "multiproc::remote: queue {:?}: consumer {cid} missed its lease; {n} item(s) \
-                     went back",
-                    self.name
-                );
-                moved += n as u64;
-            }
-        }
-        Ok(moved)
+        reap(
+            s,
+            &self.keys,
+            &self.scripts.expired,
+            &self.scripts.reap,
+            &self.name,
+        )
     }
+}
+
+/// Reaps every consumer of the queue whose lease ran out (each re-checked atomically on the
+/// server); returns how many items went back.
+fn reap(
+    s: &mut Session<'_>,
+    keys: &Keys,
+    expired: &Script,
+    reap: &Script,
+    name: &str,
+) -> Result<u64> {
+    let r = conn::array(
+        "looking for expired consumers",
+        s.script(&expired.key(&keys.consumers))?,
+    )?;
+    let mut moved = 0;
+    for v in r {
+        let cid = conn::bytes("looking for expired consumers", v)?;
+        let cid = std::str::from_utf8(&cid)
+            .ok()
+            .filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric()))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidHandle,
+                    format!("the consumer set of the remote queue {name:?} holds a malformed id"),
+                )
+            })?
+            .to_string();
+        let n = s.script(
+            reap.key(&keys.consumers)
+                .key(keys.inflight(&cid))
+                .key(&keys.items)
+                .arg(&cid),
+        )?;
+        let n = conn::int("reap", &n)?;
+        if n > 0 {
+            log::debug!(
+                "multiproc::remote: queue {name:?}: consumer {cid} missed its lease; {n} item(s) \
+                 went back"
+            );
+            moved += n as u64;
+        }
+    }
+    Ok(moved)
 }
 
 fn put_error<T>(item: T, s: PutStop) -> PutError<T> {
@@ -1035,14 +1049,19 @@ impl<T, C: Codec> JoinableQueue<T, C> {
             let conn = self.core.conn.fresh();
             let keys = self.core.keys.clone();
             let (cid, lease) = (c.cid.clone(), self.lease);
-            let heartbeat = Script::new(HEARTBEAT);
+            let name = self.core.name.clone();
+            let scripts = Scripts::new();
             c.keeper = Some(Keeper::spawn("multiproc-lease", lease / 3, move || {
-                let r = conn.session().script(
-                    heartbeat
-                        .key(&keys.consumers)
-                        .arg(&cid)
-                        .arg(lease.as_millis() as u64),
-                );
+                let mut s = conn.session();
+                let r = s
+                    .script(
+                        scripts
+                            .heartbeat
+                            .key(&keys.consumers)
+                            .arg(&cid)
+                            .arg(lease.as_millis() as u64),
+                    )
+                    .and_then(|_| reap(&mut s, &keys, &scripts.expired, &scripts.reap, &name));
                 if let Err(e) = r {
                     log::debug!("multiproc::remote: lease renewal failed (will retry): {e}");
                 }
@@ -1179,7 +1198,7 @@ impl<T, C: Codec> JoinableQueue<T, C> {
                 .map_err(|e| self.core.conn.error(e))?;
             match ps.get_message() {
                 Ok(_) => {}
-                Err(e) if e.is_timeout() => {}
+                Err(e) if conn::wait_ended(&e) => {}
                 Err(e) => return Err(self.core.conn.error(e).into()),
             }
         }

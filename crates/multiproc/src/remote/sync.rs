@@ -163,10 +163,8 @@ fn wait_wake(
 ) -> std::result::Result<(), Error> {
     let rem = deadline.remaining().unwrap_or(Some(Duration::ZERO));
     let block = conn::slice(Some(rem.map_or(hint, |r| r.min(hint))));
-    conn.session().blocking(
-        redis::cmd("BLPOP").arg(wake).arg(conn::secs(block)),
-        block,
-    )?;
+    conn.session()
+        .blocking(redis::cmd("BLPOP").arg(wake).arg(conn::secs(block)), block)?;
     Ok(())
 }
 
@@ -939,7 +937,9 @@ impl Event {
     /// # Errors
     /// [`ErrorKind::Disconnected`] when the server is lost.
     pub fn clear(&self) -> Result<()> {
-        self.conn.session().query(redis::cmd("DEL").arg(&self.key))?;
+        self.conn
+            .session()
+            .query(redis::cmd("DEL").arg(&self.key))?;
         Ok(())
     }
 
@@ -1010,7 +1010,7 @@ impl Event {
                 .map_err(|e| self.conn.error(e))?;
             match ps.get_message() {
                 Ok(_) => {}
-                Err(e) if e.is_timeout() => {}
+                Err(e) if conn::wait_ended(&e) => {}
                 Err(e) => return Err(self.conn.error(e).into()),
             }
         }
