@@ -1,5 +1,5 @@
 //! One trait per kind of primitive, implemented by the local types (shared memory, one
-//! machine) and by the remote ones ([`remote`](crate::remote), feature `remote`, many
+//! machine) and by the remote ones (`multiproc::remote`, cargo feature `remote`, many
 //! machines): code written against [`Queue`], [`JoinableQueue`], [`Lock`], [`Semaphore`] or
 //! [`Event`] runs on either, and a program moves from one machine to many by changing how
 //! its objects are opened.

@@ -46,7 +46,7 @@
 //!   `task_done`, or by a reaper when the consumer's lease ran out (it renews it every third
 //!   of the lease from a thread, so only a dead, stopped or cut-off consumer loses it). Then
 //!   its items go back to the head of the queue, in order, each exactly once, and its late
-//!   `task_done` fails with [`ErrorKind::LeaseLost`] and counts nothing: `join` returns
+//!   `task_done` fails with [`ErrorKind::LeaseLost`](crate::ErrorKind::LeaseLost) and counts nothing: `join` returns
 //!   exactly when every item put has been acknowledged once. An item can be *processed*
 //!   twice (a consumer that was only slow): work must be idempotent.
 //! - **`close()` ends the stream for every consumer on every machine**: puts fail with
@@ -64,7 +64,7 @@
 //! # When the server restarts or the connection is lost
 //!
 //! The call that finds the connection broken fails at once with
-//! [`ErrorKind::Disconnected`] (inside the usual error: `GetError::Failed(e)`, ...). It is
+//! [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) (inside the usual error: `GetError::Failed(e)`, ...). It is
 //! not retried, because the server may or may not have done it: a `put` that failed so may
 //! have put its item, a `task_done` may have counted (then its retry says `LeaseLost`). The
 //! next call connects again (and fails the same way while the server is down). A consumer
