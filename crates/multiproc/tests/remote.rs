@@ -587,6 +587,50 @@ fn dropped_consumer_gives_its_items_back() {
     });
 }
 
+#[test]
+fn an_item_whose_reply_was_lost_goes_back() {
+    // A consumer stopped while blocked in `get`: the server moves the item to its in-flight
+    // list and sends the reply; at SIGCONT the read fails (EINTR), the connection is dropped
+    // and the reply with it. The next `get`, on a new connection, finds the stranded item in
+    // its in-flight list, gives it back, and gets it: delivered once, nothing stranded.
+    let Some(srv) = Server::start() else { return };
+    let url = srv.url();
+    with_watchdog(LIMIT, move || {
+        let q: remote::JoinableQueue<u32> = remote::JoinableQueue::open(&url, "lost").unwrap();
+        let child = {
+            let q = q.clone();
+            Process::fork(move || {
+                let mut disconnects = 0;
+                loop {
+                    match q.get_timeout(Duration::from_secs(20)) {
+                        Ok(n) => {
+                            q.task_done().unwrap();
+                            return (n, disconnects);
+                        }
+                        Err(GetTimeoutError::Failed(e)) if e.kind() == ErrorKind::Disconnected => {
+                            disconnects += 1
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            })
+            .unwrap()
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        stop(child.pid(), rustix::process::Signal::STOP);
+        std::thread::sleep(Duration::from_millis(100));
+        q.put(42).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        stop(child.pid(), rustix::process::Signal::CONT);
+        let (n, disconnects) = child.join().unwrap();
+        eprintln!("lost reply: the consumer saw {disconnects} Disconnected error(s)");
+        assert_eq!(n, 42);
+        q.join_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(q.unfinished_tasks().unwrap(), 0);
+        assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    });
+}
+
 // ---- Lock: lease, fencing, owner death ---------------------------------------------------
 
 #[test]

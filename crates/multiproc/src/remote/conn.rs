@@ -12,6 +12,7 @@ use std::time::Duration;
 use redis::Value;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::sys::Deadline;
 
 /// How long a connection attempt may take.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -108,7 +109,51 @@ impl Conn {
             .map_err(|e| self.error(e))?;
         c.set_write_timeout(Some(REPLY_TIMEOUT))
             .map_err(|e| self.error(e))?;
+        c.set_read_timeout(Some(REPLY_TIMEOUT))
+            .map_err(|e| self.error(e))?;
         Ok(c)
+    }
+
+    /// Waits for `ready()` to say yes: subscribes to `channel` on a dedicated connection,
+    /// then looks, then waits for a message in slices of at most [`SLICE`], looking again
+    /// after each (so a message lost, or published before the subscription, costs at most a
+    /// slice). `Ok(false)` when `deadline` passes first. A wait interrupted by a stop and
+    /// continue of this process starts again with a new subscription.
+    pub(crate) fn wait_published(
+        &self,
+        channel: &str,
+        deadline: Deadline,
+        mut ready: impl FnMut() -> Result<bool>,
+    ) -> Result<bool> {
+        'subscribe: loop {
+            if ready()? {
+                return Ok(true);
+            }
+            let mut sub = self.dedicated()?;
+            let mut ps = sub.as_pubsub();
+            if let Err(e) = ps.subscribe(channel) {
+                if is_interrupted(&e) {
+                    continue 'subscribe;
+                }
+                return Err(self.error(e));
+            }
+            loop {
+                if ready()? {
+                    return Ok(true);
+                }
+                let Ok(rem) = deadline.remaining() else {
+                    return Ok(false);
+                };
+                ps.set_read_timeout(Some(slice(rem)))
+                    .map_err(|e| self.error(e))?;
+                match ps.get_message() {
+                    Ok(_) => {}
+                    Err(e) if e.is_timeout() => {}
+                    Err(e) if is_interrupted(&e) => continue 'subscribe,
+                    Err(e) => return Err(self.error(e)),
+                }
+            }
+        }
     }
 
     /// Turns a client error into ours: transport failures are [`ErrorKind::Disconnected`].
@@ -221,14 +266,9 @@ impl Session<'_> {
     }
 }
 
-/// True when a bounded wait for a pub/sub message ended without one: its read timed out,
-/// or was interrupted (Linux interrupts a socket read that has a timeout when the process
-/// is stopped and continued, even without a signal handler). The caller looks again.
-pub(crate) fn wait_ended(e: &redis::RedisError) -> bool {
-    e.is_timeout() || is_interrupted(e)
-}
-
-/// True for a read or write interrupted by a signal (`EINTR`).
+/// True for a read or write interrupted by a signal (`EINTR`): Linux interrupts a socket
+/// read or write that has a timeout when the process is stopped and continued, even
+/// without a signal handler.
 fn is_interrupted(e: &redis::RedisError) -> bool {
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {

@@ -1182,25 +1182,21 @@ impl<T, C: Codec> JoinableQueue<T, C> {
     }
 
     fn join_until(&self, deadline: Deadline) -> std::result::Result<(), WaitTimeoutError> {
-        let mut sub = self.core.conn.dedicated()?;
-        let mut ps = sub.as_pubsub();
-        ps.subscribe(&self.core.keys.alldone)
-            .map_err(|e| self.core.conn.error(e))?;
-        loop {
-            if self.unfinished_tasks()? == 0 {
-                return Ok(());
-            }
-            self.core.reap(&mut self.core.conn.session())?;
-            let Ok(rem) = deadline.remaining() else {
-                return Err(WaitTimeoutError::Timeout);
-            };
-            ps.set_read_timeout(Some(conn::slice(rem)))
-                .map_err(|e| self.core.conn.error(e))?;
-            match ps.get_message() {
-                Ok(_) => {}
-                Err(e) if conn::wait_ended(&e) => {}
-                Err(e) => return Err(self.core.conn.error(e).into()),
-            }
+        let done = self
+            .core
+            .conn
+            .wait_published(&self.core.keys.alldone, deadline, || {
+                if self.unfinished_tasks()? == 0 {
+                    return Ok(true);
+                }
+                // A dead consumer's items go back, so that someone finishes them.
+                self.core.reap(&mut self.core.conn.session())?;
+                Ok(false)
+            })?;
+        if done {
+            Ok(())
+        } else {
+            Err(WaitTimeoutError::Timeout)
         }
     }
 

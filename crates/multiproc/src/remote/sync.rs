@@ -992,27 +992,13 @@ impl Event {
     }
 
     fn wait_until(&self, deadline: Deadline) -> std::result::Result<(), WaitTimeoutError> {
-        if self.is_set()? {
-            return Ok(());
-        }
-        let mut sub = self.conn.dedicated()?;
-        let mut ps = sub.as_pubsub();
-        ps.subscribe(&self.channel)
-            .map_err(|e| self.conn.error(e))?;
-        loop {
-            if self.is_set()? {
-                return Ok(());
-            }
-            let Ok(rem) = deadline.remaining() else {
-                return Err(WaitTimeoutError::Timeout);
-            };
-            ps.set_read_timeout(Some(conn::slice(rem)))
-                .map_err(|e| self.conn.error(e))?;
-            match ps.get_message() {
-                Ok(_) => {}
-                Err(e) if conn::wait_ended(&e) => {}
-                Err(e) => return Err(self.conn.error(e).into()),
-            }
+        if self
+            .conn
+            .wait_published(&self.channel, deadline, || self.is_set())?
+        {
+            Ok(())
+        } else {
+            Err(WaitTimeoutError::Timeout)
         }
     }
 }
