@@ -103,10 +103,15 @@ impl Conn {
 
     /// A new dedicated connection (for pub/sub), bounded by the usual timeouts.
     pub(crate) fn dedicated(&self) -> Result<redis::Connection> {
-        let c = self
-            .client
-            .get_connection_with_timeout(CONNECT_TIMEOUT)
-            .map_err(|e| self.error(e))?;
+        let mut attempts = 0;
+        let c = loop {
+            match self.client.get_connection_with_timeout(CONNECT_TIMEOUT) {
+                Ok(c) => break c,
+                // The handshake's reads, interrupted by a stop and continue: try again.
+                Err(e) if is_interrupted(&e) && attempts < 3 => attempts += 1,
+                Err(e) => return Err(self.error(e)),
+            }
+        };
         c.set_write_timeout(Some(REPLY_TIMEOUT))
             .map_err(|e| self.error(e))?;
         c.set_read_timeout(Some(REPLY_TIMEOUT))
@@ -218,15 +223,15 @@ impl Session<'_> {
     ///
     /// `repeatable` says that running the command twice does no harm (a read, or a wait on
     /// a wake-up list whose tokens are only hints): then a read interrupted by a stop and
-    /// continue of this process (see [`wait_ended`]) is retried once on a new connection
-    /// instead of failing.
+    /// continue of this process (`EINTR`) is retried on a new connection (up to three
+    /// times) instead of failing.
     pub(crate) fn run<R>(
         &mut self,
         read: Duration,
         repeatable: bool,
         f: impl Fn(&mut redis::Connection) -> redis::RedisResult<R>,
     ) -> Result<R> {
-        let mut retried = false;
+        let mut retries = 0;
         loop {
             let c = self.connection(read)?;
             match f(c) {
@@ -235,8 +240,8 @@ impl Session<'_> {
                     if is_transport(&e) {
                         self.slot.conn = None;
                     }
-                    if repeatable && !retried && is_interrupted(&e) {
-                        retried = true;
+                    if repeatable && retries < 3 && is_interrupted(&e) {
+                        retries += 1;
                         continue;
                     }
                     return Err(self.conn.error(e));
@@ -255,6 +260,12 @@ impl Session<'_> {
         self.run(REPLY_TIMEOUT, false, |c| inv.invoke(c))
     }
 
+    /// A script that may run twice with the same effect as once (setting a flag, renewing a
+    /// lease, reading).
+    pub(crate) fn script_repeatable(&mut self, inv: &redis::ScriptInvocation<'_>) -> Result<Value> {
+        self.run(REPLY_TIMEOUT, true, |c| inv.invoke(c))
+    }
+
     /// A blocking command that takes data, whose block time on the server is `block`.
     pub(crate) fn blocking(&mut self, cmd: &redis::Cmd, block: Duration) -> Result<Value> {
         self.run(block + REPLY_MARGIN, false, |c| cmd.query(c))
@@ -270,9 +281,15 @@ impl Session<'_> {
 /// read or write that has a timeout when the process is stopped and continued, even
 /// without a signal handler.
 fn is_interrupted(e: &redis::RedisError) -> bool {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+        // The client keeps its io::Error behind an `Arc<dyn Error>`.
+        let io = s.downcast_ref::<std::io::Error>().or_else(|| {
+            s.downcast_ref::<Shared>()
+                .and_then(|a| a.downcast_ref::<std::io::Error>())
+        });
+        if let Some(io) = io {
             return io.kind() == std::io::ErrorKind::Interrupted;
         }
         src = s.source();

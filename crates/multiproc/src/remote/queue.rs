@@ -317,7 +317,7 @@ impl Core {
         let want = maxsize.map(|m| m.to_string()).unwrap_or_default();
         let reply = conn
             .session()
-            .script(scripts.init.key(&keys.meta).arg(kind).arg(&want))?;
+            .script_repeatable(scripts.init.key(&keys.meta).arg(kind).arg(&want))?;
         let parts = conn::array("opening a queue", reply)?;
         let [k, m] = <[Value; 2]>::try_from(parts)
             .map_err(|p| conn::bad_reply("opening a queue", &Value::Array(p)))?;
@@ -540,7 +540,7 @@ impl Core {
     }
 
     fn close(&self) -> Result<()> {
-        self.conn.session().script(
+        self.conn.session().script_repeatable(
             self.scripts
                 .close
                 .key(&self.keys.meta)
@@ -563,7 +563,7 @@ impl Core {
         let r = self
             .conn
             .session()
-            .script(self.scripts.len.key(&self.keys.items).arg(MARKER))?;
+            .script_repeatable(self.scripts.len.key(&self.keys.items).arg(MARKER))?;
         conn::count("len", &r)
     }
 
@@ -590,7 +590,7 @@ fn reap(
 ) -> Result<u64> {
     let r = conn::array(
         "looking for expired consumers",
-        s.script(&expired.key(&keys.consumers))?,
+        s.script_repeatable(&expired.key(&keys.consumers))?,
     )?;
     let mut moved = 0;
     for v in r {
@@ -605,7 +605,7 @@ fn reap(
                 )
             })?
             .to_string();
-        let n = s.script(
+        let n = s.script_repeatable(
             reap.key(&keys.consumers)
                 .key(keys.inflight(&cid))
                 .key(&keys.items)
@@ -1037,7 +1037,7 @@ impl<T, C: Codec> JoinableQueue<T, C> {
     fn prepare(&self, c: &mut Consumer, s: &mut Session<'_>) -> Result<()> {
         let generation = s.generation()?;
         if c.keeper.is_none() {
-            s.script(
+            s.script_repeatable(
                 self.core
                     .scripts
                     .heartbeat
@@ -1054,7 +1054,7 @@ impl<T, C: Codec> JoinableQueue<T, C> {
             c.keeper = Some(Keeper::spawn("multiproc-lease", lease / 3, move || {
                 let mut s = conn.session();
                 let r = s
-                    .script(
+                    .script_repeatable(
                         scripts
                             .heartbeat
                             .key(&keys.consumers)
@@ -1074,7 +1074,7 @@ impl<T, C: Codec> JoinableQueue<T, C> {
             for env in &c.held {
                 inv.arg(env.as_slice());
             }
-            let n = conn::int("recover", &s.script(&inv)?)?;
+            let n = conn::int("recover", &s.script_repeatable(&inv)?)?;
             if n > 0 {
                 log::debug!(
                     "multiproc::remote: queue {:?}: {n} item(s) taken by a lost reply went back",

@@ -406,7 +406,7 @@ impl Lock {
         let keeper = Keeper::spawn("multiproc-lock", lease / 3, move || {
             let r = watch
                 .session()
-                .script(extend.key(&key).arg(&tok).arg(millis(lease)));
+                .script_repeatable(extend.key(&key).arg(&tok).arg(millis(lease)));
             match r.and_then(|v| conn::int("extend", &v)) {
                 Ok(0) => {
                     flag.store(true, Ordering::Relaxed);
@@ -606,7 +606,7 @@ impl Semaphore {
         let base = format!("{{mps:{name}}}");
         let initial_key = format!("{base}:initial");
         let value_key = format!("{base}:value");
-        let r = conn.session().script(
+        let r = conn.session().script_repeatable(
             Script::new(
                 r"
                 local i = redis.call('GET', KEYS[1])
@@ -716,7 +716,7 @@ impl Semaphore {
     /// [`ErrorKind::Disconnected`] when the server is lost.
     #[doc(alias = "get_value")]
     pub fn value(&self) -> Result<u32> {
-        let r = self.conn.session().script(
+        let r = self.conn.session().script_repeatable(
             with_prune(SEM_VALUE)
                 .key(&self.value_key)
                 .key(&self.holders)
@@ -762,7 +762,7 @@ impl Semaphore {
         let keeper = Keeper::spawn("multiproc-permit", lease / 3, move || {
             let r = watch
                 .session()
-                .script(extend.key(&holders).arg(&tok).arg(millis(lease)));
+                .script_repeatable(extend.key(&holders).arg(&tok).arg(millis(lease)));
             !matches!(r.and_then(|v| conn::int("extend", &v)), Ok(0))
         });
         SemaphoreGuard {
@@ -928,7 +928,7 @@ impl Event {
     pub fn set(&self) -> Result<()> {
         self.conn
             .session()
-            .script(Script::new(EVENT_SET).key(&self.key).arg(&self.channel))?;
+            .script_repeatable(Script::new(EVENT_SET).key(&self.key).arg(&self.channel))?;
         Ok(())
     }
 
