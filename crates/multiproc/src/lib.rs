@@ -117,6 +117,17 @@
 //! Python's own spellings [`Connection::recv_bytes_max`], [`Connection::recv_bytes_into`] and
 //! [`Connection::send_bytes_range`] come in the plain form only (bound the wait with
 //! `poll_timeout` first, or slice the buffer for `send_bytes_timeout`).
+//!
+//! ## Past one machine
+//!
+//! With the cargo feature `remote`, `multiproc::remote` carries [`Queue`], [`JoinableQueue`],
+//! [`Lock`], [`Semaphore`] and [`Event`] over a Redis-protocol server (Redis ≥ 6.2, Valkey)
+//! for processes on many machines — where Python users reach for a
+//! `multiprocessing.managers.BaseManager` serving a queue: `remote::Queue::open(url, name)`,
+//! the same calls in the same four forms, the same queue errors, and written guarantees
+//! (at-least-once `JoinableQueue` across consumer crashes, a lease lock with a fencing token,
+//! a `Disconnected` error instead of a hang when the server goes). The traits of [`api`] are
+//! implemented by the local and the remote types alike, so generic code runs on either.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]

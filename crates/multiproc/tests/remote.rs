@@ -496,6 +496,15 @@ fn killed_consumer_items_come_back_exactly_once() {
         };
         got.wait_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(q.unfinished_tasks().unwrap(), 9);
+        let info = q.info().unwrap();
+        assert_eq!(
+            (info.kind.as_str(), info.ready, info.unfinished),
+            ("joinable", 7, 9)
+        );
+        let holding: Vec<_> = info.consumers.iter().filter(|c| c.in_flight > 0).collect();
+        assert_eq!(holding.len(), 1, "{info:?}");
+        assert_eq!(holding[0].in_flight, 2);
+        assert!(holding[0].lease_left.is_some());
         victim.kill().unwrap();
         assert!(victim.join().is_err());
         // The two in-flight items (1 and 2) come back at the head, in order, once each.

@@ -71,6 +71,13 @@
 //! whose `get` lost its reply gives the item it may have taken back to the queue as soon as
 //! it reconnects, so nothing is stranded in flight.
 //!
+//! A plain [`Queue`]'s `get` whose reply is lost that way (the server handed it an item just
+//! as the connection broke) loses that item: at-most-once, as a consumer killed inside `get`.
+//!
+//! A process stopped and continued (SIGSTOP, Ctrl-Z) has its socket reads interrupted
+//! (`EINTR`): reads, waits and idempotent steps are retried on a new connection; a take or
+//! another non-idempotent step caught at that moment fails with `Disconnected`, as above.
+//!
 //! What survives a restart is what the server keeps: with `appendonly yes` and
 //! `appendfsync always`, every acknowledged write (items, in-flight lists, counters, fences,
 //! the closed flag) survives; with the default snapshots, the writes since the last snapshot
@@ -90,5 +97,5 @@ mod keeper;
 mod queue;
 mod sync;
 
-pub use queue::{JoinableQueue, Queue, DEFAULT_LEASE};
+pub use queue::{ConsumerInfo, JoinableQueue, Queue, QueueInfo, DEFAULT_LEASE};
 pub use sync::{Event, Lock, LockGuard, Semaphore, SemaphoreGuard, DEFAULT_LOCK_LEASE};

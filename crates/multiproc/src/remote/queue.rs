@@ -206,6 +206,18 @@ redis.call('ZREM', KEYS[3], ARGV[1])
 return n
 ";
 
+/// KEYS meta items consumers; ARGV marker -> {kind, maxsize, closed, unfinished, ready, now,
+/// {cid, deadline, cid, deadline, ...}}
+const INFO: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local m = redis.call('HMGET', KEYS[1], 'kind', 'maxsize', 'closed', 'unfinished')
+local n = redis.call('LLEN', KEYS[2])
+if n > 0 and redis.call('LINDEX', KEYS[2], -1) == ARGV[1] then n = n - 1 end
+local c = redis.call('ZRANGE', KEYS[3], 0, -1, 'WITHSCORES')
+return {m[1] or '', m[2] or '0', m[3] and 1 or 0, m[4] or '0', n, now, c}
+";
+
 struct Scripts {
     put: Script,
     try_get: Script,
@@ -623,6 +635,103 @@ fn reap(
     Ok(moved)
 }
 
+/// A snapshot of a remote queue, for inspection (a command-line tool, a dashboard):
+/// [`Queue::info`], [`JoinableQueue::info`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueInfo {
+    /// The queue's name.
+    pub name: String,
+    /// `"queue"` or `"joinable"` (empty if the queue does not exist on the server).
+    pub kind: String,
+    /// The queue's `maxsize`; `None` when unbounded.
+    pub maxsize: Option<usize>,
+    /// Items ready to be taken.
+    pub ready: usize,
+    /// True once the queue is closed.
+    pub closed: bool,
+    /// Items put and not acknowledged (joinable queues; 0 for plain ones).
+    pub unfinished: u64,
+    /// The consumers of a joinable queue, with their leases and items in flight.
+    pub consumers: Vec<ConsumerInfo>,
+}
+
+/// One consumer of a remote [`JoinableQueue`], in a [`QueueInfo`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerInfo {
+    /// The consumer's id (random, one per handle and process).
+    pub id: String,
+    /// How long its lease still runs; `None` when it ran out (it is dead, stopped or cut
+    /// off, and the next reaper gives its items back).
+    pub lease_left: Option<Duration>,
+    /// Items it took and has not acknowledged.
+    pub in_flight: usize,
+}
+
+impl Core {
+    fn info(&self) -> Result<QueueInfo> {
+        const W: &str = "queue info";
+        let mut s = self.conn.session();
+        let r = s.script_repeatable(
+            Script::new(INFO)
+                .key(&self.keys.meta)
+                .key(&self.keys.items)
+                .key(&self.keys.consumers)
+                .arg(MARKER),
+        )?;
+        let parts = conn::array(W, r)?;
+        let [kind, maxsize, closed, unfinished, ready, now, consumers] =
+            <[Value; 7]>::try_from(parts).map_err(|p| conn::bad_reply(W, &Value::Array(p)))?;
+        let kind = String::from_utf8(conn::bytes(W, kind)?)
+            .map_err(|_| conn::bad_reply(W, &Value::Nil))?;
+        let maxsize = conn::count(W, &maxsize)?;
+        let now = conn::int(W, &now)?;
+        let list = conn::array(W, consumers)?;
+        if list.len() % 2 != 0 {
+            return Err(conn::bad_reply(W, &Value::Array(list)));
+        }
+        let mut out = Vec::with_capacity(list.len() / 2);
+        let mut it = list.into_iter();
+        while let (Some(id), Some(deadline)) = (it.next(), it.next()) {
+            let id = String::from_utf8(conn::bytes(W, id)?)
+                .ok()
+                .filter(|c| c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric()))
+                .ok_or_else(|| conn::bad_reply(W, &Value::Nil))?;
+            // Scores come back as strings, possibly with a fraction.
+            let deadline = match &deadline {
+                Value::BulkString(b) => std::str::from_utf8(b)
+                    .ok()
+                    .and_then(|t| t.parse::<f64>().ok())
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| conn::bad_reply(W, &deadline))?
+                    as i64,
+                Value::Double(f) if f.is_finite() => *f as i64,
+                v => conn::int(W, v)?,
+            };
+            let in_flight = conn::count(
+                W,
+                &s.query(redis::cmd("LLEN").arg(self.keys.inflight(&id)))?,
+            )?;
+            out.push(ConsumerInfo {
+                lease_left: (deadline > now)
+                    .then(|| Duration::from_millis((deadline - now) as u64)),
+                id,
+                in_flight,
+            });
+        }
+        Ok(QueueInfo {
+            name: self.name.clone(),
+            kind,
+            maxsize: (maxsize != 0).then_some(maxsize),
+            ready: conn::count(W, &ready)?,
+            closed: conn::int(W, &closed)? == 1,
+            unfinished: conn::opt_int(W, &unfinished)?.unwrap_or(0).max(0) as u64,
+            consumers: out,
+        })
+    }
+}
+
 fn put_error<T>(item: T, s: PutStop) -> PutError<T> {
     match s {
         PutStop::Closed => PutError::Closed(item),
@@ -818,6 +927,15 @@ macro_rules! four_forms {
         /// The queue's name on the server.
         pub fn name(&self) -> &str {
             &self.core.name
+        }
+
+        /// A snapshot of the queue: ready items, whether closed, and for a joinable queue
+        /// the unfinished count and every consumer with its lease and items in flight.
+        ///
+        /// # Errors
+        /// [`ErrorKind::Disconnected`] when the server is lost.
+        pub fn info(&self) -> Result<QueueInfo> {
+            self.core.info()
         }
     };
 }
