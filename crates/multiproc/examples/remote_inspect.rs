@@ -16,11 +16,12 @@ fn main() -> ExitCode {
     };
     let mut ok = true;
     for name in names {
-        // Opening a queue by its own kind does not change it; `info` reads a snapshot.
-        let info = remote::Queue::<()>::open(url, name)
-            .and_then(|q| q.info())
-            .or_else(|_| remote::JoinableQueue::<()>::open(url, name).and_then(|q| q.info()));
-        match info {
+        // A snapshot; nothing is created or changed on the server.
+        match remote::inspect(url, name) {
+            Ok(i) if i.kind.is_empty() => {
+                eprintln!("{name}: no such queue");
+                ok = false;
+            }
             Ok(i) => print(&i),
             Err(e) => {
                 eprintln!("{name}: {e}");

@@ -497,6 +497,9 @@ fn killed_consumer_items_come_back_exactly_once() {
         got.wait_timeout(Duration::from_secs(20)).unwrap();
         assert_eq!(q.unfinished_tasks().unwrap(), 9);
         let info = q.info().unwrap();
+        let seen = remote::inspect(&url, "jobs").unwrap();
+        assert_eq!((seen.ready, seen.unfinished), (info.ready, info.unfinished));
+        assert_eq!(remote::inspect(&url, "no-such-queue").unwrap().kind, "");
         assert_eq!(
             (info.kind.as_str(), info.ready, info.unfinished),
             ("joinable", 7, 9)

@@ -97,5 +97,5 @@ mod keeper;
 mod queue;
 mod sync;
 
-pub use queue::{ConsumerInfo, JoinableQueue, Queue, QueueInfo, DEFAULT_LEASE};
+pub use queue::{inspect, ConsumerInfo, JoinableQueue, Queue, QueueInfo, DEFAULT_LEASE};
 pub use sync::{Event, Lock, LockGuard, Semaphore, SemaphoreGuard, DEFAULT_LOCK_LEASE};

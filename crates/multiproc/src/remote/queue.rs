@@ -669,6 +669,27 @@ pub struct ConsumerInfo {
     pub in_flight: usize,
 }
 
+/// A snapshot of the remote queue `name` (plain or joinable) without opening it: nothing is
+/// created or changed on the server (a name that is no queue gives an empty `kind`).
+///
+/// # Errors
+/// [`ErrorKind::InvalidArgument`] for a bad URL or name; [`ErrorKind::Disconnected`] when
+/// the server cannot be reached.
+pub fn inspect(url: &str, name: &str) -> Result<QueueInfo> {
+    conn::check_name(name)?;
+    let core = Core {
+        conn: Conn::open(url)?,
+        name: name.to_string(),
+        keys: Keys::new(name),
+        scripts: Scripts::new(),
+        maxsize: 0,
+        joinable: false,
+        id_prefix: [0; 8],
+        id_next: AtomicU64::new(0),
+    };
+    core.info()
+}
+
 impl Core {
     fn info(&self) -> Result<QueueInfo> {
         const W: &str = "queue info";
