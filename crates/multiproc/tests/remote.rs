@@ -346,6 +346,52 @@ fn tcp_url_and_bad_data() {
     });
 }
 
+#[test]
+fn a_connected_handle_works_in_a_forked_child_and_in_the_parent() {
+    // The child inherits the parent's socket: it must connect anew, never speak on it.
+    let Some(srv) = Server::start() else { return };
+    let url = srv.url();
+    with_watchdog(LIMIT, move || {
+        let q: remote::Queue<u32> = remote::Queue::open(&url, "forked").unwrap();
+        let j: remote::JoinableQueue<u32> = remote::JoinableQueue::open(&url, "forked-j").unwrap();
+        q.put(0).unwrap();
+        j.put(0).unwrap();
+        assert_eq!(j.get().unwrap(), 0); // connected, registered as a consumer, holding one
+                                         // Shared, not cloned: the child gets the very handles, connections included.
+        let (q, j) = (std::sync::Arc::new(q), std::sync::Arc::new(j));
+        let child = Process::fork({
+            let (q, j) = (q.clone(), j.clone());
+            move || {
+                let mut sum = 0;
+                for i in 1..=100 {
+                    q.put(i).unwrap();
+                    j.put(i).unwrap();
+                }
+                for _ in 0..50 {
+                    sum += j.get().unwrap();
+                    j.task_done().unwrap();
+                }
+                assert_eq!(j.held(), 0, "the parent's held item is not the child's");
+                sum
+            }
+        })
+        .unwrap();
+        for _ in 0..100 {
+            q.len().unwrap(); // the parent's connection, busy at the same time
+        }
+        let child_sum = child.join().unwrap();
+        j.task_done().unwrap(); // the parent's item, still its own
+        let mut rest = 0;
+        while let Ok(n) = j.try_get() {
+            rest += n;
+            j.task_done().unwrap();
+        }
+        assert_eq!(child_sum + rest, 5050);
+        j.join_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(q.len().unwrap(), 101);
+    });
+}
+
 // ---- one generic function, both backends ------------------------------------------------
 
 /// A producer and two consumer processes over any queue: returns the sorted items received.
