@@ -582,6 +582,8 @@ fn killed_consumer_items_come_back_exactly_once() {
             matches!(worker.try_get(), Err(TryGetError::Empty)),
             "nothing duplicated"
         );
+        q.unlink().unwrap();
+        assert_eq!(remote::inspect(&url, "jobs").unwrap().kind, "", "all gone");
     });
 }
 

@@ -691,6 +691,31 @@ pub fn inspect(url: &str, name: &str) -> Result<QueueInfo> {
 }
 
 impl Core {
+    fn unlink(&self) -> Result<()> {
+        let mut s = self.conn.session();
+        let ids = conn::array(
+            "unlink",
+            s.query(
+                redis::cmd("ZRANGE")
+                    .arg(&self.keys.consumers)
+                    .arg(0)
+                    .arg(-1),
+            )?,
+        )?;
+        let mut del = redis::cmd("DEL");
+        del.arg(&self.keys.items)
+            .arg(&self.keys.meta)
+            .arg(&self.keys.notfull)
+            .arg(&self.keys.consumers);
+        for id in ids {
+            let id = String::from_utf8(conn::bytes("unlink", id)?)
+                .map_err(|_| conn::bad_reply("unlink", &Value::Nil))?;
+            del.arg(self.keys.inflight(&id));
+        }
+        s.query(&del)?;
+        Ok(())
+    }
+
     fn info(&self) -> Result<QueueInfo> {
         const W: &str = "queue info";
         let mut s = self.conn.session();
@@ -948,6 +973,17 @@ macro_rules! four_forms {
         /// The queue's name on the server.
         pub fn name(&self) -> &str {
             &self.core.name
+        }
+
+        /// Deletes the queue from the server: its items, in-flight lists, counters and
+        /// closed flag. Meant for when no one uses it any more (a process still using it
+        /// re-creates it empty, unbounded and open at its next put, with its own view of
+        /// `maxsize`); nothing is deleted by dropping handles.
+        ///
+        /// # Errors
+        /// [`ErrorKind::Disconnected`] when the server is lost.
+        pub fn unlink(&self) -> Result<()> {
+            self.core.unlink()
         }
 
         /// A snapshot of the queue: ready items, whether closed, and for a joinable queue
