@@ -88,9 +88,15 @@
 //! repeated fence. None of this is hidden: a process is told `Disconnected`, never a
 //! silent success.
 //!
-//! Handles: each has its own connection (a [`Clone`] opens another, so clone per thread);
-//! a handle used in a forked child connects anew there and, for a `JoinableQueue`, is a
-//! consumer of its own.
+//! Handles: each has its own connection (a [`Clone`] opens another, so clone per thread;
+//! calls on one handle from several threads take turns). A handle used in a forked child
+//! connects anew there, never speaking on the parent's socket, and a `JoinableQueue` handle
+//! is a consumer of its own there. Fork while no other thread is inside a call on the same
+//! handle (as with every lock at a fork), or clone it first.
+//!
+//! Not yet here: a remote `Pool`, batch calls (`put_many`/`get_many`), a delivery counter
+//! for poison messages, and a `multiproc` command-line tool (the `remote_inspect` example
+//! shows what [`inspect`] gives one).
 
 mod conn;
 mod keeper;
