@@ -554,6 +554,26 @@ fn killed_consumer_items_come_back_exactly_once() {
         assert_eq!(holding.len(), 1, "{info:?}");
         assert_eq!(holding[0].in_flight, 2);
         assert!(holding[0].lease_left.is_some());
+        // The command-line tool shows the same.
+        let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+            .args(["inspect", &url, "jobs"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("jobs (joinable, unbounded, open): 7 ready, 9 unfinished"),
+            "{text}"
+        );
+        assert!(
+            text.contains(": alive, lease ") && text.contains(", 2 in flight"),
+            "{text}"
+        );
+        let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+            .args(["inspect", &url, "nothing-here"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
         victim.kill().unwrap();
         assert!(victim.join().is_err());
         // The two in-flight items (1 and 2) come back at the head, in order, once each.

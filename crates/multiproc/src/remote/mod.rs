@@ -95,8 +95,9 @@
 //! handle (as with every lock at a fork), or clone it first.
 //!
 //! Not yet here: a remote `Pool`, batch calls (`put_many`/`get_many`), a delivery counter
-//! for poison messages, and a `multiproc` command-line tool (the `remote_inspect` example
-//! shows what [`inspect`] gives one).
+//! for poison messages. The `multiproc` command-line tool (`multiproc inspect URL NAME...`,
+//! built with the feature) shows what [`inspect`] gives: queue lengths, consumers alive, items
+//! in flight per consumer.
 
 mod conn;
 mod keeper;
