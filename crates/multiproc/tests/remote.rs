@@ -260,6 +260,84 @@ fn queue_four_forms_and_bounds() {
 }
 
 #[test]
+fn batches() {
+    let Some(srv) = Server::start() else { return };
+    let url = srv.url();
+    let mut raw = srv.raw();
+    with_watchdog(LIMIT, move || {
+        // Bounded: as many as fit, the rest handed back.
+        let q: remote::Queue<u32> = remote::Queue::open_bounded(&url, "batch", 3).unwrap();
+        match q.try_put_many(vec![1, 2, 3, 4, 5]) {
+            Err(TryPutError::Full(rest)) => assert_eq!(rest, vec![4, 5]),
+            other => panic!("{other:?}"),
+        }
+        let t0 = Instant::now();
+        match q.put_many_timeout(vec![4, 5], Duration::from_millis(200)) {
+            Err(PutTimeoutError::Timeout(rest)) => assert_eq!(rest, vec![4, 5]),
+            other => panic!("{other:?}"),
+        }
+        assert!(t0.elapsed() >= Duration::from_millis(200));
+        // A blocked put_many finishes as a consumer makes room.
+        let q2 = q.clone();
+        let t = std::thread::spawn(move || q2.put_many(vec![4, 5, 6, 7]));
+        let mut got = Vec::new();
+        while got.len() < 7 {
+            got.extend(q.get_many_timeout(2, Duration::from_secs(10)).unwrap());
+        }
+        t.join().unwrap().unwrap();
+        assert_eq!(got, vec![1, 2, 3, 4, 5, 6, 7]);
+        assert!(matches!(q.try_get_many(5), Err(TryGetError::Empty)));
+        q.put_many(vec![8, 9]).unwrap();
+        q.close().unwrap();
+        assert_eq!(q.get_many(10).unwrap(), vec![8, 9]);
+        assert!(matches!(q.get_many(10), Err(GetError::Closed)));
+
+        // Unbounded and large: several scripts of at most 1,000.
+        let big: remote::Queue<u32> = remote::Queue::open(&url, "batch-big").unwrap();
+        big.put_many((0..2500).collect()).unwrap();
+        assert_eq!(big.len().unwrap(), 2500);
+        let mut all = Vec::new();
+        while let Ok(b) = big.try_get_many(700) {
+            assert!(b.len() <= 700);
+            all.extend(b);
+        }
+        assert_eq!(all, (0..2500).collect::<Vec<_>>());
+
+        // Joinable: each item of a batch is held and acknowledged once.
+        let j: remote::JoinableQueue<u32> = remote::JoinableQueue::open(&url, "batch-j").unwrap();
+        j.put_many(vec![1, 2, 3]).unwrap();
+        assert_eq!(j.unfinished_tasks().unwrap(), 3);
+        assert_eq!(
+            j.get_many_deadline(10, Instant::now() + Duration::from_secs(5))
+                .unwrap(),
+            vec![1, 2, 3]
+        );
+        assert_eq!(j.held(), 3);
+        for _ in 0..3 {
+            j.task_done().unwrap();
+        }
+        j.join_timeout(Duration::from_secs(5)).unwrap();
+
+        // A message that does not decode ends a batch; it comes first next time.
+        q.unlink().unwrap();
+        let q: remote::Queue<u32> = remote::Queue::open(&url, "batch").unwrap();
+        q.put(1).unwrap();
+        redis::cmd("RPUSH")
+            .arg("{mpq:batch}:items")
+            .arg(b"junk".as_slice())
+            .exec(&mut raw)
+            .unwrap();
+        q.put(3).unwrap();
+        assert_eq!(q.get_many(10).unwrap(), vec![1]);
+        match q.get_many(10) {
+            Err(GetError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(q.get_many(10).unwrap(), vec![3]);
+    });
+}
+
+#[test]
 fn close_ends_the_stream_for_every_consumer() {
     let Some(srv) = Server::start() else { return };
     let url = srv.url();

@@ -38,6 +38,8 @@
 //!   server, a cut link or a half-open TCP connection turns into
 //!   [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) within that bound — never a
 //!   hang.
+//! - **Batches.** `put_many` and `get_many` (each in the four forms) move up to 1,000 items
+//!   per script, in order, all or as many as fit.
 //! - **[`Queue`]: at-most-once**, like Python's and the local queue: `get` removes the item;
 //!   a consumer killed after `get` loses that item. `put` is synchronous: when it returns
 //!   `Ok`, the item is on the server. `maxsize` counts ready items, checked atomically.
@@ -94,8 +96,7 @@
 //! is a consumer of its own there. Fork while no other thread is inside a call on the same
 //! handle (as with every lock at a fork), or clone it first.
 //!
-//! Not yet here: a remote `Pool`, batch calls (`put_many`/`get_many`), a delivery counter
-//! for poison messages. The `multiproc` command-line tool (`multiproc inspect URL NAME...`,
+//! Not yet here: a remote `Pool`, and a delivery counter for poison messages. The `multiproc` command-line tool (`multiproc inspect URL NAME...`,
 //! built with the feature) shows what [`inspect`] gives: queue lengths, consumers alive, items
 //! in flight per consumer.
 

@@ -96,6 +96,68 @@ if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return {-1} end
 return {0}
 ";
 
+/// KEYS items meta notfull; ARGV kind maxsize env... -> how many were put (from the first),
+/// -1 closed, -2 another kind
+const PUT_MANY: &str = r"
+local kind = redis.call('HGET', KEYS[2], 'kind')
+if not kind then
+  redis.call('HSET', KEYS[2], 'kind', ARGV[1], 'maxsize', ARGV[2])
+elseif kind ~= ARGV[1] then
+  return -2
+end
+if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return -1 end
+local n = #ARGV - 2
+local max = tonumber(redis.call('HGET', KEYS[2], 'maxsize') or '0') or 0
+if max > 0 then
+  local room = max - redis.call('LLEN', KEYS[1])
+  if room < n then n = math.max(room, 0) end
+end
+for i = 3, n + 2 do redis.call('RPUSH', KEYS[1], ARGV[i]) end
+if n > 0 and ARGV[1] == 'joinable' then redis.call('HINCRBY', KEYS[2], 'unfinished', n) end
+return n
+";
+
+/// KEYS items meta notfull [inflight]; ARGV marker count -> {1, {env...}} | {-1} | {0}
+const TRY_GET_MANY: &str = r"
+local out = {}
+local closed = false
+for i = 1, tonumber(ARGV[2]) do
+  local v
+  if #KEYS == 4 then
+    v = redis.call('LMOVE', KEYS[1], KEYS[4], 'LEFT', 'RIGHT')
+  else
+    v = redis.call('LPOP', KEYS[1])
+  end
+  if not v then break end
+  if v == ARGV[1] then
+    if #KEYS == 4 then redis.call('LREM', KEYS[4], -1, v) end
+    redis.call('LPUSH', KEYS[1], v)
+    closed = true
+    break
+  end
+  out[#out + 1] = v
+end
+if #out > 0 then
+  if tonumber(redis.call('HGET', KEYS[2], 'maxsize') or '0') ~= 0 then
+    for i = 1, math.min(#out, 16) do redis.call('RPUSH', KEYS[3], '1') end
+    redis.call('LTRIM', KEYS[3], -16, -1)
+    redis.call('PEXPIRE', KEYS[3], 60000)
+  end
+  return {1, out}
+end
+if closed or redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return {-1} end
+return {0}
+";
+
+/// KEYS items [inflight]; ARGV env... : taken envelopes go back to the head, in order.
+const GIVE_BACK: &str = r"
+for i = #ARGV, 1, -1 do
+  if #KEYS == 2 then redis.call('LREM', KEYS[2], -1, ARGV[i]) end
+  redis.call('LPUSH', KEYS[1], ARGV[i])
+end
+return #ARGV
+";
+
 /// After a blocking take: KEYS meta notfull
 const TOOK: &str = r"
 if tonumber(redis.call('HGET', KEYS[1], 'maxsize') or '0') ~= 0 then
@@ -220,6 +282,9 @@ return {m[1] or '', m[2] or '0', m[3] and 1 or 0, m[4] or '0', n, now, c}
 
 struct Scripts {
     put: Script,
+    put_many: Script,
+    try_get_many: Script,
+    give_back: Script,
     try_get: Script,
     took: Script,
     unmark: Script,
@@ -238,6 +303,9 @@ impl Scripts {
     fn new() -> Scripts {
         Scripts {
             put: Script::new(PUT),
+            put_many: Script::new(PUT_MANY),
+            try_get_many: Script::new(TRY_GET_MANY),
+            give_back: Script::new(GIVE_BACK),
             try_get: Script::new(TRY_GET),
             took: Script::new(TOOK),
             unmark: Script::new(UNMARK),
@@ -469,6 +537,123 @@ impl Core {
                     .arg(conn::secs(block)),
                 block,
             )?;
+        }
+    }
+
+    /// Puts `envs` in order, as many as fit each time; returns how many were put when it
+    /// stops (with why).
+    fn put_many_envs(
+        &self,
+        envs: &[Vec<u8>],
+        deadline: Deadline,
+    ) -> std::result::Result<(), (usize, PutStop)> {
+        let mut s = self.conn.session();
+        let mut done = 0;
+        while done < envs.len() {
+            // Batches of at most 1,000 per script, so one call never holds the server long.
+            let chunk = &envs[done..envs.len().min(done + 1000)];
+            let mut inv = self.scripts.put_many.prepare_invoke();
+            inv.key(&self.keys.items)
+                .key(&self.keys.meta)
+                .key(&self.keys.notfull)
+                .arg(self.kind())
+                .arg(self.maxsize);
+            for e in chunk {
+                inv.arg(e.as_slice());
+            }
+            let r = s.script(&inv).map_err(|e| (done, e.into()))?;
+            match conn::int("put_many", &r).map_err(|e| (done, e.into()))? {
+                -1 => {
+                    let _ = s.query(redis::cmd("LPUSH").arg(&self.keys.notfull).arg("1"));
+                    return Err((done, PutStop::Closed));
+                }
+                -2 => {
+                    let e = Error::new(
+                        ErrorKind::InvalidHandle,
+                        format!(
+                            "the remote queue {:?} was re-created as another kind of object",
+                            self.name
+                        ),
+                    );
+                    return Err((done, PutStop::Failed(e)));
+                }
+                n if n >= 0 && (n as usize) <= chunk.len() => {
+                    done += n as usize;
+                    if n as usize == chunk.len() {
+                        continue;
+                    }
+                }
+                _ => return Err((done, PutStop::Failed(conn::bad_reply("put_many", &r)))),
+            }
+            let Ok(rem) = deadline.remaining() else {
+                return Err((done, PutStop::Full));
+            };
+            let block = conn::slice(rem);
+            s.wait_hint(
+                redis::cmd("BLPOP")
+                    .arg(&self.keys.notfull)
+                    .arg(conn::secs(block)),
+                block,
+            )
+            .map_err(|e| (done, e.into()))?;
+        }
+        Ok(())
+    }
+
+    /// Takes up to `max` envelopes (at least one, waiting for it until `deadline`).
+    fn get_many_envs(
+        &self,
+        s: &mut Session<'_>,
+        consumer: Option<(&str, &str, Duration)>,
+        max: usize,
+        deadline: Deadline,
+    ) -> std::result::Result<Vec<Vec<u8>>, GetStop> {
+        let mut out = vec![self.get_env(s, consumer, deadline)?];
+        if max > 1 {
+            let mut inv = self.scripts.try_get_many.prepare_invoke();
+            inv.key(&self.keys.items)
+                .key(&self.keys.meta)
+                .key(&self.keys.notfull)
+                .arg(MARKER)
+                .arg(max - 1);
+            if let Some((inflight, ..)) = consumer {
+                inv.key(inflight);
+            }
+            // The first item is ours already: a failure here only ends the batch early.
+            if let Ok(r) = s.script(&inv) {
+                let r = conn::array("get_many", r)?;
+                if let [flag, list] = r.as_slice() {
+                    if conn::int("get_many", flag)? == 1 {
+                        for v in conn::array("get_many", list.clone())? {
+                            out.push(conn::bytes("get_many", v)?);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Gives taken envelopes back to the head of the queue, in order.
+    fn give_back(&self, s: &mut Session<'_>, inflight: Option<&str>, envs: &[Vec<u8>]) {
+        if envs.is_empty() {
+            return;
+        }
+        let mut inv = self.scripts.give_back.prepare_invoke();
+        inv.key(&self.keys.items);
+        if let Some(l) = inflight {
+            inv.key(l);
+        }
+        for e in envs {
+            inv.arg(e.as_slice());
+        }
+        if let Err(e) = s.script(&inv) {
+            log::warn!(
+                "multiproc::remote: queue {:?}: could not give back {} item(s) after a batch \
+                 failed to decode: {e}",
+                self.name,
+                envs.len()
+            );
         }
     }
 
@@ -914,6 +1099,130 @@ macro_rules! four_forms {
                 .map_err(get_timeout_error)
         }
 
+        /// Puts all `items` in order, a script per batch of up to 1,000 (as many as fit in a
+        /// bounded queue, waiting for room for the rest).
+        ///
+        /// # Errors
+        /// `Closed` or `Failed`, handing back the items that were *not* put (the ones before
+        /// them are on the server). A serialization failure is reported before any is put.
+        pub fn put_many(&self, items: Vec<T>) -> std::result::Result<(), PutError<Vec<T>>> {
+            self.put_many_wait(items, Deadline::never())
+                .map_err(|(t, s)| put_error(t, s))
+        }
+
+        /// Puts as many of `items`, in order, as there is room for now.
+        ///
+        /// # Errors
+        /// `Full` with the items that did not fit, `Closed` or `Failed` with those not put.
+        pub fn try_put_many(&self, items: Vec<T>) -> std::result::Result<(), TryPutError<Vec<T>>> {
+            self.put_many_wait(items, Deadline::passed())
+                .map_err(|(t, s)| try_put_error(t, s))
+        }
+
+        /// [`put_many`](Self::put_many), waiting at most `timeout` for room.
+        ///
+        /// # Errors
+        /// `Timeout`, `Closed` or `Failed`, with the items not put.
+        pub fn put_many_timeout(
+            &self,
+            items: Vec<T>,
+            timeout: Duration,
+        ) -> std::result::Result<(), PutTimeoutError<Vec<T>>> {
+            self.put_many_wait(items, Deadline::within(timeout))
+                .map_err(|(t, s)| put_timeout_error(t, s))
+        }
+
+        /// [`put_many`](Self::put_many), waiting until `deadline` at most for room.
+        ///
+        /// # Errors
+        /// As [`put_many_timeout`](Self::put_many_timeout).
+        pub fn put_many_deadline(
+            &self,
+            items: Vec<T>,
+            deadline: Instant,
+        ) -> std::result::Result<(), PutTimeoutError<Vec<T>>> {
+            self.put_many_wait(items, Deadline::at(deadline))
+                .map_err(|(t, s)| put_timeout_error(t, s))
+        }
+
+        fn put_many_wait(
+            &self,
+            mut items: Vec<T>,
+            deadline: Deadline,
+        ) -> std::result::Result<(), (Vec<T>, PutStop)> {
+            let mut envs = Vec::with_capacity(items.len());
+            for item in &items {
+                match self.core.encode::<T, C>(item) {
+                    Ok(e) => envs.push(e),
+                    Err(e) => return Err((items, PutStop::Failed(e))),
+                }
+            }
+            self.core
+                .put_many_envs(&envs, deadline)
+                .map_err(|(done, s)| {
+                    items.drain(..done);
+                    (items, s)
+                })
+        }
+
+        /// Takes between one and `max` items, waiting as long as it takes for the first.
+        ///
+        /// # Errors
+        /// As [`get`](Self::get). A message that does not decode ends the batch: the items
+        /// before it are returned, it and those after it go back to the head of the queue
+        /// (its error comes when it is first).
+        ///
+        /// # Panics
+        /// If `max` is 0.
+        pub fn get_many(&self, max: usize) -> std::result::Result<Vec<T>, GetError> {
+            self.get_many_wait(max, Deadline::never())
+                .map_err(get_error)
+        }
+
+        /// Takes between one and `max` items if there are any now.
+        ///
+        /// # Errors
+        /// As [`try_get`](Self::try_get).
+        ///
+        /// # Panics
+        /// If `max` is 0.
+        pub fn try_get_many(&self, max: usize) -> std::result::Result<Vec<T>, TryGetError> {
+            self.get_many_wait(max, Deadline::passed())
+                .map_err(try_get_error)
+        }
+
+        /// Takes between one and `max` items, waiting at most `timeout` for the first.
+        ///
+        /// # Errors
+        /// As [`get_timeout`](Self::get_timeout).
+        ///
+        /// # Panics
+        /// If `max` is 0.
+        pub fn get_many_timeout(
+            &self,
+            max: usize,
+            timeout: Duration,
+        ) -> std::result::Result<Vec<T>, GetTimeoutError> {
+            self.get_many_wait(max, Deadline::within(timeout))
+                .map_err(get_timeout_error)
+        }
+
+        /// Takes between one and `max` items, waiting until `deadline` at most for the first.
+        ///
+        /// # Errors
+        /// As [`get_timeout`](Self::get_timeout).
+        ///
+        /// # Panics
+        /// If `max` is 0.
+        pub fn get_many_deadline(
+            &self,
+            max: usize,
+            deadline: Instant,
+        ) -> std::result::Result<Vec<T>, GetTimeoutError> {
+            self.get_many_wait(max, Deadline::at(deadline))
+                .map_err(get_timeout_error)
+        }
+
         fn put_wait(&self, item: T, deadline: Deadline) -> std::result::Result<(), (T, PutStop)> {
             let env = match self.core.encode::<T, C>(&item) {
                 Ok(env) => env,
@@ -1070,6 +1379,33 @@ impl<T, C: Codec> Queue<T, C> {
 
 impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     four_forms!();
+
+    fn get_many_wait(
+        &self,
+        max: usize,
+        deadline: Deadline,
+    ) -> std::result::Result<Vec<T>, GetStop> {
+        assert!(max > 0, "get_many(0): a batch takes at least one item");
+        let mut s = self.core.conn.session();
+        let envs = self.core.get_many_envs(&mut s, None, max, deadline)?;
+        let mut out = Vec::with_capacity(envs.len());
+        for (i, env) in envs.iter().enumerate() {
+            match self.core.decode::<T, C>(env) {
+                Ok(t) => out.push(t),
+                Err(e) => {
+                    // The bad message comes first next time (and is dropped then), unless it
+                    // is first now.
+                    if out.is_empty() {
+                        self.core.give_back(&mut s, None, &envs[1..]);
+                        return Err(GetStop::Failed(e));
+                    }
+                    self.core.give_back(&mut s, None, &envs[i..]);
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
 
     fn get_wait(&self, deadline: Deadline) -> std::result::Result<T, GetStop> {
         let env = self
@@ -1383,6 +1719,41 @@ impl<T, C: Codec> JoinableQueue<T, C> {
 
 impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
     four_forms!();
+
+    fn get_many_wait(
+        &self,
+        max: usize,
+        deadline: Deadline,
+    ) -> std::result::Result<Vec<T>, GetStop> {
+        assert!(max > 0, "get_many(0): a batch takes at least one item");
+        let mut c = self.consumer();
+        let mut s = self.core.conn.session();
+        self.prepare(&mut c, &mut s)?;
+        let (inflight, cid) = (c.inflight.clone(), c.cid.clone());
+        let envs =
+            self.core
+                .get_many_envs(&mut s, Some((&inflight, &cid, self.lease)), max, deadline)?;
+        let mut out = Vec::with_capacity(envs.len());
+        for (i, env) in envs.iter().enumerate() {
+            // Taken, so held (an item that does not decode too: `task_done` it).
+            c.held.push_back(env.clone());
+            match self.core.decode::<T, C>(env) {
+                Ok(t) => out.push(t),
+                Err(e) => {
+                    // The bad message comes first next time (held then, to be acknowledged),
+                    // unless it is first now.
+                    if out.is_empty() {
+                        self.core.give_back(&mut s, Some(&inflight), &envs[1..]);
+                        return Err(GetStop::Failed(e));
+                    }
+                    c.held.pop_back();
+                    self.core.give_back(&mut s, Some(&inflight), &envs[i..]);
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
 
     fn get_wait(&self, deadline: Deadline) -> std::result::Result<T, GetStop> {
         let mut c = self.consumer();
