@@ -91,10 +91,10 @@ impl Conn {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         let pid = std::process::id();
         if slot.pid != pid {
-            // A forked child: the socket is the parent's; never speak on it.
-            if let Some(c) = slot.conn.take() {
-                std::mem::forget(c);
-            }
+            // A forked child: the socket is shared with the parent; never speak on it. Closing
+            // our copy of the fd (a client connection sends nothing on drop) leaves the
+            // parent's connection as it was.
+            drop(slot.conn.take());
             slot.pid = pid;
             slot.generation = 0;
         }
