@@ -14,6 +14,8 @@ pub(crate) mod wire;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use std::os::fd::OwnedFd;
+
 use crate::error::{Error, ErrorKind, Result};
 
 /// Turns values into bytes and back.
@@ -232,6 +234,43 @@ fn guarded<R>(
             ))
         }
     }
+}
+
+/// Serializes `value` (a handle, or anything holding handles) into bytes plus the fds its
+/// handles refer to, for a caller that moves both itself — a language binding whose own
+/// machinery passes the fds (Python's pickling at process start). [`from_bytes_with_fds`]
+/// turns them back into a handle in the receiving process.
+///
+/// ```
+/// let lock = multiproc::Lock::new()?;
+/// let (bytes, fds) = multiproc::to_bytes_with_fds(&lock)?;
+/// let again: multiproc::Lock = multiproc::from_bytes_with_fds(&bytes, fds)?;
+/// let _held = again.lock().unwrap();
+/// assert!(lock.is_locked());
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// When `value` cannot be serialized, or an fd cannot be duplicated.
+pub fn to_bytes_with_fds<T: serde::Serialize + ?Sized>(
+    value: &T,
+) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
+    crate::handle::with_exported_fds(|| to_vec(value))
+}
+
+/// The inverse of [`to_bytes_with_fds`]: rebuilds a value from its bytes and the fds that
+/// came with them (in the same order). Every handle validates what it receives (magic,
+/// version, kind, size), so wrong bytes or fds give an error, not undefined behaviour.
+///
+/// # Errors
+///
+/// When the bytes do not decode as a `T`, or a handle inside rejects its fd.
+pub fn from_bytes_with_fds<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<T> {
+    crate::handle::with_imported_fds(fds, || Postcard::decode(bytes))
 }
 
 #[cfg(test)]

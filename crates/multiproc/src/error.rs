@@ -48,6 +48,12 @@ pub enum ErrorKind {
     OwnerDied,
     /// A barrier was broken (aborted, reset, or a party timed out or died).
     BrokenBarrier,
+    /// A lease ran out before its holder was done (remote backend): a lock's lease expired,
+    /// or a consumer's in-flight items were given to others, so this holder's
+    /// `unlock`/`task_done` was refused.
+    LeaseLost,
+    /// A remote server answered a command with an error (its text is in the message).
+    Remote,
 }
 
 /// An error from multiproc: a kind, a message saying what was being done, and for OS failures
@@ -149,6 +155,7 @@ impl From<Error> for io::Error {
             ErrorKind::TooLarge | ErrorKind::InvalidArgument => io::ErrorKind::InvalidInput,
             ErrorKind::Closed | ErrorKind::Disconnected => io::ErrorKind::BrokenPipe,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
+            ErrorKind::LeaseLost => io::ErrorKind::PermissionDenied,
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)

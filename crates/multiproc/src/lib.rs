@@ -6,7 +6,8 @@
 //   2 handle (handles in messages)       3 codec
 //   4 shm (segments, arenas)             5 sync
 //   6 the ring engine (queue/shared.rs, ring.rs, model.rs; one engine, two facades)
-//   8 queue, pipe, process (the facades) 9 pool
+//   8 queue, pipe, process (the facades) 9 pool, api (traits shared with remote types)
+//  10 remote (over Redis)
 //
 // Unsafe code is denied at the root; a module that needs it opts in under a `# Safety`
 // section of its docs.
@@ -130,9 +131,21 @@
 //! Python's own spellings [`Connection::recv_bytes_max`], [`Connection::recv_bytes_into`] and
 //! [`Connection::send_bytes_range`] come in the plain form only (bound the wait with
 //! `poll_timeout` first, or slice the buffer for `send_bytes_timeout`).
+//!
+//! ## Past one machine
+//!
+//! With the cargo feature `remote`, `multiproc::remote` carries [`Queue`], [`JoinableQueue`],
+//! [`Lock`], [`Semaphore`] and [`Event`] over a Redis-protocol server (Redis ≥ 6.2, Valkey)
+//! for processes on many machines — where Python users reach for a
+//! `multiprocessing.managers.BaseManager` serving a queue: `remote::Queue::open(url, name)`,
+//! the same calls in the same four forms, the same queue errors, and written guarantees
+//! (at-least-once `JoinableQueue` across consumer crashes, a lease lock with a fencing token,
+//! a `Disconnected` error instead of a hang when the server goes). The traits of [`api`] are
+//! implemented by the local and the remote types alike, so generic code runs on either.
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+pub mod api;
 pub mod codec;
 pub mod error;
 mod fork;
@@ -145,11 +158,13 @@ pub mod pipe;
 pub mod pool;
 pub mod process;
 pub mod queue;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod shm;
 pub mod sync;
 mod sys;
+pub use codec::{from_bytes_with_fds, to_bytes_with_fds};
 pub use error::{Error, ErrorKind, OwnerDied, Result, Timeout, WouldBlock};
-pub use handle::{from_bytes_with_fds, to_bytes_with_fds};
 pub use pipe::{
     pipe, pipe_with, try_wait, wait, wait_deadline, wait_timeout, Connection, RecvError,
     RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,

@@ -100,6 +100,14 @@ pub(crate) fn coarse_millis() -> u64 {
     (t.tv_sec as u64).wrapping_mul(1000) + (t.tv_nsec as u64) / 1_000_000
 }
 
+/// Fills `buf` with random bytes from the kernel; `false` if it would not give them (then
+/// callers fall back to something unique, such as time and pid).
+#[cfg_attr(not(feature = "remote"), allow(dead_code))]
+pub(crate) fn random_bytes(buf: &mut [u8]) -> bool {
+    let len = buf.len();
+    rustix::rand::getrandom(buf, rustix::rand::GetRandomFlags::empty()).is_ok_and(|n| n == len)
+}
+
 /// True when spinning can help: another CPU may run the process we wait for.
 pub(crate) fn may_spin() -> bool {
     // 0: not known yet, 1: one CPU, 2: more. Not a `OnceLock`: a fork while another thread
