@@ -48,6 +48,15 @@ pub enum ErrorKind {
     OwnerDied,
     /// A barrier was broken (aborted, reset, or a party timed out or died).
     BrokenBarrier,
+    /// A name (shared memory in `/dev/shm`) is taken already: Python's `FileExistsError`.
+    AlreadyExists,
+    /// No object has that name (shared memory in `/dev/shm`), or no one listens at an
+    /// address: Python's `FileNotFoundError` / `ConnectionRefusedError`.
+    NotFound,
+    /// The peer failed the authentication handshake of a [`Listener`](crate::Listener) or
+    /// [`Client`](crate::Client) (a wrong `authkey`, or not a multiprocessing peer at all):
+    /// Python's `AuthenticationError`.
+    AuthenticationFailed,
 }
 
 /// An error from multiproc: a kind, a message saying what was being done, and for OS failures
@@ -149,6 +158,9 @@ impl From<Error> for io::Error {
             ErrorKind::TooLarge | ErrorKind::InvalidArgument => io::ErrorKind::InvalidInput,
             ErrorKind::Closed | ErrorKind::Disconnected => io::ErrorKind::BrokenPipe,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
+            ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
+            ErrorKind::NotFound => io::ErrorKind::NotFound,
+            ErrorKind::AuthenticationFailed => io::ErrorKind::PermissionDenied,
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)

@@ -145,6 +145,7 @@ pub use process::{
     StartMethod,
 };
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use shm::SharedMemory;
 pub use sync::{
     Array, Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, RLock, Semaphore,
     Value,

@@ -1,5 +1,7 @@
 //! Shared memory: segments (anonymous memfds mapped `MAP_SHARED`), small objects carved out of
-//! shared arenas, and [`ShmSafe`], the types allowed to live there.
+//! shared arenas, and [`ShmSafe`], the types allowed to live there; and [`SharedMemory`], a
+//! block of bytes for the user, anonymous or named in `/dev/shm` (Python's
+//! `multiprocessing.shared_memory`), with [`View`], its typed window for arrays of numbers.
 //!
 //! # Safety
 //!
@@ -13,7 +15,10 @@
 
 mod arena;
 mod segment;
+mod shared_memory;
 pub(crate) mod slots;
+
+pub use shared_memory::{Element, SharedMemory, View};
 
 #[allow(unused_imports)]
 pub(crate) use arena::{Pins, Shared, ShmObject};
