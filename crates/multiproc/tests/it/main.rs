@@ -13,6 +13,7 @@ mod pool_api;
 mod process;
 mod queue;
 mod scenarios;
+mod shared_memory;
 mod sync;
 mod timeouts;
 mod util;
