@@ -136,8 +136,8 @@ pub mod sync;
 mod sys;
 pub use error::{Error, ErrorKind, OwnerDied, Result, Timeout, WouldBlock};
 pub use pipe::{
-    pipe, pipe_with, try_wait, wait, wait_deadline, wait_timeout, Connection, RecvError,
-    RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
+    pipe, pipe_with, try_wait, wait, wait_deadline, wait_timeout, Client, Connection, Listener,
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
 };
 pub use pool::{AsyncResult, ClosurePool, Imap, Pool, PoolBuilder};
 pub use process::{
