@@ -7,6 +7,7 @@ mod api;
 mod fork;
 mod fork_refs;
 mod hostile;
+mod listener;
 mod pipe;
 mod pool;
 mod pool_api;
