@@ -2,34 +2,7 @@
 //! (a path, or a name in Linux's abstract namespace) or TCP, with Python's authentication
 //! handshake — Python's `multiprocessing.connection.Listener` and `Client`, on the wire too.
 //!
-//! # Which `Connection`
-//!
-//! Both return the [`Connection`] of [`pipe`](super::pipe), with the same calls (`send`,
-//! `recv`, `send_bytes`, `recv_bytes`, `poll`, their timed forms, [`wait`](super::wait)).
-//! Underneath it is a socket-only end ([`Connection::is_socket`]): no shared-memory ring (the
-//! peer may be another program or machine), CPython's framing (a 4-byte big-endian length,
-//! or `-1` and an 8-byte one), so a Python `Client` or `Listener` talks to it with
-//! `send_bytes`/`recv_bytes`. What differs from a pipe's end:
-//!
-//! - `send`/`recv` use our codec (postcard), not pickle: between Rust processes. Talk to
-//!   Python with bytes.
-//! - Handles (fds) cannot travel in it, and it cannot itself be sent to another process
-//!   (fork children inherit it).
-//! - One message at a time per end *in each process*: threads of one process may share it,
-//!   processes that share it by fork must not send (or receive) at the same time, as in
-//!   Python.
-//! - A timed send that runs out mid-message breaks the end for sends (a byte stream cannot
-//!   take back half a message); a timed receive that runs out mid-message keeps what it has.
-//! - A received message over the end's limit (1 GiB unless set) is an error, not an
-//!   allocation: the peer is not trusted.
-//!
-//! # Authentication
-//!
-//! With an `authkey` on both sides, the listener and the client each prove to the other that
-//! they know the key (HMAC challenges; see `auth.rs`), exactly as CPython does (3.11's
-//! HMAC-MD5 and 3.12's HMAC-SHA256 dialects). Without one, anyone who can reach the address
-//! may connect: keep such listeners on Unix sockets or loopback. The handshake is bounded by
-//! a timeout (30 s unless set), so a silent client cannot stall [`Listener::accept`].
+//! The user's documentation (which `Connection`, authentication) is on [`Listener`].
 
 use std::fmt;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -50,8 +23,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// From a path (`&str`, `&Path`, `PathBuf`): a Unix socket, Python's `'AF_UNIX'` (a string
 /// starting with a NUL byte is a name in the abstract namespace, as in Python). From a
-/// `SocketAddr` or `(ip, port)`: TCP, Python's `'AF_INET'` (`('127.0.0.1', 6000)`); a host
-/// name goes through [`Address::tcp`].
+/// `SocketAddr` or `(host, port)`: TCP, Python's `'AF_INET'` (`("127.0.0.1", 6000)`,
+/// `("localhost", 6000)`; a host name is resolved when binding or connecting).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Address {
@@ -61,6 +34,9 @@ pub enum Address {
     Abstract(Vec<u8>),
     /// A TCP address.
     Tcp(SocketAddr),
+    /// A TCP address by host name and port, resolved when binding or connecting (the first
+    /// address that works).
+    Host(String, u16),
 }
 
 impl Address {
@@ -83,6 +59,7 @@ impl fmt::Display for Address {
             Address::Unix(p) => write!(f, "{}", p.display()),
             Address::Abstract(n) => write!(f, "@{}", String::from_utf8_lossy(n)),
             Address::Tcp(a) => write!(f, "{a}"),
+            Address::Host(h, p) => write!(f, "{h}:{p}"),
         }
     }
 }
@@ -126,10 +103,48 @@ impl From<SocketAddr> for Address {
     }
 }
 
-impl<I: Into<std::net::IpAddr>> From<(I, u16)> for Address {
-    fn from((ip, port): (I, u16)) -> Address {
-        Address::Tcp(SocketAddr::new(ip.into(), port))
+macro_rules! from_ip_port {
+    ($($t:ty),*) => { $(
+        impl From<($t, u16)> for Address {
+            fn from((ip, port): ($t, u16)) -> Address {
+                Address::Tcp(SocketAddr::new(ip.into(), port))
+            }
+        }
+    )* };
+}
+from_ip_port!(
+    std::net::IpAddr,
+    std::net::Ipv4Addr,
+    std::net::Ipv6Addr,
+    [u8; 4]
+);
+
+impl From<(&str, u16)> for Address {
+    /// An IP address literal is used as it is; anything else is a host name.
+    fn from((host, port): (&str, u16)) -> Address {
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Address::Tcp(SocketAddr::new(ip, port)),
+            Err(_) => Address::Host(host.to_string(), port),
+        }
     }
+}
+
+impl From<(String, u16)> for Address {
+    fn from((host, port): (String, u16)) -> Address {
+        Address::from((host.as_str(), port))
+    }
+}
+
+/// The socket addresses of a `Host` address.
+fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    let v: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    if v.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the host name resolves to no address",
+        ));
+    }
+    Ok(v)
 }
 
 fn connect_error(addr: &Address, e: std::io::Error) -> Error {
@@ -144,6 +159,23 @@ fn connect_error(addr: &Address, e: std::io::Error) -> Error {
         .with_source(e),
         _ => Error::os(format!("cannot connect to {addr}"), e),
     }
+}
+
+/// Connects to the first of `addrs` that answers, until `deadline`.
+fn connect_tcp(addrs: &[SocketAddr], deadline: Deadline) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for a in addrs {
+        let r = match deadline.remaining() {
+            Ok(None) => TcpStream::connect(a),
+            Ok(Some(t)) => TcpStream::connect_timeout(a, t),
+            Err(()) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        };
+        match r {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound)))
 }
 
 enum Sock {
@@ -173,6 +205,35 @@ enum Sock {
 /// ```
 ///
 /// A listener on a Unix path removes its socket file when dropped (as Python's does).
+///
+/// # Which `Connection`
+///
+/// Both return the [`Connection`] of [`pipe`](super::pipe), with the same calls (`send`,
+/// `recv`, `send_bytes`, `recv_bytes`, `poll`, their timed forms, [`wait`](super::wait)).
+/// Underneath it is a socket-only end ([`Connection::is_socket`]): no shared-memory ring (the
+/// peer may be another program or machine), CPython's framing (a 4-byte big-endian length,
+/// or `-1` and an 8-byte one), so a Python `Client` or `Listener` talks to it with
+/// `send_bytes`/`recv_bytes`. What differs from a pipe's end:
+///
+/// - `send`/`recv` use our codec (postcard), not pickle: between Rust processes. Talk to
+///   Python with bytes.
+/// - Handles (fds) cannot travel in it, and it cannot itself be sent to another process
+///   (fork children inherit it).
+/// - One message at a time per end *in each process*: threads of one process may share it,
+///   processes that share it by fork must not send (or receive) at the same time, as in
+///   Python.
+/// - A timed send that runs out mid-message breaks the end for sends (a byte stream cannot
+///   take back half a message); a timed receive that runs out mid-message keeps what it has.
+/// - A received message over the end's limit (1 GiB unless set) is an error, not an
+///   allocation: the peer is not trusted.
+///
+/// # Authentication
+///
+/// With an `authkey` on both sides, the listener and the client each prove to the other that
+/// they know the key (HMAC challenges), exactly as CPython does (3.11's
+/// HMAC-MD5 and 3.12's HMAC-SHA256 dialects). Without one, anyone who can reach the address
+/// may connect: keep such listeners on Unix sockets or loopback. The handshake is bounded by
+/// a timeout (30 s unless set), so a silent client cannot stall [`Listener::accept`].
 pub struct Listener {
     sock: Sock,
     address: Address,
@@ -223,8 +284,14 @@ impl Listener {
                 let l = UnixListener::bind_addr(&a).map_err(in_use)?;
                 (Sock::Unix(l), address.clone(), None)
             }
-            Address::Tcp(a) => {
-                let l = TcpListener::bind(a).map_err(in_use)?;
+            Address::Tcp(_) | Address::Host(..) => {
+                let l = match &address {
+                    Address::Host(h, p) => {
+                        TcpListener::bind(&resolve(h, *p).map_err(in_use)?[..]).map_err(in_use)?
+                    }
+                    Address::Tcp(a) => TcpListener::bind(a).map_err(in_use)?,
+                    _ => unreachable!(),
+                };
                 let real = l
                     .local_addr()
                     .map_err(|e| Error::os("cannot read the listening address", e))?;
@@ -423,11 +490,12 @@ impl Client {
             Address::Abstract(n) => UnixAddr::from_abstract_name(n)
                 .and_then(|a| UnixStream::connect_addr(&a))
                 .map(OwnedFd::from),
-            Address::Tcp(a) => match deadline.remaining() {
-                Ok(None) => TcpStream::connect(a),
-                Ok(Some(t)) => TcpStream::connect_timeout(a, t),
-                Err(()) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+            Address::Tcp(_) | Address::Host(..) => match addr {
+                Address::Host(h, p) => resolve(h, *p),
+                Address::Tcp(a) => Ok(vec![*a]),
+                _ => unreachable!(),
             }
+            .and_then(|all| connect_tcp(&all, deadline))
             .and_then(|s| {
                 s.set_nodelay(true)?;
                 Ok(OwnedFd::from(s))

@@ -1,5 +1,7 @@
 //! Pipes: [`pipe`] makes two connected [`Connection`] ends (Python's `Pipe()`), and [`wait`]
-//! waits on many of them (Python's `multiprocessing.connection.wait`).
+//! waits on many of them (Python's `multiprocessing.connection.wait`). [`Listener`] and
+//! [`Client`] connect unrelated processes (Python's `Listener`/`Client`, on the wire too):
+//! they give the same `Connection`, over a socket only (see [`Listener`] for what differs).
 //!
 //! # Design
 //!

@@ -2,43 +2,13 @@
 //! `/dev/shm` (Python's `multiprocessing.shared_memory.SharedMemory`), and [`View`], a typed
 //! window onto it for arrays of numbers.
 //!
-//! # Layout and compatibility
-//!
-//! The block is the bytes and nothing else: no header, so that Python's
-//! `SharedMemory(name=...)` opens a named block of ours and sees exactly our bytes, and we
-//! open one of Python's. Names are what `shm_open(3)` takes, without the leading `/`: the
-//! file `/dev/shm/<name>` (Python, glibc and we agree on that). Names made up for
-//! [`SharedMemory::create_unique`] look like Python's: `psm_` and 8 hex digits.
-//!
-//! # Lifecycle
-//!
-//! - An anonymous block ([`SharedMemory::create`]) is a sealed memfd: nothing is left behind
-//!   by a crash, the kernel frees it when the last process that maps it is gone. It reaches
-//!   children by fork, by Spawn arguments and inside [`Connection::send`](crate::Connection::send)
-//!   (as an fd), never by name.
-//! - A named block ([`SharedMemory::create_named`]) outlives every process until someone
-//!   calls [`SharedMemory::unlink`] (or [`SharedMemory::unlink_name`]), as in Python and C.
-//!   Creating a name that exists fails with [`ErrorKind::AlreadyExists`] (Python's
-//!   `FileExistsError`): a name left by a crashed creator is never reused by accident. A
-//!   later run removes it with `unlink_name` and creates it anew. Unlinking removes the name
-//!   only; processes that have the block mapped keep using it.
-//! - Dropping the last handle in a process unmaps the block there (Python's `close()`).
+//! The user's documentation (layout, lifecycle, sharing rules) is on [`SharedMemory`].
 //!
 //! # Safety
 //!
-//! Other processes read and write the bytes at any time, so no safe method hands out a
-//! `&[u8]` or `&mut [u8]` into them. The safe accesses copy with relaxed atomic loads and
-//! stores ([`read_at`](SharedMemory::read_at), [`write_at`](SharedMemory::write_at),
-//! [`View`]), or are atomics ([`View::atomics`]); a plain slice is there through the
-//! `unsafe` [`as_slice`](SharedMemory::as_slice) / [`as_mut_slice`](SharedMemory::as_mut_slice),
-//! whose callers promise that no one writes (or, for the mutable one, touches) those bytes
-//! meanwhile. Every offset and length is checked against the block's size.
-//!
-//! A named block cannot be sealed: another process of the same user may truncate
-//! `/dev/shm/<name>`, and a process that then touches the lost pages gets SIGBUS (as in
-//! Python and C). Anonymous blocks are sealed against that. Creating a named block allocates
-//! its pages at once, so a `/dev/shm` that is too small (Docker's default is 64 MiB) is an
-//! error at creation ([`ErrorKind::Os`], `ENOSPC`), not a SIGBUS later.
+//! Safe methods reach the shared bytes only through relaxed atomic loads and stores, within
+//! bounds checked against the mapping; the `unsafe` slice accessors state their contract.
+//! Received fds are checked (`SharedMemory::received`) before they are mapped.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -83,8 +53,45 @@ const AUTO_PREFIX: &str = "psm_";
 /// ```
 ///
 /// A cheap `Clone` handle; it travels to Spawn children and over a
-/// [`Connection`](crate::Connection) as its fd (a named block keeps its name). See the
-/// [module docs](self) for the lifecycle of names and the safety rules.
+/// [`Connection`](crate::Connection) as its fd (a named block keeps its name).
+///
+/// # Layout and compatibility
+///
+/// The block is the bytes and nothing else: no header, so that Python's
+/// `SharedMemory(name=...)` opens a named block of ours and sees exactly our bytes, and we
+/// open one of Python's. Names are what `shm_open(3)` takes, without the leading `/`: the
+/// file `/dev/shm/<name>` (Python, glibc and we agree on that). Names made up for
+/// [`SharedMemory::create_unique`] look like Python's: `psm_` and 8 hex digits.
+///
+/// # Lifecycle
+///
+/// - An anonymous block ([`SharedMemory::create`]) is a sealed memfd: nothing is left behind
+///   by a crash, the kernel frees it when the last process that maps it is gone. It reaches
+///   children by fork, by Spawn arguments and inside [`Connection::send`](crate::Connection::send)
+///   (as an fd), never by name.
+/// - A named block ([`SharedMemory::create_named`]) outlives every process until someone
+///   calls [`SharedMemory::unlink`] (or [`SharedMemory::unlink_name`]), as in Python and C.
+///   Creating a name that exists fails with [`ErrorKind::AlreadyExists`] (Python's
+///   `FileExistsError`): a name left by a crashed creator is never reused by accident. A
+///   later run removes it with `unlink_name` and creates it anew. Unlinking removes the name
+///   only; processes that have the block mapped keep using it.
+/// - Dropping the last handle in a process unmaps the block there (Python's `close()`).
+///
+/// # Sharing rules
+///
+/// Other processes read and write the bytes at any time, so no safe method hands out a
+/// `&[u8]` or `&mut [u8]` into them. The safe accesses copy with relaxed atomic loads and
+/// stores ([`read_at`](SharedMemory::read_at), [`write_at`](SharedMemory::write_at),
+/// [`View`]), or are atomics ([`View::atomics`]); a plain slice is there through the
+/// `unsafe` [`as_slice`](SharedMemory::as_slice) / [`as_mut_slice`](SharedMemory::as_mut_slice),
+/// whose callers promise that no one writes (or, for the mutable one, touches) those bytes
+/// meanwhile. Every offset and length is checked against the block's size.
+///
+/// A named block cannot be sealed: another process of the same user may truncate
+/// `/dev/shm/<name>`, and a process that then touches the lost pages gets SIGBUS (as in
+/// Python and C). Anonymous blocks are sealed against that. Creating a named block allocates
+/// its pages at once, so a `/dev/shm` that is too small (Docker's default is 64 MiB) is an
+/// error at creation ([`ErrorKind::Os`], `ENOSPC`), not a SIGBUS later.
 #[derive(Clone)]
 pub struct SharedMemory {
     inner: Arc<Inner>,
@@ -319,7 +326,7 @@ impl SharedMemory {
     }
 
     /// The start of the block in this process. Reading or writing through it is `unsafe` and
-    /// races with every other process: see the [module docs](self).
+    /// races with every other process: see the [sharing rules](SharedMemory#sharing-rules).
     pub fn as_ptr(&self) -> *mut u8 {
         self.inner.map.as_ptr()
     }

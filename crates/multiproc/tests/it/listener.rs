@@ -240,6 +240,7 @@ fn rust_to_rust_over_tcp_unix_and_abstract_with_typed_messages() {
         let abstract_name = format!("\0mproc_it_abstract_{}", std::process::id());
         for addr in [
             Address::from(([127, 0, 0, 1], 0)),
+            Address::from(("localhost", 0)),
             Address::from(sock_path("rust").as_str()),
             Address::from(abstract_name.as_str()),
         ] {
