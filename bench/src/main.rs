@@ -13,6 +13,7 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
+mod shm;
 mod sync;
 
 use harness::{Config, Row};
@@ -33,6 +34,7 @@ fn main() {
         ("queue", queue::rows),
         ("pipe", pipe::rows),
         ("pool", pool::rows),
+        ("shm", shm::rows),
     ];
     for (name, f) in groups {
         if cfg.wants_group(name) {

@@ -14,7 +14,9 @@
 //! mid-message cannot take back what went, so it leaves the end *broken* for sends (every
 //! later send fails); one that runs out before its first byte leaves no trace. The locks
 //! are this process's: two processes sharing one end (by fork) must not send (or receive)
-//! at the same time — as in Python.
+//! at the same time — as in Python. (Nor may a child forked while another thread of its
+//! parent was sending or receiving on an end use that end: the child's copy of the lock
+//! stays held.)
 //!
 //! Nothing read is trusted: a length over the end's limit (`max_message_len`, 1 GiB unless
 //! set) breaks the end for receives with an error instead of allocating it, and the buffer

@@ -1,4 +1,5 @@
-//! Anonymous shared memory: `memfd_create` segments mapped `MAP_SHARED`.
+//! Shared memory: anonymous `memfd_create` segments, and named files in `/dev/shm` (what
+//! `shm_open(3)` makes), mapped `MAP_SHARED`.
 //!
 //! # Safety
 //!
@@ -151,8 +152,13 @@ pub(crate) fn shm_create(name: &str, len: usize) -> io::Result<OwnedFd> {
         OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         Mode::from_raw_mode(0o600),
     )?;
-    let sized = rustix::fs::ftruncate(&fd, len as u64)
-        .and_then(|()| rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len as u64));
+    let sized = rustix::fs::ftruncate(&fd, len as u64).and_then(|()| {
+        match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len as u64) {
+            // A file system without fallocate: the pages come lazily, as in Python.
+            Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+            r => r,
+        }
+    });
     if let Err(e) = sized {
         let _ = rustix::fs::unlink(path.as_str());
         return Err(e.into());

@@ -13,7 +13,7 @@ use std::time::Duration;
 use multiproc::pipe::Address;
 use multiproc::{pipe, wait_timeout, Client, ErrorKind, Listener, Process, SharedMemory};
 
-use crate::util::with_watchdog;
+use crate::util::{in_clean_child, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(90);
 const T: Duration = Duration::from_secs(30);
@@ -388,5 +388,44 @@ fn hostile_and_silent_peers_cannot_hurt_the_listener() {
         let e = c.recv_bytes_timeout(T).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
         assert!(c.recv_bytes_timeout(T).is_err());
+    });
+}
+
+#[test]
+fn listeners_and_connections_leak_no_fds_or_socket_files() {
+    with_watchdog(LIMIT, || {
+        in_clean_child(|| {
+            let path = sock_path("leak");
+            {
+                let l = Listener::bind(path.as_str()).unwrap().with_authkey(b"k");
+                let p = path.clone();
+                let t = std::thread::spawn(move || {
+                    let c = Client::new(p.as_str())
+                        .authkey(b"k")
+                        .timeout(T)
+                        .connect()
+                        .unwrap();
+                    c.send_bytes(&vec![3u8; 300_000]).unwrap();
+                    let c2 = c.try_clone().unwrap();
+                    c2.recv_bytes_timeout(T).unwrap()
+                });
+                let c = l.accept_timeout(T).unwrap();
+                let m = c.recv_bytes_timeout(T).unwrap();
+                c.send_bytes(&m[..10]).unwrap();
+                assert_eq!(t.join().unwrap(), [3u8; 10]);
+                // A refused client leaves nothing behind either.
+                let p = path.clone();
+                let t = std::thread::spawn(move || {
+                    Client::new(p.as_str())
+                        .authkey(b"bad")
+                        .timeout(T)
+                        .connect()
+                        .unwrap_err()
+                });
+                assert!(l.accept_timeout(T).is_err());
+                assert_eq!(t.join().unwrap().kind(), ErrorKind::AuthenticationFailed);
+            }
+            assert!(!std::path::Path::new(&path).exists());
+        })
     });
 }
