@@ -27,8 +27,36 @@ fn big() -> Vec<u8> {
     (0..(1usize << 20)).map(|i| (i % 251) as u8).collect()
 }
 
+/// The Python interpreters to talk to: `python3`, and any 3.12 or later that pyenv has
+/// installed (their handshake is the HMAC-SHA256 dialect; 3.11's is HMAC-MD5).
+fn pythons() -> Vec<String> {
+    let mut v = vec!["python3".to_string()];
+    let root = std::env::var("PYENV_ROOT")
+        .unwrap_or_else(|_| format!("{}/.pyenv", std::env::var("HOME").unwrap_or_default()));
+    if let Ok(dir) = std::fs::read_dir(format!("{root}/versions")) {
+        let mut found: Vec<String> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| {
+                ["3.12", "3.13", "3.14", "3.15"]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+            })
+            .map(|n| format!("{root}/versions/{n}/bin/python3"))
+            .filter(|p| std::path::Path::new(p).exists())
+            .collect();
+        found.sort();
+        v.extend(found);
+    }
+    v
+}
+
 fn python(script: &str, args: &[&str]) -> Child {
-    Command::new("python3")
+    python_in("python3", script, args)
+}
+
+fn python_in(interpreter: &str, script: &str, args: &[&str]) -> Child {
+    Command::new(interpreter)
         .arg("-c")
         .arg(format!("import signal; signal.alarm(60)\n{script}"))
         .args(args)
@@ -108,15 +136,17 @@ fn serve_python_client(listener: &Listener) {
 fn python_client_to_our_listener_unix_and_tcp() {
     with_watchdog(LIMIT, || {
         let path = sock_path("pyclient");
-        let l = Listener::bind(path.as_str()).unwrap().with_authkey(b"k3y");
-        let child = python(PY_CLIENT, &[&path, "k3y"]);
-        serve_python_client(&l);
-        assert_eq!(finish(child).trim(), "ok");
-        drop(l);
-        assert!(
-            !std::path::Path::new(&path).exists(),
-            "the socket file is removed"
-        );
+        for py in &pythons() {
+            let l = Listener::bind(path.as_str()).unwrap().with_authkey(b"k3y");
+            let child = python_in(py, PY_CLIENT, &[&path, "k3y"]);
+            serve_python_client(&l);
+            assert_eq!(finish(child).trim(), "ok", "{py}");
+            drop(l);
+            assert!(
+                !std::path::Path::new(&path).exists(),
+                "the socket file is removed"
+            );
+        }
 
         let l = Listener::bind(([127, 0, 0, 1], 0))
             .unwrap()
@@ -135,11 +165,13 @@ fn python_client_with_a_wrong_authkey_is_refused() {
         let l = Listener::bind(path.as_str())
             .unwrap()
             .with_authkey(b"right");
-        let child = python(PY_CLIENT, &[&path, "wrong"]);
-        let e = l.accept_timeout(T).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::AuthenticationFailed, "{e}");
-        let out = finish(child);
-        assert!(out.starts_with("auth failed"), "{out}");
+        for py in &pythons() {
+            let child = python_in(py, PY_CLIENT, &[&path, "wrong"]);
+            let e = l.accept_timeout(T).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::AuthenticationFailed, "{py}: {e}");
+            let out = finish(child);
+            assert!(out.starts_with("auth failed"), "{py}: {out}");
+        }
         // The listener goes on: the right key gets in.
         let child = python(PY_CLIENT, &[&path, "right"]);
         serve_python_client(&l);
@@ -187,11 +219,13 @@ fn talk_to_python_listener(addr: Address, key: &[u8]) {
 fn our_client_to_a_python_listener_unix_and_tcp() {
     with_watchdog(LIMIT, || {
         let path = sock_path("pylistener");
-        let mut child = python(PY_LISTENER, &[&path, "s3cret"]);
-        let ready = first_line(&mut child);
-        assert_eq!(ready, format!("ready {path}"));
-        talk_to_python_listener(path.as_str().into(), b"s3cret");
-        let _ = child.wait();
+        for py in &pythons() {
+            let mut child = python_in(py, PY_LISTENER, &[&path, "s3cret"]);
+            let ready = first_line(&mut child);
+            assert_eq!(ready, format!("ready {path}"), "{py}");
+            talk_to_python_listener(path.as_str().into(), b"s3cret");
+            assert!(child.wait().unwrap().success(), "{py}");
+        }
 
         let mut child = python(PY_LISTENER, &["tcp", "s3cret"]);
         let ready = first_line(&mut child);
@@ -206,17 +240,18 @@ fn our_client_to_a_python_listener_unix_and_tcp() {
 fn our_client_with_a_wrong_authkey_is_refused_by_python() {
     with_watchdog(LIMIT, || {
         let path = sock_path("pylwrong");
-        let child = python(PY_LISTENER, &[&path, "right"]);
-        // Wait for the socket to appear (the script prints "ready" after binding).
-        let mut child = child;
-        let _ = first_line(&mut child);
-        let e = Client::new(path.as_str())
-            .authkey(b"wrong")
-            .timeout(T)
-            .connect()
-            .unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::AuthenticationFailed, "{e}");
-        assert!(child.wait().unwrap().success());
+        for py in &pythons() {
+            let mut child = python_in(py, PY_LISTENER, &[&path, "right"]);
+            // Wait for the socket to appear (the script prints "ready" after binding).
+            let _ = first_line(&mut child);
+            let e = Client::new(path.as_str())
+                .authkey(b"wrong")
+                .timeout(T)
+                .connect()
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::AuthenticationFailed, "{py}: {e}");
+            assert!(child.wait().unwrap().success(), "{py}");
+        }
     });
 }
 
