@@ -284,33 +284,37 @@ impl Listener {
                 let l = UnixListener::bind_addr(&a).map_err(in_use)?;
                 (Sock::Unix(l), address.clone(), None)
             }
-            Address::Tcp(_) | Address::Host(..) => {
-                let l = match &address {
-                    Address::Host(h, p) => {
-                        TcpListener::bind(&resolve(h, *p).map_err(in_use)?[..]).map_err(in_use)?
-                    }
-                    Address::Tcp(a) => TcpListener::bind(a).map_err(in_use)?,
-                    _ => unreachable!(),
-                };
-                let real = l
-                    .local_addr()
-                    .map_err(|e| Error::os("cannot read the listening address", e))?;
-                (Sock::Tcp(l), Address::Tcp(real), None)
+            Address::Tcp(a) => {
+                let l = TcpListener::bind(a).map_err(in_use)?;
+                (Sock::Tcp(l), address.clone(), None)
+            }
+            Address::Host(h, p) => {
+                let all = resolve(h, *p).map_err(in_use)?;
+                let l = TcpListener::bind(&all[..]).map_err(in_use)?;
+                (Sock::Tcp(l), address.clone(), None)
             }
         };
-        let nonblocking = match &sock {
-            Sock::Unix(l) => l.set_nonblocking(true),
-            Sock::Tcp(l) => l.set_nonblocking(true),
-        };
-        nonblocking.map_err(|e| Error::os("cannot make the listener non-blocking", e))?;
-        Ok(Listener {
+        let mut listener = Listener {
             sock,
             address: bound,
             authkey: None,
             max_message_len: stream::DEFAULT_MAX_MESSAGE,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             unlink,
-        })
+        };
+        // (From here on, dropping `listener` on an error removes its socket file.)
+        let nonblocking = match &listener.sock {
+            Sock::Unix(l) => l.set_nonblocking(true),
+            Sock::Tcp(l) => l.set_nonblocking(true),
+        };
+        nonblocking.map_err(|e| Error::os("cannot make the listener non-blocking", e))?;
+        if let Sock::Tcp(l) = &listener.sock {
+            let real = l
+                .local_addr()
+                .map_err(|e| Error::os("cannot read the listening address", e))?;
+            listener.address = Address::Tcp(real);
+        }
+        Ok(listener)
     }
 
     /// Requires every client to know `authkey`, and proves to them that we do (Python's
