@@ -472,12 +472,13 @@ unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
         dst[i] = unsafe { &*(src.add(i) as *const AtomicU8) }.load(Ordering::Relaxed);
         i += 1;
     }
-    while i + 8 <= n {
-        // SAFETY: in bounds (caller) and 8-aligned (past the head).
-        let w = unsafe { &*(src.add(i) as *const AtomicU64) }.load(Ordering::Relaxed);
-        dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
-        i += 8;
+    let words = (n - i) / 8;
+    // SAFETY: in bounds (caller) and 8-aligned (past the head).
+    let src_words = unsafe { std::slice::from_raw_parts(src.add(i) as *const AtomicU64, words) };
+    for (chunk, w) in dst[i..i + words * 8].chunks_exact_mut(8).zip(src_words) {
+        chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
     }
+    i += words * 8;
     while i < n {
         // SAFETY: as for the head.
         dst[i] = unsafe { &*(src.add(i) as *const AtomicU8) }.load(Ordering::Relaxed);
@@ -499,14 +500,14 @@ unsafe fn copy_in(src: &[u8], dst: *mut u8) {
         unsafe { &*(dst.add(i) as *const AtomicU8) }.store(src[i], Ordering::Relaxed);
         i += 1;
     }
-    while i + 8 <= n {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&src[i..i + 8]);
-        // SAFETY: in bounds (caller) and 8-aligned (past the head).
-        unsafe { &*(dst.add(i) as *const AtomicU64) }
-            .store(u64::from_ne_bytes(w), Ordering::Relaxed);
-        i += 8;
+    let words = (n - i) / 8;
+    // SAFETY: in bounds (caller) and 8-aligned (past the head).
+    let dst_words = unsafe { std::slice::from_raw_parts(dst.add(i) as *const AtomicU64, words) };
+    for (chunk, w) in src[i..i + words * 8].chunks_exact(8).zip(dst_words) {
+        let bytes: [u8; 8] = chunk.try_into().expect("8 bytes");
+        w.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
     }
+    i += words * 8;
     while i < n {
         // SAFETY: as for the head.
         unsafe { &*(dst.add(i) as *const AtomicU8) }.store(src[i], Ordering::Relaxed);
