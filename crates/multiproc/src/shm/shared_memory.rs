@@ -473,8 +473,13 @@ unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
         i += 1;
     }
     let words = (n - i) / 8;
-    // SAFETY: in bounds (caller) and 8-aligned (past the head).
-    let src_words = unsafe { std::slice::from_raw_parts(src.add(i) as *const AtomicU64, words) };
+    let src_words: &[AtomicU64] = if words == 0 {
+        &[]
+    } else {
+        // SAFETY: in bounds (caller), and 8-aligned: with a whole word left, the head loop
+        // ran to the alignment boundary.
+        unsafe { std::slice::from_raw_parts(src.add(i) as *const AtomicU64, words) }
+    };
     for (chunk, w) in dst[i..i + words * 8].chunks_exact_mut(8).zip(src_words) {
         chunk.copy_from_slice(&w.load(Ordering::Relaxed).to_ne_bytes());
     }
@@ -501,8 +506,13 @@ unsafe fn copy_in(src: &[u8], dst: *mut u8) {
         i += 1;
     }
     let words = (n - i) / 8;
-    // SAFETY: in bounds (caller) and 8-aligned (past the head).
-    let dst_words = unsafe { std::slice::from_raw_parts(dst.add(i) as *const AtomicU64, words) };
+    let dst_words: &[AtomicU64] = if words == 0 {
+        &[]
+    } else {
+        // SAFETY: in bounds (caller), and 8-aligned: with a whole word left, the head loop
+        // ran to the alignment boundary.
+        unsafe { std::slice::from_raw_parts(dst.add(i) as *const AtomicU64, words) }
+    };
     for (chunk, w) in src[i..i + words * 8].chunks_exact(8).zip(dst_words) {
         let bytes: [u8; 8] = chunk.try_into().expect("8 bytes");
         w.store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
