@@ -337,3 +337,119 @@ fn bad_arguments_are_errors() {
     let r = std::panic::catch_unwind(|| v.set(32, 1));
     assert!(r.is_err(), "set past the end panics");
 }
+
+#[test]
+fn shareable_lists_are_read_and_written_by_python_both_ways() {
+    use multiproc::shm::{Item, ShareableList};
+    no_leftovers(name("sl"), || {
+        // Ours, read and changed by Python.
+        let ours = ShareableList::create_named(
+            &name("sl_ours"),
+            &[
+                Item::Int(-7),
+                Item::Float(2.5),
+                Item::Bool(true),
+                Item::Str("héllo".into()),
+                Item::Bytes(b"\x01\x02".to_vec()),
+                Item::None,
+            ],
+        )
+        .unwrap();
+        let out = python(
+            r#"
+import sys
+from multiprocessing import shared_memory, resource_tracker
+sl = shared_memory.ShareableList(name=sys.argv[1])
+resource_tracker.unregister(sl.shm._name, "shared_memory")
+print(repr(list(sl)))
+sl[0] = 40000000000
+sl[3] = "bye"
+sl[5] = 1.25
+sl.shm.close()
+"#,
+            &[ours.shm().name().unwrap()],
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            "[-7, 2.5, True, 'héllo', b'\\x01\\x02', None]"
+        );
+        assert_eq!(ours.get(0).unwrap(), Item::Int(40_000_000_000));
+        assert_eq!(ours.get(3).unwrap(), Item::Str("bye".into()));
+        assert_eq!(ours.get(5).unwrap(), Item::Float(1.25));
+        ours.shm().unlink().unwrap();
+
+        // Python's, read and changed by us, then read by Python again.
+        let out = python(
+            r#"
+from multiprocessing import shared_memory, resource_tracker
+sl = shared_memory.ShareableList([1, "twelve chars", b"raw", False, None, 0.5])
+resource_tracker.unregister(sl.shm._name, "shared_memory")
+print(sl.shm.name)
+sl.shm.close()
+"#,
+            &[],
+        );
+        let pname = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        let theirs = ShareableList::open(&pname).unwrap();
+        assert_eq!(
+            theirs.to_vec().unwrap(),
+            [
+                Item::Int(1),
+                Item::Str("twelve chars".into()),
+                Item::Bytes(b"raw".to_vec()),
+                Item::Bool(false),
+                Item::None,
+                Item::Float(0.5)
+            ]
+        );
+        theirs.set(1, Item::Str("sixteen chars!!".into())).unwrap();
+        theirs.set(4, Item::Int(9)).unwrap();
+        let e = theirs.set(2, Item::Bytes(vec![1; 9])).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        let out = python(
+            r#"
+import sys
+from multiprocessing import shared_memory, resource_tracker
+sl = shared_memory.ShareableList(name=sys.argv[1])
+resource_tracker.unregister(sl.shm._name, "shared_memory")
+print(repr(list(sl)))
+sl.shm.close()
+"#,
+            &[&pname],
+        );
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            "[1, 'sixteen chars!!', b'raw', False, 9, 0.5]"
+        );
+        theirs.shm().unlink().unwrap();
+    });
+}
+
+#[test]
+fn hostile_shareable_lists_are_errors() {
+    use multiproc::shm::ShareableList;
+    no_leftovers(name("slbad"), || {
+        let n = name("slbad");
+        let shm = SharedMemory::create_named(&n, 64).unwrap();
+        // A huge count, a negative count, offsets that go backwards, an unknown format.
+        for (at, word) in [(0usize, i64::MAX), (0, -1)] {
+            shm.write_at(at, &word.to_ne_bytes()).unwrap();
+            let e = ShareableList::open(&n).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidHandle, "{e}");
+        }
+        shm.write_at(0, &1i64.to_ne_bytes()).unwrap();
+        shm.write_at(8, &0i64.to_ne_bytes()).unwrap();
+        shm.write_at(16, &(-8i64).to_ne_bytes()).unwrap();
+        assert!(ShareableList::open(&n).is_err());
+        shm.write_at(16, &8i64.to_ne_bytes()).unwrap();
+        // 1 item: data at 24..32, format at 32..40, code at 40.
+        shm.write_at(32, b"zz\0\0\0\0\0\0").unwrap();
+        let list = ShareableList::open(&n).unwrap();
+        let e = list.get(0).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidHandle, "{e}");
+        shm.write_at(32, b"999s\0\0\0\0").unwrap();
+        assert!(list.get(0).is_err(), "a str format larger than its slot");
+        assert_eq!(list.get(1).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        shm.unlink().unwrap();
+    });
+}
