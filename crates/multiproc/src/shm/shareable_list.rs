@@ -385,3 +385,18 @@ fn read_i64(shm: &SharedMemory, at: usize) -> Result<i64> {
         .map_err(|_| bad(format!("offset {at} is past the end of the block")))?;
     Ok(i64::from_ne_bytes(b))
 }
+
+impl serde::Serialize for ShareableList {
+    /// As its [`SharedMemory`]: an fd (and its name) in a message that carries fds.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.shm.serialize(s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ShareableList {
+    /// Its [`SharedMemory`], then the layout checks of [`ShareableList::from_shm`].
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let shm = SharedMemory::deserialize(d)?;
+        ShareableList::from_shm(shm).map_err(crate::handle::de_err::<D::Error>)
+    }
+}

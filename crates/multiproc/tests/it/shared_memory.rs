@@ -453,3 +453,26 @@ fn hostile_shareable_lists_are_errors() {
         shm.unlink().unwrap();
     });
 }
+
+fn sl_child(list: multiproc::shm::ShareableList) -> usize {
+    list.set(0, multiproc::shm::Item::Str("from a child".into()))
+        .unwrap();
+    list.len()
+}
+
+#[test]
+fn a_shareable_list_reaches_fork_and_spawn_children() {
+    use multiproc::shm::{Item, ShareableList};
+    no_leftovers(name("slkids"), || {
+        let list =
+            ShareableList::create_named(&name("slkids"), &[Item::Bytes(vec![0; 20]), Item::None])
+                .unwrap();
+        for m in [StartMethod::Fork, StartMethod::Spawn] {
+            list.set(0, Item::None).unwrap();
+            let p = start_with(m, Process::builder(), sl_child, list.clone());
+            assert_eq!(p.join().unwrap(), 2);
+            assert_eq!(list.get(0).unwrap(), Item::Str("from a child".into()));
+        }
+        list.shm().unlink().unwrap();
+    });
+}
