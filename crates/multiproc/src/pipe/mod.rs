@@ -557,6 +557,10 @@ impl Stop<SendError> {
 /// connection or passed to a Spawn child.
 ///
 /// Dropping an end closes this copy of it; the peer sees end-of-file once every copy is gone.
+///
+/// An end from a [`Listener`] or a [`Client`] has the same calls over a socket only
+/// ([`is_socket`](Self::is_socket)), in CPython's wire format: see [`Listener`] for what
+/// differs (no handles inside, no sending the end itself, one sender per process at a time).
 pub struct Connection<C = Postcard> {
     fd: Option<OwnedFd>,
     /// The direction this end sends on (`None`: receive-only, or closed).
