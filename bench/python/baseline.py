@@ -411,6 +411,56 @@ def pool_map_cpu_speedup():
     return statistics.median(out)
 
 
+def shm_write_read_1m():
+    """us per write of 1 MiB into a SharedMemory and read of it back out."""
+    from multiprocessing import shared_memory
+    shm = shared_memory.SharedMemory(create=True, size=1 << 20)
+    try:
+        data = bytes(i % 256 for i in range(1 << 20))
+        out = bytearray(1 << 20)
+
+        def once():
+            shm.buf[:] = data
+            out[:] = shm.buf
+
+        return time_us(samples(15), 50, once)
+    finally:
+        shm.close()
+        shm.unlink()
+
+
+def _listener_echo(path):
+    from multiprocessing.connection import Client
+    c = Client(path, authkey=b"bench")
+    try:
+        while True:
+            c.send_bytes(c.recv_bytes())
+    except EOFError:
+        pass
+
+
+def listener_ping_pong():
+    """us per 64-byte round trip between a Listener and a Client over a Unix socket."""
+    import os
+    import tempfile
+    from multiprocessing.connection import Listener
+    path = os.path.join(tempfile.mkdtemp(), "bench.sock")
+    with Listener(path, authkey=b"bench") as l:
+        p = mp.get_context("fork").Process(target=_listener_echo, args=(path,))
+        p.start()
+        c = l.accept()
+        msg = b"x" * 64
+
+        def once():
+            c.send_bytes(msg)
+            c.recv_bytes()
+
+        r = time_us(samples(15), 2000, once)
+        c.close()
+        p.join()
+    return r
+
+
 CASES = {
     "lock_uncontended": lock_uncontended,
     "lock_contended": lock_contended,
@@ -432,6 +482,8 @@ CASES = {
     "pipe_1m": pipe_1m,
     "pool_map_trivial": pool_map_trivial,
     "pool_map_cpu_speedup": pool_map_cpu_speedup,
+    "shm_write_read_1m": shm_write_read_1m,
+    "listener_ping_pong": listener_ping_pong,
 }
 
 

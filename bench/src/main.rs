@@ -14,6 +14,7 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
+mod shm;
 mod sync;
 
 use harness::{Config, Row};
@@ -34,6 +35,7 @@ fn main() {
         ("queue", queue::rows),
         ("pipe", pipe::rows),
         ("pool", pool::rows),
+        ("shm", shm::rows),
     ];
     for (name, f) in groups {
         if cfg.wants_group(name) {

@@ -54,6 +54,15 @@ pub enum ErrorKind {
     LeaseLost,
     /// A remote server answered a command with an error (its text is in the message).
     Remote,
+    /// A name (shared memory in `/dev/shm`) is taken already: Python's `FileExistsError`.
+    AlreadyExists,
+    /// No object has that name (shared memory in `/dev/shm`), or no one listens at an
+    /// address: Python's `FileNotFoundError` / `ConnectionRefusedError`.
+    NotFound,
+    /// The peer failed the authentication handshake of a [`Listener`](crate::Listener) or
+    /// [`Client`](crate::Client) (a wrong `authkey`, or not a multiprocessing peer at all):
+    /// Python's `AuthenticationError`.
+    AuthenticationFailed,
 }
 
 /// An error from multiproc: a kind, a message saying what was being done, and for OS failures
@@ -156,6 +165,9 @@ impl From<Error> for io::Error {
             ErrorKind::Closed | ErrorKind::Disconnected => io::ErrorKind::BrokenPipe,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
             ErrorKind::LeaseLost => io::ErrorKind::PermissionDenied,
+            ErrorKind::AlreadyExists => io::ErrorKind::AlreadyExists,
+            ErrorKind::NotFound => io::ErrorKind::NotFound,
+            ErrorKind::AuthenticationFailed => io::ErrorKind::PermissionDenied,
             _ => io::ErrorKind::Other,
         };
         io::Error::new(kind, e)

@@ -82,6 +82,14 @@
 //! | one end used by many processes | the same, safe | messages never interleave or split (per-end robust locks); a SIGKILLed sender or receiver never leaves a torn message |
 //! | `multiprocessing.connection.wait(objs)` / `wait(objs, t)` | [`wait`]`(&[&a, &b])` / [`wait_timeout`]`(&[&a, &b], t)` | returns the indices of ready objects (never empty: Python's `[]` is `Err(Timeout)`); accepts [`Process`] sentinels via [`Waitable`] |
 //! | `reduction.send_handle` / `recv_handle` | [`pipe::Fd`] inside any sent value | plus [`Connection::try_clone`] for another copy of an end |
+//! | `connection.Listener(address, authkey=k)`, `l.accept()` | [`Listener::bind`]`(address)?.with_authkey(k)`, [`Listener::accept`] (also `accept_timeout`, `accept_deadline`) | a Unix path, an abstract name (`"\0name"`) or TCP `(ip, port)`; CPython's wire format and handshake (3.11's HMAC-MD5, 3.12's HMAC-SHA256): Python clients connect; the handshake is bounded (30 s) |
+//! | `connection.Client(address, authkey=k)` | [`Client::new`]`(address).authkey(k).connect()` | the same [`Connection`], socket-only ([`Connection::is_socket`]): `send_bytes`/`recv_bytes` talk to Python, `send`/`recv` use our codec (not pickle); no handles inside; a peer's huge length is an error, not an allocation |
+//! | `AuthenticationError` | [`ErrorKind::AuthenticationFailed`] | the listener goes on after a refused client |
+//! | `shared_memory.SharedMemory(create=True, size=n)` / `SharedMemory(name=nm, create=True, size=n)` / `SharedMemory(nm)` | [`SharedMemory::create_unique`]`(n)` / [`SharedMemory::create_named`]`(nm, n)` / [`SharedMemory::open`]`(nm)`; anonymous: [`SharedMemory::create`]`(n)` | the same `/dev/shm` names (`psm_…`): Python opens ours and we open Python's; a taken name is [`ErrorKind::AlreadyExists`], a missing one [`ErrorKind::NotFound`]; anonymous blocks leave nothing after a crash |
+//! | `shm.buf[a:b]`, `shm.buf[a:b] = data`, `shm.size`, `shm.name` | [`SharedMemory::read_at`], [`SharedMemory::write_at`] (atomic copies, bounds-checked), `unsafe` [`SharedMemory::as_slice`]; `size()`, `name()` | handles travel to children (fork, Spawn, `send`) as fds |
+//! | `shm.close()`, `shm.unlink()` | drop, [`SharedMemory::unlink`]; a crashed run's name: [`SharedMemory::unlink_name`] | a named block lives until unlinked, as in Python; `unlink` leaves a block created anew under the same name alone |
+//! | `np.ndarray(n, dtype, buffer=shm.buf)`, `shm.buf.cast('d')` | [`SharedMemory::view`]`::<f64>()`, [`SharedMemory::view_at`] ([`shm::View`]) | in place, no copy; each element an atomic load or store; [`shm::View::atomics`] for `fetch_add` |
+//! | `shared_memory.ShareableList([1, 2.5, "s", b"b", None])`, `ShareableList(name=nm)`, `sl[i]`, `sl[i] = v` | [`shm::ShareableList::create`]`(&[Item::Int(1), ...])`, [`shm::ShareableList::open`]`(nm)`, `get(i)`, `set(i, v)` ([`shm::Item`]) | Python's layout: each side reads and writes the other's lists; every count, offset and format read is checked |
 //! | `Pool(n)`, `Pool(n, initializer, initargs, maxtasksperchild)` | [`Pool::new`]`(n)`, [`Pool::builder`]`().initializer(f, args).maxtasksperchild(m).retries(r)` ([`PoolBuilder`]) | `Pool(0)` is [`ErrorKind::InvalidArgument`]; default = number of CPUs; a `Pool` is a cheap `Clone` handle |
 //! | `pool.map(f, xs)`, `starmap`, `map_async`, `starmap_async` | [`Pool::map`]`(f, xs)`, [`Pool::starmap`], [`Pool::map_async`], [`Pool::starmap_async`] | `f: fn(A) -> R` with serde types (a function, or a closure that captures nothing); starmap destructures a tuple |
 //! | `chunksize=n` (any call) | [`Pool::with_chunksize`]`(n).map(f, xs)`; a pool's default: [`PoolBuilder::chunksize`] | a setting of the handle, not an argument: each call exists once |
@@ -166,8 +174,8 @@ mod sys;
 pub use codec::{from_bytes_with_fds, to_bytes_with_fds};
 pub use error::{Error, ErrorKind, OwnerDied, Result, Timeout, WouldBlock};
 pub use pipe::{
-    pipe, pipe_with, try_wait, wait, wait_deadline, wait_timeout, Connection, RecvError,
-    RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
+    pipe, pipe_with, try_wait, wait, wait_deadline, wait_timeout, Client, Connection, Listener,
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
 };
 pub use pool::{AsyncResult, ClosurePool, Imap, Pool, PoolBuilder};
 pub use process::{
@@ -175,6 +183,7 @@ pub use process::{
     StartMethod,
 };
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
+pub use shm::SharedMemory;
 pub use sync::{
     Array, Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, RLock, Semaphore,
     Value,

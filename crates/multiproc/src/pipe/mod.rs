@@ -1,5 +1,7 @@
 //! Pipes: [`pipe`] makes two connected [`Connection`] ends (Python's `Pipe()`), and [`wait`]
-//! waits on many of them (Python's `multiprocessing.connection.wait`).
+//! waits on many of them (Python's `multiprocessing.connection.wait`). [`Listener`] and
+//! [`Client`] connect unrelated processes (Python's `Listener`/`Client`, on the wire too):
+//! they give the same `Connection`, over a socket only (see [`Listener`] for what differs).
 //!
 //! # Design
 //!
@@ -64,8 +66,13 @@
 //! segment (with the indices of the directions it sends and receives on), each validated on
 //! arrival (`dir.rs` lists the checks).
 
+mod auth;
 mod dir;
 mod frame;
+mod listener;
+mod stream;
+
+pub use listener::{Address, Client, Listener};
 
 use std::cell::Cell;
 use std::fmt;
@@ -73,6 +80,7 @@ use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -549,6 +557,10 @@ impl Stop<SendError> {
 /// connection or passed to a Spawn child.
 ///
 /// Dropping an end closes this copy of it; the peer sees end-of-file once every copy is gone.
+///
+/// An end from a [`Listener`] or a [`Client`] has the same calls over a socket only
+/// ([`is_socket`](Self::is_socket)), in CPython's wire format: see [`Listener`] for what
+/// differs (no handles inside, no sending the end itself, one sender per process at a time).
 pub struct Connection<C = Postcard> {
     fd: Option<OwnedFd>,
     /// The direction this end sends on (`None`: receive-only, or closed).
@@ -561,6 +573,9 @@ pub struct Connection<C = Postcard> {
     hup_checked: AtomicU64,
     /// This copy saw the peer hang up (end of file, `EPIPE`): sends fail at once.
     hup_seen: AtomicBool,
+    /// `Some` for a connection over a byte-stream socket (from a [`Listener`] or a
+    /// [`Client`]): no rings, Python's framing (`stream.rs`); `out` and `inn` are `None`.
+    stream: Option<Arc<stream::Stream>>,
     _codec: PhantomData<fn() -> C>,
 }
 
@@ -663,18 +678,50 @@ impl<C> Connection<C> {
             frame_payload,
             hup_checked: AtomicU64::new(0),
             hup_seen: AtomicBool::new(false),
+            stream: None,
             _codec: PhantomData,
         }
     }
 
+    /// An end over a connected byte-stream socket (Unix or TCP) speaking Python's framing.
+    fn from_stream(fd: OwnedFd, max_message_len: usize) -> Connection<C> {
+        Connection {
+            fd: Some(fd),
+            out: None,
+            inn: None,
+            frame_payload: MAX_FRAME_PAYLOAD,
+            hup_checked: AtomicU64::new(0),
+            hup_seen: AtomicBool::new(false),
+            stream: Some(Arc::new(stream::Stream::new(max_message_len))),
+            _codec: PhantomData,
+        }
+    }
+
+    /// True for an end from a [`Listener`] or a [`Client`] (a socket that may reach another
+    /// machine, with Python's framing), false for one from [`pipe`].
+    pub fn is_socket(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// For `poll`: an error unless this end can receive.
+    fn check_readable(&self) -> Result<()> {
+        if self.stream.is_some() {
+            return match self.fd {
+                Some(_) => Ok(()),
+                None => Err(RecvError::Closed.into()),
+            };
+        }
+        self.recv_fd().map(|_| ()).map_err(Error::from)
+    }
+
     /// True when this end can receive (it is open and not the send-only end of `pipe(false)`).
     pub fn readable(&self) -> bool {
-        self.fd.is_some() && self.inn.is_some()
+        self.fd.is_some() && (self.inn.is_some() || self.stream.is_some())
     }
 
     /// True when this end can send (it is open and not the receive-only end of `pipe(false)`).
     pub fn writable(&self) -> bool {
-        self.fd.is_some() && self.out.is_some()
+        self.fd.is_some() && (self.out.is_some() || self.stream.is_some())
     }
 
     /// True after [`close`](Self::close).
@@ -719,6 +766,7 @@ impl<C> Connection<C> {
             frame_payload: self.frame_payload,
             hup_checked: AtomicU64::new(0),
             hup_seen: AtomicBool::new(false),
+            stream: self.stream.clone(),
             _codec: PhantomData,
         })
     }
@@ -752,6 +800,18 @@ impl<C> Connection<C> {
         fds: &[OwnedFd],
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
+        if let Some(s) = &self.stream {
+            let fd = self.fd.as_ref().ok_or(SendError::Closed)?;
+            if !fds.is_empty() {
+                return Err(SendError::Failed(Error::new(
+                    ErrorKind::InvalidArgument,
+                    "handles (fds) cannot travel over a Listener/Client connection (a socket \
+                     that may reach another machine): send them over a pipe()",
+                ))
+                .into());
+            }
+            return s.send(fd.as_fd(), body, deadline);
+        }
         let (fd, dir) = self.send_fd()?;
         if fds.is_empty() && body.len() <= INLINE_MAX {
             return self.put_record(fd, dir, &[body, &[TAG_DATA]], true, deadline);
@@ -898,6 +958,11 @@ impl<C> Connection<C> {
         max: Option<usize>,
         deadline: Deadline,
     ) -> std::result::Result<R, Stop<RecvError>> {
+        if let Some(s) = &self.stream {
+            let fd = self.fd.as_ref().ok_or(RecvError::Closed)?;
+            let body = s.recv(fd.as_fd(), max, deadline)?;
+            return Ok(from_socket((body, Vec::new()))?);
+        }
         let (fd, dir) = self.recv_fd()?;
         let _held = if deadline.is_never() {
             dir.lock_recv().map_err(RecvError::Failed)?
@@ -1154,7 +1219,7 @@ impl<C> Connection<C> {
     /// [`ErrorKind::Closed`] when this end is closed, [`ErrorKind::InvalidState`] on a
     /// send-only end, an OS error if `poll` fails.
     pub fn poll(&self) -> Result<()> {
-        self.recv_fd().map_err(Error::from)?;
+        self.check_readable()?;
         wait(&[self]).map(|_| ())
     }
 
@@ -1176,7 +1241,7 @@ impl<C> Connection<C> {
     /// [`TryWaitError::WouldBlock`] when nothing is there; `Failed` as for
     /// [`poll`](Self::poll).
     pub fn try_poll(&self) -> std::result::Result<(), TryWaitError> {
-        self.recv_fd().map_err(Error::from)?;
+        self.check_readable()?;
         try_wait(&[self]).map(|_| ())
     }
 
@@ -1186,7 +1251,7 @@ impl<C> Connection<C> {
     /// # Errors
     /// [`WaitTimeoutError::Timeout`]; `Failed` as for [`poll`](Self::poll).
     pub fn poll_timeout(&self, timeout: Duration) -> std::result::Result<(), WaitTimeoutError> {
-        self.recv_fd().map_err(Error::from)?;
+        self.check_readable()?;
         wait_timeout(&[self], timeout).map(|_| ())
     }
 
@@ -1195,7 +1260,7 @@ impl<C> Connection<C> {
     /// # Errors
     /// As [`poll_timeout`](Self::poll_timeout).
     pub fn poll_deadline(&self, deadline: Instant) -> std::result::Result<(), WaitTimeoutError> {
-        self.recv_fd().map_err(Error::from)?;
+        self.check_readable()?;
         wait_deadline(&[self], deadline).map(|_| ())
     }
 }
@@ -1279,6 +1344,15 @@ impl<C: Codec> Connection<C> {
         value: &T,
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
+        if self.stream.is_some() {
+            let mut buf = take_encode_buf();
+            let r = match handle::with_exported_fds(|| C::encode(value, &mut buf)) {
+                Ok(((), fds)) => self.send_message(&buf, &fds, deadline),
+                Err(e) => Err(SendError::Failed(e).into()),
+            };
+            give_back_encode_buf(buf);
+            return r;
+        }
         let (fd, dir) = self.send_fd()?;
         let mut buf = take_encode_buf();
         let encoded = handle::with_exported_fds(|| C::encode(value, &mut buf));
@@ -1700,6 +1774,12 @@ impl<C> Serialize for Connection<C> {
             .fd
             .as_ref()
             .ok_or_else(|| crate::handle::ser_err::<S::Error>("cannot send a closed Connection"))?;
+        if self.stream.is_some() {
+            return Err(crate::handle::ser_err::<S::Error>(
+                "a Listener/Client connection cannot be sent to another process (fork \
+                 children inherit it)",
+            ));
+        }
         let seg = match (&self.out, &self.inn) {
             (Some(d), _) | (None, Some(d)) => d.segment(),
             (None, None) => {

@@ -1,5 +1,8 @@
 //! Shared memory: segments (anonymous memfds mapped `MAP_SHARED`), small objects carved out of
-//! shared arenas, and [`ShmSafe`], the types allowed to live there.
+//! shared arenas, and [`ShmSafe`], the types allowed to live there; and [`SharedMemory`], a
+//! block of bytes for the user, anonymous or named in `/dev/shm` (Python's
+//! `multiprocessing.shared_memory`), with [`View`], its typed window for arrays of numbers,
+//! and [`ShareableList`], Python's fixed-length list of numbers and strings in one.
 //!
 //! # Safety
 //!
@@ -15,7 +18,12 @@
 
 mod arena;
 mod segment;
+mod shareable_list;
+mod shared_memory;
 pub(crate) mod slots;
+
+pub use shareable_list::{Item, ShareableList};
+pub use shared_memory::{Element, SharedMemory, View};
 
 #[allow(unused_imports)]
 pub(crate) use arena::{Pins, Shared, ShmObject};

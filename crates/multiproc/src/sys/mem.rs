@@ -1,4 +1,5 @@
-//! Anonymous shared memory: `memfd_create` segments mapped `MAP_SHARED`.
+//! Shared memory: anonymous `memfd_create` segments, and named files in `/dev/shm` (what
+//! `shm_open(3)` makes), mapped `MAP_SHARED`.
 //!
 //! # Safety
 //!
@@ -129,4 +130,77 @@ impl Drop for Mapping {
         // can use it after drop since every borrower borrows `self`.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
+}
+
+/// Where POSIX shared memory names live (what glibc's `shm_open(3)` opens).
+const SHM_DIR: &str = "/dev/shm/";
+
+fn shm_path(name: &str) -> String {
+    format!("{SHM_DIR}{name}")
+}
+
+/// Creates `/dev/shm/<name>` (exclusively: `EEXIST` when the name is taken), mode 0600, of
+/// `len` bytes, with its pages allocated now (`fallocate`), so a full `/dev/shm` is an error
+/// here (`ENOSPC`) instead of a SIGBUS at the first write. `name` must be validated (one path
+/// component). On failure after the file was created, it is removed again.
+///
+/// # References
+/// `shm_open(3)`, `fallocate(2)`.
+pub(crate) fn shm_create(name: &str, len: usize) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let path = shm_path(name);
+    let fd = rustix::fs::open(
+        path.as_str(),
+        OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(0o600),
+    )?;
+    let sized = rustix::fs::ftruncate(&fd, len as u64).and_then(|()| {
+        match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len as u64) {
+            // A file system without fallocate: the pages come lazily, as in Python.
+            Err(rustix::io::Errno::OPNOTSUPP) => Ok(()),
+            r => r,
+        }
+    });
+    if let Err(e) = sized {
+        let _ = rustix::fs::unlink(path.as_str());
+        return Err(e.into());
+    }
+    Ok(fd)
+}
+
+/// Opens an existing `/dev/shm/<name>` read-write, refusing symlinks (`O_NOFOLLOW`) and
+/// anything but a regular file (a FIFO or device there must not block or be mapped).
+pub(crate) fn shm_open(name: &str) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        shm_path(name).as_str(),
+        OFlags::RDWR | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
+        Mode::empty(),
+    )?;
+    if !is_regular_file(fd.as_fd())? {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(fd)
+}
+
+/// Removes the name `/dev/shm/<name>` (the memory lives on while anyone maps it).
+pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+    Ok(rustix::fs::unlink(shm_path(name).as_str())?)
+}
+
+/// True when `/dev/shm/<name>` is the same file as `fd` (same device and inode).
+pub(crate) fn shm_names_file(name: &str, fd: BorrowedFd<'_>) -> io::Result<bool> {
+    use rustix::fs::{AtFlags, CWD};
+    let by_name = rustix::fs::statat(CWD, shm_path(name).as_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+    let by_fd = rustix::fs::fstat(fd)?;
+    Ok(by_name.st_dev == by_fd.st_dev && by_name.st_ino == by_fd.st_ino)
+}
+
+/// True when `fd` is a regular file (a memfd is one too).
+pub(crate) fn is_regular_file(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok(rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
 }

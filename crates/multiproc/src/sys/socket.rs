@@ -283,3 +283,19 @@ pub(crate) fn is_unix_seqpacket(fd: BorrowedFd<'_>) -> bool {
         (Ok(SocketType::SEQPACKET), Ok(AddressFamily::UNIX))
     )
 }
+
+/// Reads what a stream socket has now into `buf` without blocking: `Ok(0)` is end of file,
+/// `WouldBlock` means nothing is there yet.
+pub(crate) fn recv_some(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::net::recv(fd, buf, RecvFlags::DONTWAIT)?.0)
+}
+
+/// Like [`recv_some`], appending to `buf`, at most its spare capacity.
+pub(crate) fn recv_append(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    Ok(rustix::net::recv(fd, rustix::buffer::spare_capacity(buf), RecvFlags::DONTWAIT)?.0)
+}
+
+/// Writes as much of `iov` as a stream socket takes now, without blocking or SIGPIPE.
+pub(crate) fn send_some(fd: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> io::Result<usize> {
+    send_msg(fd, iov, &[], true)
+}
