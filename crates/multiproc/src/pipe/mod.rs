@@ -80,7 +80,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use self::dir::{Dir, Record, TAG_DATA, TAG_MARKER};
 use self::frame::{Assembler, Outcome};
-use crate::codec::{Codec, Postcard};
+use crate::codec::{ident, Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 use crate::shm::Segment;
@@ -745,28 +745,32 @@ impl<C> Connection<C> {
             .ok_or(RecvError::SendOnly)
     }
 
-    /// Sends `body` as one message with `fds` attached, waiting for room until `deadline`.
+    /// Sends `body` as one message (`typed`: it starts with a type tag, see
+    /// `codec/ident.rs`; else raw bytes) with `fds` attached, waiting for room until
+    /// `deadline`.
     fn send_message(
         &self,
         body: &[u8],
         fds: &[OwnedFd],
+        typed: bool,
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
         let (fd, dir) = self.send_fd()?;
         if fds.is_empty() && body.len() <= INLINE_MAX {
-            return self.put_record(fd, dir, &[body, &[TAG_DATA]], true, deadline);
+            return self.put_record(fd, dir, &[body, &[TAG_DATA]], typed, true, deadline);
         }
-        self.send_on_socket(fd, dir, body, fds, deadline)
+        self.send_on_socket(fd, dir, body, fds, typed, deadline)
     }
 
-    /// Puts a record (the concatenation of `parts`) into the ring, waiting for room (while
-    /// the peer is there) until `deadline`; then rings the doorbell if a receiver sleeps and
-    /// `doorbell` is set. Running out puts nothing.
+    /// Puts a record (the concatenation of `parts`; `typed` or raw) into the ring, waiting
+    /// for room (while the peer is there) until `deadline`; then rings the doorbell if a
+    /// receiver sleeps and `doorbell` is set. Running out puts nothing.
     fn put_record(
         &self,
         fd: BorrowedFd<'_>,
         dir: &Dir,
         parts: &[&[u8]],
+        typed: bool,
         doorbell: bool,
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
@@ -779,7 +783,7 @@ impl<C> Connection<C> {
                 Ok(Some(left)) => left.min(ROOM_SLICE),
                 Err(()) => Duration::ZERO, // one more look
             };
-            if dir.put(parts, slice).map_err(SendError::Failed)? {
+            if dir.put(parts, typed, slice).map_err(SendError::Failed)? {
                 break;
             }
             // No room for a while: is anyone still there to read it?
@@ -835,6 +839,7 @@ impl<C> Connection<C> {
         dir: &Dir,
         body: &[u8],
         fds: &[OwnedFd],
+        typed: bool,
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
         let max_fds = socket::MAX_FDS_PER_MSG;
@@ -846,8 +851,9 @@ impl<C> Connection<C> {
         let seq = dir.next_seq();
         let mut marker = [TAG_MARKER; 5];
         marker[..4].copy_from_slice(&seq.to_le_bytes());
-        // No doorbell: the frames wake a sleeping receiver.
-        self.put_record(fd, dir, &[&marker], false, deadline)?;
+        // No doorbell: the frames wake a sleeping receiver. The marker's frame says whether
+        // the message is typed.
+        self.put_record(fd, dir, &[&marker], typed, false, deadline)?;
         for p in frame::plan(seq, body.len(), fds.len(), self.frame_payload, max_fds) {
             let h = p.header.encode();
             let bytes = &body[p.bytes];
@@ -869,22 +875,30 @@ impl<C> Connection<C> {
         max: Option<usize>,
         deadline: Deadline,
     ) -> std::result::Result<Message, Stop<RecvError>> {
+        // A typed message is refused (and consumed): see `codec/ident.rs`.
         self.recv_with(
-            |body| match max {
+            |body, typed| match max {
+                _ if typed => Err(RecvError::Failed(ident::typed_where_raw(body))),
                 Some(m) if body.len() > m => Err(RecvError::TooLong {
                     len: body.len() as u64,
                     max: m,
                 }),
                 _ => Ok((body.to_vec(), Vec::new())),
             },
-            Ok,
+            |m, typed| {
+                if typed {
+                    return Err(RecvError::Failed(ident::typed_where_raw(&m.0)));
+                }
+                Ok(m)
+            },
             max,
             deadline,
         )
     }
 
     /// Receives one message: one from the ring goes to `from_ring` in place, one from the
-    /// socket (longer than `max`: [`RecvError::TooLong`]) to `from_socket`.
+    /// socket (longer than `max`: [`RecvError::TooLong`]) to `from_socket`; each is told
+    /// whether the message is typed.
     ///
     /// `deadline` bounds the wait for the receive lock and for a message to *begin*: a
     /// message whose marker has been taken is received to its end (its sender is writing it
@@ -893,8 +907,8 @@ impl<C> Connection<C> {
     /// by a hang.
     fn recv_with<R>(
         &self,
-        from_ring: impl FnOnce(&[u8]) -> std::result::Result<R, RecvError>,
-        from_socket: impl FnOnce(Message) -> std::result::Result<R, RecvError>,
+        from_ring: impl FnOnce(&[u8], bool) -> std::result::Result<R, RecvError>,
+        from_socket: impl FnOnce(Message, bool) -> std::result::Result<R, RecvError>,
         max: Option<usize>,
         deadline: Deadline,
     ) -> std::result::Result<R, Stop<RecvError>> {
@@ -908,19 +922,19 @@ impl<C> Connection<C> {
         let mut from_ring = Some(from_ring);
         loop {
             let taken = dir
-                .take(|body| match from_ring.take() {
-                    Some(f) => f(body),
+                .take(|body, typed| match from_ring.take() {
+                    Some(f) => f(body, typed),
                     None => unreachable!("one data record per receive"),
                 })
                 .map_err(RecvError::Failed)?;
             match taken {
                 Some(Record::Data(r)) => return Ok(r?),
-                Some(Record::Marker(seq)) => {
+                Some(Record::Marker(seq, typed)) => {
                     let mut scratch = take_scratch();
                     let r = recv_socket_message(fd, dir, seq, &mut scratch, max);
                     give_back_scratch(scratch);
                     if let Some(m) = r? {
-                        return Ok(from_socket(m)?);
+                        return Ok(from_socket(m, typed)?);
                     }
                     // Lost with its dead sender: on to the next record.
                 }
@@ -953,7 +967,7 @@ impl<C> Connection<C> {
     /// [`SendError::Disconnected`] when every copy of the peer end is closed; `Closed` or
     /// `ReceiveOnly` when this end cannot send; `Failed` for an OS failure.
     pub fn send_bytes(&self, buf: &[u8]) -> std::result::Result<(), SendError> {
-        self.send_message(buf, &[], Deadline::never())
+        self.send_message(buf, &[], false, Deadline::never())
             .map_err(|s| s.plain())
     }
 
@@ -963,7 +977,7 @@ impl<C> Connection<C> {
     /// # Errors
     /// [`TrySendError::Full`]; otherwise as [`send_bytes`](Self::send_bytes).
     pub fn try_send_bytes(&self, buf: &[u8]) -> std::result::Result<(), TrySendError> {
-        self.send_message(buf, &[], Deadline::passed())
+        self.send_message(buf, &[], false, Deadline::passed())
             .map_err(|s| s.tried())
     }
 
@@ -990,7 +1004,7 @@ impl<C> Connection<C> {
         buf: &[u8],
         timeout: Duration,
     ) -> std::result::Result<(), SendTimeoutError> {
-        self.send_message(buf, &[], Deadline::within(timeout))
+        self.send_message(buf, &[], false, Deadline::within(timeout))
             .map_err(|s| s.timed())
     }
 
@@ -1003,7 +1017,7 @@ impl<C> Connection<C> {
         buf: &[u8],
         deadline: Instant,
     ) -> std::result::Result<(), SendTimeoutError> {
-        self.send_message(buf, &[], Deadline::at(deadline))
+        self.send_message(buf, &[], false, Deadline::at(deadline))
             .map_err(|s| s.timed())
     }
 
@@ -1281,12 +1295,14 @@ impl<C: Codec> Connection<C> {
     ) -> std::result::Result<(), Stop<SendError>> {
         let (fd, dir) = self.send_fd()?;
         let mut buf = take_encode_buf();
+        // The type tag, then the value (`codec/ident.rs`).
+        ident::put_tag::<T>(&mut buf);
         let encoded = handle::with_exported_fds(|| C::encode(value, &mut buf));
         let r = match encoded {
             Ok(((), fds)) if fds.is_empty() && buf.len() <= INLINE_MAX => {
-                self.put_record(fd, dir, &[&buf, &[TAG_DATA]], true, deadline)
+                self.put_record(fd, dir, &[&buf, &[TAG_DATA]], true, true, deadline)
             }
-            Ok(((), fds)) => self.send_message(&buf, &fds, deadline),
+            Ok(((), fds)) => self.send_message(&buf, &fds, true, deadline),
             Err(e) => Err(SendError::Failed(e).into()),
         };
         give_back_encode_buf(buf);
@@ -1363,13 +1379,20 @@ impl<C: Codec> Connection<C> {
         // `Deserialize` consumes its message like a failed decode; the panic resumes after
         // the receive lock is released (`codec::decode_guarded`).
         let mut panicked = None;
+        // A message of another type, or raw bytes, is refused before the codec sees it (and
+        // consumed): see `codec/ident.rs`.
+        let tag = ident::tag_of::<T>();
         let r = self.recv_with(
-            |body| Ok(crate::codec::decode_guarded::<T, C>(body, &mut panicked)?),
-            |(bytes, fds)| {
+            |body, typed| {
+                let bytes = ident::value_of::<T>(tag, body, typed)?;
+                Ok(crate::codec::decode_guarded::<T, C>(bytes, &mut panicked)?)
+            },
+            |(body, fds), typed| {
+                let bytes = ident::value_of::<T>(tag, &body, typed)?;
                 if fds.is_empty() {
-                    return Ok(C::decode(&bytes)?);
+                    return Ok(C::decode(bytes)?);
                 }
-                Ok(handle::with_imported_fds(fds, || C::decode(&bytes))?)
+                Ok(handle::with_imported_fds(fds, || C::decode(bytes))?)
             },
             None,
             deadline,
@@ -2124,10 +2147,10 @@ mod tests {
         assert_eq!(b.recv_bytes().unwrap(), big);
         // Garbage in the ring: a record with an unknown tag, a marker whose frames never come.
         let dir = a.out.as_ref().unwrap();
-        assert!(dir.put(&[b"\x01\x02\x03"], Duration::ZERO).unwrap());
+        assert!(dir.put(&[b"\x01\x02\x03"], false, Duration::ZERO).unwrap());
         let mut marker = [TAG_MARKER; 5];
         marker[..4].copy_from_slice(&12345u32.to_le_bytes());
-        assert!(dir.put(&[&marker], Duration::ZERO).unwrap());
+        assert!(dir.put(&[&marker], false, Duration::ZERO).unwrap());
         a.send_bytes(b"after").unwrap();
         match b.recv_bytes() {
             Err(RecvError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
@@ -2154,7 +2177,7 @@ mod tests {
         let seq = dir.next_seq();
         let mut marker = [TAG_MARKER; 5];
         marker[..4].copy_from_slice(&seq.to_le_bytes());
-        assert!(dir.put(&[&marker], Duration::ZERO).unwrap());
+        assert!(dir.put(&[&marker], false, Duration::ZERO).unwrap());
         // Later messages: the socket one's frames, newer than the dead marker, are kept for
         // their own marker; the ring one follows.
         let big: Vec<u8> = (0..INLINE_MAX as u32 + 7).map(|i| i as u8).collect();

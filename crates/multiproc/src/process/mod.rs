@@ -172,7 +172,7 @@ impl ProcessBuilder {
     {
         let name = self.take_name();
         let daemon = self.daemon;
-        let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec(&args))?;
+        let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec_typed(&args))?;
         let entry = spawn::Entry::of::<A, R, M>(f);
         let who = Identity::for_child(&name, daemon, StartMethod::Spawn);
         let started = if daemon && !on_main_thread() {
@@ -926,11 +926,23 @@ impl<R> Process<R> {
             },
         };
         match frame {
-            Some(f) if f.tag == Tag::Value => (self.decode)(&f.body, f.fds).map_err(|e| {
-                failed(format!(
-                    "{} returned a value that does not decode: {e}",
-                    who()
-                ))
+            // A value that does not decode, or is of another type (`codec/ident.rs`), and
+            // arguments the child could not decode: `ErrorKind::Codec`.
+            Some(f) if f.tag == Tag::Value => {
+                (self.decode)(&f.body, f.fds).map_err(|e| JoinError::Failed {
+                    error: Error::new(
+                        e.kind(),
+                        format!("{} returned a value that does not decode: {e}", who()),
+                    ),
+                    status: Some(status),
+                })
+            }
+            Some(f) if f.tag == Tag::BadArgs => Err(JoinError::Failed {
+                error: Error::new(
+                    ErrorKind::Codec,
+                    format!("{}: {}", who(), String::from_utf8_lossy(&f.body)),
+                ),
+                status: Some(status),
             }),
             Some(f) if f.tag == Tag::Panic => Err(JoinError::Panicked {
                 message: String::from_utf8_lossy(&f.body).into_owned(),
