@@ -15,4 +15,5 @@ mod queue;
 mod scenarios;
 mod sync;
 mod timeouts;
+mod typeid;
 mod util;
