@@ -1053,7 +1053,8 @@ impl<C> Connection<C> {
     /// # Errors
     /// [`RecvError::Eof`] when every copy of the peer end is closed and nothing is left;
     /// `Closed` / `SendOnly` when this end cannot receive; `Failed` for OS failures and
-    /// corrupt frames.
+    /// corrupt frames, and with [`ErrorKind::Codec`] for a typed message (from `send`: it
+    /// is consumed, the connection goes on; see the [`codec`](crate::codec) docs).
     pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
         self.recv_message(None, Deadline::never())
             .map(|m| m.0)
@@ -1314,8 +1315,19 @@ impl<C: Codec> Connection<C> {
     /// with the message.
     ///
     /// # Errors
-    /// `Failed` with [`ErrorKind::Codec`] when the message is not a valid `T` (it is
-    /// consumed); otherwise as [`recv_bytes`](Self::recv_bytes).
+    /// `Failed` with [`ErrorKind::Codec`] when the message is not a valid `T`: a value of
+    /// another type (named in the error), raw bytes from `send_bytes`, or bytes that do not
+    /// decode. The message is consumed; the connection goes on. Otherwise as
+    /// [`recv_bytes`](Self::recv_bytes).
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe(true)?;
+    /// a.send(&(1u8, 2u8))?;
+    /// assert_eq!(b.recv::<String>().unwrap_err().kind(), multiproc::ErrorKind::Codec);
+    /// a.send(&(1u8, 2u8))?;
+    /// assert_eq!(b.recv::<(u8, u8)>()?, (1, 2));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn recv<T: DeserializeOwned>(&self) -> std::result::Result<T, RecvError> {
         self.recv_value(Deadline::never()).map_err(|s| s.plain())
     }

@@ -358,7 +358,9 @@ impl<T, C: Codec> Queue<T, C> {
         self.shared.capacity_bytes()
     }
 
-    /// The largest encoded message this queue accepts.
+    /// The largest encoded message this queue accepts: the most bytes for `put_bytes`; a
+    /// typed `put` carries an 8-byte type tag before its value's encoding, so a value may
+    /// encode to 8 bytes fewer.
     pub fn max_message_bytes(&self) -> u64 {
         self.shared.max_payload()
     }
@@ -949,7 +951,9 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     ///
     /// # Errors
     /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Failed`] when
-    /// the next message does not decode as `T` (that message is consumed; the queue goes on).
+    /// the next message does not decode as `T` (that message is consumed; the queue goes on):
+    /// an [`ErrorKind::Codec`] error also for a message of another type (a handle of another
+    /// `T` to the same queue) or raw bytes from `put_bytes` — never a wrong value.
     #[inline]
     pub fn get(&self) -> std::result::Result<T, GetError> {
         self.get_wait(FOREVER).map_err(get_err)
