@@ -4,18 +4,20 @@
 //! postcard (like any compact, non-self-describing format) decodes whatever bytes it is
 //! given as whatever type it is asked for when the shapes happen to fit: `(1u8, 2u8)` read
 //! as a `String` is a string of length 1 holding `"\u{2}"`. So every *typed* message (a
-//! queue's `put`, a connection's `send`, a child's return value, Spawn arguments) starts
-//! with the sender's **type tag**, and the receiver compares it with the tag of the type it
-//! asks for before the codec sees a byte:
+//! queue's `put`, a connection's `send`, a child's return value, Spawn arguments, a pool
+//! chunk's arguments and its results, a pool initializer's arguments) starts with the
+//! sender's **type tag**, and the receiver compares it with the tag of the type it asks for
+//! before the codec sees a byte:
 //!
 //! ```text
-//! 0   u64 LE   tag      FNV-1a (64 bits) of std::any::type_name::<T>()
-//! 8   ...      value    the codec's encoding of the value
+//! 0   u64 LE   tag      FNV-1a (64 bits) of the canonical form of type_name::<T>()
+//! 8   ...      value    the codec's encoding of the value (a pool chunk: its values)
 //! ```
 //!
 //! Whether a message is typed at all is said by the frame that carries it, outside the
-//! payload (a queue frame's header check word, a connection record's tag byte: see
-//! `queue/ring.rs`, `pipe/dir.rs`), so raw-bytes messages (`put_bytes`, `send_bytes`) stay
+//! payload (a queue frame's header check word; for a connection, the check word of the
+//! ring frame of its record or marker: see `queue/ring.rs`, `pipe/dir.rs`), so raw-bytes
+//! messages (`put_bytes`, `send_bytes`) stay
 //! exactly the caller's bytes, and each side can tell the other kind apart:
 //!
 //! | sent by            | received by             | result                                      |
@@ -34,6 +36,12 @@
 //!
 //! - **Same binary** (a parent and its forked or spawned child): the same `type_name`, so
 //!   the same tag.
+//! - **Borrowed and owned forms agree** ([`canonical`]): `send(&"hi")` writes a `&str`,
+//!   which serde encodes exactly as a `String`, and Python users expect to receive it as
+//!   one; so references, lifetimes, `Box`/`Rc`/`Arc`/`Cow` are dropped from the name, `str`
+//!   reads `String` and a slice `[T]` reads `Vec<T>` before hashing. Other types with equal
+//!   encodings stay apart (`u32` and `i32`, `Vec<T>` and `VecDeque<T>`, `[T; N]` and
+//!   `Vec<T>`): send and receive the same type.
 //! - **Different binaries built from the same types** (named objects opened by unrelated
 //!   processes, a remote backend): `type_name` is the type's path with its generic
 //!   arguments (`alloc::vec::Vec<u8>`, `(u8, alloc::string::String)`), the same in every
