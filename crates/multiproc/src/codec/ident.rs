@@ -78,7 +78,9 @@
 //! [`ErrorKind::Codec`]: crate::ErrorKind::Codec
 //! [`QueueBuilder::codec`]: crate::queue::QueueBuilder::codec
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::fork::OnceBox;
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -114,17 +116,27 @@ fn cached_tag(name: &'static str) -> u64 {
         if a == addr && l == len {
             return tag;
         }
-        let tag = tag_of_name(name);
+        let tag = tag_and_remember(name);
         slot.set((addr, len, tag));
-        remember_name(tag, name);
         tag
     })
 }
 
 /// The tag of a type named `name` (a `type_name`).
-#[cold]
-pub(crate) fn tag_of_name(name: &str) -> u64 {
+#[cfg(test)]
+fn tag_of_name(name: &str) -> u64 {
     fnv1a(canonical(name).as_bytes())
+}
+
+/// The tag of a type named `name` (a `type_name`), remembering its canonical name for error
+/// messages (the canonical one: `&str` and `String` share a tag, and are named `String`).
+#[cold]
+#[inline(never)]
+fn tag_and_remember(name: &str) -> u64 {
+    let c = canonical(name);
+    let tag = fnv1a(c.as_bytes());
+    remember_name(tag, c);
+    tag
 }
 
 /// FNV-1a, 64 bits.
@@ -255,29 +267,67 @@ pub(crate) fn canonical(name: &str) -> String {
     out
 }
 
-/// Types whose names this process knows, by tag (for error messages only). A plain mutex
-/// used only with `try_lock`: never waited for, so a lock held by another thread at a fork
-/// costs a forked child a type's name in an error message, never a hang (`crate::fork`).
-static NAMES: Mutex<Vec<(u64, &'static str)>> = Mutex::new(Vec::new());
+/// One entry of [`NAMES`]: a tag (0: free), claimed by compare-and-swap, and its name.
+struct NameSlot {
+    tag: AtomicU64,
+    name: OnceBox<&'static str>,
+}
 
-/// At most this many names are kept.
-const MAX_NAMES: usize = 1024;
+impl NameSlot {
+    const fn new() -> NameSlot {
+        NameSlot {
+            tag: AtomicU64::new(0),
+            name: OnceBox::new(),
+        }
+    }
+}
+
+/// Slots of [`NAMES`]; a process that uses more types than this names the rest by tag.
+const NAME_SLOTS: usize = 512;
+
+/// Types whose names this process knows, by tag (for error messages only): an open-
+/// addressing table, lock-free, so that a fork while another thread writes it leaves the
+/// child nothing to wait for (`crate::fork`).
+static NAMES: [NameSlot; NAME_SLOTS] = [const { NameSlot::new() }; NAME_SLOTS];
 
 /// Remembers `name` under its tag (on a miss of the tag cache: once per type and thread),
-/// so that a receiver in this process can name the type in a type-mismatch error.
+/// so that a receiver in this process can name the type in a type-mismatch error. A name
+/// that gets a slot is leaked (at most [`NAME_SLOTS`] of them).
 #[cold]
-fn remember_name(tag: u64, name: &'static str) {
-    if let Ok(mut names) = NAMES.try_lock() {
-        if names.len() < MAX_NAMES && !names.iter().any(|&(t, _)| t == tag) {
-            names.push((tag, name));
+fn remember_name(tag: u64, name: String) {
+    if tag == 0 {
+        return;
+    }
+    for i in 0..NAME_SLOTS {
+        let s = &NAMES[(tag as usize).wrapping_add(i) % NAME_SLOTS];
+        let claimed = match s.tag.load(Ordering::Acquire) {
+            0 => match s
+                .tag
+                .compare_exchange(0, tag, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => true,
+                Err(now) => now == tag,
+            },
+            t => t == tag,
+        };
+        if claimed {
+            s.name.get_or_init(|| Box::leak(name.into_boxed_str()));
+            return;
         }
     }
 }
 
 /// The name of the type with `tag`, when this process knows it.
 fn name_of(tag: u64) -> Option<&'static str> {
-    let names = NAMES.try_lock().ok()?;
-    names.iter().find(|&&(t, _)| t == tag).map(|&(_, n)| n)
+    for i in 0..NAME_SLOTS {
+        let s = &NAMES[(tag as usize).wrapping_add(i) % NAME_SLOTS];
+        match s.tag.load(Ordering::Acquire) {
+            0 => return None,
+            t if t == tag => return s.name.get().copied(),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Describes the type of a message tagged `tag`.
@@ -460,6 +510,15 @@ mod tests {
         assert!(e.message().contains("123456789abcdef0"), "{e}");
         let e = typed_where_raw(&m);
         assert!(e.message().contains("(u8, u8)"), "{e}");
+        // A borrowed form names its owned form (they are one type on the wire).
+        let _ = tag_of::<&str>();
+        let mut s = Vec::new();
+        put_tag::<String>(&mut s);
+        let e = check::<u8>(&s).unwrap_err();
+        assert!(
+            e.message().contains("holds a `alloc::string::String`"),
+            "{e}"
+        );
         assert!(raw_where_typed::<u64>().message().contains("`u64`"));
     }
 }
