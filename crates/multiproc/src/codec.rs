@@ -4,11 +4,20 @@
 //! maintained) is used unless another is named. Decoding never trusts its input: bytes from
 //! another process that do not decode as `T` give an [`ErrorKind::Codec`] error.
 //!
+//! A message of another type must not decode into a wrong value either (postcard, like any
+//! compact format, would read `(1u8, 2u8)` as the string `"\u{2}"`): every typed message
+//! carries its type's identity, an 8-byte tag in front of the codec's bytes, checked by the
+//! receiver before decoding. The tag belongs to the message frame, not to the codec (a custom
+//! codec gets it too, and raw-bytes messages have none); what it is and how each pair of
+//! typed and raw senders and receivers behaves is in `codec/ident.rs` and in the
+//! [`Codec`] docs below.
+//!
 //! [`Postcard`] writes and reads postcard's wire format with our own serializer
 //! (`codec/wire.rs`, byte-identical to the `postcard` crate, checked by its tests), which
 //! moves byte vectors with one copy instead of one serde call per byte.
 
 mod cast;
+pub(crate) mod ident;
 pub(crate) mod wire;
 
 use serde::de::DeserializeOwned;
@@ -19,6 +28,25 @@ use std::os::fd::OwnedFd;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Turns values into bytes and back.
+///
+/// A codec sees only the value's bytes: queues, connections and processes put the type
+/// identity in front of them and check it before calling [`decode`](Codec::decode), so a
+/// message of another type is an [`ErrorKind::Codec`] error (naming the expected type, and
+/// the sent one when this process knows it) whatever the codec, never a wrong value:
+///
+/// ```
+/// let (a, b) = multiproc::pipe(true)?;
+/// a.send(&(1u8, 2u8))?;
+/// let err = b.recv::<String>().unwrap_err();
+/// assert_eq!(err.kind(), multiproc::ErrorKind::Codec);
+/// assert!(err.to_string().contains("alloc::string::String"));
+/// a.send(&"fine")?;                    // the connection goes on
+/// assert_eq!(b.recv::<String>()?, "fine");
+/// # Ok::<(), multiproc::Error>(())
+/// ```
+///
+/// `&str` and `String` are different types to the check (as are `[T]`/`Vec<T>`, `u32`/`i32`):
+/// send and receive the same type.
 pub trait Codec: Send + Sync + 'static {
     /// Appends the encoding of `value` to `out`. On error `out` may hold a partial encoding
     /// beyond its original length; callers truncate it.
@@ -189,6 +217,15 @@ fn de_error(e: wire::WireError) -> Error {
 /// `wire.rs` writes: the property tests compare both with the postcard crate). A small
 /// message's time was mostly serde's generic calls around one short copy.
 const SMALL_BYTES: usize = 0x80;
+
+/// Encodes with the default codec into a fresh vector, after `T`'s type tag
+/// (`codec/ident.rs`): a typed message.
+pub(crate) fn to_vec_typed<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    ident::put_tag::<T>(&mut v);
+    Postcard::encode(value, &mut v)?;
+    Ok(v)
+}
 
 /// Encodes with the default codec into a fresh vector.
 pub(crate) fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {

@@ -40,6 +40,8 @@
 //! | thread identity for lock owners (`IDENTITY`) | `sys/thread.rs` | Thread-local, cleared by the `pthread_atfork` child handler (the child's thread has a new tid). |
 //! | fork generation (`FORK_GENERATION`) and the handler registration (`ATFORK`, `REGISTER_ATFORK`) | `sys/thread.rs` | Bumped by the handler in every child. The registration runs before `main` (`.init_array`), so the `Once` is complete before any thread exists. |
 //! | "more than one CPU" cache (`MULTI`) | `sys/mod.rs` | An atomic written with the same value by whoever computes it first; never a `OnceLock`, which a fork during its initialization would leave "running" in the child. |
+//! | type names by type tag (`NAMES`) | `codec/ident.rs` | Fine as inherited: a lock-free table (a tag claimed by compare-and-swap, its name an [`OnceBox`]); the names are `&'static str` of the same binary. |
+//! | type tag cache (`CACHE`) | `codec/ident.rs` | Thread-local; keyed by the address of a `type_name` string, which is the same in the forked child. |
 //! | `Vec<u8>` visitor type id (`ID`) | `codec/cast.rs` | A [`OnceBox`]: lock-free, valid in every process of the same binary. |
 //! | pool worker counter (`WORKER_NO`) | `pool/dispatch.rs` | Fine as inherited: an atomic for names. |
 //! | pool dispatcher threads | `pool/dispatch.rs` | Not global: each `Pool` starts its own when it is made, so a pool made in the child has one. A `Pool` made *before* the fork is stamped with its generation: in the child it refuses work (`InvalidState`) and its `close` / `terminate` / drop do nothing — its dispatcher thread is not there to join, its workers and sockets are the parent's. |
@@ -157,6 +159,14 @@ impl<T: Send + Sync + 'static> OnceBox<T> {
         OnceBox {
             cur: AtomicPtr::new(std::ptr::null_mut()),
         }
+    }
+
+    /// The value, if somebody computed it.
+    pub(crate) fn get(&self) -> Option<&'static T> {
+        let p = self.cur.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer was published by `get_or_init` and is never freed
+        // (module docs); the Acquire load pairs with its publishing store.
+        (!p.is_null()).then(|| unsafe { &*p })
     }
 
     /// The value, computing it with `init` if nobody has yet.

@@ -59,7 +59,7 @@
 //! | `q.qsize()`, `q.empty()`, `q.full()` | [`Queue::len`], [`Queue::is_empty`], [`Queue::is_full`] | snapshots, as in Python |
 //! | one `None` sentinel per consumer | [`Queue::close`] + `for item in &q` | closing ends the stream for every consumer after draining |
 //! | — | [`Queue::put_many`], [`Queue::get_many`]`(n)` | one lock per batch; each in the four forms (`try_get_many`, `get_many_timeout`, ...) |
-//! | `Connection.send_bytes` through a queue | [`Queue::put_bytes`], [`Queue::get_bytes`] | raw bytes, no serialization |
+//! | `Connection.send_bytes` through a queue | [`Queue::put_bytes`], [`Queue::get_bytes`] | raw bytes, no serialization; a typed `get` refuses them (and `get_bytes` a typed message) with an [`ErrorKind::Codec`] error |
 //! | `SimpleQueue()` | [`SimpleQueue::new`] | `put`, `get` (each in the four forms), `is_empty`, `close` |
 //! | `JoinableQueue()`, `task_done()`, `join()` | [`JoinableQueue`], [`JoinableQueue::task_done`], [`JoinableQueue::join`] (also `try_join`, `join_timeout`, `join_deadline`: [`Timeout`]) | `task_done()` counts against items *taken*, not put: one for an item still queued is an error (Python accepts it and lets `join()` return early); past that, as Python's `ValueError` |
 //! | `Lock()`; `with lock:` | [`Lock::new`]; `let _g = lock.lock()` | guard releases on scope exit, even by panic; `lock()`'s only error is [`OwnerDied`]`(guard)` — a dead holder, instead of a deadlock |
@@ -72,7 +72,7 @@
 //! | `Value('d', 1.5)`, `v.value`, `with v.get_lock(): v.value += 1` | [`Value::new`]`(1.5f64)`, [`Value::get`]/[`Value::set`], `*v.lock()? += 1` ([`Value::lock`]) | `T` checked at compile time (`ShmSafe`); the guard derefs to `T`; atomics via [`Value::atomic`] |
 //! | `Array('i', [1, 2])`, `a[i]`, `a[:]`, `with a.get_lock(): a[i] = x` | [`Array::from_slice`], [`Array::get`]/[`Array::set`], [`Array::to_vec`], `a.lock()?[i] = x` ([`Array::lock`]) | fixed length, own lock; the guard derefs to `[T]`; no `a[i]` without a guard (see [`Array`]) |
 //! | `Pipe()` / `Pipe(duplex=False)` | [`pipe()`]`(true)` / [`pipe()`]`(false)` | `(receive-only, send-only)` as in Python; wrong-way use is [`RecvError::SendOnly`] / [`SendError::ReceiveOnly`] |
-//! | `conn.send(obj)` / `conn.recv()` | [`Connection::send`]`(&v)` / [`Connection::recv`]`::<T>()` | serde + postcard ([`pipe_with`] for another codec); handles inside (a `Connection`, `Queue`, `Lock`...) travel with their fds |
+//! | `conn.send(obj)` / `conn.recv()` | [`Connection::send`]`(&v)` / [`Connection::recv`]`::<T>()` | serde + postcard ([`pipe_with`] for another codec); handles inside (a `Connection`, `Queue`, `Lock`...) travel with their fds; a message of another type is an [`ErrorKind::Codec`] error naming both types, never a wrong value (`send(&"hi")` is received as a `String`: borrowed and owned forms agree; see [`codec::Codec`]) |
 //! | `send_bytes(buf, offset, size)` | [`Connection::send_bytes`], [`Connection::send_bytes_range`] | range checked; 0 bytes is a message; any size (64 MiB tested) |
 //! | `recv_bytes()` / `recv_bytes(maxlength)` | [`Connection::recv_bytes`] / [`Connection::recv_bytes_max`] | too long: [`RecvError::TooLong`] and, unlike Python, the connection stays usable |
 //! | `recv_bytes_into(buf, offset)`, `BufferTooShort` | [`Connection::recv_bytes_into`], [`RecvError::BufferTooShort`]`(whole)` | the error carries the whole message |

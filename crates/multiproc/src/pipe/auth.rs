@@ -110,7 +110,7 @@ fn recv<C: Codec>(conn: &Connection<C>, deadline: Deadline, step: &str) -> Resul
 }
 
 fn send<C: Codec>(conn: &Connection<C>, bytes: &[u8], deadline: Deadline) -> Result<()> {
-    conn.send_message(bytes, &[], deadline)
+    conn.send_message(bytes, &[], false, deadline)
         .map_err(|s| match s {
             Stop::Timeout => Error::new(
                 ErrorKind::Timeout,

@@ -21,6 +21,8 @@
 //! the ring, the receiving end's copies take them. A record is a message's bytes followed by
 //! one tag byte ([`TAG_DATA`]), or a *marker* (a `u32` sequence number, then [`TAG_MARKER`])
 //! saying "the next message is on the socket, in frames whose id is this number". The ring
+//! frame of a record says whether its message is typed (its bytes start with a type tag,
+//! `codec/ident.rs`) or raw (`send_bytes`): for a marker, the socket message's kind. The ring
 //! commits each record with one store, so a sender killed mid-put leaves it wholly there or
 //! absent; a receiver killed mid-take has taken it or not (see `queue/shared.rs`).
 //!
@@ -118,8 +120,8 @@ fn area_len() -> usize {
 pub(crate) enum Record<R> {
     /// A whole message, as the taker's closure made it of the bytes.
     Data(R),
-    /// The message is on the socket, in frames with this id.
-    Marker(u32),
+    /// The message is on the socket, in frames with this id; typed or raw.
+    Marker(u32, bool),
 }
 
 /// Holds one of a direction's locks; unlocks on drop.
@@ -297,9 +299,14 @@ impl Dir {
         self.cell().seq.load(Ordering::Relaxed)
     }
 
-    /// Puts one record, the concatenation of `parts` (written in place), waiting up to
-    /// `slice` for room. `Ok(false)`: no room yet.
-    pub(crate) fn put(&self, parts: &[&[u8]], slice: std::time::Duration) -> Result<bool> {
+    /// Puts one record, the concatenation of `parts` (written in place), in a `typed` or
+    /// raw ring frame, waiting up to `slice` for room. `Ok(false)`: no room yet.
+    pub(crate) fn put(
+        &self,
+        parts: &[&[u8]],
+        typed: bool,
+        slice: std::time::Duration,
+    ) -> Result<bool> {
         let len = parts.iter().map(|p| p.len()).sum();
         let write = |dst: &mut [u8]| {
             let mut at = 0;
@@ -309,7 +316,10 @@ impl Dir {
             }
             Ok(())
         };
-        match self.ring.put_one_with(len, write, Wait::For(Some(slice))) {
+        match self
+            .ring
+            .put_one_with(len, typed, write, Wait::For(Some(slice)))
+        {
             Ok(()) => Ok(true),
             Err(PutStop::Full | PutStop::Timeout) => Ok(false),
             Err(PutStop::Closed) => Err(closed_ring()),
@@ -355,18 +365,21 @@ impl Dir {
     }
 
     /// Takes the oldest record, if any; a data record's bytes go to `on_data` in place (under
-    /// the ring's consumer mutex). Hold the receive lock.
+    /// the ring's consumer mutex), with whether the record is typed. Hold the receive lock.
     ///
     /// # Errors
     /// [`ErrorKind::Codec`] for a record that is not one of ours (it is consumed);
     /// [`ErrorKind::InvalidState`] when the ring was found corrupted (and reset).
-    pub(crate) fn take<R>(&self, on_data: impl FnOnce(&[u8]) -> R) -> Result<Option<Record<R>>> {
+    pub(crate) fn take<R>(
+        &self,
+        on_data: impl FnOnce(&[u8], bool) -> R,
+    ) -> Result<Option<Record<R>>> {
         let r = self
             .ring
             .take_one(Wait::No, |f: FrameRef<'_>| match f.bytes().split_last() {
-                Some((&TAG_DATA, body)) => Ok(Record::Data(on_data(body))),
+                Some((&TAG_DATA, body)) => Ok(Record::Data(on_data(body, f.typed()))),
                 Some((&TAG_MARKER, &[a, b, c, d])) => {
-                    Ok(Record::Marker(u32::from_le_bytes([a, b, c, d])))
+                    Ok(Record::Marker(u32::from_le_bytes([a, b, c, d]), f.typed()))
                 }
                 _ => Err(Error::new(
                     ErrorKind::Codec,
@@ -406,16 +419,20 @@ mod tests {
         assert_eq!(a.segment().id(), b.segment().id());
         assert_eq!((a.index(), b.index()), (0, 1));
         // The directions are independent rings with their own cells.
-        assert!(a.put(&[b"to a", &[TAG_DATA]], Duration::ZERO).unwrap());
+        assert!(a
+            .put(&[b"to a", &[TAG_DATA]], true, Duration::ZERO)
+            .unwrap());
         assert!(!b.has_records());
         let _l = a.lock_send().unwrap();
         assert!(b.no_socket_sender());
-        let got = a.take(|m| m.to_vec()).unwrap();
-        assert!(matches!(got, Some(Record::Data(m)) if m == b"to a"));
+        let got = a.take(|m, typed| (m.to_vec(), typed)).unwrap();
+        assert!(matches!(got, Some(Record::Data((m, true))) if m == b"to a"));
         // Opened again from the segment (as a receiver does), they are the same ones.
         let a2 = Dir::open(a.segment(), 0).unwrap();
         assert!(!a2.no_socket_sender(), "a2 sees a's send lock held");
-        assert!(b.put(&[b"to b", &[TAG_DATA]], Duration::ZERO).unwrap());
+        assert!(b
+            .put(&[b"to b", &[TAG_DATA]], false, Duration::ZERO)
+            .unwrap());
         assert!(Dir::open(b.segment(), 1).unwrap().has_records());
         let (s, none) = Dir::create(false).unwrap();
         assert!(none.is_none());

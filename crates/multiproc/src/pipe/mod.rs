@@ -88,7 +88,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use self::dir::{Dir, Record, TAG_DATA, TAG_MARKER};
 use self::frame::{Assembler, Outcome};
-use crate::codec::{Codec, Postcard};
+use crate::codec::{ident, Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 use crate::shm::Segment;
@@ -793,11 +793,14 @@ impl<C> Connection<C> {
             .ok_or(RecvError::SendOnly)
     }
 
-    /// Sends `body` as one message with `fds` attached, waiting for room until `deadline`.
+    /// Sends `body` as one message (`typed`: it starts with a type tag, see
+    /// `codec/ident.rs`; else raw bytes) with `fds` attached, waiting for room until
+    /// `deadline`.
     fn send_message(
         &self,
         body: &[u8],
         fds: &[OwnedFd],
+        typed: bool,
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
         if let Some(s) = &self.stream {
@@ -814,19 +817,20 @@ impl<C> Connection<C> {
         }
         let (fd, dir) = self.send_fd()?;
         if fds.is_empty() && body.len() <= INLINE_MAX {
-            return self.put_record(fd, dir, &[body, &[TAG_DATA]], true, deadline);
+            return self.put_record(fd, dir, &[body, &[TAG_DATA]], typed, true, deadline);
         }
-        self.send_on_socket(fd, dir, body, fds, deadline)
+        self.send_on_socket(fd, dir, body, fds, typed, deadline)
     }
 
-    /// Puts a record (the concatenation of `parts`) into the ring, waiting for room (while
-    /// the peer is there) until `deadline`; then rings the doorbell if a receiver sleeps and
-    /// `doorbell` is set. Running out puts nothing.
+    /// Puts a record (the concatenation of `parts`; `typed` or raw) into the ring, waiting
+    /// for room (while the peer is there) until `deadline`; then rings the doorbell if a
+    /// receiver sleeps and `doorbell` is set. Running out puts nothing.
     fn put_record(
         &self,
         fd: BorrowedFd<'_>,
         dir: &Dir,
         parts: &[&[u8]],
+        typed: bool,
         doorbell: bool,
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
@@ -839,7 +843,7 @@ impl<C> Connection<C> {
                 Ok(Some(left)) => left.min(ROOM_SLICE),
                 Err(()) => Duration::ZERO, // one more look
             };
-            if dir.put(parts, slice).map_err(SendError::Failed)? {
+            if dir.put(parts, typed, slice).map_err(SendError::Failed)? {
                 break;
             }
             // No room for a while: is anyone still there to read it?
@@ -895,6 +899,7 @@ impl<C> Connection<C> {
         dir: &Dir,
         body: &[u8],
         fds: &[OwnedFd],
+        typed: bool,
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
         let max_fds = socket::MAX_FDS_PER_MSG;
@@ -906,8 +911,9 @@ impl<C> Connection<C> {
         let seq = dir.next_seq();
         let mut marker = [TAG_MARKER; 5];
         marker[..4].copy_from_slice(&seq.to_le_bytes());
-        // No doorbell: the frames wake a sleeping receiver.
-        self.put_record(fd, dir, &[&marker], false, deadline)?;
+        // No doorbell: the frames wake a sleeping receiver. The marker's frame says whether
+        // the message is typed.
+        self.put_record(fd, dir, &[&marker], typed, false, deadline)?;
         for p in frame::plan(seq, body.len(), fds.len(), self.frame_payload, max_fds) {
             let h = p.header.encode();
             let bytes = &body[p.bytes];
@@ -929,39 +935,53 @@ impl<C> Connection<C> {
         max: Option<usize>,
         deadline: Deadline,
     ) -> std::result::Result<Message, Stop<RecvError>> {
+        // A typed message is refused (and consumed): see `codec/ident.rs`.
         self.recv_with(
-            |body| match max {
+            |body, typed| match max {
+                _ if typed => Err(RecvError::Failed(ident::typed_where_raw(body))),
                 Some(m) if body.len() > m => Err(RecvError::TooLong {
                     len: body.len() as u64,
                     max: m,
                 }),
                 _ => Ok((body.to_vec(), Vec::new())),
             },
-            Ok,
+            |m, typed| {
+                if typed {
+                    return Err(RecvError::Failed(ident::typed_where_raw(&m.0)));
+                }
+                Ok(m)
+            },
             max,
+            false,
             deadline,
         )
     }
 
     /// Receives one message: one from the ring goes to `from_ring` in place, one from the
-    /// socket (longer than `max`: [`RecvError::TooLong`]) to `from_socket`.
+    /// socket (longer than `max`: [`RecvError::TooLong`]) to `from_socket`; each is told
+    /// whether the message is typed.
     ///
     /// `deadline` bounds the wait for the receive lock and for a message to *begin*: a
     /// message whose marker has been taken is received to its end (its sender is writing it
     /// now; one that died or gave up is detected within milliseconds, see the module docs),
     /// so a deadline can be overrun by the time its sender takes to finish it, never
     /// by a hang.
+    ///
+    /// A Listener/Client connection has no frame to say whether a message is typed (CPython's
+    /// framing is a bare length): its messages are taken as `stream_typed` says, that is as
+    /// the caller expects, and a typed receive checks the type tag at the start of the bytes.
     fn recv_with<R>(
         &self,
-        from_ring: impl FnOnce(&[u8]) -> std::result::Result<R, RecvError>,
-        from_socket: impl FnOnce(Message) -> std::result::Result<R, RecvError>,
+        from_ring: impl FnOnce(&[u8], bool) -> std::result::Result<R, RecvError>,
+        from_socket: impl FnOnce(Message, bool) -> std::result::Result<R, RecvError>,
         max: Option<usize>,
+        stream_typed: bool,
         deadline: Deadline,
     ) -> std::result::Result<R, Stop<RecvError>> {
         if let Some(s) = &self.stream {
             let fd = self.fd.as_ref().ok_or(RecvError::Closed)?;
             let body = s.recv(fd.as_fd(), max, deadline)?;
-            return Ok(from_socket((body, Vec::new()))?);
+            return Ok(from_socket((body, Vec::new()), stream_typed)?);
         }
         let (fd, dir) = self.recv_fd()?;
         let _held = if deadline.is_never() {
@@ -973,19 +993,19 @@ impl<C> Connection<C> {
         let mut from_ring = Some(from_ring);
         loop {
             let taken = dir
-                .take(|body| match from_ring.take() {
-                    Some(f) => f(body),
+                .take(|body, typed| match from_ring.take() {
+                    Some(f) => f(body, typed),
                     None => unreachable!("one data record per receive"),
                 })
                 .map_err(RecvError::Failed)?;
             match taken {
                 Some(Record::Data(r)) => return Ok(r?),
-                Some(Record::Marker(seq)) => {
+                Some(Record::Marker(seq, typed)) => {
                     let mut scratch = take_scratch();
                     let r = recv_socket_message(fd, dir, seq, &mut scratch, max);
                     give_back_scratch(scratch);
                     if let Some(m) = r? {
-                        return Ok(from_socket(m)?);
+                        return Ok(from_socket(m, typed)?);
                     }
                     // Lost with its dead sender: on to the next record.
                 }
@@ -1018,7 +1038,7 @@ impl<C> Connection<C> {
     /// [`SendError::Disconnected`] when every copy of the peer end is closed; `Closed` or
     /// `ReceiveOnly` when this end cannot send; `Failed` for an OS failure.
     pub fn send_bytes(&self, buf: &[u8]) -> std::result::Result<(), SendError> {
-        self.send_message(buf, &[], Deadline::never())
+        self.send_message(buf, &[], false, Deadline::never())
             .map_err(|s| s.plain())
     }
 
@@ -1028,7 +1048,7 @@ impl<C> Connection<C> {
     /// # Errors
     /// [`TrySendError::Full`]; otherwise as [`send_bytes`](Self::send_bytes).
     pub fn try_send_bytes(&self, buf: &[u8]) -> std::result::Result<(), TrySendError> {
-        self.send_message(buf, &[], Deadline::passed())
+        self.send_message(buf, &[], false, Deadline::passed())
             .map_err(|s| s.tried())
     }
 
@@ -1055,7 +1075,7 @@ impl<C> Connection<C> {
         buf: &[u8],
         timeout: Duration,
     ) -> std::result::Result<(), SendTimeoutError> {
-        self.send_message(buf, &[], Deadline::within(timeout))
+        self.send_message(buf, &[], false, Deadline::within(timeout))
             .map_err(|s| s.timed())
     }
 
@@ -1068,7 +1088,7 @@ impl<C> Connection<C> {
         buf: &[u8],
         deadline: Instant,
     ) -> std::result::Result<(), SendTimeoutError> {
-        self.send_message(buf, &[], Deadline::at(deadline))
+        self.send_message(buf, &[], false, Deadline::at(deadline))
             .map_err(|s| s.timed())
     }
 
@@ -1104,7 +1124,8 @@ impl<C> Connection<C> {
     /// # Errors
     /// [`RecvError::Eof`] when every copy of the peer end is closed and nothing is left;
     /// `Closed` / `SendOnly` when this end cannot receive; `Failed` for OS failures and
-    /// corrupt frames.
+    /// corrupt frames, and with [`ErrorKind::Codec`] for a typed message (from `send`: it
+    /// is consumed, the connection goes on; see the [`codec`](crate::codec) docs).
     pub fn recv_bytes(&self) -> std::result::Result<Vec<u8>, RecvError> {
         self.recv_message(None, Deadline::never())
             .map(|m| m.0)
@@ -1345,9 +1366,11 @@ impl<C: Codec> Connection<C> {
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
         if self.stream.is_some() {
+            // The tag travels in the message itself (see `recv_with`).
             let mut buf = take_encode_buf();
+            ident::put_tag::<T>(&mut buf);
             let r = match handle::with_exported_fds(|| C::encode(value, &mut buf)) {
-                Ok(((), fds)) => self.send_message(&buf, &fds, deadline),
+                Ok(((), fds)) => self.send_message(&buf, &fds, true, deadline),
                 Err(e) => Err(SendError::Failed(e).into()),
             };
             give_back_encode_buf(buf);
@@ -1355,12 +1378,14 @@ impl<C: Codec> Connection<C> {
         }
         let (fd, dir) = self.send_fd()?;
         let mut buf = take_encode_buf();
+        // The type tag, then the value (`codec/ident.rs`).
+        ident::put_tag::<T>(&mut buf);
         let encoded = handle::with_exported_fds(|| C::encode(value, &mut buf));
         let r = match encoded {
             Ok(((), fds)) if fds.is_empty() && buf.len() <= INLINE_MAX => {
-                self.put_record(fd, dir, &[&buf, &[TAG_DATA]], true, deadline)
+                self.put_record(fd, dir, &[&buf, &[TAG_DATA]], true, true, deadline)
             }
-            Ok(((), fds)) => self.send_message(&buf, &fds, deadline),
+            Ok(((), fds)) => self.send_message(&buf, &fds, true, deadline),
             Err(e) => Err(SendError::Failed(e).into()),
         };
         give_back_encode_buf(buf);
@@ -1372,8 +1397,19 @@ impl<C: Codec> Connection<C> {
     /// with the message.
     ///
     /// # Errors
-    /// `Failed` with [`ErrorKind::Codec`] when the message is not a valid `T` (it is
-    /// consumed); otherwise as [`recv_bytes`](Self::recv_bytes).
+    /// `Failed` with [`ErrorKind::Codec`] when the message is not a valid `T`: a value of
+    /// another type (named in the error), raw bytes from `send_bytes`, or bytes that do not
+    /// decode. The message is consumed; the connection goes on. Otherwise as
+    /// [`recv_bytes`](Self::recv_bytes).
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe(true)?;
+    /// a.send(&(1u8, 2u8))?;
+    /// assert_eq!(b.recv::<String>().unwrap_err().kind(), multiproc::ErrorKind::Codec);
+    /// a.send(&(1u8, 2u8))?;
+    /// assert_eq!(b.recv::<(u8, u8)>()?, (1, 2));
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
     pub fn recv<T: DeserializeOwned>(&self) -> std::result::Result<T, RecvError> {
         self.recv_value(Deadline::never()).map_err(|s| s.plain())
     }
@@ -1437,15 +1473,23 @@ impl<C: Codec> Connection<C> {
         // `Deserialize` consumes its message like a failed decode; the panic resumes after
         // the receive lock is released (`codec::decode_guarded`).
         let mut panicked = None;
+        // A message of another type, or raw bytes, is refused before the codec sees it (and
+        // consumed): see `codec/ident.rs`.
+        let tag = ident::tag_of::<T>();
         let r = self.recv_with(
-            |body| Ok(crate::codec::decode_guarded::<T, C>(body, &mut panicked)?),
-            |(bytes, fds)| {
+            |body, typed| {
+                let bytes = ident::value_of::<T>(tag, body, typed)?;
+                Ok(crate::codec::decode_guarded::<T, C>(bytes, &mut panicked)?)
+            },
+            |(body, fds), typed| {
+                let bytes = ident::value_of::<T>(tag, &body, typed)?;
                 if fds.is_empty() {
-                    return Ok(C::decode(&bytes)?);
+                    return Ok(C::decode(bytes)?);
                 }
-                Ok(handle::with_imported_fds(fds, || C::decode(&bytes))?)
+                Ok(handle::with_imported_fds(fds, || C::decode(bytes))?)
             },
             None,
+            true,
             deadline,
         );
         if let Some(p) = panicked {
@@ -2204,10 +2248,10 @@ mod tests {
         assert_eq!(b.recv_bytes().unwrap(), big);
         // Garbage in the ring: a record with an unknown tag, a marker whose frames never come.
         let dir = a.out.as_ref().unwrap();
-        assert!(dir.put(&[b"\x01\x02\x03"], Duration::ZERO).unwrap());
+        assert!(dir.put(&[b"\x01\x02\x03"], false, Duration::ZERO).unwrap());
         let mut marker = [TAG_MARKER; 5];
         marker[..4].copy_from_slice(&12345u32.to_le_bytes());
-        assert!(dir.put(&[&marker], Duration::ZERO).unwrap());
+        assert!(dir.put(&[&marker], false, Duration::ZERO).unwrap());
         a.send_bytes(b"after").unwrap();
         match b.recv_bytes() {
             Err(RecvError::Failed(e)) => assert_eq!(e.kind(), ErrorKind::Codec),
@@ -2234,7 +2278,7 @@ mod tests {
         let seq = dir.next_seq();
         let mut marker = [TAG_MARKER; 5];
         marker[..4].copy_from_slice(&seq.to_le_bytes());
-        assert!(dir.put(&[&marker], Duration::ZERO).unwrap());
+        assert!(dir.put(&[&marker], false, Duration::ZERO).unwrap());
         // Later messages: the socket one's frames, newer than the dead marker, are kept for
         // their own marker; the ring one follows.
         let big: Vec<u8> = (0..INLINE_MAX as u32 + 7).map(|i| i as u8).collect();

@@ -132,7 +132,8 @@ impl Calls<'_> {
     }
 }
 
-/// Encodes up to `n` items as a chunk payload (`count u32 | arguments`).
+/// Encodes up to `n` items as a chunk payload (`count u32 | tag(A) u64 | arguments`: the
+/// arguments' type tag, `codec/ident.rs`, checked by the worker).
 /// (The iterator goes in and comes back by value: see [`worker::encode_items`].)
 fn encode_chunk<A: Serialize, I: Iterator<Item = A>>(
     items: I,
@@ -141,6 +142,7 @@ fn encode_chunk<A: Serialize, I: Iterator<Item = A>>(
 ) -> (std::result::Result<u32, (Error, u32)>, I) {
     buf.clear();
     buf.extend_from_slice(&[0; 4]);
+    crate::codec::ident::put_tag::<A>(buf);
     let (r, items) = worker::encode_items(items, n, buf);
     let count = match &r {
         Ok(c) | Err((_, c)) => *c,

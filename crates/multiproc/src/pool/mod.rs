@@ -156,7 +156,7 @@ impl PoolBuilder {
     where
         A: Serialize + DeserializeOwned + 'static,
     {
-        match crate::codec::to_vec(&args) {
+        match crate::codec::to_vec_typed(&args) {
             Ok(bytes) => {
                 self.init = Some(worker::Init {
                     f: FnRef::of::<A, (), worker::InitRunner>(f),
@@ -1062,5 +1062,58 @@ where
     /// [`Pool::terminate`].
     pub fn terminate(&self) {
         self.pool.terminate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Issue 12, point 2, with real workers of both start methods: tasks whose arguments or
+    //! results are of another type than the other side's fail with `Codec` errors, and the
+    //! pool goes on. Through the public API both sides are one `fn(A) -> R`; the mismatch is
+    //! made here by pairing a function with another argument or result type.
+
+    use super::*;
+
+    fn length(s: String) -> usize {
+        s.len()
+    }
+
+    fn pair(x: u32) -> (u8, u8) {
+        (x as u8, 2)
+    }
+
+    #[test]
+    fn tasks_of_another_type_are_codec_errors_and_the_pool_goes_on() {
+        for m in [StartMethod::Fork, StartMethod::Spawn] {
+            let pool = Pool::builder()
+                .processes(2)
+                .start_method(m)
+                .build()
+                .unwrap();
+            // Arguments: `(u8, u8)` sent to a `fn(String) -> usize` (as a `String`,
+            // `(1, 2)` would be "\u{2}", length 1).
+            let code = Code::Fn(FnRef::of::<String, usize, worker::ChunkRunner>(length));
+            let e = pool
+                .calls(code)
+                .map::<(u8, u8), usize>(vec![(1, 2), (1, 3)])
+                .unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Codec, "{m:?}: {e}");
+            assert!(
+                e.message().contains("expected a `alloc::string::String`"),
+                "{e}"
+            );
+            // Results: `(u8, u8)` values read as `String`s.
+            let code = Code::Fn(FnRef::of::<u32, (u8, u8), worker::ChunkRunner>(pair));
+            let e = pool.calls(code).map::<u32, String>(vec![1, 2]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Codec, "{m:?}: {e}");
+            assert!(e.message().contains("(u8, u8)"), "{e}");
+            // The right types, on the same pool.
+            assert_eq!(
+                pool.map(length, vec!["ab".to_string(), "cde".into()])
+                    .unwrap(),
+                [2, 3]
+            );
+            assert_eq!(pool.map(pair, vec![7]).unwrap(), [(7, 2)]);
+        }
     }
 }

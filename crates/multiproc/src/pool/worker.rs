@@ -10,16 +10,26 @@
 //! worker -> parent   Ready    (empty): the initializer ran
 //!                    InitFailed  the initializer's panic message
 //!                    Results  seq u64 | count u32 | place u8 | outcomes
-//! payload  := count u32 | count encoded arguments, back to back (wire.rs)
+//! payload  := count u32 | tag(A) u64 | count encoded arguments, back to back (wire.rs)
 //! context  := id u64 | 0                     the worker holds context `id` already
 //!           | id u64 | 1 | len u64 | bytes   context `id` (its encoded value), from now on
 //! place    := 0, then the bytes (payload or outcomes) follow in the message
 //!           | 1, then len u64: the bytes are in the chunk's mailbox slot (`slot`)
 //! outcomes := failed u32 | vlen u64
-//!             | vlen bytes: enc(R) of each task that returned, in task order, back to back
+//!             | vlen bytes: tag(R) u64, then enc(R) of each task that returned, in task
+//!               order, back to back
 //!             | failed times: index u32 | 1 | enc(String)   the task panicked: the message
 //!                           | index u32 | 2 | enc(String)   it could not run (codec)
 //! ```
+//! `tag(A)` and `tag(R)` are the type tags of the arguments and results (`codec/ident.rs`):
+//! a worker refuses arguments of another type than its function takes (each task of the
+//! chunk fails with a `Codec` error) and the parent refuses results of another type than it
+//! expects (likewise), so no value is ever decoded as another type. Both sides are one
+//! monomorphized `fn(A) -> R` of one binary, so this costs two compares per chunk and
+//! guards against a damaged or hostile peer. (A context's bytes carry no tag: they are
+//! decoded once per worker, by the same monomorphized runner that the parent encoded them
+//! for.)
+//!
 //! A worker holds one context (the one a `WithContext` sent last), decoded once; the parent
 //! knows which (it sends chunks to a worker in the order the worker runs them) and sends a
 //! context's bytes with the first chunk that needs them on that worker.
@@ -54,7 +64,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::wire::{De, Ser};
-use crate::codec::{Codec, Postcard};
+use crate::codec::{ident, Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 use crate::process::channel::{self, FrameReader, Tag};
@@ -200,9 +210,9 @@ impl CtxRunner for ChunkRunner {
                 Ok(Ok(c)) => cache.value = Some(Box::new(c)),
                 Ok(Err(e)) => {
                     let msg = format!("the context does not decode: {e}");
-                    return fail_all(count, OUT_FAILED, &msg, out);
+                    return fail_all::<R>(count, OUT_FAILED, &msg, out);
                 }
-                Err(p) => return fail_all(count, OUT_PANIC, &panic_text(&*p), out),
+                Err(p) => return fail_all::<R>(count, OUT_PANIC, &panic_text(&*p), out),
             }
         }
         let c: &C = cache
@@ -214,10 +224,17 @@ impl CtxRunner for ChunkRunner {
     }
 }
 
-/// Outcomes for `count` tasks that all failed with the same message (format above).
-fn fail_all(count: u32, tag: u8, msg: &str, out: &mut Vec<u8>) -> std::result::Result<(), String> {
+/// Outcomes for `count` tasks of result type `R` that all failed with the same message
+/// (format above).
+fn fail_all<R>(
+    count: u32,
+    tag: u8,
+    msg: &str,
+    out: &mut Vec<u8>,
+) -> std::result::Result<(), String> {
     out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(&0u64.to_le_bytes());
+    out.extend_from_slice(&(ident::TAG_LEN as u64).to_le_bytes());
+    ident::put_tag::<R>(out);
     for i in 0..count {
         out.extend_from_slice(&i.to_le_bytes());
         out.push(tag);
@@ -293,7 +310,10 @@ impl Runner for InitRunner {
         input: &[u8],
         _out: &mut Vec<u8>,
     ) -> std::result::Result<(), String> {
-        let a: A = Postcard::decode(input).map_err(|e| e.to_string())?;
+        // The arguments' type tag first (`codec/ident.rs`).
+        let a: A = ident::check::<A>(input)
+            .and_then(|value| Postcard::decode(value))
+            .map_err(|e| e.to_string())?;
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             f(a);
         }))
@@ -361,10 +381,17 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     args: &[u8],
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
+    // Arguments of another type than `f` takes: every task fails with the `Codec` error
+    // (`codec/ident.rs`), none is decoded.
+    let args = match ident::check::<A>(args) {
+        Ok(args) => args,
+        Err(e) => return fail_all::<R>(count, OUT_FAILED, e.message(), out),
+    };
     let mut de = De::new(args);
     let head = out.len();
     out.extend_from_slice(&[0; 12]); // failed u32 | vlen u64, filled in at the end
-                                     // Room for small values (a few bytes each); larger ones grow the buffer.
+    ident::put_tag::<R>(out); // the first bytes of the values
+                              // Room for small values (a few bytes each); larger ones grow the buffer.
     out.reserve((count as usize).saturating_mul(8).min(1 << 24));
     // The failed tasks' entries (index | tag | message), appended after the values.
     let mut failures: Vec<u8> = Vec::new();
@@ -672,6 +699,19 @@ impl<'a> Outcomes<'a> {
     }
 }
 
+/// The encoded values of a chunk's outcomes, after their type tag, which must be `R`'s.
+///
+/// # Errors
+/// [`ErrorKind::Codec`] naming the types when it is another type's.
+fn values_of<R>(values: &[u8], pid: i32) -> Result<&[u8]> {
+    ident::check::<R>(values).map_err(|e| {
+        Error::new(
+            ErrorKind::Codec,
+            format!("the results of pool worker {pid}: {}", e.message()),
+        )
+    })
+}
+
 /// Decodes the outcomes of a chunk of `count` tasks, as sent by a worker, appending one
 /// `Result` per task (always `count` of them).
 pub(crate) fn decode_outcomes<R: DeserializeOwned>(
@@ -689,7 +729,15 @@ pub(crate) fn decode_outcomes<R: DeserializeOwned>(
             return;
         }
     };
-    let mut de = De::new(o.values);
+    let values = match values_of::<R>(o.values, pid) {
+        Ok(v) => v,
+        Err(e) => {
+            let msg = e.message().to_string();
+            out.extend((0..count).map(|_| Err(Error::new(ErrorKind::Codec, msg.clone()))));
+            return;
+        }
+    };
+    let mut de = De::new(values);
     let mut next = o.next_failure();
     let mut i = 0;
     while i < count {
@@ -731,10 +779,11 @@ pub(crate) fn decode_values<R: DeserializeOwned>(
     out: &mut Vec<R>,
 ) -> Result<()> {
     let mut o = Outcomes::parse(bytes, count, pid)?;
+    let values = values_of::<R>(o.values, pid)?;
     if let Some(r) = o.next_failure() {
         return Err(r?.1);
     }
-    let mut de = De::new(o.values);
+    let mut de = De::new(values);
     for _ in 0..count {
         match R::deserialize(&mut de) {
             Ok(v) => out.push(v),
@@ -762,6 +811,7 @@ mod tests {
 
     fn run(items: &[u32]) -> Vec<u8> {
         let mut args = Vec::new();
+        ident::put_tag::<u32>(&mut args);
         let n = encode_items(items.iter().copied(), usize::MAX, &mut args)
             .0
             .unwrap();
@@ -810,6 +860,48 @@ mod tests {
         let mut vals: Vec<u32> = Vec::new();
         decode_values(&ok, 4, 7, &mut vals).unwrap();
         assert_eq!(vals, vec![0, 1, 150, 35_000]);
+    }
+
+    /// Issue 12, point 2: arguments of another type than the function takes fail every task
+    /// of the chunk with a `Codec` error (none is decoded); results of another type than
+    /// the caller expects likewise.
+    #[test]
+    fn arguments_and_results_of_another_type_are_codec_errors() {
+        let mut args = Vec::new();
+        ident::put_tag::<(u8, u8)>(&mut args);
+        let n = encode_items([(1u8, 2u8), (3, 4)].into_iter(), usize::MAX, &mut args)
+            .0
+            .unwrap();
+        let mut out = Vec::new();
+        run_items(&half, n, &args, &mut out).unwrap();
+        let mut all: Vec<Result<u32>> = Vec::new();
+        decode_outcomes(&out, 2, 7, &mut all);
+        for r in &all {
+            let e = r.as_ref().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Codec, "{e}");
+            assert!(e.message().contains("expected a `u32`"), "{e}");
+        }
+        let mut vals: Vec<u32> = Vec::new();
+        assert_eq!(
+            decode_values(&out, 2, 7, &mut vals).unwrap_err().kind(),
+            ErrorKind::Codec
+        );
+        // Results: `u32` values read as `i32` (the same bytes would decode).
+        let out = run(&[0, 2]);
+        let mut all: Vec<Result<i32>> = Vec::new();
+        decode_outcomes(&out, 2, 7, &mut all);
+        for r in &all {
+            let e = r.as_ref().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Codec, "{e}");
+            assert!(e.message().contains("expected a `i32`"), "{e}");
+        }
+        let mut vals: Vec<i32> = Vec::new();
+        let e = decode_values(&out, 2, 7, &mut vals).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Codec);
+        assert!(vals.is_empty());
+        let mut vals: Vec<u32> = Vec::new();
+        decode_values(&out, 2, 7, &mut vals).unwrap();
+        assert_eq!(vals, [0, 1]);
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub(crate) enum Tag {
     Ready = 8,
     /// Pool: worker to parent, the initializer panicked; the bytes are the message.
     InitFailed = 9,
+    /// Spawn: the child's arguments did not decode (a type mismatch, or bad bytes); the
+    /// bytes say why. The parent's `join` reports it as an `ErrorKind::Codec` error.
+    BadArgs = 10,
 }
 
 impl Tag {
@@ -55,6 +58,7 @@ impl Tag {
             7 => Tag::Quit,
             8 => Tag::Ready,
             9 => Tag::InitFailed,
+            10 => Tag::BadArgs,
             _ => return None,
         })
     }

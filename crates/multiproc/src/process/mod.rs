@@ -179,7 +179,7 @@ impl ProcessBuilder {
     {
         let name = self.take_name();
         let daemon = self.daemon;
-        let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec(&args))?;
+        let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec_typed(&args))?;
         let entry = spawn::Entry::of::<A, R, M>(f);
         let who = Identity::for_child(&name, daemon, StartMethod::Spawn);
         let started = if daemon && !on_main_thread() {
@@ -933,11 +933,23 @@ impl<R> Process<R> {
             },
         };
         match frame {
-            Some(f) if f.tag == Tag::Value => (self.decode)(&f.body, f.fds).map_err(|e| {
-                failed(format!(
-                    "{} returned a value that does not decode: {e}",
-                    who()
-                ))
+            // A value that does not decode, or is of another type (`codec/ident.rs`), and
+            // arguments the child could not decode: `ErrorKind::Codec`.
+            Some(f) if f.tag == Tag::Value => {
+                (self.decode)(&f.body, f.fds).map_err(|e| JoinError::Failed {
+                    error: Error::new(
+                        e.kind(),
+                        format!("{} returned a value that does not decode: {e}", who()),
+                    ),
+                    status: Some(status),
+                })
+            }
+            Some(f) if f.tag == Tag::BadArgs => Err(JoinError::Failed {
+                error: Error::new(
+                    ErrorKind::Codec,
+                    format!("{}: {}", who(), String::from_utf8_lossy(&f.body)),
+                ),
+                status: Some(status),
             }),
             Some(f) if f.tag == Tag::Panic => Err(JoinError::Panicked {
                 message: String::from_utf8_lossy(&f.body).into_owned(),
@@ -1007,4 +1019,98 @@ impl<R> Drop for Process<R> {
 /// ```
 pub fn active_children() -> Vec<u32> {
     registry::active().into_iter().map(|p| p as u32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! A child's value or Spawn arguments of another type than the other side expects (issue
+    //! 12, point 2). Through the public API both sides are one `fn(A) -> R`, so the mismatch
+    //! is made here, with real children: a `Process<String>` whose child returns a
+    //! `(u8, u8)`, and a `fn(String)` child handed a `(u8, u8)`.
+
+    use super::outcome::Returns;
+    use super::*;
+
+    fn pair(_: ()) -> (u8, u8) {
+        (1, 2)
+    }
+
+    fn length(s: String) -> usize {
+        s.len()
+    }
+
+    /// A `Process<String>` for a child that returns `(1u8, 2u8)`.
+    fn wrong_result(m: StartMethod) -> Process<String> {
+        let who = Identity::for_child("wrong-type", false, m);
+        let started = match m {
+            StartMethod::Fork => fork_child(Box::new(who), |sink| {
+                run_target::<(u8, u8), Returns>(sink, || pair(()))
+            }),
+            StartMethod::Spawn => {
+                let args = codec::to_vec_typed(&()).unwrap();
+                let entry = spawn::Entry::of::<(), (u8, u8), Returns>(pair);
+                spawn::exec_child(entry, &args, Vec::new(), who)
+            }
+        }
+        .unwrap();
+        Process::new(
+            started,
+            "wrong-type".into(),
+            false,
+            m,
+            outcome::decoder::<String, Returns>(),
+        )
+    }
+
+    #[test]
+    fn a_result_of_another_type_is_a_codec_error() {
+        for m in [StartMethod::Fork, StartMethod::Spawn] {
+            let p = wrong_result(m);
+            let e = p.join().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Codec, "{m:?}: {e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("expected a `alloc::string::String`"),
+                "{text}"
+            );
+            // The process is still there to ask: it exited normally.
+            assert_eq!(p.exitcode(), Some(0), "{m:?}");
+            assert!(p.join().is_err(), "joined once");
+            // The right type, through the public API, works.
+            let ok = match m {
+                StartMethod::Fork => Process::fork(|| "fine".len()),
+                StartMethod::Spawn => Process::spawn(length, "fine".to_string()),
+            };
+            assert_eq!(ok.unwrap().join().unwrap(), 4);
+        }
+    }
+
+    #[test]
+    fn spawn_arguments_of_another_type_are_a_codec_error() {
+        let who = Identity::for_child("wrong-args", false, StartMethod::Spawn);
+        let args = codec::to_vec_typed(&(1u8, 2u8)).unwrap();
+        let entry = spawn::Entry::of::<String, usize, Returns>(length);
+        let started = spawn::exec_child(entry, &args, Vec::new(), who).unwrap();
+        let p: Process<usize> = Process::new(
+            started,
+            "wrong-args".into(),
+            false,
+            StartMethod::Spawn,
+            outcome::decoder::<usize, Returns>(),
+        );
+        let e = p.join().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Codec, "{e}");
+        let text = e.to_string();
+        assert!(text.contains("cannot decode the arguments"), "{text}");
+        assert!(text.contains("alloc::string::String"), "{text}");
+        assert_eq!(p.exitcode(), Some(1));
+        // The same call with the right type.
+        assert_eq!(
+            Process::spawn(length, "four".to_string())
+                .unwrap()
+                .join()
+                .unwrap(),
+            4
+        );
+    }
 }

@@ -26,7 +26,7 @@ use std::os::fd::OwnedFd;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::{self, Codec, Postcard};
+use crate::codec::{self, ident, Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 
@@ -91,12 +91,16 @@ pub enum Returns {}
 pub enum NeverReturns {}
 
 impl<T: Serialize + DeserializeOwned> private::Sealed<Returns> for T {
+    /// The type tag, then the value (`codec/ident.rs`).
     fn encode(&self) -> Result<(Vec<u8>, Vec<OwnedFd>)> {
-        handle::with_exported_fds(|| codec::to_vec(self))
+        handle::with_exported_fds(|| codec::to_vec_typed(self))
     }
 
+    /// A value of another type is refused before it is decoded: an `ErrorKind::Codec` error.
     fn decode(body: &[u8], fds: Vec<OwnedFd>) -> Result<T> {
-        handle::with_imported_fds(fds, || Postcard::decode::<T>(body))
+        handle::with_imported_fds(fds, || {
+            ident::check::<T>(body).and_then(|value| Postcard::decode::<T>(value))
+        })
     }
 }
 

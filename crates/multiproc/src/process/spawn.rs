@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::channel::{self, FrameReader, Tag};
 use super::{current, registry, Link, Outcome, Started};
-use crate::codec::{Codec, Postcard};
+use crate::codec::{ident, Codec, Postcard};
 use crate::error::{Context, Error, Result};
 use crate::handle;
 use crate::sys::{proc, socket};
@@ -257,12 +257,16 @@ fn call<A: DeserializeOwned, R: Outcome<M>, M>(
     // of this same binary (checked by `boot` against the binary's identity and fingerprint),
     // relocated by the same anchor, so it is the address of that function here.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
-    let args: Result<A> = handle::with_imported_fds(fds, || Postcard::decode(&args));
+    // The arguments start with their type's tag (`codec/ident.rs`): a value of another
+    // type is refused before it is decoded.
+    let args: Result<A> = handle::with_imported_fds(fds, || {
+        ident::check::<A>(&args).and_then(|value| Postcard::decode(value))
+    });
     match args {
         Ok(a) => super::run_target::<R, M>(super::Sink::Socket(sock), move || f(a)),
         Err(e) => {
             let msg = format!("cannot decode the arguments in the child: {e}");
-            let _ = channel::send_frame(sock.as_fd(), Tag::Failed, msg.as_bytes(), &[]);
+            let _ = channel::send_frame(sock.as_fd(), Tag::BadArgs, msg.as_bytes(), &[]);
             1
         }
     }

@@ -51,6 +51,7 @@ pub use self::error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
 use self::shared::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
+use crate::codec::ident::{self, TAG_LEN};
 use crate::codec::{Codec, Postcard};
 #[allow(unused_imports)] // the docs' links
 use crate::error::ErrorKind;
@@ -105,6 +106,9 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 /// ```
 pub struct Queue<T, C: Codec = Postcard> {
     shared: SharedQueue,
+    /// `T`'s type tag (`codec/ident.rs`), written before every typed message and checked
+    /// by every typed get.
+    tag: u64,
     _marker: PhantomData<fn(T) -> T>,
     _codec: PhantomData<fn() -> C>,
 }
@@ -113,6 +117,7 @@ impl<T, C: Codec> Clone for Queue<T, C> {
     fn clone(&self) -> Self {
         Queue {
             shared: self.shared.clone(),
+            tag: self.tag,
             _marker: PhantomData,
             _codec: PhantomData,
         }
@@ -315,6 +320,7 @@ impl<T, C: Codec> Queue<T, C> {
     fn from_shared(shared: SharedQueue) -> Self {
         Queue {
             shared,
+            tag: ident::tag_of::<T>(),
             _marker: PhantomData,
             _codec: PhantomData,
         }
@@ -352,7 +358,9 @@ impl<T, C: Codec> Queue<T, C> {
         self.shared.capacity_bytes()
     }
 
-    /// The largest encoded message this queue accepts.
+    /// The largest encoded message this queue accepts: the most bytes for `put_bytes`; a
+    /// typed `put` carries an 8-byte type tag before its value's encoding, so a value may
+    /// encode to 8 bytes fewer.
     pub fn max_message_bytes(&self) -> u64 {
         self.shared.max_payload()
     }
@@ -385,14 +393,15 @@ impl<T, C: Codec> Queue<T, C> {
 
     /// Puts raw bytes, skipping the codec; waits for room.
     ///
-    /// A consumer reads them with [`get_bytes`](Self::get_bytes) (or `get` if they happen to
-    /// be a valid encoding of `T`).
+    /// A consumer reads them with [`get_bytes`](Self::get_bytes); a typed `get` refuses
+    /// them (a [`ErrorKind::Codec`] error; the message is consumed): raw messages carry no
+    /// type identity (see the [`codec`](crate::codec) docs).
     ///
     /// # Errors
     /// `Closed`, or `Failed` when the bytes exceed [`max_message_bytes`](Self::max_message_bytes).
     #[doc(alias = "send_bytes")]
     pub fn put_bytes(&self, bytes: &[u8]) -> std::result::Result<(), PutError<()>> {
-        self.put_one_raw(bytes, FOREVER)
+        self.put_one_raw(bytes, false, FOREVER)
             .map_err(|s| put_error((), s))
     }
 
@@ -401,7 +410,7 @@ impl<T, C: Codec> Queue<T, C> {
     /// # Errors
     /// `Full`, `Closed`, or `Failed` (too large).
     pub fn try_put_bytes(&self, bytes: &[u8]) -> std::result::Result<(), TryPutError<()>> {
-        self.put_one_raw(bytes, Wait::No)
+        self.put_one_raw(bytes, false, Wait::No)
             .map_err(|s| try_put_error((), s))
     }
 
@@ -414,7 +423,7 @@ impl<T, C: Codec> Queue<T, C> {
         bytes: &[u8],
         timeout: Duration,
     ) -> std::result::Result<(), PutTimeoutError<()>> {
-        self.put_one_raw(bytes, within(timeout))
+        self.put_one_raw(bytes, false, within(timeout))
             .map_err(|s| put_timeout_error((), s))
     }
 
@@ -427,7 +436,7 @@ impl<T, C: Codec> Queue<T, C> {
         bytes: &[u8],
         deadline: Instant,
     ) -> std::result::Result<(), PutTimeoutError<()>> {
-        self.put_one_raw(bytes, until(deadline))
+        self.put_one_raw(bytes, false, until(deadline))
             .map_err(|s| put_timeout_error((), s))
     }
 
@@ -536,6 +545,9 @@ impl<T, C: Codec> Queue<T, C> {
     ) -> std::result::Result<(), GetStop> {
         buf.clear();
         self.shared.take_one(wait, |f: FrameRef<'_>| {
+            if f.typed() {
+                return Err(ident::typed_where_raw(f.bytes()));
+            }
             f.read_into(buf);
             Ok(())
         })
@@ -548,17 +560,27 @@ impl<T, C: Codec> Queue<T, C> {
         Ok(out)
     }
 
+    /// Puts `bytes` as one message: a raw one, or a `typed` one (`bytes` start with the
+    /// type tag).
     #[inline]
-    fn put_one_raw(&self, bytes: &[u8], wait: Wait) -> std::result::Result<(), PutStop> {
+    fn put_one_raw(
+        &self,
+        bytes: &[u8],
+        typed: bool,
+        wait: Wait,
+    ) -> std::result::Result<(), PutStop> {
         let write = |dst: &mut [u8]| {
             dst.copy_from_slice(bytes);
             Ok(())
         };
-        self.shared.put_one_with(bytes.len(), write, wait)
+        self.shared.put_one_with(bytes.len(), typed, write, wait)
     }
 
-    fn put_raw(&self, payloads: &[&[u8]], wait: Wait) -> std::result::Result<(), (usize, PutStop)> {
-        self.shared.put_frames(payloads, wait)
+    /// The value bytes of a frame that a typed get took: after its type tag, which must be
+    /// `T`'s (else a `Codec` error naming the types; the frame is consumed all the same).
+    #[inline(always)]
+    fn value_bytes<'f>(&self, f: &'f FrameRef<'_>) -> Result<&'f [u8]> {
+        ident::value_of::<T>(self.tag, f.bytes(), f.typed())
     }
 }
 
@@ -596,12 +618,23 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     fn put_ref_wait(&self, item: &T, wait: Wait) -> std::result::Result<(), PutStop> {
         match C::encoded_len(item) {
             // Encoded straight into the ring (under the producer mutex): no copy between.
-            Ok(Some(n)) => self
-                .shared
-                .put_one_with(n, |dst| C::encode_to_slice(item, dst), wait),
-            Ok(None) => with_scratch(|buf| match C::encode(item, buf) {
-                Ok(()) => self.put_one_raw(buf, wait),
-                Err(e) => Err(PutStop::Failed(e)),
+            // The type tag, then the value (`codec/ident.rs`).
+            Ok(Some(n)) => self.shared.put_one_with(
+                TAG_LEN + n,
+                true,
+                |dst| {
+                    let (tag, value) = dst.split_at_mut(TAG_LEN);
+                    tag.copy_from_slice(&self.tag.to_le_bytes());
+                    C::encode_to_slice(item, value)
+                },
+                wait,
+            ),
+            Ok(None) => with_scratch(|buf| {
+                buf.extend_from_slice(&self.tag.to_le_bytes());
+                match C::encode(item, buf) {
+                    Ok(()) => self.put_one_raw(buf, true, wait),
+                    Err(e) => Err(PutStop::Failed(e)),
+                }
             }),
             Err(e) => Err(PutStop::Failed(e)),
         }
@@ -800,6 +833,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         let r = with_scratch(|buf| {
             let mut ends = Vec::with_capacity(items.len());
             for it in &items {
+                buf.extend_from_slice(&self.tag.to_le_bytes());
                 if let Err(e) = C::encode(it, buf) {
                     return Err((0, PutStop::Failed(e)));
                 }
@@ -814,7 +848,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
                     s
                 })
                 .collect();
-            self.put_raw(&slices, wait)
+            self.shared.put_frames(&slices, true, wait)
         });
         r.map_err(|(done, s)| (items.split_off(done), s))
     }
@@ -824,7 +858,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         // As `get_wait`, decoding into `place`.
         let mut panicked = None;
         let r = self.shared.take_one(wait, |f: FrameRef<'_>| {
-            crate::codec::decode_into_guarded::<T, C>(f.bytes(), place, &mut panicked)
+            crate::codec::decode_into_guarded::<T, C>(self.value_bytes(&f)?, place, &mut panicked)
         });
         if let Some(p) = panicked {
             std::panic::resume_unwind(p);
@@ -841,7 +875,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         // panic on the same message).
         let mut panicked = None;
         let r = self.shared.take_one(wait, |f: FrameRef<'_>| {
-            crate::codec::decode_guarded::<T, C>(f.bytes(), &mut panicked)
+            crate::codec::decode_guarded::<T, C>(self.value_bytes(&f)?, &mut panicked)
         });
         if let Some(p) = panicked {
             std::panic::resume_unwind(p);
@@ -917,7 +951,9 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
     ///
     /// # Errors
     /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Failed`] when
-    /// the next message does not decode as `T` (that message is consumed; the queue goes on).
+    /// the next message does not decode as `T` (that message is consumed; the queue goes on):
+    /// an [`ErrorKind::Codec`] error also for a message of another type (a handle of another
+    /// `T` to the same queue) or raw bytes from `put_bytes` — never a wrong value.
     #[inline]
     pub fn get(&self) -> std::result::Result<T, GetError> {
         self.get_wait(FOREVER).map_err(get_err)
@@ -1004,7 +1040,7 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Queue<T, C> {
         let mut panicked = None;
         let r = self.shared.take_frames(max, wait, |_, f: FrameRef<'_>| {
             out.push(crate::codec::decode_guarded::<T, C>(
-                f.bytes(),
+                self.value_bytes(&f)?,
                 &mut panicked,
             )?);
             Ok(())

@@ -741,7 +741,8 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
         Pc::WHdr => {
             let p = a.place.expect("placed");
             let id = a.in_flight(cfg).expect("a message in flight");
-            m.ring[(g.phys(p.at) / 8) as usize] = ring::encode_header(cfg.msg_len(id) as u32);
+            m.ring[(g.phys(p.at) / 8) as usize] =
+                ring::encode_header(cfg.msg_len(id) as u32, false);
             a.early = m.getters;
             a.st.tail = p.tail;
             a.st.puts += 1;

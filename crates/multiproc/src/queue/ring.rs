@@ -56,7 +56,9 @@
 //! All positions are multiples of 8, so a frame header (8 bytes, read as one `AtomicU64`) is
 //! always aligned and never wraps.
 
-/// Bytes of a frame header: `u32` payload length, `u32` check word.
+/// Bytes of a frame header: `u32` payload length, `u32` check word. The check word also
+/// says whether the payload is raw bytes (`put_bytes`) or a typed message (a type tag, then
+/// the codec's bytes: `codec/ident.rs`), so a raw payload stays exactly the caller's bytes.
 pub(crate) const FRAME_HEADER: u64 = 8;
 
 /// The warm area's size for large rings: pages below it stay mapped once touched (so large
@@ -84,21 +86,26 @@ pub(crate) const fn frame_len(len: u64) -> u64 {
     FRAME_HEADER + len.div_ceil(8) * 8
 }
 
-/// The frame header word for a payload of `len` bytes: length in the low half, and in the
-/// high half a check derived from it, so that garbage is very unlikely to pass as a header.
-pub(crate) const fn encode_header(len: u32) -> u64 {
-    (len as u64) | ((check_word(len) as u64) << 32)
+/// The frame header word for a payload of `len` bytes, raw or `typed`: length in the low
+/// half, and in the high half a check derived from it (and the kind), so that garbage is
+/// very unlikely to pass as a header.
+pub(crate) const fn encode_header(len: u32, typed: bool) -> u64 {
+    (len as u64) | ((check_word(len, typed) as u64) << 32)
 }
 
-const fn check_word(len: u32) -> u32 {
-    !len ^ 0x5a17_c3e9
+const fn check_word(len: u32, typed: bool) -> u32 {
+    !len ^ if typed { 0xe3a4_5b71 } else { 0x5a17_c3e9 }
 }
 
-/// The payload length in a frame header word, if its check word matches.
-pub(crate) const fn decode_header(word: u64) -> Option<u32> {
+/// The payload length in a frame header word and whether the payload is typed, if its
+/// check word matches.
+pub(crate) const fn decode_header(word: u64) -> Option<(u32, bool)> {
     let len = word as u32;
-    if (word >> 32) as u32 == check_word(len) {
-        Some(len)
+    let check = (word >> 32) as u32;
+    if check == check_word(len, false) {
+        Some((len, false))
+    } else if check == check_word(len, true) {
+        Some((len, true))
     } else {
         None
     }
@@ -288,9 +295,14 @@ pub(crate) fn realign(g: &Geometry, tail: u64) -> Option<u64> {
 pub(crate) enum Front {
     /// A skip frame: the next frame is at `next`.
     Skip { next: u64 },
-    /// A frame with a payload of `len` bytes at physical offset `payload`; the next frame
-    /// is at `next`.
-    Frame { payload: u64, len: u64, next: u64 },
+    /// A frame with a payload of `len` bytes at physical offset `payload`, typed or raw;
+    /// the next frame is at `next`.
+    Frame {
+        payload: u64,
+        len: u64,
+        next: u64,
+        typed: bool,
+    },
 }
 
 /// Interprets the header `word` found at `head` (`head < tail`, validated).
@@ -305,13 +317,15 @@ pub(crate) fn front(g: &Geometry, head: u64, tail: u64, word: u64) -> Result<Fro
             Err(Corrupt("skip frame runs past the data"))
         };
     }
-    let len = decode_header(word).ok_or(Corrupt("frame header is damaged"))? as u64;
+    let (len, typed) = decode_header(word).ok_or(Corrupt("frame header is damaged"))?;
+    let len = len as u64;
     let flen = frame_len(len);
     if phys + flen <= g.cap && head + flen <= tail {
         Ok(Front::Frame {
             payload: phys + FRAME_HEADER,
             len,
             next: head + flen,
+            typed,
         })
     } else {
         Err(Corrupt("frame runs past the data"))
@@ -405,7 +419,10 @@ mod tests {
     #[test]
     fn header_round_trip_and_garbage() {
         for len in [0u32, 1, 7, 8, 1 << 20, u32::MAX] {
-            assert_eq!(decode_header(encode_header(len)), Some(len));
+            for typed in [false, true] {
+                assert_eq!(decode_header(encode_header(len, typed)), Some((len, typed)));
+            }
+            assert_ne!(encode_header(len, false), encode_header(len, true));
         }
         assert_eq!(decode_header(0), None);
         assert_eq!(decode_header(u64::MAX), None);
@@ -450,11 +467,21 @@ mod tests {
         );
         assert_eq!(front(&g, 48, 88, SKIP), Ok(Front::Skip { next: 64 }));
         assert_eq!(
-            front(&g, 64, 88, encode_header(16)),
+            front(&g, 64, 88, encode_header(16, false)),
             Ok(Front::Frame {
                 payload: 8,
                 len: 16,
-                next: 88
+                next: 88,
+                typed: false,
+            })
+        );
+        assert_eq!(
+            front(&g, 64, 88, encode_header(16, true)),
+            Ok(Front::Frame {
+                payload: 8,
+                len: 16,
+                next: 88,
+                typed: true,
             })
         );
     }
@@ -532,11 +559,11 @@ mod tests {
         );
         assert!(g.validate(0, 0, 64).is_ok());
         assert!(
-            front(&g, 0, 16, encode_header(16)).is_err(),
+            front(&g, 0, 16, encode_header(16, false)).is_err(),
             "runs past tail"
         );
         assert!(
-            front(&g, 48, 120, encode_header(20)).is_err(),
+            front(&g, 48, 120, encode_header(20, true)).is_err(),
             "runs past the lap"
         );
         assert!(front(&g, 0, 64, SKIP).is_err(), "skip at a lap start");
@@ -706,7 +733,7 @@ mod tests {
                         prop_assert!(g.phys(p.at) + flen <= cap);
                         claim(&mut owner, p.at, flen, next_id);
                         let ph = g.phys(p.at) as usize;
-                        mem[ph..ph + 8].copy_from_slice(&encode_header(len as u32).to_ne_bytes());
+                        mem[ph..ph + 8].copy_from_slice(&encode_header(len as u32, len % 2 == 0).to_ne_bytes());
                         for i in 0..len as usize {
                             mem[ph + 8 + i] = (next_id as u8) ^ (i as u8);
                         }
@@ -725,7 +752,8 @@ mod tests {
                                     owner[ph..ph + 8].fill(None);
                                     head = next;
                                 }
-                                Front::Frame { payload, len, next } => {
+                                Front::Frame { payload, len, next, typed } => {
+                                    prop_assert_eq!(typed, len % 2 == 0);
                                     let (id, want) = model.pop_front().unwrap();
                                     prop_assert_eq!(len, want);
                                     for i in 0..len {

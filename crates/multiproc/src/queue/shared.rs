@@ -366,9 +366,17 @@ pub(crate) struct FrameRef<'a> {
     q: &'a SharedQueue,
     at: usize,
     len: usize,
+    typed: bool,
 }
 
 impl FrameRef<'_> {
+    /// True when the frame holds a typed message (a type tag, then the codec's bytes: see
+    /// `codec/ident.rs`), false for raw bytes (`put_bytes`, a connection's records).
+    #[inline(always)]
+    pub(crate) fn typed(&self) -> bool {
+        self.typed
+    }
+
     /// The payload, in place in the ring (valid while the sink runs, under the consumer
     /// mutex): decoding straight from it saves a copy.
     #[inline]
@@ -837,13 +845,15 @@ impl SharedQueue {
         unsafe { &*(self.ring.add(phys as usize) as *const AtomicU64) }
     }
 
-    /// Writes a frame of a `len`-byte payload at `phys`: the payload by `fill` (given the
-    /// payload bytes, in place), then the header. On a `fill` error no header is written.
+    /// Writes a frame of a `len`-byte payload (`typed` or raw) at `phys`: the payload by
+    /// `fill` (given the payload bytes, in place), then the header. On a `fill` error no
+    /// header is written.
     #[inline]
     fn write_frame(
         &self,
         phys: u64,
         len: usize,
+        typed: bool,
         fill: impl FnOnce(&mut [u8]) -> Result<()>,
     ) -> Result<()> {
         let flen = ring::frame_len(len as u64);
@@ -863,7 +873,7 @@ impl SharedQueue {
         };
         fill(dst)?;
         self.header(phys)
-            .store(ring::encode_header(len as u32), Ordering::Relaxed);
+            .store(ring::encode_header(len as u32, typed), Ordering::Relaxed);
         Ok(())
     }
 
@@ -929,6 +939,7 @@ impl SharedQueue {
     pub(crate) fn put_one_with(
         &self,
         len: usize,
+        typed: bool,
         write: impl FnOnce(&mut [u8]) -> Result<()>,
         wait: Wait,
     ) -> std::result::Result<(), PutStop> {
@@ -937,7 +948,7 @@ impl SharedQueue {
             let l = Locked(m);
             let mut st = self.p_state();
             if let Some(p) = self.place_by_hints(&st, ring::frame_len(len as u64)) {
-                let r = self.write_frame(self.geo.phys(p.at), len, write);
+                let r = self.write_frame(self.geo.phys(p.at), len, typed, write);
                 if r.is_ok() {
                     st.tail = p.tail;
                     st.puts += 1;
@@ -957,6 +968,7 @@ impl SharedQueue {
         let mut write = Some(write);
         self.put_frames_with(
             1,
+            typed,
             |_| len,
             |_, dst| write.take().map_or(Ok(()), |w| w(dst)),
             wait,
@@ -964,15 +976,17 @@ impl SharedQueue {
         .map_err(|(_, s)| s)
     }
 
-    /// Puts the payloads in order, waiting for room as `wait` allows. Returns how many went
-    /// in, with the reason it stopped early.
+    /// Puts the payloads (`typed` or raw frames) in order, waiting for room as `wait` allows. Returns how many
+    /// went in, with the reason it stopped early.
     pub(crate) fn put_frames(
         &self,
         payloads: &[&[u8]],
+        typed: bool,
         wait: Wait,
     ) -> std::result::Result<(), (usize, PutStop)> {
         self.put_frames_with(
             payloads.len(),
+            typed,
             |i| payloads[i].len(),
             |i, dst| {
                 dst.copy_from_slice(payloads[i]);
@@ -982,13 +996,15 @@ impl SharedQueue {
         )
     }
 
-    /// Puts `n` payloads in order, payload `i` of `len(i)` bytes written in place into the
-    /// ring by `write(i, dst)` (`dst.len() == len(i)`) under the producer mutex. A `write`
+    /// Puts `n` payloads in order (`typed` or raw frames), payload `i` of `len(i)` bytes
+    /// written in place into the ring by `write(i, dst)` (`dst.len() == len(i)`) under the
+    /// producer mutex. A `write`
     /// error stops the batch before that payload (nothing of it is committed) and is
     /// returned as `Failed`. Otherwise as [`put_frames`](Self::put_frames).
     pub(crate) fn put_frames_with(
         &self,
         n: usize,
+        typed: bool,
         len: impl Fn(usize) -> usize,
         mut write: impl FnMut(usize, &mut [u8]) -> Result<()>,
         wait: Wait,
@@ -1027,7 +1043,8 @@ impl SharedQueue {
                                 .store(ring::SKIP, Ordering::Relaxed);
                         }
                         let phys = self.geo.phys(p.at);
-                        if let Err(e) = self.write_frame(phys, plen, |dst| write(done, dst)) {
+                        if let Err(e) = self.write_frame(phys, plen, typed, |dst| write(done, dst))
+                        {
                             failed = Some(e);
                             break;
                         }
@@ -1235,11 +1252,12 @@ impl SharedQueue {
             let l = Locked(m);
             let mut c = self.c_state();
             if c.punch_to == 0 {
-                if let Some((tail, payload, len, next)) = self.front_by_hint(&c) {
+                if let Some((tail, payload, len, next, typed)) = self.front_by_hint(&c) {
                     let r = sink(FrameRef {
                         q: self,
                         at: payload as usize,
                         len: len as usize,
+                        typed,
                     });
                     // Consumed either way: a frame that does not decode is reported once.
                     c.head = next;
@@ -1264,11 +1282,11 @@ impl SharedQueue {
         Ok(out.expect("a get that returned Ok took one frame"))
     }
 
-    /// The frame at `c.head` as `(tail, payload, len, next)` when there is one, looking at
+    /// The frame at `c.head` as `(tail, payload, len, next, typed)` when there is one, looking at
     /// the producers' state only if the hint shows none. `None` for anything
     /// [`take_frames`](Self::take_frames) must handle (empty, a skip, damage). Holds `cmutex`.
     #[inline(always)]
-    fn front_by_hint(&self, c: &CState) -> Option<(u64, u64, u64, u64)> {
+    fn front_by_hint(&self, c: &CState) -> Option<(u64, u64, u64, u64, bool)> {
         let mut tail = self.hints.tail.load(Ordering::Relaxed);
         if c.head >= tail || tail - c.head > self.geo.cap {
             let (_, p) = self.p_snapshot();
@@ -1280,7 +1298,12 @@ impl SharedQueue {
         }
         let word = self.header(self.geo.phys(c.head)).load(Ordering::Relaxed);
         match ring::front(&self.geo, c.head, tail, word) {
-            Ok(Front::Frame { payload, len, next }) => Some((tail, payload, len, next)),
+            Ok(Front::Frame {
+                payload,
+                len,
+                next,
+                typed,
+            }) => Some((tail, payload, len, next, typed)),
             _ => None,
         }
     }
@@ -1368,11 +1391,17 @@ impl SharedQueue {
                 let word = self.header(self.geo.phys(c.head)).load(Ordering::Relaxed);
                 match ring::front(&self.geo, c.head, tail, word) {
                     Ok(Front::Skip { next }) => c.head = next,
-                    Ok(Front::Frame { payload, len, next }) => {
+                    Ok(Front::Frame {
+                        payload,
+                        len,
+                        next,
+                        typed,
+                    }) => {
                         let frame = FrameRef {
                             q: self,
                             at: payload as usize,
                             len: len as usize,
+                            typed,
                         };
                         if let Err(e) = sink(n, frame) {
                             if n > 0 {

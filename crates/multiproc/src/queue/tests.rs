@@ -539,3 +539,48 @@ fn one_thread_puts_1kib_messages_after_one_get() {
     }
     assert!(q.is_empty());
 }
+
+/// Issue 12, point 2: a queue read through a handle of another type (what a named queue
+/// opened with the wrong `T` would be) refuses each message with a `Codec` error naming both
+/// types, instead of decoding `(1u8, 2u8)` as the string `"\u{2}"`; a message of the right
+/// type goes through, and the queue goes on. The writers are children of both start methods.
+#[test]
+fn a_message_of_another_type_is_refused_across_processes() {
+    fn child(q: Queue<(u8, u8)>) {
+        q.put((1, 2)).unwrap();
+        q.put_many(vec![(3, 4), (5, 6)]).unwrap();
+    }
+    for m in [crate::StartMethod::Fork, crate::StartMethod::Spawn] {
+        let pairs: Queue<(u8, u8)> = Queue::new().unwrap();
+        let strings: Queue<String> = Queue::from_shared(pairs.shared.clone());
+        let p = match m {
+            crate::StartMethod::Fork => {
+                let q = pairs.clone();
+                crate::Process::fork(move || child(q))
+            }
+            crate::StartMethod::Spawn => crate::Process::spawn(child, pairs.clone()),
+        }
+        .unwrap();
+        p.join().unwrap();
+        let e = match strings.get_timeout(Duration::from_secs(20)) {
+            Err(GetTimeoutError::Failed(e)) => e,
+            other => panic!("{m:?}: {other:?}"),
+        };
+        assert_eq!(e.kind(), ErrorKind::Codec);
+        let text = e.to_string();
+        assert!(
+            text.contains("expected a `alloc::string::String`"),
+            "{text}"
+        );
+        assert!(text.contains("`(u8, u8)`"), "{text}");
+        let mut place = String::new();
+        assert!(matches!(
+            strings.get_into(&mut place),
+            Err(GetError::Failed(_))
+        ));
+        assert_eq!(pairs.get().unwrap(), (5, 6), "the queue goes on");
+        strings.put("a string".into()).unwrap();
+        assert!(matches!(pairs.try_get(), Err(TryGetError::Failed(_))));
+        assert!(pairs.is_empty());
+    }
+}

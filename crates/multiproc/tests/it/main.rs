@@ -21,3 +21,4 @@ mod scenarios;
 mod shared_memory;
 mod sync;
 mod timeouts;
+mod typeid;

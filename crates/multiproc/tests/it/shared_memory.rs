@@ -13,6 +13,7 @@ use std::time::Duration;
 use multiproc::pipe::Fd;
 use multiproc::{pipe, ErrorKind, Process, SharedMemory, StartMethod};
 
+use crate::hostile::{send_forged, Forge};
 use crate::util::{in_clean_child, start_with, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -284,27 +285,35 @@ fn hostile_files_in_dev_shm_are_refused() {
 #[test]
 fn hostile_descriptions_received_are_errors() {
     with_watchdog(LIMIT, || {
-        let (a, b) = pipe(true).unwrap();
+        // Descriptions a well-behaved sender cannot make, sent as `SharedMemory`s.
+        let (a, b) = multiproc::pipe_with::<Forge>(true).unwrap();
+        let as_if = SharedMemory::create(64).unwrap();
         // Not a file at all.
         let (r, _w) = std::io::pipe().unwrap();
-        a.send(&(Fd(r.into()), 4096u64, None::<String>)).unwrap();
+        send_forged(&a, &as_if, (Fd(r.into()), 4096u64, None::<String>));
         let e = b.recv::<SharedMemory>().unwrap_err();
         assert!(e.to_string().contains("regular file"), "{e}");
         // An unsealed anonymous memfd (its sender could shrink it under us: SIGBUS).
         let fd = rustix::fs::memfd_create(c"unsealed", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
         rustix::fs::ftruncate(&fd, 4096).unwrap();
-        a.send(&(Fd(fd), 4096u64, None::<String>)).unwrap();
+        send_forged(&a, &as_if, (Fd(fd), 4096u64, None::<String>));
         let e = b.recv::<SharedMemory>().unwrap_err();
         assert!(e.to_string().contains("sealed"), "{e}");
         // A size larger than the file, a zero size, a bad name.
         let good = SharedMemory::create(4096).unwrap();
         let dup = || Fd(good.as_fd().try_clone_to_owned().unwrap());
-        a.send(&(dup(), 1u64 << 20, None::<String>)).unwrap();
-        assert!(b.recv::<SharedMemory>().is_err());
-        a.send(&(dup(), 0u64, None::<String>)).unwrap();
-        assert!(b.recv::<SharedMemory>().is_err());
-        a.send(&(dup(), 4096u64, Some("../x".to_string()))).unwrap();
-        assert!(b.recv::<SharedMemory>().is_err());
+        for (size, name) in [
+            (1u64 << 20, None),
+            (0u64, None),
+            (4096u64, Some("../x".to_string())),
+        ] {
+            send_forged(&a, &as_if, (dup(), size, name));
+            let e = b.recv::<SharedMemory>().unwrap_err();
+            assert!(
+                e.to_string().contains("invalid handle"),
+                "refused by the handle: {e}"
+            );
+        }
         // The connection still works, and the honest description does.
         a.send(&good).unwrap();
         assert_eq!(b.recv::<SharedMemory>().unwrap().size(), 4096);
