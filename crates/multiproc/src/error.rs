@@ -326,3 +326,72 @@ impl<G> From<OwnerDied<G>> for Error {
         Error::new(ErrorKind::OwnerDied, e.to_string())
     }
 }
+/// The error enums of the `try_` and timed forms: one "not now" or "ran out" variant, then
+/// the plain call's outcomes that the form can have.
+macro_rules! wait_error {
+    (
+        $(#[$m:meta])*
+        $name:ident { $( $(#[$vm:meta])* $var:ident => $text:expr, $kind:ident; )* }
+        $is:ident: $first:ident
+    ) => {
+        $(#[$m])*
+        #[derive(Debug)]
+        #[non_exhaustive]
+        pub enum $name {
+            $( $(#[$vm])* $var, )*
+            /// Anything else, as for the plain call: an OS failure, a value that does not
+            /// encode or decode, a corrupt frame, a task's failure, a pool that cannot be
+            /// joined.
+            Failed($crate::error::Error),
+        }
+
+        impl $name {
+            #[doc = concat!("True for [`", stringify!($name), "::", stringify!($first), "`].")]
+            pub fn $is(&self) -> bool {
+                matches!(self, $name::$first)
+            }
+
+            /// The broad kind, as in the crate [`Error`]($crate::Error).
+            pub fn kind(&self) -> $crate::error::ErrorKind {
+                match self {
+                    $( $name::$var => $crate::error::ErrorKind::$kind, )*
+                    $name::Failed(e) => e.kind(),
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                match self {
+                    $( $name::$var => f.write_str($text), )*
+                    $name::Failed(e) => ::std::fmt::Display::fmt(e, f),
+                }
+            }
+        }
+
+        impl std::error::Error for $name {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                match self {
+                    $name::Failed(e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+
+        impl From<$crate::error::Error> for $name {
+            fn from(e: $crate::error::Error) -> $name {
+                $name::Failed(e)
+            }
+        }
+
+        impl From<$name> for $crate::error::Error {
+            fn from(e: $name) -> $crate::error::Error {
+                match e {
+                    $name::Failed(inner) => inner,
+                    e => $crate::error::Error::new(e.kind(), e.to_string()),
+                }
+            }
+        }
+    };
+}
+pub(crate) use wait_error;

@@ -89,6 +89,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use self::dir::{Dir, Record, TAG_DATA, TAG_MARKER};
 use self::frame::{Assembler, Outcome};
 use crate::codec::{ident, Codec, Postcard};
+use crate::error::wait_error;
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 use crate::shm::Segment;
@@ -315,74 +316,6 @@ impl From<SendError> for Error {
 const EOF_TEXT: &str = "end of file: every copy of the other end is closed";
 const DISCONNECTED_TEXT: &str = "every copy of the other end is closed";
 const CLOSED_TEXT: &str = "connection is closed";
-
-/// The error enums of the `try_` and timed forms: one "not now" or "ran out" variant, then
-/// the plain call's outcomes that the form can have.
-macro_rules! wait_error {
-    (
-        $(#[$m:meta])*
-        $name:ident { $( $(#[$vm:meta])* $var:ident => $text:expr, $kind:ident; )* }
-        $is:ident: $first:ident
-    ) => {
-        $(#[$m])*
-        #[derive(Debug)]
-        #[non_exhaustive]
-        pub enum $name {
-            $( $(#[$vm])* $var, )*
-            /// Anything else: an OS failure, a value that does not encode or decode, a
-            /// corrupt frame; as for the plain call.
-            Failed(Error),
-        }
-
-        impl $name {
-            #[doc = concat!("True for [`", stringify!($name), "::", stringify!($first), "`].")]
-            pub fn $is(&self) -> bool {
-                matches!(self, $name::$first)
-            }
-
-            /// The broad kind, as in the crate [`Error`].
-            pub fn kind(&self) -> ErrorKind {
-                match self {
-                    $( $name::$var => ErrorKind::$kind, )*
-                    $name::Failed(e) => e.kind(),
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self {
-                    $( $name::$var => f.write_str($text), )*
-                    $name::Failed(e) => fmt::Display::fmt(e, f),
-                }
-            }
-        }
-
-        impl std::error::Error for $name {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                match self {
-                    $name::Failed(e) => Some(e),
-                    _ => None,
-                }
-            }
-        }
-
-        impl From<Error> for $name {
-            fn from(e: Error) -> $name {
-                $name::Failed(e)
-            }
-        }
-
-        impl From<$name> for Error {
-            fn from(e: $name) -> Error {
-                match e {
-                    $name::Failed(inner) => inner,
-                    e => Error::new(e.kind(), e.to_string()),
-                }
-            }
-        }
-    };
-}
 
 wait_error! {
     /// Why [`Connection::try_recv`] or [`Connection::try_recv_bytes`] returned no message.
