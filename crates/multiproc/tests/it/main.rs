@@ -12,6 +12,7 @@ mod pool;
 mod pool_api;
 mod process;
 mod queue;
+mod readiness;
 mod scenarios;
 mod sync;
 mod timeouts;
