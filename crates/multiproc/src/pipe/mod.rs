@@ -774,17 +774,16 @@ impl<C> Connection<C> {
     /// contract, and what a poller must do, are in the [module docs](crate::pipe#readiness).
     ///
     /// ```
-    /// use std::os::fd::AsRawFd;
+    /// use rustix::event::{poll, PollFd, PollFlags, Timespec};
     /// let (a, b) = multiproc::pipe(true)?;
-    /// let fd = b.as_raw_fd(); // asked once: from now on the socket tells
+    /// let fd = b.try_as_fd().unwrap(); // asked once: from now on the socket tells
     /// a.send_bytes(b"x")?;
-    /// let mut p = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
-    /// // SAFETY: one valid pollfd.
-    /// assert_eq!(unsafe { libc::poll(p.as_mut_ptr(), 1, 5000) }, 1);
+    /// let t = Timespec { tv_sec: 5, tv_nsec: 0 };
+    /// assert_eq!(poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&t))?, 1);
     /// assert_eq!(b.try_recv_bytes()?, b"x");
-    /// assert!(b.try_recv_bytes().unwrap_err().is_empty()); // and now it is not readable
-    /// # let mut p = [libc::pollfd { fd, events: libc::POLLIN, revents: 0 }];
-    /// # assert_eq!(unsafe { libc::poll(p.as_mut_ptr(), 1, 0) }, 0);
+    /// assert!(b.try_recv_bytes().unwrap_err().is_empty());
+    /// let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+    /// assert_eq!(poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&now))?, 0); // not readable
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[doc(alias = "fileno")]
