@@ -771,7 +771,7 @@ impl<C> Connection<C> {
     /// The socket, or `None` when closed (Python's `fileno()`): the end's *readiness fd*.
     /// Asking for it makes the fd turn readable whenever a message (or end of file) is
     /// waiting on this end, for `poll(2)`, `epoll`, mio or tokio's `AsyncFd`; the exact
-    /// contract, and what a poller must do, are in the [module docs](crate::pipe#readiness).
+    /// contract, and what a poller must do, are in the [module docs](mod@crate::pipe#readiness).
     ///
     /// ```
     /// use rustix::event::{poll, PollFd, PollFlags, Timespec};
