@@ -76,12 +76,17 @@ pub(crate) const TAG_DATA: u8 = 0xD7;
 /// Tag of a marker record: the message is on the socket.
 pub(crate) const TAG_MARKER: u8 = 0x4B;
 
+/// The sticky "someone polls this direction's socket" bit of [`DirCell`]'s `waiters` word.
+const WATCHED: u32 = 1 << 31;
+
 #[repr(C)]
 pub(crate) struct DirCell {
     send: RawMutex,
     recv: RawMutex,
-    /// Receivers (and `poll`/`wait` callers) about to sleep in `poll(2)` on the socket:
-    /// a sender that commits a record while it is non-zero rings the doorbell.
+    /// Receivers (and `poll`/`wait` callers) about to sleep in `poll(2)` on the socket
+    /// (the low bits), and [`WATCHED`] once any process has asked for the receiving end's
+    /// fd (`mod.rs`, "Readiness"): a sender that commits a record while the word is non-zero
+    /// rings the doorbell (one load after the commit, with or without a watcher).
     waiters: AtomicU32,
     /// Sequence number of the last socket message (bumped under the send lock).
     seq: AtomicU32,
@@ -354,9 +359,27 @@ impl Dir {
             w.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
         } else {
-            // Saturating: a garbage count must not wrap to "someone sleeps" forever.
-            let _ = w.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1));
+            // Saturating: a garbage count must not wrap to "someone sleeps" forever (nor
+            // take the `WATCHED` bit down with it).
+            let _ = w.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                (v & !WATCHED != 0).then(|| v - 1)
+            });
         }
+    }
+
+    /// Marks the direction watched for good: from now on every sender rings the doorbell
+    /// on the first record after a [`Dir::clear_rung`], and receivers drain the doorbells
+    /// when they empty the ring (see "Readiness" in `mod.rs`). True when it was already.
+    pub(crate) fn watch(&self) -> bool {
+        let w = &self.cell().waiters;
+        w.load(Ordering::Relaxed) & WATCHED != 0
+            || w.fetch_or(WATCHED, Ordering::SeqCst) & WATCHED != 0
+    }
+
+    /// True once some process has asked for the receiving end's fd ([`Dir::watch`]).
+    #[inline]
+    pub(crate) fn watched(&self) -> bool {
+        self.cell().waiters.load(Ordering::Relaxed) & WATCHED != 0
     }
 
     /// True when the ring holds a record (a snapshot, without locks).

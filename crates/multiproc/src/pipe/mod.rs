@@ -60,6 +60,51 @@
 //! hang-up at most every 10 ms, and whenever it waits for room or rings a doorbell, and an
 //! end that has received end-of-file knows; then it fails with [`SendError::Disconnected`].
 //!
+//! # Readiness
+//!
+//! An end's socket ([`Connection::try_as_fd`], `AsFd`, `AsRawFd`: Python's `fileno()`) is
+//! its *readiness fd*, for `poll(2)`, `epoll`, mio or tokio's `AsyncFd`. Small messages
+//! bypass the socket, so it is kept in step with the ring only once some process has asked
+//! for it: asking sets a sticky *watched* bit in the direction's shared cell (the high bit
+//! of its waiters count, so a sender's one load after a commit is the same instruction with
+//! or without a watcher, and an unwatched connection makes no system call more than
+//! before). On a watched direction, for as long as the connection lives:
+//!
+//! - **Turns readable**: when a sender commits a record into an empty ring (precisely: the
+//!   first record after a receiver last allowed a doorbell) it sends the doorbell packet;
+//!   large messages arrive as frames on the socket anyway, followed by a doorbell; end of
+//!   file (every copy of the peer end closed, also by SIGKILL) makes it readable for good,
+//!   as for any socket.
+//! - **Stays readable** while a message is waiting (level-triggered): receivers drop
+//!   doorbells only while the ring is empty (a look at the socket, then at the ring, then
+//!   the drop of the packet looked at: a doorbell rung after the look announces a record
+//!   the ring check sees). A receive that reads a large message may drop doorbells lying in
+//!   front of its frames; the trailing doorbell behind them stays.
+//! - **Stops being readable** when a receive takes the last message: it then drops the
+//!   doorbells and leftovers, under the receive lock. A receive that finds nothing
+//!   (`try_recv`, `try_poll`, [`wait`]) does the same, so a stale doorbell costs a poller
+//!   one spurious wake-up, never a spin.
+//! - **A poller** waits for readable, then receives with `try_recv` (or `try_recv_bytes`)
+//!   until it says `WouldBlock`, then polls again: with epoll level- or edge-triggered, mio
+//!   and tokio (`AsyncFd::readable`, then `try_io` with `try_recv`, whose `WouldBlock`
+//!   clears tokio's readiness). A wake-up may find nothing (another receiver took the
+//!   message, or a doorbell was stale): that is not an error.
+//! - **Messages already waiting when the fd is first asked for** (in any process) rang no
+//!   doorbell, and a receiver cannot ring its own socket: they are announced by the next
+//!   message's doorbell. So ask once when the end is set up, before messages flow (the
+//!   arming call lets the next message ring), or receive with `try_recv` until
+//!   `WouldBlock` right after asking, as the loop above does anyway.
+//! - **Faults**: a receiver killed anywhere leaves either the doorbell or a cleared
+//!   "rung" flag (it is cleared before any doorbell is dropped), so a waiting message stays
+//!   announced or the next one rings. A sender killed between its commit and its doorbell,
+//!   or in the middle of a large message with small ones queued behind it, can leave
+//!   messages unannounced until the next message is sent (the library's own receivers and
+//!   [`wait`] look at the ring every 100 ms whatever the socket says; a raw poller does not).
+//!   Leftovers of a killed sender make the socket readable until a receive drops them.
+//!
+//! The library's own [`Connection::poll`] and [`wait`] do not need the watch: they count
+//! themselves as sleepers for the time they wait (see above).
+//!
 //! Handles (a `Connection`, a `Queue`, a `Lock`, ...) inside a sent value travel with their
 //! file descriptors (`SCM_RIGHTS`), so the receiving process can use them even though it
 //! never inherited them. A `Connection` itself travels as its socket and its connection's
@@ -704,10 +749,50 @@ impl<C> Connection<C> {
         })
     }
 
-    /// The socket, or `None` when closed (Python's `fileno()`).
+    /// The socket, or `None` when closed (Python's `fileno()`): the end's *readiness fd*.
+    /// Asking for it makes the fd turn readable whenever a message (or end of file) is
+    /// waiting on this end, for `poll(2)`, `epoll`, mio or tokio's `AsyncFd`; the exact
+    /// contract, and what a poller must do, are in the [module docs](mod@crate::pipe#readiness).
+    ///
+    /// ```
+    /// use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    /// let (a, b) = multiproc::pipe(true)?;
+    /// let fd = b.try_as_fd().unwrap(); // asked once: from now on the socket tells
+    /// a.send_bytes(b"x")?;
+    /// let t = Timespec { tv_sec: 5, tv_nsec: 0 };
+    /// assert_eq!(poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&t))?, 1);
+    /// assert_eq!(b.try_recv_bytes()?, b"x");
+    /// assert!(b.try_recv_bytes().unwrap_err().is_empty());
+    /// let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+    /// assert_eq!(poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&now))?, 0); // not readable
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[doc(alias = "fileno")]
+    #[doc(alias = "readiness_fd")]
     pub fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
+        let fd = self.socket()?;
+        self.watch();
+        Some(fd)
+    }
+
+    /// The socket, without arming readiness (the library's own use).
+    fn socket(&self) -> Option<BorrowedFd<'_>> {
         self.fd.as_ref().map(|f| f.as_fd())
+    }
+
+    /// Marks this end's receiving direction watched (see "Readiness" in the module docs).
+    /// The first call for a direction, in any process, also settles the socket with what
+    /// the ring holds, as far as a receiver can.
+    fn watch(&self) {
+        let (Some(fd), Some(dir)) = (self.socket(), self.inn.as_ref()) else {
+            return;
+        };
+        if dir.watch() {
+            return;
+        }
+        if let Some(_held) = dir.try_lock_recv() {
+            settle_watched(fd, dir, true);
+        }
     }
 
     fn send_fd(&self) -> std::result::Result<(BorrowedFd<'_>, &Dir), SendError> {
@@ -835,7 +920,6 @@ impl<C> Connection<C> {
         typed: bool,
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
-        let max_fds = socket::MAX_FDS_PER_MSG;
         let _held = if deadline.is_never() {
             dir.lock_send().map_err(SendError::Failed)?
         } else {
@@ -847,6 +931,27 @@ impl<C> Connection<C> {
         // No doorbell: the frames wake a sleeping receiver. The marker's frame says whether
         // the message is typed.
         self.put_record(fd, dir, &[&marker], typed, false, deadline)?;
+        let r = self.send_frames(fd, seq, body, fds, deadline);
+        if dir.watched() {
+            // A trailing doorbell, behind the last frame (or what went of them): the receiver
+            // may drop doorbells that lie in front of the frames, announcing records that
+            // stay in the ring behind this message; this one stays on the socket until the
+            // ring is empty (see "Readiness" in the module docs). Full: frames are waiting.
+            let _ = socket::send_msg(fd, &[IoSlice::new(&DOORBELL)], &[], true);
+        }
+        r
+    }
+
+    /// Writes message `seq`'s frames (the marker is committed, the send lock held).
+    fn send_frames(
+        &self,
+        fd: BorrowedFd<'_>,
+        seq: u32,
+        body: &[u8],
+        fds: &[OwnedFd],
+        deadline: Deadline,
+    ) -> std::result::Result<(), Stop<SendError>> {
+        let max_fds = socket::MAX_FDS_PER_MSG;
         for p in frame::plan(seq, body.len(), fds.len(), self.frame_payload, max_fds) {
             let h = p.header.encode();
             let bytes = &body[p.bytes];
@@ -924,19 +1029,29 @@ impl<C> Connection<C> {
         };
         warm_scratch();
         let mut from_ring = Some(from_ring);
+        // True once this receive has read the socket (and so may have dropped doorbells).
+        let mut read_socket = false;
         loop {
-            let taken = dir
-                .take(|body, typed| match from_ring.take() {
-                    Some(f) => f(body, typed),
-                    None => unreachable!("one data record per receive"),
-                })
-                .map_err(RecvError::Failed)?;
-            match taken {
+            let taken = dir.take(|body, typed| match from_ring.take() {
+                Some(f) => f(body, typed),
+                None => unreachable!("one data record per receive"),
+            });
+            // (Not after a marker: the ring may look empty while its frames are on the way.)
+            if dir.watched() && !matches!(taken, Ok(None) | Ok(Some(Record::Marker(..)))) {
+                settle_watched(fd, dir, read_socket);
+            }
+            match taken.map_err(RecvError::Failed)? {
                 Some(Record::Data(r)) => return Ok(r?),
                 Some(Record::Marker(seq, typed)) => {
                     let mut scratch = take_scratch();
                     let r = recv_socket_message(fd, dir, seq, &mut scratch, max);
                     give_back_scratch(scratch);
+                    if dir.watched() {
+                        read_socket = true;
+                        if !matches!(r, Ok(None)) {
+                            settle_watched(fd, dir, true);
+                        }
+                    }
                     if let Some(m) = r? {
                         return Ok(from_socket(m, typed)?);
                     }
@@ -1518,6 +1633,22 @@ fn drain_junk(fd: BorrowedFd<'_>, dir: &Dir) -> std::result::Result<Drained, Rec
     }
 }
 
+/// With the receive lock held, on a watched direction, after a receive took a record (or
+/// after [`Connection::watch`]): brings the socket's readability in step with the ring
+/// (see "Readiness" in the module docs). An empty ring: drop the doorbells (and leftovers),
+/// so that the fd stops being readable. Records left, after this receive read the socket
+/// (where it may have dropped the doorbell that announced them, in front of its frames) or
+/// after arming: if nothing is on the socket, allow the next doorbell, so that the next
+/// record a sender commits rings it (a receiver cannot ring its own socket). Best effort:
+/// an OS error here must not cost the message just taken; the next receive sees it.
+fn settle_watched(fd: BorrowedFd<'_>, dir: &Dir, read_socket: bool) {
+    if !dir.has_records() {
+        let _ = drain_junk(fd, dir);
+    } else if read_socket && matches!(peek_head(fd), Ok(Head::Empty)) {
+        dir.clear_rung();
+    }
+}
+
 /// Looks for a record without sleeping: spins briefly, then keeps looking with a
 /// `sched_yield` between looks (as the queue does: a sender that needs this very CPU runs at
 /// once), when another CPU can run the sender, not past `deadline`; true when the ring holds
@@ -1714,7 +1845,8 @@ fn recv_socket_message(
 }
 
 impl<C> AsFd for Connection<C> {
-    /// The socket (Python's `fileno()`).
+    /// The socket (Python's `fileno()`), the end's readiness fd: as
+    /// [`Connection::try_as_fd`], whose docs say what asking for it does.
     ///
     /// # Panics
     /// If the end is closed; use [`Connection::try_as_fd`] to check.
@@ -1725,7 +1857,8 @@ impl<C> AsFd for Connection<C> {
 }
 
 impl<C> AsRawFd for Connection<C> {
-    /// The socket's fd number (Python's `fileno()`).
+    /// The socket's fd number (Python's `fileno()`), the end's readiness fd: as
+    /// [`Connection::try_as_fd`].
     ///
     /// # Panics
     /// If the end is closed.
@@ -1910,7 +2043,8 @@ impl WaitRing<'_> {
 
 impl<C> Waitable for Connection<C> {
     fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
-        self.try_as_fd()
+        // Not `try_as_fd`: `wait` counts itself as a sleeper and needs no watch.
+        self.socket()
     }
 
     fn wait_ring(&self) -> Option<WaitRing<'_>> {

@@ -17,6 +17,7 @@ mod pool;
 mod pool_api;
 mod process;
 mod queue;
+mod readiness;
 mod scenarios;
 mod shared_memory;
 mod sync;

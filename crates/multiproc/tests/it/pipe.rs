@@ -956,6 +956,16 @@ fn fd_count_receiver(ctl: Connection) -> FdSteps {
     steps.push(("+ simplex, reader ends".into(), fds_now() - base));
     let simplex_w = got(&ctl);
     steps.push(("+ simplex, both ends".into(), fds_now() - base));
+    // Asking for every end's readiness fd (it is the socket) opens nothing.
+    for c in duplex_a
+        .iter()
+        .chain(&duplex_b)
+        .chain(&simplex_r)
+        .chain(&simplex_w)
+    {
+        assert!(c.as_raw_fd() >= 0);
+    }
+    steps.push(("+ every readiness fd asked for".into(), fds_now() - base));
     // The received ends work: a message each way on every duplex pipe, one on each simplex.
     for (a, b) in duplex_a.iter().zip(&duplex_b) {
         a.send_bytes(b"ab").unwrap();
@@ -1025,7 +1035,8 @@ fn fds_held_per_connection_end() {
         assert_eq!(theirs[1].1, 3 * n, "{theirs:?}");
         assert_eq!(theirs[2].1, 5 * n, "{theirs:?}");
         assert_eq!(theirs[3].1, 6 * n, "{theirs:?}");
-        assert_eq!(theirs[4].1, 0, "{theirs:?}");
+        assert_eq!(theirs[4].1, 6 * n, "{theirs:?}");
+        assert_eq!(theirs[5].1, 0, "{theirs:?}");
     });
 }
 
