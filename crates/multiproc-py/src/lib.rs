@@ -263,7 +263,10 @@ impl Connection {
 
     fn fileno(&self) -> PyResult<RawFd> {
         let c = self.get()?;
-        c.try_as_fd()
+        // Not the readiness fd (`try_as_fd` arms it, and an armed receive drops what it finds
+        // on the socket with the ring empty): CPython's `reduction.send_handle` writes a raw
+        // message straight onto this socket, which must stay there for `recv_handle`.
+        c.socket_fd()
             .map(|fd| fd.as_raw_fd())
             .ok_or_else(|| PyOSError::new_err("handle is closed"))
     }

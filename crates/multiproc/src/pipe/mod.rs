@@ -775,6 +775,19 @@ impl<C> Connection<C> {
         Some(fd)
     }
 
+    /// The socket itself, or `None` when closed, *without* arming readiness: for code that
+    /// writes or reads the socket directly beside the library (Python's
+    /// `multiprocessing.reduction.send_handle`/`recv_handle` pass an fd with one raw
+    /// `sendmsg`; the Python package's `fileno()` is this). Arming ([`try_as_fd`], `AsFd`)
+    /// lets receives drop what they find on the socket while the ring is empty (stale
+    /// doorbells), which would eat such a raw message; this accessor never arms. Not for
+    /// polling: small messages do not make this fd readable unless some handle armed it.
+    ///
+    /// [`try_as_fd`]: Connection::try_as_fd
+    pub fn socket_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.socket()
+    }
+
     /// The socket, without arming readiness (the library's own use).
     fn socket(&self) -> Option<BorrowedFd<'_>> {
         self.fd.as_ref().map(|f| f.as_fd())
