@@ -5,7 +5,7 @@
 use crate::harness::Row;
 
 const ROW_H: f64 = 26.0;
-const LABEL_W: f64 = 330.0;
+const LABEL_W: f64 = 400.0;
 const PLOT_W: f64 = 560.0;
 const TOP: f64 = 56.0;
 /// The scale runs from 1/10 to 10^4 times.
