@@ -1,7 +1,8 @@
 //! Compile tests (trybuild), with the crate's edition (2021): what must compile — and runs —
 //! (`ui/pass`), and what must not, with the compiler's message (`ui/fail`, `.stderr` beside
 //! each; `TRYBUILD=overwrite cargo test --test compile` rewrites them after a toolchain
-//! change). Also every `rust` block of the README, compiled and run as written.
+//! change). Also every `rust` block of the README and of `docs/*.md`, compiled and run as
+//! written.
 //!
 //! A test binary of its own, not a module of `it`: trybuild runs cargo, and a build running
 //! beside `it`'s cross-process tests would slow them towards their watchdogs.
@@ -21,16 +22,27 @@ fn ui() {
     t.compile_fail("tests/ui/fail/*.rs");
 }
 
-/// Writes each `rust` block of the README as a program in the target directory: `use` lines
-/// first, the rest in a `main` that returns a `Result` (the README's blocks use `?`), unless
-/// the block has its own `main`.
+/// Writes each `rust` block of the README (and of the pages in `docs/`) as a program in the
+/// target directory: `use` lines first, the rest in a `main` that returns a `Result` (the
+/// blocks use `?`), unless the block has its own `main`.
 fn readme_programs() -> Vec<PathBuf> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let readme = std::fs::read_to_string(manifest.join("../../README.md")).expect("README.md");
+    let root = manifest.join("../..");
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    docs.retain(|p| p.extension().is_some_and(|x| x == "md"));
+    docs.sort();
+    pages.extend(docs);
+    let blocks: Vec<String> = pages
+        .iter()
+        .flat_map(|p| rust_blocks(&std::fs::read_to_string(p).expect("a markdown page")))
+        .collect();
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("readme");
     std::fs::create_dir_all(&dir).unwrap();
     let mut out = Vec::new();
-    for (i, block) in rust_blocks(&readme).into_iter().enumerate() {
+    for (i, block) in blocks.into_iter().enumerate() {
         let program = if block.contains("fn main(") {
             block
         } else {
