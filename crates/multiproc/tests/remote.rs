@@ -165,26 +165,12 @@ impl Drop for Server {
     }
 }
 
-/// Runs `f` on a thread and fails (instead of hanging) if it takes longer than `limit`.
-fn with_watchdog<R: Send + 'static>(limit: Duration, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-        let _ = tx.send(r);
-    });
-    match rx.recv_timeout(limit) {
-        Ok(Ok(r)) => r,
-        Ok(Err(p)) => std::panic::resume_unwind(p),
-        Err(_) => {
-            for pid in multiproc::active_children() {
-                if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
-                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                }
-            }
-            panic!("watchdog: test did not finish within {limit:?}")
-        }
-    }
-}
+/// The integration tests' helpers (`with_watchdog` and the rest), shared rather than copied.
+#[path = "it/util.rs"]
+#[macro_use]
+#[allow(unused_macros)]
+mod util;
+use util::with_watchdog;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
