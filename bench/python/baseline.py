@@ -317,6 +317,10 @@ def _pipe_sender(go, c, kind, n):
         m = (12345, "hello")
         for _ in range(n):
             c.send(m)
+    elif kind == "obj1m":
+        m = b"\x07" * (1 << 20)
+        for _ in range(n):
+            c.send(m)
     else:
         m = b"\x07" * kind
         for _ in range(n):
@@ -331,7 +335,7 @@ def _pipe_one_way(kind, n):
     p.start()
     t = time.perf_counter()
     go_w.send_bytes(b"")
-    if kind == "obj":
+    if kind in ("obj", "obj1m"):
         for _ in range(n):
             r.recv()
     else:
@@ -358,6 +362,12 @@ def pipe_1m():
     """MB/s, one way, 1 MiB send_bytes."""
     n = 100 if QUICK else 400
     return statistics.median((1 << 20) * n / _pipe_one_way(1 << 20, n) / 1e6 for _ in range(samples(7)))
+
+
+def pipe_1m_obj():
+    """MB/s, one way, send() of a 1 MiB bytes object (pickled)."""
+    n = 100 if QUICK else 400
+    return statistics.median((1 << 20) * n / _pipe_one_way("obj1m", n) / 1e6 for _ in range(samples(7)))
 
 
 def _ident(x):
@@ -480,6 +490,7 @@ CASES = {
     "pipe_one_way_64": pipe_one_way_64,
     "pipe_one_way_obj": pipe_one_way_obj,
     "pipe_1m": pipe_1m,
+    "pipe_1m_obj": pipe_1m_obj,
     "pool_map_trivial": pool_map_trivial,
     "pool_map_cpu_speedup": pool_map_cpu_speedup,
     "shm_write_read_1m": shm_write_read_1m,

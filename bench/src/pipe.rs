@@ -1,5 +1,6 @@
 //! Pipes: ping-pong round trip (small bytes, small objects), one-way small-message throughput
-//! (bytes, objects), 1 MiB throughput; Python's `multiprocessing.Pipe` beside each, and raw
+//! (bytes, objects), 1 MiB throughput (bytes, and a typed `Vec<u8>` beside Python's pickled
+//! `bytes`); Python's `multiprocessing.Pipe` beside each, and raw
 //! floors measured in the same run: a bare SEQPACKET socketpair ping-pong (one write, one
 //! read per hop) and a bare pipe(2) with one write and one read per message.
 //!
@@ -238,6 +239,18 @@ fn recv_mib(c: &Connection) {
     assert_eq!(c.recv_bytes().unwrap().len(), 1 << 20);
 }
 
+fn send_mib_typed(c: &Connection, n: u64) {
+    let m = vec![7u8; 1 << 20];
+    for _ in 0..n {
+        c.send(&m).unwrap();
+    }
+}
+
+fn recv_mib_typed(c: &Connection) {
+    let m: Vec<u8> = c.recv().unwrap();
+    assert_eq!(m.len(), 1 << 20);
+}
+
 pub fn rows(cfg: &Config) -> Vec<Row> {
     let py = python(
         &[
@@ -246,6 +259,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
             "pipe_one_way_64",
             "pipe_one_way_obj",
             "pipe_1m",
+            "pipe_1m_obj",
         ],
         cfg.quick,
     );
@@ -266,6 +280,14 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let raw_mib = median_of(s, || raw_one_way(1 << 20, nm, true));
     let mib = median_of(s, || {
         rate(1 << 20, nm, one_way(nm, send_mib, recv_mib), true)
+    });
+    let mib_typed = median_of(s, || {
+        rate(
+            1 << 20,
+            nm,
+            one_way(nm, send_mib_typed, recv_mib_typed),
+            true,
+        )
     });
     let _ = Duration::ZERO;
 
@@ -317,6 +339,14 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
             ours: mib,
             baseline: py.get("pipe_1m").copied(),
             reference: Some(("bare pipe write+read".into(), raw_mib)),
+        },
+        Row {
+            name: "Pipe one-way 1 MiB typed Vec<u8>".into(),
+            unit: "MB/s",
+            better: Better::Higher,
+            ours: mib_typed,
+            baseline: py.get("pipe_1m_obj").copied(),
+            reference: Some(("our send_bytes row".into(), mib)),
         },
     ]
 }

@@ -317,7 +317,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let r8b = median_of(s, || one_to_one_bytes(8, small, 1000));
     let r8i = median_of(s, || one_to_one_into(8, small, 1000));
     let r64 = median_of(s, || one_to_one(64, small, 1000));
-    let r1m = mb(median_of(s, || one_to_one(1 << 20, 300, 8)));
+    let r1m = mb(median_of(s, || one_to_one(1 << 20, 1000, 8)));
     let r1m_bytes = mb(median_of(s, || one_to_one_bytes(1 << 20, 1000, 8)));
     let r22 = median_of(s, || two_to_two(64, small));
     let rb = median_of(s, || one_to_one_batched(64, small * 2, 256));
@@ -325,7 +325,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let cb64 = median_of(s, || crossbeam(64, small * 2));
     let ipc8 = median_of(s, || ipc_bytes(8, small / 2));
     let ipc64 = median_of(s, || ipc_bytes(64, small / 2));
-    let ipc1m = mb(median_of(s, || ipc_bytes(1 << 20, 300)));
+    let ipc1m = mb(median_of(s, || ipc_bytes(1 << 20, 1000)));
     let ipc = "ipc-channel bytes, 2 procs";
     let ff = "Python faster-fifo";
     let ff8 = py.get("queue_ff_1to1_8").copied();

@@ -281,6 +281,14 @@ pub(crate) fn rewind_wanted(g: &Geometry, tail: u64, reclaimed: u64) -> bool {
     reclaimed == tail && g.phys(tail) >= g.wrap_at().max(FRAME_HEADER)
 }
 
+/// True when a frame of `flen` bytes at virtual position `at` would touch pages past the
+/// warm area, which are given back to the kernel as consumers pass them (so faulted in and
+/// zeroed afresh on every lap).
+#[inline(always)]
+pub(crate) fn touches_cold(g: &Geometry, at: u64, flen: u64) -> bool {
+    g.phys(at) + flen > g.punch_from()
+}
+
 /// When the ring is empty (`reclaimed == head == tail`): a skip at `tail` moves everything
 /// to the next lap start, where any frame of `flen <= cap` bytes fits. Returns that position
 /// (`None` at a lap start). Used when a frame fits neither before the lap's end nor before

@@ -159,6 +159,27 @@ const MAX_SLICE: Duration = Duration::from_millis(200);
 /// (16.1-27.4 and 16.1-19.5 M); a request-reply round trip over two queues unchanged
 /// (0.33-1.24 us and 0.34-1.13 us).
 const GET_BACKOFF: Duration = Duration::from_nanos(500);
+/// A put whose frame would touch pages past the warm area (pages given back as consumers
+/// pass them, so faulted in and zeroed afresh on every lap) while the backlog would fit in
+/// the warm area first waits, at most this long, for the consumers to empty the ring, then
+/// moves it to its warm lap start ([`SharedQueue::drain_then_rewind`]).
+///
+/// Why: a producer faster than its consumer keeps a backlog, so the ring is never found
+/// empty and never moved back to its start; the tail then marched through the whole
+/// 1 GiB ring, and past the 16 MiB warm area every page was new. Measured (issue 19, 2-core
+/// VM, quiet, `Queue::bounded(8)`, 1 MiB `Vec<u8>` messages, `cargo run --release -p
+/// multiproc-bench -- queue`): 1,030-1,066 MiB/s, typed and raw alike, with one
+/// `fallocate(PUNCH_HOLE)` per message in `strace -c` (200 us each, 16% of the time) and
+/// the rest in page faults; the typed row's earlier "two speeds" (3.7 or 17 GB/s) were
+/// the same march, depending on whether the ring happened to be found empty. The wait
+/// keeps a put's promise (it waits only when the queue is full): it is bounded, and the
+/// put appends as before when the wait runs out.
+const DRAIN_MAX: Duration = Duration::from_millis(5);
+/// A drain wait gives up when the consumers took nothing for this long (busy with a
+/// message, or gone).
+const DRAIN_STALL: Duration = Duration::from_micros(200);
+/// After a drain wait gave up, the next one waits until this many more bytes were put.
+const DRAIN_RETRY: u64 = 4 << 20;
 
 /// The producers' committed state.
 #[repr(C)]
@@ -428,6 +449,10 @@ struct Hints {
     /// True when this handle's last get found its message without waiting: see
     /// [`GET_BACKOFF`].
     flowing: AtomicBool,
+    /// No drain wait ([`DRAIN_MAX`]) before the producers' tail reaches this position: set
+    /// when one gave up, so a consumer that is away costs one give-up per [`DRAIN_RETRY`]
+    /// bytes put, not one per put.
+    drain_after: AtomicU64,
 }
 
 /// The process-local handle on a queue segment: the segment, a validated copy of its
@@ -471,6 +496,7 @@ impl Clone for SharedQueue {
                 gets: AtomicU64::new(h.gets.load(Ordering::Relaxed)),
                 refreshed_at: AtomicU64::new(h.refreshed_at.load(Ordering::Relaxed)),
                 flowing: AtomicBool::new(false),
+                drain_after: AtomicU64::new(h.drain_after.load(Ordering::Relaxed)),
             },
         }
     }
@@ -766,6 +792,12 @@ impl SharedQueue {
         c.seq.store(next, Ordering::Release);
     }
 
+    /// The physical offset of the producers' tail in the ring (tests: where puts go).
+    #[cfg(test)]
+    pub(crate) fn tail_offset(&self) -> u64 {
+        self.geo.phys(self.p_snapshot().1.tail)
+    }
+
     /// A consistent-enough view of the whole queue without taking a mutex: consumers' state
     /// first, so `unfinished == 0` was true at that moment when it says so.
     pub(crate) fn snapshot(&self) -> State {
@@ -1034,7 +1066,8 @@ impl SharedQueue {
             while done < n {
                 let plen = len(done);
                 let flen = ring::frame_len(plen as u64);
-                match self.place_one(&mut st, flen, &mut seen, &mut deadline) {
+                let drain = done == start && !matches!(wait, Wait::No);
+                match self.place_one(&mut st, flen, &mut seen, &mut deadline, drain) {
                     Ok(Some(p)) => {
                         // Both stores go to free space: harmless if `write` fails (nothing
                         // is committed), as if the process had died there.
@@ -1096,7 +1129,9 @@ impl SharedQueue {
     /// Where the next frame of `flen` bytes goes, or `None` when there is no room (then
     /// `seen` holds the `cseq` the decision was based on). Holds `pmutex`; may take
     /// `cmutex` to realign an empty ring (to its lap start past `wrap_at`, or for a frame
-    /// that fits nowhere else).
+    /// that fits nowhere else). With `drain`, may first wait a little for the consumers to
+    /// empty the ring ([`DRAIN_MAX`]); only when this put has no uncommitted frames (else
+    /// the ring cannot become empty) and may wait.
     #[inline]
     fn place_one(
         &self,
@@ -1104,6 +1139,7 @@ impl SharedQueue {
         flen: u64,
         seen: &mut Option<u32>,
         deadline: &mut Lazy,
+        drain: bool,
     ) -> std::result::Result<Option<ring::Placement>, Corrupt> {
         let h = &self.hints;
         let mut fresh = false;
@@ -1127,7 +1163,14 @@ impl SharedQueue {
                     ));
                 }
                 if let Some(p) = ring::place(&self.geo, st.tail, reclaimed, flen) {
-                    if fresh || p.skip.is_some() || !self.wrap_hint_is_stale(st.tail) {
+                    let cold = ring::touches_cold(&self.geo, p.at, flen);
+                    if fresh && cold && drain && self.drain_then_rewind(st, reclaimed, deadline) {
+                        return Ok(Some(
+                            ring::place(&self.geo, st.tail, st.tail, flen)
+                                .expect("an empty aligned ring takes any frame up to its size"),
+                        ));
+                    }
+                    if fresh || p.skip.is_some() || !(cold || self.wrap_hint_is_stale(st.tail)) {
                         return Ok(Some(p));
                     }
                     // Past `wrap_at` a put that finds the ring empty moves it to its warm
@@ -1186,7 +1229,10 @@ impl SharedQueue {
             return None;
         }
         let p = ring::place(&self.geo, st.tail, reclaimed, flen)?;
-        (p.skip.is_none() && !self.wrap_hint_is_stale(st.tail)).then_some(p)
+        (p.skip.is_none()
+            && !self.wrap_hint_is_stale(st.tail)
+            && !ring::touches_cold(&self.geo, p.at, flen))
+        .then_some(p)
     }
 
     /// True when the frame at `tail` lies past `wrap_at` and the consumer hints were last
@@ -1197,6 +1243,52 @@ impl SharedQueue {
         let wrap_at = self.geo.wrap_at();
         self.geo.phys(tail) >= wrap_at
             && tail.wrapping_sub(self.hints.refreshed_at.load(Ordering::Relaxed)) >= wrap_at / 4
+    }
+
+    /// Waits (see [`DRAIN_MAX`]) for the consumers to take every frame, then moves the
+    /// empty ring to its lap start; true when it did. Only when the backlog
+    /// (`tail - reclaimed`, by a fresh look) would fit in the warm area, and not again within
+    /// [`DRAIN_RETRY`] bytes of a wait that gave up. Holds `pmutex`: other producers wait
+    /// behind it, as they would behind its put.
+    #[cold]
+    fn drain_then_rewind(&self, st: &mut PState, reclaimed: u64, deadline: &mut Lazy) -> bool {
+        let h = &self.hints;
+        if st.tail - reclaimed > self.geo.warm || st.tail < h.drain_after.load(Ordering::Relaxed) {
+            return false;
+        }
+        let user = deadline.get();
+        let seq = &self.ctl().c.seq;
+        let start = std::time::Instant::now();
+        let (mut seen, mut moved) = (seq.load(Ordering::Acquire), start);
+        let mut looks = 0u32;
+        loop {
+            let (s, c) = self.c_snapshot();
+            if c.reclaimed == st.tail {
+                h.reclaimed.store(c.reclaimed, Ordering::Relaxed);
+                h.gets.store(c.gets, Ordering::Relaxed);
+                if self.realign(st, &mut Lazy::new(Wait::For(Some(DRAIN_STALL)))) {
+                    return true;
+                }
+            }
+            let now = std::time::Instant::now();
+            if s != seen {
+                (seen, moved) = (s, now);
+            }
+            if now - moved >= DRAIN_STALL || now - start >= DRAIN_MAX || user.expired() {
+                h.drain_after
+                    .store(st.tail.saturating_add(DRAIN_RETRY), Ordering::Relaxed);
+                return false;
+            }
+            // Look about once a microsecond; once the wait is more than a short spin, let
+            // another process have this CPU between looks (the consumer may need it).
+            for _ in 0..32 {
+                std::hint::spin_loop();
+            }
+            looks += 1;
+            if looks >= 16 || !crate::sys::may_spin() {
+                std::thread::yield_now();
+            }
+        }
     }
 
     /// Moves an empty ring to the next lap start: a skip at `tail`, committed, then taken at
