@@ -471,6 +471,180 @@ def listener_ping_pong():
     return r
 
 
+# ----- load: trickles, N->N, lock fairness, round trips beside CPU hogs (bench/src/load.rs) -----
+# Each runs once per call: the Rust side interleaves its own samples with these, one each.
+
+
+def _trickle_consumer(q, n, out):
+    import resource
+    q.get()  # the first message: start measuring
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = ru.ru_utime + ru.ru_stime
+    lat = []
+    for _ in range(n - 1):
+        sent = q.get()
+        lat.append(time.clock_gettime_ns(time.CLOCK_MONOTONIC) - sent)
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = ru.ru_utime + ru.ru_stime - cpu0
+    lat.sort()
+    out.put((cpu * 1e6 / (n - 1), lat[len(lat) // 2] / 1e3, lat[int(len(lat) * 0.99)] / 1e3))
+
+
+def _trickle(rate):
+    """A producer putting one small message every 1/rate s for 1.5 s: the consumer's CPU time
+    per message (us), and the delivery latency median and p99 (us)."""
+    ctx = mp.get_context("fork")
+    n = int(rate * 1.5)
+    q, out = ctx.Queue(), ctx.Queue()
+    c = ctx.Process(target=_trickle_consumer, args=(q, n, out))
+    c.start()
+    period = 1e9 / rate
+    start = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 20_000_000
+    for i in range(n):
+        due = start + i * period
+        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        if due > now:
+            time.sleep((due - now) / 1e9)
+        q.put(time.clock_gettime_ns(time.CLOCK_MONOTONIC))
+    cpu, med, p99 = out.get()
+    c.join()
+    return {"cpu": cpu, "lat50": med, "lat99": p99}
+
+
+def trickle_1000():
+    return _trickle(1000)
+
+
+def trickle_10000():
+    return _trickle(10000)
+
+
+def _n_to_n(k, size, n):
+    ctx = mp.get_context("fork")
+    q = ctx.Queue(1000)
+    out = ctx.Queue()
+    cs = [ctx.Process(target=_q_consumer, args=(q, out)) for _ in range(k)]
+    for c in cs:
+        c.start()
+    ps = [ctx.Process(target=_q_producer, args=(q, size, n // k)) for _ in range(k)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    for _ in cs:
+        q.put(None)
+    r = [out.get() for _ in cs]
+    for c in cs:
+        c.join()
+    got = [x for x in r if x[2] > 0]
+    first = min(x[0] for x in got)
+    last = max(x[1] for x in got)
+    total = sum(x[2] for x in r)
+    return (total - 1) / (last - first)
+
+
+def nn_1():
+    return _n_to_n(1, 64, 20000)
+
+
+def nn_4():
+    return _n_to_n(4, 64, 40000)
+
+
+def nn_16():
+    return _n_to_n(16, 64, 64000)
+
+
+def nn_32():
+    return _n_to_n(32, 64, 64000)
+
+
+def _fair_worker(lock, go, stop, out):
+    go.wait()
+    k = 0
+    while not stop.value:
+        with lock:
+            k += 1
+    out.put(k)
+
+
+def _lock_fair(procs):
+    """procs processes taking one lock for 0.5 s: acquisitions per second in all, and the
+    fewest acquisitions of one process over the most."""
+    ctx = mp.get_context("fork")
+    lock, go = ctx.Lock(), ctx.Event()
+    stop = ctx.Value("i", 0, lock=False)
+    out = ctx.Queue()
+    ps = [ctx.Process(target=_fair_worker, args=(lock, go, stop, out)) for _ in range(procs)]
+    for p in ps:
+        p.start()
+    time.sleep(0.05)
+    go.set()
+    t = time.perf_counter()
+    time.sleep(0.5)
+    stop.value = 1
+    el = time.perf_counter() - t
+    counts = [out.get() for _ in ps]
+    for p in ps:
+        p.join()
+    return {"rate": sum(counts) / el, "fair": min(counts) / max(counts)}
+
+
+def lock_fair_2():
+    return _lock_fair(2)
+
+
+def lock_fair_4():
+    return _lock_fair(4)
+
+
+def lock_fair_16():
+    return _lock_fair(16)
+
+
+def _q_echo(a, b, n):
+    for _ in range(n):
+        b.put(a.get())
+
+
+def hog_event():
+    """us per Event round trip (run while the Rust side keeps two CPU hogs busy)."""
+    ctx = mp.get_context("fork")
+    n = 1000
+    a, b = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_pong, args=(a, b, n))
+    p.start()
+    t = time.perf_counter()
+    for _ in range(n):
+        a.set()
+        b.wait()
+        b.clear()
+    el = time.perf_counter() - t
+    p.join()
+    return el * 1e6 / n
+
+
+def hog_pipe():
+    """us per Pipe round trip of a small object, beside two CPU hogs."""
+    return _pipe_ping_pong(True, 1000)
+
+
+def hog_queue():
+    """us per Queue request/reply round trip (two queues), beside two CPU hogs."""
+    ctx = mp.get_context("fork")
+    n = 1000
+    a, b = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=_q_echo, args=(a, b, n))
+    p.start()
+    t = time.perf_counter()
+    for _ in range(n):
+        a.put(12345)
+        b.get()
+    el = time.perf_counter() - t
+    p.join()
+    return el * 1e6 / n
+
+
 CASES = {
     "lock_uncontended": lock_uncontended,
     "lock_contended": lock_contended,
@@ -495,6 +669,18 @@ CASES = {
     "pool_map_cpu_speedup": pool_map_cpu_speedup,
     "shm_write_read_1m": shm_write_read_1m,
     "listener_ping_pong": listener_ping_pong,
+    "trickle_1000": trickle_1000,
+    "trickle_10000": trickle_10000,
+    "nn_1": nn_1,
+    "nn_4": nn_4,
+    "nn_16": nn_16,
+    "nn_32": nn_32,
+    "lock_fair_2": lock_fair_2,
+    "lock_fair_4": lock_fair_4,
+    "lock_fair_16": lock_fair_16,
+    "hog_event": hog_event,
+    "hog_pipe": hog_pipe,
+    "hog_queue": hog_queue,
 }
 
 
@@ -510,7 +696,12 @@ def main():
             print(f"unknown case {name}", file=sys.stderr)
             continue
         try:
-            print(f"{name}\t{fn()}", flush=True)
+            r = fn()
+            if isinstance(r, dict):  # several values of one run: "name.key"
+                for k, v in r.items():
+                    print(f"{name}.{k}\t{v}", flush=True)
+            else:
+                print(f"{name}\t{r}", flush=True)
         except Exception as e:  # a failing case must not hide the others
             print(f"case {name} failed: {e!r}", file=sys.stderr)
 

@@ -81,6 +81,26 @@ impl Row {
     }
 }
 
+/// `n` atomics in anonymous shared memory (inherited by forked children), zeroed, never
+/// unmapped.
+pub fn shared_atomics(n: usize) -> &'static [std::sync::atomic::AtomicU64] {
+    let len = (n * 8).next_multiple_of(4096);
+    // SAFETY: a fresh anonymous shared mapping of `len >= 8 * n` bytes; zeroed memory is
+    // valid atomics; leaked on purpose so the slice lives for the program.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "mmap");
+        std::slice::from_raw_parts(p as *const std::sync::atomic::AtomicU64, n)
+    }
+}
+
 /// Median of `samples` runs of `f`, each returning a measured value.
 pub fn median_of(samples: usize, mut f: impl FnMut() -> f64) -> f64 {
     let mut v: Vec<f64> = (0..samples).map(|_| f()).collect();

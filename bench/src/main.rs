@@ -10,6 +10,7 @@
 
 mod chart;
 mod harness;
+mod load;
 mod pipe;
 mod pool;
 mod process;
@@ -36,6 +37,7 @@ fn main() {
         ("pipe", pipe::rows),
         ("pool", pool::rows),
         ("shm", shm::rows),
+        ("load", load::rows),
     ];
     for (name, f) in groups {
         if cfg.wants_group(name) {

@@ -165,7 +165,7 @@ fn small() -> Small {
     (12345, "hello".to_string())
 }
 
-fn ping_pong_obj_us(n: u64) -> f64 {
+pub(crate) fn ping_pong_obj_us(n: u64) -> f64 {
     let (a, b) = pipe(true).unwrap();
     let child = Process::fork(move || {
         for _ in 0..n {

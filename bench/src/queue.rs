@@ -19,6 +19,7 @@
 //! message, which Python has no way to do); and through the raw-bytes calls. Each sample times from the consumer's first message to its last, so
 //! process start-up is not counted.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use multiproc::{JoinableQueue, Process, Queue};
@@ -111,6 +112,49 @@ where
     rate
 }
 
+/// The floor for 8-byte messages between two processes: a bare single-producer,
+/// single-consumer ring of 8-byte slots in shared memory, no locks, no system calls (each
+/// side spins, keeps the other's index cached and looks again only when it must), as Lamport
+/// with cached indices. Messages per second, timed from the consumer's first message.
+fn bare_spsc(n: u64) -> f64 {
+    const SLOTS: u64 = 1024;
+    // [0]: the consumer's head, [16]: the producer's tail (128 bytes apart), slots from [32].
+    let mem = crate::harness::shared_atomics(32 + SLOTS as usize);
+    mem[0].store(0, Ordering::Relaxed);
+    mem[16].store(0, Ordering::Relaxed);
+    let p = Process::fork(move || {
+        let (mut tail, mut head) = (0u64, 0u64);
+        for i in 0..n {
+            while tail - head >= SLOTS {
+                head = mem[0].load(Ordering::Acquire);
+                std::hint::spin_loop();
+            }
+            mem[32 + (tail % SLOTS) as usize].store(i, Ordering::Relaxed);
+            tail += 1;
+            mem[16].store(tail, Ordering::Release);
+        }
+    })
+    .unwrap();
+    let (mut head, mut tail) = (0u64, 0u64);
+    let mut t = Instant::now();
+    for i in 0..n {
+        while head == tail {
+            tail = mem[16].load(Ordering::Acquire);
+            std::hint::spin_loop();
+        }
+        let v = mem[32 + (head % SLOTS) as usize].load(Ordering::Relaxed);
+        assert_eq!(v, i, "bare ring out of order");
+        head += 1;
+        mem[0].store(head, Ordering::Release);
+        if i == 0 {
+            t = Instant::now();
+        }
+    }
+    let rate = (n - 1) as f64 / t.elapsed().as_secs_f64();
+    p.join().unwrap();
+    rate
+}
+
 /// As [`one_to_one`] with `put_many` / `get_many` in batches of `batch`.
 fn one_to_one_batched(size: usize, n: usize, batch: usize) -> f64 {
     let q: Queue<Vec<u8>> = Queue::bounded(4 * batch).unwrap();
@@ -145,8 +189,14 @@ fn now_ns() -> u64 {
 
 /// Messages per second, 2 producer processes -> 2 consumer processes, `n` messages in all.
 fn two_to_two(size: usize, n: usize) -> f64 {
+    n_to_n(2, size, n)
+}
+
+/// Messages per second, `k` producer processes -> `k` consumer processes through one
+/// `Queue::bounded(1000)`, `n` messages of `size` bytes in all.
+pub(crate) fn n_to_n(k: usize, size: usize, n: usize) -> f64 {
     let q: Queue<Vec<u8>> = Queue::bounded(1000).unwrap();
-    let consumers: Vec<Process<(u64, u64, usize, usize)>> = (0..2)
+    let consumers: Vec<Process<(u64, u64, usize, usize)>> = (0..k)
         .map(|_| {
             let q = q.clone();
             // Reads the clock at the first message and every `EVERY` messages after it, and
@@ -171,12 +221,12 @@ fn two_to_two(size: usize, n: usize) -> f64 {
             .unwrap()
         })
         .collect();
-    let producers: Vec<Process<()>> = (0..2)
+    let producers: Vec<Process<()>> = (0..k)
         .map(|_| {
             let q = q.clone();
             Process::fork(move || {
                 let msg = vec![7u8; size];
-                for _ in 0..n / 2 {
+                for _ in 0..n / k {
                     q.put_ref(&msg).unwrap();
                 }
             })
@@ -191,7 +241,7 @@ fn two_to_two(size: usize, n: usize) -> f64 {
         consumers.into_iter().map(|c| c.join().unwrap()).collect();
     assert_eq!(
         r.iter().map(|x| x.3).sum::<usize>(),
-        n / 2 * 2,
+        n / k * k,
         "messages received"
     );
     // A consumer that got nothing (the other one took everything) has no timestamps.
@@ -314,6 +364,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     let mb = |rate: f64| rate; // 1 MiB messages: messages/s == MiB/s
     let r8 = median_of(s, || one_to_one(8, small, 1000));
     let r8a = median_of(s, || one_to_one_of(|| [7u8; 8], small, 1000));
+    let spsc = median_of(s, || bare_spsc(small as u64 * 20));
     let r8b = median_of(s, || one_to_one_bytes(8, small, 1000));
     let r8i = median_of(s, || one_to_one_into(8, small, 1000));
     let r64 = median_of(s, || one_to_one(64, small, 1000));
@@ -351,7 +402,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
             msgs,
             r8a,
             "queue_1to1_int8",
-            None,
+            Some(("bare SPSC ring in shm (floor)", Some(spsc))),
         ),
         (
             "queue 1->1 8 B get_into (no alloc)",

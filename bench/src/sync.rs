@@ -71,20 +71,9 @@ fn bare_unlock(w: &AtomicU32) {
 
 /// A page of anonymous shared memory (inherited by forked children), never unmapped.
 fn shared_page() -> &'static [AtomicU64; 512] {
-    // SAFETY: a fresh anonymous shared mapping of one page; zeroed memory is valid atomics;
-    // leaked on purpose so the reference lives for the program.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED, "mmap");
-        &*(p as *const [AtomicU64; 512])
-    }
+    crate::harness::shared_atomics(512)
+        .try_into()
+        .expect("512 atomics")
 }
 
 /// Two processes each running `critical` (lock, increment `counter`, unlock) `iters` times;
@@ -119,7 +108,7 @@ fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
-fn ping_pong_us(n: u64) -> f64 {
+pub(crate) fn ping_pong_us(n: u64) -> f64 {
     let (a, b) = (Event::new().unwrap(), Event::new().unwrap());
     let (a2, b2) = (a.clone(), b.clone());
     let child = Process::fork(move || {
