@@ -39,6 +39,7 @@
 //! | encode / receive buffers (`SCRATCH`, `ENCODE`) | `pipe/mod.rs`, `queue/mod.rs` | Thread-locals holding spare buffers; taken and put back within one call. |
 //! | thread identity for lock owners (`IDENTITY`) | `sys/thread.rs` | Thread-local, cleared by the `pthread_atfork` child handler (the child's thread has a new tid). |
 //! | fork generation (`FORK_GENERATION`) and the handler registration (`ATFORK`, `REGISTER_ATFORK`) | `sys/thread.rs` | Bumped by the handler in every child. The registration runs before `main` (`.init_array`), so the `Once` is complete before any thread exists. |
+//! | learned spin budgets (`LEARNED`) | `sys/futex.rs` | Thread-local hints (how long recent waits on a word took); the forking thread's are copied into the child's main thread, where they are as good a first guess as any; they only decide how long a wait spins before it sleeps. |
 //! | "more than one CPU" cache (`MULTI`) | `sys/mod.rs` | An atomic written with the same value by whoever computes it first; never a `OnceLock`, which a fork during its initialization would leave "running" in the child. |
 //! | type names by type tag (`NAMES`) | `codec/ident.rs` | Fine as inherited: a lock-free table (a tag claimed by compare-and-swap, its name an [`OnceBox`]); the names are `&'static str` of the same binary. |
 //! | type tag cache (`CACHE`) | `codec/ident.rs` | Thread-local; keyed by the address of a `type_name` string, which is the same in the forked child. |

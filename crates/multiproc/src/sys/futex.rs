@@ -104,23 +104,162 @@ impl Recheck {
     }
 }
 
-/// How long a waiter spins before it sleeps (see [`spin_until_changed`]).
-pub(crate) const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// The most a waiter spins before it sleeps (see [`spin_until_changed`]); how long it really
+/// spins is learned ([`Learned`]).
+pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
 /// How long [`spin_yield_until_changed`] spins before it starts yielding between checks.
-pub(crate) const SPIN_BEFORE_YIELD: std::time::Duration = std::time::Duration::from_micros(2);
+pub(crate) const SPIN_BEFORE_YIELD: Duration = Duration::from_micros(2);
 
-/// How long [`spin_yield_until_changed`] keeps looking (spinning, then yielding) in all.
-pub(crate) const SPIN_YIELDING: std::time::Duration = std::time::Duration::from_micros(200);
+/// The most [`spin_yield_until_changed`] keeps looking (spinning, then yielding) in all; how
+/// long it really looks is learned ([`Learned`]).
+pub(crate) const SPIN_YIELDING: Duration = Duration::from_micros(200);
+
+/// The least a learned budget falls to: a short spin still catches a counterpart that is
+/// answering right now, and costs less than a sleep and its wake-up.
+const BUDGET_MIN: u32 = 2_000;
+
+/// One wait in this many looks longer ([`PROBE_MIN`], or eight times the budget), so a
+/// budget that fell can learn that waits got short again.
+const PROBE_EVERY: u32 = 32;
+
+/// A `sched_yield` that took this long gave the CPU to another process: looking stops
+/// (the wait sleeps), and the budget learns from the time it took. Measured (issue 18,
+/// 2-core VM, a queue request/reply round trip beside two busy-looping processes): every
+/// yield could hand the CPU to a busy loop for its whole time slice, so round trips took
+/// 0.3-3 ms against Python's 0.07-0.2.
+const YIELD_LOST: Duration = Duration::from_micros(10);
+
+/// The least a probe looks.
+const PROBE_MIN: u32 = 20_000;
+
+/// A change found after looking longer than this was not worth looking for: sleeping
+/// would have cost less CPU (a futex sleep and its wake-up cost a few microseconds on
+/// each side), so such a wait counts as one that slept. Without this rule a probe that
+/// caught a steady 100 us gap (a trickle of 10,000 messages a second) raised the budget
+/// to 200 us, and every wait after it spun through its gap.
+const WORTH: u32 = 20_000;
+
+/// How long to look before sleeping, learned per thread and per waited-on word from how
+/// recent waits ended (issue 18), as glibc's adaptive mutex and parking_lot's spin-then-park
+/// do.
+///
+/// Why: looking costs the CPU for as long as it looks, and `sched_yield` returns at once on
+/// an idle core, so a fixed 200 us of spinning and yielding made every gap shorter than that
+/// a busy loop. Measured (2-core VM, `cargo run --release -p multiproc-bench -- load`, the
+/// issue's numbers): a consumer fed 10,000 messages a second spent 99 us of CPU per message
+/// (Python's: 18 us), and an `Event` ping-pong beside two CPU-bound processes took 315 us a
+/// round trip (Python's: 71 us): the pure 50 us spin held the CPU the other side needed.
+///
+/// The rule: a wait that found its change while looking, after `w` of at most [`WORTH`],
+/// keeps a budget of at least `2 w` (up to the limit); a wait that had to sleep, or found
+/// its change only after more than [`WORTH`], halves the budget (down to [`BUDGET_MIN`]); one
+/// wait in [`PROBE_EVERY`] looks longer. So a stream where the
+/// other side answers within microseconds keeps spinning (and makes no system call), while a
+/// trickle, or a counterpart that needs this very CPU, is soon slept for after a short spin.
+///
+/// Per thread (a thread-local table of a few entries keyed by the word's address): no shared
+/// state, nothing to get wrong in a forked child, which inherits its forking thread's table
+/// (hints only; the child learns its own).
+#[derive(Clone, Copy)]
+struct Learned {
+    key: usize,
+    budget_ns: u32,
+    waits: u32,
+}
+
+const LEARNED_SLOTS: usize = 8;
+
+thread_local! {
+    static LEARNED: [std::cell::Cell<Learned>; LEARNED_SLOTS] = const {
+        [const { std::cell::Cell::new(Learned { key: 0, budget_ns: 0, waits: 0 }) };
+            LEARNED_SLOTS]
+    };
+}
+
+/// A wait being timed against its learned budget.
+struct Budget {
+    key: usize,
+    limit_ns: u32,
+    ns: u32,
+    start: Instant,
+}
+
+impl Budget {
+    /// The budget for a wait on `key` (the word's address), at most `limit`.
+    fn start(key: usize, limit: Duration) -> Budget {
+        let limit_ns = limit.as_nanos().min(u32::MAX as u128) as u32;
+        let slot = (key >> 3 ^ key >> 11) % LEARNED_SLOTS;
+        let ns = LEARNED
+            .try_with(|t| {
+                let mut l = t[slot].get();
+                if l.key != key {
+                    l = Learned {
+                        key,
+                        budget_ns: (limit_ns / 4).max(BUDGET_MIN),
+                        waits: 0,
+                    };
+                }
+                l.waits = l.waits.wrapping_add(1);
+                t[slot].set(l);
+                if l.waits % PROBE_EVERY == 0 {
+                    l.budget_ns.saturating_mul(8).max(PROBE_MIN).min(limit_ns)
+                } else {
+                    l.budget_ns.min(limit_ns)
+                }
+            })
+            .unwrap_or(limit_ns);
+        Budget {
+            key,
+            limit_ns,
+            ns,
+            start: Instant::now(),
+        }
+    }
+
+    fn spent(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn over(&self) -> bool {
+        self.spent() >= Duration::from_nanos(self.ns.into())
+    }
+
+    /// Records how the wait ended: `found` after the time spent, or not (it will sleep).
+    fn end(self, found: bool) -> bool {
+        let spent = self.spent().as_nanos().min(u32::MAX as u128) as u32;
+        let slot = (self.key >> 3 ^ self.key >> 11) % LEARNED_SLOTS;
+        let _ = LEARNED.try_with(|t| {
+            let mut l = t[slot].get();
+            if l.key != self.key {
+                return;
+            }
+            l.budget_ns = next_budget(l.budget_ns, spent, found, self.limit_ns);
+            t[slot].set(l);
+        });
+        found
+    }
+}
+
+/// The budget after a wait that looked for `spent_ns` and `found` its change or not (the
+/// rule in [`Learned`]).
+fn next_budget(budget_ns: u32, spent_ns: u32, found: bool, limit_ns: u32) -> u32 {
+    if found && spent_ns <= WORTH {
+        budget_ns.max(spent_ns.saturating_mul(2))
+    } else {
+        budget_ns / 2
+    }
+    .clamp(BUDGET_MIN.min(limit_ns), limit_ns)
+}
 
 /// Waits until `word != seen` without sleeping: spins for [`SPIN_BEFORE_YIELD`], then keeps
-/// checking with a `sched_yield` between checks, for at most [`SPIN_YIELDING`] and not past
-/// `deadline`; true when it changed. For a waiter whose counterpart may be waiting for this
-/// very CPU (two processes handing work to each other on a machine with more runnable tasks
-/// than cores): a pure spin holds the CPU for its whole length while the other process
-/// cannot run, and sleeping costs a wake-up system call per hand-over; yielding lets the
-/// other process run at once and costs little when nobody else wants the CPU. Measured on
-/// the 2-core VM under load (other builds running): a queue's 1→1 8-byte messages went from
+/// checking with a `sched_yield` between checks, for at most the learned budget (up to
+/// [`SPIN_YIELDING`], see [`Learned`]) and not past `deadline`; true when it changed. For a
+/// waiter whose counterpart may be waiting for this very CPU (two processes handing work to
+/// each other on a machine with more runnable tasks than cores): a pure spin holds the CPU
+/// for its whole length while the other process cannot run, and sleeping costs a wake-up
+/// system call per hand-over; yielding lets the other process run at once. Measured on the
+/// 2-core VM under load (other builds running): a queue's 1→1 8-byte messages went from
 /// about 1.1 M to 5.3 M msg/s, 1 MiB messages from about 5 to 9 GB/s; when the counterpart
 /// runs on another core, a change within the first microseconds is seen as by a pure spin.
 pub(crate) fn spin_yield_until_changed(
@@ -128,7 +267,8 @@ pub(crate) fn spin_yield_until_changed(
     seen: u32,
     deadline: super::Deadline,
 ) -> bool {
-    spin_yield_until(
+    spin_yield_keyed(
+        word as *const AtomicU32 as usize,
         || word.load(std::sync::atomic::Ordering::Acquire) != seen,
         deadline,
     )
@@ -142,7 +282,7 @@ pub(crate) fn spin_until_advanced(
     word: &AtomicU32,
     seen: u32,
     by: u32,
-    max: std::time::Duration,
+    max: Duration,
     deadline: super::Deadline,
 ) -> bool {
     spin_until(
@@ -158,11 +298,11 @@ pub(crate) fn spin_until_advanced(
 
 /// Spins for `d` (not past `deadline`) without reading shared memory, when another CPU can
 /// make progress meanwhile ([`super::may_spin`]); at once otherwise.
-pub(crate) fn pause_for(d: std::time::Duration, deadline: super::Deadline) {
+pub(crate) fn pause_for(d: Duration, deadline: super::Deadline) {
     if d.is_zero() || !super::may_spin() {
         return;
     }
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     while start.elapsed() < d && !deadline.expired() {
         for _ in 0..16 {
             std::hint::spin_loop();
@@ -171,51 +311,72 @@ pub(crate) fn pause_for(d: std::time::Duration, deadline: super::Deadline) {
 }
 
 /// [`spin_yield_until_changed`] for any condition that is cheap to check (read shared
-/// memory, no system call): true when `ready()` became true.
+/// memory, no system call): true when `ready()` became true. The learned budget is the
+/// thread's own for all such waits (a thread waits for one thing at a time).
 pub(crate) fn spin_yield_until(ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
+    spin_yield_keyed(1, ready, deadline)
+}
+
+fn spin_yield_keyed(key: usize, ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
     if !super::may_spin() {
         return false;
     }
-    let start = std::time::Instant::now();
+    let b = Budget::start(key, SPIN_YIELDING);
     loop {
         for _ in 0..64 {
             if ready() {
-                return true;
+                return b.end(true);
             }
             std::hint::spin_loop();
         }
-        let spent = start.elapsed();
-        if spent >= SPIN_YIELDING || deadline.expired() {
-            return ready();
+        if b.over() || deadline.expired() {
+            let found = ready();
+            return b.end(found);
         }
-        if spent >= SPIN_BEFORE_YIELD {
+        if b.spent() >= SPIN_BEFORE_YIELD {
+            let t = Instant::now();
             std::thread::yield_now();
+            if t.elapsed() >= YIELD_LOST {
+                // Another process had this CPU: the machine has more runnable processes than
+                // cores, and the next yield may give the CPU away for a whole time slice (to
+                // a CPU-bound process, not to the one we wait for). Sleep instead.
+                let found = ready();
+                return b.end(found);
+            }
         }
     }
 }
 
-/// Spins until `word != seen`, for at most [`SPIN`] and not past `deadline`; true when it
-/// changed. Only when another CPU can run the process we wait for ([`super::may_spin`]): a
-/// change that comes within the spin costs neither side a sleep and a wake-up system call.
+/// Spins until `word != seen`, for at most the learned budget (up to [`SPIN`], see
+/// [`Learned`]) and not past `deadline`; true when it changed. Only when another CPU can run
+/// the process we wait for ([`super::may_spin`]): a change that comes within the spin costs
+/// neither side a sleep and a wake-up system call.
 pub(crate) fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: super::Deadline) -> bool {
-    spin_until(
-        || word.load(std::sync::atomic::Ordering::Acquire) != seen,
-        SPIN,
-        deadline,
-    )
+    if !super::may_spin() {
+        return false;
+    }
+    let b = Budget::start(word as *const AtomicU32 as usize, SPIN);
+    loop {
+        for _ in 0..64 {
+            if word.load(std::sync::atomic::Ordering::Acquire) != seen {
+                return b.end(true);
+            }
+            std::hint::spin_loop();
+        }
+        if b.over() || deadline.expired() {
+            let found = word.load(std::sync::atomic::Ordering::Acquire) != seen;
+            return b.end(found);
+        }
+    }
 }
 
 /// Spins until `ready()`, for at most `max` and not past `deadline`, and only when another
 /// CPU can make it true meanwhile ([`super::may_spin`]); true when it became true.
-fn spin_until(
-    ready: impl Fn() -> bool,
-    max: std::time::Duration,
-    deadline: super::Deadline,
-) -> bool {
+fn spin_until(ready: impl Fn() -> bool, max: Duration, deadline: super::Deadline) -> bool {
     if !super::may_spin() {
         return false;
     }
-    let start = std::time::Instant::now();
+    let start = Instant::now();
     loop {
         for _ in 0..64 {
             if ready() {
@@ -255,5 +416,55 @@ mod tests {
         }
         assert!(!c.due(), "the next check is scheduled later");
         assert!(c.sleep_time(Deadline::never()).unwrap() <= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn a_budget_halves_after_sleeps_and_grows_back_when_waits_get_short() {
+        let limit = SPIN_YIELDING.as_nanos() as u32;
+        // Waits that slept halve the budget down to its floor.
+        let mut b = limit / 4;
+        for _ in 0..12 {
+            b = next_budget(b, b, false, limit);
+        }
+        assert_eq!(b, BUDGET_MIN);
+        // A change found after 8 us keeps a budget of at least 16 us...
+        b = next_budget(b, 8_000, true, limit);
+        assert_eq!(b, 16_000);
+        // ...a short one keeps what there is...
+        assert_eq!(next_budget(b, 500, true, limit), 16_000);
+        // ...and one found only after more than `WORTH` counts as a sleep.
+        assert_eq!(next_budget(b, WORTH + 1, true, limit), 8_000);
+        // Never past the limit, never under the floor (or the limit, if lower).
+        assert_eq!(next_budget(limit, WORTH, true, limit), limit);
+        assert_eq!(next_budget(BUDGET_MIN, 0, false, 1_000), 1_000);
+    }
+
+    #[test]
+    fn budgets_are_learned_per_word() {
+        let (w1, w2) = (AtomicU32::new(0), AtomicU32::new(0));
+        let k1 = &w1 as *const AtomicU32 as usize;
+        let k2 = &w2 as *const AtomicU32 as usize;
+        for _ in 0..12 {
+            Budget::start(k1, SPIN_YIELDING).end(false);
+        }
+        // (Two words may share a slot; then the second starts afresh, as here too.)
+        let fresh = Budget::start(k2, SPIN_YIELDING);
+        assert_eq!(fresh.ns, SPIN_YIELDING.as_nanos() as u32 / 4);
+        fresh.end(true);
+    }
+
+    #[test]
+    fn one_wait_in_probe_every_looks_longer() {
+        let w = AtomicU32::new(0);
+        let key = &w as *const AtomicU32 as usize;
+        let mut probes = 0;
+        for _ in 0..(2 * PROBE_EVERY) {
+            let b = Budget::start(key, SPIN);
+            if b.ns >= PROBE_MIN {
+                probes += 1;
+            }
+            b.end(false);
+        }
+        assert_eq!(probes, 2);
     }
 }
