@@ -78,11 +78,11 @@ pub(crate) mod segment {
 pub(crate) mod magic {
     /// Every shared segment's header (`shm/segment.rs`).
     pub(crate) const SEGMENT: [u8; 8] = *b"MPROCSEG";
-    /// A queue's configuration block (`queue/shared.rs`).
+    /// A queue's configuration block (`ring/mod.rs`).
     pub(crate) const QUEUE: [u8; 8] = *b"MPQUEUE2";
     /// A connection's directory header (`pipe/dir.rs`).
     pub(crate) const CONNECTION: [u8; 8] = *b"MPCONN01";
-    /// A skip frame in a queue's ring: the rest of the lap is padding (`queue/ring.rs`).
+    /// A skip frame in a queue's ring: the rest of the lap is padding (`ring/geometry.rs`).
     pub(crate) const RING_SKIP: [u8; 8] = *b"MPQskip!";
     /// A result frame between a child and its parent (`process/channel.rs`).
     pub(crate) const RESULT_FRAME: [u8; 4] = *b"MPRF";

@@ -5,7 +5,8 @@
 //   1 fork (what a forked child must fix)
 //   2 handle (handles in messages)       3 codec
 //   4 shm (segments, arenas)             5 sync
-//   6 the ring engine (queue/shared.rs, ring.rs, model.rs; one engine, two facades)
+//   6 ring (the ring engine: layout, put, get, wait, repair and its model; one engine under
+//     two facades, queue/ and pipe/dir.rs)
 //   8 queue, pipe, process (the facades) 9 pool, api (traits shared with remote types)
 //  10 remote (over Redis)
 //
@@ -168,6 +169,7 @@ pub mod process;
 pub mod queue;
 #[cfg(feature = "remote")]
 pub mod remote;
+mod ring;
 pub mod shm;
 pub mod sync;
 mod sys;

@@ -16,7 +16,7 @@
 //!
 //! Whether a message is typed at all is said by the frame that carries it, outside the
 //! payload (a queue frame's header check word; for a connection, the check word of the
-//! ring frame of its record or marker: see `queue/ring.rs`, `pipe/dir.rs`), so raw-bytes
+//! ring frame of its record or marker: see `ring/geometry.rs`, `pipe/dir.rs`), so raw-bytes
 //! messages (`put_bytes`, `send_bytes`) stay
 //! exactly the caller's bytes, and each side can tell the other kind apart:
 //!

@@ -1,5 +1,5 @@
 //! One direction of a connection: a shared-memory ring of small messages (the queue's ring,
-//! `queue/shared.rs`, reused as is) and a small shared cell with the direction's two locks,
+//! `ring/`, reused as is) and a small shared cell with the direction's two locks,
 //! its count of sleeping receivers and its message sequence counter.
 //!
 //! All directions of a connection (two for a duplex pipe, one for a simplex one) live in one
@@ -24,7 +24,7 @@
 //! frame of a record says whether its message is typed (its bytes start with a type tag,
 //! `codec/ident.rs`) or raw (`send_bytes`): for a marker, the socket message's kind. The ring
 //! commits each record with one store, so a sender killed mid-put leaves it wholly there or
-//! absent; a receiver killed mid-take has taken it or not (see `queue/shared.rs`).
+//! absent; a receiver killed mid-take has taken it or not (see `ring/mod.rs`).
 //!
 //! The locks (robust process-shared mutexes, [`RawMutex`]):
 //! - *send*: held by a sender from committing a marker to its message's last frame, so that
@@ -49,7 +49,7 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::queue::shared::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
+use crate::ring::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
 use crate::shm::{Placed, Segment, SegmentKind, ShmSafe};
 use crate::sync::RawMutex;
 use crate::sys::Deadline;
@@ -68,7 +68,7 @@ const AREAS_AT: usize = 4096;
 const MAX_DIRS: u64 = 2;
 
 /// Ring bytes per direction. Only touched pages cost memory: a receiver that keeps up keeps
-/// the ring in its first few pages (the ring prefers wrapping early, see `queue/ring.rs`).
+/// the ring in its first few pages (the ring prefers wrapping early, see `ring/geometry.rs`).
 pub(crate) const RING_BYTES: u64 = 256 << 10;
 
 /// Tag of a record holding a whole message.

@@ -6,7 +6,7 @@
 //! # Design
 //!
 //! A connection is a `SOCK_SEQPACKET` Unix socket pair plus, for each direction, a ring of
-//! bytes in shared memory (the queue's ring, `queue/shared.rs`) and a small shared cell with
+//! bytes in shared memory (the queue's ring engine, `ring/`) and a small shared cell with
 //! the direction's locks and counters (`dir.rs`). Both directions' rings and cells live in
 //! one shared-memory segment (one memfd) per connection, so an end holds **two fds**: its
 //! socket and that segment, duplex or not (Python's holds one). A process holding both ends
@@ -2373,7 +2373,7 @@ mod tests {
     fn a_received_description_is_checked() {
         let (a, _b) = pipe(true).unwrap();
         let seg = a.out.as_ref().unwrap().segment().clone();
-        let queue = crate::queue::shared::SharedQueue::create(4096, None).unwrap();
+        let queue = crate::ring::SharedQueue::create(4096, None).unwrap();
         let decode = |seg: &Segment, out: Option<u8>, inn: Option<u8>| {
             let (bytes, fds) = handle::with_exported_fds(|| {
                 let fd = handle::export_fd(a.try_as_fd().unwrap(), None)

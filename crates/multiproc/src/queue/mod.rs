@@ -34,10 +34,6 @@
 //! ```
 
 mod error;
-#[cfg(test)]
-mod model;
-mod ring;
-pub(crate) mod shared;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -50,12 +46,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use self::error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
-use self::shared::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
 use crate::codec::ident::{self, TAG_LEN};
 use crate::codec::{Codec, Postcard};
 #[allow(unused_imports)] // the docs' links
 use crate::error::ErrorKind;
 use crate::error::{Error, Result, Timeout, WouldBlock};
+use crate::ring::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
 use crate::shm::Segment;
 use crate::sys::Deadline;
 

@@ -267,7 +267,7 @@ fn a_consumer_that_keeps_up_keeps_large_messages_in_the_warm_start() {
     assert!(used <= 3 << 20, "ring pages in use: {used}");
 }
 
-/// A word of the producers' committed slot (layout in shared.rs), for corrupting in tests.
+/// A word of the producers' committed slot (layout in ring/mod.rs), for corrupting in tests.
 fn producer_slot_word(q: &Queue<u32>, word: usize) -> &AtomicU64 {
     let seq: &std::sync::atomic::AtomicU32 = q.shared.segment().get(384).unwrap();
     let slot = (seq.load(Ordering::Relaxed) & 1) as usize;
@@ -589,7 +589,7 @@ fn a_message_of_another_type_is_refused_across_processes() {
 // empty and never moved back to its warm start; the tail marched through the whole 1 GiB
 // ring, every page past the 16 MiB warm area faulted in and zeroed afresh (1 GB/s for 1 MiB
 // messages instead of 20). A put that would touch those pages now first waits a little for
-// the consumer to empty the ring (`DRAIN_MAX` in shared.rs). The timing of one drain is up to
+// the consumer to empty the ring (`DRAIN_MAX` in ring/mod.rs). The timing of one drain is up to
 // the scheduler, so this asserts only that the tail came back to the ring's start at least
 // once in 80 puts of 1 MiB, which it never did before the fix (80 MiB through a 1 GiB ring).
 #[test]

@@ -18,9 +18,7 @@ const LAYERS: &[(&str, &str, u32)] = &[
     ("shm", "shm", 4),
     ("sync", "sync", 5),
     // The ring engine: one engine under two facades (the queue's and the pipe's).
-    ("queue::shared", "ring", 6),
-    ("queue::ring", "ring", 6),
-    ("queue::model", "ring", 6),
+    ("ring", "ring", 6),
     ("queue", "queue", 8),
     ("pipe", "pipe", 8),
     ("process", "process", 8),
@@ -49,7 +47,7 @@ fn layer_of(module: &str) -> Option<(&'static str, u32)> {
         .map(|&(_, room, l)| (room, l))
 }
 
-/// `src/queue/shared.rs` -> `queue::shared`; `src/queue/mod.rs` -> `queue`.
+/// `src/ring/put.rs` -> `ring::put`; `src/queue/mod.rs` -> `queue`.
 fn module_of(src: &Path, file: &Path) -> String {
     let rel = file.strip_prefix(src).unwrap().with_extension("");
     let mut parts: Vec<String> = rel

@@ -58,7 +58,7 @@ fn put_full_then_child_drains() {
 // ported: _TestQueue.test_get — a child fills the queue; the parent takes with every form of
 // get and sees Empty after.
 // A put that finds a large bounded queue full first waits briefly for room for a batch
-// (see `BATCH` in queue/shared.rs); when the consumers free a single slot and stop, the put
+// (see `BATCH` in ring/mod.rs); when the consumers free a single slot and stop, the put
 // must still go through at once on that one slot, not wait for more.
 #[test]
 fn a_blocked_put_takes_a_single_freed_slot() {

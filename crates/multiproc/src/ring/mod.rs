@@ -1,5 +1,8 @@
-//! The queue's shared segment: control block, committed states, ring bytes; and the raw
-//! operations on them (frames in, frames out, close, task accounting, waiting).
+//! The ring engine: a shared segment (control block, committed states, ring bytes) and the
+//! raw operations on it, under two facades (`queue/` and `pipe/dir.rs`). Split by role:
+//! this file the layout, opening and the commit protocol; `geometry.rs` the ring arithmetic;
+//! `put.rs`, `get.rs`; `wait.rs` (close, tasks, sleeping and waking); `repair.rs`; and
+//! `model.rs`, the model checker.
 //!
 //! # Layout (payload offsets of a `SegmentKind::Queue` segment)
 //!
@@ -13,7 +16,7 @@
 //! 512   consumer   cseq u32 (commit counter, futex word of sleeping putters and joiners),
 //!                  putters u32, joiners u32, cslots [CSlot; 2] {head, gets, done, reclaimed,
 //!                  punch_to}
-//! 4096  ring       cap bytes of frames (ring.rs)
+//! 4096  ring       cap bytes of frames (geometry.rs)
 //! ```
 //!
 //! A queue's own segment holds one such area at offset 0. A connection keeps both its
@@ -70,14 +73,14 @@
 //! futex wake decisions, the page-discard handoff (`punch_to`, finished by a later consumer
 //! or by a producer that needs room), realigning an empty ring (a producer holding both
 //! mutexes), `close`, and the `len()`/`is_empty()` snapshots — is model-checked by
-//! `model.rs` (`cargo test --lib queue::model`; the larger configurations with
-//! `cargo test --release --lib queue::model -- --ignored`). loom was not used: the real
+//! `model.rs` (`cargo test --lib ring::model`; the larger configurations with
+//! `cargo test --release --lib ring::model -- --ignored`). loom was not used: the real
 //! code keeps its atomics in a memfd mapping (`ShmSafe` types), sleeps through raw futex
 //! calls, recovers mutexes by reading /proc and is about *processes* killed at any step,
 //! none of which loom models. Instead the model is a state machine whose steps are this
 //! file's shared-memory accesses in order (each half of a slot written or read, each payload
 //! cell, each header store, each sleeper count change, the futex compare-and-sleep and wake,
-//! a discard), driven by the real `ring.rs` arithmetic on a 32- or 48-byte ring, with
+//! a discard), driven by the real `geometry.rs` arithmetic on a 32- or 48-byte ring, with
 //! producers, consumers (the last live one replaced if killed), a closer and a `len()`
 //! observer, and every reachable state explored with up to two processes SIGKILLed at any
 //! step (configurations and state counts: `model.rs` tests). It asserts: no
@@ -116,10 +119,18 @@
 
 #![allow(unsafe_code)]
 
+mod geometry;
+mod get;
+#[cfg(test)]
+mod model;
+mod put;
+mod repair;
+mod wait;
+
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::ring::{self, Corrupt, Front, Geometry};
+use self::geometry::{Corrupt, Front, Geometry};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::{Segment, SegmentKind, ShmSafe};
 use crate::sync::RawMutex;
@@ -402,7 +413,7 @@ impl FrameRef<'_> {
     /// mutex): decoding straight from it saves a copy.
     #[inline]
     pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: `at..at+len` lies inside the ring (checked by `ring::front` against the
+        // SAFETY: `at..at+len` lies inside the ring (checked by `geometry::front` against the
         // local geometry, which was checked against the mapping size at open), and the
         // mapping outlives `self.q`. The bytes are a committed frame in `[head, tail)`, which
         // no honest process writes while we hold the consumer mutex (producers write only
@@ -419,7 +430,7 @@ impl FrameRef<'_> {
     pub(crate) fn read_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.len);
         let start = out.len();
-        // SAFETY: `at..at+len` lies inside the ring (checked by `ring::front` against the
+        // SAFETY: `at..at+len` lies inside the ring (checked by `geometry::front` against the
         // local geometry, which was checked against the mapping size); `out` has room for
         // `len` more bytes (reserved above) and is not shared memory, so the ranges don't
         // overlap. The bytes are a committed frame that no honest process writes while we
@@ -631,7 +642,7 @@ impl SharedQueue {
         let geo = Geometry::with(
             c.config.cap.load(Ordering::Relaxed),
             c.config.warm.load(Ordering::Relaxed),
-            ring::DISCARD_CHUNK,
+            geometry::DISCARD_CHUNK,
         );
         let fits = (base as u64)
             .checked_add(RING_AT as u64)
@@ -810,58 +821,6 @@ impl SharedQueue {
         }
     }
 
-    // ----- corruption -----
-
-    /// Resets the ring to empty (keeping the counts consistent) under both mutexes; returns
-    /// the error to report. Called with neither mutex held.
-    #[cold]
-    fn repair(&self, why: Corrupt) -> Error {
-        let ctl = self.ctl();
-        let pl = self.lock_forever(&ctl.pmutex.0);
-        let cl = self.lock_forever(&ctl.cmutex.0);
-        let mut p = self.p_state();
-        let mut c = self.c_state();
-        let lost = p.puts.saturating_sub(c.gets);
-        if self.geo.validate(c.reclaimed, c.head, p.tail).is_err() || c.punch_to != 0 {
-            // Move everything forward to one aligned position (positions only grow, so the
-            // other handles' hints stay lower bounds when possible).
-            let base = [p.tail, c.head, c.reclaimed]
-                .into_iter()
-                .filter(|&v| v <= u64::MAX / 2)
-                .max()
-                .unwrap_or(0)
-                .next_multiple_of(8);
-            p.tail = base;
-            c.head = base;
-            c.reclaimed = base;
-            c.punch_to = 0;
-        } else {
-            c.head = p.tail;
-            c.reclaimed = p.tail;
-        }
-        if c.gets > p.puts {
-            p.puts = c.gets;
-        }
-        c.gets = p.puts;
-        c.done = c.done.min(c.gets);
-        self.p_commit(&p);
-        self.c_commit(&c);
-        self.hints.tail.store(p.tail, Ordering::Relaxed);
-        self.hints.reclaimed.store(c.reclaimed, Ordering::Relaxed);
-        self.hints.gets.store(c.gets, Ordering::Relaxed);
-        drop(cl);
-        drop(pl);
-        self.wake_all_sleepers();
-        Error::new(
-            ErrorKind::InvalidState,
-            format!(
-                "queue shared memory was corrupted ({}); its {lost} queued messages were \
-                 discarded and the queue was reset",
-                why.0
-            ),
-        )
-    }
-
     // ----- ring bytes -----
 
     #[inline(always)]
@@ -888,7 +847,7 @@ impl SharedQueue {
         typed: bool,
         fill: impl FnOnce(&mut [u8]) -> Result<()>,
     ) -> Result<()> {
-        let flen = ring::frame_len(len as u64);
+        let flen = geometry::frame_len(len as u64);
         assert!(phys + flen <= self.geo.cap, "frame placed outside the ring");
         // SAFETY: `phys + 8 + len <= phys + flen <= cap` (asserted above) and the ring lies
         // inside the mapping (checked at open), so the slice is inside the mapping. These
@@ -899,19 +858,21 @@ impl SharedQueue {
         let dst = unsafe {
             std::slice::from_raw_parts_mut(
                 self.ring_ptr()
-                    .add(phys as usize + ring::FRAME_HEADER as usize),
+                    .add(phys as usize + geometry::FRAME_HEADER as usize),
                 len,
             )
         };
         fill(dst)?;
-        self.header(phys)
-            .store(ring::encode_header(len as u32, typed), Ordering::Relaxed);
+        self.header(phys).store(
+            geometry::encode_header(len as u32, typed),
+            Ordering::Relaxed,
+        );
         Ok(())
     }
 
     /// Discards the pages of `[from, to)` (taken bytes nobody may write yet).
     fn punch(&self, from: u64, to: u64) {
-        for d in ring::discard_ranges(&self.geo, from, to)
+        for d in geometry::discard_ranges(&self.geo, from, to)
             .into_iter()
             .flatten()
         {
@@ -936,750 +897,5 @@ impl SharedQueue {
         c.punch_to = 0;
         self.c_commit(c);
         Ok(())
-    }
-
-    // ----- put -----
-
-    /// Refreshes the producer's hints from the consumers' state; returns the `cseq` seen.
-    /// Finishes a consumer's half-done discard step if no consumer is busy.
-    fn refresh_consumer_hints(&self) -> u32 {
-        let (mut seq, mut c) = self.c_snapshot();
-        if c.punch_to != 0 {
-            let m = &self.ctl().cmutex.0;
-            if m.try_lock().is_some() {
-                let l = Locked(m);
-                let mut cur = self.c_state();
-                if self.finish_punch(&mut cur).is_ok() {
-                    self.wake_cseq_sleepers();
-                }
-                drop(l);
-                (seq, c) = self.c_snapshot();
-            }
-        }
-        self.hints.reclaimed.store(c.reclaimed, Ordering::Relaxed);
-        self.hints.gets.store(c.gets, Ordering::Relaxed);
-        seq
-    }
-
-    /// Puts one payload of `len` bytes, written in place by `write` (as
-    /// [`put_frames_with`](Self::put_frames_with) with one payload). The common case (the
-    /// mutex free, room by this handle's hints, no skip header, no stale wrap hint) runs as
-    /// straight-line code, with the same shared-memory accesses in the same order as the
-    /// general path takes for it (so the model of that path covers it); anything else
-    /// (waiting, a full or closed queue, refreshing hints) goes through the general path.
-    #[inline(always)]
-    pub(crate) fn put_one_with(
-        &self,
-        len: usize,
-        typed: bool,
-        write: impl FnOnce(&mut [u8]) -> Result<()>,
-        wait: Wait,
-    ) -> std::result::Result<(), PutStop> {
-        let m = &self.ctl().pmutex.0;
-        if len as u64 <= self.max_payload() && m.try_lock_free() {
-            let l = Locked(m);
-            let mut st = self.p_state();
-            if let Some(p) = self.place_by_hints(&st, ring::frame_len(len as u64)) {
-                let r = self.write_frame(self.geo.phys(p.at), len, typed, write);
-                if r.is_ok() {
-                    st.tail = p.tail;
-                    st.puts += 1;
-                    self.p_commit(&st);
-                }
-                drop(l);
-                return match r {
-                    Ok(()) => {
-                        self.wake_getters();
-                        Ok(())
-                    }
-                    Err(e) => Err(PutStop::Failed(e)),
-                };
-            }
-            drop(l);
-        }
-        let mut write = Some(write);
-        self.put_frames_with(
-            1,
-            typed,
-            |_| len,
-            |_, dst| write.take().map_or(Ok(()), |w| w(dst)),
-            wait,
-        )
-        .map_err(|(_, s)| s)
-    }
-
-    /// Puts the payloads (`typed` or raw frames) in order, waiting for room as `wait` allows. Returns how many
-    /// went in, with the reason it stopped early.
-    pub(crate) fn put_frames(
-        &self,
-        payloads: &[&[u8]],
-        typed: bool,
-        wait: Wait,
-    ) -> std::result::Result<(), (usize, PutStop)> {
-        self.put_frames_with(
-            payloads.len(),
-            typed,
-            |i| payloads[i].len(),
-            |i, dst| {
-                dst.copy_from_slice(payloads[i]);
-                Ok(())
-            },
-            wait,
-        )
-    }
-
-    /// Puts `n` payloads in order (`typed` or raw frames), payload `i` of `len(i)` bytes
-    /// written in place into the ring by `write(i, dst)` (`dst.len() == len(i)`) under the
-    /// producer mutex. A `write`
-    /// error stops the batch before that payload (nothing of it is committed) and is
-    /// returned as `Failed`. Otherwise as [`put_frames`](Self::put_frames).
-    pub(crate) fn put_frames_with(
-        &self,
-        n: usize,
-        typed: bool,
-        len: impl Fn(usize) -> usize,
-        mut write: impl FnMut(usize, &mut [u8]) -> Result<()>,
-        wait: Wait,
-    ) -> std::result::Result<(), (usize, PutStop)> {
-        let max = self.max_payload();
-        if let Some(l) = (0..n).map(&len).find(|&l| l as u64 > max) {
-            return Err((0, PutStop::Failed(self.too_large(l))));
-        }
-        let ctl = self.ctl();
-        let mut deadline = Lazy::new(wait);
-        let mut done = 0;
-        let mut slice = FIRST_SLICE;
-        loop {
-            let l = match self.lock(&ctl.pmutex.0, &mut deadline) {
-                Ok(l) => l,
-                Err(LockFail::Timeout) => return Err((done, PutStop::Timeout)),
-                Err(LockFail::Reentrant) => return Err((done, PutStop::Failed(reentrant_error()))),
-            };
-            let mut st = self.p_state();
-            if st.closed {
-                return Err((done, PutStop::Closed));
-            }
-            let start = done;
-            let mut seen = None;
-            let mut corrupt = None;
-            let mut failed = None;
-            while done < n {
-                let plen = len(done);
-                let flen = ring::frame_len(plen as u64);
-                let drain = done == start && !matches!(wait, Wait::No);
-                match self.place_one(&mut st, flen, &mut seen, &mut deadline, drain) {
-                    Ok(Some(p)) => {
-                        // Both stores go to free space: harmless if `write` fails (nothing
-                        // is committed), as if the process had died there.
-                        if let Some(s) = p.skip {
-                            self.header(self.geo.phys(s))
-                                .store(ring::SKIP, Ordering::Relaxed);
-                        }
-                        let phys = self.geo.phys(p.at);
-                        if let Err(e) = self.write_frame(phys, plen, typed, |dst| write(done, dst))
-                        {
-                            failed = Some(e);
-                            break;
-                        }
-                        st.tail = p.tail;
-                        st.puts += 1;
-                        done += 1;
-                    }
-                    Ok(None) => break,
-                    Err(c) => {
-                        corrupt = Some(c);
-                        break;
-                    }
-                }
-            }
-            if done > start {
-                self.p_commit(&st);
-            }
-            drop(l);
-            if done > start {
-                self.wake_getters();
-            }
-            if let Some(c) = corrupt {
-                return Err((done, PutStop::Failed(self.repair(c))));
-            }
-            if let Some(e) = failed {
-                return Err((done, PutStop::Failed(e)));
-            }
-            if done == n {
-                return Ok(());
-            }
-            if let Wait::No = wait {
-                return Err((done, PutStop::Full));
-            }
-            let seen = seen.expect("a put that found no room looked at the consumers");
-            let dl = deadline.get();
-            // First, briefly, wait for room for a batch (see `BATCH`); then for any room.
-            let batch = (self.maxsize / 4).clamp(1, BATCH as u64) as u32;
-            if batch > 1 {
-                crate::sys::futex::spin_until_advanced(&ctl.c.seq, seen, batch, BATCH_WAIT, dl);
-            }
-            if !crate::sys::futex::spin_yield_until_changed(&ctl.c.seq, seen, dl)
-                && !self.sleep(&ctl.c.putters, &ctl.c.seq, seen, dl, &mut slice)
-            {
-                return Err((done, PutStop::Timeout));
-            }
-        }
-    }
-
-    /// Where the next frame of `flen` bytes goes, or `None` when there is no room (then
-    /// `seen` holds the `cseq` the decision was based on). Holds `pmutex`; may take
-    /// `cmutex` to realign an empty ring (to its lap start past `wrap_at`, or for a frame
-    /// that fits nowhere else). With `drain`, may first wait a little for the consumers to
-    /// empty the ring ([`DRAIN_MAX`]); only when this put has no uncommitted frames (else
-    /// the ring cannot become empty) and may wait.
-    #[inline]
-    fn place_one(
-        &self,
-        st: &mut PState,
-        flen: u64,
-        seen: &mut Option<u32>,
-        deadline: &mut Lazy,
-        drain: bool,
-    ) -> std::result::Result<Option<ring::Placement>, Corrupt> {
-        let h = &self.hints;
-        let mut fresh = false;
-        loop {
-            let reclaimed = h.reclaimed.load(Ordering::Relaxed);
-            let gets = h.gets.load(Ordering::Relaxed);
-            if !self.hints_valid(st, reclaimed, gets) {
-                if fresh {
-                    return Err(Corrupt("consumer positions do not match the producers'"));
-                }
-            } else if st.puts - gets < self.maxsize {
-                // Empty past `wrap_at`: move the ring to the next lap's start, warm and with
-                // the whole ring free (ring.rs, "When a put waits"). Only if no consumer
-                // holds its mutex (it is never waited for): else append.
-                if ring::rewind_wanted(&self.geo, st.tail, reclaimed)
-                    && self.realign(st, &mut Lazy::new(Wait::No))
-                {
-                    return Ok(Some(
-                        ring::place(&self.geo, st.tail, st.tail, flen)
-                            .expect("an empty aligned ring takes any frame up to its size"),
-                    ));
-                }
-                if let Some(p) = ring::place(&self.geo, st.tail, reclaimed, flen) {
-                    let cold = ring::touches_cold(&self.geo, p.at, flen);
-                    if fresh && cold && drain && self.drain_then_rewind(st, reclaimed, deadline) {
-                        return Ok(Some(
-                            ring::place(&self.geo, st.tail, st.tail, flen)
-                                .expect("an empty aligned ring takes any frame up to its size"),
-                        ));
-                    }
-                    if fresh || p.skip.is_some() || !(cold || self.wrap_hint_is_stale(st.tail)) {
-                        return Ok(Some(p));
-                    }
-                    // Past `wrap_at` a put that finds the ring empty moves it to its warm
-                    // start, which a hint from long ago does not show: without a fresh look a
-                    // ring with room to spare (any queue with a large capacity) would march
-                    // on through fresh pages, each one faulted in and zeroed, then given
-                    // back, instead of reusing its first, cache-warm bytes (for 1 MiB
-                    // messages that was most of the time of a put). Looked at most once per
-                    // `wrap_at / 4` bytes put, so small messages rarely pay the extra cache
-                    // miss.
-                }
-                if fresh && reclaimed == st.tail {
-                    // Empty, but the frame fits neither before the lap's end nor before the
-                    // tail: move everything to the next lap start.
-                    return Ok(self.realign(st, deadline).then(|| {
-                        ring::place(&self.geo, st.tail, st.tail, flen)
-                            .expect("an empty aligned ring takes any frame up to its size")
-                    }));
-                }
-            }
-            if fresh {
-                return Ok(None);
-            }
-            *seen = Some(self.refresh_consumer_hints());
-            h.refreshed_at.store(st.tail, Ordering::Relaxed);
-            fresh = true;
-        }
-    }
-
-    /// Whether the consumers' positions `reclaimed` and `gets` (hints or a fresh look) fit
-    /// the producers' state `st`.
-    #[inline]
-    fn hints_valid(&self, st: &PState, reclaimed: u64, gets: u64) -> bool {
-        reclaimed.is_multiple_of(8)
-            && reclaimed <= st.tail
-            && reclaimed
-                .checked_add(self.geo.cap)
-                .is_some_and(|l| st.tail <= l)
-            && gets <= st.puts
-    }
-
-    /// Where the next frame goes by this handle's hints alone, in the common case only: not
-    /// closed, room within `maxsize`, no empty ring to move to its lap start, no skip
-    /// header, and no stale wrap hint (`place_one` handles every other case, with a fresh
-    /// look when needed).
-    #[inline]
-    fn place_by_hints(&self, st: &PState, flen: u64) -> Option<ring::Placement> {
-        let h = &self.hints;
-        let reclaimed = h.reclaimed.load(Ordering::Relaxed);
-        let gets = h.gets.load(Ordering::Relaxed);
-        if st.closed
-            || !self.hints_valid(st, reclaimed, gets)
-            || st.puts - gets >= self.maxsize
-            || ring::rewind_wanted(&self.geo, st.tail, reclaimed)
-        {
-            return None;
-        }
-        let p = ring::place(&self.geo, st.tail, reclaimed, flen)?;
-        (p.skip.is_none()
-            && !self.wrap_hint_is_stale(st.tail)
-            && !ring::touches_cold(&self.geo, p.at, flen))
-        .then_some(p)
-    }
-
-    /// True when the frame at `tail` lies past `wrap_at` and the consumer hints were last
-    /// refreshed at least `wrap_at / 4` bytes of puts ago (see `place_one`: the ring may have
-    /// become empty, to be moved to its warm start).
-    #[inline(always)]
-    fn wrap_hint_is_stale(&self, tail: u64) -> bool {
-        let wrap_at = self.geo.wrap_at();
-        self.geo.phys(tail) >= wrap_at
-            && tail.wrapping_sub(self.hints.refreshed_at.load(Ordering::Relaxed)) >= wrap_at / 4
-    }
-
-    /// Waits (see [`DRAIN_MAX`]) for the consumers to take every frame, then moves the
-    /// empty ring to its lap start; true when it did. Only when the backlog
-    /// (`tail - reclaimed`, by a fresh look) would fit in the warm area, and not again within
-    /// [`DRAIN_RETRY`] bytes of a wait that gave up. Holds `pmutex`: other producers wait
-    /// behind it, as they would behind its put.
-    #[cold]
-    fn drain_then_rewind(&self, st: &mut PState, reclaimed: u64, deadline: &mut Lazy) -> bool {
-        let h = &self.hints;
-        if st.tail - reclaimed > self.geo.warm || st.tail < h.drain_after.load(Ordering::Relaxed) {
-            return false;
-        }
-        let user = deadline.get();
-        let seq = &self.ctl().c.seq;
-        let start = std::time::Instant::now();
-        let (mut seen, mut moved) = (seq.load(Ordering::Acquire), start);
-        let mut looks = 0u32;
-        loop {
-            let (s, c) = self.c_snapshot();
-            if c.reclaimed == st.tail {
-                h.reclaimed.store(c.reclaimed, Ordering::Relaxed);
-                h.gets.store(c.gets, Ordering::Relaxed);
-                if self.realign(st, &mut Lazy::new(Wait::For(Some(DRAIN_STALL)))) {
-                    return true;
-                }
-            }
-            let now = std::time::Instant::now();
-            if s != seen {
-                (seen, moved) = (s, now);
-            }
-            if now - moved >= DRAIN_STALL || now - start >= DRAIN_MAX || user.expired() {
-                h.drain_after
-                    .store(st.tail.saturating_add(DRAIN_RETRY), Ordering::Relaxed);
-                return false;
-            }
-            // Look about once a microsecond; once the wait is more than a short spin, let
-            // another process have this CPU between looks (the consumer may need it).
-            for _ in 0..32 {
-                std::hint::spin_loop();
-            }
-            looks += 1;
-            if looks >= 16 || !crate::sys::may_spin() {
-                std::thread::yield_now();
-            }
-        }
-    }
-
-    /// Moves an empty ring to the next lap start: a skip at `tail`, committed, then taken at
-    /// once under `cmutex` (if we get it in time; else a consumer takes it). True when done;
-    /// false when `cmutex` was not taken (`wait` says how long to try) or the ring is not
-    /// empty after all.
-    #[cold]
-    fn realign(&self, st: &mut PState, deadline: &mut Lazy) -> bool {
-        let Some(next) = ring::realign(&self.geo, st.tail) else {
-            return false;
-        };
-        let m = &self.ctl().cmutex.0;
-        let got = match deadline.wait {
-            Wait::No => m.try_lock().is_some(),
-            Wait::For(_) => m.lock(deadline.get()).is_ok(),
-        };
-        if !got {
-            return false;
-        }
-        let l = Locked(m);
-        let mut c = self.c_state();
-        if c.head != st.tail || c.reclaimed != st.tail || c.punch_to != 0 {
-            return false; // changed meanwhile (or corrupt): let the normal path see it
-        }
-        let old = st.tail;
-        self.header(self.geo.phys(old))
-            .store(ring::SKIP, Ordering::Relaxed);
-        st.tail = next;
-        self.p_commit(st);
-        c.head = next;
-        c.reclaimed = next;
-        self.c_commit(&c);
-        drop(l);
-        self.hints.reclaimed.store(next, Ordering::Relaxed);
-        true
-    }
-
-    // ----- get -----
-
-    /// Takes the next frame if the common case allows (the mutex free, no discard step left
-    /// over, a frame there by this handle's hint or one look at the producers' state),
-    /// handing it to `sink` (as [`take_frames`](Self::take_frames) with `max` 1, the same
-    /// shared-memory accesses in the same order); anything else (an empty queue, waiting,
-    /// a skip header, damage) goes through `take_frames`.
-    #[inline(always)]
-    pub(crate) fn take_one<R>(
-        &self,
-        wait: Wait,
-        sink: impl FnOnce(FrameRef<'_>) -> Result<R>,
-    ) -> std::result::Result<R, GetStop> {
-        let m = &self.ctl().cmutex.0;
-        if m.try_lock_free() {
-            let l = Locked(m);
-            let mut c = self.c_state();
-            if c.punch_to == 0 {
-                if let Some((tail, payload, len, next, typed)) = self.front_by_hint(&c) {
-                    let r = sink(FrameRef {
-                        q: self,
-                        at: payload as usize,
-                        len: len as usize,
-                        typed,
-                    });
-                    // Consumed either way: a frame that does not decode is reported once.
-                    c.head = next;
-                    c.gets += 1;
-                    self.commit_taken(&mut c, tail);
-                    drop(l);
-                    self.wake_cseq_sleepers_after_unlock();
-                    self.hints.flowing.store(true, Ordering::Relaxed);
-                    return r.map_err(GetStop::Failed);
-                }
-            }
-            drop(l);
-        }
-        let mut sink = Some(sink);
-        let mut out = None;
-        self.take_frames(1, wait, |_, f| {
-            if let Some(s) = sink.take() {
-                out = Some(s(f)?);
-            }
-            Ok(())
-        })?;
-        Ok(out.expect("a get that returned Ok took one frame"))
-    }
-
-    /// The frame at `c.head` as `(tail, payload, len, next, typed)` when there is one, looking at
-    /// the producers' state only if the hint shows none. `None` for anything
-    /// [`take_frames`](Self::take_frames) must handle (empty, a skip, damage). Holds `cmutex`.
-    #[inline(always)]
-    fn front_by_hint(&self, c: &CState) -> Option<(u64, u64, u64, u64, bool)> {
-        let mut tail = self.hints.tail.load(Ordering::Relaxed);
-        if c.head >= tail || tail - c.head > self.geo.cap {
-            let (_, p) = self.p_snapshot();
-            tail = p.tail;
-            self.hints.tail.store(tail, Ordering::Relaxed);
-            if c.head == tail || self.geo.validate(c.reclaimed, c.head, tail).is_err() {
-                return None;
-            }
-        }
-        let word = self.header(self.geo.phys(c.head)).load(Ordering::Relaxed);
-        match ring::front(&self.geo, c.head, tail, word) {
-            Ok(Front::Frame {
-                payload,
-                len,
-                next,
-                typed,
-            }) => Some((tail, payload, len, next, typed)),
-            _ => None,
-        }
-    }
-
-    /// Commits frames taken up to `c.head` (producers' `tail` as last seen), giving their
-    /// bytes back to producers (discarding pages first when [`ring::reclaim`] says so). Holds
-    /// `cmutex`.
-    #[inline(always)]
-    fn commit_taken(&self, c: &mut CState, tail: u64) {
-        let emptied = c.head == tail;
-        let (r, discards) = ring::reclaim(&self.geo, c.reclaimed, c.head, emptied);
-        if discards.iter().any(Option::is_some) {
-            self.discard_taken(c, r);
-        }
-        c.reclaimed = r;
-        self.c_commit(c);
-    }
-
-    /// The first step of giving taken bytes back when their pages are to be discarded:
-    /// commit `punch_to`, then discard (see "Commit protocol"). Holds `cmutex`.
-    #[cold]
-    fn discard_taken(&self, c: &mut CState, to: u64) {
-        c.punch_to = to;
-        self.c_commit(c);
-        self.punch(c.reclaimed, to);
-        c.punch_to = 0;
-    }
-
-    /// Takes up to `max` frames (at least one, waiting as `wait` allows), handing each to
-    /// `sink` under the consumer mutex. A sink error on the first frame consumes it and is
-    /// returned; on a later frame the batch ends before it (it stays queued). Returns frames
-    /// taken.
-    pub(crate) fn take_frames(
-        &self,
-        max: usize,
-        wait: Wait,
-        mut sink: impl FnMut(usize, FrameRef<'_>) -> Result<()>,
-    ) -> std::result::Result<usize, GetStop> {
-        let ctl = self.ctl();
-        let mut deadline = Lazy::new(wait);
-        let mut slice = FIRST_SLICE;
-        loop {
-            let l = match self.lock(&ctl.cmutex.0, &mut deadline) {
-                Ok(l) => l,
-                Err(LockFail::Timeout) => return Err(GetStop::Timeout),
-                Err(LockFail::Reentrant) => return Err(GetStop::Failed(reentrant_error())),
-            };
-            let mut c = self.c_state();
-            // Finishing a killed consumer's discard step is a commit that gives producers
-            // room: wake them even if this get takes nothing.
-            let finished_punch = c.punch_to != 0;
-            if let Err(why) = if finished_punch {
-                self.finish_punch(&mut c)
-            } else {
-                Ok(())
-            } {
-                drop(l);
-                return Err(GetStop::Failed(self.repair(why)));
-            }
-            let start = c;
-            let mut tail = self.hints.tail.load(Ordering::Relaxed);
-            let mut seen_p = None;
-            let mut closed = false;
-            let mut n = 0;
-            let mut failure = None;
-            let mut corrupt = None;
-            while n < max.max(1) {
-                if c.head >= tail || tail - c.head > self.geo.cap {
-                    if seen_p.is_some() {
-                        break; // looked once already
-                    }
-                    let (s, p) = self.p_snapshot();
-                    seen_p = Some(s);
-                    closed = p.closed;
-                    tail = p.tail;
-                    self.hints.tail.store(tail, Ordering::Relaxed);
-                    if let Err(why) = self.geo.validate(c.reclaimed, c.head, tail) {
-                        corrupt = Some(why);
-                        break;
-                    }
-                    if c.head == tail {
-                        break;
-                    }
-                }
-                let word = self.header(self.geo.phys(c.head)).load(Ordering::Relaxed);
-                match ring::front(&self.geo, c.head, tail, word) {
-                    Ok(Front::Skip { next }) => c.head = next,
-                    Ok(Front::Frame {
-                        payload,
-                        len,
-                        next,
-                        typed,
-                    }) => {
-                        let frame = FrameRef {
-                            q: self,
-                            at: payload as usize,
-                            len: len as usize,
-                            typed,
-                        };
-                        if let Err(e) = sink(n, frame) {
-                            if n > 0 {
-                                break; // it stays queued; the next get reports it
-                            }
-                            failure = Some(e);
-                        }
-                        c.head = next;
-                        c.gets += 1;
-                        n += 1;
-                        if failure.is_some() {
-                            break;
-                        }
-                    }
-                    Err(why) => {
-                        corrupt = Some(why);
-                        break;
-                    }
-                }
-            }
-            if corrupt.is_some() && n > 0 {
-                corrupt = None; // commit the good part; the next get reports the rest
-            }
-            if let Some(why) = corrupt {
-                drop(l);
-                return Err(GetStop::Failed(self.repair(why)));
-            }
-            if c.head != start.head {
-                self.commit_taken(&mut c, tail);
-            }
-            drop(l);
-            if c.head != start.head || finished_punch {
-                self.wake_cseq_sleepers_after_unlock();
-            }
-            if n > 0 {
-                return match failure {
-                    Some(e) => Err(GetStop::Failed(e)),
-                    None => Ok(n),
-                };
-            }
-            if closed {
-                return Err(GetStop::Closed);
-            }
-            if let Wait::No = wait {
-                return Err(GetStop::Empty);
-            }
-            let seen = seen_p.expect("an empty get looked at the producers");
-            let dl = deadline.get();
-            if self.hints.flowing.swap(false, Ordering::Relaxed) {
-                crate::sys::futex::pause_for(GET_BACKOFF, dl);
-            }
-            if !crate::sys::futex::spin_yield_until_changed(&ctl.p.seq, seen, dl)
-                && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, dl, &mut slice)
-            {
-                return Err(GetStop::Timeout);
-            }
-        }
-    }
-
-    // ----- close, tasks -----
-
-    /// Closes the queue: no more puts; gets drain, then fail with `Closed`. Idempotent.
-    pub(crate) fn close(&self) {
-        let ctl = self.ctl();
-        let pl = self.lock_forever(&ctl.pmutex.0);
-        let p = self.p_state();
-        if !p.closed {
-            self.p_commit(&PState { closed: true, ..p });
-        }
-        // Bump cseq too, so putters about to sleep on it see a change.
-        let cl = self.lock_forever(&ctl.cmutex.0);
-        let c = self.c_state();
-        self.c_commit(&c);
-        drop(cl);
-        drop(pl);
-        self.wake_all_sleepers();
-    }
-
-    /// Marks one taken item done.
-    pub(crate) fn task_done(&self) -> Result<()> {
-        let ctl = self.ctl();
-        let l = self.lock_forever(&ctl.cmutex.0);
-        let mut c = self.c_state();
-        if c.gets.saturating_sub(c.done) == 0 {
-            return Err(Error::new(
-                ErrorKind::InvalidState,
-                "task_done() called more times than items were taken from the queue",
-            ));
-        }
-        c.done += 1;
-        self.c_commit(&c);
-        drop(l);
-        self.wake_cseq_sleepers_after_unlock();
-        Ok(())
-    }
-
-    /// Waits until every item put has been marked done; false on timeout.
-    pub(crate) fn join(&self, deadline: Deadline) -> bool {
-        let ctl = self.ctl();
-        let mut slice = FIRST_SLICE;
-        loop {
-            let (seen, c) = self.c_snapshot();
-            let (_, p) = self.p_snapshot();
-            if p.puts <= c.done {
-                return true;
-            }
-            if !self.sleep(&ctl.c.joiners, &ctl.c.seq, seen, deadline, &mut slice) {
-                return false;
-            }
-        }
-    }
-
-    // ----- waiting -----
-
-    /// Sleeps on `word` while it still equals `seen`, counted in `sleepers`, for at most one
-    /// slice; false when the deadline has passed.
-    fn sleep(
-        &self,
-        sleepers: &AtomicU32,
-        word: &AtomicU32,
-        seen: u32,
-        deadline: Deadline,
-        slice: &mut Duration,
-    ) -> bool {
-        let Ok(remaining) = deadline.remaining() else {
-            return false;
-        };
-        let t = remaining.map_or(*slice, |r| r.min(*slice));
-        sleepers.fetch_add(1, Ordering::SeqCst);
-        if word.load(Ordering::SeqCst) == seen
-            && futex::wait(word, seen, Some(t)) == futex::Wake::TimedOut
-        {
-            *slice = (*slice * 2).min(MAX_SLICE);
-        }
-        sleepers.fetch_sub(1, Ordering::SeqCst);
-        // One more look even when the deadline has just passed: the caller re-checks.
-        true
-    }
-
-    /// After a producers' commit and the unlock of `pmutex`: wakes getters if any sleep.
-    #[inline]
-    fn wake_getters(&self) {
-        let p = &self.ctl().p;
-        fence_after_unlock();
-        if p.getters.load(Ordering::Relaxed) > 0 {
-            futex::wake_all(&p.seq);
-        }
-    }
-
-    /// After a consumers' commit: wakes putters and joiners if any sleep.
-    fn wake_cseq_sleepers(&self) {
-        fence(Ordering::SeqCst);
-        self.wake_cseq_sleepers_fenced();
-    }
-
-    /// As [`wake_cseq_sleepers`](Self::wake_cseq_sleepers), right after unlocking `cmutex`.
-    #[inline]
-    fn wake_cseq_sleepers_after_unlock(&self) {
-        fence_after_unlock();
-        self.wake_cseq_sleepers_fenced();
-    }
-
-    #[inline]
-    fn wake_cseq_sleepers_fenced(&self) {
-        let c = &self.ctl().c;
-        if c.putters.load(Ordering::Relaxed) > 0 || c.joiners.load(Ordering::Relaxed) > 0 {
-            futex::wake_all(&c.seq);
-        }
-    }
-
-    fn wake_all_sleepers(&self) {
-        let ctl = self.ctl();
-        futex::wake_all(&ctl.p.seq);
-        futex::wake_all(&ctl.c.seq);
-    }
-
-    fn too_large(&self, len: usize) -> Error {
-        Error::new(
-            ErrorKind::TooLarge,
-            format!(
-                "message of {len} bytes is larger than this queue can hold (at most {} bytes \
-                 per message in a ring of {} bytes); create the queue with \
-                 Queue::builder().capacity_bytes(n) for a larger ring",
-                self.max_payload(),
-                self.geo.cap
-            ),
-        )
     }
 }

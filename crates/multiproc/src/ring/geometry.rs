@@ -1,6 +1,6 @@
 //! Ring arithmetic: where the next frame goes, how the oldest one is read, and which pages
 //! may be given back, as pure functions over positions. No memory is touched here;
-//! `shared.rs` applies the results to the shared segment. Everything is unit- and
+//! `mod.rs`, `put.rs` and `get.rs` apply the results to the shared segment. Everything is unit- and
 //! property-tested below.
 //!
 //! # The ring

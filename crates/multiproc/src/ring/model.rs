@@ -1,13 +1,13 @@
-//! Exhaustive interleaving check of the queue protocol (`shared.rs`), including processes
+//! Exhaustive interleaving check of the queue protocol (`ring/`: `mod.rs`, `put.rs`, `get.rs`, `wait.rs`), including processes
 //! killed at any step.
 //!
 //! The model is a state machine whose steps are the protocol's shared-memory accesses, in
-//! the order `shared.rs` performs them: every load or store of a sequence word, each half of
+//! the order the engine performs them: every load or store of a sequence word, each half of
 //! a committed slot written or read (so a seqlock reader can see a slot half-overwritten),
 //! each ring cell of a payload copy, each frame header store, a page discard, each sleeper
 //! count change, the futex wait (compare-and-sleep, one step) and wake. Mutexes are modeled
 //! by their contract (free, or held by an owner that may be dead; a dead owner's lock may be
-//! taken over); the ring arithmetic is the real code of `ring.rs` on a tiny ring. Actors are
+//! taken over); the ring arithmetic is the real code of `geometry.rs` on a tiny ring. Actors are
 //! producers (each puts its messages one by one), consumers (`get_many` in a loop until
 //! `Closed`; the last live one, if killed, is replaced), a closer (closes once every producer has finished
 //! or died and, in runs without kills, everything was received, so that its wake-ups cannot
@@ -35,13 +35,13 @@
 //! producers' later puts get no help from any get. There every final state must have every
 //! producer finished, except one whose put waits on a queue that is full: `maxsize` items
 //! queued, or the bytes in use (committed `tail - reclaimed`, less the lap's end lost behind
-//! a skip) leave no room by the bound of ring.rs ("When a put waits"). That is the property
+//! a skip) leave no room by the bound of geometry.rs ("When a put waits"). That is the property
 //! "a put into a queue that is not full completes without any get"; the early wrap of
 //! before issue 17 (planted as `Bug::EarlyWrap`) violates it.
 
 use std::collections::HashSet;
 
-use super::ring::{self, Front, Geometry};
+use super::geometry::{self, Front, Geometry};
 
 const NONE: u8 = u8::MAX;
 
@@ -178,7 +178,7 @@ struct Actor {
     fresh: bool,
     seen: u32,
     second: bool,
-    place: Option<ring::Placement>,
+    place: Option<geometry::Placement>,
     /// This placement pass has tried to move an empty ring to its lap start (`place_one`
     /// tries once per look at the hints).
     tried: bool,
@@ -420,7 +420,7 @@ fn check_positions(m: &Mem, g: &Geometry) -> R {
 }
 
 fn punch(m: &mut Mem, g: &Geometry, from: u64, to: u64) {
-    for d in ring::discard_ranges(g, from, to).into_iter().flatten() {
+    for d in geometry::discard_ranges(g, from, to).into_iter().flatten() {
         for i in (d.start..d.end).step_by(8) {
             m.ring[(i / 8) as usize] = 0;
         }
@@ -691,8 +691,8 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
         }
         Pc::RSkip => {
             let old = a.st.tail;
-            m.ring[(g.phys(old) / 8) as usize] = ring::SKIP;
-            let next = ring::realign(&g, old).expect("realign only off a lap start");
+            m.ring[(g.phys(old) / 8) as usize] = geometry::SKIP;
+            let next = geometry::realign(&g, old).expect("realign only off a lap start");
             a.st.tail = next;
             a.c.head = next;
             a.c.reclaimed = next;
@@ -702,7 +702,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
         Pc::RAfterP => {
             a.pc = Pc::CCommit(0);
             a.ret = Pc::RUnlock;
-            a.place = ring::place(&g, a.c.head, a.c.head, ring::frame_len(a.cur_len(cfg)));
+            a.place = geometry::place(&g, a.c.head, a.c.head, geometry::frame_len(a.cur_len(cfg)));
             if a.place.is_none() {
                 return Err("an empty realigned ring refused a frame".into());
             }
@@ -723,7 +723,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
         Pc::WSkip => {
             let p = a.place.expect("placed");
             if let Some(sk) = p.skip {
-                m.ring[(g.phys(sk) / 8) as usize] = ring::SKIP;
+                m.ring[(g.phys(sk) / 8) as usize] = geometry::SKIP;
             }
             a.k = 0;
             a.pc = Pc::WPay;
@@ -731,7 +731,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
         Pc::WPay => {
             let p = a.place.expect("placed");
             let id = a.in_flight(cfg).expect("a message in flight");
-            let at = g.phys(p.at) + ring::FRAME_HEADER + a.k * 8;
+            let at = g.phys(p.at) + geometry::FRAME_HEADER + a.k * 8;
             m.ring[(at / 8) as usize] = cell_of(id);
             a.k += 1;
             if a.k * 8 == cfg.msg_len(id) {
@@ -742,7 +742,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             let p = a.place.expect("placed");
             let id = a.in_flight(cfg).expect("a message in flight");
             m.ring[(g.phys(p.at) / 8) as usize] =
-                ring::encode_header(cfg.msg_len(id) as u32, false);
+                geometry::encode_header(cfg.msg_len(id) as u32, false);
             a.early = m.getters;
             a.st.tail = p.tail;
             a.st.puts += 1;
@@ -828,7 +828,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
         }
         Pc::CReadHdr => {
             let word = m.ring[(g.phys(a.c.head) / 8) as usize];
-            match ring::front(&g, a.c.head, a.hint_tail, word) {
+            match geometry::front(&g, a.c.head, a.hint_tail, word) {
                 Ok(Front::Skip { next }) => {
                     a.c.head = next;
                     consume(a, cfg)?;
@@ -848,7 +848,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             }
         }
         Pc::CReadPay => {
-            let at = g.phys(a.rd_hdr) + ring::FRAME_HEADER + a.k * 8;
+            let at = g.phys(a.rd_hdr) + geometry::FRAME_HEADER + a.k * 8;
             let v = m.ring[(at / 8) as usize];
             if a.k == 0 {
                 a.rd_id = (v & 0xff) as u8;
@@ -867,7 +867,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
                     return Err(format!("torn or uncommitted frame read (id {id})"));
                 }
                 a.batch.push(id);
-                a.c.head += ring::frame_len(a.rd_len);
+                a.c.head += geometry::frame_len(a.rd_len);
                 a.c.gets += 1;
                 consume(a, cfg)?;
             }
@@ -1045,7 +1045,7 @@ fn decide(a: &mut Actor, cfg: &Config) -> R {
     let g = &cfg.geo;
     let st = a.st;
     let (recl, gets) = (a.hint_recl, a.hint_gets);
-    let flen = ring::frame_len(a.cur_len(cfg));
+    let flen = geometry::frame_len(a.cur_len(cfg));
     let valid = recl.is_multiple_of(8)
         && recl <= st.tail
         && recl.checked_add(g.cap).is_some_and(|l| st.tail <= l)
@@ -1057,7 +1057,7 @@ fn decide(a: &mut Actor, cfg: &Config) -> R {
     } else if st.puts - gets < cfg.maxsize {
         // Empty past wrap_at: try (without waiting for cmutex) to move the ring to its lap
         // start, once per look at the hints; on failure, go on as below.
-        if cfg.bug != Bug::EarlyWrap && !a.tried && ring::rewind_wanted(g, st.tail, recl) {
+        if cfg.bug != Bug::EarlyWrap && !a.tried && geometry::rewind_wanted(g, st.tail, recl) {
             a.tried = true;
             a.rewind = true;
             a.pc = Pc::RTryLock;
@@ -1066,7 +1066,7 @@ fn decide(a: &mut Actor, cfg: &Config) -> R {
         let place = if cfg.bug == Bug::EarlyWrap {
             place_preferring_wrap
         } else {
-            ring::place
+            geometry::place
         };
         if let Some(p) = place(g, st.tail, recl, flen) {
             // `wrap_hint_is_stale`: past wrap_at, on hints refreshed wrap_at/4 bytes ago,
@@ -1124,7 +1124,7 @@ fn reclaim_step(a: &mut Actor, cfg: &Config) -> R {
         return Ok(());
     }
     let emptied = a.c.head == a.hint_tail;
-    let (r, discards) = ring::reclaim(g, a.c.reclaimed, a.c.head, emptied);
+    let (r, discards) = geometry::reclaim(g, a.c.reclaimed, a.c.head, emptied);
     a.r = r;
     if discards.iter().any(Option::is_some) && cfg.bug == Bug::ReclaimBeforePunch {
         a.c.reclaimed = r;
@@ -1142,14 +1142,14 @@ fn reclaim_step(a: &mut Actor, cfg: &Config) -> R {
     Ok(())
 }
 
-/// `ring::place` as it was before issue 17 (`Bug::EarlyWrap`): past `wrap_at`, wrap to the
+/// `geometry::place` as it was before issue 17 (`Bug::EarlyWrap`): past `wrap_at`, wrap to the
 /// next lap's start whenever the frame fits before `reclaimed`.
 fn place_preferring_wrap(
     g: &Geometry,
     tail: u64,
     reclaimed: u64,
     flen: u64,
-) -> Option<ring::Placement> {
+) -> Option<geometry::Placement> {
     let limit = reclaimed + g.cap;
     let phys = g.phys(tail);
     let lap_end = tail - phys + g.cap;
@@ -1157,13 +1157,13 @@ fn place_preferring_wrap(
     let fits_wrapped = lap_end + flen <= limit;
     let prefer_wrap = phys >= g.wrap_at() && fits_wrapped;
     if fits_after && !prefer_wrap {
-        Some(ring::Placement {
+        Some(geometry::Placement {
             skip: None,
             at: tail,
             tail: tail + flen,
         })
     } else if fits_wrapped {
-        Some(ring::Placement {
+        Some(geometry::Placement {
             skip: Some(tail),
             at: lap_end,
             tail: lap_end + flen,
@@ -1173,7 +1173,7 @@ fn place_preferring_wrap(
     }
 }
 
-/// Why a put may wait for a get (see "When a put waits" in ring.rs): `None` when the
+/// Why a put may wait for a get (see "When a put waits" in geometry.rs): `None` when the
 /// committed state says the queue is not full for a frame of `flen` bytes, i.e. it must
 /// take the frame without any get.
 fn full_because(m: &Mem, cfg: &Config, flen: u64) -> Option<String> {
@@ -1188,9 +1188,9 @@ fn full_because(m: &Mem, cfg: &Config, flen: u64) -> Option<String> {
     let (mut h, mut lost) = (c.head, 0);
     while h < p.tail {
         let word = m.ring[(g.phys(h) / 8) as usize];
-        h = match ring::front(g, h, p.tail, word) {
+        h = match geometry::front(g, h, p.tail, word) {
             Ok(Front::Skip { next }) => {
-                lost += next - h - ring::FRAME_HEADER;
+                lost += next - h - geometry::FRAME_HEADER;
                 next
             }
             Ok(Front::Frame { next, .. }) => next,
@@ -1202,7 +1202,7 @@ fn full_because(m: &Mem, cfg: &Config, flen: u64) -> Option<String> {
         .msgs
         .iter()
         .flat_map(|l| l.iter())
-        .map(|&n| ring::frame_len(n))
+        .map(|&n| geometry::frame_len(n))
         .max()
         .unwrap_or(0);
     (in_use + 2 * flen + largest - 32 >= g.cap)
@@ -1217,7 +1217,7 @@ fn final_checks(s: &State, cfg: &Config) -> R {
         }
         if let (Some(_), Role::Producer(_), Pc::Asleep) = (cfg.gets, a.role, a.pc) {
             // No get is to come: the put may wait only on a full queue.
-            let flen = ring::frame_len(a.cur_len(cfg));
+            let flen = geometry::frame_len(a.cur_len(cfg));
             if full_because(m, cfg, flen).is_some() {
                 continue;
             }
@@ -1441,7 +1441,7 @@ mod tests {
     }
 
     /// The larger configurations: two producers or two consumers, one or two kills, the
-    /// observer. `cargo test --release --lib queue::model -- --ignored --nocapture` (about
+    /// observer. `cargo test --release --lib ring::model -- --ignored --nocapture` (about
     /// 58 million states, 5 minutes on the 2-core dev VM).
     #[test]
     #[ignore]
@@ -1471,7 +1471,7 @@ mod tests {
     /// Two producers, one killed at any step (inside a put it may hold the producer mutex
     /// with a frame half written: the other takes the mutex over and writes there); and two
     /// consumers on a ring that fills by bytes, one killed.
-    /// `cargo test --release --lib queue::model -- --ignored --nocapture` (about 35 million
+    /// `cargo test --release --lib ring::model -- --ignored --nocapture` (about 35 million
     /// states, 4 minutes).
     #[test]
     #[ignore]
