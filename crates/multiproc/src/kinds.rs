@@ -79,7 +79,7 @@ pub(crate) mod magic {
     /// Every shared segment's header (`shm/segment.rs`).
     pub(crate) const SEGMENT: [u8; 8] = *b"MPROCSEG";
     /// A queue's configuration block (`ring/mod.rs`).
-    pub(crate) const QUEUE: [u8; 8] = *b"MPQUEUE2";
+    pub(crate) const QUEUE: [u8; 8] = *b"MPQUEUE3";
     /// A connection's directory header (`pipe/dir.rs`).
     pub(crate) const CONNECTION: [u8; 8] = *b"MPCONN01";
     /// A skip frame in a queue's ring: the rest of the lap is padding (`ring/geometry.rs`).

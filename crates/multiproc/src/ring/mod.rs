@@ -7,15 +7,15 @@
 //! # Layout (payload offsets of a `SegmentKind::Queue` segment)
 //!
 //! ```text
-//! 0     config     magic b"MPQUEUE2", cap, warm, maxsize (u64 each; u64::MAX = no maxsize):
+//! 0     config     magic b"MPQUEUE3", cap, warm, maxsize (u64 each; u64::MAX = no maxsize):
 //!                  written once by the creator, copied and validated by every process
 //! 128   pmutex     RawMutex: serializes producers (sync/raw_mutex.rs)
 //! 256   cmutex     RawMutex: serializes consumers
-//! 384   producer   pseq u32 (commit counter, futex word of sleeping getters), getters u32
-//!                  (how many sleep on pseq), pslots [PSlot; 2] {tail, puts, closed}
-//! 512   consumer   cseq u32 (commit counter, futex word of sleeping putters and joiners),
-//!                  putters u32, joiners u32, cslots [CSlot; 2] {head, gets, done, reclaimed,
-//!                  punch_to}
+//! 384   producer   pseq u32 (commit counter), getters u32 (sleeping getters: epoch and
+//!                  count, and their futex word; wait.rs `Sleepers`), pslots [PSlot; 2]
+//!                  {tail, puts, closed}
+//! 512   consumer   cseq u32 (commit counter), putters u32, joiners u32 (sleepers, as
+//!                  getters), cslots [CSlot; 2] {head, gets, done, reclaimed, punch_to}
 //! 4096  ring       cap bytes of frames (geometry.rs)
 //! ```
 //!
@@ -50,12 +50,14 @@
 //! Readers of the other side's state use the slot pair as a seqlock: read `seq`, the active
 //! slot, then `seq` again.
 //!
-//! The same store is the wake-up signal: getters sleep on `pseq`, putters and joiners on
-//! `cseq`, so any commit after they looked makes their `futex_wait` return at once. A
-//! committer calls `futex_wake` only when a sleeper count says someone sleeps, so an
-//! uncontended put or get makes no system call; and a waiter first spins briefly (when
-//! another CPU can make progress meanwhile), then keeps looking with a `sched_yield` between
-//! looks (so a counterpart waiting for this CPU runs at once: `spin_yield_until_changed`),
+//! A sleeper registers in its side's sleeper word (getters, putters, joiners), looks at the
+//! other side's commit counter once more, and sleeps on the sleeper word. A committer
+//! looks at the sleeper words after its commit, and only one that finds sleepers registered
+//! claims them (a new epoch, count zero) and calls `futex_wake`: an uncontended put or get
+//! makes no system call, and a stream of commits makes one per sleep, not one per commit
+//! (`wait.rs`, `Sleepers`). A waiter first looks for a while without sleeping, for as long
+//! as recent waits on that word say it pays (spinning, then a `sched_yield` between looks,
+//! so a counterpart waiting for this CPU runs at once: `sys/futex.rs`, learned budgets),
 //! and only then sleeps (a put that found a bounded queue full first spins, at most
 //! `BATCH_WAIT`, until the consumers have committed `BATCH` gets: it then fills that room
 //! with one look at their state instead of one look per get; a get that finds the queue empty

@@ -60,15 +60,43 @@ struct CS {
     punch_to: u64,
 }
 
+/// A sleeper count as `wait.rs`' `Sleepers` keeps it: an epoch and a count; a waker claims
+/// the count (next epoch, count zero) and only then wakes.
+#[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq)]
+struct Sleep {
+    epoch: u8,
+    count: u8,
+}
+
+impl Sleep {
+    fn register(&mut self) -> u8 {
+        self.count += 1;
+        self.epoch
+    }
+    fn deregister(&mut self, epoch: u8) {
+        if self.epoch == epoch && self.count > 0 {
+            self.count -= 1;
+        }
+    }
+    fn claim(&mut self) -> bool {
+        if self.count == 0 {
+            return false;
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        self.count = 0;
+        true
+    }
+}
+
 /// Shared memory (and the ghost variables the checks use).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct Mem {
     pseq: u32,
     pslots: [PS; 2],
-    getters: u32,
+    getters: Sleep,
     cseq: u32,
     cslots: [CS; 2],
-    putters: u32,
+    putters: Sleep,
     /// Mutex owners (actor index), NONE when free.
     pm: u8,
     cm: u8,
@@ -106,6 +134,7 @@ enum Pc {
     SleepInc,
     SleepCheck,
     SleepWait,
+    SleepReload,
     Asleep,
     SleepDec,
     // producer
@@ -211,6 +240,9 @@ struct Actor {
     obs_c: CS,
     /// Bug::WakeCheckBeforeCommit: the getters count read too early.
     early: u32,
+    /// The epoch this sleeper registered in, and the sleeper word's value it sleeps on.
+    sleep_epoch: u8,
+    sleep_val: Sleep,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -254,6 +286,10 @@ enum Bug {
     /// whenever the frame fits before `reclaimed`, even with frames queued (and never moves
     /// an empty ring there).
     EarlyWrap,
+    /// Sleepers sleep on the other side's commit counter (as before issue 18) while wakers
+    /// claim the sleeper count: a sleeper registered after seeing a commit is claimed by
+    /// that commit's waker before it sleeps, and the next commit does not wake it.
+    SleepOnCommitCounter,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -290,10 +326,10 @@ fn initial(cfg: &Config) -> State {
     let mem = Mem {
         pseq: 0,
         pslots: [PS::default(); 2],
-        getters: 0,
+        getters: Sleep::default(),
         cseq: 0,
         cslots: [CS::default(); 2],
-        putters: 0,
+        putters: Sleep::default(),
         pm: NONE,
         cm: NONE,
         ring: vec![0; cells],
@@ -340,6 +376,8 @@ fn initial(cfg: &Config) -> State {
         snap_c: CS::default(),
         obs_c: CS::default(),
         early: 0,
+        sleep_epoch: 0,
+        sleep_val: Sleep::default(),
     };
     let mut actors = Vec::new();
     for p in 0..cfg.msgs.len() {
@@ -572,15 +610,21 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
         }
         // ----- sleeping on a futex word, counted -----
         Pc::SleepInc => {
-            if cfg.bug == Bug::UncountedSleep {
-            } else if a.role == Role::Consumer {
-                m.getters += 1;
+            let w = if a.role == Role::Consumer {
+                &mut m.getters
             } else {
-                m.putters += 1;
+                &mut m.putters
+            };
+            if cfg.bug != Bug::UncountedSleep {
+                a.sleep_epoch = w.register();
+            } else {
+                a.sleep_epoch = w.epoch;
             }
+            a.sleep_val = *w;
             a.pc = Pc::SleepCheck;
         }
-        Pc::SleepCheck | Pc::SleepWait => {
+        // The last look at the other side's commit counter before sleeping.
+        Pc::SleepCheck => {
             let word = if a.role == Role::Consumer {
                 m.pseq
             } else {
@@ -588,19 +632,60 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             };
             a.pc = if word != a.seen {
                 Pc::SleepDec
-            } else if a.pc == Pc::SleepCheck {
-                Pc::SleepWait
             } else {
+                Pc::SleepWait
+            };
+        }
+        // futex_wait on the sleeper word: sleeps only while it holds the value registered.
+        Pc::SleepWait => {
+            let w = if a.role == Role::Consumer {
+                m.getters
+            } else {
+                m.putters
+            };
+            let word = if a.role == Role::Consumer {
+                m.pseq
+            } else {
+                m.cseq
+            };
+            a.pc = if cfg.bug == Bug::SleepOnCommitCounter {
+                if word == a.seen {
+                    Pc::Asleep
+                } else {
+                    Pc::SleepReload
+                }
+            } else if w == a.sleep_val {
                 Pc::Asleep
+            } else {
+                Pc::SleepReload
+            };
+        }
+        // Back from the futex: a new epoch means claimed (look again); a count that moved
+        // alone means another sleeper came or went (look at the counter, sleep again).
+        Pc::SleepReload => {
+            let w = if a.role == Role::Consumer {
+                m.getters
+            } else {
+                m.putters
+            };
+            a.sleep_val = w;
+            a.pc = if w.epoch != a.sleep_epoch {
+                Pc::SleepDec
+            } else {
+                Pc::SleepCheck
             };
         }
         Pc::SleepDec => {
-            let n = if cfg.bug == Bug::UncountedSleep { 0 } else { 1 };
+            let counted = cfg.bug != Bug::UncountedSleep;
             if a.role == Role::Consumer {
-                m.getters -= n;
+                if counted {
+                    m.getters.deregister(a.sleep_epoch);
+                }
                 a.pc = Pc::CLock;
             } else {
-                m.putters -= n;
+                if counted {
+                    m.putters.deregister(a.sleep_epoch);
+                }
                 a.pc = Pc::PLock;
             }
         }
@@ -651,7 +736,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
         }
         Pc::FpWakeCheck => {
             a.second = true;
-            if m.putters > 0 {
+            if m.putters.count > 0 {
                 a.pc = Pc::FpWake;
             } else {
                 a.pc = Pc::SnapC(0);
@@ -659,7 +744,9 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             }
         }
         Pc::FpWake => {
-            wake_all(actors, Role::Producer(0));
+            if m.putters.claim() {
+                wake_all(actors, Role::Producer(0));
+            }
             let a = &mut actors[i];
             a.pc = Pc::SnapC(0);
             a.ret = Pc::FpTryLock;
@@ -743,7 +830,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             let id = a.in_flight(cfg).expect("a message in flight");
             m.ring[(g.phys(p.at) / 8) as usize] =
                 geometry::encode_header(cfg.msg_len(id) as u32, false);
-            a.early = m.getters;
+            a.early = m.getters.count.into();
             a.st.tail = p.tail;
             a.st.puts += 1;
             a.pc = Pc::PCommit(0);
@@ -757,7 +844,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             let getters = if cfg.bug == Bug::WakeCheckBeforeCommit {
                 a.early
             } else {
-                m.getters
+                m.getters.count.into()
             };
             a.pc = if getters > 0 {
                 Pc::PWake
@@ -766,7 +853,11 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             };
         }
         Pc::PWake => {
-            wake_all(actors, Role::Consumer);
+            // The claim and the wake are one step: a sleeper that registers between them
+            // (in the new epoch) is woken spuriously, which the real code allows too.
+            if m.getters.claim() || cfg.bug == Bug::WakeCheckBeforeCommit {
+                wake_all(actors, Role::Consumer);
+            }
             actors[i].pc = Pc::PReturned;
         }
         Pc::PReturned => {
@@ -900,14 +991,16 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             };
         }
         Pc::CWakeCheck => {
-            a.pc = if m.putters > 0 {
+            a.pc = if m.putters.count > 0 {
                 Pc::CWake
             } else {
                 Pc::CReturn
             };
         }
         Pc::CWake => {
-            wake_all(actors, Role::Producer(0));
+            if m.putters.claim() {
+                wake_all(actors, Role::Producer(0));
+            }
             actors[i].pc = Pc::CReturn;
         }
         Pc::CReturn => {
@@ -963,10 +1056,12 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             a.pc = Pc::XWakeP;
         }
         Pc::XWakeP => {
+            m.getters.claim();
             wake_all(actors, Role::Consumer);
             actors[i].pc = Pc::XWakeC;
         }
         Pc::XWakeC => {
+            m.putters.claim();
             wake_all(actors, Role::Producer(0));
             actors[i].pc = Pc::Finished;
         }
@@ -1003,7 +1098,7 @@ fn check_punch(c: &CS) -> R {
     }
 }
 
-/// futex_wake_all on pseq (`Consumer`: getters sleep there) or cseq (putters).
+/// futex_wake_all on the getters word (`Consumer`) or the putters word (producers).
 fn wake_all(actors: &mut [Actor], sleepers: Role) {
     for b in actors.iter_mut() {
         let on = match b.role {
@@ -1012,7 +1107,7 @@ fn wake_all(actors: &mut [Actor], sleepers: Role) {
             _ => continue,
         };
         if !b.dead && b.pc == Pc::Asleep && on == sleepers {
-            b.pc = Pc::SleepDec;
+            b.pc = Pc::SleepReload;
         }
     }
 }
@@ -1425,6 +1520,7 @@ mod tests {
             (Bug::UncountedSleep, 0),
             (Bug::ReclaimBeforePunch, 0),
             (Bug::EarlyWrap, 0),
+            (Bug::SleepOnCommitCounter, 0),
         ] {
             let mut c = if bug == Bug::EarlyWrap {
                 live(CAP64_PUNCH, &[&[8, 8, 8]], 1, 1)
