@@ -108,9 +108,6 @@ impl Recheck {
 /// spins is learned ([`Learned`]).
 pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
-/// How long [`spin_yield_until_changed`] spins before it starts yielding between checks.
-pub(crate) const SPIN_BEFORE_YIELD: Duration = Duration::from_micros(2);
-
 /// The most [`spin_yield_until_changed`] keeps looking (spinning, then yielding) in all; how
 /// long it really looks is learned ([`Learned`]).
 pub(crate) const SPIN_YIELDING: Duration = Duration::from_micros(200);
@@ -122,13 +119,6 @@ const BUDGET_MIN: u32 = 2_000;
 /// One wait in this many looks longer ([`PROBE_MIN`], or eight times the budget), so a
 /// budget that fell can learn that waits got short again.
 const PROBE_EVERY: u32 = 32;
-
-/// A `sched_yield` that took this long gave the CPU to another process: looking stops
-/// (the wait sleeps), and the budget learns from the time it took. Measured (issue 18,
-/// 2-core VM, a queue request/reply round trip beside two busy-looping processes): every
-/// yield could hand the CPU to a busy loop for its whole time slice, so round trips took
-/// 0.3-3 ms against Python's 0.07-0.2.
-const YIELD_LOST: Duration = Duration::from_micros(10);
 
 /// The least a probe looks.
 const PROBE_MIN: u32 = 20_000;
@@ -252,16 +242,17 @@ fn next_budget(budget_ns: u32, spent_ns: u32, found: bool, limit_ns: u32) -> u32
     .clamp(BUDGET_MIN.min(limit_ns), limit_ns)
 }
 
-/// Waits until `word != seen` without sleeping: spins for [`SPIN_BEFORE_YIELD`], then keeps
-/// checking with a `sched_yield` between checks, for at most the learned budget (up to
-/// [`SPIN_YIELDING`], see [`Learned`]) and not past `deadline`; true when it changed. For a
-/// waiter whose counterpart may be waiting for this very CPU (two processes handing work to
-/// each other on a machine with more runnable tasks than cores): a pure spin holds the CPU
-/// for its whole length while the other process cannot run, and sleeping costs a wake-up
-/// system call per hand-over; yielding lets the other process run at once. Measured on the
-/// 2-core VM under load (other builds running): a queue's 1→1 8-byte messages went from
-/// about 1.1 M to 5.3 M msg/s, 1 MiB messages from about 5 to 9 GB/s; when the counterpart
-/// runs on another core, a change within the first microseconds is seen as by a pure spin.
+/// Waits until `word != seen` without sleeping: spins for at most the learned budget (up to
+/// [`SPIN_YIELDING`], see [`Learned`]) and not past `deadline`; true when it changed.
+///
+/// It no longer yields (issue 18; the name stays for the call sites). It used to spin
+/// 2 us, then look with a `sched_yield` between looks for 200 us, for a counterpart that
+/// waits for this very CPU. Measured beside two busy-looping processes (2-core VM, bench
+/// `load`): a yield hands the CPU to whichever process the scheduler picks, often a busy
+/// loop for its whole time slice, and a queue or pipe round trip took 0.3 to 9 ms against
+/// Python's 0.07 to 0.3 ms; on an idle core a yield returns at once and is a spin. A waiter
+/// now spins while spinning pays, then sleeps, and the waker's one wake-up per sleep
+/// (`ring/wait.rs`, `Sleepers`) keeps sleeping cheap.
 pub(crate) fn spin_yield_until_changed(
     word: &AtomicU32,
     seen: u32,
@@ -332,17 +323,6 @@ fn spin_yield_keyed(key: usize, ready: impl Fn() -> bool, deadline: super::Deadl
         if b.over() || deadline.expired() {
             let found = ready();
             return b.end(found);
-        }
-        if b.spent() >= SPIN_BEFORE_YIELD {
-            let t = Instant::now();
-            std::thread::yield_now();
-            if t.elapsed() >= YIELD_LOST {
-                // Another process had this CPU: the machine has more runnable processes than
-                // cores, and the next yield may give the CPU away for a whole time slice (to
-                // a CPU-bound process, not to the one we wait for). Sleep instead.
-                let found = ready();
-                return b.end(found);
-            }
         }
     }
 }
