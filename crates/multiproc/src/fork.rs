@@ -36,7 +36,7 @@
 //! | arena slot holders (`REFS`) | `shm/arena.rs` | **Taken across the fork**: the parent pins every slot it holds for the child until it reaps it; the child's inherited `SlotRef`s are of an older fork generation, so dropping them gives back no count (issue 17.1). |
 //! | segment registry (`REGISTRY`) | `shm/segment.rs` | **Taken across the fork**; its weak references name mappings the child inherited, still valid there. |
 //! | handle fd tables and notes (`EXPORT`, `IMPORT`, `NOTE`, `NOTED`) | `handle.rs` | Thread-locals: set only while a message is encoded or decoded, never across a fork; new threads start empty. A stale note is cleared before each encode and decode. |
-//! | encode / receive buffers (`SCRATCH`, `ENCODE`) | `pipe/mod.rs`, `queue/mod.rs` | Thread-locals holding spare buffers; taken and put back within one call. |
+//! | encode / receive buffers (`SCRATCH`, `ENCODE`, `ASSEMBLY`) | `pipe/connection.rs`, `pipe/recv.rs`, `queue/mod.rs` | Thread-locals holding spare buffers; taken and put back within one call. |
 //! | thread identity for lock owners (`IDENTITY`) | `sys/thread.rs` | Thread-local, cleared by the `pthread_atfork` child handler (the child's thread has a new tid). |
 //! | fork generation (`FORK_GENERATION`) and the handler registration (`ATFORK`, `REGISTER_ATFORK`) | `sys/thread.rs` | Bumped by the handler in every child. The registration runs before `main` (`.init_array`), so the `Once` is complete before any thread exists. |
 //! | learned spin budgets (`LEARNED`) | `sys/futex.rs` | Thread-local hints (how long recent waits on a word took); the forking thread's are copied into the child's main thread, where they are as good a first guess as any; they only decide how long a wait spins before it sleeps. |

@@ -7,6 +7,7 @@
 //   4 shm (segments, arenas)             5 sync
 //   6 ring (the ring engine: layout, put, get, wait, repair and its model; one engine under
 //     two facades, queue/ and pipe/dir.rs)
+//   7 wait (waiting on many connections, processes, fds)
 //   8 queue, pipe, process (the facades) 9 pool, api (traits shared with remote types)
 //  10 remote (over Redis)
 //
@@ -81,7 +82,7 @@
 //! | — | [`Connection::try_recv`], [`Connection::recv_timeout`], [`Connection::send_timeout`] (and `_deadline`, `_bytes` forms) | Python has no timed `recv`/`send`; a timed send that runs out delivers nothing and the connection stays usable |
 //! | `conn.poll()` / `conn.poll(t)` / `conn.poll(None)`, `fileno()`, `close()` | [`Connection::try_poll`]`().is_ok()` / [`Connection::poll_timeout`]`(t).is_ok()` / [`Connection::poll`]`()`, `AsFd`/`AsRawFd`/[`Connection::try_as_fd`], [`Connection::close`], [`Connection::is_closed`] | `poll` never consumes; the fd turns readable whenever a message is waiting, for poll/epoll/mio/tokio, once asked for ([readiness](mod@pipe#readiness)) |
 //! | one end used by many processes | the same, safe | messages never interleave or split (per-end robust locks); a SIGKILLed sender or receiver never leaves a torn message |
-//! | `multiprocessing.connection.wait(objs)` / `wait(objs, t)` | [`wait`]`(&[&a, &b])` / [`wait_timeout`]`(&[&a, &b], t)` | returns the indices of ready objects (never empty: Python's `[]` is `Err(Timeout)`); accepts [`Process`] sentinels via [`Waitable`]; works beside a raw poller on the same end |
+//! | `multiprocessing.connection.wait(objs)` / `wait(objs, t)` | [`wait`](fn@wait)`(&[&a, &b])` / [`wait_timeout`]`(&[&a, &b], t)` | returns the indices of ready objects (never empty: Python's `[]` is `Err(Timeout)`); accepts [`Process`] sentinels via [`Waitable`]; works beside a raw poller on the same end |
 //! | `reduction.send_handle` / `recv_handle` | [`pipe::Fd`] inside any sent value | plus [`Connection::try_clone`] for another copy of an end |
 //! | `connection.Listener(address, authkey=k)`, `l.accept()` | [`Listener::bind`]`(address)?.with_authkey(k)`, [`Listener::accept`] (also `accept_timeout`, `accept_deadline`) | a Unix path, an abstract name (`"\0name"`) or TCP `(ip, port)`; CPython's wire format and handshake (3.11's HMAC-MD5, 3.12's HMAC-SHA256): Python clients connect; the handshake is bounded (30 s) |
 //! | `connection.Client(address, authkey=k)` | [`Client::new`]`(address).authkey(k).connect()` | the same [`Connection`], socket-only ([`Connection::is_socket`]): `send_bytes`/`recv_bytes` talk to Python, `send`/`recv` use our codec (not pickle); no handles inside; a peer's huge length is an error, not an allocation |
@@ -130,7 +131,7 @@
 //! | [`JoinableQueue::join`] | `try_join` | `join_timeout`, `join_deadline` | [`WouldBlock`] / [`Timeout`] |
 //! | [`Connection::send`], [`Connection::send_bytes`] | `try_send`, `try_send_bytes` | `send_timeout`, `send_deadline`, `send_bytes_timeout`, `send_bytes_deadline` | [`TrySendError::Full`] / [`SendTimeoutError::Timeout`] |
 //! | [`Connection::recv`], [`Connection::recv_bytes`] | `try_recv`, `try_recv_bytes` | `recv_timeout`, `recv_deadline`, `recv_bytes_timeout`, `recv_bytes_deadline` | [`TryRecvError::Empty`] / [`RecvTimeoutError::Timeout`] |
-//! | [`Connection::poll`], [`wait`]`(&objs)` | [`Connection::try_poll`], [`try_wait`] | `poll_timeout`, `poll_deadline`, [`wait_timeout`], [`wait_deadline`] | [`pipe::TryWaitError::WouldBlock`] / [`pipe::WaitTimeoutError::Timeout`] |
+//! | [`Connection::poll`], [`wait`](fn@wait)`(&objs)` | [`Connection::try_poll`], [`try_wait`] | `poll_timeout`, `poll_deadline`, [`wait_timeout`], [`wait_deadline`] | [`pipe::TryWaitError::WouldBlock`] / [`pipe::WaitTimeoutError::Timeout`] |
 //! | [`AsyncResult::get`] | `try_get` | `get_timeout`, `get_deadline` | [`pool::TryGetError::WouldBlock`] / [`pool::GetTimeoutError::Timeout`] |
 //! | [`AsyncResult::wait`] | `ready()` | `wait_timeout`, `wait_deadline` | `false` / [`Timeout`] |
 //! | `Imap::next` (the iterator) | [`Imap::try_next`] | [`Imap::next_timeout`], [`Imap::next_deadline`] | [`pool::TryGetError::WouldBlock`] / [`pool::GetTimeoutError::Timeout`] |
@@ -173,11 +174,12 @@ mod ring;
 pub mod shm;
 pub mod sync;
 mod sys;
+mod wait;
 pub use codec::{from_bytes_with_fds, to_bytes_with_fds};
 pub use error::{Error, ErrorKind, OwnerDied, Result, Timeout, WouldBlock};
 pub use pipe::{
-    pipe, pipe_with, try_wait, wait, wait_deadline, wait_timeout, Client, Connection, Listener,
-    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError, Waitable,
+    pipe, pipe_with, Client, Connection, Listener, RecvError, RecvTimeoutError, SendError,
+    SendTimeoutError, TryRecvError, TrySendError,
 };
 pub use pool::{AsyncResult, ClosurePool, Imap, Pool, PoolBuilder};
 pub use process::{
@@ -190,3 +192,4 @@ pub use sync::{
     Array, Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, RLock, Semaphore,
     Value,
 };
+pub use wait::{try_wait, wait, wait_deadline, wait_timeout, Waitable};

@@ -255,18 +255,79 @@ struct Partial {
 pub struct Assembler {
     max: Option<usize>,
     partial: Option<Partial>,
+    /// The buffer the next message is assembled into, if one was given (its contents are
+    /// cleared, its capacity used): see [`Assembler::with_buffer`].
+    spare: Option<Vec<u8>>,
 }
 
 impl Assembler {
     /// An idle assembler; messages longer than `max` bytes come out as [`Outcome::TooLong`].
     pub fn new(max: Option<usize>) -> Assembler {
-        Assembler { max, partial: None }
+        Assembler {
+            max,
+            partial: None,
+            spare: None,
+        }
+    }
+
+    /// An idle assembler that assembles the next message into `buf` (cleared first, its
+    /// capacity kept): the message [`Outcome::Complete`] hands back is that buffer. A
+    /// receiver that decodes the message and then drops its bytes gives the same buffer
+    /// for every message, so it allocates (and faults in) no memory for the bytes.
+    #[allow(dead_code)] // not used by the fuzz target, which compiles this file alone
+    pub fn with_buffer(max: Option<usize>, buf: Vec<u8>) -> Assembler {
+        Assembler {
+            max,
+            partial: None,
+            spare: Some(buf),
+        }
+    }
+
+    /// An empty buffer with room for `reserve` bytes: the given one, or the one of a dropped
+    /// partial message, or a new one.
+    fn buffer(&mut self, reserve: usize) -> Vec<u8> {
+        match self.spare.take() {
+            Some(mut b) => {
+                b.clear();
+                b.reserve(reserve);
+                b
+            }
+            None => Vec::with_capacity(reserve),
+        }
+    }
+
+    /// Takes back the buffer given to [`with_buffer`](Self::with_buffer) (or that of the
+    /// partial message, which is dropped), if the assembler still holds one: for a receiver
+    /// that stops before a message is complete.
+    #[allow(dead_code)] // not used by the fuzz target, which compiles this file alone
+    pub fn take_buffer(&mut self) -> Option<Vec<u8>> {
+        self.drop_partial();
+        self.spare.take()
+    }
+
+    /// Drops the partial message, keeping its buffer for the next one.
+    fn drop_partial(&mut self) {
+        if let Some(Partial { buf: Some(b), .. }) = self.partial.take() {
+            if self
+                .spare
+                .as_ref()
+                .is_none_or(|s| s.capacity() < b.capacity())
+            {
+                self.spare = Some(b);
+            }
+        }
     }
 
     /// True when a message has been started and not finished.
     #[allow(dead_code)] // used by the fuzz target (fuzz/) and the corpus replay test
     pub fn is_partial(&self) -> bool {
         self.partial.is_some()
+    }
+
+    /// The limit given to [`new`](Self::new).
+    #[allow(dead_code)] // not used by the fuzz target, which compiles this file alone
+    pub fn max(&self) -> Option<usize> {
+        self.max
     }
 
     fn over(&self, len: u64) -> bool {
@@ -278,7 +339,7 @@ impl Assembler {
         let (h, payload) = match Header::decode(frame) {
             Ok(x) => x,
             Err(why) => {
-                self.partial = None;
+                self.drop_partial();
                 return Push {
                     started: false,
                     outcome: Outcome::Corrupt(why),
@@ -287,11 +348,13 @@ impl Assembler {
         };
         match h.kind {
             Kind::Whole => {
-                self.partial = None;
+                self.drop_partial();
                 let outcome = if self.over(h.total) {
                     Outcome::TooLong(h.total)
                 } else {
-                    Outcome::Complete(payload.to_vec())
+                    let mut v = self.buffer(payload.len());
+                    v.extend_from_slice(payload);
+                    Outcome::Complete(v)
                 };
                 Push {
                     started: true,
@@ -299,13 +362,14 @@ impl Assembler {
                 }
             }
             Kind::First => {
+                self.drop_partial();
                 let buf = if self.over(h.total) {
                     None
                 } else {
                     let reserve = usize::try_from(h.total)
                         .unwrap_or(usize::MAX)
                         .min(MAX_RESERVE);
-                    let mut v = Vec::with_capacity(reserve.max(payload.len()));
+                    let mut v = self.buffer(reserve.max(payload.len()));
                     v.extend_from_slice(payload);
                     Some(v)
                 };
@@ -340,7 +404,7 @@ impl Assembler {
                         "frame {h:?} does not continue message {} (frame {} of {}, {} of {} bytes)",
                         p.id, p.next, p.count, p.received, p.total
                     );
-                    self.partial = None;
+                    self.drop_partial();
                     return Push {
                         started: false,
                         outcome: Outcome::Corrupt(why),
@@ -494,6 +558,52 @@ mod tests {
         assert_eq!(f.len(), 15);
         let out = reassemble_all(None, f.iter().map(|v| v.as_slice()));
         assert_eq!(out, vec![Outcome::Complete(msg)]);
+    }
+
+    /// Pushes `frames` and returns the completed message (panics on anything else).
+    fn complete(a: &mut Assembler, frames: &[Vec<u8>]) -> Vec<u8> {
+        let mut done = None;
+        for f in frames {
+            match a.push(f).outcome {
+                Outcome::Pending => {}
+                Outcome::Complete(m) => done = Some(m),
+                o => panic!("unexpected {o:?}"),
+            }
+        }
+        done.expect("message complete")
+    }
+
+    #[test]
+    fn a_given_buffer_is_cleared_used_and_handed_back() {
+        let msg: Vec<u8> = (0..100u8).collect();
+        // Split, and whole: both assemble in the given buffer (its old bytes gone).
+        for max_payload in [7, 1000] {
+            let buf = vec![0xEEu8; 500];
+            let at = buf.as_ptr();
+            let mut a = Assembler::with_buffer(None, buf);
+            let m = complete(&mut a, &frames_for(3, &msg, max_payload));
+            assert_eq!(m, msg);
+            assert_eq!(m.as_ptr(), at, "assembled in the given buffer");
+            assert_eq!(a.take_buffer(), None, "handed over with the message");
+        }
+        // A partial message dropped by a new one leaves its buffer to the new one; one left
+        // unfinished is taken back.
+        let buf = Vec::with_capacity(500);
+        let at = buf.as_ptr();
+        let mut a = Assembler::with_buffer(None, buf);
+        let f = frames_for(4, &msg, 7);
+        assert_eq!(a.push(&f[0]).outcome, Outcome::Pending);
+        let m = complete(&mut a, &frames_for(5, b"next", 2));
+        assert_eq!((m.as_slice(), m.as_ptr()), (&b"next"[..], at));
+        let mut a = Assembler::with_buffer(None, m);
+        assert_eq!(a.push(&f[0]).outcome, Outcome::Pending);
+        let back = a.take_buffer().expect("the partial's buffer");
+        assert_eq!(back.as_ptr(), at);
+        assert!(!a.is_partial());
+        // Without a given buffer: a new one per message, as before.
+        let mut a = Assembler::new(None);
+        assert_eq!(complete(&mut a, &frames_for(6, &msg, 7)), msg);
+        assert_eq!(a.take_buffer(), None);
     }
 
     #[test]

@@ -63,6 +63,7 @@ use crate::fork::PerProcess;
 use crate::handle;
 use crate::sys::proc::{self, Forked, Waited};
 use crate::sys::{socket, Deadline};
+use crate::wait::Waitable;
 use channel::{FrameReader, Tag};
 use current::Identity;
 use results::Ticket;
@@ -1019,6 +1020,13 @@ impl<R> Drop for Process<R> {
 /// ```
 pub fn active_children() -> Vec<u32> {
     registry::active().into_iter().map(|p| p as u32).collect()
+}
+
+impl<R> Waitable for Process<R> {
+    /// The process's sentinel (a pidfd): ready once the process has ended.
+    fn wait_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.sentinel())
+    }
 }
 
 #[cfg(test)]

@@ -504,6 +504,85 @@ fn sender_killed_mid_message_then_another_sender_goes_on() {
     });
 }
 
+/// The typed sizes for the assembly-buffer test: larger and smaller than the one before,
+/// over the socket (a frame or many) and through the ring, and one (40 MiB) over the size a
+/// thread keeps its buffer at.
+const TYPED_SIZES: [usize; 8] = [
+    3 << 20,
+    10,
+    1 << 20,
+    40 << 20,
+    20 << 10,
+    3 << 20,
+    100 << 10,
+    1 << 20,
+];
+
+// Issue 19: a typed receive assembles socket messages in a buffer its thread keeps; each
+// message must still come out whole with its own bytes (none of the previous message's),
+// around raw messages, a refused one and the size bound.
+#[test]
+fn typed_messages_of_alternating_sizes_come_out_whole() {
+    with_watchdog(LIMIT, || {
+        let (rx, tx) = pipe(false).unwrap();
+        let p = Process::fork(move || {
+            for (i, &len) in TYPED_SIZES.iter().enumerate() {
+                tx.send(&pattern(len, i as u8)).unwrap();
+                tx.send_bytes(&pattern(len / 2 + 1, 100 + i as u8)).unwrap();
+            }
+            // Refused (another type), then a good one.
+            tx.send(&"x".repeat(2 << 20)).unwrap();
+            tx.send(&pattern(1 << 20, 200)).unwrap();
+        })
+        .unwrap();
+        for (i, &len) in TYPED_SIZES.iter().enumerate() {
+            let v: Vec<u8> = recv_t(&rx).unwrap();
+            assert!(
+                v == pattern(len, i as u8),
+                "typed message {i} ({len} bytes)"
+            );
+            let b = recv_bytes_t(&rx).unwrap();
+            assert!(b == pattern(len / 2 + 1, 100 + i as u8), "raw message {i}");
+        }
+        let e = recv_t::<Vec<u8>>(&rx).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Codec, "{e}");
+        let v: Vec<u8> = recv_t(&rx).unwrap();
+        assert!(v == pattern(1 << 20, 200));
+        p.join().unwrap();
+    });
+}
+
+// Issue 19: a typed sender killed mid-message (its frames half on the socket, which the
+// receiver assembles in its kept buffer, then drops), then a good typed message from
+// another sender, and one more from this thread's buffer again.
+#[test]
+fn typed_sender_killed_mid_message_then_a_good_message() {
+    with_watchdog(LIMIT, || {
+        let (rx, tx) = pipe(false).unwrap();
+        let tx_keep = tx.try_clone().unwrap();
+        // The socket holds a few MiB: the sender stays stuck inside its 64 MiB message
+        // until someone reads, so once its first frame is there it is mid-message.
+        let p = Process::fork(move || {
+            tx.send(&pattern(64 << 20, 1)).unwrap();
+        })
+        .unwrap();
+        rx.poll_timeout(T).expect("first frame never arrived");
+        p.kill().unwrap();
+        assert!(p.join().is_err());
+        let sender = std::thread::spawn(move || {
+            tx_keep.send(&pattern(1 << 20, 2)).unwrap();
+            tx_keep.send(&pattern(3 << 20, 3)).unwrap();
+            tx_keep.send(&pattern(10, 4)).unwrap();
+        });
+        for (len, seed) in [(1 << 20, 2), (3 << 20, 3), (10, 4)] {
+            let v: Vec<u8> = recv_t(&rx).unwrap();
+            assert!(v == pattern(len, seed), "message of {len} bytes");
+        }
+        sender.join().unwrap();
+        assert!(matches!(recv_t::<Vec<u8>>(&rx), Err(RecvError::Eof)));
+    });
+}
+
 #[test]
 fn receiver_killed_mid_message_leaves_no_torn_message() {
     with_watchdog(LIMIT, || {
