@@ -25,7 +25,7 @@
 //!   message with that id is complete.
 //! - **End of file and sleeping** stay with the kernel: the socket reports that every copy of
 //!   the peer end is closed, also after SIGKILL. A receiver that finds the ring empty spins
-//!   briefly, then yields the CPU between looks (up to 200 us, as the queue does), then
+//!   for as long as recent waits say it pays (`sys/futex.rs`, learned budgets), then
 //!   counts itself in the direction's *waiters*, looks at the ring once more and sleeps in
 //!   `poll(2)` on the socket. A sender that commits a record while waiters
 //!   are counted sends a one-byte *doorbell* packet (non-blocking: a full socket already

@@ -308,12 +308,11 @@ pub(super) fn settle_watched(fd: BorrowedFd<'_>, dir: &Dir, read_socket: bool) {
     }
 }
 
-/// Looks for a record without sleeping: spins briefly, then keeps looking with a
-/// `sched_yield` between looks (as the queue does: a sender that needs this very CPU runs at
-/// once), when another CPU can run the sender, not past `deadline`; true when the ring holds
-/// one.
+/// Looks for a record without sleeping: spins for as long as recent waits say it pays
+/// (`sys/futex.rs`, learned budgets), when another CPU can run the sender, not past
+/// `deadline`; true when the ring holds one.
 pub(super) fn spin_for_record(dir: &Dir, deadline: Deadline) -> bool {
-    crate::sys::futex::spin_yield_until(|| dir.has_records(), deadline)
+    crate::sys::futex::spin_until_ready(|| dir.has_records(), deadline)
 }
 
 /// With the receive lock held and the ring found empty: waits until the ring may hold a

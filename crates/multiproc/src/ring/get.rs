@@ -222,7 +222,7 @@ impl SharedQueue {
             if self.hints.flowing.swap(false, Ordering::Relaxed) {
                 crate::sys::futex::pause_for(GET_BACKOFF, dl);
             }
-            if !crate::sys::futex::spin_yield_until_changed(&ctl.p.seq, seen, dl)
+            if !crate::sys::futex::spin_until_changed(&ctl.p.seq, seen, dl)
                 && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, dl, &mut slice)
             {
                 return Err(GetStop::Timeout);

@@ -56,9 +56,8 @@
 //! claims them (a new epoch, count zero) and calls `futex_wake`: an uncontended put or get
 //! makes no system call, and a stream of commits makes one per sleep, not one per commit
 //! (`wait.rs`, `Sleepers`). A waiter first looks for a while without sleeping, for as long
-//! as recent waits on that word say it pays (spinning, then a `sched_yield` between looks,
-//! so a counterpart waiting for this CPU runs at once: `sys/futex.rs`, learned budgets),
-//! and only then sleeps (a put that found a bounded queue full first spins, at most
+//! as recent waits on that word say it pays (`sys/futex.rs`, learned budgets), and only
+//! then sleeps (a put that found a bounded queue full first spins, at most
 //! `BATCH_WAIT`, until the consumers have committed `BATCH` gets: it then fills that room
 //! with one look at their state instead of one look per get; a get that finds the queue empty
 //! right after taking a message without waiting first pauses `GET_BACKOFF` without looking,

@@ -104,13 +104,13 @@ impl Recheck {
     }
 }
 
-/// The most a waiter spins before it sleeps (see [`spin_until_changed`]); how long it really
-/// spins is learned ([`Learned`]).
+/// How long a receiver spins for the next frame of a large message that is arriving (the
+/// sender writes it soon): see `pipe/recv.rs`.
 pub(crate) const SPIN: Duration = Duration::from_micros(50);
 
-/// The most [`spin_yield_until_changed`] keeps looking (spinning, then yielding) in all; how
-/// long it really looks is learned ([`Learned`]).
-pub(crate) const SPIN_YIELDING: Duration = Duration::from_micros(200);
+/// The most a waiter spins before it sleeps ([`spin_until_changed`], [`spin_until_ready`]);
+/// how long it really spins is learned ([`Learned`]).
+pub(crate) const SPIN_MAX: Duration = Duration::from_micros(200);
 
 /// The least a learned budget falls to: a short spin still catches a counterpart that is
 /// answering right now, and costs less than a sleep and its wake-up.
@@ -242,23 +242,21 @@ fn next_budget(budget_ns: u32, spent_ns: u32, found: bool, limit_ns: u32) -> u32
     .clamp(BUDGET_MIN.min(limit_ns), limit_ns)
 }
 
-/// Waits until `word != seen` without sleeping: spins for at most the learned budget (up to
-/// [`SPIN_YIELDING`], see [`Learned`]) and not past `deadline`; true when it changed.
+/// Spins until `word != seen`, for at most the learned budget (up to [`SPIN_MAX`], see
+/// [`Learned`]) and not past `deadline`; true when it changed. Only when another CPU can run
+/// the process we wait for ([`super::may_spin`]): a change that comes within the spin costs
+/// neither side a sleep and a wake-up system call.
 ///
-/// It no longer yields (issue 18; the name stays for the call sites). It used to spin
-/// 2 us, then look with a `sched_yield` between looks for 200 us, for a counterpart that
-/// waits for this very CPU. Measured beside two busy-looping processes (2-core VM, bench
-/// `load`): a yield hands the CPU to whichever process the scheduler picks, often a busy
-/// loop for its whole time slice, and a queue or pipe round trip took 0.3 to 9 ms against
-/// Python's 0.07 to 0.3 ms; on an idle core a yield returns at once and is a spin. A waiter
-/// now spins while spinning pays, then sleeps, and the waker's one wake-up per sleep
-/// (`ring/wait.rs`, `Sleepers`) keeps sleeping cheap.
-pub(crate) fn spin_yield_until_changed(
-    word: &AtomicU32,
-    seen: u32,
-    deadline: super::Deadline,
-) -> bool {
-    spin_yield_keyed(
+/// No `sched_yield` between looks any more (issue 18). Waits used to spin 2 us, then look
+/// with a yield between looks for 200 us, for a counterpart that waits for this very CPU.
+/// Measured beside two busy-looping processes (2-core VM, bench `load`): a yield hands the
+/// CPU to whichever process the scheduler picks, often a busy loop for its whole time
+/// slice, and a queue or pipe round trip took 0.3 to 9 ms against Python's 0.07 to 0.3 ms;
+/// on an idle core a yield returns at once and is a spin. A waiter now spins while spinning
+/// pays, then sleeps, and the waker's one wake-up per sleep (`ring/wait.rs`, `Sleepers`)
+/// keeps sleeping cheap.
+pub(crate) fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: super::Deadline) -> bool {
+    spin_learned(
         word as *const AtomicU32 as usize,
         || word.load(std::sync::atomic::Ordering::Acquire) != seen,
         deadline,
@@ -268,7 +266,7 @@ pub(crate) fn spin_yield_until_changed(
 /// Spins until `word` has moved at least `by` steps past `seen` (wrapping), for at most
 /// `max` and not past `deadline`; true when it has. Only when another CPU can run the
 /// process we wait for ([`super::may_spin`]); false at once otherwise. A waiter that can use
-/// room in batches calls this before [`spin_yield_until_changed`]: see the queue's put.
+/// room in batches calls this before [`spin_until_changed`]: see the queue's put.
 pub(crate) fn spin_until_advanced(
     word: &AtomicU32,
     seen: u32,
@@ -301,18 +299,19 @@ pub(crate) fn pause_for(d: Duration, deadline: super::Deadline) {
     }
 }
 
-/// [`spin_yield_until_changed`] for any condition that is cheap to check (read shared
-/// memory, no system call): true when `ready()` became true. The learned budget is the
-/// thread's own for all such waits (a thread waits for one thing at a time).
-pub(crate) fn spin_yield_until(ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
-    spin_yield_keyed(1, ready, deadline)
+/// [`spin_until_changed`] for any condition that is cheap to check (read shared memory, no
+/// system call): true when `ready()` became true. The learned budget is the thread's own
+/// for all such waits (a thread waits for one thing at a time).
+pub(crate) fn spin_until_ready(ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
+    spin_learned(1, ready, deadline)
 }
 
-fn spin_yield_keyed(key: usize, ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
+/// Spins until `ready()` for the budget learned for `key` (see [`Learned`]).
+fn spin_learned(key: usize, ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
     if !super::may_spin() {
         return false;
     }
-    let b = Budget::start(key, SPIN_YIELDING);
+    let b = Budget::start(key, SPIN_MAX);
     loop {
         for _ in 0..64 {
             if ready() {
@@ -322,29 +321,6 @@ fn spin_yield_keyed(key: usize, ready: impl Fn() -> bool, deadline: super::Deadl
         }
         if b.over() || deadline.expired() {
             let found = ready();
-            return b.end(found);
-        }
-    }
-}
-
-/// Spins until `word != seen`, for at most the learned budget (up to [`SPIN`], see
-/// [`Learned`]) and not past `deadline`; true when it changed. Only when another CPU can run
-/// the process we wait for ([`super::may_spin`]): a change that comes within the spin costs
-/// neither side a sleep and a wake-up system call.
-pub(crate) fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: super::Deadline) -> bool {
-    if !super::may_spin() {
-        return false;
-    }
-    let b = Budget::start(word as *const AtomicU32 as usize, SPIN);
-    loop {
-        for _ in 0..64 {
-            if word.load(std::sync::atomic::Ordering::Acquire) != seen {
-                return b.end(true);
-            }
-            std::hint::spin_loop();
-        }
-        if b.over() || deadline.expired() {
-            let found = word.load(std::sync::atomic::Ordering::Acquire) != seen;
             return b.end(found);
         }
     }
@@ -400,7 +376,7 @@ mod tests {
 
     #[test]
     fn a_budget_halves_after_sleeps_and_grows_back_when_waits_get_short() {
-        let limit = SPIN_YIELDING.as_nanos() as u32;
+        let limit = SPIN_MAX.as_nanos() as u32;
         // Waits that slept halve the budget down to its floor.
         let mut b = limit / 4;
         for _ in 0..12 {
@@ -425,11 +401,11 @@ mod tests {
         let k1 = &w1 as *const AtomicU32 as usize;
         let k2 = &w2 as *const AtomicU32 as usize;
         for _ in 0..12 {
-            Budget::start(k1, SPIN_YIELDING).end(false);
+            Budget::start(k1, SPIN_MAX).end(false);
         }
         // (Two words may share a slot; then the second starts afresh, as here too.)
-        let fresh = Budget::start(k2, SPIN_YIELDING);
-        assert_eq!(fresh.ns, SPIN_YIELDING.as_nanos() as u32 / 4);
+        let fresh = Budget::start(k2, SPIN_MAX);
+        assert_eq!(fresh.ns, SPIN_MAX.as_nanos() as u32 / 4);
         fresh.end(true);
     }
 
@@ -439,7 +415,7 @@ mod tests {
         let key = &w as *const AtomicU32 as usize;
         let mut probes = 0;
         for _ in 0..(2 * PROBE_EVERY) {
-            let b = Budget::start(key, SPIN);
+            let b = Budget::start(key, SPIN_MAX);
             if b.ns >= PROBE_MIN {
                 probes += 1;
             }
