@@ -23,6 +23,7 @@ SETUP = {
     "queue.put": "x = ctx.Queue(1); x.put(0); block = lambda: x.put(1)",
     "joinable.join": "x = ctx.JoinableQueue(); x.put(0); x.get(); block = lambda: x.join()",
     "simplequeue.get": "x = ctx.SimpleQueue(); block = lambda: x.get()",
+    "condition.wait": "x = ctx.Condition(); x.acquire(); block = lambda: x.wait()",
     "connection.recv": "a, b = ctx.Pipe(); block = lambda: a.recv()",
     "connection.poll": "a, b = ctx.Pipe(); block = lambda: a.poll(None)",
 }
@@ -82,6 +83,6 @@ def test_ctrl_c(call):
 
 
 @pytest.mark.parametrize("call", ["lock.acquire", "queue.get", "event.wait",
-                                  "connection.recv"])
+                                  "condition.wait", "connection.recv"])
 def test_ctrl_c_handled_by_another_thread(call):
     assert run(call, other_thread=True) < PROMPT

@@ -32,9 +32,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 mod queue;
+mod shm;
 mod sync;
 
 pub(crate) use queue::*;
+pub(crate) use shm::*;
 pub(crate) use sync::*;
 
 /// The longest stretch a blocking call spends with the GIL released before it checks for
@@ -427,6 +429,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Semaphore>()?;
     m.add_class::<Event>()?;
     m.add_class::<Barrier>()?;
+    m.add_class::<Condition>()?;
+    m.add_class::<SharedBuffer>()?;
     m.add_class::<Queue>()?;
     m.add_class::<Connection>()?;
     m.add_function(wrap_pyfunction!(pipe, m)?)?;

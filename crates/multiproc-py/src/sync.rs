@@ -1,4 +1,4 @@
-//! Lock, RLock, Semaphore/BoundedSemaphore, Event and Barrier with Python's calls.
+//! Lock, RLock, Semaphore/BoundedSemaphore, Event, Barrier and Condition with Python's calls.
 //!
 //! A Python `acquire()` has no guard to hold, so the library's guard is leaked
 //! (`mem::forget`, or `SemaphoreGuard::forget`) and `release()` uses the library's bare
@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use std::time::Instant;
 
 use multiproc::sync::BarrierTimeoutError;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -445,5 +445,106 @@ impl Barrier {
     #[getter]
     fn broken(&self) -> bool {
         self.b.is_broken()
+    }
+}
+
+/// `multiprocessing.Condition` over one of our `Lock`s or `RLock`s: the caller holds the lock
+/// through the lock object itself (`acquire()`/`release()` are the Python side's, on that
+/// object); this class waits and notifies.
+#[pyclass(module = "multiproc._native", frozen, subclass)]
+pub struct Condition {
+    cond: multiproc::Condition,
+    died: Died,
+}
+
+#[pymethods]
+impl Condition {
+    /// A condition over `lock`, a native `Lock` or `RLock` (the same shared lock: holding
+    /// one is holding the other); or from another process's `_export()` (`_handle`).
+    #[new]
+    #[pyo3(signature = (lock=None, *, _handle=None))]
+    fn py_new(lock: Option<&Bound<'_, PyAny>>, _handle: Handle) -> PyResult<Self> {
+        let cond = match (_handle, lock) {
+            (Some(h), _) => import(h)?,
+            (None, Some(l)) => {
+                if let Ok(l) = l.cast::<Lock>() {
+                    multiproc::Condition::with_lock(l.get().lock.clone()).map_err(to_py)?
+                } else if let Ok(l) = l.cast::<RLock>() {
+                    multiproc::Condition::with_rlock(l.get().lock.clone()).map_err(to_py)?
+                } else {
+                    return Err(PyTypeError::new_err(
+                        "a Condition's lock must be a multiproc Lock or RLock",
+                    ));
+                }
+            }
+            (None, None) => multiproc::Condition::new().map_err(to_py)?,
+        };
+        Ok(Condition {
+            cond,
+            died: Died::default(),
+        })
+    }
+
+    fn _export<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
+        export(py, &self.cond)
+    }
+
+    /// Releases the lock (every level of an RLock), waits for a notification at most
+    /// `timeout` seconds (`None`: forever), takes the lock back; True when notified. A
+    /// signal's exception (`KeyboardInterrupt`) is raised with the lock held again.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let d = deadline(true, timeout)?;
+        let mut raised = None;
+        let r = py.detach(|| {
+            self.cond.wait_held(d, || {
+                Python::attach(|py| match py.check_signals() {
+                    Ok(()) => false,
+                    Err(e) => {
+                        raised = Some(e);
+                        true
+                    }
+                })
+            })
+        });
+        let (how, died) = r.map_err(|_| {
+            PyAssertionError::new_err("must acquire() condition before using wait()")
+        })?;
+        self.died.set(died);
+        match (how, raised) {
+            (_, Some(e)) => Err(e),
+            (multiproc::sync::HeldWait::Notified, None) => Ok(true),
+            _ => Ok(false),
+        }
+    }
+
+    /// Wakes up to `n` waiters (the oldest first).
+    #[pyo3(signature = (n=1))]
+    fn notify(&self, n: i64) -> PyResult<()> {
+        let n = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+        self.cond
+            .notify_held(n)
+            .map_err(|_| PyAssertionError::new_err("lock is not owned"))
+    }
+
+    /// Wakes every waiter.
+    fn notify_all(&self) -> PyResult<()> {
+        self.notify(i64::from(u32::MAX))
+    }
+
+    /// True when the last `wait` of this process took the lock back from a holder that died.
+    #[getter]
+    fn owner_died(&self) -> bool {
+        self.died.get()
+    }
+
+    /// Waiters no notify chose yet.
+    fn _waiting(&self) -> u32 {
+        self.cond.waiters().0
+    }
+
+    /// Notifications sent and not yet taken by their waiters.
+    fn _notified(&self) -> u32 {
+        self.cond.waiters().1
     }
 }
