@@ -12,8 +12,11 @@
 //! on the uncontended path), then waits in slices of at most `SLICE` (50 ms) with the GIL released
 //! (`wait_sliced`), calling `PyErr_CheckSignals` between slices: Ctrl-C raises
 //! `KeyboardInterrupt` within a slice even when the signal was handled by another thread,
-//! and at once when it interrupts the wait itself (futex and poll return on `EINTR`). No
-//! thread is ever started here.
+//! and at once when it interrupts the wait itself (futex and poll return on `EINTR`).
+//! `Condition.wait` and `Barrier.wait` cannot be cut into slices (a slice that ended would
+//! lose the waiter's place, or break the barrier): they call the library's interruptible
+//! waits, which ask [`signals`] after every sleep of at most 100 ms. No thread is ever
+//! started here.
 //!
 //! # Handles across processes
 //!
@@ -107,6 +110,22 @@ pub(crate) fn wait_sliced<R: Send>(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(None);
         }
+    }
+}
+
+/// The `interrupted()` of the library's interruptible waits (`Condition::wait_held`,
+/// `Barrier::wait_interruptible`), called with the GIL released: takes the GIL and runs
+/// Python's signal handlers; an exception one raises (`KeyboardInterrupt`) is kept in
+/// `raised` and ends the wait.
+pub(crate) fn signals(raised: &mut Option<PyErr>) -> impl FnMut() -> bool + '_ {
+    move || {
+        Python::attach(|py| match py.check_signals() {
+            Ok(()) => false,
+            Err(e) => {
+                *raised = Some(e);
+                true
+            }
+        })
     }
 }
 
@@ -287,11 +306,15 @@ impl Connection {
         }
         if buf.len() > ONE_FRAME {
             // A timed send that runs out cuts a multi-frame message off (the receiver skips
-            // it), so slices would start it over and over: one blocking send instead, with
-            // the GIL released (Ctrl-C is seen when it returns).
-            return py
-                .detach(|| c.send_bytes(buf))
-                .map_err(|e| send_err(e.into()));
+            // it), so slices would start it over and over: one interruptible send instead,
+            // with the GIL released; Ctrl-C abandons the message (none of it is delivered).
+            let mut raised = None;
+            let r = py.detach(|| c.send_bytes_interruptible(buf, signals(&mut raised)));
+            return match (r, raised) {
+                (_, Some(e)) => Err(e),
+                (Ok(()), None) => Ok(()),
+                (Err(e), None) => Err(send_err(e.into())),
+            };
         }
         let sent = wait_sliced(py, None, |slice| match c.send_bytes_timeout(buf, slice) {
             Ok(()) => Some(Ok(())),

@@ -5,15 +5,13 @@
 //! release (`Lock::release`, `RLock::release`, `Semaphore::release`).
 
 use std::os::fd::RawFd;
-use std::time::Instant;
 
-use multiproc::sync::BarrierTimeoutError;
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::{
-    check_timeout, deadline, died, export, import, not_owner, to_py, wait_sliced,
+    check_timeout, deadline, died, export, import, not_owner, signals, to_py, wait_sliced,
     BrokenBarrierError, Died,
 };
 
@@ -413,18 +411,16 @@ impl Barrier {
     /// this party's index (0..parties). Running out breaks the barrier (as in Python).
     #[pyo3(signature = (timeout=None))]
     fn _wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<u32> {
-        let d: Option<Instant> = deadline(true, timeout)?;
+        let d = deadline(true, timeout)?;
         // One call, not slices: the library breaks the barrier when a party's wait runs
-        // out (Python's rule), so a slice that ended would break it for everyone. Hence
-        // Ctrl-C is seen only when the wait returns (a known limit, see the README).
-        let r = match d {
-            Some(d) => py.detach(|| self.b.wait_deadline(d)),
-            None => py.detach(|| self.b.wait().map_err(BarrierTimeoutError::from)),
-        };
-        match r {
-            Ok(i) => Ok(i),
-            Err(e) if e.is_timeout() => Err(BrokenBarrierError::new_err("")),
-            Err(_) => Err(BrokenBarrierError::new_err("")),
+        // out (Python's rule), so a slice that ended would break it for everyone. Ctrl-C
+        // ends the wait (and so breaks the barrier for the others, as a timeout does).
+        let mut raised = None;
+        let r = py.detach(|| self.b.wait_interruptible(d, signals(&mut raised)));
+        match (r, raised) {
+            (_, Some(e)) => Err(e),
+            (Ok(i), None) => Ok(i),
+            (Err(_), None) => Err(BrokenBarrierError::new_err("")),
         }
     }
 
@@ -496,17 +492,7 @@ impl Condition {
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let d = deadline(true, timeout)?;
         let mut raised = None;
-        let r = py.detach(|| {
-            self.cond.wait_held(d, || {
-                Python::attach(|py| match py.check_signals() {
-                    Ok(()) => false,
-                    Err(e) => {
-                        raised = Some(e);
-                        true
-                    }
-                })
-            })
-        });
+        let r = py.detach(|| self.cond.wait_held(d, signals(&mut raised)));
         let (how, died) = r.map_err(|_| {
             PyAssertionError::new_err("must acquire() condition before using wait()")
         })?;

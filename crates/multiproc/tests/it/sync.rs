@@ -1155,3 +1155,29 @@ fn condition_wait_held() {
         assert!(!c.is_held());
     })
 }
+
+// Python's Ctrl-C in `Barrier.wait`: the interrupted party breaks the barrier for the others
+// (another process's wait returns Broken), as a timeout does.
+#[test]
+fn interrupted_barrier_wait_breaks_it_for_the_others() {
+    with_watchdog(LIMIT, || {
+        let b = Barrier::new(3).unwrap();
+        let b2 = b.clone();
+        let other = Process::fork(move || b2.wait_timeout(Duration::from_secs(20))).unwrap();
+        until("the other party waits", || b.n_waiting() == 1);
+        let t0 = Instant::now();
+        let mut asked = 0;
+        let r = b.wait_interruptible(Some(t0 + Duration::from_secs(30)), || {
+            asked += 1;
+            asked == 2
+        });
+        assert_eq!(r, Err(multiproc::sync::BarrierWaitError::Interrupted));
+        assert!(t0.elapsed() < GENEROUS);
+        assert_eq!(other.join().unwrap(), Err(BarrierTimeoutError::Broken));
+        assert!(b.is_broken());
+        // A deadline still ends it as a timeout.
+        b.reset();
+        let r = b.wait_interruptible(Some(Instant::now() + Duration::from_millis(50)), || false);
+        assert_eq!(r, Err(multiproc::sync::BarrierWaitError::Timeout));
+    })
+}
