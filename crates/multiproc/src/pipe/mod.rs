@@ -168,6 +168,12 @@ const SLEEP_SLICE: Duration = Duration::from_millis(100);
 /// A send's question "give up now?" (see `Connection::send_bytes_interruptible`).
 type Interrupted<'a, 'f> = Option<&'a mut (dyn FnMut() -> bool + 'f)>;
 
+/// How long a send may wait for room: until `deadline`, or until `interrupted` says stop.
+struct Until<'a, 'f> {
+    deadline: Deadline,
+    interrupted: Interrupted<'a, 'f>,
+}
+
 /// Makes a connected pair of connection ends (Python's `Pipe(duplex)`).
 ///
 /// With `duplex = true` both ends send and receive. With `duplex = false` the first end only
@@ -873,11 +879,23 @@ impl<C> Connection<C> {
                 &parts,
                 typed,
                 true,
-                deadline,
-                interrupted.as_deref_mut(),
+                Until {
+                    deadline,
+                    interrupted: interrupted.as_deref_mut(),
+                },
             );
         }
-        self.send_on_socket(fd, dir, body, fds, typed, deadline, interrupted)
+        self.send_on_socket(
+            fd,
+            dir,
+            body,
+            fds,
+            typed,
+            Until {
+                deadline,
+                interrupted,
+            },
+        )
     }
 
     /// Puts a record (the concatenation of `parts`; `typed` or raw) into the ring, waiting
@@ -890,9 +908,12 @@ impl<C> Connection<C> {
         parts: &[&[u8]],
         typed: bool,
         doorbell: bool,
-        deadline: Deadline,
-        mut interrupted: Interrupted<'_, '_>,
+        until: Until<'_, '_>,
     ) -> std::result::Result<(), Stop<SendError>> {
+        let Until {
+            deadline,
+            mut interrupted,
+        } = until;
         if self.hup_seen.load(Ordering::Relaxed) {
             return Err(SendError::Disconnected.into());
         }
@@ -959,9 +980,12 @@ impl<C> Connection<C> {
         body: &[u8],
         fds: &[OwnedFd],
         typed: bool,
-        deadline: Deadline,
-        mut interrupted: Interrupted<'_, '_>,
+        until: Until<'_, '_>,
     ) -> std::result::Result<(), Stop<SendError>> {
+        let Until {
+            deadline,
+            mut interrupted,
+        } = until;
         let _held = match interrupted.as_mut() {
             None if deadline.is_never() => dir.lock_send().map_err(SendError::Failed)?,
             None => dir.lock_send_until(deadline).ok_or(Stop::Timeout)?,
@@ -991,8 +1015,10 @@ impl<C> Connection<C> {
             &parts,
             typed,
             false,
-            deadline,
-            interrupted.as_deref_mut(),
+            Until {
+                deadline,
+                interrupted: interrupted.as_deref_mut(),
+            },
         )?;
         let r = self.send_frames(fd, seq, body, fds, deadline, interrupted);
         if dir.watched() {
@@ -1523,9 +1549,17 @@ impl<C: Codec> Connection<C> {
         ident::put_tag::<T>(&mut buf);
         let encoded = handle::with_exported_fds(|| C::encode(value, &mut buf));
         let r = match encoded {
-            Ok(((), fds)) if fds.is_empty() && buf.len() <= INLINE_MAX => {
-                self.put_record(fd, dir, &[&buf, &[TAG_DATA]], true, true, deadline, None)
-            }
+            Ok(((), fds)) if fds.is_empty() && buf.len() <= INLINE_MAX => self.put_record(
+                fd,
+                dir,
+                &[&buf, &[TAG_DATA]],
+                true,
+                true,
+                Until {
+                    deadline,
+                    interrupted: None,
+                },
+            ),
             Ok(((), fds)) => self.send_message(&buf, &fds, true, deadline),
             Err(e) => Err(SendError::Failed(e).into()),
         };
