@@ -28,6 +28,8 @@ SETUP = {
     # Nobody reads: a message larger than the socket buffer waits for room mid-message.
     "connection.send_bytes_16MiB": ("a, b = ctx.Pipe(); big = bytes(16 << 20)\n"
                                     "block = lambda: a.send_bytes(big)"),
+    "listener.accept": ("from multiproc.connection import Listener\n"
+                        "x = Listener(); block = lambda: x.accept()"),
     "connection.recv": "a, b = ctx.Pipe(); block = lambda: a.recv()",
     "connection.poll": "a, b = ctx.Pipe(); block = lambda: a.poll(None)",
 }

@@ -34,10 +34,12 @@ use pyo3::exceptions::{PyAssertionError, PyEOFError, PyOSError, PyOverflowError,
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+mod listener;
 mod queue;
 mod shm;
 mod sync;
 
+pub(crate) use listener::Listener;
 pub(crate) use queue::*;
 pub(crate) use shm::*;
 pub(crate) use sync::*;
@@ -205,7 +207,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn wrap(c: multiproc::Connection) -> Connection {
+    pub(crate) fn wrap(c: multiproc::Connection) -> Connection {
         Connection {
             readable: c.readable(),
             writable: c.writable(),
@@ -298,16 +300,21 @@ impl Connection {
         if !self.writable {
             return Err(PyOSError::new_err("connection is read-only"));
         }
-        // Fast path: room in the socket buffer.
-        match c.try_send_bytes(buf) {
-            Ok(()) => return Ok(()),
-            Err(multiproc::TrySendError::Full) => {}
-            Err(e) => return Err(send_err(e.into())),
+        // Fast path: room in the ring (pipes only: a Listener/Client socket is a byte
+        // stream, where a try that found room for half a message would break it).
+        if !c.is_socket() {
+            match c.try_send_bytes(buf) {
+                Ok(()) => return Ok(()),
+                Err(multiproc::TrySendError::Full) => {}
+                Err(e) => return Err(send_err(e.into())),
+            }
         }
-        if buf.len() > ONE_FRAME {
+        if buf.len() > ONE_FRAME || c.is_socket() {
             // A timed send that runs out cuts a multi-frame message off (the receiver skips
             // it), so slices would start it over and over: one interruptible send instead,
             // with the GIL released; Ctrl-C abandons the message (none of it is delivered).
+            // (On a Listener/Client socket it is a plain blocking send: Ctrl-C is seen when
+            // it returns.)
             let mut raised = None;
             let r = py.detach(|| c.send_bytes_interruptible(buf, signals(&mut raised)));
             return match (r, raised) {
@@ -454,6 +461,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Barrier>()?;
     m.add_class::<Condition>()?;
     m.add_class::<SharedBuffer>()?;
+    m.add_class::<Listener>()?;
+    m.add_function(wrap_pyfunction!(listener::client, m)?)?;
     m.add_class::<Queue>()?;
     m.add_class::<Connection>()?;
     m.add_function(wrap_pyfunction!(pipe, m)?)?;
