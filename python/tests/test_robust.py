@@ -64,6 +64,12 @@ def test_rlock_holder_killed(ctx):
     p.join(T)
     assert lock.acquire(timeout=T)
     assert lock.owner_died
+    assert lock.acquire(timeout=T)  # re-entering keeps what the first level found
+    assert lock.owner_died
+    lock.release()
+    lock.release()
+    assert lock.acquire(timeout=T)  # a clean acquisition says so
+    assert not lock.owner_died
     lock.release()
 
 

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use multiproc::{ErrorKind, OwnerDied};
+use multiproc::ErrorKind;
 use pyo3::exceptions::{PyAssertionError, PyEOFError, PyOSError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -143,20 +143,6 @@ pub(crate) fn to_py(e: multiproc::Error) -> PyErr {
         ErrorKind::BrokenBarrier => BrokenBarrierError::new_err(msg),
         ErrorKind::Timeout => PyOSError::new_err(msg),
         _ => PyOSError::new_err(msg),
-    }
-}
-
-/// Whether an acquisition took over from a holder that died.
-pub(crate) fn died<G>(r: Result<G, OwnerDied<G>>) -> bool {
-    match r {
-        Ok(g) => {
-            std::mem::forget(g);
-            false
-        }
-        Err(e) => {
-            std::mem::forget(e.into_inner());
-            true
-        }
     }
 }
 
