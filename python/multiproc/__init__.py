@@ -13,10 +13,12 @@ from . import _native
 from .connection import Connection, Pipe
 from .context import ForkContext, ForkServerContext, SpawnContext, get_context, install
 from .queues import JoinableQueue, Queue, ShutDown, SimpleQueue
-from .synchronize import Barrier, BoundedSemaphore, Event, Lock, RLock, Semaphore
+from .sharedctypes import Array, RawArray, RawValue, Value
+from .synchronize import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
 
 __all__ = [
     "get_context", "install", "ForkContext", "SpawnContext", "ForkServerContext",
-    "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Barrier",
+    "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier",
+    "Value", "Array", "RawValue", "RawArray",
     "Queue", "JoinableQueue", "SimpleQueue", "ShutDown", "Pipe", "Connection",
 ]

@@ -1,13 +1,23 @@
-"""Pipe and Connection on multiproc's SEQPACKET connections (messages of any size)."""
+"""Pipe and Connection on multiproc's SEQPACKET connections (messages of any size), and
+Listener/Client between unrelated processes (CPython's wire format and handshake, so either
+side may be CPython's)."""
 
-from multiprocessing import BufferTooShort
+import os
+import socket
+import tempfile
+
+from multiprocessing import AuthenticationError, BufferTooShort, util
 from multiprocessing.reduction import ForkingPickler
 
 from . import _native
 from ._handles import reduce_handle
 from .queues import _dumps
 
-__all__ = ["Connection", "Pipe"]
+__all__ = ["Connection", "Pipe", "Listener", "Client", "AuthenticationError"]
+
+# As CPython's multiprocessing.connection on Linux.
+families = ["AF_UNIX", "AF_INET"]
+default_family = "AF_UNIX"
 
 
 class Connection(_native.Connection):
@@ -92,3 +102,86 @@ def Pipe(duplex=True):
     a, b = _native.pipe(duplex)
     # The Python subclass takes the native ends over (moved, not copied).
     return Connection(_from=a), Connection(_from=b)
+
+
+def address_type(address):
+    """``'AF_INET'`` for a ``(host, port)`` tuple, ``'AF_UNIX'`` for a path."""
+    if type(address) == tuple:
+        return "AF_INET"
+    if type(address) is str:
+        return "AF_UNIX"
+    raise ValueError(f"address type of {address!r} unrecognized")
+
+
+def arbitrary_address(family):
+    """A fresh address of ``family`` (as CPython's: a path in a temporary directory, or
+    ``('localhost', 0)``)."""
+    if family == "AF_INET":
+        return ("localhost", 0)
+    if family == "AF_UNIX":
+        return tempfile.mktemp(prefix="listener-", dir=util.get_temp_dir())
+    raise ValueError(f"unrecognized family {family!r}")
+
+
+def _check_authkey(authkey):
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError("authkey should be a byte string")
+
+
+class Listener:
+    """``multiprocessing.connection.Listener``: ``accept()`` gives a :class:`Connection`
+    (Ctrl-C interrupts the wait). Clients may be CPython's."""
+
+    def __init__(self, address=None, family=None, backlog=1, authkey=None):
+        family = family or (address and address_type(address)) or default_family
+        if family not in families:
+            raise ValueError(f"Family {family} is not recognized.")
+        address = address or arbitrary_address(family)
+        _check_authkey(authkey)
+        self._listener = _native.Listener(address, authkey)
+        self._address = self._listener.address
+        self._family = family
+        self._last_accepted = None
+
+    def accept(self):
+        if self._listener is None:
+            raise OSError("listener is closed")
+        c = Connection(_from=self._listener._accept())
+        # CPython keeps the peer's address (empty for an unnamed Unix client).
+        s = socket.socket(fileno=os.dup(c.fileno()))
+        try:
+            self._last_accepted = s.getpeername()
+        except OSError:
+            self._last_accepted = None
+        finally:
+            s.close()
+        return c
+
+    def close(self):
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+
+    @property
+    def address(self):
+        return self._address
+
+    @property
+    def last_accepted(self):
+        return self._last_accepted
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+
+def Client(address, family=None, authkey=None):
+    """``multiprocessing.connection.Client``: a :class:`Connection` to ``address`` (the
+    listener may be CPython's)."""
+    family = family or address_type(address)
+    if family not in families:
+        raise ValueError(f"Family {family} is not recognized.")
+    _check_authkey(authkey)
+    return Connection(_from=_native.client(address, authkey))

@@ -10,7 +10,7 @@ from multiprocessing import context as _cpython
 from multiprocessing import queues as _cpython_queues
 from multiprocessing import synchronize as _cpython_sync
 
-from . import connection, queues, synchronize
+from . import connection, queues, sharedctypes, synchronize
 
 __all__ = ["get_context", "ForkContext", "SpawnContext", "ForkServerContext"]
 
@@ -39,12 +39,27 @@ class _Primitives:
         return synchronize.Event()
 
     def Condition(self, lock=None):
-        # CPython's Condition, on our RLock/Lock and Semaphores (through `_semlock`).
-        return _cpython_sync.Condition(lock, ctx=self.get_context())
+        if lock is not None and not isinstance(lock, (synchronize.Lock, synchronize.RLock)):
+            # A lock that is not ours (CPython's, say): CPython's Condition, over it.
+            return _cpython_sync.Condition(lock, ctx=self.get_context())
+        return synchronize.Condition(lock)
+
+    def RawValue(self, typecode_or_type, *args):
+        return sharedctypes.RawValue(typecode_or_type, *args)
+
+    def RawArray(self, typecode_or_type, size_or_initializer):
+        return sharedctypes.RawArray(typecode_or_type, size_or_initializer)
+
+    def Value(self, typecode_or_type, *args, lock=True):
+        return sharedctypes.Value(typecode_or_type, *args, lock=lock, ctx=self.get_context())
+
+    def Array(self, typecode_or_type, size_or_initializer, *, lock=True):
+        return sharedctypes.Array(typecode_or_type, size_or_initializer, lock=lock,
+                                  ctx=self.get_context())
 
     def Barrier(self, parties, action=None, timeout=None):
         if action is not None:
-            # CPython's Barrier (on our Condition's locks) runs the action.
+            # CPython's Barrier (on our Condition) runs the action.
             return _cpython_sync.Barrier(parties, action, timeout, ctx=self.get_context())
         return synchronize.Barrier(parties, timeout=timeout)
 
@@ -142,7 +157,8 @@ def get_context(method=None):
 
 
 _NAMES = ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Event", "Condition", "Barrier",
-          "Queue", "JoinableQueue", "SimpleQueue", "Pipe", "Pool")
+          "Queue", "JoinableQueue", "SimpleQueue", "Pipe", "Pool", "Value", "Array", "RawValue",
+          "RawArray")
 
 
 def install():

@@ -27,7 +27,7 @@ START = os.environ.get("MULTIPROC_START", "fork")
 # The CPython test classes we run (more are added as multiproc covers them).
 CLASSES = ["_TestLock", "_TestSemaphore", "_TestEvent", "_TestQueue", "_TestCondition",
            "_TestBarrier", "_TestConnection", "_TestPoll", "_TestPicklingConnections",
-           "_TestValue", "_TestArray", "_TestPool"]
+           "_TestValue", "_TestArray", "_TestPool", "_TestListenerClient"]
 
 # Every deviation, in one place: (generated class, test method) -> reason.
 SKIPS = {
@@ -45,6 +45,10 @@ if _tm is not None:
     for _name in [n for n in globals() if n.startswith("WithProcesses")]:
         if _name not in _wanted:
             del globals()[_name]
+    # The one configuration: CPython's tests reach Listener/Client through the class's
+    # `connection` module (multiprocessing.connection); install() leaves that module alone
+    # (CPython's managers and resource_sharer use it), so point the class at ours.
+    WithProcessesTestListenerClient.connection = multiproc.connection
     for (_cls, _meth), _why in SKIPS.items():
         _obj = globals()[_cls]
         setattr(_obj, _meth, unittest.skip(_why)(getattr(_obj, _meth)))

@@ -23,6 +23,13 @@ SETUP = {
     "queue.put": "x = ctx.Queue(1); x.put(0); block = lambda: x.put(1)",
     "joinable.join": "x = ctx.JoinableQueue(); x.put(0); x.get(); block = lambda: x.join()",
     "simplequeue.get": "x = ctx.SimpleQueue(); block = lambda: x.get()",
+    "condition.wait": "x = ctx.Condition(); x.acquire(); block = lambda: x.wait()",
+    "barrier.wait": "x = ctx.Barrier(2); block = lambda: x.wait()",
+    # Nobody reads: a message larger than the socket buffer waits for room mid-message.
+    "connection.send_bytes_16MiB": ("a, b = ctx.Pipe(); big = bytes(16 << 20)\n"
+                                    "block = lambda: a.send_bytes(big)"),
+    "listener.accept": ("from multiproc.connection import Listener\n"
+                        "x = Listener(); block = lambda: x.accept()"),
     "connection.recv": "a, b = ctx.Pipe(); block = lambda: a.recv()",
     "connection.poll": "a, b = ctx.Pipe(); block = lambda: a.poll(None)",
 }
@@ -44,15 +51,30 @@ t0 = time.monotonic()
 try:
     block()
 except KeyboardInterrupt:
-    print("interrupted %.3f" % (time.monotonic() - t0), flush=True)
+    latency = time.monotonic() - t0
+    {after}
+    print("interrupted %.3f" % latency, flush=True)
     os._exit(0)
 print("returned", flush=True)
 os._exit(1)
 """
 
 
+# What must hold after the interrupted call (in the interrupted process).
+AFTER = {
+    # The abandoned message is skipped whole; the pipe carries the next one.
+    "connection.send_bytes_16MiB": ("a.send_bytes(b'next'); assert b.poll(10); "
+                                    "assert b.recv_bytes() == b'next'"),
+    # Ctrl-C broke the barrier (as a timeout would), for every party.
+    "barrier.wait": "assert x.broken",
+    # The lock is held again after an interrupted wait.
+    "condition.wait": "assert x._lock._is_mine()",
+}
+
+
 def run(call, other_thread):
-    src = SCRIPT.format(setup=SETUP[call], other_thread=other_thread)
+    src = SCRIPT.format(setup=SETUP[call], other_thread=other_thread,
+                        after=AFTER.get(call, "pass"))
     p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(src)],
                          stdout=subprocess.PIPE, text=True)
     try:
@@ -82,6 +104,7 @@ def test_ctrl_c(call):
 
 
 @pytest.mark.parametrize("call", ["lock.acquire", "queue.get", "event.wait",
-                                  "connection.recv"])
+                                  "condition.wait", "barrier.wait",
+                                  "connection.send_bytes_16MiB", "connection.recv"])
 def test_ctrl_c_handled_by_another_thread(call):
     assert run(call, other_thread=True) < PROMPT

@@ -3,13 +3,13 @@ timeout, every child is joined with one, so a bug fails a test instead of hangin
 
 import array
 import os
-import pickle
 import queue
 import threading
 import time
 
 import multiproc
 import pytest
+from multiprocessing.reduction import ForkingPickler
 
 T = 10  # seconds: the bound on every wait that should succeed
 
@@ -75,6 +75,21 @@ def condition_notifier(cond, flag):
     with cond:
         flag.set()
         cond.notify_all()
+
+
+def value_child(counter, arr, n):
+    for _ in range(n):
+        with counter.get_lock():
+            counter.value += 1
+    with arr.get_lock():
+        for i in range(len(arr)):
+            arr[i] = arr[i] * 2
+
+
+def raw_child(raw_value, raw_array, done):
+    raw_value.value = 2.5
+    raw_array[:] = b"child"
+    done.set()
 
 
 def barrier_child(barrier, q):
@@ -180,6 +195,58 @@ def test_condition(ctx):
     assert q.get(timeout=T) == "woken"
     finish(waiter)
     finish(notifier)
+
+
+def test_condition_is_ours(ctx):
+    cond = ctx.Condition()
+    assert isinstance(cond, multiproc.Condition)
+    assert isinstance(cond._lock, multiproc.RLock)
+    with pytest.raises(AssertionError, match="must acquire"):
+        cond.wait(0.01)
+    with pytest.raises(AssertionError):
+        cond.notify()
+    with cond:
+        with cond:  # an RLock: wait releases both levels and takes both back
+            t0 = time.monotonic()
+            assert not cond.wait(0.1)
+            assert time.monotonic() - t0 >= 0.09
+            assert cond._lock._count() == 2
+        assert cond.wait_for(lambda: 42, 0) == 42
+        assert not cond.wait_for(lambda: False, 0.05)
+    plain = ctx.Condition(ctx.Lock())
+    with plain:
+        assert not plain.wait(0)
+        plain.notify_all()
+    assert cond._sleeping_count.get_value() == 0
+    assert cond._wait_semaphore.get_value() == 0
+
+
+def test_value_and_array(ctx):
+    counter = ctx.Value("i", 0)
+    arr = ctx.Array("d", [1.0, 2.0, 3.0])
+    assert isinstance(counter.get_lock(), multiproc.RLock)
+    assert isinstance(counter.get_obj()._wrapper, multiproc.sharedctypes.SharedBuffer)
+    ps = [start(ctx, value_child, counter, arr, 500) for _ in range(2)]
+    for p in ps:
+        finish(p)
+    assert counter.value == 1000
+    assert arr[:] == [4.0, 8.0, 12.0]
+    assert ctx.Value("d", lock=False).value == 0.0
+    assert list(ctx.Array("q", 4)) == [0, 0, 0, 0]
+    with pytest.raises(AttributeError):
+        ctx.Value("i", lock=object())
+
+
+def test_raw_value_and_array(ctx):
+    raw_value, raw_array, done = ctx.RawValue("d", 1.0), ctx.RawArray("c", b"xxxxx"), ctx.Event()
+    p = start(ctx, raw_child, raw_value, raw_array, done)
+    assert done.wait(T)
+    finish(p)
+    assert raw_value.value == 2.5
+    assert raw_array.raw == b"child"
+    copied = multiproc.sharedctypes.copy(raw_value)
+    raw_value.value = 0.0
+    assert copied.value == 2.5
 
 
 def test_barrier(ctx):
@@ -312,10 +379,11 @@ def test_pipe_directions_and_buffers():
 
 def test_locks_refuse_pickling_outside_process_start():
     ctx = multiproc.get_context("spawn")
-    for obj in (ctx.Lock(), ctx.RLock(), ctx.Semaphore(), ctx.Event(), ctx.Queue()):
+    for obj in (ctx.Lock(), ctx.RLock(), ctx.Semaphore(), ctx.Event(), ctx.Queue(),
+                ctx.Condition(), ctx.Value("i"), ctx.RawArray("i", 3)):
         with pytest.raises(RuntimeError, match="should only be shared between processes"
                                                " through inheritance"):
-            pickle.dumps(obj)
+            ForkingPickler.dumps(obj)  # what a queue or pipe would use
 
 
 def test_bad_arguments():

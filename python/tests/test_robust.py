@@ -17,6 +17,25 @@ def hold_forever(lock, held):
     time.sleep(60)
 
 
+def wait_forever(cond, inside):
+    with cond:
+        inside.release()
+        cond.wait()
+
+
+def wait_and_report(cond, inside, q):
+    with cond:
+        inside.release()
+        q.put(cond.wait(T))
+
+
+def hold_value_forever(value, held):
+    value.get_lock().acquire()
+    value.value = 7
+    held.set()
+    time.sleep(60)
+
+
 def consume_forever(q, inside):
     inside.set()
     q.get()  # blocks until killed
@@ -45,6 +64,12 @@ def test_rlock_holder_killed(ctx):
     p.join(T)
     assert lock.acquire(timeout=T)
     assert lock.owner_died
+    assert lock.acquire(timeout=T)  # re-entering keeps what the first level found
+    assert lock.owner_died
+    lock.release()
+    lock.release()
+    assert lock.acquire(timeout=T)  # a clean acquisition says so
+    assert not lock.owner_died
     lock.release()
 
 
@@ -88,3 +113,34 @@ def test_300_locks_to_a_child(method):
     finish(p)
     assert n == 300
     assert fds < 100  # a few arena segments, not one fd per lock
+
+
+def test_condition_waiter_killed(ctx):
+    """notify(1) that would pick a waiter SIGKILLed inside wait goes to a live one."""
+    cond, inside, q = ctx.Condition(), ctx.Semaphore(0), ctx.Queue()
+    victim = start(ctx, wait_forever, cond, inside)
+    assert inside.acquire(timeout=T)
+    survivor = start(ctx, wait_and_report, cond, inside, q)
+    assert inside.acquire(timeout=T)
+    with cond:  # both released the lock inside wait: both are waiting
+        assert cond._waiting() == 2
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(T)
+    with cond:
+        cond.notify(1)
+    assert q.get(timeout=T) is True
+    finish(survivor)
+
+
+def test_value_lock_holder_killed(ctx):
+    value, held = ctx.Value("i", 0), ctx.Event()
+    p = start(ctx, hold_value_forever, value, held)
+    assert held.wait(T)
+    assert not value.get_lock().acquire(timeout=0.1)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join(T)
+    lock = value.get_lock()
+    assert lock.acquire(timeout=T)
+    assert lock.owner_died
+    assert value.value == 7  # the shared memory outlives its writer
+    lock.release()

@@ -12,8 +12,11 @@
 //! on the uncontended path), then waits in slices of at most `SLICE` (50 ms) with the GIL released
 //! (`wait_sliced`), calling `PyErr_CheckSignals` between slices: Ctrl-C raises
 //! `KeyboardInterrupt` within a slice even when the signal was handled by another thread,
-//! and at once when it interrupts the wait itself (futex and poll return on `EINTR`). No
-//! thread is ever started here.
+//! and at once when it interrupts the wait itself (futex and poll return on `EINTR`).
+//! `Condition.wait` and `Barrier.wait` cannot be cut into slices (a slice that ended would
+//! lose the waiter's place, or break the barrier): they call the library's interruptible
+//! waits, which ask [`signals`] after every sleep of at most 100 ms. No thread is ever
+//! started here.
 //!
 //! # Handles across processes
 //!
@@ -26,15 +29,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use multiproc::{ErrorKind, OwnerDied};
+use multiproc::ErrorKind;
 use pyo3::exceptions::{PyAssertionError, PyEOFError, PyOSError, PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+mod listener;
 mod queue;
+mod shm;
 mod sync;
 
+pub(crate) use listener::Listener;
 pub(crate) use queue::*;
+pub(crate) use shm::*;
 pub(crate) use sync::*;
 
 /// The longest stretch a blocking call spends with the GIL released before it checks for
@@ -108,6 +115,22 @@ pub(crate) fn wait_sliced<R: Send>(
     }
 }
 
+/// The `interrupted()` of the library's interruptible waits (`Condition::wait_held`,
+/// `Barrier::wait_interruptible`), called with the GIL released: takes the GIL and runs
+/// Python's signal handlers; an exception one raises (`KeyboardInterrupt`) is kept in
+/// `raised` and ends the wait.
+pub(crate) fn signals(raised: &mut Option<PyErr>) -> impl FnMut() -> bool + '_ {
+    move || {
+        Python::attach(|py| match py.check_signals() {
+            Ok(()) => false,
+            Err(e) => {
+                *raised = Some(e);
+                true
+            }
+        })
+    }
+}
+
 /// A library error as the Python exception a `multiprocessing` user expects.
 pub(crate) fn to_py(e: multiproc::Error) -> PyErr {
     let msg = e.to_string();
@@ -120,20 +143,6 @@ pub(crate) fn to_py(e: multiproc::Error) -> PyErr {
         ErrorKind::BrokenBarrier => BrokenBarrierError::new_err(msg),
         ErrorKind::Timeout => PyOSError::new_err(msg),
         _ => PyOSError::new_err(msg),
-    }
-}
-
-/// Whether an acquisition took over from a holder that died.
-pub(crate) fn died<G>(r: Result<G, OwnerDied<G>>) -> bool {
-    match r {
-        Ok(g) => {
-            std::mem::forget(g);
-            false
-        }
-        Err(e) => {
-            std::mem::forget(e.into_inner());
-            true
-        }
     }
 }
 
@@ -184,7 +193,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn wrap(c: multiproc::Connection) -> Connection {
+    pub(crate) fn wrap(c: multiproc::Connection) -> Connection {
         Connection {
             readable: c.readable(),
             writable: c.writable(),
@@ -277,19 +286,28 @@ impl Connection {
         if !self.writable {
             return Err(PyOSError::new_err("connection is read-only"));
         }
-        // Fast path: room in the socket buffer.
-        match c.try_send_bytes(buf) {
-            Ok(()) => return Ok(()),
-            Err(multiproc::TrySendError::Full) => {}
-            Err(e) => return Err(send_err(e.into())),
+        // Fast path: room in the ring (pipes only: a Listener/Client socket is a byte
+        // stream, where a try that found room for half a message would break it).
+        if !c.is_socket() {
+            match c.try_send_bytes(buf) {
+                Ok(()) => return Ok(()),
+                Err(multiproc::TrySendError::Full) => {}
+                Err(e) => return Err(send_err(e.into())),
+            }
         }
-        if buf.len() > ONE_FRAME {
+        if buf.len() > ONE_FRAME || c.is_socket() {
             // A timed send that runs out cuts a multi-frame message off (the receiver skips
-            // it), so slices would start it over and over: one blocking send instead, with
-            // the GIL released (Ctrl-C is seen when it returns).
-            return py
-                .detach(|| c.send_bytes(buf))
-                .map_err(|e| send_err(e.into()));
+            // it), so slices would start it over and over: one interruptible send instead,
+            // with the GIL released; Ctrl-C abandons the message (none of it is delivered).
+            // (On a Listener/Client socket it is a plain blocking send: Ctrl-C is seen when
+            // it returns.)
+            let mut raised = None;
+            let r = py.detach(|| c.send_bytes_interruptible(buf, signals(&mut raised)));
+            return match (r, raised) {
+                (_, Some(e)) => Err(e),
+                (Ok(()), None) => Ok(()),
+                (Err(e), None) => Err(send_err(e.into())),
+            };
         }
         let sent = wait_sliced(py, None, |slice| match c.send_bytes_timeout(buf, slice) {
             Ok(()) => Some(Ok(())),
@@ -427,6 +445,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Semaphore>()?;
     m.add_class::<Event>()?;
     m.add_class::<Barrier>()?;
+    m.add_class::<Condition>()?;
+    m.add_class::<SharedBuffer>()?;
+    m.add_class::<Listener>()?;
+    m.add_function(wrap_pyfunction!(listener::client, m)?)?;
     m.add_class::<Queue>()?;
     m.add_class::<Connection>()?;
     m.add_function(wrap_pyfunction!(pipe, m)?)?;

@@ -30,6 +30,15 @@ use crate::wait::{
     Waitable, SLEEP_SLICE,
 };
 
+/// A send's question "give up now?" (see `Connection::send_bytes_interruptible`).
+pub(super) type Interrupted<'a, 'f> = Option<&'a mut (dyn FnMut() -> bool + 'f)>;
+
+/// How long a send may wait for room: until `deadline`, or until `interrupted` says stop.
+pub(super) struct Until<'a, 'f> {
+    pub(super) deadline: Deadline,
+    pub(super) interrupted: Interrupted<'a, 'f>,
+}
+
 /// One end of a pipe (Python's `multiprocessing.connection.Connection`).
 ///
 /// Send with [`send`](Self::send) (any `Serialize` value, through the codec `C`) or
@@ -290,6 +299,21 @@ impl<C> Connection<C> {
         typed: bool,
         deadline: Deadline,
     ) -> std::result::Result<(), Stop<SendError>> {
+        self.send_message_or(body, fds, typed, deadline, None)
+    }
+
+    /// [`send_message`](Self::send_message), also giving up (as at the deadline) when
+    /// `interrupted` returns true; it is asked whenever the send has waited a while (at most
+    /// [`SLEEP_SLICE`]) for room or for the send lock. A Listener/Client connection does not
+    /// ask it.
+    fn send_message_or(
+        &self,
+        body: &[u8],
+        fds: &[OwnedFd],
+        typed: bool,
+        deadline: Deadline,
+        mut interrupted: Interrupted<'_, '_>,
+    ) -> std::result::Result<(), Stop<SendError>> {
         if let Some(s) = &self.stream {
             let fd = self.fd.as_ref().ok_or(SendError::Closed)?;
             if !fds.is_empty() {
@@ -304,9 +328,30 @@ impl<C> Connection<C> {
         }
         let (fd, dir) = self.send_fd()?;
         if fds.is_empty() && body.len() <= INLINE_MAX {
-            return self.put_record(fd, dir, &[body, &[TAG_DATA]], typed, true, deadline);
+            let parts = [body, &[TAG_DATA]];
+            return self.put_record(
+                fd,
+                dir,
+                &parts,
+                typed,
+                true,
+                Until {
+                    deadline,
+                    interrupted: interrupted.as_deref_mut(),
+                },
+            );
         }
-        self.send_on_socket(fd, dir, body, fds, typed, deadline)
+        self.send_on_socket(
+            fd,
+            dir,
+            body,
+            fds,
+            typed,
+            Until {
+                deadline,
+                interrupted,
+            },
+        )
     }
 
     /// Puts a record (the concatenation of `parts`; `typed` or raw) into the ring, waiting
@@ -319,8 +364,12 @@ impl<C> Connection<C> {
         parts: &[&[u8]],
         typed: bool,
         doorbell: bool,
-        deadline: Deadline,
+        until: Until<'_, '_>,
     ) -> std::result::Result<(), Stop<SendError>> {
+        let Until {
+            deadline,
+            mut interrupted,
+        } = until;
         if self.hup_seen.load(Ordering::Relaxed) {
             return Err(SendError::Disconnected.into());
         }
@@ -337,7 +386,7 @@ impl<C> Connection<C> {
             if self.peer_gone(fd)? {
                 return Err(SendError::Disconnected.into());
             }
-            if deadline.expired() {
+            if deadline.expired() || interrupted.as_mut().is_some_and(|f| f()) {
                 return Err(Stop::Timeout);
             }
         }
@@ -387,20 +436,47 @@ impl<C> Connection<C> {
         body: &[u8],
         fds: &[OwnedFd],
         typed: bool,
-        deadline: Deadline,
+        until: Until<'_, '_>,
     ) -> std::result::Result<(), Stop<SendError>> {
-        let _held = if deadline.is_never() {
-            dir.lock_send().map_err(SendError::Failed)?
-        } else {
-            dir.lock_send_until(deadline).ok_or(Stop::Timeout)?
+        let Until {
+            deadline,
+            mut interrupted,
+        } = until;
+        let _held = match interrupted.as_mut() {
+            None if deadline.is_never() => dir.lock_send().map_err(SendError::Failed)?,
+            None => dir.lock_send_until(deadline).ok_or(Stop::Timeout)?,
+            Some(f) => loop {
+                // In slices, asking `interrupted` between them.
+                let slice = match deadline.remaining() {
+                    Ok(left) => Deadline::within(left.map_or(SLEEP_SLICE, |l| l.min(SLEEP_SLICE))),
+                    Err(()) => Deadline::passed(),
+                };
+                if let Some(held) = dir.lock_send_until(slice) {
+                    break held;
+                }
+                if deadline.expired() || f() {
+                    return Err(Stop::Timeout);
+                }
+            },
         };
         let seq = dir.next_seq();
         let mut marker = [TAG_MARKER; 5];
         marker[..4].copy_from_slice(&seq.to_le_bytes());
         // No doorbell: the frames wake a sleeping receiver. The marker's frame says whether
         // the message is typed.
-        self.put_record(fd, dir, &[&marker], typed, false, deadline)?;
-        let r = self.send_frames(fd, seq, body, fds, deadline);
+        let parts = [&marker[..]];
+        self.put_record(
+            fd,
+            dir,
+            &parts,
+            typed,
+            false,
+            Until {
+                deadline,
+                interrupted: interrupted.as_deref_mut(),
+            },
+        )?;
+        let r = self.send_frames(fd, seq, body, fds, deadline, interrupted);
         if dir.watched() {
             // A trailing doorbell, behind the last frame (or what went of them): the receiver
             // may drop doorbells that lie in front of the frames, announcing records that
@@ -419,6 +495,7 @@ impl<C> Connection<C> {
         body: &[u8],
         fds: &[OwnedFd],
         deadline: Deadline,
+        mut interrupted: Interrupted<'_, '_>,
     ) -> std::result::Result<(), Stop<SendError>> {
         let max_fds = socket::MAX_FDS_PER_MSG;
         for p in frame::plan(seq, body.len(), fds.len(), self.frame_payload, max_fds) {
@@ -426,10 +503,10 @@ impl<C> Connection<C> {
             let bytes = &body[p.bytes];
             let fd_list: Vec<BorrowedFd<'_>> = fds[p.fds].iter().map(|f| f.as_fd()).collect();
             let iov = [IoSlice::new(&h), IoSlice::new(bytes)];
-            let n = if deadline.is_never() {
+            let n = if deadline.is_never() && interrupted.is_none() {
                 socket::send_msg(fd, &iov, &fd_list, false).map_err(os_send_error)?
             } else {
-                send_packet_until(fd, &iov, &fd_list, deadline)?
+                send_packet_until(fd, &iov, &fd_list, deadline, interrupted.as_deref_mut())?
             };
             check_sent(n, frame::HEADER_LEN + bytes.len())?;
         }
@@ -505,6 +582,35 @@ impl<C> Connection<C> {
         deadline: Instant,
     ) -> std::result::Result<(), SendTimeoutError> {
         self.send_message(buf, &[], false, Deadline::at(deadline))
+            .map_err(|s| s.timed())
+    }
+
+    /// Sends `buf` as one message, waiting for room as long as it takes, for bindings that
+    /// must notice signals (Python's Ctrl-C): `interrupted()` is asked whenever the send has
+    /// waited a while for room or for the send lock (at most 100 ms, less when a signal
+    /// interrupts the wait). True gives up as a timed send that runs out does: nothing of
+    /// the message is delivered, later messages are. (A Listener/Client connection does not
+    /// ask it: there the send waits as [`send_bytes`](Self::send_bytes) does.)
+    ///
+    /// ```
+    /// let (a, b) = multiproc::pipe(true)?;
+    /// let big = vec![7u8; 16 << 20]; // more than the socket holds: nobody reads yet
+    /// let err = a.send_bytes_interruptible(&big, || true).unwrap_err();
+    /// assert!(err.is_timeout(), "interrupted");
+    /// a.send_bytes_interruptible(b"next", || true)?; // room: never asked
+    /// assert_eq!(b.recv_bytes()?, b"next", "the cut-off message is skipped");
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`SendTimeoutError::Timeout`] when interrupted; otherwise as
+    /// [`send_bytes`](Self::send_bytes).
+    pub fn send_bytes_interruptible(
+        &self,
+        buf: &[u8],
+        mut interrupted: impl FnMut() -> bool,
+    ) -> std::result::Result<(), SendTimeoutError> {
+        self.send_message_or(buf, &[], false, Deadline::never(), Some(&mut interrupted))
             .map_err(|s| s.timed())
     }
 
@@ -799,9 +905,17 @@ impl<C: Codec> Connection<C> {
         ident::put_tag::<T>(&mut buf);
         let encoded = handle::with_exported_fds(|| C::encode(value, &mut buf));
         let r = match encoded {
-            Ok(((), fds)) if fds.is_empty() && buf.len() <= INLINE_MAX => {
-                self.put_record(fd, dir, &[&buf, &[TAG_DATA]], true, true, deadline)
-            }
+            Ok(((), fds)) if fds.is_empty() && buf.len() <= INLINE_MAX => self.put_record(
+                fd,
+                dir,
+                &[&buf, &[TAG_DATA]],
+                true,
+                true,
+                Until {
+                    deadline,
+                    interrupted: None,
+                },
+            ),
             Ok(((), fds)) => self.send_message(&buf, &fds, true, deadline),
             Err(e) => Err(SendError::Failed(e).into()),
         };
@@ -941,7 +1055,9 @@ pub(super) fn send_packet_until(
     iov: &[IoSlice<'_>],
     fds: &[BorrowedFd<'_>],
     deadline: Deadline,
+    mut interrupted: Interrupted<'_, '_>,
 ) -> std::result::Result<usize, Stop<SendError>> {
+    let mut polled = false;
     loop {
         match socket::send_msg(fd, iov, fds, true) {
             Ok(n) => return Ok(n),
@@ -951,6 +1067,10 @@ pub(super) fn send_packet_until(
         let Ok(left) = deadline.remaining() else {
             return Err(Stop::Timeout);
         };
+        if polled && interrupted.as_mut().is_some_and(|f| f()) {
+            return Err(Stop::Timeout);
+        }
+        polled = true;
         let slice = left.map_or(SLEEP_SLICE, |l| l.min(SLEEP_SLICE));
         let r = socket::poll_rw(&[(fd, true)], Some(slice))
             .map_err(|e| SendError::Failed(Error::os("cannot poll connection", e)))?;

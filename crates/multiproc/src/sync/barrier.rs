@@ -46,6 +46,8 @@ const TRACKED: usize = 256;
 /// checks (scheduled by the clock: see [`Recheck`]).
 const FIRST_CHECK: Duration = Duration::from_millis(4);
 const MAX_CHECK: Duration = Duration::from_millis(128);
+/// The longest sleep of [`Barrier::wait_interruptible`] between questions.
+const INTERRUPT_CHECK: Duration = Duration::from_millis(50);
 
 #[repr(C)]
 pub(crate) struct BarrierState {
@@ -103,6 +105,31 @@ pub enum BarrierTimeoutError {
     /// of time or died inside it).
     Broken,
 }
+
+/// Why [`Barrier::wait_interruptible`] did not pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BarrierWaitError {
+    /// This party's deadline passed first (the barrier is broken now).
+    Timeout,
+    /// `interrupted()` returned true first (the barrier is broken now).
+    Interrupted,
+    /// The barrier is or became broken while waiting.
+    Broken,
+}
+
+impl fmt::Display for BarrierWaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BarrierWaitError::Timeout => "timed out waiting at the barrier (it is broken now)",
+            BarrierWaitError::Interrupted => {
+                "interrupted waiting at the barrier (it is broken now)"
+            }
+            BarrierWaitError::Broken => "the barrier is broken",
+        })
+    }
+}
+
+impl std::error::Error for BarrierWaitError {}
 
 impl TryBarrierError {
     /// True for [`TryBarrierError::WouldBlock`].
@@ -278,7 +305,7 @@ impl Barrier {
     ///
     /// [`BrokenBarrier`] if the barrier is or becomes broken while waiting — the only error.
     pub fn wait(&self) -> std::result::Result<u32, BrokenBarrier> {
-        self.arrive(Deadline::never(), false)
+        self.arrive(Deadline::never(), false, None)
             .map_err(|_| BrokenBarrier)
     }
 
@@ -298,10 +325,11 @@ impl Barrier {
     /// [`TryBarrierError::WouldBlock`] when others are still missing;
     /// [`TryBarrierError::Broken`] when the barrier is broken.
     pub fn try_wait(&self) -> std::result::Result<u32, TryBarrierError> {
-        self.arrive(Deadline::never(), true).map_err(|s| match s {
-            Stop::WouldBlock => TryBarrierError::WouldBlock,
-            Stop::Timeout | Stop::Broken => TryBarrierError::Broken,
-        })
+        self.arrive(Deadline::never(), true, None)
+            .map_err(|s| match s {
+                Stop::WouldBlock => TryBarrierError::WouldBlock,
+                Stop::Timeout | Stop::Broken | Stop::Interrupted => TryBarrierError::Broken,
+            })
     }
 
     /// Like [`wait`](Self::wait), at most `timeout` (any `Duration`). Running out breaks the
@@ -330,15 +358,53 @@ impl Barrier {
     }
 
     fn wait_until(&self, deadline: Deadline) -> std::result::Result<u32, BarrierTimeoutError> {
-        self.arrive(deadline, false).map_err(|s| match s {
-            Stop::Timeout => BarrierTimeoutError::Timeout,
+        self.arrive(deadline, false, None).map_err(|s| match s {
+            Stop::Timeout | Stop::Interrupted => BarrierTimeoutError::Timeout,
             Stop::WouldBlock | Stop::Broken => BarrierTimeoutError::Broken,
         })
     }
 
+    /// Like [`wait_deadline`](Self::wait_deadline) (`None`: no deadline), for bindings that
+    /// must notice signals (Python's Ctrl-C): `interrupted()` is asked after every sleep,
+    /// which lasts at most 50 ms (and ends at once when a signal interrupts it). True ends
+    /// the wait as running out of time does: the barrier breaks for the others.
+    ///
+    /// ```
+    /// use multiproc::sync::BarrierWaitError;
+    /// let b = multiproc::Barrier::new(2)?;
+    /// assert_eq!(b.wait_interruptible(None, || true), Err(BarrierWaitError::Interrupted));
+    /// assert!(b.is_broken());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`BarrierWaitError`]: which of the three ended it.
+    pub fn wait_interruptible(
+        &self,
+        deadline: Option<Instant>,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> std::result::Result<u32, BarrierWaitError> {
+        let deadline = deadline.map_or(Deadline::never(), Deadline::at);
+        self.arrive(deadline, false, Some(&mut interrupted))
+            .map_err(|s| match s {
+                Stop::Timeout => BarrierWaitError::Timeout,
+                Stop::Interrupted => BarrierWaitError::Interrupted,
+                Stop::WouldBlock | Stop::Broken => BarrierWaitError::Broken,
+            })
+    }
+
     /// Arrives and waits for the round to end, at most until `deadline`; with `only_last`,
     /// arrives only when it completes the round (else `WouldBlock`, nothing changed).
-    fn arrive(&self, deadline: Deadline, only_last: bool) -> std::result::Result<u32, Stop> {
+    ///
+    /// `interrupted`, when given, is asked after every sleep (sleeps last at most
+    /// [`INTERRUPT_CHECK`] then); true ends the wait as running out of time does.
+    fn arrive(
+        &self,
+        deadline: Deadline,
+        only_last: bool,
+        mut interrupted: Option<&mut dyn FnMut() -> bool>,
+    ) -> std::result::Result<u32, Stop> {
         let l = self.locked();
         let st = self.st();
         if st.broken.load(Ordering::Relaxed) != 0 {
@@ -373,6 +439,7 @@ impl Barrier {
         }
         drop(l);
         let mut checks = Recheck::new(FIRST_CHECK, MAX_CHECK);
+        let mut woken = false;
         loop {
             let r = st.round.load(Ordering::Acquire);
             if r != round {
@@ -391,18 +458,31 @@ impl Barrier {
                 drop(l);
                 continue; // the round may have ended: look again
             }
-            let Some(t) = checks.sleep_time(deadline) else {
-                let l = self.locked();
-                if st.round.load(Ordering::Relaxed) == round {
-                    // Still waiting at our deadline: we break the round (as Python does),
-                    // and we are the one that ran out.
-                    l.break_round();
-                    return Err(Stop::Timeout);
+            let t = match checks.sleep_time(deadline) {
+                Some(t) if !(woken && interrupted.as_mut().is_some_and(|f| f())) => t,
+                sleep => {
+                    let l = self.locked();
+                    if st.round.load(Ordering::Relaxed) == round {
+                        // Still waiting at our deadline (or interrupted): we break the round
+                        // (as Python does), and we are the one that ran out.
+                        l.break_round();
+                        return Err(if sleep.is_none() {
+                            Stop::Timeout
+                        } else {
+                            Stop::Interrupted
+                        });
+                    }
+                    drop(l);
+                    continue; // the round has ended meanwhile, one way or the other: report it
                 }
-                drop(l);
-                continue; // the round has ended meanwhile, one way or the other: report it
+            };
+            let t = if interrupted.is_some() {
+                t.min(INTERRUPT_CHECK)
+            } else {
+                t
             };
             futex::wait(&st.round, round, Some(t));
+            woken = true;
         }
     }
 
@@ -450,6 +530,7 @@ enum Stop {
     WouldBlock,
     Timeout,
     Broken,
+    Interrupted,
 }
 
 /// The barrier's internal lock, held.

@@ -456,6 +456,208 @@ impl Condition {
     }
 }
 
+/// How [`Condition::wait_held`] ended; the lock is held again either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeldWait {
+    /// A notify chose this waiter.
+    Notified,
+    /// The deadline passed first.
+    TimedOut,
+    /// `interrupted()` returned true first.
+    Interrupted,
+}
+
+/// For bindings whose callers hold the lock through the lock's own handle (Python's
+/// `lock.acquire()`, then `cond.wait()` on a condition made over that lock): the waits and
+/// notifies of [`ConditionGuard`], checked against the calling thread's ownership instead of
+/// a guard.
+impl Condition {
+    /// Whether the calling thread holds the condition's lock.
+    pub fn is_held(&self) -> bool {
+        match &self.lock {
+            Inner::Lock(l) => l.is_owned(),
+            Inner::RLock(l) => l.is_owned(),
+        }
+    }
+
+    fn check_held(&self, what: &str) -> Result<()> {
+        if self.is_held() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                crate::ErrorKind::InvalidState,
+                format!("must hold the condition's lock to {what}"),
+            ))
+        }
+    }
+
+    /// Waits as [`ConditionGuard::wait_deadline`] does (`None`: no deadline), releasing
+    /// every level of an RLock, and asking `interrupted()` each time the sleep ends without
+    /// a notification (at least every 100 ms, and at once when a signal interrupts it): true
+    /// gives up as the deadline does. Returns how it ended and whether re-acquiring the lock
+    /// took it over from a holder that died.
+    ///
+    /// ```
+    /// use multiproc::sync::HeldWait;
+    /// let c = multiproc::Condition::new()?;
+    /// std::mem::forget(c.lock().unwrap()); // held, as by Python's `cond.acquire()`
+    /// assert_eq!(c.wait_held(None, || true)?, (HeldWait::Interrupted, false));
+    /// assert!(c.is_held());
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) when the calling thread
+    /// does not hold the lock.
+    pub fn wait_held(
+        &self,
+        deadline: Option<Instant>,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Result<(HeldWait, bool)> {
+        self.check_held("wait")?;
+        let deadline = deadline.map_or(Deadline::never(), Deadline::at);
+        let mut asked = false;
+        let (notified, acquired) = self.wait_raw(deadline, &mut || {
+            asked = interrupted();
+            asked
+        });
+        let how = if notified {
+            HeldWait::Notified
+        } else if asked {
+            HeldWait::Interrupted
+        } else {
+            HeldWait::TimedOut
+        };
+        Ok((how, acquired == Acquired::OwnerDied))
+    }
+
+    /// [`ConditionGuard::notify`] for a caller holding the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) when the calling thread
+    /// does not hold the lock.
+    pub fn notify_held(&self, n: u32) -> Result<()> {
+        self.check_held("notify")?;
+        self.state.get().notify(n);
+        Ok(())
+    }
+
+    /// `(waiting, notified)`: the waiters inside a wait that no notify chose yet, and those a
+    /// notify chose that have not left their wait yet (a snapshot; both 0 when nobody
+    /// waits).
+    pub fn waiters(&self) -> (u32, u32) {
+        let st = self.state.get();
+        let (mut waiting, mut notified) = (st.over_waiting.load(Ordering::Relaxed), 0u32);
+        for slot in st.in_use() {
+            match slot.state.load(Ordering::Relaxed) {
+                WAITING => waiting += 1,
+                NOTIFIED => notified += 1,
+                _ => {}
+            }
+        }
+        (
+            waiting,
+            notified.saturating_add(st.over_tokens.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Registers, releases the lock, sleeps, re-acquires (see the module docs): whether a
+    /// notify chose us and how the lock came back.
+    fn wait_raw(
+        &self,
+        deadline: Deadline,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> (bool, Acquired) {
+        match self.state.get().register() {
+            Some(i) => self.wait_tracked(i, deadline, interrupted),
+            None => self.wait_untracked(deadline, interrupted),
+        }
+    }
+
+    /// Waits in slot `i` (see the module docs); returns whether a notify chose us and how
+    /// the lock came back. `interrupted()` is asked after every wake-up that did not
+    /// end the wait; true gives up as the deadline does.
+    fn wait_tracked(
+        &self,
+        i: usize,
+        deadline: Deadline,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> (bool, Acquired) {
+        let st = self.state.get();
+        let slot = &st.slots[i];
+        let depth = self.release_for_wait();
+        let mut woken = false;
+        loop {
+            if slot.state.load(Ordering::Acquire) != WAITING {
+                break;
+            }
+            let remaining = match deadline.remaining() {
+                Ok(r) if !(woken && interrupted()) => Ok(r),
+                _ => Err(()),
+            };
+            let Ok(remaining) = remaining else {
+                // Give up, unless a notify has chosen us meanwhile (then the CAS fails).
+                let _ = slot.state.compare_exchange(
+                    WAITING,
+                    TIMED_OUT,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                );
+                break;
+            };
+            let t = remaining.map_or(MAX_SLEEP, |r| r.min(MAX_SLEEP));
+            // Any return (woken, a signal, a timeout): look at the slot again.
+            futex::wait(&slot.state, WAITING, Some(t));
+            woken = true;
+        }
+        let acquired = self.reacquire(depth);
+        let notified = slot.state.load(Ordering::Acquire) == NOTIFIED;
+        // The slot is ours until we free it: nobody frees the slot of a live waiter.
+        if slot.who.load(Ordering::Relaxed) == thread::current_id() {
+            st.free(i);
+        }
+        (notified, acquired)
+    }
+
+    /// Waits without a slot (more than [`SLOTS`] waiters): counted, woken by tokens.
+    fn wait_untracked(
+        &self,
+        deadline: Deadline,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> (bool, Acquired) {
+        let st = self.state.get();
+        st.over_waiting.fetch_add(1, Ordering::Relaxed);
+        let mut acquired = Acquired::Clean;
+        let notified = loop {
+            let seen = st.over_seq.load(Ordering::Relaxed);
+            let depth = self.release_for_wait();
+            let mut gave_up = true;
+            if let Ok(r) = deadline.remaining() {
+                let t = r.map_or(MAX_SLEEP, |r| r.min(MAX_SLEEP));
+                futex::wait(&st.over_seq, seen, Some(t));
+                gave_up = interrupted();
+            }
+            if self.reacquire(depth) == Acquired::OwnerDied {
+                acquired = Acquired::OwnerDied;
+            }
+            let t = st.over_tokens.load(Ordering::Relaxed);
+            if t > 0 {
+                st.over_tokens.store(t - 1, Ordering::Relaxed);
+                break true;
+            }
+            if gave_up || deadline.expired() {
+                let w = st.over_waiting.load(Ordering::Relaxed);
+                st.over_waiting
+                    .store(w.saturating_sub(1), Ordering::Relaxed);
+                break false;
+            }
+        };
+        (notified, acquired)
+    }
+}
+
 impl ConditionGuard<'_> {
     fn st(&self) -> &CondState {
         self.cond.state.get()
@@ -472,7 +674,7 @@ impl ConditionGuard<'_> {
     ///
     /// [`OwnerDied`] when the lock's holder died while we waited; the lock is held again.
     pub fn wait(&mut self) -> std::result::Result<(), OwnerDied> {
-        match self.wait_until(Deadline::never()) {
+        match self.wait_until(Deadline::never(), &mut || false) {
             Err(WaitTimeoutError::OwnerDied(e)) => Err(e),
             _ => Ok(()),
         }
@@ -489,7 +691,7 @@ impl ConditionGuard<'_> {
     /// [`WaitTimeoutError::Timeout`]; [`WaitTimeoutError::OwnerDied`] as for `wait`.
     #[doc(alias = "wait")]
     pub fn wait_timeout(&mut self, timeout: Duration) -> std::result::Result<(), WaitTimeoutError> {
-        self.wait_until(Deadline::within(timeout))
+        self.wait_until(Deadline::within(timeout), &mut || false)
     }
 
     /// Like [`wait`](Self::wait), until `deadline` at most.
@@ -501,7 +703,7 @@ impl ConditionGuard<'_> {
         &mut self,
         deadline: Instant,
     ) -> std::result::Result<(), WaitTimeoutError> {
-        self.wait_until(Deadline::at(deadline))
+        self.wait_until(Deadline::at(deadline), &mut || false)
     }
 
     /// Waits until `pred()` is true, checked with the lock held, first before any wait
@@ -567,7 +769,7 @@ impl ConditionGuard<'_> {
             if deadline.expired() {
                 return Err(WaitTimeoutError::Timeout);
             }
-            match self.wait_until(deadline) {
+            match self.wait_until(deadline, &mut || false) {
                 Err(WaitTimeoutError::OwnerDied(e)) => return Err(e.into()),
                 // Notified or not: look at the predicate again (a last time at the deadline).
                 Ok(()) | Err(WaitTimeoutError::Timeout) => {}
@@ -575,12 +777,12 @@ impl ConditionGuard<'_> {
         }
     }
 
-    fn wait_until(&mut self, deadline: Deadline) -> std::result::Result<(), WaitTimeoutError> {
-        let st = self.st();
-        let (notified, acquired) = match st.register() {
-            Some(i) => self.wait_tracked(i, deadline),
-            None => self.wait_untracked(deadline),
-        };
+    fn wait_until(
+        &mut self,
+        deadline: Deadline,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> std::result::Result<(), WaitTimeoutError> {
+        let (notified, acquired) = self.cond.wait_raw(deadline, interrupted);
         if acquired == Acquired::OwnerDied {
             Err(WaitTimeoutError::OwnerDied(OwnerDied::new(())))
         } else if notified {
@@ -588,69 +790,6 @@ impl ConditionGuard<'_> {
         } else {
             Err(WaitTimeoutError::Timeout)
         }
-    }
-
-    /// Waits in slot `i` (see the module docs); returns whether a notify chose us and how
-    /// the lock came back.
-    fn wait_tracked(&self, i: usize, deadline: Deadline) -> (bool, Acquired) {
-        let st = self.st();
-        let slot = &st.slots[i];
-        let depth = self.cond.release_for_wait();
-        loop {
-            if slot.state.load(Ordering::Acquire) != WAITING {
-                break;
-            }
-            let Ok(remaining) = deadline.remaining() else {
-                // Give up, unless a notify has chosen us meanwhile (then the CAS fails).
-                let _ = slot.state.compare_exchange(
-                    WAITING,
-                    TIMED_OUT,
-                    Ordering::Acquire,
-                    Ordering::Acquire,
-                );
-                break;
-            };
-            let t = remaining.map_or(MAX_SLEEP, |r| r.min(MAX_SLEEP));
-            // Any return (woken, a signal, a timeout): look at the slot again.
-            futex::wait(&slot.state, WAITING, Some(t));
-        }
-        let acquired = self.cond.reacquire(depth);
-        let notified = slot.state.load(Ordering::Acquire) == NOTIFIED;
-        // The slot is ours until we free it: nobody frees the slot of a live waiter.
-        if slot.who.load(Ordering::Relaxed) == thread::current_id() {
-            st.free(i);
-        }
-        (notified, acquired)
-    }
-
-    /// Waits without a slot (more than [`SLOTS`] waiters): counted, woken by tokens.
-    fn wait_untracked(&self, deadline: Deadline) -> (bool, Acquired) {
-        let st = self.st();
-        st.over_waiting.fetch_add(1, Ordering::Relaxed);
-        let mut acquired = Acquired::Clean;
-        let notified = loop {
-            let seen = st.over_seq.load(Ordering::Relaxed);
-            let depth = self.cond.release_for_wait();
-            if let Ok(r) = deadline.remaining() {
-                let t = r.map_or(MAX_SLEEP, |r| r.min(MAX_SLEEP));
-                futex::wait(&st.over_seq, seen, Some(t));
-            }
-            if self.cond.reacquire(depth) == Acquired::OwnerDied {
-                acquired = Acquired::OwnerDied;
-            }
-            let t = st.over_tokens.load(Ordering::Relaxed);
-            if t > 0 {
-                st.over_tokens.store(t - 1, Ordering::Relaxed);
-                break true;
-            }
-            if deadline.expired() {
-                let w = st.over_waiting.load(Ordering::Relaxed);
-                st.over_waiting
-                    .store(w.saturating_sub(1), Ordering::Relaxed);
-                break false;
-            }
-        };
-        (notified, acquired)
     }
 
     /// Wakes up to `n` of the waiters waiting now, oldest first; each of their waits returns

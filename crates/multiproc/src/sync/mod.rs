@@ -33,8 +33,8 @@ mod semaphore;
 mod value;
 
 pub use crate::error::{OwnerDied, Timeout, WouldBlock};
-pub use barrier::{Barrier, BarrierTimeoutError, BrokenBarrier, TryBarrierError};
-pub use condition::{Condition, ConditionGuard, WaitTimeoutError};
+pub use barrier::{Barrier, BarrierTimeoutError, BarrierWaitError, BrokenBarrier, TryBarrierError};
+pub use condition::{Condition, ConditionGuard, HeldWait, WaitTimeoutError};
 pub use event::Event;
 pub use lock::{Lock, LockGuard, LockTimeoutError, RLock, RLockGuard, TryLockError};
 #[allow(unused_imports)]

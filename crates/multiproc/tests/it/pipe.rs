@@ -1199,3 +1199,39 @@ fn kill_peer_body() -> (Vec<i32>, Vec<i32>) {
 fn a_sigkilled_peer_leaves_no_fds_behind() {
     fds_unchanged_after(kill_peer_body);
 }
+
+// An interrupted large send (Python's Ctrl-C) abandons its message in the middle: the
+// receiver in another process skips it whole and gets the next one; the sender was asked
+// only once the socket was full.
+#[test]
+fn interrupted_large_send_is_skipped_by_the_reader() {
+    with_watchdog(Duration::from_secs(60), || {
+        let (a, b) = pipe(true).unwrap();
+        let (go_a, go_b) = pipe(true).unwrap();
+        let reader = Process::fork(move || {
+            // Waits for the word before reading anything.
+            go_b.recv_bytes().unwrap();
+            let first = b.recv_bytes().unwrap();
+            (first.len(), first)
+        })
+        .unwrap();
+        let big = vec![7u8; 16 << 20];
+        let mut asked = 0;
+        let err = a
+            .send_bytes_interruptible(&big, || {
+                asked += 1;
+                asked == 3
+            })
+            .unwrap_err();
+        assert!(err.is_timeout());
+        assert_eq!(
+            asked, 3,
+            "asked after each wait for room, until it said stop"
+        );
+        a.send_bytes_interruptible(b"next", || panic!("room: never asked"))
+            .unwrap();
+        go_a.send_bytes(b"go").unwrap();
+        let (len, first) = reader.join().unwrap();
+        assert_eq!((len, &first[..]), (4, &b"next"[..]));
+    })
+}

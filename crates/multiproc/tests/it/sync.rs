@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc::sync::{
-    BarrierTimeoutError, ConditionGuard, LockTimeoutError, TryLockError, WaitTimeoutError,
+    BarrierTimeoutError, ConditionGuard, HeldWait, LockTimeoutError, TryLockError, WaitTimeoutError,
 };
 use multiproc::{
     Array, Barrier, BoundedSemaphore, BrokenBarrier, Condition, Event, Lock, Process, RLock,
@@ -1106,5 +1106,78 @@ fn dead_barrier_party_seen_while_signals_keep_coming() {
         });
         assert!(broken, "expected BrokenBarrier");
         assert!(b.is_broken());
+    })
+}
+
+// The held-lock API for bindings (Python's `lock.acquire()` then `cond.wait()`): ownership is
+// checked, a notify from another process wakes it, `interrupted()` ends it early, and the
+// counts say who waits.
+#[test]
+fn condition_wait_held() {
+    with_watchdog(LIMIT, || {
+        let lock = RLock::new().unwrap();
+        let c = Condition::with_rlock(lock.clone()).unwrap();
+        // Not held: refused.
+        let e = c.wait_held(None, || false).unwrap_err();
+        assert_eq!(e.kind(), multiproc::ErrorKind::InvalidState);
+        assert!(c.notify_held(1).is_err());
+        // Held twice through the lock's own handle; the wait releases both levels.
+        std::mem::forget(lock.lock().unwrap());
+        std::mem::forget(lock.lock().unwrap());
+        assert!(c.is_held());
+        let c2 = c.clone();
+        let p = Process::fork(move || {
+            // Takes the lock only once the waiter has released it inside the wait.
+            let g = c2.lock().unwrap();
+            let seen = c2.waiters();
+            g.notify(1);
+            seen
+        })
+        .unwrap();
+        let r = c.wait_held(Some(Instant::now() + Duration::from_secs(20)), || false);
+        assert_eq!(r.unwrap(), (HeldWait::Notified, false));
+        assert_eq!(lock.depth(), 2, "both levels back");
+        assert_eq!(p.join().unwrap(), (1, 0), "one waiter, nobody notified yet");
+        assert_eq!(c.waiters(), (0, 0));
+        // Timed out, then interrupted (after the first sleep, well before the deadline).
+        let t0 = Instant::now();
+        let r = c.wait_held(Some(t0 + Duration::from_millis(100)), || false);
+        assert_eq!(r.unwrap(), (HeldWait::TimedOut, false));
+        assert!(t0.elapsed() >= Duration::from_millis(100));
+        let t0 = Instant::now();
+        let r = c.wait_held(Some(t0 + Duration::from_secs(30)), || true);
+        assert_eq!(r.unwrap(), (HeldWait::Interrupted, false));
+        assert!(t0.elapsed() < GENEROUS);
+        assert_eq!(lock.depth(), 2);
+        c.notify_held(1).unwrap();
+        lock.release().unwrap();
+        lock.release().unwrap();
+        assert!(!c.is_held());
+    })
+}
+
+// Python's Ctrl-C in `Barrier.wait`: the interrupted party breaks the barrier for the others
+// (another process's wait returns Broken), as a timeout does.
+#[test]
+fn interrupted_barrier_wait_breaks_it_for_the_others() {
+    with_watchdog(LIMIT, || {
+        let b = Barrier::new(3).unwrap();
+        let b2 = b.clone();
+        let other = Process::fork(move || b2.wait_timeout(Duration::from_secs(20))).unwrap();
+        until("the other party waits", || b.n_waiting() == 1);
+        let t0 = Instant::now();
+        let mut asked = 0;
+        let r = b.wait_interruptible(Some(t0 + Duration::from_secs(30)), || {
+            asked += 1;
+            asked == 2
+        });
+        assert_eq!(r, Err(multiproc::sync::BarrierWaitError::Interrupted));
+        assert!(t0.elapsed() < GENEROUS);
+        assert_eq!(other.join().unwrap(), Err(BarrierTimeoutError::Broken));
+        assert!(b.is_broken());
+        // A deadline still ends it as a timeout.
+        b.reset();
+        let r = b.wait_interruptible(Some(Instant::now() + Duration::from_millis(50)), || false);
+        assert_eq!(r, Err(multiproc::sync::BarrierWaitError::Timeout));
     })
 }
