@@ -34,12 +34,10 @@ use std::time::Duration;
 
 use super::callback::Callbacks;
 use super::job::{Job, Outcome, State};
-use super::worker::{
-    self, ClosureRunner, Init, Mailbox, SpawnArgs, INLINE, IN_SLOT, KIND_CLOSURE, KIND_CONTEXT,
-    KIND_FN, RESULTS_HEADER, SLOTS, TASK_HEADER,
-};
+use super::protocol::{CodeKind, ContextPart, Kind, Place, ResultsHead, Task, RESULTS_INLINE_HEAD};
+use super::worker::{self, ClosureRunner, Init, Mailbox, SpawnArgs, SLOTS};
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::process::channel::{self, FrameReader, Tag};
+use crate::process::channel::{self, FrameReader};
 use crate::process::spawn::{CtxFnRef, FnRef};
 use crate::process::{Process, StartMethod};
 use crate::sys::thread::fork_generation;
@@ -123,7 +121,7 @@ struct Out {
 impl Out {
     fn quit() -> Out {
         let mut head = Vec::new();
-        channel::push_header(&mut head, Tag::Quit, 0);
+        channel::push_header(&mut head, Kind::Quit as u8, 0);
         Out {
             head,
             body: None,
@@ -242,7 +240,7 @@ impl Core {
                 any = true;
                 progress = true;
                 match self.workers[i].reader.take_raw() {
-                    Ok((tag, raw)) => self.frame(i, tag, raw),
+                    Ok((kind, raw)) => self.frame(i, kind, raw),
                     Err(e) => {
                         self.bad_worker(i, format!("it sent a malformed message ({e})"));
                         return true;
@@ -264,42 +262,43 @@ impl Core {
     }
 
     /// Handles one frame from worker `i`: `raw` is the whole frame, header included.
-    fn frame(&mut self, i: usize, tag: Tag, raw: Vec<u8>) {
+    fn frame(&mut self, i: usize, kind: u8, raw: Vec<u8>) {
         let pid = self.workers[i].pid;
         let body = &raw[channel::HEADER..];
-        match tag {
-            Tag::Ready => {}
-            Tag::Results => {
-                if body.len() < RESULTS_HEADER {
-                    return self.bad_worker(i, "it sent a truncated result".into());
-                }
-                let seq = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
-                let count = u32::from_le_bytes(body[8..12].try_into().expect("4 bytes"));
+        let kind = match Kind::decode(kind) {
+            Ok(k) => k,
+            Err(e) => return self.bad_worker(i, format!("it sent {e}")),
+        };
+        match kind {
+            Kind::Ready => {}
+            Kind::Results => {
+                let head = match ResultsHead::decode(body) {
+                    Ok(h) => h,
+                    Err(e) => return self.bad_worker(i, format!("it sent a bad result: {e}")),
+                };
                 let w = &mut self.workers[i];
                 match w.inflight.front() {
                     Some(f)
-                        if f.seq == seq
-                            && f.sub.job.lock().slots[f.sub.index].count == count as usize => {}
+                        if f.seq == head.seq
+                            && f.sub.job.lock().slots[f.sub.index].count == head.count as usize => {
+                    }
                     _ => {
                         return self
                             .bad_worker(i, "it sent a result for a task it did not hold".into())
                     }
                 }
-                let outcome = match body[12] {
-                    INLINE => Outcome::Ran {
+                let outcome = match head.outcomes {
+                    Place::Inline(_) => Outcome::Ran {
                         bytes: raw,
-                        start: channel::HEADER + RESULTS_HEADER,
+                        start: channel::HEADER + RESULTS_INLINE_HEAD,
                         pid,
                     },
-                    IN_SLOT => {
+                    Place::InSlot(len) => {
                         // Copied out now: the slot is written again for the chunk after next.
                         let slot = w.inflight.front().expect("checked above").slot;
                         let mut bytes = Vec::new();
-                        let ok = body
-                            .get(RESULTS_HEADER..RESULTS_HEADER + 8)
-                            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
-                            .and_then(|len| usize::try_from(len).ok())
-                            .is_some_and(|len| w.mailbox.take_outcomes(slot, len, &mut bytes));
+                        let ok = usize::try_from(len)
+                            .is_ok_and(|len| w.mailbox.take_outcomes(slot, len, &mut bytes));
                         if !ok {
                             return self.bad_worker(i, "it sent a malformed result".into());
                         }
@@ -309,7 +308,6 @@ impl Core {
                             pid,
                         }
                     }
-                    _ => return self.bad_worker(i, "it sent a malformed result".into()),
                 };
                 let w = &mut self.workers[i];
                 let mut f = w.inflight.pop_front().expect("checked above");
@@ -319,7 +317,7 @@ impl Core {
                 drop(f);
                 self.recycle(payload);
             }
-            Tag::InitFailed => {
+            Kind::InitFailed => {
                 let msg = format!(
                     "the pool's initializer panicked in worker {pid}: {}",
                     String::from_utf8_lossy(body)
@@ -327,11 +325,11 @@ impl Core {
                 self.workers[i].note = Some(msg.clone());
                 self.break_pool(msg);
             }
-            Tag::Failed => {
+            Kind::Failed => {
                 let msg = String::from_utf8_lossy(body).into_owned();
                 self.workers[i].note = Some(msg);
             }
-            _ => self.bad_worker(i, "it sent an unexpected message".into()),
+            Kind::Task | Kind::Quit => self.bad_worker(i, "it sent an unexpected message".into()),
         }
     }
 
@@ -365,55 +363,45 @@ impl Core {
                 self.seq += 1;
                 let seq = self.seq;
                 let w = &mut self.workers[i];
-                let (kind, (tramp, target)) = match &sub.code {
-                    Code::Fn(f) => (KIND_FN, f.to_parts()),
-                    Code::Closure => (KIND_CLOSURE, (0, 0)),
-                    Code::Context(f, _) => (KIND_CONTEXT, f.to_parts()),
+                let (code, (trampoline, target)) = match &sub.code {
+                    Code::Fn(f) => (CodeKind::Fn, f.to_parts()),
+                    Code::Closure => (CodeKind::Closure, (0, 0)),
+                    Code::Context(f, _) => (CodeKind::Context, f.to_parts()),
                 };
                 // The context part (see `worker.rs`): its bytes when this worker does not
                 // hold it yet.
                 let context = match &sub.code {
-                    Code::Context(_, c) if w.context == c.id => Some((c.id, None)),
+                    Code::Context(_, c) if w.context == c.id => {
+                        Some(ContextPart::Held { id: c.id })
+                    }
                     Code::Context(_, c) => {
                         w.context = c.id;
-                        Some((c.id, Some(&c.bytes[..])))
+                        Some(ContextPart::New {
+                            id: c.id,
+                            bytes: &c.bytes,
+                        })
                     }
                     _ => None,
-                };
-                let context_len = match context {
-                    None => 0,
-                    Some((_, None)) => 9,
-                    Some((_, Some(b))) => 17 + b.len(),
                 };
                 // Chunk n given to this worker uses slot n % SLOTS; the chunk that used it
                 // before is done (fewer than PIPELINE are in flight).
                 let slot = w.assigned % SLOTS;
                 let in_slot = w.mailbox.put_args(slot, &sub.payload);
-                let body_len = if in_slot { 8 } else { sub.payload.len() };
-                let mut head = Vec::with_capacity(channel::HEADER + TASK_HEADER + context_len + 8);
-                channel::push_header(&mut head, Tag::Task, TASK_HEADER + context_len + body_len);
-                head.extend_from_slice(&seq.to_le_bytes());
-                head.push(kind);
-                head.extend_from_slice(&tramp.to_le_bytes());
-                head.extend_from_slice(&target.to_le_bytes());
-                head.push(slot as u8);
-                head.push(if in_slot { IN_SLOT } else { INLINE });
-                match context {
-                    None => {}
-                    Some((id, None)) => {
-                        head.extend_from_slice(&id.to_le_bytes());
-                        head.push(0);
-                    }
-                    Some((id, Some(bytes))) => {
-                        head.extend_from_slice(&id.to_le_bytes());
-                        head.push(1);
-                        head.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-                        head.extend_from_slice(bytes);
-                    }
+                let mut head = Vec::new();
+                Task {
+                    seq,
+                    code,
+                    trampoline,
+                    target,
+                    slot: slot as u8,
+                    context,
+                    args: if in_slot {
+                        Place::InSlot(sub.payload.len() as u64)
+                    } else {
+                        Place::Inline(&sub.payload)
+                    },
                 }
-                if in_slot {
-                    head.extend_from_slice(&(sub.payload.len() as u64).to_le_bytes());
-                }
+                .encode_head(&mut head);
                 // Too large for the slot: the arguments go as they are, with the header in
                 // one write (no copy into a send buffer).
                 w.out.push_back(Out {

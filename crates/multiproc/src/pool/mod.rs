@@ -54,6 +54,7 @@ mod calls;
 mod dispatch;
 mod error;
 mod job;
+mod protocol;
 mod result;
 mod wire;
 mod worker;

@@ -1,26 +1,8 @@
-//! The worker side of the pool, and the wire format between parent and worker.
+//! The worker side of the pool, and what the messages between parent and worker mean.
 //!
-//! Each worker has its own stream socket to the parent; frames as in `process/channel.rs`:
+//! Each worker has its own stream socket to the parent; the messages on it, and their
+//! layout, are in `protocol.rs`.
 //!
-//! ```text
-//! parent -> worker   Task     seq u64 | kind u8 (0 fn, 1 closure, 2 fn with context)
-//!                             | trampoline i64 | target i64 | slot u8 | place u8
-//!                             | [kind 2: context] | payload
-//!                    Quit     (empty): finish and exit
-//! worker -> parent   Ready    (empty): the initializer ran
-//!                    InitFailed  the initializer's panic message
-//!                    Results  seq u64 | count u32 | place u8 | outcomes
-//! payload  := count u32 | tag(A) u64 | count encoded arguments, back to back (wire.rs)
-//! context  := id u64 | 0                     the worker holds context `id` already
-//!           | id u64 | 1 | len u64 | bytes   context `id` (its encoded value), from now on
-//! place    := 0, then the bytes (payload or outcomes) follow in the message
-//!           | 1, then len u64: the bytes are in the chunk's mailbox slot (`slot`)
-//! outcomes := failed u32 | vlen u64
-//!             | vlen bytes: tag(R) u64, then enc(R) of each task that returned, in task
-//!               order, back to back
-//!             | failed times: index u32 | 1 | enc(String)   the task panicked: the message
-//!                           | index u32 | 2 | enc(String)   it could not run (codec)
-//! ```
 //! `tag(A)` and `tag(R)` are the type tags of the arguments and results (`codec/ident.rs`):
 //! a worker refuses arguments of another type than its function takes (each task of the
 //! chunk fails with a `Codec` error) and the parent refuses results of another type than it
@@ -63,11 +45,15 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::protocol::{
+    self, CodeKind, ContextPart, Failure, FailureEntry, Kind, OutcomesHead, Place, ResultsHead,
+    Task, OUTCOMES_HEAD, RESULTS_INLINE_HEAD,
+};
 use super::wire::{De, Ser};
 use crate::codec::{ident, Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
-use crate::process::channel::{self, FrameReader, Tag};
+use crate::process::channel::{self, FrameReader};
 use crate::process::panic_message;
 use crate::process::spawn::{CtxFnRef, CtxRunner, FnRef, Runner};
 use crate::shm::{Segment, SegmentKind};
@@ -139,25 +125,6 @@ impl Mailbox {
     }
 }
 
-/// Bytes of a Results body before the outcomes (or their length): seq, count, place.
-pub(crate) const RESULTS_HEADER: usize = 8 + 4 + 1;
-
-/// Where a chunk's arguments or outcomes are: in the message (`INLINE`), or in the mailbox
-/// slot of the chunk (`IN_SLOT`, followed in the message by their length, u64).
-pub(crate) const INLINE: u8 = 0;
-pub(crate) const IN_SLOT: u8 = 1;
-
-pub(crate) const OUT_PANIC: u8 = 1;
-pub(crate) const OUT_FAILED: u8 = 2;
-
-pub(crate) const KIND_FN: u8 = 0;
-pub(crate) const KIND_CLOSURE: u8 = 1;
-pub(crate) const KIND_CONTEXT: u8 = 2;
-
-/// Bytes of a Task body before the arguments (or their length): seq, kind, trampoline,
-/// target, slot, place.
-pub(crate) const TASK_HEADER: usize = 8 + 1 + 8 + 8 + 1 + 1;
-
 /// A closure fixed at pool creation (Fork only): runs `count` encoded arguments.
 pub(crate) type ClosureRunner =
     Arc<dyn Fn(u32, &[u8], &mut Vec<u8>) -> std::result::Result<(), String> + Send + Sync>;
@@ -210,9 +177,9 @@ impl CtxRunner for ChunkRunner {
                 Ok(Ok(c)) => cache.value = Some(Box::new(c)),
                 Ok(Err(e)) => {
                     let msg = format!("the context does not decode: {e}");
-                    return fail_all::<R>(count, OUT_FAILED, &msg, out);
+                    return fail_all::<R>(count, Failure::Failed, &msg, out);
                 }
-                Err(p) => return fail_all::<R>(count, OUT_PANIC, &panic_text(&*p), out),
+                Err(p) => return fail_all::<R>(count, Failure::Panicked, &panic_text(&*p), out),
             }
         }
         let c: &C = cache
@@ -228,18 +195,18 @@ impl CtxRunner for ChunkRunner {
 /// (format above).
 fn fail_all<R>(
     count: u32,
-    tag: u8,
+    failure: Failure,
     msg: &str,
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
-    out.extend_from_slice(&count.to_le_bytes());
-    out.extend_from_slice(&(ident::TAG_LEN as u64).to_le_bytes());
+    let head = OutcomesHead {
+        failed: count,
+        vlen: ident::TAG_LEN as u64,
+    };
+    out.extend_from_slice(&head.to_bytes());
     ident::put_tag::<R>(out);
     for i in 0..count {
-        out.extend_from_slice(&i.to_le_bytes());
-        out.push(tag);
-        msg.serialize(&mut serializer(out))
-            .map_err(|e| e.to_string())?;
+        FailureEntry::encode(i, failure, msg, out)?;
     }
     Ok(())
 }
@@ -322,11 +289,7 @@ impl Runner for InitRunner {
 }
 
 fn split_count(input: &[u8]) -> std::result::Result<(u32, &[u8]), String> {
-    if input.len() < 4 {
-        return Err("truncated task message".into());
-    }
-    let count = u32::from_le_bytes(input[..4].try_into().expect("4 bytes"));
-    Ok((count, &input[4..]))
+    protocol::split_count(input).map_err(|e| e.to_string())
 }
 
 /// A serializer appending to `out` (the pool's codec: postcard's format, see `wire.rs`).
@@ -385,11 +348,11 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     // (`codec/ident.rs`), none is decoded.
     let args = match ident::check::<A>(args) {
         Ok(args) => args,
-        Err(e) => return fail_all::<R>(count, OUT_FAILED, e.message(), out),
+        Err(e) => return fail_all::<R>(count, Failure::Failed, e.message(), out),
     };
     let mut de = De::new(args);
     let head = out.len();
-    out.extend_from_slice(&[0; 12]); // failed u32 | vlen u64, filled in at the end
+    out.extend_from_slice(&[0; OUTCOMES_HEAD]); // filled in at the end
     ident::put_tag::<R>(out); // the first bytes of the values
                               // Room for small values (a few bytes each); larger ones grow the buffer.
     out.reserve((count as usize).saturating_mul(8).min(1 << 24));
@@ -399,11 +362,8 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
     let mut done = 0u32;
     // Where the value of task `done` starts: a failure rolls `out` back to it.
     let mut mark = out.len();
-    let mut fail = |index: u32, tag: u8, msg: String, failures: &mut Vec<u8>| {
-        failures.extend_from_slice(&index.to_le_bytes());
-        failures.push(tag);
-        msg.serialize(&mut serializer(failures))
-            .map_err(|e| e.to_string())?;
+    let mut fail = |index: u32, failure: Failure, msg: String, failures: &mut Vec<u8>| {
+        FailureEntry::encode(index, failure, &msg, failures)?;
         failed += 1;
         Ok::<(), String>(())
     };
@@ -418,7 +378,7 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
                 if let Err(e) = r.serialize(&mut ser) {
                     ser.out.truncate(mark);
                     let msg = format!("cannot serialize the task's result: {e}");
-                    fail(done, OUT_FAILED, msg, &mut failures)?;
+                    fail(done, Failure::Failed, msg, &mut failures)?;
                 }
                 done += 1;
             }
@@ -431,14 +391,13 @@ pub(crate) fn run_items<A: DeserializeOwned, R: Serialize>(
                 // Task `done` panicked (in its function, or in its argument's or result's
                 // serde code): its outcome is the panic message.
                 out.truncate(mark);
-                fail(done, OUT_PANIC, panic_text(&*p), &mut failures)?;
+                fail(done, Failure::Panicked, panic_text(&*p), &mut failures)?;
                 done += 1;
             }
         }
     }
-    let vlen = (out.len() - head - 12) as u64;
-    out[head..head + 4].copy_from_slice(&failed.to_le_bytes());
-    out[head + 4..head + 12].copy_from_slice(&vlen.to_le_bytes());
+    let vlen = (out.len() - head - OUTCOMES_HEAD) as u64;
+    out[head..head + OUTCOMES_HEAD].copy_from_slice(&OutcomesHead { failed, vlen }.to_bytes());
     out.extend_from_slice(&failures);
     Ok(())
 }
@@ -499,107 +458,91 @@ pub(crate) fn worker_loop(
     CAPTURE.with(|c| c.set(true));
     if let Some(init) = init {
         if let Err(msg) = init.f.call(&init.args, &mut Vec::new()) {
-            let _ = channel::send_frame(sock.as_fd(), Tag::InitFailed, msg.as_bytes(), &[]);
+            let _ = channel::send_frame(sock.as_fd(), Kind::InitFailed as u8, msg.as_bytes(), &[]);
             return;
         }
     }
-    if channel::send_frame(sock.as_fd(), Tag::Ready, &[], &[]).is_err() {
+    if channel::send_frame(sock.as_fd(), Kind::Ready as u8, &[], &[]).is_err() {
         return;
     }
     let mut reader = FrameReader::without_fds();
     let mut out = Vec::new();
+    let mut small = Vec::new();
     let mut args = Vec::new();
     let mut context = ContextCache::default();
     loop {
-        let (tag, raw) = match reader.read_blocking_raw(&sock) {
+        let (kind, raw) = match reader.read_blocking_raw(&sock) {
             Ok(f) => f,
             Err(_) => return,
         };
-        if tag != Tag::Task {
+        // Anything but a well-formed Task (Quit included) ends the worker.
+        if kind != Kind::Task as u8 {
             return;
         }
-        let body = &raw[channel::HEADER..];
-        if body.len() < TASK_HEADER {
+        let Ok(task) = Task::decode(&raw[channel::HEADER..]) else {
             return;
-        }
-        let seq = &body[..8];
-        let kind = body[8];
-        let tramp = i64::from_le_bytes(body[9..17].try_into().expect("8 bytes"));
-        let target = i64::from_le_bytes(body[17..25].try_into().expect("8 bytes"));
-        let slot = body[25] as usize;
-        let mut rest = &body[TASK_HEADER..];
-        if kind == KIND_CONTEXT {
-            let Some(id) = rest.get(..8) else { return };
-            let id = u64::from_le_bytes(id.try_into().expect("8 bytes"));
-            match rest.get(8) {
-                Some(0) if context.id == id && id != 0 => rest = &rest[9..],
-                Some(1) => {
-                    let Some(len) = rest.get(9..17) else { return };
-                    let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
-                    let Some(bytes) = usize::try_from(len)
-                        .ok()
-                        .and_then(|len| rest.get(17..17usize.checked_add(len)?))
-                    else {
-                        return;
-                    };
-                    context = ContextCache {
-                        id,
-                        bytes: bytes.to_vec(),
-                        value: None,
-                    };
-                    rest = &rest[17 + bytes.len()..];
+        };
+        match task.context {
+            None => {}
+            Some(ContextPart::Held { id }) if context.id == id && id != 0 => {}
+            Some(ContextPart::Held { .. }) => return,
+            Some(ContextPart::New { id, bytes }) => {
+                context = ContextCache {
+                    id,
+                    bytes: bytes.to_vec(),
+                    value: None,
                 }
-                _ => return,
             }
         }
-        let input: &[u8] = match body[26] {
-            INLINE => rest,
-            IN_SLOT => {
-                let Some(len) = rest.get(..8) else { return };
-                let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+        let slot = task.slot as usize;
+        let input: &[u8] = match task.args {
+            Place::Inline(bytes) => bytes,
+            Place::InSlot(len) => {
                 args.clear();
                 if !usize::try_from(len).is_ok_and(|len| mailbox.take_args(slot, len, &mut args)) {
                     return;
                 }
                 &args
             }
-            _ => return,
         };
-        if input.len() < 4 {
+        let Ok((count, _)) = protocol::split_count(input) else {
             return;
-        }
+        };
         // Say which chunk runs now, so that if this worker dies the parent fails this one
         // and sends the ones queued behind it elsewhere.
-        mailbox.begin(u64::from_le_bytes(seq.try_into().expect("8 bytes")));
-        // Results: seq | count | place | outcomes (inline; moved to the slot below).
+        mailbox.begin(task.seq);
+        // The outcomes go inline after the Results header (moved to the slot below).
+        let head = |outcomes| ResultsHead {
+            seq: task.seq,
+            count,
+            outcomes,
+        };
         out.clear();
-        out.extend_from_slice(seq);
-        out.extend_from_slice(&input[..4]);
-        out.push(INLINE);
-        let r = match (kind, &closure) {
-            (KIND_FN, _) => FnRef::from_parts(tramp, target).call(input, &mut out),
-            (KIND_CONTEXT, _) => {
-                CtxFnRef::from_parts(tramp, target).call(&mut context, input, &mut out)
+        head(Place::Inline(&[])).encode(&mut out);
+        let (trampoline, target) = (task.trampoline, task.target);
+        let r = match (task.code, &closure) {
+            (CodeKind::Fn, _) => FnRef::from_parts(trampoline, target).call(input, &mut out),
+            (CodeKind::Context, _) => {
+                CtxFnRef::from_parts(trampoline, target).call(&mut context, input, &mut out)
             }
-            (KIND_CLOSURE, Some(c)) => match split_count(input) {
+            (CodeKind::Closure, Some(c)) => match split_count(input) {
                 Ok((count, args)) => c(count, args, &mut out),
                 Err(e) => Err(e),
             },
-            _ => Err("this worker has no closure".into()),
+            (CodeKind::Closure, None) => Err("this worker has no closure".into()),
         };
         if let Err(msg) = r {
             // A protocol failure: say so and exit (the parent fails the chunk).
-            let _ = channel::send_frame(sock.as_fd(), Tag::Failed, msg.as_bytes(), &[]);
+            let _ = channel::send_frame(sock.as_fd(), Kind::Failed as u8, msg.as_bytes(), &[]);
             return;
         }
-        let sent = if mailbox.put_outcomes(slot, &out[RESULTS_HEADER..]) {
-            let mut small = [0u8; RESULTS_HEADER + 8];
-            small[..12].copy_from_slice(&out[..12]);
-            small[12] = IN_SLOT;
-            small[13..].copy_from_slice(&((out.len() - RESULTS_HEADER) as u64).to_le_bytes());
-            channel::send_frame(sock.as_fd(), Tag::Results, &small, &[])
+        let outcomes = &out[RESULTS_INLINE_HEAD..];
+        let sent = if mailbox.put_outcomes(slot, outcomes) {
+            small.clear();
+            head(Place::InSlot(outcomes.len() as u64)).encode(&mut small);
+            channel::send_frame(sock.as_fd(), Kind::Results as u8, &small, &[])
         } else {
-            channel::send_frame(sock.as_fd(), Tag::Results, &out, &[])
+            channel::send_frame(sock.as_fd(), Kind::Results as u8, &out, &[])
         };
         if sent.is_err() {
             return;
@@ -638,23 +581,14 @@ struct Outcomes<'a> {
 
 impl<'a> Outcomes<'a> {
     fn parse(bytes: &'a [u8], count: usize, pid: i32) -> Result<Outcomes<'a>> {
-        if bytes.len() < 12 {
-            return Err(fewer(pid));
-        }
-        let failed = u32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
-        let vlen = u64::from_le_bytes(bytes[4..12].try_into().expect("8 bytes"));
-        let rest = &bytes[12..];
-        let vlen = usize::try_from(vlen)
-            .ok()
-            .filter(|&v| v <= rest.len())
-            .ok_or_else(|| fewer(pid))?;
-        if failed as usize > count {
+        let (head, values, failures) = OutcomesHead::decode(bytes).map_err(|_| fewer(pid))?;
+        if head.failed as usize > count {
             return Err(malformed(pid, "more failures than tasks"));
         }
         Ok(Outcomes {
-            values: &rest[..vlen],
-            failed,
-            failures: &rest[vlen..],
+            values,
+            failed: head.failed,
+            failures,
             pid,
             count,
             last: None,
@@ -669,26 +603,23 @@ impl<'a> Outcomes<'a> {
         self.failed -= 1;
         let pid = self.pid;
         let r = (|| {
-            let mut de = De::new(self.failures);
-            let index = u32::deserialize(&mut de).map_err(|_| fewer(pid))?;
-            let tag = u8::deserialize(&mut de).map_err(|_| fewer(pid))?;
-            let m = String::deserialize(&mut de)
-                .map_err(|e| malformed(pid, &format!("a task's outcome does not decode: {e}")))?;
+            let (entry, rest) = FailureEntry::decode(self.failures)
+                .map_err(|e| malformed(pid, &format!("a task's outcome: {e}")))?;
+            let (index, m) = (entry.index, entry.message);
             if index as usize >= self.count || self.last.is_some_and(|l| index <= l) {
                 return Err(malformed(pid, "a failed task's index is out of order"));
             }
-            let e = match tag {
-                OUT_PANIC => Error::new(
+            let e = match entry.failure {
+                Failure::Panicked => Error::new(
                     ErrorKind::ChildPanicked,
                     format!("task panicked in pool worker {pid}: {m}"),
                 ),
-                OUT_FAILED => Error::new(
+                Failure::Failed => Error::new(
                     ErrorKind::Codec,
                     format!("task failed in pool worker {pid}: {m}"),
                 ),
-                _ => return Err(malformed(pid, "unknown outcome tag")),
             };
-            self.failures = de.rest();
+            self.failures = rest;
             self.last = Some(index);
             Ok((index, e))
         })();

@@ -360,7 +360,7 @@ pub(crate) fn run_target<R: Outcome<M>, M>(sink: Sink, f: impl FnOnce() -> R) ->
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
     match sink {
         Sink::Socket(sock) => {
-            let _ = channel::send_frame(sock.as_fd(), tag, &body, &borrowed);
+            let _ = channel::send_frame(sock.as_fd(), tag as u8, &body, &borrowed);
         }
         Sink::Slot(t) => t.results.deliver(t.slot, tag, &body, &borrowed),
     }
@@ -935,7 +935,7 @@ impl<R> Process<R> {
         match frame {
             // A value that does not decode, or is of another type (`codec/ident.rs`), and
             // arguments the child could not decode: `ErrorKind::Codec`.
-            Some(f) if f.tag == Tag::Value => {
+            Some(f) if Tag::Value.of(&f) => {
                 (self.decode)(&f.body, f.fds).map_err(|e| JoinError::Failed {
                     error: Error::new(
                         e.kind(),
@@ -944,14 +944,14 @@ impl<R> Process<R> {
                     status: Some(status),
                 })
             }
-            Some(f) if f.tag == Tag::BadArgs => Err(JoinError::Failed {
+            Some(f) if Tag::BadArgs.of(&f) => Err(JoinError::Failed {
                 error: Error::new(
                     ErrorKind::Codec,
                     format!("{}: {}", who(), String::from_utf8_lossy(&f.body)),
                 ),
                 status: Some(status),
             }),
-            Some(f) if f.tag == Tag::Panic => Err(JoinError::Panicked {
+            Some(f) if Tag::Panic.of(&f) => Err(JoinError::Panicked {
                 message: String::from_utf8_lossy(&f.body).into_owned(),
                 status,
             }),

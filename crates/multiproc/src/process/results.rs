@@ -296,7 +296,7 @@ impl Results {
                     .inline_body(t.slot, p.len)
                     .ok_or_else(|| damaged("a length out of range"))?;
                 Ok(Some(Frame {
-                    tag,
+                    kind: tag as u8,
                     body,
                     fds: Vec::new(),
                 }))
@@ -320,7 +320,11 @@ impl Results {
                 if fds.len() != p.nfds as usize {
                     return Err(damaged("a different number of handles than announced"));
                 }
-                Ok(Some(Frame { tag, body, fds }))
+                Ok(Some(Frame {
+                    kind: tag as u8,
+                    body,
+                    fds,
+                }))
             }
             _ => Err(damaged("an unknown state")),
         }

@@ -266,7 +266,7 @@ fn call<A: DeserializeOwned, R: Outcome<M>, M>(
         Ok(a) => super::run_target::<R, M>(super::Sink::Socket(sock), move || f(a)),
         Err(e) => {
             let msg = format!("cannot decode the arguments in the child: {e}");
-            let _ = channel::send_frame(sock.as_fd(), Tag::BadArgs, msg.as_bytes(), &[]);
+            let _ = channel::send_frame(sock.as_fd(), Tag::BadArgs as u8, msg.as_bytes(), &[]);
             1
         }
     }
@@ -362,7 +362,7 @@ pub(crate) fn exec_child(
     };
     let pidfd = proc::pidfd_open(pid).map_err(|e| fail(Error::os("pidfd_open failed", e)))?;
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    channel::send_frame(parent_sock.as_fd(), Tag::Boot, &frame, &borrowed).map_err(fail)?;
+    channel::send_frame(parent_sock.as_fd(), Tag::Boot as u8, &frame, &borrowed).map_err(fail)?;
     Ok(Started {
         pid,
         link: Link::Socket {
@@ -422,11 +422,11 @@ fn run_spawned(fd: std::ffi::OsString) -> i32 {
     let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
     let _ = rustix::io::fcntl_setfd(&sock, rustix::io::FdFlags::CLOEXEC);
     let fail = |sock: &OwnedFd, msg: String| {
-        let _ = channel::send_frame(sock.as_fd(), Tag::Failed, msg.as_bytes(), &[]);
+        let _ = channel::send_frame(sock.as_fd(), Tag::Failed as u8, msg.as_bytes(), &[]);
         1
     };
     let frame = match FrameReader::default().read_blocking(&sock) {
-        Ok(f) if f.tag == Tag::Boot => f,
+        Ok(f) if Tag::Boot.of(&f) => f,
         Ok(_) => return fail(&sock, "unexpected bootstrap frame".into()),
         Err(e) => return fail(&sock, format!("cannot read the bootstrap frame: {e}")),
     };
