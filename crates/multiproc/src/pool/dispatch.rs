@@ -38,7 +38,7 @@ use super::protocol::{CodeKind, ContextPart, Kind, Place, ResultsHead, Task, RES
 use super::worker::{self, ClosureRunner, Init, Mailbox, SpawnArgs, SLOTS};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::process::channel::{self, FrameReader};
-use crate::process::spawn::{CtxFnRef, FnRef};
+use crate::process::spawn::{CtxFnRef, RunFnRef};
 use crate::process::{Process, StartMethod};
 use crate::sys::thread::fork_generation;
 use crate::sys::{socket, Deadline};
@@ -58,7 +58,7 @@ const SPARE_MAX_BYTES: usize = 1 << 20;
 /// Which code a chunk runs.
 #[derive(Clone)]
 pub(crate) enum Code {
-    Fn(FnRef),
+    Fn(RunFnRef),
     Closure,
     /// A `fn(&C, A) -> R` and its context.
     Context(CtxFnRef, Arc<TaskContext>),

@@ -69,7 +69,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::spawn::{CtxFnRef, FnRef};
+use crate::process::spawn::{CtxFnRef, RunFnRef};
 use crate::process::StartMethod;
 use crate::sys::Deadline;
 use calls::Calls;
@@ -160,7 +160,7 @@ impl PoolBuilder {
         match crate::codec::to_vec_typed(&args) {
             Ok(bytes) => {
                 self.init = Some(worker::Init {
-                    f: FnRef::of::<A, (), worker::InitRunner>(f),
+                    f: RunFnRef::of::<A, (), worker::InitRunner>(f),
                     args: bytes,
                 })
             }
@@ -374,7 +374,7 @@ where
     A: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + 'static,
 {
-    Code::Fn(FnRef::of::<A, R, worker::ChunkRunner>(f))
+    Code::Fn(RunFnRef::of::<A, R, worker::ChunkRunner>(f))
 }
 
 impl Pool {
@@ -1093,7 +1093,7 @@ mod tests {
                 .unwrap();
             // Arguments: `(u8, u8)` sent to a `fn(String) -> usize` (as a `String`,
             // `(1, 2)` would be "\u{2}", length 1).
-            let code = Code::Fn(FnRef::of::<String, usize, worker::ChunkRunner>(length));
+            let code = Code::Fn(RunFnRef::of::<String, usize, worker::ChunkRunner>(length));
             let e = pool
                 .calls(code)
                 .map::<(u8, u8), usize>(vec![(1, 2), (1, 3)])
@@ -1104,7 +1104,7 @@ mod tests {
                 "{e}"
             );
             // Results: `(u8, u8)` values read as `String`s.
-            let code = Code::Fn(FnRef::of::<u32, (u8, u8), worker::ChunkRunner>(pair));
+            let code = Code::Fn(RunFnRef::of::<u32, (u8, u8), worker::ChunkRunner>(pair));
             let e = pool.calls(code).map::<u32, String>(vec![1, 2]).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Codec, "{m:?}: {e}");
             assert!(e.message().contains("(u8, u8)"), "{e}");

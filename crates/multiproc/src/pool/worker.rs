@@ -55,7 +55,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::handle;
 use crate::process::channel::{self, FrameReader};
 use crate::process::panic_message;
-use crate::process::spawn::{CtxFnRef, CtxRunner, FnRef, Runner};
+use crate::process::spawn::{CtxFnRef, CtxRunner, RunFnRef, Runner};
 use crate::shm::{Segment, SegmentKind};
 
 /// The kind of a worker's mailbox segment.
@@ -132,7 +132,7 @@ pub(crate) type ClosureRunner =
 /// An initializer: a `fn(A)` and its encoded argument.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Init {
-    pub(crate) f: FnRef,
+    pub(crate) f: RunFnRef,
     pub(crate) args: Vec<u8>,
 }
 
@@ -521,7 +521,7 @@ pub(crate) fn worker_loop(
         head(Place::Inline(&[])).encode(&mut out);
         let (trampoline, target) = (task.trampoline, task.target);
         let r = match (task.code, &closure) {
-            (CodeKind::Fn, _) => FnRef::from_parts(trampoline, target).call(input, &mut out),
+            (CodeKind::Fn, _) => RunFnRef::from_parts(trampoline, target).call(input, &mut out),
             (CodeKind::Context, _) => {
                 CtxFnRef::from_parts(trampoline, target).call(&mut context, input, &mut out)
             }
