@@ -732,6 +732,7 @@ pub(crate) fn decode_values<R: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::alloc_probe;
 
     fn half(x: u32) -> u32 {
         if x % 3 == 1 {
@@ -858,6 +859,81 @@ mod tests {
         assert!(!m.take_outcomes(0, SLOT + 1, &mut o));
         assert!(!m.take_args(1, usize::MAX, &mut o));
         assert!(o.is_empty());
+    }
+
+    /// Decodes `bytes` as the outcomes of a chunk of `count` tasks of result type `R`, both
+    /// ways, with the allocations measured: always `count` outcomes, never a panic, and no
+    /// more allocated at once than the bytes there pay for.
+    fn decode_checked<R: DeserializeOwned>(bytes: &[u8], count: usize) {
+        let budget = (1 << 20) + 512 * bytes.len() + count * 64;
+        let (all, peak) = alloc_probe::peak_bytes(|| {
+            let mut all: Vec<Result<R>> = Vec::new();
+            decode_outcomes(bytes, count, 7, &mut all);
+            all
+        });
+        assert_eq!(all.len(), count);
+        assert!(peak <= budget, "{peak} bytes for {} bytes", bytes.len());
+        let (r, peak) = alloc_probe::peak_bytes(|| {
+            let mut vals: Vec<R> = Vec::new();
+            decode_values(bytes, count, 7, &mut vals).map(|()| vals.len())
+        });
+        if let Ok(n) = r {
+            assert_eq!(n, count);
+            assert!(
+                all.iter().all(|r| r.is_ok()),
+                "values only when every task returned"
+            );
+        }
+        assert!(peak <= budget, "{peak} bytes for {} bytes", bytes.len());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 500,
+            ..Default::default()
+        })]
+
+        /// A chunk's outcomes are bytes a worker wrote: whatever they are, the parent gets an
+        /// outcome per task (values or errors), never a panic.
+        #[test]
+        fn arbitrary_outcomes_decode_or_fail_cleanly(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            count in 0usize..40,
+        ) {
+            decode_checked::<u32>(&bytes, count);
+            decode_checked::<String>(&bytes, count);
+            decode_checked::<Vec<(u64, Option<String>)>>(&bytes, count);
+        }
+
+        /// The same for real outcomes (values and failures), cut or damaged.
+        #[test]
+        fn damaged_outcomes_decode_or_fail_cleanly(
+            items in proptest::collection::vec(0u32..1000, 0..30),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), 1u8..),
+                0..3,
+            ),
+        ) {
+            let mut bytes = run(&items);
+            let full = bytes.len();
+            for (at, b) in &flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= b;
+            }
+            bytes.truncate(cut.index(full + 1));
+            decode_checked::<u32>(&bytes, items.len());
+            if flips.is_empty() && bytes.len() == full {
+                let mut all: Vec<Result<u32>> = Vec::new();
+                decode_outcomes(&bytes, items.len(), 7, &mut all);
+                for (x, r) in items.iter().zip(&all) {
+                    match r {
+                        Ok(v) => proptest::prop_assert_eq!(*v, x / 2),
+                        Err(e) => proptest::prop_assert_eq!(e.kind(), ErrorKind::ChildPanicked),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
