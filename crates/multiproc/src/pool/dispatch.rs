@@ -34,8 +34,9 @@ use std::time::Duration;
 
 use super::callback::Callbacks;
 use super::job::{Job, Outcome, State};
+use super::mailbox::{Mailbox, SLOTS};
 use super::protocol::{CodeKind, ContextPart, Kind, Place, ResultsHead, Task, RESULTS_INLINE_HEAD};
-use super::worker::{self, ClosureRunner, Init, Mailbox, SpawnArgs, SLOTS};
+use super::worker::{self, ClosureRunner, Init, SpawnArgs};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::process::channel::{self, FrameReader};
 use crate::process::spawn::{CtxFnRef, RunFnRef};

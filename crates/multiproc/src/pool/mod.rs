@@ -52,9 +52,10 @@
 //! calls hand back, [`AsyncResult`] and [`Imap`] (`result.rs`), and their errors
 //! (`error.rs`). Behind them: the task calls, written once (`calls.rs`); a job and its
 //! outcomes (`job.rs`); the callback thread (`callback.rs`); the parent's side, which hands
-//! chunks to workers and watches them (`dispatch.rs`); the worker's side (`worker.rs`); the
-//! messages between the two (`protocol.rs`) and the codec of task arguments and results
-//! (`wire.rs`).
+//! chunks to workers and watches them (`dispatch.rs`), and reads a chunk's outcomes
+//! (`outcomes.rs`); the worker's side (`worker.rs`, its panics in `panics.rs`); the messages
+//! between the two (`protocol.rs`), the shared memory of each pair (`mailbox.rs`), and the
+//! codec of task arguments and results (`wire.rs`).
 //!
 //! [`StartMethod::Spawn`]: crate::StartMethod::Spawn
 //! [`StartMethod::Fork`]: crate::StartMethod::Fork
@@ -67,6 +68,9 @@ mod context;
 mod dispatch;
 mod error;
 mod job;
+mod mailbox;
+mod outcomes;
+mod panics;
 mod protocol;
 mod result;
 mod wire;
@@ -218,7 +222,7 @@ impl Pool {
     fn start(cfg: Config, chunksize: Option<usize>) -> Result<Pool> {
         if cfg.method == StartMethod::Fork {
             // Before the first fork: the workers inherit it (see `worker.rs`).
-            worker::install_panic_hook();
+            panics::install_panic_hook();
         }
         let processes = cfg.processes;
         let (link, thread) = dispatch::start(cfg)?;
