@@ -1150,7 +1150,9 @@ mod tests {
         /// an error: never a panic, never an allocation the bytes do not pay for. With
         /// postcard's integers and with the pool's fixed-width ones.
         #[test]
-        fn arbitrary_bytes_decode_or_fail_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        fn arbitrary_bytes_decode_or_fail_cleanly(
+            bytes in prop::collection::vec(any::<u8>(), 0..400),
+        ) {
             decode_as_many_types::<Varint>(&bytes);
             decode_as_many_types::<FixedInts>(&bytes);
         }
