@@ -221,7 +221,7 @@ impl Pool {
 
     fn start(cfg: Config, chunksize: Option<usize>) -> Result<Pool> {
         if cfg.method == StartMethod::Fork {
-            // Before the first fork: the workers inherit it (see `worker.rs`).
+            // Before the first fork: the workers inherit it (see `panics.rs`).
             panics::install_panic_hook();
         }
         let processes = cfg.processes;

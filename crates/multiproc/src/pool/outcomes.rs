@@ -23,7 +23,7 @@ fn malformed(pid: i32, msg: &str) -> Error {
     )
 }
 
-/// A chunk's outcomes as sent (see the module docs), split into the values and the list of
+/// A chunk's outcomes as sent (format in `protocol.rs`), split into the values and the list of
 /// failed tasks. Everything is checked: the bytes come from another process.
 struct Outcomes<'a> {
     values: &'a [u8],

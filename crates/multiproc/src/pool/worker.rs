@@ -125,7 +125,7 @@ impl CtxRunner for ChunkRunner {
 }
 
 /// Outcomes for `count` tasks of result type `R` that all failed with the same message
-/// (format above).
+/// (format in `protocol.rs`).
 fn fail_all<R>(
     count: u32,
     failure: Failure,
@@ -210,7 +210,7 @@ pub(crate) fn encode_items<A: Serialize, I: Iterator<Item = A>>(
 }
 
 /// Decodes `count` arguments one after the other, runs `f` on each (a panic is caught and
-/// becomes that task's outcome), appends the outcomes to `out` (format above). One
+/// becomes that task's outcome), appends the outcomes to `out` (format in `protocol.rs`). One
 /// deserializer reads all the arguments and one serializer writes all the values; one
 /// `catch_unwind` covers the run of tasks up to a panic (a new one starts after it), not one
 /// per task.

@@ -111,7 +111,7 @@ pub(crate) struct Core {
     pub(super) open_jobs: usize,
     pub(super) broken: Option<String>,
     pub(super) seq: u64,
-    /// A caller is reading the workers' sockets (see the module docs).
+    /// A caller is reading the workers' sockets (see the docs of `dispatch`).
     pub(super) driver: bool,
     /// The dispatcher's current poll includes the workers' sockets.
     pub(super) dispatcher_reads: bool,

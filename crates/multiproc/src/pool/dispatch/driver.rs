@@ -1,5 +1,5 @@
 //! The pool's driver: a caller that reads the workers' results itself while it waits for
-//! its job (see the module docs of `dispatch`).
+//! its job (see the docs of `dispatch`).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::Ordering;
@@ -11,7 +11,7 @@ use crate::pool::job::{Job, State};
 use crate::sys::{socket, Deadline};
 
 /// The pool's driver: a caller that reads the workers' results itself while it waits (see
-/// the module docs). Dropping it hands the reading back to the dispatcher.
+/// the docs of `dispatch`). Dropping it hands the reading back to the dispatcher.
 pub(crate) struct Driver<'l> {
     pub(super) link: &'l Link,
 }
