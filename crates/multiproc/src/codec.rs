@@ -16,6 +16,8 @@
 //! (`codec/wire.rs`, byte-identical to the `postcard` crate, checked by its tests), which
 //! moves byte vectors with one copy instead of one serde call per byte.
 
+#[cfg(test)]
+pub(crate) mod alloc_probe;
 mod cast;
 pub(crate) mod ident;
 pub(crate) mod wire;

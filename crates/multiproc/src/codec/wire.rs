@@ -922,6 +922,7 @@ impl<'de, F: Ints> de::Deserializer<'de> for &mut De<'de, F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::alloc_probe;
     use proptest::prelude::*;
     use serde::{Deserialize, Serialize};
     use std::collections::BTreeMap;
@@ -1078,6 +1079,162 @@ mod tests {
             prop_assert_eq!(&ours(v.as_slice()), &a);
             let back: Vec<u8> = take_from_bytes(&a).unwrap().0;
             prop_assert_eq!(back, v);
+        }
+    }
+
+    /// Decodes `bytes` as `T` from the start, with the allocations measured; checks the
+    /// decoder's promises for bytes from a peer: a value or an error (never a panic), a value
+    /// took bytes from the front and left the rest, and at most `budget(bytes.len())` bytes
+    /// were allocated at once (in proportion to the bytes there, whatever they claim).
+    fn decode_checked<'a, T: Deserialize<'a>, F: Ints>(bytes: &'a [u8]) -> Option<T> {
+        let mut de = De::<F>::new(bytes);
+        let (v, peak) = alloc_probe::peak_bytes(|| T::deserialize(&mut de));
+        assert!(
+            peak <= budget(bytes.len()),
+            "{} allocated {peak} bytes at once decoding {} bytes",
+            std::any::type_name::<T>(),
+            bytes.len()
+        );
+        let v = v.ok()?;
+        assert!(de.rest().len() <= bytes.len());
+        assert_eq!(de.rest(), &bytes[bytes.len() - de.rest().len()..]);
+        Some(v)
+    }
+
+    /// The most a decoder may allocate at once for `n` bytes of input: a few hundred bytes
+    /// of value per byte of input, and serde's cap on the room a sequence reserves up front
+    /// (1 MiB).
+    fn budget(n: usize) -> usize {
+        (1 << 20) + 512 * n
+    }
+
+    type Nested = (
+        Vec<Vec<u64>>,
+        BTreeMap<u32, Vec<String>>,
+        std::collections::HashMap<String, Option<E>>,
+        std::collections::HashSet<i64>,
+    );
+
+    /// Decodes `bytes` as each of several types, the same bytes for each: the shapes serde
+    /// has, nested sequences and maps (whose claimed lengths drive allocation), the byte-vector
+    /// fast paths, in place and into a reused buffer.
+    fn decode_as_many_types<F: Ints>(bytes: &[u8]) {
+        decode_checked::<S, F>(bytes);
+        decode_checked::<Nested, F>(bytes);
+        decode_checked::<(String, Vec<u8>, Box<[u8]>, char, f64), F>(bytes);
+        decode_checked::<Vec<E>, F>(bytes);
+        decode_checked::<(u128, i128, u16, i16, u32, i32), F>(bytes);
+        decode_checked::<Vec<[u32; 4]>, F>(bytes);
+        decode_checked::<(Option<bool>, std::collections::VecDeque<u8>), F>(bytes);
+        if let Some(s) = decode_checked::<&str, F>(bytes) {
+            assert!(std::str::from_utf8(s.as_bytes()).is_ok());
+        }
+        decode_checked::<&[u8], F>(bytes);
+        // In place into a buffer that holds something, and the one-copy byte vector.
+        let mut place = vec![String::from("old"); 3];
+        let ((), peak) = alloc_probe::peak_bytes(|| {
+            let mut de = De::<F>::new(bytes);
+            let _ = Vec::<String>::deserialize_in_place(&mut de, &mut place);
+        });
+        assert!(peak <= budget(bytes.len()), "in place: {peak}");
+        let mut out = vec![1, 2, 3];
+        if take_byte_vec_into(bytes, &mut out).is_err() {
+            assert_eq!(out, [1, 2, 3], "unchanged on error");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// Whatever another process wrote, decoding it as any of many types gives a value or
+        /// an error: never a panic, never an allocation the bytes do not pay for. With
+        /// postcard's integers and with the pool's fixed-width ones.
+        #[test]
+        fn arbitrary_bytes_decode_or_fail_cleanly(
+            bytes in prop::collection::vec(any::<u8>(), 0..400),
+        ) {
+            decode_as_many_types::<Varint>(&bytes);
+            decode_as_many_types::<FixedInts>(&bytes);
+        }
+
+        /// The same for bytes that begin as a real value and then are cut or damaged.
+        #[test]
+        fn damaged_values_decode_or_fail_cleanly(
+            s in arb_s(),
+            cut in any::<prop::sample::Index>(),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        ) {
+            let mut bytes = ours(&s);
+            for (at, b) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= b;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            decode_as_many_types::<Varint>(&bytes);
+        }
+    }
+
+    /// Integers at fixed width (the pool's format, `pool/wire.rs`), here so that the decoders
+    /// are checked with both kinds of integers.
+    struct FixedInts;
+
+    impl Ints for FixedInts {
+        const ZIGZAG: bool = false;
+        fn put_u16<W: Out>(out: &mut W, v: u16) -> Result<()> {
+            out.extend(&v.to_le_bytes())
+        }
+        fn put_u32<W: Out>(out: &mut W, v: u32) -> Result<()> {
+            out.extend(&v.to_le_bytes())
+        }
+        fn put_u64<W: Out>(out: &mut W, v: u64) -> Result<()> {
+            out.extend(&v.to_le_bytes())
+        }
+        fn put_u128<W: Out>(out: &mut W, v: u128) -> Result<()> {
+            out.extend(&v.to_le_bytes())
+        }
+        fn get_u16(de: &mut De<'_, Self>) -> Result<u16> {
+            de.fixed().map(u16::from_le_bytes)
+        }
+        fn get_u32(de: &mut De<'_, Self>) -> Result<u32> {
+            de.fixed().map(u32::from_le_bytes)
+        }
+        fn get_u64(de: &mut De<'_, Self>) -> Result<u64> {
+            de.fixed().map(u64::from_le_bytes)
+        }
+        fn get_u128(de: &mut De<'_, Self>) -> Result<u128> {
+            de.fixed().map(u128::from_le_bytes)
+        }
+    }
+
+    /// Lengths that claim far more than the bytes there: errors, with next to nothing
+    /// allocated.
+    #[test]
+    fn huge_claims_allocate_next_to_nothing() {
+        let mut huge = vec![0xffu8; 8];
+        huge.push(0x3f); // a varint of 2^62 - 1
+        let mut with_some = huge.clone();
+        with_some.extend_from_slice(&[7; 100]);
+        for bytes in [&huge[..], &with_some[..]] {
+            let small = |peak: usize| assert!(peak < 64 << 10, "{peak} bytes");
+            let (r, peak) = alloc_probe::peak_bytes(|| take_from_bytes::<Vec<u8>>(bytes).is_err());
+            assert!(r);
+            small(peak);
+            let (r, peak) = alloc_probe::peak_bytes(|| take_from_bytes::<Vec<u64>>(bytes).is_err());
+            assert!(r);
+            small(peak);
+            let (r, peak) = alloc_probe::peak_bytes(|| take_from_bytes::<String>(bytes).is_err());
+            assert!(r);
+            small(peak);
+            let (r, peak) = alloc_probe::peak_bytes(|| {
+                take_from_bytes::<BTreeMap<u8, Vec<u128>>>(bytes).is_err()
+            });
+            assert!(r);
+            small(peak);
+            let (r, peak) = alloc_probe::peak_bytes(|| {
+                take_from_bytes::<std::collections::HashMap<u8, u8>>(bytes).is_err()
+            });
+            assert!(r);
+            small(peak);
         }
     }
 

@@ -494,3 +494,6 @@ mod tests {
         assert!(err(s.segment(), 1).contains("outside the segment"));
     }
 }
+
+#[cfg(test)]
+mod fuzz_records;

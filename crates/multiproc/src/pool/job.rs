@@ -10,7 +10,7 @@ use crate::sys::Deadline;
 
 /// What became of one chunk.
 pub(crate) enum Outcome {
-    /// The worker `pid` ran it: `bytes[start..]` are its encoded outcomes (see `worker.rs`).
+    /// The worker `pid` ran it: `bytes[start..]` are its encoded outcomes (see `protocol.rs`).
     Ran {
         bytes: Vec<u8>,
         start: usize,

@@ -46,14 +46,32 @@
 //! Tasks are sent in chunks (as in Python): when a worker dies, every task of the chunk(s)
 //! it held gets the error, since the pool cannot know which of them had finished.
 //!
+//! # Where things are
+//! The handles, one file each: [`Pool`] and what its handles share (here), [`PoolBuilder`]
+//! (`builder.rs`), [`WithContext`] (`context.rs`), [`ClosurePool`] (`closure.rs`); what the
+//! calls hand back, [`AsyncResult`] and [`Imap`] (`result.rs`), and their errors
+//! (`error.rs`). Behind them: the task calls, written once (`calls.rs`); a job and its
+//! outcomes (`job.rs`); the callback thread (`callback.rs`); the parent's side, which hands
+//! chunks to workers and watches them (`dispatch.rs`), and reads a chunk's outcomes
+//! (`outcomes.rs`); the worker's side (`worker.rs`, its panics in `panics.rs`); the messages
+//! between the two (`protocol.rs`), the shared memory of each pair (`mailbox.rs`), and the
+//! codec of task arguments and results (`wire.rs`).
+//!
 //! [`StartMethod::Spawn`]: crate::StartMethod::Spawn
 //! [`StartMethod::Fork`]: crate::StartMethod::Fork
 
+mod builder;
 mod callback;
 mod calls;
+mod closure;
+mod context;
 mod dispatch;
 mod error;
 mod job;
+mod mailbox;
+mod outcomes;
+mod panics;
+mod protocol;
 mod result;
 mod wire;
 mod worker;
@@ -68,208 +86,17 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::spawn::{CtxFnRef, FnRef};
+use crate::process::spawn::RunFnRef;
 use crate::process::StartMethod;
 use crate::sys::Deadline;
 use calls::Calls;
 use dispatch::{Code, Config, Link, TaskContext};
 
+pub use builder::PoolBuilder;
+pub use closure::ClosurePool;
+pub use context::WithContext;
 pub use error::{GetTimeoutError, JoinTimeoutError, TryGetError, TryJoinError};
 pub use result::{AsyncResult, Imap};
-
-/// Configures a [`Pool`]: number of processes, initializer, `maxtasksperchild`, start
-/// method, retries, default chunksize.
-///
-/// ```
-/// use multiproc::{Pool, StartMethod};
-/// fn double(x: i32) -> i32 { 2 * x }
-/// let pool = Pool::builder()
-///     .processes(2)
-///     .maxtasksperchild(10)
-///     .start_method(StartMethod::Fork)
-///     .build()?;
-/// assert_eq!(pool.apply(double, 21)?, 42);
-/// # Ok::<(), multiproc::Error>(())
-/// ```
-#[must_use]
-pub struct PoolBuilder {
-    processes: Option<usize>,
-    method: StartMethod,
-    init: Option<worker::Init>,
-    init_error: Option<Error>,
-    maxtasks: Option<usize>,
-    retries: u32,
-    chunksize: Option<usize>,
-}
-
-impl std::fmt::Debug for PoolBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PoolBuilder")
-            .field("processes", &self.processes)
-            .field("method", &self.method)
-            .field("initializer", &self.init.is_some())
-            .field("maxtasksperchild", &self.maxtasks)
-            .field("retries", &self.retries)
-            .field("chunksize", &self.chunksize)
-            .finish()
-    }
-}
-
-impl Default for PoolBuilder {
-    fn default() -> Self {
-        PoolBuilder::new()
-    }
-}
-
-impl PoolBuilder {
-    /// Default settings: one worker per CPU, Fork, no initializer, no retries, Python's
-    /// chunksizes.
-    pub fn new() -> PoolBuilder {
-        PoolBuilder {
-            processes: None,
-            method: StartMethod::Fork,
-            init: None,
-            init_error: None,
-            maxtasks: None,
-            retries: 0,
-            chunksize: None,
-        }
-    }
-
-    /// The number of worker processes (default: the number of CPUs). Zero is an error at
-    /// [`build`](PoolBuilder::build).
-    pub fn processes(mut self, n: usize) -> PoolBuilder {
-        self.processes = Some(n);
-        self
-    }
-
-    /// How workers are started (default [`StartMethod::Fork`]).
-    pub fn start_method(mut self, method: StartMethod) -> PoolBuilder {
-        self.method = method;
-        self
-    }
-
-    /// Runs `f(args)` in every worker when it starts (Python's `initializer`, `initargs`).
-    /// If it panics the pool is broken: waiting and later tasks fail with its message
-    /// (Python's pool instead restarts the worker forever).
-    pub fn initializer<A>(mut self, f: fn(A), args: A) -> PoolBuilder
-    where
-        A: Serialize + DeserializeOwned + 'static,
-    {
-        match crate::codec::to_vec_typed(&args) {
-            Ok(bytes) => {
-                self.init = Some(worker::Init {
-                    f: FnRef::of::<A, (), worker::InitRunner>(f),
-                    args: bytes,
-                })
-            }
-            Err(e) => self.init_error = Some(e),
-        }
-        self
-    }
-
-    /// A worker exits after this many chunks and a fresh one replaces it (Python's
-    /// `maxtasksperchild`; a chunk is one task unless a chunksize says otherwise). Zero is an
-    /// error at [`build`](PoolBuilder::build).
-    pub fn maxtasksperchild(mut self, n: usize) -> PoolBuilder {
-        self.maxtasks = Some(n);
-        self
-    }
-
-    /// How many times a chunk whose worker died is run again before its tasks fail
-    /// (default 0: they fail at once). A panic is not retried: it is the task's outcome.
-    pub fn retries(mut self, n: u32) -> PoolBuilder {
-        self.retries = n;
-        self
-    }
-
-    /// The pool's default chunksize (Python's `chunksize` argument): how many tasks go to
-    /// a worker in one message. Without it, `map` and `starmap` use Python's default,
-    /// `len / (4 * processes)` rounded up, and `imap` sends one task per message.
-    /// [`Pool::with_chunksize`] overrides it for some calls. Zero makes the task calls
-    /// fail with [`ErrorKind::InvalidArgument`].
-    pub fn chunksize(mut self, n: usize) -> PoolBuilder {
-        self.chunksize = Some(n);
-        self
-    }
-
-    fn config(self, closure: Option<worker::ClosureRunner>) -> Result<(Config, Option<usize>)> {
-        if let Some(e) = self.init_error {
-            return Err(e);
-        }
-        let processes = match self.processes {
-            Some(0) => {
-                return Err(Error::new(
-                    ErrorKind::InvalidArgument,
-                    "a pool needs at least one process (Python: 'Number of processes must be at least 1')",
-                ))
-            }
-            Some(n) => n,
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        };
-        if self.maxtasks == Some(0) {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "maxtasksperchild must be at least 1",
-            ));
-        }
-        if closure.is_some() && self.method == StartMethod::Spawn {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                "a closure pool needs StartMethod::Fork (a closure cannot cross an exec); \
-                 use Pool with fn tasks, or Pool::with_context, for StartMethod::Spawn",
-            ));
-        }
-        let cfg = Config {
-            processes,
-            method: self.method,
-            init: self.init,
-            closure,
-            maxtasks: self.maxtasks,
-            retries: self.retries,
-        };
-        Ok((cfg, self.chunksize))
-    }
-
-    /// Starts the workers.
-    ///
-    /// # Errors
-    /// [`ErrorKind::InvalidArgument`] for zero processes or `maxtasksperchild(0)`;
-    /// [`ErrorKind::Codec`] when the initializer's arguments don't serialize;
-    /// [`ErrorKind::Os`] when a worker or one of the pool's threads can't be started.
-    pub fn build(self) -> Result<Pool> {
-        let (cfg, chunksize) = self.config(None)?;
-        Pool::start(cfg, chunksize)
-    }
-
-    /// Starts a pool whose workers run the closure `f` (forked, so it needs
-    /// [`StartMethod::Fork`], the default). The closure is fixed for the pool's lifetime
-    /// and may capture anything; tasks are its arguments.
-    ///
-    /// ```
-    /// use multiproc::Pool;
-    /// let offset = 100;
-    /// let pool = Pool::builder().processes(2).build_with(move |x: i32| x + offset)?;
-    /// assert_eq!(pool.map(vec![1, 2, 3])?, vec![101, 102, 103]);
-    /// # Ok::<(), multiproc::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// As [`build`](PoolBuilder::build); [`ErrorKind::InvalidArgument`] with
-    /// [`StartMethod::Spawn`].
-    pub fn build_with<A, R, F>(self, f: F) -> Result<ClosurePool<A, R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-        F: Fn(A) -> R + Send + Sync + 'static,
-    {
-        let (cfg, chunksize) = self.config(Some(worker::closure_runner(f)))?;
-        Ok(ClosurePool {
-            pool: Pool::start(cfg, chunksize)?,
-            _t: PhantomData,
-        })
-    }
-}
 
 /// What every handle of one pool shares; dropping it (the last [`Pool`] handle and the
 /// last [`Imap`]) terminates the pool.
@@ -373,7 +200,7 @@ where
     A: Serialize + DeserializeOwned + 'static,
     R: Serialize + DeserializeOwned + 'static,
 {
-    Code::Fn(FnRef::of::<A, R, worker::ChunkRunner>(f))
+    Code::Fn(RunFnRef::of::<A, R, worker::ChunkRunner>(f))
 }
 
 impl Pool {
@@ -394,8 +221,8 @@ impl Pool {
 
     fn start(cfg: Config, chunksize: Option<usize>) -> Result<Pool> {
         if cfg.method == StartMethod::Fork {
-            // Before the first fork: the workers inherit it (see `worker.rs`).
-            worker::install_panic_hook();
+            // Before the first fork: the workers inherit it (see `panics.rs`).
+            panics::install_panic_hook();
         }
         let processes = cfg.processes;
         let (link, thread) = dispatch::start(cfg)?;
@@ -747,324 +574,6 @@ impl Pool {
     }
 }
 
-/// A [`Pool`] handle whose tasks are functions `fn(&C, A) -> R` given a context `C`: made by
-/// [`Pool::with_context`], which says how the context travels. It has the pool's task calls,
-/// each taking such a function.
-pub struct WithContext<C> {
-    pool: Pool,
-    context: Arc<TaskContext>,
-    _c: PhantomData<fn(&C)>,
-}
-
-impl<C> Clone for WithContext<C> {
-    fn clone(&self) -> Self {
-        WithContext {
-            pool: self.pool.clone(),
-            context: self.context.clone(),
-            _c: PhantomData,
-        }
-    }
-}
-
-impl<C> std::fmt::Debug for WithContext<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WithContext")
-            .field("pool", &self.pool)
-            .field("context_bytes", &self.context.bytes.len())
-            .finish()
-    }
-}
-
-impl<C: Serialize + DeserializeOwned + 'static> WithContext<C> {
-    fn calls<A, R>(&self, f: fn(&C, A) -> R) -> Calls<'_>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        let f = CtxFnRef::of::<C, A, R, worker::ChunkRunner>(f);
-        self.pool.calls(Code::Context(f, self.context.clone()))
-    }
-
-    /// The pool (for `worker_pids`; its fn-task calls work too).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
-    /// This handle with another chunksize (as [`Pool::with_chunksize`]); the same context.
-    pub fn with_chunksize(&self, chunksize: usize) -> WithContext<C> {
-        WithContext {
-            pool: self.pool.with_chunksize(chunksize),
-            ..self.clone()
-        }
-    }
-
-    /// [`Pool::map`] with the context.
-    ///
-    /// # Errors
-    /// As [`Pool::map`].
-    pub fn map<A, R>(&self, f: fn(&C, A) -> R, items: impl IntoIterator<Item = A>) -> Result<Vec<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.calls(f).map(items)
-    }
-
-    /// [`Pool::map_async`] with the context.
-    ///
-    /// # Errors
-    /// As [`Pool::map_async`].
-    pub fn map_async<A, R>(
-        &self,
-        f: fn(&C, A) -> R,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<AsyncResult<Vec<R>>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.calls(f).map_async(items)
-    }
-
-    /// [`Pool::starmap`] with the context: `fn f(c: &C, (a, b): (i32, i32)) -> i32`.
-    ///
-    /// # Errors
-    /// As [`Pool::map`].
-    pub fn starmap<A, R>(
-        &self,
-        f: fn(&C, A) -> R,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<Vec<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.map(f, items)
-    }
-
-    /// [`Pool::starmap_async`] with the context.
-    ///
-    /// # Errors
-    /// As [`Pool::map_async`].
-    pub fn starmap_async<A, R>(
-        &self,
-        f: fn(&C, A) -> R,
-        items: impl IntoIterator<Item = A>,
-    ) -> Result<AsyncResult<Vec<R>>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.map_async(f, items)
-    }
-
-    /// [`Pool::apply`] with the context.
-    ///
-    /// # Errors
-    /// As [`Pool::apply`].
-    pub fn apply<A, R>(&self, f: fn(&C, A) -> R, arg: A) -> Result<R>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.calls(f).apply(arg)
-    }
-
-    /// [`Pool::apply_async`] with the context.
-    ///
-    /// # Errors
-    /// As [`Pool::apply_async`].
-    pub fn apply_async<A, R>(&self, f: fn(&C, A) -> R, arg: A) -> Result<AsyncResult<R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.calls(f).apply_async(arg)
-    }
-
-    /// [`Pool::imap`] with the context.
-    ///
-    /// # Errors
-    /// As [`Pool::imap`].
-    pub fn imap<'a, A, R>(
-        &self,
-        f: fn(&C, A) -> R,
-        items: impl IntoIterator<Item = A> + 'a,
-    ) -> Result<Imap<'a, R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.calls(f).imap(items, false)
-    }
-
-    /// [`Pool::imap_unordered`] with the context.
-    ///
-    /// # Errors
-    /// As [`Pool::imap`].
-    pub fn imap_unordered<'a, A, R>(
-        &self,
-        f: fn(&C, A) -> R,
-        items: impl IntoIterator<Item = A> + 'a,
-    ) -> Result<Imap<'a, R>>
-    where
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
-    {
-        self.calls(f).imap(items, true)
-    }
-
-    /// [`Pool::close`].
-    pub fn close(&self) {
-        self.pool.close()
-    }
-
-    /// [`Pool::join`].
-    ///
-    /// # Errors
-    /// As [`Pool::join`].
-    pub fn join(&self) -> Result<()> {
-        self.pool.join()
-    }
-
-    /// [`Pool::terminate`].
-    pub fn terminate(&self) {
-        self.pool.terminate()
-    }
-}
-
-/// A pool whose workers all run one closure, fixed at creation: [`PoolBuilder::build_with`]
-/// (Fork start method only). It has the [`Pool`]'s calls, without the function argument.
-pub struct ClosurePool<A, R> {
-    pool: Pool,
-    _t: PhantomData<fn(A) -> R>,
-}
-
-impl<A, R> Clone for ClosurePool<A, R> {
-    fn clone(&self) -> Self {
-        ClosurePool {
-            pool: self.pool.clone(),
-            _t: PhantomData,
-        }
-    }
-}
-
-impl<A, R> std::fmt::Debug for ClosurePool<A, R> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClosurePool")
-            .field("pool", &self.pool)
-            .finish()
-    }
-}
-
-impl<A, R> ClosurePool<A, R>
-where
-    A: Serialize + DeserializeOwned + 'static,
-    R: Serialize + DeserializeOwned + 'static,
-{
-    fn calls(&self) -> Calls<'_> {
-        self.pool.calls(Code::Closure)
-    }
-
-    /// The underlying pool (for `worker_pids`; its fn-task calls work too).
-    pub fn pool(&self) -> &Pool {
-        &self.pool
-    }
-
-    /// A handle to this pool whose calls use `chunksize` (as [`Pool::with_chunksize`]).
-    pub fn with_chunksize(&self, chunksize: usize) -> ClosurePool<A, R> {
-        ClosurePool {
-            pool: self.pool.with_chunksize(chunksize),
-            _t: PhantomData,
-        }
-    }
-
-    /// [`Pool::map`] with the pool's closure.
-    ///
-    /// # Errors
-    /// As [`Pool::map`].
-    pub fn map(&self, items: impl IntoIterator<Item = A>) -> Result<Vec<R>> {
-        self.calls().map(items)
-    }
-
-    /// [`Pool::map_async`] with the pool's closure.
-    ///
-    /// # Errors
-    /// As [`Pool::map_async`].
-    pub fn map_async(&self, items: impl IntoIterator<Item = A>) -> Result<AsyncResult<Vec<R>>> {
-        self.calls().map_async(items)
-    }
-
-    /// [`Pool::starmap`] with the pool's closure (which takes a tuple).
-    ///
-    /// # Errors
-    /// As [`Pool::map`].
-    pub fn starmap(&self, items: impl IntoIterator<Item = A>) -> Result<Vec<R>> {
-        self.map(items)
-    }
-
-    /// [`Pool::starmap_async`] with the pool's closure.
-    ///
-    /// # Errors
-    /// As [`Pool::map_async`].
-    pub fn starmap_async(&self, items: impl IntoIterator<Item = A>) -> Result<AsyncResult<Vec<R>>> {
-        self.map_async(items)
-    }
-
-    /// [`Pool::apply`] with the pool's closure.
-    ///
-    /// # Errors
-    /// As [`Pool::apply`].
-    pub fn apply(&self, arg: A) -> Result<R> {
-        self.calls().apply(arg)
-    }
-
-    /// [`Pool::apply_async`] with the pool's closure.
-    ///
-    /// # Errors
-    /// As [`Pool::apply_async`].
-    pub fn apply_async(&self, arg: A) -> Result<AsyncResult<R>> {
-        self.calls().apply_async(arg)
-    }
-
-    /// [`Pool::imap`] with the pool's closure.
-    ///
-    /// # Errors
-    /// As [`Pool::imap`].
-    pub fn imap<'a>(&self, items: impl IntoIterator<Item = A> + 'a) -> Result<Imap<'a, R>> {
-        self.calls().imap(items, false)
-    }
-
-    /// [`Pool::imap_unordered`] with the pool's closure.
-    ///
-    /// # Errors
-    /// As [`Pool::imap`].
-    pub fn imap_unordered<'a>(
-        &self,
-        items: impl IntoIterator<Item = A> + 'a,
-    ) -> Result<Imap<'a, R>> {
-        self.calls().imap(items, true)
-    }
-
-    /// [`Pool::close`].
-    pub fn close(&self) {
-        self.pool.close()
-    }
-
-    /// [`Pool::join`].
-    ///
-    /// # Errors
-    /// As [`Pool::join`].
-    pub fn join(&self) -> Result<()> {
-        self.pool.join()
-    }
-
-    /// [`Pool::terminate`].
-    pub fn terminate(&self) {
-        self.pool.terminate()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! Issue 12, point 2, with real workers of both start methods: tasks whose arguments or
@@ -1092,7 +601,7 @@ mod tests {
                 .unwrap();
             // Arguments: `(u8, u8)` sent to a `fn(String) -> usize` (as a `String`,
             // `(1, 2)` would be "\u{2}", length 1).
-            let code = Code::Fn(FnRef::of::<String, usize, worker::ChunkRunner>(length));
+            let code = Code::Fn(RunFnRef::of::<String, usize, worker::ChunkRunner>(length));
             let e = pool
                 .calls(code)
                 .map::<(u8, u8), usize>(vec![(1, 2), (1, 3)])
@@ -1103,7 +612,7 @@ mod tests {
                 "{e}"
             );
             // Results: `(u8, u8)` values read as `String`s.
-            let code = Code::Fn(FnRef::of::<u32, (u8, u8), worker::ChunkRunner>(pair));
+            let code = Code::Fn(RunFnRef::of::<u32, (u8, u8), worker::ChunkRunner>(pair));
             let e = pool.calls(code).map::<u32, String>(vec![1, 2]).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Codec, "{m:?}: {e}");
             assert!(e.message().contains("(u8, u8)"), "{e}");

@@ -12,7 +12,7 @@ use super::calls::{submit_chunk, Payload};
 use super::dispatch::{Code, Driver, Link};
 use super::error::{GetTimeoutError, TryGetError};
 use super::job::{self, Job, Outcome, Slot};
-use super::{worker, Shared};
+use super::{outcomes, Shared};
 use crate::error::{Error, ErrorKind, Result, Timeout};
 use crate::sys::Deadline;
 
@@ -42,7 +42,7 @@ fn not_ours() -> Error {
 fn decode_slot<R: DeserializeOwned>(count: usize, outcome: &Outcome, out: &mut Vec<Result<R>>) {
     match outcome {
         Outcome::Ran { bytes, start, pid } => {
-            worker::decode_outcomes(&bytes[*start..], count, *pid, out)
+            outcomes::decode_outcomes(&bytes[*start..], count, *pid, out)
         }
         Outcome::Failed { kind, message } => {
             out.extend((0..count).map(|_| Err(Outcome::error(*kind, message))))
@@ -56,7 +56,7 @@ pub(crate) fn finish_list<R: DeserializeOwned>(slots: &[Slot]) -> Result<Vec<R>>
         match s.outcome.as_ref().expect("complete") {
             Outcome::Ran { bytes, start, pid } => {
                 let before = all.len();
-                worker::decode_values(&bytes[*start..], s.count, *pid, &mut all)?;
+                outcomes::decode_values(&bytes[*start..], s.count, *pid, &mut all)?;
                 debug_assert_eq!(all.len() - before, s.count);
             }
             Outcome::Failed { kind, message } => return Err(Outcome::error(*kind, message)),
@@ -354,7 +354,7 @@ impl<R: DeserializeOwned> AsyncResult<Vec<R>> {
             if first_err.is_none() {
                 let r = match &outcome {
                     Outcome::Ran { bytes, start, pid } => {
-                        worker::decode_values(&bytes[*start..], count, *pid, &mut all)
+                        outcomes::decode_values(&bytes[*start..], count, *pid, &mut all)
                     }
                     Outcome::Failed { kind, message } => Err(Outcome::error(*kind, message)),
                 };

@@ -234,6 +234,35 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 500,
+            ..Default::default()
+        })]
+
+        /// Arguments and results are bytes another process wrote: decoded as any type, they
+        /// give a value or an error, never a panic, and allocate in proportion to the bytes
+        /// there (`codec/wire.rs` checks the same decoder with more types).
+        #[test]
+        fn arbitrary_bytes_decode_or_fail_cleanly(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            fn check<T: for<'a> Deserialize<'a>>(bytes: &[u8]) {
+                let (r, peak) = crate::codec::alloc_probe::peak_bytes(|| {
+                    take_from_bytes::<T>(bytes).map(|(_, rest)| rest.len())
+                });
+                assert!(peak <= (1 << 20) + 512 * bytes.len(), "{peak} bytes");
+                if let Ok(rest) = r {
+                    assert!(rest <= bytes.len());
+                }
+            }
+            check::<S>(&bytes);
+            check::<Vec<E>>(&bytes);
+            check::<(Vec<u64>, String, Option<i32>, BTreeMap<u16, Vec<u8>>)>(&bytes);
+            check::<(u128, i64, f32, char, bool)>(&bytes);
+        }
+    }
+
     /// Truncations and garbage are errors (never panics).
     #[test]
     fn hostile_input_is_an_error() {

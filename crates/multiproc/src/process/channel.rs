@@ -1,12 +1,17 @@
-//! Framed messages with attached fds over the stream socket between a parent and its child:
+//! Framed messages with attached fds over a stream socket between a parent and its child:
 //! the Spawn bootstrap (parent to child), the child's result (child to parent), and the
-//! pool's task and result messages (several frames in a row on one socket).
+//! messages of whoever else talks over such a socket (the pool: several frames in a row).
 //!
 //! ```text
-//! frame := magic u32 = "MPRF" | tag u8 | len u64 | len bytes
+//! frame := magic u32 = "MPRF" | kind u8 | len u64 | len bytes
 //! ```
 //! The fds of the frame ride on the `sendmsg` that carries the header. The reader trusts
-//! nothing: a wrong magic, an unknown tag or a length over [`MAX_FRAME`] is an error.
+//! nothing: a wrong magic or a length over [`MAX_FRAME`] is an error.
+//!
+//! A frame's kind is a byte the channel does not interpret: the process's own frames use the
+//! kinds of [`Tag`] (below [`FIRST_FREE_KIND`]); a user of the channel defines its own kinds
+//! from [`FIRST_FREE_KIND`] on (the pool's are in `pool/protocol.rs`), and checks the kind of
+//! every frame it reads.
 
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -20,7 +25,11 @@ pub(crate) const HEADER: usize = 13;
 /// Largest frame accepted (4 GiB): bounds what a corrupt peer can make us allocate.
 const MAX_FRAME: u64 = 1 << 32;
 
-/// What a frame holds.
+/// The first frame kind the process's frames never use: kinds from here on are for other
+/// users of the channel to define.
+pub(crate) const FIRST_FREE_KIND: u8 = 16;
+
+/// The kinds of the process's own frames (the bootstrap and the result).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Tag {
     /// Spawn bootstrap: entry point and arguments.
@@ -31,57 +40,50 @@ pub(crate) enum Tag {
     Panic = 3,
     /// The child failed before or after running the target; the bytes say why.
     Failed = 4,
-    /// Pool: parent to worker, a chunk of tasks.
-    Task = 5,
-    /// Pool: worker to parent, the outcomes of one chunk.
-    Results = 6,
-    /// Pool: parent to worker, finish and exit.
-    Quit = 7,
-    /// Pool: worker to parent, the initializer ran; tasks may come.
-    Ready = 8,
-    /// Pool: worker to parent, the initializer panicked; the bytes are the message.
-    InitFailed = 9,
     /// Spawn: the child's arguments did not decode (a type mismatch, or bad bytes); the
     /// bytes say why. The parent's `join` reports it as an `ErrorKind::Codec` error.
     BadArgs = 10,
 }
 
+const _: () = assert!((Tag::BadArgs as u8) < FIRST_FREE_KIND);
+
 impl Tag {
+    /// The tag of a frame kind; `None` for a kind that is not the process's.
     pub(crate) fn from_u8(b: u8) -> Option<Tag> {
         Some(match b {
             1 => Tag::Boot,
             2 => Tag::Value,
             3 => Tag::Panic,
             4 => Tag::Failed,
-            5 => Tag::Task,
-            6 => Tag::Results,
-            7 => Tag::Quit,
-            8 => Tag::Ready,
-            9 => Tag::InitFailed,
             10 => Tag::BadArgs,
             _ => return None,
         })
+    }
+
+    /// Whether `frame` is of this kind.
+    pub(crate) fn of(self, frame: &Frame) -> bool {
+        frame.kind == self as u8
     }
 }
 
 /// Appends a whole frame header for a body of `len` bytes to `out` (for callers that
 /// build and send frames themselves, e.g. without blocking).
-pub(crate) fn push_header(out: &mut Vec<u8>, tag: Tag, len: usize) {
+pub(crate) fn push_header(out: &mut Vec<u8>, kind: u8, len: usize) {
     out.extend_from_slice(&MAGIC.to_le_bytes());
-    out.push(tag as u8);
+    out.push(kind);
     out.extend_from_slice(&(len as u64).to_le_bytes());
 }
 
 /// Sends one frame (blocking), fds attached to the header.
 pub(crate) fn send_frame(
     sock: BorrowedFd<'_>,
-    tag: Tag,
+    kind: u8,
     body: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> Result<()> {
     let mut header = [0u8; HEADER];
     header[..4].copy_from_slice(&MAGIC.to_le_bytes());
-    header[4] = tag as u8;
+    header[4] = kind;
     header[5..].copy_from_slice(&(body.len() as u64).to_le_bytes());
     let mut sent = 0usize;
     let total = HEADER + body.len();
@@ -120,7 +122,8 @@ pub(crate) struct FrameReader {
 
 /// A complete frame.
 pub(crate) struct Frame {
-    pub(crate) tag: Tag,
+    /// Its kind: not checked by the reader (see the module docs).
+    pub(crate) kind: u8,
     pub(crate) body: Vec<u8>,
     pub(crate) fds: Vec<OwnedFd>,
 }
@@ -250,11 +253,11 @@ impl FrameReader {
 
     /// The buffered frame. Errors when it is incomplete or malformed.
     pub(crate) fn take(&mut self) -> Result<Frame> {
-        let (tag, len) = self.check()?;
+        let (kind, len) = self.check()?;
         let body = self.buf[HEADER..HEADER + len].to_vec();
         self.consume(HEADER + len);
         Ok(Frame {
-            tag,
+            kind,
             body,
             fds: std::mem::take(&mut self.fds),
         })
@@ -264,8 +267,8 @@ impl FrameReader {
     /// that read long frames with no fds: when the buffer holds just this frame (the usual
     /// case) its buffer is handed over as it is, without shifting the body in memory. Fds
     /// that came with it are closed. Errors when it is incomplete or malformed.
-    pub(crate) fn take_raw(&mut self) -> Result<(Tag, Vec<u8>)> {
-        let (tag, len) = self.check()?;
+    pub(crate) fn take_raw(&mut self) -> Result<(u8, Vec<u8>)> {
+        let (kind, len) = self.check()?;
         self.fds.clear();
         let whole = if self.filled == HEADER + len {
             let mut b = std::mem::take(&mut self.buf);
@@ -277,7 +280,7 @@ impl FrameReader {
             self.consume(HEADER + len);
             b
         };
-        Ok((tag, whole))
+        Ok((kind, whole))
     }
 
     /// Drops the first `n` buffered bytes (a frame handed out).
@@ -291,8 +294,8 @@ impl FrameReader {
         }
     }
 
-    /// Checks the buffered frame: its tag and body length.
-    fn check(&self) -> Result<(Tag, usize)> {
+    /// Checks the buffered frame: its magic and body length. Returns its kind and length.
+    fn check(&self) -> Result<(u8, usize)> {
         let bad = |why: &str| {
             Error::new(
                 ErrorKind::Disconnected,
@@ -308,7 +311,7 @@ impl FrameReader {
         if u32::from_le_bytes(self.buf[..4].try_into().expect("4 bytes")) != MAGIC {
             return Err(bad("wrong magic"));
         }
-        let tag = Tag::from_u8(self.buf[4]).ok_or_else(|| bad("unknown tag"))?;
+        let kind = self.buf[4];
         let len = self.body_len().ok_or_else(|| bad("length too large"))? as usize;
         if self.filled - HEADER < len {
             return Err(Error::new(
@@ -316,12 +319,12 @@ impl FrameReader {
                 "the other process ended in the middle of a message",
             ));
         }
-        Ok((tag, len))
+        Ok((kind, len))
     }
 
     /// Reads blocking until a whole frame is buffered, then returns it as
     /// [`take_raw`](FrameReader::take_raw) does.
-    pub(crate) fn read_blocking_raw(&mut self, sock: impl AsFd) -> Result<(Tag, Vec<u8>)> {
+    pub(crate) fn read_blocking_raw(&mut self, sock: impl AsFd) -> Result<(u8, Vec<u8>)> {
         while !self.complete() {
             if !self.pump(sock.as_fd(), false) {
                 break;
@@ -341,12 +344,12 @@ mod tests {
         let (x, _y) = socket::stream_pair().unwrap();
         let body = vec![7u8; 300_000];
         let t = std::thread::spawn(move || {
-            send_frame(a.as_fd(), Tag::Value, &body, &[x.as_fd()]).unwrap();
+            send_frame(a.as_fd(), Tag::Value as u8, &body, &[x.as_fd()]).unwrap();
         });
         let mut r = FrameReader::default();
         let f = r.read_blocking(&b).unwrap();
         t.join().unwrap();
-        assert_eq!(f.tag, Tag::Value);
+        assert!(Tag::Value.of(&f));
         assert_eq!(f.body.len(), 300_000);
         assert!(f.body.iter().all(|&v| v == 7));
         assert_eq!(f.fds.len(), 1);
@@ -373,24 +376,24 @@ mod tests {
     #[test]
     fn several_frames_in_a_row() {
         let (a, b) = socket::stream_pair().unwrap();
-        send_frame(a.as_fd(), Tag::Task, b"one", &[]).unwrap();
-        send_frame(a.as_fd(), Tag::Results, b"", &[]).unwrap();
+        send_frame(a.as_fd(), 20, b"one", &[]).unwrap();
+        send_frame(a.as_fd(), 21, b"", &[]).unwrap();
         let mut out = Vec::new();
-        push_header(&mut out, Tag::Quit, 2);
+        push_header(&mut out, FIRST_FREE_KIND, 2);
         out.extend_from_slice(b"xy");
         socket::send_msg(a.as_fd(), &[IoSlice::new(&out)], &[], false).unwrap();
         drop(a);
         let mut r = FrameReader::default();
         let got = drain(&mut r, &b, |r| {
             let f = r.take().unwrap();
-            (f.tag, f.body)
+            (f.kind, f.body)
         });
         assert_eq!(
             got,
             vec![
-                (Tag::Task, b"one".to_vec()),
-                (Tag::Results, vec![]),
-                (Tag::Quit, b"xy".to_vec())
+                (20, b"one".to_vec()),
+                (21, vec![]),
+                (FIRST_FREE_KIND, b"xy".to_vec())
             ]
         );
         assert!(r.eof);
@@ -399,8 +402,8 @@ mod tests {
     #[test]
     fn raw_frames_keep_their_header() {
         let (a, b) = socket::stream_pair().unwrap();
-        send_frame(a.as_fd(), Tag::Task, b"one", &[]).unwrap();
-        send_frame(a.as_fd(), Tag::Results, b"two!", &[]).unwrap();
+        send_frame(a.as_fd(), 20, b"one", &[]).unwrap();
+        send_frame(a.as_fd(), 21, b"two!", &[]).unwrap();
         drop(a);
         let mut r = FrameReader::default();
         let got = drain(&mut r, &b, |r| {
@@ -410,8 +413,8 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (Tag::Task, b"one".to_vec(), HEADER + 3),
-                (Tag::Results, b"two!".to_vec(), HEADER + 4)
+                (20, b"one".to_vec(), HEADER + 3),
+                (21, b"two!".to_vec(), HEADER + 4)
             ]
         );
         // A frame alone in the buffer: the buffer itself is handed over.
@@ -421,7 +424,7 @@ mod tests {
             ..Default::default()
         };
         let (tag, raw) = r.take_raw().unwrap();
-        assert_eq!((tag, &raw[HEADER..]), (Tag::Results, &b"ab"[..]));
+        assert_eq!((tag, &raw[HEADER..]), (6, &b"ab"[..]));
         assert!(r.buf.is_empty());
         let mut r = FrameReader {
             filled: 15,
@@ -452,7 +455,7 @@ mod tests {
     /// Feeds `bytes` to a reader through a socket the writer then closes, taking every
     /// frame the reader reports complete until the end or the first error; returns the
     /// frames taken and whether it stopped at an error.
-    fn read_all(bytes: &[u8], no_fds: bool, raw: bool) -> (Vec<(Tag, Vec<u8>)>, bool) {
+    fn read_all(bytes: &[u8], no_fds: bool, raw: bool) -> (Vec<(u8, Vec<u8>)>, bool) {
         let (a, b) = socket::stream_pair().unwrap();
         let writer = {
             let bytes = bytes.to_vec();
@@ -473,7 +476,7 @@ mod tests {
                 let f = if raw {
                     r.take_raw().map(|(t, v)| (t, v[HEADER..].to_vec()))
                 } else {
-                    r.take().map(|f| (f.tag, f.body))
+                    r.take().map(|f| (f.kind, f.body))
                 };
                 match f {
                     Ok(f) => got.push(f),
@@ -498,7 +501,7 @@ mod tests {
     fn frame_bytes(frames: &[(u8, Vec<u8>)]) -> Vec<u8> {
         let mut out = Vec::new();
         for (tag, body) in frames {
-            push_header(&mut out, Tag::from_u8(*tag).unwrap(), body.len());
+            push_header(&mut out, *tag, body.len());
             out.extend_from_slice(body);
         }
         out
@@ -507,7 +510,7 @@ mod tests {
     #[test]
     fn a_huge_claimed_length_allocates_only_what_arrives() {
         let mut bytes = Vec::new();
-        push_header(&mut bytes, Tag::Value, MAX_FRAME as usize);
+        push_header(&mut bytes, Tag::Value as u8, MAX_FRAME as usize);
         bytes.extend_from_slice(&[1; 100]);
         for no_fds in [false, true] {
             let (a, b) = socket::stream_pair().unwrap();
@@ -524,7 +527,7 @@ mod tests {
             assert!(r.buf.capacity() <= 2 << 20, "{} bytes", r.buf.capacity());
         }
         let mut over = Vec::new();
-        push_header(&mut over, Tag::Value, MAX_FRAME as usize + 1);
+        push_header(&mut over, Tag::Value as u8, MAX_FRAME as usize + 1);
         let (got, failed) = read_all(&over, false, false);
         assert!(
             got.is_empty() && failed,
@@ -552,7 +555,7 @@ mod tests {
         /// whole frame before the damage comes back as it was sent.
         #[test]
         fn frames_before_damage_come_back_whole(
-            frames in vec((1u8..=9, vec(any::<u8>(), 0..200)), 0..6),
+            frames in vec((any::<u8>(), vec(any::<u8>(), 0..200)), 0..6),
             damage in vec(any::<u8>(), 0..40),
             no_fds in any::<bool>(),
             raw in any::<bool>(),
@@ -560,9 +563,9 @@ mod tests {
             let mut bytes = frame_bytes(&frames);
             bytes.extend_from_slice(&damage);
             let (got, failed) = read_all(&bytes, no_fds, raw);
-            let sent: Vec<(Tag, Vec<u8>)> = frames
+            let sent: Vec<(u8, Vec<u8>)> = frames
                 .iter()
-                .map(|(t, b)| (Tag::from_u8(*t).unwrap(), b.clone()))
+                .map(|(t, b)| (*t, b.clone()))
                 .collect();
             prop_assert!(got.len() >= sent.len(), "{} of {} frames", got.len(), sent.len());
             prop_assert_eq!(&got[..sent.len()], &sent[..]);

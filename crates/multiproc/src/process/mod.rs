@@ -33,13 +33,15 @@
 //! that dies without a word (killed, `exit(n)`) is seen at once, and so that grandchildren
 //! that inherited the socket can't keep `join` waiting.
 //!
-//! # Safety
-//!
-//! The one `fork()` of the library is here: the locks a child could inherit held are taken across
-//! it and released on both sides; the child runs only its target and exits with `_exit`.
+//! # Where things are
+//! [`Process`] and how a parent waits for its child (here); [`ProcessBuilder`] (`builder.rs`);
+//! starting a child: the fork, the launcher thread of daemons, running a target in the
+//! child (`start.rs`), and the spawn method (`spawn.rs`); how results come back (`results.rs`
+//! for a forked child's slot, `channel.rs` for the frames of a spawned one, `outcome.rs`
+//! for what a target returns); the children registry (`registry.rs`), the current process
+//! (`current.rs`), the errors (`error.rs`).
 
-#![allow(unsafe_code)]
-
+mod builder;
 pub(crate) mod channel;
 mod current;
 mod error;
@@ -47,31 +49,28 @@ mod outcome;
 mod registry;
 mod results;
 pub(crate) mod spawn;
+mod start;
 
-use std::cell::{OnceCell, RefCell};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::cell::RefCell;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec;
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::fork::PerProcess;
-use crate::handle;
-use crate::sys::proc::{self, Forked, Waited};
+use crate::sys::proc::{self, Waited};
 use crate::sys::{socket, Deadline};
 use crate::wait::Waitable;
 use channel::{FrameReader, Tag};
-use current::Identity;
 use results::Ticket;
 
+pub use builder::ProcessBuilder;
 pub use current::{cpu_count, current_process, parent_process, CurrentProcess, ParentProcess};
 pub use error::{ExitStatus, JoinError, JoinTimeoutError, TryJoinError};
 pub use outcome::{Never, NeverReturns, Outcome, Returns};
 pub use spawn::is_spawned_child;
+pub(crate) use start::{run_target, Link, Sink, Started};
 
 /// How a child process is started: [`Process::fork`] or [`Process::spawn`] (and the same
 /// verbs on a [`ProcessBuilder`]). Python's `set_start_method` names.
@@ -87,285 +86,6 @@ pub enum StartMethod {
     /// Re-execute the current binary and run a `fn(A) -> R` with serialized arguments. Safe
     /// in any parent; primitives inside the arguments travel as fds (see [`Process::spawn`]).
     Spawn,
-}
-
-/// Configures a process before it starts: name, daemon flag; then [`fork`](Self::fork) or
-/// [`spawn`](Self::spawn) starts it.
-///
-/// ```
-/// use multiproc::Process;
-/// let p = Process::builder().name("worker").fork(|| 6 * 7)?;
-/// assert_eq!(p.name(), "worker");
-/// assert_eq!(p.join()?, 42);
-/// # Ok::<(), multiproc::Error>(())
-/// ```
-#[derive(Clone, Debug, Default)]
-#[must_use]
-pub struct ProcessBuilder {
-    name: Option<String>,
-    daemon: bool,
-}
-
-static COUNTER: AtomicUsize = AtomicUsize::new(1);
-
-impl ProcessBuilder {
-    /// A builder with default settings (not a daemon, name `Process-N`).
-    pub fn new() -> ProcessBuilder {
-        ProcessBuilder::default()
-    }
-
-    /// The process's name (Python's `name`); only for humans, it need not be unique.
-    pub fn name(mut self, name: impl Into<String>) -> ProcessBuilder {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// A daemon child is killed when its parent ends — at normal exit (terminated, then
-    /// reaped) and when the parent is killed (`PR_SET_PDEATHSIG`). A non-daemon child is
-    /// waited for when the parent's `main` returns.
-    pub fn daemon(mut self, daemon: bool) -> ProcessBuilder {
-        self.daemon = daemon;
-        self
-    }
-
-    fn take_name(&mut self) -> String {
-        self.name
-            .take()
-            .unwrap_or_else(|| format!("Process-{}", COUNTER.fetch_add(1, Ordering::Relaxed)))
-    }
-
-    /// Forks a child ([`StartMethod::Fork`]) that runs `f` and hands its return value back to
-    /// [`Process::join`].
-    ///
-    /// # Errors
-    /// [`ErrorKind::Os`] when fork fails.
-    pub fn fork<F, R, M>(mut self, f: F) -> Result<Process<R>>
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: Outcome<M>,
-    {
-        let name = self.take_name();
-        let daemon = self.daemon;
-        let who = Box::new(Identity::for_child(&name, daemon, StartMethod::Fork));
-        let body = move |sink: Sink| run_target::<R, M>(sink, f);
-        let started = if daemon && !on_main_thread() {
-            // PR_SET_PDEATHSIG follows the forking *thread*: fork from one that lives as long
-            // as the process does.
-            launcher(move || fork_child(who, body))?
-        } else {
-            fork_child(who, body)?
-        };
-        Ok(Process::new(
-            started,
-            name,
-            daemon,
-            StartMethod::Fork,
-            outcome::decoder::<R, M>(),
-        )
-        .logged())
-    }
-
-    /// Starts a child with [`StartMethod::Spawn`] that runs `f(args)`: the current binary is
-    /// executed again and `args` is serialized; multiproc primitives inside it (locks, queues,
-    /// connections...) travel as fds and work in the child. No setup call is needed in
-    /// `main`, nor in `cargo test` binaries.
-    ///
-    /// # Errors
-    /// [`ErrorKind::Codec`] when `args` can't be serialized; [`ErrorKind::Os`] when the
-    /// child can't be started.
-    pub fn spawn<A, R, M>(mut self, f: fn(A) -> R, args: A) -> Result<Process<R>>
-    where
-        A: Serialize + DeserializeOwned + Send + 'static,
-        R: Outcome<M> + 'static,
-    {
-        let name = self.take_name();
-        let daemon = self.daemon;
-        let (bytes, fds) = handle::with_exported_fds(|| codec::to_vec_typed(&args))?;
-        let entry = spawn::Entry::of::<A, R, M>(f);
-        let who = Identity::for_child(&name, daemon, StartMethod::Spawn);
-        let started = if daemon && !on_main_thread() {
-            launcher(move || spawn::exec_child(entry, &bytes, fds, who))?
-        } else {
-            spawn::exec_child(entry, &bytes, fds, who)?
-        };
-        Ok(Process::new(
-            started,
-            name,
-            daemon,
-            StartMethod::Spawn,
-            outcome::decoder::<R, M>(),
-        )
-        .logged())
-    }
-}
-
-/// What starting a child produced.
-pub(crate) struct Started {
-    pid: i32,
-    link: Link,
-    reader: FrameReader,
-}
-
-/// How a child's result comes back.
-pub(crate) enum Link {
-    /// Spawn: a frame on a private socket; a pidfd to watch the exit.
-    Socket { pidfd: OwnedFd, sock: OwnedFd },
-    /// Fork: a shared result slot; a pidfd only when asked for (sentinel, timed waits).
-    Slot {
-        ticket: Ticket,
-        pidfd: OnceCell<OwnedFd>,
-    },
-}
-
-/// Where a child sends its outcome.
-pub(crate) enum Sink {
-    Socket(OwnedFd),
-    Slot(Ticket),
-}
-
-fn on_main_thread() -> bool {
-    proc::gettid() == proc::getpid()
-}
-
-type Job = Box<dyn FnOnce() + Send>;
-
-/// Runs `job` on the launcher thread, a thread that lives as long as the process, and waits
-/// for its result. Daemon children are started there, so that `PR_SET_PDEATHSIG` (which fires
-/// when the *thread* that forked ends) means "when the process ends".
-///
-/// Each process has its own launcher, started on first use (see `crate::fork`): a forked
-/// child inherits its parent's channel, but not the thread that reads it.
-fn launcher<T: Send + 'static>(job: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    static LAUNCHER: PerProcess<mpsc::Sender<Job>> = PerProcess::new();
-    let tx = LAUNCHER.get_or_try_init(|| {
-        let (s, r) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("multiproc-launcher".into())
-            .spawn(move || {
-                // (Ends when the sender is dropped: only a sender that lost the race to be
-                // this process's launcher is.)
-                for job in r {
-                    job();
-                }
-            })
-            .context("cannot start the launcher thread")?;
-        Ok::<_, Error>(s)
-    })?;
-    let (rtx, rrx) = mpsc::channel();
-    let boxed: Job = Box::new(move || {
-        let _ = rtx.send(job());
-    });
-    tx.send(boxed)
-        .map_err(|_| Error::new(ErrorKind::Os, "the launcher thread is gone"))?;
-    rrx.recv()
-        .map_err(|_| Error::new(ErrorKind::Os, "the launcher thread dropped a job"))?
-}
-
-/// Forks; the child takes on identity `who` and runs `body` with where to leave its result,
-/// and never returns.
-fn fork_child(who: Box<Identity>, body: impl FnOnce(Sink) -> i32) -> Result<Started> {
-    let daemon = who.daemon;
-    let ticket = results::for_this_thread()?.take_slot()?;
-    let parent_pid = if daemon { proc::getpid() } else { 0 };
-    // Locks taken across the fork, released on both sides afterwards, so the child never
-    // inherits one held by another thread: stdout/stderr (flushed first, so nothing buffered
-    // is printed twice), the shared-memory registries, the children registry.
-    use std::io::Write;
-    let panics = crate::fork::panic_gate();
-    let mut out = std::io::stdout().lock();
-    let _ = out.flush();
-    let mut err = std::io::stderr().lock();
-    let _ = err.flush();
-    // The shared-memory locks, and the arena slots this process holds, pinned for the child
-    // until it is reaped (see `shm/arena.rs`).
-    let shm_guards = crate::shm::fork_guards();
-    let mut children = registry::lock();
-    let reaped = registry::reap_detached(&mut children);
-    // Writes after the fork cost a copy-on-write fault per page: make room and set up
-    // thread-locals now.
-    children.reserve(1);
-    handle::warm_up();
-    // SAFETY: the locks this library or std's stdio could leave held in the child are held by
-    // this thread across the fork (above) and released below on both sides; the child then
-    // runs only the target and exits with `_exit`.
-    let forked = unsafe { proc::fork() };
-    match forked {
-        Err(e) => {
-            drop(children);
-            drop(shm_guards.in_parent());
-            drop(reaped);
-            ticket.results.release(ticket);
-            Err(Error::os("fork failed", e))
-        }
-        Ok(Forked::Child) => {
-            registry::clear_in_child(&mut children);
-            drop(children);
-            shm_guards.in_child();
-            // The parent's pins of children it reaped just before the fork are its own.
-            reaped.forget_in_child();
-            drop(err);
-            drop(out);
-            drop(panics);
-            results::forget_in_child();
-            if daemon && !proc::die_with_parent(parent_pid) {
-                proc::exit_now(1);
-            }
-            spawn::mark_child();
-            current::set(who);
-            let code = body(Sink::Slot(ticket));
-            registry::finish_children();
-            let _ = std::io::stdout().flush();
-            let _ = std::io::stderr().flush();
-            proc::exit_now(code)
-        }
-        Ok(Forked::Parent(pid)) => {
-            let pins = shm_guards.in_parent();
-            registry::add(&mut children, pid, daemon, Some(ticket), pins);
-            drop(children);
-            drop(reaped);
-            drop(err);
-            drop(out);
-            drop(panics);
-            Ok(Started {
-                pid,
-                link: Link::Slot {
-                    ticket,
-                    pidfd: OnceCell::new(),
-                },
-                reader: FrameReader::default(),
-            })
-        }
-    }
-}
-
-/// Runs a target in the child and sends its outcome on `sock`; returns the exit code.
-pub(crate) fn run_target<R: Outcome<M>, M>(sink: Sink, f: impl FnOnce() -> R) -> i32 {
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    let (tag, body, fds, code) = match outcome {
-        Ok(value) => match outcome::encode(&value) {
-            Ok((bytes, fds)) => (Tag::Value, bytes, fds, 0),
-            Err(e) => (
-                Tag::Failed,
-                format!("cannot serialize the return value: {e}").into_bytes(),
-                Vec::new(),
-                1,
-            ),
-        },
-        Err(payload) => (
-            Tag::Panic,
-            panic_message(&*payload).into_bytes(),
-            Vec::new(),
-            1,
-        ),
-    };
-    let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    match sink {
-        Sink::Socket(sock) => {
-            let _ = channel::send_frame(sock.as_fd(), tag, &body, &borrowed);
-        }
-        Sink::Slot(t) => t.results.deliver(t.slot, tag, &body, &borrowed),
-    }
-    code
 }
 
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
@@ -936,7 +656,7 @@ impl<R> Process<R> {
         match frame {
             // A value that does not decode, or is of another type (`codec/ident.rs`), and
             // arguments the child could not decode: `ErrorKind::Codec`.
-            Some(f) if f.tag == Tag::Value => {
+            Some(f) if Tag::Value.of(&f) => {
                 (self.decode)(&f.body, f.fds).map_err(|e| JoinError::Failed {
                     error: Error::new(
                         e.kind(),
@@ -945,14 +665,14 @@ impl<R> Process<R> {
                     status: Some(status),
                 })
             }
-            Some(f) if f.tag == Tag::BadArgs => Err(JoinError::Failed {
+            Some(f) if Tag::BadArgs.of(&f) => Err(JoinError::Failed {
                 error: Error::new(
                     ErrorKind::Codec,
                     format!("{}: {}", who(), String::from_utf8_lossy(&f.body)),
                 ),
                 status: Some(status),
             }),
-            Some(f) if f.tag == Tag::Panic => Err(JoinError::Panicked {
+            Some(f) if Tag::Panic.of(&f) => Err(JoinError::Panicked {
                 message: String::from_utf8_lossy(&f.body).into_owned(),
                 status,
             }),
@@ -1036,8 +756,11 @@ mod tests {
     //! is made here, with real children: a `Process<String>` whose child returns a
     //! `(u8, u8)`, and a `fn(String)` child handed a `(u8, u8)`.
 
+    use super::current::Identity;
     use super::outcome::Returns;
+    use super::start::fork_child;
     use super::*;
+    use crate::codec;
 
     fn pair(_: ()) -> (u8, u8) {
         (1, 2)

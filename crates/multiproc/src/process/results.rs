@@ -296,7 +296,7 @@ impl Results {
                     .inline_body(t.slot, p.len)
                     .ok_or_else(|| damaged("a length out of range"))?;
                 Ok(Some(Frame {
-                    tag,
+                    kind: tag as u8,
                     body,
                     fds: Vec::new(),
                 }))
@@ -320,7 +320,11 @@ impl Results {
                 if fds.len() != p.nfds as usize {
                     return Err(damaged("a different number of handles than announced"));
                 }
-                Ok(Some(Frame { tag, body, fds }))
+                Ok(Some(Frame {
+                    kind: tag as u8,
+                    body,
+                    fds,
+                }))
             }
             _ => Err(damaged("an unknown state")),
         }
@@ -360,4 +364,109 @@ fn damaged(what: &str) -> Error {
         ErrorKind::ChildFailed,
         format!("the child's result slot holds {what}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    //! A forked child writes its slot and the result socket: whatever it leaves there, the
+    //! parent's `take` gives a frame, nothing, or an error — never a panic, and never an
+    //! allocation the child did not pay for (a claimed length is checked against the slot or
+    //! the memfd before anything is allocated).
+
+    use super::*;
+    use crate::codec::alloc_probe;
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    /// An fd a child could attach to its result message.
+    fn attachment(kind: u8, len: usize) -> OwnedFd {
+        match kind % 3 {
+            0 => mem::memfd_with(c"sealed", &vec![5u8; len]).unwrap(),
+            1 => {
+                let fd =
+                    rustix::fs::memfd_create(c"unsealed", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+                rustix::fs::ftruncate(&fd, len as u64).unwrap();
+                fd
+            }
+            _ => socket::stream_pair().unwrap().0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// `valid`: the child published a well-formed result (inline, or in a sealed memfd
+        /// with `extra` other fds) that the other fields then damage or not.
+        #[test]
+        fn whatever_a_child_publishes_is_a_frame_or_an_error(
+            valid in proptest::option::of((any::<bool>(), 0usize..3000, 0usize..3)),
+            state in prop_oneof![3 => 1u32..=2, 1 => any::<u32>()],
+            tag in prop_oneof![
+                3 => prop::sample::select(vec![1u32, 2, 3, 4, 10]),
+                1 => any::<u32>(),
+            ],
+            flags in prop_oneof![0u32..2, any::<u32>()],
+            len in prop_oneof![0u64..300, 0u64..7000, any::<u64>()],
+            nfds in prop_oneof![0u32..4, any::<u32>()],
+            own_token in prop::bool::weighted(0.9),
+            body in vec(any::<u8>(), 0..300),
+            message in proptest::option::of(vec((any::<u8>(), 0usize..6000), 0..3)),
+        ) {
+            let (state, flags, len, nfds, message) = match valid {
+                Some((false, n, _)) => (slots::INLINE_BODY, 0, (n % slots::INLINE) as u64, 0, None),
+                Some((true, n, extra)) => {
+                    let mut m = vec![(0u8, n)];
+                    m.extend((0..extra).map(|i| (i as u8, 10)));
+                    (slots::SENT, slots::IN_MEMFD, n as u64, extra as u32, Some(m))
+                }
+                None => (state, flags, len, nfds, message),
+            };
+            let r = for_this_thread().unwrap();
+            let t = r.take_slot().unwrap();
+            if !own_token {
+                r.table.reset(t.slot, t.token ^ 0x5a5a);
+            }
+            r.table.write_body(t.slot, &body);
+            // The message comes before the publication (as a child sends it).
+            let fds: Vec<OwnedFd> = message
+                .iter()
+                .flatten()
+                .map(|&(kind, len)| attachment(kind, len))
+                .collect();
+            let memfd_bytes: usize = message.iter().flatten().map(|&(_, l)| l).sum();
+            if message.is_some() {
+                let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
+                let token = t.token.to_le_bytes();
+                socket::send_msg(r.tx.as_fd(), &[IoSlice::new(&token)], &borrowed, true).unwrap();
+            }
+            drop(fds);
+            r.table.publish(t.slot, state, tag, flags, len, nfds);
+            let (got, peak) = alloc_probe::peak_bytes(|| r.take(t));
+            prop_assert!(
+                peak <= (64 << 10) + slots::INLINE + memfd_bytes,
+                "{peak} bytes allocated"
+            );
+            match got {
+                Ok(None) => prop_assert!(!own_token || state == slots::RUNNING),
+                Ok(Some(f)) => {
+                    prop_assert!(own_token);
+                    prop_assert!(state == slots::INLINE_BODY || state == slots::SENT);
+                    prop_assert!(Tag::from_u8(f.kind).is_some());
+                    prop_assert_eq!(f.body.len() as u64, len);
+                    if let Some((true, n, _)) = valid {
+                        prop_assert!(f.body.len() == n && f.body.iter().all(|&b| b == 5));
+                    }
+                }
+                Err(e) if valid.is_some() && own_token && Tag::from_u8(tag as u8).is_some()
+                    && tag < 256 =>
+                {
+                    prop_assert!(false, "a well-formed result was refused: {}", e);
+                }
+                Err(e) => prop_assert_eq!(e.kind(), ErrorKind::ChildFailed, "{}", e),
+            }
+            // A message the publication did not claim stays stashed: drop it with its fds.
+            let _ = r.take_stashed(t.token);
+            r.release(t);
+        }
+    }
 }

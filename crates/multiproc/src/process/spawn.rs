@@ -20,6 +20,7 @@
 
 #![allow(unsafe_code)]
 
+use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 
@@ -36,13 +37,130 @@ use crate::sys::{proc, socket};
 /// Environment variable naming the bootstrap fd of a spawned child.
 pub(crate) const ENV_FD: &str = "MULTIPROC_SPAWN_FD";
 
-type Trampoline = fn(usize, Vec<u8>, Vec<OwnedFd>, OwnedFd) -> i32;
+/// The trampoline of an [`Entry`]: runs a spawned child's target (`call::<A, R, M>`).
+type EntryTrampoline = fn(usize, Vec<u8>, Vec<OwnedFd>, OwnedFd) -> i32;
+/// The trampoline of a [`RunFnRef`]: `run_ref::<A, R, K>`.
+type RunTrampoline = fn(usize, &[u8], &mut Vec<u8>) -> std::result::Result<(), String>;
+/// The trampoline of a [`CtxFnRef`]: `run_ctx_ref::<C, A, R, K>`.
+type CtxTrampoline =
+    fn(usize, &mut dyn std::any::Any, &[u8], &mut Vec<u8>) -> std::result::Result<(), String>;
 
-/// Which function to run, as offsets from [`anchor`].
-#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-pub(crate) struct Entry {
+/// The function-pointer type of a trampoline, which an offset is turned back into.
+pub(crate) trait Trampoline: Copy {
+    /// Its address.
+    fn addr(self) -> usize;
+    /// The trampoline at `addr`.
+    ///
+    /// # Safety
+    /// `addr` is the address of a function of exactly this type.
+    unsafe fn at(addr: usize) -> Self;
+}
+
+macro_rules! trampolines {
+    ($($t:ty),*) => { $(
+        impl Trampoline for $t {
+            fn addr(self) -> usize {
+                self as usize
+            }
+            unsafe fn at(addr: usize) -> Self {
+                // SAFETY: the caller's promise: `addr` is a function of this type.
+                unsafe { std::mem::transmute::<usize, $t>(addr) }
+            }
+        }
+    )* };
+}
+trampolines!(EntryTrampoline, RunTrampoline, CtxTrampoline);
+
+/// A function of this binary together with the trampoline that runs it (a monomorphized
+/// instance that knows its types), as offsets from [`anchor`], so that it can be sent to
+/// another process running the same binary: a forked child (same addresses) or a spawned
+/// one (whose boot checked it runs the same binary). `T` is the trampoline's type, one per
+/// way of running a function:
+///
+/// - [`Entry`]: a spawned child's target (the bootstrap's entry point);
+/// - [`RunFnRef`]: a `fn(A) -> R` run by a [`Runner`] (the pool's tasks, its initializer);
+/// - [`CtxFnRef`]: a `fn(&C, A) -> R` run by a [`CtxRunner`].
+///
+/// Distinct types, so that one kind of reference is never called as another. A child
+/// trusts its parent: a reference is only ever decoded from what the parent sent.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct FnRef<T> {
     trampoline: isize,
     target: isize,
+    #[serde(skip)]
+    kind: PhantomData<T>,
+}
+
+impl<T> Clone for FnRef<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for FnRef<T> {}
+
+impl<T> PartialEq for FnRef<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.trampoline, self.target) == (other.trampoline, other.target)
+    }
+}
+
+impl<T> Eq for FnRef<T> {}
+
+impl<T> std::fmt::Debug for FnRef<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnRef")
+            .field("trampoline", &self.trampoline)
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+/// Which function a spawned child runs.
+pub(crate) type Entry = FnRef<EntryTrampoline>;
+/// A `fn(A) -> R` with its [`Runner`].
+pub(crate) type RunFnRef = FnRef<RunTrampoline>;
+/// A `fn(&C, A) -> R` with its [`CtxRunner`].
+pub(crate) type CtxFnRef = FnRef<CtxTrampoline>;
+
+impl<T: Trampoline> FnRef<T> {
+    fn new(trampoline: T, target: usize) -> FnRef<T> {
+        // Make sure the constructor that runs spawned children is linked into this binary.
+        std::hint::black_box(&BOOT);
+        let base = anchor();
+        FnRef {
+            trampoline: trampoline.addr().wrapping_sub(base) as isize,
+            target: target.wrapping_sub(base) as isize,
+            kind: PhantomData,
+        }
+    }
+
+    /// The raw offsets (for a wire format that writes them itself).
+    pub(crate) fn to_parts(self) -> (i64, i64) {
+        (self.trampoline as i64, self.target as i64)
+    }
+
+    /// Back from [`to_parts`](FnRef::to_parts).
+    pub(crate) fn from_parts(trampoline: i64, target: i64) -> FnRef<T> {
+        FnRef {
+            trampoline: trampoline as isize,
+            target: target as isize,
+            kind: PhantomData,
+        }
+    }
+
+    /// The trampoline, and the target's address, in this process.
+    fn resolve(self) -> (T, usize) {
+        let base = anchor();
+        let tramp = base.wrapping_add(self.trampoline as usize);
+        // SAFETY: `trampoline` is the offset of a trampoline of type `T` made by
+        // `FnRef::<T>::new` in this binary — in the parent of a forked child (same image,
+        // same addresses) or of a spawned child whose `boot` checked the binary's identity
+        // and fingerprint — relocated by the same anchor. The child trusts its parent.
+        let tramp = unsafe { T::at(tramp) };
+        (tramp, base.wrapping_add(self.target as usize))
+    }
 }
 
 #[inline(never)]
@@ -60,7 +178,7 @@ fn fingerprint() -> isize {
     (anchor2 as fn() -> usize as usize).wrapping_sub(anchor as fn() -> usize as usize) as isize
 }
 
-/// What a worker does with a `fn(A) -> R` it is handed by reference ([`FnRef`]): decode
+/// What a worker does with a `fn(A) -> R` it is handed by reference ([`RunFnRef`]): decode
 /// inputs from `input`, call the function, append encoded outputs to `out`. The pool's
 /// workers implement this; the unsafe part (turning an offset back into a function) stays here.
 pub(crate) trait Runner: 'static {
@@ -72,61 +190,20 @@ pub(crate) trait Runner: 'static {
     ) -> std::result::Result<(), String>;
 }
 
-type RunnerTrampoline = fn(usize, &[u8], &mut Vec<u8>) -> std::result::Result<(), String>;
-
-/// A `fn(A) -> R` together with a [`Runner`] for it, as offsets from an anchor function of
-/// this crate, so that it can be sent to another process running the same binary: a forked
-/// child (same addresses) or a spawned one (whose boot checked it runs the same binary).
-/// The same mechanism as [`Entry`], reusable by anything that ships work to its children.
-///
-/// A child trusts its parent: a `FnRef` is only ever decoded from what the parent sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct FnRef {
-    trampoline: isize,
-    target: isize,
-}
-
-impl FnRef {
+impl RunFnRef {
     /// A reference to `f`, run by `K`.
-    pub(crate) fn of<A, R, K>(f: fn(A) -> R) -> FnRef
+    pub(crate) fn of<A, R, K>(f: fn(A) -> R) -> RunFnRef
     where
         A: DeserializeOwned,
         R: Serialize,
         K: Runner,
     {
-        std::hint::black_box(&BOOT);
-        let base = anchor();
-        let t: RunnerTrampoline = run_ref::<A, R, K>;
-        FnRef {
-            trampoline: (t as usize).wrapping_sub(base) as isize,
-            target: (f as usize).wrapping_sub(base) as isize,
-        }
-    }
-
-    /// The raw offsets (for a wire format that writes them itself).
-    pub(crate) fn to_parts(self) -> (i64, i64) {
-        (self.trampoline as i64, self.target as i64)
-    }
-
-    /// Back from [`to_parts`](FnRef::to_parts).
-    pub(crate) fn from_parts(trampoline: i64, target: i64) -> FnRef {
-        FnRef {
-            trampoline: trampoline as isize,
-            target: target as isize,
-        }
+        FnRef::new(run_ref::<A, R, K> as RunTrampoline, f as usize)
     }
 
     /// Calls the referenced function through its runner, in this process.
     pub(crate) fn call(self, input: &[u8], out: &mut Vec<u8>) -> std::result::Result<(), String> {
-        let base = anchor();
-        let tramp = base.wrapping_add(self.trampoline as usize);
-        let target = base.wrapping_add(self.target as usize);
-        // SAFETY: `trampoline` is the offset of a `run_ref::<A, R, K>` instance (type
-        // `RunnerTrampoline`) made by `FnRef::of` in this binary — in the parent of a forked
-        // child (same image, same addresses) or of a spawned child whose `boot` checked the
-        // binary's identity and fingerprint. The child trusts its parent, as for `Entry`.
-        let tramp: RunnerTrampoline =
-            unsafe { std::mem::transmute::<usize, RunnerTrampoline>(tramp) };
+        let (tramp, target) = self.resolve();
         tramp(target, input, out)
     }
 }
@@ -136,8 +213,8 @@ fn run_ref<A: DeserializeOwned, R: Serialize, K: Runner>(
     input: &[u8],
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
-    // SAFETY: `target` was made by `FnRef::of::<A, R, K>` from a `fn(A) -> R` of this same
-    // binary (see `FnRef::call`), relocated by the same anchor.
+    // SAFETY: `target` was made by `RunFnRef::of::<A, R, K>` from a `fn(A) -> R` of this same
+    // binary (see `FnRef::resolve`), relocated by the same anchor.
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
     K::run(f, input, out)
 }
@@ -155,18 +232,6 @@ pub(crate) trait CtxRunner: 'static {
     ) -> std::result::Result<(), String>;
 }
 
-type CtxTrampoline =
-    fn(usize, &mut dyn std::any::Any, &[u8], &mut Vec<u8>) -> std::result::Result<(), String>;
-
-/// [`FnRef`] for a function that takes a context by reference as well as its argument:
-/// `fn(&C, A) -> R`, run by a [`CtxRunner`]. A distinct type, so that one kind of reference
-/// is never called as the other.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct CtxFnRef {
-    trampoline: isize,
-    target: isize,
-}
-
 impl CtxFnRef {
     /// A reference to `f`, run by `K`.
     pub(crate) fn of<C, A, R, K>(f: fn(&C, A) -> R) -> CtxFnRef
@@ -176,26 +241,7 @@ impl CtxFnRef {
         R: Serialize,
         K: CtxRunner,
     {
-        std::hint::black_box(&BOOT);
-        let base = anchor();
-        let t: CtxTrampoline = run_ctx_ref::<C, A, R, K>;
-        CtxFnRef {
-            trampoline: (t as usize).wrapping_sub(base) as isize,
-            target: (f as usize).wrapping_sub(base) as isize,
-        }
-    }
-
-    /// The raw offsets (for a wire format that writes them itself).
-    pub(crate) fn to_parts(self) -> (i64, i64) {
-        (self.trampoline as i64, self.target as i64)
-    }
-
-    /// Back from [`to_parts`](CtxFnRef::to_parts).
-    pub(crate) fn from_parts(trampoline: i64, target: i64) -> CtxFnRef {
-        CtxFnRef {
-            trampoline: trampoline as isize,
-            target: target as isize,
-        }
+        FnRef::new(run_ctx_ref::<C, A, R, K> as CtxTrampoline, f as usize)
     }
 
     /// Calls the referenced function through its runner, in this process.
@@ -205,14 +251,7 @@ impl CtxFnRef {
         input: &[u8],
         out: &mut Vec<u8>,
     ) -> std::result::Result<(), String> {
-        let base = anchor();
-        let tramp = base.wrapping_add(self.trampoline as usize);
-        let target = base.wrapping_add(self.target as usize);
-        // SAFETY: as for `FnRef::call`: `trampoline` is the offset of a
-        // `run_ctx_ref::<C, A, R, K>` instance (type `CtxTrampoline`) made by `CtxFnRef::of`
-        // in this binary, in the parent of a forked child or of a spawned child whose `boot`
-        // checked the binary's identity; the child trusts its parent.
-        let tramp: CtxTrampoline = unsafe { std::mem::transmute::<usize, CtxTrampoline>(tramp) };
+        let (tramp, target) = self.resolve();
         tramp(target, state, input, out)
     }
 }
@@ -224,25 +263,19 @@ fn run_ctx_ref<C: DeserializeOwned + 'static, A: DeserializeOwned, R: Serialize,
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
     // SAFETY: `target` was made by `CtxFnRef::of::<C, A, R, K>` from a `fn(&C, A) -> R` of
-    // this same binary (see `CtxFnRef::call`), relocated by the same anchor.
+    // this same binary (see `FnRef::resolve`), relocated by the same anchor.
     let f: fn(&C, A) -> R = unsafe { std::mem::transmute::<usize, fn(&C, A) -> R>(target) };
     K::run(f, state, input, out)
 }
 
 impl Entry {
+    /// The entry point that runs `f` in a spawned child.
     pub(crate) fn of<A, R, M>(f: fn(A) -> R) -> Entry
     where
         A: DeserializeOwned,
         R: Outcome<M>,
     {
-        // Make sure the constructor that runs spawned children is linked into this binary.
-        std::hint::black_box(&BOOT);
-        let base = anchor();
-        let t: Trampoline = call::<A, R, M>;
-        Entry {
-            trampoline: (t as usize).wrapping_sub(base) as isize,
-            target: (f as usize).wrapping_sub(base) as isize,
-        }
+        FnRef::new(call::<A, R, M> as EntryTrampoline, f as usize)
     }
 }
 
@@ -266,7 +299,7 @@ fn call<A: DeserializeOwned, R: Outcome<M>, M>(
         Ok(a) => super::run_target::<R, M>(super::Sink::Socket(sock), move || f(a)),
         Err(e) => {
             let msg = format!("cannot decode the arguments in the child: {e}");
-            let _ = channel::send_frame(sock.as_fd(), Tag::BadArgs, msg.as_bytes(), &[]);
+            let _ = channel::send_frame(sock.as_fd(), Tag::BadArgs as u8, msg.as_bytes(), &[]);
             1
         }
     }
@@ -362,7 +395,7 @@ pub(crate) fn exec_child(
     };
     let pidfd = proc::pidfd_open(pid).map_err(|e| fail(Error::os("pidfd_open failed", e)))?;
     let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(|f| f.as_fd()).collect();
-    channel::send_frame(parent_sock.as_fd(), Tag::Boot, &frame, &borrowed).map_err(fail)?;
+    channel::send_frame(parent_sock.as_fd(), Tag::Boot as u8, &frame, &borrowed).map_err(fail)?;
     Ok(Started {
         pid,
         link: Link::Socket {
@@ -422,11 +455,11 @@ fn run_spawned(fd: std::ffi::OsString) -> i32 {
     let sock = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
     let _ = rustix::io::fcntl_setfd(&sock, rustix::io::FdFlags::CLOEXEC);
     let fail = |sock: &OwnedFd, msg: String| {
-        let _ = channel::send_frame(sock.as_fd(), Tag::Failed, msg.as_bytes(), &[]);
+        let _ = channel::send_frame(sock.as_fd(), Tag::Failed as u8, msg.as_bytes(), &[]);
         1
     };
     let frame = match FrameReader::default().read_blocking(&sock) {
-        Ok(f) if f.tag == Tag::Boot => f,
+        Ok(f) if Tag::Boot.of(&f) => f,
         Ok(_) => return fail(&sock, "unexpected bootstrap frame".into()),
         Err(e) => return fail(&sock, format!("cannot read the bootstrap frame: {e}")),
     };
@@ -444,11 +477,7 @@ fn run_spawned(fd: std::ffi::OsString) -> i32 {
         }
     }
     current::set(Box::new(boot.who));
-    let base = anchor();
-    let tramp = base.wrapping_add(boot.entry.trampoline as usize);
-    let target = base.wrapping_add(boot.entry.target as usize);
-    // SAFETY: `trampoline` is the offset of a `call::<A, R>` instance (type `Trampoline`) in
-    // this same binary (identity and fingerprint checked above), relocated by the same anchor.
-    let tramp: Trampoline = unsafe { std::mem::transmute::<usize, Trampoline>(tramp) };
+    // The binary's identity and fingerprint are checked above.
+    let (tramp, target) = boot.entry.resolve();
     tramp(target, boot.args, frame.fds, sock)
 }
