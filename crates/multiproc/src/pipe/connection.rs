@@ -723,10 +723,10 @@ impl<C> Connection<C> {
     /// let mut buf = [0u8; 8];
     /// assert_eq!(b.recv_bytes_into(&mut buf, 2)?, 3);
     /// assert_eq!(&buf[2..5], b"abc");
-    /// a.send_bytes(b"too long for it")?;
+    /// let long = b"too long for it";
+    /// a.send_bytes(long)?;
     /// match b.recv_bytes_into(&mut buf, 0) {
-    ///     Err(multiproc::RecvError::BufferTooShort(whole)) => assert_eq!(whole, b"too long for
-    /// it"),
+    ///     Err(multiproc::RecvError::BufferTooShort(whole)) => assert_eq!(whole, long),
     ///     other => panic!("{other:?}"),
     /// }
     /// # Ok::<(), multiproc::Error>(())
