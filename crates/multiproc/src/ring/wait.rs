@@ -168,8 +168,8 @@ impl SharedQueue {
 /// A sleeper count that a waker empties when it wakes them (issue 18): one futex wake per
 /// sleep, not one per commit. The count's word is also the futex word its sleepers sleep on.
 ///
-/// The word holds an epoch (high 16 bits) and a count of registered sleepers (low 15 bits;
-/// bit 15 is kept clear). A sleeper registers (count + 1), then looks at the other side's
+/// The word holds an epoch (bits 16 to 30) and a count of registered sleepers (bits 0 to
+/// 14); the other bits are left as they are (bit 31 is a queue's readiness flag). A sleeper registers (count + 1), then looks at the other side's
 /// commit counter one last time, then sleeps on this word while it holds the value it
 /// registered (any change of the count alone makes it sleep again; a change of epoch ends
 /// the sleep); after the sleep it deregisters (count - 1) only if the epoch is still the one
@@ -195,7 +195,7 @@ impl SharedQueue {
 pub(super) struct Sleepers;
 
 const COUNT_MASK: u32 = 0x7fff;
-const EPOCH_MASK: u32 = 0xffff_0000;
+const EPOCH_MASK: u32 = 0x7fff_0000;
 const EPOCH_ONE: u32 = 1 << 16;
 
 /// How long a sleeper that could not be counted (32,767 others are) sleeps at most.
@@ -240,7 +240,9 @@ impl Sleepers {
             if cur & COUNT_MASK == 0 {
                 return false;
             }
-            let next = (cur & EPOCH_MASK).wrapping_add(EPOCH_ONE);
+            // The next epoch (wrapping within its bits), no count; other bits kept.
+            let epoch = (cur & EPOCH_MASK).wrapping_add(EPOCH_ONE) & EPOCH_MASK;
+            let next = (cur & !(EPOCH_MASK | COUNT_MASK)) | epoch;
             match w.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(c) => cur = c,
@@ -284,9 +286,13 @@ mod tests {
     fn a_full_count_registers_no_more_and_epochs_wrap() {
         let w = AtomicU32::new(COUNT_MASK);
         assert_eq!(Sleepers::register(&w), None);
-        let w = AtomicU32::new(0xffff_0000 | 3);
+        let w = AtomicU32::new(EPOCH_MASK | 3);
         assert!(Sleepers::claim(&w));
         assert_eq!(w.load(Ordering::Relaxed), 0);
+        // Bits outside the epoch and the count are kept.
+        let w = AtomicU32::new(1 << 31 | EPOCH_ONE | 2);
+        assert!(Sleepers::claim(&w));
+        assert_eq!(w.load(Ordering::Relaxed), 1 << 31 | 2 * EPOCH_ONE);
         // Garbage in the reserved bit (another process wrote it) does not break counting.
         let w = AtomicU32::new(0x8000 | 1);
         assert!(Sleepers::claim(&w));
