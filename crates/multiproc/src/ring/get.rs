@@ -34,6 +34,7 @@ impl SharedQueue {
                     self.commit_taken(&mut c, tail);
                     drop(l);
                     self.wake_cseq_sleepers_after_unlock();
+                    self.after_take();
                     self.hints.flowing.store(true, Ordering::Relaxed);
                     return r.map_err(GetStop::Failed);
                 }
@@ -206,6 +207,7 @@ impl SharedQueue {
                 self.wake_cseq_sleepers_after_unlock();
             }
             if n > 0 {
+                self.after_take();
                 return match failure {
                     Some(e) => Err(GetStop::Failed(e)),
                     None => Ok(n),
@@ -215,6 +217,7 @@ impl SharedQueue {
                 return Err(GetStop::Closed);
             }
             if let Wait::No = wait {
+                self.found_empty();
                 return Err(GetStop::Empty);
             }
             let seen = seen_p.expect("an empty get looked at the producers");
@@ -225,6 +228,7 @@ impl SharedQueue {
             if !crate::sys::futex::spin_yield_until_changed(&ctl.p.seq, seen, dl)
                 && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, dl, &mut slice)
             {
+                self.found_empty();
                 return Err(GetStop::Timeout);
             }
         }

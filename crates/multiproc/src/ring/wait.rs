@@ -20,6 +20,10 @@ impl SharedQueue {
         drop(cl);
         drop(pl);
         self.wake_all_sleepers();
+        // A closed queue is ready for good (a get says `Closed` at once).
+        if self.watched() {
+            self.ring_bell(true);
+        }
     }
 
     /// Marks one taken item done.
@@ -83,13 +87,25 @@ impl SharedQueue {
         true
     }
 
-    /// After a producers' commit and the unlock of `pmutex`: wakes getters if any sleep.
+    /// After a producers' commit and the unlock of `pmutex`: wakes getters if any sleep,
+    /// and rings the readiness bell if the queue is watched (`ready.rs`; the same load).
     #[inline]
     pub(super) fn wake_getters(&self) {
         let p = &self.ctl().p;
         fence_after_unlock();
-        if p.getters.load(Ordering::Relaxed) > 0 {
-            futex::wake_all(&p.seq);
+        let getters = p.getters.load(Ordering::Relaxed);
+        if getters > 0 {
+            self.wake_getters_slow(getters);
+        }
+    }
+
+    #[cold]
+    fn wake_getters_slow(&self, getters: u32) {
+        if getters & !WATCHED != 0 {
+            futex::wake_all(&self.ctl().p.seq);
+        }
+        if getters & WATCHED != 0 {
+            self.ring_bell_once();
         }
     }
 
@@ -109,7 +125,10 @@ impl SharedQueue {
     #[inline]
     pub(super) fn wake_cseq_sleepers_fenced(&self) {
         let c = &self.ctl().c;
-        if c.putters.load(Ordering::Relaxed) > 0 || c.joiners.load(Ordering::Relaxed) > 0 {
+        let putters = c.putters.load(Ordering::Relaxed);
+        let joiners = c.joiners.load(Ordering::Relaxed);
+        // The `WATCHED` bit (`ready.rs`) is no sleeper.
+        if putters & !WATCHED != 0 || joiners > 0 {
             futex::wake_all(&c.seq);
         }
     }
