@@ -184,3 +184,132 @@ impl SharedQueue {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+    use super::*;
+
+    fn readable(q: &SharedQueue, t: Duration) -> bool {
+        let fd = q.bell().unwrap();
+        let ts = Timespec {
+            tv_sec: t.as_secs() as i64,
+            tv_nsec: t.subsec_nanos() as i64,
+        };
+        poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&ts)).unwrap() == 1
+    }
+
+    fn put(q: &SharedQueue, v: u8) {
+        q.put_one_with(
+            1,
+            false,
+            |d| {
+                d[0] = v;
+                Ok(())
+            },
+            Wait::No,
+        )
+        .unwrap();
+    }
+
+    fn take(q: &SharedQueue) -> std::result::Result<u8, GetStop> {
+        q.take_one(Wait::No, |f| Ok(f.bytes()[0]))
+    }
+
+    const T: Duration = Duration::from_secs(20);
+    const QUIET: Duration = Duration::from_millis(100);
+
+    /// A process killed while holding the bell's lock, at the worst place (a settle between
+    /// its drain and its look, with a message waiting): the next put takes the lock over and
+    /// rings; the fd is never silent for later messages.
+    #[test]
+    fn a_settler_killed_holding_the_bell_lock_silences_nothing() {
+        let q = SharedQueue::create(1 << 16, None)
+            .unwrap()
+            .with_bell(new_bell().unwrap());
+        q.watch().unwrap();
+        assert!(!readable(&q, QUIET));
+        put(&q, 1);
+        assert!(readable(&q, T));
+        let child = q.clone();
+        crate::Process::fork(move || {
+            let ready = &child.ctl().ready;
+            ready.lock.lock_forever();
+            ready.rung.store(0, Ordering::SeqCst);
+            let mut word = [0u8; 8];
+            let _ = rustix::io::read(child.bell().unwrap(), &mut word);
+            // Exits here, the lock held (as a SIGKILL would leave it): no look, no re-ring.
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        assert!(
+            q.ctl().ready.lock.is_locked(),
+            "the dead child holds the lock"
+        );
+        assert!(!readable(&q, QUIET), "message 1 unannounced (documented)");
+        put(&q, 2);
+        assert!(readable(&q, T), "the next put rings");
+        assert_eq!(take(&q).unwrap(), 1);
+        assert_eq!(take(&q).unwrap(), 2);
+        assert!(matches!(take(&q), Err(GetStop::Empty)));
+        assert!(!readable(&q, QUIET));
+        put(&q, 3);
+        assert!(readable(&q, T));
+    }
+
+    /// A producer killed between its write and setting `rung` (the lock held): the bell
+    /// stays readable, a get that finds nothing settles it, and later puts ring.
+    #[test]
+    fn a_producer_killed_after_its_write_costs_one_wake_up() {
+        let q = SharedQueue::create(1 << 16, None)
+            .unwrap()
+            .with_bell(new_bell().unwrap());
+        q.watch().unwrap();
+        let child = q.clone();
+        crate::Process::fork(move || {
+            let ready = &child.ctl().ready;
+            ready.lock.lock_forever();
+            let _ = rustix::io::write(child.bell().unwrap(), &1u64.to_ne_bytes());
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+        assert!(readable(&q, T), "a spurious wake-up");
+        assert!(matches!(take(&q), Err(GetStop::Empty)));
+        assert!(
+            !readable(&q, QUIET),
+            "settled (the dead holder's lock taken over)"
+        );
+        put(&q, 4);
+        assert!(readable(&q, T));
+        assert_eq!(take(&q).unwrap(), 4);
+        assert!(!readable(&q, QUIET), "the take of the last message settles");
+    }
+
+    /// An unarmed queue never touches the bell; arming announces what is waiting.
+    #[test]
+    fn arming_announces_waiting_messages() {
+        let q = SharedQueue::create(1 << 16, None)
+            .unwrap()
+            .with_bell(new_bell().unwrap());
+        put(&q, 5);
+        assert!(!q.watched());
+        assert!(!readable(&q, QUIET), "unarmed: never written");
+        q.watch().unwrap();
+        assert!(readable(&q, T));
+        assert_eq!(take(&q).unwrap(), 5);
+        assert!(!readable(&q, QUIET));
+    }
+
+    #[test]
+    fn a_bell_must_be_an_eventfd() {
+        let (r, _w) = rustix::pipe::pipe().unwrap();
+        let e = check_bell(r.as_fd()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(check_bell(new_bell().unwrap().as_fd()).is_ok());
+    }
+}
