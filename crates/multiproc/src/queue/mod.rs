@@ -40,15 +40,18 @@
 //! children inherit it; a queue sent to a spawned child or over a `Connection` travels with
 //! it). Asking for it arms it for good, in every process; until then it costs one fd per queue
 //! and nothing on puts and gets, and after it they stay free of system calls except at
-//! transitions:
+//! transitions (a `write` by the first producer after a get found the queue empty, a
+//! `read` by that get):
 //!
 //! - **Turns readable** when a message is put into a queue announced empty (one `write`
 //!   by the first producer after the transition, not one per message), and for good when
 //!   the queue is closed.
 //! - **Stays readable** while a message is waiting (level-triggered).
-//! - **Stops being readable** when a get takes the last message, or finds the queue empty
-//!   (`try_get`'s `Empty`, a timed get that runs out): it drains the eventfd, under the
-//!   consumers' lock, then looks again (one `read`).
+//! - **Stops being readable** when a get finds the queue empty (`try_get`'s `Empty`, a
+//!   timed get that runs out), as a poller's loop does: it drains the eventfd, then looks
+//!   again (one `read`). A get that takes the last message leaves it readable until then
+//!   (at most one spurious wake-up), so a consumer that keeps up with blocking gets on a
+//!   watched queue makes no system call, and nor do its producers (the fd stays rung).
 //! - **A poller** waits for readable, then gets with `try_get` (or `try_get_many`) until
 //!   `Empty`, then polls again: epoll level- or edge-triggered, mio, tokio (`AsyncFd::
 //!   readable`, then `try_io` mapping `Empty` to `WouldBlock`). A wake-up may find nothing

@@ -34,7 +34,6 @@ impl SharedQueue {
                     self.commit_taken(&mut c, tail);
                     drop(l);
                     self.wake_cseq_sleepers_after_unlock();
-                    self.after_take();
                     self.hints.flowing.store(true, Ordering::Relaxed);
                     return r.map_err(GetStop::Failed);
                 }
@@ -207,7 +206,6 @@ impl SharedQueue {
                 self.wake_cseq_sleepers_after_unlock();
             }
             if n > 0 {
-                self.after_take();
                 return match failure {
                     Some(e) => Err(GetStop::Failed(e)),
                     None => Ok(n),

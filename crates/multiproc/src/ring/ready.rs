@@ -16,9 +16,11 @@
 //!   "settled empty" to "holds messages", not one per message (later producers see `rung`
 //!   set and skip, without the lock). Its look at `rung` follows its commit and the fence
 //!   of its mutex's unlock, as for the futex sleepers.
-//! - **A consumer settles** the bell when it takes the last message while `rung` is set,
-//!   and whenever a get finds the queue empty (`try_get`'s `Empty`, a timed get that runs
-//!   out): under the bell's lock it clears `rung`, drains the eventfd (non-blocking
+//! - **A consumer settles** the bell whenever a get finds the queue empty (`try_get`'s
+//!   `Empty`, a timed get that runs out): what a poller's loop ends with. A get that takes
+//!   the last message does not (so a consumer that keeps up with blocking gets makes no
+//!   system call on a watched queue: the bell stays rung, producers skip it); the bell then
+//!   stays readable over an empty queue until some get finds it empty. Under the bell's lock it clears `rung`, drains the eventfd (non-blocking
 //!   `read`), and looks at the queue again (after a `SeqCst` fence); if a message (or the
 //!   close) is there, it writes the eventfd itself and sets `rung`. A producer that
 //!   committed before the clear either set `rung` before it (its write is then drained, but
@@ -138,22 +140,6 @@ impl SharedQueue {
             // EAGAIN only when the counter is near 2^64: readable anyway.
             let _ = rustix::io::write(bell, &1u64.to_ne_bytes());
             self.ctl().ready.rung.store(1, Ordering::SeqCst);
-        }
-    }
-
-    /// After a take committed (and `cmutex` was unlocked): on a watched queue, settles the
-    /// bell if this take emptied a queue whose bell was rung.
-    #[inline(always)]
-    pub(super) fn after_take(&self) {
-        if self.ctl().c.putters.load(Ordering::Relaxed) & WATCHED != 0 {
-            self.after_take_watched();
-        }
-    }
-
-    #[cold]
-    fn after_take_watched(&self) {
-        if self.ctl().ready.rung.load(Ordering::Relaxed) != 0 && self.snapshot().count == 0 {
-            self.settle();
         }
     }
 
@@ -287,7 +273,12 @@ mod tests {
         put(&q, 4);
         assert!(readable(&q, T));
         assert_eq!(take(&q).unwrap(), 4);
-        assert!(!readable(&q, QUIET), "the take of the last message settles");
+        assert!(
+            readable(&q, QUIET),
+            "taking the last message does not settle"
+        );
+        assert!(matches!(take(&q), Err(GetStop::Empty)));
+        assert!(!readable(&q, QUIET), "finding the queue empty settles");
     }
 
     /// An unarmed queue never touches the bell; arming announces what is waiting.
@@ -302,6 +293,7 @@ mod tests {
         q.watch().unwrap();
         assert!(readable(&q, T));
         assert_eq!(take(&q).unwrap(), 5);
+        assert!(matches!(take(&q), Err(GetStop::Empty)));
         assert!(!readable(&q, QUIET));
     }
 

@@ -538,7 +538,8 @@ fn queue_readiness(m: StartMethod, how: &str) {
         quiet("after the messages put during the poll were taken");
         from += n;
     }
-    // Blocking gets that empty the queue settle it too.
+    // Blocking gets that take everything leave it readable (no system call for them); the
+    // get that finds the queue empty settles it.
     ctl.send(&Put::Now { from, n: 3 }).unwrap();
     ctl.poll_timeout(T).unwrap();
     assert_eq!(ctl.recv::<String>().unwrap(), "put");
@@ -546,7 +547,8 @@ fn queue_readiness(m: StartMethod, how: &str) {
     for i in from..from + 3 {
         assert_eq!(q.get().unwrap(), i);
     }
-    quiet("after blocking gets took everything");
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    quiet("after blocking gets took everything and a try_get found it empty");
     ctl.send(&Put::Stop).unwrap();
     p.join().unwrap();
     // Closing makes it readable for good, and a get says so.
@@ -580,6 +582,7 @@ fn simple_and_joinable_queues_have_the_same_fd() {
         s.put(1).unwrap();
         assert!(poll_in(fd, T));
         assert_eq!(s.try_get().unwrap(), 1);
+        assert!(s.try_get().is_err());
         assert_quiet(fd, "drained SimpleQueue");
         let j: JoinableQueue<u8> = JoinableQueue::new().unwrap();
         let fd = j.as_fd().as_raw_fd();
@@ -587,6 +590,7 @@ fn simple_and_joinable_queues_have_the_same_fd() {
         assert!(poll_in(fd, T));
         assert_eq!(j.get().unwrap(), 2);
         j.task_done().unwrap();
+        assert!(j.try_get().is_err());
         assert_quiet(fd, "drained JoinableQueue");
     });
 }
