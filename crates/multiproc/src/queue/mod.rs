@@ -59,8 +59,8 @@
 //! - **Messages already waiting when the fd is first asked for** are announced at once
 //!   (the arming call looks).
 //! - **Faults**: a producer killed between its put and its `write`, or a consumer killed
-//!   inside the drain, can leave waiting messages unannounced until the next put or get on
-//!   the queue; a killed process never leaves the fd silent for later messages. A stale
+//!   inside the drain, can leave waiting messages unannounced until the next put; a killed
+//!   process never leaves the fd silent for later messages. A stale
 //!   `write` costs a poller one spurious wake-up.
 
 mod error;

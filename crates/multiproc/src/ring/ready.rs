@@ -19,10 +19,11 @@
 //! - **A consumer settles** the bell whenever a get finds the queue empty (`try_get`'s
 //!   `Empty`, a timed get that runs out): what a poller's loop ends with. A get that takes
 //!   the last message does not (so a consumer that keeps up with blocking gets makes no
-//!   system call on a watched queue: the bell stays rung, producers skip it); the bell then
-//!   stays readable over an empty queue until some get finds it empty. Under the bell's lock it clears `rung`, drains the eventfd (non-blocking
-//!   `read`), and looks at the queue again (after a `SeqCst` fence); if a message (or the
-//!   close) is there, it writes the eventfd itself and sets `rung`. A producer that
+//!   system call on a watched queue: the bell stays rung, producers skip it); the bell
+//!   then stays readable over an empty queue until some get finds it empty. Under the
+//!   bell's lock, a settle clears `rung`, drains the eventfd (non-blocking `read`), and
+//!   looks at the queue again (after a `SeqCst` fence); if a message (or the close) is
+//!   there, it writes the eventfd itself and sets `rung`. A producer that
 //!   committed before the clear either set `rung` before it (its write is then drained, but
 //!   its message is seen by the look) or sees it clear afterwards and rings.
 //! - **Invariant**: `rung` set means the eventfd is readable. Every writer writes before
@@ -33,7 +34,7 @@
 //!   write comes first, and a dead holder's lock is taken over: it is a robust mutex). A
 //!   producer killed between its commit and its write, or a consumer killed inside a settle
 //!   between the drain and the look, leaves `rung` clear: waiting messages are unannounced
-//!   until the next put (which rings) or the next get (which settles). A killed writer may
+//!   until the next put, which rings. A killed writer may
 //!   leave the bell readable over an empty queue: a poller wakes once, its get finds the
 //!   queue empty and settles.
 //!
