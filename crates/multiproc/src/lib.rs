@@ -60,6 +60,7 @@
 //! | `q.get()` / `q.get(timeout=t)` / `q.get_nowait()` | [`Queue::get`] / [`Queue::get_timeout`] (or [`Queue::get_deadline`]) / [`Queue::try_get`] | `queue.Empty` is `TryGetError::Empty` / `GetTimeoutError::Timeout` |
 //! | `q.qsize()`, `q.empty()`, `q.full()` | [`Queue::len`], [`Queue::is_empty`], [`Queue::is_full`] | snapshots, as in Python |
 //! | one `None` sentinel per consumer | [`Queue::close`] + `for item in &q` | closing ends the stream for every consumer after draining |
+//! | `q._reader.fileno()` (private), to poll a queue | `q.as_raw_fd()`, `AsFd` (also on [`SimpleQueue`], [`JoinableQueue`]) | an eventfd, readable whenever a message is waiting, for poll/epoll/mio/tokio; asking arms it ([readiness](mod@queue#readiness)) |
 //! | — | [`Queue::put_many`], [`Queue::get_many`]`(n)` | one lock per batch; each in the four forms (`try_get_many`, `get_many_timeout`, ...) |
 //! | `Connection.send_bytes` through a queue | [`Queue::put_bytes`], [`Queue::get_bytes`] | raw bytes, no serialization; a typed `get` refuses them (and `get_bytes` a typed message) with an [`ErrorKind::Codec`] error |
 //! | `SimpleQueue()` | [`SimpleQueue::new`] | `put`, `get` (each in the four forms), `is_empty`, `close` |

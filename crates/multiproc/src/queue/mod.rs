@@ -32,12 +32,43 @@
 //! assert!(q.put("late".to_string()).is_err());
 //! # Ok::<(), multiproc::Error>(())
 //! ```
+//!
+//! # Readiness
+//!
+//! A queue's fd (`AsFd`, `AsRawFd`, on [`Queue`], [`SimpleQueue`] and [`JoinableQueue`]) is
+//! its *readiness fd*: an eventfd made with the queue, which handles carry everywhere (forked
+//! children inherit it; a queue sent to a spawned child or over a `Connection` travels with
+//! it). Asking for it arms it for good, in every process; until then it costs one fd per queue
+//! and nothing on puts and gets, and after it they stay free of system calls except at
+//! transitions (a `write` by the first producer after a get found the queue empty, a
+//! `read` by that get):
+//!
+//! - **Turns readable** when a message is put into a queue announced empty (one `write`
+//!   by the first producer after the transition, not one per message), and for good when
+//!   the queue is closed.
+//! - **Stays readable** while a message is waiting (level-triggered).
+//! - **Stops being readable** when a get finds the queue empty (`try_get`'s `Empty`, a
+//!   timed get that runs out), as a poller's loop does: it drains the eventfd, then looks
+//!   again (one `read`). A get that takes the last message leaves it readable until then
+//!   (at most one spurious wake-up), so a consumer that keeps up with blocking gets on a
+//!   watched queue makes no system call, and nor do its producers (the fd stays rung).
+//! - **A poller** waits for readable, then gets with `try_get` (or `try_get_many`) until
+//!   `Empty`, then polls again: epoll level- or edge-triggered, mio, tokio (`AsyncFd::
+//!   readable`, then `try_io` mapping `Empty` to `WouldBlock`). A wake-up may find nothing
+//!   (another consumer took the message): not an error.
+//! - **Messages already waiting when the fd is first asked for** are announced at once
+//!   (the arming call looks).
+//! - **Faults**: a producer killed between its put and its `write`, or a consumer killed
+//!   inside the drain, can leave waiting messages unannounced until the next put; a killed
+//!   process never leaves the fd silent for later messages. A stale
+//!   `write` costs a poller one spurious wake-up.
 
 mod error;
 
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use serde::de::{DeserializeOwned, Error as _};
@@ -51,7 +82,7 @@ use crate::codec::{Codec, Postcard};
 #[allow(unused_imports)] // the docs' links
 use crate::error::ErrorKind;
 use crate::error::{Error, Result, Timeout, WouldBlock};
-use crate::ring::{FrameRef, GetStop, PutStop, SharedQueue, Wait};
+use crate::ring::{check_bell, new_bell, FrameRef, GetStop, PutStop, SharedQueue, Wait};
 use crate::shm::Segment;
 use crate::sys::Deadline;
 
@@ -132,17 +163,63 @@ impl<T, C: Codec> fmt::Debug for Queue<T, C> {
     }
 }
 
+impl<T, C: Codec> AsFd for Queue<T, C> {
+    /// The queue's *readiness fd*: an eventfd that is readable whenever a message is
+    /// waiting (or the queue is closed), for `poll(2)`, `epoll`, mio or tokio's `AsyncFd`.
+    /// Asking for it (in any process, once is enough) arms it; the contract, and what a
+    /// poller must do, are in the [module docs](mod@crate::queue#readiness).
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use multiproc::queue::Queue;
+    /// use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    ///
+    /// let q: Queue<u32> = Queue::new()?;
+    /// let fd = q.as_fd(); // asked once: from now on the fd tells
+    /// q.put(7)?;
+    /// let t = Timespec { tv_sec: 5, tv_nsec: 0 };
+    /// assert_eq!(poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&t))?, 1);
+    /// assert_eq!(q.try_get()?, 7);
+    /// assert!(q.try_get().is_err()); // empty: the fd is settled
+    /// let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+    /// assert_eq!(poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&now))?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[doc(alias = "readiness_fd")]
+    #[doc(alias = "fileno")]
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.shared
+            .watch()
+            .expect("every queue handle carries its readiness fd")
+    }
+}
+
+impl<T, C: Codec> AsRawFd for Queue<T, C> {
+    /// The readiness fd's number: as [`Queue::as_fd`](AsFd::as_fd) (it arms the fd).
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+/// A queue travels as its segment and its readiness eventfd (both fds, see `handle.rs`).
 impl<T, C: Codec> Serialize for Queue<T, C> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.shared.segment().serialize(s)
+        let bell = self.shared.bell().ok_or_else(|| {
+            crate::handle::ser_err::<S::Error>("a queue without its readiness fd")
+        })?;
+        let bell =
+            crate::handle::export_fd(bell, None).map_err(crate::handle::ser_err::<S::Error>)?;
+        (self.shared.segment(), bell).serialize(s)
     }
 }
 
 impl<'de, T, C: Codec> Deserialize<'de> for Queue<T, C> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let seg = Segment::deserialize(d)?;
+        let (seg, bell) = <(Segment, u32)>::deserialize(d)?;
         let shared = SharedQueue::open(seg).map_err(D::Error::custom)?;
-        Ok(Queue::from_shared(shared))
+        let bell = crate::handle::import_fd(bell).map_err(crate::handle::de_err::<D::Error>)?;
+        check_bell(bell.as_fd()).map_err(D::Error::custom)?;
+        Ok(Queue::from_shared(shared.with_bell(bell)))
     }
 }
 
@@ -196,7 +273,7 @@ impl<T, C: Codec> QueueBuilder<T, C> {
     /// shared memory cannot be created.
     pub fn build(self) -> Result<Queue<T, C>> {
         let shared = SharedQueue::create(self.capacity_bytes, self.maxsize.map(|n| n as u64))?;
-        Ok(Queue::from_shared(shared))
+        Ok(Queue::from_shared(shared.with_bell(new_bell()?)))
     }
 }
 
@@ -1165,6 +1242,20 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Iterator for TryIter<'_, T, C> {
 #[serde(bound = "", transparent)]
 pub struct SimpleQueue<T, C: Codec = Postcard>(Queue<T, C>);
 
+impl<T, C: Codec> AsFd for SimpleQueue<T, C> {
+    /// The readiness fd, as [`Queue`]'s ([module docs](mod@crate::queue#readiness)).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl<T, C: Codec> AsRawFd for SimpleQueue<T, C> {
+    /// The readiness fd's number, as [`Queue`]'s.
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 impl<T, C: Codec> Clone for SimpleQueue<T, C> {
     fn clone(&self) -> Self {
         SimpleQueue(self.0.clone())
@@ -1328,6 +1419,21 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "", transparent)]
 pub struct JoinableQueue<T, C: Codec = Postcard>(Queue<T, C>);
+
+impl<T, C: Codec> AsFd for JoinableQueue<T, C> {
+    /// The readiness fd, as [`Queue`]'s ([module docs](mod@crate::queue#readiness)): about
+    /// messages waiting, not about `join`.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl<T, C: Codec> AsRawFd for JoinableQueue<T, C> {
+    /// The readiness fd's number, as [`Queue`]'s.
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
 
 impl<T, C: Codec> Clone for JoinableQueue<T, C> {
     fn clone(&self) -> Self {

@@ -215,6 +215,7 @@ impl SharedQueue {
                 return Err(GetStop::Closed);
             }
             if let Wait::No = wait {
+                self.found_empty();
                 return Err(GetStop::Empty);
             }
             let seen = seen_p.expect("an empty get looked at the producers");
@@ -225,6 +226,7 @@ impl SharedQueue {
             if !crate::sys::futex::spin_until_changed(&ctl.p.seq, seen, dl)
                 && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, dl, &mut slice)
             {
+                self.found_empty();
                 return Err(GetStop::Timeout);
             }
         }

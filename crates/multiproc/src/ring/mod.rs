@@ -12,10 +12,12 @@
 //! 128   pmutex     RawMutex: serializes producers (sync/raw_mutex.rs)
 //! 256   cmutex     RawMutex: serializes consumers
 //! 384   producer   pseq u32 (commit counter), getters u32 (sleeping getters: epoch and
-//!                  count, and their futex word; wait.rs `Sleepers`), pslots [PSlot; 2]
-//!                  {tail, puts, closed}
-//! 512   consumer   cseq u32 (commit counter), putters u32, joiners u32 (sleepers, as
-//!                  getters), cslots [CSlot; 2] {head, gets, done, reclaimed, punch_to}
+//!                  count, and their futex word; wait.rs `Sleepers`; high bit: WATCHED),
+//!                  pslots [PSlot; 2] {tail, puts, closed}
+//! 512   consumer   cseq u32 (commit counter), putters u32 (sleepers, as getters; high bit:
+//!                  WATCHED), joiners u32 (sleepers), cslots [CSlot; 2] {head, gets, done,
+//!                  reclaimed, punch_to}
+//! 640   ready      lock RawMutex, rung u32: the readiness bell (ready.rs; only when watched)
 //! 4096  ring       cap bytes of frames (geometry.rs)
 //! ```
 //!
@@ -125,10 +127,15 @@ mod get;
 #[cfg(test)]
 mod model;
 mod put;
+mod ready;
 mod repair;
 mod wait;
 
+pub(crate) use self::ready::{check_bell, new_bell};
+
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use self::geometry::{Corrupt, Front, Geometry};
@@ -141,6 +148,10 @@ const MAGIC: u64 = u64::from_le_bytes(crate::kinds::magic::QUEUE);
 /// Where the ring starts in the payload.
 const RING_AT: usize = 4096;
 const NO_MAXSIZE: u64 = u64::MAX;
+/// The sticky "someone polls this queue's readiness fd" bit (`ready.rs`): the high bit of
+/// the producers' `getters` and of the consumers' `putters` sleeper counts, so that the one
+/// load each side already makes after a commit also says whether to ring or settle.
+const WATCHED: u32 = 1 << 31;
 /// Sleep slices: a sleeper re-checks at least this often (see "Commit protocol").
 const FIRST_SLICE: Duration = Duration::from_millis(10);
 /// A put that found the queue full first waits (spinning, at most [`BATCH_WAIT`]) until the
@@ -250,6 +261,16 @@ struct Consumer {
     _pad2: [AtomicU64; 4],
 }
 
+/// Readiness (`ready.rs`): written only on a watched queue, once per transition.
+#[repr(C)]
+struct Ready {
+    /// Serializes writing the bell (with setting `rung`) against draining it (`ready.rs`).
+    lock: RawMutex,
+    /// Non-zero once the bell was rung since a consumer last allowed it (`ready.rs`).
+    rung: AtomicU32,
+    _pad: [AtomicU32; 27],
+}
+
 #[repr(C)]
 struct Control {
     config: Config,
@@ -257,6 +278,7 @@ struct Control {
     cmutex: Mutex128,
     p: Producer,
     c: Consumer,
+    ready: Ready,
 }
 
 // SAFETY: every field is an atomic or a RawMutex (itself ShmSafe: atomics only), so every bit
@@ -268,7 +290,9 @@ const _: () = assert!(std::mem::offset_of!(Control, pmutex) == 128);
 const _: () = assert!(std::mem::offset_of!(Control, cmutex) == 256);
 const _: () = assert!(std::mem::offset_of!(Control, p) == 384);
 const _: () = assert!(std::mem::offset_of!(Control, c) == 512);
-const _: () = assert!(std::mem::size_of::<Control>() == 640);
+const _: () = assert!(std::mem::offset_of!(Control, ready) == 640);
+const _: () = assert!(std::mem::size_of::<Control>() == 768);
+const _: () = assert!(std::mem::size_of::<Ready>() == 128);
 
 /// A snapshot of the producers' state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -482,6 +506,9 @@ pub(crate) struct SharedQueue {
     geo: Geometry,
     maxsize: u64,
     hints: Hints,
+    /// The queue's readiness eventfd (`ready.rs`), shared by every handle of a queue; `None`
+    /// for a connection's rings (a connection announces on its socket).
+    bell: Option<Arc<OwnedFd>>,
 }
 
 // SAFETY: the two pointers point into `seg`'s shared mapping, which lives as long as `seg`
@@ -502,6 +529,7 @@ impl Clone for SharedQueue {
             ring: self.ring,
             geo: self.geo,
             maxsize: self.maxsize,
+            bell: self.bell.clone(),
             hints: Hints {
                 tail: AtomicU64::new(h.tail.load(Ordering::Relaxed)),
                 reclaimed: AtomicU64::new(h.reclaimed.load(Ordering::Relaxed)),
@@ -608,6 +636,7 @@ impl SharedQueue {
             .store(maxsize.unwrap_or(NO_MAXSIZE), Ordering::Relaxed);
         c.pmutex.0.init();
         c.cmutex.0.init();
+        c.ready.lock.init();
         c.config.magic.store(MAGIC, Ordering::Release);
         SharedQueue::open_at(seg, base)
     }
@@ -668,6 +697,7 @@ impl SharedQueue {
             geo,
             maxsize,
             hints: Hints::default(),
+            bell: None,
         })
     }
 

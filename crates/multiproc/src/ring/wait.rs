@@ -20,6 +20,10 @@ impl SharedQueue {
         drop(cl);
         drop(pl);
         self.wake_all_sleepers();
+        // A closed queue is ready for good (a get says `Closed` at once).
+        if self.watched() {
+            self.ring_bell(true);
+        }
     }
 
     /// Marks one taken item done.
@@ -107,13 +111,26 @@ impl SharedQueue {
         true
     }
 
-    /// After a producers' commit and the unlock of `pmutex`: wakes getters if any sleep.
+    /// After a producers' commit and the unlock of `pmutex`: wakes getters if any sleep,
+    /// and rings the readiness bell if the queue is watched (`ready.rs`; the same load).
     #[inline]
     pub(super) fn wake_getters(&self) {
         let p = &self.ctl().p;
         fence_after_unlock();
-        if Sleepers::claim(&p.getters) {
+        let getters = p.getters.load(Ordering::Relaxed);
+        if getters & (COUNT_MASK | WATCHED) != 0 {
+            self.wake_getters_slow(getters);
+        }
+    }
+
+    #[cold]
+    fn wake_getters_slow(&self, getters: u32) {
+        let p = &self.ctl().p;
+        if getters & COUNT_MASK != 0 && Sleepers::claim(&p.getters) {
             futex::wake_all(&p.getters);
+        }
+        if getters & WATCHED != 0 {
+            self.ring_bell_once();
         }
     }
 
@@ -133,6 +150,7 @@ impl SharedQueue {
     #[inline]
     pub(super) fn wake_cseq_sleepers_fenced(&self) {
         let c = &self.ctl().c;
+        // (The `WATCHED` bit of `putters`, `ready.rs`, is no sleeper: a claim leaves it.)
         if Sleepers::claim(&c.putters) {
             futex::wake_all(&c.putters);
         }

@@ -8,7 +8,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use multiproc::pipe::TryRecvError;
-use multiproc::{pipe, wait_timeout, Connection, Process, StartMethod};
+use multiproc::queue::TryGetError;
+use multiproc::{
+    pipe, wait_timeout, Connection, JoinableQueue, Process, Queue, SimpleQueue, StartMethod,
+};
 use rustix::event::epoll;
 
 use crate::util::{open_fds, start_with, with_watchdog};
@@ -414,5 +417,433 @@ fn arming_opens_no_fd() {
         assert_eq!(a.recv_bytes().unwrap(), b"2");
         assert_eq!(c.recv_bytes().unwrap(), b"3");
         assert_eq!(open_fds(), before);
+    });
+}
+
+// ----- queues -----
+
+/// Orders for a producing child.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+enum Put {
+    /// Put `n` messages (`i` for `i` in `from..from + n`), then report.
+    Now {
+        from: u32,
+        n: u32,
+    },
+    /// Put them after `delay_ms`, without reporting.
+    Later {
+        from: u32,
+        n: u32,
+        delay_ms: u64,
+    },
+    Stop,
+}
+
+/// The producing child: obeys orders on `ctl`, puts into `q`.
+fn queue_producer((ctl, q): (Connection, Queue<u32>)) {
+    loop {
+        match ctl.recv::<Put>().unwrap() {
+            Put::Now { from, n } => {
+                for i in from..from + n {
+                    q.put(i).unwrap();
+                }
+                ctl.send(&"put").unwrap();
+            }
+            Put::Later { from, n, delay_ms } => {
+                std::thread::sleep(Duration::from_millis(delay_ms));
+                for i in from..from + n {
+                    q.put(i).unwrap();
+                }
+            }
+            Put::Stop => return,
+        }
+    }
+}
+
+/// Takes what is waiting, as a poller does after a wake-up (`try_get` until `Empty`).
+fn take_waiting(q: &Queue<u32>, out: &mut Vec<u32>) {
+    loop {
+        match q.try_get() {
+            Ok(v) => out.push(v),
+            Err(TryGetError::Empty) => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// One poller (this process) on a queue's fd with `how`; the producer is a child started
+/// with `m` (for Spawn the queue travels to it as fds).
+fn queue_readiness(m: StartMethod, how: &str) {
+    let q: Queue<u32> = Queue::new().unwrap();
+    let (ctl, ctl_child) = pipe(true).unwrap();
+    let fd = q.as_raw_fd(); // armed before anything flows
+    let p = start_with(
+        m,
+        Process::builder(),
+        queue_producer,
+        (ctl_child, q.clone()),
+    );
+    let ep = match how {
+        "epoll" => Some(Ep::new(q.as_fd(), false)),
+        "epoll-et" => Some(Ep::new(q.as_fd(), true)),
+        _ => None,
+    };
+    let ready = |t: Duration| match &ep {
+        Some(e) => e.wait(t),
+        None => poll_in(fd, t),
+    };
+    let quiet = |what: &str| {
+        let t0 = Instant::now();
+        assert!(
+            !ready(QUIET),
+            "{how}: {what}: readable with nothing waiting"
+        );
+        assert!(t0.elapsed() >= QUIET - Duration::from_millis(5));
+    };
+    quiet("before any message");
+    let mut from = 0;
+    for n in [1, 2, 500] {
+        // Put before the poll starts (the child reports), then during it.
+        ctl.send(&Put::Now { from, n }).unwrap();
+        ctl.poll_timeout(T).unwrap();
+        assert_eq!(ctl.recv::<String>().unwrap(), "put");
+        assert!(ready(T), "{how}: {n} put before the poll: not readable");
+        if how == "poll" {
+            assert!(poll_in(fd, Duration::ZERO), "level-triggered");
+        }
+        let mut got = Vec::new();
+        take_waiting(&q, &mut got);
+        assert_eq!(got, (from..from + n).collect::<Vec<_>>());
+        quiet("after the last message was taken");
+        from += n;
+
+        ctl.send(&Put::Later {
+            from,
+            n,
+            delay_ms: 30,
+        })
+        .unwrap();
+        let mut got = Vec::new();
+        while got.len() < n as usize {
+            assert!(ready(T), "{how}: {} of {n}, put during the poll", got.len());
+            take_waiting(&q, &mut got);
+        }
+        assert_eq!(got, (from..from + n).collect::<Vec<_>>());
+        // A producer may write the eventfd just after we took its message (its commit is
+        // visible first): one spurious wake-up is allowed; the get that finds nothing
+        // settles it.
+        if ready(QUIET) {
+            assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+        }
+        quiet("after the messages put during the poll were taken");
+        from += n;
+    }
+    // Blocking gets that take everything leave it readable (no system call for them); the
+    // get that finds the queue empty settles it.
+    ctl.send(&Put::Now { from, n: 3 }).unwrap();
+    ctl.poll_timeout(T).unwrap();
+    assert_eq!(ctl.recv::<String>().unwrap(), "put");
+    assert!(ready(T));
+    for i in from..from + 3 {
+        assert_eq!(q.get().unwrap(), i);
+    }
+    assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+    quiet("after blocking gets took everything and a try_get found it empty");
+    ctl.send(&Put::Stop).unwrap();
+    p.join().unwrap();
+    // Closing makes it readable for good, and a get says so.
+    q.close();
+    assert!(ready(T), "{how}: closed");
+    assert!(matches!(q.try_get(), Err(TryGetError::Closed)));
+    assert!(poll_in(fd, Duration::ZERO), "{how}: closed, after a get");
+}
+
+both_methods! {
+    fn queue_fd_with_raw_poll(m) {
+        with_watchdog(LIMIT, move || queue_readiness(m, "poll"));
+    }
+}
+
+both_methods! {
+    fn queue_fd_with_epoll(m) {
+        with_watchdog(LIMIT, move || {
+            queue_readiness(m, "epoll");
+            queue_readiness(m, "epoll-et");
+        });
+    }
+}
+
+#[test]
+fn simple_and_joinable_queues_have_the_same_fd() {
+    with_watchdog(LIMIT, || {
+        let s: SimpleQueue<u8> = SimpleQueue::new().unwrap();
+        let fd = s.as_raw_fd();
+        assert_quiet(fd, "empty SimpleQueue");
+        s.put(1).unwrap();
+        assert!(poll_in(fd, T));
+        assert_eq!(s.try_get().unwrap(), 1);
+        assert!(s.try_get().is_err());
+        assert_quiet(fd, "drained SimpleQueue");
+        let j: JoinableQueue<u8> = JoinableQueue::new().unwrap();
+        let fd = j.as_fd().as_raw_fd();
+        j.put(2).unwrap();
+        assert!(poll_in(fd, T));
+        assert_eq!(j.get().unwrap(), 2);
+        j.task_done().unwrap();
+        assert!(j.try_get().is_err());
+        assert_quiet(fd, "drained JoinableQueue");
+    });
+}
+
+#[test]
+fn messages_waiting_before_the_fd_is_asked_for_are_announced() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<u32> = Queue::new().unwrap();
+        let p = Process::fork({
+            let q = q.clone();
+            move || q.put_many((0..5).collect()).unwrap()
+        })
+        .unwrap();
+        p.join().unwrap();
+        let fd = q.as_raw_fd();
+        assert!(poll_in(fd, T), "put before arming");
+        let mut got = Vec::new();
+        take_waiting(&q, &mut got);
+        assert_eq!(got, [0, 1, 2, 3, 4]);
+        assert_quiet(fd, "drained");
+        // A timed get that runs out on an empty queue leaves it quiet too.
+        assert!(q.get_timeout(Duration::from_millis(1)).is_err());
+        assert_quiet(fd, "after a timed-out get");
+    });
+}
+
+/// A producer that puts `from..from + n` once `go` says so, then reports.
+fn many_producer((go, q, from, n): (Connection, Queue<u32>, u32, u32)) {
+    assert_eq!(go.recv::<String>().unwrap(), "go");
+    for i in from..from + n {
+        q.put(i).unwrap();
+        if i % 64 == 0 {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Two consumers poll the same queue (one is a child armed there); four producers put at
+/// once. Every message is taken exactly once, each poller is woken while any waits, and
+/// the fd is quiet at the end.
+fn many_producers_and_consumers(m: StartMethod) {
+    const N: u32 = 2000;
+    let q: Queue<u32> = Queue::new().unwrap();
+    let fd = q.as_raw_fd();
+    let (res, res_child) = pipe(true).unwrap();
+    let (stop, stop_child) = pipe(true).unwrap();
+    // The child consumer polls until told to stop, then reports what it took.
+    let consumer = start_with(
+        m,
+        Process::builder(),
+        child_consumer,
+        (res_child, stop_child, q.clone()),
+    );
+    assert_eq!(res.recv::<String>().unwrap(), "armed");
+    let mut gos = Vec::new();
+    let mut producers = Vec::new();
+    for k in 0..4 {
+        let (go, go_child) = pipe(true).unwrap();
+        producers.push(start_with(
+            m,
+            Process::builder(),
+            many_producer,
+            (go_child, q.clone(), k * N, N),
+        ));
+        gos.push(go);
+    }
+    for g in &gos {
+        g.send(&"go").unwrap();
+    }
+    let mut mine = Vec::new();
+    let t0 = Instant::now();
+    while producers.iter().any(|p| p.is_alive()) || !q.is_empty() {
+        assert!(t0.elapsed() < LIMIT, "producers did not finish");
+        if poll_in(fd, Duration::from_millis(50)) {
+            take_waiting(&q, &mut mine);
+        }
+    }
+    for p in producers {
+        p.join().unwrap();
+    }
+    take_waiting(&q, &mut mine);
+    stop.send(&"stop").unwrap();
+    let theirs: Vec<u32> = consumer.join().unwrap();
+    let mut all: Vec<u32> = mine.iter().chain(&theirs).copied().collect();
+    all.sort();
+    assert_eq!(
+        all,
+        (0..4 * N).collect::<Vec<_>>(),
+        "each message exactly once"
+    );
+    assert_quiet(fd, "after everything was taken");
+}
+
+/// A consumer that arms the queue's fd in its own process and polls it until `stop` says
+/// so; returns what it took.
+fn child_consumer((res, stop, q): (Connection, Connection, Queue<u32>)) -> Vec<u32> {
+    let fd = q.as_raw_fd();
+    res.send(&"armed").unwrap();
+    let mut got = Vec::new();
+    let sfd = stop.as_raw_fd();
+    loop {
+        if poll_in(fd, Duration::from_millis(20)) {
+            take_waiting(&q, &mut got);
+        }
+        if poll_in(sfd, Duration::ZERO) {
+            take_waiting(&q, &mut got);
+            return got;
+        }
+    }
+}
+
+both_methods! {
+    fn queue_fd_with_many_producers_and_consumers(m) {
+        with_watchdog(LIMIT, move || many_producers_and_consumers(m));
+    }
+}
+
+/// A consumer that takes one message with a blocking get, reports, and waits to be killed;
+/// or (`looping`) keeps taking until killed.
+fn queue_consumer_to_kill((ctl, q, looping): (Connection, Queue<u32>, bool)) {
+    let v = q.get().unwrap();
+    ctl.send(&v).unwrap();
+    if looping {
+        loop {
+            let _ = q.get_timeout(Duration::from_millis(1));
+        }
+    }
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_killed_queue_consumer_leaves_waiting_messages_announced() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<u32> = Queue::new().unwrap();
+        let fd = q.as_raw_fd();
+        let (ctl, ctl_child) = pipe(true).unwrap();
+        let p = start_with(
+            StartMethod::Fork,
+            Process::builder(),
+            queue_consumer_to_kill,
+            (ctl_child, q.clone(), false),
+        );
+        q.put_many(vec![0, 1, 2]).unwrap();
+        ctl.poll_timeout(T).unwrap();
+        assert_eq!(ctl.recv::<u32>().unwrap(), 0);
+        p.kill().unwrap();
+        let _ = p.join();
+        assert!(poll_in(fd, T), "messages left by a killed consumer");
+        let mut got = Vec::new();
+        take_waiting(&q, &mut got);
+        assert_eq!(got, [1, 2]);
+        assert_quiet(fd, "after a killed consumer");
+    });
+}
+
+#[test]
+fn consumers_killed_mid_stream_never_silence_the_fd() {
+    with_watchdog(LIMIT, || {
+        let q: Queue<u32> = Queue::new().unwrap();
+        let fd = q.as_raw_fd();
+        let mut landed = 0;
+        for round in 0..20u32 {
+            // A consumer taking (and settling) in a loop, killed while it runs, while this
+            // process puts: wherever the kill lands, the next put must make the fd readable.
+            let (ctl, ctl_child) = pipe(true).unwrap();
+            let p = start_with(
+                StartMethod::Fork,
+                Process::builder(),
+                queue_consumer_to_kill,
+                (ctl_child, q.clone(), true),
+            );
+            q.put(u32::MAX).unwrap();
+            ctl.poll_timeout(T).unwrap();
+            assert_eq!(ctl.recv::<u32>().unwrap(), u32::MAX);
+            for i in 0..(round * 37) % 200 {
+                q.put(i).unwrap();
+            }
+            p.kill().unwrap();
+            let _ = p.join();
+            let mut left = Vec::new();
+            take_waiting(&q, &mut left);
+            if !left.is_empty() && left.len() < ((round * 37) % 200) as usize {
+                landed += 1; // killed while taking the stream
+            }
+            let _ = poll_in(fd, Duration::ZERO); // whatever a stale write says
+            let _ = q.try_get(); // settles
+            q.put(round).unwrap();
+            assert!(
+                poll_in(fd, T),
+                "round {round}: fd silent after a killed consumer"
+            );
+            assert_eq!(q.try_get().unwrap(), round);
+            assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+            assert_quiet(fd, "after the round");
+        }
+        eprintln!("kills that landed mid-stream: {landed} of 20");
+    });
+}
+
+/// A producer that puts forever (reporting after its first put) until killed.
+fn queue_producer_to_kill((ctl, q): (Connection, Queue<u32>)) {
+    q.put(0).unwrap();
+    ctl.send(&"putting").unwrap();
+    for i in 1.. {
+        q.put(i).unwrap();
+        if q.len() > 10_000 {
+            std::thread::yield_now();
+        }
+    }
+}
+
+both_methods! {
+    fn a_killed_queue_producer_never_silences_the_fd(m) {
+        with_watchdog(LIMIT, move || {
+            let q: Queue<u32> = Queue::new().unwrap();
+            let fd = q.as_raw_fd();
+            for round in 0..10u32 {
+                let (ctl, ctl_child) = pipe(true).unwrap();
+                let p = start_with(m, Process::builder(), queue_producer_to_kill, (ctl_child, q.clone()));
+                ctl.poll_timeout(T).unwrap();
+                assert_eq!(ctl.recv::<String>().unwrap(), "putting");
+                p.kill().unwrap();
+                let _ = p.join();
+                // What it committed is whole and in order; then the fd must work on.
+                let mut got = Vec::new();
+                take_waiting(&q, &mut got);
+                assert!(!got.is_empty());
+                assert_eq!(got, (0..got.len() as u32).collect::<Vec<_>>());
+                q.put(round).unwrap();
+                assert!(poll_in(fd, T), "round {round}: fd silent after a killed producer");
+                assert_eq!(q.try_get().unwrap(), round);
+                assert!(matches!(q.try_get(), Err(TryGetError::Empty)));
+                assert_quiet(fd, "after a killed producer");
+            }
+        });
+    }
+}
+
+#[test]
+fn unarmed_queues_open_one_fd_and_arming_none() {
+    with_watchdog(LIMIT, || {
+        let before = open_fds();
+        let q: Queue<u8> = Queue::new().unwrap();
+        let with_queue = open_fds();
+        // The segment and the eventfd.
+        assert_eq!(
+            with_queue.len(),
+            before.len() + 2,
+            "{before:?} {with_queue:?}"
+        );
+        let _ = q.as_raw_fd();
+        q.put(1).unwrap();
+        assert_eq!(q.get().unwrap(), 1);
+        assert_eq!(open_fds(), with_queue);
     });
 }
