@@ -308,9 +308,9 @@ mod tests {
         assert!(Sleepers::claim(&w));
         assert_eq!(w.load(Ordering::Relaxed), 0);
         // Bits outside the epoch and the count are kept.
-        let w = AtomicU32::new(1 << 31 | EPOCH_ONE | 2);
+        let w = AtomicU32::new((1 << 31) | EPOCH_ONE | 2);
         assert!(Sleepers::claim(&w));
-        assert_eq!(w.load(Ordering::Relaxed), 1 << 31 | 2 * EPOCH_ONE);
+        assert_eq!(w.load(Ordering::Relaxed), (1 << 31) | (2 * EPOCH_ONE));
         // Garbage in the reserved bit (another process wrote it) does not break counting.
         let w = AtomicU32::new(0x8000 | 1);
         assert!(Sleepers::claim(&w));
