@@ -1540,7 +1540,7 @@ mod tests {
     /// observer. `cargo test --release --lib ring::model -- --ignored --nocapture` (about
     /// 58 million states, 5 minutes on the 2-core dev VM).
     #[test]
-    #[ignore]
+    #[ignore = "minutes of model checking: cargo test --release --lib ring::model -- --ignored"]
     fn protocol_full() {
         let mut k = cfg(CAP48_PUNCH, &[&[8, 24]], 1, 1);
         k.batch = 1;
@@ -1570,7 +1570,7 @@ mod tests {
     /// `cargo test --release --lib ring::model -- --ignored --nocapture` (about 35 million
     /// states, 4 minutes).
     #[test]
-    #[ignore]
+    #[ignore = "minutes of model checking: cargo test --release --lib ring::model -- --ignored"]
     fn protocol_full_more_kills() {
         let mut c = cfg(CAP32_KEEP, &[&[8], &[8, 8]], 1, 1);
         c.maxsize = 9;

@@ -541,7 +541,7 @@ mod tests {
     /// Quick look at the uncontended cost (the real numbers come from `bench/`):
     /// `cargo test --release --lib uncontended_cost -- --ignored --nocapture`.
     #[test]
-    #[ignore]
+    #[ignore = "a timing probe, not a check: the real numbers come from bench/"]
     fn uncontended_cost() {
         let m = new();
         let n = 10_000_000u32;

@@ -823,7 +823,7 @@ fn fault_kill_producers_and_consumers() {
 
 /// The full-size run from the issue: `cargo test --release --test it fault_million -- --ignored`.
 #[test]
-#[ignore]
+#[ignore = "the issue's full-size run, minutes long: cargo test --release --test it fault_million -- --ignored"]
 fn fault_million() {
     with_watchdog(Duration::from_secs(600), || fault_run(1_000_000, 200));
 }

@@ -495,7 +495,7 @@ fn counter_two_processes_exact() {
 
 /// The full-size run from the issue: `cargo test --release -- --ignored million`.
 #[test]
-#[ignore]
+#[ignore = "the issue's full-size run, minutes long: cargo test --release -- --ignored million"]
 fn counter_two_processes_million_each_exact() {
     with_watchdog(Duration::from_secs(300), || count_under_lock(1_000_000))
 }
