@@ -74,6 +74,36 @@ pub(crate) mod segment {
     pub(crate) const ALL: &[u8] = &[CONNECTION, POOL_MAILBOX];
 }
 
+/// What a *named* segment holds (its header's `what`, `shm/named.rs`): the facade type, so
+/// that opening a name as the wrong type says which type it is. Sync objects use their
+/// object kind; queues, whose segments all have kind `Queue`, codes of their own.
+pub(crate) mod named {
+    use super::object;
+
+    /// `queue::Queue`.
+    pub(crate) const QUEUE: u32 = 0x100;
+    /// `queue::JoinableQueue` (the same segment as a `Queue`, but `task_done` counts).
+    pub(crate) const JOINABLE_QUEUE: u32 = 0x101;
+
+    /// The type's name, for messages.
+    pub(crate) fn describe(what: u32) -> String {
+        let name = match what {
+            QUEUE => "Queue",
+            JOINABLE_QUEUE => "JoinableQueue",
+            w if w == object::LOCK as u32 => "Lock",
+            w if w == object::RLOCK as u32 => "RLock",
+            w if w == object::SEMAPHORE as u32 => "Semaphore",
+            w if w == object::BOUNDED_SEMAPHORE as u32 => "BoundedSemaphore",
+            w if w == object::EVENT as u32 => "Event",
+            w if w == object::BARRIER as u32 => "Barrier",
+            w if w == object::VALUE as u32 => "Value",
+            w if w == object::ARRAY as u32 => "Array",
+            w => return format!("an unknown kind of object (code {w})"),
+        };
+        format!("a {name}")
+    }
+}
+
 /// Magics at the start of headers and frames.
 pub(crate) mod magic {
     /// Every shared segment's header (`shm/segment.rs`).

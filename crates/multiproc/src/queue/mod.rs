@@ -36,6 +36,8 @@
 mod error;
 #[cfg(test)]
 mod model;
+// Named queues (issue 16): constructors by name, in their own file.
+mod named;
 mod ring;
 pub(crate) mod shared;
 
