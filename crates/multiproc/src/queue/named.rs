@@ -40,24 +40,16 @@ fn expected<T, C>(what: u32) -> String {
 fn create<T, C: Codec>(b: &QueueBuilder<T, C>, name: &str, what: u32) -> Result<Queue<T, C>> {
     let (len, cap) = SharedQueue::area_len(b.capacity_bytes)
         .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "queue capacity too large"))?;
-    let seg = named::create_segment(
-        SegmentKind::Queue,
-        len,
-        identity::<T, C>(what),
-        CONTROL_LEN,
-    )?;
+    let seg = named::create_segment(SegmentKind::Queue, len, identity::<T, C>(what), CONTROL_LEN)?;
     let shared = SharedQueue::create_in(seg.clone(), 0, cap, b.maxsize.map(|n| n as u64))?;
     named::publish(&seg, name)?;
     Ok(Queue::from_shared(shared))
 }
 
 fn open<T, C: Codec>(name: &str, what: u32) -> Result<Queue<T, C>> {
-    let seg = named::open_segment(
-        name,
-        SegmentKind::Queue,
-        identity::<T, C>(what),
-        &|| expected::<T, C>(what),
-    )?;
+    let seg = named::open_segment(name, SegmentKind::Queue, identity::<T, C>(what), &|| {
+        expected::<T, C>(what)
+    })?;
     Ok(Queue::from_shared(SharedQueue::open(seg)?))
 }
 
@@ -164,11 +156,7 @@ impl<T> JoinableQueue<T, Postcard> {
     /// # Errors
     /// As [`JoinableQueue::open_named`] and [`JoinableQueue::create_named`].
     pub fn open_or_create(name: &str) -> Result<Self> {
-        named::open_or_create(
-            name,
-            || Self::open_named(name),
-            || Self::create_named(name),
-        )
+        named::open_or_create(name, || Self::open_named(name), || Self::create_named(name))
     }
 }
 

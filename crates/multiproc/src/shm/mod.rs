@@ -23,8 +23,8 @@ mod shareable_list;
 mod shared_memory;
 pub(crate) mod slots;
 
-pub use shareable_list::{Item, ShareableList};
 pub use named::unlink_named;
+pub use shareable_list::{Item, ShareableList};
 pub use shared_memory::{Element, SharedMemory, View};
 
 #[allow(unused_imports)]

@@ -54,10 +54,10 @@ pub(crate) const PREFIX: &str = "mp.";
 /// The file name in `/dev/shm` for the object name `name`, checked (one non-empty path
 /// component, not too long, no `/` or NUL).
 fn file_name(name: &str) -> Result<String> {
-    if name.starts_with('/') {
+    if name.is_empty() || name.starts_with('/') {
         return Err(Error::new(
             ErrorKind::InvalidArgument,
-            format!("invalid object name {name:?}: it starts with '/'"),
+            format!("invalid object name {name:?}: it is empty or starts with '/'"),
         ));
     }
     let f = format!("{PREFIX}{name}");
@@ -234,8 +234,7 @@ pub(crate) fn unlink_segment(seg: &Segment) -> Result<()> {
         ));
     };
     let file = file_name(name)?;
-    let same =
-        mem::shm_names_file(&file, seg.fd()).map_err(|e| os_error("look up", name, e))?;
+    let same = mem::shm_names_file(&file, seg.fd()).map_err(|e| os_error("look up", name, e))?;
     if !same {
         return Err(Error::new(
             ErrorKind::InvalidState,

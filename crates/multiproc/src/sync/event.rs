@@ -75,7 +75,15 @@ impl fmt::Debug for Event {
     }
 }
 
-named_api!(Event, EventState, crate::kinds::object::EVENT as u32, (), {}, |_s| {}, rest {});
+named_api!(
+    Event,
+    EventState,
+    crate::kinds::object::EVENT as u32,
+    (),
+    {},
+    |_s| {},
+    rest {}
+);
 
 impl Event {
     /// A new event, clear.

@@ -12,6 +12,7 @@ mod fork_refs;
 mod hostile;
 mod layers;
 mod listener;
+mod names;
 mod pipe;
 mod pool;
 mod pool_api;
