@@ -38,6 +38,8 @@ pub(crate) mod object {
     pub(crate) const VALUE: u8 = 8;
     /// `sync::Array` (always its own segment).
     pub(crate) const ARRAY: u8 = 9;
+    /// `sync::Dict` (always its own segment).
+    pub(crate) const DICT: u8 = 10;
     /// The fuzz targets' probe object (`fuzz.rs`, feature `fuzzing`).
     #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     pub(crate) const FUZZ_PROBE: u8 = 14;
@@ -57,6 +59,7 @@ pub(crate) mod object {
         BARRIER,
         VALUE,
         ARRAY,
+        DICT,
         FUZZ_PROBE,
         TEST_RAW_MUTEX,
     ];
@@ -110,6 +113,8 @@ pub(crate) mod magic {
     pub(crate) const SEGMENT: [u8; 8] = *b"MPROCSEG";
     /// A queue's configuration block (`queue/shared.rs`).
     pub(crate) const QUEUE: [u8; 8] = *b"MPQUEUE2";
+    /// A shared dictionary's header (`sync/dict.rs`).
+    pub(crate) const DICT: [u8; 8] = *b"MPDICT01";
     /// A connection's directory header (`pipe/dir.rs`).
     pub(crate) const CONNECTION: [u8; 8] = *b"MPCONN01";
     /// A skip frame in a queue's ring: the rest of the lap is padding (`queue/ring.rs`).
@@ -151,6 +156,7 @@ mod tests {
             magic::QUEUE,
             magic::CONNECTION,
             magic::RING_SKIP,
+            magic::DICT,
         ];
         for (i, a) in eight.iter().enumerate() {
             for b in &eight[i + 1..] {

@@ -1,6 +1,6 @@
 //! Process-shared synchronization that survives its holders: [`Lock`], [`RLock`],
 //! [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`],
-//! [`Array`].
+//! [`Array`]; and [`Dict`], a shared dictionary (Python's `Manager().dict()`).
 //!
 //! Every type is a cheap `Clone` handle to an object in shared memory, and `Serialize` +
 //! `Deserialize` through the crate's fd table, so it can be captured by a forked
@@ -22,7 +22,7 @@
 //!
 //! Shared-object kind codes (`ShmObject::KIND`): Lock 1, RLock 2, Semaphore 3,
 //! BoundedSemaphore 4, Event 5, Condition 6 (segment), Barrier 7 (segment), Value 8,
-//! Array 9 (segment), 15 tests.
+//! Array 9 (segment), Dict 10 (segment), 15 tests.
 
 /// The named-object methods of a sync type whose state is one `Shared<$state>` in field
 /// `inner` (see `shm/named.rs` and docs/names.md): `create_named(name, args..)`,
@@ -116,6 +116,7 @@ macro_rules! named_api {
 
 mod barrier;
 mod condition;
+mod dict;
 mod event;
 mod lock;
 pub(crate) mod raw_mutex;
@@ -125,6 +126,7 @@ mod value;
 pub use crate::error::{OwnerDied, Timeout, WouldBlock};
 pub use barrier::{Barrier, BarrierTimeoutError, BrokenBarrier, TryBarrierError};
 pub use condition::{Condition, ConditionGuard, WaitTimeoutError};
+pub use dict::Dict;
 pub use event::Event;
 pub use lock::{Lock, LockGuard, LockTimeoutError, RLock, RLockGuard, TryLockError};
 #[allow(unused_imports)]

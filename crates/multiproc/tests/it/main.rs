@@ -7,6 +7,7 @@
 mod util;
 
 mod api;
+mod dict;
 mod fork;
 mod fork_refs;
 mod hostile;
