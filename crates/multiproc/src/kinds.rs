@@ -101,6 +101,7 @@ pub(crate) mod named {
             w if w == object::BARRIER as u32 => "Barrier",
             w if w == object::VALUE as u32 => "Value",
             w if w == object::ARRAY as u32 => "Array",
+            w if w == object::DICT as u32 => "Dict",
             w => return format!("an unknown kind of object (code {w})"),
         };
         format!("a {name}")

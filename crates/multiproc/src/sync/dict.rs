@@ -351,6 +351,20 @@ impl<K, V> Dict<K, V> {
         self.len() == 0
     }
 
+    /// The name this dictionary was created or opened under, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name()
+    }
+
+    /// Removes this dictionary's name (those that have it keep it).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] when it has no name or the name now belongs to another
+    /// object; [`ErrorKind::NotFound`] when the name is gone.
+    pub fn unlink(&self) -> Result<()> {
+        crate::shm::named::unlink_segment(&self.seg)
+    }
+
     /// How many entries it can hold.
     pub fn capacity(&self) -> usize {
         self.buckets / 2
@@ -375,6 +389,75 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for 0 entries or sizes too large.
     pub fn with_capacity(entries: usize, entry_bytes: usize) -> Result<Dict<K, V>> {
+        Self::make(entries, entry_bytes, None)
+    }
+
+    /// A new dictionary (as [`with_capacity`](Self::with_capacity)) under the name `name`,
+    /// which unrelated processes of this user open with [`open_named`](Self::open_named)
+    /// (see docs/names.md: the name appears once the table is ready, and stays until
+    /// [`unlink`](Self::unlink) or [`shm::unlink_named`](crate::shm::unlink_named)).
+    ///
+    /// ```
+    /// use multiproc::sync::Dict;
+    /// # let name = format!("doc_dict_named_{}", std::process::id());
+    /// let d: Dict<String, u64> = Dict::create_named(&name, 1024, 64)?;
+    /// let other: Dict<String, u64> = Dict::open_named(&name)?; // in any process of this user
+    /// other.insert(&"hits".to_string(), &1)?;
+    /// assert_eq!(d.get(&"hits".to_string())?, Some(1));
+    /// assert!(Dict::<String, String>::open_named(&name).is_err()); // another type
+    /// d.unlink()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`] when the name is taken; as
+    /// [`with_capacity`](Self::with_capacity).
+    pub fn create_named(name: &str, entries: usize, entry_bytes: usize) -> Result<Dict<K, V>> {
+        Self::make(entries, entry_bytes, Some(name))
+    }
+
+    /// Opens the dictionary named `name`, for the same key and value types.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::InvalidHandle`] when the name holds another
+    /// kind of object, a `Dict` of other types, or a damaged one.
+    pub fn open_named(name: &str) -> Result<Dict<K, V>> {
+        let seg = crate::shm::named::open_segment(
+            name,
+            SegmentKind::Object(KIND),
+            Self::identity(),
+            &|| {
+                format!(
+                    "a Dict<{}, {}>",
+                    std::any::type_name::<K>(),
+                    std::any::type_name::<V>()
+                )
+            },
+        )?;
+        Self::open(seg)
+    }
+
+    /// Opens the dictionary named `name`, or creates it (as
+    /// [`create_named`](Self::create_named)) when there is none.
+    ///
+    /// # Errors
+    /// As [`open_named`](Self::open_named) and [`create_named`](Self::create_named).
+    pub fn open_or_create(name: &str, entries: usize, entry_bytes: usize) -> Result<Dict<K, V>> {
+        crate::shm::named::open_or_create(
+            name,
+            || Self::open_named(name),
+            || Self::create_named(name, entries, entry_bytes),
+        )
+    }
+
+    fn identity() -> crate::shm::Identity {
+        crate::shm::Identity {
+            what: KIND as u32,
+            tag: Self::tag(),
+        }
+    }
+
+    fn make(entries: usize, entry_bytes: usize, name: Option<&str>) -> Result<Dict<K, V>> {
         let too_big = || Error::new(ErrorKind::InvalidArgument, "Dict capacity too large");
         if entries == 0 {
             return Err(Error::new(
@@ -390,7 +473,15 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
             .checked_mul(buckets + 1)
             .and_then(|t| t.checked_add(JOURNAL_AT))
             .ok_or_else(too_big)?;
-        let seg = Segment::create(SegmentKind::Object(KIND), total)?;
+        let seg = match name {
+            None => Segment::create(SegmentKind::Object(KIND), total)?,
+            Some(_) => crate::shm::named::create_segment(
+                SegmentKind::Object(KIND),
+                total,
+                Self::identity(),
+                JOURNAL_AT + Self::bucket_len(entry_bytes),
+            )?,
+        };
         seg.get::<RawMutex>(0).expect("header in bounds").init();
         let w = |at: usize, v: u64| {
             seg.get::<AtomicU64>(at)
@@ -401,7 +492,11 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         w(32, entry_bytes as u64);
         w(48, Self::tag());
         w(16, MAGIC);
-        Self::open(seg)
+        let d = Self::open(seg)?;
+        if let Some(name) = name {
+            crate::shm::named::publish(&d.seg, name)?;
+        }
+        Ok(d)
     }
 
     fn encode_key(key: &K) -> Result<Vec<u8>> {

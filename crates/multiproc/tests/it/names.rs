@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use multiproc::queue::JoinableQueue;
+use multiproc::sync::Dict;
 use multiproc::{
     shm, Array, Barrier, BoundedSemaphore, ErrorKind, Event, Lock, Process, Queue, RLock,
     Semaphore, Value, WouldBlock,
@@ -158,6 +159,15 @@ fn child() {
                 .wait_timeout(Duration::from_secs(60))
                 .unwrap();
             println!("done");
+        }
+        // Counts in a named dictionary, opened (or created) by name.
+        ["dict", n] => {
+            let d = Dict::<String, u64>::open_or_create(n, 64, 64).unwrap();
+            for _ in 0..200 {
+                d.update(&"count".to_string(), |c| Some(c.unwrap_or(0) + 1))
+                    .unwrap();
+            }
+            println!("@counted");
         }
         _ => panic!("unknown role {role:?}"),
     }
@@ -488,5 +498,21 @@ fn hostile_files_and_wrong_types_under_a_name_are_refused() {
         for r in [lock.unlink(), q.unlink(), v.unlink(), a.unlink()] {
             r.unwrap();
         }
+    });
+}
+
+#[test]
+fn a_named_dict_is_shared_by_unrelated_processes() {
+    no_leftovers("dict", || {
+        let n = name("dict");
+        let kids: Vec<Child> = (0..3).map(|_| start(&format!("dict {n}"))).collect();
+        for c in kids {
+            finish(c);
+        }
+        let d = Dict::<String, u64>::open_named(&n).unwrap();
+        assert_eq!(d.get(&"count".to_string()).unwrap(), Some(600));
+        refused(Dict::<String, i64>::open_named(&n), "of another type");
+        refused(Lock::open_named(&n), "is a Dict, not a Lock");
+        d.unlink().unwrap();
     });
 }
