@@ -40,6 +40,8 @@ pub(crate) mod object {
     pub(crate) const ARRAY: u8 = 9;
     /// `sync::Dict` (always its own segment).
     pub(crate) const DICT: u8 = 10;
+    /// `sync::List` (always its own segment).
+    pub(crate) const LIST: u8 = 11;
     /// The fuzz targets' probe object (`fuzz.rs`, feature `fuzzing`).
     #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     pub(crate) const FUZZ_PROBE: u8 = 14;
@@ -60,6 +62,7 @@ pub(crate) mod object {
         VALUE,
         ARRAY,
         DICT,
+        LIST,
         FUZZ_PROBE,
         TEST_RAW_MUTEX,
     ];
@@ -116,6 +119,8 @@ pub(crate) mod magic {
     pub(crate) const QUEUE: [u8; 8] = *b"MPQUEUE2";
     /// A shared dictionary's header (`sync/dict.rs`).
     pub(crate) const DICT: [u8; 8] = *b"MPDICT01";
+    /// A shared list's header (`sync/list.rs`).
+    pub(crate) const LIST: [u8; 8] = *b"MPLIST01";
     /// A connection's directory header (`pipe/dir.rs`).
     pub(crate) const CONNECTION: [u8; 8] = *b"MPCONN01";
     /// A skip frame in a queue's ring: the rest of the lap is padding (`queue/ring.rs`).
@@ -158,6 +163,7 @@ mod tests {
             magic::CONNECTION,
             magic::RING_SKIP,
             magic::DICT,
+            magic::LIST,
         ];
         for (i, a) in eight.iter().enumerate() {
             for b in &eight[i + 1..] {

@@ -1,6 +1,7 @@
 //! Process-shared synchronization that survives its holders: [`Lock`], [`RLock`],
 //! [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`],
-//! [`Array`]; and [`Dict`], a shared dictionary (Python's `Manager().dict()`).
+//! [`Array`]; and [`Dict`] and [`List`], a shared dictionary and list (Python's
+//! `Manager().dict()` and `.list()`).
 //!
 //! Every type is a cheap `Clone` handle to an object in shared memory, and `Serialize` +
 //! `Deserialize` through the crate's fd table, so it can be captured by a forked
@@ -22,7 +23,8 @@
 //!
 //! Shared-object kind codes (`ShmObject::KIND`): Lock 1, RLock 2, Semaphore 3,
 //! BoundedSemaphore 4, Event 5, Condition 6 (segment), Barrier 7 (segment), Value 8,
-//! Array 9 (segment), Dict 10 (segment), 15 tests.
+//! Array 9 (segment), Dict 10 (segment), List 11
+//! (segment), 15 tests.
 
 /// The named-object methods of a sync type whose state is one `Shared<$state>` in field
 /// `inner` (see `shm/named.rs` and docs/names.md): `create_named(name, args..)`,
@@ -118,6 +120,7 @@ mod barrier;
 mod condition;
 mod dict;
 mod event;
+mod list;
 mod lock;
 pub(crate) mod raw_mutex;
 mod semaphore;
@@ -128,6 +131,7 @@ pub use barrier::{Barrier, BarrierTimeoutError, BrokenBarrier, TryBarrierError};
 pub use condition::{Condition, ConditionGuard, WaitTimeoutError};
 pub use dict::Dict;
 pub use event::Event;
+pub use list::List;
 pub use lock::{Lock, LockGuard, LockTimeoutError, RLock, RLockGuard, TryLockError};
 #[allow(unused_imports)]
 pub(crate) use raw_mutex::{Acquired, RawMutex};

@@ -1,9 +1,9 @@
-//! `sync::Dict`: one dictionary used by many processes (forked and spawned), atomic
+//! `sync::Dict` and `sync::List`: one dictionary (list) used by many processes (forked and spawned), atomic
 //! read-modify-write, SIGKILL mid-update, limits and wrong types.
 
 use std::time::Duration;
 
-use multiproc::sync::Dict;
+use multiproc::sync::{Dict, List};
 use multiproc::{ErrorKind, Event, Process};
 
 use crate::util::{sigkill, with_watchdog};
@@ -122,5 +122,106 @@ fn limits_and_wrong_types_are_errors() {
         tx.send(&d).unwrap();
         let same: Dict<u32, String> = rx.recv().unwrap();
         assert_eq!(same.get(&3).unwrap().as_deref(), Some("c"));
+    });
+}
+
+// `sync::List`, the same way.
+
+#[test]
+fn every_process_pushes_and_updates_one_list() {
+    with_watchdog(LIMIT, || {
+        let l: List<u64> = List::with_capacity(1000, 16).unwrap();
+        l.push(&0).unwrap();
+        let kids: Vec<_> = (0..4)
+            .map(|p| {
+                let l = l.clone();
+                Process::fork(move || {
+                    for i in 0..100 {
+                        l.push(&(p * 1000 + i)).unwrap();
+                        l.update(0, |n| n + 1).unwrap();
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        for k in kids {
+            k.join().unwrap();
+        }
+        assert_eq!(l.len(), 401);
+        assert_eq!(l.get(0).unwrap(), Some(400));
+        let mut rest = l.to_vec().unwrap().split_off(1);
+        rest.sort();
+        let want: Vec<u64> = (0..4)
+            .flat_map(|p| (0..100).map(move |i| p * 1000 + i))
+            .collect();
+        assert_eq!(rest, want);
+        let last = l.get(400).unwrap().unwrap();
+        assert_eq!(l.pop().unwrap(), Some(last));
+        assert_eq!(l.len(), 400);
+        assert_eq!(l.get(400).unwrap(), None);
+        l.truncate(1).unwrap();
+        assert_eq!(l.to_vec().unwrap(), vec![400]);
+        l.clear().unwrap();
+        assert_eq!(l.pop().unwrap(), None);
+    });
+}
+
+#[test]
+fn a_list_writer_killed_mid_set_leaves_no_torn_item() {
+    with_watchdog(LIMIT, || {
+        let l: List<Vec<u64>> = List::with_capacity(64, 8200).unwrap();
+        for _ in 0..8 {
+            l.push(&vec![0; 1000]).unwrap();
+        }
+        for round in 0..30u64 {
+            let started = Event::new().unwrap();
+            let child = {
+                let (l, started) = (l.clone(), started.clone());
+                Process::fork(move || {
+                    for n in 0u64.. {
+                        let v = round * 1_000_000 + n;
+                        l.set((n % 8) as usize, &vec![v; 1000]).unwrap();
+                        if n % 3 == 0 && l.len() < 60 {
+                            l.push(&vec![v; 1000]).unwrap();
+                        }
+                        if n % 3 == 1 && l.len() > 8 {
+                            l.pop().unwrap();
+                        }
+                        if n == 20 {
+                            started.set();
+                        }
+                    }
+                })
+                .unwrap()
+            };
+            started.wait_timeout(Duration::from_secs(60)).unwrap();
+            std::thread::sleep(Duration::from_micros(round * 37 % 500));
+            sigkill(child.pid());
+            assert!(child.join().is_err());
+            let items = l.to_vec().unwrap();
+            assert!(items.len() >= 8 && items.len() == l.len());
+            for v in &items {
+                assert_eq!(v.len(), 1000);
+                assert!(v.iter().all(|&x| x == v[0]), "torn item in round {round}");
+            }
+            l.update(0, |v| v).unwrap();
+        }
+    });
+}
+
+#[test]
+fn list_limits_are_errors() {
+    with_watchdog(LIMIT, || {
+        let l: List<String> = List::with_capacity(1, 8).unwrap();
+        let e = l.push(&"far too long for 8 bytes".to_string()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        l.push(&"a".to_string()).unwrap();
+        let e = l.push(&"b".to_string()).unwrap_err();
+        assert!(e.to_string().contains("full"), "{e}");
+        let e = l.set(1, &"b".to_string()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        let e = l.update(0, |_| "x".repeat(50)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(l.to_vec().unwrap(), vec!["a"]);
     });
 }
