@@ -105,6 +105,7 @@ pub(crate) mod named {
             w if w == object::VALUE as u32 => "Value",
             w if w == object::ARRAY as u32 => "Array",
             w if w == object::DICT as u32 => "Dict",
+            w if w == object::LIST as u32 => "List",
             w => return format!("an unknown kind of object (code {w})"),
         };
         format!("a {name}")

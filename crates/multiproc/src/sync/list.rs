@@ -285,6 +285,20 @@ impl<T> List<T> {
         self.len() == 0
     }
 
+    /// The name this list was created or opened under, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name()
+    }
+
+    /// Removes this list's name (those that have it keep it).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] when it has no name or the name now belongs to another
+    /// object; [`ErrorKind::NotFound`] when the name is gone.
+    pub fn unlink(&self) -> Result<()> {
+        crate::shm::named::unlink_segment(&self.seg)
+    }
+
     /// How many items it can hold.
     pub fn capacity(&self) -> usize {
         self.cap
@@ -319,6 +333,77 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     /// # Errors
     /// [`ErrorKind::InvalidArgument`] for sizes too large.
     pub fn with_capacity(capacity: usize, item_bytes: usize) -> Result<List<T>> {
+        Self::make(capacity, item_bytes, None)
+    }
+
+    /// A new list (as [`with_capacity`](Self::with_capacity)) under the name `name`, which
+    /// unrelated processes of this user open with [`open_named`](Self::open_named) (see
+    /// docs/names.md).
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`] when the name is taken; as
+    /// [`with_capacity`](Self::with_capacity).
+    pub fn create_named(name: &str, capacity: usize, item_bytes: usize) -> Result<List<T>> {
+        Self::make(capacity, item_bytes, Some(name))
+    }
+
+    /// Opens the list named `name`, for the same item type.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::InvalidHandle`] when the name holds another
+    /// kind of object, a `List` of another type, or a damaged one.
+    pub fn open_named(name: &str) -> Result<List<T>> {
+        let seg = crate::shm::named::open_segment(
+            name,
+            SegmentKind::Object(KIND),
+            Self::identity(),
+            &|| format!("a List<{}>", std::any::type_name::<T>()),
+        )?;
+        Self::open(seg)
+    }
+
+    /// Opens the list named `name`, or creates it (empty) when there is none.
+    ///
+    /// # Errors
+    /// As [`open_named`](Self::open_named) and [`create_named`](Self::create_named).
+    pub fn open_or_create(name: &str, capacity: usize, item_bytes: usize) -> Result<List<T>> {
+        crate::shm::named::open_or_create(
+            name,
+            || Self::open_named(name),
+            || Self::create_named(name, capacity, item_bytes),
+        )
+    }
+
+    fn identity() -> crate::shm::Identity {
+        crate::shm::Identity {
+            what: KIND as u32,
+            tag: Self::tag(),
+        }
+    }
+
+    /// A new list; in a named segment, published once ready, when `name` is given (and
+    /// holding `first` as its first item when given: a `Namespace`'s value).
+    pub(super) fn make_with(
+        capacity: usize,
+        item_bytes: usize,
+        name: Option<&str>,
+        first: Option<&T>,
+    ) -> Result<List<T>> {
+        let l = Self::make_unpublished(capacity, item_bytes, name.is_some())?;
+        if let Some(item) = first {
+            l.push(item)?;
+        }
+        if let Some(name) = name {
+            crate::shm::named::publish(&l.seg, name)?;
+        }
+        Ok(l)
+    }
+
+    fn make(capacity: usize, item_bytes: usize, name: Option<&str>) -> Result<List<T>> {
+        Self::make_with(capacity, item_bytes, name, None)
+    }
+
+    fn make_unpublished(capacity: usize, item_bytes: usize, named: bool) -> Result<List<T>> {
         let too_big = || Error::new(ErrorKind::InvalidArgument, "List capacity too large");
         if item_bytes > u32::MAX as usize / 2 {
             return Err(too_big());
@@ -327,7 +412,16 @@ impl<T: Serialize + DeserializeOwned> List<T> {
             .checked_mul(capacity.checked_add(1).ok_or_else(too_big)?)
             .and_then(|t| t.checked_add(JOURNAL_AT))
             .ok_or_else(too_big)?;
-        let seg = Segment::create(SegmentKind::Object(KIND), total)?;
+        let seg = if named {
+            crate::shm::named::create_segment(
+                SegmentKind::Object(KIND),
+                total,
+                Self::identity(),
+                JOURNAL_AT + Self::slot_len(item_bytes),
+            )?
+        } else {
+            Segment::create(SegmentKind::Object(KIND), total)?
+        };
         seg.get::<RawMutex>(0).expect("header in bounds").init();
         let w = |at: usize, v: u64| {
             seg.get::<AtomicU64>(at)

@@ -1,7 +1,7 @@
 //! Process-shared synchronization that survives its holders: [`Lock`], [`RLock`],
 //! [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`], [`Value`],
-//! [`Array`]; and [`Dict`] and [`List`], a shared dictionary and list (Python's
-//! `Manager().dict()` and `.list()`).
+//! [`Array`]; and [`Dict`], [`List`] and [`Namespace`]: a shared dictionary, list and typed
+//! value (Python's `Manager().dict()`, `.list()`, `.Namespace()`).
 //!
 //! Every type is a cheap `Clone` handle to an object in shared memory, and `Serialize` +
 //! `Deserialize` through the crate's fd table, so it can be captured by a forked
@@ -122,6 +122,7 @@ mod dict;
 mod event;
 mod list;
 mod lock;
+mod namespace;
 pub(crate) mod raw_mutex;
 mod semaphore;
 mod value;
@@ -133,6 +134,7 @@ pub use dict::Dict;
 pub use event::Event;
 pub use list::List;
 pub use lock::{Lock, LockGuard, LockTimeoutError, RLock, RLockGuard, TryLockError};
+pub use namespace::Namespace;
 #[allow(unused_imports)]
 pub(crate) use raw_mutex::{Acquired, RawMutex};
 pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};

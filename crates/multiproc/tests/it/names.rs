@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use multiproc::queue::JoinableQueue;
-use multiproc::sync::Dict;
+use multiproc::sync::{Dict, List, Namespace};
 use multiproc::{
     shm, Array, Barrier, BoundedSemaphore, ErrorKind, Event, Lock, Process, Queue, RLock,
     Semaphore, Value, WouldBlock,
@@ -167,6 +167,12 @@ fn child() {
                 d.update(&"count".to_string(), |c| Some(c.unwrap_or(0) + 1))
                     .unwrap();
             }
+            let l = List::<u64>::open_or_create(&format!("{n}_list"), 1000, 16).unwrap();
+            for i in 0..50 {
+                l.push(&i).unwrap();
+            }
+            let ns = Namespace::<(u64, String)>::open_named(&format!("{n}_ns")).unwrap();
+            ns.update(|(c, s)| (c + 1, s + "x")).unwrap();
             println!("@counted");
         }
         _ => panic!("unknown role {role:?}"),
@@ -505,6 +511,7 @@ fn hostile_files_and_wrong_types_under_a_name_are_refused() {
 fn a_named_dict_is_shared_by_unrelated_processes() {
     no_leftovers("dict", || {
         let n = name("dict");
+        let ns = Namespace::create_named(&format!("{n}_ns"), &(0u64, String::new()), 64).unwrap();
         let kids: Vec<Child> = (0..3).map(|_| start(&format!("dict {n}"))).collect();
         for c in kids {
             finish(c);
@@ -514,5 +521,20 @@ fn a_named_dict_is_shared_by_unrelated_processes() {
         refused(Dict::<String, i64>::open_named(&n), "of another type");
         refused(Lock::open_named(&n), "is a Dict, not a Lock");
         d.unlink().unwrap();
+        let l = List::<u64>::open_named(&format!("{n}_list")).unwrap();
+        assert_eq!(l.len(), 150);
+        refused(
+            List::<u32>::open_named(&format!("{n}_list")),
+            "of another type",
+        );
+        assert_eq!(ns.get().unwrap(), (3, "xxx".to_string()));
+        let e = Namespace::<u64>::open_named(&format!("{n}_list")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidHandle, "{e}");
+        let pairs = List::<(u64, String)>::create_named(&format!("{n}_pairs"), 4, 64).unwrap();
+        let e = Namespace::<(u64, String)>::open_named(&format!("{n}_pairs")).unwrap_err();
+        assert!(e.to_string().contains("not a Namespace"), "{e}");
+        pairs.unlink().unwrap();
+        l.unlink().unwrap();
+        ns.unlink().unwrap();
     });
 }
