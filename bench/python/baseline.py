@@ -439,6 +439,36 @@ def shm_write_read_1m():
         shm.unlink()
 
 
+def _dict_other(d, stop):
+    i = 0
+    while not stop.is_set():
+        d[i % 100] = i
+        d.get(i % 100)
+        i += 1
+
+
+def dict_get_insert_2p():
+    """us per d[k] = v plus d.get(k) on a Manager().dict(), while another process does the
+    same on it."""
+    with mp.Manager() as m:
+        d = m.dict()
+        stop = mp.Event()
+        p = mp.Process(target=_dict_other, args=(d, stop))
+        p.start()
+        k = [0]
+
+        def once():
+            d[k[0] % 100] = k[0]
+            d.get(k[0] % 100)
+            k[0] += 1
+
+        try:
+            return time_us(samples(15), 200, once)
+        finally:
+            stop.set()
+            p.join()
+
+
 def _listener_echo(path):
     from multiprocessing.connection import Client
     c = Client(path, authkey=b"bench")
@@ -681,6 +711,7 @@ CASES = {
     "hog_event": hog_event,
     "hog_pipe": hog_pipe,
     "hog_queue": hog_queue,
+    "dict_get_insert_2p": dict_get_insert_2p,
 }
 
 

@@ -1,14 +1,23 @@
 //! `SharedMemory` write+read of 1 MiB beside Python's `shared_memory` (and a memcpy floor),
-//! and a `Listener`/`Client` ping-pong over a Unix socket beside Python's.
+//! a `Listener`/`Client` ping-pong over a Unix socket beside Python's, and `sync::Dict`
+//! insert+get while another process does the same, beside Python's `Manager().dict()`.
 
-use multiproc::{Client, Listener, Process, SharedMemory};
+use multiproc::sync::Dict;
+use multiproc::{Client, Event, Listener, Process, SharedMemory};
 
 use crate::harness::{python, time_us, Better, Config, Row};
 
 const MIB: usize = 1 << 20;
 
 pub fn rows(cfg: &Config) -> Vec<Row> {
-    let py = python(&["shm_write_read_1m", "listener_ping_pong"], cfg.quick);
+    let py = python(
+        &[
+            "shm_write_read_1m",
+            "listener_ping_pong",
+            "dict_get_insert_2p",
+        ],
+        cfg.quick,
+    );
     let n = cfg.samples(15);
 
     let shm = SharedMemory::create_unique(MIB).expect("create shared memory");
@@ -50,7 +59,39 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     drop(c);
     echo.join().expect("echo child");
 
+    // Dict: insert + get in this process while a forked one does the same on it.
+    let d: Dict<u64, u64> = Dict::with_capacity(1024, 32).expect("create Dict");
+    let stop = Event::new().expect("event");
+    let other = {
+        let (d, stop) = (d.clone(), stop.clone());
+        Process::fork(move || {
+            let mut i = 0u64;
+            while !stop.is_set() {
+                d.insert(&(i % 100), &i).unwrap();
+                d.get(&(i % 100)).unwrap();
+                i += 1;
+            }
+        })
+        .expect("fork")
+    };
+    let mut k = 0u64;
+    let dict = time_us(n, 2000, || {
+        d.insert(&(k % 100), &k).unwrap();
+        std::hint::black_box(d.get(&(k % 100)).unwrap());
+        k += 1;
+    });
+    stop.set();
+    other.join().expect("dict child");
+
     vec![
+        Row {
+            name: "Dict insert+get, 2 processes".into(),
+            unit: "us",
+            better: Better::Lower,
+            ours: dict,
+            baseline: py.get("dict_get_insert_2p").copied(),
+            reference: None,
+        },
         Row {
             name: "SharedMemory write+read 1 MiB".into(),
             unit: "us",

@@ -38,6 +38,10 @@ pub(crate) mod object {
     pub(crate) const VALUE: u8 = 8;
     /// `sync::Array` (always its own segment).
     pub(crate) const ARRAY: u8 = 9;
+    /// `sync::Dict` (always its own segment).
+    pub(crate) const DICT: u8 = 10;
+    /// `sync::List` (always its own segment).
+    pub(crate) const LIST: u8 = 11;
     /// The fuzz targets' probe object (`fuzz.rs`, feature `fuzzing`).
     #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     pub(crate) const FUZZ_PROBE: u8 = 14;
@@ -57,6 +61,8 @@ pub(crate) mod object {
         BARRIER,
         VALUE,
         ARRAY,
+        DICT,
+        LIST,
         FUZZ_PROBE,
         TEST_RAW_MUTEX,
     ];
@@ -74,12 +80,48 @@ pub(crate) mod segment {
     pub(crate) const ALL: &[u8] = &[CONNECTION, POOL_MAILBOX];
 }
 
+/// What a *named* segment holds (its header's `what`, `shm/named.rs`): the facade type, so
+/// that opening a name as the wrong type says which type it is. Sync objects use their
+/// object kind; queues, whose segments all have kind `Queue`, codes of their own.
+pub(crate) mod named {
+    use super::object;
+
+    /// `queue::Queue`.
+    pub(crate) const QUEUE: u32 = 0x100;
+    /// `queue::JoinableQueue` (the same segment as a `Queue`, but `task_done` counts).
+    pub(crate) const JOINABLE_QUEUE: u32 = 0x101;
+
+    /// The type's name, for messages.
+    pub(crate) fn describe(what: u32) -> String {
+        let name = match what {
+            QUEUE => "Queue",
+            JOINABLE_QUEUE => "JoinableQueue",
+            w if w == object::LOCK as u32 => "Lock",
+            w if w == object::RLOCK as u32 => "RLock",
+            w if w == object::SEMAPHORE as u32 => "Semaphore",
+            w if w == object::BOUNDED_SEMAPHORE as u32 => "BoundedSemaphore",
+            w if w == object::EVENT as u32 => "Event",
+            w if w == object::BARRIER as u32 => "Barrier",
+            w if w == object::VALUE as u32 => "Value",
+            w if w == object::ARRAY as u32 => "Array",
+            w if w == object::DICT as u32 => "Dict",
+            w if w == object::LIST as u32 => "List",
+            w => return format!("an unknown kind of object (code {w})"),
+        };
+        format!("a {name}")
+    }
+}
+
 /// Magics at the start of headers and frames.
 pub(crate) mod magic {
     /// Every shared segment's header (`shm/segment.rs`).
     pub(crate) const SEGMENT: [u8; 8] = *b"MPROCSEG";
     /// A queue's configuration block (`ring/mod.rs`).
     pub(crate) const QUEUE: [u8; 8] = *b"MPQUEUE3";
+    /// A shared dictionary's header (`sync/dict.rs`).
+    pub(crate) const DICT: [u8; 8] = *b"MPDICT01";
+    /// A shared list's header (`sync/list.rs`).
+    pub(crate) const LIST: [u8; 8] = *b"MPLIST01";
     /// A connection's directory header (`pipe/dir.rs`).
     pub(crate) const CONNECTION: [u8; 8] = *b"MPCONN01";
     /// A skip frame in a queue's ring: the rest of the lap is padding (`ring/geometry.rs`).
@@ -121,6 +163,8 @@ mod tests {
             magic::QUEUE,
             magic::CONNECTION,
             magic::RING_SKIP,
+            magic::DICT,
+            magic::LIST,
         ];
         for (i, a) in eight.iter().enumerate() {
             for b in &eight[i + 1..] {

@@ -64,6 +64,8 @@
 //!   `write` costs a poller one spurious wake-up.
 
 mod error;
+// Named queues (issue 16): constructors by name, in their own file.
+mod named;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -185,12 +187,27 @@ impl<T, C: Codec> AsFd for Queue<T, C> {
     /// assert_eq!(poll(&mut [PollFd::new(&fd, PollFlags::IN)], Some(&now))?, 0);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// # Panics
+    /// For a queue opened by name ([`Queue::open_named`] and the rest), which has no
+    /// readiness fd: an eventfd cannot be shared with unrelated processes. Use
+    /// [`Queue::try_as_fd`] where a queue may be named.
     #[doc(alias = "readiness_fd")]
     #[doc(alias = "fileno")]
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.shared
-            .watch()
-            .expect("every queue handle carries its readiness fd")
+        self.try_as_fd().expect(
+            "a queue opened by name has no readiness fd (an eventfd cannot be shared with \
+             unrelated processes): use Queue::try_as_fd",
+        )
+    }
+}
+
+impl<T, C: Codec> Queue<T, C> {
+    /// The readiness fd, armed (as [`as_fd`](AsFd::as_fd)), or `None` for a queue opened by
+    /// name, which has none (an eventfd cannot be shared with unrelated processes; see
+    /// `docs/names.md`).
+    pub fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.shared.watch()
     }
 }
 
@@ -201,22 +218,27 @@ impl<T, C: Codec> AsRawFd for Queue<T, C> {
     }
 }
 
-/// A queue travels as its segment and its readiness eventfd (both fds, see `handle.rs`).
+/// A queue travels as its segment and its readiness eventfd (both fds, see `handle.rs`); a
+/// queue opened by name has no readiness fd and travels without one.
 impl<T, C: Codec> Serialize for Queue<T, C> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let bell = self.shared.bell().ok_or_else(|| {
-            crate::handle::ser_err::<S::Error>("a queue without its readiness fd")
-        })?;
-        let bell =
-            crate::handle::export_fd(bell, None).map_err(crate::handle::ser_err::<S::Error>)?;
+        let bell = match self.shared.bell() {
+            Some(b) => Some(
+                crate::handle::export_fd(b, None).map_err(crate::handle::ser_err::<S::Error>)?,
+            ),
+            None => None,
+        };
         (self.shared.segment(), bell).serialize(s)
     }
 }
 
 impl<'de, T, C: Codec> Deserialize<'de> for Queue<T, C> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let (seg, bell) = <(Segment, u32)>::deserialize(d)?;
+        let (seg, bell) = <(Segment, Option<u32>)>::deserialize(d)?;
         let shared = SharedQueue::open(seg).map_err(D::Error::custom)?;
+        let Some(bell) = bell else {
+            return Ok(Queue::from_shared(shared));
+        };
         let bell = crate::handle::import_fd(bell).map_err(crate::handle::de_err::<D::Error>)?;
         check_bell(bell.as_fd()).map_err(D::Error::custom)?;
         Ok(Queue::from_shared(shared.with_bell(bell)))
@@ -1242,6 +1264,13 @@ impl<T: Serialize + DeserializeOwned, C: Codec> Iterator for TryIter<'_, T, C> {
 #[serde(bound = "", transparent)]
 pub struct SimpleQueue<T, C: Codec = Postcard>(Queue<T, C>);
 
+impl<T, C: Codec> SimpleQueue<T, C> {
+    /// The readiness fd, armed: as [`Queue::try_as_fd`].
+    pub fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.0.try_as_fd()
+    }
+}
+
 impl<T, C: Codec> AsFd for SimpleQueue<T, C> {
     /// The readiness fd, as [`Queue`]'s ([module docs](mod@crate::queue#readiness)).
     fn as_fd(&self) -> BorrowedFd<'_> {
@@ -1419,6 +1448,14 @@ impl<T: Serialize + DeserializeOwned, C: Codec> SimpleQueue<T, C> {
 #[derive(Serialize, Deserialize)]
 #[serde(bound = "", transparent)]
 pub struct JoinableQueue<T, C: Codec = Postcard>(Queue<T, C>);
+
+impl<T, C: Codec> JoinableQueue<T, C> {
+    /// The readiness fd, armed, or `None` for a queue opened by name: as
+    /// [`Queue::try_as_fd`].
+    pub fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.0.try_as_fd()
+    }
+}
 
 impl<T, C: Codec> AsFd for JoinableQueue<T, C> {
     /// The readiness fd, as [`Queue`]'s ([module docs](mod@crate::queue#readiness)): about

@@ -265,6 +265,77 @@ impl<T: ShmObject> Shared<T> {
         Ok(this)
     }
 
+    /// Creates a `T` in a segment of its own named `name` (see `named.rs`): `init` sets it
+    /// up before the name appears. `what` is the facade type (`kinds::named`), `tag` the
+    /// type tag of its contents (0 when not generic).
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`] when the name is taken; a bad name; OS errors.
+    pub(crate) fn create_named(
+        name: &str,
+        what: u32,
+        tag: u64,
+        init: impl FnOnce(&T),
+    ) -> Result<Shared<T>> {
+        let size = std::mem::size_of::<T>();
+        let seg = super::named::create_segment(
+            SegmentKind::Object(T::KIND),
+            size,
+            super::Identity { what, tag },
+            size,
+        )?;
+        let this = Shared {
+            seg,
+            offset: 0,
+            slot: None,
+            _t: PhantomData,
+        };
+        init(this.get());
+        super::named::publish(&this.seg, name)?;
+        Ok(this)
+    }
+
+    /// Opens the `T` named `name`, checking the file as `named.rs` says (`expected` names
+    /// the type for messages).
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::InvalidHandle`] when it is not such an object.
+    pub(crate) fn open_named(
+        name: &str,
+        what: u32,
+        tag: u64,
+        expected: &dyn Fn() -> String,
+    ) -> Result<Shared<T>> {
+        let seg = super::named::open_segment(
+            name,
+            SegmentKind::Object(T::KIND),
+            super::Identity { what, tag },
+            expected,
+        )?;
+        seg.get::<T>(0).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidHandle,
+                format!("shared object {name:?} is too small for its type"),
+            )
+        })?;
+        Ok(Shared {
+            seg,
+            offset: 0,
+            slot: None,
+            _t: PhantomData,
+        })
+    }
+
+    /// The name of a named object.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.seg.name()
+    }
+
+    /// Removes the name of a named object, if it still names this one.
+    pub(crate) fn unlink(&self) -> Result<()> {
+        super::named::unlink_segment(&self.seg)
+    }
+
     /// The shared object.
     #[inline]
     pub(crate) fn get(&self) -> &T {

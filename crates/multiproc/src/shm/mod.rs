@@ -17,17 +17,19 @@
 #![allow(unsafe_code)]
 
 mod arena;
+pub(crate) mod named;
 mod segment;
 mod shareable_list;
 mod shared_memory;
 pub(crate) mod slots;
 
+pub use named::unlink_named;
 pub use shareable_list::{Item, ShareableList};
 pub use shared_memory::{Element, SharedMemory, View};
 
 #[allow(unused_imports)]
 pub(crate) use arena::{Pins, Shared, ShmObject};
-pub(crate) use segment::{Placed, Segment, SegmentKind};
+pub(crate) use segment::{Identity, Placed, Segment, SegmentKind};
 
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 

@@ -7,7 +7,10 @@
 //! 12  kind     u32  SegmentKind code
 //! 16  len      u64  total length of the file (must equal its size)
 //! 24  id       u64  random id, the same in every process (dedupes mappings)
-//! 32  reserved up to HEADER_LEN
+//! 32  what     u32  a named segment's facade type (`kinds::named`); 0 when anonymous
+//! 36  reserved u32
+//! 40  tag      u64  a named segment's type tag (`codec/ident.rs`); 0 when anonymous
+//! 48  reserved up to HEADER_LEN
 //! 64  payload  len - 64 bytes
 //! ```
 //!
@@ -63,12 +66,27 @@ impl SegmentKind {
 }
 
 #[repr(C)]
-struct Header {
+pub(super) struct Header {
     magic: AtomicU64,
     version: AtomicU32,
     kind: AtomicU32,
     len: AtomicU64,
     id: AtomicU64,
+    /// See [`Identity`]; zero in anonymous segments (the bytes were reserved before).
+    pub(super) what: AtomicU32,
+    _reserved: AtomicU32,
+    pub(super) tag: AtomicU64,
+}
+
+/// What a named segment holds beyond its [`SegmentKind`], written in its header by the
+/// creator and compared by every process that opens it by name: the facade type (`what`,
+/// a code of `kinds::named`, never 0) and the type tag of its contents (`codec/ident.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// The facade type (`kinds::named`).
+    pub(crate) what: u32,
+    /// The type tag of what it holds (0 when the facade is not generic).
+    pub(crate) tag: u64,
 }
 
 pub(super) struct Inner {
@@ -76,6 +94,8 @@ pub(super) struct Inner {
     fd: OwnedFd,
     id: u64,
     kind: SegmentKind,
+    /// The name in `/dev/shm` once published or opened by name (`named.rs`).
+    pub(super) name: std::sync::OnceLock<String>,
 }
 
 /// A shared segment; clones share one mapping. Dropping the last clone in a process unmaps it;
@@ -115,14 +135,28 @@ fn random_id() -> u64 {
 impl Segment {
     /// Creates a zero-filled segment with at least `payload_len` payload bytes.
     pub(crate) fn create(kind: SegmentKind, payload_len: usize) -> Result<Segment> {
-        let page = 4096usize;
-        let total = (HEADER_LEN + payload_len)
-            .checked_next_multiple_of(page)
-            .filter(|&t| t as u64 <= MAX_LEN)
-            .ok_or_else(|| {
-                Error::new(ErrorKind::InvalidArgument, "shared segment size too large")
-            })?;
+        let total = Self::total_len(payload_len)?;
         let fd = mem::memfd(c"multiproc", total).context("cannot create shared memory (memfd)")?;
+        Self::init(fd, kind, total, None)
+    }
+
+    /// The file length for `payload_len` payload bytes: header included, whole pages.
+    pub(super) fn total_len(payload_len: usize) -> Result<usize> {
+        HEADER_LEN
+            .checked_add(payload_len)
+            .and_then(|t| t.checked_next_multiple_of(4096))
+            .filter(|&t| t as u64 <= MAX_LEN)
+            .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "shared segment size too large"))
+    }
+
+    /// Maps `fd` (a fresh zero-filled file of `total` bytes that no one else has) and
+    /// writes its header, `identity` included for a named segment.
+    pub(super) fn init(
+        fd: OwnedFd,
+        kind: SegmentKind,
+        total: usize,
+        identity: Option<Identity>,
+    ) -> Result<Segment> {
         let map = Mapping::map(&fd, total).context("cannot map shared memory")?;
         let id = random_id();
         // SAFETY: the mapping is at least HEADER_LEN bytes, page-aligned, and Header is
@@ -132,30 +166,65 @@ impl Segment {
         h.kind.store(kind.code(), Ordering::Relaxed);
         h.len.store(total as u64, Ordering::Relaxed);
         h.id.store(id, Ordering::Relaxed);
+        if let Some(i) = identity {
+            h.what.store(i.what, Ordering::Relaxed);
+            h.tag.store(i.tag, Ordering::Relaxed);
+        }
         h.magic.store(MAGIC, Ordering::Release);
-        let inner = Arc::new(Inner { map, fd, id, kind });
+        let inner = Arc::new(Inner {
+            map,
+            fd,
+            id,
+            kind,
+            name: Default::default(),
+        });
         lock_registry()
             .get_or_insert_with(HashMap::new)
             .insert(id, Arc::downgrade(&inner));
         Ok(Segment(inner))
     }
 
+    /// The header (mapped at least HEADER_LEN bytes: checked at create and open).
+    pub(super) fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least HEADER_LEN bytes and page-aligned; the header holds
+        // only atomics, valid for any bytes a peer wrote; it lives as long as `&self`.
+        unsafe { &*(self.0.map.as_ptr() as *const Header) }
+    }
+
     /// Opens a segment from an fd received from another process, checking that it is a sealed
     /// memfd of a plausible size whose header has our magic, version, `kind` and length. A
     /// segment already mapped in this process is reused.
     ///
+    /// A named segment (`named.rs`: a file in `/dev/shm`, which cannot be sealed) is
+    /// accepted unsealed only when its header says it is named and the file belongs to this
+    /// process's user with no access for others: then only this user can truncate it, who
+    /// can open it by name anyway.
+    ///
     /// # Errors
     /// [`ErrorKind::InvalidHandle`] when any check fails.
     pub(crate) fn open(fd: OwnedFd, kind: SegmentKind) -> Result<Segment> {
-        let bad = |why: &str| {
-            Error::new(
-                ErrorKind::InvalidHandle,
-                format!("received fd is not a valid multiproc segment of kind {kind:?}: {why}"),
-            )
-        };
-        if !mem::check_sealed(fd.as_fd()).unwrap_or(false) {
-            return Err(bad("not a sealed memfd"));
+        let sealed = mem::check_sealed(fd.as_fd()).unwrap_or(false);
+        if !sealed && !mem::is_private_file(fd.as_fd()).unwrap_or(false) {
+            return Err(Self::bad(kind, "not a sealed memfd"));
         }
+        let seg = Self::validate(fd, kind)?;
+        if !sealed && seg.header().what.load(Ordering::Relaxed) == 0 {
+            return Err(Self::bad(kind, "not a sealed memfd"));
+        }
+        Ok(seg)
+    }
+
+    fn bad(kind: SegmentKind, why: &str) -> Error {
+        Error::new(
+            ErrorKind::InvalidHandle,
+            format!("received fd is not a valid multiproc segment of kind {kind:?}: {why}"),
+        )
+    }
+
+    /// Maps `fd` and checks its size and header (magic, version, `kind`, length); a segment
+    /// already mapped in this process is reused.
+    pub(super) fn validate(fd: OwnedFd, kind: SegmentKind) -> Result<Segment> {
+        let bad = |why: &str| Self::bad(kind, why);
         let size = mem::file_size(fd.as_fd()).map_err(|e| bad(&e.to_string()))?;
         if size < HEADER_LEN as u64 || size > MAX_LEN || size % 4096 != 0 {
             return Err(bad(&format!("implausible size {size}")));
@@ -180,14 +249,30 @@ impl Segment {
         let mut reg = lock_registry();
         let reg = reg.get_or_insert_with(HashMap::new);
         if let Some(existing) = reg.get(&id).and_then(Weak::upgrade) {
-            if existing.kind == kind {
+            if existing.kind == kind && mem::same_file(existing.fd.as_fd(), fd.as_fd()) {
                 return Ok(Segment(existing));
             }
         }
-        let inner = Arc::new(Inner { map, fd, id, kind });
+        let inner = Arc::new(Inner {
+            map,
+            fd,
+            id,
+            kind,
+            name: Default::default(),
+        });
         reg.retain(|_, w| w.strong_count() > 0);
         reg.insert(id, Arc::downgrade(&inner));
         Ok(Segment(inner))
+    }
+
+    /// The name in `/dev/shm` of a named segment (`named.rs`).
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.0.name.get().map(String::as_str)
+    }
+
+    /// Remembers the name a segment was published or opened under.
+    pub(super) fn set_name(&self, name: &str) {
+        let _ = self.0.name.set(name.to_string());
     }
 
     /// The fd behind the segment.

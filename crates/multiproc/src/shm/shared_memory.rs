@@ -123,7 +123,7 @@ fn bad_size(size: usize) -> Error {
 
 /// The name as `/dev/shm` knows it: leading `/`s stripped (as glibc's `shm_open` does), then
 /// one non-empty path component.
-fn check_name(name: &str) -> Result<&str> {
+pub(super) fn check_name(name: &str) -> Result<&str> {
     let n = name.trim_start_matches('/');
     let why = if n.is_empty() {
         Some("it is empty")

@@ -249,6 +249,26 @@ impl fmt::Debug for Barrier {
     }
 }
 
+named_api!(
+    Barrier,
+    BarrierState,
+    crate::kinds::object::BARRIER as u32,
+    (parties: u32),
+    {
+        if parties == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a barrier needs at least one party",
+            ));
+        }
+    },
+    |s| {
+        s.lock.init();
+        s.parties.store(parties, Ordering::Relaxed);
+    },
+    rest { action: None }
+);
+
 impl Barrier {
     /// A barrier for `parties` parties.
     ///

@@ -75,6 +75,16 @@ impl fmt::Debug for Event {
     }
 }
 
+named_api!(
+    Event,
+    EventState,
+    crate::kinds::object::EVENT as u32,
+    (),
+    {},
+    |_s| {},
+    rest {}
+);
+
 impl Event {
     /// A new event, clear.
     ///

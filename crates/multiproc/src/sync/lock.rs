@@ -233,6 +233,16 @@ pub struct LockGuard<'a> {
     _not_send: PhantomData<*const ()>,
 }
 
+named_api!(
+    Lock,
+    LockState,
+    crate::kinds::object::LOCK as u32,
+    (),
+    {},
+    |s| { s.raw.init() },
+    rest {}
+);
+
 impl Lock {
     /// A new, unlocked lock in shared memory.
     ///
@@ -427,6 +437,16 @@ pub struct RLockGuard<'a> {
     lock: &'a RLock,
     _not_send: PhantomData<*const ()>,
 }
+
+named_api!(
+    RLock,
+    RLockState,
+    crate::kinds::object::RLOCK as u32,
+    (),
+    {},
+    |s| { s.raw.init() },
+    rest {}
+);
 
 impl RLock {
     /// A new, unlocked re-entrant lock in shared memory.

@@ -329,6 +329,10 @@ pub struct Semaphore {
     inner: Shared<SemState>,
 }
 
+named_api!(Semaphore, SemState, crate::kinds::object::SEMAPHORE as u32, (value: u32), {}, |s| {
+    s.init(value, 0)
+}, rest {});
+
 impl Semaphore {
     /// A semaphore with `value` permits.
     ///
@@ -371,6 +375,23 @@ semaphore_api!(Semaphore);
 pub struct BoundedSemaphore {
     inner: Shared<BoundedSemState>,
 }
+
+named_api!(
+    BoundedSemaphore,
+    BoundedSemState,
+    crate::kinds::object::BOUNDED_SEMAPHORE as u32,
+    (value: u32),
+    {
+        if value == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "a BoundedSemaphore needs at least one permit",
+            ));
+        }
+    },
+    |s| { s.0.init(value, value) },
+    rest {}
+);
 
 impl BoundedSemaphore {
     /// A bounded semaphore with `value` permits, which is also its bound.

@@ -326,6 +326,93 @@ impl<T: ShmSafe> Value<T> {
     }
 }
 
+/// Named values (see docs/names.md): the same methods as the named
+/// [`Lock`](crate::Lock)'s, checked for `T` by its type tag on open (`codec/ident.rs`).
+impl<T: ShmSafe> Value<T> {
+    fn named_what() -> (u32, u64) {
+        (
+            crate::kinds::object::VALUE as u32,
+            crate::codec::ident::tag_of::<T>(),
+        )
+    }
+
+    /// A new value under the name `name`, which unrelated processes of this user open with
+    /// [`open_named`](Self::open_named). The name appears only once the value is set, and
+    /// stays until [`unlink`](Self::unlink) or [`shm::unlink_named`](crate::shm::unlink_named).
+    ///
+    /// ```
+    /// use multiproc::Value;
+    /// # let name = format!("doc_value_named_{}", std::process::id());
+    /// let v = Value::create_named(&name, 1.5f64)?;
+    /// let other = Value::<f64>::open_named(&name)?; // in any process of this user
+    /// other.set(2.5);
+    /// assert_eq!(v.get(), 2.5);
+    /// // The wrong type is refused.
+    /// assert!(Value::<u64>::open_named(&name).is_err());
+    /// v.unlink()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`] when the name is taken; [`ErrorKind::InvalidArgument`]
+    /// for a bad name; OS errors.
+    pub fn create_named(name: &str, value: T) -> Result<Value<T>> {
+        let (what, tag) = Self::named_what();
+        let mut value = Some(value);
+        Ok(Value {
+            inner: Shared::create_named(name, what, tag, |s: &ValueState<T>| {
+                s.lock.init();
+                // SAFETY: nobody else can see the object yet (the name appears after
+                // `init`); the cell is valid and aligned for T.
+                unsafe { s.value.get().write(value.take().expect("init runs once")) };
+            })?,
+        })
+    }
+
+    /// Opens the value named `name`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::InvalidHandle`] when the name holds another
+    /// kind of object, a `Value` of another type, or no multiproc object at all.
+    pub fn open_named(name: &str) -> Result<Value<T>> {
+        let (what, tag) = Self::named_what();
+        Ok(Value {
+            inner: Shared::open_named(name, what, tag, &|| {
+                format!("a Value<{}>", std::any::type_name::<T>())
+            })?,
+        })
+    }
+
+    /// Opens the value named `name`, or creates it holding `value` when there is none.
+    ///
+    /// # Errors
+    /// As [`open_named`](Self::open_named) and [`create_named`](Self::create_named).
+    pub fn open_or_create(name: &str, value: T) -> Result<Value<T>>
+    where
+        T: Copy,
+    {
+        crate::shm::named::open_or_create(
+            name,
+            || Self::open_named(name),
+            || Self::create_named(name, value),
+        )
+    }
+
+    /// The name this value was created or opened under, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.inner.name()
+    }
+
+    /// Removes this value's name (those that have it keep it).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] when it has no name or the name now belongs to another
+    /// object; [`ErrorKind::NotFound`] when the name is gone.
+    pub fn unlink(&self) -> Result<()> {
+        self.inner.unlink()
+    }
+}
+
 impl<T: ShmSafe + Copy> Value<T> {
     /// Reads the value under its lock (Python's `v.value`). A dead previous holder is ignored.
     ///
@@ -557,7 +644,76 @@ impl<T: ShmSafe + Copy> Array<T> {
         Ok(a)
     }
 
+    /// A new array holding a copy of `items` under the name `name`, which unrelated
+    /// processes of this user open with [`open_named`](Self::open_named) (see
+    /// docs/names.md). The name appears once the items are in place.
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`] when the name is taken; [`ErrorKind::InvalidArgument`]
+    /// for a bad name; OS errors (`/dev/shm` full).
+    pub fn create_named(name: &str, items: &[T]) -> Result<Array<T>> {
+        let a = Self::create_in(items.len(), Some(name))?;
+        a.locked().copy_from_slice(items);
+        crate::shm::named::publish(&a.seg, name)?;
+        Ok(a)
+    }
+
+    /// Opens the array named `name`; its length is the creator's.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`]; [`ErrorKind::InvalidHandle`] when the name holds another
+    /// kind of object, an `Array` of another element type, or a damaged one.
+    pub fn open_named(name: &str) -> Result<Array<T>> {
+        let seg = crate::shm::named::open_segment(
+            name,
+            SegmentKind::Object(ARRAY_KIND),
+            Self::identity(),
+            &|| format!("an Array<{}>", std::any::type_name::<T>()),
+        )?;
+        Self::open(seg)
+    }
+
+    /// Opens the array named `name`, or creates it holding `items` when there is none (an
+    /// existing one keeps its own length and contents).
+    ///
+    /// # Errors
+    /// As [`open_named`](Self::open_named) and [`create_named`](Self::create_named).
+    pub fn open_or_create(name: &str, items: &[T]) -> Result<Array<T>> {
+        crate::shm::named::open_or_create(
+            name,
+            || Self::open_named(name),
+            || Self::create_named(name, items),
+        )
+    }
+
+    /// The name this array was created or opened under, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.seg.name()
+    }
+
+    /// Removes this array's name (those that have it keep it).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] when it has no name or the name now belongs to another
+    /// object; [`ErrorKind::NotFound`] when the name is gone.
+    pub fn unlink(&self) -> Result<()> {
+        crate::shm::named::unlink_segment(&self.seg)
+    }
+
     fn create(len: usize) -> Result<Array<T>> {
+        Self::create_in(len, None)
+    }
+
+    /// The identity of a named `Array<T>` (`shm/named.rs`).
+    fn identity() -> crate::shm::Identity {
+        crate::shm::Identity {
+            what: ARRAY_KIND as u32,
+            tag: crate::codec::ident::tag_of::<T>(),
+        }
+    }
+
+    /// An array of `len` zeros, in a named segment (not yet published) when `named`.
+    fn create_in(len: usize, named: Option<&str>) -> Result<Array<T>> {
         if std::mem::align_of::<T>() > DATA_AT {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -568,7 +724,15 @@ impl<T: ShmSafe + Copy> Array<T> {
             .checked_mul(std::mem::size_of::<T>())
             .and_then(|b| b.checked_add(DATA_AT))
             .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "Array too large"))?;
-        let seg = Segment::create(SegmentKind::Object(ARRAY_KIND), bytes)?;
+        let seg = match named {
+            None => Segment::create(SegmentKind::Object(ARRAY_KIND), bytes)?,
+            Some(_) => crate::shm::named::create_segment(
+                SegmentKind::Object(ARRAY_KIND),
+                bytes,
+                Self::identity(),
+                bytes,
+            )?,
+        };
         let lock: &RawMutex = seg.get(0).expect("array header in bounds");
         lock.init();
         let l: &Word = seg.get(16).expect("array header in bounds");

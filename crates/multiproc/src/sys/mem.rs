@@ -204,3 +204,67 @@ pub(crate) fn is_regular_file(fd: BorrowedFd<'_>) -> io::Result<bool> {
     let st = rustix::fs::fstat(fd)?;
     Ok(rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile)
 }
+
+/// True when `fd` and `other` are the same file (same device and inode).
+pub(crate) fn same_file(fd: BorrowedFd<'_>, other: BorrowedFd<'_>) -> bool {
+    match (rustix::fs::fstat(fd), rustix::fs::fstat(other)) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    }
+}
+
+/// True when `fd` is a regular file owned by this process's effective user, with no
+/// permission bits for group or others: only this user can truncate it.
+pub(crate) fn is_private_file(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok(
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::RegularFile
+            && st.st_uid == rustix::process::geteuid().as_raw()
+            && st.st_mode & 0o077 == 0,
+    )
+}
+
+/// A new file of `len` bytes in `/dev/shm` without a name (`O_TMPFILE`, mode 0600), to be
+/// set up and then given a name at once by [`shm_link`]: no process can open a half-made
+/// one, and a crash before the link leaves nothing. The first `alloc` bytes get their pages
+/// now (`fallocate`), so a full `/dev/shm` is an error here rather than a SIGBUS later.
+///
+/// # References
+/// `open(2)` (`O_TMPFILE`, and its example of `linkat` through `/proc/self/fd`).
+pub(crate) fn shm_tmpfile(len: usize, alloc: usize) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        SHM_DIR,
+        OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )?;
+    rustix::fs::ftruncate(&fd, len as u64)?;
+    if alloc > 0 {
+        match rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, alloc.min(len) as u64) {
+            Err(rustix::io::Errno::OPNOTSUPP) | Ok(()) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(fd)
+}
+
+/// Gives the unnamed file `fd` (from [`shm_tmpfile`]) the name `/dev/shm/<name>`; `EEXIST`
+/// when the name is taken (nothing is replaced). `name` must be validated.
+pub(crate) fn shm_link(fd: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    use rustix::fs::{AtFlags, CWD};
+    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    rustix::fs::linkat(
+        CWD,
+        proc_path.as_str(),
+        CWD,
+        shm_path(name).as_str(),
+        AtFlags::SYMLINK_FOLLOW,
+    )?;
+    Ok(())
+}
+
+/// Bytes still free in `/dev/shm` for this user (`statvfs`: available blocks).
+pub(crate) fn shm_available() -> io::Result<u64> {
+    let st = rustix::fs::statvfs(SHM_DIR)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}

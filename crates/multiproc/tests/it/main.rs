@@ -7,11 +7,13 @@
 mod util;
 
 mod api;
+mod dict;
 mod fork;
 mod fork_refs;
 mod hostile;
 mod layers;
 mod listener;
+mod names;
 mod pipe;
 mod pool;
 mod pool_api;

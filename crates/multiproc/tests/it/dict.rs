@@ -1,0 +1,227 @@
+//! `sync::Dict` and `sync::List`: one dictionary (list) used by many processes (forked and spawned), atomic
+//! read-modify-write, SIGKILL mid-update, limits and wrong types.
+
+use std::time::Duration;
+
+use multiproc::sync::{Dict, List};
+use multiproc::{ErrorKind, Event, Process};
+
+use crate::util::{sigkill, with_watchdog};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn add_in_child(d: Dict<String, u64>) -> u64 {
+    for _ in 0..100 {
+        d.update(&"spawned".to_string(), |n| Some(n.unwrap_or(0) + 1))
+            .unwrap();
+    }
+    d.get(&"spawned".to_string()).unwrap().unwrap()
+}
+
+#[test]
+fn every_process_updates_one_dict_atomically() {
+    with_watchdog(LIMIT, || {
+        let d: Dict<String, u64> = Dict::new().unwrap();
+        let kids: Vec<_> = (0..4)
+            .map(|_| {
+                let d = d.clone();
+                Process::fork(move || {
+                    for i in 0..500 {
+                        let k = format!("k{}", i % 10);
+                        d.update(&k, |n| Some(n.unwrap_or(0) + 1)).unwrap();
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        let spawned = Process::spawn(add_in_child, d.clone()).unwrap();
+        for k in kids {
+            k.join().unwrap();
+        }
+        assert_eq!(spawned.join().unwrap(), 100);
+        for i in 0..10 {
+            assert_eq!(d.get(&format!("k{i}")).unwrap(), Some(200));
+        }
+        assert_eq!(d.len(), 11);
+        let mut items = d.items().unwrap();
+        items.sort();
+        assert_eq!(items.len(), 11);
+        assert_eq!(d.remove(&"k3".to_string()).unwrap(), Some(200));
+        assert_eq!(d.get(&"k3".to_string()).unwrap(), None);
+        assert!(!d.contains_key(&"k3".to_string()).unwrap());
+        assert_eq!(d.insert(&"k3".to_string(), &1).unwrap(), None);
+        assert_eq!(d.insert(&"k3".to_string(), &2).unwrap(), Some(1));
+        assert_eq!(d.len(), 11);
+    });
+}
+
+#[test]
+fn a_writer_killed_mid_update_leaves_no_torn_entry_and_no_held_lock() {
+    with_watchdog(LIMIT, || {
+        // Large values, so that a kill often lands inside the copy of one.
+        let d: Dict<u32, Vec<u64>> = Dict::with_capacity(16, 8200).unwrap();
+        for round in 0..30u64 {
+            let started = Event::new().unwrap();
+            let child = {
+                let (d, started) = (d.clone(), started.clone());
+                Process::fork(move || {
+                    for n in 0u64.. {
+                        let v = round * 1_000_000 + n;
+                        d.update(&((n % 8) as u32), |_| Some(vec![v; 1000]))
+                            .unwrap();
+                        if n == 20 {
+                            started.set();
+                        }
+                    }
+                })
+                .unwrap()
+            };
+            started.wait_timeout(Duration::from_secs(60)).unwrap();
+            std::thread::sleep(Duration::from_micros(round * 37 % 500));
+            sigkill(child.pid());
+            assert!(child.join().is_err());
+            // Every entry is one whole value; the count agrees; the lock is free again.
+            let items = d.items().unwrap();
+            assert_eq!(items.len(), d.len());
+            assert_eq!(items.len(), 8);
+            for (_, v) in &items {
+                assert_eq!(v.len(), 1000);
+                assert!(v.iter().all(|&x| x == v[0]), "torn entry in round {round}");
+            }
+            d.update(&0, |v| v).unwrap();
+        }
+    });
+}
+
+#[test]
+fn limits_and_wrong_types_are_errors() {
+    with_watchdog(LIMIT, || {
+        let d: Dict<u32, String> = Dict::with_capacity(2, 16).unwrap();
+        assert_eq!(d.capacity(), 2);
+        d.insert(&1, &"a".to_string()).unwrap();
+        // Too long an entry: refused, nothing changed.
+        let e = d.insert(&1, &"x".repeat(100)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(d.get(&1).unwrap().as_deref(), Some("a"));
+        d.insert(&2, &"b".to_string()).unwrap();
+        let e = d.insert(&3, &"c".to_string()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.to_string().contains("full"), "{e}");
+        // Room again after a removal (its bucket is reused).
+        d.remove(&1).unwrap();
+        d.insert(&3, &"c".to_string()).unwrap();
+        assert_eq!(d.len(), 2);
+        let e = Dict::<u8, u8>::with_capacity(0, 8).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        // A handle received as another type is refused (by the message's type tag; the
+        // segment's own tag is checked too: the unit tests in sync/dict.rs).
+        let (rx, tx) = multiproc::pipe(false).unwrap();
+        tx.send(&d).unwrap();
+        let e = rx.recv::<Dict<u32, u64>>().unwrap_err();
+        assert!(e.to_string().contains("Dict<u32, u64>"), "{e}");
+        tx.send(&d).unwrap();
+        let same: Dict<u32, String> = rx.recv().unwrap();
+        assert_eq!(same.get(&3).unwrap().as_deref(), Some("c"));
+    });
+}
+
+// `sync::List`, the same way.
+
+#[test]
+fn every_process_pushes_and_updates_one_list() {
+    with_watchdog(LIMIT, || {
+        let l: List<u64> = List::with_capacity(1000, 16).unwrap();
+        l.push(&0).unwrap();
+        let kids: Vec<_> = (0..4)
+            .map(|p| {
+                let l = l.clone();
+                Process::fork(move || {
+                    for i in 0..100 {
+                        l.push(&(p * 1000 + i)).unwrap();
+                        l.update(0, |n| n + 1).unwrap();
+                    }
+                })
+                .unwrap()
+            })
+            .collect();
+        for k in kids {
+            k.join().unwrap();
+        }
+        assert_eq!(l.len(), 401);
+        assert_eq!(l.get(0).unwrap(), Some(400));
+        let mut rest = l.to_vec().unwrap().split_off(1);
+        rest.sort();
+        let want: Vec<u64> = (0..4)
+            .flat_map(|p| (0..100).map(move |i| p * 1000 + i))
+            .collect();
+        assert_eq!(rest, want);
+        let last = l.get(400).unwrap().unwrap();
+        assert_eq!(l.pop().unwrap(), Some(last));
+        assert_eq!(l.len(), 400);
+        assert_eq!(l.get(400).unwrap(), None);
+        l.truncate(1).unwrap();
+        assert_eq!(l.to_vec().unwrap(), vec![400]);
+        l.clear().unwrap();
+        assert_eq!(l.pop().unwrap(), None);
+    });
+}
+
+#[test]
+fn a_list_writer_killed_mid_set_leaves_no_torn_item() {
+    with_watchdog(LIMIT, || {
+        let l: List<Vec<u64>> = List::with_capacity(64, 8200).unwrap();
+        for _ in 0..8 {
+            l.push(&vec![0; 1000]).unwrap();
+        }
+        for round in 0..30u64 {
+            let started = Event::new().unwrap();
+            let child = {
+                let (l, started) = (l.clone(), started.clone());
+                Process::fork(move || {
+                    for n in 0u64.. {
+                        let v = round * 1_000_000 + n;
+                        l.set((n % 8) as usize, &vec![v; 1000]).unwrap();
+                        if n % 3 == 0 && l.len() < 60 {
+                            l.push(&vec![v; 1000]).unwrap();
+                        }
+                        if n % 3 == 1 && l.len() > 8 {
+                            l.pop().unwrap();
+                        }
+                        if n == 20 {
+                            started.set();
+                        }
+                    }
+                })
+                .unwrap()
+            };
+            started.wait_timeout(Duration::from_secs(60)).unwrap();
+            std::thread::sleep(Duration::from_micros(round * 37 % 500));
+            sigkill(child.pid());
+            assert!(child.join().is_err());
+            let items = l.to_vec().unwrap();
+            assert!(items.len() >= 8 && items.len() == l.len());
+            for v in &items {
+                assert_eq!(v.len(), 1000);
+                assert!(v.iter().all(|&x| x == v[0]), "torn item in round {round}");
+            }
+            l.update(0, |v| v).unwrap();
+        }
+    });
+}
+
+#[test]
+fn list_limits_are_errors() {
+    with_watchdog(LIMIT, || {
+        let l: List<String> = List::with_capacity(1, 8).unwrap();
+        let e = l.push(&"far too long for 8 bytes".to_string()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        l.push(&"a".to_string()).unwrap();
+        let e = l.push(&"b".to_string()).unwrap_err();
+        assert!(e.to_string().contains("full"), "{e}");
+        let e = l.set(1, &"b".to_string()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        let e = l.update(0, |_| "x".repeat(50)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(l.to_vec().unwrap(), vec!["a"]);
+    });
+}
