@@ -983,3 +983,234 @@ fn stopped_server_is_noticed_by_a_blocked_call() {
     );
     srv.signal(rustix::process::Signal::CONT);
 }
+
+// ---- Pool: tasks by name, at-least-once across worker faults, each result once -----------
+
+const SQUARE: remote::Task<u64, u64> = remote::Task::new("square");
+const BOOM: remote::Task<u64, u64> = remote::Task::new("boom");
+const UNKNOWN: remote::Task<u64, u64> = remote::Task::new("not-registered");
+
+/// Set in a victim worker's process only (after its fork): (url, pool name, the item it
+/// hangs on). The victim signals `<pool>-hang` when it holds that item, then waits for
+/// `<pool>-release`.
+static VICTIM: std::sync::OnceLock<(String, String, u64)> = std::sync::OnceLock::new();
+
+fn square(x: u64) -> u64 {
+    if let Some((url, pool, on)) = VICTIM.get() {
+        if x == *on {
+            let hang = remote::Event::open(url, &format!("{pool}-hang")).unwrap();
+            let release = remote::Event::open(url, &format!("{pool}-release")).unwrap();
+            hang.set().unwrap();
+            release.wait_timeout(Duration::from_secs(120)).unwrap();
+        }
+    }
+    x * x
+}
+
+fn boom(x: u64) -> u64 {
+    assert!(x != 3, "boom at {x}");
+    x
+}
+
+/// A forked worker of `pool`; a victim hangs on item `hang_on`.
+fn pool_worker(url: &str, pool: &str, lease: Duration, hang_on: Option<u64>) -> Process<u64> {
+    let (url, pool) = (url.to_string(), pool.to_string());
+    Process::fork(move || {
+        if let Some(on) = hang_on {
+            VICTIM.set((url.clone(), pool.clone(), on)).unwrap();
+        }
+        remote::Worker::new(&url, &pool)
+            .unwrap()
+            .with_lease(lease)
+            .register(SQUARE, square)
+            .register(BOOM, boom)
+            .run()
+            .unwrap()
+    })
+    .unwrap()
+}
+
+fn inspect_text(url: &str, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args(["inspect", url, name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn pool_map_apply_imap_and_errors() {
+    let Some(srv) = Server::start() else { return };
+    let url = srv.url();
+    with_watchdog(LIMIT, move || {
+        let pool = remote::Pool::open(&url, "maths").unwrap();
+        let workers: Vec<_> = (0..2)
+            .map(|_| pool_worker(&url, "maths", Duration::from_secs(5), None))
+            .collect();
+        let want: Vec<u64> = (0..50u64).map(|x| x * x).collect();
+        assert_eq!(pool.map(SQUARE, 0..50u64).unwrap(), want);
+        assert_eq!(
+            pool.map(SQUARE, Vec::<u64>::new()).unwrap(),
+            Vec::<u64>::new()
+        );
+        assert_eq!(pool.apply(SQUARE, 9).unwrap(), 81);
+        let r = pool.apply_async(SQUARE, 12).unwrap();
+        assert_eq!(r.get_timeout(Duration::from_secs(20)).unwrap(), 144);
+        assert_eq!(r.get().unwrap(), 144, "get again");
+        assert!(r.ready().unwrap());
+        let ordered: Vec<u64> = pool
+            .imap(SQUARE, 0..20u64)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(ordered, want[..20]);
+        let mut any: Vec<u64> = pool
+            .imap_unordered(SQUARE, 0..20u64)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        any.sort();
+        assert_eq!(any, want[..20]);
+        // A panic in a task is that call's error, with its message; the others succeed.
+        let e = pool.map(BOOM, 0..6u64).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ChildPanicked, "{e}");
+        assert!(e.to_string().contains("boom at 3"), "{e}");
+        let each: Vec<_> = pool.imap(BOOM, 0..6u64).unwrap().collect();
+        assert_eq!(each.len(), 6);
+        assert!(each[3].is_err() && each.iter().filter(|r| r.is_ok()).count() == 5);
+        let e = pool.apply(UNKNOWN, 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        // A result not there yet: WouldBlock and Timeout, then it comes.
+        let w = pool.workers().unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w.iter().all(|c| c.lease_left.is_some()
+            && c.worker
+                .as_deref()
+                .is_some_and(|d| d.contains("tasks boom,square"))));
+        let text = inspect_text(&url, "maths");
+        assert_eq!(text.matches("  worker ").count(), 2, "{text}");
+        assert!(text.contains("tasks boom,square): alive, lease"), "{text}");
+        // Closing ends the workers' runs once the queue is drained; new calls are refused.
+        pool.close().unwrap();
+        let e = pool.apply_async(SQUARE, 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Closed);
+        let mut ran = 0;
+        for w in workers {
+            ran += util::join_within(&w, Duration::from_secs(20)).expect("worker ends");
+        }
+        assert_eq!(ran, 50 + 1 + 1 + 20 + 20 + 6 + 6 + 1);
+        assert!(
+            pool.workers().unwrap().is_empty(),
+            "clean exits leave no record"
+        );
+        let info = pool.info().unwrap();
+        assert_eq!((info.ready, info.unfinished), (0, 0));
+    });
+}
+
+/// Counts the entries of every replies stream of `pool` (one per published result).
+fn published(srv: &Server, pool: &str) -> Vec<usize> {
+    let mut c = srv.raw();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{mpq:{pool}}}:replies:*"))
+        .query(&mut c)
+        .unwrap();
+    keys.iter()
+        .map(|k| redis::cmd("XLEN").arg(k).query(&mut c).unwrap())
+        .collect()
+}
+
+#[test]
+fn pool_worker_killed_mid_task_its_call_runs_again_each_result_once() {
+    let Some(srv) = Server::start() else { return };
+    let url = srv.url();
+    with_watchdog(LIMIT, move || {
+        let lease = Duration::from_millis(300);
+        let pool = remote::Pool::open(&url, "crash").unwrap();
+        let hang = remote::Event::open(&url, "crash-hang").unwrap();
+        let victim = pool_worker(&url, "crash", lease, Some(7));
+        let r = pool.map_async(SQUARE, 0..20u64).unwrap();
+        // The victim ran 0..=6 and holds 7.
+        hang.wait_timeout(Duration::from_secs(20)).unwrap();
+        assert!(matches!(
+            r.try_get(),
+            Err(multiproc::pool::TryGetError::WouldBlock)
+        ));
+        let w = pool.workers().unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].in_flight, 1);
+        let pid = victim.pid();
+        assert!(w[0]
+            .worker
+            .as_deref()
+            .unwrap()
+            .contains(&format!("pid {pid} ")));
+        let text = inspect_text(&url, "crash");
+        assert!(
+            text.contains(&format!("pid {pid} tasks boom,square): alive, lease"))
+                && text.contains(", 1 in flight"),
+            "{text}"
+        );
+        assert_eq!(published(&srv, "crash"), vec![7], "0..=6 published");
+        victim.kill().unwrap();
+        assert!(victim.join().is_err());
+        // Another worker gets 7 back once the lease ran out, and the rest.
+        let healthy = pool_worker(&url, "crash", lease, None);
+        let t0 = Instant::now();
+        let got = r.get_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(got, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        assert_eq!(published(&srv, "crash"), vec![20], "each result once");
+        util::until("the dead worker is reaped", || {
+            pool.workers().unwrap().len() == 1
+        });
+        pool.close().unwrap();
+        assert_eq!(
+            util::join_within(&healthy, Duration::from_secs(20)).expect("worker ends"),
+            13
+        );
+        assert_eq!(pool.info().unwrap().unfinished, 0);
+        drop(r);
+        assert!(
+            published(&srv, "crash").is_empty(),
+            "the results are deleted"
+        );
+    });
+}
+
+#[test]
+fn pool_worker_stopped_past_its_lease_finishes_late_and_is_refused() {
+    let Some(srv) = Server::start() else { return };
+    let url = srv.url();
+    with_watchdog(LIMIT, move || {
+        let lease = Duration::from_millis(300);
+        let pool = remote::Pool::open(&url, "slow").unwrap();
+        let hang = remote::Event::open(&url, "slow-hang").unwrap();
+        let release = remote::Event::open(&url, "slow-release").unwrap();
+        let victim = pool_worker(&url, "slow", lease, Some(3));
+        let mut it = pool.imap_unordered(SQUARE, 0..10u64).unwrap();
+        hang.wait_timeout(Duration::from_secs(20)).unwrap();
+        stop(victim.pid(), rustix::process::Signal::STOP);
+        // Past its lease, another worker runs 3 again, and the rest.
+        let healthy = pool_worker(&url, "slow", lease, None);
+        let mut got = Vec::new();
+        while let Some(r) = it.next_timeout(Duration::from_secs(30)) {
+            got.push(r.unwrap());
+        }
+        got.sort();
+        assert_eq!(got, (0..10u64).map(|x| x * x).collect::<Vec<_>>());
+        // The victim wakes, finishes 3 late: its result is refused, not published twice.
+        stop(victim.pid(), rustix::process::Signal::CONT);
+        release.set().unwrap();
+        pool.close().unwrap();
+        assert_eq!(
+            util::join_within(&victim, Duration::from_secs(20)).expect("victim ends"),
+            4,
+            "it ran 0..=3"
+        );
+        assert_eq!(published(&srv, "slow"), vec![10], "each result once");
+        util::join_within(&healthy, Duration::from_secs(20)).expect("worker ends");
+        assert_eq!(pool.info().unwrap().unfinished, 0);
+    });
+}

@@ -56,6 +56,9 @@ const ID_LEN: usize = 16;
 /// The default lease of a [`JoinableQueue`] consumer.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
+/// How long a remote pool's replies stay on the server after the last one was added.
+pub(crate) const REPLY_TTL: Duration = Duration::from_secs(24 * 3600);
+
 const PUT: &str = r"
 local kind = redis.call('HGET', KEYS[2], 'kind')
 if not kind then
@@ -219,7 +222,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
 ";
 
-/// KEYS consumers inflight items; ARGV cid. Moves a dead consumer's items back to the head.
+/// KEYS consumers inflight items workers; ARGV cid. Moves a dead consumer's items back to
+/// the head, and forgets it (with its description, if it was a pool's worker).
 const REAP: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -228,12 +232,19 @@ if dl and tonumber(dl) > now then return -1 end
 local n = 0
 while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do n = n + 1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 return n
 ";
 
-/// KEYS inflight meta; ARGV envelope channel
+/// KEYS inflight meta [replies]; ARGV envelope channel [reply ttl_ms]. With a reply (a
+/// remote pool's result), it is appended to the replies stream in the same step, so a
+/// result is published exactly when its item is acknowledged, once.
 const TASK_DONE: &str = r"
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return -1 end
+if #KEYS == 3 then
+  redis.call('XADD', KEYS[3], '*', 'r', ARGV[3])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
 local n = redis.call('HINCRBY', KEYS[2], 'unfinished', -1)
 if n <= 0 then redis.call('PUBLISH', ARGV[2], n) end
 return n
@@ -260,11 +271,13 @@ end
 return n
 ";
 
-/// KEYS inflight items consumers; ARGV cid. A consumer going away gives its items back.
+/// KEYS inflight items consumers workers; ARGV cid. A consumer going away gives its items
+/// back.
 const RELEASE: &str = r"
 local n = 0
 while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
 redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 return n
 ";
 
@@ -330,6 +343,8 @@ struct Keys {
     notfull: String,
     consumers: String,
     alldone: String,
+    /// HASH consumer id -> a description, for the consumers that are a remote pool's workers.
+    workers: String,
 }
 
 impl Keys {
@@ -341,12 +356,18 @@ impl Keys {
             notfull: format!("{base}:notfull"),
             consumers: format!("{base}:consumers"),
             alldone: format!("{base}:alldone"),
+            workers: format!("{base}:workers"),
             base,
         }
     }
 
     fn inflight(&self, cid: &str) -> String {
         format!("{}:inflight:{cid}", self.base)
+    }
+
+    /// The replies stream of a remote pool's batch `batch` (in the queue's slot).
+    fn replies(&self, batch: &str) -> String {
+        format!("{}:replies:{batch}", self.base)
     }
 }
 
@@ -806,6 +827,7 @@ fn reap(
             reap.key(&keys.consumers)
                 .key(keys.inflight(&cid))
                 .key(&keys.items)
+                .key(&keys.workers)
                 .arg(&cid),
         )?;
         let n = conn::int("reap", &n)?;
@@ -852,6 +874,9 @@ pub struct ConsumerInfo {
     pub lease_left: Option<Duration>,
     /// Items it took and has not acknowledged.
     pub in_flight: usize,
+    /// For a remote [`Pool`](super::Pool)'s worker: where it runs (host, pid) and the tasks
+    /// it serves.
+    pub worker: Option<String>,
 }
 
 /// A snapshot of the remote queue `name` (plain or joinable) without opening it: nothing is
@@ -891,7 +916,8 @@ impl Core {
         del.arg(&self.keys.items)
             .arg(&self.keys.meta)
             .arg(&self.keys.notfull)
-            .arg(&self.keys.consumers);
+            .arg(&self.keys.consumers)
+            .arg(&self.keys.workers);
         for id in ids {
             let id = String::from_utf8(conn::bytes("unlink", id)?)
                 .map_err(|_| conn::bad_reply("unlink", &Value::Nil))?;
@@ -944,7 +970,12 @@ impl Core {
                 W,
                 &s.query(redis::cmd("LLEN").arg(self.keys.inflight(&id)))?,
             )?;
+            let worker = match s.query(redis::cmd("HGET").arg(&self.keys.workers).arg(&id))? {
+                Value::Nil => None,
+                v => Some(String::from_utf8_lossy(&conn::bytes(W, v)?).into_owned()),
+            };
             out.push(ConsumerInfo {
+                worker,
                 lease_left: (deadline > now)
                     .then(|| Duration::from_millis((deadline - now) as u64)),
                 id,
@@ -1607,6 +1638,12 @@ impl<T, C: Codec> JoinableQueue<T, C> {
     /// [`ErrorKind::Disconnected`] when the server is lost (the item stays held: call
     /// `task_done` again).
     pub fn task_done(&self) -> Result<()> {
+        self.task_done_with(None)
+    }
+
+    /// `task_done`, appending `reply` (batch, bytes) to that batch's replies stream in the
+    /// same atomic step (a remote pool's result: published once, with its acknowledgement).
+    pub(crate) fn task_done_with(&self, reply: Option<(&str, &[u8])>) -> Result<()> {
         let mut c = self.consumer();
         let Some(env) = c.held.pop_front() else {
             return Err(Error::new(
@@ -1614,15 +1651,17 @@ impl<T, C: Codec> JoinableQueue<T, C> {
                 "task_done() called more times than this handle took items with get()",
             ));
         };
-        let r = self.core.conn.session().script(
-            self.core
-                .scripts
-                .task_done
-                .key(&c.inflight)
-                .key(&self.core.keys.meta)
-                .arg(env.as_slice())
-                .arg(&self.core.keys.alldone),
-        );
+        let mut inv = self.core.scripts.task_done.prepare_invoke();
+        inv.key(&c.inflight)
+            .key(&self.core.keys.meta)
+            .arg(env.as_slice())
+            .arg(&self.core.keys.alldone);
+        if let Some((batch, bytes)) = reply {
+            inv.key(self.core.keys.replies(batch))
+                .arg(bytes)
+                .arg(REPLY_TTL.as_millis() as u64);
+        }
+        let r = self.core.conn.session().script(&inv);
         match r.and_then(|v| conn::int("task_done", &v)) {
             Ok(-1) => Err(Error::new(
                 ErrorKind::LeaseLost,
@@ -1715,6 +1754,29 @@ impl<T, C: Codec> JoinableQueue<T, C> {
     pub fn held(&self) -> usize {
         self.consumer().held.len()
     }
+
+    /// Describes this consumer as a pool worker (`multiproc inspect` shows it); removed
+    /// when the consumer is reaped or dropped.
+    pub(crate) fn describe_worker(&self, what: &str) -> Result<()> {
+        let cid = self.consumer().cid.clone();
+        self.core.conn.session().query(
+            redis::cmd("HSET")
+                .arg(&self.core.keys.workers)
+                .arg(cid)
+                .arg(what),
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the oldest item held, without acknowledging it (its lease brings it back).
+    pub(crate) fn forget_held(&self) -> Option<Vec<u8>> {
+        self.consumer().held.pop_front()
+    }
+
+    /// The key of batch `batch`'s replies stream.
+    pub(crate) fn replies_key(&self, batch: &str) -> String {
+        self.core.keys.replies(batch)
+    }
 }
 
 impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
@@ -1792,6 +1854,7 @@ impl<T, C: Codec> Drop for JoinableQueue<T, C> {
                 .key(&c.inflight)
                 .key(&self.core.keys.items)
                 .key(&self.core.keys.consumers)
+                .key(&self.core.keys.workers)
                 .arg(&c.cid),
         );
         if let Err(e) = r {
