@@ -32,6 +32,7 @@ use super::queue::{ConsumerInfo, JoinableQueue, QueueInfo};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::pool::{GetTimeoutError, TryGetError};
+use crate::process::panic_message;
 use crate::queue::{GetTimeoutError as QueueGetTimeoutError, PutError};
 use crate::sys::Deadline;
 
@@ -316,16 +317,6 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_string()
     }
 }
 
