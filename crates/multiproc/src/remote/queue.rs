@@ -994,7 +994,7 @@ impl Core {
     }
 }
 
-fn put_error<T>(item: T, s: PutStop) -> PutError<T> {
+fn put_error<T>((item, s): (T, PutStop)) -> PutError<T> {
     match s {
         PutStop::Closed => PutError::Closed(item),
         PutStop::Failed(e) => PutError::Failed(item, e),
@@ -1002,7 +1002,7 @@ fn put_error<T>(item: T, s: PutStop) -> PutError<T> {
     }
 }
 
-fn try_put_error<T>(item: T, s: PutStop) -> TryPutError<T> {
+fn try_put_error<T>((item, s): (T, PutStop)) -> TryPutError<T> {
     match s {
         PutStop::Full => TryPutError::Full(item),
         PutStop::Closed => TryPutError::Closed(item),
@@ -1010,7 +1010,7 @@ fn try_put_error<T>(item: T, s: PutStop) -> TryPutError<T> {
     }
 }
 
-fn put_timeout_error<T>(item: T, s: PutStop) -> PutTimeoutError<T> {
+fn put_timeout_error<T>((item, s): (T, PutStop)) -> PutTimeoutError<T> {
     match s {
         PutStop::Full => PutTimeoutError::Timeout(item),
         PutStop::Closed => PutTimeoutError::Closed(item),
@@ -1042,138 +1042,167 @@ fn get_timeout_error(s: GetStop) -> GetTimeoutError {
     }
 }
 
+/// The four forms of one blocking call — plain (waits forever), `try_` (does not wait),
+/// `_timeout` and `_deadline` — over one `wait(args, Deadline)`, each turning the stop into
+/// its own error type with a function of `(stop)` or `((item, stop))`.
+macro_rules! four {
+    (
+        $(#[$d0:meta])* fn $plain:ident, $e0:ty, $m0:path;
+        $(#[$d1:meta])* fn $try_:ident, $e1:ty, $m1:path;
+        $(#[$d2:meta])* fn $timeout:ident, $e2:ty, $m2:path;
+        $(#[$d3:meta])* fn $deadline:ident, $e3:ty, $m3:path;
+        ($($a:ident: $t:ty)?) -> $ok:ty => $wait:ident
+    ) => {
+        $(#[$d0])*
+        pub fn $plain(&self, $($a: $t)?) -> std::result::Result<$ok, $e0> {
+            self.$wait($($a,)? Deadline::never()).map_err($m0)
+        }
+
+        $(#[$d1])*
+        pub fn $try_(&self, $($a: $t)?) -> std::result::Result<$ok, $e1> {
+            self.$wait($($a,)? Deadline::passed()).map_err($m1)
+        }
+
+        $(#[$d2])*
+        pub fn $timeout(
+            &self,
+            $($a: $t,)?
+            timeout: Duration,
+        ) -> std::result::Result<$ok, $e2> {
+            self.$wait($($a,)? Deadline::within(timeout)).map_err($m2)
+        }
+
+        $(#[$d3])*
+        pub fn $deadline(
+            &self,
+            $($a: $t,)?
+            deadline: Instant,
+        ) -> std::result::Result<$ok, $e3> {
+            self.$wait($($a,)? Deadline::at(deadline)).map_err($m3)
+        }
+    };
+}
+
 /// The four forms of `put` over a `put_wait(item, deadline) -> Result<(), (T, PutStop)>`,
 /// and of `get` over a `get_wait(deadline) -> Result<T, GetStop>`.
 macro_rules! four_forms {
     () => {
-        /// Puts `item`, waiting for room as long as it takes (Python's `put(item)`). When
-        /// it returns `Ok`, the item is on the server.
-        ///
-        /// # Errors
-        /// `Closed(item)`; `Failed(item, e)`: the item does not serialize, or the server was
-        /// lost ([`ErrorKind::Disconnected`]: the item may or may not have been put).
-        pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
-            self.put_wait(item, Deadline::never())
-                .map_err(|(t, s)| put_error(t, s))
+        four! {
+            /// Puts `item`, waiting for room as long as it takes (Python's `put(item)`). When
+            /// it returns `Ok`, the item is on the server.
+            ///
+            /// # Errors
+            /// `Closed(item)`; `Failed(item, e)`: the item does not serialize, or the server was
+            /// lost ([`ErrorKind::Disconnected`]: the item may or may not have been put).
+            fn put, PutError<T>, put_error;
+            /// Puts `item` if there is room now (Python's `put_nowait`).
+            ///
+            /// # Errors
+            /// `Full(item)`, `Closed(item)` or `Failed(item, e)`.
+            #[doc(alias = "put_nowait")]
+            fn try_put, TryPutError<T>, try_put_error;
+            /// Puts `item`, waiting at most `timeout` for room (any `Duration`).
+            ///
+            /// # Errors
+            /// `Timeout(item)`, `Closed(item)` or `Failed(item, e)`.
+            fn put_timeout, PutTimeoutError<T>, put_timeout_error;
+            /// Puts `item`, waiting until `deadline` at most for room.
+            ///
+            /// # Errors
+            /// As [`put_timeout`](Self::put_timeout).
+            fn put_deadline, PutTimeoutError<T>, put_timeout_error;
+            (item: T) -> () => put_wait
         }
 
-        /// Puts `item` if there is room now (Python's `put_nowait`).
-        ///
-        /// # Errors
-        /// `Full(item)`, `Closed(item)` or `Failed(item, e)`.
-        #[doc(alias = "put_nowait")]
-        pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
-            self.put_wait(item, Deadline::passed())
-                .map_err(|(t, s)| try_put_error(t, s))
+        four! {
+            /// Takes the next item, waiting as long as it takes (Python's `get()`); the wait
+            /// blocks on the server, in slices of at most a second.
+            ///
+            /// # Errors
+            /// `Closed` once the queue is closed and drained; `Failed(e)`: the message does not
+            /// decode as `T`, or the server was lost ([`ErrorKind::Disconnected`]).
+            fn get, GetError, get_error;
+            /// Takes the next item if there is one now (Python's `get_nowait`).
+            ///
+            /// # Errors
+            /// `Empty`, `Closed` or `Failed(e)`.
+            #[doc(alias = "get_nowait")]
+            fn try_get, TryGetError, try_get_error;
+            /// Takes the next item, waiting at most `timeout` (any `Duration`).
+            ///
+            /// # Errors
+            /// `Timeout`, `Closed` or `Failed(e)`.
+            fn get_timeout, GetTimeoutError, get_timeout_error;
+            /// Takes the next item, waiting until `deadline` at most.
+            ///
+            /// # Errors
+            /// As [`get_timeout`](Self::get_timeout).
+            fn get_deadline, GetTimeoutError, get_timeout_error;
+            () -> T => get_wait
         }
 
-        /// Puts `item`, waiting at most `timeout` for room (any `Duration`).
-        ///
-        /// # Errors
-        /// `Timeout(item)`, `Closed(item)` or `Failed(item, e)`.
-        pub fn put_timeout(
-            &self,
-            item: T,
-            timeout: Duration,
-        ) -> std::result::Result<(), PutTimeoutError<T>> {
-            self.put_wait(item, Deadline::within(timeout))
-                .map_err(|(t, s)| put_timeout_error(t, s))
+        four! {
+            /// Puts all `items` in order, a script per batch of up to 1,000 (as many as fit in a
+            /// bounded queue, waiting for room for the rest).
+            ///
+            /// # Errors
+            /// `Closed` or `Failed`, handing back the items that were *not* put (the ones before
+            /// them are on the server). A serialization failure is reported before any is put.
+            fn put_many, PutError<Vec<T>>, put_error;
+            /// Puts as many of `items`, in order, as there is room for now.
+            ///
+            /// # Errors
+            /// `Full` with the items that did not fit, `Closed` or `Failed` with those not put.
+            fn try_put_many, TryPutError<Vec<T>>, try_put_error;
+            /// [`put_many`](Self::put_many), waiting at most `timeout` for room.
+            ///
+            /// # Errors
+            /// `Timeout`, `Closed` or `Failed`, with the items not put.
+            fn put_many_timeout, PutTimeoutError<Vec<T>>, put_timeout_error;
+            /// [`put_many`](Self::put_many), waiting until `deadline` at most for room.
+            ///
+            /// # Errors
+            /// As [`put_many_timeout`](Self::put_many_timeout).
+            fn put_many_deadline, PutTimeoutError<Vec<T>>, put_timeout_error;
+            (items: Vec<T>) -> () => put_many_wait
         }
 
-        /// Puts `item`, waiting until `deadline` at most for room.
-        ///
-        /// # Errors
-        /// As [`put_timeout`](Self::put_timeout).
-        pub fn put_deadline(
-            &self,
-            item: T,
-            deadline: Instant,
-        ) -> std::result::Result<(), PutTimeoutError<T>> {
-            self.put_wait(item, Deadline::at(deadline))
-                .map_err(|(t, s)| put_timeout_error(t, s))
-        }
-
-        /// Takes the next item, waiting as long as it takes (Python's `get()`); the wait
-        /// blocks on the server, in slices of at most a second.
-        ///
-        /// # Errors
-        /// `Closed` once the queue is closed and drained; `Failed(e)`: the message does not
-        /// decode as `T`, or the server was lost ([`ErrorKind::Disconnected`]).
-        pub fn get(&self) -> std::result::Result<T, GetError> {
-            self.get_wait(Deadline::never()).map_err(get_error)
-        }
-
-        /// Takes the next item if there is one now (Python's `get_nowait`).
-        ///
-        /// # Errors
-        /// `Empty`, `Closed` or `Failed(e)`.
-        #[doc(alias = "get_nowait")]
-        pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
-            self.get_wait(Deadline::passed()).map_err(try_get_error)
-        }
-
-        /// Takes the next item, waiting at most `timeout` (any `Duration`).
-        ///
-        /// # Errors
-        /// `Timeout`, `Closed` or `Failed(e)`.
-        pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
-            self.get_wait(Deadline::within(timeout))
-                .map_err(get_timeout_error)
-        }
-
-        /// Takes the next item, waiting until `deadline` at most.
-        ///
-        /// # Errors
-        /// As [`get_timeout`](Self::get_timeout).
-        pub fn get_deadline(&self, deadline: Instant) -> std::result::Result<T, GetTimeoutError> {
-            self.get_wait(Deadline::at(deadline))
-                .map_err(get_timeout_error)
-        }
-
-        /// Puts all `items` in order, a script per batch of up to 1,000 (as many as fit in a
-        /// bounded queue, waiting for room for the rest).
-        ///
-        /// # Errors
-        /// `Closed` or `Failed`, handing back the items that were *not* put (the ones before
-        /// them are on the server). A serialization failure is reported before any is put.
-        pub fn put_many(&self, items: Vec<T>) -> std::result::Result<(), PutError<Vec<T>>> {
-            self.put_many_wait(items, Deadline::never())
-                .map_err(|(t, s)| put_error(t, s))
-        }
-
-        /// Puts as many of `items`, in order, as there is room for now.
-        ///
-        /// # Errors
-        /// `Full` with the items that did not fit, `Closed` or `Failed` with those not put.
-        pub fn try_put_many(&self, items: Vec<T>) -> std::result::Result<(), TryPutError<Vec<T>>> {
-            self.put_many_wait(items, Deadline::passed())
-                .map_err(|(t, s)| try_put_error(t, s))
-        }
-
-        /// [`put_many`](Self::put_many), waiting at most `timeout` for room.
-        ///
-        /// # Errors
-        /// `Timeout`, `Closed` or `Failed`, with the items not put.
-        pub fn put_many_timeout(
-            &self,
-            items: Vec<T>,
-            timeout: Duration,
-        ) -> std::result::Result<(), PutTimeoutError<Vec<T>>> {
-            self.put_many_wait(items, Deadline::within(timeout))
-                .map_err(|(t, s)| put_timeout_error(t, s))
-        }
-
-        /// [`put_many`](Self::put_many), waiting until `deadline` at most for room.
-        ///
-        /// # Errors
-        /// As [`put_many_timeout`](Self::put_many_timeout).
-        pub fn put_many_deadline(
-            &self,
-            items: Vec<T>,
-            deadline: Instant,
-        ) -> std::result::Result<(), PutTimeoutError<Vec<T>>> {
-            self.put_many_wait(items, Deadline::at(deadline))
-                .map_err(|(t, s)| put_timeout_error(t, s))
+        four! {
+            /// Takes between one and `max` items, waiting as long as it takes for the first.
+            ///
+            /// # Errors
+            /// As [`get`](Self::get). A message that does not decode ends the batch: the items
+            /// before it are returned, it and those after it go back to the head of the queue
+            /// (its error comes when it is first).
+            ///
+            /// # Panics
+            /// If `max` is 0.
+            fn get_many, GetError, get_error;
+            /// Takes between one and `max` items if there are any now.
+            ///
+            /// # Errors
+            /// As [`try_get`](Self::try_get).
+            ///
+            /// # Panics
+            /// If `max` is 0.
+            fn try_get_many, TryGetError, try_get_error;
+            /// Takes between one and `max` items, waiting at most `timeout` for the first.
+            ///
+            /// # Errors
+            /// As [`get_timeout`](Self::get_timeout).
+            ///
+            /// # Panics
+            /// If `max` is 0.
+            fn get_many_timeout, GetTimeoutError, get_timeout_error;
+            /// Takes between one and `max` items, waiting until `deadline` at most for the first.
+            ///
+            /// # Errors
+            /// As [`get_timeout`](Self::get_timeout).
+            ///
+            /// # Panics
+            /// If `max` is 0.
+            fn get_many_deadline, GetTimeoutError, get_timeout_error;
+            (max: usize) -> Vec<T> => get_many_wait
         }
 
         fn put_many_wait(
@@ -1194,64 +1223,6 @@ macro_rules! four_forms {
                     items.drain(..done);
                     (items, s)
                 })
-        }
-
-        /// Takes between one and `max` items, waiting as long as it takes for the first.
-        ///
-        /// # Errors
-        /// As [`get`](Self::get). A message that does not decode ends the batch: the items
-        /// before it are returned, it and those after it go back to the head of the queue
-        /// (its error comes when it is first).
-        ///
-        /// # Panics
-        /// If `max` is 0.
-        pub fn get_many(&self, max: usize) -> std::result::Result<Vec<T>, GetError> {
-            self.get_many_wait(max, Deadline::never())
-                .map_err(get_error)
-        }
-
-        /// Takes between one and `max` items if there are any now.
-        ///
-        /// # Errors
-        /// As [`try_get`](Self::try_get).
-        ///
-        /// # Panics
-        /// If `max` is 0.
-        pub fn try_get_many(&self, max: usize) -> std::result::Result<Vec<T>, TryGetError> {
-            self.get_many_wait(max, Deadline::passed())
-                .map_err(try_get_error)
-        }
-
-        /// Takes between one and `max` items, waiting at most `timeout` for the first.
-        ///
-        /// # Errors
-        /// As [`get_timeout`](Self::get_timeout).
-        ///
-        /// # Panics
-        /// If `max` is 0.
-        pub fn get_many_timeout(
-            &self,
-            max: usize,
-            timeout: Duration,
-        ) -> std::result::Result<Vec<T>, GetTimeoutError> {
-            self.get_many_wait(max, Deadline::within(timeout))
-                .map_err(get_timeout_error)
-        }
-
-        /// Takes between one and `max` items, waiting until `deadline` at most for the first.
-        ///
-        /// # Errors
-        /// As [`get_timeout`](Self::get_timeout).
-        ///
-        /// # Panics
-        /// If `max` is 0.
-        pub fn get_many_deadline(
-            &self,
-            max: usize,
-            deadline: Instant,
-        ) -> std::result::Result<Vec<T>, GetTimeoutError> {
-            self.get_many_wait(max, Deadline::at(deadline))
-                .map_err(get_timeout_error)
         }
 
         fn put_wait(&self, item: T, deadline: Deadline) -> std::result::Result<(), (T, PutStop)> {
