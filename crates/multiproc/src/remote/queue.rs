@@ -222,13 +222,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
 ";
 
-/// KEYS consumers inflight items workers; ARGV cid. Moves a dead consumer's items back to
-/// the head, and forgets it (with its description, if it was a pool's worker).
+/// KEYS consumers inflight items workers; ARGV cid [only_expired]. Moves a consumer's
+/// items back to the head and forgets it (with its description, if it was a pool's
+/// worker): a consumer going away, or — with `only_expired` — a dead one, its deadline
+/// re-checked here (-1 when it is alive).
 const REAP: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dl = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if dl and tonumber(dl) > now then return -1 end
+if ARGV[2] then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local dl = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if dl and tonumber(dl) > now then return -1 end
+end
 local n = 0
 while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do n = n + 1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -271,16 +275,6 @@ end
 return n
 ";
 
-/// KEYS inflight items consumers workers; ARGV cid. A consumer going away gives its items
-/// back.
-const RELEASE: &str = r"
-local n = 0
-while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('HDEL', KEYS[4], ARGV[1])
-return n
-";
-
 /// KEYS meta items consumers; ARGV marker -> {kind, maxsize, closed, unfinished, ready, now,
 /// {cid, deadline, cid, deadline, ...}}
 const INFO: &str = r"
@@ -309,7 +303,6 @@ struct Scripts {
     reap: Script,
     task_done: Script,
     recover: Script,
-    release: Script,
 }
 
 impl Scripts {
@@ -330,7 +323,6 @@ impl Scripts {
             reap: Script::new(REAP),
             task_done: Script::new(TASK_DONE),
             recover: Script::new(RECOVER),
-            release: Script::new(RELEASE),
         }
     }
 }
@@ -828,7 +820,8 @@ fn reap(
                 .key(keys.inflight(&cid))
                 .key(&keys.items)
                 .key(&keys.workers)
-                .arg(&cid),
+                .arg(&cid)
+                .arg("only_expired"),
         )?;
         let n = conn::int("reap", &n)?;
         if n > 0 {
@@ -1821,10 +1814,10 @@ impl<T, C: Codec> Drop for JoinableQueue<T, C> {
         let r = self.core.conn.session().script(
             self.core
                 .scripts
-                .release
+                .reap
+                .key(&self.core.keys.consumers)
                 .key(&c.inflight)
                 .key(&self.core.keys.items)
-                .key(&self.core.keys.consumers)
                 .key(&self.core.keys.workers)
                 .arg(&c.cid),
         );
