@@ -27,6 +27,8 @@ struct Server {
     dir: PathBuf,
     port: Option<u16>,
     aof: bool,
+    /// The network namespace it runs in (listening on every address there).
+    netns: Option<String>,
 }
 
 impl Server {
@@ -66,6 +68,7 @@ impl Server {
             dir,
             port,
             aof,
+            netns: None,
         };
         s.launch();
         Some(s)
@@ -78,8 +81,20 @@ impl Server {
     fn launch(&mut self) {
         let port = self.port.unwrap_or(0).to_string();
         let aof = if self.aof { "yes" } else { "no" };
-        let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &port, "--bind", "127.0.0.1", "--unixsocket"])
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "redis-server"]);
+                c.args(["--bind", "0.0.0.0", "--protected-mode", "no"]);
+                c
+            }
+            None => {
+                let mut c = Command::new("redis-server");
+                c.args(["--bind", "127.0.0.1"]);
+                c
+            }
+        };
+        cmd.args(["--port", &port, "--unixsocket"])
             .arg(self.sock())
             .args(["--unixsocketperm", "700", "--save", "", "--appendonly", aof])
             .args(["--appendfsync", "always", "--dir"])
@@ -982,4 +997,481 @@ fn stopped_server_is_noticed_by_a_blocked_call() {
         t0.elapsed()
     );
     srv.signal(rustix::process::Signal::CONT);
+}
+
+// ---- Pool: tasks by name, at-least-once across worker faults, each result once -----------
+
+const SQUARE: remote::Task<u64, u64> = remote::Task::new("square");
+const BOOM: remote::Task<u64, u64> = remote::Task::new("boom");
+const UNKNOWN: remote::Task<u64, u64> = remote::Task::new("not-registered");
+const NAP: remote::Task<u64, u64> = remote::Task::new("nap");
+
+/// Set in a victim worker's process only (after its fork): (url, pool name, the item it
+/// hangs on). The victim signals `<pool>-hang` when it holds that item, then waits for
+/// `<pool>-release`.
+static VICTIM: std::sync::OnceLock<(String, String, u64)> = std::sync::OnceLock::new();
+
+fn square(x: u64) -> u64 {
+    if let Some((url, pool, on)) = VICTIM.get() {
+        if x == *on {
+            let hang = remote::Event::open(url, &format!("{pool}-hang")).unwrap();
+            let release = remote::Event::open(url, &format!("{pool}-release")).unwrap();
+            hang.set().unwrap();
+            release.wait_timeout(Duration::from_secs(120)).unwrap();
+        }
+    }
+    x * x
+}
+
+/// `square`, taking 20 ms: calls stay in flight long enough for faults to meet them.
+fn nap(x: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(20));
+    square(x)
+}
+
+fn boom(x: u64) -> u64 {
+    assert!(x != 3, "boom at {x}");
+    x
+}
+
+/// A forked worker of `pool`; a victim hangs on item `hang_on`.
+fn pool_worker(url: &str, pool: &str, lease: Duration, hang_on: Option<u64>) -> Process<u64> {
+    pool_worker_in(None, url, pool, lease, hang_on)
+}
+
+/// `pool_worker`, in the network namespace `netns` if given.
+fn pool_worker_in(
+    netns: Option<&str>,
+    url: &str,
+    pool: &str,
+    lease: Duration,
+    hang_on: Option<u64>,
+) -> Process<u64> {
+    let (url, pool) = (url.to_string(), pool.to_string());
+    let netns = netns.map(str::to_string);
+    Process::fork(move || {
+        if let Some(ns) = &netns {
+            enter_netns(ns);
+        }
+        if let Some(on) = hang_on {
+            VICTIM.set((url.clone(), pool.clone(), on)).unwrap();
+        }
+        remote::Worker::new(&url, &pool)
+            .unwrap()
+            .with_lease(lease)
+            .register(SQUARE, square)
+            .register(BOOM, boom)
+            .register(NAP, nap)
+            .run()
+            .unwrap()
+    })
+    .unwrap()
+}
+
+fn inspect_text(url: &str, name: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args(["inspect", url, name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn pool_map_apply_imap_and_errors() {
+    let Some(srv) = Server::start() else { return };
+    let url = srv.url();
+    with_watchdog(LIMIT, move || {
+        let pool = remote::Pool::open(&url, "maths").unwrap();
+        let workers: Vec<_> = (0..2)
+            .map(|_| pool_worker(&url, "maths", Duration::from_secs(5), None))
+            .collect();
+        let want: Vec<u64> = (0..50u64).map(|x| x * x).collect();
+        assert_eq!(pool.map(SQUARE, 0..50u64).unwrap(), want);
+        assert_eq!(
+            pool.map(SQUARE, Vec::<u64>::new()).unwrap(),
+            Vec::<u64>::new()
+        );
+        assert_eq!(pool.apply(SQUARE, 9).unwrap(), 81);
+        let r = pool.apply_async(SQUARE, 12).unwrap();
+        assert_eq!(r.get_timeout(Duration::from_secs(20)).unwrap(), 144);
+        assert_eq!(r.get().unwrap(), 144, "get again");
+        assert!(r.ready().unwrap());
+        let ordered: Vec<u64> = pool
+            .imap(SQUARE, 0..20u64)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(ordered, want[..20]);
+        let mut any: Vec<u64> = pool
+            .imap_unordered(SQUARE, 0..20u64)
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        any.sort();
+        assert_eq!(any, want[..20]);
+        // A panic in a task is that call's error, with its message; the others succeed.
+        let e = pool.map(BOOM, 0..6u64).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ChildPanicked, "{e}");
+        assert!(e.to_string().contains("boom at 3"), "{e}");
+        let each: Vec<_> = pool.imap(BOOM, 0..6u64).unwrap().collect();
+        assert_eq!(each.len(), 6);
+        assert!(each[3].is_err() && each.iter().filter(|r| r.is_ok()).count() == 5);
+        let e = pool.apply(UNKNOWN, 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+        // A result not there yet: WouldBlock and Timeout, then it comes.
+        let w = pool.workers().unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w.iter().all(|c| c.lease_left.is_some()
+            && c.worker
+                .as_deref()
+                .is_some_and(|d| d.contains("tasks boom,nap,square"))));
+        let text = inspect_text(&url, "maths");
+        assert_eq!(text.matches("  worker ").count(), 2, "{text}");
+        assert!(
+            text.contains("tasks boom,nap,square): alive, lease"),
+            "{text}"
+        );
+        // Closing ends the workers' runs once the queue is drained; new calls are refused.
+        pool.close().unwrap();
+        let e = pool.apply_async(SQUARE, 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Closed);
+        let mut ran = 0;
+        for w in workers {
+            ran += util::join_within(&w, Duration::from_secs(20)).expect("worker ends");
+        }
+        assert_eq!(ran, 50 + 1 + 1 + 20 + 20 + 6 + 6 + 1);
+        assert!(
+            pool.workers().unwrap().is_empty(),
+            "clean exits leave no record"
+        );
+        let info = pool.info().unwrap();
+        assert_eq!((info.ready, info.unfinished), (0, 0));
+    });
+}
+
+/// Counts the entries of every replies stream of `pool` (one per published result).
+fn published(srv: &Server, pool: &str) -> Vec<usize> {
+    let mut c = srv.raw();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{mpq:{pool}}}:replies:*"))
+        .query(&mut c)
+        .unwrap();
+    keys.iter()
+        .map(|k| redis::cmd("XLEN").arg(k).query(&mut c).unwrap())
+        .collect()
+}
+
+#[test]
+fn pool_worker_killed_mid_task_its_call_runs_again_each_result_once() {
+    let Some(srv) = Server::start() else { return };
+    let url = srv.url();
+    with_watchdog(LIMIT, move || {
+        let lease = Duration::from_millis(300);
+        let pool = remote::Pool::open(&url, "crash").unwrap();
+        let hang = remote::Event::open(&url, "crash-hang").unwrap();
+        let victim = pool_worker(&url, "crash", lease, Some(7));
+        let r = pool.map_async(SQUARE, 0..20u64).unwrap();
+        // The victim ran 0..=6 and holds 7.
+        hang.wait_timeout(Duration::from_secs(20)).unwrap();
+        assert!(matches!(
+            r.try_get(),
+            Err(multiproc::pool::TryGetError::WouldBlock)
+        ));
+        let w = pool.workers().unwrap();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].in_flight, 1);
+        let pid = victim.pid();
+        assert!(w[0]
+            .worker
+            .as_deref()
+            .unwrap()
+            .contains(&format!("pid {pid} ")));
+        let text = inspect_text(&url, "crash");
+        assert!(
+            text.contains(&format!("pid {pid} tasks boom,nap,square): alive, lease"))
+                && text.contains(", 1 in flight"),
+            "{text}"
+        );
+        assert_eq!(published(&srv, "crash"), vec![7], "0..=6 published");
+        victim.kill().unwrap();
+        assert!(victim.join().is_err());
+        // Another worker gets 7 back once the lease ran out, and the rest.
+        let healthy = pool_worker(&url, "crash", lease, None);
+        let t0 = Instant::now();
+        let got = r.get_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(got, (0..20u64).map(|x| x * x).collect::<Vec<_>>());
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        assert_eq!(published(&srv, "crash"), vec![20], "each result once");
+        util::until("the dead worker is reaped", || {
+            pool.workers().unwrap().len() == 1
+        });
+        pool.close().unwrap();
+        assert_eq!(
+            util::join_within(&healthy, Duration::from_secs(20)).expect("worker ends"),
+            13
+        );
+        assert_eq!(pool.info().unwrap().unfinished, 0);
+        drop(r);
+        assert!(
+            published(&srv, "crash").is_empty(),
+            "the results are deleted"
+        );
+    });
+}
+
+#[test]
+fn pool_worker_stopped_past_its_lease_finishes_late_and_is_refused() {
+    let Some(srv) = Server::start() else { return };
+    let url = srv.url();
+    with_watchdog(LIMIT, move || {
+        let lease = Duration::from_millis(300);
+        let pool = remote::Pool::open(&url, "slow").unwrap();
+        let hang = remote::Event::open(&url, "slow-hang").unwrap();
+        let release = remote::Event::open(&url, "slow-release").unwrap();
+        let victim = pool_worker(&url, "slow", lease, Some(3));
+        let mut it = pool.imap_unordered(SQUARE, 0..10u64).unwrap();
+        hang.wait_timeout(Duration::from_secs(20)).unwrap();
+        stop(victim.pid(), rustix::process::Signal::STOP);
+        // Past its lease, another worker runs 3 again, and the rest.
+        let healthy = pool_worker(&url, "slow", lease, None);
+        let mut got = Vec::new();
+        while let Some(r) = it.next_timeout(Duration::from_secs(30)) {
+            got.push(r.unwrap());
+        }
+        got.sort();
+        assert_eq!(got, (0..10u64).map(|x| x * x).collect::<Vec<_>>());
+        // The victim wakes, finishes 3 late: its result is refused, not published twice.
+        stop(victim.pid(), rustix::process::Signal::CONT);
+        release.set().unwrap();
+        pool.close().unwrap();
+        assert_eq!(
+            util::join_within(&victim, Duration::from_secs(20)).expect("victim ends"),
+            4,
+            "it ran 0..=3"
+        );
+        assert_eq!(published(&srv, "slow"), vec![10], "each result once");
+        util::join_within(&healthy, Duration::from_secs(20)).expect("worker ends");
+        assert_eq!(pool.info().unwrap().unfinished, 0);
+    });
+}
+
+// ---- many hosts: network namespaces ---------------------------------------------------------
+
+/// Runs `ip ARGS`; `Err` with its output when it fails.
+fn ip(args: &[&str]) -> std::result::Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Moves this (single-threaded, forked) process into the network namespace `ns`.
+fn enter_netns(ns: &str) {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&f),
+        Some(rustix::thread::LinkNameSpaceType::Network),
+    )
+    .unwrap();
+}
+
+/// Three namespaces — the server's and two "hosts" — with a veth pair from each host to
+/// the server's; deleted on drop (the veths go with them), also when the test fails.
+struct Net {
+    names: Vec<String>,
+}
+
+impl Net {
+    /// `Err` with the reason when namespaces cannot be made here (not root, no `ip`).
+    fn new() -> std::result::Result<Net, String> {
+        if !rustix::process::geteuid().is_root() {
+            return Err("not root".into());
+        }
+        let tag = std::process::id() % 100_000;
+        let mut net = Net { names: Vec::new() };
+        for role in ["s", "a", "b"] {
+            let ns = format!("mp{role}{tag}");
+            ip(&["netns", "add", &ns])?;
+            net.names.push(ns);
+        }
+        let (s, a, b) = (&net.names[0], &net.names[1], &net.names[2]);
+        for (host, n) in [(a, 1), (b, 2)] {
+            let (near, far) = (format!("v{tag}s{n}"), format!("v{tag}h{n}"));
+            ip(&[
+                "link", "add", &near, "netns", s, "type", "veth", "peer", "name", &far, "netns",
+                host,
+            ])?;
+            ip(&[
+                "-n",
+                s,
+                "addr",
+                "add",
+                &format!("10.77.{n}.1/24"),
+                "dev",
+                &near,
+            ])?;
+            ip(&[
+                "-n",
+                host,
+                "addr",
+                "add",
+                &format!("10.77.{n}.2/24"),
+                "dev",
+                &far,
+            ])?;
+            ip(&["-n", s, "link", "set", &near, "up"])?;
+            ip(&["-n", host, "link", "set", &far, "up"])?;
+        }
+        for ns in &net.names {
+            ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(net)
+    }
+
+    /// Host `n`'s end of its link, down or up.
+    fn link(&self, n: usize, up: bool) {
+        let tag = std::process::id() % 100_000;
+        ip(&[
+            "-n",
+            &self.names[n],
+            "link",
+            "set",
+            &format!("v{tag}h{n}"),
+            if up { "up" } else { "down" },
+        ])
+        .unwrap();
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            if let Err(e) = ip(&["netns", "del", ns]) {
+                eprintln!("cleanup: {e}");
+            }
+        }
+    }
+}
+
+/// The server in one namespace; a producer on host a and workers on host b, each reaching
+/// it over its own veth pair. A worker is SIGKILLed holding a call, the workers' link is
+/// cut and restored, the server is restarted (append-only file, fsync always): every
+/// call's result comes back, once, and nothing hangs.
+#[test]
+fn many_hosts_worker_killed_link_cut_server_restarted() {
+    let net = match Net::new() {
+        Ok(n) => n,
+        Err(why) => {
+            eprintln!("SKIPPED: the multi-host test needs `ip netns` ({why})");
+            return;
+        }
+    };
+    let Some(mut srv) = Server::start_with(false, true) else {
+        return;
+    };
+    // The same server again, inside the server's namespace, listening on its veths.
+    srv.kill();
+    srv.netns = Some(net.names[0].clone());
+    srv.port = Some(6379);
+    srv.restart();
+    let local = srv.url(); // the unix socket: this process watches from outside
+    let (url_a, url_b) = ("redis://10.77.1.1:6379/0", "redis://10.77.2.1:6379/0");
+    let (ns_a, ns_b) = (net.names[1].clone(), net.names[2].clone());
+    let pool = remote::Pool::open(&local, "hosts").unwrap();
+    let hang = remote::Event::open(&local, "hosts-hang").unwrap();
+    let lease = Duration::from_millis(500);
+    // The victim, alone at first, takes calls in order and hangs holding call 5.
+    let victim = pool_worker_in(Some(&ns_b), url_b, "hosts", lease, Some(5));
+    // The producer, on host a: sends 200 calls, then collects their results across the
+    // faults (a lost server is an error of that wait; the next wait goes on from there).
+    let producer = Process::fork(move || {
+        enter_netns(&ns_a);
+        let pool = remote::Pool::open(url_a, "hosts").unwrap();
+        let r = pool.map_async(NAP, 0..200u64).unwrap();
+        let t0 = Instant::now();
+        let mut disconnects = 0u32;
+        loop {
+            match r.get_timeout(Duration::from_secs(1)) {
+                Ok(v) => return (v, disconnects),
+                Err(multiproc::pool::GetTimeoutError::Timeout) => {}
+                Err(multiproc::pool::GetTimeoutError::Failed(e)) => {
+                    assert_eq!(e.kind(), ErrorKind::Disconnected, "{e}");
+                    disconnects += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("{e}"),
+            }
+            assert!(t0.elapsed() < Duration::from_secs(90), "results never came");
+        }
+    })
+    .unwrap();
+    let net = &net;
+    let out = with_watchdog(Duration::from_secs(120), {
+        let ns_b = net.names[2].clone();
+        move || {
+            hang.wait_timeout(Duration::from_secs(30)).unwrap();
+            let dead = format!("pid {} ", victim.pid());
+            victim.kill().unwrap();
+            assert!(victim.join().is_err());
+            // Two healthy workers on host b; 200 calls of 20 ms keep them busy for seconds.
+            let workers: Vec<_> = (0..2)
+                .map(|_| pool_worker_in(Some(&ns_b), url_b, "hosts", lease, None))
+                .collect();
+            // Both registered and busy, and the dead victim reaped (its call 5 went back).
+            util::until("the workers take calls", || {
+                let w = pool.workers().unwrap();
+                w.len() == 2
+                    && w.iter().all(|w| {
+                        w.lease_left.is_some() && !w.worker.as_ref().unwrap().contains(&dead)
+                    })
+                    && w.iter().any(|w| w.in_flight > 0)
+            });
+            (pool, workers, srv)
+        }
+    });
+    let (pool, workers, mut srv) = out;
+    // The workers' link is cut for longer than their lease, with calls in flight.
+    net.link(2, false);
+    // Seen from the server: both workers go silent until their leases run out.
+    util::until("the cut-off workers' leases run out", || {
+        let w = pool.workers().unwrap();
+        w.len() == 2 && w.iter().all(|c| c.lease_left.is_none())
+    });
+    net.link(2, true);
+    // The server restarts (its append-only file keeps every acknowledged write).
+    srv.restart();
+    let (results, disconnects) = with_watchdog(Duration::from_secs(120), move || {
+        let r = util::join_within(&producer, Duration::from_secs(100)).expect("producer ends");
+        // This handle's connection broke with the restart: its first call says so, the
+        // next connects again.
+        let info = match pool.info() {
+            Err(e) if e.kind() == ErrorKind::Disconnected => pool.info().unwrap(),
+            r => r.unwrap(),
+        };
+        pool.close().unwrap();
+        let mut ran = 0;
+        for w in workers {
+            ran += util::join_within(&w, Duration::from_secs(30)).expect("worker ends");
+        }
+        assert_eq!(info.unfinished, 0, "{info:?}");
+        assert!(
+            ran >= 195,
+            "the healthy workers ran {ran} calls (0..5 by the victim)"
+        );
+        r
+    });
+    assert_eq!(results, (0..200u64).map(|x| x * x).collect::<Vec<_>>());
+    eprintln!("many hosts: the producer saw {disconnects} disconnection(s)");
+    drop(srv);
 }

@@ -3,7 +3,9 @@
 //! ```text
 //! multiproc inspect URL NAME...   a snapshot of each remote queue: ready items, closed or
 //!                                 not, unfinished tasks, and every consumer of a joinable
-//!                                 queue with its lease (alive or not) and items in flight
+//!                                 queue with its lease (alive or not) and items in flight;
+//!                                 for a remote pool (its name), its workers: host, pid,
+//!                                 tasks, lease and calls in flight
 //! ```
 //!
 //! URL is `redis://host:port/db`, `unix:///path/to/socket` or `redis+unix:///path?db=N`.
@@ -77,6 +79,12 @@ fn print(i: &remote::QueueInfo) {
             Some(d) => format!("alive, lease {:.1} s left", d.as_secs_f64()),
             None => "lease ran out (dead, stopped or cut off)".to_string(),
         };
-        println!("  consumer {}: {lease}, {} in flight", c.id, c.in_flight);
+        match &c.worker {
+            Some(w) => println!(
+                "  worker {} ({w}): {lease}, {} in flight",
+                c.id, c.in_flight
+            ),
+            None => println!("  consumer {}: {lease}, {} in flight", c.id, c.in_flight),
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! The same primitives over a Redis-protocol server, for processes on many machines
-//! (feature `remote`): [`Queue`], [`JoinableQueue`], [`Lock`], [`Semaphore`], [`Event`].
+//! (feature `remote`): [`Queue`], [`JoinableQueue`], [`Lock`], [`Semaphore`], [`Event`],
+//! and a [`Pool`] of [`Worker`] processes on any machine serving [`Task`]s by name.
 //!
 //! Any server with the Redis 6.2 command set serves them (Redis ≥ 6.2, Valkey; tested with
 //! Redis 7.0). Objects are opened by URL and name — `redis://host:port/db`,
@@ -60,6 +61,15 @@
 //!   [`OwnerDied`](crate::OwnerDied). Each acquisition gets a larger
 //!   [`fence`](LockGuard::fence); a lease alone cannot exclude a holder paused past its
 //!   lease, a resource that checks fences can.
+//! - **[`Pool`]: at-least-once across worker crashes, each result once.** A call is an
+//!   item of the joinable queue of the pool's name, so a worker that dies (or stops or is
+//!   cut off past its lease) with a call in flight loses it to another worker, exactly once.
+//!   A worker publishes a result in the same script that acknowledges its call, and only
+//!   if the call is still its own: a worker that was only slow runs the call a second time
+//!   but its late result is refused. The caller reads results from a stream (nothing is
+//!   removed by reading, so a reply lost on the way is read again) and ignores duplicates.
+//!   Tasks must be idempotent; a task that kills every worker that runs it is retried for
+//!   ever. Results not read stay on the server for 24 hours after the last one came.
 //! - **[`Semaphore`]**: permits are leases too; a dead holder's permit comes back when its
 //!   lease runs out. **[`Event`]**: `set` wakes every waiter on every machine.
 //!
@@ -84,7 +94,8 @@
 //! `appendfsync always`, every acknowledged write (items, in-flight lists, counters, fences,
 //! the closed flag) survives; with the default snapshots, the writes since the last snapshot
 //! are lost; without persistence, everything is — queues come back empty and unclosed, locks
-//! free, fences start again from 1. Leases keep running on the server's clock across a
+//! free, fences start again from 1, a pool's queued calls and unread results are gone
+//! (its callers wait for results that will not come: bound them with `get_timeout`). Leases keep running on the server's clock across a
 //! restart. Replication is asynchronous: after a failover to a replica, recent puts and
 //! acknowledgements may be lost or happen twice, and a lock may be held twice with a
 //! repeated fence. None of this is hidden: a process is told `Disconnected`, never a
@@ -96,14 +107,29 @@
 //! is a consumer of its own there. Fork while no other thread is inside a call on the same
 //! handle (as with every lock at a fork), or clone it first.
 //!
-//! Not yet here: a remote `Pool`, and a delivery counter for poison messages. The `multiproc` command-line tool (`multiproc inspect URL NAME...`,
-//! built with the feature) shows what [`inspect`] gives: queue lengths, consumers alive, items
-//! in flight per consumer.
+//! Not yet here: a delivery counter for poison messages. The `multiproc` command-line tool
+//! (`multiproc inspect URL NAME...`, built with the feature) shows what [`inspect`] gives:
+//! queue lengths, consumers alive, items in flight per consumer, and for a pool (its name)
+//! its workers with their host, pid and tasks.
+//!
+//! ```text
+//! use multiproc::remote::{Pool, Task, Worker};
+//! const SQUARE: Task<u64, u64> = Task::new("square");
+//! fn square(x: u64) -> u64 { x * x }
+//!
+//! // On each worker machine:
+//! Worker::new("redis://10.0.0.5:6379/0", "maths")?.register(SQUARE, square).run()?;
+//! // On any machine:
+//! let pool = Pool::open("redis://10.0.0.5:6379/0", "maths")?;
+//! assert_eq!(pool.map(SQUARE, 0..4)?, vec![0, 1, 4, 9]);
+//! ```
 
 mod conn;
 mod keeper;
+mod pool;
 mod queue;
 mod sync;
 
+pub use pool::{AsyncResult, Imap, Pool, Task, Worker};
 pub use queue::{inspect, ConsumerInfo, JoinableQueue, Queue, QueueInfo, DEFAULT_LEASE};
 pub use sync::{Event, Lock, LockGuard, Semaphore, SemaphoreGuard, DEFAULT_LOCK_LEASE};

@@ -56,6 +56,9 @@ const ID_LEN: usize = 16;
 /// The default lease of a [`JoinableQueue`] consumer.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
+/// How long a remote pool's replies stay on the server after the last one was added.
+pub(crate) const REPLY_TTL: Duration = Duration::from_secs(24 * 3600);
+
 const PUT: &str = r"
 local kind = redis.call('HGET', KEYS[2], 'kind')
 if not kind then
@@ -219,21 +222,33 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
 ";
 
-/// KEYS consumers inflight items; ARGV cid. Moves a dead consumer's items back to the head.
+/// KEYS consumers inflight items workers; ARGV cid [only_expired]. Moves a consumer's
+/// items back to the head and forgets it (with its description, if it was a pool's
+/// worker): a consumer going away, or — with `only_expired` — a dead one, its deadline
+/// re-checked here (-1 when it is alive).
 const REAP: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dl = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if dl and tonumber(dl) > now then return -1 end
+if ARGV[2] then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local dl = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if dl and tonumber(dl) > now then return -1 end
+end
 local n = 0
 while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do n = n + 1 end
 redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[4], ARGV[1])
 return n
 ";
 
-/// KEYS inflight meta; ARGV envelope channel
+/// KEYS inflight meta [replies]; ARGV envelope channel [reply ttl_ms]. With a reply (a
+/// remote pool's result), it is appended to the replies stream in the same step, so a
+/// result is published exactly when its item is acknowledged, once.
 const TASK_DONE: &str = r"
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return -1 end
+if #KEYS == 3 then
+  redis.call('XADD', KEYS[3], '*', 'r', ARGV[3])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
 local n = redis.call('HINCRBY', KEYS[2], 'unfinished', -1)
 if n <= 0 then redis.call('PUBLISH', ARGV[2], n) end
 return n
@@ -257,14 +272,6 @@ for i = #all, 1, -1 do
     n = n + 1
   end
 end
-return n
-";
-
-/// KEYS inflight items consumers; ARGV cid. A consumer going away gives its items back.
-const RELEASE: &str = r"
-local n = 0
-while redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') do n = n + 1 end
-redis.call('ZREM', KEYS[3], ARGV[1])
 return n
 ";
 
@@ -296,7 +303,6 @@ struct Scripts {
     reap: Script,
     task_done: Script,
     recover: Script,
-    release: Script,
 }
 
 impl Scripts {
@@ -317,7 +323,6 @@ impl Scripts {
             reap: Script::new(REAP),
             task_done: Script::new(TASK_DONE),
             recover: Script::new(RECOVER),
-            release: Script::new(RELEASE),
         }
     }
 }
@@ -330,6 +335,8 @@ struct Keys {
     notfull: String,
     consumers: String,
     alldone: String,
+    /// HASH consumer id -> a description, for the consumers that are a remote pool's workers.
+    workers: String,
 }
 
 impl Keys {
@@ -341,12 +348,18 @@ impl Keys {
             notfull: format!("{base}:notfull"),
             consumers: format!("{base}:consumers"),
             alldone: format!("{base}:alldone"),
+            workers: format!("{base}:workers"),
             base,
         }
     }
 
     fn inflight(&self, cid: &str) -> String {
         format!("{}:inflight:{cid}", self.base)
+    }
+
+    /// The replies stream of a remote pool's batch `batch` (in the queue's slot).
+    fn replies(&self, batch: &str) -> String {
+        format!("{}:replies:{batch}", self.base)
     }
 }
 
@@ -806,7 +819,9 @@ fn reap(
             reap.key(&keys.consumers)
                 .key(keys.inflight(&cid))
                 .key(&keys.items)
-                .arg(&cid),
+                .key(&keys.workers)
+                .arg(&cid)
+                .arg("only_expired"),
         )?;
         let n = conn::int("reap", &n)?;
         if n > 0 {
@@ -852,6 +867,9 @@ pub struct ConsumerInfo {
     pub lease_left: Option<Duration>,
     /// Items it took and has not acknowledged.
     pub in_flight: usize,
+    /// For a remote [`Pool`](super::Pool)'s worker: where it runs (host, pid) and the tasks
+    /// it serves.
+    pub worker: Option<String>,
 }
 
 /// A snapshot of the remote queue `name` (plain or joinable) without opening it: nothing is
@@ -891,7 +909,8 @@ impl Core {
         del.arg(&self.keys.items)
             .arg(&self.keys.meta)
             .arg(&self.keys.notfull)
-            .arg(&self.keys.consumers);
+            .arg(&self.keys.consumers)
+            .arg(&self.keys.workers);
         for id in ids {
             let id = String::from_utf8(conn::bytes("unlink", id)?)
                 .map_err(|_| conn::bad_reply("unlink", &Value::Nil))?;
@@ -944,7 +963,12 @@ impl Core {
                 W,
                 &s.query(redis::cmd("LLEN").arg(self.keys.inflight(&id)))?,
             )?;
+            let worker = match s.query(redis::cmd("HGET").arg(&self.keys.workers).arg(&id))? {
+                Value::Nil => None,
+                v => Some(String::from_utf8_lossy(&conn::bytes(W, v)?).into_owned()),
+            };
             out.push(ConsumerInfo {
+                worker,
                 lease_left: (deadline > now)
                     .then(|| Duration::from_millis((deadline - now) as u64)),
                 id,
@@ -963,7 +987,7 @@ impl Core {
     }
 }
 
-fn put_error<T>(item: T, s: PutStop) -> PutError<T> {
+fn put_error<T>((item, s): (T, PutStop)) -> PutError<T> {
     match s {
         PutStop::Closed => PutError::Closed(item),
         PutStop::Failed(e) => PutError::Failed(item, e),
@@ -971,7 +995,7 @@ fn put_error<T>(item: T, s: PutStop) -> PutError<T> {
     }
 }
 
-fn try_put_error<T>(item: T, s: PutStop) -> TryPutError<T> {
+fn try_put_error<T>((item, s): (T, PutStop)) -> TryPutError<T> {
     match s {
         PutStop::Full => TryPutError::Full(item),
         PutStop::Closed => TryPutError::Closed(item),
@@ -979,7 +1003,7 @@ fn try_put_error<T>(item: T, s: PutStop) -> TryPutError<T> {
     }
 }
 
-fn put_timeout_error<T>(item: T, s: PutStop) -> PutTimeoutError<T> {
+fn put_timeout_error<T>((item, s): (T, PutStop)) -> PutTimeoutError<T> {
     match s {
         PutStop::Full => PutTimeoutError::Timeout(item),
         PutStop::Closed => PutTimeoutError::Closed(item),
@@ -1011,138 +1035,167 @@ fn get_timeout_error(s: GetStop) -> GetTimeoutError {
     }
 }
 
+/// The four forms of one blocking call — plain (waits forever), `try_` (does not wait),
+/// `_timeout` and `_deadline` — over one `wait(args, Deadline)`, each turning the stop into
+/// its own error type with a function of `(stop)` or `((item, stop))`.
+macro_rules! four {
+    (
+        $(#[$d0:meta])* fn $plain:ident, $e0:ty, $m0:path;
+        $(#[$d1:meta])* fn $try_:ident, $e1:ty, $m1:path;
+        $(#[$d2:meta])* fn $timeout:ident, $e2:ty, $m2:path;
+        $(#[$d3:meta])* fn $deadline:ident, $e3:ty, $m3:path;
+        ($($a:ident: $t:ty)?) -> $ok:ty => $wait:ident
+    ) => {
+        $(#[$d0])*
+        pub fn $plain(&self, $($a: $t)?) -> std::result::Result<$ok, $e0> {
+            self.$wait($($a,)? Deadline::never()).map_err($m0)
+        }
+
+        $(#[$d1])*
+        pub fn $try_(&self, $($a: $t)?) -> std::result::Result<$ok, $e1> {
+            self.$wait($($a,)? Deadline::passed()).map_err($m1)
+        }
+
+        $(#[$d2])*
+        pub fn $timeout(
+            &self,
+            $($a: $t,)?
+            timeout: Duration,
+        ) -> std::result::Result<$ok, $e2> {
+            self.$wait($($a,)? Deadline::within(timeout)).map_err($m2)
+        }
+
+        $(#[$d3])*
+        pub fn $deadline(
+            &self,
+            $($a: $t,)?
+            deadline: Instant,
+        ) -> std::result::Result<$ok, $e3> {
+            self.$wait($($a,)? Deadline::at(deadline)).map_err($m3)
+        }
+    };
+}
+
 /// The four forms of `put` over a `put_wait(item, deadline) -> Result<(), (T, PutStop)>`,
 /// and of `get` over a `get_wait(deadline) -> Result<T, GetStop>`.
 macro_rules! four_forms {
     () => {
-        /// Puts `item`, waiting for room as long as it takes (Python's `put(item)`). When
-        /// it returns `Ok`, the item is on the server.
-        ///
-        /// # Errors
-        /// `Closed(item)`; `Failed(item, e)`: the item does not serialize, or the server was
-        /// lost ([`ErrorKind::Disconnected`]: the item may or may not have been put).
-        pub fn put(&self, item: T) -> std::result::Result<(), PutError<T>> {
-            self.put_wait(item, Deadline::never())
-                .map_err(|(t, s)| put_error(t, s))
+        four! {
+            /// Puts `item`, waiting for room as long as it takes (Python's `put(item)`). When
+            /// it returns `Ok`, the item is on the server.
+            ///
+            /// # Errors
+            /// `Closed(item)`; `Failed(item, e)`: the item does not serialize, or the server was
+            /// lost ([`ErrorKind::Disconnected`]: the item may or may not have been put).
+            fn put, PutError<T>, put_error;
+            /// Puts `item` if there is room now (Python's `put_nowait`).
+            ///
+            /// # Errors
+            /// `Full(item)`, `Closed(item)` or `Failed(item, e)`.
+            #[doc(alias = "put_nowait")]
+            fn try_put, TryPutError<T>, try_put_error;
+            /// Puts `item`, waiting at most `timeout` for room (any `Duration`).
+            ///
+            /// # Errors
+            /// `Timeout(item)`, `Closed(item)` or `Failed(item, e)`.
+            fn put_timeout, PutTimeoutError<T>, put_timeout_error;
+            /// Puts `item`, waiting until `deadline` at most for room.
+            ///
+            /// # Errors
+            /// As [`put_timeout`](Self::put_timeout).
+            fn put_deadline, PutTimeoutError<T>, put_timeout_error;
+            (item: T) -> () => put_wait
         }
 
-        /// Puts `item` if there is room now (Python's `put_nowait`).
-        ///
-        /// # Errors
-        /// `Full(item)`, `Closed(item)` or `Failed(item, e)`.
-        #[doc(alias = "put_nowait")]
-        pub fn try_put(&self, item: T) -> std::result::Result<(), TryPutError<T>> {
-            self.put_wait(item, Deadline::passed())
-                .map_err(|(t, s)| try_put_error(t, s))
+        four! {
+            /// Takes the next item, waiting as long as it takes (Python's `get()`); the wait
+            /// blocks on the server, in slices of at most a second.
+            ///
+            /// # Errors
+            /// `Closed` once the queue is closed and drained; `Failed(e)`: the message does not
+            /// decode as `T`, or the server was lost ([`ErrorKind::Disconnected`]).
+            fn get, GetError, get_error;
+            /// Takes the next item if there is one now (Python's `get_nowait`).
+            ///
+            /// # Errors
+            /// `Empty`, `Closed` or `Failed(e)`.
+            #[doc(alias = "get_nowait")]
+            fn try_get, TryGetError, try_get_error;
+            /// Takes the next item, waiting at most `timeout` (any `Duration`).
+            ///
+            /// # Errors
+            /// `Timeout`, `Closed` or `Failed(e)`.
+            fn get_timeout, GetTimeoutError, get_timeout_error;
+            /// Takes the next item, waiting until `deadline` at most.
+            ///
+            /// # Errors
+            /// As [`get_timeout`](Self::get_timeout).
+            fn get_deadline, GetTimeoutError, get_timeout_error;
+            () -> T => get_wait
         }
 
-        /// Puts `item`, waiting at most `timeout` for room (any `Duration`).
-        ///
-        /// # Errors
-        /// `Timeout(item)`, `Closed(item)` or `Failed(item, e)`.
-        pub fn put_timeout(
-            &self,
-            item: T,
-            timeout: Duration,
-        ) -> std::result::Result<(), PutTimeoutError<T>> {
-            self.put_wait(item, Deadline::within(timeout))
-                .map_err(|(t, s)| put_timeout_error(t, s))
+        four! {
+            /// Puts all `items` in order, a script per batch of up to 1,000 (as many as fit in a
+            /// bounded queue, waiting for room for the rest).
+            ///
+            /// # Errors
+            /// `Closed` or `Failed`, handing back the items that were *not* put (the ones before
+            /// them are on the server). A serialization failure is reported before any is put.
+            fn put_many, PutError<Vec<T>>, put_error;
+            /// Puts as many of `items`, in order, as there is room for now.
+            ///
+            /// # Errors
+            /// `Full` with the items that did not fit, `Closed` or `Failed` with those not put.
+            fn try_put_many, TryPutError<Vec<T>>, try_put_error;
+            /// [`put_many`](Self::put_many), waiting at most `timeout` for room.
+            ///
+            /// # Errors
+            /// `Timeout`, `Closed` or `Failed`, with the items not put.
+            fn put_many_timeout, PutTimeoutError<Vec<T>>, put_timeout_error;
+            /// [`put_many`](Self::put_many), waiting until `deadline` at most for room.
+            ///
+            /// # Errors
+            /// As [`put_many_timeout`](Self::put_many_timeout).
+            fn put_many_deadline, PutTimeoutError<Vec<T>>, put_timeout_error;
+            (items: Vec<T>) -> () => put_many_wait
         }
 
-        /// Puts `item`, waiting until `deadline` at most for room.
-        ///
-        /// # Errors
-        /// As [`put_timeout`](Self::put_timeout).
-        pub fn put_deadline(
-            &self,
-            item: T,
-            deadline: Instant,
-        ) -> std::result::Result<(), PutTimeoutError<T>> {
-            self.put_wait(item, Deadline::at(deadline))
-                .map_err(|(t, s)| put_timeout_error(t, s))
-        }
-
-        /// Takes the next item, waiting as long as it takes (Python's `get()`); the wait
-        /// blocks on the server, in slices of at most a second.
-        ///
-        /// # Errors
-        /// `Closed` once the queue is closed and drained; `Failed(e)`: the message does not
-        /// decode as `T`, or the server was lost ([`ErrorKind::Disconnected`]).
-        pub fn get(&self) -> std::result::Result<T, GetError> {
-            self.get_wait(Deadline::never()).map_err(get_error)
-        }
-
-        /// Takes the next item if there is one now (Python's `get_nowait`).
-        ///
-        /// # Errors
-        /// `Empty`, `Closed` or `Failed(e)`.
-        #[doc(alias = "get_nowait")]
-        pub fn try_get(&self) -> std::result::Result<T, TryGetError> {
-            self.get_wait(Deadline::passed()).map_err(try_get_error)
-        }
-
-        /// Takes the next item, waiting at most `timeout` (any `Duration`).
-        ///
-        /// # Errors
-        /// `Timeout`, `Closed` or `Failed(e)`.
-        pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, GetTimeoutError> {
-            self.get_wait(Deadline::within(timeout))
-                .map_err(get_timeout_error)
-        }
-
-        /// Takes the next item, waiting until `deadline` at most.
-        ///
-        /// # Errors
-        /// As [`get_timeout`](Self::get_timeout).
-        pub fn get_deadline(&self, deadline: Instant) -> std::result::Result<T, GetTimeoutError> {
-            self.get_wait(Deadline::at(deadline))
-                .map_err(get_timeout_error)
-        }
-
-        /// Puts all `items` in order, a script per batch of up to 1,000 (as many as fit in a
-        /// bounded queue, waiting for room for the rest).
-        ///
-        /// # Errors
-        /// `Closed` or `Failed`, handing back the items that were *not* put (the ones before
-        /// them are on the server). A serialization failure is reported before any is put.
-        pub fn put_many(&self, items: Vec<T>) -> std::result::Result<(), PutError<Vec<T>>> {
-            self.put_many_wait(items, Deadline::never())
-                .map_err(|(t, s)| put_error(t, s))
-        }
-
-        /// Puts as many of `items`, in order, as there is room for now.
-        ///
-        /// # Errors
-        /// `Full` with the items that did not fit, `Closed` or `Failed` with those not put.
-        pub fn try_put_many(&self, items: Vec<T>) -> std::result::Result<(), TryPutError<Vec<T>>> {
-            self.put_many_wait(items, Deadline::passed())
-                .map_err(|(t, s)| try_put_error(t, s))
-        }
-
-        /// [`put_many`](Self::put_many), waiting at most `timeout` for room.
-        ///
-        /// # Errors
-        /// `Timeout`, `Closed` or `Failed`, with the items not put.
-        pub fn put_many_timeout(
-            &self,
-            items: Vec<T>,
-            timeout: Duration,
-        ) -> std::result::Result<(), PutTimeoutError<Vec<T>>> {
-            self.put_many_wait(items, Deadline::within(timeout))
-                .map_err(|(t, s)| put_timeout_error(t, s))
-        }
-
-        /// [`put_many`](Self::put_many), waiting until `deadline` at most for room.
-        ///
-        /// # Errors
-        /// As [`put_many_timeout`](Self::put_many_timeout).
-        pub fn put_many_deadline(
-            &self,
-            items: Vec<T>,
-            deadline: Instant,
-        ) -> std::result::Result<(), PutTimeoutError<Vec<T>>> {
-            self.put_many_wait(items, Deadline::at(deadline))
-                .map_err(|(t, s)| put_timeout_error(t, s))
+        four! {
+            /// Takes between one and `max` items, waiting as long as it takes for the first.
+            ///
+            /// # Errors
+            /// As [`get`](Self::get). A message that does not decode ends the batch: the items
+            /// before it are returned, it and those after it go back to the head of the queue
+            /// (its error comes when it is first).
+            ///
+            /// # Panics
+            /// If `max` is 0.
+            fn get_many, GetError, get_error;
+            /// Takes between one and `max` items if there are any now.
+            ///
+            /// # Errors
+            /// As [`try_get`](Self::try_get).
+            ///
+            /// # Panics
+            /// If `max` is 0.
+            fn try_get_many, TryGetError, try_get_error;
+            /// Takes between one and `max` items, waiting at most `timeout` for the first.
+            ///
+            /// # Errors
+            /// As [`get_timeout`](Self::get_timeout).
+            ///
+            /// # Panics
+            /// If `max` is 0.
+            fn get_many_timeout, GetTimeoutError, get_timeout_error;
+            /// Takes between one and `max` items, waiting until `deadline` at most for the first.
+            ///
+            /// # Errors
+            /// As [`get_timeout`](Self::get_timeout).
+            ///
+            /// # Panics
+            /// If `max` is 0.
+            fn get_many_deadline, GetTimeoutError, get_timeout_error;
+            (max: usize) -> Vec<T> => get_many_wait
         }
 
         fn put_many_wait(
@@ -1163,64 +1216,6 @@ macro_rules! four_forms {
                     items.drain(..done);
                     (items, s)
                 })
-        }
-
-        /// Takes between one and `max` items, waiting as long as it takes for the first.
-        ///
-        /// # Errors
-        /// As [`get`](Self::get). A message that does not decode ends the batch: the items
-        /// before it are returned, it and those after it go back to the head of the queue
-        /// (its error comes when it is first).
-        ///
-        /// # Panics
-        /// If `max` is 0.
-        pub fn get_many(&self, max: usize) -> std::result::Result<Vec<T>, GetError> {
-            self.get_many_wait(max, Deadline::never())
-                .map_err(get_error)
-        }
-
-        /// Takes between one and `max` items if there are any now.
-        ///
-        /// # Errors
-        /// As [`try_get`](Self::try_get).
-        ///
-        /// # Panics
-        /// If `max` is 0.
-        pub fn try_get_many(&self, max: usize) -> std::result::Result<Vec<T>, TryGetError> {
-            self.get_many_wait(max, Deadline::passed())
-                .map_err(try_get_error)
-        }
-
-        /// Takes between one and `max` items, waiting at most `timeout` for the first.
-        ///
-        /// # Errors
-        /// As [`get_timeout`](Self::get_timeout).
-        ///
-        /// # Panics
-        /// If `max` is 0.
-        pub fn get_many_timeout(
-            &self,
-            max: usize,
-            timeout: Duration,
-        ) -> std::result::Result<Vec<T>, GetTimeoutError> {
-            self.get_many_wait(max, Deadline::within(timeout))
-                .map_err(get_timeout_error)
-        }
-
-        /// Takes between one and `max` items, waiting until `deadline` at most for the first.
-        ///
-        /// # Errors
-        /// As [`get_timeout`](Self::get_timeout).
-        ///
-        /// # Panics
-        /// If `max` is 0.
-        pub fn get_many_deadline(
-            &self,
-            max: usize,
-            deadline: Instant,
-        ) -> std::result::Result<Vec<T>, GetTimeoutError> {
-            self.get_many_wait(max, Deadline::at(deadline))
-                .map_err(get_timeout_error)
         }
 
         fn put_wait(&self, item: T, deadline: Deadline) -> std::result::Result<(), (T, PutStop)> {
@@ -1607,6 +1602,12 @@ impl<T, C: Codec> JoinableQueue<T, C> {
     /// [`ErrorKind::Disconnected`] when the server is lost (the item stays held: call
     /// `task_done` again).
     pub fn task_done(&self) -> Result<()> {
+        self.task_done_with(None)
+    }
+
+    /// `task_done`, appending `reply` (batch, bytes) to that batch's replies stream in the
+    /// same atomic step (a remote pool's result: published once, with its acknowledgement).
+    pub(crate) fn task_done_with(&self, reply: Option<(&str, &[u8])>) -> Result<()> {
         let mut c = self.consumer();
         let Some(env) = c.held.pop_front() else {
             return Err(Error::new(
@@ -1614,15 +1615,17 @@ impl<T, C: Codec> JoinableQueue<T, C> {
                 "task_done() called more times than this handle took items with get()",
             ));
         };
-        let r = self.core.conn.session().script(
-            self.core
-                .scripts
-                .task_done
-                .key(&c.inflight)
-                .key(&self.core.keys.meta)
-                .arg(env.as_slice())
-                .arg(&self.core.keys.alldone),
-        );
+        let mut inv = self.core.scripts.task_done.prepare_invoke();
+        inv.key(&c.inflight)
+            .key(&self.core.keys.meta)
+            .arg(env.as_slice())
+            .arg(&self.core.keys.alldone);
+        if let Some((batch, bytes)) = reply {
+            inv.key(self.core.keys.replies(batch))
+                .arg(bytes)
+                .arg(REPLY_TTL.as_millis() as u64);
+        }
+        let r = self.core.conn.session().script(&inv);
         match r.and_then(|v| conn::int("task_done", &v)) {
             Ok(-1) => Err(Error::new(
                 ErrorKind::LeaseLost,
@@ -1715,6 +1718,29 @@ impl<T, C: Codec> JoinableQueue<T, C> {
     pub fn held(&self) -> usize {
         self.consumer().held.len()
     }
+
+    /// Describes this consumer as a pool worker (`multiproc inspect` shows it); removed
+    /// when the consumer is reaped or dropped.
+    pub(crate) fn describe_worker(&self, what: &str) -> Result<()> {
+        let cid = self.consumer().cid.clone();
+        self.core.conn.session().query(
+            redis::cmd("HSET")
+                .arg(&self.core.keys.workers)
+                .arg(cid)
+                .arg(what),
+        )?;
+        Ok(())
+    }
+
+    /// Forgets the oldest item held, without acknowledging it (its lease brings it back).
+    pub(crate) fn forget_held(&self) -> Option<Vec<u8>> {
+        self.consumer().held.pop_front()
+    }
+
+    /// The key of batch `batch`'s replies stream.
+    pub(crate) fn replies_key(&self, batch: &str) -> String {
+        self.core.keys.replies(batch)
+    }
 }
 
 impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
@@ -1788,10 +1814,11 @@ impl<T, C: Codec> Drop for JoinableQueue<T, C> {
         let r = self.core.conn.session().script(
             self.core
                 .scripts
-                .release
+                .reap
+                .key(&self.core.keys.consumers)
                 .key(&c.inflight)
                 .key(&self.core.keys.items)
-                .key(&self.core.keys.consumers)
+                .key(&self.core.keys.workers)
                 .arg(&c.cid),
         );
         if let Err(e) = r {
