@@ -498,11 +498,67 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
     }
     let Action::Step(i) = act else { unreachable!() };
     let (m, actors) = (&mut s.mem, &mut s.actors);
-    let me = i as u8;
-    let a = &mut actors[i];
-    match a.pc {
+    match actors[i].pc {
         Pc::Finished | Pc::Asleep => unreachable!(),
-        // ----- seqlock snapshots -----
+        Pc::SnapP(_) | Pc::SnapC(_) => step_snapshot(m, &mut actors[i], cfg)?,
+        Pc::PCommit(_) | Pc::CCommit(_) => step_commit(m, &mut actors[i], i as u8, cfg)?,
+        Pc::SleepInc | Pc::SleepCheck | Pc::SleepWait | Pc::SleepReload | Pc::SleepDec => {
+            step_sleep(m, &mut actors[i], cfg)?
+        }
+        Pc::PLock
+        | Pc::PRead
+        | Pc::FpTryLock
+        | Pc::FpRead
+        | Pc::FpPunch
+        | Pc::FpUnlock
+        | Pc::FpWakeCheck
+        | Pc::FpWake
+        | Pc::RLock
+        | Pc::RTryLock
+        | Pc::RRead
+        | Pc::RSkip
+        | Pc::RAfterP
+        | Pc::RUnlock
+        | Pc::WSkip
+        | Pc::WPay
+        | Pc::WHdr
+        | Pc::PUnlock
+        | Pc::PWakeCheck
+        | Pc::PWake
+        | Pc::PReturned
+        | Pc::PUnlockFull => step_producer(m, actors, i, cfg)?,
+        Pc::CLock
+        | Pc::CRead
+        | Pc::CPunchStart
+        | Pc::CAfterSnap
+        | Pc::CReadHdr
+        | Pc::CReadPay
+        | Pc::CAfterCommit1
+        | Pc::CPunch
+        | Pc::CPunchLate
+        | Pc::CUnlock
+        | Pc::CWakeCheck
+        | Pc::CWake
+        | Pc::CReturn => step_consumer(m, actors, i, cfg)?,
+        Pc::XWait
+        | Pc::XLockP
+        | Pc::XReadP
+        | Pc::XLockC
+        | Pc::XReadC
+        | Pc::XUnlockC
+        | Pc::XUnlockP
+        | Pc::XWakeP
+        | Pc::XWakeC => step_closer(m, actors, i)?,
+        Pc::OStart | Pc::OAfterC | Pc::OCheck => step_observer(&mut actors[i])?,
+    }
+    check_positions(&s.mem, &g)?;
+    Ok(s)
+}
+
+/// Seqlock snapshots (`SnapP`, `SnapC`): read a slot between two looks at its `seq`, then
+/// return to `ret`.
+fn step_snapshot(m: &Mem, a: &mut Actor, cfg: &Config) -> R {
+    match a.pc {
         Pc::SnapP(0) => {
             a.snap_s = m.pseq;
             a.pc = Pc::SnapP(1);
@@ -553,7 +609,15 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
                 a.pc = Pc::SnapC(0);
             }
         }
-        // ----- commits: fill the inactive slot in two halves, then one seq store -----
+        _ => unreachable!("not a snapshot pc: {:?}", a.pc),
+    }
+    Ok(())
+}
+
+/// Commits (`PCommit`, `CCommit`): fill the inactive slot in two halves, then one seq
+/// store; return to `ret`.
+fn step_commit(m: &mut Mem, a: &mut Actor, me: u8, cfg: &Config) -> R {
+    match a.pc {
         Pc::PCommit(0) => {
             m.pslots[((m.pseq + 1) & 1) as usize].tail = a.st.tail;
             a.pc = Pc::PCommit(1);
@@ -608,7 +672,14 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             }
             a.pc = a.ret;
         }
-        // ----- sleeping on a futex word, counted -----
+        _ => unreachable!("not a commit pc: {:?}", a.pc),
+    }
+    Ok(())
+}
+
+/// Sleeping on a futex word, counted (`SleepInc` .. `SleepDec`).
+fn step_sleep(m: &mut Mem, a: &mut Actor, cfg: &Config) -> R {
+    match a.pc {
         Pc::SleepInc => {
             let w = if a.role == Role::Consumer {
                 &mut m.getters
@@ -689,7 +760,16 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
                 a.pc = Pc::PLock;
             }
         }
-        // ----- producer: put_frames with one payload -----
+        _ => unreachable!("not a sleep pc: {:?}", a.pc),
+    }
+    Ok(())
+}
+
+/// The producer: `put_frames` with one payload.
+fn step_producer(m: &mut Mem, actors: &mut [Actor], i: usize, cfg: &Config) -> R {
+    let (g, me) = (cfg.geo, i as u8);
+    let a = &mut actors[i];
+    match a.pc {
         Pc::PLock => {
             m.pm = me;
             a.pc = Pc::PRead;
@@ -874,7 +954,16 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             m.pm = NONE;
             a.pc = Pc::SleepInc;
         }
-        // ----- consumer: take_frames(batch) in a loop -----
+        _ => unreachable!("not a producer pc: {:?}", a.pc),
+    }
+    Ok(())
+}
+
+/// The consumer: `take_frames(batch)` in a loop.
+fn step_consumer(m: &mut Mem, actors: &mut [Actor], i: usize, cfg: &Config) -> R {
+    let (g, me) = (cfg.geo, i as u8);
+    let a = &mut actors[i];
+    match a.pc {
         Pc::CLock => {
             m.cm = me;
             a.pc = Pc::CRead;
@@ -1026,7 +1115,16 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
                 a.pc = Pc::SleepInc;
             }
         }
-        // ----- closer -----
+        _ => unreachable!("not a consumer pc: {:?}", a.pc),
+    }
+    Ok(())
+}
+
+/// The closer: closes both sides, then wakes every sleeper.
+fn step_closer(m: &mut Mem, actors: &mut [Actor], i: usize) -> R {
+    let me = i as u8;
+    let a = &mut actors[i];
+    match a.pc {
         Pc::XWait => a.pc = Pc::XLockP,
         Pc::XLockP => {
             m.pm = me;
@@ -1065,7 +1163,14 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             wake_all(actors, Role::Producer(0));
             actors[i].pc = Pc::Finished;
         }
-        // ----- observer: snapshot() as len() does -----
+        _ => unreachable!("not a closer pc: {:?}", a.pc),
+    }
+    Ok(())
+}
+
+/// The observer: `snapshot()` as `len()` does.
+fn step_observer(a: &mut Actor) -> R {
+    match a.pc {
         Pc::OStart => {
             a.pc = Pc::SnapC(0);
             a.ret = Pc::OAfterC;
@@ -1081,9 +1186,9 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             }
             a.pc = Pc::Finished;
         }
+        _ => unreachable!("not an observer pc: {:?}", a.pc),
     }
-    check_positions(&s.mem, &g)?;
-    Ok(s)
+    Ok(())
 }
 
 fn lockable_mem(actors: &[Actor], owner: u8) -> bool {

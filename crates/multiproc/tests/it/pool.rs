@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use multiproc::{ErrorKind, Pool, StartMethod};
 
-use crate::util::{pid_alive, sigkill, sleep_ms, wait_no_zombies, with_watchdog};
+use crate::util::{pid_alive, sigkill, sleep_ms, two_workers, wait_no_zombies, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -373,11 +373,7 @@ fn initializer() {
 #[test]
 fn spawn_start_method() {
     with_watchdog(LIMIT, || {
-        let pool = Pool::builder()
-            .processes(2)
-            .start_method(StartMethod::Spawn)
-            .build()
-            .unwrap();
+        let pool = two_workers(StartMethod::Spawn);
         let expect: Vec<i64> = (0..500).map(|x| x * x).collect();
         assert_eq!(pool.map(sqr, 0..500).unwrap(), expect);
         let e = pool.apply(panic_on_odd, 3).unwrap_err();
@@ -768,11 +764,7 @@ fn large_chunks_go_inline() {
 
 fn large_chunks_with(method: StartMethod) {
     {
-        let pool = Pool::builder()
-            .processes(2)
-            .start_method(method)
-            .build()
-            .unwrap();
+        let pool = two_workers(method);
         // Small arguments, 8 x 64 KiB of results per chunk (inline).
         let got = pool.with_chunksize(8).map(blob, 0..40u32).unwrap();
         assert!(got

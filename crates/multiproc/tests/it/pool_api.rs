@@ -15,7 +15,7 @@ use multiproc::pool::{GetTimeoutError, TryGetError};
 use multiproc::{ErrorKind, Pool, PoolBuilder, Queue, StartMethod};
 
 use crate::util::{
-    join_within, pid_alive, sigkill, sleep_ms, until, wait_no_zombies, with_watchdog,
+    join_within, pid_alive, sigkill, sleep_ms, two_workers, until, wait_no_zombies, with_watchdog,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -109,11 +109,7 @@ fn check_probe(factor: u64, inputs: impl Iterator<Item = u64>, got: &[(u64, u64,
 fn context_with_both_start_methods() {
     with_watchdog(LIMIT, || {
         for method in [StartMethod::Fork, StartMethod::Spawn] {
-            let pool = Pool::builder()
-                .processes(2)
-                .start_method(method)
-                .build()
-                .unwrap();
+            let pool = two_workers(method);
             let ctx = context(10);
             let with = pool.with_context(&ctx).unwrap();
             // One task per chunk: 100 chunks, the context goes to each worker once.
@@ -563,11 +559,7 @@ fn panic_child() {
         return;
     }
     for method in [StartMethod::Fork, StartMethod::Spawn] {
-        let pool = Pool::builder()
-            .processes(2)
-            .start_method(method)
-            .build()
-            .unwrap();
+        let pool = two_workers(method);
         let e = pool.map(panic_on_odd, 0..10).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ChildPanicked);
         println!("{method:?} map: {e}");

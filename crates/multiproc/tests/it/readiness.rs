@@ -86,6 +86,47 @@ impl Ep {
     }
 }
 
+/// An fd watched the way `how` names it: "poll" (raw `poll(2)`), "epoll" or "epoll-et"
+/// (level- or edge-triggered).
+struct Watch<'a> {
+    fd: RawFd,
+    ep: Option<Ep>,
+    how: &'a str,
+}
+
+impl<'a> Watch<'a> {
+    fn new(fd: BorrowedFd<'_>, how: &'a str) -> Watch<'a> {
+        let ep = match how {
+            "epoll" => Some(Ep::new(fd, false)),
+            "epoll-et" => Some(Ep::new(fd, true)),
+            _ => None,
+        };
+        Watch {
+            fd: fd.as_raw_fd(),
+            ep,
+            how,
+        }
+    }
+
+    /// True when the fd turned readable within `t`.
+    fn ready(&self, t: Duration) -> bool {
+        match &self.ep {
+            Some(e) => e.wait(t),
+            None => poll_in(self.fd, t),
+        }
+    }
+
+    /// Asserts that the fd stays unreadable for [`QUIET`] (and that the wait took that long).
+    fn quiet(&self, what: &str) {
+        let (how, t0) = (self.how, Instant::now());
+        assert!(
+            !self.ready(QUIET),
+            "{how}: {what}: readable with nothing waiting"
+        );
+        assert!(t0.elapsed() >= QUIET - Duration::from_millis(5));
+    }
+}
+
 // ----- connections -----
 
 /// Orders for the sending child.
@@ -154,23 +195,8 @@ fn connection_readiness(m: StartMethod, how: &str) {
     // Armed before any message flows, as the contract asks.
     let fd = b.as_raw_fd();
     let p = start_with(m, Process::builder(), sender, (ctl_child, a));
-    let ep = match how {
-        "epoll" => Some(Ep::new(b.as_fd(), false)),
-        "epoll-et" => Some(Ep::new(b.as_fd(), true)),
-        _ => None,
-    };
-    let ready = |t: Duration| match &ep {
-        Some(e) => e.wait(t),
-        None => poll_in(fd, t),
-    };
-    let quiet = |what: &str| {
-        let t0 = Instant::now();
-        assert!(
-            !ready(QUIET),
-            "{how}: {what}: readable with nothing waiting"
-        );
-        assert!(t0.elapsed() >= QUIET - Duration::from_millis(5));
-    };
+    let w = Watch::new(b.as_fd(), how);
+    let (ready, quiet) = (|t| w.ready(t), |what: &str| w.quiet(what));
     quiet("before any message");
     // Small messages (through the ring), then large ones (over the socket), each sent
     // before the poll starts (the child reports) and after. (Sizes that fit the ring and
@@ -483,23 +509,8 @@ fn queue_readiness(m: StartMethod, how: &str) {
         queue_producer,
         (ctl_child, q.clone()),
     );
-    let ep = match how {
-        "epoll" => Some(Ep::new(q.as_fd(), false)),
-        "epoll-et" => Some(Ep::new(q.as_fd(), true)),
-        _ => None,
-    };
-    let ready = |t: Duration| match &ep {
-        Some(e) => e.wait(t),
-        None => poll_in(fd, t),
-    };
-    let quiet = |what: &str| {
-        let t0 = Instant::now();
-        assert!(
-            !ready(QUIET),
-            "{how}: {what}: readable with nothing waiting"
-        );
-        assert!(t0.elapsed() >= QUIET - Duration::from_millis(5));
-    };
+    let w = Watch::new(q.as_fd(), how);
+    let (ready, quiet) = (|t| w.ready(t), |what: &str| w.quiet(what));
     quiet("before any message");
     let mut from = 0;
     for n in [1, 2, 500] {

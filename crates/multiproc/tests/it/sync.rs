@@ -33,6 +33,33 @@ fn holder(ready: &Event, hold: impl FnOnce() + Send + 'static) -> Process<()> {
     .unwrap()
 }
 
+/// A child that has run `hold` (takes the object and keeps it) and sleeps until killed.
+fn held(hold: impl FnOnce() + Send + 'static) -> Process<()> {
+    let ready = Event::new().unwrap();
+    let p = holder(&ready, hold);
+    ready.wait_timeout(Duration::from_secs(20)).unwrap();
+    p
+}
+
+/// Kills `p` (which holds something), then runs `recover` (which takes it back) and asserts it
+/// took less than `bound`; returns what `recover` returned.
+fn killed_then<T>(p: &Process<()>, bound: Duration, recover: impl FnOnce() -> T) -> T {
+    p.kill().unwrap();
+    let t0 = Instant::now();
+    let r = recover();
+    assert!(t0.elapsed() < bound, "took {:?}", t0.elapsed());
+    r
+}
+
+/// A barrier party in a child, waiting without a timeout (until killed).
+fn party(b: &Barrier) -> Process<()> {
+    let b2 = b.clone();
+    Process::fork(move || {
+        let _ = b2.wait();
+    })
+    .unwrap()
+}
+
 /// A condition wait's outcome as Python's `wait(timeout)` gives it: notified or not (a dead
 /// lock holder is a test failure here).
 fn notified(r: Result<(), WaitTimeoutError>) -> bool {
@@ -79,10 +106,8 @@ fn lock_basics_across_processes() {
 fn lock_timeout_is_a_lower_bound() {
     with_watchdog(LIMIT, || {
         let lock = Lock::new().unwrap();
-        let ready = Event::new().unwrap();
         let l2 = lock.clone();
-        let p = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
-        ready.wait_timeout(Duration::from_secs(20)).unwrap();
+        let p = held(move || std::mem::forget(l2.lock().unwrap()));
         let t0 = Instant::now();
         assert!(matches!(
             lock.lock_timeout(Duration::from_millis(100)),
@@ -124,21 +149,14 @@ fn rlock_basics_and_non_owner_release() {
 fn killed_lock_holder_gives_owner_died_quickly_and_lock_keeps_working() {
     with_watchdog(LIMIT, || {
         let lock = Lock::new().unwrap();
-        let ready = Event::new().unwrap();
         let l2 = lock.clone();
-        let p = holder(&ready, move || std::mem::forget(l2.lock().unwrap()));
-        ready.wait_timeout(Duration::from_secs(20)).unwrap();
-        p.kill().unwrap();
-        let t0 = Instant::now();
-        match lock.lock_timeout(Duration::from_secs(10)) {
-            Err(LockTimeoutError::OwnerDied(g)) => drop(g),
-            other => panic!("expected OwnerDied, got {other:?}"),
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(1),
-            "took {:?}",
-            t0.elapsed()
-        );
+        let p = held(move || std::mem::forget(l2.lock().unwrap()));
+        killed_then(&p, Duration::from_secs(1), || {
+            match lock.lock_timeout(Duration::from_secs(10)) {
+                Err(LockTimeoutError::OwnerDied(g)) => drop(g),
+                other => panic!("expected OwnerDied, got {other:?}"),
+            }
+        });
         assert!(p.join().is_err());
         // Works normally afterwards, also for another process.
         drop(lock.lock().unwrap());
@@ -154,21 +172,18 @@ fn killed_lock_holder_gives_owner_died_quickly_and_lock_keeps_working() {
 fn killed_rlock_holder_at_depth_two() {
     with_watchdog(LIMIT, || {
         let r = RLock::new().unwrap();
-        let ready = Event::new().unwrap();
         let r2 = r.clone();
-        let p = holder(&ready, move || {
+        let p = held(move || {
             std::mem::forget(r2.lock().unwrap());
             std::mem::forget(r2.lock().unwrap());
             assert_eq!(r2.depth(), 2);
         });
-        ready.wait_timeout(Duration::from_secs(20)).unwrap();
-        p.kill().unwrap();
-        let t0 = Instant::now();
-        let g = match r.lock_timeout(Duration::from_secs(10)) {
-            Err(LockTimeoutError::OwnerDied(g)) => g.into_inner(),
-            other => panic!("expected OwnerDied, got {other:?}"),
-        };
-        assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
+        let g = killed_then(&p, GENEROUS, || {
+            match r.lock_timeout(Duration::from_secs(10)) {
+                Err(LockTimeoutError::OwnerDied(g)) => g.into_inner(),
+                other => panic!("expected OwnerDied, got {other:?}"),
+            }
+        });
         assert_eq!(r.depth(), 1);
         drop(g);
         assert_eq!(r.depth(), 0);
@@ -185,21 +200,16 @@ fn killed_rlock_holder_at_depth_two() {
 fn killed_value_lock_holder() {
     with_watchdog(LIMIT, || {
         let v = Value::new(7u64).unwrap();
-        let ready = Event::new().unwrap();
         let v2 = v.clone();
-        let p = holder(&ready, move || {
+        let p = held(move || {
             let mut g = v2.lock().unwrap();
             *g = 8;
             std::mem::forget(g);
         });
-        ready.wait_timeout(Duration::from_secs(20)).unwrap();
-        p.kill().unwrap();
-        let t0 = Instant::now();
-        let mut g = match v.lock() {
+        let mut g = killed_then(&p, GENEROUS, || match v.lock() {
             Err(died) => died.into_inner(),
             Ok(_) => panic!("expected OwnerDied"),
-        };
-        assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
+        });
         assert_eq!(*g, 8);
         *g += 1;
         drop(g);
@@ -373,11 +383,7 @@ fn killed_event_waiter_does_not_block_others() {
 fn killed_party_inside_barrier_breaks_it() {
     with_watchdog(LIMIT, || {
         let b = Barrier::new(3).unwrap();
-        let b2 = b.clone();
-        let victim = Process::fork(move || {
-            let _ = b2.wait();
-        })
-        .unwrap();
+        let victim = party(&b);
         let b3 = b.clone();
         let survivor = Process::fork(move || b3.wait_timeout(Duration::from_secs(20))).unwrap();
         until("two parties inside", || b.n_waiting() == 2);
@@ -401,16 +407,14 @@ fn killed_party_inside_barrier_breaks_it() {
 fn killed_semaphore_guard_holder_permit_comes_back() {
     with_watchdog(LIMIT, || {
         let s = BoundedSemaphore::new(1).unwrap();
-        let ready = Event::new().unwrap();
         let s2 = s.clone();
-        let p = holder(&ready, move || std::mem::forget(s2.acquire()));
-        ready.wait_timeout(Duration::from_secs(20)).unwrap();
+        let p = held(move || std::mem::forget(s2.acquire()));
         assert_eq!(s.value(), 0);
-        p.kill().unwrap();
-        let t0 = Instant::now();
-        let g = s.acquire_timeout(Duration::from_secs(10));
-        assert!(g.is_ok(), "the dead holder's permit was recovered");
-        assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
+        let g = killed_then(&p, GENEROUS, || {
+            let g = s.acquire_timeout(Duration::from_secs(10));
+            assert!(g.is_ok(), "the dead holder's permit was recovered");
+            g
+        });
         drop(g);
         assert_eq!(s.value(), 1);
         assert!(p.join().is_err());
@@ -960,13 +964,13 @@ fn proc_state(pid: u32) -> Option<char> {
         .next()
 }
 
-/// Runs `wait` in a forked child under a [`sigterm_storm`]. Once `victim_ready` is set, the
-/// child is asleep and the signals have been cutting its sleep short, SIGKILLs and reaps
+/// Runs `wait` in a forked child under a [`sigterm_storm`]. Once `victim_ready` is set (at
+/// once when there is none), the child is asleep and the signals have been cutting its sleep short, SIGKILLs and reaps
 /// `victim` (which holds what `wait` waits for) and measures how long after the kill `wait`
 /// returned; the signals keep coming until then. Returns that time and what `wait` returned.
 fn detection_under_signals(
     victim: Process<()>,
-    victim_ready: &Event,
+    victim_ready: Option<&Event>,
     wait: impl FnOnce() -> bool + Send + 'static,
 ) -> bool {
     let caught = Value::new(AtomicU64::new(0)).unwrap();
@@ -982,7 +986,9 @@ fn detection_under_signals(
     })
     .unwrap();
     armed.wait_timeout(Duration::from_secs(20)).unwrap();
-    victim_ready.wait_timeout(Duration::from_secs(20)).unwrap();
+    if let Some(ready) = victim_ready {
+        ready.wait_timeout(Duration::from_secs(20)).unwrap();
+    }
     let pid = waiter.pid();
     until("the waiter asleep", || proc_state(pid) == Some('S'));
     until("signals cutting the waiter's sleep short", || {
@@ -1004,60 +1010,62 @@ fn detection_under_signals(
 }
 
 /// A victim runs `hold` (takes the object and keeps it) and is killed while a waiter, under a
-/// storm of signals, runs `wait`: true when the waiter saw the death.
-fn held_then_seen_under_signals(
-    hold: impl FnOnce() + Send + 'static,
-    wait: impl FnOnce() -> bool + Send + 'static,
-) -> bool {
-    let ready = Event::new().unwrap();
-    let victim = holder(&ready, hold);
+/// storm of signals, runs `wait`: asserts that the waiter saw the death (`wait` returned
+/// true), else fails with `expected`.
+fn held_then_seen_under_signals<T: Clone + Send + 'static>(
+    expected: &str,
+    object: T,
+    hold: impl FnOnce(&T) + Send + 'static,
+    wait: impl FnOnce(&T) -> bool + Send + 'static,
+) {
     // The victim holds it before the waiter starts (else the waiter may simply win).
-    ready.wait_timeout(Duration::from_secs(20)).unwrap();
-    detection_under_signals(victim, &ready, wait)
+    let o2 = object.clone();
+    let victim = held(move || hold(&o2));
+    assert!(
+        detection_under_signals(victim, None, move || wait(&object)),
+        "{expected}"
+    );
 }
 
 #[test]
 fn dead_lock_holder_seen_while_signals_keep_coming() {
     with_watchdog(LIMIT, || {
-        let l2 = Lock::new().unwrap();
-        let l3 = l2.clone();
-        let owner_died = held_then_seen_under_signals(
-            move || std::mem::forget(l2.lock().unwrap()),
-            move || {
+        held_then_seen_under_signals(
+            "expected OwnerDied",
+            Lock::new().unwrap(),
+            |l| std::mem::forget(l.lock().unwrap()),
+            |l| {
                 matches!(
-                    l3.lock_timeout(Duration::from_secs(20)),
+                    l.lock_timeout(Duration::from_secs(20)),
                     Err(LockTimeoutError::OwnerDied(_))
                 )
             },
         );
-        assert!(owner_died, "expected OwnerDied");
     })
 }
 
 #[test]
 fn dead_rlock_holder_seen_while_signals_keep_coming() {
     with_watchdog(LIMIT, || {
-        let l2 = RLock::new().unwrap();
-        let l3 = l2.clone();
         // The blocking form, without a timeout.
-        let owner_died = held_then_seen_under_signals(
-            move || std::mem::forget(l2.lock().unwrap()),
-            move || l3.lock().is_err(),
+        held_then_seen_under_signals(
+            "expected OwnerDied",
+            RLock::new().unwrap(),
+            |l| std::mem::forget(l.lock().unwrap()),
+            |l| l.lock().is_err(),
         );
-        assert!(owner_died, "expected OwnerDied");
     })
 }
 
 #[test]
 fn dead_semaphore_holder_seen_while_signals_keep_coming() {
     with_watchdog(LIMIT, || {
-        let s2 = Semaphore::new(1).unwrap();
-        let s3 = s2.clone();
-        let got = held_then_seen_under_signals(
-            move || std::mem::forget(s2.acquire()),
-            move || s3.acquire_timeout(Duration::from_secs(20)).is_ok(),
+        held_then_seen_under_signals(
+            "the dead holder's permit came back",
+            Semaphore::new(1).unwrap(),
+            |s| std::mem::forget(s.acquire()),
+            |s| s.acquire_timeout(Duration::from_secs(20)).is_ok(),
         );
-        assert!(got, "the dead holder's permit came back");
     })
 }
 
@@ -1076,7 +1084,7 @@ fn dead_notifier_holding_the_condition_lock_seen_while_signals_keep_coming() {
             std::mem::forget(g);
         });
         let c3 = c.clone();
-        let owner_died = detection_under_signals(victim, &ready, move || {
+        let owner_died = detection_under_signals(victim, Some(&ready), move || {
             let mut g = c3.lock().unwrap();
             inside.set(); // the notifier can lock only once we are inside `wait`
             matches!(
@@ -1092,16 +1100,10 @@ fn dead_notifier_holding_the_condition_lock_seen_while_signals_keep_coming() {
 fn dead_barrier_party_seen_while_signals_keep_coming() {
     with_watchdog(LIMIT, || {
         let b = Barrier::new(3).unwrap();
-        let b2 = b.clone();
-        let victim = Process::fork(move || {
-            let _ = b2.wait();
-        })
-        .unwrap();
+        let victim = party(&b);
         until("the victim inside", || b.n_waiting() == 1);
-        let ready = Event::new().unwrap();
-        ready.set();
         let b3 = b.clone();
-        let broken = detection_under_signals(victim, &ready, move || {
+        let broken = detection_under_signals(victim, None, move || {
             b3.wait_timeout(Duration::from_secs(20)) == Err(BarrierTimeoutError::Broken)
         });
         assert!(broken, "expected BrokenBarrier");

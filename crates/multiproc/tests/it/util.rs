@@ -4,7 +4,7 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use multiproc::{Process, ProcessBuilder, StartMethod};
+use multiproc::{Pool, Process, ProcessBuilder, StartMethod};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -20,6 +20,15 @@ where
         StartMethod::Spawn => b.spawn(f, a),
     }
     .expect("start a child")
+}
+
+/// A pool of two workers started with `m`.
+pub fn two_workers(m: StartMethod) -> Pool {
+    Pool::builder()
+        .processes(2)
+        .start_method(m)
+        .build()
+        .expect("start a pool")
 }
 
 /// Runs `f` on a thread and panics if it does not finish within `limit`. (The stuck thread
