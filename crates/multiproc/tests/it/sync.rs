@@ -151,7 +151,7 @@ fn killed_lock_holder_gives_owner_died_quickly_and_lock_keeps_working() {
         let lock = Lock::new().unwrap();
         let l2 = lock.clone();
         let p = held(move || std::mem::forget(l2.lock().unwrap()));
-        killed_then(&p, Duration::from_secs(1), || {
+        killed_then(&p, GENEROUS, || {
             match lock.lock_timeout(Duration::from_secs(10)) {
                 Err(LockTimeoutError::OwnerDied(g)) => drop(g),
                 other => panic!("expected OwnerDied, got {other:?}"),
@@ -391,11 +391,7 @@ fn killed_party_inside_barrier_breaks_it() {
         let t0 = Instant::now();
         let r = survivor.join_timeout(Duration::from_secs(10)).unwrap();
         assert_eq!(r, Err(BarrierTimeoutError::Broken));
-        assert!(
-            t0.elapsed() < Duration::from_secs(1),
-            "took {:?}",
-            t0.elapsed()
-        );
+        assert!(t0.elapsed() < GENEROUS, "took {:?}", t0.elapsed());
         assert!(b.is_broken());
         assert!(victim.join().is_err());
         b.reset();
