@@ -15,7 +15,7 @@
 //! and at once when it interrupts the wait itself (futex and poll return on `EINTR`).
 //! `Condition.wait` and `Barrier.wait` cannot be cut into slices (a slice that ended would
 //! lose the waiter's place, or break the barrier): they call the library's interruptible
-//! waits, which ask [`signals`] after every sleep of at most 100 ms. No thread is ever
+//! waits, which ask `signals` after every sleep of at most 100 ms. No thread is ever
 //! started here.
 //!
 //! # Handles across processes
