@@ -76,18 +76,12 @@ fn a_writer_killed_mid_update_leaves_no_torn_entry_and_no_held_lock() {
                 })
                 .unwrap()
             };
-            started.wait_timeout(Duration::from_secs(60)).unwrap();
-            std::thread::sleep(Duration::from_micros(round * 37 % 500));
-            sigkill(child.pid());
-            assert!(child.join().is_err());
+            kill_mid_update(child, &started, round);
             // Every entry is one whole value; the count agrees; the lock is free again.
             let items = d.items().unwrap();
             assert_eq!(items.len(), d.len());
             assert_eq!(items.len(), 8);
-            for (_, v) in &items {
-                assert_eq!(v.len(), 1000);
-                assert!(v.iter().all(|&x| x == v[0]), "torn entry in round {round}");
-            }
+            assert_whole(items.iter().map(|(_, v)| v), round);
             d.update(&0, |v| v).unwrap();
         }
     });
@@ -194,16 +188,10 @@ fn a_list_writer_killed_mid_set_leaves_no_torn_item() {
                 })
                 .unwrap()
             };
-            started.wait_timeout(Duration::from_secs(60)).unwrap();
-            std::thread::sleep(Duration::from_micros(round * 37 % 500));
-            sigkill(child.pid());
-            assert!(child.join().is_err());
+            kill_mid_update(child, &started, round);
             let items = l.to_vec().unwrap();
             assert!(items.len() >= 8 && items.len() == l.len());
-            for v in &items {
-                assert_eq!(v.len(), 1000);
-                assert!(v.iter().all(|&x| x == v[0]), "torn item in round {round}");
-            }
+            assert_whole(items.iter(), round);
             l.update(0, |v| v).unwrap();
         }
     });
@@ -224,4 +212,21 @@ fn list_limits_are_errors() {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
         assert_eq!(l.to_vec().unwrap(), vec!["a"]);
     });
+}
+
+/// Waits until the writer has started, lets it run a little longer (a different moment in
+/// each round), then SIGKILLs it, most often in the middle of an update.
+fn kill_mid_update(child: Process<()>, started: &Event, round: u64) {
+    started.wait_timeout(Duration::from_secs(60)).unwrap();
+    std::thread::sleep(Duration::from_micros(round * 37 % 500));
+    sigkill(child.pid());
+    assert!(child.join().is_err());
+}
+
+/// Every value is one whole write: 1000 copies of one number.
+fn assert_whole<'a>(values: impl Iterator<Item = &'a Vec<u64>>, round: u64) {
+    for v in values {
+        assert_eq!(v.len(), 1000);
+        assert!(v.iter().all(|&x| x == v[0]), "torn value in round {round}");
+    }
 }
