@@ -123,6 +123,10 @@ const PROBE_EVERY: u32 = 32;
 /// The least a probe looks.
 const PROBE_MIN: u32 = 20_000;
 
+/// The most hits grow a budget to (a budget that starts higher keeps what it has until it
+/// misses twice in a row): spinning longer than this for a hiccup costs more than a sleep.
+const GROW_MAX: u32 = 2 * WORTH;
+
 /// A change found after looking longer than this was not worth looking for: sleeping
 /// would have cost less CPU (a futex sleep and its wake-up cost a few microseconds on
 /// each side), so such a wait counts as one that slept. Without this rule a probe that
@@ -141,12 +145,23 @@ const WORTH: u32 = 20_000;
 /// (Python's: 18 us), and an `Event` ping-pong beside two CPU-bound processes took 315 us a
 /// round trip (Python's: 71 us): the pure 50 us spin held the CPU the other side needed.
 ///
-/// The rule: a wait that found its change while looking, after `w` of at most [`WORTH`],
-/// keeps a budget of at least `2 w` (up to the limit); a wait that had to sleep, or found
-/// its change only after more than [`WORTH`], halves the budget (down to [`BUDGET_MIN`]); one
-/// wait in [`PROBE_EVERY`] looks longer. So a stream where the
-/// other side answers within microseconds keeps spinning (and makes no system call), while a
-/// trickle, or a counterpart that needs this very CPU, is soon slept for after a short spin.
+/// The rule: a wait that found its change while looking, after `w` of at most [`WORTH`], is a
+/// hit: the budget grows by an eighth and to at least `2 w` (up to [`GROW_MAX`] and the limit). A
+/// wait that had to sleep, or found its change only after more than [`WORTH`], is a miss: the
+/// second miss in a row halves the budget (down to [`BUDGET_MIN`]), a lone one keeps it. One
+/// wait in [`PROBE_EVERY`] looks longer. So a stream where the other side answers within
+/// microseconds keeps spinning (and makes no system call) and rides out a lone hiccup of the
+/// other side (a page fault, an interrupt) without a sleep and a wake-up, while a trickle, or a
+/// counterpart that needs this very CPU, misses again and again and is soon slept for after a
+/// short spin.
+///
+/// Why hits grow and a lone miss keeps the budget (2026-12-03): with the first rule (a miss
+/// halved, a hit only kept `max(budget, 2 w)`), a queue 1->1 stream of 8-byte messages ran
+/// 20-25% slower on a quiet machine than with the fixed 200 us spin (bisected to this
+/// learning, bench `queue`): each rare hiccup halved the budget, nothing but a probe that
+/// happened to wait long grew it back, so the budget sat at its 2 us floor and every hiccup
+/// longer than that became a sleep and a futex wake (about one per 350 messages, counted
+/// with `getrusage`'s voluntary context switches; none with the fixed spin).
 ///
 /// Per thread (a thread-local table of a few entries keyed by the word's address): no shared
 /// state, nothing to get wrong in a forked child, which inherits its forking thread's table
@@ -156,13 +171,15 @@ struct Learned {
     key: usize,
     budget_ns: u32,
     waits: u32,
+    /// Whether the last wait was a miss.
+    missed: bool,
 }
 
 const LEARNED_SLOTS: usize = 8;
 
 thread_local! {
     static LEARNED: [std::cell::Cell<Learned>; LEARNED_SLOTS] = const {
-        [const { std::cell::Cell::new(Learned { key: 0, budget_ns: 0, waits: 0 }) };
+        [const { std::cell::Cell::new(Learned { key: 0, budget_ns: 0, waits: 0, missed: false }) };
             LEARNED_SLOTS]
     };
 }
@@ -188,6 +205,7 @@ impl Budget {
                         key,
                         budget_ns: (limit_ns / 4).max(BUDGET_MIN),
                         waits: 0,
+                        missed: false,
                     };
                 }
                 l.waits = l.waits.wrapping_add(1);
@@ -224,22 +242,36 @@ impl Budget {
             if l.key != self.key {
                 return;
             }
-            l.budget_ns = next_budget(l.budget_ns, spent, found, self.limit_ns);
+            (l.budget_ns, l.missed) =
+                next_budget(l.budget_ns, spent, found, l.missed, self.limit_ns);
             t[slot].set(l);
         });
         found
     }
 }
 
-/// The budget after a wait that looked for `spent_ns` and `found` its change or not (the
-/// rule in [`Learned`]).
-fn next_budget(budget_ns: u32, spent_ns: u32, found: bool, limit_ns: u32) -> u32 {
-    if found && spent_ns <= WORTH {
-        budget_ns.max(spent_ns.saturating_mul(2))
-    } else {
+/// The budget after a wait that looked for `spent_ns` and `found` its change or not, the last
+/// wait having `missed` or not (the rule in [`Learned`]); and whether this one missed.
+fn next_budget(
+    budget_ns: u32,
+    spent_ns: u32,
+    found: bool,
+    missed: bool,
+    limit_ns: u32,
+) -> (u32, bool) {
+    let hit = found && spent_ns <= WORTH;
+    let next = if hit {
+        let grown = budget_ns
+            .saturating_add(budget_ns / 8)
+            .max(spent_ns.saturating_mul(2))
+            .min(GROW_MAX);
+        budget_ns.max(grown)
+    } else if missed {
         budget_ns / 2
-    }
-    .clamp(BUDGET_MIN.min(limit_ns), limit_ns)
+    } else {
+        budget_ns
+    };
+    (next.clamp(BUDGET_MIN.min(limit_ns), limit_ns), !hit)
 }
 
 /// Spins until `word != seen`, for at most the learned budget (up to [`SPIN_MAX`], see
@@ -375,24 +407,49 @@ mod tests {
     }
 
     #[test]
-    fn a_budget_halves_after_sleeps_and_grows_back_when_waits_get_short() {
+    fn a_budget_halves_after_misses_in_a_row_and_grows_back_with_hits() {
         let limit = SPIN_MAX.as_nanos() as u32;
-        // Waits that slept halve the budget down to its floor.
-        let mut b = limit / 4;
+        // Waits that slept, one after another, halve the budget down to its floor; the
+        // first of them keeps it.
+        let (mut b, mut missed) = (limit / 4, false);
+        (b, missed) = next_budget(b, b, false, missed, limit);
+        assert_eq!((b, missed), (limit / 4, true));
         for _ in 0..12 {
-            b = next_budget(b, b, false, limit);
+            (b, missed) = next_budget(b, b, false, missed, limit);
         }
         assert_eq!(b, BUDGET_MIN);
-        // A change found after 8 us keeps a budget of at least 16 us...
-        b = next_budget(b, 8_000, true, limit);
-        assert_eq!(b, 16_000);
-        // ...a short one keeps what there is...
-        assert_eq!(next_budget(b, 500, true, limit), 16_000);
-        // ...and one found only after more than `WORTH` counts as a sleep.
-        assert_eq!(next_budget(b, WORTH + 1, true, limit), 8_000);
-        // Never past the limit, never under the floor (or the limit, if lower).
-        assert_eq!(next_budget(limit, WORTH, true, limit), limit);
-        assert_eq!(next_budget(BUDGET_MIN, 0, false, 1_000), 1_000);
+        // A change found after 8 us is a hit: a budget of at least 16 us...
+        (b, missed) = next_budget(b, 8_000, true, missed, limit);
+        assert_eq!((b, missed), (16_000, false));
+        // ...a short one grows it by an eighth...
+        assert_eq!(next_budget(b, 500, true, false, limit), (18_000, false));
+        // ...but never past `GROW_MAX` (a higher budget is kept)...
+        assert_eq!(next_budget(GROW_MAX, 500, true, false, limit).0, GROW_MAX);
+        assert_eq!(next_budget(limit, 500, true, false, limit).0, limit);
+        // ...a lone miss keeps it, and one found only after more than `WORTH` is a miss.
+        assert_eq!(
+            next_budget(b, WORTH + 1, true, false, limit),
+            (16_000, true)
+        );
+        assert_eq!(next_budget(b, WORTH + 1, true, true, limit), (8_000, true));
+        // Never under the floor (or the limit, if lower).
+        assert_eq!(next_budget(BUDGET_MIN, 0, false, true, 1_000).0, 1_000);
+    }
+
+    #[test]
+    fn a_stream_with_rare_hiccups_keeps_its_budget() {
+        let limit = SPIN_MAX.as_nanos() as u32;
+        let (mut b, mut missed) = (BUDGET_MIN, false);
+        // Fast hits bring a budget at the floor back up within a few dozen waits...
+        for _ in 0..40 {
+            (b, missed) = next_budget(b, 100, true, missed, limit);
+        }
+        assert_eq!(b, GROW_MAX);
+        // ...and one hiccup in every 100 waits never lowers it.
+        for i in 0..1000 {
+            (b, missed) = next_budget(b, 100, i % 100 != 0, missed, limit);
+        }
+        assert_eq!(b, GROW_MAX);
     }
 
     #[test]
