@@ -441,7 +441,7 @@ impl Condition {
     fn release_for_wait(&self) -> u32 {
         match &self.lock {
             Inner::Lock(l) => {
-                l.raw().unlock();
+                l.raw().unlock_fair();
                 1
             }
             Inner::RLock(l) => l.release_all(),
@@ -813,7 +813,7 @@ impl ConditionGuard<'_> {
 impl Drop for ConditionGuard<'_> {
     fn drop(&mut self) {
         match &self.cond.lock {
-            Inner::Lock(l) => l.raw().unlock(),
+            Inner::Lock(l) => l.raw().unlock_fair(),
             Inner::RLock(l) => {
                 let _ = l.release();
             }

@@ -375,7 +375,7 @@ impl LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        self.lock.raw().unlock();
+        self.lock.raw().unlock_fair();
     }
 }
 
@@ -597,7 +597,7 @@ impl RLock {
             s.depth.store(d - 1, Ordering::Relaxed);
         } else {
             s.depth.store(0, Ordering::Relaxed);
-            s.raw.unlock();
+            s.raw.unlock_fair();
         }
     }
 
@@ -605,7 +605,7 @@ impl RLock {
     pub(crate) fn release_all(&self) -> u32 {
         let s = self.state();
         let d = s.depth.swap(0, Ordering::Relaxed);
-        s.raw.unlock();
+        s.raw.unlock_fair();
         d
     }
 
