@@ -67,9 +67,11 @@ const AREAS_AT: usize = 4096;
 /// Directions a connection has at most.
 const MAX_DIRS: u64 = 2;
 
-/// Ring bytes per direction. Only touched pages cost memory: a receiver that keeps up keeps
-/// the ring in its first few pages (the ring prefers wrapping early, see `ring/geometry.rs`).
-pub(crate) const RING_BYTES: u64 = 256 << 10;
+/// Ring bytes per direction: room for messages up to `INLINE_MAX` (2 MiB, see there why) with
+/// a backlog beside them. Only touched pages cost memory: a receiver that keeps up keeps
+/// the ring in its first few pages (the ring prefers wrapping early, see `ring/geometry.rs`),
+/// and at most the warm half (4 MiB) stays mapped after large messages.
+pub(crate) const RING_BYTES: u64 = 8 << 20;
 
 /// Tag of a record holding a whole message.
 pub(crate) const TAG_DATA: u8 = 0xD7;
