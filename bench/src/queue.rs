@@ -298,8 +298,8 @@ fn crossbeam(size: usize, n: usize) -> f64 {
     rate
 }
 
-/// ipc-channel's bytes channel, a forked producer process -> this process.
-fn ipc_bytes(size: usize, n: usize) -> f64 {
+/// ipc-channel's bytes channel, a forked producer process -> this process (messages/s).
+pub(crate) fn ipc_bytes(size: usize, n: usize) -> f64 {
     let (tx, rx) = ipc_channel::ipc::bytes_channel().unwrap();
     let p = Process::fork(move || {
         let msg = vec![7u8; size];
