@@ -241,7 +241,10 @@ const OVER_RLOCK: u32 = 2;
 /// (whose lock handle cannot travel alone: the receiver rebuilds it from the segment).
 #[derive(Serialize, Deserialize)]
 enum Wire {
-    Own { lock: Inner, state: Shared<CondState> },
+    Own {
+        lock: Inner,
+        state: Shared<CondState>,
+    },
     OneSegment(Shared<CondState>),
 }
 
@@ -417,7 +420,7 @@ impl Condition {
     /// let c = Condition::create_named(&name)?;
     /// // In another process of this user:
     /// let other = Condition::open_named(&name)?;
-    /// let g = other.lock().unwrap();
+    /// let mut g = other.lock().unwrap();
     /// assert!(g.wait_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
     /// drop(g);
     /// assert!(multiproc::Lock::open_named(&name).is_err()); // not a Lock
