@@ -125,7 +125,7 @@ pub(crate) mod magic {
     /// A shared dictionary's header (`sync/dict.rs`).
     pub(crate) const DICT: [u8; 8] = *b"MPDICT01";
     /// A shared list's header (`sync/list.rs`).
-    pub(crate) const LIST: [u8; 8] = *b"MPLIST01";
+    pub(crate) const LIST: [u8; 8] = *b"MPLIST02";
     /// A connection's directory header (`pipe/dir.rs`).
     pub(crate) const CONNECTION: [u8; 8] = *b"MPCONN01";
     /// A skip frame in a queue's ring: the rest of the lap is padding (`ring/geometry.rs`).

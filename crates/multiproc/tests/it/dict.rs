@@ -1,5 +1,6 @@
-//! `sync::Dict` and `sync::List`: one dictionary (list) used by many processes (forked and spawned), atomic
-//! read-modify-write, SIGKILL mid-update, limits and wrong types.
+//! `sync::Dict` and `sync::List`: one dictionary (list) used by many processes (forked and
+//! spawned), atomic read-modify-write, insertion and removal in the middle, SIGKILL
+//! mid-update, limits and wrong types.
 
 use std::time::Duration;
 
@@ -194,6 +195,107 @@ fn a_list_writer_killed_mid_set_leaves_no_torn_item() {
             assert_whole(items.iter(), round);
             l.update(0, |v| v).unwrap();
         }
+    });
+}
+
+#[test]
+fn a_list_writer_killed_mid_insert_or_remove_loses_and_doubles_nothing() {
+    with_watchdog(LIMIT, || {
+        // Base items 1..=16; the writer inserts a marker and removes it again, then removes
+        // a base item and puts it back, over and over. Each call is whole or not done at
+        // all, so after the kill the list is the base, the base with one marker, or the
+        // base without one item: never a doubled, lost or torn one.
+        let l: List<Vec<u64>> = List::with_capacity(32, 8200).unwrap();
+        for k in 1..=16u64 {
+            l.push(&vec![k; 1000]).unwrap();
+        }
+        for round in 0..30u64 {
+            let started = Event::new().unwrap();
+            let child = {
+                let (l, started) = (l.clone(), started.clone());
+                Process::fork(move || {
+                    for n in 0u64.. {
+                        let marker = 1_000_000 + round * 1_000_000 + n;
+                        let i = (n % 17) as usize;
+                        l.insert(i, &vec![marker; 1000]).unwrap();
+                        assert_eq!(l.remove(i).unwrap()[0], marker);
+                        let j = (n * 7 % 16) as usize;
+                        let v = l.remove(j).unwrap();
+                        l.insert(j, &v).unwrap();
+                        if n == 20 {
+                            started.set();
+                        }
+                    }
+                })
+                .unwrap()
+            };
+            kill_mid_update(child, &started, round);
+            let items = l.to_vec().unwrap();
+            assert_eq!(items.len(), l.len());
+            assert_whole(items.iter(), round);
+            let markers = items.iter().filter(|v| v[0] > 16).count();
+            let base: Vec<u64> = items.iter().map(|v| v[0]).filter(|&x| x <= 16).collect();
+            let missing = 16 - base.len();
+            assert!(
+                markers + missing <= 1,
+                "round {round}: {markers} markers, {missing} missing: {base:?}"
+            );
+            assert!(
+                base.windows(2).all(|w| w[0] < w[1]),
+                "round {round}: {base:?}"
+            );
+            // Back to the base for the next round.
+            if let Some(at) = items.iter().position(|v| v[0] > 16) {
+                l.remove(at).unwrap();
+            }
+            if missing == 1 {
+                let k = (1..=16).find(|k| !base.contains(k)).unwrap();
+                l.insert(k as usize - 1, &vec![k; 1000]).unwrap();
+            }
+            let now: Vec<u64> = l.to_vec().unwrap().iter().map(|v| v[0]).collect();
+            assert_eq!(now, (1..=16).collect::<Vec<u64>>());
+        }
+    });
+}
+
+fn insert_in_child(l: List<String>) -> Vec<String> {
+    l.insert(1, &"spawned".to_string()).unwrap();
+    l.to_vec().unwrap()
+}
+
+#[test]
+fn insert_and_remove_in_the_middle_are_seen_by_every_process() {
+    with_watchdog(LIMIT, || {
+        let l: List<String> = List::with_capacity(4, 16).unwrap();
+        for s in ["a", "b"] {
+            l.push(&s.to_string()).unwrap();
+        }
+        let got = Process::spawn(insert_in_child, l.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got, vec!["a", "spawned", "b"]);
+        assert_eq!(l.to_vec().unwrap(), got);
+        l.insert(3, &"end".to_string()).unwrap();
+        // Full: refused, nothing changed; out of range: refused.
+        let e = l.insert(0, &"x".to_string()).unwrap_err();
+        assert!(e.to_string().contains("full"), "{e}");
+        assert_eq!(l.remove(1).unwrap(), "spawned");
+        let e = l.insert(4, &"x".to_string()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        let e = l.remove(3).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        let e = l
+            .insert(0, &"far too long for 16 bytes".to_string())
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(l.to_vec().unwrap(), vec!["a", "b", "end"]);
+        assert_eq!(l.remove(0).unwrap(), "a");
+        assert_eq!(l.remove(1).unwrap(), "end");
+        assert_eq!(l.remove(0).unwrap(), "b");
+        assert!(l.is_empty());
+        l.insert(0, &"again".to_string()).unwrap();
+        assert_eq!(l.to_vec().unwrap(), vec!["again"]);
     });
 }
 
