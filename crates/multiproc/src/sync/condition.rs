@@ -48,6 +48,11 @@
 //! used for everyone before; among them (only), a waiter killed inside `wait` can still leave
 //! a token that a later untracked waiter takes.
 //!
+//! A **named** condition (docs/names.md) is one segment for both of its objects: this page,
+//! then which lock it is over (`u32` at 4,096: 1 a `Lock`, 2 an `RLock`; any other value
+//! is refused on open), then the lock's state at 4,160. It travels as that segment, and the
+//! receiver rebuilds the lock's handle from it (`Wire::OneSegment`).
+//!
 //! # Safety
 //!
 //! `CondState` is declared [`ShmSafe`]: atomics only, every bit pattern a
