@@ -614,6 +614,8 @@ mod tests {
             (3, 1, 9, 1),             // saved length over capacity
             (3, 1, 5, 5),             // progress at the saved length
             (3, 1, u64::MAX, 1),
+            (2, 1, u64::MAX, 1),
+            (2, u64::MAX, 5, 5),
             (7, 0, 0, 0), // an unknown state
         ] {
             let l = list(&["a", "b", "c", "d", "e"]);

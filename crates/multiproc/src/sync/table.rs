@@ -344,8 +344,11 @@ impl Table {
             let (Some(saved), Some(mut p)) = (saved, progress) else {
                 return Err(self.corrupt("journal out of range"));
             };
+            if saved >= self.entries {
+                return Err(self.corrupt("journal out of range"));
+            }
             let i = self.journal_index(saved + 1)?;
-            if saved >= self.entries || p < i || p > saved {
+            if p < i || p > saved {
                 return Err(self.corrupt("journal out of range"));
             }
             while p > i {
