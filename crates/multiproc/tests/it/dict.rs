@@ -62,22 +62,11 @@ fn a_writer_killed_mid_update_leaves_no_torn_entry_and_no_held_lock() {
         // Large values, so that a kill often lands inside the copy of one.
         let d: Dict<u32, Vec<u64>> = Dict::with_capacity(16, 8200).unwrap();
         for round in 0..30u64 {
-            let started = Event::new().unwrap();
-            let child = {
-                let (d, started) = (d.clone(), started.clone());
-                Process::fork(move || {
-                    for n in 0u64.. {
-                        let v = round * 1_000_000 + n;
-                        d.update(&((n % 8) as u32), |_| Some(vec![v; 1000]))
-                            .unwrap();
-                        if n == 20 {
-                            started.set();
-                        }
-                    }
-                })
-                .unwrap()
-            };
-            kill_mid_update(child, &started, round);
+            kill_writer_mid_update(round, d.clone(), move |d, n| {
+                let v = round * 1_000_000 + n;
+                d.update(&((n % 8) as u32), |_| Some(vec![v; 1000]))
+                    .unwrap();
+            });
             // Every entry is one whole value; the count agrees; the lock is free again.
             let items = d.items().unwrap();
             assert_eq!(items.len(), d.len());
@@ -169,27 +158,16 @@ fn a_list_writer_killed_mid_set_leaves_no_torn_item() {
             l.push(&vec![0; 1000]).unwrap();
         }
         for round in 0..30u64 {
-            let started = Event::new().unwrap();
-            let child = {
-                let (l, started) = (l.clone(), started.clone());
-                Process::fork(move || {
-                    for n in 0u64.. {
-                        let v = round * 1_000_000 + n;
-                        l.set((n % 8) as usize, &vec![v; 1000]).unwrap();
-                        if n % 3 == 0 && l.len() < 60 {
-                            l.push(&vec![v; 1000]).unwrap();
-                        }
-                        if n % 3 == 1 && l.len() > 8 {
-                            l.pop().unwrap();
-                        }
-                        if n == 20 {
-                            started.set();
-                        }
-                    }
-                })
-                .unwrap()
-            };
-            kill_mid_update(child, &started, round);
+            kill_writer_mid_update(round, l.clone(), move |l, n| {
+                let v = round * 1_000_000 + n;
+                l.set((n % 8) as usize, &vec![v; 1000]).unwrap();
+                if n % 3 == 0 && l.len() < 60 {
+                    l.push(&vec![v; 1000]).unwrap();
+                }
+                if n % 3 == 1 && l.len() > 8 {
+                    l.pop().unwrap();
+                }
+            });
             let items = l.to_vec().unwrap();
             assert!(items.len() >= 8 && items.len() == l.len());
             assert_whole(items.iter(), round);
@@ -210,26 +188,15 @@ fn a_list_writer_killed_mid_insert_or_remove_loses_and_doubles_nothing() {
             l.push(&vec![k; 1000]).unwrap();
         }
         for round in 0..30u64 {
-            let started = Event::new().unwrap();
-            let child = {
-                let (l, started) = (l.clone(), started.clone());
-                Process::fork(move || {
-                    for n in 0u64.. {
-                        let marker = 1_000_000 + round * 1_000_000 + n;
-                        let i = (n % 17) as usize;
-                        l.insert(i, &vec![marker; 1000]).unwrap();
-                        assert_eq!(l.remove(i).unwrap()[0], marker);
-                        let j = (n * 7 % 16) as usize;
-                        let v = l.remove(j).unwrap();
-                        l.insert(j, &v).unwrap();
-                        if n == 20 {
-                            started.set();
-                        }
-                    }
-                })
-                .unwrap()
-            };
-            kill_mid_update(child, &started, round);
+            kill_writer_mid_update(round, l.clone(), move |l, n| {
+                let marker = 1_000_000 + round * 1_000_000 + n;
+                let i = (n % 17) as usize;
+                l.insert(i, &vec![marker; 1000]).unwrap();
+                assert_eq!(l.remove(i).unwrap()[0], marker);
+                let j = (n * 7 % 16) as usize;
+                let v = l.remove(j).unwrap();
+                l.insert(j, &v).unwrap();
+            });
             let items = l.to_vec().unwrap();
             assert_eq!(items.len(), l.len());
             assert_whole(items.iter(), round);
@@ -314,6 +281,29 @@ fn list_limits_are_errors() {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
         assert_eq!(l.to_vec().unwrap(), vec!["a"]);
     });
+}
+
+/// Forks a writer that runs `step(&handle, n)` for n = 0, 1, ... until it is killed, and
+/// kills it once it has done 20 steps (`kill_mid_update`).
+fn kill_writer_mid_update<H: Send + 'static>(
+    round: u64,
+    handle: H,
+    step: impl Fn(&H, u64) + Send + 'static,
+) {
+    let started = Event::new().unwrap();
+    let child = {
+        let started = started.clone();
+        Process::fork(move || {
+            for n in 0u64.. {
+                step(&handle, n);
+                if n == 20 {
+                    started.set();
+                }
+            }
+        })
+        .unwrap()
+    };
+    kill_mid_update(child, &started, round);
 }
 
 /// Waits until the writer has started, lets it run a little longer (a different moment in

@@ -260,27 +260,33 @@ fn a_producer_killed_mid_put_leaves_no_torn_item() {
             .capacity_bytes(1 << 20)
             .create_named(&n)
             .unwrap();
-        let mut c = start(&format!("produce {n}"));
-        let mut out = BufReader::new(c.stdout.take().unwrap());
-        line(&mut out, "@producing");
-        // Let it fill the queue and block, take some so it is mid-put, then kill it.
-        let mut last = 0;
-        for _ in 0..200 {
-            let v = q.get_timeout(Duration::from_secs(60)).unwrap();
-            assert!(v.len() == 1000 && v.iter().all(|&x| x == v[0]) && v[0] == last + 1);
-            last = v[0];
-        }
-        c.kill().unwrap();
-        c.wait().unwrap();
-        // Whatever is left is whole and in order; the queue goes on working.
-        while let Ok(v) = q.try_get() {
-            assert!(v.len() == 1000 && v.iter().all(|&x| x == v[0]) && v[0] == last + 1);
-            last = v[0];
-        }
+        kill_producer_mid_put(&q, start(&format!("produce {n}")));
+        // The queue goes on working.
         q.put(vec![5; 3]).unwrap();
         assert_eq!(q.get().unwrap(), vec![5; 3]);
         q.unlink().unwrap();
     });
+}
+
+/// Takes items from `q` while the child `c` (a `produce` or `simpleput` role) puts vectors
+/// of one repeated value, counting up: lets it fill the queue and block, takes some so that
+/// it is mid-put, then kills it. Whatever is left must be whole and in order.
+fn kill_producer_mid_put(q: &Queue<Vec<u64>>, mut c: Child) {
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    line(&mut out, "@producing");
+    let mut last = 0;
+    let mut next = |v: Vec<u64>| {
+        assert!(v.len() == 1000 && v.iter().all(|&x| x == v[0]) && v[0] == last + 1);
+        last = v[0];
+    };
+    for _ in 0..200 {
+        next(q.get_timeout(Duration::from_secs(60)).unwrap());
+    }
+    c.kill().unwrap();
+    c.wait().unwrap();
+    while let Ok(v) = q.try_get() {
+        next(v);
+    }
 }
 
 #[test]
@@ -727,22 +733,8 @@ fn a_named_simple_queue_survives_a_killed_writer_and_a_killed_reader() {
             &n,
         )
         .unwrap();
-        // A writer killed while it puts (the ring is full: it is blocked or mid-put).
-        let mut w = start(&format!("simpleput {n}"));
-        let mut out = BufReader::new(w.stdout.take().unwrap());
-        line(&mut out, "@producing");
-        let mut last = 0;
-        for _ in 0..200 {
-            let v = q.get_timeout(Duration::from_secs(60)).unwrap();
-            assert!(v.len() == 1000 && v.iter().all(|&x| x == v[0]) && v[0] == last + 1);
-            last = v[0];
-        }
-        w.kill().unwrap();
-        w.wait().unwrap();
-        while let Ok(v) = q.try_get() {
-            assert!(v.len() == 1000 && v.iter().all(|&x| x == v[0]) && v[0] == last + 1);
-            last = v[0];
-        }
+        // A writer killed while it puts.
+        kill_producer_mid_put(q.as_queue(), start(&format!("simpleput {n}")));
         // A reader killed while it takes: what it did not take stays whole and in order.
         let mut r = start(&format!("simpleget {n}"));
         let mut out = BufReader::new(r.stdout.take().unwrap());
