@@ -542,6 +542,29 @@ mod tests {
         assert_eq!(word(&l, 56).load(Ordering::Relaxed), 0);
     }
 
+    /// What a writer shifting item 1 of 5 did before it died: the copies `moves` (from, to),
+    /// then half of the copy into `torn`, with the journal in state `state` at `progress`.
+    fn cut_shift(
+        l: &List<String>,
+        state: u64,
+        progress: u64,
+        moves: impl Iterator<Item = (usize, usize)>,
+        torn: Option<usize>,
+    ) {
+        for (from, to) in moves {
+            let mut b = Vec::new();
+            l.t.seg.read_bytes(l.slot_at(from), l.t.entry_len, &mut b);
+            l.t.seg.write_bytes(l.slot_at(to), &b);
+        }
+        if let Some(t) = torn {
+            l.t.seg.write_bytes(l.slot_at(t), &[0xee; 6]);
+        }
+        word(l, 64).store(1, Ordering::Relaxed);
+        word(l, 72).store(5, Ordering::Relaxed);
+        word(l, 80).store(progress, Ordering::Relaxed);
+        word(l, 56).store(state, Ordering::Release);
+    }
+
     /// Every point an insert or a remove can be cut at: the journal set up, some of the
     /// items moved, one copy torn half-way (garbage in the slot being filled). The next
     /// caller finishes the change.
@@ -554,19 +577,9 @@ mod tests {
             die_holding(&l, move |l| {
                 let entry = [&2u32.to_ne_bytes()[..], &[0; 4], &[1, b'X']].concat();
                 l.t.seg.write_bytes(JOURNAL_AT, &entry);
-                // What the writer did before it died: the moves above `progress`...
-                for p in (progress as usize + 1..=5).rev() {
-                    let mut b = Vec::new();
-                    l.t.seg.read_bytes(l.slot_at(p - 1), l.t.entry_len, &mut b);
-                    l.t.seg.write_bytes(l.slot_at(p), &b);
-                }
-                // ... and half of the next one.
-                l.t.seg
-                    .write_bytes(l.slot_at(progress as usize), &[0xee; 6]);
-                word(l, 64).store(1, Ordering::Relaxed);
-                word(l, 72).store(5, Ordering::Relaxed);
-                word(l, 80).store(progress, Ordering::Relaxed);
-                word(l, 56).store(2, Ordering::Release);
+                let p = progress as usize;
+                let moves = (p + 1..=5).rev().map(|to| (to - 1, to));
+                cut_shift(l, 2, progress, moves, Some(p));
             });
             assert_eq!(
                 l.to_vec().unwrap(),
@@ -578,19 +591,9 @@ mod tests {
         for progress in [1u64, 2, 3, 4] {
             let l = list(&base);
             die_holding(&l, move |l| {
-                for p in 1..progress as usize {
-                    let mut b = Vec::new();
-                    l.t.seg.read_bytes(l.slot_at(p + 1), l.t.entry_len, &mut b);
-                    l.t.seg.write_bytes(l.slot_at(p), &b);
-                }
-                if progress < 4 {
-                    l.t.seg
-                        .write_bytes(l.slot_at(progress as usize), &[0xee; 6]);
-                }
-                word(l, 64).store(1, Ordering::Relaxed);
-                word(l, 72).store(5, Ordering::Relaxed);
-                word(l, 80).store(progress, Ordering::Relaxed);
-                word(l, 56).store(3, Ordering::Release);
+                let p = progress as usize;
+                let moves = (1..p).map(|to| (to + 1, to));
+                cut_shift(l, 3, progress, moves, (p < 4).then_some(p));
             });
             assert_eq!(
                 l.to_vec().unwrap(),
