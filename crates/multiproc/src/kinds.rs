@@ -90,17 +90,21 @@ pub(crate) mod named {
     pub(crate) const QUEUE: u32 = 0x100;
     /// `queue::JoinableQueue` (the same segment as a `Queue`, but `task_done` counts).
     pub(crate) const JOINABLE_QUEUE: u32 = 0x101;
+    /// `queue::SimpleQueue` (the same segment as a `Queue`, but Python's other type).
+    pub(crate) const SIMPLE_QUEUE: u32 = 0x102;
 
     /// The type's name, for messages.
     pub(crate) fn describe(what: u32) -> String {
         let name = match what {
             QUEUE => "Queue",
             JOINABLE_QUEUE => "JoinableQueue",
+            SIMPLE_QUEUE => "SimpleQueue",
             w if w == object::LOCK as u32 => "Lock",
             w if w == object::RLOCK as u32 => "RLock",
             w if w == object::SEMAPHORE as u32 => "Semaphore",
             w if w == object::BOUNDED_SEMAPHORE as u32 => "BoundedSemaphore",
             w if w == object::EVENT as u32 => "Event",
+            w if w == object::CONDITION as u32 => "Condition",
             w if w == object::BARRIER as u32 => "Barrier",
             w if w == object::VALUE as u32 => "Value",
             w if w == object::ARRAY as u32 => "Array",
@@ -121,7 +125,7 @@ pub(crate) mod magic {
     /// A shared dictionary's header (`sync/dict.rs`).
     pub(crate) const DICT: [u8; 8] = *b"MPDICT01";
     /// A shared list's header (`sync/list.rs`).
-    pub(crate) const LIST: [u8; 8] = *b"MPLIST01";
+    pub(crate) const LIST: [u8; 8] = *b"MPLIST02";
     /// A connection's directory header (`pipe/dir.rs`).
     pub(crate) const CONNECTION: [u8; 8] = *b"MPCONN01";
     /// A skip frame in a queue's ring: the rest of the lap is padding (`ring/geometry.rs`).

@@ -1,13 +1,13 @@
-//! Named queues: [`Queue`] and [`JoinableQueue`] under a name in `/dev/shm`, opened by
+//! Named queues: [`Queue`], [`JoinableQueue`] and [`SimpleQueue`] under a name in `/dev/shm`, opened by
 //! unrelated processes of the same user (the mechanism: `shm/named.rs`; the user's
 //! documentation: docs/names.md). Only the public-ish constructors of the ring engine are
 //! used (`SharedQueue::create_in`, `SharedQueue::open`): a named queue is the same segment as
 //! an anonymous one, validated on open as a received one is.
 
-use super::{JoinableQueue, Queue, QueueBuilder};
+use super::{JoinableQueue, Queue, QueueBuilder, SimpleQueue};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
-use crate::kinds::named::{JOINABLE_QUEUE, QUEUE};
+use crate::kinds::named::{JOINABLE_QUEUE, QUEUE, SIMPLE_QUEUE};
 use crate::ring::SharedQueue;
 use crate::shm::{named, Identity, SegmentKind};
 
@@ -25,10 +25,10 @@ fn identity<T, C: Codec>(what: u32) -> Identity {
 }
 
 fn expected<T, C>(what: u32) -> String {
-    let facade = if what == JOINABLE_QUEUE {
-        "JoinableQueue"
-    } else {
-        "Queue"
+    let facade = match what {
+        JOINABLE_QUEUE => "JoinableQueue",
+        SIMPLE_QUEUE => "SimpleQueue",
+        _ => "Queue",
     };
     format!(
         "a {facade}<{}, {}>",
@@ -177,5 +177,74 @@ impl<T, C: Codec> JoinableQueue<T, C> {
     /// As [`Queue::open_named`].
     pub fn open_named(name: &str) -> Result<Self> {
         Ok(JoinableQueue(open(name, JOINABLE_QUEUE)?))
+    }
+}
+
+impl<T> SimpleQueue<T, Postcard> {
+    /// A new simple queue (as [`SimpleQueue::new`]) under the name `name`, which unrelated
+    /// processes of this user open with [`SimpleQueue::open_named`]; see
+    /// [`Queue::create_named`] for the name's lifecycle. A `SimpleQueue` and a [`Queue`]
+    /// are different kinds of named object: each refuses the other's name.
+    ///
+    /// ```
+    /// use multiproc::queue::SimpleQueue;
+    /// # let name = format!("doc_simple_queue_named_{}", std::process::id());
+    /// let q = SimpleQueue::<String>::create_named(&name)?;
+    /// // In another process of this user:
+    /// let other = SimpleQueue::<String>::open_named(&name)?;
+    /// other.put("hello".to_string())?;
+    /// assert_eq!(q.get()?, "hello");
+    /// assert!(multiproc::Queue::<String>::open_named(&name).is_err());
+    /// q.unlink()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Queue::create_named`].
+    pub fn create_named(name: &str) -> Result<Self> {
+        Self::from_builder_named(Queue::builder(), name)
+    }
+
+    /// Opens the simple queue named `name`, or creates it when there is none; of several
+    /// processes racing to create it, one does and the others open that one.
+    ///
+    /// # Errors
+    /// As [`SimpleQueue::open_named`] and [`SimpleQueue::create_named`].
+    pub fn open_or_create(name: &str) -> Result<Self> {
+        named::open_or_create(name, || Self::open_named(name), || Self::create_named(name))
+    }
+}
+
+impl<T, C: Codec> SimpleQueue<T, C> {
+    /// A new simple queue with a builder's settings (its codec, its capacity in bytes)
+    /// under the name `name`.
+    ///
+    /// # Errors
+    /// As [`Queue::create_named`].
+    pub fn from_builder_named(b: QueueBuilder<T, C>, name: &str) -> Result<Self> {
+        Ok(SimpleQueue(create(&b, name, SIMPLE_QUEUE)?))
+    }
+
+    /// Opens the simple queue named `name`, created by [`SimpleQueue::create_named`] in any
+    /// process of this user, for the same item type `T` and codec `C` (a [`Queue`] or a
+    /// [`JoinableQueue`] of that name is refused).
+    ///
+    /// # Errors
+    /// As [`Queue::open_named`].
+    pub fn open_named(name: &str) -> Result<Self> {
+        Ok(SimpleQueue(open(name, SIMPLE_QUEUE)?))
+    }
+
+    /// The name this queue was created or opened under, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.0.name()
+    }
+
+    /// Removes this queue's name (as [`Queue::unlink`]).
+    ///
+    /// # Errors
+    /// As [`Queue::unlink`].
+    pub fn unlink(&self) -> Result<()> {
+        self.0.unlink()
     }
 }

@@ -345,8 +345,22 @@ impl<T: ShmObject> Shared<T> {
         unsafe { &*(self.seg.payload().add(self.offset) as *const T) }
     }
 
+    /// A handle to a `T` at `offset` in the object segment `seg`, as one part of a larger
+    /// object that owns the segment (a named `Condition`'s lock, in the condition's segment):
+    /// `None` when it does not fit there. Such a handle must not travel on its own (its
+    /// `Deserialize` refuses a `T` in another kind's segment): the owner sends the segment
+    /// and rebuilds its parts on arrival.
+    pub(crate) fn part_of(seg: &Segment, offset: usize) -> Option<Shared<T>> {
+        seg.get::<T>(offset)?;
+        Some(Shared {
+            seg: seg.clone(),
+            offset,
+            slot: None,
+            _t: PhantomData,
+        })
+    }
+
     /// The segment the object lives in.
-    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
     }

@@ -111,7 +111,8 @@ pub(crate) fn create_segment(
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!(
-                    "a named object of {total} bytes does not fit in /dev/shm ({free} bytes                      free): make it smaller (a queue: QueueBuilder::capacity_bytes)"
+                    "a named object of {total} bytes does not fit in /dev/shm ({free} bytes \
+                     free): make it smaller (a queue: QueueBuilder::capacity_bytes)"
                 ),
             ));
         }

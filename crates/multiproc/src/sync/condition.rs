@@ -48,6 +48,11 @@
 //! used for everyone before; among them (only), a waiter killed inside `wait` can still leave
 //! a token that a later untracked waiter takes.
 //!
+//! A **named** condition (docs/names.md) is one segment for both of its objects: this page,
+//! then which lock it is over (`u32` at 4,096: 1 a `Lock`, 2 an `RLock`; any other value
+//! is refused on open), then the lock's state at 4,160. It travels as that segment, and the
+//! receiver rebuilds the lock's handle from it (`Wire::OneSegment`).
+//!
 //! # Safety
 //!
 //! `CondState` is declared [`ShmSafe`]: atomics only, every bit pattern a
@@ -62,10 +67,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::lock::{owned, LockTimeoutError, TryLockError};
+use super::lock::{owned, LockState, LockTimeoutError, RLockState, TryLockError};
 use super::{Acquired, Lock, RLock};
-use crate::error::{Error, OwnerDied, Result, Timeout};
-use crate::shm::{Shared, ShmObject, ShmSafe};
+use crate::error::{Error, ErrorKind, OwnerDied, Result, Timeout};
+use crate::shm::{named, Identity, Segment, SegmentKind, Shared, ShmObject, ShmSafe};
 use crate::sys::futex;
 use crate::sys::thread::{self, Liveness};
 use crate::sys::Deadline;
@@ -222,6 +227,62 @@ enum Inner {
     RLock(RLock),
 }
 
+/// A named condition is one segment (one name for its two objects), laid out as
+/// `CondState` at 0, which lock it is over (`OVER_LOCK`, `OVER_RLOCK`) as a `u32` at
+/// `OVER_AT`, that lock's state at `LOCK_AT` (a `LockState` or an `RLockState`, which
+/// start alike; the room is the larger's).
+const OVER_AT: usize = std::mem::size_of::<CondState>();
+const LOCK_AT: usize = OVER_AT + 64;
+const NAMED_LEN: usize = LOCK_AT
+    + if std::mem::size_of::<LockState>() > std::mem::size_of::<RLockState>() {
+        std::mem::size_of::<LockState>()
+    } else {
+        std::mem::size_of::<RLockState>()
+    };
+const OVER_LOCK: u32 = 1;
+const OVER_RLOCK: u32 = 2;
+
+/// A condition on the wire: its two objects, or the one segment of a named condition
+/// (whose lock handle cannot travel alone: the receiver rebuilds it from the segment).
+#[derive(Serialize, Deserialize)]
+enum Wire {
+    Own {
+        lock: Inner,
+        state: Shared<CondState>,
+    },
+    OneSegment(Shared<CondState>),
+}
+
+impl From<Condition> for Wire {
+    fn from(c: Condition) -> Wire {
+        if c.one_segment {
+            Wire::OneSegment(c.state)
+        } else {
+            Wire::Own {
+                lock: c.lock,
+                state: c.state,
+            }
+        }
+    }
+}
+
+impl TryFrom<Wire> for Condition {
+    type Error = Error;
+
+    fn try_from(w: Wire) -> Result<Condition> {
+        match w {
+            Wire::Own { lock, state } => Ok(Condition {
+                lock,
+                state,
+                one_segment: false,
+            }),
+            Wire::OneSegment(state) => Condition::from_segment(state.segment(), &|| {
+                "a Condition handle in a message".to_string()
+            }),
+        }
+    }
+}
+
 /// A process-shared condition variable (Python's `multiprocessing.Condition`), over a
 /// [`Lock`] or an [`RLock`] (the default, as in Python).
 ///
@@ -246,9 +307,12 @@ enum Inner {
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(into = "Wire", try_from = "Wire")]
 pub struct Condition {
     lock: Inner,
     state: Shared<CondState>,
+    /// A named condition: `state`'s segment holds the lock too (see `Wire`).
+    one_segment: bool,
 }
 
 impl fmt::Debug for Condition {
@@ -331,6 +395,7 @@ impl Condition {
         Ok(Condition {
             lock: Inner::Lock(lock),
             state: Shared::new(|_: &CondState| {})?,
+            one_segment: false,
         })
     }
 
@@ -343,7 +408,153 @@ impl Condition {
         Ok(Condition {
             lock: Inner::RLock(lock),
             state: Shared::new(|_: &CondState| {})?,
+            one_segment: false,
         })
+    }
+
+    /// A new condition under the name `name`, over a new [`RLock`] (Python's default),
+    /// which unrelated processes of this user open with [`open_named`](Self::open_named).
+    /// The condition and its lock are one object under one name: it appears only once both
+    /// are set up, and stays until [`unlink`](Self::unlink) or
+    /// [`shm::unlink_named`](crate::shm::unlink_named) (see docs/names.md).
+    ///
+    /// ```
+    /// use multiproc::Condition;
+    /// use std::time::Duration;
+    /// # let name = format!("doc_condition_named_{}", std::process::id());
+    /// let c = Condition::create_named(&name)?;
+    /// // In another process of this user:
+    /// let other = Condition::open_named(&name)?;
+    /// let mut g = other.lock().unwrap();
+    /// assert!(g.wait_timeout(Duration::from_millis(1)).unwrap_err().is_timeout());
+    /// drop(g);
+    /// assert!(multiproc::Lock::open_named(&name).is_err()); // not a Lock
+    /// c.unlink()?;
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::AlreadyExists`] when the name is taken (by any named object);
+    /// [`ErrorKind::InvalidArgument`] for a bad name; OS errors (`/dev/shm` full).
+    pub fn create_named(name: &str) -> Result<Condition> {
+        Self::create_named_over(name, OVER_RLOCK)
+    }
+
+    /// As [`create_named`](Self::create_named), over a plain (not re-entrant) [`Lock`]:
+    /// Python's `Condition(Lock())`. [`open_named`](Self::open_named) finds out which.
+    ///
+    /// # Errors
+    /// As [`create_named`](Self::create_named).
+    pub fn create_named_with_lock(name: &str) -> Result<Condition> {
+        Self::create_named_over(name, OVER_LOCK)
+    }
+
+    fn create_named_over(name: &str, over: u32) -> Result<Condition> {
+        let seg = named::create_segment(
+            SegmentKind::Object(CondState::KIND),
+            NAMED_LEN,
+            Identity {
+                what: CondState::KIND as u32,
+                tag: 0,
+            },
+            NAMED_LEN,
+        )?;
+        // The file is new and zeroed: the condition has no waiter; set the lock up.
+        let word = seg.get::<AtomicU32>(OVER_AT).ok_or_else(too_small)?;
+        word.store(over, Ordering::Relaxed);
+        match over {
+            OVER_LOCK => Shared::<LockState>::part_of(&seg, LOCK_AT)
+                .ok_or_else(too_small)?
+                .get()
+                .raw
+                .init(),
+            _ => Shared::<RLockState>::part_of(&seg, LOCK_AT)
+                .ok_or_else(too_small)?
+                .get()
+                .raw
+                .init(),
+        }
+        let c = Self::from_segment(&seg, &|| "a new Condition".to_string())?;
+        named::publish(&seg, name)?;
+        Ok(c)
+    }
+
+    /// The condition in a named condition's segment `seg` (validated: its size, which lock).
+    fn from_segment(seg: &Segment, what: &dyn Fn() -> String) -> Result<Condition> {
+        let damaged = |why: &str| {
+            Error::new(
+                ErrorKind::InvalidHandle,
+                format!("{} is not a valid named Condition: {why}", what()),
+            )
+        };
+        let state = Shared::<CondState>::part_of(seg, 0)
+            .ok_or_else(|| damaged("too small for its waiters"))?;
+        let over = seg
+            .get::<AtomicU32>(OVER_AT)
+            .ok_or_else(|| damaged("too small for its lock"))?
+            .load(Ordering::Relaxed);
+        let lock = match over {
+            OVER_LOCK => Inner::Lock(Lock::from_shared(
+                Shared::part_of(seg, LOCK_AT).ok_or_else(|| damaged("too small for its lock"))?,
+            )),
+            OVER_RLOCK => Inner::RLock(RLock::from_shared(
+                Shared::part_of(seg, LOCK_AT).ok_or_else(|| damaged("too small for its lock"))?,
+            )),
+            other => return Err(damaged(&format!("unknown kind of lock {other}"))),
+        };
+        Ok(Condition {
+            lock,
+            state,
+            one_segment: true,
+        })
+    }
+
+    /// Opens the condition named `name`, created by [`create_named`](Self::create_named)
+    /// or [`create_named_with_lock`](Self::create_named_with_lock) in any process of this
+    /// user, over the lock it was made with.
+    ///
+    /// # Errors
+    /// [`ErrorKind::NotFound`] when no object has that name; [`ErrorKind::InvalidHandle`]
+    /// when the name holds another kind of object, one of another layout version, a damaged
+    /// condition, or no multiproc object at all (the message says which).
+    pub fn open_named(name: &str) -> Result<Condition> {
+        let expected = || "a Condition".to_string();
+        let seg = named::open_segment(
+            name,
+            SegmentKind::Object(CondState::KIND),
+            Identity {
+                what: CondState::KIND as u32,
+                tag: 0,
+            },
+            &expected,
+        )?;
+        Self::from_segment(&seg, &|| format!("shared object {name:?}"))
+    }
+
+    /// Opens the condition named `name`, or creates it over a new [`RLock`] when there is
+    /// none; of several processes racing to create it, one does and the others open that
+    /// one.
+    ///
+    /// # Errors
+    /// As [`open_named`](Self::open_named) and [`create_named`](Self::create_named).
+    pub fn open_or_create(name: &str) -> Result<Condition> {
+        named::open_or_create(name, || Self::open_named(name), || Self::create_named(name))
+    }
+
+    /// The name this condition was created or opened under, if any (not for one made by
+    /// `new`, nor for a handle received in a message).
+    pub fn name(&self) -> Option<&str> {
+        self.state.name()
+    }
+
+    /// Removes this condition's name: no process can open it any more; those that have it
+    /// keep using it, and it is freed when the last one lets go.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidState`] when it has no name, or the name now belongs to another
+    /// object (left alone); [`ErrorKind::NotFound`] when the name is gone already.
+    pub fn unlink(&self) -> Result<()> {
+        self.state.unlink()
     }
 
     fn guard(&self) -> ConditionGuard<'_> {
@@ -454,6 +665,13 @@ impl Condition {
             Inner::RLock(l) => l.restore(depth),
         }
     }
+}
+
+fn too_small() -> Error {
+    Error::new(
+        ErrorKind::Os,
+        "a new named Condition's segment is too small for it",
+    )
 }
 
 /// How [`Condition::wait_held`] ended; the lock is held again either way.

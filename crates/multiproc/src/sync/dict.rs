@@ -12,15 +12,13 @@
 //!
 //! # Layout (payload of a segment of kind `Object(DICT)`)
 //!
+//! The table of `table.rs` (mutex, header, journal, entries) with magic `b"MPDICT01"`,
+//! `2 * capacity` entries (the buckets), `len` the number of entries, the type tag of
+//! `(K, V)`; each bucket:
+//!
 //! ```text
-//! 0    RawMutex (16 bytes)
-//! 16   magic b"MPDICT01"     24 buckets (u64)   32 slot bytes per bucket (u64)
-//! 40   len (u64)             48 type tag of (K, V) (u64)
-//! 56   journal_valid (u64)   64 journal_bucket (u64)   72 journal_len (u64)
-//! 128  journal: one bucket's bytes
-//! 128 + B   buckets x B bytes, B = 16 + slot bytes (rounded to 8)
-//! bucket: state u32 (0 empty, 1 full, 2 removed), key length u32, value length u32,
-//!         pad u32, then the key's and the value's encodings
+//! state u32 (0 empty, 1 full, 2 removed), key length u32, value length u32, pad u32,
+//! then the key's and the value's encodings
 //! ```
 //!
 //! Open addressing with linear probing from the FNV-1a hash of the key's encoding (the
@@ -29,12 +27,12 @@
 //!
 //! # Crash safety: a one-bucket undo journal
 //!
-//! Every change touches one bucket (and `len`). Under the mutex, a writer first copies the
-//! bucket and `len` into the journal and sets `journal_valid`, then changes the bucket, then
-//! clears `journal_valid`. The next process to take the mutex — after a writer was killed at
-//! any point, which the robust mutex reports — finds `journal_valid` set and copies the old
+//! Every change touches one bucket (and `len`). Under the mutex, a writer first saves the
+//! bucket and `len` in the table's journal (`table.rs`), then changes the bucket, then
+//! clears the journal. The next process to take the mutex — after a writer was killed at
+//! any point, which the robust mutex reports — finds the journal set and copies the old
 //! bucket back: the interrupted change is undone whole, never half-applied. A killed
-//! *reader*, or a writer killed before its journal was valid, changed nothing. So there is no
+//! *reader*, or a writer killed before its journal was set, changed nothing. So there is no
 //! torn entry and no lock held forever.
 //!
 //! # Trust
@@ -46,20 +44,25 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::RawMutex;
+use super::table::{Held, Spec, Table, LEN_AT};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::{Segment, SegmentKind};
 
 const KIND: u8 = crate::kinds::object::DICT;
-const MAGIC: u64 = u64::from_le_bytes(crate::kinds::magic::DICT);
-const JOURNAL_AT: usize = 128;
 const BUCKET_HEAD: usize = 16;
+static SPEC: Spec = Spec {
+    kind: KIND,
+    magic: crate::kinds::magic::DICT,
+    head: BUCKET_HEAD,
+    what: "Dict",
+    shifts: false,
+};
 const EMPTY: u32 = 0;
 const FULL: u32 = 1;
 const REMOVED: u32 = 2;
@@ -94,20 +97,14 @@ type Invariant<K, V> = fn(K, V) -> (K, V);
 /// journal). Values come back as copies. A cheap `Clone` handle; it travels to children
 /// (fork, Spawn arguments, `Connection::send`) as its fd.
 pub struct Dict<K, V> {
-    seg: Segment,
-    buckets: usize,
-    slot: usize,
-    tag: u64,
+    t: Table,
     _t: PhantomData<Invariant<K, V>>,
 }
 
 impl<K, V> Clone for Dict<K, V> {
     fn clone(&self) -> Self {
         Dict {
-            seg: self.seg.clone(),
-            buckets: self.buckets,
-            slot: self.slot,
-            tag: self.tag,
+            t: self.t.clone(),
             _t: PhantomData,
         }
     }
@@ -117,14 +114,14 @@ impl<K, V> fmt::Debug for Dict<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dict")
             .field("len", &self.len())
-            .field("capacity", &(self.buckets / 2))
+            .field("capacity", &self.capacity())
             .finish()
     }
 }
 
 impl<K, V> Serialize for Dict<K, V> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.seg.serialize(s)
+        self.t.seg.serialize(s)
     }
 }
 
@@ -135,15 +132,6 @@ impl<'de, K, V> Deserialize<'de> for Dict<K, V> {
     }
 }
 
-/// Holds the dictionary's mutex; releases it when dropped (also by a panic).
-struct Held<'a>(&'a RawMutex);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.unlock();
-    }
-}
-
 fn fnv(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
@@ -151,13 +139,6 @@ fn fnv(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-fn corrupt(why: &str) -> Error {
-    Error::new(
-        ErrorKind::InvalidState,
-        format!("shared Dict is corrupt: {why}"),
-    )
 }
 
 /// Where a key is, or where it would go.
@@ -172,96 +153,30 @@ impl<K, V> Dict<K, V> {
         crate::codec::ident::tag_of::<(K, V)>()
     }
 
-    fn bucket_len(slot: usize) -> usize {
-        (BUCKET_HEAD + slot).next_multiple_of(8)
-    }
-
-    fn word(&self, at: usize) -> &AtomicU64 {
-        self.seg
-            .get(at)
-            .expect("header checked when the handle was made")
-    }
-
-    fn raw(&self) -> &RawMutex {
-        self.seg
-            .get(0)
-            .expect("header checked when the handle was made")
-    }
-
     /// Checks a segment received from elsewhere (or just made) and makes a handle.
     fn open(seg: Segment) -> Result<Dict<K, V>> {
-        let bad = |why: &str| {
-            Error::new(
+        let t = SPEC.open(seg, Self::tag(), "keys or values")?;
+        if t.entries == 0 {
+            return Err(Error::new(
                 ErrorKind::InvalidHandle,
-                format!("not a valid multiproc Dict: {why}"),
-            )
-        };
-        if seg.kind() != SegmentKind::Object(KIND) {
-            return Err(bad("wrong segment kind"));
+                "not a valid multiproc Dict: it has no buckets",
+            ));
         }
-        let w = |at: usize| {
-            seg.get::<AtomicU64>(at)
-                .map(|w| w.load(Ordering::Acquire))
-                .ok_or_else(|| bad("segment too small"))
-        };
-        if w(16)? != MAGIC {
-            return Err(bad("bad magic"));
-        }
-        if w(48)? != Self::tag() {
-            return Err(bad("it holds keys or values of another type"));
-        }
-        let buckets = usize::try_from(w(24)?).map_err(|_| bad("bucket count out of range"))?;
-        let slot = usize::try_from(w(32)?).map_err(|_| bad("slot size out of range"))?;
-        let fits = slot
-            .checked_add(BUCKET_HEAD + 8)
-            .map(|_| Self::bucket_len(slot))
-            .and_then(|b| b.checked_mul(buckets.checked_add(1)?))
-            .and_then(|t| t.checked_add(JOURNAL_AT))
-            .is_some_and(|t| t <= seg.payload_len());
-        if buckets == 0 || slot > u32::MAX as usize || !fits {
-            return Err(bad("table does not fit its segment"));
-        }
-        seg.get::<RawMutex>(0)
-            .ok_or_else(|| bad("segment too small"))?;
-        Ok(Dict {
-            seg,
-            buckets,
-            slot,
-            tag: Self::tag(),
-            _t: PhantomData,
-        })
+        Ok(Dict { t, _t: PhantomData })
     }
 
     fn bucket_at(&self, i: usize) -> usize {
-        JOURNAL_AT + Self::bucket_len(self.slot) * (i + 1)
+        self.t.entry_at(i)
     }
 
     /// Takes the mutex; undoes the change of a writer that died (see the module docs).
     fn lock(&self) -> Result<Held<'_>> {
-        let raw = self.raw();
-        raw.lock_forever();
-        let held = Held(raw);
-        if self.word(56).load(Ordering::Acquire) != 0 {
-            let i = usize::try_from(self.word(64).load(Ordering::Relaxed))
-                .ok()
-                .filter(|&i| i < self.buckets)
-                .ok_or_else(|| corrupt("journal names no bucket"))?;
-            let mut old = Vec::new();
-            let b = Self::bucket_len(self.slot);
-            if !self.seg.read_bytes(JOURNAL_AT, b, &mut old)
-                || !self.seg.write_bytes(self.bucket_at(i), &old)
-            {
-                return Err(corrupt("journal out of bounds"));
-            }
-            let len = self.word(72).load(Ordering::Relaxed);
-            self.word(40).store(len, Ordering::Relaxed);
-            self.word(56).store(0, Ordering::Release);
-        }
-        Ok(held)
+        self.t.lock()
     }
 
     fn state(&self, i: usize) -> &AtomicU32 {
-        self.seg
+        self.t
+            .seg
             .get(self.bucket_at(i))
             .expect("bucket in bounds: geometry checked at open")
     }
@@ -269,24 +184,24 @@ impl<K, V> Dict<K, V> {
     /// Key and value lengths of full bucket `i`, checked against the slot.
     fn lens(&self, i: usize) -> Result<(usize, usize)> {
         let at = self.bucket_at(i);
-        let k = self.seg.get::<AtomicU32>(at + 4).expect("in bounds");
-        let v = self.seg.get::<AtomicU32>(at + 8).expect("in bounds");
+        let k = self.t.seg.get::<AtomicU32>(at + 4).expect("in bounds");
+        let v = self.t.seg.get::<AtomicU32>(at + 8).expect("in bounds");
         let (k, v) = (
             k.load(Ordering::Relaxed) as usize,
             v.load(Ordering::Relaxed) as usize,
         );
-        if k.checked_add(v).is_none_or(|t| t > self.slot) {
-            return Err(corrupt("entry longer than its slot"));
+        if k.checked_add(v).is_none_or(|t| t > self.t.slot) {
+            return Err(self.t.corrupt("entry longer than its slot"));
         }
         Ok((k, v))
     }
 
     fn probe(&self, key: &[u8]) -> Result<Probe> {
-        let start = (fnv(key) % self.buckets as u64) as usize;
+        let start = (fnv(key) % self.t.entries as u64) as usize;
         let mut vacant = None;
         let mut buf = Vec::new();
-        for n in 0..self.buckets {
-            let i = (start + n) % self.buckets;
+        for n in 0..self.t.entries {
+            let i = (start + n) % self.t.entries;
             match self.state(i).load(Ordering::Relaxed) {
                 EMPTY => return Ok(Probe::Vacant(vacant.unwrap_or(i))),
                 REMOVED => {
@@ -296,14 +211,15 @@ impl<K, V> Dict<K, V> {
                     let (k, _) = self.lens(i)?;
                     if k == key.len() {
                         buf.clear();
-                        self.seg
+                        self.t
+                            .seg
                             .read_bytes(self.bucket_at(i) + BUCKET_HEAD, k, &mut buf);
                         if buf == key {
                             return Ok(Probe::Found(i));
                         }
                     }
                 }
-                _ => return Err(corrupt("bad bucket state")),
+                _ => return Err(self.t.corrupt("bad bucket state")),
             }
         }
         Ok(vacant.map_or(Probe::Full, Probe::Vacant))
@@ -312,38 +228,32 @@ impl<K, V> Dict<K, V> {
     fn value_bytes(&self, i: usize) -> Result<Vec<u8>> {
         let (k, v) = self.lens(i)?;
         let mut out = Vec::with_capacity(v);
-        self.seg
+        self.t
+            .seg
             .read_bytes(self.bucket_at(i) + BUCKET_HEAD + k, v, &mut out);
         Ok(out)
     }
 
     /// Changes bucket `i` under the journal: `state`, then the key and value (if any).
     fn write_bucket(&self, i: usize, state: u32, kv: Option<(&[u8], &[u8])>, len: u64) {
-        let b = Self::bucket_len(self.slot);
         let at = self.bucket_at(i);
-        let mut old = Vec::with_capacity(b);
-        self.seg.read_bytes(at, b, &mut old);
-        self.seg.write_bytes(JOURNAL_AT, &old);
-        self.word(64).store(i as u64, Ordering::Relaxed);
-        self.word(72)
-            .store(self.word(40).load(Ordering::Relaxed), Ordering::Relaxed);
-        self.word(56).store(1, Ordering::Release);
+        self.t.save(i);
         if let Some((k, v)) = kv {
-            let head = self.seg.get::<AtomicU32>(at + 4).expect("in bounds");
+            let head = self.t.seg.get::<AtomicU32>(at + 4).expect("in bounds");
             head.store(k.len() as u32, Ordering::Relaxed);
-            let vl = self.seg.get::<AtomicU32>(at + 8).expect("in bounds");
+            let vl = self.t.seg.get::<AtomicU32>(at + 8).expect("in bounds");
             vl.store(v.len() as u32, Ordering::Relaxed);
-            self.seg.write_bytes(at + BUCKET_HEAD, k);
-            self.seg.write_bytes(at + BUCKET_HEAD + k.len(), v);
+            self.t.seg.write_bytes(at + BUCKET_HEAD, k);
+            self.t.seg.write_bytes(at + BUCKET_HEAD + k.len(), v);
         }
         self.state(i).store(state, Ordering::Relaxed);
-        self.word(40).store(len, Ordering::Relaxed);
-        self.word(56).store(0, Ordering::Release);
+        self.t.word(LEN_AT).store(len, Ordering::Relaxed);
+        self.t.commit();
     }
 
     /// Entries now (a snapshot).
     pub fn len(&self) -> usize {
-        self.word(40).load(Ordering::Relaxed) as usize
+        self.t.word(LEN_AT).load(Ordering::Relaxed) as usize
     }
 
     /// Whether it has no entries (a snapshot).
@@ -353,7 +263,7 @@ impl<K, V> Dict<K, V> {
 
     /// The name this dictionary was created or opened under, if any.
     pub fn name(&self) -> Option<&str> {
-        self.seg.name()
+        self.t.seg.name()
     }
 
     /// Removes this dictionary's name (those that have it keep it).
@@ -362,12 +272,12 @@ impl<K, V> Dict<K, V> {
     /// [`ErrorKind::InvalidState`] when it has no name or the name now belongs to another
     /// object; [`ErrorKind::NotFound`] when the name is gone.
     pub fn unlink(&self) -> Result<()> {
-        crate::shm::named::unlink_segment(&self.seg)
+        crate::shm::named::unlink_segment(&self.t.seg)
     }
 
     /// How many entries it can hold.
     pub fn capacity(&self) -> usize {
-        self.buckets / 2
+        self.t.entries / 2
     }
 }
 
@@ -465,36 +375,16 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
                 "a Dict needs room for at least one entry",
             ));
         }
-        if entry_bytes > u32::MAX as usize / 2 {
-            return Err(too_big());
-        }
         let buckets = entries.checked_mul(2).ok_or_else(too_big)?;
-        let total = Self::bucket_len(entry_bytes)
-            .checked_mul(buckets + 1)
-            .and_then(|t| t.checked_add(JOURNAL_AT))
-            .ok_or_else(too_big)?;
-        let seg = match name {
-            None => Segment::create(SegmentKind::Object(KIND), total)?,
-            Some(_) => crate::shm::named::create_segment(
-                SegmentKind::Object(KIND),
-                total,
-                Self::identity(),
-                JOURNAL_AT + Self::bucket_len(entry_bytes),
-            )?,
-        };
-        seg.get::<RawMutex>(0).expect("header in bounds").init();
-        let w = |at: usize, v: u64| {
-            seg.get::<AtomicU64>(at)
-                .expect("header in bounds")
-                .store(v, Ordering::Relaxed)
-        };
-        w(24, buckets as u64);
-        w(32, entry_bytes as u64);
-        w(48, Self::tag());
-        w(16, MAGIC);
-        let d = Self::open(seg)?;
+        let t = SPEC.create(
+            buckets,
+            entry_bytes,
+            Self::tag(),
+            name.map(|_| Self::identity()),
+        )?;
+        let d = Self::open(t.seg)?;
         if let Some(name) = name {
-            crate::shm::named::publish(&d.seg, name)?;
+            crate::shm::named::publish(&d.t.seg, name)?;
         }
         Ok(d)
     }
@@ -550,15 +440,15 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
             _ => None,
         };
         let (new, r) = f(old.as_deref())?;
-        let len = self.word(40).load(Ordering::Relaxed);
+        let len = self.t.word(LEN_AT).load(Ordering::Relaxed);
         if let Some(v) = &new {
-            if k.len() + v.len() > self.slot {
+            if k.len() + v.len() > self.t.slot {
                 return Err(Error::new(
                     ErrorKind::InvalidArgument,
                     format!(
                         "Dict entry of {} bytes encoded, over this Dict's {} (Dict::with_capacity)",
                         k.len() + v.len(),
-                        self.slot
+                        self.t.slot
                     ),
                 ));
             }
@@ -632,17 +522,18 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         let mut raw = Vec::new();
         {
             let _held = self.lock()?;
-            for i in 0..self.buckets {
+            for i in 0..self.t.entries {
                 match self.state(i).load(Ordering::Relaxed) {
                     FULL => {
                         let (k, v) = self.lens(i)?;
                         let mut b = Vec::with_capacity(k + v);
-                        self.seg
+                        self.t
+                            .seg
                             .read_bytes(self.bucket_at(i) + BUCKET_HEAD, k + v, &mut b);
                         raw.push((b, k));
                     }
                     EMPTY | REMOVED => {}
-                    _ => return Err(corrupt("bad bucket state")),
+                    _ => return Err(self.t.corrupt("bad bucket state")),
                 }
             }
         }
@@ -670,19 +561,12 @@ mod tests {
         let d2 = d.clone();
         std::thread::spawn(move || {
             let d = d2;
-            d.raw().lock_forever();
+            d.t.raw().lock_forever();
             // The first half of `write_bucket`, then garbage where the entry was.
-            let b = Dict::<u32, String>::bucket_len(d.slot);
             let at = d.bucket_at(i);
-            let mut old = Vec::new();
-            d.seg.read_bytes(at, b, &mut old);
-            d.seg.write_bytes(JOURNAL_AT, &old);
-            d.word(64).store(i as u64, Ordering::Relaxed);
-            d.word(72)
-                .store(d.word(40).load(Ordering::Relaxed), Ordering::Relaxed);
-            d.word(56).store(1, Ordering::Release);
-            d.seg.write_bytes(at + 4, &[0xff; 40]);
-            d.word(40).store(77, Ordering::Relaxed);
+            d.t.save(i);
+            d.t.seg.write_bytes(at + 4, &[0xff; 40]);
+            d.t.word(LEN_AT).store(77, Ordering::Relaxed);
             // The thread ends holding the lock: a dead owner.
         })
         .join()
@@ -690,7 +574,7 @@ mod tests {
         assert_eq!(d.get(&1).unwrap().as_deref(), Some("before"));
         assert_eq!(d.get(&2).unwrap().as_deref(), Some("other"));
         assert_eq!(d.len(), 2);
-        assert_eq!(d.word(56).load(Ordering::Relaxed), 0, "journal cleared");
+        assert_eq!(d.t.word(56).load(Ordering::Relaxed), 0, "journal cleared");
     }
 
     /// Corruption written by another process is an error, never a panic or a wrong value.
@@ -703,23 +587,23 @@ mod tests {
             panic!("key 5 is there")
         };
         // A length past its slot.
-        d.seg
+        d.t.seg
             .write_bytes(d.bucket_at(i) + 4, &u32::MAX.to_ne_bytes());
         assert_eq!(d.get(&5).unwrap_err().kind(), ErrorKind::InvalidState);
         // A bad state word.
         d.state(i).store(9, Ordering::Relaxed);
         assert_eq!(d.items().unwrap_err().kind(), ErrorKind::InvalidState);
         // A journal that names no bucket.
-        d.word(64).store(u64::MAX, Ordering::Relaxed);
-        d.word(56).store(1, Ordering::Relaxed);
+        d.t.word(64).store(u64::MAX, Ordering::Relaxed);
+        d.t.word(56).store(1, Ordering::Relaxed);
         assert_eq!(d.get(&5).unwrap_err().kind(), ErrorKind::InvalidState);
         // A geometry that does not fit, or another type, is refused on open.
-        d.word(24).store(u64::MAX / 4, Ordering::Relaxed);
-        assert!(Dict::<u32, u32>::open(d.seg.clone()).is_err());
-        d.word(24).store(4, Ordering::Relaxed);
-        let e = Dict::<u32, u64>::open(d.seg.clone()).unwrap_err();
+        d.t.word(24).store(u64::MAX / 4, Ordering::Relaxed);
+        assert!(Dict::<u32, u32>::open(d.t.seg.clone()).is_err());
+        d.t.word(24).store(4, Ordering::Relaxed);
+        let e = Dict::<u32, u64>::open(d.t.seg.clone()).unwrap_err();
         assert!(e.to_string().contains("another type"), "{e}");
-        d.word(16).store(0, Ordering::Relaxed);
-        assert!(Dict::<u32, u32>::open(d.seg.clone()).is_err());
+        d.t.word(16).store(0, Ordering::Relaxed);
+        assert!(Dict::<u32, u32>::open(d.t.seg.clone()).is_err());
     }
 }

@@ -3,40 +3,45 @@
 //!
 //! # Layout (payload of a segment of kind `Object(LIST)`)
 //!
+//! The table of `table.rs` (mutex, header, journal, entries) with magic `b"MPLIST02"`,
+//! `capacity` entries (the slots), `len` the list's length, the type tag of `T`; each slot:
+//!
 //! ```text
-//! 0    RawMutex (16 bytes)
-//! 16   magic b"MPLIST01"     24 capacity (u64)   32 slot bytes (u64)
-//! 40   len (u64)             48 type tag of T (u64)
-//! 56   journal_valid (u64)   64 journal_index (u64)
-//! 128  journal: one slot's bytes
-//! 128 + S   capacity x S bytes, S = 8 + slot bytes (rounded to 8)
-//! slot: length u32, pad u32, then the item's encoding
+//! length u32, pad u32, then the item's encoding
 //! ```
 //!
 //! # Crash safety
 //!
 //! `push` writes the item into the slot past the end, then publishes it with one store of
 //! `len`; `pop`, `truncate` and `clear` are one store of `len`: a process killed before that
-//! store changed nothing visible. `set` and `update` change a visible slot in place, under a
-//! one-slot undo journal (as `Dict`'s): the next process to take the lock after a writer
-//! died puts the old slot back. Every length and index read from the segment is checked.
+//! store changed nothing visible. `set` and `update` change a visible slot in place, under
+//! the table's one-entry undo journal (as `Dict`'s): the next process to take the lock
+//! after a writer died puts the old slot back. `insert` and `remove` move the later items
+//! by one slot each under the journal's shift states, which the next process finishes
+//! (the loop is the writer's own, restarted where it stood): the list is then as after the
+//! call, whole. Every length and index read from the segment is checked (`table.rs`).
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::RawMutex;
+use super::table::{Held, Spec, Table, LEN_AT};
 use crate::codec::{Codec, Postcard};
 use crate::error::{Error, ErrorKind, Result};
 use crate::shm::{Segment, SegmentKind};
 
 const KIND: u8 = crate::kinds::object::LIST;
-const MAGIC: u64 = u64::from_le_bytes(crate::kinds::magic::LIST);
-const JOURNAL_AT: usize = 128;
 const SLOT_HEAD: usize = 8;
+static SPEC: Spec = Spec {
+    kind: KIND,
+    magic: crate::kinds::magic::LIST,
+    head: SLOT_HEAD,
+    what: "List",
+    shifts: true,
+};
 
 /// `List<T>` holds no `T`, only encodings: invariant in `T`, `Send + Sync` whatever it is.
 type Invariant<T> = fn(T) -> T;
@@ -60,23 +65,20 @@ type Invariant<T> = fn(T) -> T;
 /// # Ok::<(), multiproc::Error>(())
 /// ```
 ///
-/// `push`, `pop`, `get`, `set`, `update` (atomic read-modify-write of one item), `len`,
-/// `to_vec`, `truncate`, `clear`. No insertion or removal in the middle (each would move
-/// every later item). A process killed inside any call leaves the list as it was before the
-/// call or after it, never with a torn item.
+/// `push`, `pop`, `get`, `set`, `update` (atomic read-modify-write of one item), `insert`
+/// and `remove` in the middle (Python's `l.insert(i, x)` and `l.pop(i)` / `del l[i]`: they
+/// move every later item, so they cost a copy of each), `len`, `to_vec`, `truncate`,
+/// `clear`. A process killed inside any call leaves the list as it was before the call or
+/// after it, never with a torn item, a lost item or a doubled one.
 pub struct List<T> {
-    seg: Segment,
-    cap: usize,
-    slot: usize,
+    t: Table,
     _t: PhantomData<Invariant<T>>,
 }
 
 impl<T> Clone for List<T> {
     fn clone(&self) -> Self {
         List {
-            seg: self.seg.clone(),
-            cap: self.cap,
-            slot: self.slot,
+            t: self.t.clone(),
             _t: PhantomData,
         }
     }
@@ -86,14 +88,14 @@ impl<T> fmt::Debug for List<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("List")
             .field("len", &self.len())
-            .field("capacity", &self.cap)
+            .field("capacity", &self.capacity())
             .finish()
     }
 }
 
 impl<T> Serialize for List<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        self.seg.serialize(s)
+        self.t.seg.serialize(s)
     }
 }
 
@@ -102,22 +104,6 @@ impl<'de, T> Deserialize<'de> for List<T> {
         let seg = Segment::deserialize(d)?;
         List::open(seg).map_err(crate::handle::de_err::<D::Error>)
     }
-}
-
-/// Holds the list's mutex; releases it when dropped (also by a panic).
-struct Held<'a>(&'a RawMutex);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.0.unlock();
-    }
-}
-
-fn corrupt(why: &str) -> Error {
-    Error::new(
-        ErrorKind::InvalidState,
-        format!("shared List is corrupt: {why}"),
-    )
 }
 
 fn out_of_range(i: usize, len: usize) -> Error {
@@ -132,111 +118,41 @@ impl<T> List<T> {
         crate::codec::ident::tag_of::<T>()
     }
 
-    fn slot_len(slot: usize) -> usize {
-        (SLOT_HEAD + slot).next_multiple_of(8)
-    }
-
-    fn word(&self, at: usize) -> &AtomicU64 {
-        self.seg
-            .get(at)
-            .expect("header checked when the handle was made")
-    }
-
-    fn raw(&self) -> &RawMutex {
-        self.seg
-            .get(0)
-            .expect("header checked when the handle was made")
-    }
-
     fn open(seg: Segment) -> Result<List<T>> {
-        let bad = |why: &str| {
-            Error::new(
-                ErrorKind::InvalidHandle,
-                format!("not a valid multiproc List: {why}"),
-            )
-        };
-        if seg.kind() != SegmentKind::Object(KIND) {
-            return Err(bad("wrong segment kind"));
-        }
-        let w = |at: usize| {
-            seg.get::<AtomicU64>(at)
-                .map(|w| w.load(Ordering::Acquire))
-                .ok_or_else(|| bad("segment too small"))
-        };
-        if w(16)? != MAGIC {
-            return Err(bad("bad magic"));
-        }
-        if w(48)? != Self::tag() {
-            return Err(bad("it holds items of another type"));
-        }
-        let cap = usize::try_from(w(24)?).map_err(|_| bad("capacity out of range"))?;
-        let slot = usize::try_from(w(32)?).map_err(|_| bad("slot size out of range"))?;
-        let fits = slot
-            .checked_add(SLOT_HEAD + 8)
-            .map(|_| Self::slot_len(slot))
-            .and_then(|b| b.checked_mul(cap.checked_add(1)?))
-            .and_then(|t| t.checked_add(JOURNAL_AT))
-            .is_some_and(|t| t <= seg.payload_len());
-        if slot > u32::MAX as usize || !fits {
-            return Err(bad("array does not fit its segment"));
-        }
-        seg.get::<RawMutex>(0)
-            .ok_or_else(|| bad("segment too small"))?;
         Ok(List {
-            seg,
-            cap,
-            slot,
+            t: SPEC.open(seg, Self::tag(), "items")?,
             _t: PhantomData,
         })
     }
 
     fn slot_at(&self, i: usize) -> usize {
-        JOURNAL_AT + Self::slot_len(self.slot) * (i + 1)
+        self.t.entry_at(i)
     }
 
-    /// Takes the mutex; undoes the change of a writer that died (see the module docs).
+    /// Takes the mutex; undoes or finishes the change of a writer that died (see the
+    /// module docs).
     fn lock(&self) -> Result<Held<'_>> {
-        let raw = self.raw();
-        raw.lock_forever();
-        let held = Held(raw);
-        if self.word(56).load(Ordering::Acquire) != 0 {
-            let i = usize::try_from(self.word(64).load(Ordering::Relaxed))
-                .ok()
-                .filter(|&i| i < self.cap)
-                .ok_or_else(|| corrupt("journal names no slot"))?;
-            let mut old = Vec::new();
-            if !self
-                .seg
-                .read_bytes(JOURNAL_AT, Self::slot_len(self.slot), &mut old)
-                || !self.seg.write_bytes(self.slot_at(i), &old)
-            {
-                return Err(corrupt("journal out of bounds"));
-            }
-            self.word(56).store(0, Ordering::Release);
-        }
-        Ok(held)
+        self.t.lock()
     }
 
     /// The length under the lock, checked against the capacity.
     fn checked_len(&self) -> Result<usize> {
-        usize::try_from(self.word(40).load(Ordering::Relaxed))
-            .ok()
-            .filter(|&l| l <= self.cap)
-            .ok_or_else(|| corrupt("length over capacity"))
+        self.t.checked_len()
     }
 
     fn item_bytes(&self, i: usize) -> Result<Vec<u8>> {
         let at = self.slot_at(i);
         let n = self
+            .t
             .seg
             .get::<AtomicU32>(at)
             .expect("slot in bounds: checked at open")
             .load(Ordering::Relaxed) as usize;
-        if n > self.slot {
-            return Err(corrupt("item longer than its slot"));
+        if n > self.t.slot {
+            return Err(self.t.corrupt("item longer than its slot"));
         }
         let mut out = Vec::with_capacity(n);
-        self.seg.read_bytes(at + SLOT_HEAD, n, &mut out);
+        self.t.seg.read_bytes(at + SLOT_HEAD, n, &mut out);
         Ok(out)
     }
 
@@ -245,30 +161,27 @@ impl<T> List<T> {
     fn write_slot(&self, i: usize, bytes: &[u8], journal: bool) {
         let at = self.slot_at(i);
         if journal {
-            let mut old = Vec::new();
-            self.seg.read_bytes(at, Self::slot_len(self.slot), &mut old);
-            self.seg.write_bytes(JOURNAL_AT, &old);
-            self.word(64).store(i as u64, Ordering::Relaxed);
-            self.word(56).store(1, Ordering::Release);
+            self.t.save(i);
         }
-        self.seg
+        self.t
+            .seg
             .get::<AtomicU32>(at)
             .expect("slot in bounds: checked at open")
             .store(bytes.len() as u32, Ordering::Relaxed);
-        self.seg.write_bytes(at + SLOT_HEAD, bytes);
+        self.t.seg.write_bytes(at + SLOT_HEAD, bytes);
         if journal {
-            self.word(56).store(0, Ordering::Release);
+            self.t.commit();
         }
     }
 
     fn check_size(&self, bytes: &[u8]) -> Result<()> {
-        if bytes.len() > self.slot {
+        if bytes.len() > self.t.slot {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 format!(
                     "List item of {} bytes encoded, over this List's {} (List::with_capacity)",
                     bytes.len(),
-                    self.slot
+                    self.t.slot
                 ),
             ));
         }
@@ -277,7 +190,7 @@ impl<T> List<T> {
 
     /// Items now (a snapshot).
     pub fn len(&self) -> usize {
-        (self.word(40).load(Ordering::Relaxed) as usize).min(self.cap)
+        (self.t.word(LEN_AT).load(Ordering::Relaxed) as usize).min(self.t.entries)
     }
 
     /// Whether it has no items (a snapshot).
@@ -287,7 +200,7 @@ impl<T> List<T> {
 
     /// The name this list was created or opened under, if any.
     pub fn name(&self) -> Option<&str> {
-        self.seg.name()
+        self.t.seg.name()
     }
 
     /// Removes this list's name (those that have it keep it).
@@ -296,12 +209,12 @@ impl<T> List<T> {
     /// [`ErrorKind::InvalidState`] when it has no name or the name now belongs to another
     /// object; [`ErrorKind::NotFound`] when the name is gone.
     pub fn unlink(&self) -> Result<()> {
-        crate::shm::named::unlink_segment(&self.seg)
+        crate::shm::named::unlink_segment(&self.t.seg)
     }
 
     /// How many items it can hold.
     pub fn capacity(&self) -> usize {
-        self.cap
+        self.t.entries
     }
 
     /// Keeps the first `len` items (Python's `del l[len:]`).
@@ -311,7 +224,7 @@ impl<T> List<T> {
     pub fn truncate(&self, len: usize) -> Result<()> {
         let _held = self.lock()?;
         if len < self.checked_len()? {
-            self.word(40).store(len as u64, Ordering::Release);
+            self.t.word(LEN_AT).store(len as u64, Ordering::Release);
         }
         Ok(())
     }
@@ -394,7 +307,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
             l.push(item)?;
         }
         if let Some(name) = name {
-            crate::shm::named::publish(&l.seg, name)?;
+            crate::shm::named::publish(&l.t.seg, name)?;
         }
         Ok(l)
     }
@@ -404,35 +317,13 @@ impl<T: Serialize + DeserializeOwned> List<T> {
     }
 
     fn make_unpublished(capacity: usize, item_bytes: usize, named: bool) -> Result<List<T>> {
-        let too_big = || Error::new(ErrorKind::InvalidArgument, "List capacity too large");
-        if item_bytes > u32::MAX as usize / 2 {
-            return Err(too_big());
-        }
-        let total = Self::slot_len(item_bytes)
-            .checked_mul(capacity.checked_add(1).ok_or_else(too_big)?)
-            .and_then(|t| t.checked_add(JOURNAL_AT))
-            .ok_or_else(too_big)?;
-        let seg = if named {
-            crate::shm::named::create_segment(
-                SegmentKind::Object(KIND),
-                total,
-                Self::identity(),
-                JOURNAL_AT + Self::slot_len(item_bytes),
-            )?
-        } else {
-            Segment::create(SegmentKind::Object(KIND), total)?
-        };
-        seg.get::<RawMutex>(0).expect("header in bounds").init();
-        let w = |at: usize, v: u64| {
-            seg.get::<AtomicU64>(at)
-                .expect("header in bounds")
-                .store(v, Ordering::Relaxed)
-        };
-        w(24, capacity as u64);
-        w(32, item_bytes as u64);
-        w(48, Self::tag());
-        w(16, MAGIC);
-        Self::open(seg)
+        let t = SPEC.create(
+            capacity,
+            item_bytes,
+            Self::tag(),
+            named.then(Self::identity),
+        )?;
+        Ok(List { t, _t: PhantomData })
     }
 
     fn decode(bytes: &[u8]) -> Result<T> {
@@ -449,16 +340,80 @@ impl<T: Serialize + DeserializeOwned> List<T> {
         self.check_size(&bytes)?;
         let _held = self.lock()?;
         let len = self.checked_len()?;
-        if len == self.cap {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("List is full ({} items)", self.cap),
-            ));
+        if len == self.t.entries {
+            return Err(self.full());
         }
         // Past the end: invisible until the length says otherwise.
         self.write_slot(len, &bytes, false);
-        self.word(40).store(len as u64 + 1, Ordering::Release);
+        self.t.word(LEN_AT).store(len as u64 + 1, Ordering::Release);
         Ok(())
+    }
+
+    fn full(&self) -> Error {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("List is full ({} items)", self.t.entries),
+        )
+    }
+
+    /// Inserts `item` before item `i` (Python's `l.insert(i, item)`; `i == len()` appends),
+    /// moving the later items up by one.
+    ///
+    /// ```
+    /// use multiproc::sync::List;
+    /// let l: List<char> = List::with_capacity(8, 4)?;
+    /// for c in ['a', 'c'] {
+    ///     l.push(&c)?;
+    /// }
+    /// l.insert(1, &'b')?;
+    /// l.insert(0, &'_')?;
+    /// assert_eq!(l.remove(0)?, '_');
+    /// assert_eq!(l.to_vec()?, vec!['a', 'b', 'c']);
+    /// # Ok::<(), multiproc::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for an index past the end (unlike Python, which
+    /// appends), a full list or an item too long (nothing changed); [`ErrorKind::Codec`]
+    /// when it does not encode; [`ErrorKind::InvalidState`] when the list is corrupt.
+    pub fn insert(&self, i: usize, item: &T) -> Result<()> {
+        let bytes = crate::codec::to_vec(item)?;
+        self.check_size(&bytes)?;
+        let _held = self.lock()?;
+        let len = self.checked_len()?;
+        if i > len {
+            return Err(out_of_range(i, len));
+        }
+        if len == self.t.entries {
+            return Err(self.full());
+        }
+        let mut entry = Vec::with_capacity(SLOT_HEAD + bytes.len());
+        entry.extend_from_slice(&(bytes.len() as u32).to_ne_bytes());
+        entry.extend_from_slice(&[0; SLOT_HEAD - 4]);
+        entry.extend_from_slice(&bytes);
+        self.t.insert(i, len, &entry)
+    }
+
+    /// Removes item `i` and returns it (Python's `l.pop(i)`, and `del l[i]`), moving the
+    /// later items down by one.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidArgument`] for an index past the end (nothing changed);
+    /// [`ErrorKind::Codec`] when the item does not decode (it is removed all the same);
+    /// [`ErrorKind::InvalidState`] when the list is corrupt.
+    #[doc(alias = "pop")]
+    pub fn remove(&self, i: usize) -> Result<T> {
+        let bytes = {
+            let _held = self.lock()?;
+            let len = self.checked_len()?;
+            if i >= len {
+                return Err(out_of_range(i, len));
+            }
+            let b = self.item_bytes(i)?;
+            self.t.remove(i, len)?;
+            b
+        };
+        Self::decode(&bytes)
     }
 
     /// Removes and returns the last item (Python's `l.pop()`), `None` when empty.
@@ -474,7 +429,7 @@ impl<T: Serialize + DeserializeOwned> List<T> {
                 return Ok(None);
             }
             let b = self.item_bytes(len - 1)?;
-            self.word(40).store(len as u64 - 1, Ordering::Release);
+            self.t.word(LEN_AT).store(len as u64 - 1, Ordering::Release);
             b
         };
         Self::decode(&bytes).map(Some)
@@ -547,44 +502,149 @@ impl<T: Serialize + DeserializeOwned> List<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::table::JOURNAL_AT;
+    use std::sync::atomic::AtomicU64;
+
+    fn word(l: &List<String>, at: usize) -> &AtomicU64 {
+        l.t.word(at)
+    }
+
+    fn list(items: &[&str]) -> List<String> {
+        let l = List::with_capacity(8, 32).unwrap();
+        for s in items {
+            l.push(&s.to_string()).unwrap();
+        }
+        l
+    }
+
+    /// Runs `f` in a thread that takes the list's lock and ends holding it: a writer that
+    /// died half-way through whatever `f` wrote.
+    fn die_holding(l: &List<String>, f: impl FnOnce(&List<String>) + Send + 'static) {
+        let l2 = l.clone();
+        std::thread::spawn(move || {
+            l2.t.raw().lock_forever();
+            f(&l2);
+        })
+        .join()
+        .unwrap();
+    }
 
     /// A writer that dies half-way through a `set` (journal written, slot scribbled on, lock
     /// held): the next caller puts the old item back.
     #[test]
     fn a_set_cut_short_by_death_is_undone() {
-        let l: List<String> = List::with_capacity(4, 32).unwrap();
-        l.push(&"zero".to_string()).unwrap();
-        l.push(&"one".to_string()).unwrap();
-        let l2 = l.clone();
-        std::thread::spawn(move || {
-            let l = l2;
-            l.raw().lock_forever();
-            let at = l.slot_at(1);
-            let mut old = Vec::new();
-            l.seg
-                .read_bytes(at, List::<String>::slot_len(l.slot), &mut old);
-            l.seg.write_bytes(JOURNAL_AT, &old);
-            l.word(64).store(1, Ordering::Relaxed);
-            l.word(56).store(1, Ordering::Release);
-            l.seg.write_bytes(at, &[0x07; 20]);
-            // Ends holding the lock: a dead owner.
-        })
-        .join()
-        .unwrap();
+        let l = list(&["zero", "one"]);
+        die_holding(&l, |l| {
+            l.t.save(1);
+            l.t.seg.write_bytes(l.slot_at(1), &[0x07; 20]);
+        });
         assert_eq!(l.to_vec().unwrap(), vec!["zero", "one"]);
-        assert_eq!(l.word(56).load(Ordering::Relaxed), 0);
+        assert_eq!(word(&l, 56).load(Ordering::Relaxed), 0);
+    }
+
+    /// What a writer shifting item 1 of 5 did before it died: the copies `moves` (from, to),
+    /// then half of the copy into `torn`, with the journal in state `state` at `progress`.
+    fn cut_shift(
+        l: &List<String>,
+        state: u64,
+        progress: u64,
+        moves: impl Iterator<Item = (usize, usize)>,
+        torn: Option<usize>,
+    ) {
+        for (from, to) in moves {
+            let mut b = Vec::new();
+            l.t.seg.read_bytes(l.slot_at(from), l.t.entry_len, &mut b);
+            l.t.seg.write_bytes(l.slot_at(to), &b);
+        }
+        if let Some(t) = torn {
+            l.t.seg.write_bytes(l.slot_at(t), &[0xee; 6]);
+        }
+        word(l, 64).store(1, Ordering::Relaxed);
+        word(l, 72).store(5, Ordering::Relaxed);
+        word(l, 80).store(progress, Ordering::Relaxed);
+        word(l, 56).store(state, Ordering::Release);
+    }
+
+    /// Every point an insert or a remove can be cut at: the journal set up, some of the
+    /// items moved, one copy torn half-way (garbage in the slot being filled). The next
+    /// caller finishes the change.
+    #[test]
+    fn an_insert_or_remove_cut_short_by_death_is_finished() {
+        let base = ["a", "b", "c", "d", "e"];
+        // Insert "X" at 1 of 5: slots 5, 4, 3, 2 are filled from below, then slot 1.
+        for progress in [5u64, 4, 3, 2, 1] {
+            let l = list(&base);
+            die_holding(&l, move |l| {
+                let entry = [&2u32.to_ne_bytes()[..], &[0; 4], &[1, b'X']].concat();
+                l.t.seg.write_bytes(JOURNAL_AT, &entry);
+                let p = progress as usize;
+                let moves = (p + 1..=5).rev().map(|to| (to - 1, to));
+                cut_shift(l, 2, progress, moves, Some(p));
+            });
+            assert_eq!(
+                l.to_vec().unwrap(),
+                vec!["a", "X", "b", "c", "d", "e"],
+                "insert cut at {progress}"
+            );
+        }
+        // Remove 1 of 5: slots 1, 2, 3 are filled from above, then the length drops.
+        for progress in [1u64, 2, 3, 4] {
+            let l = list(&base);
+            die_holding(&l, move |l| {
+                let p = progress as usize;
+                let moves = (1..p).map(|to| (to + 1, to));
+                cut_shift(l, 3, progress, moves, (p < 4).then_some(p));
+            });
+            assert_eq!(
+                l.to_vec().unwrap(),
+                vec!["a", "c", "d", "e"],
+                "remove cut at {progress}"
+            );
+            assert_eq!(word(&l, 56).load(Ordering::Relaxed), 0);
+        }
+    }
+
+    /// A journal whose numbers are out of range is an error, never an access out of
+    /// bounds or a shift of the wrong items.
+    #[test]
+    fn a_corrupt_shift_journal_is_an_error() {
+        for (state, index, saved, progress) in [
+            (2u64, 1u64, 8u64, 8u64), // insert into a full list
+            (2, 6, 5, 5),             // index past the saved length
+            (2, 1, 5, 0),             // progress below the index
+            (2, 1, 5, 6),             // progress past the saved length
+            (3, 5, 5, 5),             // remove past the end
+            (3, 1, 9, 1),             // saved length over capacity
+            (3, 1, 5, 5),             // progress at the saved length
+            (3, 1, u64::MAX, 1),
+            (2, 1, u64::MAX, 1),
+            (2, u64::MAX, 5, 5),
+            (7, 0, 0, 0), // an unknown state
+        ] {
+            let l = list(&["a", "b", "c", "d", "e"]);
+            word(&l, 64).store(index, Ordering::Relaxed);
+            word(&l, 72).store(saved, Ordering::Relaxed);
+            word(&l, 80).store(progress, Ordering::Relaxed);
+            word(&l, 56).store(state, Ordering::Relaxed);
+            let e = l.to_vec().unwrap_err();
+            assert_eq!(
+                e.kind(),
+                ErrorKind::InvalidState,
+                "{state} {index} {saved} {progress}"
+            );
+        }
     }
 
     #[test]
     fn corrupt_lists_are_errors() {
         let l: List<u32> = List::with_capacity(2, 8).unwrap();
         l.push(&1).unwrap();
-        l.seg.write_bytes(l.slot_at(0), &u32::MAX.to_ne_bytes());
+        l.t.seg.write_bytes(l.slot_at(0), &u32::MAX.to_ne_bytes());
         assert_eq!(l.get(0).unwrap_err().kind(), ErrorKind::InvalidState);
-        l.word(40).store(99, Ordering::Relaxed);
+        l.t.word(LEN_AT).store(99, Ordering::Relaxed);
         assert_eq!(l.to_vec().unwrap_err().kind(), ErrorKind::InvalidState);
-        assert!(List::<u64>::open(l.seg.clone()).is_err());
-        l.word(24).store(u64::MAX / 2, Ordering::Relaxed);
-        assert!(List::<u32>::open(l.seg.clone()).is_err());
+        assert!(List::<u64>::open(l.t.seg.clone()).is_err());
+        l.t.word(24).store(u64::MAX / 2, Ordering::Relaxed);
+        assert!(List::<u32>::open(l.t.seg.clone()).is_err());
     }
 }

@@ -244,6 +244,11 @@ named_api!(
 );
 
 impl Lock {
+    /// A handle on a lock state made elsewhere (a part of a named `Condition`).
+    pub(super) fn from_shared(inner: Shared<LockState>) -> Lock {
+        Lock { inner }
+    }
+
     /// A new, unlocked lock in shared memory.
     ///
     /// # Errors
@@ -449,6 +454,11 @@ named_api!(
 );
 
 impl RLock {
+    /// A handle on a lock state made elsewhere (a part of a named `Condition`).
+    pub(super) fn from_shared(inner: Shared<RLockState>) -> RLock {
+        RLock { inner }
+    }
+
     /// A new, unlocked re-entrant lock in shared memory.
     ///
     /// # Errors

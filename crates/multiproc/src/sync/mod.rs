@@ -125,6 +125,7 @@ mod lock;
 mod namespace;
 pub(crate) mod raw_mutex;
 mod semaphore;
+mod table;
 mod value;
 
 pub use crate::error::{OwnerDied, Timeout, WouldBlock};

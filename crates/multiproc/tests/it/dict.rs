@@ -1,5 +1,6 @@
-//! `sync::Dict` and `sync::List`: one dictionary (list) used by many processes (forked and spawned), atomic
-//! read-modify-write, SIGKILL mid-update, limits and wrong types.
+//! `sync::Dict` and `sync::List`: one dictionary (list) used by many processes (forked and
+//! spawned), atomic read-modify-write, insertion and removal in the middle, SIGKILL
+//! mid-update, limits and wrong types.
 
 use std::time::Duration;
 
@@ -61,22 +62,11 @@ fn a_writer_killed_mid_update_leaves_no_torn_entry_and_no_held_lock() {
         // Large values, so that a kill often lands inside the copy of one.
         let d: Dict<u32, Vec<u64>> = Dict::with_capacity(16, 8200).unwrap();
         for round in 0..30u64 {
-            let started = Event::new().unwrap();
-            let child = {
-                let (d, started) = (d.clone(), started.clone());
-                Process::fork(move || {
-                    for n in 0u64.. {
-                        let v = round * 1_000_000 + n;
-                        d.update(&((n % 8) as u32), |_| Some(vec![v; 1000]))
-                            .unwrap();
-                        if n == 20 {
-                            started.set();
-                        }
-                    }
-                })
-                .unwrap()
-            };
-            kill_mid_update(child, &started, round);
+            kill_writer_mid_update(round, d.clone(), move |d, n| {
+                let v = round * 1_000_000 + n;
+                d.update(&((n % 8) as u32), |_| Some(vec![v; 1000]))
+                    .unwrap();
+            });
             // Every entry is one whole value; the count agrees; the lock is free again.
             let items = d.items().unwrap();
             assert_eq!(items.len(), d.len());
@@ -168,32 +158,111 @@ fn a_list_writer_killed_mid_set_leaves_no_torn_item() {
             l.push(&vec![0; 1000]).unwrap();
         }
         for round in 0..30u64 {
-            let started = Event::new().unwrap();
-            let child = {
-                let (l, started) = (l.clone(), started.clone());
-                Process::fork(move || {
-                    for n in 0u64.. {
-                        let v = round * 1_000_000 + n;
-                        l.set((n % 8) as usize, &vec![v; 1000]).unwrap();
-                        if n % 3 == 0 && l.len() < 60 {
-                            l.push(&vec![v; 1000]).unwrap();
-                        }
-                        if n % 3 == 1 && l.len() > 8 {
-                            l.pop().unwrap();
-                        }
-                        if n == 20 {
-                            started.set();
-                        }
-                    }
-                })
-                .unwrap()
-            };
-            kill_mid_update(child, &started, round);
+            kill_writer_mid_update(round, l.clone(), move |l, n| {
+                let v = round * 1_000_000 + n;
+                l.set((n % 8) as usize, &vec![v; 1000]).unwrap();
+                if n % 3 == 0 && l.len() < 60 {
+                    l.push(&vec![v; 1000]).unwrap();
+                }
+                if n % 3 == 1 && l.len() > 8 {
+                    l.pop().unwrap();
+                }
+            });
             let items = l.to_vec().unwrap();
             assert!(items.len() >= 8 && items.len() == l.len());
             assert_whole(items.iter(), round);
             l.update(0, |v| v).unwrap();
         }
+    });
+}
+
+#[test]
+fn a_list_writer_killed_mid_insert_or_remove_loses_and_doubles_nothing() {
+    with_watchdog(LIMIT, || {
+        // Base items 1..=16; the writer inserts a marker and removes it again, then removes
+        // a base item and puts it back, over and over. Each call is whole or not done at
+        // all, so after the kill the list is the base, the base with one marker, or the
+        // base without one item: never a doubled, lost or torn one.
+        let l: List<Vec<u64>> = List::with_capacity(32, 8200).unwrap();
+        for k in 1..=16u64 {
+            l.push(&vec![k; 1000]).unwrap();
+        }
+        for round in 0..30u64 {
+            kill_writer_mid_update(round, l.clone(), move |l, n| {
+                let marker = 1_000_000 + round * 1_000_000 + n;
+                let i = (n % 17) as usize;
+                l.insert(i, &vec![marker; 1000]).unwrap();
+                assert_eq!(l.remove(i).unwrap()[0], marker);
+                let j = (n * 7 % 16) as usize;
+                let v = l.remove(j).unwrap();
+                l.insert(j, &v).unwrap();
+            });
+            let items = l.to_vec().unwrap();
+            assert_eq!(items.len(), l.len());
+            assert_whole(items.iter(), round);
+            let markers = items.iter().filter(|v| v[0] > 16).count();
+            let base: Vec<u64> = items.iter().map(|v| v[0]).filter(|&x| x <= 16).collect();
+            let missing = 16 - base.len();
+            assert!(
+                markers + missing <= 1,
+                "round {round}: {markers} markers, {missing} missing: {base:?}"
+            );
+            assert!(
+                base.windows(2).all(|w| w[0] < w[1]),
+                "round {round}: {base:?}"
+            );
+            // Back to the base for the next round.
+            if let Some(at) = items.iter().position(|v| v[0] > 16) {
+                l.remove(at).unwrap();
+            }
+            if missing == 1 {
+                let k = (1..=16).find(|k| !base.contains(k)).unwrap();
+                l.insert(k as usize - 1, &vec![k; 1000]).unwrap();
+            }
+            let now: Vec<u64> = l.to_vec().unwrap().iter().map(|v| v[0]).collect();
+            assert_eq!(now, (1..=16).collect::<Vec<u64>>());
+        }
+    });
+}
+
+fn insert_in_child(l: List<String>) -> Vec<String> {
+    l.insert(1, &"spawned".to_string()).unwrap();
+    l.to_vec().unwrap()
+}
+
+#[test]
+fn insert_and_remove_in_the_middle_are_seen_by_every_process() {
+    with_watchdog(LIMIT, || {
+        let l: List<String> = List::with_capacity(4, 16).unwrap();
+        for s in ["a", "b"] {
+            l.push(&s.to_string()).unwrap();
+        }
+        let got = Process::spawn(insert_in_child, l.clone())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(got, vec!["a", "spawned", "b"]);
+        assert_eq!(l.to_vec().unwrap(), got);
+        l.insert(3, &"end".to_string()).unwrap();
+        // Full: refused, nothing changed; out of range: refused.
+        let e = l.insert(0, &"x".to_string()).unwrap_err();
+        assert!(e.to_string().contains("full"), "{e}");
+        assert_eq!(l.remove(1).unwrap(), "spawned");
+        let e = l.insert(4, &"x".to_string()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        let e = l.remove(3).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        let e = l
+            .insert(0, &"far too long for 16 bytes".to_string())
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert_eq!(l.to_vec().unwrap(), vec!["a", "b", "end"]);
+        assert_eq!(l.remove(0).unwrap(), "a");
+        assert_eq!(l.remove(1).unwrap(), "end");
+        assert_eq!(l.remove(0).unwrap(), "b");
+        assert!(l.is_empty());
+        l.insert(0, &"again".to_string()).unwrap();
+        assert_eq!(l.to_vec().unwrap(), vec!["again"]);
     });
 }
 
@@ -212,6 +281,29 @@ fn list_limits_are_errors() {
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
         assert_eq!(l.to_vec().unwrap(), vec!["a"]);
     });
+}
+
+/// Forks a writer that runs `step(&handle, n)` for n = 0, 1, ... until it is killed, and
+/// kills it once it has done 20 steps (`kill_mid_update`).
+fn kill_writer_mid_update<H: Send + 'static>(
+    round: u64,
+    handle: H,
+    step: impl Fn(&H, u64) + Send + 'static,
+) {
+    let started = Event::new().unwrap();
+    let child = {
+        let started = started.clone();
+        Process::fork(move || {
+            for n in 0u64.. {
+                step(&handle, n);
+                if n == 20 {
+                    started.set();
+                }
+            }
+        })
+        .unwrap()
+    };
+    kill_mid_update(child, &started, round);
 }
 
 /// Waits until the writer has started, lets it run a little longer (a different moment in

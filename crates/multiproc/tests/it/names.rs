@@ -11,14 +11,14 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use multiproc::queue::JoinableQueue;
+use multiproc::queue::{JoinableQueue, SimpleQueue};
 use multiproc::sync::{Dict, List, Namespace};
 use multiproc::{
-    shm, Array, Barrier, BoundedSemaphore, ErrorKind, Event, Lock, Process, Queue, RLock,
-    Semaphore, Value, WouldBlock,
+    shm, Array, Barrier, BoundedSemaphore, Condition, ErrorKind, Event, Lock, Process, Queue,
+    RLock, Semaphore, Value, WouldBlock,
 };
 
-use crate::util::with_watchdog;
+use crate::util::{until, with_watchdog};
 
 const LIMIT: Duration = Duration::from_secs(120);
 const ROLE: &str = "MP_IT_NAMES_CHILD";
@@ -175,6 +175,49 @@ fn child() {
             ns.update(|(c, s)| (c + 1, s + "x")).unwrap();
             println!("@counted");
         }
+        // Waits on a named condition until notified, then doubles the number in a named
+        // simple queue (`<n>_q`).
+        ["condwait", n] => {
+            let c = Condition::open_named(n).unwrap();
+            let q = SimpleQueue::<u64>::open_named(&format!("{n}_q")).unwrap();
+            let mut g = c.lock().unwrap_or_else(multiproc::OwnerDied::into_inner);
+            println!("@waiting");
+            g.wait_timeout(Duration::from_secs(60)).unwrap();
+            drop(g);
+            let x = q.get_timeout(Duration::from_secs(60)).unwrap();
+            q.put(x * 2).unwrap();
+            println!("@doubled");
+        }
+        // Creates (the first run) or opens a named condition, holds its lock, says so and
+        // waits to be killed.
+        ["condhold", n, how] => {
+            let c = if how == "create" {
+                Condition::create_named_with_lock(n).unwrap()
+            } else {
+                Condition::open_named(n).unwrap()
+            };
+            let _g = c.lock().unwrap();
+            println!("@holding");
+            std::thread::sleep(Duration::from_secs(600));
+        }
+        // Puts vectors of one repeated value into a named simple queue forever.
+        ["simpleput", n] => {
+            let q = SimpleQueue::<Vec<u64>>::open_named(n).unwrap();
+            println!("@producing");
+            for i in 1u64.. {
+                q.put(vec![i; 1000]).unwrap();
+            }
+        }
+        // Takes from a named simple queue forever, saying when it has taken the first.
+        ["simpleget", n] => {
+            let q = SimpleQueue::<Vec<u64>>::open_named(n).unwrap();
+            let first = q.get_timeout(Duration::from_secs(60)).unwrap();
+            println!("@got {}", first[0]);
+            loop {
+                let v = q.get_timeout(Duration::from_secs(60)).unwrap();
+                assert!(v.iter().all(|&x| x == v[0]));
+            }
+        }
         _ => panic!("unknown role {role:?}"),
     }
 }
@@ -217,27 +260,33 @@ fn a_producer_killed_mid_put_leaves_no_torn_item() {
             .capacity_bytes(1 << 20)
             .create_named(&n)
             .unwrap();
-        let mut c = start(&format!("produce {n}"));
-        let mut out = BufReader::new(c.stdout.take().unwrap());
-        line(&mut out, "@producing");
-        // Let it fill the queue and block, take some so it is mid-put, then kill it.
-        let mut last = 0;
-        for _ in 0..200 {
-            let v = q.get_timeout(Duration::from_secs(60)).unwrap();
-            assert!(v.len() == 1000 && v.iter().all(|&x| x == v[0]) && v[0] == last + 1);
-            last = v[0];
-        }
-        c.kill().unwrap();
-        c.wait().unwrap();
-        // Whatever is left is whole and in order; the queue goes on working.
-        while let Ok(v) = q.try_get() {
-            assert!(v.len() == 1000 && v.iter().all(|&x| x == v[0]) && v[0] == last + 1);
-            last = v[0];
-        }
+        kill_producer_mid_put(&q, start(&format!("produce {n}")));
+        // The queue goes on working.
         q.put(vec![5; 3]).unwrap();
         assert_eq!(q.get().unwrap(), vec![5; 3]);
         q.unlink().unwrap();
     });
+}
+
+/// Takes items from `q` while the child `c` (a `produce` or `simpleput` role) puts vectors
+/// of one repeated value, counting up: lets it fill the queue and block, takes some so that
+/// it is mid-put, then kills it. Whatever is left must be whole and in order.
+fn kill_producer_mid_put(q: &Queue<Vec<u64>>, mut c: Child) {
+    let mut out = BufReader::new(c.stdout.take().unwrap());
+    line(&mut out, "@producing");
+    let mut last = 0;
+    let mut next = |v: Vec<u64>| {
+        assert!(v.len() == 1000 && v.iter().all(|&x| x == v[0]) && v[0] == last + 1);
+        last = v[0];
+    };
+    for _ in 0..200 {
+        next(q.get_timeout(Duration::from_secs(60)).unwrap());
+    }
+    c.kill().unwrap();
+    c.wait().unwrap();
+    while let Ok(v) = q.try_get() {
+        next(v);
+    }
 }
 
 #[test]
@@ -573,5 +622,242 @@ fn a_named_dict_is_shared_by_unrelated_processes() {
         pairs.unlink().unwrap();
         l.unlink().unwrap();
         ns.unlink().unwrap();
+    });
+}
+
+#[test]
+fn a_named_condition_and_simple_queue_serve_unrelated_processes_and_survive_a_killed_waiter() {
+    no_leftovers("cond", || {
+        let n = name("cond");
+        let c = Condition::create_named(&n).unwrap();
+        assert_eq!(c.name(), Some(n.as_str()));
+        let q = SimpleQueue::<u64>::create_named(&format!("{n}_q")).unwrap();
+        // A waiter that is killed inside its wait...
+        let mut dead = start(&format!("condwait {n}"));
+        let mut out = BufReader::new(dead.stdout.take().unwrap());
+        line(&mut out, "@waiting");
+        until("the first waiter waits", || c.waiters().0 == 1);
+        dead.kill().unwrap();
+        dead.wait().unwrap();
+        // ... and a live one, which waited after it: the one notification goes to the
+        // live waiter, not to the dead one's slot (oldest first would pick it).
+        let mut live = start(&format!("condwait {n}"));
+        let mut out = BufReader::new(live.stdout.take().unwrap());
+        line(&mut out, "@waiting");
+        until("the second waiter waits", || c.waiters().0 == 2);
+        let g = c.lock().unwrap();
+        q.put(21).unwrap();
+        g.notify(1);
+        drop(g);
+        line(&mut out, "@doubled");
+        finish(live);
+        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 42);
+        // The notify found the dead waiter's slot and freed it.
+        assert_eq!(c.waiters(), (0, 0));
+        // A handle sent to a spawned child is the same condition (one segment, rebuilt).
+        let done = Process::spawn(notify_from_child, (c.clone(), q.clone())).unwrap();
+        let mut g = c.lock().unwrap();
+        q.put(1).unwrap();
+        g.wait_timeout(Duration::from_secs(60)).unwrap();
+        drop(g);
+        done.join().unwrap();
+        assert_eq!(q.get_timeout(Duration::from_secs(10)).unwrap(), 2);
+        c.unlink().unwrap();
+        q.unlink().unwrap();
+        assert_eq!(
+            Condition::open_named(&n).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+    });
+}
+
+fn notify_from_child((c, q): (Condition, SimpleQueue<u64>)) {
+    assert!(c.name().is_none());
+    let x = q.get_timeout(Duration::from_secs(60)).unwrap();
+    q.put(x * 2).unwrap();
+    // The parent waits once it holds the lock and has put `x`: taking the lock means it
+    // is waiting (it released it in `wait`).
+    let g = c.lock().unwrap();
+    g.notify_all();
+}
+
+#[test]
+fn a_named_condition_held_by_a_killed_creator_is_recovered_and_its_name_cleaned() {
+    no_leftovers("condstale", || {
+        let n = name("condstale");
+        let mut c = start(&format!("condhold {n} create"));
+        let mut out = BufReader::new(c.stdout.take().unwrap());
+        line(&mut out, "@holding");
+        c.kill().unwrap();
+        c.wait().unwrap();
+        let e = Condition::create_named(&n).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+        // The stale condition opens (over the plain Lock it was made with), and its lock
+        // says the holder died instead of hanging; it works on.
+        let stale = Condition::open_or_create(&n).unwrap();
+        let g = stale.lock_timeout(Duration::from_secs(30));
+        assert!(
+            matches!(g, Err(ref e) if !e.is_timeout()),
+            "expected OwnerDied"
+        );
+        drop(g);
+        {
+            let mut g = stale.lock().unwrap();
+            assert!(g
+                .wait_timeout(Duration::from_millis(20))
+                .unwrap_err()
+                .is_timeout());
+        }
+        // A holder killed in an unrelated process that opened it: the same.
+        let mut c = start(&format!("condhold {n} open"));
+        let mut out = BufReader::new(c.stdout.take().unwrap());
+        line(&mut out, "@holding");
+        assert!(matches!(stale.try_lock(), Err(e) if e.is_would_block()));
+        c.kill().unwrap();
+        c.wait().unwrap();
+        assert!(stale.lock().is_err(), "expected OwnerDied");
+        shm::unlink_named(&n).unwrap();
+        let fresh = Condition::create_named(&n).unwrap();
+        assert_eq!(stale.unlink().unwrap_err().kind(), ErrorKind::InvalidState);
+        assert!(fresh.try_lock().is_ok());
+        fresh.unlink().unwrap();
+    });
+}
+
+#[test]
+fn a_named_simple_queue_survives_a_killed_writer_and_a_killed_reader() {
+    no_leftovers("simple", || {
+        let n = name("simple");
+        let q = SimpleQueue::<Vec<u64>>::from_builder_named(
+            Queue::builder().capacity_bytes(1 << 20),
+            &n,
+        )
+        .unwrap();
+        // A writer killed while it puts.
+        kill_producer_mid_put(q.as_queue(), start(&format!("simpleput {n}")));
+        // A reader killed while it takes: what it did not take stays whole and in order.
+        let mut r = start(&format!("simpleget {n}"));
+        let mut out = BufReader::new(r.stdout.take().unwrap());
+        let feeder = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                for i in 1..=300u64 {
+                    if q.put(vec![i; 1000]).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        line(&mut out, "@got ");
+        r.kill().unwrap();
+        r.wait().unwrap();
+        feeder.join().unwrap();
+        let mut prev = 0;
+        while let Ok(v) = q.try_get() {
+            assert!(
+                v.len() == 1000 && v.iter().all(|&x| x == v[0]) && v[0] > prev,
+                "{}",
+                v[0]
+            );
+            prev = v[0];
+        }
+        q.put(vec![9; 2]).unwrap();
+        assert_eq!(q.get().unwrap(), vec![9; 2]);
+        q.unlink().unwrap();
+    });
+}
+
+#[test]
+fn hostile_files_under_a_condition_or_simple_queue_name_are_refused() {
+    no_leftovers("hostile2", || {
+        let n = name("hostile2");
+        let path = |s: &str| format!("/dev/shm/mp.{n}_{s}");
+        plant(&format!("{n}_garbage"), &[0x5a; 12288], 0o600);
+        refused(Condition::open_named(&format!("{n}_garbage")), "bad magic");
+        refused(
+            SimpleQueue::<u8>::open_named(&format!("{n}_garbage")),
+            "bad magic",
+        );
+        let c = Condition::create_named(&format!("{n}_c")).unwrap();
+        let q = SimpleQueue::<u64>::create_named(&format!("{n}_q")).unwrap();
+        // Truncated copies; a later layout version; a damaged lock kind.
+        let cbytes = std::fs::read(path("c")).unwrap();
+        plant(&format!("{n}_cut"), &cbytes[..4096], 0o600);
+        refused(
+            Condition::open_named(&format!("{n}_cut")),
+            "length in header",
+        );
+        plant(&format!("{n}_tiny"), &cbytes[..40], 0o600);
+        refused(Condition::open_named(&format!("{n}_tiny")), "too short");
+        let qbytes = std::fs::read(path("q")).unwrap();
+        plant(&format!("{n}_qcut"), &qbytes[..8192], 0o600);
+        refused(
+            SimpleQueue::<u64>::open_named(&format!("{n}_qcut")),
+            "length in header",
+        );
+        let mut version = cbytes.clone();
+        version[8] = version[8].wrapping_add(1);
+        plant(&format!("{n}_version"), &version, 0o600);
+        refused(
+            Condition::open_named(&format!("{n}_version")),
+            "layout version",
+        );
+        // The lock kind: after the header (64 bytes) and the waiters' page; 2 = an RLock.
+        let at = 64 + 4096;
+        assert_eq!(
+            u32::from_ne_bytes(cbytes[at..at + 4].try_into().unwrap()),
+            2
+        );
+        let mut kind = cbytes.clone();
+        kind[at..at + 4].copy_from_slice(&77u32.to_ne_bytes());
+        plant(&format!("{n}_kind"), &kind, 0o600);
+        refused(
+            Condition::open_named(&format!("{n}_kind")),
+            "unknown kind of lock",
+        );
+        // The wrong kind and the wrong type.
+        refused(
+            Lock::open_named(&format!("{n}_c")),
+            "is a Condition, not a Lock",
+        );
+        refused(
+            Queue::<u64>::open_named(&format!("{n}_c")),
+            "is a Condition, not a Queue",
+        );
+        refused(
+            Condition::open_named(&format!("{n}_q")),
+            "is a SimpleQueue, not a Condition",
+        );
+        refused(
+            Queue::<u64>::open_named(&format!("{n}_q")),
+            "is a SimpleQueue, not a Queue",
+        );
+        refused(
+            JoinableQueue::<u64>::open_named(&format!("{n}_q")),
+            "not a JoinableQueue",
+        );
+        refused(
+            SimpleQueue::<String>::open_named(&format!("{n}_q")),
+            "of another type",
+        );
+        let plain = Queue::<u64>::create_named(&format!("{n}_plain")).unwrap();
+        refused(
+            SimpleQueue::<u64>::open_named(&format!("{n}_plain")),
+            "is a Queue, not a SimpleQueue",
+        );
+        assert_eq!(
+            Condition::create_named(&format!("{n}_q"))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::AlreadyExists
+        );
+        for f in ["garbage", "cut", "tiny", "qcut", "version", "kind"] {
+            shm::unlink_named(&format!("{n}_{f}")).unwrap();
+        }
+        let e = Condition::new().unwrap().unlink().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidState, "{e}");
+        for r in [c.unlink(), q.unlink(), plain.unlink()] {
+            r.unwrap();
+        }
     });
 }
