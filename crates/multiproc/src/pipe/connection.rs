@@ -366,6 +366,31 @@ impl<C> Connection<C> {
         doorbell: bool,
         until: Until<'_, '_>,
     ) -> std::result::Result<(), Stop<SendError>> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        self.put_record_with(
+            fd,
+            dir,
+            len,
+            |dst| super::dir::write_parts(parts, dst),
+            typed,
+            doorbell,
+            until,
+        )
+    }
+
+    /// [`put_record`](Self::put_record) of a record of `len` bytes that `write` writes in
+    /// place (called once per try: it must write the same bytes every time).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn put_record_with(
+        &self,
+        fd: BorrowedFd<'_>,
+        dir: &Dir,
+        len: usize,
+        write: impl Fn(&mut [u8]) -> Result<()>,
+        typed: bool,
+        doorbell: bool,
+        until: Until<'_, '_>,
+    ) -> std::result::Result<(), Stop<SendError>> {
         let Until {
             deadline,
             mut interrupted,
@@ -379,7 +404,10 @@ impl<C> Connection<C> {
                 Ok(Some(left)) => left.min(ROOM_SLICE),
                 Err(()) => Duration::ZERO, // one more look
             };
-            if dir.put(parts, typed, slice).map_err(SendError::Failed)? {
+            if dir
+                .put_with(len, typed, &write, slice)
+                .map_err(SendError::Failed)?
+            {
                 break;
             }
             // No room for a while: is anyone still there to read it?
@@ -900,6 +928,35 @@ impl<C: Codec> Connection<C> {
             return r;
         }
         let (fd, dir) = self.send_fd()?;
+        // Straight into the ring when the codec tells the length and the value holds no
+        // handles (a handle refuses to be measured outside a message that carries fds; then
+        // the value goes through the buffer below, which collects them): one copy less.
+        // Measured (issue 19): a 1 MiB `Vec<u8>` made three copies (encode, into the ring,
+        // out of it) against `send_bytes`' two, typed/raw 0.67x in the same run.
+        if let Ok(Some(n)) = C::encoded_len(value) {
+            let len = ident::TAG_LEN + n + 1;
+            if len - 1 <= INLINE_MAX {
+                let tag = ident::tag_of::<T>().to_le_bytes();
+                return self.put_record_with(
+                    fd,
+                    dir,
+                    len,
+                    |dst| {
+                        let (head, rest) = dst.split_at_mut(ident::TAG_LEN);
+                        head.copy_from_slice(&tag);
+                        let (body, last) = rest.split_at_mut(n);
+                        last[0] = TAG_DATA;
+                        C::encode_to_slice(value, body)
+                    },
+                    true,
+                    true,
+                    Until {
+                        deadline,
+                        interrupted: None,
+                    },
+                );
+            }
+        }
         let mut buf = take_encode_buf();
         // The type tag, then the value (`codec/ident.rs`).
         ident::put_tag::<T>(&mut buf);

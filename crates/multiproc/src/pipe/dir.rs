@@ -122,6 +122,16 @@ fn area_len() -> usize {
         .0
 }
 
+/// Writes the concatenation of `parts` into `dst`, which is exactly as long.
+pub(crate) fn write_parts(parts: &[&[u8]], dst: &mut [u8]) -> Result<()> {
+    let mut at = 0;
+    for p in parts {
+        dst[at..at + p.len()].copy_from_slice(p);
+        at += p.len();
+    }
+    Ok(())
+}
+
 /// A record taken from the ring.
 #[derive(Debug)]
 pub(crate) enum Record<R> {
@@ -308,6 +318,7 @@ impl Dir {
 
     /// Puts one record, the concatenation of `parts` (written in place), in a `typed` or
     /// raw ring frame, waiting up to `slice` for room. `Ok(false)`: no room yet.
+    #[cfg(test)]
     pub(crate) fn put(
         &self,
         parts: &[&[u8]],
@@ -315,14 +326,19 @@ impl Dir {
         slice: std::time::Duration,
     ) -> Result<bool> {
         let len = parts.iter().map(|p| p.len()).sum();
-        let write = |dst: &mut [u8]| {
-            let mut at = 0;
-            for p in parts {
-                dst[at..at + p.len()].copy_from_slice(p);
-                at += p.len();
-            }
-            Ok(())
-        };
+        self.put_with(len, typed, |dst| write_parts(parts, dst), slice)
+    }
+
+    /// [`put`](Self::put) of a record of `len` bytes that `write` writes in place (it fills
+    /// the slice it is given, of exactly `len` bytes; an error puts nothing).
+    #[inline]
+    pub(crate) fn put_with(
+        &self,
+        len: usize,
+        typed: bool,
+        write: impl FnOnce(&mut [u8]) -> Result<()>,
+        slice: std::time::Duration,
+    ) -> Result<bool> {
         match self
             .ring
             .put_one_with(len, typed, write, Wait::For(Some(slice)))
