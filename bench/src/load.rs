@@ -7,7 +7,9 @@
 //! - **Trickle**: a producer puts one 8-byte message (its send time) every 1/rate s for
 //!   1.5 s into an unbounded queue; the consumer process reports its own CPU time per message
 //!   (`getrusage`, from its first message to its last) and the delivery latency, median and
-//!   99th percentile (send time to `get` returning, on `CLOCK_MONOTONIC`).
+//!   99th percentile (send time to `get` returning, on `CLOCK_MONOTONIC`). The reference is
+//!   the floor: the same trickle through a bare futex (the consumer sleeps at once, the
+//!   producer wakes it), what a wake-up of a sleeping process costs on this machine.
 //! - **N->N**: N producer processes -> N consumer processes through one
 //!   `Queue::bounded(1000)`, 64-byte messages; the reference is our own 1->1 of the same run.
 //! - **Lock fairness**: P processes lock, count, unlock one `Lock` for 0.5 s; acquisitions per
@@ -75,6 +77,73 @@ fn trickle(rate: u64) -> (f64, f64, f64) {
             std::thread::sleep(Duration::from_nanos(due - now));
         }
         q.put(mono_ns()).unwrap();
+    }
+    c.join().unwrap()
+}
+
+/// The floor of [`trickle`]: the same producer and consumer with no queue, only a futex. The
+/// producer stores its send time and bumps a shared word, then wakes the consumer, which
+/// sleeps on that word without spinning first (`FUTEX_WAIT`). What a sleeping consumer's
+/// wake-up costs on this machine, in CPU and in latency: (CPU us per message, latency median
+/// us, latency p99 us).
+fn bare_trickle(rate: u64, flags: &'static [AtomicU64]) -> (f64, f64, f64) {
+    let n = (rate as f64 * 1.5) as usize;
+    let (word, sent) = (&flags[16], &flags[24]);
+    word.store(0, Ordering::SeqCst);
+    let futex = |op: i32, val: u32| {
+        // SAFETY: FUTEX_WAIT/FUTEX_WAKE on the low 32 bits of a live, aligned AtomicU64 in
+        // shared memory (little-endian); no timeout, no second word.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word as *const AtomicU64 as *const u32,
+                op,
+                val,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            )
+        }
+    };
+    let c = Process::fork(move || {
+        let mut seen = 0u64;
+        let mut lat = Vec::with_capacity(n);
+        let mut cpu0 = 0.0;
+        for i in 0..n {
+            loop {
+                let now = word.load(Ordering::Acquire);
+                if now != seen {
+                    seen = now;
+                    break;
+                }
+                futex(libc::FUTEX_WAIT, seen as u32);
+            }
+            if i == 0 {
+                cpu0 = cpu_us();
+            } else {
+                lat.push(mono_ns().saturating_sub(sent.load(Ordering::Acquire)));
+            }
+        }
+        let cpu = cpu_us() - cpu0;
+        lat.sort_unstable();
+        (
+            cpu / (n - 1) as f64,
+            lat[lat.len() / 2] as f64 / 1e3,
+            lat[lat.len() * 99 / 100] as f64 / 1e3,
+        )
+    })
+    .unwrap();
+    let period = 1e9 / rate as f64;
+    let start = mono_ns() + 20_000_000;
+    for i in 0..n {
+        let due = start + (i as f64 * period) as u64;
+        let now = mono_ns();
+        if due > now {
+            std::thread::sleep(Duration::from_nanos(due - now));
+        }
+        sent.store(mono_ns(), Ordering::Release);
+        word.fetch_add(1, Ordering::Release);
+        futex(libc::FUTEX_WAKE, 1);
     }
     c.join().unwrap()
 }
@@ -217,6 +286,7 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
     for rate in [1_000u64, 10_000] {
         let case = format!("trickle_{rate}");
         let mut p = Pairs::new(3);
+        let mut floor = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..s {
             let (cpu, l50, l99) = trickle(rate);
             let py = python(&[case.as_str()], q);
@@ -224,28 +294,38 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
             p.push(0, cpu, get("cpu"));
             p.push(1, l50, get("lat50"));
             p.push(2, l99, get("lat99"));
+            let (fc, f50, f99) = bare_trickle(rate, flags);
+            floor[0].push(fc);
+            floor[1].push(f50);
+            floor[2].push(f99);
         }
         let what = format!("trickle {rate} msgs/s");
+        let bare = |i: usize, floor: &mut [Vec<f64>; 3]| {
+            Some((
+                "bare futex wake of a sleeper (floor)".to_string(),
+                median(&mut floor[i]),
+            ))
+        };
         out.push(row(
             format!("{what}: consumer CPU per message"),
             "us",
             Better::Lower,
             p.medians(0),
-            None,
+            bare(0, &mut floor),
         ));
         out.push(row(
             format!("{what}: delivery latency median"),
             "us",
             Better::Lower,
             p.medians(1),
-            None,
+            bare(1, &mut floor),
         ));
         out.push(row(
             format!("{what}: delivery latency p99"),
             "us",
             Better::Lower,
             p.medians(2),
-            None,
+            bare(2, &mut floor),
         ));
     }
 
