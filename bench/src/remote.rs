@@ -34,6 +34,11 @@ fn ident(x: u64) -> u64 {
 
 /// Runs a remote pool worker (in a process started by [`rows`]) until its pool is closed.
 pub fn worker_main(spec: &str) -> ! {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes plain integers; no memory is shared.
+    unsafe {
+        // Dies with the benchmark even if that is killed (the server goes with it anyway).
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+    }
     let (url, pool) = spec.split_once(' ').expect("URL POOL");
     let w = Worker::new(url, pool)
         .expect("worker")
@@ -271,15 +276,17 @@ fn pool_row(cfg: &Config, server: &Server, rounds: usize) -> Row {
     let url = server.url();
     let name = format!("bench-pool-{}", multiproc_token());
     let exe = std::env::current_exe().expect("own path");
-    let mut workers: Vec<Child> = (0..2)
-        .map(|_| {
-            Command::new(&exe)
-                .env(WORKER_ENV, format!("{url} {name}"))
-                .stdin(Stdio::null())
-                .spawn()
-                .expect("start a remote worker")
-        })
-        .collect();
+    let mut workers = Workers(
+        (0..2)
+            .map(|_| {
+                Command::new(&exe)
+                    .env(WORKER_ENV, format!("{url} {name}"))
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("start a remote worker")
+            })
+            .collect(),
+    );
     let pool = Pool::open(&url, &name).expect("open remote pool");
     // Wait for both workers (a first map also warms up every connection).
     let t0 = Instant::now();
@@ -316,9 +323,19 @@ fn pool_row(cfg: &Config, server: &Server, rounds: usize) -> Row {
         ours.push(median(&mut v));
     }
     pool.close().expect("close remote pool");
-    for w in &mut workers {
-        let _ = w.wait();
+    let t0 = Instant::now();
+    while !workers
+        .0
+        .iter_mut()
+        .all(|w| matches!(w.try_wait(), Ok(Some(_))))
+    {
+        if t0.elapsed() > Duration::from_secs(10) {
+            eprintln!("remote: the pool's workers did not end within 10 s of close: killed");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
+    drop(workers);
     let _ = pool.unlink();
     let rq_fig = match &rq_note {
         Some(why) => {
@@ -341,6 +358,21 @@ fn pool_row(cfg: &Config, server: &Server, rounds: usize) -> Row {
         ours: median(&mut ours),
         baseline: rq_fig,
         reference: None,
+    }
+}
+
+/// The remote pool's worker processes; any still running when this goes (a panic, a
+/// worker that did not end) is killed.
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for w in &mut self.0 {
+            if !matches!(w.try_wait(), Ok(Some(_))) {
+                let _ = w.kill();
+                let _ = w.wait();
+            }
+        }
     }
 }
 
