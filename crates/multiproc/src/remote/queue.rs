@@ -10,6 +10,8 @@
 //   {mpq:NAME}:consumers      ZSET    consumer id -> lease deadline, ms on the server's clock
 //   {mpq:NAME}:inflight:<cid> LIST    envelopes taken by consumer <cid>, not yet task_done
 //   {mpq:NAME}:alldone        channel published when `unfinished` reaches 0
+//   {mpq:NAME}:lost           HASH    envelope -> how many times it went back from a consumer
+//                                     whose lease ran out (joinable; removed by task_done)
 //
 // Envelope: one tag byte, then for a joinable queue a 16-byte id (so that equal items are
 // distinct in an in-flight list), then the item in the codec's format. `close()` appends the
@@ -74,16 +76,17 @@ if ARGV[2] == 'joinable' then redis.call('HINCRBY', KEYS[2], 'unfinished', 1) en
 return 1
 ";
 
-/// KEYS items meta notfull [inflight consumers]; ARGV marker [cid lease_ms]
+/// KEYS items meta notfull [inflight consumers lost]; ARGV marker [cid lease_ms] ->
+/// {1, env[, times lost]} | {-1} closed | {0} empty
 const TRY_GET: &str = r"
 local v
-if #KEYS == 5 then
+if #KEYS == 6 then
   v = redis.call('LMOVE', KEYS[1], KEYS[4], 'LEFT', 'RIGHT')
 else
   v = redis.call('LPOP', KEYS[1])
 end
 if v == ARGV[1] then
-  if #KEYS == 5 then redis.call('LREM', KEYS[4], -1, v) end
+  if #KEYS == 6 then redis.call('LREM', KEYS[4], -1, v) end
   redis.call('LPUSH', KEYS[1], v)
   return {-1}
 end
@@ -93,6 +96,7 @@ if v then
     redis.call('LTRIM', KEYS[3], -16, -1)
     redis.call('PEXPIRE', KEYS[3], 60000)
   end
+  if #KEYS == 6 then return {1, v, tonumber(redis.call('HGET', KEYS[6], v) or '0')} end
   return {1, v}
 end
 if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return {-1} end
@@ -222,10 +226,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
 ";
 
-/// KEYS consumers inflight items workers; ARGV cid [only_expired]. Moves a consumer's
+/// KEYS consumers inflight items workers lost; ARGV cid [only_expired]. Moves a consumer's
 /// items back to the head and forgets it (with its description, if it was a pool's
 /// worker): a consumer going away, or — with `only_expired` — a dead one, its deadline
-/// re-checked here (-1 when it is alive).
+/// re-checked here (-1 when it is alive), each item's count of times lost incremented.
 const REAP: &str = r"
 if ARGV[2] then
   local t = redis.call('TIME')
@@ -234,20 +238,26 @@ if ARGV[2] then
   if dl and tonumber(dl) > now then return -1 end
 end
 local n = 0
-while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do n = n + 1 end
+while true do
+  local v = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')
+  if not v then break end
+  if ARGV[2] then redis.call('HINCRBY', KEYS[5], v, 1) end
+  n = n + 1
+end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 return n
 ";
 
-/// KEYS inflight meta [replies]; ARGV envelope channel [reply ttl_ms]. With a reply (a
-/// remote pool's result), it is appended to the replies stream in the same step, so a
+/// KEYS inflight meta lost [replies]; ARGV envelope channel [reply ttl_ms]. With a reply
+/// (a remote pool's result), it is appended to the replies stream in the same step, so a
 /// result is published exactly when its item is acknowledged, once.
 const TASK_DONE: &str = r"
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return -1 end
-if #KEYS == 3 then
-  redis.call('XADD', KEYS[3], '*', 'r', ARGV[3])
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if #KEYS == 4 then
+  redis.call('XADD', KEYS[4], '*', 'r', ARGV[3])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
 end
 local n = redis.call('HINCRBY', KEYS[2], 'unfinished', -1)
 if n <= 0 then redis.call('PUBLISH', ARGV[2], n) end
@@ -337,6 +347,8 @@ struct Keys {
     alldone: String,
     /// HASH consumer id -> a description, for the consumers that are a remote pool's workers.
     workers: String,
+    /// HASH envelope -> times it went back from a consumer whose lease ran out.
+    lost: String,
 }
 
 impl Keys {
@@ -349,6 +361,7 @@ impl Keys {
             consumers: format!("{base}:consumers"),
             alldone: format!("{base}:alldone"),
             workers: format!("{base}:workers"),
+            lost: format!("{base}:lost"),
             base,
         }
     }
@@ -677,6 +690,18 @@ impl Core {
         consumer: Option<(&str, &str, Duration)>,
         deadline: Deadline,
     ) -> std::result::Result<Vec<u8>, GetStop> {
+        Ok(self.get_env_counted(s, consumer, deadline)?.0)
+    }
+
+    /// [`get_env`](Core::get_env), with how many times the envelope went back from a
+    /// consumer whose lease ran out when the take said it (a joinable consumer's take that
+    /// did not block), else `None`.
+    fn get_env_counted(
+        &self,
+        s: &mut Session<'_>,
+        consumer: Option<(&str, &str, Duration)>,
+        deadline: Deadline,
+    ) -> std::result::Result<(Vec<u8>, Option<u64>), GetStop> {
         loop {
             let mut inv = self.scripts.try_get.prepare_invoke();
             inv.key(&self.keys.items)
@@ -686,14 +711,20 @@ impl Core {
             if let Some((inflight, cid, lease)) = consumer {
                 inv.key(inflight)
                     .key(&self.keys.consumers)
+                    .key(&self.keys.lost)
                     .arg(cid)
                     .arg(lease.as_millis() as u64);
             }
             let r = conn::array("get", s.script(&inv)?)?;
             match r.first().map(|v| conn::int("get", v)).transpose()? {
-                Some(1) if r.len() == 2 => {
+                Some(1) if r.len() == 2 && consumer.is_none() => {
                     let [_, env] = <[Value; 2]>::try_from(r).expect("length checked");
-                    return Ok(conn::bytes("get", env)?);
+                    return Ok((conn::bytes("get", env)?, None));
+                }
+                Some(1) if r.len() == 3 && consumer.is_some() => {
+                    let [_, env, lost] = <[Value; 3]>::try_from(r).expect("length checked");
+                    let lost = conn::int("get", &lost)?.max(0) as u64;
+                    return Ok((conn::bytes("get", env)?, Some(lost)));
                 }
                 Some(-1) => return Err(GetStop::Closed),
                 Some(0) => {}
@@ -745,7 +776,7 @@ impl Core {
                         .key(&self.keys.notfull),
                 )?;
             }
-            return Ok(env);
+            return Ok((env, None));
         }
     }
 
@@ -820,6 +851,7 @@ fn reap(
                 .key(keys.inflight(&cid))
                 .key(&keys.items)
                 .key(&keys.workers)
+                .key(&keys.lost)
                 .arg(&cid)
                 .arg("only_expired"),
         )?;
@@ -910,7 +942,8 @@ impl Core {
             .arg(&self.keys.meta)
             .arg(&self.keys.notfull)
             .arg(&self.keys.consumers)
-            .arg(&self.keys.workers);
+            .arg(&self.keys.workers)
+            .arg(&self.keys.lost);
         for id in ids {
             let id = String::from_utf8(conn::bytes("unlink", id)?)
                 .map_err(|_| conn::bad_reply("unlink", &Value::Nil))?;
@@ -1618,6 +1651,7 @@ impl<T, C: Codec> JoinableQueue<T, C> {
         let mut inv = self.core.scripts.task_done.prepare_invoke();
         inv.key(&c.inflight)
             .key(&self.core.keys.meta)
+            .key(&self.core.keys.lost)
             .arg(env.as_slice())
             .arg(&self.core.keys.alldone);
         if let Some((batch, bytes)) = reply {
@@ -1782,20 +1816,50 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
     }
 
     fn get_wait(&self, deadline: Deadline) -> std::result::Result<T, GetStop> {
+        Ok(self.get_wait_counted(deadline, false)?.0)
+    }
+
+    /// `get`, and with `count`, how many times the item went back to the queue from a
+    /// consumer whose lease ran out (0 without `count`).
+    fn get_wait_counted(
+        &self,
+        deadline: Deadline,
+        count: bool,
+    ) -> std::result::Result<(T, u64), GetStop> {
         let mut c = self.consumer();
         let mut s = self.core.conn.session();
         self.prepare(&mut c, &mut s)?;
         let (inflight, cid) = (c.inflight.clone(), c.cid.clone());
         let r = self
             .core
-            .get_env(&mut s, Some((&inflight, &cid, self.lease)), deadline);
+            .get_env_counted(&mut s, Some((&inflight, &cid, self.lease)), deadline);
         // After a lost reply, which may have moved an item to our in-flight list, the next
         // call is on a new connection and gives that item back (see `prepare`).
-        let env = r?;
+        let (env, lost) = r?;
         c.held.push_back(env);
         let env = c.held.back().expect("pushed above");
+        let lost = match lost {
+            Some(n) => n,
+            // Taken by a blocking command: ask. The item is ours now, so a failure here
+            // only counts 0 (the item may run once more than the limit).
+            None if count => s
+                .query(redis::cmd("HGET").arg(&self.core.keys.lost).arg(env))
+                .and_then(|r| conn::opt_int("times lost", &r))
+                .map_or(0, |n| n.unwrap_or(0).max(0) as u64),
+            None => 0,
+        };
         // An item that does not decode stays held: `task_done` it like any other.
-        Ok(self.core.decode::<T, C>(env)?)
+        Ok((self.core.decode::<T, C>(env)?, lost))
+    }
+
+    /// [`get_timeout`](Self::get_timeout), with how many times the item went back to the
+    /// queue from a consumer whose lease ran out (a remote pool's poison limit).
+    pub(crate) fn get_counted_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<(T, u64), GetTimeoutError> {
+        self.get_wait_counted(Deadline::within(timeout), true)
+            .map_err(get_timeout_error)
     }
 }
 
@@ -1819,6 +1883,7 @@ impl<T, C: Codec> Drop for JoinableQueue<T, C> {
                 .key(&c.inflight)
                 .key(&self.core.keys.items)
                 .key(&self.core.keys.workers)
+                .key(&self.core.keys.lost)
                 .arg(&c.cid),
         );
         if let Err(e) = r {
