@@ -62,14 +62,15 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 pub(crate) const REPLY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 const PUT: &str = r"
-local kind = redis.call('HGET', KEYS[2], 'kind')
-if not kind then
+local m = redis.call('HMGET', KEYS[2], 'kind', 'closed', 'maxsize')
+if not m[1] then
   redis.call('HSET', KEYS[2], 'kind', ARGV[2], 'maxsize', ARGV[3])
-elseif kind ~= ARGV[2] then
+  m[3] = ARGV[3]
+elseif m[1] ~= ARGV[2] then
   return -2
 end
-if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return -1 end
-local max = tonumber(redis.call('HGET', KEYS[2], 'maxsize') or '0') or 0
+if m[2] then return -1 end
+local max = tonumber(m[3] or '0') or 0
 if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 if ARGV[2] == 'joinable' then redis.call('HINCRBY', KEYS[2], 'unfinished', 1) end
