@@ -16,6 +16,11 @@
 // but its result is *published* once. The caller reads the stream with XREAD (a read that
 // removes nothing, resumed from the last entry id seen), so a reply lost on the way is read
 // again; duplicate indexes are ignored all the same.
+//
+// Poison calls: the reaper counts, in {mpq:NAME}:lost, each time it takes a call back from a
+// worker whose lease ran out; the take returns that count with the call, and a worker that
+// takes a call lost `max_runs` times publishes a `Failure::Lost` instead of running it
+// (acknowledging it, which clears the count).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
