@@ -270,11 +270,18 @@ impl Worker {
         );
         let mut described = false;
         let mut ran = 0;
+        // The next call, taken with the last acknowledgement (one round trip per call while
+        // calls are ready).
+        let mut next: Option<Result<(Job, u64)>> = None;
         loop {
             if !described {
                 described = self.queue.describe_worker(&what).is_ok();
             }
-            let (job, lost) = match self.queue.get_counted_timeout(Duration::from_secs(1)) {
+            let got = match next.take() {
+                Some(r) => r.map_err(QueueGetTimeoutError::Failed),
+                None => self.queue.get_counted_timeout(Duration::from_secs(1)),
+            };
+            let (job, lost) = match got {
                 Ok(got) => got,
                 Err(QueueGetTimeoutError::Timeout) => continue,
                 Err(QueueGetTimeoutError::Closed) => return Ok(ran),
@@ -335,7 +342,36 @@ impl Worker {
                 log::warn!("multiproc::remote: cannot encode a reply: {e}");
                 continue;
             }
-            self.ack(Some((&job.batch, &bytes)));
+            next = self.ack_then_take(&job.batch, &bytes);
+        }
+    }
+
+    /// Acknowledges the call in hand with its reply and takes the next call if one is
+    /// ready, in one round trip; a lost server falls back to [`ack`](Worker::ack)'s retries
+    /// (and the next call is taken by a plain `get`).
+    fn ack_then_take(&self, batch: &str, bytes: &[u8]) -> Option<Result<(Job, u64)>> {
+        match self.queue.task_done_then_take((batch, bytes)) {
+            Ok((acked, next)) => {
+                if let Err(e) = acked {
+                    // LeaseLost: the call went back and someone else publishes its result.
+                    log::debug!(
+                        "multiproc::remote: pool {:?}: a result was not published: {e}",
+                        self.queue.name()
+                    );
+                }
+                next
+            }
+            Err(e) if e.kind() == ErrorKind::Disconnected => {
+                self.ack(Some((batch, bytes)));
+                None
+            }
+            Err(e) => {
+                log::debug!(
+                    "multiproc::remote: pool {:?}: a result was not published: {e}",
+                    self.queue.name()
+                );
+                None
+            }
         }
     }
 

@@ -265,6 +265,36 @@ if n <= 0 then redis.call('PUBLISH', ARGV[2], n) end
 return n
 ";
 
+/// A remote pool worker's step: TASK_DONE with a reply, then a take of the next ready item
+/// (as TRY_GET, without waiting), in one round trip.
+/// KEYS inflight meta lost replies items notfull; ARGV envelope channel reply ttl_ms marker
+/// -> {acked (1, or -1: refused, lease lost), 1, env, times lost} | {acked, 0} (nothing
+/// ready, or the close marker: the next get sees it)
+const ACK_TAKE: &str = r"
+local acked = -1
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  acked = 1
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('XADD', KEYS[4], '*', 'r', ARGV[3])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+  local n = redis.call('HINCRBY', KEYS[2], 'unfinished', -1)
+  if n <= 0 then redis.call('PUBLISH', ARGV[2], n) end
+end
+local v = redis.call('LMOVE', KEYS[5], KEYS[1], 'LEFT', 'RIGHT')
+if not v then return {acked, 0} end
+if v == ARGV[5] then
+  redis.call('LREM', KEYS[1], -1, v)
+  redis.call('LPUSH', KEYS[5], v)
+  return {acked, 0}
+end
+if tonumber(redis.call('HGET', KEYS[2], 'maxsize') or '0') ~= 0 then
+  redis.call('RPUSH', KEYS[6], '1')
+  redis.call('LTRIM', KEYS[6], -16, -1)
+  redis.call('PEXPIRE', KEYS[6], 60000)
+end
+return {acked, 1, v, tonumber(redis.call('HGET', KEYS[3], v) or '0')}
+";
+
 /// KEYS inflight items; ARGV the envelopes this consumer knows it holds. Every other
 /// envelope of the in-flight list (taken by a command whose reply was lost) goes back to
 /// the head.
@@ -313,6 +343,7 @@ struct Scripts {
     expired: Script,
     reap: Script,
     task_done: Script,
+    ack_take: Script,
     recover: Script,
 }
 
@@ -333,6 +364,7 @@ impl Scripts {
             expired: Script::new(EXPIRED),
             reap: Script::new(REAP),
             task_done: Script::new(TASK_DONE),
+            ack_take: Script::new(ACK_TAKE),
             recover: Script::new(RECOVER),
         }
     }
@@ -1851,6 +1883,75 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
         };
         // An item that does not decode stays held: `task_done` it like any other.
         Ok((self.core.decode::<T, C>(env)?, lost))
+    }
+
+    /// A remote pool worker's step in one round trip: `task_done_with(Some(reply))`, then a
+    /// take of the next item if one is ready (with how many times it was lost, as
+    /// [`get_counted_timeout`](Self::get_counted_timeout)). The outer error is the step's
+    /// (as `task_done`'s: on `Disconnected` the item stays held, and an item the lost reply
+    /// may have taken goes back at the next `get`); the inner ones are the acknowledgement's
+    /// (`LeaseLost`) and the next item's (`Codec`: it is held, `task_done` it).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn task_done_then_take(
+        &self,
+        reply: (&str, &[u8]),
+    ) -> Result<(Result<()>, Option<Result<(T, u64)>>)> {
+        const W: &str = "task_done and take";
+        let mut c = self.consumer();
+        let mut s = self.core.conn.session();
+        self.prepare(&mut c, &mut s)?;
+        let Some(env) = c.held.pop_front() else {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "task_done() called more times than this handle took items with get()",
+            ));
+        };
+        let (batch, bytes) = reply;
+        let mut inv = self.core.scripts.ack_take.prepare_invoke();
+        inv.key(&c.inflight)
+            .key(&self.core.keys.meta)
+            .key(&self.core.keys.lost)
+            .key(self.core.keys.replies(batch))
+            .key(&self.core.keys.items)
+            .key(&self.core.keys.notfull)
+            .arg(env.as_slice())
+            .arg(&self.core.keys.alldone)
+            .arg(bytes)
+            .arg(REPLY_TTL.as_millis() as u64)
+            .arg(MARKER);
+        let r = match s.script(&inv) {
+            Ok(r) => r,
+            Err(e) => {
+                if e.kind() == ErrorKind::Disconnected {
+                    c.held.push_front(env);
+                }
+                return Err(e);
+            }
+        };
+        let r = conn::array(W, r)?;
+        let acked = match r.first().map(|v| conn::int(W, v)).transpose()? {
+            Some(1) => Ok(()),
+            Some(-1) => Err(Error::new(
+                ErrorKind::LeaseLost,
+                format!(
+                    "task_done() refused: this consumer of the remote queue {:?} missed its \
+                     lease and the item went back to the queue",
+                    self.core.name
+                ),
+            )),
+            _ => return Err(conn::bad_reply(W, &Value::Array(r))),
+        };
+        match <[Value; 4]>::try_from(r) {
+            Ok([_, _, env, lost]) => {
+                let lost = conn::int(W, &lost)?.max(0) as u64;
+                c.held.push_back(conn::bytes(W, env)?);
+                let env = c.held.back().expect("pushed above");
+                let next = self.core.decode::<T, C>(env).map(|t| (t, lost));
+                Ok((acked, Some(next)))
+            }
+            Err(r) if r.len() == 2 && conn::int(W, &r[1])? == 0 => Ok((acked, None)),
+            Err(r) => Err(conn::bad_reply(W, &Value::Array(r))),
+        }
     }
 
     /// [`get_timeout`](Self::get_timeout), with how many times the item went back to the
