@@ -659,7 +659,8 @@ impl Core {
         Ok(())
     }
 
-    /// Takes up to `max` envelopes (at least one, waiting for it until `deadline`).
+    /// Takes up to `max` envelopes (at least one, waiting for it until `deadline`): one
+    /// script when items are ready, else a wait for one and a second script for the rest.
     fn get_many_envs(
         &self,
         s: &mut Session<'_>,
@@ -667,30 +668,55 @@ impl Core {
         max: usize,
         deadline: Deadline,
     ) -> std::result::Result<Vec<Vec<u8>>, GetStop> {
+        let ready = self.take_ready(s, consumer, max)?;
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
+        if deadline.remaining().is_err() {
+            return Err(GetStop::Empty);
+        }
         let mut out = vec![self.get_env(s, consumer, deadline)?];
         if max > 1 {
-            let mut inv = self.scripts.try_get_many.prepare_invoke();
-            inv.key(&self.keys.items)
-                .key(&self.keys.meta)
-                .key(&self.keys.notfull)
-                .arg(MARKER)
-                .arg(max - 1);
-            if let Some((inflight, ..)) = consumer {
-                inv.key(inflight);
-            }
             // The first item is ours already: a failure here only ends the batch early.
-            if let Ok(r) = s.script(&inv) {
-                let r = conn::array("get_many", r)?;
-                if let [flag, list] = r.as_slice() {
-                    if conn::int("get_many", flag)? == 1 {
-                        for v in conn::array("get_many", list.clone())? {
-                            out.push(conn::bytes("get_many", v)?);
-                        }
-                    }
-                }
+            if let Ok(more) = self.take_ready(s, consumer, max - 1) {
+                out.extend(more);
             }
         }
         Ok(out)
+    }
+
+    /// Takes up to `max` ready envelopes without waiting (none: empty); `Closed` when the
+    /// queue is closed and nothing is left before the marker.
+    fn take_ready(
+        &self,
+        s: &mut Session<'_>,
+        consumer: Option<(&str, &str, Duration)>,
+        max: usize,
+    ) -> std::result::Result<Vec<Vec<u8>>, GetStop> {
+        const W: &str = "get_many";
+        let mut inv = self.scripts.try_get_many.prepare_invoke();
+        inv.key(&self.keys.items)
+            .key(&self.keys.meta)
+            .key(&self.keys.notfull)
+            .arg(MARKER)
+            .arg(max);
+        if let Some((inflight, ..)) = consumer {
+            inv.key(inflight);
+        }
+        let r = conn::array(W, s.script(&inv)?)?;
+        match r.first().map(|v| conn::int(W, v)).transpose()? {
+            Some(1) if r.len() == 2 => {
+                let [_, list] = <[Value; 2]>::try_from(r).expect("length checked");
+                let mut out = Vec::new();
+                for v in conn::array(W, list)? {
+                    out.push(conn::bytes(W, v)?);
+                }
+                Ok(out)
+            }
+            Some(0) => Ok(Vec::new()),
+            Some(-1) => Err(GetStop::Closed),
+            _ => Err(GetStop::Failed(conn::bad_reply(W, &Value::Array(r)))),
+        }
     }
 
     /// Gives taken envelopes back to the head of the queue, in order.
