@@ -80,7 +80,10 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("redis-server not runnable ({e})"))?;
+            .map_err(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
+                format!("redis-server not runnable ({e})")
+            })?;
         let mut s = Server { child, dir };
         let t0 = Instant::now();
         while !s.ping() {
