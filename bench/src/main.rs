@@ -15,6 +15,7 @@ mod pipe;
 mod pool;
 mod process;
 mod queue;
+mod remote;
 mod shm;
 mod sync;
 
@@ -28,6 +29,10 @@ fn main() {
     if std::env::var_os("MULTIPROC_BENCH_EXIT_NOW").is_some() {
         std::process::exit(0);
     }
+    // The remote group's pool workers are this binary started with this variable.
+    if let Ok(spec) = std::env::var(remote::WORKER_ENV) {
+        remote::worker_main(&spec);
+    }
     let cfg = Config::from_args();
     let mut rows: Vec<Row> = Vec::new();
     let groups: Vec<Group> = vec![
@@ -38,6 +43,7 @@ fn main() {
         ("pool", pool::rows),
         ("shm", shm::rows),
         ("load", load::rows),
+        ("remote", remote::rows),
     ];
     for (name, f) in groups {
         if cfg.wants_group(name) {

@@ -1256,6 +1256,94 @@ fn pool_worker_stopped_past_its_lease_finishes_late_and_is_refused() {
     });
 }
 
+const POISON: remote::Task<u64, u64> = remote::Task::new("poison");
+
+/// The server's URL, in a poison worker.
+static POISON_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Kills its worker on 5 (counting the runs on the server first); identity otherwise.
+fn poison(x: u64) -> u64 {
+    if x == 5 {
+        let url = POISON_URL.get().expect("set in the worker");
+        let mut c = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap();
+        let _: i64 = redis::cmd("INCR").arg("poison-runs").query(&mut c).unwrap();
+        stop(std::process::id(), rustix::process::Signal::KILL);
+    }
+    x
+}
+
+fn poison_worker(url: &str, lease: Duration) -> Process<u64> {
+    let url = url.to_string();
+    Process::fork(move || {
+        POISON_URL.set(url.clone()).unwrap();
+        remote::Worker::new(&url, "poison")
+            .unwrap()
+            .with_lease(lease)
+            .with_max_runs(2)
+            .register(POISON, poison)
+            .run()
+            .unwrap()
+    })
+    .unwrap()
+}
+
+#[test]
+fn pool_call_that_kills_every_worker_runs_max_runs_times_then_fails() {
+    let Some(srv) = Server::start() else { return };
+    let url = srv.url();
+    with_watchdog(LIMIT, move || {
+        let lease = Duration::from_millis(300);
+        let pool = remote::Pool::open(&url, "poison").unwrap();
+        let r = pool.map_async(POISON, 0..10u64).unwrap();
+        // One worker at a time, a dead one replaced, until every call has its result.
+        let mut worker = poison_worker(&url, lease);
+        let mut deaths = 0;
+        let t0 = Instant::now();
+        while !r.ready().unwrap() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(40),
+                "the poison call still circulates after {deaths} deaths"
+            );
+            if !worker.is_alive() {
+                assert!(worker.join().is_err(), "killed by its task");
+                deaths += 1;
+                worker = poison_worker(&url, lease);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let e = r.get().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ChildFailed, "{e}");
+        assert!(
+            e.to_string()
+                .contains("lost with its remote worker 2 times"),
+            "{e}"
+        );
+        assert_eq!(deaths, 2, "two workers died running it");
+        let mut raw = srv.raw();
+        let runs: i64 = redis::cmd("GET")
+            .arg("poison-runs")
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(runs, 2, "run max_runs times, never again");
+        let counted: i64 = redis::cmd("HLEN")
+            .arg("{mpq:poison}:lost")
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(counted, 0, "the count goes with the acknowledgement");
+        // The live worker serves other calls: the pool goes on.
+        assert_eq!(pool.map(POISON, [1u64, 2, 3]).unwrap(), vec![1, 2, 3]);
+        assert_eq!(published(&srv, "poison"), vec![10], "each result once");
+        pool.close().unwrap();
+        // It ran 1, 2, 3 and those of 6..=9 the second worker had not run (not the poison).
+        let ran = util::join_within(&worker, Duration::from_secs(20)).expect("worker ends");
+        assert!((3..=7).contains(&ran), "{ran}");
+        assert_eq!(pool.info().unwrap().unfinished, 0);
+    });
+}
+
 // ---- many hosts: network namespaces ---------------------------------------------------------
 
 /// Runs `ip ARGS`; `Err` with its output when it fails.

@@ -39,6 +39,9 @@ struct Slot {
     /// Counts connections made by this handle in this process; a consumer compares it to
     /// know that its connection was replaced (see `JoinableQueue`'s recovery).
     generation: u64,
+    /// The read timeout set on `conn` (set again only when another is wanted: one system
+    /// call less per command).
+    read_timeout: Duration,
 }
 
 /// The locked connection of a [`Conn`], for a few commands in a row.
@@ -64,6 +67,7 @@ impl Conn {
                 pid: std::process::id(),
                 conn: None,
                 generation: 0,
+                read_timeout: REPLY_TIMEOUT,
             }),
         })
     }
@@ -77,6 +81,7 @@ impl Conn {
                 pid: std::process::id(),
                 conn: None,
                 generation: 0,
+                read_timeout: REPLY_TIMEOUT,
             }),
         }
     }
@@ -206,14 +211,19 @@ impl Session<'_> {
 
     fn connection(&mut self, read: Duration) -> Result<&mut redis::Connection> {
         if self.slot.conn.is_none() {
+            // `dedicated` sets the read timeout to REPLY_TIMEOUT.
             let c = self.conn.dedicated()?;
             self.slot.conn = Some(c);
             self.slot.generation += 1;
+            self.slot.read_timeout = REPLY_TIMEOUT;
         }
-        let c = self.slot.conn.as_mut().expect("connected above");
-        if let Err(e) = c.set_read_timeout(Some(read)) {
-            self.slot.conn = None;
-            return Err(self.conn.error(e));
+        if self.slot.read_timeout != read {
+            let c = self.slot.conn.as_mut().expect("connected above");
+            if let Err(e) = c.set_read_timeout(Some(read)) {
+                self.slot.conn = None;
+                return Err(self.conn.error(e));
+            }
+            self.slot.read_timeout = read;
         }
         Ok(self.slot.conn.as_mut().expect("connected above"))
     }

@@ -68,8 +68,12 @@
 //!   if the call is still its own: a worker that was only slow runs the call a second time
 //!   but its late result is refused. The caller reads results from a stream (nothing is
 //!   removed by reading, so a reply lost on the way is read again) and ignores duplicates.
-//!   Tasks must be idempotent; a task that kills every worker that runs it is retried for
-//!   ever. Results not read stay on the server for 24 hours after the last one came.
+//!   Tasks must be idempotent. A call lost with its worker is counted on the server: one
+//!   lost [`DEFAULT_MAX_RUNS`] times (a "poison" call that kills every worker that runs
+//!   it) is not run again and its result is an error
+//!   ([`ErrorKind::ChildFailed`](crate::ErrorKind::ChildFailed); see
+//!   [`Worker::with_max_runs`]). Results not read stay on the server for 24 hours after
+//!   the last one came.
 //! - **[`Semaphore`]**: permits are leases too; a dead holder's permit comes back when its
 //!   lease runs out. **[`Event`]**: `set` wakes every waiter on every machine.
 //!
@@ -107,7 +111,7 @@
 //! is a consumer of its own there. Fork while no other thread is inside a call on the same
 //! handle (as with every lock at a fork), or clone it first.
 //!
-//! Not yet here: a delivery counter for poison messages. The `multiproc` command-line tool
+//! The `multiproc` command-line tool
 //! (`multiproc inspect URL NAME...`, built with the feature) shows what [`inspect`] gives:
 //! queue lengths, consumers alive, items in flight per consumer, and for a pool (its name)
 //! its workers with their host, pid and tasks.
@@ -130,6 +134,6 @@ mod pool;
 mod queue;
 mod sync;
 
-pub use pool::{AsyncResult, Imap, Pool, Task, Worker};
+pub use pool::{AsyncResult, Imap, Pool, Task, Worker, DEFAULT_MAX_RUNS};
 pub use queue::{inspect, ConsumerInfo, JoinableQueue, Queue, QueueInfo, DEFAULT_LEASE};
 pub use sync::{Event, Lock, LockGuard, Semaphore, SemaphoreGuard, DEFAULT_LOCK_LEASE};

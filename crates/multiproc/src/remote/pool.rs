@@ -16,6 +16,11 @@
 // but its result is *published* once. The caller reads the stream with XREAD (a read that
 // removes nothing, resumed from the last entry id seen), so a reply lost on the way is read
 // again; duplicate indexes are ignored all the same.
+//
+// Poison calls: the reaper counts, in {mpq:NAME}:lost, each time it takes a call back from a
+// worker whose lease ran out; the take returns that count with the call, and a worker that
+// takes a call lost `max_runs` times publishes a `Failure::Lost` instead of running it
+// (acknowledging it, which clears the count).
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -108,6 +113,9 @@ enum Failure {
     NoSuchTask(String),
     /// The result did not encode.
     BadResult(String),
+    /// The call was lost this many times with its worker (a worker that died, or stopped
+    /// past its lease, holding it): not run again.
+    Lost(u64),
 }
 
 impl Failure {
@@ -125,6 +133,13 @@ impl Failure {
             Failure::BadResult(m) => Error::new(
                 ErrorKind::Codec,
                 format!("task {task:?}: the worker could not encode its result: {m}"),
+            ),
+            Failure::Lost(n) => Error::new(
+                ErrorKind::ChildFailed,
+                format!(
+                    "task {task:?}: the call was lost with its remote worker {n} times (each \
+                     worker died, or stopped past its lease, while running it); not run again"
+                ),
             ),
         }
     }
@@ -153,7 +168,12 @@ type Runner = Box<dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, Failure> + Send 
 pub struct Worker {
     queue: JoinableQueue<Job>,
     tasks: HashMap<String, Runner>,
+    max_runs: u64,
 }
+
+/// How many times a remote [`Pool`]'s call is run at most by default (see
+/// [`Worker::with_max_runs`]).
+pub const DEFAULT_MAX_RUNS: u64 = 3;
 
 impl fmt::Debug for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -162,6 +182,7 @@ impl fmt::Debug for Worker {
         f.debug_struct("remote::Worker")
             .field("pool", &self.queue.name())
             .field("tasks", &names)
+            .field("max_runs", &self.max_runs)
             .finish()
     }
 }
@@ -176,7 +197,23 @@ impl Worker {
         Ok(Worker {
             queue: JoinableQueue::open(url, pool)?,
             tasks: HashMap::new(),
+            max_runs: DEFAULT_MAX_RUNS,
         })
+    }
+
+    /// This worker runs a call at most `runs` times (default [`DEFAULT_MAX_RUNS`]): a call
+    /// lost with its worker `runs` times (each worker died, or stopped past its lease,
+    /// holding it — a "poison" call that kills every worker that runs it) is not run
+    /// again; its result is an error of kind [`ErrorKind::ChildFailed`]. The count is
+    /// kept on the server with the call, so every worker of the pool should use the same
+    /// limit.
+    ///
+    /// # Panics
+    /// If `runs` is 0.
+    pub fn with_max_runs(mut self, runs: u64) -> Worker {
+        assert!(runs > 0, "a call must be allowed to run at least once");
+        self.max_runs = runs;
+        self
     }
 
     /// This worker with a lease of `lease` (at least 30 ms) on its calls in flight: how long
@@ -233,12 +270,19 @@ impl Worker {
         );
         let mut described = false;
         let mut ran = 0;
+        // The next call, taken with the last acknowledgement (one round trip per call while
+        // calls are ready).
+        let mut next: Option<Result<(Job, u64)>> = None;
         loop {
             if !described {
                 described = self.queue.describe_worker(&what).is_ok();
             }
-            let job = match self.queue.get_timeout(Duration::from_secs(1)) {
-                Ok(job) => job,
+            let got = match next.take() {
+                Some(r) => r.map_err(QueueGetTimeoutError::Failed),
+                None => self.queue.get_counted_timeout(Duration::from_secs(1)),
+            };
+            let (job, lost) = match got {
+                Ok(got) => got,
                 Err(QueueGetTimeoutError::Timeout) => continue,
                 Err(QueueGetTimeoutError::Closed) => return Ok(ran),
                 Err(QueueGetTimeoutError::Failed(e)) => {
@@ -268,6 +312,14 @@ impl Worker {
                 );
                 self.ack(None);
                 continue;
+            } else if lost >= self.max_runs {
+                log::warn!(
+                    "multiproc::remote: pool {:?}: a call of task {:?} was lost with its \
+                     worker {lost} times: not run again",
+                    self.queue.name(),
+                    job.task
+                );
+                Err(Failure::Lost(lost))
             } else {
                 match self.tasks.get(&job.task) {
                     Some(run) => run(&job.arg),
@@ -278,7 +330,9 @@ impl Worker {
                     ))),
                 }
             };
-            ran += 1;
+            if !matches!(outcome, Err(Failure::Lost(_))) {
+                ran += 1;
+            }
             let mut bytes = Vec::new();
             let reply = Reply {
                 index: job.index,
@@ -288,7 +342,36 @@ impl Worker {
                 log::warn!("multiproc::remote: cannot encode a reply: {e}");
                 continue;
             }
-            self.ack(Some((&job.batch, &bytes)));
+            next = self.ack_then_take(&job.batch, &bytes);
+        }
+    }
+
+    /// Acknowledges the call in hand with its reply and takes the next call if one is
+    /// ready, in one round trip; a lost server falls back to [`ack`](Worker::ack)'s retries
+    /// (and the next call is taken by a plain `get`).
+    fn ack_then_take(&self, batch: &str, bytes: &[u8]) -> Option<Result<(Job, u64)>> {
+        match self.queue.task_done_then_take((batch, bytes)) {
+            Ok((acked, next)) => {
+                if let Err(e) = acked {
+                    // LeaseLost: the call went back and someone else publishes its result.
+                    log::debug!(
+                        "multiproc::remote: pool {:?}: a result was not published: {e}",
+                        self.queue.name()
+                    );
+                }
+                next
+            }
+            Err(e) if e.kind() == ErrorKind::Disconnected => {
+                self.ack(Some((batch, bytes)));
+                None
+            }
+            Err(e) => {
+                log::debug!(
+                    "multiproc::remote: pool {:?}: a result was not published: {e}",
+                    self.queue.name()
+                );
+                None
+            }
         }
     }
 

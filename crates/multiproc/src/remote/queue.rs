@@ -10,6 +10,8 @@
 //   {mpq:NAME}:consumers      ZSET    consumer id -> lease deadline, ms on the server's clock
 //   {mpq:NAME}:inflight:<cid> LIST    envelopes taken by consumer <cid>, not yet task_done
 //   {mpq:NAME}:alldone        channel published when `unfinished` reaches 0
+//   {mpq:NAME}:lost           HASH    envelope -> how many times it went back from a consumer
+//                                     whose lease ran out (joinable; removed by task_done)
 //
 // Envelope: one tag byte, then for a joinable queue a 16-byte id (so that equal items are
 // distinct in an in-flight list), then the item in the codec's format. `close()` appends the
@@ -60,30 +62,32 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 pub(crate) const REPLY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 const PUT: &str = r"
-local kind = redis.call('HGET', KEYS[2], 'kind')
-if not kind then
+local m = redis.call('HMGET', KEYS[2], 'kind', 'closed', 'maxsize')
+if not m[1] then
   redis.call('HSET', KEYS[2], 'kind', ARGV[2], 'maxsize', ARGV[3])
-elseif kind ~= ARGV[2] then
+  m[3] = ARGV[3]
+elseif m[1] ~= ARGV[2] then
   return -2
 end
-if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return -1 end
-local max = tonumber(redis.call('HGET', KEYS[2], 'maxsize') or '0') or 0
+if m[2] then return -1 end
+local max = tonumber(m[3] or '0') or 0
 if max > 0 and redis.call('LLEN', KEYS[1]) >= max then return 0 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 if ARGV[2] == 'joinable' then redis.call('HINCRBY', KEYS[2], 'unfinished', 1) end
 return 1
 ";
 
-/// KEYS items meta notfull [inflight consumers]; ARGV marker [cid lease_ms]
+/// KEYS items meta notfull [inflight consumers lost]; ARGV marker [cid lease_ms] ->
+/// {1, env[, times lost]} | {-1} closed | {0} empty
 const TRY_GET: &str = r"
 local v
-if #KEYS == 5 then
+if #KEYS == 6 then
   v = redis.call('LMOVE', KEYS[1], KEYS[4], 'LEFT', 'RIGHT')
 else
   v = redis.call('LPOP', KEYS[1])
 end
 if v == ARGV[1] then
-  if #KEYS == 5 then redis.call('LREM', KEYS[4], -1, v) end
+  if #KEYS == 6 then redis.call('LREM', KEYS[4], -1, v) end
   redis.call('LPUSH', KEYS[1], v)
   return {-1}
 end
@@ -93,6 +97,7 @@ if v then
     redis.call('LTRIM', KEYS[3], -16, -1)
     redis.call('PEXPIRE', KEYS[3], 60000)
   end
+  if #KEYS == 6 then return {1, v, tonumber(redis.call('HGET', KEYS[6], v) or '0')} end
   return {1, v}
 end
 if redis.call('HEXISTS', KEYS[2], 'closed') == 1 then return {-1} end
@@ -222,10 +227,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16)
 ";
 
-/// KEYS consumers inflight items workers; ARGV cid [only_expired]. Moves a consumer's
+/// KEYS consumers inflight items workers lost; ARGV cid [only_expired]. Moves a consumer's
 /// items back to the head and forgets it (with its description, if it was a pool's
 /// worker): a consumer going away, or — with `only_expired` — a dead one, its deadline
-/// re-checked here (-1 when it is alive).
+/// re-checked here (-1 when it is alive), each item's count of times lost incremented.
 const REAP: &str = r"
 if ARGV[2] then
   local t = redis.call('TIME')
@@ -234,24 +239,60 @@ if ARGV[2] then
   if dl and tonumber(dl) > now then return -1 end
 end
 local n = 0
-while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do n = n + 1 end
+while true do
+  local v = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')
+  if not v then break end
+  if ARGV[2] then redis.call('HINCRBY', KEYS[5], v, 1) end
+  n = n + 1
+end
 redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 return n
 ";
 
-/// KEYS inflight meta [replies]; ARGV envelope channel [reply ttl_ms]. With a reply (a
-/// remote pool's result), it is appended to the replies stream in the same step, so a
+/// KEYS inflight meta lost [replies]; ARGV envelope channel [reply ttl_ms]. With a reply
+/// (a remote pool's result), it is appended to the replies stream in the same step, so a
 /// result is published exactly when its item is acknowledged, once.
 const TASK_DONE: &str = r"
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return -1 end
-if #KEYS == 3 then
-  redis.call('XADD', KEYS[3], '*', 'r', ARGV[3])
-  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if #KEYS == 4 then
+  redis.call('XADD', KEYS[4], '*', 'r', ARGV[3])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
 end
 local n = redis.call('HINCRBY', KEYS[2], 'unfinished', -1)
 if n <= 0 then redis.call('PUBLISH', ARGV[2], n) end
 return n
+";
+
+/// A remote pool worker's step: TASK_DONE with a reply, then a take of the next ready item
+/// (as TRY_GET, without waiting), in one round trip.
+/// KEYS inflight meta lost replies items notfull; ARGV envelope channel reply ttl_ms marker
+/// -> {acked (1, or -1: refused, lease lost), 1, env, times lost} | {acked, 0} (nothing
+/// ready, or the close marker: the next get sees it)
+const ACK_TAKE: &str = r"
+local acked = -1
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  acked = 1
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('XADD', KEYS[4], '*', 'r', ARGV[3])
+  redis.call('PEXPIRE', KEYS[4], ARGV[4])
+  local n = redis.call('HINCRBY', KEYS[2], 'unfinished', -1)
+  if n <= 0 then redis.call('PUBLISH', ARGV[2], n) end
+end
+local v = redis.call('LMOVE', KEYS[5], KEYS[1], 'LEFT', 'RIGHT')
+if not v then return {acked, 0} end
+if v == ARGV[5] then
+  redis.call('LREM', KEYS[1], -1, v)
+  redis.call('LPUSH', KEYS[5], v)
+  return {acked, 0}
+end
+if tonumber(redis.call('HGET', KEYS[2], 'maxsize') or '0') ~= 0 then
+  redis.call('RPUSH', KEYS[6], '1')
+  redis.call('LTRIM', KEYS[6], -16, -1)
+  redis.call('PEXPIRE', KEYS[6], 60000)
+end
+return {acked, 1, v, tonumber(redis.call('HGET', KEYS[3], v) or '0')}
 ";
 
 /// KEYS inflight items; ARGV the envelopes this consumer knows it holds. Every other
@@ -302,6 +343,7 @@ struct Scripts {
     expired: Script,
     reap: Script,
     task_done: Script,
+    ack_take: Script,
     recover: Script,
 }
 
@@ -322,6 +364,7 @@ impl Scripts {
             expired: Script::new(EXPIRED),
             reap: Script::new(REAP),
             task_done: Script::new(TASK_DONE),
+            ack_take: Script::new(ACK_TAKE),
             recover: Script::new(RECOVER),
         }
     }
@@ -337,6 +380,8 @@ struct Keys {
     alldone: String,
     /// HASH consumer id -> a description, for the consumers that are a remote pool's workers.
     workers: String,
+    /// HASH envelope -> times it went back from a consumer whose lease ran out.
+    lost: String,
 }
 
 impl Keys {
@@ -349,6 +394,7 @@ impl Keys {
             consumers: format!("{base}:consumers"),
             alldone: format!("{base}:alldone"),
             workers: format!("{base}:workers"),
+            lost: format!("{base}:lost"),
             base,
         }
     }
@@ -613,7 +659,8 @@ impl Core {
         Ok(())
     }
 
-    /// Takes up to `max` envelopes (at least one, waiting for it until `deadline`).
+    /// Takes up to `max` envelopes (at least one, waiting for it until `deadline`): one
+    /// script when items are ready, else a wait for one and a second script for the rest.
     fn get_many_envs(
         &self,
         s: &mut Session<'_>,
@@ -621,30 +668,55 @@ impl Core {
         max: usize,
         deadline: Deadline,
     ) -> std::result::Result<Vec<Vec<u8>>, GetStop> {
+        let ready = self.take_ready(s, consumer, max)?;
+        if !ready.is_empty() {
+            return Ok(ready);
+        }
+        if deadline.remaining().is_err() {
+            return Err(GetStop::Empty);
+        }
         let mut out = vec![self.get_env(s, consumer, deadline)?];
         if max > 1 {
-            let mut inv = self.scripts.try_get_many.prepare_invoke();
-            inv.key(&self.keys.items)
-                .key(&self.keys.meta)
-                .key(&self.keys.notfull)
-                .arg(MARKER)
-                .arg(max - 1);
-            if let Some((inflight, ..)) = consumer {
-                inv.key(inflight);
-            }
             // The first item is ours already: a failure here only ends the batch early.
-            if let Ok(r) = s.script(&inv) {
-                let r = conn::array("get_many", r)?;
-                if let [flag, list] = r.as_slice() {
-                    if conn::int("get_many", flag)? == 1 {
-                        for v in conn::array("get_many", list.clone())? {
-                            out.push(conn::bytes("get_many", v)?);
-                        }
-                    }
-                }
+            if let Ok(more) = self.take_ready(s, consumer, max - 1) {
+                out.extend(more);
             }
         }
         Ok(out)
+    }
+
+    /// Takes up to `max` ready envelopes without waiting (none: empty); `Closed` when the
+    /// queue is closed and nothing is left before the marker.
+    fn take_ready(
+        &self,
+        s: &mut Session<'_>,
+        consumer: Option<(&str, &str, Duration)>,
+        max: usize,
+    ) -> std::result::Result<Vec<Vec<u8>>, GetStop> {
+        const W: &str = "get_many";
+        let mut inv = self.scripts.try_get_many.prepare_invoke();
+        inv.key(&self.keys.items)
+            .key(&self.keys.meta)
+            .key(&self.keys.notfull)
+            .arg(MARKER)
+            .arg(max);
+        if let Some((inflight, ..)) = consumer {
+            inv.key(inflight);
+        }
+        let r = conn::array(W, s.script(&inv)?)?;
+        match r.first().map(|v| conn::int(W, v)).transpose()? {
+            Some(1) if r.len() == 2 => {
+                let [_, list] = <[Value; 2]>::try_from(r).expect("length checked");
+                let mut out = Vec::new();
+                for v in conn::array(W, list)? {
+                    out.push(conn::bytes(W, v)?);
+                }
+                Ok(out)
+            }
+            Some(0) => Ok(Vec::new()),
+            Some(-1) => Err(GetStop::Closed),
+            _ => Err(GetStop::Failed(conn::bad_reply(W, &Value::Array(r)))),
+        }
     }
 
     /// Gives taken envelopes back to the head of the queue, in order.
@@ -677,6 +749,18 @@ impl Core {
         consumer: Option<(&str, &str, Duration)>,
         deadline: Deadline,
     ) -> std::result::Result<Vec<u8>, GetStop> {
+        Ok(self.get_env_counted(s, consumer, deadline)?.0)
+    }
+
+    /// [`get_env`](Core::get_env), with how many times the envelope went back from a
+    /// consumer whose lease ran out when the take said it (a joinable consumer's take that
+    /// did not block), else `None`.
+    fn get_env_counted(
+        &self,
+        s: &mut Session<'_>,
+        consumer: Option<(&str, &str, Duration)>,
+        deadline: Deadline,
+    ) -> std::result::Result<(Vec<u8>, Option<u64>), GetStop> {
         loop {
             let mut inv = self.scripts.try_get.prepare_invoke();
             inv.key(&self.keys.items)
@@ -686,14 +770,20 @@ impl Core {
             if let Some((inflight, cid, lease)) = consumer {
                 inv.key(inflight)
                     .key(&self.keys.consumers)
+                    .key(&self.keys.lost)
                     .arg(cid)
                     .arg(lease.as_millis() as u64);
             }
             let r = conn::array("get", s.script(&inv)?)?;
             match r.first().map(|v| conn::int("get", v)).transpose()? {
-                Some(1) if r.len() == 2 => {
+                Some(1) if r.len() == 2 && consumer.is_none() => {
                     let [_, env] = <[Value; 2]>::try_from(r).expect("length checked");
-                    return Ok(conn::bytes("get", env)?);
+                    return Ok((conn::bytes("get", env)?, None));
+                }
+                Some(1) if r.len() == 3 && consumer.is_some() => {
+                    let [_, env, lost] = <[Value; 3]>::try_from(r).expect("length checked");
+                    let lost = conn::int("get", &lost)?.max(0) as u64;
+                    return Ok((conn::bytes("get", env)?, Some(lost)));
                 }
                 Some(-1) => return Err(GetStop::Closed),
                 Some(0) => {}
@@ -745,7 +835,7 @@ impl Core {
                         .key(&self.keys.notfull),
                 )?;
             }
-            return Ok(env);
+            return Ok((env, None));
         }
     }
 
@@ -820,6 +910,7 @@ fn reap(
                 .key(keys.inflight(&cid))
                 .key(&keys.items)
                 .key(&keys.workers)
+                .key(&keys.lost)
                 .arg(&cid)
                 .arg("only_expired"),
         )?;
@@ -910,7 +1001,8 @@ impl Core {
             .arg(&self.keys.meta)
             .arg(&self.keys.notfull)
             .arg(&self.keys.consumers)
-            .arg(&self.keys.workers);
+            .arg(&self.keys.workers)
+            .arg(&self.keys.lost);
         for id in ids {
             let id = String::from_utf8(conn::bytes("unlink", id)?)
                 .map_err(|_| conn::bad_reply("unlink", &Value::Nil))?;
@@ -1618,6 +1710,7 @@ impl<T, C: Codec> JoinableQueue<T, C> {
         let mut inv = self.core.scripts.task_done.prepare_invoke();
         inv.key(&c.inflight)
             .key(&self.core.keys.meta)
+            .key(&self.core.keys.lost)
             .arg(env.as_slice())
             .arg(&self.core.keys.alldone);
         if let Some((batch, bytes)) = reply {
@@ -1782,20 +1875,119 @@ impl<T: Serialize + DeserializeOwned, C: Codec> JoinableQueue<T, C> {
     }
 
     fn get_wait(&self, deadline: Deadline) -> std::result::Result<T, GetStop> {
+        Ok(self.get_wait_counted(deadline, false)?.0)
+    }
+
+    /// `get`, and with `count`, how many times the item went back to the queue from a
+    /// consumer whose lease ran out (0 without `count`).
+    fn get_wait_counted(
+        &self,
+        deadline: Deadline,
+        count: bool,
+    ) -> std::result::Result<(T, u64), GetStop> {
         let mut c = self.consumer();
         let mut s = self.core.conn.session();
         self.prepare(&mut c, &mut s)?;
         let (inflight, cid) = (c.inflight.clone(), c.cid.clone());
         let r = self
             .core
-            .get_env(&mut s, Some((&inflight, &cid, self.lease)), deadline);
+            .get_env_counted(&mut s, Some((&inflight, &cid, self.lease)), deadline);
         // After a lost reply, which may have moved an item to our in-flight list, the next
         // call is on a new connection and gives that item back (see `prepare`).
-        let env = r?;
+        let (env, lost) = r?;
         c.held.push_back(env);
         let env = c.held.back().expect("pushed above");
+        let lost = match lost {
+            Some(n) => n,
+            // Taken by a blocking command: ask. The item is ours now, so a failure here
+            // only counts 0 (the item may run once more than the limit).
+            None if count => s
+                .query(redis::cmd("HGET").arg(&self.core.keys.lost).arg(env))
+                .and_then(|r| conn::opt_int("times lost", &r))
+                .map_or(0, |n| n.unwrap_or(0).max(0) as u64),
+            None => 0,
+        };
         // An item that does not decode stays held: `task_done` it like any other.
-        Ok(self.core.decode::<T, C>(env)?)
+        Ok((self.core.decode::<T, C>(env)?, lost))
+    }
+
+    /// A remote pool worker's step in one round trip: `task_done_with(Some(reply))`, then a
+    /// take of the next item if one is ready (with how many times it was lost, as
+    /// [`get_counted_timeout`](Self::get_counted_timeout)). The outer error is the step's
+    /// (as `task_done`'s: on `Disconnected` the item stays held, and an item the lost reply
+    /// may have taken goes back at the next `get`); the inner ones are the acknowledgement's
+    /// (`LeaseLost`) and the next item's (`Codec`: it is held, `task_done` it).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn task_done_then_take(
+        &self,
+        reply: (&str, &[u8]),
+    ) -> Result<(Result<()>, Option<Result<(T, u64)>>)> {
+        const W: &str = "task_done and take";
+        let mut c = self.consumer();
+        let mut s = self.core.conn.session();
+        self.prepare(&mut c, &mut s)?;
+        let Some(env) = c.held.pop_front() else {
+            return Err(Error::new(
+                ErrorKind::InvalidState,
+                "task_done() called more times than this handle took items with get()",
+            ));
+        };
+        let (batch, bytes) = reply;
+        let mut inv = self.core.scripts.ack_take.prepare_invoke();
+        inv.key(&c.inflight)
+            .key(&self.core.keys.meta)
+            .key(&self.core.keys.lost)
+            .key(self.core.keys.replies(batch))
+            .key(&self.core.keys.items)
+            .key(&self.core.keys.notfull)
+            .arg(env.as_slice())
+            .arg(&self.core.keys.alldone)
+            .arg(bytes)
+            .arg(REPLY_TTL.as_millis() as u64)
+            .arg(MARKER);
+        let r = match s.script(&inv) {
+            Ok(r) => r,
+            Err(e) => {
+                if e.kind() == ErrorKind::Disconnected {
+                    c.held.push_front(env);
+                }
+                return Err(e);
+            }
+        };
+        let r = conn::array(W, r)?;
+        let acked = match r.first().map(|v| conn::int(W, v)).transpose()? {
+            Some(1) => Ok(()),
+            Some(-1) => Err(Error::new(
+                ErrorKind::LeaseLost,
+                format!(
+                    "task_done() refused: this consumer of the remote queue {:?} missed its \
+                     lease and the item went back to the queue",
+                    self.core.name
+                ),
+            )),
+            _ => return Err(conn::bad_reply(W, &Value::Array(r))),
+        };
+        match <[Value; 4]>::try_from(r) {
+            Ok([_, _, env, lost]) => {
+                let lost = conn::int(W, &lost)?.max(0) as u64;
+                c.held.push_back(conn::bytes(W, env)?);
+                let env = c.held.back().expect("pushed above");
+                let next = self.core.decode::<T, C>(env).map(|t| (t, lost));
+                Ok((acked, Some(next)))
+            }
+            Err(r) if r.len() == 2 && conn::int(W, &r[1])? == 0 => Ok((acked, None)),
+            Err(r) => Err(conn::bad_reply(W, &Value::Array(r))),
+        }
+    }
+
+    /// [`get_timeout`](Self::get_timeout), with how many times the item went back to the
+    /// queue from a consumer whose lease ran out (a remote pool's poison limit).
+    pub(crate) fn get_counted_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<(T, u64), GetTimeoutError> {
+        self.get_wait_counted(Deadline::within(timeout), true)
+            .map_err(get_timeout_error)
     }
 }
 
@@ -1819,6 +2011,7 @@ impl<T, C: Codec> Drop for JoinableQueue<T, C> {
                 .key(&c.inflight)
                 .key(&self.core.keys.items)
                 .key(&self.core.keys.workers)
+                .key(&self.core.keys.lost)
                 .arg(&c.cid),
         );
         if let Err(e) = r {
