@@ -106,17 +106,17 @@ fn bare_trickle(rate: u64, flags: &'static [AtomicU64]) -> (f64, f64, f64) {
         }
     };
     let c = Process::fork(move || {
-        let mut seen = 0u64;
         let mut lat = Vec::with_capacity(n);
         let mut cpu0 = 0.0;
         for i in 0..n {
+            // Message `i` is there once the word has counted past `i` (two bumps may come
+            // before one look: a look then counts as two messages).
             loop {
                 let now = word.load(Ordering::Acquire);
-                if now != seen {
-                    seen = now;
+                if now > i as u64 {
                     break;
                 }
-                futex(libc::FUTEX_WAIT, seen as u32);
+                futex(libc::FUTEX_WAIT, now as u32);
             }
             if i == 0 {
                 cpu0 = cpu_us();
