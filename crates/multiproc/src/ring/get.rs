@@ -223,7 +223,7 @@ impl SharedQueue {
             if self.hints.flowing.swap(false, Ordering::Relaxed) {
                 crate::sys::futex::pause_for(GET_BACKOFF, dl);
             }
-            if !crate::sys::futex::spin_until_changed(&ctl.p.seq, seen, dl)
+            if !Self::spin_for(&ctl.p.seq, seen, &ctl.cmutex.1, dl)
                 && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, dl, &mut slice)
             {
                 self.found_empty();

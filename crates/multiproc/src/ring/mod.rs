@@ -9,8 +9,9 @@
 //! ```text
 //! 0     config     magic b"MPQUEUE3", cap, warm, maxsize (u64 each; u64::MAX = no maxsize):
 //!                  written once by the creator, copied and validated by every process
-//! 128   pmutex     RawMutex: serializes producers (sync/raw_mutex.rs)
-//! 256   cmutex     RawMutex: serializes consumers
+//! 128   pmutex     RawMutex: serializes producers (sync/raw_mutex.rs); then the producers'
+//!                  spinner slot u32 (wait.rs, `spin_for`)
+//! 256   cmutex     RawMutex: serializes consumers; then the consumers' spinner slot u32
 //! 384   producer   pseq u32 (commit counter), getters u32 (sleeping getters: epoch and
 //!                  count, and their futex word; wait.rs `Sleepers`; high bit: WATCHED),
 //!                  pslots [PSlot; 2] {tail, puts, closed}
@@ -240,8 +241,10 @@ struct Config {
     _pad: [AtomicU64; 12],
 }
 
+/// A side's mutex, and that side's spinner slot (`wait.rs`, [`SharedQueue::spin_for`]): on
+/// the mutex's lines, which only that side writes.
 #[repr(C)]
-struct Mutex128(RawMutex, [AtomicU64; 14]);
+struct Mutex128(RawMutex, AtomicU32, AtomicU32, [AtomicU64; 13]);
 
 #[repr(C)]
 struct Producer {

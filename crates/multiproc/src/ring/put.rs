@@ -183,7 +183,7 @@ impl SharedQueue {
             if batch > 1 {
                 crate::sys::futex::spin_until_advanced(&ctl.c.seq, seen, batch, BATCH_WAIT, dl);
             }
-            if !crate::sys::futex::spin_until_changed(&ctl.c.seq, seen, dl)
+            if !Self::spin_for(&ctl.c.seq, seen, &ctl.pmutex.1, dl)
                 && !self.sleep(&ctl.c.putters, &ctl.c.seq, seen, dl, &mut slice)
             {
                 return Err((done, PutStop::Timeout));
