@@ -7,10 +7,8 @@ ends the stream for everyone (Python 3.13's ``queue.Queue.shutdown``).
 """
 
 import copyreg
-import io
 import pickle
 import queue as _queue
-import threading
 
 from multiprocessing.reduction import ForkingPickler
 
@@ -24,40 +22,61 @@ Empty = _queue.Empty
 Full = _queue.Full
 
 
-class _Dumper(threading.local):
-    """A pickler kept per thread: making a ``ForkingPickler`` per message (which copies
-    ``copyreg.dispatch_table`` each time) costs several times the pickling of a small
-    object. Same output as ``ForkingPickler.dumps``: the same dispatch table, rebuilt when a
-    reducer is registered."""
+class _Sink:
+    """A pickler's output: what it writes (one ``bytes`` per dump, for small objects) is
+    appended to ``chunks``."""
 
-    busy = False
-    key = None
+    __slots__ = ("chunks", "write")
 
-    def dumps(self, obj):
-        key = (len(copyreg.dispatch_table), len(ForkingPickler._extra_reducers))
-        if self.busy:  # pickling from inside a __reduce__ that puts: a fresh pickler
-            return bytes(ForkingPickler.dumps(obj))
-        if key != self.key:
-            table = copyreg.dispatch_table.copy()
-            table.update(ForkingPickler._extra_reducers)
-            self.buf = io.BytesIO()
-            self.pickler = pickle.Pickler(self.buf)
-            self.pickler.dispatch_table = table
-            self.key = key
-        buf, pickler = self.buf, self.pickler
-        self.busy = True
-        try:
-            buf.seek(0)
-            buf.truncate()
-            pickler.clear_memo()
-            pickler.dump(obj)
-            return buf.getvalue()
-        finally:
-            self.busy = False
-            pickler.clear_memo()  # let go of the objects just pickled
+    def __init__(self):
+        self.chunks = []
+        self.write = self.chunks.append
 
 
-_dumps = _Dumper().dumps
+# The two tables a ForkingPickler's dispatch table is made of (both only ever updated in
+# place: ``copyreg.pickle``, ``ForkingPickler.register``); their sizes say whether a kept
+# pickler's copy is current.
+_copyreg_table = copyreg.dispatch_table
+_extra_reducers = ForkingPickler._extra_reducers
+
+
+def _new_pickler():
+    sink = _Sink()
+    pickler = pickle.Pickler(sink)
+    table = _copyreg_table.copy()
+    table.update(_extra_reducers)
+    pickler.dispatch_table = table
+    return len(_copyreg_table), len(_extra_reducers), pickler, sink.chunks
+
+
+# Idle picklers, each (the two tables' sizes when made, pickler, its output list). A dump
+# takes one (``list.pop`` is atomic under the GIL, so each thread, and a dump from inside a
+# ``__reduce__`` that puts, gets its own) and gives it back afterwards.
+_idle = []
+
+
+def _dumps(obj):
+    """``ForkingPickler.dumps(obj)`` as bytes, without its cost per call: making a
+    ``ForkingPickler`` (which copies ``copyreg.dispatch_table``) costs several times the
+    pickling of a small object, so picklers are kept and reused. Same output: the same
+    dispatch table (made again when a reducer was registered since), the same protocol, a
+    fresh memo per message."""
+    try:
+        entry = _idle.pop()
+        if entry[0] != len(_copyreg_table) or entry[1] != len(_extra_reducers):
+            entry = _new_pickler()
+    except IndexError:
+        entry = _new_pickler()
+    pickler = entry[2]
+    chunks = entry[3]
+    try:
+        pickler.dump(obj)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        chunks.clear()
+        pickler.clear_memo()  # let go of the objects just pickled
+    _idle.append(entry)
+    return data
 
 
 _loads = ForkingPickler.loads
@@ -82,11 +101,13 @@ class Queue(_native.Queue):
             raise ValueError(f"Queue {self!r} is closed")
 
     def put(self, obj, block=True, timeout=None):
-        self._check_closed()
+        if self._closed:  # (not _check_closed(): a call less per message)
+            raise ValueError(f"Queue {self!r} is closed")
         self.put_bytes(_dumps(obj), block, timeout)
 
     def get(self, block=True, timeout=None):
-        self._check_closed()
+        if self._closed:
+            raise ValueError(f"Queue {self!r} is closed")
         return _loads(self.get_bytes(block, timeout))
 
     def put_nowait(self, obj):

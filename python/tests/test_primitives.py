@@ -357,6 +357,68 @@ def test_pipe(ctx):
         a.recv_bytes()
 
 
+class Registered:
+    """Pickled by a reducer registered with ForkingPickler (after the first message)."""
+
+    def __init__(self, v):
+        self.v = v
+
+
+def rebuild_registered(v):
+    return Registered(v + 1000)
+
+
+class PutsWhilePickled:
+    """Its pickling puts a message on a queue (a dump inside a dump)."""
+
+    def __init__(self, q):
+        self.q = q
+
+    def __reduce__(self):
+        self.q.put(("inner", b"z" * 200_000))
+        return (str, ("outer",))
+
+
+def test_messages_are_pickled_as_forking_pickler_does():
+    from multiproc.queues import _dumps
+
+    q = multiproc.get_context("fork").Queue()
+    a, b = multiproc.Pipe()
+    q.put(1)
+    assert q.get(timeout=T) == 1
+    # The same bytes as ForkingPickler's, small and large (several writes of the pickler),
+    # a bytearray too; the memo is fresh for every message.
+    shared = ["x"]
+    for obj in ((12345, "hello"), b"y" * 300_000, bytearray(b"w" * 100_000), [shared, shared]):
+        assert _dumps(obj) == bytes(ForkingPickler.dumps(obj))
+        q.put(obj)
+        assert q.get(timeout=T) == obj
+        a.send(obj)
+        assert b.recv() == obj
+    # A reducer registered after the first message is used from then on.
+    ForkingPickler.register(Registered, lambda r: (rebuild_registered, (r.v,)))
+    q.put(Registered(1))
+    assert q.get(timeout=T).v == 1001
+    a.send(Registered(2))
+    assert b.recv().v == 1002
+    # A message whose pickling puts another one: both arrive whole (the inner one first).
+    q.put(PutsWhilePickled(q))
+    assert q.get(timeout=T) == ("inner", b"z" * 200_000)
+    assert q.get(timeout=T) == "outer"
+    # Threads putting at once.
+    def put_many(k):
+        for i in range(500):
+            q.put((k, i, "v" * (i % 50)))
+    ts = [threading.Thread(target=put_many, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    got = [q.get(timeout=T) for _ in range(2000)]
+    for t in ts:
+        t.join(T)
+    for k in range(4):
+        assert [m for m in got if m[0] == k] == [(k, i, "v" * (i % 50)) for i in range(500)]
+
+
 def test_pipe_directions_and_buffers():
     r, w = multiproc.Pipe(duplex=False)
     with pytest.raises(OSError):
