@@ -14,6 +14,7 @@ mod load;
 mod pipe;
 mod pool;
 mod process;
+mod python;
 mod queue;
 mod shm;
 mod sync;
@@ -38,6 +39,7 @@ fn main() {
         ("pool", pool::rows),
         ("shm", shm::rows),
         ("load", load::rows),
+        ("python", python::rows),
     ];
     for (name, f) in groups {
         if cfg.wants_group(name) {
