@@ -7,6 +7,7 @@ ends the stream for everyone (Python 3.13's ``queue.Queue.shutdown``).
 """
 
 import copyreg
+import functools
 import pickle
 import queue as _queue
 
@@ -138,8 +139,93 @@ class JoinableQueue(Queue):
         self._join(None)
 
 
+class _ReadEnd:
+    """``SimpleQueue._reader``: what CPython code does with a SimpleQueue's read end (a
+    ``Connection`` there). ``multiprocessing.connection.wait([q._reader])`` (as
+    ``concurrent.futures.process`` does) waits on ``fileno()``, the queue's readiness fd,
+    settled when asked for: readable while a message is waiting (or the queue is shut down),
+    so a wait that says ready is followed by a ``recv()`` that does not block, as long as
+    nobody else takes the message first. ``recv()`` is the queue's ``get()``."""
+
+    __slots__ = ("_queue", "_closed")
+
+    def __init__(self, q):
+        self._queue = q
+        self._closed = False
+
+    def _check(self):
+        if self._closed:
+            raise OSError("handle is closed")
+
+    def fileno(self):
+        self._check()
+        return self._queue._settled_fd()
+
+    def poll(self, timeout=0.0):
+        """Whether a message is waiting, waiting at most ``timeout`` seconds (``None``:
+        forever)."""
+        self._check()
+        if not self._queue.empty():
+            return True
+        from multiprocessing.connection import wait
+        return bool(wait([self], timeout))
+
+    def recv(self):
+        self._check()
+        return self._queue.get()
+
+    def recv_bytes(self):
+        self._check()
+        return self._queue.get_bytes()
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def close(self):
+        """This object answers no more (the queue stays: other handles use it)."""
+        self._closed = True
+
+
+class _WriteEnd:
+    """``SimpleQueue._writer``: ``send(obj)`` is the queue's ``put(obj)``."""
+
+    __slots__ = ("_queue", "_closed")
+
+    def __init__(self, q):
+        self._queue = q
+        self._closed = False
+
+    def send(self, obj):
+        if self._closed:
+            raise OSError("handle is closed")
+        self._queue.put(obj)
+
+    def send_bytes(self, buf):
+        if self._closed:
+            raise OSError("handle is closed")
+        self._queue.put_bytes(bytes(buf))
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def close(self):
+        self._closed = True
+
+
 class SimpleQueue(_native.Queue):
-    """``multiprocessing.SimpleQueue``."""
+    """``multiprocessing.SimpleQueue``. ``_reader`` and ``_writer``, the private ends stock
+    code reads, are stand-ins over the queue: ``multiprocessing.connection.wait`` accepts
+    ``_reader`` (see :class:`_ReadEnd`)."""
+
+    @functools.cached_property
+    def _reader(self):
+        return _ReadEnd(self)
+
+    @functools.cached_property
+    def _writer(self):
+        return _WriteEnd(self)
 
     def __new__(cls, *, ctx=None, _handle=None):
         return super().__new__(cls, 0, kind="simple", _handle=_handle)

@@ -515,3 +515,63 @@ def test_process_pool_executor_on_our_context(ctx):
     import concurrent.futures as cf
     with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
         assert list(ex.map(square, range(10), timeout=T * 3)) == [x * x for x in range(10)]
+
+
+def put_later(q, go, obj):
+    assert go.wait(T)
+    time.sleep(0.05)
+    q.put(obj)
+
+
+def test_simple_queue_reader_works_with_connection_wait(ctx):
+    # CPython code (concurrent.futures.process) waits on SimpleQueue._reader with
+    # multiprocessing.connection.wait, then calls _reader.recv().
+    from multiprocessing.connection import wait
+
+    q = ctx.SimpleQueue()
+    r = q._reader
+    assert r is q._reader  # one object: `r in wait(...)` compares it
+    assert wait([r], 0.05) == []
+    assert not r.poll()
+    go = ctx.Event()
+    p = start(ctx, put_later, q, go, ("from", "child"))
+    go.set()
+    assert wait([r], T) == [r]
+    assert r.poll()
+    assert r.recv() == ("from", "child")
+    finish(p)
+    # Taking the last message does not leave the reader looking ready.
+    assert wait([r], 0.05) == []
+    assert not r.poll(0.05)
+    q._writer.send(1)
+    q.put(2)
+    assert wait([r], T) == [r]
+    assert q.get() == 1
+    assert wait([r], T) == [r], "a message still waits"
+    assert r.recv() == 2
+    assert wait([r], 0.05) == []
+    q._writer.send_bytes(ForkingPickler.dumps(3))
+    assert r.poll(T) and r.recv_bytes() == bytes(ForkingPickler.dumps(3))
+    r.close()
+    with pytest.raises(OSError):
+        r.fileno()
+
+
+def die():
+    os._exit(3)
+
+
+def test_process_pool_executor_uses_our_simple_queue_and_sees_a_dead_worker(ctx):
+    # Its result queue is ours (waited on through _reader with connection.wait, beside the
+    # workers' sentinels): a worker that dies breaks the pool instead of hanging it.
+    import concurrent.futures as cf
+    from concurrent.futures.process import BrokenProcessPool
+
+    ex = cf.ProcessPoolExecutor(2, mp_context=ctx)
+    try:
+        assert ex.submit(square, 7).result(timeout=T * 3) == 49
+        assert isinstance(ex._result_queue, multiproc.queues.SimpleQueue)
+        with pytest.raises(BrokenProcessPool):
+            ex.submit(die).result(timeout=T * 3)
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
