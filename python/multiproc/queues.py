@@ -233,11 +233,22 @@ class SimpleQueue(_native.Queue):
     def __reduce__(self):
         return reduce_handle(self)
 
+    _closed = False
+
     def put(self, obj):
+        if self._closed:
+            raise OSError("handle is closed")
         self.put_bytes(_dumps(obj))
 
     def get(self):
+        if self._closed:
+            raise OSError("handle is closed")
         return _loads(self.get_bytes())
 
     def close(self):
-        """Nothing to release here: the ring goes when the last process lets go."""
+        """This process puts and gets no more here, as CPython's (whose pipe ends close:
+        ``_reader.closed`` and ``_writer.closed`` say so); the ring goes when the last
+        process lets go."""
+        self._closed = True
+        self._reader.close()
+        self._writer.close()

@@ -555,6 +555,13 @@ def test_simple_queue_reader_works_with_connection_wait(ctx):
     r.close()
     with pytest.raises(OSError):
         r.fileno()
+    # close() closes both ends, as CPython's: this process puts and gets no more.
+    q.close()
+    assert q._reader.closed and q._writer.closed
+    with pytest.raises(OSError):
+        q.put(1)
+    with pytest.raises(OSError):
+        q.get()
 
 
 def die():
