@@ -10,6 +10,7 @@ import copyreg
 import functools
 import pickle
 import queue as _queue
+import weakref
 
 from multiprocessing.reduction import ForkingPickler
 
@@ -139,44 +140,22 @@ class JoinableQueue(Queue):
         self._join(None)
 
 
-class _ReadEnd:
-    """``SimpleQueue._reader``: what CPython code does with a SimpleQueue's read end (a
-    ``Connection`` there). ``multiprocessing.connection.wait([q._reader])`` (as
-    ``concurrent.futures.process`` does) waits on ``fileno()``, the queue's readiness fd,
-    settled when asked for: readable while a message is waiting (or the queue is shut down),
-    so a wait that says ready is followed by a ``recv()`` that does not block, as long as
-    nobody else takes the message first. ``recv()`` is the queue's ``get()``."""
+class _End:
+    """What the two stand-in ends share: the queue, held weakly (the queue caches its ends:
+    no reference cycle keeps a dropped queue's memory and fds until a garbage collection),
+    and a ``closed`` flag."""
 
-    __slots__ = ("_queue", "_closed")
+    __slots__ = ("_ref", "_closed")
 
     def __init__(self, q):
-        self._queue = q
+        self._ref = weakref.ref(q)
         self._closed = False
 
-    def _check(self):
-        if self._closed:
+    def _queue(self):
+        q = self._ref() if not self._closed else None
+        if q is None:
             raise OSError("handle is closed")
-
-    def fileno(self):
-        self._check()
-        return self._queue._settled_fd()
-
-    def poll(self, timeout=0.0):
-        """Whether a message is waiting, waiting at most ``timeout`` seconds (``None``:
-        forever)."""
-        self._check()
-        if not self._queue.empty():
-            return True
-        from multiprocessing.connection import wait
-        return bool(wait([self], timeout))
-
-    def recv(self):
-        self._check()
-        return self._queue.get()
-
-    def recv_bytes(self):
-        self._check()
-        return self._queue.get_bytes()
+        return q
 
     @property
     def closed(self):
@@ -187,31 +166,44 @@ class _ReadEnd:
         self._closed = True
 
 
-class _WriteEnd:
+class _ReadEnd(_End):
+    """``SimpleQueue._reader``: what CPython code does with a SimpleQueue's read end (a
+    ``Connection`` there). ``multiprocessing.connection.wait([q._reader])`` (as
+    ``concurrent.futures.process`` does) waits on ``fileno()``, the queue's readiness fd,
+    settled when asked for: readable while a message is waiting (or the queue is shut down),
+    so a wait that says ready is followed by a ``recv()`` that does not block, as long as
+    nobody else takes the message first. ``recv()`` is the queue's ``get()``."""
+
+    __slots__ = ()
+
+    def fileno(self):
+        return self._queue()._settled_fd()
+
+    def poll(self, timeout=0.0):
+        """Whether a message is waiting, waiting at most ``timeout`` seconds (``None``:
+        forever)."""
+        if not self._queue().empty():
+            return True
+        from multiprocessing.connection import wait
+        return bool(wait([self], timeout))
+
+    def recv(self):
+        return self._queue().get()
+
+    def recv_bytes(self):
+        return self._queue().get_bytes()
+
+
+class _WriteEnd(_End):
     """``SimpleQueue._writer``: ``send(obj)`` is the queue's ``put(obj)``."""
 
-    __slots__ = ("_queue", "_closed")
-
-    def __init__(self, q):
-        self._queue = q
-        self._closed = False
+    __slots__ = ()
 
     def send(self, obj):
-        if self._closed:
-            raise OSError("handle is closed")
-        self._queue.put(obj)
+        self._queue().put(obj)
 
     def send_bytes(self, buf):
-        if self._closed:
-            raise OSError("handle is closed")
-        self._queue.put_bytes(bytes(buf))
-
-    @property
-    def closed(self):
-        return self._closed
-
-    def close(self):
-        self._closed = True
+        self._queue().put_bytes(bytes(buf))
 
 
 class SimpleQueue(_native.Queue):

@@ -582,3 +582,22 @@ def test_process_pool_executor_uses_our_simple_queue_and_sees_a_dead_worker(ctx)
             ex.submit(die).result(timeout=T * 3)
     finally:
         ex.shutdown(wait=True, cancel_futures=True)
+
+
+def test_simple_queue_ends_do_not_keep_it_alive():
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        q = multiproc.get_context("fork").SimpleQueue()
+        r, w = q._reader, q._writer
+        ref = weakref.ref(q)
+        del q
+        assert ref() is None, "freed without a garbage collection"
+        with pytest.raises(OSError):
+            r.fileno()
+        with pytest.raises(OSError):
+            w.send(1)
+    finally:
+        gc.enable()
