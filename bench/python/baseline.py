@@ -8,6 +8,7 @@ below, registered in CASES; add yours next to the Rust rows you measure.
 import multiprocessing as mp
 import statistics
 import sys
+import threading
 import time
 
 QUICK = False
@@ -675,6 +676,202 @@ def hog_queue():
     return el * 1e6 / n
 
 
+# ----- python: the Python package (bench/src/python.rs), run by target/pyenv's python -----
+# Each case measures, alternating sample by sample so all see the same load: our package's
+# context ("multiproc"), CPython's multiprocessing ("python"), and the reference
+# ("faster_fifo", or "threading" for the lock). A side that cannot run (faster-fifo not
+# installed) is left out; the result is a dict printed as "case.side<TAB>median".
+
+SMALL = (12345, "hello")  # the "small object" of the python rows
+
+
+def _py_sides(with_ff=True):
+    """side -> (context for processes and primitives, or None for faster-fifo)."""
+    sides = {}
+    try:
+        import multiproc
+        sides["multiproc"] = multiproc.get_context("fork")
+    except ImportError as e:
+        print(f"multiproc not importable: {e}", file=sys.stderr)
+    sides["python"] = mp.get_context("fork")
+    if with_ff:
+        try:
+            import faster_fifo  # noqa: F401
+            sides["faster_fifo"] = None
+        except ImportError:
+            print("faster-fifo not installed: no reference", file=sys.stderr)
+    return sides
+
+
+def _py_queue(side, ctx, maxsize, joinable=False):
+    if ctx is not None:
+        return ctx.JoinableQueue(maxsize) if joinable else ctx.Queue(maxsize)
+    import faster_fifo
+    return faster_fifo.Queue(max_size_bytes=1 << 20, maxsize=maxsize)
+
+
+def _py_alternate(sides, n_samples, sample):
+    """Runs sample(side, ctx) for every side, n_samples rounds, rotating the order each round;
+    side -> median."""
+    out = {k: [] for k in sides}
+    names = list(sides)
+    for i in range(n_samples):
+        for k in names[i % len(names):] + names[:i % len(names)]:
+            out[k].append(sample(k, sides[k]))
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def _py_producer(q, n):
+    for _ in range(n):
+        q.put(SMALL)
+
+
+def _py_1to1(side, ctx, n=50000):
+    q = _py_queue(side, ctx, 1000)
+    p = mp.get_context("fork").Process(target=_py_producer, args=(q, n)) if ctx is None \
+        else ctx.Process(target=_py_producer, args=(q, n))
+    p.start()
+    q.get(timeout=60)
+    t = time.perf_counter()
+    for _ in range(n - 1):
+        q.get(timeout=60)
+    rate = (n - 1) / (time.perf_counter() - t)
+    p.join()
+    return rate
+
+
+def py_queue_1to1():
+    """messages/s of SMALL, one producer process to the consumer (this process)."""
+    return _py_alternate(_py_sides(), samples(7), _py_1to1)
+
+
+def _py_consumer(q, out):
+    # As _q_consumer; ends at None.
+    k = 0
+    first = last = 0
+    counted = 0
+    while True:
+        x = q.get(timeout=60)
+        if x is None:
+            break
+        k += 1
+        if k == 1:
+            first = last = time.time()
+            counted = 1
+        elif k % 256 == 0:
+            last = time.time()
+            counted = k
+    out.put((first, last, counted))
+
+
+def _py_2to2(side, ctx, n=50000):
+    pctx = ctx or mp.get_context("fork")
+    q = _py_queue(side, ctx, 1000)
+    out = pctx.Queue()
+    cs = [pctx.Process(target=_py_consumer, args=(q, out)) for _ in range(2)]
+    ps = [pctx.Process(target=_py_producer, args=(q, n // 2)) for _ in range(2)]
+    for p in cs + ps:
+        p.start()
+    for p in ps:
+        p.join()
+    for _ in cs:
+        q.put(None)
+    r = [out.get(timeout=60) for _ in cs]
+    for c in cs:
+        c.join()
+    got = [x for x in r if x[2] > 0]
+    return (sum(x[2] for x in r) - 1) / (max(x[1] for x in got) - min(x[0] for x in got))
+
+
+def py_queue_2to2():
+    """messages/s of SMALL, 2 producer processes to 2 consumer processes on one queue."""
+    return _py_alternate(_py_sides(), samples(7), _py_2to2)
+
+
+def _py_echo_pipe(c, n):
+    for _ in range(n):
+        c.send(c.recv())
+
+
+def _py_echo_queues(a, b, n):
+    for _ in range(n):
+        b.put(a.get(timeout=60))
+
+
+def _py_round_trip(side, ctx, n=20000):
+    if ctx is None:  # faster-fifo: a request queue and a reply queue
+        a, b = _py_queue(side, None, 1000), _py_queue(side, None, 1000)
+        p = mp.get_context("fork").Process(target=_py_echo_queues, args=(a, b, n))
+        send, recv = a.put, lambda: b.get(timeout=60)
+    else:
+        a, b = ctx.Pipe()
+        p = ctx.Process(target=_py_echo_pipe, args=(b, n))
+        send, recv = a.send, a.recv
+    p.start()
+    t = time.perf_counter()
+    for _ in range(n):
+        send(SMALL)
+        recv()
+    el = time.perf_counter() - t
+    p.join()
+    return el * 1e6 / n
+
+
+def py_pipe_round_trip():
+    """us per send/recv round trip of SMALL through a Pipe to an echoing process (faster-fifo:
+    through two of its queues)."""
+    return _py_alternate(_py_sides(), samples(7), _py_round_trip)
+
+
+def py_lock():
+    """ns per acquire()+release() of a Lock, uncontended."""
+    sides = _py_sides(with_ff=False)
+    sides["threading"] = None
+    n = 200_000
+
+    def sample(side, ctx):
+        lock = threading.Lock() if ctx is None else ctx.Lock()
+        acquire, release = lock.acquire, lock.release
+        t = time.perf_counter()
+        for _ in range(n):
+            acquire()
+            release()
+        return (time.perf_counter() - t) * 1e9 / n
+
+    return _py_alternate(sides, samples(15), sample)
+
+
+def _py_task_done(q):
+    while True:
+        x = q.get(timeout=60)
+        q.task_done()
+        if x is None:
+            break
+
+
+def py_joinable():
+    """messages/s of SMALL put into a JoinableQueue and marked done by a consumer process,
+    until join() returns."""
+    n = 20000
+
+    def sample(side, ctx):
+        q = ctx.JoinableQueue(1000)
+        c = ctx.Process(target=_py_task_done, args=(q,))
+        c.start()
+        q.put(SMALL)
+        q.join()
+        t = time.perf_counter()
+        for _ in range(n):
+            q.put(SMALL)
+        q.join()
+        rate = n / (time.perf_counter() - t)
+        q.put(None)
+        c.join()
+        return rate
+
+    return _py_alternate(_py_sides(with_ff=False), samples(7), sample)
+
+
 CASES = {
     "lock_uncontended": lock_uncontended,
     "lock_contended": lock_contended,
@@ -712,6 +909,11 @@ CASES = {
     "hog_pipe": hog_pipe,
     "hog_queue": hog_queue,
     "dict_get_insert_2p": dict_get_insert_2p,
+    "py_queue_1to1": py_queue_1to1,
+    "py_queue_2to2": py_queue_2to2,
+    "py_pipe_round_trip": py_pipe_round_trip,
+    "py_lock": py_lock,
+    "py_joinable": py_joinable,
 }
 
 

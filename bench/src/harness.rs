@@ -135,8 +135,17 @@ pub fn time_us(samples: usize, iters: usize, mut f: impl FnMut()) -> f64 {
 /// Runs `bench/python/baseline.py` for the named cases; returns name -> median, in the
 /// case's own unit. Missing Python or a failing case gives no entry (and a note on stderr).
 pub fn python(cases: &[&str], quick: bool) -> BTreeMap<String, f64> {
+    python_in("python3", cases, quick)
+}
+
+/// [`python`] with the interpreter `interp` (e.g. a virtual environment's).
+pub fn python_in(
+    interp: impl AsRef<std::ffi::OsStr>,
+    cases: &[&str],
+    quick: bool,
+) -> BTreeMap<String, f64> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/baseline.py");
-    let mut cmd = Command::new("python3");
+    let mut cmd = Command::new(interp);
     cmd.arg(script);
     if quick {
         cmd.arg("--quick");
@@ -187,18 +196,27 @@ pub fn report(cfg: &Config, rows: &[Row]) {
         let base = r.baseline.map(fmt_num).unwrap_or_else(|| "-".into());
         let ratio = r
             .baseline
-            .map(|b| format!("{:.1}x", r.advantage(b)))
+            .map(|b| r.advantage(b))
+            .filter(|v| v.is_finite())
+            .map(|v| format!("{v:.1}x"))
             .unwrap_or_else(|| "-".into());
         let reference = r
             .reference
             .as_ref()
-            .map(|(n, v)| format!("{n} = {} ({:.2}x)", fmt_num(*v), r.advantage(*v)))
+            .map(|(n, v)| match r.advantage(*v) {
+                a if a.is_finite() => format!("{n} = {} ({a:.2}x)", fmt_num(*v)),
+                _ => format!("{n} = {}", fmt_num(*v)),
+            })
             .unwrap_or_default();
         println!(
             "{:<44} {:>8} {:>12} {:>12} {:>9}  {}",
             r.name,
             r.unit,
-            fmt_num(r.ours),
+            if r.ours.is_finite() {
+                fmt_num(r.ours)
+            } else {
+                "-".into()
+            },
             base,
             ratio,
             reference
@@ -206,13 +224,18 @@ pub fn report(cfg: &Config, rows: &[Row]) {
     }
     let mut json = String::from("[\n");
     for (i, r) in rows.iter().enumerate() {
-        let opt = |v: Option<f64>| v.map(|v| format!("{v}")).unwrap_or_else(|| "null".into());
+        // A value not measured (NaN: a row that says why in its name) is null.
+        let opt = |v: Option<f64>| {
+            v.filter(|v| v.is_finite())
+                .map(|v| format!("{v}"))
+                .unwrap_or_else(|| "null".into())
+        };
         json.push_str(&format!(
             "  {{\"name\": {:?}, \"unit\": {:?}, \"better\": {:?}, \"multiproc\": {}, \"python\": {}, \"ratio_vs_python\": {}, \"reference\": {}, \"reference_value\": {}, \"ratio_vs_reference\": {}}}{}\n",
             r.name,
             r.unit,
             if r.better == Better::Lower { "lower" } else { "higher" },
-            r.ours,
+            opt(Some(r.ours)),
             opt(r.baseline),
             opt(r.baseline.map(|b| r.advantage(b))),
             r.reference.as_ref().map(|(n, _)| format!("{n:?}")).unwrap_or_else(|| "null".into()),

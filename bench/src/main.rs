@@ -14,6 +14,7 @@ mod load;
 mod pipe;
 mod pool;
 mod process;
+mod python;
 mod queue;
 mod remote;
 mod shm;
@@ -44,6 +45,7 @@ fn main() {
         ("shm", shm::rows),
         ("load", load::rows),
         ("remote", remote::rows),
+        ("python", python::rows),
     ];
     for (name, f) in groups {
         if cfg.wants_group(name) {

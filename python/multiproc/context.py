@@ -5,7 +5,6 @@ primitives a context makes are ours. ``get_context(method)`` on one of ours retu
 """
 
 import multiprocessing
-import sys
 from multiprocessing import context as _cpython
 from multiprocessing import queues as _cpython_queues
 from multiprocessing import synchronize as _cpython_sync
@@ -70,11 +69,8 @@ class _Primitives:
         return queues.JoinableQueue(maxsize)
 
     def SimpleQueue(self):
-        # concurrent.futures.process reads the private pipe ends of the SimpleQueue it makes
-        # (`_reader`, waited on with connection.wait): it gets CPython's SimpleQueue, on our
-        # locks, until our queue exposes a readiness fd. Everyone else gets ours.
-        if sys._getframe(1).f_globals.get("__name__") == "concurrent.futures.process":
-            return _cpython_queues.SimpleQueue(ctx=self.get_context())
+        # Ours also for concurrent.futures.process, which waits on its `_reader` with
+        # connection.wait (the queue's readiness fd) and then calls `_reader.recv()`.
         return queues.SimpleQueue()
 
     def Pipe(self, duplex=True):

@@ -40,6 +40,8 @@ SKIPS = {
 }
 
 if _tm is not None:
+    # A plain TestCase of CPython's on multiprocessing.SimpleQueue (ours after install()).
+    TestSimpleQueue = _tm.TestSimpleQueue
     _tm.install_tests_in_module_dict(globals(), START, only_type="processes")
     _wanted = {"WithProcesses" + c[1:] for c in CLASSES}
     for _name in [n for n in globals() if n.startswith("WithProcesses")]:
@@ -65,7 +67,7 @@ def main(argv):
     skipped = len(result.skipped)
     failed = len(result.failures) + len(result.errors) + len(result.unexpectedSuccesses)
     passed = result.testsRun - skipped - failed
-    print(f"CPython suite ({START}, {', '.join(CLASSES)}): "
+    print(f"CPython suite ({START}, {', '.join(CLASSES)}, TestSimpleQueue): "
           f"{passed} passed, {skipped} skipped, {failed} failed", flush=True)
     return 0 if result.wasSuccessful() else 1
 

@@ -357,6 +357,68 @@ def test_pipe(ctx):
         a.recv_bytes()
 
 
+class Registered:
+    """Pickled by a reducer registered with ForkingPickler (after the first message)."""
+
+    def __init__(self, v):
+        self.v = v
+
+
+def rebuild_registered(v):
+    return Registered(v + 1000)
+
+
+class PutsWhilePickled:
+    """Its pickling puts a message on a queue (a dump inside a dump)."""
+
+    def __init__(self, q):
+        self.q = q
+
+    def __reduce__(self):
+        self.q.put(("inner", b"z" * 200_000))
+        return (str, ("outer",))
+
+
+def test_messages_are_pickled_as_forking_pickler_does():
+    from multiproc.queues import _dumps
+
+    q = multiproc.get_context("fork").Queue()
+    a, b = multiproc.Pipe()
+    q.put(1)
+    assert q.get(timeout=T) == 1
+    # The same bytes as ForkingPickler's, small and large (several writes of the pickler),
+    # a bytearray too; the memo is fresh for every message.
+    shared = ["x"]
+    for obj in ((12345, "hello"), b"y" * 300_000, bytearray(b"w" * 100_000), [shared, shared]):
+        assert _dumps(obj) == bytes(ForkingPickler.dumps(obj))
+        q.put(obj)
+        assert q.get(timeout=T) == obj
+        a.send(obj)
+        assert b.recv() == obj
+    # A reducer registered after the first message is used from then on.
+    ForkingPickler.register(Registered, lambda r: (rebuild_registered, (r.v,)))
+    q.put(Registered(1))
+    assert q.get(timeout=T).v == 1001
+    a.send(Registered(2))
+    assert b.recv().v == 1002
+    # A message whose pickling puts another one: both arrive whole (the inner one first).
+    q.put(PutsWhilePickled(q))
+    assert q.get(timeout=T) == ("inner", b"z" * 200_000)
+    assert q.get(timeout=T) == "outer"
+    # Threads putting at once.
+    def put_many(k):
+        for i in range(500):
+            q.put((k, i, "v" * (i % 50)))
+    ts = [threading.Thread(target=put_many, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    got = [q.get(timeout=T) for _ in range(2000)]
+    for t in ts:
+        t.join(T)
+    for k in range(4):
+        assert [m for m in got if m[0] == k] == [(k, i, "v" * (i % 50)) for i in range(500)]
+
+
 def test_pipe_directions_and_buffers():
     r, w = multiproc.Pipe(duplex=False)
     with pytest.raises(OSError):
@@ -453,3 +515,89 @@ def test_process_pool_executor_on_our_context(ctx):
     import concurrent.futures as cf
     with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
         assert list(ex.map(square, range(10), timeout=T * 3)) == [x * x for x in range(10)]
+
+
+def put_later(q, go, obj):
+    assert go.wait(T)
+    time.sleep(0.05)
+    q.put(obj)
+
+
+def test_simple_queue_reader_works_with_connection_wait(ctx):
+    # CPython code (concurrent.futures.process) waits on SimpleQueue._reader with
+    # multiprocessing.connection.wait, then calls _reader.recv().
+    from multiprocessing.connection import wait
+
+    q = ctx.SimpleQueue()
+    r = q._reader
+    assert r is q._reader  # one object: `r in wait(...)` compares it
+    assert wait([r], 0.05) == []
+    assert not r.poll()
+    go = ctx.Event()
+    p = start(ctx, put_later, q, go, ("from", "child"))
+    go.set()
+    assert wait([r], T) == [r]
+    assert r.poll()
+    assert r.recv() == ("from", "child")
+    finish(p)
+    # Taking the last message does not leave the reader looking ready.
+    assert wait([r], 0.05) == []
+    assert not r.poll(0.05)
+    q._writer.send(1)
+    q.put(2)
+    assert wait([r], T) == [r]
+    assert q.get() == 1
+    assert wait([r], T) == [r], "a message still waits"
+    assert r.recv() == 2
+    assert wait([r], 0.05) == []
+    q._writer.send_bytes(ForkingPickler.dumps(3))
+    assert r.poll(T) and r.recv_bytes() == bytes(ForkingPickler.dumps(3))
+    r.close()
+    with pytest.raises(OSError):
+        r.fileno()
+    # close() closes both ends, as CPython's: this process puts and gets no more.
+    q.close()
+    assert q._reader.closed and q._writer.closed
+    with pytest.raises(OSError):
+        q.put(1)
+    with pytest.raises(OSError):
+        q.get()
+
+
+def die():
+    os._exit(3)
+
+
+def test_process_pool_executor_uses_our_simple_queue_and_sees_a_dead_worker(ctx):
+    # Its result queue is ours (waited on through _reader with connection.wait, beside the
+    # workers' sentinels): a worker that dies breaks the pool instead of hanging it.
+    import concurrent.futures as cf
+    from concurrent.futures.process import BrokenProcessPool
+
+    ex = cf.ProcessPoolExecutor(2, mp_context=ctx)
+    try:
+        assert ex.submit(square, 7).result(timeout=T * 3) == 49
+        assert isinstance(ex._result_queue, multiproc.queues.SimpleQueue)
+        with pytest.raises(BrokenProcessPool):
+            ex.submit(die).result(timeout=T * 3)
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def test_simple_queue_ends_do_not_keep_it_alive():
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        q = multiproc.get_context("fork").SimpleQueue()
+        r, w = q._reader, q._writer
+        ref = weakref.ref(q)
+        del q
+        assert ref() is None, "freed without a garbage collection"
+        with pytest.raises(OSError):
+            r.fileno()
+        with pytest.raises(OSError):
+            w.send(1)
+    finally:
+        gc.enable()

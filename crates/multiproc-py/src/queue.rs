@@ -157,6 +157,16 @@ impl Queue {
         }
     }
 
+    /// The readiness fd (readable while a message is waiting or the queue is shut down),
+    /// brought in step with the queue first: not readable over an empty queue even right
+    /// after a get took the last message. The fd stays the queue's (do not close it).
+    fn _settled_fd(&self) -> PyResult<RawFd> {
+        self.q()
+            .settled_fd()
+            .map(|fd| std::os::fd::AsRawFd::as_raw_fd(&fd))
+            .ok_or_else(|| pyo3::exceptions::PyOSError::new_err("this queue has no readiness fd"))
+    }
+
     fn qsize(&self) -> usize {
         self.q().len()
     }

@@ -209,6 +209,19 @@ impl<T, C: Codec> Queue<T, C> {
     pub fn try_as_fd(&self) -> Option<BorrowedFd<'_>> {
         self.shared.watch()
     }
+
+    /// The readiness fd, armed (as [`try_as_fd`](Self::try_as_fd)) and brought in step with
+    /// the queue now: readable if and only if a message is waiting or the queue is closed
+    /// (one `read` of the eventfd, under its lock, and a `write` if something is waiting).
+    /// For a caller about to wait on the fd and then make a *blocking* get (Python's
+    /// `connection.wait([q._reader])` then `recv()`): a get that took the last message
+    /// leaves the fd readable (see the [module docs](mod@crate::queue#readiness)), and
+    /// such a caller would block in its get. `None` for a queue opened by name.
+    pub fn settled_fd(&self) -> Option<BorrowedFd<'_>> {
+        let fd = self.shared.watch()?;
+        self.shared.settle_now();
+        Some(fd)
+    }
 }
 
 impl<T, C: Codec> AsRawFd for Queue<T, C> {

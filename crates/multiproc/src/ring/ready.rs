@@ -152,6 +152,14 @@ impl SharedQueue {
         }
     }
 
+    /// Brings an armed bell in step with the queue now, whatever gets found (the queue
+    /// facade's `settled_fd`).
+    pub(crate) fn settle_now(&self) {
+        if self.watched() {
+            self.settle();
+        }
+    }
+
     /// Brings the bell in step with the queue, under the bell's lock (see the module docs).
     #[cold]
     fn settle(&self) {
@@ -280,6 +288,28 @@ mod tests {
         );
         assert!(matches!(take(&q), Err(GetStop::Empty)));
         assert!(!readable(&q, QUIET), "finding the queue empty settles");
+    }
+
+    /// A get that takes the last message leaves the bell rung; settling now silences it, and
+    /// keeps it rung while a message waits.
+    #[test]
+    fn settling_now_follows_the_queue() {
+        let q = SharedQueue::create(1 << 16, None)
+            .unwrap()
+            .with_bell(new_bell().unwrap());
+        q.watch().unwrap();
+        put(&q, 1);
+        put(&q, 2);
+        assert!(readable(&q, T));
+        q.settle_now();
+        assert!(readable(&q, T), "messages wait: still readable");
+        assert_eq!(take(&q).unwrap(), 1);
+        assert_eq!(take(&q).unwrap(), 2);
+        assert!(readable(&q, QUIET), "taking the last one does not settle");
+        q.settle_now();
+        assert!(!readable(&q, QUIET), "settled over an empty queue");
+        put(&q, 3);
+        assert!(readable(&q, T), "the next put rings");
     }
 
     /// An unarmed queue never touches the bell; arming announces what is waiting.
