@@ -839,6 +839,62 @@ mod tests {
         }
     }
 
+    /// A `try_lock` on a reserved lock while a sleeper is queued wakes that sleeper, which
+    /// takes the lock (its turn is kept); the `try_lock` gets nothing. (When the sleeper was
+    /// between two sleeps at that instant, the `try_lock` takes it instead: allowed, and the
+    /// round is repeated.)
+    #[test]
+    fn a_try_lock_on_a_reserved_lock_wakes_a_sleeper_to_take_it() {
+        use crate::sys::proc;
+        let mut kept = 0;
+        for _ in 0..10 {
+            let m = new();
+            assert_eq!(m.get().lock(Deadline::never()), Ok(Acquired::Clean));
+            // SAFETY: the child only touches the shared mutex (atomics, futex, /proc reads).
+            let pid = match unsafe { proc::fork() }.unwrap() {
+                proc::Forked::Child => {
+                    let ok = m.get().lock(Deadline::after(Some(Duration::from_secs(20))))
+                        == Ok(Acquired::Clean);
+                    if ok {
+                        m.get().unlock_fair();
+                    }
+                    proc::exit_now(if ok { 0 } else { 2 })
+                }
+                proc::Forked::Parent(pid) => pid,
+            };
+            let t0 = Instant::now();
+            while !(asleep(pid) && m.get().state.load(Ordering::Relaxed) & CONTENDED != 0) {
+                assert!(t0.elapsed() < Duration::from_secs(20), "child never slept");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Released fairly, and the sleeper woken for it died: reserved, nobody coming.
+            m.get().state.store(RESERVED, Ordering::Release);
+            match m.get().try_lock() {
+                None => kept += 1,
+                Some(a) => {
+                    assert_eq!(a, Acquired::Clean);
+                    m.get().unlock_fair();
+                }
+            }
+            let t = Instant::now();
+            assert_eq!(
+                proc::reap(pid, true).unwrap(),
+                Some(proc::ExitStatus::Code(0)),
+                "the sleeper took the lock cleanly"
+            );
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "took {:?}",
+                t.elapsed()
+            );
+            assert_eq!(m.get().state.load(Ordering::Relaxed) & !CONTENDED, UNLOCKED);
+            if kept == 3 {
+                return;
+            }
+        }
+        panic!("the sleeper kept its turn only {kept} times in 10");
+    }
+
     /// Quick look at the uncontended cost (the real numbers come from `bench/`):
     /// `cargo test --release --lib uncontended_cost -- --ignored --nocapture`.
     #[test]
