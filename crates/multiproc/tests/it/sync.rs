@@ -557,6 +557,75 @@ fn contend(
     counts
 }
 
+/// True when process `pid` is asleep (state `S`): here, a child known to be inside `lock()`.
+fn asleep(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? == "S"))
+        .unwrap_or(false)
+}
+
+/// End to end with real `lock()` calls: a child asleep in `lock()` (the oldest sleeper, whom
+/// the fair release wakes) is SIGKILLed right after the release, before it can usually run;
+/// a second sleeper gets the lock within a generous bound, cleanly unless the killed child
+/// had in fact taken the lock first (it records that at once). The deterministic version,
+/// with a sleeper known not to take the lock, is in sync/raw_mutex.rs.
+#[test]
+fn killing_the_sleeper_a_fair_release_woke_leaves_the_lock_to_the_next() {
+    with_watchdog(LIMIT, || {
+        let mut seen = [0u32; 2];
+        for _ in 0..5 {
+            let lock = Lock::new().unwrap();
+            let got = Value::new(AtomicU64::new(0)).unwrap();
+            let (in1, in2) = (Event::new().unwrap(), Event::new().unwrap());
+            let g = lock.lock().unwrap();
+            let (l2, got2, in12) = (lock.clone(), got.clone(), in1.clone());
+            let first = Process::fork(move || {
+                in12.set();
+                let g = l2.lock().unwrap();
+                got2.atomic().store(1, Ordering::SeqCst);
+                std::mem::forget(g);
+                std::thread::sleep(Duration::from_secs(60));
+            })
+            .unwrap();
+            // Handshake: past the event, the only place the child can sleep is in `lock()`.
+            until("the first waiter sleeps", || {
+                in1.is_set() && asleep(first.pid())
+            });
+            let (l2, in22) = (lock.clone(), in2.clone());
+            let second = Process::fork(move || {
+                in22.set();
+                match l2.lock_timeout(Duration::from_secs(20)) {
+                    Ok(_) => 0u8,
+                    Err(LockTimeoutError::OwnerDied(_)) => 1,
+                    Err(LockTimeoutError::Timeout) => 2,
+                }
+            })
+            .unwrap();
+            until("the second waiter sleeps", || {
+                in2.is_set() && asleep(second.pid())
+            });
+            drop(g); // the fair release: the first waiter is woken for the lock
+            first.kill().unwrap();
+            let t = Instant::now();
+            let r = second.join_timeout(Duration::from_secs(30)).unwrap();
+            assert!(t.elapsed() < GENEROUS, "took {:?}", t.elapsed());
+            let took = got.atomic().load(Ordering::SeqCst) == 1;
+            assert!(
+                r == 0 || (r == 1 && took),
+                "second waiter: {r} (0 clean, 1 owner died, 2 timed out), first took it: {took}"
+            );
+            assert!(first.join().is_err());
+            assert!(!lock.is_locked());
+            seen[took as usize] += 1;
+        }
+        eprintln!(
+            "killed before taking the lock: {}, after: {}",
+            seen[0], seen[1]
+        );
+    })
+}
+
 /// Every way to take and release a Lock at once, from 4 processes of 2 threads: `lock` and
 /// the guard's (fair) unlock, `try_lock` and Python's `release()` from the handle (any
 /// holder may release), `lock_timeout`. No increment lost or doubled, no owner reported
