@@ -286,8 +286,10 @@ impl Lock {
     ///
     /// # Errors
     ///
-    /// [`TryLockError::WouldBlock`] when held; [`TryLockError::OwnerDied`] (with the guard)
-    /// when the holder had died.
+    /// [`TryLockError::WouldBlock`] when held, and in the moment a fair release hands the
+    /// lock to a sleeper (not held, [`is_locked`](Self::is_locked) false: that sleeper takes
+    /// it; with no sleeper left to take it, `try_lock` does); [`TryLockError::OwnerDied`]
+    /// (with the guard) when the holder had died.
     #[doc(alias = "acquire")]
     pub fn try_lock(&self) -> std::result::Result<LockGuard<'_>, TryLockError<LockGuard<'_>>> {
         tried(self.raw().try_lock(), || self.guard())

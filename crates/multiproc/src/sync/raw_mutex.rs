@@ -28,6 +28,7 @@
 //! | 0                  | free                                  | CAS 0 → me                    | (bug: not ours)            |
 //! | owner              | held, nobody waits                    | spin, then CAS → owner\|C, sleep | swap → 0                   |
 //! | owner \| C         | held, someone may sleep on `seq`      | sleep on `seq`, check owner by the clock | swap → 0, seq += 1, wake 1 |
+//! | C alone (RESERVED) | free, kept for a sleeper (`unlock_fair`) | a waiter that slept: CAS → me\|C; else sleep | — |
 //! | dead owner (\| C)  | the holder died (SIGKILL, exit, ...)  | at a check: CAS → me\|C, OwnerDied | —                  |
 //!
 //! A waiter that acquires after sleeping stores `me | C` (others may still sleep), as std's
@@ -166,8 +167,36 @@ impl RawMutex {
             .compare_exchange(UNLOCKED, me, Ordering::Acquire, Ordering::Relaxed)
         {
             Ok(_) => Some(Acquired::Clean),
+            Err(RESERVED) => self
+                .take_reserved_if_unclaimed(me)
+                .then_some(Acquired::Clean),
             Err(cur) => self.steal_if_dead(cur, me).then_some(Acquired::OwnerDied),
         }
+    }
+
+    /// A reserved lock seen by a caller that does not wait ([`try_lock`](Self::try_lock)):
+    /// wakes one sleeper to take it; when none sleeps, takes it (true).
+    ///
+    /// Why: the sleeper a fair unlock woke may have died (SIGKILL) or left before taking the
+    /// lock. Other sleepers take it at their next wake-up, but with no sleeper left, callers
+    /// that only ever `try_lock` (Python's `acquire(False)` in a polling loop) would find it
+    /// reserved forever. A sleeper still queued is woken instead, so a live one keeps its
+    /// turn; a woken sleeper not yet running may lose this one turn, as it would to any
+    /// newcomer without fairness.
+    #[cold]
+    fn take_reserved_if_unclaimed(&self, me: u64) -> bool {
+        if futex::wake(&self.seq, 1) != 0 {
+            return false;
+        }
+        // Keep CONTENDED: a waiter may be just going to sleep; our unlock wakes it.
+        self.state
+            .compare_exchange(
+                RESERVED,
+                me | CONTENDED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
+            .is_ok()
     }
 
     /// Unlocks. Must be called by the holder (the guards guarantee it).
@@ -197,7 +226,8 @@ impl RawMutex {
     /// sleeper (`CONTENDED` was stale), the lock is freed again and the sleepers' word bumped
     /// once more, so a waiter that went to sleep on the reserved lock meanwhile looks again.
     /// A reserved lock whose woken sleeper died or timed out is taken by the next sleeper
-    /// that wakes (at its liveness check at the latest, 1 ms).
+    /// that wakes (at its next liveness check at the latest: 1 to 16 ms), by a waiter whose
+    /// deadline passes, or by a `try_lock` when no sleeper is left to wake.
     #[inline]
     pub(crate) fn unlock_fair(&self) {
         let old = self.state.swap(UNLOCKED, Ordering::Release);
@@ -597,8 +627,13 @@ mod tests {
         // Reserved for a sleeper that never came (it died or timed out).
         m.state.store(RESERVED, Ordering::Relaxed);
         assert!(!m.is_locked());
-        assert_eq!(m.try_lock(), None, "not taken over as from a dead owner");
         assert!(!m.unlock_any(), "nothing to release");
+        // With nobody asleep to take it, a try_lock does, cleanly (not as from a dead owner).
+        assert_eq!(m.try_lock(), Some(Acquired::Clean));
+        assert_eq!(m.try_lock(), None);
+        m.unlock_fair();
+        assert_eq!(m.state.load(Ordering::Relaxed), UNLOCKED);
+        m.state.store(RESERVED, Ordering::Relaxed);
         // A waiter takes it after its first sleep (its liveness check, 1 ms), cleanly.
         let t = Instant::now();
         assert_eq!(
@@ -614,18 +649,27 @@ mod tests {
     fn a_sleeper_is_not_starved_by_a_thread_that_takes_the_lock_again_at_once() {
         let m = Arc::new(new());
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let runs = Arc::new(AtomicU64::new(0));
         let hog = {
-            let (m, stop) = (m.clone(), stop.clone());
+            let (m, stop, runs) = (m.clone(), stop.clone(), runs.clone());
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     m.get().lock_forever();
                     n += 1;
+                    runs.store(n, Ordering::Relaxed);
                     m.get().unlock_fair();
                 }
                 n
             })
         };
+        // The hog is running before the waits start (else they may all end before it does,
+        // which tests nothing: the assertion below failed so on a loaded machine).
+        let t = Instant::now();
+        while runs.load(Ordering::Relaxed) == 0 {
+            assert!(t.elapsed() < Duration::from_secs(20), "the hog never ran");
+            std::thread::yield_now();
+        }
         // The other thread waits for the lock 20 times; each wait ends, however busy the hog.
         let t = Instant::now();
         for _ in 0..20 {
@@ -689,6 +733,166 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// True when process `pid` is asleep (state `S` in its `/proc` stat).
+    fn asleep(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? == "S"))
+            .unwrap_or(false)
+    }
+
+    /// The worst moment for a woken sleeper to die: a fair unlock has reserved the lock for it
+    /// and woken it, and it is killed before it takes the lock. The sleeper here is a child
+    /// asleep on the futex word itself (as a lock waiter is), so the fair unlock's wake-up is
+    /// known to reach it (it is the only or the oldest sleeper) and it is known not to take
+    /// the lock: the reservation is left with nobody to claim it, every time. Whoever comes
+    /// next takes the lock cleanly (never as from a dead owner), within a generous bound:
+    /// another sleeper (at its next wake-up), a newcomer's `lock`, a `try_lock`.
+    #[test]
+    fn a_woken_sleeper_killed_before_it_takes_the_lock_does_not_keep_it() {
+        use crate::sys::proc;
+        const BOUND: Duration = Duration::from_secs(5);
+        for next in ["sleeper", "lock", "try_lock"] {
+            let m = new();
+            assert_eq!(m.get().lock(Deadline::never()), Ok(Acquired::Clean));
+            // SAFETY: the child only touches the shared mutex's atomics, the futex, and sleeps.
+            let woken = match unsafe { proc::fork() }.unwrap() {
+                proc::Forked::Child => {
+                    let seq = &m.get().seq;
+                    let seen = seq.load(Ordering::Acquire);
+                    while seq.load(Ordering::Acquire) == seen {
+                        futex::wait(seq, seen, None);
+                    }
+                    // Woken: dies here (killed) without taking the lock.
+                    loop {
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                }
+                proc::Forked::Parent(pid) => pid,
+            };
+            let t0 = Instant::now();
+            while !asleep(woken) {
+                assert!(t0.elapsed() < Duration::from_secs(20), "child never slept");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // As a waiter that went to sleep would have.
+            m.get().state.fetch_or(CONTENDED, Ordering::Relaxed);
+            // A lock waiter queued behind it: it sleeps, waking at its liveness checks.
+            let other = (next == "sleeper").then(|| {
+                // SAFETY: as above (plus the liveness check's read of /proc).
+                match unsafe { proc::fork() }.unwrap() {
+                    proc::Forked::Child => {
+                        let code =
+                            match m.get().lock(Deadline::after(Some(Duration::from_secs(20)))) {
+                                Ok(Acquired::Clean) => 0,
+                                Ok(Acquired::OwnerDied) => 2,
+                                Err(Timeout) => 3,
+                            };
+                        if code != 3 {
+                            m.get().unlock_fair();
+                        }
+                        proc::exit_now(code)
+                    }
+                    proc::Forked::Parent(pid) => pid,
+                }
+            });
+            if let Some(pid) = other {
+                let t0 = Instant::now();
+                while !asleep(pid) {
+                    assert!(t0.elapsed() < Duration::from_secs(20), "waiter never slept");
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            // More than FAIR_EVERY since this thread's last fair hand-over (if any): this one
+            // hands over.
+            std::thread::sleep(FAIR_EVERY * 2);
+            m.get().unlock_fair();
+            proc::kill(woken, libc::SIGKILL).unwrap();
+            let t = Instant::now();
+            if other.is_none() {
+                // Only the killed child slept: the lock was reserved for it and stays so.
+                assert_eq!(m.get().state.load(Ordering::Relaxed), RESERVED, "{next}");
+            }
+            assert_eq!(
+                proc::reap(woken, true).unwrap(),
+                Some(proc::ExitStatus::Signal(libc::SIGKILL))
+            );
+            match other {
+                Some(pid) => assert_eq!(
+                    proc::reap(pid, true).unwrap(),
+                    Some(proc::ExitStatus::Code(0)),
+                    "the other sleeper took it cleanly (2: as from a dead owner, 3: timed out)"
+                ),
+                None if next == "lock" => assert_eq!(
+                    m.get().lock(Deadline::after(Some(Duration::from_secs(20)))),
+                    Ok(Acquired::Clean)
+                ),
+                None => assert_eq!(m.get().try_lock(), Some(Acquired::Clean)),
+            }
+            assert!(t.elapsed() < BOUND, "{next}: took {:?}", t.elapsed());
+            if other.is_none() {
+                m.get().unlock_fair();
+            }
+            assert_eq!(m.get().state.load(Ordering::Relaxed) & !CONTENDED, UNLOCKED);
+        }
+    }
+
+    /// A `try_lock` on a reserved lock while a sleeper is queued wakes that sleeper, which
+    /// takes the lock (its turn is kept); the `try_lock` gets nothing. (When the sleeper was
+    /// between two sleeps at that instant, the `try_lock` takes it instead: allowed, and the
+    /// round is repeated.)
+    #[test]
+    fn a_try_lock_on_a_reserved_lock_wakes_a_sleeper_to_take_it() {
+        use crate::sys::proc;
+        let mut kept = 0;
+        for _ in 0..10 {
+            let m = new();
+            assert_eq!(m.get().lock(Deadline::never()), Ok(Acquired::Clean));
+            // SAFETY: the child only touches the shared mutex (atomics, futex, /proc reads).
+            let pid = match unsafe { proc::fork() }.unwrap() {
+                proc::Forked::Child => {
+                    let ok = m.get().lock(Deadline::after(Some(Duration::from_secs(20))))
+                        == Ok(Acquired::Clean);
+                    if ok {
+                        m.get().unlock_fair();
+                    }
+                    proc::exit_now(if ok { 0 } else { 2 })
+                }
+                proc::Forked::Parent(pid) => pid,
+            };
+            let t0 = Instant::now();
+            while !(asleep(pid) && m.get().state.load(Ordering::Relaxed) & CONTENDED != 0) {
+                assert!(t0.elapsed() < Duration::from_secs(20), "child never slept");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Released fairly, and the sleeper woken for it died: reserved, nobody coming.
+            m.get().state.store(RESERVED, Ordering::Release);
+            match m.get().try_lock() {
+                None => kept += 1,
+                Some(a) => {
+                    assert_eq!(a, Acquired::Clean);
+                    m.get().unlock_fair();
+                }
+            }
+            let t = Instant::now();
+            assert_eq!(
+                proc::reap(pid, true).unwrap(),
+                Some(proc::ExitStatus::Code(0)),
+                "the sleeper took the lock cleanly"
+            );
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "took {:?}",
+                t.elapsed()
+            );
+            assert_eq!(m.get().state.load(Ordering::Relaxed) & !CONTENDED, UNLOCKED);
+            if kept == 3 {
+                return;
+            }
+        }
+        panic!("the sleeper kept its turn only {kept} times in 10");
     }
 
     /// Quick look at the uncontended cost (the real numbers come from `bench/`):
