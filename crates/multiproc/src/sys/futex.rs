@@ -288,9 +288,21 @@ fn next_budget(
 /// pays, then sleeps, and the waker's one wake-up per sleep (`ring/wait.rs`, `Sleepers`)
 /// keeps sleeping cheap.
 pub(crate) fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: super::Deadline) -> bool {
+    spin_until_changed_after(word, seen, Duration::ZERO, deadline)
+}
+
+/// [`spin_until_changed`] for a waiter that has already spun `already` on this word: that
+/// time counts against the learned budget and in what the wait teaches it.
+pub(crate) fn spin_until_changed_after(
+    word: &AtomicU32,
+    seen: u32,
+    already: Duration,
+    deadline: super::Deadline,
+) -> bool {
     spin_learned(
         word as *const AtomicU32 as usize,
         || word.load(std::sync::atomic::Ordering::Acquire) != seen,
+        already,
         deadline,
     )
 }
@@ -335,15 +347,21 @@ pub(crate) fn pause_for(d: Duration, deadline: super::Deadline) {
 /// system call): true when `ready()` became true. The learned budget is the thread's own
 /// for all such waits (a thread waits for one thing at a time).
 pub(crate) fn spin_until_ready(ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
-    spin_learned(1, ready, deadline)
+    spin_learned(1, ready, Duration::ZERO, deadline)
 }
 
 /// Spins until `ready()` for the budget learned for `key` (see [`Learned`]).
-fn spin_learned(key: usize, ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
+fn spin_learned(
+    key: usize,
+    ready: impl Fn() -> bool,
+    already: Duration,
+    deadline: super::Deadline,
+) -> bool {
     if !super::may_spin() {
         return false;
     }
-    let b = Budget::start(key, SPIN_MAX);
+    let mut b = Budget::start(key, SPIN_MAX);
+    b.start = b.start.checked_sub(already).unwrap_or(b.start);
     loop {
         for _ in 0..64 {
             if ready() {
