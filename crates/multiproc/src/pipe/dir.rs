@@ -329,7 +329,7 @@ impl Dir {
         self.put_with(len, typed, |dst| write_parts(parts, dst), slice)
     }
 
-    /// [`put`](Self::put) of a record of `len` bytes that `write` writes in place (it fills
+    /// Puts one record of `len` bytes that `write` writes in place (it fills
     /// the slice it is given, of exactly `len` bytes; an error puts nothing).
     #[inline]
     pub(crate) fn put_with(

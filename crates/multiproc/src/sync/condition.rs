@@ -726,7 +726,7 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) when the calling thread
+    /// [`ErrorKind::InvalidState`] when the calling thread
     /// does not hold the lock.
     pub fn wait_held(
         &self,
@@ -754,7 +754,7 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::InvalidState`](crate::ErrorKind::InvalidState) when the calling thread
+    /// [`ErrorKind::InvalidState`] when the calling thread
     /// does not hold the lock.
     pub fn notify_held(&self, n: u32) -> Result<()> {
         self.check_held("notify")?;
