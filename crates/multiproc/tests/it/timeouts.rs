@@ -352,7 +352,9 @@ fn every_timed_form_runs_out_with_the_timeout_shape() {
         both!(|t| b.recv_bytes_timeout(t), |d| b.recv_bytes_deadline(d));
         both!(|t| b.poll_timeout(t), |d| b.poll_deadline(d));
         both!(|t| wait_timeout(&[&b], t), |d| wait_deadline(&[&b], d));
-        let chunk = vec![0u8; 8 << 10];
+        // (Ring messages: at most `INLINE_MAX`; the ring holds a few MiB of them.)
+        let chunk = vec![0u8; 256 << 10];
+        assert!(chunk.len() <= multiproc::pipe::INLINE_MAX);
         let mut sent = 0;
         while a.try_send_bytes(&chunk).is_ok() {
             sent += 1;
