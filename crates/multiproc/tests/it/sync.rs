@@ -620,7 +620,10 @@ fn killing_the_sleeper_a_fair_release_woke_leaves_the_lock_to_the_next() {
                 r == 0 || r == 1,
                 "second waiter: {r} (0 clean, 1 owner died, 2 timed out), first took it: {took}"
             );
-            assert!(!(r == 0 && took), "the first held the lock when it died: {r}");
+            assert!(
+                !(r == 0 && took),
+                "the first held the lock when it died: {r}"
+            );
             assert!(first.join().is_err());
             assert!(!lock.is_locked());
             seen[took as usize] += 1;
