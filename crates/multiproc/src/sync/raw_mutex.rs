@@ -188,7 +188,13 @@ impl RawMutex {
         if futex::wake(&self.seq, 1) != 0 {
             return false;
         }
-        // Keep CONTENDED: a waiter may be just going to sleep; our unlock wakes it.
+        self.take_reserved(me)
+    }
+
+    /// Takes a reserved lock (see [`unlock_fair`](Self::unlock_fair)); false when it is not
+    /// reserved any more. Keeps CONTENDED: a waiter may be just going to sleep, and our
+    /// unlock must wake it.
+    fn take_reserved(&self, me: u64) -> bool {
         self.state
             .compare_exchange(
                 RESERVED,
@@ -450,17 +456,7 @@ impl RawMutex {
                 // Last chance: the lock may be reserved for a sleeper that is gone, or the
                 // owner dead rather than slow.
                 let cur = self.state.load(Ordering::Relaxed);
-                if cur == RESERVED
-                    && self
-                        .state
-                        .compare_exchange(
-                            RESERVED,
-                            me | CONTENDED,
-                            Ordering::Acquire,
-                            Ordering::Relaxed,
-                        )
-                        .is_ok()
-                {
+                if cur == RESERVED && self.take_reserved(me) {
                     return Ok(Acquired::Clean);
                 }
                 if self.steal_if_dead(cur, me) {
