@@ -48,15 +48,75 @@ fn cpu_us() -> f64 {
 
 /// (consumer CPU us per message, latency median us, latency p99 us) at `rate` messages/s.
 fn trickle(rate: u64) -> (f64, f64, f64) {
-    let n = (rate as f64 * 1.5) as usize;
     let q: Queue<u64> = Queue::new().unwrap();
     let qc = q.clone();
+    paced(
+        rate,
+        move |_| qc.get_timeout(T).unwrap(),
+        || q.put(mono_ns()).unwrap(),
+    )
+}
+
+/// The floor of [`trickle`]: the same producer and consumer with no queue, only a futex. The
+/// producer stores its send time and bumps a shared word, then wakes the consumer, which
+/// sleeps on that word without spinning first (`FUTEX_WAIT`). What a sleeping consumer's
+/// wake-up costs on this machine, in CPU and in latency: (CPU us per message, latency median
+/// us, latency p99 us).
+fn bare_trickle(rate: u64, flags: &'static [AtomicU64]) -> (f64, f64, f64) {
+    let (word, sent) = (&flags[16], &flags[24]);
+    word.store(0, Ordering::SeqCst);
+    let futex = |op: i32, val: u32| {
+        // SAFETY: FUTEX_WAIT/FUTEX_WAKE on the low 32 bits of a live, aligned AtomicU64 in
+        // shared memory (little-endian); no timeout, no second word.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word as *const AtomicU64 as *const u32,
+                op,
+                val,
+                std::ptr::null::<libc::timespec>(),
+                std::ptr::null::<u32>(),
+                0u32,
+            )
+        }
+    };
+    paced(
+        rate,
+        move |i| {
+            // Message `i` is there once the word has counted past `i` (two bumps may come
+            // before one look: a look then counts as two messages).
+            loop {
+                let now = word.load(Ordering::Acquire);
+                if now > i as u64 {
+                    return sent.load(Ordering::Acquire);
+                }
+                futex(libc::FUTEX_WAIT, now as u32);
+            }
+        },
+        || {
+            sent.store(mono_ns(), Ordering::Release);
+            word.fetch_add(1, Ordering::Release);
+            futex(libc::FUTEX_WAKE, 1);
+        },
+    )
+}
+
+/// A trickle of 1.5 s at `rate` messages/s: this process calls `send` once every 1/rate s;
+/// a forked consumer calls `take(i)` for message `i`, which returns that message's send time
+/// (`mono_ns`). The consumer's CPU time per message and its latency median and 99th
+/// percentile, counted from its first message on, all in us.
+fn paced(
+    rate: u64,
+    mut take: impl FnMut(usize) -> u64 + Send + 'static,
+    mut send: impl FnMut(),
+) -> (f64, f64, f64) {
+    let n = (rate as f64 * 1.5) as usize;
     let c = Process::fork(move || {
-        qc.get_timeout(T).unwrap();
+        take(0);
         let cpu0 = cpu_us();
         let mut lat = Vec::with_capacity(n);
-        for _ in 1..n {
-            let sent = qc.get_timeout(T).unwrap();
+        for i in 1..n {
+            let sent = take(i);
             lat.push(mono_ns().saturating_sub(sent));
         }
         let cpu = cpu_us() - cpu0;
@@ -76,74 +136,7 @@ fn trickle(rate: u64) -> (f64, f64, f64) {
         if due > now {
             std::thread::sleep(Duration::from_nanos(due - now));
         }
-        q.put(mono_ns()).unwrap();
-    }
-    c.join().unwrap()
-}
-
-/// The floor of [`trickle`]: the same producer and consumer with no queue, only a futex. The
-/// producer stores its send time and bumps a shared word, then wakes the consumer, which
-/// sleeps on that word without spinning first (`FUTEX_WAIT`). What a sleeping consumer's
-/// wake-up costs on this machine, in CPU and in latency: (CPU us per message, latency median
-/// us, latency p99 us).
-fn bare_trickle(rate: u64, flags: &'static [AtomicU64]) -> (f64, f64, f64) {
-    let n = (rate as f64 * 1.5) as usize;
-    let (word, sent) = (&flags[16], &flags[24]);
-    word.store(0, Ordering::SeqCst);
-    let futex = |op: i32, val: u32| {
-        // SAFETY: FUTEX_WAIT/FUTEX_WAKE on the low 32 bits of a live, aligned AtomicU64 in
-        // shared memory (little-endian); no timeout, no second word.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                word as *const AtomicU64 as *const u32,
-                op,
-                val,
-                std::ptr::null::<libc::timespec>(),
-                std::ptr::null::<u32>(),
-                0u32,
-            )
-        }
-    };
-    let c = Process::fork(move || {
-        let mut lat = Vec::with_capacity(n);
-        let mut cpu0 = 0.0;
-        for i in 0..n {
-            // Message `i` is there once the word has counted past `i` (two bumps may come
-            // before one look: a look then counts as two messages).
-            loop {
-                let now = word.load(Ordering::Acquire);
-                if now > i as u64 {
-                    break;
-                }
-                futex(libc::FUTEX_WAIT, now as u32);
-            }
-            if i == 0 {
-                cpu0 = cpu_us();
-            } else {
-                lat.push(mono_ns().saturating_sub(sent.load(Ordering::Acquire)));
-            }
-        }
-        let cpu = cpu_us() - cpu0;
-        lat.sort_unstable();
-        (
-            cpu / (n - 1) as f64,
-            lat[lat.len() / 2] as f64 / 1e3,
-            lat[lat.len() * 99 / 100] as f64 / 1e3,
-        )
-    })
-    .unwrap();
-    let period = 1e9 / rate as f64;
-    let start = mono_ns() + 20_000_000;
-    for i in 0..n {
-        let due = start + (i as f64 * period) as u64;
-        let now = mono_ns();
-        if due > now {
-            std::thread::sleep(Duration::from_nanos(due - now));
-        }
-        sent.store(mono_ns(), Ordering::Release);
-        word.fetch_add(1, Ordering::Release);
-        futex(libc::FUTEX_WAKE, 1);
+        send();
     }
     c.join().unwrap()
 }
