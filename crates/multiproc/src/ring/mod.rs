@@ -183,10 +183,11 @@ const MAX_SLICE: Duration = Duration::from_millis(200);
 /// (16.1-27.4 and 16.1-19.5 M); a request-reply round trip over two queues unchanged
 /// (0.33-1.24 us and 0.34-1.13 us).
 const GET_BACKOFF: Duration = Duration::from_nanos(500);
-/// A put whose frame would touch pages past the warm area (pages given back as consumers
-/// pass them, so faulted in and zeroed afresh on every lap) while the backlog would fit in
-/// the warm area first waits, at most this long, for the consumers to empty the ring, then
-/// moves it to its warm lap start ([`SharedQueue::drain_then_rewind`]).
+/// A put whose frame goes far into the ring ([`geometry::wants_drain`]: past the warm area,
+/// whose pages are given back as consumers pass them, or well past the backlog beyond
+/// [`geometry::DRAIN_MIN`]) while the backlog would fit in the warm area first waits, at most
+/// this long and only while the consumers keep taking, for them to empty the ring, then moves
+/// it to its lap start ([`SharedQueue::drain_then_rewind`]).
 ///
 /// Why: a producer faster than its consumer keeps a backlog, so the ring is never found
 /// empty and never moved back to its start; the tail then marched through the whole
@@ -198,10 +199,18 @@ const GET_BACKOFF: Duration = Duration::from_nanos(500);
 /// the same march, depending on whether the ring happened to be found empty. The wait
 /// keeps a put's promise (it waits only when the queue is full): it is bounded, and the
 /// put appends as before when the wait runs out.
-const DRAIN_MAX: Duration = Duration::from_millis(5);
+///
+/// 10 ms, not 5 as first built: once a give-up let the tail past the warm area, the
+/// consumer went as slowly as the march (8 MiB of backlog took about 8 ms to drain), so
+/// every later wait gave up too and the march went on to the lap's end (samples at 0.8-1.2
+/// GB/s with 13-16 page faults per message in the consumer, in 2 of 15 `--quick queue`
+/// runs, 2026-12-03).
+const DRAIN_MAX: Duration = Duration::from_millis(10);
 /// A drain wait gives up when the consumers took nothing for this long (busy with a
-/// message, or gone).
-const DRAIN_STALL: Duration = Duration::from_micros(200);
+/// message, or gone). Longer than one `fallocate(PUNCH_HOLE)` of a discard chunk (about
+/// 200 us here, and more under load), for the same reason as `DRAIN_MAX`'s 10 ms: a stall
+/// shorter than that made each wait give up while the consumer was giving pages back.
+const DRAIN_STALL: Duration = Duration::from_millis(1);
 /// After a drain wait gave up, the next one waits until this many more bytes were put.
 const DRAIN_RETRY: u64 = 4 << 20;
 

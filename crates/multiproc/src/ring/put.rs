@@ -228,7 +228,7 @@ impl SharedQueue {
                     ));
                 }
                 if let Some(p) = geometry::place(&self.geo, st.tail, reclaimed, flen) {
-                    let cold = geometry::touches_cold(&self.geo, p.at, flen);
+                    let cold = self.wants_drain(st, reclaimed, p.at, flen);
                     if fresh && cold && drain && self.drain_then_rewind(st, reclaimed, deadline) {
                         return Ok(Some(
                             geometry::place(&self.geo, st.tail, st.tail, flen)
@@ -296,8 +296,16 @@ impl SharedQueue {
         let p = geometry::place(&self.geo, st.tail, reclaimed, flen)?;
         (p.skip.is_none()
             && !self.wrap_hint_is_stale(st.tail)
-            && !geometry::touches_cold(&self.geo, p.at, flen))
+            && !self.wants_drain(st, reclaimed, p.at, flen))
         .then_some(p)
+    }
+
+    /// [`geometry::wants_drain`] for a frame of `flen` bytes at `at`, unless a drain wait gave
+    /// up less than [`DRAIN_RETRY`] bytes ago (then no put looks afresh for it).
+    #[inline(always)]
+    fn wants_drain(&self, st: &PState, reclaimed: u64, at: u64, flen: u64) -> bool {
+        geometry::wants_drain(&self.geo, at, flen, st.tail - reclaimed)
+            && st.tail >= self.hints.drain_after.load(Ordering::Relaxed)
     }
 
     /// True when the frame at `tail` lies past `wrap_at` and the consumer hints were last
@@ -323,7 +331,7 @@ impl SharedQueue {
         deadline: &mut Lazy,
     ) -> bool {
         let h = &self.hints;
-        if st.tail - reclaimed > self.geo.warm || st.tail < h.drain_after.load(Ordering::Relaxed) {
+        if st.tail - reclaimed > self.geo.warm {
             return false;
         }
         let user = deadline.get();
