@@ -827,3 +827,72 @@ fn fault_kill_producers_and_consumers() {
 fn fault_million() {
     with_watchdog(Duration::from_secs(600), || fault_run(1_000_000, 200));
 }
+
+/// A 1 MiB message whose first four bytes are its number.
+fn big(i: u32) -> Vec<u8> {
+    let mut m = vec![(i % 251) as u8; 1 << 20];
+    m[..4].copy_from_slice(&i.to_le_bytes());
+    m
+}
+
+// Issue 19: a put that goes well past the backlog first waits for the consumers to empty the
+// ring (`DRAIN_MAX` in ring/mod.rs). A consumer SIGKILLed while a producer thread streams
+// 1 MiB messages (so at any moment of a drain wait, or between them) must cost the producer
+// only those bounded waits: every put returns, and a new consumer then reads every message
+// the dead one did not take, in order. The kill is placed by a handshake (the consumer
+// announces each message it took); the producer runs on in another thread meanwhile.
+#[test]
+fn a_consumer_killed_during_a_drain_wait_costs_bounded_waits_and_loses_nothing() {
+    with_watchdog(LIMIT, || {
+        const N: u32 = 64;
+        let q: Queue<Vec<u8>> = Queue::new().unwrap();
+        let took: Queue<u32> = Queue::new().unwrap();
+        let (qc, tc) = (q.clone(), took.clone());
+        let consumer = Process::fork(move || loop {
+            let m = qc.get_timeout(T).unwrap();
+            let i = u32::from_le_bytes(m[..4].try_into().unwrap());
+            assert_eq!(m, big(i), "message {i} intact");
+            tc.put(i).unwrap();
+        })
+        .unwrap();
+        let qp = q.clone();
+        let producer = std::thread::spawn(move || {
+            let mut slowest = Duration::ZERO;
+            for i in 0..N {
+                let m = big(i);
+                let t = Instant::now();
+                qp.put_timeout(m, T).unwrap();
+                slowest = slowest.max(t.elapsed());
+            }
+            slowest
+        });
+        // Kill the consumer once it has taken 12 messages: the producer is then past the
+        // 4 MiB drain point, streaming, waiting for drains or giving up on them.
+        let mut last = 0;
+        while last < 11 {
+            last = took.get_timeout(T).unwrap();
+        }
+        crate::util::sigkill(consumer.pid());
+        let _ = consumer.join_timeout(T);
+        let slowest = producer.join().unwrap();
+        // A drain wait lasts at most 10 ms; a put beside a dead consumer must not hang.
+        assert!(slowest < Duration::from_secs(5), "slowest put {slowest:?}");
+        // The consumer announced messages up to `last` at least; it may have taken (and
+        // been killed before announcing) a few more. Everything after it is still queued,
+        // intact and in order.
+        while let Ok(i) = took.try_get() {
+            last = last.max(i);
+        }
+        let first = q.get_timeout(T).unwrap();
+        let mut i = u32::from_le_bytes(first[..4].try_into().unwrap());
+        assert!(i > last && i <= last + 2, "resumes after {last}, at {i}");
+        assert_eq!(first, big(i));
+        while i + 1 < N {
+            let m = q.get_timeout(T).unwrap();
+            i += 1;
+            assert_eq!(m, big(i), "message {i} after the kill");
+        }
+        assert!(q.is_empty());
+        wait_no_zombies();
+    });
+}
