@@ -80,6 +80,38 @@ const RESERVED: u64 = CONTENDED;
 /// 0.5 ms too).
 const FAIR_EVERY: Duration = Duration::from_micros(500);
 
+thread_local! {
+    /// When this thread's turn with a contended lock began: when it last took a lock after
+    /// sleeping for it, or last handed one over ([`RawMutex::unlock_fair`]). A fair unlock
+    /// hands over only [`FAIR_EVERY`] after it.
+    ///
+    /// Why from the turn's start, not from the last hand-over alone (as first built): a
+    /// process that had slept for many milliseconds found its last hand-over long past, so
+    /// its first contended unlock handed the lock on at once. A fair hand-over then ran
+    /// through the queue of sleepers one acquisition each, and the lock's real turns went
+    /// to whoever happened to be running when the chain ended.
+    static TURN: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Marks the start of this thread's turn with a contended lock (see [`TURN`]).
+fn turn_starts() {
+    let _ = TURN.try_with(|l| l.set(Some(std::time::Instant::now())));
+}
+
+/// Whether this thread's contended unlock at `now` hands the lock over (its turn began at
+/// least [`FAIR_EVERY`] ago, or it has had none); if so, its next turn starts now.
+fn hand_over_due(now: std::time::Instant) -> bool {
+    TURN.try_with(|l| match l.get() {
+        Some(t) if now.saturating_duration_since(t) < FAIR_EVERY => false,
+        _ => {
+            l.set(Some(now));
+            true
+        }
+    })
+    .unwrap_or(false)
+}
+
 /// When a sleeper first checks the owner's liveness, and the longest interval between checks.
 const FIRST_CHECK: Duration = Duration::from_millis(1);
 const MAX_CHECK: Duration = Duration::from_millis(16);
@@ -226,8 +258,18 @@ impl RawMutex {
     /// where Python's `multiprocessing.Lock` (a POSIX semaphore, as unfair) gave 0.69 and 0.98
     /// because its own loop spends most of its time outside the lock.
     ///
-    /// How: the unlock that sees `CONTENDED` and whose thread's last hand-over is older than
-    /// [`FAIR_EVERY`] stores [`RESERVED`] and wakes one sleeper (the futex queue's oldest); a
+    /// With the fair unlock (first built with the time since the thread's last hand-over,
+    /// then from the start of its turn, [`TURN`]), 16 processes: scratch probe, medians of 5
+    /// runs of 0.5 s, three alternated rounds, 0.37-0.46 before the turn rule and 0.51-0.56
+    /// with it; bench `load`, two alternated runs, 0.42-0.46 and 0.45-0.48 (Python
+    /// 0.63-0.70 in the same runs). What is left is how the scheduler shares 2 cores among
+    /// 16 tight loops: per process 43-77 ms of CPU and 10-15 k acquisitions per CPU-ms.
+    /// Turns counted in acquisitions instead of time (2,000 to 10,000) did no better
+    /// (0.48-0.59).
+    ///
+    /// How: the unlock that sees `CONTENDED` and whose thread's turn began more than
+    /// [`FAIR_EVERY`] ago ([`TURN`]: when it took the lock after sleeping, or last handed it
+    /// over) stores [`RESERVED`] and wakes one sleeper (the futex queue's oldest); a
     /// waiter that has slept takes a reserved lock, a newcomer sleeps. When the wake found no
     /// sleeper (`CONTENDED` was stale), the lock is freed again and the sleepers' word bumped
     /// once more, so a waiter that went to sleep on the reserved lock meanwhile looks again.
@@ -244,20 +286,7 @@ impl RawMutex {
 
     #[cold]
     fn wake_fair(&self) {
-        thread_local! {
-            static LAST_FAIR: std::cell::Cell<Option<std::time::Instant>> =
-                const { std::cell::Cell::new(None) };
-        }
-        let now = std::time::Instant::now();
-        let due = LAST_FAIR
-            .try_with(|l| match l.get() {
-                Some(t) if now.saturating_duration_since(t) < FAIR_EVERY => false,
-                _ => {
-                    l.set(Some(now));
-                    true
-                }
-            })
-            .unwrap_or(false);
+        let due = hand_over_due(std::time::Instant::now());
         // (A Release CAS right after the Release swap: the taker's Acquire sees the
         // critical section either way.)
         if !due
@@ -435,6 +464,9 @@ impl RawMutex {
                     .compare_exchange(s, me | CONTENDED, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
+                    if slept {
+                        turn_starts();
+                    }
                     return Ok(Acquired::Clean);
                 }
                 continue;
@@ -833,6 +865,30 @@ mod tests {
             }
             assert_eq!(m.get().state.load(Ordering::Relaxed) & !CONTENDED, UNLOCKED);
         }
+    }
+
+    /// The turn rule: a thread that took a lock after sleeping for it (or handed one over)
+    /// does not hand over again within `FAIR_EVERY`; a thread with no turn yet does at once.
+    #[test]
+    fn a_turn_lasts_fair_every_from_its_start() {
+        std::thread::spawn(|| {
+            let t0 = Instant::now();
+            assert!(hand_over_due(t0), "no turn yet: hands over");
+            assert!(
+                !hand_over_due(t0 + FAIR_EVERY / 2),
+                "within the turn it just began"
+            );
+            assert!(hand_over_due(t0 + FAIR_EVERY), "a turn's end");
+            // Taking a lock after a sleep starts a turn: a first contended unlock right after
+            // it keeps the lock going (before issue 18's second round it handed over at
+            // once when the last hand-over was long ago).
+            turn_starts();
+            let start = Instant::now();
+            assert!(!hand_over_due(start));
+            assert!(hand_over_due(start + FAIR_EVERY * 2));
+        })
+        .join()
+        .unwrap();
     }
 
     /// A `try_lock` on a reserved lock while a sleeper is queued wakes that sleeper, which
