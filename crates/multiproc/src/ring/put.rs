@@ -320,9 +320,10 @@ impl SharedQueue {
 
     /// Waits (see [`DRAIN_MAX`]) for the consumers to take every frame, then moves the
     /// empty ring to its lap start; true when it did. Only when the backlog
-    /// (`tail - reclaimed`, by a fresh look) would fit in the warm area, and not again within
-    /// [`DRAIN_RETRY`] bytes of a wait that gave up. Holds `pmutex`: other producers wait
-    /// behind it, as they would behind its put.
+    /// (`tail - reclaimed`, by a fresh look) would fit in the warm area. Callers ask only
+    /// when [`wants_drain`](Self::wants_drain) says so, which is never within
+    /// [`DRAIN_RETRY`] bytes of a wait that gave up (recorded here). Holds `pmutex`: other
+    /// producers wait behind it, as they would behind its put.
     #[cold]
     pub(super) fn drain_then_rewind(
         &self,

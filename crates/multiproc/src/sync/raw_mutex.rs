@@ -90,6 +90,9 @@ thread_local! {
     /// its first contended unlock handed the lock on at once. A fair hand-over then ran
     /// through the queue of sleepers one acquisition each, and the lock's real turns went
     /// to whoever happened to be running when the chain ended.
+    ///
+    /// A forked child's thread inherits its parent thread's value: a hint only (at most one
+    /// turn's delay before the child's first hand-over), nothing to reset.
     static TURN: std::cell::Cell<Option<std::time::Instant>> =
         const { std::cell::Cell::new(None) };
 }

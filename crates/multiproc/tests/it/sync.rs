@@ -510,25 +510,21 @@ fn contend(
     let counter = Value::new(AtomicU64::new(0)).unwrap();
     let started = Value::new(AtomicU64::new(0)).unwrap();
     let (go, stop) = (Event::new().unwrap(), Event::new().unwrap());
+    // Every handle a thread needs, cloned as one tuple per process and per thread.
+    let all = (
+        lock.clone(),
+        counter.clone(),
+        started.clone(),
+        go.clone(),
+        stop.clone(),
+    );
     let ps: Vec<Process<u64>> = (0..procs)
         .map(|_| {
-            let (lock, counter, started, go, stop) = (
-                lock.clone(),
-                counter.clone(),
-                started.clone(),
-                go.clone(),
-                stop.clone(),
-            );
+            let all = all.clone();
             Process::fork(move || {
                 let hs: Vec<_> = (0..threads)
                     .map(|t| {
-                        let (lock, counter, started, go, stop) = (
-                            lock.clone(),
-                            counter.clone(),
-                            started.clone(),
-                            go.clone(),
-                            stop.clone(),
-                        );
+                        let (lock, counter, started, go, stop) = all.clone();
                         std::thread::spawn(move || {
                             started.atomic().fetch_add(1, Ordering::Relaxed);
                             go.wait_timeout(Duration::from_secs(30)).expect("go");
