@@ -361,6 +361,12 @@ impl Dir {
             && c.rung.swap(1, Ordering::SeqCst) == 0
     }
 
+    /// True when a doorbell was rung since the last [`Dir::clear_rung`]: one is on the
+    /// socket (or its sender died before sending it). A hint, read without ordering.
+    pub(crate) fn rung(&self) -> bool {
+        self.cell().rung.load(Ordering::Relaxed) != 0
+    }
+
     /// Allows the next doorbell. Hold the receive lock, and call it *before* dropping
     /// doorbells: a doorbell rung after this call announces a record that stays in the ring
     /// while the lock is held, so it is never dropped (see `drain_junk` in `mod.rs`).

@@ -29,7 +29,9 @@
 //!   counts itself in the direction's *waiters*, looks at the ring once more and sleeps in
 //!   `poll(2)` on the socket. A sender that commits a record while waiters
 //!   are counted sends a one-byte *doorbell* packet (non-blocking: a full socket already
-//!   holds doorbells). [`Connection::poll`] and [`wait`] check the rings before the fds and
+//!   holds doorbells). A receive woken by a doorbell leaves it on the socket; the next wait
+//!   drops it before it sleeps, one packet per look between sleeps.
+//!   [`Connection::poll`] and [`wait`] check the rings before the fds and
 //!   use the same waiters-and-doorbell protocol, so they report a connection ready when its
 //!   ring holds a message.
 //!

@@ -518,6 +518,48 @@ const TYPED_SIZES: [usize; 8] = [
     1 << 20,
 ];
 
+// Issue 18: a receive that slept and was woken by a doorbell leaves it on the socket; the
+// next wait drops it before sleeping again (and drops at most one packet per look). Small
+// messages (ring) and large ones (frames on the socket) alternate, with pauses that put the
+// receivers on both sides to sleep, so those drops run beside frames in flight: every
+// message comes back whole and in order.
+#[test]
+fn receivers_that_sleep_between_messages_get_small_and_large_ones_whole() {
+    with_watchdog(LIMIT, || {
+        let (a, b) = pipe(true).unwrap();
+        let p = Process::fork(move || {
+            let mut n = 0u32;
+            loop {
+                let m = b.recv_bytes_timeout(T).unwrap();
+                if m == b"__stop__" {
+                    return n;
+                }
+                b.send_bytes(&m).unwrap();
+                n += 1;
+            }
+        })
+        .unwrap();
+        let rounds = 300u32;
+        for i in 0..rounds {
+            let len = match i % 4 {
+                0 => 8,
+                1 => 200 << 10,
+                2 => 100,
+                _ => 3 << 20,
+            };
+            if i % 3 == 0 {
+                sleep_ms(1);
+            }
+            let m = pattern(len, i as u8);
+            a.send_bytes(&m).unwrap();
+            let back = a.recv_bytes_timeout(T).unwrap();
+            assert!(back == m, "message {i} ({len} bytes) came back changed");
+        }
+        a.send_bytes(b"__stop__").unwrap();
+        assert_eq!(p.join().unwrap(), rounds);
+    });
+}
+
 // Issue 19: a typed receive assembles socket messages in a buffer its thread keeps; each
 // message must still come out whole with its own bytes (none of the previous message's),
 // around raw messages, a refused one and the size bound.
