@@ -406,6 +406,13 @@ impl Dir {
         self.cell().waiters.load(Ordering::Relaxed) & WATCHED != 0
     }
 
+    /// Sleeps until a sender commits a record, at most `max` and not past `deadline`, on the
+    /// ring's own futex: the commit's wake-up, no doorbell, no socket. True when a sender
+    /// committed meanwhile (look again). See `wait_for_record` in `recv.rs`.
+    pub(crate) fn sleep_for_record(&self, max: std::time::Duration, deadline: Deadline) -> bool {
+        self.ring.sleep_while_empty(max, deadline)
+    }
+
     /// True when the ring holds a record (a snapshot, without locks).
     pub(crate) fn has_records(&self) -> bool {
         self.ring.snapshot().count > 0
@@ -439,6 +446,16 @@ impl Dir {
             Err(GetStop::Closed) => Err(closed_ring()),
             Err(GetStop::Failed(e)) => Err(e),
         }
+    }
+}
+
+/// A handle going away wakes a receiver sleeping on this direction's ring
+/// ([`Dir::sleep_for_record`]): when it was the peer's last, the receiver then finds end of
+/// file on the socket at once instead of at the end of its futex sleep. Any other drop costs
+/// a sleeping receiver one look at the socket; with none sleeping, one load.
+impl Drop for Dir {
+    fn drop(&mut self) {
+        self.ring.wake_sleeping_getters();
     }
 }
 

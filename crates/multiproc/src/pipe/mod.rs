@@ -25,9 +25,12 @@
 //!   message with that id is complete.
 //! - **End of file and sleeping** stay with the kernel: the socket reports that every copy of
 //!   the peer end is closed, also after SIGKILL. A receiver that finds the ring empty spins
-//!   for as long as recent waits say it pays (`sys/futex.rs`, learned budgets), then
+//!   for as long as recent waits say it pays (`sys/futex.rs`, learned budgets), then sleeps
+//!   up to 2 ms on the ring's own futex, which a sender's commit wakes (as a queue's get
+//!   sleeps; a closing end wakes it too). Then it
 //!   counts itself in the direction's *waiters*, looks at the ring once more and sleeps in
-//!   `poll(2)` on the socket. A sender that commits a record while waiters
+//!   `poll(2)` on the socket. So a peer SIGKILLed while a receiver sleeps on the futex shows
+//!   as end of file up to 2 ms later than the socket reports it. A sender that commits a record while waiters
 //!   are counted sends a one-byte *doorbell* packet (non-blocking: a full socket already
 //!   holds doorbells). A receive woken by a doorbell leaves it on the socket; the next wait
 //!   drops it before it sleeps, one packet per look between sleeps.

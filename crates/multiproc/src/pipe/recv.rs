@@ -204,7 +204,8 @@ impl<C> Connection<C> {
                     // Lost with its dead sender: on to the next record.
                 }
                 None => {
-                    if let Err(e) = wait_for_record(fd, dir, deadline) {
+                    let futex_first = !self.hup_seen.load(Ordering::Relaxed);
+                    if let Err(e) = wait_for_record(fd, dir, deadline, futex_first) {
                         if matches!(e, Stop::Error(RecvError::Eof)) {
                             // The socket is both directions': the peer is gone for sends too.
                             self.hup_seen.store(true, Ordering::Relaxed);
@@ -331,6 +332,25 @@ pub(super) fn spin_for_record(dir: &Dir, deadline: Deadline) -> bool {
     crate::sys::futex::spin_until_ready(|| dir.has_records(), deadline)
 }
 
+/// How long a receiver sleeps on the ring's futex before it sleeps in `poll(2)` on the
+/// socket ([`wait_for_record`]): the longest a SIGKILLed peer can go unnoticed, on top of the
+/// socket's own report.
+///
+/// Why (issue 18): a receiver that slept in `poll(2)` cost a doorbell packet (`sendmsg`), a
+/// `ppoll`, and a peek and a drop of the doorbell (two `recvmsg`) per wake-up; the queue's
+/// futex sleep costs a `futex_wait` and a `futex_wake`. Measured (2-core VM, both ends
+/// pinned to one CPU, so that every answer needs a sleep and a wake-up, rounds of 1,000 `u64`
+/// round trips): 18.3 us a round trip with the `poll` sleep alone, 14.3 once the stale
+/// doorbell was dropped before sleeping, 8.7-8.9 with this futex sleep first (a `Queue`
+/// request/reply: 7.1); with a busy-looping process on that CPU too, 35-38 us, then 25-30,
+/// then 18-20. That is where a round trip lands whenever the scheduler puts both ends on one
+/// CPU (more processes than cores).
+///
+/// Why 2 ms: a counterpart that answers at all answers within a few scheduler time slices,
+/// and a peer SIGKILLed meanwhile (no close wakes the futex) costs at most this much more
+/// before its end of file shows.
+pub(super) const FUTEX_FIRST: Duration = Duration::from_millis(2);
+
 /// With the receive lock held and the ring found empty: waits until the ring may hold a
 /// record, at most until `deadline`. `Err(Eof)` when every copy of the peer end is closed
 /// and the ring is empty; `Err(Timeout)` when the deadline passed with neither (after one
@@ -339,8 +359,19 @@ pub(super) fn wait_for_record(
     fd: BorrowedFd<'_>,
     dir: &Dir,
     deadline: Deadline,
+    futex_first: bool,
 ) -> std::result::Result<(), Stop<RecvError>> {
     if dir.has_records() || spin_for_record(dir, deadline) {
+        return Ok(());
+    }
+    // First a sleep on the ring's own futex, which the sender's commit wakes (one
+    // `futex_wake`, no doorbell packet, no `poll`, nothing to drop after): for a counterpart
+    // that answers soon. Then, or when this sleep ends without a record (a signal, a
+    // handle dropped, the time up), the sleep in `poll(2)` on the socket, which also sees
+    // end of file: a peer SIGKILLed during the futex sleep is noticed at its end
+    // ([`FUTEX_FIRST`]); a peer that closes or drops its end wakes this sleep at once
+    // (`Drop for Dir`).
+    if futex_first && dir.sleep_for_record(FUTEX_FIRST, deadline) && dir.has_records() {
         return Ok(());
     }
     loop {

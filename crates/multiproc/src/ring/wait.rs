@@ -201,6 +201,34 @@ impl SharedQueue {
         }
     }
 
+    /// For a taker that waits by its own protocol (a pipe's receiver, `pipe/recv.rs`, which
+    /// holds its own receive lock and takes with `Wait::No`): sleeps as a getter while the
+    /// ring is empty, at most `max` and not past `deadline`. A producer's commit wakes it
+    /// (its `wake_getters`), as does [`wake_sleeping_getters`](Self::wake_sleeping_getters).
+    /// True when the producers committed since the ring was seen empty (look again); false
+    /// when the time ran out or the sleep ended for another reason.
+    pub(crate) fn sleep_while_empty(&self, max: Duration, deadline: Deadline) -> bool {
+        let ctl = self.ctl();
+        let (seen, p) = self.p_snapshot();
+        let (_, c) = self.c_snapshot();
+        if p.puts > c.gets || p.closed {
+            return true;
+        }
+        let mut slice = max;
+        self.sleep(&ctl.p.getters, &ctl.p.seq, seen, deadline, &mut slice);
+        ctl.p.seq.load(Ordering::Acquire) != seen
+    }
+
+    /// Wakes the getters that sleep ([`sleep_while_empty`](Self::sleep_while_empty)) without
+    /// a commit, so that they look elsewhere (a pipe end closing: its peer looks at the
+    /// socket). One load when none sleeps.
+    pub(crate) fn wake_sleeping_getters(&self) {
+        let p = &self.ctl().p;
+        if Sleepers::claim(&p.getters) {
+            futex::wake_all(&p.getters);
+        }
+    }
+
     /// Wakes every sleeper of both sides (after a close: its commits come first).
     pub(super) fn wake_all_sleepers(&self) {
         let ctl = self.ctl();

@@ -560,6 +560,50 @@ fn receivers_that_sleep_between_messages_get_small_and_large_ones_whole() {
     });
 }
 
+// Issue 18: a receiver first sleeps on the ring's futex (which no end of file wakes), then in
+// `poll(2)` on the socket. A receiver asleep in `recv` when its peer is SIGKILLed, or exits,
+// still gets end of file, soon: the futex sleep is bounded (`FUTEX_FIRST`, 2 ms) and a
+// closing end wakes it.
+#[test]
+fn a_receiver_asleep_in_recv_gets_eof_when_its_peer_is_killed_or_exits() {
+    with_watchdog(LIMIT, || {
+        for kill in [true, false] {
+            let (rx, tx) = pipe(false).unwrap();
+            let (ready_rx, ready_tx) = pipe(false).unwrap();
+            let (go_rx, go_tx) = pipe(false).unwrap();
+            // The sender: says it is there, then waits (killed) or exits when told.
+            let sender = Process::fork(move || {
+                let _tx = tx;
+                ready_tx.send_bytes(b"sender").unwrap();
+                let _ = go_rx.recv_bytes_timeout(T);
+            })
+            .unwrap();
+            // (The parent's copy of `tx` went with the closure: only the sender holds it.)
+            let receiver = Process::fork(move || {
+                let t = Instant::now();
+                let r = rx.recv_bytes_timeout(T);
+                (
+                    matches!(r, Err(multiproc::RecvTimeoutError::Eof)),
+                    t.elapsed(),
+                )
+            })
+            .unwrap();
+            assert_eq!(recv_bytes_t(&ready_rx).unwrap(), b"sender");
+            let pid = receiver.pid();
+            crate::util::until("the receiver to sleep in recv", || crate::util::asleep(pid));
+            if kill {
+                crate::util::sigkill(sender.pid());
+            } else {
+                go_tx.send_bytes(b"go").unwrap();
+            }
+            let (eof, took) = receiver.join().unwrap();
+            assert!(eof, "end of file (kill: {kill})");
+            assert!(took < T / 2, "end of file after {took:?} (kill: {kill})");
+            let _ = sender.join();
+        }
+    });
+}
+
 // Issue 19: a typed receive assembles socket messages in a buffer its thread keeps; each
 // message must still come out whole with its own bytes (none of the previous message's),
 // around raw messages, a refused one and the size bound.

@@ -13,7 +13,8 @@ use multiproc::{
 };
 
 use crate::util::{
-    in_clean_child, join_within, open_fds, start_with, until, with_watchdog, zombie_children,
+    asleep, in_clean_child, join_within, open_fds, start_with, until, with_watchdog,
+    zombie_children,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -551,14 +552,6 @@ fn contend(
     );
     assert!(!lock.is_locked());
     counts
-}
-
-/// True when process `pid` is asleep (state `S`): here, a child known to be inside `lock()`.
-fn asleep(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? == "S"))
-        .unwrap_or(false)
 }
 
 /// End to end with real `lock()` calls: a child asleep in `lock()` (the oldest sleeper, whom

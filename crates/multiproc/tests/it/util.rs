@@ -236,6 +236,15 @@ pub fn sigkill(pid: impl TryInto<i32>) {
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
 }
 
+/// True when process `pid` is asleep (state `S`): a child known to be inside a blocking call
+/// (`lock()`, `recv()`) is then waiting in it.
+pub fn asleep(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? == "S"))
+        .unwrap_or(false)
+}
+
 /// Sleeps `ms` milliseconds and returns them (a child's body for timing tests).
 pub fn sleep_ms(ms: u64) -> u64 {
     std::thread::sleep(std::time::Duration::from_millis(ms));
