@@ -6,6 +6,7 @@ Prints one line per case: "name<TAB>median", in the unit of the matching Rust ro
 below, registered in CASES; add yours next to the Rust rows you measure.
 """
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import threading
@@ -280,12 +281,20 @@ def _pipe_echo_obj(c, n):
         c.send(c.recv())
 
 
-def _pipe_ping_pong(obj, n):
+def _pipe_ping_pong(obj, n, warm=0):
+    """us per round trip, after `warm` untimed ones."""
     ctx = mp.get_context("fork")
     a, b = ctx.Pipe()
-    p = ctx.Process(target=_pipe_echo_obj if obj else _pipe_echo_bytes, args=(b, n))
+    p = ctx.Process(target=_pipe_echo_obj if obj else _pipe_echo_bytes, args=(b, warm + n))
     p.start()
     msg = (12345, "hello") if obj else b"\x07" * 8
+    for _ in range(warm):
+        if obj:
+            a.send(msg)
+            a.recv()
+        else:
+            a.send_bytes(msg)
+            a.recv_bytes()
     t = time.perf_counter()
     if obj:
         for _ in range(n):
@@ -638,13 +647,18 @@ def _q_echo(a, b, n):
         b.put(a.get())
 
 
-def hog_event():
-    """us per Event round trip (run while the Rust side keeps two CPU hogs busy)."""
+def hog_event(warm=0):
+    """us per Event round trip (run while the Rust side keeps two CPU hogs busy), after
+    `warm` untimed ones."""
     ctx = mp.get_context("fork")
     n = 1000
     a, b = ctx.Event(), ctx.Event()
-    p = ctx.Process(target=_pong, args=(a, b, n))
+    p = ctx.Process(target=_pong, args=(a, b, warm + n))
     p.start()
+    for _ in range(warm):
+        a.set()
+        b.wait()
+        b.clear()
     t = time.perf_counter()
     for _ in range(n):
         a.set()
@@ -655,18 +669,21 @@ def hog_event():
     return el * 1e6 / n
 
 
-def hog_pipe():
+def hog_pipe(warm=0):
     """us per Pipe round trip of a small object, beside two CPU hogs."""
-    return _pipe_ping_pong(True, 1000)
+    return _pipe_ping_pong(True, 1000, warm)
 
 
-def hog_queue():
+def hog_queue(warm=0):
     """us per Queue request/reply round trip (two queues), beside two CPU hogs."""
     ctx = mp.get_context("fork")
     n = 1000
     a, b = ctx.Queue(), ctx.Queue()
-    p = ctx.Process(target=_q_echo, args=(a, b, n))
+    p = ctx.Process(target=_q_echo, args=(a, b, warm + n))
     p.start()
+    for _ in range(warm):
+        a.put(12345)
+        b.get()
     t = time.perf_counter()
     for _ in range(n):
         a.put(12345)
@@ -674,6 +691,35 @@ def hog_queue():
     el = time.perf_counter() - t
     p.join()
     return el * 1e6 / n
+
+
+def _on_one_cpu(f):
+    """f() with this process and the children it forks pinned to one CPU (the first it may
+    use), so that every answer needs a context switch; the affinity is restored after."""
+    was = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(was)})
+    try:
+        return f()
+    finally:
+        os.sched_setaffinity(0, was)
+
+
+WARM = 50  # untimed round trips first: the child's start-up would run inside the timing
+
+
+def cpu1_event():
+    """us per Event round trip, both processes on one CPU."""
+    return _on_one_cpu(lambda: hog_event(WARM))
+
+
+def cpu1_pipe():
+    """us per Pipe round trip of a small object, both processes on one CPU."""
+    return _on_one_cpu(lambda: hog_pipe(WARM))
+
+
+def cpu1_queue():
+    """us per Queue request/reply round trip, both processes on one CPU."""
+    return _on_one_cpu(lambda: hog_queue(WARM))
 
 
 # ----- python: the Python package (bench/src/python.rs), run by target/pyenv's python -----
@@ -908,6 +954,9 @@ CASES = {
     "hog_event": hog_event,
     "hog_pipe": hog_pipe,
     "hog_queue": hog_queue,
+    "cpu1_event": cpu1_event,
+    "cpu1_pipe": cpu1_pipe,
+    "cpu1_queue": cpu1_queue,
     "dict_get_insert_2p": dict_get_insert_2p,
     "py_queue_1to1": py_queue_1to1,
     "py_queue_2to2": py_queue_2to2,

@@ -16,6 +16,10 @@
 //!   second in all, and fairness as the fewest acquisitions of one process over the most.
 //! - **Beside two hogs**: Event, Pipe (small object) and Queue (request/reply over two queues)
 //!   round trips while two busy-looping processes run (about 3.x cores wanted on 2).
+//! - **On one CPU**: the same round trips with both ends pinned to one CPU, so that every
+//!   answer needs a sleep, a wake-up and a context switch: where a round trip lands when the
+//!   scheduler puts both ends on one CPU (beside hogs, a round trip has two modes: both ends
+//!   on their own CPUs, or on one).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -197,21 +201,51 @@ fn with_hogs<R>(flag: &'static AtomicU64, f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// us per request/reply round trip over two queues (8-byte messages).
-fn queue_round_trip_us(n: u64) -> f64 {
+/// Runs `f` with this process, and the processes it forks meanwhile, pinned to one CPU (the
+/// first this process may use); the CPU mask is restored after. Every answer then needs a
+/// context switch: what a round trip costs when the scheduler puts both ends on one CPU, as
+/// it does beside CPU hogs now and then.
+fn on_one_cpu<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: an all-zero cpu_set_t is a valid empty set for sched_getaffinity to fill.
+    let mut was: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `was` is a valid cpu_set_t of `size` bytes; pid 0 is this thread.
+    let got = unsafe { libc::sched_getaffinity(0, size, &mut was) } == 0;
+    // SAFETY: CPU_ISSET reads the set; 1024 is CPU_SETSIZE.
+    let first = (0..1024).find(|&c| got && unsafe { libc::CPU_ISSET(c, &was) });
+    let Some(first) = first else {
+        return f();
+    };
+    // SAFETY: as above, a zeroed set is empty.
+    let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes bit `first` (< 1024, CPU_SETSIZE) of a valid set.
+    unsafe { libc::CPU_SET(first, &mut one) };
+    // SAFETY: `one` is a valid cpu_set_t of `size` bytes.
+    unsafe { libc::sched_setaffinity(0, size, &one) };
+    let r = f();
+    // SAFETY: `was` is the mask read above.
+    unsafe { libc::sched_setaffinity(0, size, &was) };
+    r
+}
+
+/// us per request/reply round trip over two queues (8-byte messages), after `warm` untimed
+/// ones.
+fn queue_round_trip_us(warm: u64, n: u64) -> f64 {
     let (a, b): (Queue<u64>, Queue<u64>) = (Queue::new().unwrap(), Queue::new().unwrap());
     let (a2, b2) = (a.clone(), b.clone());
     let child = Process::fork(move || {
-        for _ in 0..n {
+        for _ in 0..warm + n {
             b2.put(a2.get_timeout(T).unwrap()).unwrap();
         }
     })
     .unwrap();
-    let t = Instant::now();
-    for i in 0..n {
+    let trip = |i: u64| {
         a.put(i).unwrap();
         assert_eq!(b.get_timeout(T).unwrap(), i);
-    }
+    };
+    (0..warm).for_each(trip);
+    let t = Instant::now();
+    (0..n).for_each(trip);
     let el = t.elapsed();
     child.join().unwrap();
     el.as_secs_f64() * 1e6 / n as f64
@@ -389,19 +423,48 @@ pub fn rows(cfg: &Config) -> Vec<Row> {
                 crate::pipe::ping_pong_obj_us(trips),
                 py_once("hog_pipe", None, q),
             );
-            p.push(2, queue_round_trip_us(trips), py_once("hog_queue", None, q));
+            p.push(
+                2,
+                queue_round_trip_us(0, trips),
+                py_once("hog_queue", None, q),
+            );
         });
     }
-    for (i, what) in [
+    let whats = [
         "Event ping-pong",
         "Pipe round trip, small object",
         "Queue request/reply",
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ];
+    for (i, what) in whats.into_iter().enumerate() {
         out.push(row(
             format!("{what}, beside 2 CPU hogs"),
+            "us",
+            Better::Lower,
+            p.medians(i),
+            None,
+        ));
+    }
+
+    // The same round trips with both ends on one CPU (no hogs), after `WARM` untimed ones:
+    // on one CPU, the forked child's start-up (its first page faults) would run inside the
+    // timed loop.
+    const WARM: u64 = 50;
+    let mut p = Pairs::new(3);
+    for _ in 0..s {
+        let (e, pi, qu) = on_one_cpu(|| {
+            (
+                crate::sync::ping_pong_warm_us(WARM, trips),
+                crate::pipe::ping_pong_obj_warm_us(WARM, trips),
+                queue_round_trip_us(WARM, trips),
+            )
+        });
+        p.push(0, e, py_once("cpu1_event", None, q));
+        p.push(1, pi, py_once("cpu1_pipe", None, q));
+        p.push(2, qu, py_once("cpu1_queue", None, q));
+    }
+    for (i, what) in whats.into_iter().enumerate() {
+        out.push(row(
+            format!("{what}, both ends on one CPU"),
             "us",
             Better::Lower,
             p.medians(i),

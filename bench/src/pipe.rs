@@ -170,21 +170,28 @@ fn small() -> Small {
 }
 
 pub(crate) fn ping_pong_obj_us(n: u64) -> f64 {
+    ping_pong_obj_warm_us(0, n)
+}
+
+/// [`ping_pong_obj_us`] after `warm` untimed round trips (the child's start-up left out).
+pub(crate) fn ping_pong_obj_warm_us(warm: u64, n: u64) -> f64 {
     let (a, b) = pipe(true).unwrap();
     let child = Process::fork(move || {
-        for _ in 0..n {
+        for _ in 0..warm + n {
             let m: Small = b.recv().unwrap();
             b.send(&m).unwrap();
         }
     })
     .unwrap();
     let msg = small();
-    let t = Instant::now();
-    for _ in 0..n {
+    let trip = || {
         a.send(&msg).unwrap();
         let back: Small = a.recv().unwrap();
         assert_eq!(back.0, 12345);
-    }
+    };
+    (0..warm).for_each(|_| trip());
+    let t = Instant::now();
+    (0..n).for_each(|_| trip());
     let el = t.elapsed();
     child.join().unwrap();
     el.as_secs_f64() * 1e6 / n as f64

@@ -109,22 +109,29 @@ fn bump(counter: &AtomicU64) {
 }
 
 pub(crate) fn ping_pong_us(n: u64) -> f64 {
+    ping_pong_warm_us(0, n)
+}
+
+/// [`ping_pong_us`] after `warm` untimed round trips (the child's start-up left out).
+pub(crate) fn ping_pong_warm_us(warm: u64, n: u64) -> f64 {
     let (a, b) = (Event::new().unwrap(), Event::new().unwrap());
     let (a2, b2) = (a.clone(), b.clone());
     let child = Process::fork(move || {
-        for _ in 0..n {
+        for _ in 0..warm + n {
             a2.wait();
             a2.clear();
             b2.set();
         }
     })
     .unwrap();
-    let t = Instant::now();
-    for _ in 0..n {
+    let trip = || {
         a.set();
         b.wait_timeout(Duration::from_secs(30)).expect("pong lost");
         b.clear();
-    }
+    };
+    (0..warm).for_each(|_| trip());
+    let t = Instant::now();
+    (0..n).for_each(|_| trip());
     let el = t.elapsed();
     child.join().unwrap();
     el.as_secs_f64() * 1e6 / n as f64
