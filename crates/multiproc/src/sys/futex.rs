@@ -112,8 +112,10 @@ pub(crate) const SPIN: Duration = Duration::from_micros(50);
 /// how long it really spins is learned ([`Learned`]).
 pub(crate) const SPIN_MAX: Duration = Duration::from_micros(200);
 
-/// The least a learned budget falls to: a short spin still catches a counterpart that is
-/// answering right now, and costs less than a sleep and its wake-up.
+/// The least a learned budget falls to while spinning still pays now and then: a short spin
+/// catches a counterpart that is answering right now, and costs less than a sleep and its
+/// wake-up. A budget that misses again at this floor falls to zero: no spin at all, only the
+/// probes (see [`Learned`]).
 const BUDGET_MIN: u32 = 2_000;
 
 /// One wait in this many looks longer ([`PROBE_MIN`], or eight times the budget), so a
@@ -148,12 +150,19 @@ const WORTH: u32 = 20_000;
 /// The rule: a wait that found its change while looking, after `w` of at most [`WORTH`], is a
 /// hit: the budget grows by an eighth and to at least `2 w` (up to [`GROW_MAX`] and the limit). A
 /// wait that had to sleep, or found its change only after more than [`WORTH`], is a miss: the
-/// second miss in a row halves the budget (down to [`BUDGET_MIN`]), a lone one keeps it. One
-/// wait in [`PROBE_EVERY`] looks longer. So a stream where the other side answers within
+/// second miss in a row halves the budget (down to [`BUDGET_MIN`], then to zero), a lone one
+/// keeps it. One wait in [`PROBE_EVERY`] looks longer. So a stream where the other side answers within
 /// microseconds keeps spinning (and makes no system call) and rides out a lone hiccup of the
 /// other side (a page fault, an interrupt) without a sleep and a wake-up, while a trickle, or a
 /// counterpart that needs this very CPU, misses again and again and is soon slept for after a
 /// short spin.
+///
+/// Why the budget falls to zero (issue 18, fourth session): a counterpart that needs this
+/// very CPU (both ends on one CPU, or beside CPU hogs) can never answer during a spin, and a
+/// budget held at 2 us (3.2 us spent, with the clock read every 64 looks) doubled a round
+/// trip there. Measured (2-core VM, both ends pinned to one CPU, 300 round trips after the
+/// process had spun on two CPUs): an `Event` round trip 16-17 us, against 6-7 us for a
+/// process that never spins. A trickle's consumer (every wait misses) saves the spin too.
 ///
 /// Why hits grow and a lone miss keeps the budget (2026-12-03): with the first rule (a miss
 /// halved, a hit only kept `max(budget, 2 w)`), a queue 1->1 stream of 8-byte messages ran
@@ -265,13 +274,37 @@ fn next_budget(
             .saturating_add(budget_ns / 8)
             .max(spent_ns.saturating_mul(2))
             .min(GROW_MAX);
-        budget_ns.max(grown)
+        budget_ns.max(grown).max(BUDGET_MIN)
     } else if missed {
-        budget_ns / 2
+        // Halved down to the floor; a miss at the floor: no spin at all (only the probes
+        // look).
+        if budget_ns > BUDGET_MIN {
+            (budget_ns / 2).max(BUDGET_MIN)
+        } else {
+            0
+        }
     } else {
         budget_ns
     };
-    (next.clamp(BUDGET_MIN.min(limit_ns), limit_ns), !hit)
+    (next.min(limit_ns), !hit)
+}
+
+/// The spin budget this thread has learned for waits on `word` (see [`Learned`]), without
+/// counting a wait: what a fixed short spin before the learned one should not exceed.
+pub(crate) fn learned_for(word: &AtomicU32) -> Duration {
+    let key = word as *const AtomicU32 as usize;
+    let slot = (key >> 3 ^ key >> 11) % LEARNED_SLOTS;
+    let ns = LEARNED
+        .try_with(|t| {
+            let l = t[slot].get();
+            if l.key == key {
+                l.budget_ns
+            } else {
+                u32::MAX
+            }
+        })
+        .unwrap_or(u32::MAX);
+    Duration::from_nanos(ns.into())
 }
 
 /// Spins until `word != seen`, for at most the learned budget (up to [`SPIN_MAX`], see
@@ -362,8 +395,9 @@ fn spin_learned(
     }
     let mut b = Budget::start(key, SPIN_MAX);
     b.start = b.start.checked_sub(already).unwrap_or(b.start);
+    // The clock every 16 looks: every 64 (about 1.2 us here) made a 2 us budget 3.2 us.
     loop {
-        for _ in 0..64 {
+        for _ in 0..16 {
             if ready() {
                 return b.end(true);
             }
@@ -384,7 +418,7 @@ fn spin_until(ready: impl Fn() -> bool, max: Duration, deadline: super::Deadline
     }
     let start = Instant::now();
     loop {
-        for _ in 0..64 {
+        for _ in 0..16 {
             if ready() {
                 return true;
             }
@@ -432,10 +466,24 @@ mod tests {
         let (mut b, mut missed) = (limit / 4, false);
         (b, missed) = next_budget(b, b, false, missed, limit);
         assert_eq!((b, missed), (limit / 4, true));
+        let mut seen = vec![];
         for _ in 0..12 {
             (b, missed) = next_budget(b, b, false, missed, limit);
+            seen.push(b);
         }
-        assert_eq!(b, BUDGET_MIN);
+        assert!(seen.contains(&BUDGET_MIN), "{seen:?}");
+        // One more miss at the floor: no spin at all, and it stays so while waits miss.
+        assert_eq!(b, 0);
+        assert_eq!(next_budget(0, 0, false, true, limit), (0, true));
+        assert_eq!(next_budget(0, 0, false, false, limit), (0, true));
+        // A hit (a probe's, or the few looks a zero budget still makes) brings it back to
+        // at least the floor.
+        assert_eq!(next_budget(0, 300, true, true, limit), (BUDGET_MIN, false));
+        assert_eq!(
+            next_budget(BUDGET_MIN, BUDGET_MIN, false, true, limit).0,
+            0,
+            "half the floor is no spin"
+        );
         // A change found after 8 us is a hit: a budget of at least 16 us...
         (b, missed) = next_budget(b, 8_000, true, missed, limit);
         assert_eq!((b, missed), (16_000, false));
@@ -450,8 +498,8 @@ mod tests {
             (16_000, true)
         );
         assert_eq!(next_budget(b, WORTH + 1, true, true, limit), (8_000, true));
-        // Never under the floor (or the limit, if lower).
-        assert_eq!(next_budget(BUDGET_MIN, 0, false, true, 1_000).0, 1_000);
+        // Never over the limit, even when a hit brings it to the floor.
+        assert_eq!(next_budget(0, 100, true, true, 1_000).0, 1_000);
     }
 
     #[test]
