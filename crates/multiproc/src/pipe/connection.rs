@@ -398,6 +398,19 @@ impl<C> Connection<C> {
         if self.hup_seen.load(Ordering::Relaxed) {
             return Err(SendError::Disconnected.into());
         }
+        // The ring does not notice a peer that has gone: look now and then, before the put.
+        // (After it, the message is in, and a peer may well have taken it and gone since: a
+        // receiver asleep on the ring's futex is woken by the commit itself, and one that
+        // ended at that message closed its end before this look, which then reported a
+        // delivered message as `Disconnected`.)
+        let now = crate::sys::coarse_millis();
+        let last = self.hup_checked.load(Ordering::Relaxed);
+        if now.wrapping_sub(last) >= HUP_CHECK_MS || last == 0 {
+            self.hup_checked.store(now.max(1), Ordering::Relaxed);
+            if self.peer_gone(fd)? {
+                return Err(SendError::Disconnected.into());
+            }
+        }
         loop {
             let slice = match deadline.remaining() {
                 Ok(None) => ROOM_SLICE,
@@ -423,17 +436,16 @@ impl<C> Connection<C> {
                 Ok(_) => Ok(()),
                 // Full: doorbells (or frames) are already waiting to be read.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(()),
-                Err(e) => Err(os_send_error(e).into()),
+                Err(e) => match os_send_error(e) {
+                    // The message is in; its peer went after the put (maybe having taken
+                    // it): the next send says so.
+                    SendError::Disconnected => {
+                        self.hup_seen.store(true, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    other => Err(other.into()),
+                },
             };
-        }
-        // The ring does not notice a peer that has gone: look now and then.
-        let now = crate::sys::coarse_millis();
-        let last = self.hup_checked.load(Ordering::Relaxed);
-        if now.wrapping_sub(last) >= HUP_CHECK_MS || last == 0 {
-            self.hup_checked.store(now.max(1), Ordering::Relaxed);
-            if self.peer_gone(fd)? {
-                return Err(SendError::Disconnected.into());
-            }
         }
         Ok(())
     }

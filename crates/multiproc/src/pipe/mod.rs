@@ -62,8 +62,10 @@
 //!
 //! A small message sent after every copy of the peer end closed is accepted into the ring
 //! (nobody will read it) unless the sender notices first: a send checks the socket for a
-//! hang-up at most every 10 ms, and whenever it waits for room or rings a doorbell, and an
-//! end that has received end-of-file knows; then it fails with [`SendError::Disconnected`].
+//! hang-up before its put at most every 10 ms, and whenever it waits for room, and an end
+//! that has received end-of-file (or found the peer gone when ringing a doorbell) knows;
+//! then it fails with [`SendError::Disconnected`]. A send whose message is in the ring has
+//! succeeded, even if the peer went right after (perhaps having taken it).
 //!
 //! # Readiness
 //!

@@ -132,10 +132,7 @@ impl SharedQueue {
         slot: &AtomicU32,
         deadline: Deadline,
     ) -> bool {
-        // (No longer than this thread's learned spin on this word: a waiter whose spins
-        // never pay, one whose producer needs this very CPU, sleeps at once.)
-        let short = SHORT_SPIN.min(crate::sys::futex::learned_for(word));
-        if crate::sys::futex::spin_until_advanced(word, seen, 1, short, deadline) {
+        if crate::sys::futex::spin_until_advanced(word, seen, 1, SHORT_SPIN, deadline) {
             return true;
         }
         let now = (crate::sys::coarse_millis() as u32) | 1;
@@ -150,8 +147,8 @@ impl SharedQueue {
         // (The short spin counts against the learned budget: a lone waiter, a trickle's
         // consumer, spins its learned budget in all, not 2 us more: measured, a first
         // version that spun both raised its CPU per message from 7.4 to 10.6 us.)
-        // (`short` is what the short spin took: it looks until that much has passed.)
-        let found = crate::sys::futex::spin_until_changed_after(word, seen, short, deadline);
+        // (`SHORT_SPIN` is what the short spin took: it looks until that much has passed.)
+        let found = crate::sys::futex::spin_until_changed_after(word, seen, SHORT_SPIN, deadline);
         slot.store(0, Ordering::Relaxed);
         found
     }

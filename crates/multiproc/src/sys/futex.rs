@@ -114,8 +114,8 @@ pub(crate) const SPIN_MAX: Duration = Duration::from_micros(200);
 
 /// The least a learned budget falls to while spinning still pays now and then: a short spin
 /// catches a counterpart that is answering right now, and costs less than a sleep and its
-/// wake-up. A budget that misses again at this floor falls to zero: no spin at all, only the
-/// probes (see [`Learned`]).
+/// wake-up. An `Event`'s or a pipe receiver's budget that misses again at this floor falls
+/// to zero: no spin at all, only the probes (see [`Learned`]).
 const BUDGET_MIN: u32 = 2_000;
 
 /// One wait in this many looks longer ([`PROBE_MIN`], or eight times the budget), so a
@@ -150,19 +150,21 @@ const WORTH: u32 = 20_000;
 /// The rule: a wait that found its change while looking, after `w` of at most [`WORTH`], is a
 /// hit: the budget grows by an eighth and to at least `2 w` (up to [`GROW_MAX`] and the limit). A
 /// wait that had to sleep, or found its change only after more than [`WORTH`], is a miss: the
-/// second miss in a row halves the budget (down to [`BUDGET_MIN`], then to zero), a lone one
-/// keeps it. One wait in [`PROBE_EVERY`] looks longer. So a stream where the other side answers within
+/// second miss in a row halves the budget (down to [`BUDGET_MIN`]; then, for a waiter with one
+/// counterpart, an `Event` or a pipe's receiver, to zero), a lone one keeps it. One wait in
+/// [`PROBE_EVERY`] looks longer. So a stream where the other side answers within
 /// microseconds keeps spinning (and makes no system call) and rides out a lone hiccup of the
 /// other side (a page fault, an interrupt) without a sleep and a wake-up, while a trickle, or a
 /// counterpart that needs this very CPU, misses again and again and is soon slept for after a
 /// short spin.
 ///
-/// Why the budget falls to zero (issue 18, fourth session): a counterpart that needs this
-/// very CPU (both ends on one CPU, or beside CPU hogs) can never answer during a spin, and a
-/// budget held at 2 us (3.2 us spent, with the clock read every 64 looks) doubled a round
-/// trip there. Measured (2-core VM, both ends pinned to one CPU, 300 round trips after the
-/// process had spun on two CPUs): an `Event` round trip 16-17 us, against 6-7 us for a
-/// process that never spins. A trickle's consumer (every wait misses) saves the spin too.
+/// Why an `Event`'s or a pipe receiver's budget falls to zero (issue 18, fourth session): a
+/// counterpart that needs this very CPU (both ends on one CPU, or beside CPU hogs) can never
+/// answer during a spin, and a budget held at 2 us (3.2 us spent, with the clock read every
+/// 64 looks) doubled a round trip there. Measured (2-core VM, both ends pinned to one CPU,
+/// 1,000 round trips after the process had spun on two CPUs): an `Event` round trip 13.6 us,
+/// against 6-7 us for a process that never spins. A queue's waits keep the floor (see
+/// [`spin_until_changed_after`]).
 ///
 /// Why hits grow and a lone miss keeps the budget (2026-12-03): with the first rule (a miss
 /// halved, a hit only kept `max(budget, 2 w)`), a queue 1->1 stream of 8-byte messages ran
@@ -199,11 +201,14 @@ struct Budget {
     limit_ns: u32,
     ns: u32,
     start: Instant,
+    /// Whether the budget may fall to zero (see [`Learned`]).
+    zero: bool,
 }
 
 impl Budget {
-    /// The budget for a wait on `key` (the word's address), at most `limit`.
-    fn start(key: usize, limit: Duration) -> Budget {
+    /// The budget for a wait on `key` (the word's address), at most `limit`; `zero`: it may
+    /// fall to zero.
+    fn start(key: usize, limit: Duration, zero: bool) -> Budget {
         let limit_ns = limit.as_nanos().min(u32::MAX as u128) as u32;
         let slot = (key >> 3 ^ key >> 11) % LEARNED_SLOTS;
         let ns = LEARNED
@@ -231,6 +236,7 @@ impl Budget {
             limit_ns,
             ns,
             start: Instant::now(),
+            zero,
         }
     }
 
@@ -251,8 +257,14 @@ impl Budget {
             if l.key != self.key {
                 return;
             }
-            (l.budget_ns, l.missed) =
-                next_budget(l.budget_ns, spent, found, l.missed, self.limit_ns);
+            (l.budget_ns, l.missed) = next_budget(
+                l.budget_ns,
+                spent,
+                found,
+                l.missed,
+                self.limit_ns,
+                self.zero,
+            );
             t[slot].set(l);
         });
         found
@@ -267,6 +279,7 @@ fn next_budget(
     found: bool,
     missed: bool,
     limit_ns: u32,
+    zero: bool,
 ) -> (u32, bool) {
     let hit = found && spent_ns <= WORTH;
     let next = if hit {
@@ -278,7 +291,7 @@ fn next_budget(
     } else if missed {
         // Halved down to the floor; a miss at the floor: no spin at all (only the probes
         // look).
-        if budget_ns > BUDGET_MIN {
+        if budget_ns > BUDGET_MIN || !zero {
             (budget_ns / 2).max(BUDGET_MIN)
         } else {
             0
@@ -287,24 +300,6 @@ fn next_budget(
         budget_ns
     };
     (next.min(limit_ns), !hit)
-}
-
-/// The spin budget this thread has learned for waits on `word` (see [`Learned`]), without
-/// counting a wait: what a fixed short spin before the learned one should not exceed.
-pub(crate) fn learned_for(word: &AtomicU32) -> Duration {
-    let key = word as *const AtomicU32 as usize;
-    let slot = (key >> 3 ^ key >> 11) % LEARNED_SLOTS;
-    let ns = LEARNED
-        .try_with(|t| {
-            let l = t[slot].get();
-            if l.key == key {
-                l.budget_ns
-            } else {
-                u32::MAX
-            }
-        })
-        .unwrap_or(u32::MAX);
-    Duration::from_nanos(ns.into())
 }
 
 /// Spins until `word != seen`, for at most the learned budget (up to [`SPIN_MAX`], see
@@ -320,12 +315,24 @@ pub(crate) fn learned_for(word: &AtomicU32) -> Duration {
 /// on an idle core a yield returns at once and is a spin. A waiter now spins while spinning
 /// pays, then sleeps, and the waker's one wake-up per sleep (`ring/wait.rs`, `Sleepers`)
 /// keeps sleeping cheap.
+///
+/// For a waiter with one counterpart (an `Event`): its budget may fall to zero (see
+/// [`Learned`]).
 pub(crate) fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: super::Deadline) -> bool {
-    spin_until_changed_after(word, seen, Duration::ZERO, deadline)
+    spin_learned(
+        word as *const AtomicU32 as usize,
+        || word.load(std::sync::atomic::Ordering::Acquire) != seen,
+        Duration::ZERO,
+        deadline,
+        true,
+    )
 }
 
-/// [`spin_until_changed`] for a waiter that has already spun `already` on this word: that
-/// time counts against the learned budget and in what the wait teaches it.
+/// [`spin_until_changed`] for a queue's waiter that has already spun `already` on this word
+/// (its short spin): that time counts against the learned budget and in what the wait
+/// teaches it. This budget keeps its 2 us floor: with many producers and consumers on few
+/// CPUs, the waits the learned spin sees are the ones the short spin missed, and a budget
+/// let fall to zero on them cost `queue 32->32 64 B` half its rate (measured, bench `load`).
 pub(crate) fn spin_until_changed_after(
     word: &AtomicU32,
     seen: u32,
@@ -337,6 +344,7 @@ pub(crate) fn spin_until_changed_after(
         || word.load(std::sync::atomic::Ordering::Acquire) != seen,
         already,
         deadline,
+        false,
     )
 }
 
@@ -380,7 +388,7 @@ pub(crate) fn pause_for(d: Duration, deadline: super::Deadline) {
 /// system call): true when `ready()` became true. The learned budget is the thread's own
 /// for all such waits (a thread waits for one thing at a time).
 pub(crate) fn spin_until_ready(ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
-    spin_learned(1, ready, Duration::ZERO, deadline)
+    spin_learned(1, ready, Duration::ZERO, deadline, true)
 }
 
 /// Spins until `ready()` for the budget learned for `key` (see [`Learned`]).
@@ -389,15 +397,18 @@ fn spin_learned(
     ready: impl Fn() -> bool,
     already: Duration,
     deadline: super::Deadline,
+    zero: bool,
 ) -> bool {
     if !super::may_spin() {
         return false;
     }
-    let mut b = Budget::start(key, SPIN_MAX);
+    let mut b = Budget::start(key, SPIN_MAX, zero);
     b.start = b.start.checked_sub(already).unwrap_or(b.start);
-    // The clock every 16 looks: every 64 (about 1.2 us here) made a 2 us budget 3.2 us.
+    // A budget that may fall to zero reads the clock every 16 looks: every 64 (about 1.2 us
+    // here) made a 2 us budget 3.2 us. (A queue's waits keep the 64 they were tuned with.)
+    let looks = if zero { 16 } else { 64 };
     loop {
-        for _ in 0..16 {
+        for _ in 0..looks {
             if ready() {
                 return b.end(true);
             }
@@ -418,7 +429,7 @@ fn spin_until(ready: impl Fn() -> bool, max: Duration, deadline: super::Deadline
     }
     let start = Instant::now();
     loop {
-        for _ in 0..16 {
+        for _ in 0..64 {
             if ready() {
                 return true;
             }
@@ -464,42 +475,59 @@ mod tests {
         // Waits that slept, one after another, halve the budget down to its floor; the
         // first of them keeps it.
         let (mut b, mut missed) = (limit / 4, false);
-        (b, missed) = next_budget(b, b, false, missed, limit);
+        (b, missed) = next_budget(b, b, false, missed, limit, true);
         assert_eq!((b, missed), (limit / 4, true));
         let mut seen = vec![];
         for _ in 0..12 {
-            (b, missed) = next_budget(b, b, false, missed, limit);
+            (b, missed) = next_budget(b, b, false, missed, limit, true);
             seen.push(b);
         }
         assert!(seen.contains(&BUDGET_MIN), "{seen:?}");
         // One more miss at the floor: no spin at all, and it stays so while waits miss.
         assert_eq!(b, 0);
-        assert_eq!(next_budget(0, 0, false, true, limit), (0, true));
-        assert_eq!(next_budget(0, 0, false, false, limit), (0, true));
+        assert_eq!(next_budget(0, 0, false, true, limit, true), (0, true));
+        assert_eq!(next_budget(0, 0, false, false, limit, true), (0, true));
         // A hit (a probe's, or the few looks a zero budget still makes) brings it back to
         // at least the floor.
-        assert_eq!(next_budget(0, 300, true, true, limit), (BUDGET_MIN, false));
         assert_eq!(
-            next_budget(BUDGET_MIN, BUDGET_MIN, false, true, limit).0,
+            next_budget(0, 300, true, true, limit, true),
+            (BUDGET_MIN, false)
+        );
+        assert_eq!(
+            next_budget(BUDGET_MIN, BUDGET_MIN, false, true, limit, true).0,
             0,
             "half the floor is no spin"
         );
+        // A queue's budget (`zero` false) keeps its floor however many waits miss.
+        assert_eq!(
+            next_budget(BUDGET_MIN, BUDGET_MIN, false, true, limit, false),
+            (BUDGET_MIN, true)
+        );
         // A change found after 8 us is a hit: a budget of at least 16 us...
-        (b, missed) = next_budget(b, 8_000, true, missed, limit);
+        (b, missed) = next_budget(b, 8_000, true, missed, limit, true);
         assert_eq!((b, missed), (16_000, false));
         // ...a short one grows it by an eighth...
-        assert_eq!(next_budget(b, 500, true, false, limit), (18_000, false));
+        assert_eq!(
+            next_budget(b, 500, true, false, limit, true),
+            (18_000, false)
+        );
         // ...but never past `GROW_MAX` (a higher budget is kept)...
-        assert_eq!(next_budget(GROW_MAX, 500, true, false, limit).0, GROW_MAX);
-        assert_eq!(next_budget(limit, 500, true, false, limit).0, limit);
+        assert_eq!(
+            next_budget(GROW_MAX, 500, true, false, limit, true).0,
+            GROW_MAX
+        );
+        assert_eq!(next_budget(limit, 500, true, false, limit, true).0, limit);
         // ...a lone miss keeps it, and one found only after more than `WORTH` is a miss.
         assert_eq!(
-            next_budget(b, WORTH + 1, true, false, limit),
+            next_budget(b, WORTH + 1, true, false, limit, true),
             (16_000, true)
         );
-        assert_eq!(next_budget(b, WORTH + 1, true, true, limit), (8_000, true));
+        assert_eq!(
+            next_budget(b, WORTH + 1, true, true, limit, true),
+            (8_000, true)
+        );
         // Never over the limit, even when a hit brings it to the floor.
-        assert_eq!(next_budget(0, 100, true, true, 1_000).0, 1_000);
+        assert_eq!(next_budget(0, 100, true, true, 1_000, true).0, 1_000);
     }
 
     #[test]
@@ -508,12 +536,12 @@ mod tests {
         let (mut b, mut missed) = (BUDGET_MIN, false);
         // Fast hits bring a budget at the floor back up within a few dozen waits...
         for _ in 0..40 {
-            (b, missed) = next_budget(b, 100, true, missed, limit);
+            (b, missed) = next_budget(b, 100, true, missed, limit, true);
         }
         assert_eq!(b, GROW_MAX);
         // ...and one hiccup in every 100 waits never lowers it.
         for i in 0..1000 {
-            (b, missed) = next_budget(b, 100, i % 100 != 0, missed, limit);
+            (b, missed) = next_budget(b, 100, i % 100 != 0, missed, limit, true);
         }
         assert_eq!(b, GROW_MAX);
     }
@@ -524,10 +552,10 @@ mod tests {
         let k1 = &w1 as *const AtomicU32 as usize;
         let k2 = &w2 as *const AtomicU32 as usize;
         for _ in 0..12 {
-            Budget::start(k1, SPIN_MAX).end(false);
+            Budget::start(k1, SPIN_MAX, true).end(false);
         }
         // (Two words may share a slot; then the second starts afresh, as here too.)
-        let fresh = Budget::start(k2, SPIN_MAX);
+        let fresh = Budget::start(k2, SPIN_MAX, true);
         assert_eq!(fresh.ns, SPIN_MAX.as_nanos() as u32 / 4);
         fresh.end(true);
     }
@@ -538,11 +566,11 @@ mod tests {
         let key = &w as *const AtomicU32 as usize;
         // Down to the floor first (these waits are not counted).
         for _ in 0..8 {
-            Budget::start(key, SPIN_MAX).end(false);
+            Budget::start(key, SPIN_MAX, true).end(false);
         }
         let mut probes = 0;
         for _ in 0..(2 * PROBE_EVERY) {
-            let b = Budget::start(key, SPIN_MAX);
+            let b = Budget::start(key, SPIN_MAX, true);
             if b.ns >= PROBE_MIN {
                 probes += 1;
             }
