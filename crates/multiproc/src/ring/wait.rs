@@ -167,9 +167,8 @@ impl SharedQueue {
 
     #[cold]
     fn wake_getters_slow(&self, getters: u32) {
-        let p = &self.ctl().p;
-        if getters & COUNT_MASK != 0 && Sleepers::claim(&p.getters) {
-            futex::wake_all(&p.getters);
+        if getters & COUNT_MASK != 0 {
+            self.wake_sleeping_getters();
         }
         if getters & WATCHED != 0 {
             self.ring_bell_once();
