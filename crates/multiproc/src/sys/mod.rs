@@ -13,7 +13,7 @@ pub(crate) mod proc;
 pub(crate) mod socket;
 pub(crate) mod thread;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A point in time after which a blocking call gives up; `None` inside means "never".
@@ -109,17 +109,106 @@ pub(crate) fn random_bytes(buf: &mut [u8]) -> bool {
 }
 
 /// True when spinning can help: another CPU may run the process we wait for.
+///
+/// The answer (does this process have more than one CPU to run on) is cached, stamped with
+/// the fork generation and a coarse time, and looked up again in a forked child and every
+/// [`MAY_SPIN_FOR`]: a process pinned to one CPU after it first asked (`sched_setaffinity`,
+/// `os.sched_setaffinity`), and the children it forks then, stop spinning. They used to
+/// keep the first answer for life, and a child forked by a process pinned to one CPU
+/// inherited "more than one" and spun away the time slice its peer needed (bench `load`,
+/// rows "both ends on one CPU").
 pub(crate) fn may_spin() -> bool {
-    // 0: not known yet, 1: one CPU, 2: more. Not a `OnceLock`: a fork while another thread
-    // initializes one leaves it "running" forever in the child (see `crate::fork`); here
-    // whoever looks first computes the same answer and stores it.
-    static MULTI: AtomicU8 = AtomicU8::new(0);
-    match MULTI.load(Ordering::Relaxed) {
-        0 => {
-            let multi = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-            MULTI.store(1 + u8::from(multi), Ordering::Relaxed);
-            multi
+    // Not a `OnceLock`: a fork while another thread initializes one leaves it "running"
+    // forever in the child (see `crate::fork`); whoever looks first computes the answer and
+    // stores it, the rest read it.
+    static MULTI: AtomicU64 = AtomicU64::new(0);
+    let v = MULTI.load(Ordering::Relaxed);
+    let now = coarse_millis();
+    let generation = thread::fork_generation();
+    if let Some(multi) = may_spin_cached(v, now, generation) {
+        return multi;
+    }
+    let multi = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    MULTI.store(may_spin_stamp(multi, now, generation), Ordering::Relaxed);
+    multi
+}
+
+/// How long [`may_spin`]'s cached answer is used before it is looked up again.
+const MAY_SPIN_FOR: u64 = 250;
+
+/// Low bits of a coarse time in [`may_spin`]'s cache word.
+const STAMP_MASK: u64 = (1 << 30) - 1;
+
+/// [`may_spin`]'s cache word: fork generation (low 32 bits) << 32 | coarse ms (low 30 bits)
+/// << 2 | answer (1: one CPU, 2: more; 0: none yet).
+fn may_spin_stamp(multi: bool, now_ms: u64, generation: u64) -> u64 {
+    (generation & 0xffff_ffff) << 32 | (now_ms & STAMP_MASK) << 2 | (1 + u64::from(multi))
+}
+
+/// The answer in [`may_spin`]'s cache word `v`, if it was made in this process (same fork
+/// generation) less than [`MAY_SPIN_FOR`] ago.
+fn may_spin_cached(v: u64, now_ms: u64, generation: u64) -> Option<bool> {
+    let answer = v & 3;
+    let fresh =
+        (now_ms & STAMP_MASK).wrapping_sub((v >> 2) & STAMP_MASK) & STAMP_MASK < MAY_SPIN_FOR;
+    (answer != 0 && v >> 32 == generation & 0xffff_ffff && fresh).then_some(answer == 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn may_spin_cache_word_holds_the_answer_for_its_process_for_a_while() {
+        for multi in [false, true] {
+            let v = may_spin_stamp(multi, 1_000, 7);
+            assert_eq!(may_spin_cached(v, 1_000, 7), Some(multi));
+            assert_eq!(may_spin_cached(v, 1_000 + MAY_SPIN_FOR - 1, 7), Some(multi));
+            assert_eq!(may_spin_cached(v, 1_000 + MAY_SPIN_FOR, 7), None, "stale");
+            assert_eq!(may_spin_cached(v, 1_000, 8), None, "another process's");
         }
-        v => v == 2,
+        assert_eq!(may_spin_cached(0, 0, 0), None, "nothing cached yet");
+        // Across the wrap of the stamp's 30 bits of milliseconds.
+        let v = may_spin_stamp(true, STAMP_MASK - 10, 1);
+        assert_eq!(may_spin_cached(v, STAMP_MASK + 20, 1), Some(true));
+        assert_eq!(may_spin_cached(v, STAMP_MASK + MAY_SPIN_FOR, 1), None);
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_child_forked_while_pinned_to_one_cpu_does_not_spin() {
+        use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+        let was = sched_getaffinity(None).unwrap();
+        if was.count() < 2 {
+            return; // nothing to show on a one-CPU machine
+        }
+        assert!(may_spin(), "cached in the parent: more than one CPU");
+        let cpu = (0..CpuSet::MAX_CPU).find(|&c| was.is_set(c)).unwrap();
+        let mut one = CpuSet::new();
+        one.set(cpu);
+        // Only this test's thread is pinned; it forks, then takes its CPUs back.
+        sched_setaffinity(None, &one).unwrap();
+        // SAFETY: the child only asks `may_spin` (an atomic, the clock, a /proc or sysfs
+        // read) and exits at once.
+        let forked = unsafe { proc::fork() };
+        if let Ok(proc::Forked::Child) = forked {
+            proc::exit_now(if may_spin() { 3 } else { 0 });
+        }
+        sched_setaffinity(None, &was).unwrap();
+        let proc::Forked::Parent(pid) = forked.unwrap() else {
+            unreachable!()
+        };
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(st) = proc::reap(pid, false).unwrap() {
+                break st;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(10), "child never ended");
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        assert!(
+            matches!(status, proc::ExitStatus::Code(0)),
+            "the child pinned to one CPU would spin: {status:?}"
+        );
     }
 }
