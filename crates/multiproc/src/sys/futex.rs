@@ -195,20 +195,30 @@ thread_local! {
     };
 }
 
+/// How low a learned spin budget may fall (see [`Learned`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Floor {
+    /// To zero, where only the probes look: waits with one counterpart (an `Event`, a pipe's
+    /// receiver).
+    Zero,
+    /// To [`BUDGET_MIN`]: a queue's waits.
+    Min,
+}
+
 /// A wait being timed against its learned budget.
 struct Budget {
     key: usize,
     limit_ns: u32,
     ns: u32,
     start: Instant,
-    /// Whether the budget may fall to zero (see [`Learned`]).
-    zero: bool,
+    /// How low the budget may fall (see [`Learned`]).
+    floor: Floor,
 }
 
 impl Budget {
-    /// The budget for a wait on `key` (the word's address), at most `limit`; `zero`: it may
-    /// fall to zero.
-    fn start(key: usize, limit: Duration, zero: bool) -> Budget {
+    /// The budget for a wait on `key` (the word's address), at most `limit`, falling no
+    /// lower than `floor`.
+    fn start(key: usize, limit: Duration, floor: Floor) -> Budget {
         let limit_ns = limit.as_nanos().min(u32::MAX as u128) as u32;
         let slot = (key >> 3 ^ key >> 11) % LEARNED_SLOTS;
         let ns = LEARNED
@@ -236,7 +246,7 @@ impl Budget {
             limit_ns,
             ns,
             start: Instant::now(),
-            zero,
+            floor,
         }
     }
 
@@ -263,7 +273,7 @@ impl Budget {
                 found,
                 l.missed,
                 self.limit_ns,
-                self.zero,
+                self.floor,
             );
             t[slot].set(l);
         });
@@ -279,7 +289,7 @@ fn next_budget(
     found: bool,
     missed: bool,
     limit_ns: u32,
-    zero: bool,
+    floor: Floor,
 ) -> (u32, bool) {
     let hit = found && spent_ns <= WORTH;
     let next = if hit {
@@ -291,7 +301,7 @@ fn next_budget(
     } else if missed {
         // Halved down to the floor; a miss at the floor: no spin at all (only the probes
         // look).
-        if budget_ns > BUDGET_MIN || !zero {
+        if budget_ns > BUDGET_MIN || floor == Floor::Min {
             (budget_ns / 2).max(BUDGET_MIN)
         } else {
             0
@@ -324,7 +334,7 @@ pub(crate) fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: super::D
         || word.load(std::sync::atomic::Ordering::Acquire) != seen,
         Duration::ZERO,
         deadline,
-        true,
+        Floor::Zero,
     )
 }
 
@@ -344,7 +354,7 @@ pub(crate) fn spin_until_changed_after(
         || word.load(std::sync::atomic::Ordering::Acquire) != seen,
         already,
         deadline,
-        false,
+        Floor::Min,
     )
 }
 
@@ -388,7 +398,7 @@ pub(crate) fn pause_for(d: Duration, deadline: super::Deadline) {
 /// system call): true when `ready()` became true. The learned budget is the thread's own
 /// for all such waits (a thread waits for one thing at a time).
 pub(crate) fn spin_until_ready(ready: impl Fn() -> bool, deadline: super::Deadline) -> bool {
-    spin_learned(1, ready, Duration::ZERO, deadline, true)
+    spin_learned(1, ready, Duration::ZERO, deadline, Floor::Zero)
 }
 
 /// Spins until `ready()` for the budget learned for `key` (see [`Learned`]).
@@ -397,16 +407,19 @@ fn spin_learned(
     ready: impl Fn() -> bool,
     already: Duration,
     deadline: super::Deadline,
-    zero: bool,
+    floor: Floor,
 ) -> bool {
     if !super::may_spin() {
         return false;
     }
-    let mut b = Budget::start(key, SPIN_MAX, zero);
+    let mut b = Budget::start(key, SPIN_MAX, floor);
     b.start = b.start.checked_sub(already).unwrap_or(b.start);
     // A budget that may fall to zero reads the clock every 16 looks: every 64 (about 1.2 us
     // here) made a 2 us budget 3.2 us. (A queue's waits keep the 64 they were tuned with.)
-    let looks = if zero { 16 } else { 64 };
+    let looks = match floor {
+        Floor::Zero => 16,
+        Floor::Min => 64,
+    };
     loop {
         for _ in 0..looks {
             if ready() {
@@ -475,59 +488,68 @@ mod tests {
         // Waits that slept, one after another, halve the budget down to its floor; the
         // first of them keeps it.
         let (mut b, mut missed) = (limit / 4, false);
-        (b, missed) = next_budget(b, b, false, missed, limit, true);
+        (b, missed) = next_budget(b, b, false, missed, limit, Floor::Zero);
         assert_eq!((b, missed), (limit / 4, true));
         let mut seen = vec![];
         for _ in 0..12 {
-            (b, missed) = next_budget(b, b, false, missed, limit, true);
+            (b, missed) = next_budget(b, b, false, missed, limit, Floor::Zero);
             seen.push(b);
         }
         assert!(seen.contains(&BUDGET_MIN), "{seen:?}");
         // One more miss at the floor: no spin at all, and it stays so while waits miss.
         assert_eq!(b, 0);
-        assert_eq!(next_budget(0, 0, false, true, limit, true), (0, true));
-        assert_eq!(next_budget(0, 0, false, false, limit, true), (0, true));
+        assert_eq!(
+            next_budget(0, 0, false, true, limit, Floor::Zero),
+            (0, true)
+        );
+        assert_eq!(
+            next_budget(0, 0, false, false, limit, Floor::Zero),
+            (0, true)
+        );
         // A hit (a probe's, or the few looks a zero budget still makes) brings it back to
         // at least the floor.
         assert_eq!(
-            next_budget(0, 300, true, true, limit, true),
+            next_budget(0, 300, true, true, limit, Floor::Zero),
             (BUDGET_MIN, false)
         );
         assert_eq!(
-            next_budget(BUDGET_MIN, BUDGET_MIN, false, true, limit, true).0,
+            next_budget(BUDGET_MIN, BUDGET_MIN, false, true, limit, Floor::Zero).0,
             0,
             "half the floor is no spin"
         );
-        // A queue's budget (`zero` false) keeps its floor however many waits miss.
+        // A queue's budget (`Floor::Min`) keeps its floor however many waits miss.
         assert_eq!(
-            next_budget(BUDGET_MIN, BUDGET_MIN, false, true, limit, false),
+            next_budget(BUDGET_MIN, BUDGET_MIN, false, true, limit, Floor::Min),
             (BUDGET_MIN, true)
         );
         // A change found after 8 us is a hit: a budget of at least 16 us...
-        (b, missed) = next_budget(b, 8_000, true, missed, limit, true);
+        (b, missed) = next_budget(b, 8_000, true, missed, limit, Floor::Zero);
         assert_eq!((b, missed), (16_000, false));
         // ...a short one grows it by an eighth...
         assert_eq!(
-            next_budget(b, 500, true, false, limit, true),
+            next_budget(b, 500, true, false, limit, Floor::Zero),
             (18_000, false)
         );
         // ...but never past `GROW_MAX` (a higher budget is kept)...
         assert_eq!(
-            next_budget(GROW_MAX, 500, true, false, limit, true).0,
+            next_budget(GROW_MAX, 500, true, false, limit, Floor::Zero).0,
             GROW_MAX
         );
-        assert_eq!(next_budget(limit, 500, true, false, limit, true).0, limit);
+        assert_eq!(
+            next_budget(limit, 500, true, false, limit, Floor::Zero).0,
+            limit
+        );
         // ...a lone miss keeps it, and one found only after more than `WORTH` is a miss.
         assert_eq!(
-            next_budget(b, WORTH + 1, true, false, limit, true),
+            next_budget(b, WORTH + 1, true, false, limit, Floor::Zero),
             (16_000, true)
         );
         assert_eq!(
-            next_budget(b, WORTH + 1, true, true, limit, true),
+            next_budget(b, WORTH + 1, true, true, limit, Floor::Zero),
             (8_000, true)
         );
         // Never over the limit, even when a hit brings it to the floor.
-        assert_eq!(next_budget(0, 100, true, true, 1_000, true).0, 1_000);
+        assert_eq!(next_budget(0, 100, true, true, 1_000, Floor::Zero).0, 1_000);
     }
 
     #[test]
@@ -536,12 +558,12 @@ mod tests {
         let (mut b, mut missed) = (BUDGET_MIN, false);
         // Fast hits bring a budget at the floor back up within a few dozen waits...
         for _ in 0..40 {
-            (b, missed) = next_budget(b, 100, true, missed, limit, true);
+            (b, missed) = next_budget(b, 100, true, missed, limit, Floor::Zero);
         }
         assert_eq!(b, GROW_MAX);
         // ...and one hiccup in every 100 waits never lowers it.
         for i in 0..1000 {
-            (b, missed) = next_budget(b, 100, i % 100 != 0, missed, limit, true);
+            (b, missed) = next_budget(b, 100, i % 100 != 0, missed, limit, Floor::Zero);
         }
         assert_eq!(b, GROW_MAX);
     }
@@ -552,10 +574,10 @@ mod tests {
         let k1 = &w1 as *const AtomicU32 as usize;
         let k2 = &w2 as *const AtomicU32 as usize;
         for _ in 0..12 {
-            Budget::start(k1, SPIN_MAX, true).end(false);
+            Budget::start(k1, SPIN_MAX, Floor::Zero).end(false);
         }
         // (Two words may share a slot; then the second starts afresh, as here too.)
-        let fresh = Budget::start(k2, SPIN_MAX, true);
+        let fresh = Budget::start(k2, SPIN_MAX, Floor::Zero);
         assert_eq!(fresh.ns, SPIN_MAX.as_nanos() as u32 / 4);
         fresh.end(true);
     }
@@ -566,11 +588,11 @@ mod tests {
         let key = &w as *const AtomicU32 as usize;
         // Down to the floor first (these waits are not counted).
         for _ in 0..8 {
-            Budget::start(key, SPIN_MAX, true).end(false);
+            Budget::start(key, SPIN_MAX, Floor::Zero).end(false);
         }
         let mut probes = 0;
         for _ in 0..(2 * PROBE_EVERY) {
-            let b = Budget::start(key, SPIN_MAX, true);
+            let b = Budget::start(key, SPIN_MAX, Floor::Zero);
             if b.ns >= PROBE_MIN {
                 probes += 1;
             }
