@@ -941,6 +941,22 @@ mod tests {
         .unwrap();
     }
 
+    /// Every `YIELD_EVERY`th contended lock call of a thread yields first, counted per thread.
+    #[test]
+    fn every_tenth_contended_call_of_a_thread_yields() {
+        std::thread::spawn(|| {
+            let due: Vec<bool> = (0..3 * YIELD_EVERY).map(|_| yield_due()).collect();
+            let at: Vec<usize> = (0..due.len()).filter(|&i| due[i]).collect();
+            let every = YIELD_EVERY as usize;
+            assert_eq!(at, vec![every - 1, 2 * every - 1, 3 * every - 1]);
+            // Another thread counts its own.
+            std::thread::spawn(|| assert!(!yield_due())).join().unwrap();
+            assert!(!yield_due());
+        })
+        .join()
+        .unwrap();
+    }
+
     /// A `try_lock` on a reserved lock while a sleeper is queued wakes that sleeper, which
     /// takes the lock (its turn is kept); the `try_lock` gets nothing. (When the sleeper was
     /// between two sleeps at that instant, the `try_lock` takes it instead: allowed, and the
