@@ -476,8 +476,9 @@ impl RawMutex {
     /// one process over the most) 0.49-0.59 before, 0.61-0.88 after, every process at 62-63
     /// ms of CPU; throughput 22-30 M acquisitions/s before, 56-78 M after (2 and 4 processes:
     /// 22-38 M before, 38-71 M after). Yielding every 3rd call gave about the same fairness
-    /// and 1.5 times the throughput again, at more system calls under light contention; every 30th to 300th, less of both. Queue `N->N` (whose
-    /// side locks are these) was the same within noise at 1, 4 and 32 processes.
+    /// and 1.5 times the throughput again, at more system calls under light contention;
+    /// every 30th to 300th, less of both. Queue `N->N` (whose side locks are these) was the
+    /// same within noise at 1, 4 and 32 processes.
     #[cold]
     fn lock_contended(&self, me: u64, deadline: Deadline) -> Result<Acquired, Timeout> {
         if yield_due() {
