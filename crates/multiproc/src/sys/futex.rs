@@ -329,13 +329,7 @@ fn next_budget(
 /// For a waiter with one counterpart (an `Event`): its budget may fall to zero (see
 /// [`Learned`]).
 pub(crate) fn spin_until_changed(word: &AtomicU32, seen: u32, deadline: super::Deadline) -> bool {
-    spin_learned(
-        word as *const AtomicU32 as usize,
-        || word.load(std::sync::atomic::Ordering::Acquire) != seen,
-        Duration::ZERO,
-        deadline,
-        Floor::Zero,
-    )
+    spin_until_moved(word, seen, Duration::ZERO, deadline, Floor::Zero)
 }
 
 /// [`spin_until_changed`] for a queue's waiter that has already spun `already` on this word
@@ -349,12 +343,23 @@ pub(crate) fn spin_until_changed_after(
     already: Duration,
     deadline: super::Deadline,
 ) -> bool {
+    spin_until_moved(word, seen, already, deadline, Floor::Min)
+}
+
+/// The learned spin on `word` (its address the budget's key) until it is no longer `seen`.
+fn spin_until_moved(
+    word: &AtomicU32,
+    seen: u32,
+    already: Duration,
+    deadline: super::Deadline,
+    floor: Floor,
+) -> bool {
     spin_learned(
         word as *const AtomicU32 as usize,
         || word.load(std::sync::atomic::Ordering::Acquire) != seen,
         already,
         deadline,
-        Floor::Min,
+        floor,
     )
 }
 
