@@ -114,10 +114,16 @@ impl SharedQueue {
         let ctl = self.ctl();
         let mut deadline = Lazy::new(wait);
         let mut slice = FIRST_SLICE;
+        let mut slept = false;
         loop {
             let l = match self.lock(&ctl.cmutex.0, &mut deadline) {
                 Ok(l) => l,
-                Err(LockFail::Timeout) => return Err(GetStop::Timeout),
+                Err(LockFail::Timeout) => {
+                    if slept {
+                        self.pass_on_wake();
+                    }
+                    return Err(GetStop::Timeout);
+                }
                 Err(LockFail::Reentrant) => return Err(GetStop::Failed(reentrant_error())),
             };
             let mut c = self.c_state();
@@ -223,11 +229,12 @@ impl SharedQueue {
             if self.hints.flowing.swap(false, Ordering::Relaxed) {
                 crate::sys::futex::pause_for(GET_BACKOFF, dl);
             }
-            if !Self::spin_for(&ctl.p.seq, seen, &ctl.cmutex.1, dl)
-                && !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, dl, &mut slice)
-            {
-                self.found_empty();
-                return Err(GetStop::Timeout);
+            if !Self::spin_for(&ctl.p.seq, seen, &ctl.cmutex.1, dl) {
+                if !self.sleep(&ctl.p.getters, &ctl.p.seq, seen, dl, &mut slice) {
+                    self.found_empty();
+                    return Err(GetStop::Timeout);
+                }
+                slept = true;
             }
         }
     }

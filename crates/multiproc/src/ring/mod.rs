@@ -58,7 +58,8 @@
 //! looks at the sleeper words after its commit, and only one that finds sleepers registered
 //! claims them (a new epoch, count zero) and calls `futex_wake`: an uncontended put or get
 //! makes no system call, and a stream of commits makes one per sleep, not one per commit
-//! (`wait.rs`, `Sleepers`). A waiter first looks for a while without sleeping, for as long
+//! (`wait.rs`, `Sleepers`). A put of `n` messages that finds more than `n` getters asleep
+//! claims and wakes only `n` of them. A waiter first looks for a while without sleeping, for as long
 //! as recent waits on that word say it pays (`sys/futex.rs`, learned budgets), and only
 //! then sleeps (a put that found a bounded queue full first spins, at most
 //! `BATCH_WAIT`, until the consumers have committed `BATCH` gets: it then fills that room

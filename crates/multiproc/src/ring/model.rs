@@ -5,7 +5,8 @@
 //! the order the engine performs them: every load or store of a sequence word, each half of
 //! a committed slot written or read (so a seqlock reader can see a slot half-overwritten),
 //! each ring cell of a payload copy, each frame header store, a page discard, each sleeper
-//! count change, the futex wait (compare-and-sleep, one step) and wake. Mutexes are modeled
+//! count change, the futex wait (compare-and-sleep, one step) and wake (a wake of all, or a
+//! `futex_wake(1)` that wakes any one sleeper: every choice is explored). Mutexes are modeled
 //! by their contract (free, or held by an owner that may be dead; a dead owner's lock may be
 //! taken over); the ring arithmetic is the real code of `geometry.rs` on a tiny ring. Actors are
 //! producers (each puts its messages one by one), consumers (`get_many` in a loop until
@@ -61,7 +62,8 @@ struct CS {
 }
 
 /// A sleeper count as `wait.rs`' `Sleepers` keeps it: an epoch and a count; a waker claims
-/// the count (next epoch, count zero) and only then wakes.
+/// the count (next epoch, count zero) and only then wakes, or claims some of it (the count
+/// falls, the epoch stays) and wakes that many.
 #[derive(Clone, Copy, Debug, Default, Hash, PartialEq, Eq)]
 struct Sleep {
     epoch: u8,
@@ -79,13 +81,30 @@ impl Sleep {
         }
     }
     fn claim(&mut self) -> bool {
+        self.claim_up_to(u8::MAX) == Claim::All
+    }
+    fn claim_up_to(&mut self, n: u8) -> Claim {
         if self.count == 0 {
-            return false;
+            return Claim::None;
         }
+        if n < self.count {
+            self.count -= n;
+            return Claim::Some;
+        }
+        self.next_epoch();
+        Claim::All
+    }
+    fn next_epoch(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         self.count = 0;
-        true
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Claim {
+    None,
+    All,
+    Some,
 }
 
 /// Shared memory (and the ghost variables the checks use).
@@ -159,6 +178,10 @@ enum Pc {
     PUnlock,
     PWakeCheck,
     PWake,
+    /// After a claim of some (one, for one message): `futex_wake(1)`, which wakes one
+    /// sleeper of the kernel's choice (`Action::WakeOne`), or none when none sleeps (then the
+    /// next epoch and a wake of all).
+    PWakeOne,
     PReturned,
     PUnlockFull,
     // consumer
@@ -243,6 +266,8 @@ struct Actor {
     /// The epoch this sleeper registered in, and the sleeper word's value it sleeps on.
     sleep_epoch: u8,
     sleep_val: Sleep,
+    /// Back from the futex by a `futex_wake` (not by a moved word).
+    woken: bool,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
@@ -290,6 +315,10 @@ enum Bug {
     /// claim the sleeper count: a sleeper registered after seeing a commit is claimed by
     /// that commit's waker before it sleeps, and the next commit does not wake it.
     SleepOnCommitCounter,
+    /// A sleeper woken in its epoch (by a claim of some) counts itself out too.
+    WokenCountsItselfOut,
+    /// A claim of some whose `futex_wake` found no one asleep leaves the count as it is.
+    NoWakeFallback,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -297,6 +326,8 @@ enum Action {
     Step(usize),
     Timeout(usize),
     Kill(usize),
+    /// Actor `.0`'s `futex_wake(1)` (at `PWakeOne`) wakes actor `.1`, asleep.
+    WakeOne(usize, usize),
 }
 
 fn cell_of(id: u8) -> u64 {
@@ -378,6 +409,7 @@ fn initial(cfg: &Config) -> State {
         early: 0,
         sleep_epoch: 0,
         sleep_val: Sleep::default(),
+        woken: false,
     };
     let mut actors = Vec::new();
     for p in 0..cfg.msgs.len() {
@@ -416,6 +448,21 @@ fn enabled(s: &State, cfg: &Config) -> Vec<Action> {
             // A try-lock: takes the mutex or gives up, never waits.
             Pc::RTryLock => true,
             Pc::Asleep => false,
+            // futex_wake(1) wakes one of those asleep, any (`Action::WakeOne`); a step only
+            // when none is.
+            Pc::PWakeOne => {
+                let asleep: Vec<usize> = s
+                    .actors
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| b.role == Role::Consumer && !b.dead && b.pc == Pc::Asleep)
+                    .map(|(j, _)| j)
+                    .collect();
+                for &j in &asleep {
+                    out.push(Action::WakeOne(i, j));
+                }
+                asleep.is_empty()
+            }
             // The closer closes once the producers are done. Without kills, it also waits
             // until everything was received, so its wake-ups cannot hide a lost one.
             Pc::XWait => {
@@ -494,6 +541,12 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
             s.actors[i].pc = Pc::SleepDec;
             return Ok(s);
         }
+        Action::WakeOne(i, j) => {
+            s.actors[j].pc = Pc::SleepReload;
+            s.actors[j].woken = true;
+            s.actors[i].pc = Pc::PReturned;
+            return Ok(s);
+        }
         Action::Step(_) => {}
     }
     let Action::Step(i) = act else { unreachable!() };
@@ -525,6 +578,7 @@ fn apply(s: &State, act: Action, cfg: &Config) -> Result<State, String> {
         | Pc::PUnlock
         | Pc::PWakeCheck
         | Pc::PWake
+        | Pc::PWakeOne
         | Pc::PReturned
         | Pc::PUnlockFull => step_producer(m, actors, i, cfg)?,
         Pc::CLock
@@ -730,6 +784,7 @@ fn step_sleep(m: &mut Mem, a: &mut Actor, cfg: &Config) -> R {
             } else {
                 Pc::SleepReload
             };
+            a.woken = false;
         }
         // Back from the futex: a new epoch means claimed (look again); a count that moved
         // alone means another sleeper came or went (look at the counter, sleep again).
@@ -741,6 +796,15 @@ fn step_sleep(m: &mut Mem, a: &mut Actor, cfg: &Config) -> R {
             };
             a.sleep_val = w;
             a.pc = if w.epoch != a.sleep_epoch {
+                Pc::SleepDec
+            } else if a.woken && cfg.bug != Bug::WokenCountsItselfOut {
+                // Woken in its epoch: a claim of some counted it out already.
+                if a.role == Role::Consumer {
+                    Pc::CLock
+                } else {
+                    Pc::PLock
+                }
+            } else if a.woken {
                 Pc::SleepDec
             } else {
                 Pc::SleepCheck
@@ -933,9 +997,24 @@ fn step_producer(m: &mut Mem, actors: &mut [Actor], i: usize, cfg: &Config) -> R
             };
         }
         Pc::PWake => {
-            // The claim and the wake are one step: a sleeper that registers between them
-            // (in the new epoch) is woken spuriously, which the real code allows too.
-            if m.getters.claim() || cfg.bug == Bug::WakeCheckBeforeCommit {
+            // A claim of all and its wake are one step: a sleeper that registers between
+            // them (in the new epoch) is woken spuriously, which the real code allows too.
+            // A claim of some (one: a put commits one message) wakes in the next step.
+            match m.getters.claim_up_to(1) {
+                Claim::Some => actors[i].pc = Pc::PWakeOne,
+                claim => {
+                    if claim == Claim::All || cfg.bug == Bug::WakeCheckBeforeCommit {
+                        wake_all(actors, Role::Consumer);
+                    }
+                    actors[i].pc = Pc::PReturned;
+                }
+            }
+        }
+        Pc::PWakeOne => {
+            // None asleep (else `Action::WakeOne`): the wake-up not delivered would leave
+            // the count short, so the next epoch and a wake of all.
+            if cfg.bug != Bug::NoWakeFallback {
+                m.getters.next_epoch();
                 wake_all(actors, Role::Consumer);
             }
             actors[i].pc = Pc::PReturned;
@@ -1213,6 +1292,7 @@ fn wake_all(actors: &mut [Actor], sleepers: Role) {
         };
         if !b.dead && b.pc == Pc::Asleep && on == sleepers {
             b.pc = Pc::SleepReload;
+            b.woken = true;
         }
     }
 }
@@ -1510,6 +1590,9 @@ fn canonical(s: &State) -> State {
             a.sleep_epoch = 0;
             a.sleep_val = Sleep::default();
         }
+        if a.pc != Pc::SleepReload {
+            a.woken = false; // read only there
+        }
     }
     c
 }
@@ -1559,7 +1642,7 @@ fn trace(stack: &[(State, Vec<Action>, Option<Action>)], last: Action, why: &str
     for (st, _, act) in stack.iter().skip(1) {
         let act = act.expect("every state past the first came from an action");
         let who = match act {
-            Action::Step(i) | Action::Timeout(i) | Action::Kill(i) => i,
+            Action::Step(i) | Action::Timeout(i) | Action::Kill(i) | Action::WakeOne(i, _) => i,
         };
         out += &format!("  {act:?} -> {:?}\n", st.actors[who].pc);
     }
@@ -1639,6 +1722,11 @@ mod tests {
         full.maxsize = 9;
         let c = run(full);
         assert_covers(&c, &[Pc::WSkip, Pc::Asleep, Pc::SleepInc]);
+        // Two consumers asleep: a put claims one of them and wakes one.
+        let mut two = cfg(CAP32_PUNCH, &[&[8]], 2, 0);
+        two.batch = 1;
+        let c = run(two);
+        assert_covers(&c, &[Pc::PWakeOne]);
     }
 
     /// Issue 17: a put into a queue that is not full completes without any get. One message
@@ -1662,9 +1750,15 @@ mod tests {
             (Bug::ReclaimBeforePunch, 0),
             (Bug::EarlyWrap, 0),
             (Bug::SleepOnCommitCounter, 0),
+            (Bug::WokenCountsItselfOut, 0),
+            (Bug::NoWakeFallback, 0),
         ] {
             let mut c = if bug == Bug::EarlyWrap {
                 live(CAP64_PUNCH, &[&[8, 8, 8]], 1, 1)
+            } else if matches!(bug, Bug::WokenCountsItselfOut | Bug::NoWakeFallback) {
+                let mut two = cfg(CAP32_PUNCH, &[&[8]], 2, kills);
+                two.batch = 1;
+                two
             } else if bug == Bug::ReclaimBeforePunch {
                 cfg(CAP32_PUNCH, &[&[8, 8, 8]], 1, kills)
             } else {
@@ -1703,6 +1797,11 @@ mod tests {
         let mut two = cfg(CAP48_PUNCH, &[&[8, 24]], 1, 2);
         two.batch = 1;
         run(two);
+        // Two consumers asleep for two messages: claims of some, woken in either order.
+        let mut some = cfg(CAP32_PUNCH, &[&[8, 8]], 2, 0);
+        some.batch = 1;
+        let c = run(some);
+        assert_covers(&c, &[Pc::PWakeOne]);
     }
 
     /// Two producers, one killed at any step (inside a put it may hold the producer mutex

@@ -54,7 +54,7 @@ impl SharedQueue {
                 drop(l);
                 return match r {
                     Ok(()) => {
-                        self.wake_getters();
+                        self.wake_getters(1);
                         Ok(())
                     }
                     Err(e) => Err(PutStop::Failed(e)),
@@ -162,7 +162,7 @@ impl SharedQueue {
             }
             drop(l);
             if done > start {
-                self.wake_getters();
+                self.wake_getters(done - start);
             }
             if let Some(c) = corrupt {
                 return Err((done, PutStop::Failed(self.repair(c))));

@@ -11,7 +11,9 @@ use rustix::thread::futex::{self, Timespec};
 /// Why [`wait`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Wake {
-    /// Woken, interrupted by a signal, or the word no longer held `expected`: re-check it.
+    /// A `futex_wake` (or, rarely, a spurious return) ended the sleep: re-check the word.
+    Woken,
+    /// Interrupted by a signal, or the word no longer held `expected`: re-check it.
     Maybe,
     /// The timeout ran out.
     TimedOut,
@@ -26,8 +28,9 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -
     });
     // `Flags::empty()`: no FUTEX_PRIVATE_FLAG (the word is shared between processes).
     match futex::wait(word, futex::Flags::empty(), expected, ts.as_ref()) {
+        Ok(()) => Wake::Woken,
         Err(rustix::io::Errno::TIMEDOUT) => Wake::TimedOut,
-        _ => Wake::Maybe,
+        Err(_) => Wake::Maybe,
     }
 }
 

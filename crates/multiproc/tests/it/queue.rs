@@ -837,6 +837,60 @@ fn big(i: u32) -> Vec<u8> {
 
 // Issue 19: a put that goes well past the backlog first waits for the consumers to empty the
 // ring (`DRAIN_MAX` in ring/mod.rs). A consumer SIGKILLed while a producer thread streams
+/// Issue 18: a put wakes one of the consumers asleep in `get` (a claim of some, `ring/wait.rs`),
+/// not all of them; none is left asleep beside a message, including when consumers counted
+/// as asleep were SIGKILLed. Six consumers take one message each; `kill` of them are killed
+/// while asleep, then one message per survivor is put, one at a time: every survivor gets
+/// exactly one.
+fn one_message_per_sleeping_consumer(kill: usize) {
+    const N: usize = 6;
+    let q: Queue<u32> = Queue::new().unwrap();
+    let ready: Queue<()> = Queue::new().unwrap();
+    let consumers: Vec<Process<u32>> = (0..N)
+        .map(|_| {
+            let (q, ready) = (q.clone(), ready.clone());
+            Process::fork(move || {
+                ready.put(()).unwrap();
+                q.get_timeout(Duration::from_secs(30)).unwrap()
+            })
+            .unwrap()
+        })
+        .collect();
+    for _ in 0..N {
+        ready.get_timeout(T).unwrap();
+    }
+    // (Not needed for correctness: lets them reach their sleep, where the claims happen.)
+    std::thread::sleep(Duration::from_millis(200));
+    let mut live = consumers;
+    for c in live.drain(..kill) {
+        crate::util::sigkill(c.pid());
+        assert!(c.join_timeout(T).is_err(), "a killed consumer returned");
+    }
+    let t0 = Instant::now();
+    let n = live.len() as u32;
+    for i in 0..n {
+        q.put(i).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut got: Vec<u32> = live
+        .into_iter()
+        .map(|c| c.join_timeout(T).unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, (0..n).collect::<Vec<_>>());
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+    assert!(q.is_empty());
+}
+
+#[test]
+fn each_put_wakes_a_sleeping_consumer_and_none_is_stranded() {
+    with_watchdog(LIMIT, || {
+        in_clean_child(|| one_message_per_sleeping_consumer(0));
+        in_clean_child(|| one_message_per_sleeping_consumer(2));
+        wait_no_zombies();
+    });
+}
+
 // 1 MiB messages (so at any moment of a drain wait, or between them) must cost the producer
 // only those bounded waits: every put returns, and a new consumer then reads every message
 // the dead one did not take, in order. The kill is placed by a handshake (the consumer
