@@ -60,7 +60,8 @@
 //! makes no system call, and a stream of commits makes one per sleep, not one per commit
 //! (`wait.rs`, `Sleepers`). A put of `n` messages that finds more than `n` getters asleep
 //! claims and wakes only `n` of them. A waiter first looks for a while without sleeping, for as long
-//! as recent waits on that word say it pays (`sys/futex.rs`, learned budgets), and only
+//! as recent waits on that word say it pays (`sys/futex.rs`, learned budgets; a getter whose
+//! last sleep was long, a trickle's consumer, sleeps at once: `get.rs`), and only
 //! then sleeps (a put that found a bounded queue full first spins, at most
 //! `BATCH_WAIT`, until the consumers have committed `BATCH` gets: it then fills that room
 //! with one look at their state instead of one look per get; a get that finds the queue empty

@@ -196,6 +196,11 @@ impl SharedQueue {
         }
     }
 
+    /// True when getters are counted asleep (a hint: it may change at once).
+    pub(super) fn getters_asleep(&self) -> bool {
+        self.ctl().p.getters.load(Ordering::Relaxed) & COUNT_MASK != 0
+    }
+
     /// After a consumers' commit: wakes putters and joiners if any sleep.
     pub(super) fn wake_cseq_sleepers(&self) {
         fence(Ordering::SeqCst);
