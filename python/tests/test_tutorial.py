@@ -170,7 +170,10 @@ def test_s12_joinable_queue(tmp_path):
     assert len(eaten) == 30
     last_eaten = max(i for i, l in enumerate(lines) if " 吃 " in l)
     done = [i for i, l in enumerate(lines) if l.endswith("生产结束~~~~~~")]
-    assert len(done) == 3 and min(done) > last_eaten  # join returned after all 30
+    # The last producer to finish putting joins after all 30 were eaten. An earlier one's
+    # join may return sooner, when the consumers drain the queue while the others still put
+    # (Python's `JoinableQueue.join` waits for the items put so far): seen once under load.
+    assert len(done) == 3 and max(done) > last_eaten
     assert "主" in lines
     assert types["q"] == "multiproc.queues"
 
