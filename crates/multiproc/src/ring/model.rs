@@ -1774,8 +1774,9 @@ mod tests {
     /// The larger configurations: two producers or two consumers, one or two kills, the
     /// observer. `cargo test --release --lib ring::model -- --ignored --nocapture`. Since
     /// the claims of some (a `futex_wake(1)` may wake either sleeper) the two-consumer runs
-    /// branch more: two consumers with one kill alone took 137 million states and over half
-    /// an hour on the 2-CPU dev VM (2026-12-03), where all of this took 5 minutes before.
+    /// branch more: two consumers with one kill alone took 137 million states and about
+    /// half an hour of one CPU on the 2-CPU dev VM (2026-12-03); all of it took 5 minutes
+    /// before.
     #[test]
     #[ignore = "minutes of model checking: cargo test --release --lib ring::model -- --ignored"]
     fn protocol_full() {
