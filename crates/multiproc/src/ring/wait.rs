@@ -414,15 +414,8 @@ impl Sleepers {
             }
             Claim::Some(k) => {
                 if futex::wake(w, k) < k as usize {
-                    let mut cur = w.load(Ordering::Relaxed);
-                    while let Err(c) = w.compare_exchange_weak(
-                        cur,
-                        Self::next_epoch(cur),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    ) {
-                        cur = c;
-                    }
+                    let next = |cur| Some(Self::next_epoch(cur));
+                    let _ = w.fetch_update(Ordering::Relaxed, Ordering::Relaxed, next);
                     futex::wake_all(w);
                 }
             }
